@@ -1,0 +1,13 @@
+#pragma once
+/// \file tacit.hpp
+/// Umbrella header: everything in the public API.
+#include <tacit/csr.hpp>
+#include <tacit/dense.hpp>
+#include <tacit/error.hpp>
+#include <tacit/io.hpp>
+#include <tacit/model.hpp>
+#include <tacit/operator.hpp>
+#include <tacit/solve.hpp>
+#include <tacit/structure.hpp>
+#include <tacit/version.hpp>
+#include <tacit/wellposed.hpp>
