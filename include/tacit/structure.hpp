@@ -22,8 +22,8 @@ struct SccDecomposition {
   std::vector<index_t> level_ptr;
   /// Block index of each state (size n).
   std::vector<index_t> block_of;
-  /// For each block: does it have a self-loop / internal edge? A singleton
-  /// without a diagonal entry is a "trivial" block (nilpotent part).
+  /// For each block: 1 when it contains a cycle (size > 1, or a nonzero
+  /// diagonal entry), 0 for a trivial 1x1 block.
   std::vector<char> has_cycle;
 
   index_t block_count() const noexcept {
@@ -44,8 +44,8 @@ struct SccDecomposition {
   bool nilpotent() const noexcept;
 };
 
-/// SCCs of the directed graph with an edge j -> i for each stored a_ij (zero
-/// values included: the pattern is what is analysed).
+/// SCCs of the directed graph with an edge j -> i for each a_ij != 0 (stored
+/// zeros are ignored), computed by SuiteSparse BTF in O(n + nnz).
 template <class T>
 SccDecomposition strongly_connected_components(const CsrMatrix<T> &A);
 
