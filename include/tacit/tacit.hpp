@@ -4,6 +4,7 @@
 #include <tacit/csr.hpp>
 #include <tacit/dense.hpp>
 #include <tacit/error.hpp>
+#include <tacit/generate.hpp>
 #include <tacit/io.hpp>
 #include <tacit/model.hpp>
 #include <tacit/operator.hpp>
