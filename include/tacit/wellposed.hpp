@@ -4,8 +4,10 @@
 /// rescaling to ||D A D^-1||_inf < 1, and the exact Euclidean projection onto
 /// {||A||_inf <= kappa}.
 
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <tacit/model.hpp>
 #include <tacit/structure.hpp>
@@ -20,13 +22,27 @@ struct PerronOptions {
   /// Stop early once the whole interval is known to lie below or above 1
   /// (enough to decide well-posedness) instead of tightening further.
   bool stop_when_decided = false;
+  /// When power iteration on a block converges slowly (poorly mixing or
+  /// nearly periodic blocks), try a few steps of shift-invert (Noda)
+  /// iteration with a sparse LU factorisation, provided its fill stays
+  /// moderate. The candidate vectors only tighten the bounds; certification
+  /// never depends on them.
+  bool shift_invert = true;
+  /// Parallel (TBB) products and reductions, or serial reference kernels.
+  /// Either way the bounds are deterministic (same bits for any thread count).
+  Execution exec = Execution::parallel;
 };
 
 enum class PerronStatus {
-  tight,           ///< every block met rel_width
-  budget_exhausted,///< some block spent max_iterations; interval still valid
-  decided          ///< stopped early, interval is on one side of 1
+  tight,            ///< every block met rel_width
+  budget_exhausted, ///< some block spent max_iterations; interval still valid
+  decided,          ///< stopped early, interval is on one side of 1
+  stalled           ///< some block stopped improving (rounding floor reached
+                    ///< before rel_width); interval still valid
 };
+
+/// "tight", "budget_exhausted", "decided", "stalled".
+std::string to_string(PerronStatus s);
 
 /// Certified enclosure lower <= lambda_PF(|A|) <= upper. The bounds are
 /// Collatz-Wielandt bounds from positive vectors, computed with outward
@@ -36,10 +52,14 @@ struct PerronBound {
   double lower = 0;
   double upper = 0;
   PerronStatus status = PerronStatus::tight;
-  int iterations = 0;       ///< power iterations, summed over blocks
-  index_t blocks = 0;       ///< SCC count
+  int iterations = 0;        ///< products with |A_BB|, summed over blocks
+  int shift_invert_steps = 0;///< of which shift-invert (Noda) steps
+  index_t blocks = 0;        ///< SCC count
   index_t largest_block = 0;
-  index_t cyclic_blocks = 0;///< blocks of size > 1 (iterated)
+  index_t cyclic_blocks = 0; ///< blocks of size > 1 (iterated)
+  /// Some component of an iterate underflowed to 0, so that step's upper
+  /// bound was +inf (the best bound of the other steps is kept).
+  bool underflow = false;
   std::string message;
   /// upper < 1: the model is certified well-posed for any componentwise
   /// non-expansive activation.
@@ -55,7 +75,8 @@ PerronBound perron_frobenius_bound(const CsrMatrix<T> &A,
                                    const SccDecomposition &scc,
                                    const PerronOptions &options = {});
 
-/// Summary used by `tacit wellposed`.
+/// Summary used by `tacit wellposed`. For an operator that is not a CSR
+/// matrix the analysis materialises it once (to_csr()).
 struct WellPosednessReport {
   index_t n = 0;
   std::int64_t nnz = 0;
@@ -70,30 +91,49 @@ template <class T>
 WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
                                            const PerronOptions &options = {});
 
-/// Result of a rescaling: the scaling d (x' = d .* x) and the new norm.
+/// Result of a rescaling: the scaling (x' = scaling .* x) and the new norm.
 struct RescaleReport {
   double target = 0;      ///< requested bound on ||D A D^-1||_inf
   double norm_before = 0; ///< ||A||_inf
-  double norm_after = 0;  ///< ||D A D^-1||_inf (measured)
-  int iterations = 0;
+  double norm_after = 0;  ///< ||D A D^-1||_inf (measured on the new A)
+  int iterations = 0;     ///< products with |A_BB| spent by the PF analysis
+  PerronBound pf;         ///< the certificate the scaling is built on
+  std::vector<double> scaling; ///< diagonal of D (size n, positive)
 };
 
-/// An equivalent model x' = D x with ||D A D^-1||_inf <= target < 1, where D
-/// comes from a positive vector v with |A| v <= target * v (a Perron-like
-/// vector). `target` <= 0 picks the midpoint between the certified
-/// lambda_PF upper bound and 1.
-/// \throws Unsupported when an activation is not positively homogeneous, or
-/// when lambda_PF(|A|) < 1 is not certified (message has the numbers).
+/// An equivalent model x' = D x with ||D A D^-1||_inf <= target < 1: with
+/// v > 0 such that |A| v <= target * v, D = diag(v)^-1 and
+/// A' = D A D^-1, B' = D B, C' = C D^-1, b' = D b (D and c unchanged; the
+/// new A, B, C are CSR). v is built block by block in the SCC order from the
+/// certified Perron vector of each cyclic block, scaled up just enough to
+/// absorb what flows in from earlier blocks, so it works however close
+/// lambda_PF(|A|) is to 1. Predictions are unchanged because phi is
+/// positively homogeneous: d phi(z) = phi(d z) for d > 0.
+/// `target` <= 0 picks the midpoint between the certified lambda_PF upper
+/// bound and 1; otherwise it must satisfy upper < target < 1.
+/// \throws Unsupported when an activation is not positively homogeneous
+/// (naming the block), when lambda_PF(|A|) < 1 is not certified (message has
+/// the numbers), or when the scaling leaves the range of double.
+/// \throws InvalidArgument for a target outside (upper, 1).
 template <class T>
 Model<T> rescale_model(const Model<T> &model, double target = 0,
-                       RescaleReport *report = nullptr);
+                       RescaleReport *report = nullptr,
+                       const PerronOptions &options = {});
 
-/// Euclidean projection of v onto {w : ||w||_1 <= radius} (in place).
-template <class T> void project_l1_ball(std::span<T> v, T radius);
+/// Euclidean projection of v onto {w : ||w||_1 <= radius} (in place):
+/// w_i = sign(v_i) max(|v_i| - theta, 0) with theta >= 0 the smallest level
+/// giving ||w||_1 <= radius (Condat's expected O(k) algorithm, computed in
+/// double). Unchanged when ||v||_1 <= radius. Returns whether v changed.
+/// \throws InvalidArgument when radius is negative or NaN.
+template <class T> bool project_l1_ball(std::span<T> v, T radius);
 
 /// Exact Euclidean (Frobenius) projection of A onto {||A||_inf <= kappa}:
 /// each row projected onto the l1 ball of radius kappa, sparsity pattern
-/// kept, parallel over rows. Returns the number of rows changed.
+/// kept (zeros stay zero, which is exact: the projection never makes a zero
+/// entry nonzero), parallel over rows. Each row is computed the same way
+/// whatever the thread count, so the result is bitwise identical to
+/// Execution::reference. Returns the number of rows changed.
+/// \throws InvalidArgument when kappa is negative or NaN.
 template <class T>
 index_t project_inf_norm(CsrMatrix<T> &A, T kappa,
                          Execution exec = Execution::parallel);

@@ -1,0 +1,643 @@
+// Certified enclosure of lambda_PF(|A|).
+//
+// lambda_PF(|A|) is the largest spectral radius of the diagonal blocks of the
+// SCC decomposition. A 1x1 block contributes |a_ii| exactly. For a cyclic
+// block we run a shifted power iteration v <- (|A_BB| + s I) v on the block
+// (the shift makes irreducible, possibly periodic, blocks primitive) and take
+// Collatz-Wielandt bounds from every positive iterate:
+//     min_i (|A_BB| v)_i / v_i  <=  lambda_PF(|A_BB|)  <=  max_i (|A_BB| v)_i / v_i.
+// The shift cancels out of these ratios, so it only steers the iteration.
+// Every term of (|A_BB| v)_i is nonnegative, so the computed row sum is within
+// a relative factor 1 +- gamma_k (k terms, gamma_k = k u / (1 - k u)) of the
+// exact one, plus an absolute k * 2^-1075 should products underflow; the
+// bounds are widened by that, and by the roundings of the ratio itself, so
+// they hold for the exact matrix whatever the vector: certification never
+// depends on how good the iterate is. When the power iteration converges
+// slowly, a few shift-invert (Noda) steps with a sparse LU factorisation
+// provide better vectors.
+
+#include <tacit/wellposed.hpp>
+
+#include "detail/perron.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
+
+extern "C" {
+#include <klu.h>
+}
+
+namespace tacit {
+
+std::string to_string(PerronStatus s) {
+  switch (s) {
+  case PerronStatus::tight: return "tight";
+  case PerronStatus::budget_exhausted: return "budget_exhausted";
+  case PerronStatus::decided: return "decided";
+  case PerronStatus::stalled: return "stalled";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr double unit_roundoff = 0x1p-53;
+constexpr double infinity = std::numeric_limits<double>::infinity();
+constexpr double denorm_min = std::numeric_limits<double>::denorm_min();
+
+/// Blocks at least this large run their vector passes in parallel.
+constexpr index_t parallel_pass_rows = index_t(1) << 15;
+constexpr index_t pass_grain = index_t(1) << 13;
+
+/// Shift-invert is skipped when the LU factors would exceed this many
+/// nonzeros (relative to the block and in absolute terms).
+constexpr double fill_factor_limit = 20;
+constexpr double fill_absolute_limit = 5e7;
+constexpr int shift_invert_max_steps = 40;
+
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+/// Collatz-Wielandt ratios of one vector, before the final outward rounding,
+/// and the max of the next iterate.
+struct PassResult {
+  double lower = infinity; ///< min over v_i > 0 of the widened-down ratio
+  double upper = 0;        ///< max over i of the widened-up ratio
+  double next_max = 0;
+  bool zero_component = false;
+
+  void merge(const PassResult &o) {
+    lower = std::min(lower, o.lower);
+    upper = std::max(upper, o.upper);
+    next_max = std::max(next_max, o.next_max);
+    zero_component = zero_component || o.zero_component;
+  }
+};
+
+/// Rows [r0, r1): widened ratios of y = fl(M v) to v and, when `next` is
+/// given, the next iterate next = (y + shift v) * scale.
+inline void pass_rows(index_t r0, index_t r1, const std::int64_t *row_ptr,
+                      const double *y, const double *v, double shift, double scale,
+                      double *next, PassResult &res) {
+  for (index_t i = r0; i < r1; ++i) {
+    const double k = static_cast<double>(row_ptr[i + 1] - row_ptr[i]);
+    // gamma_k bound on 1/(1 - gamma_k) - 1 and 1 - 1/(1 + gamma_k), with 6u
+    // to cover the roundings of the sum, the ratio and the widening itself.
+    const double rel = k * unit_roundoff / (1 - 2 * k * unit_roundoff) + 6 * unit_roundoff;
+    const double absolute = 2 * k * denorm_min;
+    const double vi = v[i], yi = y[i];
+    if (vi > 0) {
+      const double up = (yi + absolute) / vi;
+      res.upper = std::max(res.upper, up + up * rel);
+      const double num = yi - absolute;
+      const double lo = num > 0 ? num / vi : 0.0;
+      res.lower = std::min(res.lower, lo - lo * rel);
+    } else {
+      res.zero_component = true;
+    }
+    if (next) {
+      const double w = (yi + shift * vi) * scale;
+      next[i] = w;
+      res.next_max = std::max(res.next_max, w);
+    }
+  }
+}
+
+PassResult ratio_pass(const CsrMatrix<double> &M, const std::vector<double> &y,
+                      const std::vector<double> &v, double shift, double scale,
+                      double *next, bool parallel) {
+  const index_t m = M.rows();
+  const auto *rp = M.row_ptr().data();
+  if (!parallel || m < parallel_pass_rows) {
+    PassResult r;
+    pass_rows(0, m, rp, y.data(), v.data(), shift, scale, next, r);
+    return r;
+  }
+  // min / max / or are order-independent: the result does not depend on how
+  // TBB splits the range.
+  return tbb::parallel_reduce(
+      tbb::blocked_range<index_t>(0, m, pass_grain), PassResult{},
+      [&](const tbb::blocked_range<index_t> &r, PassResult acc) {
+        pass_rows(r.begin(), r.end(), rp, y.data(), v.data(), shift, scale, next, acc);
+        return acc;
+      },
+      [](PassResult a, const PassResult &b) {
+        a.merge(b);
+        return a;
+      },
+      tbb::simple_partitioner());
+}
+
+/// Certified bounds from a pass: one more outward rounding step.
+std::pair<double, double> certified(const PassResult &r) {
+  double lo = r.lower == infinity ? 0.0 : r.lower;
+  lo = lo > 0 ? std::nextafter(lo, 0.0) : 0.0;
+  const double up = r.zero_component ? infinity : std::nextafter(r.upper, infinity);
+  return {lo, up};
+}
+
+/// A cyclic block: |A_BB| in double, states in increasing order.
+struct CyclicBlock {
+  std::vector<index_t> states;
+  CsrMatrix<double> abs;
+};
+
+template <class T>
+CyclicBlock extract_block(const CsrMatrix<T> &A, const SccDecomposition &scc, index_t b,
+                          std::vector<index_t> &local_of) {
+  CyclicBlock blk;
+  blk.states.assign(scc.order.begin() + scc.block_ptr[b],
+                    scc.order.begin() + scc.block_ptr[b + 1]);
+  std::sort(blk.states.begin(), blk.states.end());
+  const index_t m = static_cast<index_t>(blk.states.size());
+  // local_of is shared by all blocks, but each block writes and reads only
+  // its own states. Increasing states keep each row's columns increasing.
+  for (index_t r = 0; r < m; ++r) local_of[blk.states[r]] = r;
+  const auto rp = A.row_ptr();
+  const auto vals = A.values();
+  std::int64_t count = 0;
+  for (index_t i : blk.states) count += rp[i + 1] - rp[i];
+  std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(m) + 1, 0), cols;
+  std::vector<double> values;
+  cols.reserve(static_cast<std::size_t>(count));
+  values.reserve(static_cast<std::size_t>(count));
+  A.visit_columns([&](auto col) {
+    for (index_t r = 0; r < m; ++r) {
+      const index_t i = blk.states[r];
+      for (auto e = rp[i]; e < rp[i + 1]; ++e) {
+        const index_t j = col[e];
+        if (vals[e] != T(0) && scc.block_of[j] == b) {
+          cols.push_back(local_of[j]);
+          values.push_back(std::abs(static_cast<double>(vals[e])));
+        }
+      }
+      row_ptr[r + 1] = static_cast<std::int64_t>(cols.size());
+    }
+  });
+  blk.abs = CsrMatrix<double>(m, m, std::move(row_ptr), cols, std::move(values));
+  return blk;
+}
+
+struct BlockOutcome {
+  double lower = 0;
+  double upper = infinity;
+  std::int64_t iterations = 0;
+  std::int64_t shift_invert_steps = 0;
+  PerronStatus status = PerronStatus::tight;
+  bool underflow = false;
+  std::vector<double> best_vector; ///< vector behind `upper` (if kept)
+};
+
+/// Iteration state of one block.
+class BlockIteration {
+public:
+  BlockIteration(const CsrMatrix<double> &M, const PerronOptions &opt, bool keep_vector)
+      : M_(M), opt_(opt), keep_(keep_vector), m_(M.rows()),
+        parallel_(opt.exec == Execution::parallel), v_(m_, 1.0), y_(m_), w_(m_) {}
+
+  BlockOutcome run(bool already_decided) {
+    double vmax = 1;
+    double shift = 0, scale = 1;
+    std::int64_t last_progress = 0;
+    std::int64_t checkpoint_iter = 0;
+    double checkpoint_width = infinity;
+    bool tried_shift_invert = !opt_.shift_invert;
+    out_.status = PerronStatus::budget_exhausted;
+    for (std::int64_t it = 0; it < opt_.max_iterations; ++it) {
+      M_.apply(Mode::normal, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
+               opt_.exec);
+      const PassResult r = ratio_pass(M_, y_, v_, shift, scale, w_.data(), parallel_);
+      ++out_.iterations;
+      if (record(r)) last_progress = it;
+      if (const auto s = finished(); s) {
+        out_.status = *s;
+        break;
+      }
+      if (already_decided) {
+        out_.status = PerronStatus::decided;
+        break;
+      }
+      if (it - last_progress > std::max<std::int64_t>(100, it / 2)) {
+        out_.status = PerronStatus::stalled;
+        break;
+      }
+      // Slow convergence: estimate the contraction of the width at doubling
+      // checkpoints and switch to shift-invert when the power iteration
+      // would need more than as many iterations again.
+      if (!tried_shift_invert && it + 1 >= 32 && ((it + 1) & it) == 0) {
+        const double width = out_.upper - out_.lower;
+        if (std::isfinite(checkpoint_width) && std::isfinite(width) && width > 0) {
+          const double rate =
+              std::pow(width / checkpoint_width, 1.0 / double(it - checkpoint_iter));
+          const double goal = opt_.rel_width * out_.upper;
+          const double needed =
+              rate < 1 ? std::log(goal / width) / std::log(rate) : infinity;
+          if (needed > double(it + 1)) {
+            tried_shift_invert = true;
+            if (shift_invert(opt_.max_iterations - it - 1)) {
+              if (const auto s = finished(); s) {
+                out_.status = *s;
+                break;
+              }
+              // Resume the power iteration from the shift-invert vector.
+              last_progress = it;
+              vmax = 1;
+              shift = 0.5 * estimate();
+              scale = 1;
+              continue;
+            }
+          }
+        }
+        checkpoint_iter = it;
+        checkpoint_width = width;
+      }
+      // Next step: v <- (M + s I) v with s about half of lambda (shrinks
+      // rotating components of periodic blocks without slowing the decay of
+      // the rest much); the scale keeps max(v) near 1 without another pass.
+      std::swap(v_, w_);
+      vmax = r.next_max;
+      const double est = estimate();
+      shift = 0.5 * est;
+      scale = 1.0 / (vmax * (est + shift));
+      if (!(std::isfinite(scale) && scale > 0)) scale = 1.0 / vmax;
+      if (!(std::isfinite(scale) && scale > 0)) break; // vector collapsed
+    }
+    if (keep_) {
+      double mx = 0;
+      for (double x : out_.best_vector) mx = std::max(mx, x);
+      if (mx > 0 && std::isfinite(mx))
+        for (double &x : out_.best_vector) x /= mx;
+    }
+    return std::move(out_);
+  }
+
+private:
+  /// Folds a pass over v_ into the best bounds; true when one improved.
+  bool record(const PassResult &r) {
+    const auto [lo, up] = certified(r);
+    if (r.zero_component) out_.underflow = true;
+    bool progress = false;
+    if (lo > out_.lower) {
+      out_.lower = lo;
+      progress = true;
+    }
+    if (up < out_.upper) {
+      out_.upper = up;
+      progress = true;
+      if (keep_) out_.best_vector = v_;
+    }
+    return progress;
+  }
+
+  std::optional<PerronStatus> finished() const {
+    if (out_.upper - out_.lower <= opt_.rel_width * out_.upper) return PerronStatus::tight;
+    if (opt_.stop_when_decided && (out_.upper < 1 || out_.lower >= 1))
+      return PerronStatus::decided;
+    return std::nullopt;
+  }
+
+  double estimate() const {
+    return std::isfinite(out_.upper) ? 0.5 * (out_.lower + out_.upper) : out_.lower;
+  }
+
+  /// Noda's shift-invert iteration: solve (sigma I - M) w = v with sigma the
+  /// current upper bound (> lambda, so the inverse is a positive matrix and
+  /// w > 0), then sigma <- upper bound from w. Converges quadratically. Uses
+  /// v_ as the start; on return v_ holds the last positive vector. Returns
+  /// false when it did not run (fill too large, factorisation failed).
+  bool shift_invert(std::int64_t budget) {
+    if (!std::isfinite(out_.upper) || budget <= 0) return false;
+    const auto rp = M_.row_ptr();
+    const auto vals = M_.values();
+    std::vector<SuiteSparse_long> ap(static_cast<std::size_t>(m_) + 1), ai;
+    std::vector<double> ax;
+    std::vector<std::int64_t> diag_pos(static_cast<std::size_t>(m_));
+    std::vector<double> diag_val(static_cast<std::size_t>(m_), 0.0);
+    ai.reserve(static_cast<std::size_t>(M_.nnz() + m_));
+    ax.reserve(static_cast<std::size_t>(M_.nnz() + m_));
+    M_.visit_columns([&](auto col) {
+      for (index_t r = 0; r < m_; ++r) {
+        ap[r] = static_cast<SuiteSparse_long>(ai.size());
+        bool diag_done = false;
+        for (auto e = rp[r]; e < rp[r + 1]; ++e) {
+          const index_t c = col[e];
+          if (!diag_done && c >= r) {
+            diag_pos[r] = static_cast<std::int64_t>(ai.size());
+            ai.push_back(r);
+            ax.push_back(0);
+            diag_done = true;
+          }
+          if (c == r) diag_val[r] = vals[e];
+          else {
+            ai.push_back(c);
+            ax.push_back(-vals[e]);
+          }
+        }
+        if (!diag_done) {
+          diag_pos[r] = static_cast<std::int64_t>(ai.size());
+          ai.push_back(r);
+          ax.push_back(0);
+        }
+      }
+      ap[m_] = static_cast<SuiteSparse_long>(ai.size());
+    });
+    // The rows of sigma I - M are the columns given to KLU: it factors the
+    // transpose, and klu_l_tsolve then solves with sigma I - M itself.
+    klu_l_common common;
+    klu_l_defaults(&common);
+    klu_l_symbolic *symbolic = klu_l_analyze(m_, ap.data(), ai.data(), &common);
+    if (!symbolic) return false;
+    const double fill = symbolic->lnz + symbolic->unz;
+    if (fill > fill_factor_limit * double(ap[m_]) || fill > fill_absolute_limit) {
+      klu_l_free_symbolic(&symbolic, &common);
+      return false;
+    }
+    double sigma = out_.upper;
+    std::vector<double> w(static_cast<std::size_t>(m_));
+    int stale = 0;
+    bool ran = false;
+    for (int step = 0; step < shift_invert_max_steps && budget > 0; ++step) {
+      for (index_t r = 0; r < m_; ++r) ax[diag_pos[r]] = sigma - diag_val[r];
+      klu_l_numeric *numeric =
+          klu_l_factor(ap.data(), ai.data(), ax.data(), symbolic, &common);
+      if (!numeric) {
+        if (common.status == KLU_SINGULAR && step + 1 < shift_invert_max_steps) {
+          sigma *= 1 + 1e-12; // sigma hit lambda in floating point: step back
+          continue;
+        }
+        break;
+      }
+      w = v_;
+      const bool solved = klu_l_tsolve(symbolic, numeric, m_, 1, w.data(), &common) != 0;
+      klu_l_free_numeric(&numeric, &common);
+      if (!solved) break;
+      // Orient by the largest entry (the exact solution is positive) and
+      // normalise; entries that rounding made nonpositive get a tiny positive
+      // value, which only costs bound quality for one step.
+      double big = 0;
+      for (double x : w)
+        if (std::abs(x) > std::abs(big)) big = x;
+      if (!std::isfinite(big) || big == 0) break;
+      bool finite = true;
+      for (double &x : w) {
+        x /= big;
+        if (!std::isfinite(x)) finite = false;
+        if (!(x > 0)) x = std::numeric_limits<double>::min();
+      }
+      if (!finite) break;
+      std::swap(v_, w);
+      M_.apply(Mode::normal, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
+               opt_.exec);
+      const PassResult r = ratio_pass(M_, y_, v_, 0, 1, nullptr, parallel_);
+      ++out_.iterations;
+      ++out_.shift_invert_steps;
+      --budget;
+      ran = true;
+      const bool progress = record(r);
+      if (finished()) break;
+      stale = progress ? 0 : stale + 1;
+      if (stale >= 2) break;
+      const double up = certified(r).second;
+      if (std::isfinite(up) && up < sigma) sigma = up;
+    }
+    klu_l_free_symbolic(&symbolic, &common);
+    return ran;
+  }
+
+  const CsrMatrix<double> &M_;
+  const PerronOptions &opt_;
+  const bool keep_;
+  const index_t m_;
+  const bool parallel_;
+  std::vector<double> v_, y_, w_;
+  BlockOutcome out_;
+};
+
+template <class T> double diagonal_abs(const CsrMatrix<T> &A, index_t i) {
+  const auto rp = A.row_ptr();
+  for (auto e = rp[i]; e < rp[i + 1]; ++e)
+    if (A.column(e) == i) return std::abs(static_cast<double>(A.values()[e]));
+  return 0;
+}
+
+void check_options(const PerronOptions &o) {
+  if (!(o.rel_width >= 0))
+    throw InvalidArgument("perron_frobenius_bound: rel_width must be >= 0, got " +
+                          fmt(o.rel_width));
+  if (o.max_iterations < 1)
+    throw InvalidArgument("perron_frobenius_bound: max_iterations must be >= 1, got " +
+                          std::to_string(o.max_iterations));
+}
+
+} // namespace
+
+namespace detail {
+
+template <class T>
+PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposition &scc,
+                                      const PerronOptions &options,
+                                      std::vector<PerronBlockVector> *vectors) {
+  const index_t n = A.rows();
+  if (A.cols() != n)
+    throw InvalidArgument("perron_frobenius_bound: A is " + std::to_string(n) + " x " +
+                          std::to_string(A.cols()) + ", not square");
+  if (static_cast<index_t>(scc.block_of.size()) != n ||
+      static_cast<index_t>(scc.order.size()) != n ||
+      static_cast<index_t>(scc.has_cycle.size()) != scc.block_count())
+    throw InvalidArgument("perron_frobenius_bound: the SCC decomposition is for a "
+                          "matrix of another size");
+  check_options(options);
+  if (const auto e = A.find_non_finite())
+    throw InvalidArgument("perron_frobenius_bound: A has a non-finite entry at (" +
+                          std::to_string(e->row + 1) + ", " + std::to_string(e->col + 1) +
+                          ")");
+  const index_t nb = scc.block_count();
+  PerronBound pf;
+  pf.blocks = nb;
+  pf.largest_block = scc.largest_block();
+  if (vectors) vectors->assign(static_cast<std::size_t>(nb), PerronBlockVector{});
+
+  // 1x1 blocks: exact.
+  double single = 0;
+  index_t single_at = -1;
+  std::vector<index_t> cyclic;
+  for (index_t b = 0; b < nb; ++b) {
+    if (scc.block_size(b) > 1) {
+      cyclic.push_back(b);
+      continue;
+    }
+    if (!scc.has_cycle[b]) continue;
+    const double d = diagonal_abs(A, scc.order[scc.block_ptr[b]]);
+    if (vectors) (*vectors)[b].upper = d;
+    if (d > single) {
+      single = d;
+      single_at = scc.order[scc.block_ptr[b]];
+    }
+  }
+  pf.cyclic_blocks = static_cast<index_t>(cyclic.size());
+  const bool already_decided = options.stop_when_decided && single >= 1;
+
+  // Cyclic blocks, each independent: in parallel over blocks (and within
+  // large blocks); each block's result does not depend on the schedule.
+  std::vector<BlockOutcome> outcomes(cyclic.size());
+  std::vector<index_t> local_of(cyclic.empty() ? 0 : static_cast<std::size_t>(n));
+  auto run_block = [&](std::size_t c) {
+    const index_t b = cyclic[c];
+    CyclicBlock blk = extract_block(A, scc, b, local_of);
+    BlockIteration iteration(blk.abs, options, vectors != nullptr);
+    outcomes[c] = iteration.run(already_decided);
+    if (vectors) {
+      auto &bv = (*vectors)[b];
+      bv.states = std::move(blk.states);
+      bv.vector = std::move(outcomes[c].best_vector);
+      bv.upper = outcomes[c].upper;
+    }
+  };
+  if (options.exec == Execution::parallel && cyclic.size() > 1) {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, cyclic.size(), 1),
+                      [&](const tbb::blocked_range<std::size_t> &r) {
+                        for (std::size_t c = r.begin(); c < r.end(); ++c) run_block(c);
+                      });
+  } else {
+    for (std::size_t c = 0; c < cyclic.size(); ++c) run_block(c);
+  }
+
+  pf.lower = pf.upper = single;
+  std::int64_t iterations = 0, si_steps = 0;
+  bool budget = false, stalled = false, decided = false;
+  index_t widest = -1; // cyclic block with the largest upper bound
+  for (std::size_t c = 0; c < cyclic.size(); ++c) {
+    const auto &o = outcomes[c];
+    pf.lower = std::max(pf.lower, o.lower);
+    if (o.upper > pf.upper) {
+      pf.upper = o.upper;
+      widest = static_cast<index_t>(c);
+    }
+    iterations += o.iterations;
+    si_steps += o.shift_invert_steps;
+    pf.underflow = pf.underflow || o.underflow;
+    budget = budget || o.status == PerronStatus::budget_exhausted;
+    stalled = stalled || o.status == PerronStatus::stalled;
+    decided = decided || o.status == PerronStatus::decided;
+  }
+  constexpr std::int64_t int_max = std::numeric_limits<int>::max();
+  pf.iterations = static_cast<int>(std::min(iterations, int_max));
+  pf.shift_invert_steps = static_cast<int>(std::min(si_steps, int_max));
+  pf.status = budget    ? PerronStatus::budget_exhausted
+              : stalled ? PerronStatus::stalled
+              : decided ? PerronStatus::decided
+                        : PerronStatus::tight;
+
+  std::string msg = "lambda_PF(|A|) in [" + fmt(pf.lower) + ", " + fmt(pf.upper) + "]: " +
+                    std::to_string(nb) + " strongly connected components, " +
+                    std::to_string(cyclic.size()) + " cyclic";
+  if (!cyclic.empty())
+    msg += " (largest " + std::to_string(pf.largest_block) + " states, " +
+           std::to_string(pf.iterations) + " iterations" +
+           (pf.shift_invert_steps ? ", " + std::to_string(pf.shift_invert_steps) +
+                                        " of them shift-invert"
+                                  : std::string()) +
+           ")";
+  if (cyclic.empty() && single == 0) msg += "; A is nilpotent (feed-forward)";
+  else if (widest < 0 && single_at >= 0)
+    msg += "; attained at the self-loop of state " + std::to_string(single_at + 1);
+  else if (widest >= 0)
+    msg += "; upper bound from the cyclic block of " +
+           std::to_string(scc.block_size(cyclic[widest])) + " states";
+  switch (pf.status) {
+  case PerronStatus::budget_exhausted:
+    msg += "; iteration budget (" + std::to_string(options.max_iterations) +
+           " per block) exhausted before the relative width " + fmt(options.rel_width);
+    break;
+  case PerronStatus::stalled:
+    msg += "; stopped improving before the relative width " + fmt(options.rel_width) +
+           " (rounding floor)";
+    break;
+  case PerronStatus::decided: msg += "; stopped once decided"; break;
+  case PerronStatus::tight: break;
+  }
+  if (pf.underflow) msg += "; an iterate underflowed (those steps gave no upper bound)";
+  if (pf.upper < 1)
+    msg += "; certified well-posed for componentwise non-expansive activations";
+  else if (pf.lower >= 1)
+    msg += "; lambda_PF(|A|) >= 1: the Perron-Frobenius condition fails";
+  else
+    msg += "; not certified (upper bound >= 1)";
+  pf.message = std::move(msg);
+  return pf;
+}
+
+template PerronBound perron_bound_with_vectors(const CsrMatrix<float> &,
+                                               const SccDecomposition &,
+                                               const PerronOptions &,
+                                               std::vector<PerronBlockVector> *);
+template PerronBound perron_bound_with_vectors(const CsrMatrix<double> &,
+                                               const SccDecomposition &,
+                                               const PerronOptions &,
+                                               std::vector<PerronBlockVector> *);
+
+} // namespace detail
+
+template <class T>
+PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const SccDecomposition &scc,
+                                   const PerronOptions &options) {
+  return detail::perron_bound_with_vectors(A, scc, options, nullptr);
+}
+
+template <class T>
+PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const PerronOptions &options) {
+  check_options(options);
+  return perron_frobenius_bound(A, strongly_connected_components(A), options);
+}
+
+template <class T>
+WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
+                                           const PerronOptions &options) {
+  if (A.rows() != A.cols())
+    throw InvalidArgument("analyse_well_posedness: A is " + std::to_string(A.rows()) +
+                          " x " + std::to_string(A.cols()) + ", not square");
+  const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&A);
+  std::optional<CsrMatrix<T>> owned;
+  if (!csr) {
+    owned.emplace(A.to_csr());
+    csr = &*owned;
+  }
+  WellPosednessReport r;
+  r.n = csr->rows();
+  r.nnz = csr->nnz();
+  r.norm_inf = norm_inf(*csr);
+  r.norm_1 = norm_1(*csr);
+  const SccDecomposition scc = strongly_connected_components(*csr);
+  r.pf = perron_frobenius_bound(*csr, scc, options);
+  r.scc_count = scc.block_count();
+  r.scc_largest = scc.largest_block();
+  r.nilpotent = scc.nilpotent();
+  return r;
+}
+
+template PerronBound perron_frobenius_bound(const CsrMatrix<float> &, const PerronOptions &);
+template PerronBound perron_frobenius_bound(const CsrMatrix<double> &,
+                                            const PerronOptions &);
+template PerronBound perron_frobenius_bound(const CsrMatrix<float> &,
+                                            const SccDecomposition &,
+                                            const PerronOptions &);
+template PerronBound perron_frobenius_bound(const CsrMatrix<double> &,
+                                            const SccDecomposition &,
+                                            const PerronOptions &);
+template WellPosednessReport analyse_well_posedness(const LinearOperator<float> &,
+                                                    const PerronOptions &);
+template WellPosednessReport analyse_well_posedness(const LinearOperator<double> &,
+                                                    const PerronOptions &);
+
+} // namespace tacit
