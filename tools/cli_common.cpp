@@ -1,0 +1,317 @@
+#include "cli_common.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <system_error>
+
+#include <unistd.h>
+
+namespace tacit::cli {
+
+namespace {
+std::vector<Command> &registry() {
+  static std::vector<Command> list;
+  return list;
+}
+
+std::string dashed(const OptionSpec &o) { return "--" + o.name; }
+} // namespace
+
+bool register_command(Command command) {
+  auto &list = registry();
+  list.push_back(std::move(command));
+  std::stable_sort(list.begin(), list.end(), [](const Command &a, const Command &b) {
+    return a.order != b.order ? a.order < b.order : a.name < b.name;
+  });
+  return true;
+}
+
+const std::vector<Command> &commands() { return registry(); }
+
+const Command *find_command(std::string_view name) {
+  for (const auto &c : registry())
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+const std::vector<OptionSpec> &global_options() {
+  static const std::vector<OptionSpec> options = {
+      {"threads", 0, "N", "use at most N threads (default: all cores)"},
+      {"json", 0, "", "print a machine-readable JSON report on stdout"},
+      {"quiet", 'q', "", "print no report and no progress (warnings and errors only)"},
+      {"help", 'h', "", "show this help and exit"},
+  };
+  return options;
+}
+
+// ---------------------------------------------------------------- numbers
+
+std::int64_t parse_integer(const std::string &text, const std::string &what,
+                           std::int64_t min, std::int64_t max) {
+  std::int64_t value = 0;
+  const char *first = text.data(), *last = text.data() + text.size();
+  if (first != last && *first == '+') ++first;
+  const auto [end, ec] = std::from_chars(first, last, value);
+  if (text.empty() || ec == std::errc::invalid_argument || end != last)
+    throw UsageError("invalid value '" + text + "' for " + what +
+                     ": expected a whole number");
+  if (ec == std::errc::result_out_of_range || value < min || value > max)
+    throw UsageError("value " + text + " for " + what + " is out of range [" +
+                     std::to_string(min) + ", " + std::to_string(max) + "]");
+  return value;
+}
+
+double parse_real(const std::string &text, const std::string &what, double min,
+                  double max) {
+  // strtod accepts leading blanks, hex floats, "inf" and "nan": reject the
+  // blanks here and the non-finite values below.
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text.front())))
+    throw UsageError("invalid value '" + text + "' for " + what + ": expected a number");
+  char *end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size())
+    throw UsageError("invalid value '" + text + "' for " + what + ": expected a number");
+  if (!std::isfinite(value) || errno == ERANGE)
+    throw UsageError("invalid value '" + text + "' for " + what +
+                     ": expected a finite number");
+  if (value < min || value > max)
+    throw UsageError("value " + text + " for " + what + " is out of range [" +
+                     fmt_g(min) + ", " + fmt_g(max) + "]");
+  return value;
+}
+
+// ---------------------------------------------------------------- arguments
+
+std::optional<std::string> Arguments::text(const std::string &name) const {
+  const auto it = values_.find(name);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::int64_t> Arguments::integer(const std::string &name, std::int64_t min,
+                                               std::int64_t max) const {
+  const auto t = text(name);
+  if (!t) return std::nullopt;
+  return parse_integer(*t, "--" + name, min, max);
+}
+
+std::optional<double> Arguments::real(const std::string &name, double min,
+                                      double max) const {
+  const auto t = text(name);
+  if (!t) return std::nullopt;
+  return parse_real(*t, "--" + name, min, max);
+}
+
+std::optional<std::string> Arguments::choice(const std::string &name,
+                                             const std::vector<std::string> &choices) const {
+  const auto t = text(name);
+  if (!t) return std::nullopt;
+  if (std::find(choices.begin(), choices.end(), *t) != choices.end()) return t;
+  std::string list;
+  for (std::size_t i = 0; i < choices.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
+  throw UsageError("invalid value '" + *t + "' for --" + name + ": expected " + list);
+}
+
+Arguments Arguments::parse(const Command &command, const std::vector<std::string> &args) {
+  std::vector<const OptionSpec *> specs;
+  for (const auto &o : command.options) specs.push_back(&o);
+  for (const auto &o : global_options()) specs.push_back(&o);
+  const auto find_long = [&](std::string_view name) -> const OptionSpec * {
+    for (const auto *o : specs)
+      if (o->name == name) return o;
+    return nullptr;
+  };
+  const auto find_short = [&](char c) -> const OptionSpec * {
+    for (const auto *o : specs)
+      if (o->short_name == c) return o;
+    return nullptr;
+  };
+
+  Arguments result;
+  bool options_done = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string &arg = args[i];
+    if (options_done || arg.size() < 2 || arg[0] != '-') {
+      result.positionals_.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_done = true;
+      continue;
+    }
+    const OptionSpec *spec = nullptr;
+    std::optional<std::string> inline_value;
+    std::string shown = arg;
+    if (arg.rfind("--", 0) == 0) {
+      const auto eq = arg.find('=');
+      const std::string name = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
+      if (eq != std::string::npos) inline_value = arg.substr(eq + 1);
+      shown = "--" + name;
+      spec = find_long(name);
+    } else if (arg.size() == 2) {
+      spec = find_short(arg[1]);
+    }
+    if (!spec) throw UsageError("unknown option '" + shown + "'");
+    const std::string display = dashed(*spec);
+    if (result.values_.count(spec->name))
+      throw UsageError("option " + display + " given more than once");
+    if (spec->metavar.empty()) {
+      if (inline_value) throw UsageError("option " + display + " takes no value");
+      result.values_[spec->name] = "";
+      continue;
+    }
+    if (inline_value) {
+      result.values_[spec->name] = *inline_value;
+    } else {
+      if (i + 1 >= args.size())
+        throw UsageError("option " + display + " requires a value (" + spec->metavar + ")");
+      result.values_[spec->name] = args[++i];
+    }
+  }
+  if (result.flag("help")) return result; // positionals are not checked for --help
+
+  std::size_t required = 0;
+  for (const auto &p : command.positionals) required += p.required ? 1 : 0;
+  if (result.positionals_.size() < required)
+    throw UsageError("missing argument " + command.positionals[result.positionals_.size()].name);
+  if (result.positionals_.size() > command.positionals.size())
+    throw UsageError("unexpected argument '" +
+                     result.positionals_[command.positionals.size()] + "'");
+  return result;
+}
+
+// ---------------------------------------------------------------- progress
+
+Progress::Progress(bool enabled) : enabled_(enabled) {}
+Progress::~Progress() { clear(); }
+
+void Progress::update(const std::string &text, bool force) {
+  if (!enabled_) return;
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return; // another thread is drawing: skip this update
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && shown_ && now - last_ < std::chrono::milliseconds(100)) return;
+  last_ = now;
+  shown_ = true;
+  // \r to the start of the line, ESC[K to erase what the previous text left.
+  std::fprintf(stderr, "\r%s\033[K", text.c_str());
+  std::fflush(stderr);
+}
+
+void Progress::clear() {
+  if (!enabled_) return;
+  std::lock_guard lock(mutex_);
+  if (!shown_) return;
+  std::fprintf(stderr, "\r\033[K");
+  std::fflush(stderr);
+  shown_ = false;
+}
+
+// ---------------------------------------------------------------- invocation
+
+bool Invocation::progress_enabled() const {
+  return !json && !quiet && ::isatty(STDERR_FILENO) == 1;
+}
+
+void Invocation::emit(const nlohmann::json &document) const {
+  std::cout << document.dump(2) << std::endl;
+}
+
+void Invocation::warn(const std::string &message) const {
+  std::cerr << "tacit " << command.name << ": warning: " << message << std::endl;
+}
+
+// ---------------------------------------------------------------- formatting
+
+std::string fmt_g(double value, int digits) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.*g", digits, value);
+  return buffer;
+}
+
+std::string fmt_count(std::int64_t value) {
+  std::string digits = std::to_string(value < 0 ? -value : value);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return value < 0 ? "-" + out : out;
+}
+
+std::string fmt_bytes(double bytes) {
+  static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) {
+    bytes /= 1000;
+    ++u;
+  }
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buffer;
+}
+
+std::string fmt_seconds(double seconds) {
+  char buffer[64];
+  if (seconds < 1e-3)
+    std::snprintf(buffer, sizeof buffer, "%.1f us", seconds * 1e6);
+  else if (seconds < 1)
+    std::snprintf(buffer, sizeof buffer, "%.1f ms", seconds * 1e3);
+  else
+    std::snprintf(buffer, sizeof buffer, "%.2f s", seconds);
+  return buffer;
+}
+
+// ---------------------------------------------------------------- paths
+
+namespace {
+std::string lower_extension(const std::filesystem::path &path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+} // namespace
+
+bool is_matrix_market_path(const std::filesystem::path &path) {
+  return lower_extension(path) == ".mtx";
+}
+
+bool has_native_extension(const std::filesystem::path &path) {
+  return lower_extension(path) == ".tacit";
+}
+
+std::uintmax_t disk_size(const std::filesystem::path &path) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec)) return std::filesystem::file_size(path, ec);
+  std::uintmax_t total = 0;
+  if (std::filesystem::is_directory(path, ec))
+    for (const auto &entry : std::filesystem::directory_iterator(path, ec))
+      if (entry.is_regular_file(ec)) total += entry.file_size(ec);
+  return total;
+}
+
+// ---------------------------------------------------------------- checksum
+
+void Fnv1a::add(const void *data, std::size_t bytes) {
+  const auto *p = static_cast<const unsigned char *>(data);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    hash_ ^= p[i];
+    hash_ *= 1099511628211ull;
+  }
+}
+
+std::string Fnv1a::hex() const {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(hash_));
+  return buffer;
+}
+
+} // namespace tacit::cli
