@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <tbb/blocked_range.h>
@@ -37,7 +37,8 @@ public:
     // Mix the stream id in twice so that nearby streams start far apart.
     splitmix64(sm);
     sm ^= stream * 0xd1b54a32d192ed03ULL;
-    for (auto &w : s_) w = splitmix64(sm);
+    for (auto &w : s_)
+      w = splitmix64(sm);
   }
 
   std::uint64_t next() {
@@ -59,15 +60,14 @@ public:
   std::uint64_t below(std::uint64_t bound) {
     const std::uint64_t limit = ~std::uint64_t(0) - (~std::uint64_t(0) % bound);
     std::uint64_t r;
-    do r = next();
+    do
+      r = next();
     while (r >= limit);
     return r % bound;
   }
 
 private:
-  static std::uint64_t rotl(std::uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-  }
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   std::uint64_t s_[4];
 };
 
@@ -100,10 +100,12 @@ std::vector<Layer> layers_of(const ResNetLikeShape &shape) {
   auto bad = [](const std::string &what) {
     throw InvalidArgument("ResNet-like shape: " + what);
   };
-  if (shape.image < 1) bad("image size must be >= 1, got " + std::to_string(shape.image));
+  if (shape.image < 1)
+    bad("image size must be >= 1, got " + std::to_string(shape.image));
   if (shape.input_channels < 1)
     bad("input_channels must be >= 1, got " + std::to_string(shape.input_channels));
-  if (shape.classes < 1) bad("classes must be >= 1, got " + std::to_string(shape.classes));
+  if (shape.classes < 1)
+    bad("classes must be >= 1, got " + std::to_string(shape.classes));
   if (shape.stage_channels.empty() ||
       shape.stage_channels.size() != shape.stage_layers.size())
     bad("stage_channels (" + std::to_string(shape.stage_channels.size()) +
@@ -149,17 +151,19 @@ struct Conv {
   std::vector<double> bias;   // [out_c]
 };
 
-Conv make_conv(index_t in_channels, index_t in_image, index_t in_offset,
-               const Layer &out, std::uint64_t seed, std::uint64_t layer_id, double gain) {
+Conv make_conv(index_t in_channels, index_t in_image, index_t in_offset, const Layer &out,
+               std::uint64_t seed, std::uint64_t layer_id, double gain) {
   Conv conv{in_channels, in_image, in_offset, in_image / out.image, {}, {}};
   const index_t fan_in = in_channels * 9;
   const double a = gain * std::sqrt(3.0 / static_cast<double>(fan_in));
   Rng rng(seed, stream_conv + layer_id);
   conv.weight.resize(static_cast<std::size_t>(out.channels * fan_in));
-  for (auto &w : conv.weight) w = rng.symmetric(a);
+  for (auto &w : conv.weight)
+    w = rng.symmetric(a);
   Rng brng(seed, stream_bias + layer_id);
   conv.bias.resize(static_cast<std::size_t>(out.channels));
-  for (auto &b : conv.bias) b = brng.symmetric(0.1);
+  for (auto &b : conv.bias)
+    b = brng.symmetric(0.1);
   return conv;
 }
 
@@ -174,10 +178,13 @@ struct Residual {
 
 Residual residual_of(const std::vector<Layer> &layers, std::size_t l, bool enabled) {
   // Residual lines close pairs of convolutions after the stem: layers 2, 4, 6...
-  if (!enabled || l < 2 || l % 2 != 0) return {};
+  if (!enabled || l < 2 || l % 2 != 0)
+    return {};
   const Layer &src = layers[l - 2], &dst = layers[l];
-  if (src.channels == dst.channels && src.image == dst.image) return {true, &src, 1};
-  if (src.channels <= dst.channels && src.image == 2 * dst.image) return {true, &src, 2};
+  if (src.channels == dst.channels && src.image == dst.image)
+    return {true, &src, 1};
+  if (src.channels <= dst.channels && src.image == 2 * dst.image)
+    return {true, &src, 2};
   return {};
 }
 
@@ -190,10 +197,12 @@ void conv_row(const Conv &conv, index_t co, index_t oy, index_t ox, Emit &&emit)
     const double *w = conv.weight.data() + (co * conv.in_channels + ci) * 9;
     for (index_t dy = 0; dy < 3; ++dy) {
       const index_t iy = oy * conv.stride + dy - 1;
-      if (iy < 0 || iy >= H) continue;
+      if (iy < 0 || iy >= H)
+        continue;
       for (index_t dx = 0; dx < 3; ++dx) {
         const index_t ix = ox * conv.stride + dx - 1;
-        if (ix < 0 || ix >= H) continue;
+        if (ix < 0 || ix >= H)
+          continue;
         emit(conv.in_offset + (ci * H + iy) * H + ix, w[dy * 3 + dx]);
       }
     }
@@ -274,14 +283,16 @@ CsrMatrix<T> resnet_matrix(const ResNetParts &p, const ResNetLikeShape &shape) {
   };
   auto count = [&](index_t i) -> std::int64_t {
     auto [l, c, y, x] = locate(i);
-    if (l == 0) return 0;
+    if (l == 0)
+      return 0;
     const Residual r = residual_of(p.layers, l, shape.residual);
     const bool res = r.present && c < r.source->channels;
     return conv_row_count(p.convs[l], y, x) + (res ? 1 : 0);
   };
   auto fill = [&](index_t i, std::int64_t *cols, T *vals) {
     auto [l, c, y, x] = locate(i);
-    if (l == 0) return;
+    if (l == 0)
+      return;
     const Residual r = residual_of(p.layers, l, shape.residual);
     // The source of the residual line (two layers back) precedes the
     // previous layer, so its column comes first.
@@ -317,12 +328,14 @@ Model<T> resnet_like_model(const ResNetLikeShape &shape, std::uint64_t seed) {
   auto B = std::make_shared<CsrMatrix<T>>(build_rows<T>(
       n, inputs,
       [&](index_t i) -> std::int64_t {
-        if (i >= first.size()) return 0;
+        if (i >= first.size())
+          return 0;
         const index_t local = i % (first.image * first.image);
         return conv_row_count(stem, local / first.image, local % first.image);
       },
       [&](index_t i, std::int64_t *cols, T *vals) {
-        if (i >= first.size()) return;
+        if (i >= first.size())
+          return;
         const index_t hw = first.image * first.image, local = i % hw;
         conv_row(stem, i / hw, local / first.image, local % first.image,
                  [&](index_t col, double v) {
@@ -338,14 +351,15 @@ Model<T> resnet_like_model(const ResNetLikeShape &shape, std::uint64_t seed) {
   std::vector<double> dense(static_cast<std::size_t>(q * last.channels));
   Rng drng(seed, stream_dense);
   const double a = std::sqrt(3.0 / static_cast<double>(last.channels));
-  for (auto &w : dense) w = drng.symmetric(a);
+  for (auto &w : dense)
+    w = drng.symmetric(a);
   auto C = std::make_shared<CsrMatrix<T>>(build_rows<T>(
       q, n, [&](index_t) -> std::int64_t { return last.size(); },
       [&](index_t k, std::int64_t *cols, T *vals) {
         for (index_t s = 0; s < last.size(); ++s) {
           cols[s] = last.offset + s;
-          vals[s] = static_cast<T>(dense[k * last.channels + s / hw] /
-                                   static_cast<double>(hw));
+          vals[s] =
+              static_cast<T>(dense[k * last.channels + s / hw] / static_cast<double>(hw));
         }
       }));
 
@@ -358,7 +372,8 @@ Model<T> resnet_like_model(const ResNetLikeShape &shape, std::uint64_t seed) {
       bias_x[L.offset + s] = static_cast<T>(p.convs[l].bias[s / plane]);
   }
   std::vector<T> bias_y(static_cast<std::size_t>(q));
-  for (auto &b : bias_y) b = static_cast<T>(drng.symmetric(0.1));
+  for (auto &b : bias_y)
+    b = static_cast<T>(drng.symmetric(0.1));
 
   std::vector<StateBlock> blocks;
   std::vector<index_t> within(shape.stage_layers.size(), 0);
@@ -407,12 +422,15 @@ Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
               }
           } else {
             for (index_t k = 0; k < per_row;) {
-              const auto j = static_cast<index_t>(rng.below(static_cast<std::uint64_t>(cols)));
-              if (std::find(c, c + k, j) == c + k) c[k++] = j;
+              const auto j =
+                  static_cast<index_t>(rng.below(static_cast<std::uint64_t>(cols)));
+              if (std::find(c, c + k, j) == c + k)
+                c[k++] = j;
             }
             std::sort(c, c + per_row);
           }
-          for (index_t k = 0; k < per_row; ++k) v[k] = scale * rng.symmetric(1.0);
+          for (index_t k = 0; k < per_row; ++k)
+            v[k] = scale * rng.symmetric(1.0);
         });
   };
 
@@ -425,13 +443,15 @@ Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
     auto vals = A.mutable_values();
     auto row_sum = [&](index_t i) {
       T s = 0;
-      for (auto k = rp[i]; k < rp[i + 1]; ++k) s += std::abs(vals[k]);
+      for (auto k = rp[i]; k < rp[i + 1]; ++k)
+        s += std::abs(vals[k]);
       return s;
     };
     const auto sums = A.row_abs_sums();
     const auto top = std::max_element(sums.begin(), sums.end()) - sums.begin();
     const double factor = norm_inf / static_cast<double>(sums[top]);
-    for (auto &v : vals) v = static_cast<T>(static_cast<double>(v) * factor);
+    for (auto &v : vals)
+      v = static_cast<T>(static_cast<double>(v) * factor);
     for (index_t i = 0; i < states; ++i)
       while (row_sum(i) > target) // rounding pushed the row over: shrink it
         for (auto k = rp[i]; k < rp[i + 1]; ++k)
@@ -439,7 +459,8 @@ Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
     // The last entry of the largest row absorbs what rounding took off.
     const auto b = rp[top], e = rp[top + 1];
     T partial = 0;
-    for (auto k = b; k + 1 < e; ++k) partial += std::abs(vals[k]);
+    for (auto k = b; k + 1 < e; ++k)
+      partial += std::abs(vals[k]);
     vals[e - 1] = std::copysign(target - partial, vals[e - 1]);
   }
   const index_t b_row = std::min<index_t>(inputs, 4);
@@ -448,7 +469,8 @@ Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
   auto C = sparse(outputs, states, c_row, stream_rows_c, 1.0 / std::sqrt(double(c_row)));
   std::vector<T> bias_x(static_cast<std::size_t>(states));
   Rng brng(seed, stream_bias);
-  for (auto &b : bias_x) b = static_cast<T>(brng.symmetric(0.1));
+  for (auto &b : bias_x)
+    b = static_cast<T>(brng.symmetric(0.1));
   return Model<T>(std::make_shared<CsrMatrix<T>>(std::move(A)),
                   std::make_shared<CsrMatrix<T>>(B.template cast<T>()),
                   std::make_shared<CsrMatrix<T>>(C.template cast<T>()), nullptr,
@@ -456,18 +478,21 @@ Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
 }
 
 template <class T>
-Batch<T> random_batch(index_t rows, index_t cols, std::uint64_t seed, index_t slab_width) {
+Batch<T> random_batch(index_t rows, index_t cols, std::uint64_t seed,
+                      index_t slab_width) {
   Batch<T> batch(rows, cols, slab_width);
   tbb::parallel_for(index_t(0), cols, [&](index_t j) {
     Rng rng(seed, stream_batch + static_cast<std::uint64_t>(j));
     const index_t s = j / slab_width, w = j % slab_width;
     auto slab = batch.slab(s);
-    for (index_t i = 0; i < rows; ++i) slab(i, w) = static_cast<T>(rng.symmetric(1.0));
+    for (index_t i = 0; i < rows; ++i)
+      slab(i, w) = static_cast<T>(rng.symmetric(1.0));
   });
   return batch;
 }
 
-template CsrMatrix<float> resnet_like_matrix<float>(const ResNetLikeShape &, std::uint64_t);
+template CsrMatrix<float> resnet_like_matrix<float>(const ResNetLikeShape &,
+                                                    std::uint64_t);
 template CsrMatrix<double> resnet_like_matrix<double>(const ResNetLikeShape &,
                                                       std::uint64_t);
 template Model<float> resnet_like_model<float>(const ResNetLikeShape &, std::uint64_t);

@@ -25,7 +25,8 @@ std::vector<TestLayer> test_layers(const ResNetLikeShape &s) {
   std::vector<TestLayer> out;
   index_t image = s.image, offset = 0;
   for (std::size_t st = 0; st < s.stage_channels.size(); ++st) {
-    if (st > 0) image /= 2;
+    if (st > 0)
+      image /= 2;
     for (index_t l = 0; l < s.stage_layers[st]; ++l) {
       out.push_back({s.stage_channels[st], image, offset});
       offset += out.back().size();
@@ -34,7 +35,8 @@ std::vector<TestLayer> test_layers(const ResNetLikeShape &s) {
   return out;
 }
 
-template <class T> T dense_at(const std::vector<T> &d, index_t cols, index_t i, index_t j) {
+template <class T>
+T dense_at(const std::vector<T> &d, index_t cols, index_t i, index_t j) {
   return d[static_cast<std::size_t>(i * cols + j)];
 }
 
@@ -53,7 +55,8 @@ void expect_conv(std::vector<T> &E, index_t cols, index_t in_c, index_t in_h,
           for (index_t dy = 0; dy < 3; ++dy)
             for (index_t dx = 0; dx < 3; ++dx) {
               const index_t iy = s * oy + dy - 1, ix = s * ox + dx - 1;
-              if (iy < 0 || ix < 0 || iy >= in_h || ix >= in_h) continue;
+              if (iy < 0 || ix < 0 || iy >= in_h || ix >= in_h)
+                continue;
               E[out.state(co, oy, ox) * cols + in_off + (ci * in_h + iy) * in_h + ix] =
                   K[((co * in_c + ci) * 3 + dy) * 3 + dx];
             }
@@ -69,9 +72,9 @@ std::vector<T> kernel_from(const std::vector<T> &D, index_t cols, index_t in_c,
     for (index_t ci = 0; ci < in_c; ++ci)
       for (index_t dy = 0; dy < 3; ++dy)
         for (index_t dx = 0; dx < 3; ++dx)
-          K[((co * in_c + ci) * 3 + dy) * 3 + dx] = dense_at(
-              D, cols, out.state(co, 1, 1),
-              in_off + (ci * in_h + s + dy - 1) * in_h + s + dx - 1);
+          K[((co * in_c + ci) * 3 + dy) * 3 + dx] =
+              dense_at(D, cols, out.state(co, 1, 1),
+                       in_off + (ci * in_h + s + dy - 1) * in_h + s + dx - 1);
   return K;
 }
 
@@ -112,12 +115,14 @@ TEST_CASE("Generators are deterministic and depend on the seed", "[generate]") {
   // Padding columns of the last slab stay zero.
   auto pad = U1.slab(2);
   for (index_t i = 0; i < 50; ++i)
-    for (index_t j = 70 - 64; j < 32; ++j) same = same && pad.data[i * pad.ld + j] == 0.0;
+    for (index_t j = 70 - 64; j < 32; ++j)
+      same = same && pad.data[i * pad.ld + j] == 0.0;
   CHECK(same);
   // Fixed bits on every machine: these values pin down the generator.
   CHECK(random_batch<double>(1, 1, 1)(0, 0) == 0.42239691636591137);
   double sum = 0;
-  for (double v : A1.values()) sum += v;
+  for (double v : A1.values())
+    sum += v;
   CHECK(sum == 204.74696228447385);
 }
 
@@ -146,7 +151,8 @@ TEST_CASE("Small ResNet-like model equals a direct convolution network", "[gener
     const auto K = kernel_from(A, n, in.channels, in.image, in.offset, layers[l]);
     // Weights are drawn uniform(-a, a), a = sqrt(3 / fan_in), all distinct.
     const double a = std::sqrt(3.0 / (9.0 * static_cast<double>(in.channels)));
-    for (double w : K) CHECK(std::abs(w) <= a);
+    for (double w : K)
+      CHECK(std::abs(w) <= a);
     auto sorted = K;
     std::sort(sorted.begin(), sorted.end());
     CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
@@ -171,8 +177,7 @@ TEST_CASE("Small ResNet-like model equals a direct convolution network", "[gener
   // B: the stem convolution of the input image.
   const auto B = model.B().to_csr().to_dense();
   std::vector<double> EB(B.size(), 0.0);
-  const auto KB =
-      kernel_from(B, p, shape.input_channels, shape.image, 0, layers.front());
+  const auto KB = kernel_from(B, p, shape.input_channels, shape.image, 0, layers.front());
   expect_conv(EB, p, shape.input_channels, shape.image, 0, layers.front(), KB);
   CHECK(B == EB);
   CHECK(std::count(KB.begin(), KB.end(), 0.0) == 0);
@@ -200,24 +205,25 @@ TEST_CASE("Small ResNet-like model equals a direct convolution network", "[gener
   std::size_t bias_wrong = 0;
   for (const auto &L : layers)
     for (index_t s = 0; s < L.size(); ++s)
-      bias_wrong += model.bias_x()[L.offset + s] !=
-                    model.bias_x()[L.offset + (s / (L.image * L.image)) * L.image * L.image];
+      bias_wrong +=
+          model.bias_x()[L.offset + s] !=
+          model.bias_x()[L.offset + (s / (L.image * L.image)) * L.image * L.image];
   CHECK(bias_wrong == 0);
 
   // The float model holds the same weights rounded.
   auto mf = resnet_like_model<float>(shape, 9);
   const auto Af = mf.A().to_csr().to_dense();
   std::size_t float_mismatches = 0;
-  for (std::size_t k = 0; k < A.size(); ++k) float_mismatches += Af[k] != static_cast<float>(A[k]);
+  for (std::size_t k = 0; k < A.size(); ++k)
+    float_mismatches += Af[k] != static_cast<float>(A[k]);
   CHECK(float_mismatches == 0);
 
   // Without residual lines only the convolutions remain.
   auto plain_shape = shape;
   plain_shape.residual = false;
   auto Ap = resnet_like_matrix<double>(plain_shape, 9);
-  CHECK(Ap.nnz() == model.A().nnz() -
-                         (layers[2].size() + layers[4].size() / 5 * 3 + layers[6].size() +
-                          layers[8].size() / 6 * 5));
+  CHECK(Ap.nnz() == model.A().nnz() - (layers[2].size() + layers[4].size() / 5 * 3 +
+                                       layers[6].size() + layers[8].size() / 6 * 5));
 }
 
 TEST_CASE("Default ResNet-like matrix has ResNet20's size and is feed-forward",
@@ -258,7 +264,8 @@ TEST_CASE("Default ResNet-like model keeps activations of order one", "[generate
   const auto U = random_batch<double>(model.inputs(), 1, 2);
   std::vector<double> u(static_cast<std::size_t>(model.inputs())), bu(model.states());
   U.get_column(0, u);
-  model.B().apply(Mode::normal, 1.0, std::span<const double>(u), 0.0, std::span<double>(bu));
+  model.B().apply(Mode::normal, 1.0, std::span<const double>(u), 0.0,
+                  std::span<double>(bu));
   // One forward sweep in state order solves a strictly lower triangular A.
   const auto A = model.A().to_csr();
   const auto rp = A.row_ptr();
@@ -267,12 +274,14 @@ TEST_CASE("Default ResNet-like model keeps activations of order one", "[generate
   std::vector<double> x(static_cast<std::size_t>(model.states()));
   for (index_t i = 0; i < model.states(); ++i) {
     double z = bu[i] + model.bias_x()[i];
-    for (auto k = rp[i]; k < rp[i + 1]; ++k) z += vals[k] * x[cols[k]];
+    for (auto k = rp[i]; k < rp[i + 1]; ++k)
+      z += vals[k] * x[cols[k]];
     x[i] = std::max(z, 0.0);
   }
   for (const auto &b : model.blocks()) {
     double s2 = 0;
-    for (index_t i = b.offset; i < b.offset + b.size; ++i) s2 += x[i] * x[i];
+    for (index_t i = b.offset; i < b.offset + b.size; ++i)
+      s2 += x[i] * x[i];
     const double rms = std::sqrt(s2 / static_cast<double>(b.size));
     INFO(b.name << " rms " << rms);
     CHECK(rms > 0.1);
@@ -290,7 +299,8 @@ TEMPLATE_TEST_CASE("Random implicit model has the requested norm and shape", "[g
     CHECK(norm_inf(model.A()) == static_cast<double>(static_cast<TestType>(target)));
     const auto A = model.A().to_csr();
     index_t short_rows = 0;
-    for (index_t i = 0; i < 500; ++i) short_rows += A.row_ptr()[i + 1] - A.row_ptr()[i] != 12;
+    for (index_t i = 0; i < 500; ++i)
+      short_rows += A.row_ptr()[i + 1] - A.row_ptr()[i] != 12;
     CHECK(short_rows == 0);
     // Row sums vary (the matrix is not just rescaled rows).
     const auto sums = A.row_abs_sums();
@@ -304,7 +314,8 @@ TEMPLATE_TEST_CASE("Random implicit model has the requested norm and shape", "[g
   const auto A = model.A().to_csr();
   bool upper = false;
   for (index_t i = 0; i < 200; ++i)
-    for (auto k = A.row_ptr()[i]; k < A.row_ptr()[i + 1]; ++k) upper |= A.column(k) >= i;
+    for (auto k = A.row_ptr()[i]; k < A.row_ptr()[i + 1]; ++k)
+      upper |= A.column(k) >= i;
   CHECK(upper);
   // Rows longer than the matrix is wide are capped.
   auto tiny = random_implicit_model<double>(3, 2, 1, 10, 0.5, 1);
