@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -35,13 +36,15 @@ std::string fmt(double v) {
   return buf;
 }
 
-/// Scratch for one projection: two buffers of the vector's length.
-struct L1Scratch {
+/// Scratch for one projection: buffers of the vector's length.
+template <class T> struct L1Scratch {
   std::vector<double> active, waiting;
+  std::vector<T> out;
   void reserve(std::size_t k) {
     if (active.size() < k) {
       active.resize(k);
       waiting.resize(k);
+      out.resize(k);
     }
   }
 };
@@ -49,7 +52,7 @@ struct L1Scratch {
 /// The soft-threshold level theta > 0 of |v| for radius a, assuming
 /// sum |v_i| > a >= 0 (so that theta lies in (0, max |v_i|]).
 template <class T>
-double l1_threshold(const T *v, std::size_t k, double a, L1Scratch &s) {
+double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
   double *active = s.active.data();
   double *waiting = s.waiting.data();
   // Condat's pass: `rho` is the threshold of the current candidate set, which
@@ -125,18 +128,31 @@ template <class T> double abs_sum(const T *v, std::size_t k) {
 }
 
 /// Projects v (length k) onto the l1 ball of radius a; true when v changed.
-template <class T> bool project_row(T *v, std::size_t k, double a, L1Scratch &s) {
+template <class T> bool project_row(T *v, std::size_t k, double a, L1Scratch<T> &s) {
   if (k == 0 || abs_sum(v, k) <= a) return false;
   if (a == 0) {
     std::fill(v, v + k, T(0));
     return true;
   }
-  const double theta = l1_threshold(v, k, a, s);
-  for (std::size_t i = 0; i < k; ++i) {
-    const double x = static_cast<double>(v[i]);
-    const double m = std::abs(x) - theta;
-    v[i] = m > 0 ? static_cast<T>(std::copysign(m, x)) : T(0);
+  double theta = l1_threshold(v, k, a, s);
+  // The exact projection has ||w||_1 = a; rounding may leave the computed
+  // sum a few ulps above. Nudge theta up until it is not, so that the result
+  // is feasible as computed and projecting again changes nothing.
+  T *w = s.out.data();
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    std::size_t active = 0;
+    for (std::size_t i = 0; i < k; ++i) {
+      const double x = static_cast<double>(v[i]);
+      const double m = std::abs(x) - theta;
+      w[i] = m > 0 ? static_cast<T>(std::copysign(m, x)) : T(0);
+      active += w[i] != T(0);
+    }
+    const double excess = abs_sum(w, k) - a;
+    if (excess <= 0 || active == 0) break;
+    theta = std::max(theta + excess / static_cast<double>(active),
+                     std::nextafter(theta, std::numeric_limits<double>::infinity()));
   }
+  std::copy(w, w + k, v);
   return true;
 }
 
@@ -151,7 +167,7 @@ template <class T> void check_radius(T r, const char *who) {
 template <class T> bool project_l1_ball(std::span<T> v, T radius) {
   check_radius(radius, "project_l1_ball");
   if (std::isinf(radius)) return false;
-  L1Scratch s;
+  L1Scratch<T> s;
   s.reserve(v.size());
   return project_row(v.data(), v.size(), static_cast<double>(radius), s);
 }
@@ -171,7 +187,7 @@ template <class T> index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution 
     return abs_sum(values_view.data() + rp[i], static_cast<std::size_t>(rp[i + 1] - rp[i])) <=
            a;
   };
-  auto project_rows = [&](std::span<T> vals, index_t r0, index_t r1, L1Scratch &s) {
+  auto project_rows = [&](std::span<T> vals, index_t r0, index_t r1, L1Scratch<T> &s) {
     index_t changed = 0;
     for (index_t i = r0; i < r1; ++i)
       changed += project_row(vals.data() + rp[i],
@@ -182,7 +198,7 @@ template <class T> index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution 
     bool any = false;
     for (index_t i = 0; i < rows && !any; ++i) any = !row_inside(i);
     if (!any) return 0;
-    L1Scratch s;
+    L1Scratch<T> s;
     s.reserve(static_cast<std::size_t>(longest));
     return project_rows(A.mutable_values(), 0, rows, s);
   }
@@ -207,7 +223,7 @@ template <class T> index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution 
   std::vector<index_t> changed(static_cast<std::size_t>(parts), 0);
   tbb::parallel_for(tbb::blocked_range<int>(0, parts, 1),
                     [&](const tbb::blocked_range<int> &r) {
-                      L1Scratch s;
+                      L1Scratch<T> s;
                       s.reserve(static_cast<std::size_t>(longest));
                       for (int p = r.begin(); p < r.end(); ++p)
                         if (outside[p])
