@@ -5,11 +5,26 @@
 /// Outcomes are reported in a `SolveReport`, never hidden: a solve that did
 /// not converge returns status max_iterations / diverged / non_finite with
 /// the residual it reached. Results are deterministic: the same bits for 1 or
-/// N threads.
+/// N threads. For a CSR A the value computed for one input column does not
+/// depend on the other columns of the batch either (every row sum is formed
+/// in the same order whatever the batch width).
+///
+/// Methods:
+/// - Picard: x <- phi(A x + z), z = B u + b, with an optional safeguarded
+///   Anderson acceleration. Each column stops on its own rule; a stopped
+///   column is no longer updated.
+/// - Sweep: the strongly connected components of A taken in dependency order
+///   (block lower triangular form). A 1x1 block is solved in closed form
+///   (ReLU, leaky ReLU, identity) or by a safeguarded scalar Newton method
+///   (tanh, sigmoid); a larger block by Picard on that block only. A
+///   feed-forward (nilpotent) A is solved in one pass over its nonzeros.
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <tacit/model.hpp>
@@ -37,19 +52,24 @@ struct PicardOptions {
   double rel_tol = 1e-10;
   int max_iterations = 10000;
   /// Declare divergence when a column's step exceeds this multiple of its
-  /// smallest step so far (and the iterate is large).
+  /// smallest step so far (and of abs_tol).
   double divergence_factor = 1e12;
-  /// Anderson acceleration depth (0 = plain Picard).
+  /// Anderson acceleration depth (0 = plain Picard, at most 64). A mixed step
+  /// is kept only if it does not increase the residual ||g(x) - x||_inf;
+  /// otherwise the solver falls back to the Picard step from the previous
+  /// iterate and restarts its history.
   int anderson_depth = 0;
-  /// Start from X as given instead of from zero.
+  /// Start from X as given instead of from zero (ignored when X does not
+  /// have the shape of the result). For a sweep it seeds the cyclic blocks.
   bool warm_start = false;
 };
 
 struct SolveOptions {
   SolveMethod method = SolveMethod::automatic;
   PicardOptions picard;
-  /// Called after each Picard iteration with (iteration, max step) or after
-  /// each sweep level with (level, 0); may be empty.
+  /// Called after each Picard iteration with (iteration, max step) or, for a
+  /// sweep, after each group of levels with (last level done, 0); may be
+  /// empty. Called from the thread that called solve().
   std::function<void(int, double)> progress;
 };
 
@@ -59,10 +79,15 @@ struct SolveReport {
   /// Picard iterations (for a sweep: the largest count over cyclic blocks,
   /// 0 when A is feed-forward).
   int iterations = 0;
-  /// max over columns of ||x - phi(A x + B u + b)||_inf at the returned x.
+  /// max over columns of ||x - phi(A x + B u + b)||_inf at the returned x,
+  /// evaluated there (+inf for a column holding NaN or Inf).
   double residual = 0;
   /// The same per column.
   std::vector<double> column_residuals;
+  /// Status of each column (`status` is the worst of them, in enum order).
+  std::vector<SolveStatus> column_status;
+  /// Iterations spent on each column (Picard; sweep: largest over blocks).
+  std::vector<int> column_iterations;
   /// max over columns of the step inf-norm, per iteration (Picard).
   std::vector<double> step_history;
   /// Human-readable detail (why auto chose a method, which block failed...).
@@ -85,7 +110,8 @@ public:
   /// Why `method()` was chosen.
   const std::string &method_reason() const noexcept;
 
-  /// States X (n x k) for inputs U (p x k). X is resized if needed.
+  /// States X (n x k) for inputs U (p x k). X is resized if needed (to U's
+  /// slab width). \throws InvalidArgument when U does not have p rows.
   SolveReport solve(const Batch<T> &U, Batch<T> &X);
   /// Outputs Y (q x k) for inputs U; X receives the states.
   SolveReport predict(const Batch<T> &U, Batch<T> &X, Batch<T> &Y);
@@ -97,6 +123,8 @@ private:
 
 /// Plain (or Anderson-accelerated) Picard on x = phi(A x + z) with z given per
 /// column (z already holds B u + b). `activations` has one entry per state.
+/// X is resized to z's shape if needed. Allocates its workspace per call;
+/// use EquilibriumSolver for repeated solves.
 template <class T>
 SolveReport picard_solve(const LinearOperator<T> &A,
                          std::span<const Activation> activations,
@@ -104,7 +132,7 @@ SolveReport picard_solve(const LinearOperator<T> &A,
                          const PicardOptions &options,
                          const std::function<void(int, double)> &progress = {});
 
-/// Residual ||x - phi(A x + z)||_inf per column.
+/// Residual ||x - phi(A x + z)||_inf per column (+inf where non-finite).
 template <class T>
 std::vector<double> equilibrium_residuals(const LinearOperator<T> &A,
                                           std::span<const Activation> activations,

@@ -1,0 +1,241 @@
+#pragma once
+// Kernels shared by the Picard engine and the block-triangular sweep.
+//
+// Summation order. Every (row, column) sum over a CSR row is formed with four
+// interleaved partial sums (entry q of the row goes to partial q mod 4),
+// combined as (p0 + p1) + (p2 + p3). Four chains hide the add latency of a
+// single column (SpMV); the same order is used whatever number of columns is
+// processed together, so a column's result does not depend on the batch it
+// belongs to, nor on the thread count.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include <tacit/model.hpp>
+
+namespace tacit::detail {
+
+/// Widest column chunk: 128 bytes (16 doubles, 32 floats), i.e. 4 x 4 (or
+/// 4 x 2) vector accumulators in registers for the four partial sums.
+template <class T> inline constexpr int wide_chunk = static_cast<int>(128 / sizeof(T));
+
+/// out[w] = sum_k vals[k] * x[cols[k] * ldx + w] over k in [b, e), for CW
+/// consecutive columns, in the four-partial order described above.
+template <int CW, class T, class I>
+inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::int64_t b,
+                     std::int64_t e, const T *__restrict x, index_t ldx,
+                     T *__restrict out) {
+  T p0[CW], p1[CW], p2[CW], p3[CW];
+#pragma GCC unroll 32
+  for (int w = 0; w < CW; ++w) p0[w] = p1[w] = p2[w] = p3[w] = T(0);
+  std::int64_t k = b;
+  for (; k + 4 <= e; k += 4) {
+    const T v0 = vals[k], v1 = vals[k + 1], v2 = vals[k + 2], v3 = vals[k + 3];
+    const T *__restrict x0 = x + static_cast<index_t>(cols[k]) * ldx;
+    const T *__restrict x1 = x + static_cast<index_t>(cols[k + 1]) * ldx;
+    const T *__restrict x2 = x + static_cast<index_t>(cols[k + 2]) * ldx;
+    const T *__restrict x3 = x + static_cast<index_t>(cols[k + 3]) * ldx;
+#pragma GCC unroll 32
+    for (int w = 0; w < CW; ++w) {
+      p0[w] += v0 * x0[w];
+      p1[w] += v1 * x1[w];
+      p2[w] += v2 * x2[w];
+      p3[w] += v3 * x3[w];
+    }
+  }
+  if (k < e) {
+    const T *__restrict x0 = x + static_cast<index_t>(cols[k]) * ldx;
+#pragma GCC unroll 32
+    for (int w = 0; w < CW; ++w) p0[w] += vals[k] * x0[w];
+    if (k + 1 < e) {
+      const T *__restrict x1 = x + static_cast<index_t>(cols[k + 1]) * ldx;
+#pragma GCC unroll 32
+      for (int w = 0; w < CW; ++w) p1[w] += vals[k + 1] * x1[w];
+      if (k + 2 < e) {
+        const T *__restrict x2 = x + static_cast<index_t>(cols[k + 2]) * ldx;
+#pragma GCC unroll 32
+        for (int w = 0; w < CW; ++w) p2[w] += vals[k + 2] * x2[w];
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int w = 0; w < CW; ++w) out[w] = (p0[w] + p1[w]) + (p2[w] + p3[w]);
+}
+
+/// Calls f(std::integral_constant<int, CW>{}, c0) for chunks covering
+/// columns [0, cols): as many wide chunks as fit, then 16/8/4/1.
+template <class T, class F> inline void for_column_chunks(index_t cols, F &&f) {
+  constexpr int W = wide_chunk<T>;
+  index_t c = 0;
+  for (; c + W <= cols; c += W) f(std::integral_constant<int, W>{}, c);
+  if constexpr (W > 16) {
+    if (c + 16 <= cols) {
+      f(std::integral_constant<int, 16>{}, c);
+      c += 16;
+    }
+  }
+  if (c + 8 <= cols) {
+    f(std::integral_constant<int, 8>{}, c);
+    c += 8;
+  }
+  if (c + 4 <= cols) {
+    f(std::integral_constant<int, 4>{}, c);
+    c += 4;
+  }
+  for (; c < cols; ++c) f(std::integral_constant<int, 1>{}, c);
+}
+
+/// phi(z) with the formulas of Activation::operator().
+template <class T> inline T activate(ActivationKind kind, T slope, T z) {
+  switch (kind) {
+  case ActivationKind::relu: return z > T(0) ? z : T(0);
+  case ActivationKind::leaky_relu: return z >= T(0) ? z : slope * z;
+  case ActivationKind::tanh: return std::tanh(z);
+  case ActivationKind::sigmoid: return T(1) / (T(1) + std::exp(-z));
+  case ActivationKind::identity: return z;
+  }
+  return z;
+}
+
+/// out[w] = phi(pre[w]) for CW values (one switch per row, vectorisable loops).
+template <int CW, class T>
+inline void activate_chunk(const Activation &a, const T *__restrict pre,
+                           T *__restrict out) {
+  switch (a.kind) {
+  case ActivationKind::relu:
+#pragma GCC unroll 32
+    for (int w = 0; w < CW; ++w) out[w] = pre[w] > T(0) ? pre[w] : T(0);
+    return;
+  case ActivationKind::leaky_relu: {
+    const T s = static_cast<T>(a.slope);
+#pragma GCC unroll 32
+    for (int w = 0; w < CW; ++w) out[w] = pre[w] >= T(0) ? pre[w] : s * pre[w];
+    return;
+  }
+  case ActivationKind::tanh:
+    for (int w = 0; w < CW; ++w) out[w] = std::tanh(pre[w]);
+    return;
+  case ActivationKind::sigmoid:
+    for (int w = 0; w < CW; ++w) out[w] = T(1) / (T(1) + std::exp(-pre[w]));
+    return;
+  case ActivationKind::identity: break;
+  }
+#pragma GCC unroll 32
+  for (int w = 0; w < CW; ++w) out[w] = pre[w];
+}
+
+/// True for NaN and +-Inf (branch-free, vectorisable).
+template <class T> inline bool not_finite(T v) {
+  return !(std::abs(v) <= std::numeric_limits<T>::max());
+}
+
+/// Whether a 1x1 block x = phi(a x + c) has a unique solution for every c.
+/// tanh and sigmoid with a * Lipschitz > 1 are decided per c (see
+/// solve_singleton), so they count as well-posed here.
+inline bool singleton_well_posed(const Activation &act, double a) {
+  switch (act.kind) {
+  case ActivationKind::relu: return a < 1;
+  case ActivationKind::leaky_relu: return a < 1 && act.slope * a < 1;
+  case ActivationKind::identity: return a != 1;
+  case ActivationKind::tanh:
+  case ActivationKind::sigmoid: return true;
+  }
+  return false;
+}
+
+/// Solution of the scalar equation x = phi(a x + c) for a structurally
+/// well-posed singleton (closed forms in T for the piecewise-linear
+/// activations). `unique` is false when tanh/sigmoid with a large self-weight
+/// have several solutions for this c (x is then NaN).
+struct ScalarSolution {
+  double x = 0;
+  bool unique = true;
+};
+
+namespace scalar {
+// h(x) = x - sigma(a x + c) and its derivative for tanh / sigmoid.
+inline double sigma(bool is_tanh, double t) {
+  return is_tanh ? std::tanh(t) : 1.0 / (1.0 + std::exp(-t));
+}
+inline double sigma_prime(bool is_tanh, double t) {
+  const double s = sigma(is_tanh, t);
+  return is_tanh ? 1.0 - s * s : s * (1.0 - s);
+}
+// Safeguarded Newton on [lo, hi] with h(lo) <= 0 <= h(hi), h increasing on it.
+inline double bracketed_root(bool is_tanh, double a, double c, double lo, double hi) {
+  auto h = [&](double x) { return x - sigma(is_tanh, a * x + c); };
+  double hlo = h(lo), hhi = h(hi);
+  if (hlo >= 0) return lo;
+  if (hhi <= 0) return hi;
+  double x = std::clamp(sigma(is_tanh, c), lo, hi); // root when a == 0
+  for (int it = 0; it < 200; ++it) {
+    const double hx = h(x);
+    if (hx == 0) return x;
+    if (hx < 0) lo = x;
+    else hi = x;
+    const double dh = 1.0 - a * sigma_prime(is_tanh, a * x + c);
+    double next = x - hx / dh;
+    if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+    if (next == x || hi - lo <= 2 * std::numeric_limits<double>::epsilon() *
+                                     std::max(1.0, std::abs(x)))
+      return std::abs(h(next)) < std::abs(hx) ? next : x;
+    x = next;
+  }
+  return x;
+}
+} // namespace scalar
+
+/// x = sigma(a x + c) for sigma = tanh (range [-1, 1], Lipschitz 1) or
+/// sigmoid (range [0, 1], Lipschitz 1/4). With a * L <= 1, h(x) = x -
+/// sigma(a x + c) is increasing: one root. Otherwise h increases, decreases
+/// on [x1, x2] (where a sigma' = 1) and increases again: the root is unique
+/// iff h(x1) < 0 or h(x2) > 0.
+inline ScalarSolution solve_saturating(bool is_tanh, double a, double c) {
+  const double lo = is_tanh ? -1.0 : 0.0, hi = 1.0;
+  const double inv_lip = is_tanh ? 1.0 : 4.0; // a * L <= 1 <=> a <= inv_lip
+  if (!(std::isfinite(a) && std::isfinite(c)))
+    return {std::numeric_limits<double>::quiet_NaN(), true};
+  if (a <= inv_lip) return {scalar::bracketed_root(is_tanh, a, c, lo, hi), true};
+  // Stationary points of h: sigma'(t) = 1 / a at t = +-t_star.
+  double t_star;
+  if (is_tanh) {
+    t_star = std::acosh(std::sqrt(a));
+  } else {
+    const double r = std::sqrt(1.0 - 4.0 / a);
+    t_star = std::log((1.0 + r) / (1.0 - r));
+  }
+  const double x1 = (-t_star - c) / a, x2 = (t_star - c) / a;
+  auto h = [&](double x) { return x - scalar::sigma(is_tanh, a * x + c); };
+  const double margin = 64 * std::numeric_limits<double>::epsilon();
+  if (h(x1) < -margin) // the local maximum is below zero: root right of x2
+    return {scalar::bracketed_root(is_tanh, a, c, std::clamp(x2, lo, hi), hi), true};
+  if (h(x2) > margin) // the local minimum is above zero: root left of x1
+    return {scalar::bracketed_root(is_tanh, a, c, lo, std::clamp(x1, lo, hi)), true};
+  return {std::numeric_limits<double>::quiet_NaN(), false};
+}
+
+/// Solution of x = phi(a x + c) for a structurally well-posed singleton.
+template <class T>
+inline T solve_singleton(const Activation &act, T a, T c, bool &unique) {
+  switch (act.kind) {
+  case ActivationKind::relu: return c > T(0) ? c / (T(1) - a) : T(0);
+  case ActivationKind::leaky_relu: {
+    const T s = static_cast<T>(act.slope);
+    return c >= T(0) ? c / (T(1) - a) : s * c / (T(1) - s * a);
+  }
+  case ActivationKind::identity: return c / (T(1) - a);
+  case ActivationKind::tanh:
+  case ActivationKind::sigmoid: {
+    const auto r = solve_saturating(act.kind == ActivationKind::tanh,
+                                    static_cast<double>(a), static_cast<double>(c));
+    unique = r.unique;
+    return static_cast<T>(r.x);
+  }
+  }
+  return c;
+}
+
+} // namespace tacit::detail
