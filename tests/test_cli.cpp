@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <tacit/tacit.hpp>
+
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -22,14 +24,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using namespace tacit;
 
 /// A fresh directory removed at scope exit.
 struct TempDir {
   fs::path path;
   TempDir() {
     static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("tacit_cli_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    path = fs::temp_directory_path() / ("tacit_cli_test_" + std::to_string(::getpid()) +
+                                        "_" + std::to_string(counter++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -55,7 +58,8 @@ void write_text(const fs::path &file, const std::string &text) {
 /// Single-quotes an argument for /bin/sh.
 std::string shell_quote(const std::string &arg) {
   std::string quoted = "'";
-  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  for (char c : arg)
+    quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return quoted + "'";
 }
 
@@ -74,7 +78,8 @@ struct RunResult {
 /// Runs `tacit ARGS...` with stdout and stderr captured in `dir`.
 RunResult run_tacit(const TempDir &dir, const std::vector<std::string> &args) {
   std::string command = shell_quote(TACIT_CLI_PATH);
-  for (const auto &a : args) command += " " + shell_quote(a);
+  for (const auto &a : args)
+    command += " " + shell_quote(a);
   const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
   command += " > " + shell_quote(out.string()) + " 2> " + shell_quote(err.string()) +
              " < /dev/null";
@@ -85,6 +90,39 @@ RunResult run_tacit(const TempDir &dir, const std::vector<std::string> &args) {
   r.err = read_text(err);
   INFO("tacit stderr: " << r.err);
   return r;
+}
+
+/// The dense values of an operator (small matrices only).
+template <class T> std::vector<T> dense(const LinearOperator<T> &op) {
+  return op.to_csr().to_dense();
+}
+
+/// A small truly implicit model (cyclic A, ||A||_inf = 0.9).
+Model<double> implicit_model(index_t n = 40) {
+  return random_implicit_model<double>(n, 5, 3, 4, 0.9, 11);
+}
+
+/// A cyclic permutation scaled by `scale`: lambda_PF(|A|) = scale exactly.
+CsrMatrix<double> scaled_cycle(index_t n, double scale) {
+  std::vector<Triplet<double>> t;
+  for (index_t i = 0; i < n; ++i)
+    t.push_back({i, (i + 1) % n, scale});
+  return CsrMatrix<double>::from_triplets(n, n, t);
+}
+
+/// A model around a given A with p = 2 inputs, q = 1 output.
+Model<double> model_around(CsrMatrix<double> A, std::vector<StateBlock> blocks = {}) {
+  const index_t n = A.rows();
+  std::vector<Triplet<double>> b, c;
+  for (index_t i = 0; i < n; ++i)
+    b.push_back({i, i % 2, 1.0 + 0.1 * double(i)});
+  for (index_t i = 0; i < n; ++i)
+    c.push_back({0, i, 0.5});
+  return Model<double>(
+      std::make_shared<CsrMatrix<double>>(std::move(A)),
+      std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::from_triplets(n, 2, b)),
+      std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::from_triplets(1, n, c)),
+      nullptr, {}, {}, std::move(blocks));
 }
 
 } // namespace
@@ -130,6 +168,375 @@ TEST_CASE("tacit rejects a missing or unknown command with exit code 1", "[cli]"
   const auto doc = as_json.parsed();
   CHECK(doc.at("exit_code") == 1);
   CHECK_THAT(doc.at("error").get<std::string>(), Catch::Contains("frobnicate"));
+}
+
+TEST_CASE("every command has a help text with usage, options and exit codes", "[cli]") {
+  TempDir dir;
+  for (const std::string name : {"info", "wellposed", "convert", "rescale", "project"}) {
+    INFO("command " << name);
+    const auto r = run_tacit(dir, {name, "--help"});
+    CHECK(r.code == 0);
+    CHECK_THAT(r.out, Catch::StartsWith("Usage: tacit " + name));
+    CHECK_THAT(r.out, Catch::Contains("--json"));
+    CHECK_THAT(r.out, Catch::Contains("Exit codes:"));
+    CHECK(run_tacit(dir, {"help", name}).out == r.out);
+    CHECK_THAT(run_tacit(dir, {"--help"}).out, Catch::Contains("  " + name + " "));
+  }
+}
+
+TEST_CASE("command-line mistakes are usage errors naming the option", "[cli]") {
+  TempDir dir;
+  const auto model = implicit_model();
+  save_model_directory(model, dir / "m");
+  const std::string m = (dir / "m").string();
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"info"}, "missing argument MODEL"},
+      {{"info", m, "extra"}, "unexpected argument 'extra'"},
+      {{"info", m, "--bogus"}, "unknown option '--bogus'"},
+      {{"info", m, "--json=yes"}, "--json takes no value"},
+      {{"info", m, "--threads"}, "--threads requires a value"},
+      {{"info", m, "--threads", "two"}, "invalid value 'two' for --threads"},
+      {{"info", m, "--threads", "0"}, "--threads is out of range"},
+      {{"wellposed", m, "--rel-width", "1e-3x"}, "invalid value '1e-3x' for --rel-width"},
+      {{"wellposed", m, "--rel-width", "nan"}, "--rel-width: expected a finite number"},
+      {{"wellposed", m, "--max-iterations", "-5"}, "--max-iterations is out of range"},
+      {{"wellposed", m, "--max-iterations", "1.5"}, "expected a whole number"},
+      {{"wellposed", m, "--decide", "--decide"}, "--decide given more than once"},
+      {{"project", m, "-o", (dir / "p").string()}, "missing required option --kappa"},
+      {{"project", m, "--kappa", "0.5"}, "missing required option --output"},
+      {{"project", m, "--kappa", "-1", "-o", (dir / "p").string()},
+       "--kappa is out of range"},
+      {{"rescale", m, "-o", (dir / "r").string(), "--target", "1.5"}, "--target"},
+      {{"convert", m}, "missing argument OUT"},
+      {{"convert", m, (dir / "c").string(), "--format", "zip"},
+       "invalid value 'zip' for --format: expected dir or native"},
+      {{"convert", m, (dir / "c").string(), "--precision", "half"},
+       "expected float32 or float64"},
+      {{"convert", m, m}, "is the input"},
+  };
+  for (const auto &c : cases) {
+    std::string shown;
+    for (const auto &a : c.args)
+      shown += a + " ";
+    INFO("tacit " << shown);
+    const auto r = run_tacit(dir, c.args);
+    CHECK(r.code == 1);
+    CHECK_THAT(r.err, Catch::Contains(c.message));
+    CHECK_THAT(r.err, Catch::Contains("--help"));
+    CHECK(r.out.empty());
+  }
+  CHECK(!fs::exists(dir / "p"));
+  CHECK(!fs::exists(dir / "c"));
+}
+
+TEST_CASE("file errors exit with code 2 and name the file and line", "[cli]") {
+  TempDir dir;
+  // Missing model.
+  auto r = run_tacit(dir, {"info", (dir / "nowhere").string()});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains((dir / "nowhere").string()));
+
+  // Malformed A.mtx inside a model directory: the message has file:line.
+  save_model_directory(implicit_model(), dir / "m");
+  write_text(
+      dir / "m" / "A.mtx",
+      "%%MatrixMarket matrix coordinate real general\n40 40 2\n1 1 0.5\n2 x 0.5\n");
+  for (const std::string cmd : {"info", "wellposed"}) {
+    r = run_tacit(dir, {cmd, (dir / "m").string()});
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains((dir / "m" / "A.mtx").string() + ":4"));
+    CHECK(r.out.empty());
+  }
+  // The same error as JSON.
+  r = run_tacit(dir, {"wellposed", (dir / "m").string(), "--json"});
+  CHECK(r.code == 2);
+  CHECK(r.parsed().at("exit_code") == 2);
+  CHECK_THAT(r.parsed().at("error").get<std::string>(), Catch::Contains("A.mtx:4"));
+
+  // A bare .mtx with a bad header.
+  write_text(dir / "bad.mtx",
+             "%%MatrixMarket matrix coordinate complex general\n1 1 1\n");
+  r = run_tacit(dir, {"wellposed", (dir / "bad.mtx").string()});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("bad.mtx"));
+
+  // A truncated native file.
+  save_model_native(implicit_model(), dir / "m.tacit");
+  const auto bytes = read_text(dir / "m.tacit");
+  write_text(dir / "cut.tacit", bytes.substr(0, bytes.size() / 2));
+  r = run_tacit(dir, {"convert", (dir / "cut.tacit").string(), (dir / "out").string()});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("cut.tacit"));
+  CHECK(!fs::exists(dir / "out"));
+}
+
+TEST_CASE("tacit info reports what the library sees", "[cli]") {
+  TempDir dir;
+  const auto model = implicit_model();
+  save_model_directory(model, dir / "m");
+  save_model_native(model, dir / "m.tacit");
+  const auto loaded = load_model<double>(dir / "m");
+  const auto scc = strongly_connected_components(loaded.A().to_csr());
+
+  for (const std::string path : {(dir / "m").string(), (dir / "m.tacit").string()}) {
+    INFO(path);
+    const auto r = run_tacit(dir, {"info", path, "--json"});
+    REQUIRE(r.code == 0);
+    const auto doc = r.parsed();
+    CHECK(doc.at("kind") == "model");
+    CHECK(doc.at("n") == 40);
+    CHECK(doc.at("p") == 5);
+    CHECK(doc.at("q") == 3);
+    CHECK(doc.at("nnz").at("A") == loaded.A().nnz());
+    CHECK(doc.at("nnz").at("B") == loaded.B().nnz());
+    CHECK(doc.at("nnz").at("C") == loaded.C().nnz());
+    CHECK(doc.at("nnz").at("D") == 0);
+    CHECK(doc.at("a_bytes") == loaded.A().bytes());
+    CHECK(doc.at("norm_inf").get<double>() == norm_inf(loaded.A()));
+    CHECK(doc.at("scc").at("count") == scc.block_count());
+    CHECK(doc.at("scc").at("largest") == scc.largest_block());
+    CHECK(doc.at("scc").at("levels") == scc.level_count());
+    CHECK(doc.at("scc").at("nilpotent") == false);
+    REQUIRE(doc.at("blocks").size() == loaded.blocks().size());
+    CHECK(doc.at("blocks")[0].at("activation") == "relu");
+    CHECK(doc.at("blocks")[0].at("size") == 40);
+  }
+  CHECK(run_tacit(dir, {"info", (dir / "m.tacit").string(), "--json"})
+            .parsed()
+            .at("format") == "native");
+
+  // Human output.
+  const auto r = run_tacit(dir, {"info", (dir / "m").string()});
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("states n = 40, inputs p = 5, outputs q = 3"));
+  CHECK_THAT(r.out, Catch::Contains("D: none"));
+  CHECK(r.err.empty());
+  CHECK(run_tacit(dir, {"info", (dir / "m").string(), "--quiet"}).out.empty());
+
+  // A feed-forward model: nilpotent, one block per layer, as many levels as layers.
+  ResNetLikeShape shape;
+  shape.image = 4;
+  shape.stage_channels = {2, 3};
+  shape.stage_layers = {2, 2};
+  shape.classes = 3;
+  const auto ff = resnet_like_model<double>(shape, 3);
+  save_model_directory(ff, dir / "ff");
+  const auto doc = run_tacit(dir, {"info", (dir / "ff").string(), "--json"}).parsed();
+  CHECK(doc.at("scc").at("nilpotent") == true);
+  CHECK(doc.at("scc").at("count") == ff.states());
+  CHECK(doc.at("scc").at("largest") == 1);
+  CHECK(doc.at("blocks").size() == 4);
+  CHECK(doc.at("n") == ff.states());
+
+  // A bare matrix.
+  write_matrix_market(dir / "A.mtx", scaled_cycle(5, 0.5));
+  const auto m = run_tacit(dir, {"info", (dir / "A.mtx").string(), "--json"}).parsed();
+  CHECK(m.at("kind") == "matrix");
+  CHECK(m.at("n") == 5);
+  CHECK(m.at("nnz").at("A") == 5);
+  CHECK(m.at("scc").at("count") == 1);
+  CHECK(m.at("scc").at("largest") == 5);
+  CHECK(m.at("norm_inf") == 0.5);
+}
+
+TEST_CASE("tacit wellposed matches analyse_well_posedness", "[cli]") {
+  TempDir dir;
+  const auto model = implicit_model(60);
+  save_model_directory(model, dir / "m");
+  const auto expected = analyse_well_posedness(load_model<double>(dir / "m").A());
+  REQUIRE(expected.pf.certified());
+
+  auto r = run_tacit(dir, {"wellposed", (dir / "m").string(), "--json"});
+  REQUIRE(r.code == 0);
+  auto doc = r.parsed();
+  CHECK(doc.at("n") == 60);
+  CHECK(doc.at("nnz") == expected.nnz);
+  CHECK(doc.at("norm_inf").get<double>() == expected.norm_inf);
+  CHECK(doc.at("norm_1").get<double>() == expected.norm_1);
+  CHECK(doc.at("lambda_pf").at("lower").get<double>() == expected.pf.lower);
+  CHECK(doc.at("lambda_pf").at("upper").get<double>() == expected.pf.upper);
+  CHECK(doc.at("certified") == true);
+  CHECK(doc.at("status") == to_string(expected.pf.status));
+  CHECK(doc.at("iterations") == expected.pf.iterations);
+  CHECK(doc.at("scc").at("count") == expected.scc_count);
+  CHECK(doc.at("scc").at("largest") == expected.scc_largest);
+  CHECK(doc.at("nilpotent") == false);
+
+  // The same through a bare .mtx and with one thread: same bits.
+  write_matrix_market(dir / "A.mtx", load_model<double>(dir / "m").A().to_csr());
+  r = run_tacit(dir, {"wellposed", (dir / "A.mtx").string(), "--json", "--threads", "1"});
+  REQUIRE(r.code == 0);
+  CHECK(r.parsed().at("lambda_pf") == doc.at("lambda_pf"));
+
+  // Options reach the library.
+  PerronOptions loose;
+  loose.rel_width = 1e-2;
+  loose.max_iterations = 3;
+  const auto coarse = analyse_well_posedness(load_model<double>(dir / "m").A(), loose);
+  r = run_tacit(dir, {"wellposed", (dir / "m").string(), "--json", "--rel-width", "1e-2",
+                      "--max-iterations", "3"});
+  REQUIRE(r.code == 0);
+  CHECK(r.parsed().at("lambda_pf").at("upper").get<double>() == coarse.pf.upper);
+  CHECK(r.parsed().at("iterations") == coarse.pf.iterations);
+
+  // Human report.
+  r = run_tacit(dir, {"wellposed", (dir / "m").string()});
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("certified well-posed"));
+
+  // lambda_PF(|A|) = 1.25 exactly: not certified, still exit code 0.
+  save_model_directory(model_around(scaled_cycle(6, 1.25)), dir / "bad");
+  r = run_tacit(dir, {"wellposed", (dir / "bad").string(), "--json"});
+  CHECK(r.code == 0);
+  doc = r.parsed();
+  CHECK(doc.at("certified") == false);
+  CHECK(doc.at("lambda_pf").at("lower").get<double>() <= 1.25);
+  CHECK(doc.at("lambda_pf").at("upper").get<double>() >= 1.25);
+  CHECK(doc.at("lambda_pf").at("lower").get<double>() > 1);
+  r = run_tacit(dir, {"wellposed", (dir / "bad").string()});
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("NOT certified"));
+
+  // Feed-forward: nilpotent, lambda_PF = 0.
+  std::vector<Triplet<double>> chain = {{1, 0, 3.0}, {2, 1, -4.0}};
+  write_matrix_market(dir / "chain.mtx", CsrMatrix<double>::from_triplets(3, 3, chain));
+  doc = run_tacit(dir, {"wellposed", (dir / "chain.mtx").string(), "--json"}).parsed();
+  CHECK(doc.at("nilpotent") == true);
+  CHECK(doc.at("lambda_pf").at("upper") == 0.0);
+  CHECK(doc.at("certified") == true);
+  CHECK(doc.at("norm_inf") == 4.0);
+}
+
+TEST_CASE("tacit convert round-trips models bit-exactly", "[cli]") {
+  TempDir dir;
+  const auto model = implicit_model();
+  save_model_directory(model, dir / "m");
+  const auto original = load_model<double>(dir / "m");
+
+  auto r = run_tacit(
+      dir, {"convert", (dir / "m").string(), (dir / "m.tacit").string(), "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(r.parsed().at("format") == "native");
+  CHECK(r.parsed().at("precision") == "float64");
+  CHECK(is_native_model_file(dir / "m.tacit"));
+  r = run_tacit(dir, {"convert", (dir / "m.tacit").string(), (dir / "back").string()});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("converted"));
+  const auto back = load_model<double>(dir / "back");
+  CHECK(dense(back.A()) == dense(original.A()));
+  CHECK(dense(back.B()) == dense(original.B()));
+  CHECK(dense(back.C()) == dense(original.C()));
+  CHECK(std::vector<double>(back.bias_x().begin(), back.bias_x().end()) ==
+        std::vector<double>(original.bias_x().begin(), original.bias_x().end()));
+  CHECK(back.blocks() == original.blocks());
+
+  // --format overrides the extension; float32 rounds like convert_model.
+  r = run_tacit(dir, {"convert", (dir / "m").string(), (dir / "f32").string(), "--format",
+                      "native", "--precision", "float32", "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(r.parsed().at("precision") == "float32");
+  CHECK(is_native_model_file(dir / "f32"));
+  const auto f32 = load_model<float>(dir / "f32");
+  CHECK(dense(f32.A()) == dense(convert_model<float>(original).A()));
+}
+
+TEST_CASE("tacit project matches project_inf_norm", "[cli]") {
+  TempDir dir;
+  const auto model = implicit_model();
+  save_model_directory(model, dir / "m");
+  const auto original = load_model<double>(dir / "m");
+  auto expected = original.A().to_csr();
+  const index_t changed = project_inf_norm(expected, 0.5);
+  REQUIRE(changed > 0);
+
+  // A model: the written model has the projected A, the rest unchanged.
+  auto r = run_tacit(dir, {"project", (dir / "m").string(), "--kappa", "0.5", "-o",
+                           (dir / "p").string(), "--json"});
+  REQUIRE(r.code == 0);
+  auto doc = r.parsed();
+  CHECK(doc.at("rows_changed") == changed);
+  CHECK(doc.at("norm_before").get<double>() == norm_inf(original.A()));
+  CHECK(doc.at("norm_after").get<double>() == norm_inf(expected));
+  CHECK(doc.at("norm_after").get<double>() <= 0.5 * (1 + 1e-12));
+  const auto projected = load_model<double>(dir / "p");
+  CHECK(dense(projected.A()) == expected.to_dense());
+  CHECK(dense(projected.B()) == dense(original.B()));
+  CHECK(dense(projected.C()) == dense(original.C()));
+
+  // A bare matrix to a .mtx, and a native output.
+  write_matrix_market(dir / "A.mtx", original.A().to_csr());
+  r = run_tacit(dir, {"project", (dir / "A.mtx").string(), "--kappa", "0.5", "--output",
+                      (dir / "P.mtx").string()});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("rows changed: " + std::to_string(changed)));
+  CHECK(read_matrix_market<double>(dir / "P.mtx").to_dense() == expected.to_dense());
+  r = run_tacit(dir, {"project", (dir / "m").string(), "--kappa", "0.5", "-o",
+                      (dir / "p.tacit").string()});
+  REQUIRE(r.code == 0);
+  CHECK(dense(load_model<double>(dir / "p.tacit").A()) == expected.to_dense());
+
+  // kappa above the norm changes nothing.
+  doc = run_tacit(dir, {"project", (dir / "A.mtx").string(), "--kappa", "5", "-o",
+                        (dir / "same.mtx").string(), "--json"})
+            .parsed();
+  CHECK(doc.at("rows_changed") == 0);
+  CHECK(doc.at("distance_frobenius") == 0.0);
+}
+
+TEST_CASE("tacit rescale matches rescale_model and reports failures", "[cli]") {
+  TempDir dir;
+  // ||A||_inf = 1.2 but lambda_PF(|A|) = 0.6: rescaling brings the norm below 1.
+  std::vector<Triplet<double>> t = {{0, 1, 1.2}, {1, 0, 0.3}, {2, 0, 0.7}, {2, 2, 0.1}};
+  const auto model = model_around(CsrMatrix<double>::from_triplets(3, 3, t));
+  save_model_directory(model, dir / "m");
+  RescaleReport expected_report;
+  const auto expected =
+      rescale_model(load_model<double>(dir / "m"), 0.8, &expected_report);
+
+  auto r = run_tacit(dir, {"rescale", (dir / "m").string(), "-o", (dir / "r").string(),
+                           "--target", "0.8", "--json"});
+  REQUIRE(r.code == 0);
+  const auto doc = r.parsed();
+  CHECK(doc.at("norm_before").get<double>() == 1.2);
+  CHECK(doc.at("norm_after").get<double>() == expected_report.norm_after);
+  CHECK(doc.at("norm_after").get<double>() <= 0.8);
+  CHECK(doc.at("target") == 0.8);
+  const auto rescaled = load_model<double>(dir / "r");
+  CHECK(dense(rescaled.A()) == dense(expected.A()));
+  CHECK(dense(rescaled.B()) == dense(expected.B()));
+  CHECK(norm_inf(rescaled.A()) <= 0.8);
+
+  r = run_tacit(dir,
+                {"rescale", (dir / "m").string(), "-o", (dir / "r2.tacit").string()});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("||A||_inf: 1.2 ->"));
+  CHECK(is_native_model_file(dir / "r2.tacit"));
+
+  // Not certifiable (lambda_PF = 1.25): numerical failure, nothing written.
+  save_model_directory(model_around(scaled_cycle(4, 1.25)), dir / "bad");
+  r = run_tacit(dir, {"rescale", (dir / "bad").string(), "-o", (dir / "bad_r").string()});
+  CHECK(r.code == 3);
+  CHECK_THAT(r.err, Catch::Contains("not certified"));
+  CHECK(!fs::exists(dir / "bad_r"));
+  // A target below the certified bound cannot be reached.
+  r = run_tacit(dir, {"rescale", (dir / "m").string(), "-o", (dir / "r3").string(),
+                      "--target", "0.1"});
+  CHECK(r.code == 3);
+  CHECK_THAT(r.err, Catch::Contains("0.1"));
+
+  // tanh is not positively homogeneous: the model does not allow it.
+  save_model_directory(model_around(scaled_cycle(4, 0.5),
+                                    {{"hidden", 0, 4, Activation{ActivationKind::tanh}}}),
+                       dir / "tanh");
+  r = run_tacit(dir,
+                {"rescale", (dir / "tanh").string(), "-o", (dir / "tanh_r").string()});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("'hidden'"));
+  CHECK_THAT(r.err, Catch::Contains("tanh"));
 }
 
 #endif // TACIT_CLI_PATH

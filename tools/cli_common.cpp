@@ -19,7 +19,9 @@ std::vector<Command> &registry() {
   return list;
 }
 
-std::string dashed(const OptionSpec &o) { return "--" + o.name; }
+std::string dashed(const OptionSpec &o) {
+  return "--" + o.name;
+}
 } // namespace
 
 bool register_command(Command command) {
@@ -31,11 +33,14 @@ bool register_command(Command command) {
   return true;
 }
 
-const std::vector<Command> &commands() { return registry(); }
+const std::vector<Command> &commands() {
+  return registry();
+}
 
 const Command *find_command(std::string_view name) {
   for (const auto &c : registry())
-    if (c.name == name) return &c;
+    if (c.name == name)
+      return &c;
   return nullptr;
 }
 
@@ -55,7 +60,8 @@ std::int64_t parse_integer(const std::string &text, const std::string &what,
                            std::int64_t min, std::int64_t max) {
   std::int64_t value = 0;
   const char *first = text.data(), *last = text.data() + text.size();
-  if (first != last && *first == '+') ++first;
+  if (first != last && *first == '+')
+    ++first;
   const auto [end, ec] = std::from_chars(first, last, value);
   if (text.empty() || ec == std::errc::invalid_argument || end != last)
     throw UsageError("invalid value '" + text + "' for " + what +
@@ -90,29 +96,35 @@ double parse_real(const std::string &text, const std::string &what, double min,
 
 std::optional<std::string> Arguments::text(const std::string &name) const {
   const auto it = values_.find(name);
-  if (it == values_.end()) return std::nullopt;
+  if (it == values_.end())
+    return std::nullopt;
   return it->second;
 }
 
 std::optional<std::int64_t> Arguments::integer(const std::string &name, std::int64_t min,
                                                std::int64_t max) const {
   const auto t = text(name);
-  if (!t) return std::nullopt;
+  if (!t)
+    return std::nullopt;
   return parse_integer(*t, "--" + name, min, max);
 }
 
 std::optional<double> Arguments::real(const std::string &name, double min,
                                       double max) const {
   const auto t = text(name);
-  if (!t) return std::nullopt;
+  if (!t)
+    return std::nullopt;
   return parse_real(*t, "--" + name, min, max);
 }
 
-std::optional<std::string> Arguments::choice(const std::string &name,
-                                             const std::vector<std::string> &choices) const {
+std::optional<std::string>
+Arguments::choice(const std::string &name,
+                  const std::vector<std::string> &choices) const {
   const auto t = text(name);
-  if (!t) return std::nullopt;
-  if (std::find(choices.begin(), choices.end(), *t) != choices.end()) return t;
+  if (!t)
+    return std::nullopt;
+  if (std::find(choices.begin(), choices.end(), *t) != choices.end())
+    return t;
   std::string list;
   for (std::size_t i = 0; i < choices.size(); ++i)
     list += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
@@ -121,16 +133,20 @@ std::optional<std::string> Arguments::choice(const std::string &name,
 
 Arguments Arguments::parse(const Command &command, const std::vector<std::string> &args) {
   std::vector<const OptionSpec *> specs;
-  for (const auto &o : command.options) specs.push_back(&o);
-  for (const auto &o : global_options()) specs.push_back(&o);
+  for (const auto &o : command.options)
+    specs.push_back(&o);
+  for (const auto &o : global_options())
+    specs.push_back(&o);
   const auto find_long = [&](std::string_view name) -> const OptionSpec * {
     for (const auto *o : specs)
-      if (o->name == name) return o;
+      if (o->name == name)
+        return o;
     return nullptr;
   };
   const auto find_short = [&](char c) -> const OptionSpec * {
     for (const auto *o : specs)
-      if (o->short_name == c) return o;
+      if (o->short_name == c)
+        return o;
     return nullptr;
   };
 
@@ -152,18 +168,21 @@ Arguments Arguments::parse(const Command &command, const std::vector<std::string
     if (arg.rfind("--", 0) == 0) {
       const auto eq = arg.find('=');
       const std::string name = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
-      if (eq != std::string::npos) inline_value = arg.substr(eq + 1);
+      if (eq != std::string::npos)
+        inline_value = arg.substr(eq + 1);
       shown = "--" + name;
       spec = find_long(name);
     } else if (arg.size() == 2) {
       spec = find_short(arg[1]);
     }
-    if (!spec) throw UsageError("unknown option '" + shown + "'");
+    if (!spec)
+      throw UsageError("unknown option '" + shown + "'");
     const std::string display = dashed(*spec);
     if (result.values_.count(spec->name))
       throw UsageError("option " + display + " given more than once");
     if (spec->metavar.empty()) {
-      if (inline_value) throw UsageError("option " + display + " takes no value");
+      if (inline_value)
+        throw UsageError("option " + display + " takes no value");
       result.values_[spec->name] = "";
       continue;
     }
@@ -171,16 +190,20 @@ Arguments Arguments::parse(const Command &command, const std::vector<std::string
       result.values_[spec->name] = *inline_value;
     } else {
       if (i + 1 >= args.size())
-        throw UsageError("option " + display + " requires a value (" + spec->metavar + ")");
+        throw UsageError("option " + display + " requires a value (" + spec->metavar +
+                         ")");
       result.values_[spec->name] = args[++i];
     }
   }
-  if (result.flag("help")) return result; // positionals are not checked for --help
+  if (result.flag("help"))
+    return result; // positionals are not checked for --help
 
   std::size_t required = 0;
-  for (const auto &p : command.positionals) required += p.required ? 1 : 0;
+  for (const auto &p : command.positionals)
+    required += p.required ? 1 : 0;
   if (result.positionals_.size() < required)
-    throw UsageError("missing argument " + command.positionals[result.positionals_.size()].name);
+    throw UsageError("missing argument " +
+                     command.positionals[result.positionals_.size()].name);
   if (result.positionals_.size() > command.positionals.size())
     throw UsageError("unexpected argument '" +
                      result.positionals_[command.positionals.size()] + "'");
@@ -190,14 +213,19 @@ Arguments Arguments::parse(const Command &command, const std::vector<std::string
 // ---------------------------------------------------------------- progress
 
 Progress::Progress(bool enabled) : enabled_(enabled) {}
-Progress::~Progress() { clear(); }
+Progress::~Progress() {
+  clear();
+}
 
 void Progress::update(const std::string &text, bool force) {
-  if (!enabled_) return;
+  if (!enabled_)
+    return;
   std::unique_lock lock(mutex_, std::try_to_lock);
-  if (!lock.owns_lock()) return; // another thread is drawing: skip this update
+  if (!lock.owns_lock())
+    return; // another thread is drawing: skip this update
   const auto now = std::chrono::steady_clock::now();
-  if (!force && shown_ && now - last_ < std::chrono::milliseconds(100)) return;
+  if (!force && shown_ && now - last_ < std::chrono::milliseconds(100))
+    return;
   last_ = now;
   shown_ = true;
   // \r to the start of the line, ESC[K to erase what the previous text left.
@@ -206,9 +234,11 @@ void Progress::update(const std::string &text, bool force) {
 }
 
 void Progress::clear() {
-  if (!enabled_) return;
+  if (!enabled_)
+    return;
   std::lock_guard lock(mutex_);
-  if (!shown_) return;
+  if (!shown_)
+    return;
   std::fprintf(stderr, "\r\033[K");
   std::fflush(stderr);
   shown_ = false;
@@ -240,7 +270,8 @@ std::string fmt_count(std::int64_t value) {
   std::string digits = std::to_string(value < 0 ? -value : value);
   std::string out;
   for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    if (i > 0 && (digits.size() - i) % 3 == 0)
+      out += ',';
     out += digits[i];
   }
   return value < 0 ? "-" + out : out;
@@ -290,11 +321,13 @@ bool has_native_extension(const std::filesystem::path &path) {
 
 std::uintmax_t disk_size(const std::filesystem::path &path) {
   std::error_code ec;
-  if (std::filesystem::is_regular_file(path, ec)) return std::filesystem::file_size(path, ec);
+  if (std::filesystem::is_regular_file(path, ec))
+    return std::filesystem::file_size(path, ec);
   std::uintmax_t total = 0;
   if (std::filesystem::is_directory(path, ec))
     for (const auto &entry : std::filesystem::directory_iterator(path, ec))
-      if (entry.is_regular_file(ec)) total += entry.file_size(ec);
+      if (entry.is_regular_file(ec))
+        total += entry.file_size(ec);
   return total;
 }
 

@@ -45,9 +45,9 @@ private:
 
 /// One option of a subcommand. An empty `metavar` makes it a flag.
 struct OptionSpec {
-  std::string name;     ///< long name without dashes, e.g. "input"
-  char short_name = 0;  ///< e.g. 'o' for -o, 0 for none
-  std::string metavar;  ///< e.g. "FILE"; empty for flags
+  std::string name;    ///< long name without dashes, e.g. "input"
+  char short_name = 0; ///< e.g. 'o' for -o, 0 for none
+  std::string metavar; ///< e.g. "FILE"; empty for flags
   std::string help;
 };
 
@@ -67,8 +67,8 @@ struct Command {
   std::string description; ///< paragraph(s) for `tacit NAME --help`
   std::vector<PositionalSpec> positionals;
   std::vector<OptionSpec> options;
-  std::string epilog;      ///< examples, notes
-  int order = 100;         ///< position in the command list
+  std::string epilog; ///< examples, notes
+  int order = 100;    ///< position in the command list
   int (*run)(Invocation &) = nullptr;
 };
 
@@ -161,7 +161,8 @@ class Stopwatch {
 public:
   Stopwatch() : start_(std::chrono::steady_clock::now()) {}
   double seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+        .count();
   }
   void restart() { start_ = std::chrono::steady_clock::now(); }
 

@@ -36,13 +36,15 @@ const char *exit_code_text =
 std::string option_label(const OptionSpec &o) {
   std::string label = o.short_name ? std::string("-") + o.short_name + ", " : "    ";
   label += "--" + o.name;
-  if (!o.metavar.empty()) label += " " + o.metavar;
+  if (!o.metavar.empty())
+    label += " " + o.metavar;
   return label;
 }
 
 void print_option_table(std::ostream &out, const std::vector<OptionSpec> &options) {
   std::size_t width = 0;
-  for (const auto &o : options) width = std::max(width, option_label(o).size());
+  for (const auto &o : options)
+    width = std::max(width, option_label(o).size());
   for (const auto &o : options) {
     const std::string label = option_label(o);
     out << "  " << label << std::string(width - label.size() + 2, ' ') << o.help << "\n";
@@ -51,8 +53,10 @@ void print_option_table(std::ostream &out, const std::vector<OptionSpec> &option
 
 std::string usage_line(const Command &c) {
   std::string line = "tacit " + c.name;
-  for (const auto &p : c.positionals) line += p.required ? " " + p.name : " [" + p.name + "]";
-  if (!c.options.empty()) line += " [OPTIONS]";
+  for (const auto &p : c.positionals)
+    line += p.required ? " " + p.name : " [" + p.name + "]";
+  if (!c.options.empty())
+    line += " [OPTIONS]";
   return line;
 }
 
@@ -64,16 +68,20 @@ void print_main_help(std::ostream &out) {
          "       tacit --version\n\n"
          "Commands:\n";
   std::size_t width = 4;
-  for (const auto &c : commands()) width = std::max(width, c.name.size());
   for (const auto &c : commands())
-    out << "  " << c.name << std::string(width - c.name.size() + 2, ' ') << c.summary << "\n";
-  out << "  help" << std::string(width - 4 + 2, ' ') << "help on a command: tacit help COMMAND\n";
+    width = std::max(width, c.name.size());
+  for (const auto &c : commands())
+    out << "  " << c.name << std::string(width - c.name.size() + 2, ' ') << c.summary
+        << "\n";
+  out << "  help" << std::string(width - 4 + 2, ' ')
+      << "help on a command: tacit help COMMAND\n";
   out << "\nOptions accepted by every command:\n";
   print_option_table(out, global_options());
   out << "\nA MODEL is a model directory (A.mtx, B.mtx, C.mtx, [D.mtx], bx.txt, by.txt,\n"
          "model.json) or a native model file (.tacit).\n\n"
       << exit_code_text
-      << "\nStart with 'tacit demo': it builds a ResNet20-like network and a truly implicit\n"
+      << "\nStart with 'tacit demo': it builds a ResNet20-like network and a truly "
+         "implicit\n"
          "model, certifies their well-posedness and solves a batch of inputs.\n";
 }
 
@@ -82,9 +90,11 @@ void print_command_help(std::ostream &out, const Command &c) {
   if (!c.positionals.empty()) {
     out << "\nArguments:\n";
     std::size_t width = 0;
-    for (const auto &p : c.positionals) width = std::max(width, p.name.size());
     for (const auto &p : c.positionals)
-      out << "  " << p.name << std::string(width - p.name.size() + 2, ' ') << p.help << "\n";
+      width = std::max(width, p.name.size());
+    for (const auto &p : c.positionals)
+      out << "  " << p.name << std::string(width - p.name.size() + 2, ' ') << p.help
+          << "\n";
   }
   if (!c.options.empty()) {
     out << "\nOptions:\n";
@@ -92,16 +102,18 @@ void print_command_help(std::ostream &out, const Command &c) {
   }
   out << "\nGlobal options:\n";
   print_option_table(out, global_options());
-  if (!c.epilog.empty()) out << "\n" << c.epilog;
+  if (!c.epilog.empty())
+    out << "\n" << c.epilog;
   out << "\n" << exit_code_text;
 }
 
 /// Reports an error on stderr (and as JSON on stdout with --json); returns
 /// the exit code.
-int report_error(const std::string &prefix, const std::string &message, int code, bool json,
-                 const std::string &hint = {}) {
+int report_error(const std::string &prefix, const std::string &message, int code,
+                 bool json, const std::string &hint = {}) {
   std::cerr << prefix << message << "\n";
-  if (!hint.empty()) std::cerr << hint << "\n";
+  if (!hint.empty())
+    std::cerr << hint << "\n";
   if (json) {
     nlohmann::json doc = {{"error", message}, {"exit_code", code}};
     std::cout << doc.dump(2) << std::endl;
@@ -131,7 +143,8 @@ int run(int argc, char **argv) {
       leading.push_back(a);
     } else if (a == "--threads") {
       leading.push_back(a);
-      if (i + 1 < args.size()) leading.push_back(args[++i]);
+      if (i + 1 < args.size())
+        leading.push_back(args[++i]);
     } else {
       return report_error("tacit: ", "unknown option '" + a + "'", exit_usage, json,
                           "Try 'tacit --help'.");
@@ -150,8 +163,8 @@ int run(int argc, char **argv) {
     }
     const Command *c = find_command(args[i]);
     if (!c)
-      return report_error("tacit: ", "unknown command '" + args[i] + "'", exit_usage, json,
-                          "Try 'tacit --help'.");
+      return report_error("tacit: ", "unknown command '" + args[i] + "'", exit_usage,
+                          json, "Try 'tacit --help'.");
     print_command_help(std::cout, *c);
     return exit_ok;
   }
@@ -176,12 +189,12 @@ int run(int argc, char **argv) {
     std::unique_ptr<tbb::global_control> limit;
     if (const auto threads = invocation.args.integer("threads", 1, 4096)) {
       limit = std::make_unique<tbb::global_control>(
-          tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(*threads));
+          tbb::global_control::max_allowed_parallelism,
+          static_cast<std::size_t>(*threads));
     }
-    invocation.threads = static_cast<int>(
-        std::min<std::size_t>(tbb::global_control::active_value(
-                                  tbb::global_control::max_allowed_parallelism),
-                              static_cast<std::size_t>(tbb::info::default_concurrency())));
+    invocation.threads = static_cast<int>(std::min<std::size_t>(
+        tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism),
+        static_cast<std::size_t>(tbb::info::default_concurrency())));
     return command->run(invocation);
   } catch (const UsageError &e) {
     return report_error(prefix, e.what(), exit_usage, json, hint);

@@ -1,0 +1,104 @@
+#pragma once
+// Helpers shared by the subcommands that read and write models: precision
+// and output-format choices, CSR access, JSON/human summaries of a model.
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <tacit/csr.hpp>
+#include <tacit/io.hpp>
+#include <tacit/model.hpp>
+#include <tacit/structure.hpp>
+
+#include "cli_common.hpp"
+
+namespace tacit::cli {
+
+enum class Precision { float32, float64 };
+
+inline const OptionSpec precision_option{
+    "precision", 0, "P",
+    "float32 or float64: value type to compute in (default float64)"};
+
+inline Precision precision_of(const Arguments &args) {
+  const auto p = args.choice("precision", {"float32", "float64"});
+  return p && *p == "float32" ? Precision::float32 : Precision::float64;
+}
+
+inline std::string to_string(Precision p) {
+  return p == Precision::float32 ? "float32" : "float64";
+}
+
+enum class ModelFormat { directory, native };
+
+inline const OptionSpec format_option{
+    "format", 0, "F",
+    "dir or native: how to write the model (default: native when the output ends in "
+    ".tacit, a directory otherwise)"};
+
+/// The output format: --format, else from the extension of `out`.
+inline ModelFormat output_format(const Arguments &args,
+                                 const std::filesystem::path &out) {
+  if (const auto f = args.choice("format", {"dir", "native"}))
+    return *f == "native" ? ModelFormat::native : ModelFormat::directory;
+  return has_native_extension(out) ? ModelFormat::native : ModelFormat::directory;
+}
+
+inline std::string to_string(ModelFormat f) {
+  return f == ModelFormat::native ? "native" : "dir";
+}
+
+template <class T>
+void save_model_as(const Model<T> &model, const std::filesystem::path &out,
+                   ModelFormat f) {
+  if (f == ModelFormat::native)
+    save_model_native(model, out);
+  else
+    save_model_directory(model, out);
+}
+
+/// The operator itself when it is a CSR matrix; otherwise a materialised copy
+/// kept in `storage`.
+template <class T>
+const CsrMatrix<T> &as_csr(const LinearOperator<T> &op,
+                           std::optional<CsrMatrix<T>> &storage) {
+  if (const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&op))
+    return *csr;
+  storage.emplace(op.to_csr());
+  return *storage;
+}
+
+/// SCC summary as JSON.
+inline nlohmann::json scc_json(const SccDecomposition &scc) {
+  index_t cyclic = 0;
+  for (char c : scc.has_cycle)
+    cyclic += c ? 1 : 0;
+  return {{"count", scc.block_count()},          {"largest", scc.largest_block()},
+          {"levels", scc.level_count()},         {"cyclic", cyclic},
+          {"singletons", scc.singleton_count()}, {"nilpotent", scc.nilpotent()}};
+}
+
+/// Block table entry as JSON.
+inline nlohmann::json block_json(const StateBlock &b) {
+  nlohmann::json j = {{"name", b.name},
+                      {"offset", b.offset},
+                      {"size", b.size},
+                      {"activation", b.activation.name()}};
+  if (b.activation.kind == ActivationKind::leaky_relu)
+    j["slope"] = b.activation.slope;
+  return j;
+}
+
+/// Refuses to overwrite an input with an output.
+inline void check_distinct(const std::filesystem::path &in,
+                           const std::filesystem::path &out) {
+  std::error_code ec;
+  if (std::filesystem::exists(out, ec) && std::filesystem::equivalent(in, out, ec))
+    throw UsageError("the output " + out.string() + " is the input; choose another path");
+}
+
+} // namespace tacit::cli

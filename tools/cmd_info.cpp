@@ -1,0 +1,185 @@
+// tacit info: dimensions, storage, blocks and SCC structure of a model or
+// of a bare Matrix Market matrix.
+
+#include <iostream>
+#include <optional>
+
+#include <tacit/io.hpp>
+#include <tacit/model.hpp>
+#include <tacit/operator.hpp>
+#include <tacit/structure.hpp>
+
+#include "cli_common.hpp"
+#include "cli_model.hpp"
+
+namespace tacit::cli {
+namespace {
+
+std::string scc_line(const SccDecomposition &scc) {
+  index_t cyclic = 0;
+  for (char c : scc.has_cycle)
+    cyclic += c ? 1 : 0;
+  std::string line = fmt_count(scc.block_count()) + " (largest " +
+                     fmt_count(scc.largest_block()) + " states, " + fmt_count(cyclic) +
+                     " cyclic), " + fmt_count(scc.level_count()) +
+                     (scc.level_count() == 1 ? " level" : " levels");
+  if (scc.nilpotent())
+    line += ": nilpotent (feed-forward), lambda_PF(|A|) = 0";
+  return line;
+}
+
+int info_matrix(Invocation &inv, const std::filesystem::path &path) {
+  Progress progress(inv.progress_enabled());
+  progress.update("reading " + path.string() + " ...", true);
+  Stopwatch clock;
+  const auto A = read_matrix_market<double>(path);
+  const double load_seconds = clock.seconds();
+  std::optional<SccDecomposition> scc;
+  if (A.rows() == A.cols()) {
+    progress.update("strongly connected components ...", true);
+    scc = strongly_connected_components(A);
+  }
+  progress.clear();
+  const double ninf = norm_inf(A), n1 = norm_1(A);
+
+  if (inv.json) {
+    nlohmann::json doc = {{"path", path.string()},
+                          {"kind", "matrix"},
+                          {"rows", A.rows()},
+                          {"cols", A.cols()},
+                          {"n", A.rows()},
+                          {"nnz", {{"A", A.nnz()}}},
+                          {"a_bytes", A.bytes()},
+                          {"a_storage", A.kind()},
+                          {"norm_inf", ninf},
+                          {"norm_1", n1},
+                          {"load_seconds", load_seconds}};
+    if (scc)
+      doc["scc"] = scc_json(*scc);
+    inv.emit(doc);
+  } else if (inv.human()) {
+    std::cout << "matrix " << path.string() << "\n"
+              << "  size:      " << fmt_count(A.rows()) << " x " << fmt_count(A.cols())
+              << ", " << fmt_count(A.nnz()) << " nonzeros, "
+              << fmt_bytes(double(A.bytes())) << " (" << A.kind() << ")\n"
+              << "  norms:     ||A||_inf = " << fmt_g(ninf) << ", ||A||_1 = " << fmt_g(n1)
+              << "\n";
+    if (scc)
+      std::cout << "  SCCs:      " << scc_line(*scc) << "\n";
+    else
+      std::cout << "  SCCs:      not square, no SCC analysis\n";
+  }
+  return exit_ok;
+}
+
+int info_model(Invocation &inv, const std::filesystem::path &path) {
+  Progress progress(inv.progress_enabled());
+  progress.update("loading " + path.string() + " ...", true);
+  Stopwatch clock;
+  const auto model = load_model<double>(path);
+  const double load_seconds = clock.seconds();
+  progress.update("strongly connected components ...", true);
+  std::optional<CsrMatrix<double>> storage;
+  const auto scc = strongly_connected_components(as_csr(model.A(), storage));
+  progress.clear();
+
+  const auto &A = model.A();
+  const auto *D = model.D();
+  const double ninf = norm_inf(A), n1 = norm_1(A);
+  if (inv.json) {
+    nlohmann::json blocks = nlohmann::json::array();
+    for (const auto &b : model.blocks())
+      blocks.push_back(block_json(b));
+    nlohmann::json doc = {{"path", path.string()},
+                          {"kind", "model"},
+                          {"format", is_native_model_file(path) ? "native" : "dir"},
+                          {"n", model.states()},
+                          {"p", model.inputs()},
+                          {"q", model.outputs()},
+                          {"nnz",
+                           {{"A", A.nnz()},
+                            {"B", model.B().nnz()},
+                            {"C", model.C().nnz()},
+                            {"D", D ? D->nnz() : 0}}},
+                          {"bytes",
+                           {{"A", A.bytes()},
+                            {"B", model.B().bytes()},
+                            {"C", model.C().bytes()},
+                            {"D", D ? D->bytes() : 0}}},
+                          {"a_bytes", A.bytes()},
+                          {"a_storage", A.kind()},
+                          {"norm_inf", ninf},
+                          {"norm_1", n1},
+                          {"positively_homogeneous", model.positively_homogeneous()},
+                          {"blocks", blocks},
+                          {"scc", scc_json(scc)},
+                          {"load_seconds", load_seconds}};
+    inv.emit(doc);
+    return exit_ok;
+  }
+  if (!inv.human())
+    return exit_ok;
+
+  const auto op_line = [](const LinearOperator<double> &op) {
+    return fmt_count(op.rows()) + " x " + fmt_count(op.cols()) + ", " +
+           fmt_count(op.nnz()) + " nonzeros, " + fmt_bytes(double(op.bytes())) + " (" +
+           op.kind() + ")";
+  };
+  std::cout << "model " << path.string() << " ("
+            << (is_native_model_file(path) ? "native file" : "directory") << ")\n"
+            << "  states n = " << fmt_count(model.states())
+            << ", inputs p = " << fmt_count(model.inputs())
+            << ", outputs q = " << fmt_count(model.outputs()) << "\n"
+            << "  A: " << op_line(A) << "\n"
+            << "     ||A||_inf = " << fmt_g(ninf) << ", ||A||_1 = " << fmt_g(n1) << "\n"
+            << "  B: " << op_line(model.B()) << "\n"
+            << "  C: " << op_line(model.C()) << "\n"
+            << "  D: " << (D ? op_line(*D) : std::string("none (D = 0)")) << "\n"
+            << "  SCCs of A: " << scc_line(scc) << "\n"
+            << "  blocks (" << model.blocks().size() << "):\n";
+  constexpr std::size_t shown = 24;
+  std::size_t width = 4;
+  for (const auto &b : model.blocks())
+    width = std::max(width, b.name.size());
+  for (std::size_t i = 0; i < model.blocks().size() && i < shown; ++i) {
+    const auto &b = model.blocks()[i];
+    std::string activation = b.activation.name();
+    if (b.activation.kind == ActivationKind::leaky_relu)
+      activation += " (slope " + fmt_g(b.activation.slope) + ")";
+    std::cout << "    " << b.name << ":" << std::string(width - b.name.size() + 1, ' ')
+              << fmt_count(b.size) << " states (" << fmt_count(b.offset) << " .. "
+              << fmt_count(b.offset + b.size - 1) << "), " << activation << "\n";
+  }
+  if (model.blocks().size() > shown)
+    std::cout << "    ... " << model.blocks().size() - shown << " more (see --json)\n";
+  return exit_ok;
+}
+
+int run_info(Invocation &inv) {
+  const std::filesystem::path path = inv.args.positionals().at(0);
+  return is_matrix_market_path(path) ? info_matrix(inv, path) : info_model(inv, path);
+}
+
+[[maybe_unused]] const bool registered = register_command({
+    .name = "info",
+    .summary =
+        "dimensions, storage, blocks and SCC structure of a model or a .mtx matrix",
+    .description =
+        "Prints the dimensions n (states), p (inputs), q (outputs), the nonzeros and\n"
+        "storage of A, B, C, D, the norms of A, the state blocks with their activations\n"
+        "and the strongly connected components of A (count, largest, levels; a "
+        "nilpotent\n"
+        "A is a feed-forward network). A bare .mtx file is taken as A alone.",
+    .positionals = {{"MODEL",
+                     "model directory, native model file (.tacit) or matrix (.mtx)"}},
+    .options = {},
+    .epilog =
+        "JSON fields: kind (model|matrix), n, p, q, nnz {A, B, C, D}, a_bytes, bytes,\n"
+        "norm_inf, norm_1, blocks [{name, offset, size, activation}], scc {count,\n"
+        "largest, levels, cyclic, singletons, nilpotent}.\n",
+    .order = 10,
+    .run = run_info,
+});
+
+} // namespace
+} // namespace tacit::cli
