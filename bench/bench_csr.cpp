@@ -1,0 +1,321 @@
+// CSR product benchmarks on the ResNet20-like matrix (n = 188,416, ~37M
+// nonzeros, 32-bit column indices).
+//
+// Baselines measured in the same process:
+//  - read bandwidth: a STREAM-style TBB sum over a 512 MB array on 2 threads;
+//    SpMV reports `bandwidth_fraction` = (bytes of A, x and y per product /
+//    time) / that bandwidth;
+//  - Eigen: SparseMatrix<T, RowMajor> * vector with the same compiler flags;
+//    SpMV reports `vs_eigen` = Eigen's time / tacit's time.
+// SpMM reports GFLOP/s (2 nnz k flops per product) and `rhs_vs_spmv` = the
+// time per right-hand side over the time of one SpMV (same thread count).
+
+#include <benchmark/benchmark.h>
+
+#include <tacit/csr.hpp>
+#include <tacit/generate.hpp>
+
+#include <Eigen/SparseCore>
+#include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+using namespace tacit;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+template <class F> double best_seconds(int repeats, F &&f) {
+  double best = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = Clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------
+// Read bandwidth: sum of a large array, 16 independent lanes so that the
+// compiler vectorises without reassociating.
+
+constexpr std::size_t stream_doubles = std::size_t(64) << 20; // 512 MB
+
+const std::vector<double> &stream_array() {
+  static const std::vector<double> a = [] {
+    std::vector<double> v(stream_doubles);
+    tbb::parallel_for(std::size_t(0), v.size(), std::size_t(1) << 16,
+                      [&](std::size_t i0) {
+                        const std::size_t i1 = std::min(v.size(), i0 + (1 << 16));
+                        for (std::size_t i = i0; i < i1; ++i) v[i] = double(i & 1023);
+                      });
+    return v;
+  }();
+  return a;
+}
+
+double stream_sum(const std::vector<double> &a) {
+  return tbb::parallel_reduce(
+      tbb::blocked_range<std::size_t>(0, a.size(), std::size_t(1) << 18), 0.0,
+      [&](const tbb::blocked_range<std::size_t> &r, double init) {
+        double acc[16] = {};
+        std::size_t i = r.begin();
+        for (; i + 16 <= r.end(); i += 16)
+          for (int j = 0; j < 16; ++j) acc[j] += a[i + j];
+        for (; i < r.end(); ++i) acc[0] += a[i];
+        double s = init;
+        for (double v : acc) s += v;
+        return s;
+      },
+      std::plus<double>());
+}
+
+/// Best read bandwidth (bytes/s) of the sum on 2 threads, measured once.
+double read_bandwidth() {
+  static const double bw = [] {
+    const auto &a = stream_array();
+    tbb::task_arena arena(2);
+    double sink = 0;
+    const double t = best_seconds(15, [&] { arena.execute([&] { sink += stream_sum(a); }); });
+    benchmark::DoNotOptimize(sink);
+    return static_cast<double>(a.size() * sizeof(double)) / t;
+  }();
+  return bw;
+}
+
+void BM_StreamRead(benchmark::State &state) {
+  const auto &a = stream_array();
+  tbb::task_arena arena(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    double s = 0;
+    arena.execute([&] { s = stream_sum(a); });
+    benchmark::DoNotOptimize(s);
+  }
+  state.SetBytesProcessed(state.iterations() *
+                          static_cast<std::int64_t>(a.size() * sizeof(double)));
+}
+BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------
+// The matrix, in both precisions, and Eigen copies.
+
+template <class T> const CsrMatrix<T> &matrix() {
+  static const CsrMatrix<T> A = [] {
+    if constexpr (std::is_same_v<T, double>)
+      return resnet_like_matrix<double>();
+    else
+      return matrix<double>().template cast<float>();
+  }();
+  return A;
+}
+
+template <class T>
+using EigenCsr = Eigen::SparseMatrix<T, Eigen::RowMajor, std::int32_t>;
+
+template <class T> const EigenCsr<T> &eigen_matrix() {
+  static const EigenCsr<T> E = [] {
+    const auto &A = matrix<T>();
+    std::vector<std::int32_t> outer(A.row_ptr().begin(), A.row_ptr().end());
+    Eigen::Map<const EigenCsr<T>> map(A.rows(), A.cols(), A.nnz(), outer.data(),
+                                      A.col_idx32().data(), A.values().data());
+    return EigenCsr<T>(map);
+  }();
+  return E;
+}
+
+template <class T> std::vector<T> random_vector(index_t n, std::uint64_t seed) {
+  auto b = random_batch<T>(n, 1, seed, 1);
+  return std::vector<T>(b.storage().begin(), b.storage().end());
+}
+
+template <class T> std::size_t spmv_bytes(const CsrMatrix<T> &A) {
+  return A.bytes() + 2 * static_cast<std::size_t>(A.rows()) * sizeof(T);
+}
+
+/// Eigen's best SpMV time, measured once per precision.
+template <class T> double eigen_seconds() {
+  static const double t = [] {
+    const auto &E = eigen_matrix<T>();
+    Eigen::Matrix<T, Eigen::Dynamic, 1> x(E.cols()), y(E.rows());
+    const auto xv = random_vector<T>(E.cols(), 1);
+    std::copy(xv.begin(), xv.end(), x.data());
+    return best_seconds(10, [&] {
+      y.noalias() = E * x;
+      benchmark::DoNotOptimize(y.data());
+    });
+  }();
+  return t;
+}
+
+/// tacit's best SpMV time per thread count, measured once.
+template <class T> double tacit_spmv_seconds(int threads) {
+  static std::map<int, double> cache;
+  if (auto it = cache.find(threads); it != cache.end()) return it->second;
+  const auto &A = matrix<T>();
+  const auto x = random_vector<T>(A.cols(), 1);
+  std::vector<T> y(A.rows());
+  tbb::task_arena arena(threads);
+  const double t = best_seconds(10, [&] {
+    arena.execute([&] {
+      A.apply(Mode::normal, T(1), std::span<const T>(x), T(0), std::span<T>(y));
+    });
+  });
+  return cache[threads] = t;
+}
+
+// ---------------------------------------------------------------------------
+// SpMV.
+
+template <class T> void BM_Spmv(benchmark::State &state) {
+  const auto &A = matrix<T>();
+  const int threads = static_cast<int>(state.range(0));
+  const auto x = random_vector<T>(A.cols(), 1);
+  std::vector<T> y(A.rows());
+  tbb::task_arena arena(threads);
+  for (auto _ : state) {
+    arena.execute([&] {
+      A.apply(Mode::normal, T(1), std::span<const T>(x), T(0), std::span<T>(y));
+    });
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double bytes = static_cast<double>(spmv_bytes(A));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
+  state.counters["bandwidth_fraction"] = benchmark::Counter(
+      bytes / read_bandwidth(), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["vs_eigen"] =
+      benchmark::Counter(eigen_seconds<T>(), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["nnz"] = static_cast<double>(A.nnz());
+}
+BENCHMARK_TEMPLATE(BM_Spmv, double)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Spmv, float)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+template <class T> void BM_SpmvEigen(benchmark::State &state) {
+  const auto &E = eigen_matrix<T>();
+  Eigen::Matrix<T, Eigen::Dynamic, 1> x(E.cols()), y(E.rows());
+  const auto xv = random_vector<T>(E.cols(), 1);
+  std::copy(xv.begin(), xv.end(), x.data());
+  for (auto _ : state) {
+    y.noalias() = E * x;
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double bytes = static_cast<double>(spmv_bytes(matrix<T>()));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
+  state.counters["bandwidth_fraction"] = benchmark::Counter(
+      bytes / read_bandwidth(), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK_TEMPLATE(BM_SpmvEigen, double)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_SpmvEigen, float)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+/// Reference (serial textbook) kernel, for scale.
+void BM_SpmvReference(benchmark::State &state) {
+  const auto &A = matrix<double>();
+  const auto x = random_vector<double>(A.cols(), 1);
+  std::vector<double> y(A.rows());
+  for (auto _ : state) {
+    A.apply(Mode::normal, 1.0, std::span<const double>(x), 0.0, std::span<double>(y),
+            Execution::reference);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() *
+                          static_cast<std::int64_t>(spmv_bytes(A)));
+}
+BENCHMARK(BM_SpmvReference)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+/// |A| x and A^T x (the transpose is built on first use, outside the timing).
+template <class T> void BM_SpmvMode(benchmark::State &state) {
+  const auto &A = matrix<T>();
+  const Mode mode = static_cast<Mode>(state.range(0));
+  const int threads = static_cast<int>(state.range(1));
+  const auto x = random_vector<T>(A.cols(), 1);
+  std::vector<T> y(A.rows());
+  tbb::task_arena arena(threads);
+  auto run = [&] {
+    arena.execute([&] {
+      A.apply(mode, T(1), std::span<const T>(x), T(0), std::span<T>(y));
+    });
+  };
+  run();
+  for (auto _ : state) {
+    run();
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(is_transposed(mode) ? (is_absolute(mode) ? "abs_transpose" : "transpose")
+                                     : (is_absolute(mode) ? "abs" : "normal"));
+  const double bytes = static_cast<double>(spmv_bytes(A));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
+  state.counters["bandwidth_fraction"] = benchmark::Counter(
+      bytes / read_bandwidth(), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK_TEMPLATE(BM_SpmvMode, double)
+    ->ArgsProduct({{int(Mode::abs), int(Mode::transpose), int(Mode::abs_transpose)}, {2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_SpmvMode, float)
+    ->ArgsProduct({{int(Mode::transpose)}, {2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------
+// SpMM: k right-hand sides in a slab-major batch (slab width w), or, with
+// w = 0, one row-major n x k block.
+
+template <class T> void BM_Spmm(benchmark::State &state) {
+  const auto &A = matrix<T>();
+  const index_t k = state.range(0);
+  const index_t w = state.range(1);
+  const int threads = static_cast<int>(state.range(2));
+  const Mode mode = static_cast<Mode>(state.range(3));
+  const index_t width = w > 0 ? w : k;
+  const auto X = random_batch<T>(A.cols(), k, 2, width);
+  Batch<T> Y(A.rows(), k, width);
+  tbb::task_arena arena(threads);
+  auto run = [&] { arena.execute([&] { A.apply(mode, T(1), X, T(0), Y); }); };
+  run();
+  for (auto _ : state) {
+    run();
+    benchmark::DoNotOptimize(Y.storage().data());
+  }
+  const double flops = 2.0 * static_cast<double>(A.nnz()) * static_cast<double>(k);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  // Seconds per right-hand side over seconds per SpMV on as many threads.
+  state.counters["rhs_vs_spmv"] = benchmark::Counter(
+      static_cast<double>(k) * tacit_spmv_seconds<T>(threads),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.SetLabel(std::string(is_transposed(mode) ? "transpose " : "") +
+                 (w > 0 ? "slab " + std::to_string(w) : "row-major"));
+}
+
+void spmm_args(benchmark::internal::Benchmark *b) {
+  const int normal = int(Mode::normal), transpose = int(Mode::transpose);
+  for (int threads : {1, 2})
+    for (int k : {1, 8, 32, 128}) b->Args({k, 32, threads, normal});
+  for (int w : {8, 16, 64, 0}) b->Args({128, w, 2, normal});
+  b->Args({32, 32, 2, transpose});
+  b->Args({128, 32, 2, transpose});
+}
+BENCHMARK_TEMPLATE(BM_Spmm, double)
+    ->Apply(spmm_args)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
+BENCHMARK_TEMPLATE(BM_Spmm, float)
+    ->Apply(spmm_args)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
+
+} // namespace
+
+BENCHMARK_MAIN();
