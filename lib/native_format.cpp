@@ -536,11 +536,11 @@ template <class T> Model<T> read_native(ByteReader &in) {
     const auto kind = load_le<std::uint32_t>(sh + 4);
     const auto payload = load_le<std::uint64_t>(sh + 8);
     if (in.remaining() < 4 || payload > in.remaining() - 4)
-      in.fail("truncated at byte offset " + std::to_string(in.offset()) + ": section " +
-              std::to_string(k + 1) + " (role " + std::to_string(role) + ", at byte offset " +
-              std::to_string(start) + ") declares a payload of " + std::to_string(payload) +
-              " bytes plus a 4-byte CRC, but only " + std::to_string(in.remaining()) +
-              " bytes remain");
+      in.fail("truncated at byte offset " + std::to_string(in.offset()) + ": expected a " +
+              std::to_string(payload) + "-byte payload and a 4-byte CRC for section " +
+              role_name(role) + " (" + std::to_string(k + 1) + " of " +
+              std::to_string(h.sections) + ", at byte offset " + std::to_string(start) +
+              "), but only " + std::to_string(in.remaining()) + " bytes remain");
     SectionReader s(in, role, start, payload, crc_update(0, sh, sizeof sh));
     Kind expected;
     switch (role) {
