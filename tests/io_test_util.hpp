@@ -4,6 +4,7 @@
 
 #include <tacit/io.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
