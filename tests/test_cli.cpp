@@ -125,6 +125,37 @@ Model<double> model_around(CsrMatrix<double> A, std::vector<StateBlock> blocks =
       nullptr, {}, {}, std::move(blocks));
 }
 
+/// Writes `count` deterministic inputs of length p, one per line.
+fs::path write_inputs(const TempDir &dir, const std::string &name, index_t p,
+                      index_t count, std::uint64_t seed = 5) {
+  write_vectors(dir / name, random_batch<double>(p, count, seed));
+  return dir / name;
+}
+
+/// The column-major values of a batch.
+template <class T> std::vector<T> columns(const Batch<T> &b) {
+  std::vector<T> v;
+  for (index_t j = 0; j < b.cols(); ++j)
+    for (index_t i = 0; i < b.rows(); ++i)
+      v.push_back(b(i, j));
+  return v;
+}
+
+/// FNV-1a 64 of the column-major values, as the demo prints it.
+template <class T> std::string fnv1a_hex(const Batch<T> &b) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (const T v : columns(b)) {
+    const auto *p = reinterpret_cast<const unsigned char *>(&v);
+    for (std::size_t k = 0; k < sizeof v; ++k) {
+      h ^= p[k];
+      h *= 1099511628211ull;
+    }
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
 } // namespace
 
 TEST_CASE("tacit --help lists commands, global options and exit codes", "[cli]") {
@@ -172,7 +203,8 @@ TEST_CASE("tacit rejects a missing or unknown command with exit code 1", "[cli]"
 
 TEST_CASE("every command has a help text with usage, options and exit codes", "[cli]") {
   TempDir dir;
-  for (const std::string name : {"info", "wellposed", "convert", "rescale", "project"}) {
+  for (const std::string name :
+       {"info", "wellposed", "solve", "convert", "rescale", "project", "demo"}) {
     INFO("command " << name);
     const auto r = run_tacit(dir, {name, "--help"});
     CHECK(r.code == 0);
@@ -537,6 +569,236 @@ TEST_CASE("tacit rescale matches rescale_model and reports failures", "[cli]") {
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("'hidden'"));
   CHECK_THAT(r.err, Catch::Contains("tanh"));
+}
+
+TEST_CASE("tacit solve writes the library's outputs bit-exactly", "[cli]") {
+  TempDir dir;
+  save_model_directory(implicit_model(), dir / "m");
+  const auto model = load_model<double>(dir / "m");
+  const auto input = write_inputs(dir, "U.txt", model.inputs(), 7);
+  const auto U = read_vectors<double>(input, model.inputs());
+
+  EquilibriumSolver<double> solver(model);
+  Batch<double> X, Y;
+  const auto expected = solver.predict(U, X, Y);
+  REQUIRE(expected.ok());
+
+  auto r = run_tacit(dir, {"solve", (dir / "m").string(), "--input", input.string(),
+                           "--output", (dir / "Y.txt").string(), "--states",
+                           (dir / "X.txt").string(), "--json"});
+  REQUIRE(r.code == 0);
+  auto doc = r.parsed();
+  CHECK(doc.at("method") == to_string(expected.method));
+  CHECK(doc.at("method") == "picard");
+  CHECK(doc.at("status") == "converged");
+  CHECK(doc.at("converged") == true);
+  CHECK(doc.at("iterations") == expected.iterations);
+  CHECK(doc.at("residual").get<double>() == expected.residual);
+  CHECK(doc.at("columns") == 7);
+  CHECK(doc.at("precision") == "float64");
+  for (const char *key : {"load_seconds", "setup_seconds", "solve_seconds"})
+    CHECK(doc.at(key).get<double>() >= 0);
+  CHECK(columns(read_vectors<double>(dir / "Y.txt", model.outputs())) == columns(Y));
+  CHECK(columns(read_vectors<double>(dir / "X.txt", model.states())) == columns(X));
+
+  // Same bits with one thread, from a native file, and as human output.
+  save_model_native(model, dir / "m.tacit");
+  r = run_tacit(dir, {"solve", (dir / "m.tacit").string(), "-i", input.string(), "-o",
+                      (dir / "Y1.txt").string(), "--threads", "1"});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("status: converged"));
+  CHECK(read_text(dir / "Y1.txt") == read_text(dir / "Y.txt"));
+  CHECK(run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                        (dir / "Y2.txt").string(), "--quiet"})
+            .out.empty());
+
+  // Options reach the solver: Picard with Anderson acceleration and a tolerance.
+  SolveOptions options;
+  options.method = SolveMethod::picard;
+  options.picard.anderson_depth = 3;
+  options.picard.rel_tol = 1e-6;
+  EquilibriumSolver<double> anderson(model, options);
+  Batch<double> XA, YA;
+  const auto with_anderson = anderson.predict(U, XA, YA);
+  r = run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                      (dir / "YA.txt").string(), "--method", "picard", "--anderson", "3",
+                      "--tol", "1e-6", "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(r.parsed().at("iterations") == with_anderson.iterations);
+  CHECK(columns(read_vectors<double>(dir / "YA.txt", model.outputs())) == columns(YA));
+
+  // float32 with the command's float32 tolerances.
+  const auto model32 = load_model<float>(dir / "m");
+  SolveOptions options32;
+  options32.picard.rel_tol = 1e-5;
+  options32.picard.abs_tol = 1e-7;
+  EquilibriumSolver<float> solver32(model32, options32);
+  Batch<float> X32, Y32;
+  REQUIRE(solver32.predict(read_vectors<float>(input, model.inputs()), X32, Y32).ok());
+  r = run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                      (dir / "Y32.txt").string(), "--precision", "float32", "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(r.parsed().at("precision") == "float32");
+  CHECK(columns(read_vectors<float>(dir / "Y32.txt", model.outputs())) == columns(Y32));
+}
+
+TEST_CASE("tacit solve sweeps a feed-forward model", "[cli]") {
+  TempDir dir;
+  ResNetLikeShape shape;
+  shape.image = 4;
+  shape.stage_channels = {2, 3};
+  shape.stage_layers = {2, 2};
+  shape.classes = 3;
+  save_model_directory(resnet_like_model<double>(shape, 3), dir / "ff");
+  const auto model = load_model<double>(dir / "ff");
+  const auto input = write_inputs(dir, "U.txt", model.inputs(), 3);
+  EquilibriumSolver<double> solver(model);
+  Batch<double> X, Y;
+  REQUIRE(solver.predict(read_vectors<double>(input, model.inputs()), X, Y).ok());
+
+  const auto r = run_tacit(dir, {"solve", (dir / "ff").string(), "-i", input.string(),
+                                 "-o", (dir / "Y.txt").string(), "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(r.parsed().at("method") == "sweep");
+  CHECK(r.parsed().at("iterations") == 0);
+  CHECK(columns(read_vectors<double>(dir / "Y.txt", model.outputs())) == columns(Y));
+}
+
+TEST_CASE("tacit solve reports non-convergence with exit code 3 and still writes",
+          "[cli]") {
+  TempDir dir;
+  save_model_directory(implicit_model(), dir / "m");
+  const auto model = load_model<double>(dir / "m");
+  const auto input = write_inputs(dir, "U.txt", model.inputs(), 4);
+  SolveOptions options;
+  options.picard.max_iterations = 2;
+  EquilibriumSolver<double> solver(model, options);
+  Batch<double> X, Y;
+  const auto expected = solver.predict(read_vectors<double>(input, model.inputs()), X, Y);
+  REQUIRE(expected.status == SolveStatus::max_iterations);
+
+  auto r = run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                           (dir / "Y.txt").string(), "--max-iterations", "2"});
+  CHECK(r.code == 3);
+  CHECK_THAT(r.err, Catch::Contains("warning: the solve did not converge"));
+  CHECK_THAT(r.err, Catch::Contains("max_iterations"));
+  CHECK_THAT(r.err, Catch::Contains("residual"));
+  CHECK_THAT(r.out, Catch::Contains("status: max_iterations"));
+  REQUIRE(fs::exists(dir / "Y.txt"));
+  CHECK(columns(read_vectors<double>(dir / "Y.txt", model.outputs())) == columns(Y));
+
+  r = run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                      (dir / "Y.txt").string(), "--max-iterations", "2", "--json"});
+  CHECK(r.code == 3);
+  const auto doc = r.parsed();
+  CHECK(doc.at("status") == "max_iterations");
+  CHECK(doc.at("converged") == false);
+  CHECK(doc.at("residual").get<double>() == expected.residual);
+  CHECK(doc.at("residual").get<double>() > 0);
+}
+
+TEST_CASE("tacit solve rejects bad inputs and options", "[cli]") {
+  TempDir dir;
+  save_model_directory(implicit_model(), dir / "m");
+  const std::string m = (dir / "m").string(), y = (dir / "Y.txt").string();
+  const auto good = write_inputs(dir, "U.txt", 5, 2).string();
+
+  // Input errors: exit 2, message naming the file (and line).
+  write_text(dir / "short.txt", "1 2 3 4 5\n1 2 3\n");
+  auto r = run_tacit(dir, {"solve", m, "-i", (dir / "short.txt").string(), "-o", y});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains((dir / "short.txt").string() + ":2"));
+  write_text(dir / "word.txt", "1 2 three 4 5\n");
+  r = run_tacit(dir, {"solve", m, "-i", (dir / "word.txt").string(), "-o", y});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("word.txt:1"));
+  write_text(dir / "empty.txt", "# nothing\n");
+  r = run_tacit(dir, {"solve", m, "-i", (dir / "empty.txt").string(), "-o", y});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("no input vectors"));
+  r = run_tacit(dir, {"solve", m, "-i", (dir / "missing.txt").string(), "-o", y});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("missing.txt"));
+  r = run_tacit(dir, {"solve", (dir / "nomodel").string(), "-i", good, "-o", y});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("nomodel"));
+  r = run_tacit(dir,
+                {"solve", m, "-i", good, "-o", (dir / "no" / "such" / "Y.txt").string()});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("Y.txt"));
+  CHECK(!fs::exists(y));
+
+  // Usage errors: exit 1, message naming the option.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> usage = {
+      {{"solve", m, "-o", y}, "missing required option --input"},
+      {{"solve", m, "-i", good}, "missing required option --output"},
+      {{"solve", m, "-i", good, "-o", y, "--method", "newton"}, "invalid value 'newton'"},
+      {{"solve", m, "-i", good, "-o", y, "--anderson", "100"},
+       "--anderson is out of range"},
+      {{"solve", m, "-i", good, "-o", y, "--tol", "small"}, "--tol"},
+      {{"solve", m, "-i", good, "-o", y, "--max-iterations", "0"}, "--max-iterations"},
+      {{"solve", (dir / "A.mtx").string(), "-i", good, "-o", y}, "not a matrix"},
+  };
+  for (const auto &[args, message] : usage) {
+    INFO(message);
+    r = run_tacit(dir, args);
+    CHECK(r.code == 1);
+    CHECK_THAT(r.err, Catch::Contains(message));
+  }
+  CHECK(!fs::exists(y));
+}
+
+TEST_CASE("tacit demo runs both models at a reduced size, deterministically", "[cli]") {
+  TempDir dir;
+  auto r = run_tacit(dir, {"demo", "--size", "8", "--batch", "4", "--json"});
+  REQUIRE(r.code == 0);
+  const auto doc = r.parsed();
+  CHECK(doc.at("size") == 8);
+  CHECK(doc.at("batch") == 4);
+  REQUIRE(doc.at("models").size() == 2);
+  const auto &ff = doc.at("models")[0];
+  const auto &im = doc.at("models")[1];
+
+  // The feed-forward model is the library's ResNet-like model at image 8.
+  ResNetLikeShape shape;
+  shape.image = 8;
+  const auto resnet = resnet_like_model<double>(shape, 1);
+  CHECK(ff.at("kind") == "feed-forward");
+  CHECK(ff.at("n") == resnet.states());
+  CHECK(ff.at("nnz") == resnet.A().nnz());
+  CHECK(ff.at("a_bytes") == resnet.A().bytes());
+  CHECK(ff.at("certified") == true);
+  CHECK(ff.at("lambda_pf").at("upper") == 0.0);
+  CHECK(ff.at("scc").at("nilpotent") == true);
+  CHECK(ff.at("method") == "sweep");
+  CHECK(ff.at("status") == "converged");
+  CHECK(ff.at("spmm_seconds").get<double>() > 0);
+  // Its checksum is that of the library's outputs for the same inputs.
+  EquilibriumSolver<double> solver(resnet);
+  Batch<double> X, Y;
+  REQUIRE(solver.predict(random_batch<double>(resnet.inputs(), 4, 101), X, Y).ok());
+  CHECK(ff.at("checksum") == fnv1a_hex(Y));
+
+  CHECK(im.at("kind") == "implicit");
+  CHECK(im.at("certified") == true);
+  CHECK(im.at("lambda_pf").at("upper").get<double>() <= 0.9);
+  CHECK(im.at("scc").at("nilpotent") == false);
+  CHECK(im.at("method") == "picard");
+  CHECK(im.at("status") == "converged");
+  CHECK(im.at("iterations").get<int>() > 0);
+  CHECK(im.at("residual").get<double>() < 1e-8);
+
+  // Same checksums with one thread; human output.
+  r = run_tacit(dir, {"demo", "--size", "8", "--batch", "4", "--threads", "1"});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("fnv1a " + ff.at("checksum").get<std::string>()));
+  CHECK_THAT(r.out, Catch::Contains("fnv1a " + im.at("checksum").get<std::string>()));
+  CHECK_THAT(r.out, Catch::Contains("ResNet20-like"));
+  CHECK_THAT(r.out, Catch::Contains("vs SpMM"));
+
+  r = run_tacit(dir, {"demo", "--size", "6"});
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("--size must be a multiple of 4"));
 }
 
 #endif // TACIT_CLI_PATH

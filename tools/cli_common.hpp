@@ -70,6 +70,7 @@ struct Command {
   std::string epilog; ///< examples, notes
   int order = 100;    ///< position in the command list
   int (*run)(Invocation &) = nullptr;
+  std::string usage; ///< usage line after "tacit NAME "; generated when empty
 };
 
 /// Registers a subcommand (called from static initialisers in cmd_*.cpp).

@@ -12,6 +12,7 @@
 #include <tacit/csr.hpp>
 #include <tacit/io.hpp>
 #include <tacit/model.hpp>
+#include <tacit/solve.hpp>
 #include <tacit/structure.hpp>
 
 #include "cli_common.hpp"
@@ -31,6 +32,18 @@ inline Precision precision_of(const Arguments &args) {
 
 inline std::string to_string(Precision p) {
   return p == Precision::float32 ? "float32" : "float64";
+}
+
+/// Solver options whose stopping tolerances are reachable in the precision:
+/// float32 cannot resolve steps of 1e-10 relative, so it stops at about
+/// 100 ulp instead of iterating to the budget.
+inline SolveOptions default_solve_options(Precision precision) {
+  SolveOptions options;
+  if (precision == Precision::float32) {
+    options.picard.rel_tol = 1e-5;
+    options.picard.abs_tol = 1e-7;
+  }
+  return options;
 }
 
 enum class ModelFormat { directory, native };

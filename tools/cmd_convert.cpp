@@ -85,6 +85,7 @@ int run_convert(Invocation &inv) {
               "  tacit convert model.tacit model32.tacit --precision float32\n",
     .order = 60,
     .run = run_convert,
+    .usage = "IN OUT [OPTIONS]",
 });
 
 } // namespace

@@ -179,6 +179,7 @@ int run_info(Invocation &inv) {
         "largest, levels, cyclic, singletons, nilpotent}.\n",
     .order = 10,
     .run = run_info,
+    .usage = "MODEL [--json]",
 });
 
 } // namespace

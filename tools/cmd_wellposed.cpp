@@ -334,6 +334,7 @@ const OptionSpec output_option{"output", 'o', "OUT",
         "scc {count, largest, cyclic}, seconds.\n",
     .order = 20,
     .run = run_wellposed,
+    .usage = "MODEL_OR_A.mtx [OPTIONS]",
 });
 
 [[maybe_unused]] const bool registered_rescale = register_command({
@@ -358,6 +359,7 @@ const OptionSpec output_option{"output", 'o', "OUT",
         "reachable; 2 for a model with tanh or sigmoid blocks.\n",
     .order = 40,
     .run = run_rescale,
+    .usage = "MODEL -o OUT [OPTIONS]",
 });
 
 [[maybe_unused]] const bool registered_project = register_command({
@@ -376,6 +378,7 @@ const OptionSpec output_option{"output", 'o', "OUT",
     .epilog = "",
     .order = 50,
     .run = run_project,
+    .usage = "MODEL_OR_A --kappa K -o OUT [OPTIONS]",
 });
 
 } // namespace

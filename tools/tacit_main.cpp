@@ -52,6 +52,8 @@ void print_option_table(std::ostream &out, const std::vector<OptionSpec> &option
 }
 
 std::string usage_line(const Command &c) {
+  if (!c.usage.empty())
+    return "tacit " + c.name + " " + c.usage;
   std::string line = "tacit " + c.name;
   for (const auto &p : c.positionals)
     line += p.required ? " " + p.name : " [" + p.name + "]";
