@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -61,7 +62,9 @@ constexpr index_t pass_grain = index_t(1) << 13;
 /// nonzeros (relative to the block and in absolute terms).
 constexpr double fill_factor_limit = 20;
 constexpr double fill_absolute_limit = 5e7;
-constexpr int shift_invert_max_steps = 40;
+constexpr int shift_invert_max_steps = 200;
+/// Steps shift-invert typically needs (for the cost comparison).
+constexpr double shift_invert_expected_steps = 12;
 
 std::string fmt(double v) {
   char buf[64];
@@ -199,6 +202,89 @@ struct BlockOutcome {
   std::vector<double> best_vector; ///< vector behind `upper` (if kept)
 };
 
+/// sigma I - M for a cyclic block, its KLU symbolic analysis and the cost
+/// estimates that decide whether shift-invert pays off.
+class ShiftInvertSystem {
+public:
+  explicit ShiftInvertSystem(const CsrMatrix<double> &M) : m_(M.rows()) {
+    const auto rp = M.row_ptr();
+    const auto vals = M.values();
+    ap_.resize(static_cast<std::size_t>(m_) + 1);
+    diag_pos_.resize(static_cast<std::size_t>(m_));
+    diag_val_.assign(static_cast<std::size_t>(m_), 0.0);
+    ai_.reserve(static_cast<std::size_t>(M.nnz() + m_));
+    ax_.reserve(static_cast<std::size_t>(M.nnz() + m_));
+    M.visit_columns([&](auto col) {
+      for (index_t r = 0; r < m_; ++r) {
+        ap_[r] = static_cast<SuiteSparse_long>(ai_.size());
+        bool diag_done = false;
+        auto put_diag = [&] {
+          diag_pos_[r] = static_cast<std::int64_t>(ai_.size());
+          ai_.push_back(r);
+          ax_.push_back(0);
+          diag_done = true;
+        };
+        for (auto e = rp[r]; e < rp[r + 1]; ++e) {
+          const index_t c = col[e];
+          if (!diag_done && c >= r) put_diag();
+          if (c == r) {
+            diag_val_[r] = vals[e];
+          } else {
+            ai_.push_back(c);
+            ax_.push_back(-vals[e]);
+          }
+        }
+        if (!diag_done) put_diag();
+      }
+      ap_[m_] = static_cast<SuiteSparse_long>(ai_.size());
+    });
+    klu_l_defaults(&common_);
+    // The rows of sigma I - M are handed to KLU as columns: it factors the
+    // transpose, and klu_l_tsolve then solves with sigma I - M itself.
+    symbolic_ = klu_l_analyze(m_, ap_.data(), ai_.data(), &common_);
+    if (!symbolic_) return;
+    const double entries = double(ap_[m_]);
+    const double fill = symbolic_->lnz + symbolic_->unz;
+    fits_ = fill <= fill_factor_limit * entries && fill <= fill_absolute_limit;
+    // Flops of one factorisation and solve (AMD's estimate when available).
+    const double factor =
+        symbolic_->est_flops > 0 ? symbolic_->est_flops : fill * fill / double(m_);
+    step_flops_ = factor + 4 * fill + 2 * entries;
+  }
+  ~ShiftInvertSystem() {
+    if (symbolic_) klu_l_free_symbolic(&symbolic_, &common_);
+  }
+  ShiftInvertSystem(const ShiftInvertSystem &) = delete;
+  ShiftInvertSystem &operator=(const ShiftInvertSystem &) = delete;
+
+  /// Whether the LU factors stay moderate in size.
+  bool usable() const { return symbolic_ && fits_; }
+  /// Estimated flops of one shift-invert step.
+  double step_flops() const { return step_flops_; }
+
+  /// Solves (sigma I - M) x = b in place; false when the factorisation
+  /// failed (sigma an eigenvalue in floating point, out of memory).
+  bool solve(double sigma, std::vector<double> &b) {
+    for (index_t r = 0; r < m_; ++r) ax_[diag_pos_[r]] = sigma - diag_val_[r];
+    klu_l_numeric *numeric = klu_l_factor(ap_.data(), ai_.data(), ax_.data(), symbolic_, &common_);
+    if (!numeric) return false;
+    const bool ok = klu_l_tsolve(symbolic_, numeric, m_, 1, b.data(), &common_) != 0;
+    klu_l_free_numeric(&numeric, &common_);
+    return ok;
+  }
+
+private:
+  index_t m_;
+  std::vector<SuiteSparse_long> ap_, ai_;
+  std::vector<double> ax_;
+  std::vector<std::int64_t> diag_pos_;
+  std::vector<double> diag_val_;
+  klu_l_common common_{};
+  klu_l_symbolic *symbolic_ = nullptr;
+  bool fits_ = false;
+  double step_flops_ = 0;
+};
+
 /// Iteration state of one block.
 class BlockIteration {
 public:
@@ -207,14 +293,14 @@ public:
         parallel_(opt.exec == Execution::parallel), v_(m_, 1.0), y_(m_), w_(m_) {}
 
   BlockOutcome run(bool already_decided) {
-    double vmax = 1;
     double shift = 0, scale = 1;
     std::int64_t last_progress = 0;
     std::int64_t checkpoint_iter = 0;
     double checkpoint_width = infinity;
-    bool tried_shift_invert = !opt_.shift_invert;
+    bool shift_invert_done = !opt_.shift_invert;
     out_.status = PerronStatus::budget_exhausted;
-    for (std::int64_t it = 0; it < opt_.max_iterations; ++it) {
+    std::int64_t it = 0;
+    while (out_.iterations < opt_.max_iterations) {
       M_.apply(Mode::normal, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
                opt_.exec);
       const PassResult r = ratio_pass(M_, y_, v_, shift, scale, w_.data(), parallel_);
@@ -234,8 +320,8 @@ public:
       }
       // Slow convergence: estimate the contraction of the width at doubling
       // checkpoints and switch to shift-invert when the power iteration
-      // would need more than as many iterations again.
-      if (!tried_shift_invert && it + 1 >= 32 && ((it + 1) & it) == 0) {
+      // would cost more than a few factorisations.
+      if (!shift_invert_done && it + 1 >= 32 && ((it + 1) & it) == 0) {
         const double width = out_.upper - out_.lower;
         if (std::isfinite(checkpoint_width) && std::isfinite(width) && width > 0) {
           const double rate =
@@ -243,20 +329,17 @@ public:
           const double goal = opt_.rel_width * out_.upper;
           const double needed =
               rate < 1 ? std::log(goal / width) / std::log(rate) : infinity;
-          if (needed > double(it + 1)) {
-            tried_shift_invert = true;
-            if (shift_invert(opt_.max_iterations - it - 1)) {
-              if (const auto s = finished(); s) {
-                out_.status = *s;
-                break;
-              }
-              // Resume the power iteration from the shift-invert vector.
-              last_progress = it;
-              vmax = 1;
-              shift = 0.5 * estimate();
-              scale = 1;
-              continue;
+          if (needed > 16 && try_shift_invert(needed)) {
+            shift_invert_done = true;
+            if (const auto s = finished(); s) {
+              out_.status = *s;
+              break;
             }
+            // Resume the power iteration from the shift-invert vector.
+            last_progress = ++it;
+            shift = 0.5 * estimate();
+            scale = 1;
+            continue;
           }
         }
         checkpoint_iter = it;
@@ -266,12 +349,13 @@ public:
       // rotating components of periodic blocks without slowing the decay of
       // the rest much); the scale keeps max(v) near 1 without another pass.
       std::swap(v_, w_);
-      vmax = r.next_max;
+      const double vmax = r.next_max;
       const double est = estimate();
       shift = 0.5 * est;
       scale = 1.0 / (vmax * (est + shift));
       if (!(std::isfinite(scale) && scale > 0)) scale = 1.0 / vmax;
       if (!(std::isfinite(scale) && scale > 0)) break; // vector collapsed
+      ++it;
     }
     if (keep_) {
       double mx = 0;
@@ -311,107 +395,86 @@ private:
     return std::isfinite(out_.upper) ? 0.5 * (out_.lower + out_.upper) : out_.lower;
   }
 
-  /// Noda's shift-invert iteration: solve (sigma I - M) w = v with sigma the
-  /// current upper bound (> lambda, so the inverse is a positive matrix and
-  /// w > 0), then sigma <- upper bound from w. Converges quadratically. Uses
-  /// v_ as the start; on return v_ holds the last positive vector. Returns
-  /// false when it did not run (fill too large, factorisation failed).
-  bool shift_invert(std::int64_t budget) {
-    if (!std::isfinite(out_.upper) || budget <= 0) return false;
-    const auto rp = M_.row_ptr();
-    const auto vals = M_.values();
-    std::vector<SuiteSparse_long> ap(static_cast<std::size_t>(m_) + 1), ai;
-    std::vector<double> ax;
-    std::vector<std::int64_t> diag_pos(static_cast<std::size_t>(m_));
-    std::vector<double> diag_val(static_cast<std::size_t>(m_), 0.0);
-    ai.reserve(static_cast<std::size_t>(M_.nnz() + m_));
-    ax.reserve(static_cast<std::size_t>(M_.nnz() + m_));
-    M_.visit_columns([&](auto col) {
-      for (index_t r = 0; r < m_; ++r) {
-        ap[r] = static_cast<SuiteSparse_long>(ai.size());
-        bool diag_done = false;
-        for (auto e = rp[r]; e < rp[r + 1]; ++e) {
-          const index_t c = col[e];
-          if (!diag_done && c >= r) {
-            diag_pos[r] = static_cast<std::int64_t>(ai.size());
-            ai.push_back(r);
-            ax.push_back(0);
-            diag_done = true;
-          }
-          if (c == r) diag_val[r] = vals[e];
-          else {
-            ai.push_back(c);
-            ax.push_back(-vals[e]);
-          }
-        }
-        if (!diag_done) {
-          diag_pos[r] = static_cast<std::int64_t>(ai.size());
-          ai.push_back(r);
-          ax.push_back(0);
-        }
-      }
-      ap[m_] = static_cast<SuiteSparse_long>(ai.size());
-    });
-    // The rows of sigma I - M are the columns given to KLU: it factors the
-    // transpose, and klu_l_tsolve then solves with sigma I - M itself.
-    klu_l_common common;
-    klu_l_defaults(&common);
-    klu_l_symbolic *symbolic = klu_l_analyze(m_, ap.data(), ai.data(), &common);
-    if (!symbolic) return false;
-    const double fill = symbolic->lnz + symbolic->unz;
-    if (fill > fill_factor_limit * double(ap[m_]) || fill > fill_absolute_limit) {
-      klu_l_free_symbolic(&symbolic, &common);
-      return false;
-    }
+  /// Runs shift-invert when the factors are moderate and cheaper than
+  /// `needed` more power iterations; true when it ran.
+  bool try_shift_invert(double needed) {
+    if (!system_) system_ = std::make_unique<ShiftInvertSystem>(M_);
+    if (!system_->usable()) return false;
+    const double power_flops = needed * (2.0 * double(M_.nnz()) + 8.0 * double(m_));
+    // Sparse LU runs at a fraction of the flop rate of a (bandwidth-bound)
+    // sparse product: weigh its flops accordingly.
+    if (4 * shift_invert_expected_steps * system_->step_flops() > power_flops) return false;
+    return shift_invert();
+  }
+
+  /// Noda's shift-invert iteration, accelerated. With sigma above lambda,
+  /// (sigma I - M)^-1 is a positive matrix, so w solving (sigma I - M) w =
+  /// v > 0 is positive, and M w = sigma w - v < sigma w gives a
+  /// Collatz-Wielandt bound below sigma (Noda: sigma <- that bound,
+  /// quadratic once close). Conversely a w that is not positive means sigma
+  /// <= lambda (up to rounding). On long, poorly mixing blocks Noda's early
+  /// steps shrink only linearly; then the next sigma is the Aitken
+  /// extrapolation of the upper bounds, and a trial that lands below lambda
+  /// (w not positive) is followed by bisection towards the upper bound. Only
+  /// the certified bounds of actual positive vectors enter the result. On
+  /// return v_ holds the last positive vector.
+  bool shift_invert() {
     double sigma = out_.upper;
+    double below = out_.lower; // largest sigma believed <= lambda
     std::vector<double> w(static_cast<std::size_t>(m_));
-    int stale = 0;
+    int stale = 0, failures = 0;
     bool ran = false;
-    for (int step = 0; step < shift_invert_max_steps && budget > 0; ++step) {
-      for (index_t r = 0; r < m_; ++r) ax[diag_pos[r]] = sigma - diag_val[r];
-      klu_l_numeric *numeric =
-          klu_l_factor(ap.data(), ai.data(), ax.data(), symbolic, &common);
-      if (!numeric) {
-        if (common.status == KLU_SINGULAR && step + 1 < shift_invert_max_steps) {
-          sigma *= 1 + 1e-12; // sigma hit lambda in floating point: step back
-          continue;
-        }
-        break;
-      }
+    double previous_upper = out_.upper, last_decrease = 0;
+    for (int step = 0; step < shift_invert_max_steps && out_.iterations < opt_.max_iterations;
+         ++step) {
       w = v_;
-      const bool solved = klu_l_tsolve(symbolic, numeric, m_, 1, w.data(), &common) != 0;
-      klu_l_free_numeric(&numeric, &common);
-      if (!solved) break;
-      // Orient by the largest entry (the exact solution is positive) and
-      // normalise; entries that rounding made nonpositive get a tiny positive
-      // value, which only costs bound quality for one step.
+      if (!system_->solve(sigma, w)) {
+        // sigma hit an eigenvalue in floating point: step up a little.
+        sigma = std::min(out_.upper, sigma * (1 + 1e-12));
+        continue;
+      }
+      // Orient by the largest entry (the exact solution is positive when
+      // sigma > lambda) and normalise.
       double big = 0;
       for (double x : w)
         if (std::abs(x) > std::abs(big)) big = x;
-      if (!std::isfinite(big) || big == 0) break;
-      bool finite = true;
-      for (double &x : w) {
-        x /= big;
-        if (!std::isfinite(x)) finite = false;
-        if (!(x > 0)) x = std::numeric_limits<double>::min();
+      bool positive = std::isfinite(big) && big > 0;
+      if (positive)
+        for (double &x : w) {
+          x /= big;
+          if (!(x > 0) || !std::isfinite(x)) positive = false;
+        }
+      if (!positive) {
+        below = std::max(below, sigma);
+        if (!(out_.upper > below)) break;
+        sigma = 0.5 * (out_.upper + below);
+        if (++failures >= 60) break;
+        continue;
       }
-      if (!finite) break;
       std::swap(v_, w);
       M_.apply(Mode::normal, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
                opt_.exec);
       const PassResult r = ratio_pass(M_, y_, v_, 0, 1, nullptr, parallel_);
       ++out_.iterations;
       ++out_.shift_invert_steps;
-      --budget;
       ran = true;
       const bool progress = record(r);
       if (finished()) break;
       stale = progress ? 0 : stale + 1;
-      if (stale >= 2) break;
-      const double up = certified(r).second;
-      if (std::isfinite(up) && up < sigma) sigma = up;
+      if (stale >= 3) break;
+      below = std::max(below, out_.lower);
+      const double decrease = previous_upper - out_.upper;
+      sigma = out_.upper; // Noda
+      if (decrease > 0 && last_decrease > 0 && decrease > 0.5 * last_decrease) {
+        // Linear convergence at ratio q: the limit is about
+        // upper - decrease * q / (1 - q).
+        const double q = std::min(decrease / last_decrease, 0.95);
+        const double aitken = out_.upper - decrease * q / (1 - q);
+        sigma = aitken > below ? aitken : 0.5 * (out_.upper + below);
+      }
+      last_decrease = decrease;
+      previous_upper = out_.upper;
     }
-    klu_l_free_symbolic(&symbolic, &common);
     return ran;
   }
 
@@ -421,6 +484,7 @@ private:
   const index_t m_;
   const bool parallel_;
   std::vector<double> v_, y_, w_;
+  std::unique_ptr<ShiftInvertSystem> system_;
   BlockOutcome out_;
 };
 
