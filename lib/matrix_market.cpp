@@ -1,26 +1,39 @@
 // Matrix Market reader and writer.
 //
-// The reader holds the whole file in memory and parses it with std::from_chars.
-// The entries of a coordinate file are parsed in chunks of whole lines (in
-// parallel for large files); every chunk stops at its first problem, and the
-// problems are then resolved in file order, so results and messages do not
-// depend on the chunking. Entries are bucketed by row (a stable counting
+// The reader streams a file through a bounded buffer (blocks of whole lines)
+// and parses it with std::from_chars. The entries of a coordinate file are
+// parsed in chunks of whole lines (in parallel for large files); every chunk
+// stops at its first problem, and the problems are then resolved in file
+// order, so results and messages do not depend on the chunking. Entries are
+// held with 32-bit indices when the dimensions allow. Error paths that need
+// to point back at earlier lines (duplicates, one entry too many) read the
+// file again. Entries are bucketed by row (a stable counting
 // sort), rows are sorted by column only when the file was not, and duplicates
 // are detected on the sorted rows.
 
 #include <tacit/io.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <numeric>
 #include <sstream>
+
+#include <fcntl.h>
+#include <string.h> // memrchr
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <tbb/parallel_for.h>
 
 #include "detail/io_common.hpp"
 
 namespace tacit {
+
+namespace detail {
+std::size_t matrix_market_block_bytes = std::size_t{64} << 20;
+}
 
 namespace {
 
@@ -122,13 +135,16 @@ constexpr const char *banner_form =
     "'%%MatrixMarket matrix <coordinate|array> <real|integer|pattern> "
     "<general|symmetric|skew-symmetric>'";
 
-std::int64_t max_dimension(std::size_t file_bytes) {
+std::int64_t max_dimension(std::uint64_t file_bytes) {
   const auto by_size = static_cast<std::int64_t>(
-      std::min<std::size_t>(file_bytes, std::size_t{1} << 40) * 16);
+      std::min<std::uint64_t>(file_bytes, std::uint64_t{1} << 40) * 16);
   return std::max<std::int64_t>(std::int64_t{1} << 26, by_size);
 }
 
-Header parse_header(std::string_view text, const std::string &name) {
+/// Parses the banner and the size line at the start of `text` (which holds at
+/// least those lines); `total_bytes` is the size of the whole file.
+Header parse_header(std::string_view text, const std::string &name,
+                    std::uint64_t total_bytes) {
   Header h;
   LineReader lines(text, 0, 1);
   std::string_view line;
@@ -218,12 +234,12 @@ Header parse_header(std::string_view text, const std::string &name) {
   }
   h.rows = value[0];
   h.cols = value[1];
-  const std::int64_t limit = max_dimension(text.size());
+  const std::int64_t limit = max_dimension(total_bytes);
   if (h.rows > limit || h.cols > limit)
     fail(name, h.size_line,
          "the size line declares a " + std::to_string(h.rows) + " x " +
              std::to_string(h.cols) + " matrix, more than a file of " +
-             std::to_string(text.size()) + " bytes can plausibly describe (limit " +
+             std::to_string(total_bytes) + " bytes can plausibly describe (limit " +
              std::to_string(limit) + " rows or columns)");
   if (h.symmetry != Symmetry::general && h.rows != h.cols)
     fail(name, h.size_line,
@@ -247,29 +263,158 @@ Header parse_header(std::string_view text, const std::string &name) {
     if (h.entries > capacity)
       fail(name, h.size_line,
            "the size line declares " + std::to_string(h.entries) +
-               " entries, more than the " +
-               std::to_string(capacity) +
+               " entries, more than the " + std::to_string(capacity) +
                " positions of a " + std::to_string(h.rows) + " x " +
                std::to_string(h.cols) +
                (h.symmetry == Symmetry::general ? "" : " triangular") + " matrix");
   } else {
     // Every value needs at least two bytes ("0\n").
-    if (capacity > static_cast<std::int64_t>(text.size()))
+    if (static_cast<std::uint64_t>(capacity) > total_bytes)
       fail(name, h.size_line,
            "an array of " + std::to_string(h.rows) + " x " + std::to_string(h.cols) +
-               " needs more values than a file of " + std::to_string(text.size()) +
+               " needs more values than a file of " + std::to_string(total_bytes) +
                " bytes can hold");
-    h.entries = static_cast<std::int64_t>(capacity);
+    h.entries = capacity;
   }
   h.body_offset = lines.offset();
   h.body_line = lines.line() + 1;
   return h;
 }
 
-/// Entries of one chunk of lines, and the first problem in it.
-template <class T> struct Chunk {
-  std::size_t begin = 0, end = 0;
-  std::vector<std::int64_t> row, col; // 0-based
+/// True when `prefix` (the start of a longer file) holds the banner and the
+/// size line, each ended by a newline.
+bool holds_header(std::string_view prefix) {
+  LineReader lines(prefix, 0, 1);
+  std::string_view line;
+  bool first = true;
+  while (lines.next(line)) {
+    const bool terminated = line.data() + line.size() < prefix.data() + prefix.size();
+    if (!terminated) return false;
+    if (!first && !is_skippable(line)) return true;
+    first = false;
+  }
+  return false;
+}
+
+// ------------------------------------------------------------ text sources
+
+/// The text after the size line, delivered in blocks of whole lines, so that
+/// a large file is parsed through a bounded buffer.
+class BodySource {
+public:
+  virtual ~BodySource() = default;
+  /// The next block (it ends at a line end, or at the end of the text);
+  /// false at the end. The view stays valid until the next call.
+  virtual bool next(std::string_view &block) = 0;
+  /// Starts again from the first line after the size line.
+  virtual void rewind() = 0;
+  /// Bytes after the size line.
+  virtual std::uint64_t bytes() const = 0;
+};
+
+class MemoryBody final : public BodySource {
+public:
+  explicit MemoryBody(std::string_view body) : body_(body) {}
+  bool next(std::string_view &block) override {
+    if (done_ || body_.empty()) return false;
+    block = body_;
+    done_ = true;
+    return true;
+  }
+  void rewind() override { done_ = false; }
+  std::uint64_t bytes() const override { return body_.size(); }
+
+private:
+  std::string_view body_;
+  bool done_ = false;
+};
+
+/// A file descriptor read with pread from a start offset.
+class FileBody final : public BodySource {
+public:
+  FileBody(int fd, std::string name, std::uint64_t start, std::uint64_t size)
+      : fd_(fd), name_(std::move(name)), start_(start), pos_(start), size_(size) {
+    capacity_ = static_cast<std::size_t>(
+        std::min<std::uint64_t>(std::max<std::size_t>(detail::matrix_market_block_bytes, 1),
+                                size > start ? size - start + 1 : 1));
+    buffer_.reset(new char[capacity_]);
+  }
+  bool next(std::string_view &block) override {
+    std::memmove(buffer_.get(), buffer_.get() + carry_at_, carry_);
+    std::size_t filled = carry_;
+    carry_ = carry_at_ = 0;
+    while (true) {
+      while (filled < capacity_ && pos_ < size_) {
+        const auto got = ::pread(fd_, buffer_.get() + filled, capacity_ - filled,
+                                 static_cast<off_t>(pos_));
+        if (got < 0) {
+          if (errno == EINTR) continue;
+          throw FileError(name_, 0, std::string("read error: ") + std::strerror(errno));
+        }
+        if (got == 0) { // the file shrank
+          size_ = pos_;
+          break;
+        }
+        filled += static_cast<std::size_t>(got);
+        pos_ += static_cast<std::uint64_t>(got);
+      }
+      if (filled == 0) return false;
+      if (pos_ >= size_) {
+        block = std::string_view(buffer_.get(), filled);
+        return true;
+      }
+      const void *nl = ::memrchr(buffer_.get(), '\n', filled);
+      if (nl) {
+        const auto len =
+            static_cast<std::size_t>(static_cast<const char *>(nl) - buffer_.get()) + 1;
+        block = std::string_view(buffer_.get(), len);
+        carry_at_ = len;
+        carry_ = filled - len;
+        return true;
+      }
+      // A line longer than the buffer: grow it.
+      std::unique_ptr<char[]> bigger(new char[capacity_ * 2]);
+      std::memcpy(bigger.get(), buffer_.get(), filled);
+      buffer_ = std::move(bigger);
+      capacity_ *= 2;
+    }
+  }
+  void rewind() override {
+    pos_ = start_;
+    carry_ = carry_at_ = 0;
+  }
+  std::uint64_t bytes() const override { return size_ - start_; }
+
+private:
+  int fd_;
+  std::string name_;
+  std::uint64_t start_, pos_, size_;
+  std::unique_ptr<char[]> buffer_;
+  std::size_t capacity_ = 0, carry_at_ = 0, carry_ = 0;
+};
+
+/// Calls f(line, line_number) for every line after the size line until f
+/// returns false. For the error paths only (serial).
+template <class F> void for_each_body_line(BodySource &src, const Header &h, F &&f) {
+  src.rewind();
+  std::int64_t next_line = h.body_line;
+  std::string_view block;
+  while (src.next(block)) {
+    LineReader lines(block, 0, next_line);
+    std::string_view line;
+    while (lines.next(line))
+      if (!f(line, lines.line())) return;
+    next_line = lines.line() + 1;
+  }
+}
+
+// ------------------------------------------------------------ entries
+
+/// Entries of one chunk of lines, and the first problem in it. Indices are
+/// 0-based, stored as I (32-bit when the dimensions allow).
+template <class T, class I> struct Chunk {
+  std::size_t begin = 0, end = 0; ///< byte range in the current block
+  std::vector<I> row, col;
   std::vector<T> val;
   std::int64_t lines = 0;   ///< lines scanned (up to and including an error)
   std::int64_t entries = 0; ///< entry lines parsed before any error
@@ -371,17 +516,29 @@ inline const char *skip_blanks(const char *p, const char *end) {
   return p;
 }
 
+/// Plain decimal digits (at most 18, so no overflow); nullptr when the slow
+/// path must decide (sign, no digit, too many digits).
+inline const char *fast_index(const char *p, const char *end, std::int64_t &v) {
+  const char *const start = p;
+  std::uint64_t x = 0;
+  while (p < end && static_cast<unsigned>(*p - '0') < 10u) {
+    x = x * 10 + static_cast<unsigned>(*p - '0');
+    ++p;
+  }
+  if (p == start || p - start > 18) return nullptr;
+  v = static_cast<std::int64_t>(x);
+  return p;
+}
+
 /// Fast path for one coordinate entry line (no signs, no oddities). Returns
 /// false when the slow path must decide.
 template <class T>
 inline bool fast_entry(const char *p, const char *end, const Header &h,
                        std::int64_t &i, std::int64_t &j, T &v) {
-  auto r = std::from_chars(p, end, i);
-  if (r.ec != std::errc() || r.ptr == end || !is_blank(*r.ptr)) return false;
-  p = skip_blanks(r.ptr, end);
-  r = std::from_chars(p, end, j);
-  if (r.ec != std::errc()) return false;
-  p = r.ptr;
+  p = fast_index(p, end, i);
+  if (!p || p == end || !is_blank(*p)) return false;
+  p = fast_index(skip_blanks(p, end), end, j);
+  if (!p) return false;
   if (h.field == Field::pattern) {
     v = T(1);
   } else {
@@ -406,14 +563,14 @@ inline bool fast_entry(const char *p, const char *end, const Header &h,
   return true;
 }
 
-template <class T>
-void parse_coordinate_chunk(std::string_view text, const Header &h, Chunk<T> &c,
+template <class T, class I>
+void parse_coordinate_chunk(std::string_view block, const Header &h, Chunk<T, I> &c,
                             std::size_t reserve) {
   c.row.reserve(reserve);
   c.col.reserve(reserve);
   c.val.reserve(reserve);
-  const char *p = text.data() + c.begin;
-  const char *const end = text.data() + c.end;
+  const char *p = block.data() + c.begin;
+  const char *const end = block.data() + c.end;
   const bool skew = h.symmetry == Symmetry::skew;
   while (p < end) {
     const char *eol = static_cast<const char *>(std::memchr(p, '\n', end - p));
@@ -437,8 +594,8 @@ void parse_coordinate_chunk(std::string_view text, const Header &h, Chunk<T> &c,
     }
     ++c.entries;
     if (!(skew && i == j)) { // a skew-symmetric diagonal entry is zero
-      c.row.push_back(i - 1);
-      c.col.push_back(j - 1);
+      c.row.push_back(static_cast<I>(i - 1));
+      c.col.push_back(static_cast<I>(j - 1));
       c.val.push_back(v);
     }
     p = eol + 1;
@@ -446,25 +603,21 @@ void parse_coordinate_chunk(std::string_view text, const Header &h, Chunk<T> &c,
 }
 
 /// Line number of the k-th (1-based) entry line after the size line.
-std::int64_t locate_entry_line(std::string_view text, const Header &h,
-                               std::int64_t k) {
-  LineReader lines(text, h.body_offset, h.body_line);
-  std::string_view line;
-  std::int64_t seen = 0;
-  while (lines.next(line))
-    if (!is_skippable(line) && ++seen == k) return lines.line();
-  return lines.line();
+std::int64_t locate_entry_line(BodySource &src, const Header &h, std::int64_t k) {
+  std::int64_t seen = 0, found = 0;
+  for_each_body_line(src, h, [&](std::string_view line, std::int64_t number) {
+    found = number;
+    return is_skippable(line) || ++seen < k;
+  });
+  return found;
 }
 
 /// Lines of the first two entries at (i, j) (1-based) of a coordinate file.
-std::pair<std::int64_t, std::int64_t>
-locate_duplicate(std::string_view text, const Header &h, std::int64_t i,
-                 std::int64_t j) {
-  LineReader lines(text, h.body_offset, h.body_line);
-  std::string_view line;
-  std::int64_t first = 0;
-  while (lines.next(line)) {
-    if (is_skippable(line)) continue;
+std::pair<std::int64_t, std::int64_t> locate_duplicate(BodySource &src, const Header &h,
+                                                       std::int64_t i, std::int64_t j) {
+  std::int64_t first = 0, second = 0;
+  for_each_body_line(src, h, [&](std::string_view line, std::int64_t number) {
+    if (is_skippable(line)) return true;
     const Tokens t = split(line);
     std::int64_t a = 0, b = 0;
     if (t.count < 2 ||
@@ -472,27 +625,31 @@ locate_duplicate(std::string_view text, const Header &h, std::int64_t i,
                               a) != NumberStatus::ok ||
         detail::parse_integer(t.token[1].data(), t.token[1].data() + t.token[1].size(),
                               b) != NumberStatus::ok)
-      continue;
+      return true;
     if (a == i && b == j) {
-      if (first) return {first, lines.line()};
-      first = lines.line();
+      if (first) {
+        second = number;
+        return false;
+      }
+      first = number;
     }
-  }
-  return {first, first};
+    return true;
+  });
+  return {first, second ? second : first};
 }
 
 /// Builds the CSR matrix from per-chunk entries (expanding mirrors).
-template <class T>
-CsrMatrix<T> assemble(std::string_view text, const std::string &name, const Header &h,
-                      std::vector<Chunk<T>> &chunks) {
+template <class T, class I>
+CsrMatrix<T> assemble(BodySource &src, const std::string &name, const Header &h,
+                      std::vector<Chunk<T, I>> &chunks) {
   const bool mirror = h.symmetry != Symmetry::general;
   const T sign = h.symmetry == Symmetry::skew ? T(-1) : T(1);
   const auto rows = static_cast<std::size_t>(h.rows);
   std::vector<std::int64_t> row_ptr(rows + 1, 0);
   for (const auto &c : chunks)
     for (std::size_t k = 0; k < c.row.size(); ++k) {
-      ++row_ptr[c.row[k] + 1];
-      if (mirror && c.row[k] != c.col[k]) ++row_ptr[c.col[k] + 1];
+      ++row_ptr[static_cast<std::size_t>(c.row[k]) + 1];
+      if (mirror && c.row[k] != c.col[k]) ++row_ptr[static_cast<std::size_t>(c.col[k]) + 1];
     }
   std::partial_sum(row_ptr.begin(), row_ptr.end(), row_ptr.begin());
   const auto nnz = static_cast<std::size_t>(row_ptr[rows]);
@@ -502,13 +659,14 @@ CsrMatrix<T> assemble(std::string_view text, const std::string &name, const Head
     std::vector<std::int64_t> next(row_ptr.begin(), row_ptr.end() - 1);
     for (auto &c : chunks) {
       for (std::size_t k = 0; k < c.row.size(); ++k) {
-        const auto i = c.row[k], j = c.col[k];
+        const auto i = static_cast<std::size_t>(c.row[k]);
+        const auto j = static_cast<std::size_t>(c.col[k]);
         auto d = next[i]++;
-        col[d] = j;
+        col[d] = static_cast<std::int64_t>(j);
         val[d] = c.val[k];
         if (mirror && i != j) {
           d = next[j]++;
-          col[d] = i;
+          col[d] = static_cast<std::int64_t>(i);
           val[d] = sign * c.val[k];
         }
       }
@@ -518,8 +676,9 @@ CsrMatrix<T> assemble(std::string_view text, const std::string &name, const Head
       c.val = {};
     }
   }
-  // Sort rows that are not sorted (files written column by column are sorted
-  // already by the stable bucketing), then look for duplicates.
+  // Sort rows that are not sorted (files written row by row or column by
+  // column come out sorted from the stable bucketing), then look for
+  // duplicates.
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows, 4096),
                     [&](const tbb::blocked_range<std::size_t> &range) {
                       std::vector<std::pair<std::int64_t, T>> buf;
@@ -543,7 +702,7 @@ CsrMatrix<T> assemble(std::string_view text, const std::string &name, const Head
       if (col[k] == col[k - 1]) {
         std::int64_t i = static_cast<std::int64_t>(r) + 1, j = col[k] + 1;
         if (mirror && i < j) std::swap(i, j); // the file holds the lower entry
-        const auto [l1, l2] = locate_duplicate(text, h, i, j);
+        const auto [l1, l2] = locate_duplicate(src, h, i, j);
         fail(name, l2,
              "duplicate entry " + entry_name(i, j) + " on lines " + std::to_string(l1) +
                  " and " + std::to_string(l2) +
@@ -556,46 +715,58 @@ CsrMatrix<T> assemble(std::string_view text, const std::string &name, const Head
   }
 }
 
-template <class T>
-CsrMatrix<T> parse_coordinate(std::string_view text, const std::string &name,
-                              const Header &h) {
-  // Chunks of about 8 MiB cut after a newline.
+template <class T, class I>
+CsrMatrix<T> parse_coordinate(BodySource &src, const std::string &name, const Header &h) {
+  // Each block is cut into chunks of about 8 MiB after a newline; the chunks
+  // of a block are parsed in parallel.
   constexpr std::size_t chunk_bytes = std::size_t{8} << 20;
-  std::vector<Chunk<T>> chunks;
-  std::size_t pos = h.body_offset;
-  while (pos < text.size()) {
-    Chunk<T> c;
-    c.begin = pos;
-    std::size_t end = std::min(text.size(), pos + chunk_bytes);
-    if (end < text.size()) {
-      const void *nl = std::memchr(text.data() + end, '\n', text.size() - end);
-      end = nl ? static_cast<std::size_t>(static_cast<const char *>(nl) - text.data()) + 1
-               : text.size();
+  const double body = static_cast<double>(src.bytes());
+  std::vector<Chunk<T, I>> chunks;
+  std::int64_t parsed = 0;
+  std::string_view block;
+  while (src.next(block)) {
+    const std::size_t first = chunks.size();
+    for (std::size_t pos = 0; pos < block.size();) {
+      Chunk<T, I> c;
+      c.begin = pos;
+      std::size_t end = std::min(block.size(), pos + chunk_bytes);
+      if (end < block.size()) {
+        const void *nl = std::memchr(block.data() + end, '\n', block.size() - end);
+        end = nl ? static_cast<std::size_t>(static_cast<const char *>(nl) - block.data()) + 1
+                 : block.size();
+      }
+      c.end = end;
+      chunks.push_back(std::move(c));
+      pos = end;
     }
-    c.end = end;
-    chunks.push_back(std::move(c));
-    pos = end;
-  }
-  const std::size_t body = text.size() - h.body_offset;
-  auto reserve_for = [&](const Chunk<T> &c) {
-    // Proportional share of the declared entries, never more than the chunk's
-    // bytes allow (4 bytes is the shortest entry line).
-    const double share = body ? double(c.end - c.begin) / double(body) : 0.0;
-    const auto expected = static_cast<std::size_t>(share * double(h.entries) * 1.05) + 16;
-    return std::min(expected, (c.end - c.begin) / 4 + 1);
-  };
-  if (chunks.size() <= 1) {
-    for (auto &c : chunks) parse_coordinate_chunk(text, h, c, reserve_for(c));
-  } else {
-    tbb::parallel_for(std::size_t{0}, chunks.size(), [&](std::size_t k) {
-      parse_coordinate_chunk(text, h, chunks[k], reserve_for(chunks[k]));
-    });
+    auto reserve_for = [&](const Chunk<T, I> &c) {
+      // Proportional share of the declared entries, never more than the
+      // chunk's bytes allow (4 bytes is the shortest entry line).
+      const double share = body > 0 ? double(c.end - c.begin) / body : 0.0;
+      const auto expected =
+          static_cast<std::size_t>(share * double(h.entries) * 1.02) + 16;
+      return std::min(expected, (c.end - c.begin) / 4 + 1);
+    };
+    if (chunks.size() - first == 1) {
+      parse_coordinate_chunk(block, h, chunks[first], reserve_for(chunks[first]));
+    } else {
+      tbb::parallel_for(first, chunks.size(), [&](std::size_t k) {
+        parse_coordinate_chunk(block, h, chunks[k], reserve_for(chunks[k]));
+      });
+    }
+    // Everything needed to report the first problem has been read.
+    bool stop = false;
+    for (std::size_t k = first; k < chunks.size(); ++k) {
+      parsed += chunks[k].entries;
+      stop = stop || chunks[k].failed;
+    }
+    if (stop || parsed > h.entries) break;
   }
   // Resolve problems in file order.
   std::int64_t line = h.body_line, seen = 0;
   for (const auto &c : chunks) {
     if (seen + c.entries > h.entries) {
-      const auto l = locate_entry_line(text, h, h.entries + 1);
+      const auto l = locate_entry_line(src, h, h.entries + 1);
       fail(name, l,
            "too many entries: the size line (line " + std::to_string(h.size_line) +
                ") declares " + std::to_string(h.entries) + ", line " +
@@ -618,38 +789,36 @@ CsrMatrix<T> parse_coordinate(std::string_view text, const std::string &name,
          "too few entries: the size line (line " + std::to_string(h.size_line) +
              ") declares " + std::to_string(h.entries) + ", the file ends after " +
              std::to_string(seen));
-  return assemble(text, name, h, chunks);
+  return assemble(src, name, h, chunks);
 }
 
 template <class T>
-CsrMatrix<T> parse_array(std::string_view text, const std::string &name,
-                         const Header &h) {
+CsrMatrix<T> parse_array(BodySource &src, const std::string &name, const Header &h) {
   // Values are stored column by column: all of them (general), the lower
   // triangle with the diagonal (symmetric) or without it (skew-symmetric).
-  std::vector<Chunk<T>> chunks(1);
+  std::vector<Chunk<T, std::int64_t>> chunks(1);
   auto &c = chunks[0];
-  LineReader lines(text, h.body_offset, h.body_line);
-  std::string_view line;
-  std::int64_t i = 0, j = 0, seen = 0; // next position (0-based)
   const std::int64_t first_row_offset = h.symmetry == Symmetry::skew ? 1 : 0;
-  i = first_row_offset;
-  while (lines.next(line)) {
-    if (is_skippable(line)) continue;
+  std::int64_t i = first_row_offset, j = 0, seen = 0; // next position (0-based)
+  std::int64_t last_line = h.size_line;
+  for_each_body_line(src, h, [&](std::string_view line, std::int64_t number) {
+    last_line = number;
+    if (is_skippable(line)) return true;
     const Tokens t = split(line);
     if (seen == h.entries)
-      fail(name, lines.line(),
+      fail(name, number,
            "too many values: an array of " + std::to_string(h.rows) + " x " +
                std::to_string(h.cols) + " holds " + std::to_string(h.entries) +
-               " values in this file, line " + std::to_string(lines.line()) +
+               " values in this file, line " + std::to_string(number) +
                " holds one more: " + quote_text(line));
     if (t.count != 1)
-      fail(name, lines.line(),
+      fail(name, number,
            std::string("expected ") + token_form(h) + ", found " +
                std::to_string(t.count) + ": " + quote_text(line));
     T v{};
     const auto where = "entry " + entry_name(i + 1, j + 1);
     if (auto p = parse_value_token(t.token[0], h, where, v); !p.empty())
-      fail(name, lines.line(), p);
+      fail(name, number, p);
     if (v != T(0)) {
       c.row.push_back(i);
       c.col.push_back(j);
@@ -660,28 +829,74 @@ CsrMatrix<T> parse_array(std::string_view text, const std::string &name,
       ++j;
       i = h.symmetry == Symmetry::general ? 0 : j + first_row_offset;
     }
-  }
+    return true;
+  });
   if (seen < h.entries)
-    fail(name, std::max(lines.line(), h.size_line),
+    fail(name, last_line,
          "too few values: an array of " + std::to_string(h.rows) + " x " +
              std::to_string(h.cols) + " needs " + std::to_string(h.entries) +
              " values in this file, it ends after " + std::to_string(seen));
-  return assemble(text, name, h, chunks);
+  return assemble(src, name, h, chunks);
+}
+
+template <class T>
+CsrMatrix<T> parse_body(BodySource &src, const std::string &name, const Header &h) {
+  if (h.format == MatrixMarketFormat::array) return parse_array<T>(src, name, h);
+  constexpr auto narrow = static_cast<std::int64_t>(std::numeric_limits<std::int32_t>::max());
+  if (h.rows <= narrow && h.cols <= narrow)
+    return parse_coordinate<T, std::int32_t>(src, name, h);
+  return parse_coordinate<T, std::int64_t>(src, name, h);
 }
 
 } // namespace
 
 template <class T>
 CsrMatrix<T> parse_matrix_market(std::string_view text, const std::string &name) {
-  const Header h = parse_header(text, name);
-  return h.format == MatrixMarketFormat::coordinate ? parse_coordinate<T>(text, name, h)
-                                                    : parse_array<T>(text, name, h);
+  const Header h = parse_header(text, name, text.size());
+  MemoryBody body(text.substr(h.body_offset));
+  return parse_body<T>(body, name, h);
 }
 
 template <class T>
 CsrMatrix<T> read_matrix_market(const std::filesystem::path &path) {
-  const auto buffer = detail::read_whole_file(path);
-  return parse_matrix_market<T>(buffer.view(), detail::display_name(path));
+  const auto name = detail::display_name(path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw FileError(name, 0, std::string("cannot open: ") + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    throw FileError(name, 0, std::string("cannot stat: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw FileError(name, 0, "is a directory, expected a file");
+  if (!S_ISREG(st.st_mode)) {
+    // A pipe or a device: read it whole.
+    const auto buffer = detail::read_whole_file(path);
+    return parse_matrix_market<T>(buffer.view(), name);
+  }
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  // Read the start of the file until it holds the banner and the size line.
+  std::string prefix;
+  std::uint64_t pos = 0;
+  for (std::size_t want = std::size_t{1} << 16;; want *= 2) {
+    const auto old = prefix.size();
+    prefix.resize(static_cast<std::size_t>(std::min<std::uint64_t>(want, size)));
+    while (pos < prefix.size()) {
+      const auto got = ::pread(fd, prefix.data() + pos, prefix.size() - pos,
+                               static_cast<off_t>(pos));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0)
+        throw FileError(name, 0, std::string("read error: ") + std::strerror(errno));
+      if (got == 0) break;
+      pos += static_cast<std::uint64_t>(got);
+    }
+    prefix.resize(static_cast<std::size_t>(pos));
+    if (pos == old || pos >= size || holds_header(prefix)) break;
+  }
+  const Header h = parse_header(prefix, name, size);
+  FileBody body(fd, name, h.body_offset, std::max<std::uint64_t>(size, pos));
+  return parse_body<T>(body, name, h);
 }
 
 template <class T>

@@ -3,10 +3,12 @@
 #include <tacit/io.hpp>
 
 #include <charconv>
+#include <optional>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "detail/io_common.hpp"
 #include "io_test_util.hpp"
 
 using namespace tacit;
@@ -419,4 +421,69 @@ TEST_CASE("Matrix Market reader survives random mutations", "[io]") {
     }
   CHECK(accepted > 100);
   CHECK(rejected > 1000);
+}
+
+TEST_CASE("Matrix Market files stream in blocks with the results and messages of text",
+          "[io]") {
+  // Small blocks put many block boundaries (and a line longer than a block)
+  // into a small file; reading it must match parsing the same text in memory.
+  ScratchDir dir;
+  const auto saved = detail::matrix_market_block_bytes;
+  detail::matrix_market_block_bytes = 1000;
+  struct Restore {
+    std::size_t v;
+    ~Restore() { detail::matrix_market_block_bytes = v; }
+  } restore{saved};
+
+  std::mt19937_64 rng(5);
+  std::string body;
+  const int entries = 3000;
+  for (int k = 0; k < entries; ++k) {
+    body += std::to_string(k / 40 + 1) + " " + std::to_string(k % 40 + 1) + " " +
+            std::to_string(std::uniform_real_distribution<double>(-1, 1)(rng)) +
+            (k % 7 ? "\n" : "\r\n");
+    if (k == 1500) body += "% " + std::string(5000, 'x') + "\n";
+  }
+  const std::string long_header_comments = [] {
+    std::string s;
+    for (int k = 0; k < 2000; ++k) s += "% header comment line " + std::to_string(k) + "\n";
+    return s;
+  }(); // about 50 KB before the size line
+  auto file_text = [&](int declared, const std::string &b) {
+    return coord_real + long_header_comments + "100 40 " + std::to_string(declared) + "\n" + b;
+  };
+  auto check_same = [&](const std::string &text) {
+    write_text(dir / "f.mtx", text);
+    std::string memory_error, file_error;
+    std::optional<CsrMatrix<double>> from_memory, from_file;
+    try {
+      from_memory = parse_matrix_market<double>(text, (dir / "f.mtx").string());
+    } catch (const FileError &e) {
+      memory_error = e.what();
+    }
+    try {
+      from_file = read_matrix_market<double>(dir / "f.mtx");
+    } catch (const FileError &e) {
+      file_error = e.what();
+    }
+    CHECK(memory_error == file_error);
+    CHECK(from_memory.has_value() == from_file.has_value());
+    if (from_memory && from_file) CHECK(same_csr(*from_memory, *from_file));
+    return memory_error;
+  };
+  CHECK(check_same(file_text(entries, body)).empty());
+  CHECK(check_same(file_text(entries, body + "% no final newline")).empty());
+  CHECK_THAT(check_same(file_text(entries + 1, body + "1 1 1\n")),
+             Catch::Contains("duplicate entry (1, 1)"));
+  CHECK_THAT(check_same(file_text(entries - 1, body)), Catch::Contains("too many entries"));
+  CHECK_THAT(check_same(file_text(entries + 1, body)), Catch::Contains("too few entries"));
+  CHECK_THAT(check_same(file_text(entries, body + "junk")),
+             Catch::Contains("unexpected content"));
+  std::string bad = body;
+  bad.replace(bad.size() - 30, 1, "z");
+  CHECK_THAT(check_same(file_text(entries, bad)), Catch::Contains("z") && Catch::Contains("is not"));
+  CHECK_THAT(check_same(coord_real + long_header_comments), Catch::Contains("missing size line"));
+  // A file that is nothing but a long comment after the banner.
+  CHECK_THAT(check_same(coord_real + "%" + std::string(30000, 'c')),
+             Catch::Contains("missing size line"));
 }

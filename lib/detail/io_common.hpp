@@ -26,6 +26,10 @@ struct FileBuffer {
   std::string_view view() const noexcept { return {data.get(), size}; }
 };
 
+/// Size of the blocks through which read_matrix_market streams a file
+/// (64 MiB; tests lower it to exercise block boundaries).
+extern std::size_t matrix_market_block_bytes;
+
 /// Reads a whole regular file. \throws FileError if it cannot be opened or
 /// read, or is a directory.
 FileBuffer read_whole_file(const std::filesystem::path &path);
