@@ -25,6 +25,8 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <numeric>
+#include <type_traits>
 #include <optional>
 #include <string>
 
@@ -89,32 +91,40 @@ struct PassResult {
 };
 
 /// Rows [r0, r1): widened ratios of y = fl(M v) to v and, when `next` is
-/// given, the next iterate next = (y + shift v) * scale.
-inline void pass_rows(index_t r0, index_t r1, const std::int64_t *row_ptr,
-                      const double *y, const double *v, double shift, double scale,
-                      double *next, PassResult &res) {
+/// given, the next iterate next = (y + shift v) * scale. Branch-free so that
+/// it vectorises.
+inline void pass_rows(index_t r0, index_t r1, const std::int64_t *__restrict row_ptr,
+                      const double *__restrict y, const double *__restrict v, double shift,
+                      double scale, double *__restrict next, PassResult &res) {
+  constexpr double u = unit_roundoff;
+  double lower = res.lower, upper = res.upper, next_max = res.next_max;
+  bool zero = res.zero_component;
   for (index_t i = r0; i < r1; ++i) {
     const double k = static_cast<double>(row_ptr[i + 1] - row_ptr[i]);
-    // gamma_k bound on 1/(1 - gamma_k) - 1 and 1 - 1/(1 + gamma_k), with 6u
-    // to cover the roundings of the sum, the ratio and the widening itself.
-    const double rel = k * unit_roundoff / (1 - 2 * k * unit_roundoff) + 6 * unit_roundoff;
-    const double absolute = 2 * k * denorm_min;
+    // k u (1 + 4 k u) >= k u / (1 - 2 k u) bounds both 1/(1 - gamma_k) - 1
+    // and 1 - 1/(1 + gamma_k) (k u < 0.1); 6u more covers the roundings of
+    // the sum, the ratio and the widening itself.
+    const double rel = k * u * (1 + 4 * k * u) + 6 * u;
+    const double absolute = 2 * k * denorm_min; // underflowed products
     const double vi = v[i], yi = y[i];
-    if (vi > 0) {
-      const double up = (yi + absolute) / vi;
-      res.upper = std::max(res.upper, up + up * rel);
-      const double num = yi - absolute;
-      const double lo = num > 0 ? num / vi : 0.0;
-      res.lower = std::min(res.lower, lo - lo * rel);
-    } else {
-      res.zero_component = true;
-    }
+    // Divisions, not a reciprocal: 1 / v_i overflows for subnormal v_i.
+    const double up = (yi + absolute) / vi; // +inf when v_i = 0 (flagged)
+    const double num = yi - absolute;
+    const double lo = (num > 0 ? num : 0.0) / vi; // NaN (0 / 0) never wins min
+    const double up_w = up + up * rel, lo_w = lo - lo * rel;
+    upper = up_w > upper ? up_w : upper;
+    lower = lo_w < lower ? lo_w : lower;
+    zero |= !(vi > 0);
     if (next) {
       const double w = (yi + shift * vi) * scale;
       next[i] = w;
-      res.next_max = std::max(res.next_max, w);
+      next_max = w > next_max ? w : next_max;
     }
   }
+  res.lower = lower;
+  res.upper = upper;
+  res.next_max = next_max;
+  res.zero_component = zero;
 }
 
 PassResult ratio_pass(const CsrMatrix<double> &M, const std::vector<double> &y,
@@ -202,7 +212,7 @@ struct BlockOutcome {
   std::vector<double> best_vector; ///< vector behind `upper` (if kept)
 };
 
-/// sigma I - M for a cyclic block, its KLU symbolic analysis and the cost
+/// sigma I - |M| for a cyclic block, its KLU symbolic analysis and the cost
 /// estimates that decide whether shift-invert pays off.
 class ShiftInvertSystem {
 public:
@@ -228,10 +238,10 @@ public:
           const index_t c = col[e];
           if (!diag_done && c >= r) put_diag();
           if (c == r) {
-            diag_val_[r] = vals[e];
+            diag_val_[r] = std::abs(vals[e]);
           } else {
             ai_.push_back(c);
-            ax_.push_back(-vals[e]);
+            ax_.push_back(-std::abs(vals[e]));
           }
         }
         if (!diag_done) put_diag();
@@ -288,8 +298,10 @@ private:
 /// Iteration state of one block.
 class BlockIteration {
 public:
-  BlockIteration(const CsrMatrix<double> &M, const PerronOptions &opt, bool keep_vector)
-      : M_(M), opt_(opt), keep_(keep_vector), m_(M.rows()),
+  /// M holds the block; `mode` is Mode::abs when its values may be signed.
+  BlockIteration(const CsrMatrix<double> &M, Mode mode, const PerronOptions &opt,
+                 bool keep_vector)
+      : M_(M), mode_(mode), opt_(opt), keep_(keep_vector), m_(M.rows()),
         parallel_(opt.exec == Execution::parallel), v_(m_, 1.0), y_(m_), w_(m_) {}
 
   BlockOutcome run(bool already_decided) {
@@ -301,7 +313,7 @@ public:
     out_.status = PerronStatus::budget_exhausted;
     std::int64_t it = 0;
     while (out_.iterations < opt_.max_iterations) {
-      M_.apply(Mode::normal, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
+      M_.apply(mode_, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
                opt_.exec);
       const PassResult r = ratio_pass(M_, y_, v_, shift, scale, w_.data(), parallel_);
       ++out_.iterations;
@@ -452,7 +464,7 @@ private:
         continue;
       }
       std::swap(v_, w);
-      M_.apply(Mode::normal, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
+      M_.apply(mode_, 1.0, std::span<const double>(v_), 0.0, std::span<double>(y_),
                opt_.exec);
       const PassResult r = ratio_pass(M_, y_, v_, 0, 1, nullptr, parallel_);
       ++out_.iterations;
@@ -479,6 +491,7 @@ private:
   }
 
   const CsrMatrix<double> &M_;
+  const Mode mode_;
   const PerronOptions &opt_;
   const bool keep_;
   const index_t m_;
@@ -558,8 +571,27 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
   std::vector<index_t> local_of(cyclic.empty() ? 0 : static_cast<std::size_t>(n));
   auto run_block = [&](std::size_t c) {
     const index_t b = cyclic[c];
-    CyclicBlock blk = extract_block(A, scc, b, local_of);
-    BlockIteration iteration(blk.abs, options, vectors != nullptr);
+    CyclicBlock blk;
+    const CsrMatrix<double> *M = nullptr;
+    Mode mode = Mode::normal;
+    if constexpr (std::is_same_v<T, double>) {
+      // One SCC over all states: iterate on A itself with |.| applied on the
+      // fly instead of copying it. Stored zeros only count as terms in the
+      // rounding allowance, which stays valid.
+      if (scc.block_size(b) == n) {
+        M = &A;
+        mode = Mode::abs;
+        if (vectors) {
+          blk.states.resize(static_cast<std::size_t>(n));
+          std::iota(blk.states.begin(), blk.states.end(), index_t(0));
+        }
+      }
+    }
+    if (!M) {
+      blk = extract_block(A, scc, b, local_of);
+      M = &blk.abs;
+    }
+    BlockIteration iteration(*M, mode, options, vectors != nullptr);
     outcomes[c] = iteration.run(already_decided);
     if (vectors) {
       auto &bv = (*vectors)[b];
