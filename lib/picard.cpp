@@ -193,7 +193,7 @@ FixedPointSystem<T>::FixedPointSystem(const LinearOperator<T> &M,
 
 template <class T>
 void FixedPointWork<T>::reserve(index_t rows, index_t slabs, index_t width, int depth,
-                                index_t parts, bool operator_buffer) {
+                                index_t parts, bool operator_buffer, bool c_buffer) {
   rows_ = rows;
   slabs_ = slabs;
   width_ = width;
@@ -203,7 +203,7 @@ void FixedPointWork<T>::reserve(index_t rows, index_t slabs, index_t width, int 
   const auto cols = static_cast<std::size_t>(slabs * width);
   grow(x_[0], big);
   grow(x_[1], depth > 0 ? 0 : big);
-  grow(c_, big);
+  if (c_buffer) grow(c_, big);
   if (operator_buffer) grow(y_, big);
   if (depth > 0) {
     const auto d = static_cast<std::size_t>(depth);
@@ -701,6 +701,50 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
           !real ? 0.0 : b ? std::numeric_limits<double>::infinity() : static_cast<double>(st);
     }
 }
+
+template <class T>
+void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Batch<T> &U,
+                  Batch<T> &Z) {
+  const index_t n = B.rows();
+  const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&B);
+  if (!csr) {
+    for (index_t s = 0; s < Z.slab_count(); ++s) {
+      auto z = Z.slab(s);
+      for (index_t i = 0; i < n; ++i) std::fill(z.row(i), z.row(i) + z.cols, bias[i]);
+    }
+    B.apply(Mode::normal, T(1), U, T(1), Z);
+    return;
+  }
+  if (Z.rows() != n || U.rows() != B.cols() || Z.cols() != U.cols() ||
+      Z.slab_width() != U.slab_width())
+    throw InvalidArgument("affine_batch: shapes do not match");
+  const index_t S = Z.slab_count();
+  const index_t P = part_count(csr->nnz() + n);
+  std::vector<index_t> bounds(static_cast<std::size_t>(P) + 1);
+  balanced_row_partition(csr->row_ptr(), static_cast<int>(P), bounds);
+  csr->visit_columns([&](auto cols) {
+    for_tasks(S * P, true, [&](index_t t) {
+      const index_t s = t / P, p = t % P;
+      auto z = Z.slab(s);
+      const auto u = U.slab(s);
+      const auto *ptr = csr->row_ptr().data();
+      const T *vals = csr->values().data();
+      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
+        for_column_chunks<T>(z.cols, [&](auto cw, index_t c0) {
+          constexpr int CW = decltype(cw)::value;
+          T v[CW];
+          row_sum4<CW>(vals, cols.data(), ptr[i], ptr[i + 1], u.data + c0, u.ld, v);
+#pragma GCC unroll 32
+          for (int w = 0; w < CW; ++w) z(i, c0 + w) = v[w] + bias[i];
+        });
+    });
+  });
+}
+
+template void affine_batch(const LinearOperator<float> &, std::span<const float>,
+                           const Batch<float> &, Batch<float> &);
+template void affine_batch(const LinearOperator<double> &, std::span<const double>,
+                           const Batch<double> &, Batch<double> &);
 
 template class FixedPointSystem<float>;
 template class FixedPointSystem<double>;

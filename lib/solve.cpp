@@ -101,7 +101,7 @@ void picard_into(const detail::FixedPointSystem<T> &system, detail::FixedPointWo
                  const std::function<void(int, double)> &progress, SolveReport &report) {
   const index_t n = z.rows(), k = z.cols(), W = z.slab_width(), S = z.slab_count();
   work.reserve(n, S, W, options.anderson_depth,
-               static_cast<index_t>(system.parts().size()) - 1, !system.is_csr());
+               static_cast<index_t>(system.parts().size()) - 1, !system.is_csr(), false);
   const auto total = static_cast<std::size_t>(n * S * W);
   if (warm) std::memcpy(work.initial(0), X.storage().data(), total * sizeof(T));
   else std::fill(work.initial(0), work.initial(0) + total, T(0));
@@ -190,7 +190,11 @@ EquilibriumSolver<T>::EquilibriumSolver(const Model<T> &model, SolveOptions opti
     }
     const auto scc = strongly_connected_components(*csr);
     const std::string summary = structure_summary(scc, n);
-    const index_t largest = scc.largest_block();
+    // 1x1 blocks (with or without a self-loop) are solved exactly; only
+    // larger blocks need iterating.
+    index_t largest = 0;
+    for (index_t b = 0; b < scc.block_count(); ++b)
+      if (scc.block_size(b) > 1) largest = std::max(largest, scc.block_size(b));
     if (im.options.method == SolveMethod::sweep) {
       im.method = SolveMethod::sweep;
       im.reason = "sweep (requested): " + summary;
@@ -243,13 +247,8 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
   const bool warm = im.options.picard.warm_start && same_shape(X, n, k, W);
   if (!same_shape(X, n, k, W)) X = Batch<T>(n, k, W);
   if (!same_shape(im.Z, n, k, W)) im.Z = Batch<T>(n, k, W);
-  // Z = b (real columns only: padding stays zero) + B U.
-  const auto b = m.bias_x();
-  for (index_t s = 0; s < im.Z.slab_count(); ++s) {
-    auto z = im.Z.slab(s);
-    for (index_t i = 0; i < n; ++i) std::fill(z.row(i), z.row(i) + z.cols, b[i]);
-  }
-  m.B().apply(Mode::normal, T(1), U, T(1), im.Z);
+  // Z = B U + b (real columns only: padding stays zero).
+  detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
 
   SolveReport report;
   if (im.method == SolveMethod::sweep) {

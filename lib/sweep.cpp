@@ -256,11 +256,11 @@ template <class T> struct SweepRunner {
   const PicardOptions &opt;
   bool warm;
   index_t S, W, k;
-  // Per column (k).
-  std::vector<double> residual;
-  std::vector<unsigned char> flags;
-  std::vector<int> iterations;
-  std::vector<unsigned char> status;
+  // Per column (k), in the reused workspace.
+  std::vector<double> &residual;
+  std::vector<unsigned char> &flags;
+  std::vector<int> &iterations;
+  std::vector<unsigned char> &status;
   index_t ill_position = -1, ill_column = 0;
   double ill_c = 0;
   index_t fail_block = -1, fail_column = 0;
@@ -270,9 +270,14 @@ template <class T> struct SweepRunner {
   SweepRunner(const SweepPlan<T> &p, SweepWork<T> &w, const Batch<T> &z, Batch<T> &x,
               const PicardOptions &o, bool warm_start)
       : plan(p), work(w), Z(z), X(x), opt(o), warm(warm_start), S(x.slab_count()),
-        W(x.slab_width()), k(x.cols()), residual(static_cast<std::size_t>(k), 0.0),
-        flags(static_cast<std::size_t>(k), 0), iterations(static_cast<std::size_t>(k), 0),
-        status(static_cast<std::size_t>(k), 0) {}
+        W(x.slab_width()), k(x.cols()), residual(w.residual), flags(w.flags),
+        iterations(w.iterations), status(w.status) {
+    const auto cols = static_cast<std::size_t>(k);
+    residual.assign(cols, 0.0);
+    flags.assign(cols, 0);
+    iterations.assign(cols, 0);
+    status.assign(cols, 0);
+  }
 
   template <class F> decltype(auto) with_cols(F &&f) const {
     if (plan.wide) return f(plan.cols64.data());
@@ -394,7 +399,7 @@ template <class T> struct SweepRunner {
     const index_t nb = blk.p1 - blk.p0;
     auto &fw = work.small.local();
     fw.reserve(nb, 1, W, opt.anderson_depth,
-               static_cast<index_t>(blk.system->parts().size()) - 1, false);
+               static_cast<index_t>(blk.system->parts().size()) - 1, false, true);
     prepare_block(blk, 0, nb, s, fw.c_buffer(0), fw.initial(0));
     FixedPointRun<T> run;
     run.c = fw.c_buffer(0);
@@ -415,7 +420,7 @@ template <class T> struct SweepRunner {
     const index_t nb = blk.p1 - blk.p0;
     auto &fw = work.big;
     fw.reserve(nb, S, W, opt.anderson_depth,
-               static_cast<index_t>(blk.system->parts().size()) - 1, false);
+               static_cast<index_t>(blk.system->parts().size()) - 1, false, true);
     const index_t chunks = (nb + kCopyChunk - 1) / kCopyChunk;
     for_tasks(S * chunks, true, [&](index_t t) {
       const index_t s = t / chunks, r0 = (t % chunks) * kCopyChunk;

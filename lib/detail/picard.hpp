@@ -58,9 +58,10 @@ struct ColumnState {
 template <class T> class FixedPointWork {
 public:
   /// Makes room for `slabs` slabs of rows x width, Anderson depth `depth`,
-  /// `parts` row parts per slab. Allocates only when a size grows.
+  /// `parts` row parts per slab, the operator product buffer and the c
+  /// buffer if asked. Allocates only when a size grows.
   void reserve(index_t rows, index_t slabs, index_t width, int depth, index_t parts,
-               bool operator_buffer);
+               bool operator_buffer, bool c_buffer);
 
   index_t rows() const noexcept { return rows_; }
   index_t width() const noexcept { return width_; }
@@ -116,6 +117,13 @@ template <class T>
 void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const T *c,
                            index_t slabs, index_t width, index_t columns,
                            std::span<double> out);
+
+/// Z = B U + bias (bias broadcast over the real columns; padding left as
+/// is). For a CSR B every entry is summed in the fixed order of the solver
+/// kernels, so a column of Z does not depend on the batch width.
+template <class T>
+void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Batch<T> &U,
+                  Batch<T> &Z);
 
 /// Checks PicardOptions; \throws InvalidArgument naming the bad field.
 void validate(const PicardOptions &options);

@@ -105,6 +105,10 @@ template <class T> struct SweepWork {
   tbb::enumerable_thread_specific<FixedPointWork<T>> small;
   FixedPointWork<T> big;
   std::vector<SweepPartial> partials;
+  // Per column of the batch.
+  std::vector<double> residual;
+  std::vector<unsigned char> flags, status;
+  std::vector<int> iterations;
 };
 
 /// Sweeps the batch: X (n x k) from Z = B U + b (same shape). Fills the
