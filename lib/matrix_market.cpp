@@ -927,17 +927,37 @@ void write_matrix_market(const std::filesystem::path &path, const CsrMatrix<T> &
     out += ' ';
     detail::append_integer(out, matrix.nnz());
     out += '\n';
+    // Rows are cut into pieces of about 2^17 entries; a wave of pieces is
+    // formatted in parallel, then written in order.
+    std::vector<index_t> piece_start{0};
+    for (index_t i = 0, since = 0; i < matrix.rows(); ++i) {
+      since += row_ptr[i + 1] - row_ptr[i];
+      if (since >= (index_t{1} << 17) && i + 1 < matrix.rows()) {
+        piece_start.push_back(i + 1);
+        since = 0;
+      }
+    }
+    piece_start.push_back(matrix.rows());
+    const std::size_t pieces = piece_start.size() - 1;
+    constexpr std::size_t wave = 16;
+    std::vector<std::string> text(std::min(pieces, wave));
     matrix.visit_columns([&](auto cols) {
-      for (index_t i = 0; i < matrix.rows(); ++i) {
-        for (auto k = row_ptr[i]; k < row_ptr[i + 1]; ++k) {
-          detail::append_integer(out, i + 1);
-          out += ' ';
-          detail::append_integer(out, static_cast<std::int64_t>(cols[k]) + 1);
-          out += ' ';
-          detail::append_value(out, values[k]);
-          out += '\n';
-        }
-        file.flush_if_large();
+      for (std::size_t first = 0; first < pieces; first += wave) {
+        const std::size_t count = std::min(wave, pieces - first);
+        tbb::parallel_for(std::size_t{0}, count, [&](std::size_t w) {
+          auto &piece = text[w];
+          piece.clear();
+          for (index_t i = piece_start[first + w]; i < piece_start[first + w + 1]; ++i)
+            for (auto k = row_ptr[i]; k < row_ptr[i + 1]; ++k) {
+              detail::append_integer(piece, i + 1);
+              piece += ' ';
+              detail::append_integer(piece, static_cast<std::int64_t>(cols[k]) + 1);
+              piece += ' ';
+              detail::append_value(piece, values[k]);
+              piece += '\n';
+            }
+        });
+        for (std::size_t w = 0; w < count; ++w) file.write(std::string_view(text[w]));
       }
     });
   } else {

@@ -25,6 +25,8 @@ namespace tacit {
 
 namespace detail {
 
+bool replace_directory_by_exchange = true;
+
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
@@ -157,12 +159,13 @@ void AtomicFile::flush() {
 }
 
 void AtomicFile::write(const void *data, std::size_t size) {
-  if (buffer_.size() + size > (std::size_t{1} << 20)) flush();
-  if (size > (std::size_t{1} << 19)) {
+  if (size >= (std::size_t{1} << 19)) { // large: no copy, after what is buffered
+    flush();
     write_raw(static_cast<const char *>(data), size);
-  } else {
-    buffer_.append(static_cast<const char *>(data), size);
+    return;
   }
+  buffer_.append(static_cast<const char *>(data), size);
+  flush_if_large();
 }
 
 void AtomicFile::commit() {
@@ -584,7 +587,8 @@ void save_model_directory(const Model<T> &model, const fs::path &target_in) {
   }
 #ifdef RENAME_EXCHANGE
   // Swap both directories in one step; the old content ends up in temp.
-  if (::renameat2(AT_FDCWD, temp.path.c_str(), AT_FDCWD, target.c_str(),
+  if (detail::replace_directory_by_exchange &&
+      ::renameat2(AT_FDCWD, temp.path.c_str(), AT_FDCWD, target.c_str(),
                   RENAME_EXCHANGE) == 0) {
     detail::sync_directory(parent);
     return; // the guard deletes the old content

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "detail/io_common.hpp"
 #include "io_test_util.hpp"
 
 using namespace tacit;
@@ -232,6 +233,16 @@ TEST_CASE("Saving a model directory replaces safely and leaves nothing on failur
   CHECK(!has_temporaries(dir.path()));
   CHECK(dir.list() == std::vector<std::string>{"file", "home", "m"});
 
+  // The same replacement with three renames instead of an atomic exchange.
+  detail::replace_directory_by_exchange = false;
+  struct Restore {
+    ~Restore() { detail::replace_directory_by_exchange = true; }
+  } restore;
+  save_model_directory(model, dir / "m");
+  CHECK(same_model(load_model<double>(dir / "m"), model));
+  CHECK(dir.list() == std::vector<std::string>{"file", "home", "m"});
+  detail::replace_directory_by_exchange = true;
+
   // Read-only parent: the old model stays intact.
   if (::geteuid() != 0) {
     fs::create_directory(dir / "ro");
@@ -317,6 +328,32 @@ TEST_CASE("Atomic writes", "[io]") {
     CHECK(read_text(dir / "f.txt") == "second");
     CHECK(dir.list() == std::vector<std::string>{"d", "f.txt"});
   }
+  // A read-only file system (even for root).
+  check_words(file_error([&] { write_file_atomically("/proc/tacit_io_test.txt", "x"); }),
+              {"/proc/tacit_io_test.txt", "cannot create a temporary file"});
+  // Pieces of every size arrive in order (small ones are buffered, large
+  // ones written directly after the buffer).
+  {
+    std::string expected;
+    detail::AtomicFile file(dir / "pieces");
+    std::mt19937_64 rng(3);
+    for (std::size_t size : {std::size_t{10}, std::size_t{600000}, std::size_t{5},
+                             std::size_t{1500000}, std::size_t{300000}, std::size_t{700000},
+                             std::size_t{524288}, std::size_t{1}, std::size_t{1048576}}) {
+      std::string piece(size, '\0');
+      for (auto &c : piece) c = static_cast<char>('a' + rng() % 26);
+      if (size > 100 || size == 5) {
+        file.write(piece);
+      } else {
+        file.buffer() += piece;
+        file.flush_if_large();
+      }
+      expected += piece;
+    }
+    file.commit();
+    CHECK(read_text(dir / "pieces") == expected);
+  }
+  fs::remove(dir / "pieces");
   // Permissions follow the umask like any newly created file.
   const auto mask = ::umask(022);
   ::umask(mask);

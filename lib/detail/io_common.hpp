@@ -30,6 +30,11 @@ struct FileBuffer {
 /// (64 MiB; tests lower it to exercise block boundaries).
 extern std::size_t matrix_market_block_bytes;
 
+/// Whether save_model_directory replaces an existing directory by an atomic
+/// exchange (renameat2 RENAME_EXCHANGE) when the file system supports it;
+/// tests turn it off to exercise the three-rename fallback.
+extern bool replace_directory_by_exchange;
+
 /// Reads a whole regular file. \throws FileError if it cannot be opened or
 /// read, or is a directory.
 FileBuffer read_whole_file(const std::filesystem::path &path);
