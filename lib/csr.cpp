@@ -223,27 +223,64 @@ std::span<const std::int64_t> CsrMatrix<T>::col_idx64() const {
 }
 
 template <class T> CsrMatrix<T> CsrMatrix<T>::transpose() const {
+  // Counting sort by column in parallel: the rows are cut into chunks of
+  // about equal nonzeros; chunk p counts its entries per column, the counts
+  // give every (column, chunk) pair its own output range, and each chunk
+  // scatters its rows in increasing order. Entries of a column therefore come
+  // out sorted by row, and the result does not depend on the chunk count.
   const index_t m = this->rows(), n = this->cols();
+  const std::int64_t nnz = this->nnz();
+  const int chunks = nnz < (1 << 16)
+                         ? 1
+                         : static_cast<int>(std::clamp<index_t>(
+                               m / 1024, 1, tbb::this_task_arena::max_concurrency() * 2));
+  std::vector<index_t> bounds(static_cast<std::size_t>(chunks) + 1);
+  detail::balanced_row_partition(row_ptr_, chunks, bounds);
+  // counts[p * n + j]: entries of chunk p in column j, later its next slot.
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(chunks) * n, 0);
   std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(n) + 1, 0);
-  const auto nnz = this->nnz();
-  std::vector<std::int64_t> ci(static_cast<std::size_t>(nnz));
   std::vector<T> v(static_cast<std::size_t>(nnz));
+  CsrMatrix result(n, m);
+  auto build = [&](auto cols, auto &out_cols) {
+    using Out = typename std::decay_t<decltype(out_cols)>::value_type;
+    out_cols.resize(static_cast<std::size_t>(nnz));
+    tbb::parallel_for(0, chunks, [&](int p) {
+      std::int64_t *cnt = counts.data() + static_cast<std::size_t>(p) * n;
+      for (auto k = row_ptr_[bounds[p]]; k < row_ptr_[bounds[p + 1]]; ++k) ++cnt[cols[k]];
+    });
+    for (index_t j = 0; j < n; ++j) {
+      std::int64_t total = 0;
+      for (int p = 0; p < chunks; ++p) total += counts[static_cast<std::size_t>(p) * n + j];
+      row_ptr[j + 1] = row_ptr[j] + total;
+    }
+    tbb::parallel_for(tbb::blocked_range<index_t>(0, n, 4096),
+                      [&](const tbb::blocked_range<index_t> &r) {
+                        for (index_t j = r.begin(); j < r.end(); ++j) {
+                          std::int64_t next = row_ptr[j];
+                          for (int p = 0; p < chunks; ++p) {
+                            auto &c = counts[static_cast<std::size_t>(p) * n + j];
+                            const auto here = c;
+                            c = next;
+                            next += here;
+                          }
+                        }
+                      });
+    tbb::parallel_for(0, chunks, [&](int p) {
+      std::int64_t *next = counts.data() + static_cast<std::size_t>(p) * n;
+      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
+        for (auto k = row_ptr_[i]; k < row_ptr_[i + 1]; ++k) {
+          const auto dst = next[cols[k]]++;
+          out_cols[dst] = static_cast<Out>(i);
+          v[dst] = values_[k];
+        }
+    });
+  };
   visit_columns([&](auto cols) {
-    for (std::int64_t k = 0; k < nnz; ++k) ++row_ptr[cols[k] + 1];
-    std::partial_sum(row_ptr.begin(), row_ptr.end(), row_ptr.begin());
-    std::vector<std::int64_t> next(row_ptr.begin(), row_ptr.end() - 1);
-    // Rows visited in increasing order, so columns of the transpose come out
-    // sorted.
-    for (index_t i = 0; i < m; ++i)
-      for (auto k = row_ptr_[i]; k < row_ptr_[i + 1]; ++k) {
-        const auto dst = next[cols[k]]++;
-        ci[dst] = i;
-        v[dst] = values_[k];
-      }
+    std::visit([&](auto &out_cols) { build(cols, out_cols); }, result.cols_);
   });
-  return CsrMatrix(n, m, std::move(row_ptr), ci, std::move(v),
-                   want_wide(IndexWidth::automatic, m) ? IndexWidth::wide64
-                                                       : IndexWidth::narrow32);
+  result.row_ptr_ = std::move(row_ptr);
+  result.values_ = std::move(v);
+  return result;
 }
 
 template <class T> CsrMatrix<T> CsrMatrix<T>::abs() const {

@@ -146,3 +146,183 @@ TEST_CASE("CSR caches its transpose and drops it when values change", "[csr]") {
   A.apply(Mode::transpose, 1.0, std::span<const double>(x), 0.0, std::span<double>(y2));
   for (int j = 0; j < 10; ++j) CHECK(y2[j] == Approx(2 * y[j]));
 }
+
+// ---------------------------------------------------------------------------
+// Kernel paths: SpMV gathers and masked tails, SpMM panels of every width,
+// strided views, index widths, precisions, alpha/beta, absolute modes, the
+// parallel transpose. Each parallel product is compared with the serial
+// reference within a bound on the rounding error of a sum of products.
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <type_traits>
+
+namespace {
+
+/// Rows of every length from 0 to 100 (gather tails, unrolled-loop tails),
+/// random columns and values.
+template <class T>
+CsrMatrix<T> ragged_csr(index_t m, index_t n, unsigned seed, IndexWidth w) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<Triplet<T>> t;
+  for (index_t i = 0; i < m; ++i) {
+    const index_t len = (i * 37) % std::min<index_t>(101, n + 1);
+    std::vector<index_t> cols(static_cast<std::size_t>(n));
+    std::iota(cols.begin(), cols.end(), 0);
+    std::shuffle(cols.begin(), cols.end(), rng);
+    for (index_t k = 0; k < len; ++k) t.push_back({i, cols[k], static_cast<T>(u(rng))});
+  }
+  return CsrMatrix<T>::from_triplets(m, n, t, w);
+}
+
+/// |y - y_ref| <= 2 gamma_(in+2) (|alpha| (|A| |x|) + |beta| |y0|) entrywise: twice
+/// the worst-case rounding error of a sum of `in` products, so any summation
+/// order passes and a missing or wrong term does not.
+template <class T>
+bool within_rounding(const CsrMatrix<T> &A, Mode mode, std::type_identity_t<T> alpha,
+                     std::type_identity_t<T> beta, std::type_identity_t<ConstMatrixView<T>> x,
+                     std::type_identity_t<ConstMatrixView<T>> y0,
+                     std::type_identity_t<ConstMatrixView<T>> y,
+                     std::type_identity_t<ConstMatrixView<T>> ref) {
+  const auto d = A.to_dense();
+  const bool t = is_transposed(mode);
+  const index_t out = t ? A.cols() : A.rows(), in = t ? A.rows() : A.cols();
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (index_t i = 0; i < out; ++i)
+    for (index_t c = 0; c < x.cols; ++c) {
+      double mag = 0;
+      for (index_t j = 0; j < in; ++j)
+        mag += std::abs(static_cast<double>(t ? d[j * A.cols() + i] : d[i * A.cols() + j]) *
+                        x(j, c));
+      const double bound =
+          2 * double(in + 2) * eps *
+              (std::abs(double(alpha)) * mag + std::abs(double(beta) * y0(i, c))) +
+          1e-30;
+      if (!(std::abs(double(y(i, c)) - double(ref(i, c))) <= bound)) {
+        UNSCOPED_INFO("entry (" << i << ", " << c << "): " << y(i, c) << " vs reference "
+                                << ref(i, c) << ", bound " << bound);
+        return false;
+      }
+    }
+  return true;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("CSR kernel paths for every width, stride, index width and mode",
+                   "[csr][kernels]", float, double) {
+  using T = TestType;
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (auto width : {IndexWidth::narrow32, IndexWidth::wide64}) {
+    const auto A = ragged_csr<T>(61, 113, 3, width);
+    REQUIRE(A.wide_indices() == (width == IndexWidth::wide64));
+    for (index_t k = 1; k <= 70; ++k)
+      for (index_t pad : {0, 3}) {
+        const index_t ld = k + pad;
+        for (Mode mode : {Mode::normal, Mode::abs, Mode::transpose, Mode::abs_transpose}) {
+          const bool t = is_transposed(mode);
+          const index_t in = t ? 61 : 113, out = t ? 113 : 61;
+          std::vector<T> xs(static_cast<std::size_t>(in * ld)),
+              y0(static_cast<std::size_t>(out * ld));
+          for (auto &v : xs) v = static_cast<T>(u(rng));
+          for (auto &v : y0) v = static_cast<T>(u(rng));
+          // Padding columns of y hold a sentinel that must survive.
+          for (index_t i = 0; i < out; ++i)
+            for (index_t c = k; c < ld; ++c) y0[i * ld + c] = T(-7);
+          for (T beta : {T(0), T(0.75)}) {
+            const T alpha = T(-1.5);
+            auto y1 = y0, y2 = y0;
+            if (beta == T(0)) // beta == 0 overwrites: NaN in y must not leak
+              for (index_t i = 0; i < out; ++i)
+                y1[i * ld] = std::numeric_limits<T>::quiet_NaN();
+            ConstMatrixView<T> x(xs.data(), in, k, ld);
+            A.apply(mode, alpha, x, beta, MatrixView<T>{y1.data(), out, k, ld},
+                    Execution::parallel);
+            A.apply(mode, alpha, x, beta, MatrixView<T>{y2.data(), out, k, ld},
+                    Execution::reference);
+            INFO("k = " << k << ", ld = " << ld << ", mode " << int(mode) << ", beta "
+                        << beta << ", wide " << A.wide_indices());
+            REQUIRE(within_rounding(A, mode, alpha, beta, x, {y0.data(), out, k, ld},
+                                    {y1.data(), out, k, ld}, {y2.data(), out, k, ld}));
+            bool sentinel = true;
+            for (index_t i = 0; i < out; ++i)
+              for (index_t c = k; c < ld; ++c) sentinel = sentinel && y1[i * ld + c] == T(-7);
+            REQUIRE(sentinel);
+          }
+        }
+      }
+  }
+}
+
+TEMPLATE_TEST_CASE("CSR slab batches of every slab width match the reference",
+                   "[csr][kernels]", float, double) {
+  using T = TestType;
+  const auto A = ragged_csr<T>(90, 90, 5, IndexWidth::automatic);
+  for (index_t w : {1, 7, 16, 32, 33, 64})
+    for (index_t k : {1, 5, 40, 128}) {
+      Batch<T> x(90, k, w), y1(90, k, w), y2(90, k, w);
+      std::mt19937 rng(static_cast<unsigned>(w * 1000 + k));
+      std::uniform_real_distribution<double> u(-1, 1);
+      for (index_t i = 0; i < 90; ++i)
+        for (index_t c = 0; c < k; ++c) x(i, c) = static_cast<T>(u(rng));
+      A.apply(Mode::normal, T(1), x, T(0), y1, Execution::parallel);
+      A.apply(Mode::normal, T(1), x, T(0), y2, Execution::reference);
+      for (index_t s = 0; s < x.slab_count(); ++s)
+        REQUIRE(within_rounding(A, Mode::normal, T(1), T(0), x.slab(s), y2.slab(s),
+                                y1.slab(s), y2.slab(s)));
+      // Padding of the last slab stays zero.
+      const auto last = y1.slab(y1.slab_count() - 1);
+      bool zero = true;
+      for (index_t i = 0; i < 90; ++i)
+        for (index_t c = last.cols; c < w; ++c) zero = zero && last.data[i * w + c] == T(0);
+      CHECK(zero);
+    }
+}
+
+TEMPLATE_TEST_CASE("CSR kernels and transpose give the same bits on 1 and 2 threads",
+                   "[csr][kernels]", float, double) {
+  using T = TestType;
+  // Large enough for the partitioned kernels and the chunked transpose.
+  const auto A = random_csr<T>(4000, 3500, 0.006, 8);
+  REQUIRE(A.nnz() > (1 << 16));
+  CsrMatrix<T> t1, t2;
+  tbb::task_arena(1).execute([&] { t1 = A.transpose(); });
+  tbb::task_arena(2).execute([&] { t2 = A.transpose(); });
+  CHECK(std::equal(t1.row_ptr().begin(), t1.row_ptr().end(), t2.row_ptr().begin()));
+  CHECK(std::equal(t1.values().begin(), t1.values().end(), t2.values().begin()));
+  CHECK(std::equal(t1.col_idx32().begin(), t1.col_idx32().end(), t2.col_idx32().begin()));
+  // The transpose is right: entry by entry against the original.
+  const auto d = A.to_dense(), dt = t1.to_dense();
+  bool same = true;
+  for (index_t i = 0; i < 4000; ++i)
+    for (index_t j = 0; j < 3500; ++j) same = same && dt[j * 4000 + i] == d[i * 3500 + j];
+  CHECK(same);
+  for (index_t k : {1, 8, 70}) {
+    for (Mode mode : {Mode::normal, Mode::abs_transpose}) {
+      const bool t = is_transposed(mode);
+      Batch<T> x(t ? 4000 : 3500, k), y1(t ? 3500 : 4000, k), y2(t ? 3500 : 4000, k);
+      std::mt19937 rng(static_cast<unsigned>(k));
+      std::uniform_real_distribution<double> u(-1, 1);
+      for (index_t i = 0; i < x.rows(); ++i)
+        for (index_t c = 0; c < k; ++c) x(i, c) = static_cast<T>(u(rng));
+      tbb::task_arena(1).execute([&] { A.apply(mode, T(1), x, T(0), y1); });
+      tbb::task_arena(2).execute([&] { A.apply(mode, T(1), x, T(0), y2); });
+      CHECK(std::equal(y1.storage().begin(), y1.storage().end(), y2.storage().begin()));
+    }
+    // A contiguous vector takes the gather path.
+    if (k == 1) {
+      std::vector<T> x(3500), y1(4000), y2(4000);
+      for (index_t j = 0; j < 3500; ++j) x[j] = static_cast<T>(std::sin(double(j)));
+      tbb::task_arena(1).execute([&] {
+        A.apply(Mode::normal, T(1), std::span<const T>(x), T(0), std::span<T>(y1));
+      });
+      tbb::task_arena(2).execute([&] {
+        A.apply(Mode::normal, T(1), std::span<const T>(x), T(0), std::span<T>(y2));
+      });
+      CHECK(y1 == y2);
+    }
+  }
+}

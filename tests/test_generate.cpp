@@ -226,9 +226,12 @@ TEST_CASE("Small ResNet-like model equals a direct convolution network", "[gener
                                        layers[6].size() + layers[8].size() / 6 * 5));
 }
 
-TEST_CASE("Default ResNet-like matrix has ResNet20's size and is feed-forward",
+TEST_CASE("Default ResNet-like model has ResNet20's size, is feed-forward and keeps "
+          "activations of order one",
           "[generate]") {
-  const auto A = resnet_like_matrix<double>();
+  // One model for all checks: building it takes about a second.
+  const auto model = resnet_like_model<double>();
+  const auto &A = dynamic_cast<const CsrMatrix<double> &>(model.A());
   const auto layers = test_layers(ResNetLikeShape{});
   REQUIRE(layers.size() == 19);
   REQUIRE(A.rows() == 188416);
@@ -257,19 +260,14 @@ TEST_CASE("Default ResNet-like matrix has ResNet20's size and is feed-forward",
   CHECK(bad == 0);
   CHECK(min_row_nnz == 4 * 16); // corner of a stage-1 layer: 2x2 taps
   CHECK(max_row_nnz == 64 * 9 + 1);
-}
 
-TEST_CASE("Default ResNet-like model keeps activations of order one", "[generate]") {
-  const auto model = resnet_like_model<double>();
+  // Activations stay of order one through the 19 layers.
   const auto U = random_batch<double>(model.inputs(), 1, 2);
   std::vector<double> u(static_cast<std::size_t>(model.inputs())), bu(model.states());
   U.get_column(0, u);
   model.B().apply(Mode::normal, 1.0, std::span<const double>(u), 0.0,
                   std::span<double>(bu));
   // One forward sweep in state order solves a strictly lower triangular A.
-  const auto A = model.A().to_csr();
-  const auto rp = A.row_ptr();
-  const auto cols = A.col_idx32();
   const auto vals = A.values();
   std::vector<double> x(static_cast<std::size_t>(model.states()));
   for (index_t i = 0; i < model.states(); ++i) {

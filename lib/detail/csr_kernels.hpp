@@ -1,15 +1,38 @@
 #pragma once
 // CSR product kernels: y = alpha * op(A) x + beta * y for row-major views.
-// The parallel kernels split rows into chunks of equal nonzero count (a fixed
-// function of the pattern and the thread count only affects which thread
-// runs a chunk), and every row's sum is formed in the same order whatever the
-// partition, so results are bitwise identical for any number of threads.
+//
+// Determinism. The parallel kernels split rows into chunks of about equal
+// nonzero count; the partition only decides which thread computes a row,
+// never how: every row's sum is formed in an order that depends on the row's
+// length and the number of columns of x only, so results are bitwise
+// identical for any number of threads.
+//
+// Kernels (the matrix is read once per call; x and y are row-major views):
+//  - SpMV (x has one contiguous column, 32-bit indices): AVX-512 gathers,
+//    8 (double) or 16 (float) lanes, two accumulators per row. The product is
+//    bandwidth bound; gathers cut the instruction count so that one thread
+//    per core keeps enough loads in flight.
+//  - SpMM (several columns): each row is cut into panels of up to 4 vectors
+//    (32 doubles / 64 floats) of consecutive columns; per nonzero the panel's
+//    part of row x_j is multiplied by a broadcast a_ij and accumulated in
+//    registers (the last vector masked). Narrow panels interleave several
+//    nonzeros into separate accumulators to hide the FMA latency. The row of
+//    A is reused from L1 by the panels after the first.
+//  - Portable fallbacks without AVX-512 (and for 64-bit indices in SpMV or a
+//    strided single column): scalar code with several accumulators.
 
 #include <cmath>
 #include <cstdint>
 #include <span>
 
 #include <tacit/dense.hpp>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define TACIT_CSR_AVX512 1
+#else
+#define TACIT_CSR_AVX512 0
+#endif
 
 namespace tacit::detail {
 
@@ -21,11 +44,11 @@ template <class T> inline void store(T *y, T acc, T alpha, T beta) {
   *y = beta == T(0) ? alpha * acc : alpha * acc + beta * *y;
 }
 
-/// One row, one column of x (SpMV): four accumulators break the add chain.
+/// One row, one column of x (SpMV), portable: four accumulators break the add
+/// chain.
 template <bool Abs, class T, class I>
-inline T row_dot(const T *__restrict vals, const I *__restrict cols,
-                 std::int64_t begin, std::int64_t end, const T *__restrict x,
-                 index_t ldx) {
+inline T row_dot(const T *__restrict vals, const I *__restrict cols, std::int64_t begin,
+                 std::int64_t end, const T *__restrict x, index_t ldx) {
   T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   std::int64_t k = begin;
   for (; k + 4 <= end; k += 4) {
@@ -38,47 +61,243 @@ inline T row_dot(const T *__restrict vals, const I *__restrict cols,
     a2 += v2 * x[cols[k + 2] * ldx];
     a3 += v3 * x[cols[k + 3] * ldx];
   }
-  for (; k < end; ++k) a0 += (Abs ? std::abs(vals[k]) : vals[k]) * x[cols[k] * ldx];
+  for (; k < end; ++k)
+    a0 += (Abs ? std::abs(vals[k]) : vals[k]) * x[cols[k] * ldx];
   return (a0 + a1) + (a2 + a3);
 }
 
-/// One row, W consecutive columns of x starting at c0: W independent
-/// accumulators updated by a vectorisable axpy per nonzero.
+/// One row, W consecutive columns of x starting at c0, portable: W
+/// independent accumulators updated by a vectorisable axpy per nonzero.
 template <int W, bool Abs, class T, class I>
 inline void row_block(const T *__restrict vals, const I *__restrict cols,
-                      std::int64_t begin, std::int64_t end,
-                      const T *__restrict x, index_t ldx, T *__restrict y,
-                      T alpha, T beta) {
+                      std::int64_t begin, std::int64_t end, const T *__restrict x,
+                      index_t ldx, T *__restrict y, T alpha, T beta) {
   T acc[W] = {};
   for (std::int64_t k = begin; k < end; ++k) {
     const T v = Abs ? std::abs(vals[k]) : vals[k];
     const T *__restrict xr = x + static_cast<index_t>(cols[k]) * ldx;
 #pragma GCC unroll 64
-    for (int w = 0; w < W; ++w) acc[w] += v * xr[w];
+    for (int w = 0; w < W; ++w)
+      acc[w] += v * xr[w];
   }
   if (beta == T(0)) {
 #pragma GCC unroll 64
-    for (int w = 0; w < W; ++w) y[w] = alpha * acc[w];
+    for (int w = 0; w < W; ++w)
+      y[w] = alpha * acc[w];
   } else {
 #pragma GCC unroll 64
-    for (int w = 0; w < W; ++w) y[w] = alpha * acc[w] + beta * y[w];
+    for (int w = 0; w < W; ++w)
+      y[w] = alpha * acc[w] + beta * y[w];
   }
 }
+
+#if TACIT_CSR_AVX512
+
+template <class T> struct Simd;
+
+template <> struct Simd<double> {
+  using V = __m512d;
+  using M = __mmask8;
+  static constexpr int lanes = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V set1(double v) { return _mm512_set1_pd(v); }
+  static V load(const double *p) { return _mm512_loadu_pd(p); }
+  static V load(M m, const double *p) { return _mm512_maskz_loadu_pd(m, p); }
+  static void store(double *p, V v) { _mm512_storeu_pd(p, v); }
+  static void store(M m, double *p, V v) { _mm512_mask_storeu_pd(p, m, v); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V abs(V a) { return _mm512_abs_pd(a); }
+  static M mask(int n) { return static_cast<M>((1u << n) - 1u); }
+  static constexpr M full = 0xff;
+};
+
+template <> struct Simd<float> {
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr int lanes = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V load(const float *p) { return _mm512_loadu_ps(p); }
+  static V load(M m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float *p, V v) { _mm512_storeu_ps(p, v); }
+  static void store(M m, float *p, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V abs(V a) { return _mm512_abs_ps(a); }
+  static M mask(int n) { return static_cast<M>((1u << n) - 1u); }
+  static constexpr M full = 0xffff;
+};
+
+/// SpMV row with gathers (contiguous x, 32-bit indices).
+template <bool Abs>
+inline double row_dot_gather(const double *__restrict vals,
+                             const std::int32_t *__restrict cols, std::int64_t begin,
+                             std::int64_t end, const double *__restrict x) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  std::int64_t k = begin;
+  for (; k + 16 <= end; k += 16) {
+    const __m256i i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k));
+    const __m256i i1 =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k + 8));
+    __m512d v0 = _mm512_loadu_pd(vals + k), v1 = _mm512_loadu_pd(vals + k + 8);
+    if constexpr (Abs) {
+      v0 = _mm512_abs_pd(v0);
+      v1 = _mm512_abs_pd(v1);
+    }
+    a0 = _mm512_fmadd_pd(v0, _mm512_i32gather_pd(i0, x, 8), a0);
+    a1 = _mm512_fmadd_pd(v1, _mm512_i32gather_pd(i1, x, 8), a1);
+  }
+  for (; k < end; k += 8) {
+    const auto m = static_cast<__mmask8>(end - k >= 8 ? 0xff : (1u << (end - k)) - 1u);
+    const __m256i i0 = _mm256_maskz_loadu_epi32(m, cols + k);
+    __m512d v0 = _mm512_maskz_loadu_pd(m, vals + k);
+    if constexpr (Abs)
+      v0 = _mm512_abs_pd(v0);
+    a0 = _mm512_fmadd_pd(v0, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, i0, x, 8),
+                         a0);
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+
+template <bool Abs>
+inline float row_dot_gather(const float *__restrict vals,
+                            const std::int32_t *__restrict cols, std::int64_t begin,
+                            std::int64_t end, const float *__restrict x) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  std::int64_t k = begin;
+  for (; k + 32 <= end; k += 32) {
+    const __m512i i0 = _mm512_loadu_si512(cols + k);
+    const __m512i i1 = _mm512_loadu_si512(cols + k + 16);
+    __m512 v0 = _mm512_loadu_ps(vals + k), v1 = _mm512_loadu_ps(vals + k + 16);
+    if constexpr (Abs) {
+      v0 = _mm512_abs_ps(v0);
+      v1 = _mm512_abs_ps(v1);
+    }
+    a0 = _mm512_fmadd_ps(v0, _mm512_i32gather_ps(i0, x, 4), a0);
+    a1 = _mm512_fmadd_ps(v1, _mm512_i32gather_ps(i1, x, 4), a1);
+  }
+  for (; k < end; k += 16) {
+    const auto m =
+        static_cast<__mmask16>(end - k >= 16 ? 0xffff : (1u << (end - k)) - 1u);
+    const __m512i i0 = _mm512_maskz_loadu_epi32(m, cols + k);
+    __m512 v0 = _mm512_maskz_loadu_ps(m, vals + k);
+    if constexpr (Abs)
+      v0 = _mm512_abs_ps(v0);
+    a0 = _mm512_fmadd_ps(v0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, i0, x, 4),
+                         a0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/// One row, a panel of NV vectors of consecutive columns of x (the last one
+/// restricted to the lanes of `last`). U nonzeros are interleaved into U
+/// accumulator sets, summed in a fixed order at the end.
+template <int NV, int U, bool Abs, class T, class I>
+inline void row_panel(const T *__restrict vals, const I *__restrict cols,
+                      std::int64_t begin, std::int64_t end, const T *__restrict x,
+                      index_t ldx, T *__restrict y, T alpha, T beta,
+                      typename Simd<T>::M last) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int L = S::lanes;
+  V acc[U][NV];
+  for (int u = 0; u < U; ++u)
+    for (int j = 0; j < NV; ++j)
+      acc[u][j] = S::zero();
+  auto step = [&](int u, std::int64_t k) {
+    const T v = Abs ? std::abs(vals[k]) : vals[k];
+    const V a = S::set1(v);
+    const T *__restrict xr = x + static_cast<index_t>(cols[k]) * ldx;
+    for (int j = 0; j + 1 < NV; ++j)
+      acc[u][j] = S::fma(a, S::load(xr + j * L), acc[u][j]);
+    acc[u][NV - 1] = S::fma(a, S::load(last, xr + (NV - 1) * L), acc[u][NV - 1]);
+  };
+  std::int64_t k = begin;
+  for (; k + U <= end; k += U)
+    for (int u = 0; u < U; ++u)
+      step(u, k + u);
+  for (; k < end; ++k)
+    step(0, k);
+  if constexpr (U == 4)
+    for (int j = 0; j < NV; ++j)
+      acc[0][j] = S::add(S::add(acc[0][j], acc[1][j]), S::add(acc[2][j], acc[3][j]));
+  else if constexpr (U == 2)
+    for (int j = 0; j < NV; ++j)
+      acc[0][j] = S::add(acc[0][j], acc[1][j]);
+  const V va = S::set1(alpha), vb = S::set1(beta);
+  for (int j = 0; j < NV; ++j) {
+    const auto m = j + 1 < NV ? S::full : last;
+    V r = S::mul(va, acc[0][j]);
+    if (beta != T(0))
+      r = S::fma(vb, S::load(m, y + j * L), r);
+    S::store(m, y + j * L, r);
+  }
+}
+
+/// One row, all k columns: full panels of 4 vectors, then one narrower
+/// panel for the rest.
+template <bool Abs, class T, class I>
+inline void row_all_columns(const T *vals, const I *cols, std::int64_t b, std::int64_t e,
+                            const T *x, index_t ldx, T *y, index_t k, T alpha, T beta) {
+  using S = Simd<T>;
+  constexpr int L = S::lanes;
+  index_t c = 0;
+  for (; c + 4 * L <= k; c += 4 * L)
+    row_panel<4, 1, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, S::full);
+  const index_t rest = k - c;
+  if (rest == 0)
+    return;
+  const int nv = static_cast<int>((rest + L - 1) / L);
+  const auto last = S::mask(static_cast<int>(rest - (nv - 1) * L));
+  switch (nv) {
+  case 1:
+    row_panel<1, 4, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
+    break;
+  case 2:
+    row_panel<2, 2, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
+    break;
+  case 3:
+    row_panel<3, 2, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
+    break;
+  default:
+    row_panel<4, 1, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
+    break;
+  }
+}
+
+#endif // TACIT_CSR_AVX512
 
 /// Rows [r0, r1) of y = alpha * op(A) x + beta * y (A given by its CSR arrays,
 /// op = identity or |.|).
 template <bool Abs, class T, class I>
-void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
-              index_t r0, index_t r1, T alpha, ConstMatrixView<T> x, T beta,
-              MatrixView<T> y) {
+void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals, index_t r0,
+              index_t r1, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y) {
   const index_t k = x.cols;
   if (k == 1) {
+#if TACIT_CSR_AVX512
+    if constexpr (sizeof(I) == 4)
+      if (x.ld == 1) {
+        for (index_t i = r0; i < r1; ++i)
+          store(y.data + i * y.ld,
+                row_dot_gather<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data),
+                alpha, beta);
+        return;
+      }
+#endif
     for (index_t i = r0; i < r1; ++i)
       store(y.data + i * y.ld,
-            row_dot<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld),
-            alpha, beta);
+            row_dot<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld), alpha,
+            beta);
     return;
   }
+#if TACIT_CSR_AVX512
+  for (index_t i = r0; i < r1; ++i)
+    row_all_columns<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld,
+                         y.data + i * y.ld, k, alpha, beta);
+#else
   for (index_t i = r0; i < r1; ++i) {
     const std::int64_t b = row_ptr[i], e = row_ptr[i + 1];
     T *yr = y.data + i * y.ld;
@@ -100,13 +319,14 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
     for (; c < k; ++c)
       row_block<1, Abs>(vals, cols, b, e, x.data + c, x.ld, yr + c, alpha, beta);
   }
+#endif
 }
 
 /// Serial reference: the textbook loop, one output entry at a time.
 template <class T, class I>
 void csr_reference(const std::int64_t *row_ptr, const I *cols, const T *vals,
-                   index_t rows, bool absolute, T alpha, ConstMatrixView<T> x,
-                   T beta, MatrixView<T> y) {
+                   index_t rows, bool absolute, T alpha, ConstMatrixView<T> x, T beta,
+                   MatrixView<T> y) {
   for (index_t i = 0; i < rows; ++i)
     for (index_t c = 0; c < x.cols; ++c) {
       T sum = 0;
@@ -118,10 +338,9 @@ void csr_reference(const std::int64_t *row_ptr, const I *cols, const T *vals,
 
 /// Serial reference for the transposed product: scatter over A's rows.
 template <class T, class I>
-void csr_reference_transpose(const std::int64_t *row_ptr, const I *cols,
-                             const T *vals, index_t rows, index_t out_rows,
-                             bool absolute, T alpha, ConstMatrixView<T> x,
-                             T beta, MatrixView<T> y) {
+void csr_reference_transpose(const std::int64_t *row_ptr, const I *cols, const T *vals,
+                             index_t rows, index_t out_rows, bool absolute, T alpha,
+                             ConstMatrixView<T> x, T beta, MatrixView<T> y) {
   for (index_t j = 0; j < out_rows; ++j)
     for (index_t c = 0; c < x.cols; ++c)
       y(j, c) = beta == T(0) ? T(0) : beta * y(j, c);
