@@ -55,7 +55,8 @@ const CsrMatrix<double> &feed_forward_matrix() {
     t.reserve(static_cast<std::size_t>(implicit_states * row_nnz));
     for (index_t i = 1; i < implicit_states; ++i)
       for (index_t k = 0; k < std::min<index_t>(row_nnz, i); ++k)
-        t.push_back({i, static_cast<index_t>(rng() % static_cast<std::uint64_t>(i)), u(rng)});
+        t.push_back(
+            {i, static_cast<index_t>(rng() % static_cast<std::uint64_t>(i)), u(rng)});
     return CsrMatrix<double>::from_triplets(implicit_states, implicit_states, t);
   }();
   return A;
@@ -165,15 +166,36 @@ void BM_ProjectInfNorm(benchmark::State &state) {
   });
   state.counters["rows_changed"] = static_cast<double>(changed);
   state.counters["spmv_ms"] = spmv * 1e3;
-  state.counters["spmv_equivalents"] = total / static_cast<double>(state.iterations()) / spmv;
+  state.counters["spmv_equivalents"] =
+      total / static_cast<double>(state.iterations()) / spmv;
 }
 
 } // namespace
 
-BENCHMARK(BM_PerronImplicit)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_AnalyseFeedForward)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_AnalyseResNetLike)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_SccFeedForward)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_ProjectInfNorm)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PerronImplicit)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_AnalyseFeedForward)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_AnalyseResNetLike)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_SccFeedForward)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ProjectInfNorm)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -26,9 +26,9 @@
 #include <limits>
 #include <memory>
 #include <numeric>
-#include <type_traits>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -42,10 +42,14 @@ namespace tacit {
 
 std::string to_string(PerronStatus s) {
   switch (s) {
-  case PerronStatus::tight: return "tight";
-  case PerronStatus::budget_exhausted: return "budget_exhausted";
-  case PerronStatus::decided: return "decided";
-  case PerronStatus::stalled: return "stalled";
+  case PerronStatus::tight:
+    return "tight";
+  case PerronStatus::budget_exhausted:
+    return "budget_exhausted";
+  case PerronStatus::decided:
+    return "decided";
+  case PerronStatus::stalled:
+    return "stalled";
   }
   return "?";
 }
@@ -94,8 +98,9 @@ struct PassResult {
 /// given, the next iterate next = (y + shift v) * scale. Branch-free so that
 /// it vectorises.
 inline void pass_rows(index_t r0, index_t r1, const std::int64_t *__restrict row_ptr,
-                      const double *__restrict y, const double *__restrict v, double shift,
-                      double scale, double *__restrict next, PassResult &res) {
+                      const double *__restrict y, const double *__restrict v,
+                      double shift, double scale, double *__restrict next,
+                      PassResult &res) {
   constexpr double u = unit_roundoff;
   double lower = res.lower, upper = res.upper, next_max = res.next_max;
   bool zero = res.zero_component;
@@ -176,11 +181,13 @@ CyclicBlock extract_block(const CsrMatrix<T> &A, const SccDecomposition &scc, in
   const index_t m = static_cast<index_t>(blk.states.size());
   // local_of is shared by all blocks, but each block writes and reads only
   // its own states. Increasing states keep each row's columns increasing.
-  for (index_t r = 0; r < m; ++r) local_of[blk.states[r]] = r;
+  for (index_t r = 0; r < m; ++r)
+    local_of[blk.states[r]] = r;
   const auto rp = A.row_ptr();
   const auto vals = A.values();
   std::int64_t count = 0;
-  for (index_t i : blk.states) count += rp[i + 1] - rp[i];
+  for (index_t i : blk.states)
+    count += rp[i + 1] - rp[i];
   std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(m) + 1, 0), cols;
   std::vector<double> values;
   cols.reserve(static_cast<std::size_t>(count));
@@ -236,7 +243,8 @@ public:
         };
         for (auto e = rp[r]; e < rp[r + 1]; ++e) {
           const index_t c = col[e];
-          if (!diag_done && c >= r) put_diag();
+          if (!diag_done && c >= r)
+            put_diag();
           if (c == r) {
             diag_val_[r] = std::abs(vals[e]);
           } else {
@@ -244,7 +252,8 @@ public:
             ax_.push_back(-std::abs(vals[e]));
           }
         }
-        if (!diag_done) put_diag();
+        if (!diag_done)
+          put_diag();
       }
       ap_[m_] = static_cast<SuiteSparse_long>(ai_.size());
     });
@@ -252,7 +261,8 @@ public:
     // The rows of sigma I - M are handed to KLU as columns: it factors the
     // transpose, and klu_l_tsolve then solves with sigma I - M itself.
     symbolic_ = klu_l_analyze(m_, ap_.data(), ai_.data(), &common_);
-    if (!symbolic_) return;
+    if (!symbolic_)
+      return;
     const double entries = double(ap_[m_]);
     const double fill = symbolic_->lnz + symbolic_->unz;
     fits_ = fill <= fill_factor_limit * entries && fill <= fill_absolute_limit;
@@ -262,7 +272,8 @@ public:
     step_flops_ = factor + 4 * fill + 2 * entries;
   }
   ~ShiftInvertSystem() {
-    if (symbolic_) klu_l_free_symbolic(&symbolic_, &common_);
+    if (symbolic_)
+      klu_l_free_symbolic(&symbolic_, &common_);
   }
   ShiftInvertSystem(const ShiftInvertSystem &) = delete;
   ShiftInvertSystem &operator=(const ShiftInvertSystem &) = delete;
@@ -275,9 +286,12 @@ public:
   /// Solves (sigma I - M) x = b in place; false when the factorisation
   /// failed (sigma an eigenvalue in floating point, out of memory).
   bool solve(double sigma, std::vector<double> &b) {
-    for (index_t r = 0; r < m_; ++r) ax_[diag_pos_[r]] = sigma - diag_val_[r];
-    klu_l_numeric *numeric = klu_l_factor(ap_.data(), ai_.data(), ax_.data(), symbolic_, &common_);
-    if (!numeric) return false;
+    for (index_t r = 0; r < m_; ++r)
+      ax_[diag_pos_[r]] = sigma - diag_val_[r];
+    klu_l_numeric *numeric =
+        klu_l_factor(ap_.data(), ai_.data(), ax_.data(), symbolic_, &common_);
+    if (!numeric)
+      return false;
     const bool ok = klu_l_tsolve(symbolic_, numeric, m_, 1, b.data(), &common_) != 0;
     klu_l_free_numeric(&numeric, &common_);
     return ok;
@@ -317,7 +331,8 @@ public:
                opt_.exec);
       const PassResult r = ratio_pass(M_, y_, v_, shift, scale, w_.data(), parallel_);
       ++out_.iterations;
-      if (record(r)) last_progress = it;
+      if (record(r))
+        last_progress = it;
       if (const auto s = finished(); s) {
         out_.status = *s;
         break;
@@ -361,19 +376,31 @@ public:
       // rotating components of periodic blocks without slowing the decay of
       // the rest much); the scale keeps max(v) near 1 without another pass.
       std::swap(v_, w_);
-      const double vmax = r.next_max;
+      double vmax = r.next_max;
+      if (!(vmax > 0x1p-300 && vmax < 0x1p300)) {
+        // Far from 1 (first steps on badly scaled blocks): normalise now.
+        if (!(vmax > 0) || !std::isfinite(vmax)) {
+          out_.status = PerronStatus::stalled; // iterate overflowed or vanished
+          break;
+        }
+        for (double &x : v_)
+          x /= vmax;
+        vmax = 1;
+      }
       const double est = estimate();
       shift = 0.5 * est;
       scale = 1.0 / (vmax * (est + shift));
-      if (!(std::isfinite(scale) && scale > 0)) scale = 1.0 / vmax;
-      if (!(std::isfinite(scale) && scale > 0)) break; // vector collapsed
+      if (!(std::isfinite(scale) && scale > 0))
+        scale = 1.0 / vmax;
       ++it;
     }
     if (keep_) {
       double mx = 0;
-      for (double x : out_.best_vector) mx = std::max(mx, x);
+      for (double x : out_.best_vector)
+        mx = std::max(mx, x);
       if (mx > 0 && std::isfinite(mx))
-        for (double &x : out_.best_vector) x /= mx;
+        for (double &x : out_.best_vector)
+          x /= mx;
     }
     return std::move(out_);
   }
@@ -382,7 +409,8 @@ private:
   /// Folds a pass over v_ into the best bounds; true when one improved.
   bool record(const PassResult &r) {
     const auto [lo, up] = certified(r);
-    if (r.zero_component) out_.underflow = true;
+    if (r.zero_component)
+      out_.underflow = true;
     bool progress = false;
     if (lo > out_.lower) {
       out_.lower = lo;
@@ -391,13 +419,15 @@ private:
     if (up < out_.upper) {
       out_.upper = up;
       progress = true;
-      if (keep_) out_.best_vector = v_;
+      if (keep_)
+        out_.best_vector = v_;
     }
     return progress;
   }
 
   std::optional<PerronStatus> finished() const {
-    if (out_.upper - out_.lower <= opt_.rel_width * out_.upper) return PerronStatus::tight;
+    if (out_.upper - out_.lower <= opt_.rel_width * out_.upper)
+      return PerronStatus::tight;
     if (opt_.stop_when_decided && (out_.upper < 1 || out_.lower >= 1))
       return PerronStatus::decided;
     return std::nullopt;
@@ -410,12 +440,15 @@ private:
   /// Runs shift-invert when the factors are moderate and cheaper than
   /// `needed` more power iterations; true when it ran.
   bool try_shift_invert(double needed) {
-    if (!system_) system_ = std::make_unique<ShiftInvertSystem>(M_);
-    if (!system_->usable()) return false;
+    if (!system_)
+      system_ = std::make_unique<ShiftInvertSystem>(M_);
+    if (!system_->usable())
+      return false;
     const double power_flops = needed * (2.0 * double(M_.nnz()) + 8.0 * double(m_));
     // Sparse LU runs at a fraction of the flop rate of a (bandwidth-bound)
     // sparse product: weigh its flops accordingly.
-    if (4 * shift_invert_expected_steps * system_->step_flops() > power_flops) return false;
+    if (4 * shift_invert_expected_steps * system_->step_flops() > power_flops)
+      return false;
     return shift_invert();
   }
 
@@ -437,8 +470,8 @@ private:
     int stale = 0, failures = 0;
     bool ran = false;
     double previous_upper = out_.upper, last_decrease = 0;
-    for (int step = 0; step < shift_invert_max_steps && out_.iterations < opt_.max_iterations;
-         ++step) {
+    for (int step = 0;
+         step < shift_invert_max_steps && out_.iterations < opt_.max_iterations; ++step) {
       w = v_;
       if (!system_->solve(sigma, w)) {
         // sigma hit an eigenvalue in floating point: step up a little.
@@ -449,18 +482,22 @@ private:
       // sigma > lambda) and normalise.
       double big = 0;
       for (double x : w)
-        if (std::abs(x) > std::abs(big)) big = x;
+        if (std::abs(x) > std::abs(big))
+          big = x;
       bool positive = std::isfinite(big) && big > 0;
       if (positive)
         for (double &x : w) {
           x /= big;
-          if (!(x > 0) || !std::isfinite(x)) positive = false;
+          if (!(x > 0) || !std::isfinite(x))
+            positive = false;
         }
       if (!positive) {
         below = std::max(below, sigma);
-        if (!(out_.upper > below)) break;
+        if (!(out_.upper > below))
+          break;
         sigma = 0.5 * (out_.upper + below);
-        if (++failures >= 60) break;
+        if (++failures >= 60)
+          break;
         continue;
       }
       std::swap(v_, w);
@@ -471,9 +508,11 @@ private:
       ++out_.shift_invert_steps;
       ran = true;
       const bool progress = record(r);
-      if (finished()) break;
+      if (finished())
+        break;
       stale = progress ? 0 : stale + 1;
-      if (stale >= 3) break;
+      if (stale >= 3)
+        break;
       below = std::max(below, out_.lower);
       const double decrease = previous_upper - out_.upper;
       sigma = out_.upper; // Noda
@@ -504,7 +543,8 @@ private:
 template <class T> double diagonal_abs(const CsrMatrix<T> &A, index_t i) {
   const auto rp = A.row_ptr();
   for (auto e = rp[i]; e < rp[i + 1]; ++e)
-    if (A.column(e) == i) return std::abs(static_cast<double>(A.values()[e]));
+    if (A.column(e) == i)
+      return std::abs(static_cast<double>(A.values()[e]));
   return 0;
 }
 
@@ -543,7 +583,8 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
   PerronBound pf;
   pf.blocks = nb;
   pf.largest_block = scc.largest_block();
-  if (vectors) vectors->assign(static_cast<std::size_t>(nb), PerronBlockVector{});
+  if (vectors)
+    vectors->assign(static_cast<std::size_t>(nb), PerronBlockVector{});
 
   // 1x1 blocks: exact.
   double single = 0;
@@ -554,9 +595,11 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
       cyclic.push_back(b);
       continue;
     }
-    if (!scc.has_cycle[b]) continue;
+    if (!scc.has_cycle[b])
+      continue;
     const double d = diagonal_abs(A, scc.order[scc.block_ptr[b]]);
-    if (vectors) (*vectors)[b].upper = d;
+    if (vectors)
+      (*vectors)[b].upper = d;
     if (d > single) {
       single = d;
       single_at = scc.order[scc.block_ptr[b]];
@@ -603,10 +646,12 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
   if (options.exec == Execution::parallel && cyclic.size() > 1) {
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, cyclic.size(), 1),
                       [&](const tbb::blocked_range<std::size_t> &r) {
-                        for (std::size_t c = r.begin(); c < r.end(); ++c) run_block(c);
+                        for (std::size_t c = r.begin(); c < r.end(); ++c)
+                          run_block(c);
                       });
   } else {
-    for (std::size_t c = 0; c < cyclic.size(); ++c) run_block(c);
+    for (std::size_t c = 0; c < cyclic.size(); ++c)
+      run_block(c);
   }
 
   pf.lower = pf.upper = single;
@@ -635,17 +680,18 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
               : decided ? PerronStatus::decided
                         : PerronStatus::tight;
 
-  std::string msg = "lambda_PF(|A|) in [" + fmt(pf.lower) + ", " + fmt(pf.upper) + "]: " +
-                    std::to_string(nb) + " strongly connected components, " +
+  std::string msg = "lambda_PF(|A|) in [" + fmt(pf.lower) + ", " + fmt(pf.upper) +
+                    "]: " + std::to_string(nb) + " strongly connected components, " +
                     std::to_string(cyclic.size()) + " cyclic";
   if (!cyclic.empty())
     msg += " (largest " + std::to_string(pf.largest_block) + " states, " +
            std::to_string(pf.iterations) + " iterations" +
-           (pf.shift_invert_steps ? ", " + std::to_string(pf.shift_invert_steps) +
-                                        " of them shift-invert"
-                                  : std::string()) +
+           (pf.shift_invert_steps
+                ? ", " + std::to_string(pf.shift_invert_steps) + " of them shift-invert"
+                : std::string()) +
            ")";
-  if (cyclic.empty() && single == 0) msg += "; A is nilpotent (feed-forward)";
+  if (cyclic.empty() && single == 0)
+    msg += "; A is nilpotent (feed-forward)";
   else if (widest < 0 && single_at >= 0)
     msg += "; attained at the self-loop of state " + std::to_string(single_at + 1);
   else if (widest >= 0)
@@ -657,13 +703,17 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
            " per block) exhausted before the relative width " + fmt(options.rel_width);
     break;
   case PerronStatus::stalled:
-    msg += "; stopped improving before the relative width " + fmt(options.rel_width) +
-           " (rounding floor)";
+    msg += "; stopped improving before reaching the relative width " +
+           fmt(options.rel_width);
     break;
-  case PerronStatus::decided: msg += "; stopped once decided"; break;
-  case PerronStatus::tight: break;
+  case PerronStatus::decided:
+    msg += "; stopped once decided";
+    break;
+  case PerronStatus::tight:
+    break;
   }
-  if (pf.underflow) msg += "; an iterate underflowed (those steps gave no upper bound)";
+  if (pf.underflow)
+    msg += "; an iterate underflowed (those steps gave no upper bound)";
   if (pf.upper < 1)
     msg += "; certified well-posed for componentwise non-expansive activations";
   else if (pf.lower >= 1)
@@ -722,7 +772,8 @@ WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
   return r;
 }
 
-template PerronBound perron_frobenius_bound(const CsrMatrix<float> &, const PerronOptions &);
+template PerronBound perron_frobenius_bound(const CsrMatrix<float> &,
+                                            const PerronOptions &);
 template PerronBound perron_frobenius_bound(const CsrMatrix<double> &,
                                             const PerronOptions &);
 template PerronBound perron_frobenius_bound(const CsrMatrix<float> &,

@@ -59,7 +59,8 @@ double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
   // only ever keeps elements that may be above the final theta.
   std::size_t na = 0, nw = 0;
   std::size_t first = 0;
-  while (first < k && v[first] == T(0)) ++first;
+  while (first < k && v[first] == T(0))
+    ++first;
   active[na++] = std::abs(static_cast<double>(v[first]));
   double rho = active[0] - a;
   for (std::size_t i = first + 1; i < k; ++i) {
@@ -69,7 +70,8 @@ double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
       if (rho > y - a) {
         active[na++] = y;
       } else {
-        for (std::size_t j = 0; j < na; ++j) waiting[nw++] = active[j];
+        for (std::size_t j = 0; j < na; ++j)
+          waiting[nw++] = active[j];
         na = 0;
         active[na++] = y;
         rho = y - a;
@@ -97,7 +99,8 @@ double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
       }
     }
     na = out;
-    if (na == before || na == 0) break;
+    if (na == before || na == 0)
+      break;
   }
   // Exact level of the final set, then make sure the set is the one that
   // level selects among all entries (rounding in the incremental updates can
@@ -113,9 +116,11 @@ double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
         ++count;
       }
     }
-    if (count == 0) break;
+    if (count == 0)
+      break;
     const double next = (sum - a) / static_cast<double>(count);
-    if (next == theta) break;
+    if (next == theta)
+      break;
     theta = next;
   }
   return std::max(theta, 0.0);
@@ -123,13 +128,15 @@ double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
 
 template <class T> double abs_sum(const T *v, std::size_t k) {
   double s = 0;
-  for (std::size_t i = 0; i < k; ++i) s += std::abs(static_cast<double>(v[i]));
+  for (std::size_t i = 0; i < k; ++i)
+    s += std::abs(static_cast<double>(v[i]));
   return s;
 }
 
 /// Projects v (length k) onto the l1 ball of radius a; true when v changed.
 template <class T> bool project_row(T *v, std::size_t k, double a, L1Scratch<T> &s) {
-  if (k == 0 || abs_sum(v, k) <= a) return false;
+  if (k == 0 || abs_sum(v, k) <= a)
+    return false;
   if (a == 0) {
     std::fill(v, v + k, T(0));
     return true;
@@ -148,7 +155,8 @@ template <class T> bool project_row(T *v, std::size_t k, double a, L1Scratch<T> 
       active += w[i] != T(0);
     }
     const double excess = abs_sum(w, k) - a;
-    if (excess <= 0 || active == 0) break;
+    if (excess <= 0 || active == 0)
+      break;
     theta = std::max(theta + excess / static_cast<double>(active),
                      std::nextafter(theta, std::numeric_limits<double>::infinity()));
   }
@@ -166,7 +174,8 @@ template <class T> void check_radius(T r, const char *who) {
 
 template <class T> bool project_l1_ball(std::span<T> v, T radius) {
   check_radius(radius, "project_l1_ball");
-  if (std::isinf(radius)) return false;
+  if (std::isinf(radius))
+    return false;
   L1Scratch<T> s;
   s.reserve(v.size());
   return project_row(v.data(), v.size(), static_cast<double>(radius), s);
@@ -174,18 +183,20 @@ template <class T> bool project_l1_ball(std::span<T> v, T radius) {
 
 template <class T> index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution exec) {
   check_radius(kappa, "project_inf_norm (kappa)");
-  if (std::isinf(kappa)) return 0;
+  if (std::isinf(kappa))
+    return 0;
   const auto rp = A.row_ptr();
   const index_t rows = A.rows();
   std::int64_t longest = 0;
-  for (index_t i = 0; i < rows; ++i) longest = std::max(longest, rp[i + 1] - rp[i]);
+  for (index_t i = 0; i < rows; ++i)
+    longest = std::max(longest, rp[i + 1] - rp[i]);
   const double a = static_cast<double>(kappa);
   // Cheap check first: rows already inside keep the matrix (and its cached
   // transpose) untouched.
   auto values_view = A.values();
   auto row_inside = [&](index_t i) {
-    return abs_sum(values_view.data() + rp[i], static_cast<std::size_t>(rp[i + 1] - rp[i])) <=
-           a;
+    return abs_sum(values_view.data() + rp[i],
+                   static_cast<std::size_t>(rp[i + 1] - rp[i])) <= a;
   };
   auto project_rows = [&](std::span<T> vals, index_t r0, index_t r1, L1Scratch<T> &s) {
     index_t changed = 0;
@@ -196,42 +207,48 @@ template <class T> index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution 
   };
   if (exec == Execution::reference) {
     bool any = false;
-    for (index_t i = 0; i < rows && !any; ++i) any = !row_inside(i);
-    if (!any) return 0;
+    for (index_t i = 0; i < rows && !any; ++i)
+      any = !row_inside(i);
+    if (!any)
+      return 0;
     L1Scratch<T> s;
     s.reserve(static_cast<std::size_t>(longest));
     return project_rows(A.mutable_values(), 0, rows, s);
   }
   const int threads = tbb::this_task_arena::max_concurrency();
-  const int parts =
-      static_cast<int>(std::clamp<index_t>(rows / 64, 1, static_cast<index_t>(threads) * 8));
+  const int parts = static_cast<int>(
+      std::clamp<index_t>(rows / 64, 1, static_cast<index_t>(threads) * 8));
   std::vector<index_t> bounds(static_cast<std::size_t>(parts) + 1);
   detail::balanced_row_partition(rp, parts, bounds);
   std::vector<char> outside(static_cast<std::size_t>(parts), 0);
-  tbb::parallel_for(tbb::blocked_range<int>(0, parts, 1),
-                    [&](const tbb::blocked_range<int> &r) {
-                      for (int p = r.begin(); p < r.end(); ++p)
-                        for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
-                          if (!row_inside(i)) {
-                            outside[p] = 1;
-                            break;
-                          }
-                    },
-                    tbb::simple_partitioner());
-  if (std::none_of(outside.begin(), outside.end(), [](char c) { return c != 0; })) return 0;
+  tbb::parallel_for(
+      tbb::blocked_range<int>(0, parts, 1),
+      [&](const tbb::blocked_range<int> &r) {
+        for (int p = r.begin(); p < r.end(); ++p)
+          for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
+            if (!row_inside(i)) {
+              outside[p] = 1;
+              break;
+            }
+      },
+      tbb::simple_partitioner());
+  if (std::none_of(outside.begin(), outside.end(), [](char c) { return c != 0; }))
+    return 0;
   std::span<T> vals = A.mutable_values();
   std::vector<index_t> changed(static_cast<std::size_t>(parts), 0);
-  tbb::parallel_for(tbb::blocked_range<int>(0, parts, 1),
-                    [&](const tbb::blocked_range<int> &r) {
-                      L1Scratch<T> s;
-                      s.reserve(static_cast<std::size_t>(longest));
-                      for (int p = r.begin(); p < r.end(); ++p)
-                        if (outside[p])
-                          changed[p] = project_rows(vals, bounds[p], bounds[p + 1], s);
-                    },
-                    tbb::simple_partitioner());
+  tbb::parallel_for(
+      tbb::blocked_range<int>(0, parts, 1),
+      [&](const tbb::blocked_range<int> &r) {
+        L1Scratch<T> s;
+        s.reserve(static_cast<std::size_t>(longest));
+        for (int p = r.begin(); p < r.end(); ++p)
+          if (outside[p])
+            changed[p] = project_rows(vals, bounds[p], bounds[p + 1], s);
+      },
+      tbb::simple_partitioner());
   index_t total = 0;
-  for (index_t c : changed) total += c;
+  for (index_t c : changed)
+    total += c;
   return total;
 }
 

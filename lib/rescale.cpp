@@ -36,7 +36,8 @@ std::string fmt(double v) {
 }
 
 template <class T> CsrMatrix<T> as_csr(const LinearOperator<T> &op) {
-  if (const auto *c = dynamic_cast<const CsrMatrix<T> *>(&op)) return *c;
+  if (const auto *c = dynamic_cast<const CsrMatrix<T> *>(&op))
+    return *c;
   return op.to_csr();
 }
 
@@ -44,8 +45,9 @@ template <class T>
 void check_finite(const CsrMatrix<T> &M, const char *name, const std::string &detail) {
   if (const auto e = M.find_non_finite())
     throw Unsupported(std::string("rescale_model: the rescaled ") + name +
-                      " overflows the value type at entry (" + std::to_string(e->row + 1) +
-                      ", " + std::to_string(e->col + 1) + ")" + detail);
+                      " overflows the value type at entry (" +
+                      std::to_string(e->row + 1) + ", " + std::to_string(e->col + 1) +
+                      ")" + detail);
 }
 
 } // namespace
@@ -72,7 +74,8 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
                       "diagonal scaling gives ||D A D^-1||_inf < 1 with certainty: " +
                       pf.message);
   double rho = target;
-  if (target <= 0) rho = 0.5 * (pf.upper + 1);
+  if (target <= 0)
+    rho = 0.5 * (pf.upper + 1);
   else if (!(target > pf.upper && target < 1))
     throw InvalidArgument("rescale_model: target " + fmt(target) +
                           " must lie strictly between the certified upper bound " +
@@ -83,11 +86,13 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
   for (const auto &bv : blocks) {
     if (bv.vector.size() != bv.states.size())
       throw Unsupported("rescale_model: no positive Perron vector was found for a "
-                        "cyclic block of " + std::to_string(bv.states.size()) + " states");
+                        "cyclic block of " +
+                        std::to_string(bv.states.size()) + " states");
     for (std::size_t r = 0; r < bv.states.size(); ++r) {
       if (!(bv.vector[r] > 0))
         throw Unsupported("rescale_model: the Perron vector of a cyclic block has a "
-                          "zero entry at state " + std::to_string(bv.states[r] + 1));
+                          "zero entry at state " +
+                          std::to_string(bv.states[r] + 1));
       p[bv.states[r]] = bv.vector[r];
     }
   }
@@ -125,10 +130,12 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
     if (parallel && b1 - b0 > 64)
       tbb::parallel_for(tbb::blocked_range<index_t>(b0, b1, 16),
                         [&](const tbb::blocked_range<index_t> &r) {
-                          for (index_t b = r.begin(); b < r.end(); ++b) solve_block(b);
+                          for (index_t b = r.begin(); b < r.end(); ++b)
+                            solve_block(b);
                         });
     else
-      for (index_t b = b0; b < b1; ++b) solve_block(b);
+      for (index_t b = b0; b < b1; ++b)
+        solve_block(b);
   }
 
   // Centre v geometrically so that D and D^-1 stay in range for the value
@@ -143,7 +150,8 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
       throw Unsupported("rescale_model: the scaling vector leaves the range of double "
                         "(the model is too deep or its weights too large to rescale)");
     const double centre = std::exp(0.5 * (std::log(vmin) + std::log(vmax)));
-    for (double &x : v) x /= centre;
+    for (double &x : v)
+      x /= centre;
   }
   const std::string range = " (scaling spans " + fmt(vmax / vmin) + ")";
 
@@ -178,7 +186,8 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
     });
   }
   std::vector<T> bx(model.bias_x().begin(), model.bias_x().end());
-  for (index_t i = 0; i < n; ++i) bx[i] = static_cast<T>(static_cast<double>(bx[i]) / v[i]);
+  for (index_t i = 0; i < n; ++i)
+    bx[i] = static_cast<T>(static_cast<double>(bx[i]) / v[i]);
   for (index_t i = 0; i < n; ++i)
     if (!std::isfinite(bx[i]))
       throw Unsupported("rescale_model: the rescaled state bias overflows the value "
@@ -196,7 +205,8 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
     report->iterations = pf.iterations;
     report->pf = pf;
     report->scaling.resize(static_cast<std::size_t>(n));
-    for (index_t i = 0; i < n; ++i) report->scaling[i] = 1.0 / v[i];
+    for (index_t i = 0; i < n; ++i)
+      report->scaling[i] = 1.0 / v[i];
   }
   std::vector<T> by(model.bias_y().begin(), model.bias_y().end());
   return Model<T>(std::make_shared<CsrMatrix<T>>(std::move(A2)),

@@ -20,7 +20,8 @@ double dense_spectral_radius(const CsrMatrix<double> &A) {
   for (index_t i = 0; i < n; ++i)
     for (auto k = A.row_ptr()[i]; k < A.row_ptr()[i + 1]; ++k)
       M(i, A.column(k)) = std::abs(A.values()[k]);
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   Eigen::EigenSolver<Eigen::MatrixXd> es(M, false);
   return es.eigenvalues().cwiseAbs().maxCoeff();
 }
@@ -34,7 +35,8 @@ void add_irreducible_block(Trips &t, index_t offset, index_t n, double density,
     for (index_t j = 0; j < n; ++j)
       if (u(rng) < density || j == (i + 1) % n) {
         double v = scale * (0.1 + u(rng));
-        if (signed_values && u(rng) < 0.5) v = -v;
+        if (signed_values && u(rng) < 0.5)
+          v = -v;
         t.push_back({offset + i, offset + j, v});
       }
 }
@@ -88,13 +90,15 @@ TEST_CASE("PF bound on reducible block triangular matrices is the max over block
   for (std::size_t b = 0; b < sizes.size(); ++b) {
     offsets.push_back(off);
     if (sizes[b] == 1) {
-      if (scales[b] > 0) t.push_back({off, off, -scales[b]});
+      if (scales[b] > 0)
+        t.push_back({off, off, -scales[b]});
     } else {
       add_irreducible_block(t, off, sizes[b], 0.3, b % 2 == 1, rng, scales[b]);
     }
     for (index_t i = off; i < off + sizes[b]; ++i)
       for (index_t j = 0; j < off; ++j)
-        if (u(rng) < 0.2) t.push_back({i, j, 5 * (u(rng) - 0.5)});
+        if (u(rng) < 0.2)
+          t.push_back({i, j, 5 * (u(rng) - 0.5)});
     off += sizes[b];
   }
   const auto A = make(off, t);
@@ -107,7 +111,8 @@ TEST_CASE("PF bound on reducible block triangular matrices is the max over block
   double best = 0;
   for (std::size_t b = 0; b < sizes.size(); ++b) {
     std::vector<index_t> idx(sizes[b]);
-    for (index_t k = 0; k < sizes[b]; ++k) idx[k] = offsets[b] + k;
+    for (index_t k = 0; k < sizes[b]; ++k)
+      idx[k] = offsets[b] + k;
     best = std::max(best, dense_spectral_radius(A.submatrix(idx, idx)));
   }
   check_contains(pf, best);
@@ -120,7 +125,8 @@ TEST_CASE("PF bound on periodic blocks: weighted cycles and a bipartite block",
   SECTION("scaled cyclic permutation: radius is the scale, exactly") {
     const index_t n = 7;
     Trips t;
-    for (index_t i = 0; i < n; ++i) t.push_back({i, (i + 1) % n, -0.8});
+    for (index_t i = 0; i < n; ++i)
+      t.push_back({i, (i + 1) % n, -0.8});
     const auto pf = perron_frobenius_bound(make(n, t));
     CHECK(pf.lower <= 0.8);
     CHECK(pf.upper >= 0.8);
@@ -141,7 +147,8 @@ TEST_CASE("PF bound on periodic blocks: weighted cycles and a bipartite block",
       check_contains(pf, truth, 1e-9);
       CHECK(pf.status == PerronStatus::tight);
       // Long cycles mix slowly: shift-invert must take over.
-      if (n == 400) CHECK(pf.shift_invert_steps > 0);
+      if (n == 400)
+        CHECK(pf.shift_invert_steps > 0);
     }
   }
   SECTION("long weighted cycle without shift-invert stays valid on a budget") {
@@ -187,7 +194,8 @@ TEST_CASE("PF bound of a nilpotent (feed-forward) matrix is exactly 0", "[wellpo
   const index_t n = 300;
   for (index_t i = 1; i < n; ++i)
     for (int k = 0; k < 5; ++k)
-      t.push_back({i, static_cast<index_t>(std::abs(u(rng)) * static_cast<double>(i)), u(rng)});
+      t.push_back(
+          {i, static_cast<index_t>(std::abs(u(rng)) * static_cast<double>(i)), u(rng)});
   t.push_back({5, 5, 0.0}); // a stored zero on the diagonal is no self-loop
   const auto A = make(n, t);
   const auto pf = perron_frobenius_bound(A);
@@ -197,7 +205,8 @@ TEST_CASE("PF bound of a nilpotent (feed-forward) matrix is exactly 0", "[wellpo
   CHECK(pf.cyclic_blocks == 0);
   CHECK(pf.status == PerronStatus::tight);
   CHECK(pf.certified());
-  const auto report = analyse_well_posedness(static_cast<const LinearOperator<double> &>(A));
+  const auto report =
+      analyse_well_posedness(static_cast<const LinearOperator<double> &>(A));
   CHECK(report.nilpotent);
   CHECK(report.scc_count == n);
   CHECK(report.scc_largest == 1);
@@ -216,8 +225,8 @@ TEST_CASE("PF bound of diagonal matrices and a 2x2 closed form", "[wellposed]") 
     const double a = 0.3, b = -0.7, c = 0.45, d = -0.1;
     Trips t = {{0, 0, a}, {0, 1, b}, {1, 0, c}, {1, 1, d}};
     const double ad = std::abs(a), dd = std::abs(d);
-    const double truth = (ad + dd) / 2 +
-                         std::sqrt((ad - dd) * (ad - dd) / 4 + std::abs(b) * std::abs(c));
+    const double truth =
+        (ad + dd) / 2 + std::sqrt((ad - dd) * (ad - dd) / 4 + std::abs(b) * std::abs(c));
     PerronOptions opt;
     opt.rel_width = 1e-13;
     const auto pf = perron_frobenius_bound(make(2, t), opt);
@@ -234,13 +243,15 @@ TEST_CASE("PF certification on each side of 1", "[wellposed]") {
   const double rho0 = dense_spectral_radius(A0);
   for (double target : {0.999999, 1.000001, 0.5, 2.0}) {
     Trips s = t;
-    for (auto &e : s) e.value *= target / rho0;
+    for (auto &e : s)
+      e.value *= target / rho0;
     const auto A = make(n, s);
     const auto pf = perron_frobenius_bound(A);
     INFO("target " << target << ": " << pf.message);
     check_contains(pf, dense_spectral_radius(A), 1e-9);
     CHECK(pf.certified() == (target < 1));
-    if (target > 1) CHECK(pf.lower > 1);
+    if (target > 1)
+      CHECK(pf.lower > 1);
   }
 }
 
@@ -253,6 +264,29 @@ TEST_CASE("PF bound of a badly scaled cycle stays valid", "[wellposed]") {
   CHECK(pf.lower <= 1);
   CHECK(pf.upper >= 1);
   CHECK(pf.upper - pf.lower <= 1e-9);
+}
+
+TEST_CASE("PF bound when the Perron vector cannot be represented", "[wellposed]") {
+  // Weights 1e200, 1e200, 1e-200, 1e-200: radius 1, but the Perron vector
+  // spans 400 orders of magnitude, beyond double: some entry underflows.
+  Trips t = {{1, 0, 1e200}, {2, 1, 1e200}, {3, 2, 1e-200}, {0, 3, 1e-200}};
+  PerronOptions opt;
+  opt.max_iterations = 2000;
+  const auto pf = perron_frobenius_bound(make(4, t), opt);
+  INFO(pf.message);
+  CHECK(pf.lower <= 1);
+  CHECK(pf.upper >= 1);
+  CHECK(pf.underflow);
+  CHECK(pf.message.find("underflow") != std::string::npos);
+  CHECK(pf.status != PerronStatus::tight);
+}
+
+TEST_CASE("PF bound of an empty matrix", "[wellposed]") {
+  const auto pf = perron_frobenius_bound(CsrMatrix<double>(0, 0));
+  CHECK(pf.lower == 0);
+  CHECK(pf.upper == 0);
+  CHECK(pf.blocks == 0);
+  CHECK(pf.certified());
 }
 
 TEST_CASE("PF bound for float matrices contains the radius of the float values",
@@ -332,22 +366,31 @@ TEST_CASE("PF bound is deterministic across thread counts; reference agrees",
   Trips t;
   for (index_t i = 0; i < n; ++i) {
     t.push_back({i, (i + 1) % n, 0.3});
-    for (int k = 0; k < 7; ++k) t.push_back({i, col(rng), u(rng) / 8});
+    for (int k = 0; k < 7; ++k)
+      t.push_back({i, col(rng), u(rng) / 8});
   }
-  const auto A = make(n, t);
-  PerronBound one, two;
-  tbb::task_arena(1).execute([&] { one = perron_frobenius_bound(A); });
-  tbb::task_arena(2).execute([&] { two = perron_frobenius_bound(A); });
-  CHECK(one.lower == two.lower);
-  CHECK(one.upper == two.upper);
-  CHECK(one.iterations == two.iterations);
-  CHECK(one.upper - one.lower <= 1e-9 * one.upper);
-  PerronOptions ref;
-  ref.exec = Execution::reference;
-  const auto r = perron_frobenius_bound(A, ref);
-  // Both enclose the same number, so they intersect.
-  CHECK(std::max(r.lower, one.lower) <= std::min(r.upper, one.upper));
-  CHECK(r.upper - r.lower <= 1e-9 * r.upper);
+  // With `extra` feed-forward states after the block, the block is no longer
+  // the whole matrix and is extracted (another code path).
+  for (index_t extra : {0, 5}) {
+    Trips te = t;
+    for (index_t k = 0; k < extra; ++k)
+      te.push_back({n + k, k, 1.0});
+    const auto A = make(n + extra, te);
+    PerronBound one, two;
+    tbb::task_arena(1).execute([&] { one = perron_frobenius_bound(A); });
+    tbb::task_arena(2).execute([&] { two = perron_frobenius_bound(A); });
+    CHECK(one.lower == two.lower);
+    CHECK(one.upper == two.upper);
+    CHECK(one.iterations == two.iterations);
+    CHECK(one.upper - one.lower <= 1e-9 * one.upper);
+    CHECK(one.largest_block == n);
+    PerronOptions ref;
+    ref.exec = Execution::reference;
+    const auto r = perron_frobenius_bound(A, ref);
+    // Both enclose the same number, so they intersect.
+    CHECK(std::max(r.lower, one.lower) <= std::min(r.upper, one.upper));
+    CHECK(r.upper - r.lower <= 1e-9 * r.upper);
+  }
 }
 
 namespace {
@@ -355,7 +398,8 @@ namespace {
 /// materialise it.
 class DenseOp final : public LinearOperator<double> {
 public:
-  DenseOp(index_t n, std::vector<double> a) : LinearOperator<double>(n, n), a_(std::move(a)) {}
+  DenseOp(index_t n, std::vector<double> a)
+      : LinearOperator<double>(n, n), a_(std::move(a)) {}
 
 private:
   double at(index_t i, index_t j) const { return a_[i * cols() + j]; }
@@ -366,7 +410,8 @@ private:
         double s = 0;
         for (index_t j = 0; j < x.rows; ++j) {
           double v = is_transposed(mode) ? at(j, i) : at(i, j);
-          if (is_absolute(mode)) v = std::abs(v);
+          if (is_absolute(mode))
+            v = std::abs(v);
           s += v * x(j, c);
         }
         y(i, c) = alpha * s + (beta == 0 ? 0 : beta * y(i, c));
@@ -375,13 +420,15 @@ private:
   void row_abs_sums_impl(std::span<double> out) const override {
     for (index_t i = 0; i < rows(); ++i) {
       out[i] = 0;
-      for (index_t j = 0; j < cols(); ++j) out[i] += std::abs(at(i, j));
+      for (index_t j = 0; j < cols(); ++j)
+        out[i] += std::abs(at(i, j));
     }
   }
   void col_abs_sums_impl(std::span<double> out) const override {
     for (index_t j = 0; j < cols(); ++j) {
       out[j] = 0;
-      for (index_t i = 0; i < rows(); ++i) out[j] += std::abs(at(i, j));
+      for (index_t i = 0; i < rows(); ++i)
+        out[j] += std::abs(at(i, j));
     }
   }
   std::int64_t nnz_impl() const override {
@@ -400,9 +447,9 @@ private:
 TEST_CASE("analyse_well_posedness reports norms, SCCs and the PF interval",
           "[wellposed]") {
   // 0 <-> 1 cycle, 2 depends on them with a self-loop, 3 feed-forward.
-  const std::vector<double> a = {0,   0.5, 0,    0,  //
-                                 0.8, 0,   0,    0,  //
-                                 -1,  2,   -0.3, 0,  //
+  const std::vector<double> a = {0,   0.5, 0,    0, //
+                                 0.8, 0,   0,    0, //
+                                 -1,  2,   -0.3, 0, //
                                  0,   0,   4,    0};
   DenseOp op(4, a);
   const auto r = analyse_well_posedness(static_cast<const LinearOperator<double> &>(op));
@@ -419,7 +466,8 @@ TEST_CASE("analyse_well_posedness reports norms, SCCs and the PF interval",
   CHECK(to_string(r.pf.status) == "tight");
   // The same through the CSR path.
   const auto csr = CsrMatrix<double>::from_dense(4, 4, a);
-  const auto r2 = analyse_well_posedness(static_cast<const LinearOperator<double> &>(csr));
+  const auto r2 =
+      analyse_well_posedness(static_cast<const LinearOperator<double> &>(csr));
   CHECK(r2.pf.lower == r.pf.lower);
   CHECK(r2.pf.upper == r.pf.upper);
   CHECK(r2.norm_1 == r.norm_1);

@@ -49,14 +49,17 @@ std::vector<double> picard_state(const DenseModel &m, const std::vector<double> 
     double size = 0;
     for (index_t i = 0; i < m.n; ++i) {
       double z = m.bx[i];
-      for (index_t j = 0; j < m.n; ++j) z += m.A[i * m.n + j] * x[j];
-      for (index_t j = 0; j < m.p; ++j) z += m.B[i * m.p + j] * u[j];
+      for (index_t j = 0; j < m.n; ++j)
+        z += m.A[i * m.n + j] * x[j];
+      for (index_t j = 0; j < m.p; ++j)
+        z += m.B[i * m.p + j] * u[j];
       next[i] = m.act[i](z);
       step = std::max(step, std::abs(next[i] - x[i]));
       size = std::max(size, std::abs(next[i]));
     }
     x.swap(next);
-    if (step <= 1e-16 * (1 + size)) break;
+    if (step <= 1e-16 * (1 + size))
+      break;
   }
   REQUIRE(step <= 1e-13);
   return x;
@@ -67,8 +70,10 @@ std::vector<double> predict(const DenseModel &m, const std::vector<double> &x,
   std::vector<double> y(m.q);
   for (index_t i = 0; i < m.q; ++i) {
     double s = m.by[i];
-    for (index_t j = 0; j < m.n; ++j) s += m.C[i * m.n + j] * x[j];
-    for (index_t j = 0; j < m.p; ++j) s += m.D[i * m.p + j] * u[j];
+    for (index_t j = 0; j < m.n; ++j)
+      s += m.C[i * m.n + j] * x[j];
+    for (index_t j = 0; j < m.p; ++j)
+      s += m.D[i * m.p + j] * u[j];
     y[i] = s;
   }
   return y;
@@ -76,8 +81,12 @@ std::vector<double> predict(const DenseModel &m, const std::vector<double> &x,
 
 double spectral_radius_abs(const std::vector<Triplet<double>> &t, index_t n) {
   Eigen::MatrixXd M = Eigen::MatrixXd::Zero(n, n);
-  for (const auto &e : t) M(e.row, e.col) += std::abs(e.value);
-  return Eigen::EigenSolver<Eigen::MatrixXd>(M, false).eigenvalues().cwiseAbs().maxCoeff();
+  for (const auto &e : t)
+    M(e.row, e.col) += std::abs(e.value);
+  return Eigen::EigenSolver<Eigen::MatrixXd>(M, false)
+      .eigenvalues()
+      .cwiseAbs()
+      .maxCoeff();
 }
 
 /// A reducible A with two cyclic SCCs (badly row-scaled, so ||A||_inf >> 1),
@@ -91,7 +100,8 @@ std::vector<Triplet<double>> implicit_pattern(index_t n, double rho, std::mt1993
   std::vector<Triplet<double>> t;
   auto cyclic = [&](index_t off, index_t size) {
     std::vector<double> s(size);
-    for (auto &x : s) x = std::pow(10.0, 2 * u(rng) - 1); // diagonal similarity
+    for (auto &x : s)
+      x = std::pow(10.0, 2 * u(rng) - 1); // diagonal similarity
     for (index_t i = 0; i < size; ++i)
       for (index_t j = 0; j < size; ++j)
         if (u(rng) < 0.3 || j == (i + 1) % size)
@@ -102,11 +112,14 @@ std::vector<Triplet<double>> implicit_pattern(index_t n, double rho, std::mt1993
   cyclic(15, 10);
   for (index_t i = 25; i < n; ++i) {
     for (int k = 0; k < 3; ++k)
-      t.push_back({perm[i], perm[static_cast<index_t>(u(rng) * double(i))], 4 * (u(rng) - 0.5)});
-    if (i % 4 == 0) t.push_back({perm[i], perm[i], 0.3});
+      t.push_back(
+          {perm[i], perm[static_cast<index_t>(u(rng) * double(i))], 4 * (u(rng) - 0.5)});
+    if (i % 4 == 0)
+      t.push_back({perm[i], perm[i], 0.3});
   }
   const double r = spectral_radius_abs(t, n);
-  for (auto &e : t) e.value *= rho / r;
+  for (auto &e : t)
+    e.value *= rho / r;
   return t;
 }
 
@@ -116,18 +129,24 @@ Model<T> make_model(const std::vector<Triplet<double>> &ta, index_t n, std::mt19
   std::uniform_real_distribution<double> u(-1, 1);
   const index_t p = 4, q = 3;
   std::vector<T> b(n * p), c(q * n), d(q * p), bx(n), by(q);
-  for (auto &x : b) x = static_cast<T>(u(rng));
-  for (auto &x : c) x = static_cast<T>(u(rng));
-  for (auto &x : d) x = static_cast<T>(u(rng));
-  for (auto &x : bx) x = static_cast<T>(u(rng));
-  for (auto &x : by) x = static_cast<T>(u(rng));
+  for (auto &x : b)
+    x = static_cast<T>(u(rng));
+  for (auto &x : c)
+    x = static_cast<T>(u(rng));
+  for (auto &x : d)
+    x = static_cast<T>(u(rng));
+  for (auto &x : bx)
+    x = static_cast<T>(u(rng));
+  for (auto &x : by)
+    x = static_cast<T>(u(rng));
   std::vector<Triplet<T>> tt;
-  for (const auto &e : ta) tt.push_back({e.row, e.col, static_cast<T>(e.value)});
+  for (const auto &e : ta)
+    tt.push_back({e.row, e.col, static_cast<T>(e.value)});
   return Model<T>(std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_triplets(n, n, tt)),
                   std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_dense(n, p, b)),
                   std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_dense(q, n, c)),
-                  std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_dense(q, p, d)), bx, by,
-                  std::move(blocks));
+                  std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_dense(q, p, d)), bx,
+                  by, std::move(blocks));
 }
 
 std::vector<StateBlock> mixed_blocks(index_t n) {
@@ -143,10 +162,12 @@ void check_equivalent(const DenseModel &a, const DenseModel &b,
   std::uniform_real_distribution<double> u(-2, 2);
   for (int trial = 0; trial < 4; ++trial) {
     std::vector<double> in(a.p);
-    for (auto &x : in) x = u(rng);
+    for (auto &x : in)
+      x = u(rng);
     const auto xa = picard_state(a, in), xb = picard_state(b, in);
     const auto ya = predict(a, xa, in), yb = predict(b, xb, in);
-    for (index_t i = 0; i < a.q; ++i) CHECK(yb[i] == Approx(ya[i]).margin(tol).epsilon(tol));
+    for (index_t i = 0; i < a.q; ++i)
+      CHECK(yb[i] == Approx(ya[i]).margin(tol).epsilon(tol));
     for (index_t i = 0; i < a.n; ++i)
       CHECK(xb[i] == Approx(scaling[i] * xa[i]).margin(tol).epsilon(tol));
   }

@@ -17,7 +17,8 @@ namespace tacit {
 struct PerronOptions {
   /// Stop a block when (upper - lower) <= rel_width * upper (or upper == lower).
   double rel_width = 1e-9;
-  /// Power-iteration budget per nontrivial block.
+  /// Budget of products with |A_BB| per cyclic block (power iterations and
+  /// shift-invert steps together).
   int max_iterations = 200000;
   /// Stop early once the whole interval is known to lie below or above 1
   /// (enough to decide well-posedness) instead of tightening further.
@@ -37,8 +38,9 @@ enum class PerronStatus {
   tight,            ///< every block met rel_width
   budget_exhausted, ///< some block spent max_iterations; interval still valid
   decided,          ///< stopped early, interval is on one side of 1
-  stalled           ///< some block stopped improving (rounding floor reached
-                    ///< before rel_width); interval still valid
+  stalled           ///< some block stopped improving before rel_width (rounding
+                    ///< floor, or a Perron vector beyond the range of double);
+                    ///< interval still valid
 };
 
 /// "tight", "budget_exhausted", "decided", "stalled".
@@ -52,9 +54,9 @@ struct PerronBound {
   double lower = 0;
   double upper = 0;
   PerronStatus status = PerronStatus::tight;
-  int iterations = 0;        ///< products with |A_BB|, summed over blocks
-  int shift_invert_steps = 0;///< of which shift-invert (Noda) steps
-  index_t blocks = 0;        ///< SCC count
+  int iterations = 0;         ///< products with |A_BB|, summed over blocks
+  int shift_invert_steps = 0; ///< of which shift-invert (Noda) steps
+  index_t blocks = 0;         ///< SCC count
   index_t largest_block = 0;
   index_t cyclic_blocks = 0; ///< blocks of size > 1 (iterated)
   /// Some component of an iterate underflowed to 0, so that step's upper
@@ -71,8 +73,7 @@ PerronBound perron_frobenius_bound(const CsrMatrix<T> &A,
                                    const PerronOptions &options = {});
 /// The same reusing an SCC decomposition already computed.
 template <class T>
-PerronBound perron_frobenius_bound(const CsrMatrix<T> &A,
-                                   const SccDecomposition &scc,
+PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const SccDecomposition &scc,
                                    const PerronOptions &options = {});
 
 /// Summary used by `tacit wellposed`. For an operator that is not a CSR
@@ -93,11 +94,11 @@ WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
 
 /// Result of a rescaling: the scaling (x' = scaling .* x) and the new norm.
 struct RescaleReport {
-  double target = 0;      ///< requested bound on ||D A D^-1||_inf
-  double norm_before = 0; ///< ||A||_inf
-  double norm_after = 0;  ///< ||D A D^-1||_inf (measured on the new A)
-  int iterations = 0;     ///< products with |A_BB| spent by the PF analysis
-  PerronBound pf;         ///< the certificate the scaling is built on
+  double target = 0;           ///< requested bound on ||D A D^-1||_inf
+  double norm_before = 0;      ///< ||A||_inf
+  double norm_after = 0;       ///< ||D A D^-1||_inf (measured on the new A)
+  int iterations = 0;          ///< products with |A_BB| spent by the PF analysis
+  PerronBound pf;              ///< the certificate the scaling is built on
   std::vector<double> scaling; ///< diagonal of D (size n, positive)
 };
 
@@ -135,7 +136,6 @@ template <class T> bool project_l1_ball(std::span<T> v, T radius);
 /// Execution::reference. Returns the number of rows changed.
 /// \throws InvalidArgument when kappa is negative or NaN.
 template <class T>
-index_t project_inf_norm(CsrMatrix<T> &A, T kappa,
-                         Execution exec = Execution::parallel);
+index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution exec = Execution::parallel);
 
 } // namespace tacit

@@ -20,8 +20,7 @@ struct PerronBlockVector {
 };
 
 template <class T>
-PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A,
-                                      const SccDecomposition &scc,
+PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposition &scc,
                                       const PerronOptions &options,
                                       std::vector<PerronBlockVector> *vectors);
 
