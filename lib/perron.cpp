@@ -395,10 +395,13 @@ public:
       ++it;
     }
     if (keep_) {
-      double mx = 0;
-      for (double x : out_.best_vector)
+      // Max entry 1, unless that would flush the smallest entries to zero.
+      double mx = 0, mn = infinity;
+      for (double x : out_.best_vector) {
         mx = std::max(mx, x);
-      if (mx > 0 && std::isfinite(mx))
+        mn = std::min(mn, x);
+      }
+      if (mx > 0 && std::isfinite(mx) && mn / mx >= std::numeric_limits<double>::min())
         for (double &x : out_.best_vector)
           x /= mx;
     }

@@ -64,7 +64,11 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
                         ", which is not positively homogeneous; diagonal rescaling "
                         "needs phi(d z) = d phi(z) for d > 0 (relu, leaky_relu, "
                         "identity)");
-  const CsrMatrix<T> A = as_csr(model.A());
+  const auto *A_csr = dynamic_cast<const CsrMatrix<T> *>(&model.A());
+  std::optional<CsrMatrix<T>> A_owned;
+  if (!A_csr)
+    A_owned.emplace(model.A().to_csr());
+  const CsrMatrix<T> &A = A_csr ? *A_csr : *A_owned;
   const index_t n = A.rows();
   const SccDecomposition scc = strongly_connected_components(A);
   std::vector<detail::PerronBlockVector> blocks;

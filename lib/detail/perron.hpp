@@ -11,8 +11,9 @@ namespace tacit::detail {
 
 /// Per block of the SCC decomposition: for a cyclic block (size > 1), the
 /// states of the block in increasing order and the positive vector (same
-/// order, max entry 1) whose Collatz-Wielandt ratios gave the block's upper
-/// bound `upper`; empty `states` for a 1x1 block, whose bound is |a_ii|.
+/// order, normally scaled to max entry 1) whose Collatz-Wielandt ratios gave
+/// the block's upper bound `upper`; empty `states` for a 1x1 block, whose
+/// bound is |a_ii|.
 struct PerronBlockVector {
   std::vector<index_t> states;
   std::vector<double> vector;
