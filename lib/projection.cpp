@@ -50,11 +50,46 @@ template <class T> struct L1Scratch {
 };
 
 /// The soft-threshold level theta > 0 of |v| for radius a, assuming
-/// sum |v_i| > a >= 0 (so that theta lies in (0, max |v_i|]).
+/// sum |v_i| > a > 0 (so that theta lies in (0, max |v_i|)).
+/// Rows up to this length use Michelot's method (few cheap passes, O(k^2) at
+/// worst), longer ones Condat's (expected O(k), but a division per element).
+constexpr std::size_t michelot_max_length = 64;
+
 template <class T>
 double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
   double *active = s.active.data();
   double *waiting = s.waiting.data();
+  if (k <= michelot_max_length) {
+    // Michelot: theta of the current set; drop entries at or below it; the
+    // set only shrinks and theta only grows until nothing is dropped.
+    std::size_t na = 0;
+    double sum = 0;
+    for (std::size_t i = 0; i < k; ++i) {
+      const double y = std::abs(static_cast<double>(v[i]));
+      if (y > 0) {
+        active[na++] = y;
+        sum += y;
+      }
+    }
+    double theta = (sum - a) / static_cast<double>(na);
+    for (;;) {
+      std::size_t out = 0;
+      double kept = 0;
+      for (std::size_t j = 0; j < na; ++j) {
+        const double y = active[j];
+        active[out] = y;
+        const bool keep = y > theta;
+        out += keep;
+        kept += keep ? y : 0.0;
+      }
+      if (out == na || out == 0)
+        break;
+      na = out;
+      sum = kept;
+      theta = (sum - a) / static_cast<double>(na);
+    }
+    return std::max(theta, 0.0);
+  }
   // Condat's pass: `rho` is the threshold of the current candidate set, which
   // only ever keeps elements that may be above the final theta.
   std::size_t na = 0, nw = 0;
@@ -106,6 +141,12 @@ double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
   // level selects among all entries (rounding in the incremental updates can
   // only misplace entries within a few ulps of theta).
   double theta = rho;
+  if (na > 0) {
+    double sum = 0;
+    for (std::size_t j = 0; j < na; ++j)
+      sum += active[j];
+    theta = (sum - a) / static_cast<double>(na);
+  }
   for (int round = 0; round < 8; ++round) {
     double sum = 0;
     std::size_t count = 0;
