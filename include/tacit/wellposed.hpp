@@ -94,7 +94,7 @@ WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
 
 /// Result of a rescaling: the scaling (x' = scaling .* x) and the new norm.
 struct RescaleReport {
-  double target = 0;           ///< requested bound on ||D A D^-1||_inf
+  double target = 0;           ///< bound aimed at (given or the midpoint)
   double norm_before = 0;      ///< ||A||_inf
   double norm_after = 0;       ///< ||D A D^-1||_inf (measured on the new A)
   int iterations = 0;          ///< products with |A_BB| spent by the PF analysis
@@ -123,8 +123,11 @@ Model<T> rescale_model(const Model<T> &model, double target = 0,
 
 /// Euclidean projection of v onto {w : ||w||_1 <= radius} (in place):
 /// w_i = sign(v_i) max(|v_i| - theta, 0) with theta >= 0 the smallest level
-/// giving ||w||_1 <= radius (Condat's expected O(k) algorithm, computed in
-/// double). Unchanged when ||v||_1 <= radius. Returns whether v changed.
+/// giving ||w||_1 <= radius, computed in double (Michelot's method for up to
+/// 64 entries, Condat's expected O(k) algorithm beyond). Should rounding
+/// leave the computed ||w||_1 above radius, theta is raised by the excess,
+/// so the result is feasible as computed and projecting again is a no-op.
+/// Unchanged when ||v||_1 <= radius. Returns whether v changed.
 /// \throws InvalidArgument when radius is negative or NaN.
 template <class T> bool project_l1_ball(std::span<T> v, T radius);
 
