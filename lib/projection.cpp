@@ -3,13 +3,15 @@
 //
 // Projecting v onto {||w||_1 <= a} soft-thresholds it: w_i = sign(v_i)
 // max(|v_i| - theta, 0) with theta the level where sum_i max(|v_i| - theta, 0)
-// = a. Theta is found with Condat's algorithm (expected O(k), "Fast
-// projection onto the simplex and the l1 ball", Math. Program. 2016), then
-// recomputed from the final active set, which is checked to be consistent
-// with it, so the result is the exact projection up to the rounding of the
-// final formula. The rows of A are independent problems, and the entries of a
-// row that are not stored are zero and stay zero (|0| - theta <= 0), so
-// projecting the stored values row by row is the exact Frobenius projection.
+// = a. Theta comes from Michelot's method on short vectors (a few passes,
+// each dropping the entries at or below the current level) and from Condat's
+// algorithm on long ones (expected O(k), "Fast projection onto the simplex
+// and the l1 ball", Math. Program. 2016), in both cases recomputed from the
+// final active set, so the result is the exact projection up to the rounding
+// of the final formula. The rows of A are independent problems, and the
+// entries of a row that are not stored are zero and stay zero
+// (|0| - theta <= 0), so projecting the stored values row by row is the exact
+// Frobenius projection.
 
 #include <tacit/wellposed.hpp>
 
