@@ -51,9 +51,9 @@ struct Header {
   std::int64_t rows = 0, cols = 0;
   /// Coordinate: declared entries. Array: values stored in the file.
   std::int64_t entries = 0;
-  std::int64_t size_line = 0;     ///< line number of the size line
-  std::size_t body_offset = 0;    ///< byte offset of the line after it
-  std::int64_t body_line = 0;     ///< line number of that line
+  std::int64_t size_line = 0;  ///< line number of the size line
+  std::size_t body_offset = 0; ///< byte offset of the line after it
+  std::int64_t body_line = 0;  ///< line number of that line
 };
 
 [[noreturn]] void fail(const std::string &name, std::int64_t line,
@@ -73,7 +73,8 @@ std::string entry_name(std::int64_t i, std::int64_t j) {
 std::string lower(std::string_view s) {
   std::string r(s);
   for (auto &c : r)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c >= 'A' && c <= 'Z')
+      c = static_cast<char>(c - 'A' + 'a');
   return r;
 }
 
@@ -87,11 +88,15 @@ Tokens split(std::string_view line) {
   Tokens t;
   std::size_t i = 0;
   while (true) {
-    while (i < line.size() && is_blank(line[i])) ++i;
-    if (i == line.size()) break;
+    while (i < line.size() && is_blank(line[i]))
+      ++i;
+    if (i == line.size())
+      break;
     const std::size_t start = i;
-    while (i < line.size() && !is_blank(line[i])) ++i;
-    if (t.count < 6) t.token[t.count] = line.substr(start, i - start);
+    while (i < line.size() && !is_blank(line[i]))
+      ++i;
+    if (t.count < 6)
+      t.token[t.count] = line.substr(start, i - start);
     ++t.count;
   }
   return t;
@@ -99,8 +104,10 @@ Tokens split(std::string_view line) {
 
 bool is_skippable(std::string_view line) {
   for (char c : line) {
-    if (c == '%') return true;
-    if (!is_blank(c)) return false;
+    if (c == '%')
+      return true;
+    if (!is_blank(c))
+      return false;
   }
   return true;
 }
@@ -111,7 +118,8 @@ public:
   LineReader(std::string_view text, std::size_t offset, std::int64_t first_line)
       : text_(text), pos_(offset), line_(first_line - 1) {}
   bool next(std::string_view &line) {
-    if (pos_ >= text_.size()) return false;
+    if (pos_ >= text_.size())
+      return false;
     const char *begin = text_.data() + pos_;
     const void *nl = std::memchr(begin, '\n', text_.size() - pos_);
     const std::size_t len =
@@ -149,8 +157,8 @@ Header parse_header(std::string_view text, const std::string &name,
   LineReader lines(text, 0, 1);
   std::string_view line;
   if (!lines.next(line) || (text.size() == 0))
-    fail(name, 0, std::string("empty file; expected a Matrix Market banner ") +
-                      banner_form);
+    fail(name, 0,
+         std::string("empty file; expected a Matrix Market banner ") + banner_form);
   const Tokens t = split(line);
   if (t.count == 0 || lower(t.token[0]) != "%%matrixmarket")
     fail(name, 1,
@@ -158,37 +166,53 @@ Header parse_header(std::string_view text, const std::string &name,
              std::string(banner_form) + ", found " + quote_text(line));
   if (t.count != 5)
     fail(name, 1,
-         "bad banner " + quote_text(line) + ": expected 4 words after "
-         "%%MatrixMarket, as in " + banner_form);
+         "bad banner " + quote_text(line) +
+             ": expected 4 words after "
+             "%%MatrixMarket, as in " +
+             banner_form);
   const std::string object = lower(t.token[1]), format = lower(t.token[2]),
                     field = lower(t.token[3]), symmetry = lower(t.token[4]);
   if (object != "matrix")
-    fail(name, 1, "unsupported object " + quote_text(t.token[1]) +
-                      " in the banner (only 'matrix' is supported)");
-  if (format == "coordinate") h.format = MatrixMarketFormat::coordinate;
-  else if (format == "array") h.format = MatrixMarketFormat::array;
+    fail(name, 1,
+         "unsupported object " + quote_text(t.token[1]) +
+             " in the banner (only 'matrix' is supported)");
+  if (format == "coordinate")
+    h.format = MatrixMarketFormat::coordinate;
+  else if (format == "array")
+    h.format = MatrixMarketFormat::array;
   else
-    fail(name, 1, "unknown format " + quote_text(t.token[2]) +
-                      " in the banner (expected coordinate or array)");
-  if (field == "real" || field == "double") h.field = Field::real;
-  else if (field == "integer") h.field = Field::integer;
-  else if (field == "pattern") h.field = Field::pattern;
+    fail(name, 1,
+         "unknown format " + quote_text(t.token[2]) +
+             " in the banner (expected coordinate or array)");
+  if (field == "real" || field == "double")
+    h.field = Field::real;
+  else if (field == "integer")
+    h.field = Field::integer;
+  else if (field == "pattern")
+    h.field = Field::pattern;
   else if (field == "complex")
-    fail(name, 1, "complex matrices are not supported (tacit reads real, "
-                  "integer or pattern matrices)");
+    fail(name, 1,
+         "complex matrices are not supported (tacit reads real, "
+         "integer or pattern matrices)");
   else
-    fail(name, 1, "unknown field " + quote_text(t.token[3]) +
-                      " in the banner (expected real, integer or pattern)");
-  if (symmetry == "general") h.symmetry = Symmetry::general;
-  else if (symmetry == "symmetric") h.symmetry = Symmetry::symmetric;
-  else if (symmetry == "skew-symmetric") h.symmetry = Symmetry::skew;
+    fail(name, 1,
+         "unknown field " + quote_text(t.token[3]) +
+             " in the banner (expected real, integer or pattern)");
+  if (symmetry == "general")
+    h.symmetry = Symmetry::general;
+  else if (symmetry == "symmetric")
+    h.symmetry = Symmetry::symmetric;
+  else if (symmetry == "skew-symmetric")
+    h.symmetry = Symmetry::skew;
   else if (symmetry == "hermitian")
-    fail(name, 1, "hermitian matrices are not supported (tacit reads general, "
-                  "symmetric or skew-symmetric matrices)");
+    fail(name, 1,
+         "hermitian matrices are not supported (tacit reads general, "
+         "symmetric or skew-symmetric matrices)");
   else
-    fail(name, 1, "unknown symmetry " + quote_text(t.token[4]) +
-                      " in the banner (expected general, symmetric or "
-                      "skew-symmetric)");
+    fail(name, 1,
+         "unknown symmetry " + quote_text(t.token[4]) +
+             " in the banner (expected general, symmetric or "
+             "skew-symmetric)");
   if (h.field == Field::pattern && h.format == MatrixMarketFormat::array)
     fail(name, 1, "a pattern matrix must use the coordinate format, not array");
   if (h.field == Field::pattern && h.symmetry == Symmetry::skew)
@@ -202,13 +226,12 @@ Header parse_header(std::string_view text, const std::string &name,
       break;
     }
   const bool coordinate = h.format == MatrixMarketFormat::coordinate;
-  const char *size_form =
-      coordinate ? "'rows columns entries' (three non-negative integers)"
-                 : "'rows columns' (two non-negative integers)";
+  const char *size_form = coordinate
+                              ? "'rows columns entries' (three non-negative integers)"
+                              : "'rows columns' (two non-negative integers)";
   if (!found)
     fail(name, lines.line(),
-         std::string("missing size line: the file ends before the line ") +
-             size_form);
+         std::string("missing size line: the file ends before the line ") + size_form);
   h.size_line = lines.line();
   const Tokens s = split(line);
   const int wanted = coordinate ? 3 : 2;
@@ -225,8 +248,8 @@ Header parse_header(std::string_view text, const std::string &name,
            std::string(what[k]) + " " + quote_text(tok) + " is too large");
     if (st != NumberStatus::ok)
       fail(name, h.size_line,
-           "bad size line " + quote_text(line) + ": " + what[k] + " " +
-               quote_text(tok) + " is not an integer; expected " + size_form);
+           "bad size line " + quote_text(line) + ": " + what[k] + " " + quote_text(tok) +
+               " is not an integer; expected " + size_form);
     if (value[k] < 0)
       fail(name, h.size_line,
            std::string("negative ") + what[k] + " " + std::to_string(value[k]) +
@@ -245,8 +268,8 @@ Header parse_header(std::string_view text, const std::string &name,
     fail(name, h.size_line,
          std::string("a ") +
              (h.symmetry == Symmetry::symmetric ? "symmetric" : "skew-symmetric") +
-             " matrix must be square, the size line declares " +
-             std::to_string(h.rows) + " x " + std::to_string(h.cols));
+             " matrix must be square, the size line declares " + std::to_string(h.rows) +
+             " x " + std::to_string(h.cols));
   // Values the matrix can hold in this storage scheme (saturating at 2^63-1).
   auto mul = [](std::int64_t a, std::int64_t b) {
     return a != 0 && b > std::numeric_limits<std::int64_t>::max() / a
@@ -289,8 +312,10 @@ bool holds_header(std::string_view prefix) {
   bool first = true;
   while (lines.next(line)) {
     const bool terminated = line.data() + line.size() < prefix.data() + prefix.size();
-    if (!terminated) return false;
-    if (!first && !is_skippable(line)) return true;
+    if (!terminated)
+      return false;
+    if (!first && !is_skippable(line))
+      return true;
     first = false;
   }
   return false;
@@ -316,7 +341,8 @@ class MemoryBody final : public BodySource {
 public:
   explicit MemoryBody(std::string_view body) : body_(body) {}
   bool next(std::string_view &block) override {
-    if (done_ || body_.empty()) return false;
+    if (done_ || body_.empty())
+      return false;
     block = body_;
     done_ = true;
     return true;
@@ -334,9 +360,9 @@ class FileBody final : public BodySource {
 public:
   FileBody(int fd, std::string name, std::uint64_t start, std::uint64_t size)
       : fd_(fd), name_(std::move(name)), start_(start), pos_(start), size_(size) {
-    capacity_ = static_cast<std::size_t>(
-        std::min<std::uint64_t>(std::max<std::size_t>(detail::matrix_market_block_bytes, 1),
-                                size > start ? size - start + 1 : 1));
+    capacity_ = static_cast<std::size_t>(std::min<std::uint64_t>(
+        std::max<std::size_t>(detail::matrix_market_block_bytes, 1),
+        size > start ? size - start + 1 : 1));
     buffer_.reset(new char[capacity_]);
   }
   bool next(std::string_view &block) override {
@@ -348,7 +374,8 @@ public:
         const auto got = ::pread(fd_, buffer_.get() + filled, capacity_ - filled,
                                  static_cast<off_t>(pos_));
         if (got < 0) {
-          if (errno == EINTR) continue;
+          if (errno == EINTR)
+            continue;
           throw FileError(name_, 0, std::string("read error: ") + std::strerror(errno));
         }
         if (got == 0) { // the file shrank
@@ -358,7 +385,8 @@ public:
         filled += static_cast<std::size_t>(got);
         pos_ += static_cast<std::uint64_t>(got);
       }
-      if (filled == 0) return false;
+      if (filled == 0)
+        return false;
       if (pos_ >= size_) {
         block = std::string_view(buffer_.get(), filled);
         return true;
@@ -403,7 +431,8 @@ template <class F> void for_each_body_line(BodySource &src, const Header &h, F &
     LineReader lines(block, 0, next_line);
     std::string_view line;
     while (lines.next(line))
-      if (!f(line, lines.line())) return;
+      if (!f(line, lines.line()))
+        return;
     next_line = lines.line() + 1;
   }
 }
@@ -423,7 +452,8 @@ template <class T, class I> struct Chunk {
 };
 
 const char *token_form(const Header &h) {
-  if (h.format == MatrixMarketFormat::array) return "1 token (value)";
+  if (h.format == MatrixMarketFormat::array)
+    return "1 token (value)";
   return h.field == Field::pattern ? "2 tokens (row column)"
                                    : "3 tokens (row column value)";
 }
@@ -445,14 +475,16 @@ std::string parse_value_token(std::string_view tok, const Header &h,
   }
   const auto st = detail::parse_real(tok.data(), tok.data() + tok.size(), v);
   switch (st) {
-  case NumberStatus::ok: return {};
+  case NumberStatus::ok:
+    return {};
   case NumberStatus::non_finite:
     return where + ": value " + quote_text(tok) +
            " is not finite (NaN and infinite values are rejected)";
   case NumberStatus::out_of_range:
     return where + ": value " + quote_text(tok) + " is out of range for " +
            detail::type_name<T>();
-  default: return where + ": value " + quote_text(tok) + " is not a number";
+  default:
+    return where + ": value " + quote_text(tok) + " is not a number";
   }
 }
 
@@ -488,15 +520,16 @@ std::string parse_entry_line(std::string_view line, const Header &h, std::int64_
     const auto st = detail::parse_integer(tok.data(), tok.data() + tok.size(), ij[k]);
     if (st == NumberStatus::out_of_range)
       return std::string(what[k]) + " index " + quote_text(tok) +
-             " is out of range (rows are 1.." + std::to_string(h.rows) +
-             ", columns 1.." + std::to_string(h.cols) + ")";
+             " is out of range (rows are 1.." + std::to_string(h.rows) + ", columns 1.." +
+             std::to_string(h.cols) + ")";
     if (st != NumberStatus::ok)
       return std::string(what[k]) + " index " + quote_text(tok) +
              " is not an integer in " + quote_text(line);
   }
   i = ij[0];
   j = ij[1];
-  if (auto p = check_position(i, j, h); !p.empty()) return p;
+  if (auto p = check_position(i, j, h); !p.empty())
+    return p;
   if (h.field == Field::pattern) {
     v = T(1);
     return {};
@@ -512,7 +545,8 @@ std::string parse_entry_line(std::string_view line, const Header &h, std::int64_
 }
 
 inline const char *skip_blanks(const char *p, const char *end) {
-  while (p < end && is_blank(*p)) ++p;
+  while (p < end && is_blank(*p))
+    ++p;
   return p;
 }
 
@@ -525,7 +559,8 @@ inline const char *fast_index(const char *p, const char *end, std::int64_t &v) {
     x = x * 10 + static_cast<unsigned>(*p - '0');
     ++p;
   }
-  if (p == start || p - start > 18) return nullptr;
+  if (p == start || p - start > 18)
+    return nullptr;
   v = static_cast<std::int64_t>(x);
   return p;
 }
@@ -533,33 +568,42 @@ inline const char *fast_index(const char *p, const char *end, std::int64_t &v) {
 /// Fast path for one coordinate entry line (no signs, no oddities). Returns
 /// false when the slow path must decide.
 template <class T>
-inline bool fast_entry(const char *p, const char *end, const Header &h,
-                       std::int64_t &i, std::int64_t &j, T &v) {
+inline bool fast_entry(const char *p, const char *end, const Header &h, std::int64_t &i,
+                       std::int64_t &j, T &v) {
   p = fast_index(p, end, i);
-  if (!p || p == end || !is_blank(*p)) return false;
+  if (!p || p == end || !is_blank(*p))
+    return false;
   p = fast_index(skip_blanks(p, end), end, j);
-  if (!p) return false;
+  if (!p)
+    return false;
   if (h.field == Field::pattern) {
     v = T(1);
   } else {
-    if (p == end || !is_blank(*p)) return false;
+    if (p == end || !is_blank(*p))
+      return false;
     p = skip_blanks(p, end);
     if (h.field == Field::integer) {
       std::int64_t k;
       const auto rv = std::from_chars(p, end, k);
-      if (rv.ec != std::errc()) return false;
+      if (rv.ec != std::errc())
+        return false;
       v = static_cast<T>(k);
       p = rv.ptr;
     } else {
       const auto rv = std::from_chars(p, end, v);
-      if (rv.ec != std::errc() || !std::isfinite(v)) return false;
+      if (rv.ec != std::errc() || !std::isfinite(v))
+        return false;
       p = rv.ptr;
     }
   }
-  if (skip_blanks(p, end) != end) return false;
-  if (i < 1 || i > h.rows || j < 1 || j > h.cols) return false;
-  if (h.symmetry != Symmetry::general && i < j) return false;
-  if (h.symmetry == Symmetry::skew && i == j && v != T(0)) return false;
+  if (skip_blanks(p, end) != end)
+    return false;
+  if (i < 1 || i > h.rows || j < 1 || j > h.cols)
+    return false;
+  if (h.symmetry != Symmetry::general && i < j)
+    return false;
+  if (h.symmetry == Symmetry::skew && i == j && v != T(0))
+    return false;
   return true;
 }
 
@@ -574,7 +618,8 @@ void parse_coordinate_chunk(std::string_view block, const Header &h, Chunk<T, I>
   const bool skew = h.symmetry == Symmetry::skew;
   while (p < end) {
     const char *eol = static_cast<const char *>(std::memchr(p, '\n', end - p));
-    if (!eol) eol = end;
+    if (!eol)
+      eol = end;
     ++c.lines;
     const char *q = skip_blanks(p, eol);
     if (q == eol || *q == '%') {
@@ -584,8 +629,7 @@ void parse_coordinate_chunk(std::string_view block, const Header &h, Chunk<T, I>
     std::int64_t i, j;
     T v;
     if (!fast_entry(q, eol, h, i, j, v)) {
-      const auto problem =
-          parse_entry_line(std::string_view(p, eol - p), h, i, j, v);
+      const auto problem = parse_entry_line(std::string_view(p, eol - p), h, i, j, v);
       if (!problem.empty()) {
         c.failed = true;
         c.problem = problem;
@@ -617,7 +661,8 @@ std::pair<std::int64_t, std::int64_t> locate_duplicate(BodySource &src, const He
                                                        std::int64_t i, std::int64_t j) {
   std::int64_t first = 0, second = 0;
   for_each_body_line(src, h, [&](std::string_view line, std::int64_t number) {
-    if (is_skippable(line)) return true;
+    if (is_skippable(line))
+      return true;
     const Tokens t = split(line);
     std::int64_t a = 0, b = 0;
     if (t.count < 2 ||
@@ -649,7 +694,8 @@ CsrMatrix<T> assemble(BodySource &src, const std::string &name, const Header &h,
   for (const auto &c : chunks)
     for (std::size_t k = 0; k < c.row.size(); ++k) {
       ++row_ptr[static_cast<std::size_t>(c.row[k]) + 1];
-      if (mirror && c.row[k] != c.col[k]) ++row_ptr[static_cast<std::size_t>(c.col[k]) + 1];
+      if (mirror && c.row[k] != c.col[k])
+        ++row_ptr[static_cast<std::size_t>(c.col[k]) + 1];
     }
   std::partial_sum(row_ptr.begin(), row_ptr.end(), row_ptr.begin());
   const auto nnz = static_cast<std::size_t>(row_ptr[rows]);
@@ -684,9 +730,11 @@ CsrMatrix<T> assemble(BodySource &src, const std::string &name, const Header &h,
                       std::vector<std::pair<std::int64_t, T>> buf;
                       for (auto r = range.begin(); r != range.end(); ++r) {
                         const auto b = row_ptr[r], e = row_ptr[r + 1];
-                        if (std::is_sorted(col.begin() + b, col.begin() + e)) continue;
+                        if (std::is_sorted(col.begin() + b, col.begin() + e))
+                          continue;
                         buf.clear();
-                        for (auto k = b; k < e; ++k) buf.emplace_back(col[k], val[k]);
+                        for (auto k = b; k < e; ++k)
+                          buf.emplace_back(col[k], val[k]);
                         std::stable_sort(buf.begin(), buf.end(),
                                          [](const auto &x, const auto &y) {
                                            return x.first < y.first;
@@ -701,7 +749,8 @@ CsrMatrix<T> assemble(BodySource &src, const std::string &name, const Header &h,
     for (auto k = row_ptr[r] + 1; k < row_ptr[r + 1]; ++k)
       if (col[k] == col[k - 1]) {
         std::int64_t i = static_cast<std::int64_t>(r) + 1, j = col[k] + 1;
-        if (mirror && i < j) std::swap(i, j); // the file holds the lower entry
+        if (mirror && i < j)
+          std::swap(i, j); // the file holds the lower entry
         const auto [l1, l2] = locate_duplicate(src, h, i, j);
         fail(name, l2,
              "duplicate entry " + entry_name(i, j) + " on lines " + std::to_string(l1) +
@@ -732,8 +781,10 @@ CsrMatrix<T> parse_coordinate(BodySource &src, const std::string &name, const He
       std::size_t end = std::min(block.size(), pos + chunk_bytes);
       if (end < block.size()) {
         const void *nl = std::memchr(block.data() + end, '\n', block.size() - end);
-        end = nl ? static_cast<std::size_t>(static_cast<const char *>(nl) - block.data()) + 1
-                 : block.size();
+        end =
+            nl ? static_cast<std::size_t>(static_cast<const char *>(nl) - block.data()) +
+                     1
+               : block.size();
       }
       c.end = end;
       chunks.push_back(std::move(c));
@@ -760,7 +811,8 @@ CsrMatrix<T> parse_coordinate(BodySource &src, const std::string &name, const He
       parsed += chunks[k].entries;
       stop = stop || chunks[k].failed;
     }
-    if (stop || parsed > h.entries) break;
+    if (stop || parsed > h.entries)
+      break;
   }
   // Resolve problems in file order.
   std::int64_t line = h.body_line, seen = 0;
@@ -769,8 +821,8 @@ CsrMatrix<T> parse_coordinate(BodySource &src, const std::string &name, const He
       const auto l = locate_entry_line(src, h, h.entries + 1);
       fail(name, l,
            "too many entries: the size line (line " + std::to_string(h.size_line) +
-               ") declares " + std::to_string(h.entries) + ", line " +
-               std::to_string(l) + " holds one more");
+               ") declares " + std::to_string(h.entries) + ", line " + std::to_string(l) +
+               " holds one more");
     }
     if (c.failed) {
       const auto l = line + c.lines - 1;
@@ -803,7 +855,8 @@ CsrMatrix<T> parse_array(BodySource &src, const std::string &name, const Header 
   std::int64_t last_line = h.size_line;
   for_each_body_line(src, h, [&](std::string_view line, std::int64_t number) {
     last_line = number;
-    if (is_skippable(line)) return true;
+    if (is_skippable(line))
+      return true;
     const Tokens t = split(line);
     if (seen == h.entries)
       fail(name, number,
@@ -841,8 +894,10 @@ CsrMatrix<T> parse_array(BodySource &src, const std::string &name, const Header 
 
 template <class T>
 CsrMatrix<T> parse_body(BodySource &src, const std::string &name, const Header &h) {
-  if (h.format == MatrixMarketFormat::array) return parse_array<T>(src, name, h);
-  constexpr auto narrow = static_cast<std::int64_t>(std::numeric_limits<std::int32_t>::max());
+  if (h.format == MatrixMarketFormat::array)
+    return parse_array<T>(src, name, h);
+  constexpr auto narrow =
+      static_cast<std::int64_t>(std::numeric_limits<std::int32_t>::max());
   if (h.rows <= narrow && h.cols <= narrow)
     return parse_coordinate<T, std::int32_t>(src, name, h);
   return parse_coordinate<T, std::int64_t>(src, name, h);
@@ -857,11 +912,11 @@ CsrMatrix<T> parse_matrix_market(std::string_view text, const std::string &name)
   return parse_body<T>(body, name, h);
 }
 
-template <class T>
-CsrMatrix<T> read_matrix_market(const std::filesystem::path &path) {
+template <class T> CsrMatrix<T> read_matrix_market(const std::filesystem::path &path) {
   const auto name = detail::display_name(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw FileError(name, 0, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0)
+    throw FileError(name, 0, std::string("cannot open: ") + std::strerror(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
@@ -869,7 +924,8 @@ CsrMatrix<T> read_matrix_market(const std::filesystem::path &path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0)
     throw FileError(name, 0, std::string("cannot stat: ") + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) throw FileError(name, 0, "is a directory, expected a file");
+  if (S_ISDIR(st.st_mode))
+    throw FileError(name, 0, "is a directory, expected a file");
   if (!S_ISREG(st.st_mode)) {
     // A pipe or a device: read it whole.
     const auto buffer = detail::read_whole_file(path);
@@ -883,16 +939,19 @@ CsrMatrix<T> read_matrix_market(const std::filesystem::path &path) {
     const auto old = prefix.size();
     prefix.resize(static_cast<std::size_t>(std::min<std::uint64_t>(want, size)));
     while (pos < prefix.size()) {
-      const auto got = ::pread(fd, prefix.data() + pos, prefix.size() - pos,
-                               static_cast<off_t>(pos));
-      if (got < 0 && errno == EINTR) continue;
+      const auto got =
+          ::pread(fd, prefix.data() + pos, prefix.size() - pos, static_cast<off_t>(pos));
+      if (got < 0 && errno == EINTR)
+        continue;
       if (got < 0)
         throw FileError(name, 0, std::string("read error: ") + std::strerror(errno));
-      if (got == 0) break;
+      if (got == 0)
+        break;
       pos += static_cast<std::uint64_t>(got);
     }
     prefix.resize(static_cast<std::size_t>(pos));
-    if (pos == old || pos >= size || holds_header(prefix)) break;
+    if (pos == old || pos >= size || holds_header(prefix))
+      break;
   }
   const Header h = parse_header(prefix, name, size);
   FileBody body(fd, name, h.body_offset, std::max<std::uint64_t>(size, pos));
@@ -903,7 +962,8 @@ template <class T>
 CsrMatrix<T> read_matrix_market(std::istream &in, const std::string &name) {
   std::ostringstream content;
   content << in.rdbuf();
-  if (in.bad()) throw FileError(name, 0, "read error");
+  if (in.bad())
+    throw FileError(name, 0, "read error");
   const std::string text = std::move(content).str();
   return parse_matrix_market<T>(text, name);
 }
@@ -957,7 +1017,8 @@ void write_matrix_market(const std::filesystem::path &path, const CsrMatrix<T> &
               piece += '\n';
             }
         });
-        for (std::size_t w = 0; w < count; ++w) file.write(std::string_view(text[w]));
+        for (std::size_t w = 0; w < count; ++w)
+          file.write(std::string_view(text[w]));
       }
     });
   } else {
@@ -974,8 +1035,10 @@ void write_matrix_market(const std::filesystem::path &path, const CsrMatrix<T> &
       for (index_t j = 0; j < t.rows(); ++j) {
         auto k = t_ptr[j];
         for (index_t i = 0; i < matrix.rows(); ++i) {
-          if (k < t_ptr[j + 1] && rows[k] == i) detail::append_value(out, t_val[k++]);
-          else out += '0';
+          if (k < t_ptr[j + 1] && rows[k] == i)
+            detail::append_value(out, t_val[k++]);
+          else
+            out += '0';
           out += '\n';
         }
         file.flush_if_large();
@@ -985,11 +1048,11 @@ void write_matrix_market(const std::filesystem::path &path, const CsrMatrix<T> &
   file.commit();
 }
 
-#define TACIT_INSTANTIATE(T)                                                        \
-  template CsrMatrix<T> parse_matrix_market<T>(std::string_view, const std::string &); \
-  template CsrMatrix<T> read_matrix_market<T>(const std::filesystem::path &);       \
-  template CsrMatrix<T> read_matrix_market<T>(std::istream &, const std::string &); \
-  template void write_matrix_market<T>(const std::filesystem::path &,               \
+#define TACIT_INSTANTIATE(T)                                                             \
+  template CsrMatrix<T> parse_matrix_market<T>(std::string_view, const std::string &);   \
+  template CsrMatrix<T> read_matrix_market<T>(const std::filesystem::path &);            \
+  template CsrMatrix<T> read_matrix_market<T>(std::istream &, const std::string &);      \
+  template void write_matrix_market<T>(const std::filesystem::path &,                    \
                                        const CsrMatrix<T> &, MatrixMarketFormat);
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)

@@ -29,7 +29,9 @@ bool replace_directory_by_exchange = true;
 
 namespace {
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 /// A name for a temporary sibling of `base`: ".<base>.<tag>-<pid>-<n>-<random>".
 std::string temporary_name(const std::string &base, const char *tag) {
@@ -42,8 +44,8 @@ std::string temporary_name(const std::string &base, const char *tag) {
   }();
   const unsigned n = counter.fetch_add(1);
   char suffix[64];
-  std::snprintf(suffix, sizeof suffix, "-%ld-%u-%08llx", static_cast<long>(::getpid()),
-                n, static_cast<unsigned long long>((salt * (n + 1)) >> 32));
+  std::snprintf(suffix, sizeof suffix, "-%ld-%u-%08llx", static_cast<long>(::getpid()), n,
+                static_cast<unsigned long long>((salt * (n + 1)) >> 32));
   return "." + base + "." + tag + suffix;
 }
 
@@ -56,7 +58,8 @@ fs::path parent_or_dot(const fs::path &p) {
 /// file systems refuse fsync on directories).
 void sync_directory(const fs::path &dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0)
+    return;
   (void)::fsync(fd);
   ::close(fd);
 }
@@ -66,17 +69,20 @@ void sync_directory(const fs::path &dir) {
 FileBuffer read_whole_file(const fs::path &path) {
   const auto name = display_name(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw FileError(name, 0, "cannot open: " + errno_text(errno));
+  if (fd < 0)
+    throw FileError(name, 0, "cannot open: " + errno_text(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) throw FileError(name, 0, "cannot stat: " + errno_text(errno));
-  if (S_ISDIR(st.st_mode)) throw FileError(name, 0, "is a directory, expected a file");
+  if (::fstat(fd, &st) != 0)
+    throw FileError(name, 0, "cannot stat: " + errno_text(errno));
+  if (S_ISDIR(st.st_mode))
+    throw FileError(name, 0, "is a directory, expected a file");
   FileBuffer b;
-  std::size_t capacity =
-      S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) + 1 : std::size_t{1} << 16;
+  std::size_t capacity = S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) + 1
+                                             : std::size_t{1} << 16;
   b.data.reset(new char[capacity]);
   while (true) {
     if (b.size == capacity) { // the file grew, or is not a regular file
@@ -87,10 +93,12 @@ FileBuffer read_whole_file(const fs::path &path) {
     }
     const auto got = ::read(fd, b.data.get() + b.size, capacity - b.size);
     if (got < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       throw FileError(name, 0, "read error: " + errno_text(errno));
     }
-    if (got == 0) break;
+    if (got == 0)
+      break;
     b.size += static_cast<std::size_t>(got);
   }
   return b;
@@ -101,7 +109,8 @@ std::string quote_text(std::string_view text, std::size_t limit) {
   const std::size_t n = std::min(text.size(), limit);
   for (std::size_t k = 0; k < n; ++k) {
     const auto c = static_cast<unsigned char>(text[k]);
-    if (c == '\r' && k + 1 == text.size()) break;
+    if (c == '\r' && k + 1 == text.size())
+      break;
     if (c >= 0x20 && c < 0x7f) {
       r += static_cast<char>(c);
     } else {
@@ -110,7 +119,8 @@ std::string quote_text(std::string_view text, std::size_t limit) {
       r += buf;
     }
   }
-  if (text.size() > limit) r += "...";
+  if (text.size() > limit)
+    r += "...";
   return r + "'";
 }
 
@@ -122,8 +132,10 @@ AtomicFile::AtomicFile(fs::path destination) : destination_(std::move(destinatio
   for (int attempt = 0; attempt < 100; ++attempt) {
     temp_ = dir / temporary_name(destination_.filename().string(), "tmp");
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd_ >= 0) return;
-    if (errno != EEXIST) break;
+    if (fd_ >= 0)
+      return;
+    if (errno != EEXIST)
+      break;
   }
   const int err = errno;
   throw FileError(name, 0,
@@ -132,8 +144,10 @@ AtomicFile::AtomicFile(fs::path destination) : destination_(std::move(destinatio
 }
 
 AtomicFile::~AtomicFile() {
-  if (committed_) return;
-  if (fd_ >= 0) ::close(fd_);
+  if (committed_)
+    return;
+  if (fd_ >= 0)
+    ::close(fd_);
   ::unlink(temp_.c_str());
 }
 
@@ -143,9 +157,11 @@ void AtomicFile::fail(const std::string &what, int err) {
 
 void AtomicFile::write_raw(const char *data, std::size_t size) {
   while (size > 0) {
-    const auto put = ::write(fd_, data, std::min<std::size_t>(size, std::size_t{1} << 30));
+    const auto put =
+        ::write(fd_, data, std::min<std::size_t>(size, std::size_t{1} << 30));
     if (put < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       fail("write failed", errno);
     }
     data += put;
@@ -170,10 +186,12 @@ void AtomicFile::write(const void *data, std::size_t size) {
 
 void AtomicFile::commit() {
   flush();
-  if (::fsync(fd_) != 0) fail("fsync failed", errno);
+  if (::fsync(fd_) != 0)
+    fail("fsync failed", errno);
   const int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) fail("close failed", errno);
+  if (::close(fd) != 0)
+    fail("close failed", errno);
   if (::rename(temp_.c_str(), destination_.c_str()) != 0)
     fail("cannot rename the temporary file into place", errno);
   committed_ = true;
@@ -189,26 +207,30 @@ std::int64_t parse_number_lines(std::string_view text, const std::string &name,
   while (pos < text.size()) {
     const char *begin = text.data() + pos;
     const void *nl = std::memchr(begin, '\n', text.size() - pos);
-    const std::size_t len = nl ? static_cast<std::size_t>(static_cast<const char *>(nl) - begin)
-                               : text.size() - pos;
+    const std::size_t len =
+        nl ? static_cast<std::size_t>(static_cast<const char *>(nl) - begin)
+           : text.size() - pos;
     const std::string_view line(begin, len);
     pos += len + 1;
     ++line_no;
     std::size_t i = 0;
-    while (i < line.size() && is_blank(line[i])) ++i;
-    if (i == line.size() || line[i] == '#') continue;
+    while (i < line.size() && is_blank(line[i]))
+      ++i;
+    if (i == line.size() || line[i] == '#')
+      continue;
     ++kept;
     auto column = [&](std::size_t k) { return "column " + std::to_string(k + 1) + ": "; };
     std::int64_t count = 0;
     while (true) {
-      while (i < line.size() && is_blank(line[i])) ++i;
+      while (i < line.size() && is_blank(line[i]))
+        ++i;
       const std::size_t start = i;
-      while (i < line.size() && !is_blank(line[i]) && line[i] != ',') ++i;
+      while (i < line.size() && !is_blank(line[i]) && line[i] != ',')
+        ++i;
       if (start == i)
         throw FileError(name, line_no,
-                        column(start) +
-                            (i < line.size() ? "empty field before ','"
-                                             : "missing number after ','"));
+                        column(start) + (i < line.size() ? "empty field before ','"
+                                                         : "missing number after ','"));
       if (count == per_line)
         throw FileError(name, line_no,
                         column(start) + "more than " + std::to_string(per_line) +
@@ -217,7 +239,8 @@ std::int64_t parse_number_lines(std::string_view text, const std::string &name,
       T v{};
       const auto token = line.substr(start, i - start);
       switch (parse_real(line.data() + start, line.data() + i, v)) {
-      case NumberStatus::ok: break;
+      case NumberStatus::ok:
+        break;
       case NumberStatus::non_finite:
         throw FileError(name, line_no,
                         column(start) + "value " + quote_text(token) +
@@ -232,9 +255,12 @@ std::int64_t parse_number_lines(std::string_view text, const std::string &name,
       }
       out.push_back(v);
       ++count;
-      while (i < line.size() && is_blank(line[i])) ++i;
-      if (i == line.size()) break;
-      if (line[i] == ',') ++i; // a comma separates, and a number must follow
+      while (i < line.size() && is_blank(line[i]))
+        ++i;
+      if (i == line.size())
+        break;
+      if (line[i] == ',')
+        ++i; // a comma separates, and a number must follow
     }
     if (count != per_line)
       throw FileError(name, line_no,
@@ -262,8 +288,7 @@ void write_file_atomically(const fs::path &path, const std::string &content) {
 
 // ---------------------------------------------------------------- vectors
 
-template <class T>
-Batch<T> read_vectors(const fs::path &path, index_t expected) {
+template <class T> Batch<T> read_vectors(const fs::path &path, index_t expected) {
   if (expected < 0)
     throw InvalidArgument("read_vectors: expected = " + std::to_string(expected) +
                           " numbers per line, must be >= 0");
@@ -283,7 +308,8 @@ template <class T> void write_vectors(const fs::path &path, const Batch<T> &Y) {
   auto &out = file.buffer();
   for (index_t k = 0; k < Y.cols(); ++k) {
     for (index_t i = 0; i < Y.rows(); ++i) {
-      if (i) out += ' ';
+      if (i)
+        out += ' ';
       detail::append_value(out, Y(i, k));
     }
     out += '\n';
@@ -324,7 +350,8 @@ std::vector<T> read_bias(const fs::path &path, index_t wanted, const std::string
 /// 1-based line of a byte offset.
 std::int64_t line_of(std::string_view text, std::size_t byte) {
   byte = std::min(byte, text.size());
-  return 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(byte), '\n');
+  return 1 +
+         std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(byte), '\n');
 }
 
 std::vector<StateBlock> read_blocks(const fs::path &path, index_t n) {
@@ -339,7 +366,8 @@ std::vector<StateBlock> read_blocks(const fs::path &path, index_t n) {
                     std::string("invalid JSON: ") + e.what());
   }
   auto bad = [&](const std::string &what) { return FileError(name, 0, what); };
-  if (!j.is_object()) throw bad("expected a JSON object {\"format\": \"tacit-model\", ...}");
+  if (!j.is_object())
+    throw bad("expected a JSON object {\"format\": \"tacit-model\", ...}");
   if (j.contains("format") &&
       (!j["format"].is_string() || j["format"].get<std::string>() != "tacit-model"))
     throw bad("\"format\" is " + j["format"].dump() + ", expected \"tacit-model\"");
@@ -358,7 +386,8 @@ std::vector<StateBlock> read_blocks(const fs::path &path, index_t n) {
         throw bad(where + "\"slope\" is " + o["slope"].dump() + ", expected a number");
       slope = o["slope"].get<double>();
     }
-    if (!o.contains("activation")) return Activation{fallback.kind, slope};
+    if (!o.contains("activation"))
+      return Activation{fallback.kind, slope};
     if (!o["activation"].is_string())
       throw bad(where + "\"activation\" is " + o["activation"].dump() +
                 ", expected a string");
@@ -375,12 +404,14 @@ std::vector<StateBlock> read_blocks(const fs::path &path, index_t n) {
     return blocks;
   }
   const auto &list = j["blocks"];
-  if (!list.is_array()) throw bad("\"blocks\" must be an array of {\"name\", \"size\", ...}");
+  if (!list.is_array())
+    throw bad("\"blocks\" must be an array of {\"name\", \"size\", ...}");
   index_t offset = 0;
   for (std::size_t k = 0; k < list.size(); ++k) {
     const auto &b = list[k];
     const std::string where = "blocks[" + std::to_string(k) + "]: ";
-    if (!b.is_object()) throw bad(where + "expected an object, found " + b.dump());
+    if (!b.is_object())
+      throw bad(where + "expected an object, found " + b.dump());
     StateBlock block;
     if (b.contains("name")) {
       if (!b["name"].is_string())
@@ -396,15 +427,16 @@ std::vector<StateBlock> read_blocks(const fs::path &path, index_t n) {
     block.size = b["size"].get<std::int64_t>();
     block.offset = offset;
     if (block.size > n - offset)
-      throw bad(where + "block '" + block.name + "' of size " + std::to_string(block.size) +
-                " ends past the n = " + std::to_string(n) + " states of A.mtx");
+      throw bad(where + "block '" + block.name + "' of size " +
+                std::to_string(block.size) + " ends past the n = " + std::to_string(n) +
+                " states of A.mtx");
     block.activation = activation_of(b, where, global);
     offset += block.size;
     blocks.push_back(std::move(block));
   }
   if (offset != n)
-    throw bad("the block sizes sum to " + std::to_string(offset) + ", but A.mtx has n = " +
-              std::to_string(n) + " states");
+    throw bad("the block sizes sum to " + std::to_string(offset) +
+              ", but A.mtx has n = " + std::to_string(n) + " states");
   return blocks;
 }
 
@@ -427,8 +459,7 @@ std::string blocks_json(const std::vector<StateBlock> &blocks) {
   return j.dump(2) + "\n";
 }
 
-template <class T>
-void write_values(const fs::path &path, std::span<const T> values) {
+template <class T> void write_values(const fs::path &path, std::span<const T> values) {
   detail::AtomicFile file(path);
   auto &out = file.buffer();
   for (const T v : values) {
@@ -443,7 +474,8 @@ void write_values(const fs::path &path, std::span<const T> values) {
 struct TreeGuard {
   fs::path path;
   ~TreeGuard() {
-    if (path.empty()) return;
+    if (path.empty())
+      return;
     std::error_code ec;
     fs::remove_all(path, ec);
   }
@@ -454,8 +486,10 @@ fs::path make_sibling_directory(const fs::path &target, const char *tag) {
   const auto parent = detail::parent_or_dot(target);
   for (int attempt = 0; attempt < 100; ++attempt) {
     auto p = parent / detail::temporary_name(target.filename().string(), tag);
-    if (::mkdir(p.c_str(), 0777) == 0) return p;
-    if (errno != EEXIST) break;
+    if (::mkdir(p.c_str(), 0777) == 0)
+      return p;
+    if (errno != EEXIST)
+      break;
   }
   const int err = errno;
   throw FileError(detail::display_name(target), 0,
@@ -483,36 +517,34 @@ template <class T> Model<T> load_model_directory(const fs::path &dir) {
   auto B = std::make_shared<CsrMatrix<T>>(read_matrix_market<T>(dir / "B.mtx"));
   if (B->rows() != n)
     throw FileError(detail::display_name(dir / "B.mtx"), 0,
-                    dims("B.mtx", B->rows(), B->cols()) + " but " +
-                        dims("A.mtx", n, n) + ": B must have n = " + std::to_string(n) +
-                        " rows");
+                    dims("B.mtx", B->rows(), B->cols()) + " but " + dims("A.mtx", n, n) +
+                        ": B must have n = " + std::to_string(n) + " rows");
   const index_t p = B->cols();
   auto C = std::make_shared<CsrMatrix<T>>(read_matrix_market<T>(dir / "C.mtx"));
   if (C->cols() != n)
     throw FileError(detail::display_name(dir / "C.mtx"), 0,
-                    dims("C.mtx", C->rows(), C->cols()) + " but " +
-                        dims("A.mtx", n, n) + ": C must have n = " + std::to_string(n) +
-                        " columns");
+                    dims("C.mtx", C->rows(), C->cols()) + " but " + dims("A.mtx", n, n) +
+                        ": C must have n = " + std::to_string(n) + " columns");
   const index_t q = C->rows();
   std::shared_ptr<CsrMatrix<T>> D;
   if (fs::exists(dir / "D.mtx", ec)) {
     D = std::make_shared<CsrMatrix<T>>(read_matrix_market<T>(dir / "D.mtx"));
     if (D->rows() != q || D->cols() != p)
       throw FileError(detail::display_name(dir / "D.mtx"), 0,
-                      dims("D.mtx", D->rows(), D->cols()) + " but C.mtx has q = " +
-                          std::to_string(q) + " rows and B.mtx has p = " +
-                          std::to_string(p) + " columns: D must be q x p = " +
-                          std::to_string(q) + " x " + std::to_string(p));
+                      dims("D.mtx", D->rows(), D->cols()) +
+                          " but C.mtx has q = " + std::to_string(q) +
+                          " rows and B.mtx has p = " + std::to_string(p) +
+                          " columns: D must be q x p = " + std::to_string(q) + " x " +
+                          std::to_string(p));
   }
   std::vector<T> bx, by;
   if (fs::exists(dir / "bx.txt", ec))
-    bx = read_bias<T>(dir / "bx.txt", n,
-                      "one per state: " + dims("A.mtx", n, n));
+    bx = read_bias<T>(dir / "bx.txt", n, "one per state: " + dims("A.mtx", n, n));
   if (fs::exists(dir / "by.txt", ec))
-    by = read_bias<T>(dir / "by.txt", q,
-                      "one per output: " + dims("C.mtx", q, n));
+    by = read_bias<T>(dir / "by.txt", q, "one per output: " + dims("C.mtx", q, n));
   std::vector<StateBlock> blocks;
-  if (fs::exists(dir / "model.json", ec)) blocks = read_blocks(dir / "model.json", n);
+  if (fs::exists(dir / "model.json", ec))
+    blocks = read_blocks(dir / "model.json", n);
   try {
     return Model<T>(std::move(A), std::move(B), std::move(C), std::move(D), std::move(bx),
                     std::move(by), std::move(blocks));
@@ -525,9 +557,12 @@ template <class T> Model<T> load_model(const fs::path &path) {
   const auto name = detail::display_name(path);
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  if (!fs::exists(status)) throw FileError(name, 0, "no such file or directory");
-  if (fs::is_directory(status)) return load_model_directory<T>(path);
-  if (is_native_model_file(path)) return load_model_native<T>(path);
+  if (!fs::exists(status))
+    throw FileError(name, 0, "no such file or directory");
+  if (fs::is_directory(status))
+    return load_model_directory<T>(path);
+  if (is_native_model_file(path))
+    return load_model_native<T>(path);
   throw FileError(name, 0,
                   std::string("is not a model: ") + what_a_model_is +
                       (path.extension() == ".mtx"
@@ -538,7 +573,8 @@ template <class T> Model<T> load_model(const fs::path &path) {
 template <class T>
 void save_model_directory(const Model<T> &model, const fs::path &target_in) {
   fs::path target = target_in;
-  if (!target.has_filename()) target = target.parent_path(); // "out/" -> "out"
+  if (!target.has_filename())
+    target = target.parent_path(); // "out/" -> "out"
   const auto name = detail::display_name(target);
   if (target.empty() || target.filename() == "." || target.filename() == "..")
     throw FileError(detail::display_name(target_in), 0,
@@ -558,18 +594,21 @@ void save_model_directory(const Model<T> &model, const fs::path &target_in) {
                         "refusing to replace this directory: it contains '" + file +
                             "', which is not a model file");
     }
-    if (ec) throw FileError(name, 0, "cannot list the directory: " + ec.message());
+    if (ec)
+      throw FileError(name, 0, "cannot list the directory: " + ec.message());
   }
 
   TreeGuard temp{make_sibling_directory(target, "tmp")};
   auto to_csr = [](const LinearOperator<T> &op) -> CsrMatrix<T> {
-    if (auto csr = dynamic_cast<const CsrMatrix<T> *>(&op)) return *csr;
+    if (auto csr = dynamic_cast<const CsrMatrix<T> *>(&op))
+      return *csr;
     return op.to_csr();
   };
   write_matrix_market(temp.path / "A.mtx", to_csr(model.A()));
   write_matrix_market(temp.path / "B.mtx", to_csr(model.B()));
   write_matrix_market(temp.path / "C.mtx", to_csr(model.C()));
-  if (model.D()) write_matrix_market(temp.path / "D.mtx", to_csr(*model.D()));
+  if (model.D())
+    write_matrix_market(temp.path / "D.mtx", to_csr(*model.D()));
   write_values(temp.path / "bx.txt", model.bias_x());
   write_values(temp.path / "by.txt", model.bias_y());
   write_file_atomically(temp.path / "model.json", blocks_json(model.blocks()));
@@ -599,23 +638,26 @@ void save_model_directory(const Model<T> &model, const fs::path &target_in) {
   TreeGuard old{make_sibling_directory(target, "old")};
   if (::rename(target.c_str(), old.path.c_str()) != 0) {
     const int err = errno;
-    throw FileError(name, 0, "cannot move the old directory away: " + detail::errno_text(err));
+    throw FileError(name, 0,
+                    "cannot move the old directory away: " + detail::errno_text(err));
   }
   if (::rename(temp.path.c_str(), target.c_str()) != 0) {
     const int err = errno;
-    if (::rename(old.path.c_str(), target.c_str()) == 0) old.path.clear();
+    if (::rename(old.path.c_str(), target.c_str()) == 0)
+      old.path.clear();
     throw FileError(name, 0,
-                    "cannot rename the new directory into place: " + detail::errno_text(err));
+                    "cannot rename the new directory into place: " +
+                        detail::errno_text(err));
   }
   temp.path.clear();
   detail::sync_directory(parent);
 }
 
-#define TACIT_INSTANTIATE(T)                                                          \
-  template Batch<T> read_vectors<T>(const fs::path &, index_t);                       \
-  template void write_vectors<T>(const fs::path &, const Batch<T> &);                 \
-  template Model<T> load_model_directory<T>(const fs::path &);                        \
-  template Model<T> load_model<T>(const fs::path &);                                  \
+#define TACIT_INSTANTIATE(T)                                                             \
+  template Batch<T> read_vectors<T>(const fs::path &, index_t);                          \
+  template void write_vectors<T>(const fs::path &, const Batch<T> &);                    \
+  template Model<T> load_model_directory<T>(const fs::path &);                           \
+  template Model<T> load_model<T>(const fs::path &);                                     \
   template void save_model_directory<T>(const Model<T> &, const fs::path &);
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)

@@ -43,19 +43,35 @@ constexpr std::size_t section_header_bytes = 16;
 constexpr std::uint32_t flag_has_d = 1u;
 
 enum class ValueType : std::uint32_t { float32 = 1, float64 = 2 };
-enum class Role : std::uint32_t { blocks = 1, A = 2, B = 3, C = 4, D = 5, bx = 6, by = 7 };
+enum class Role : std::uint32_t {
+  blocks = 1,
+  A = 2,
+  B = 3,
+  C = 4,
+  D = 5,
+  bx = 6,
+  by = 7
+};
 enum class Kind : std::uint32_t { block_table = 1, csr = 2, dense_vector = 3 };
 
 const char *role_name(std::uint32_t role) {
   switch (role) {
-  case 1: return "blocks";
-  case 2: return "A";
-  case 3: return "B";
-  case 4: return "C";
-  case 5: return "D";
-  case 6: return "bx";
-  case 7: return "by";
-  default: return "?";
+  case 1:
+    return "blocks";
+  case 2:
+    return "A";
+  case 3:
+    return "B";
+  case 4:
+    return "C";
+  case 5:
+    return "D";
+  case 6:
+    return "bx";
+  case 7:
+    return "by";
+  default:
+    return "?";
   }
 }
 
@@ -83,23 +99,34 @@ std::uint32_t crc_update(std::uint32_t crc, const void *data, std::size_t size) 
 
 std::uint32_t activation_code(ActivationKind k) {
   switch (k) {
-  case ActivationKind::relu: return 0;
-  case ActivationKind::leaky_relu: return 1;
-  case ActivationKind::tanh: return 2;
-  case ActivationKind::sigmoid: return 3;
-  case ActivationKind::identity: return 4;
+  case ActivationKind::relu:
+    return 0;
+  case ActivationKind::leaky_relu:
+    return 1;
+  case ActivationKind::tanh:
+    return 2;
+  case ActivationKind::sigmoid:
+    return 3;
+  case ActivationKind::identity:
+    return 4;
   }
   return 0;
 }
 
 std::optional<ActivationKind> activation_from_code(std::uint32_t c) {
   switch (c) {
-  case 0: return ActivationKind::relu;
-  case 1: return ActivationKind::leaky_relu;
-  case 2: return ActivationKind::tanh;
-  case 3: return ActivationKind::sigmoid;
-  case 4: return ActivationKind::identity;
-  default: return std::nullopt;
+  case 0:
+    return ActivationKind::relu;
+  case 1:
+    return ActivationKind::leaky_relu;
+  case 2:
+    return ActivationKind::tanh;
+  case 3:
+    return ActivationKind::sigmoid;
+  case 4:
+    return ActivationKind::identity;
+  default:
+    return std::nullopt;
   }
 }
 
@@ -133,7 +160,8 @@ public:
   void write(const void *data, std::size_t size) { emit(data, size, true); }
   void write(const Bytes &b) { write(b.data.data(), b.data.size()); }
   void finish() {
-    if (left_ != 0) throw std::logic_error("native section length mismatch");
+    if (left_ != 0)
+      throw std::logic_error("native section length mismatch");
     file_.write(&crc_, sizeof crc_);
   }
 
@@ -141,7 +169,8 @@ private:
   void emit(const void *data, std::size_t size, bool payload) {
     crc_ = crc_update(crc_, data, size);
     file_.write(data, size);
-    if (payload) left_ -= size;
+    if (payload)
+      left_ -= size;
   }
   detail::AtomicFile &file_;
   std::uint64_t left_;
@@ -152,7 +181,8 @@ template <class T>
 void write_csr(detail::AtomicFile &file, Role role, const LinearOperator<T> &op) {
   const auto *csr_ptr = dynamic_cast<const CsrMatrix<T> *>(&op);
   std::optional<CsrMatrix<T>> materialised;
-  if (!csr_ptr) csr_ptr = &materialised.emplace(op.to_csr());
+  if (!csr_ptr)
+    csr_ptr = &materialised.emplace(op.to_csr());
   const CsrMatrix<T> &m = *csr_ptr;
   const std::uint32_t width = m.wide_indices() ? 8 : 4;
   const auto rows = static_cast<std::uint64_t>(m.rows());
@@ -215,20 +245,23 @@ public:
 
   /// \throws FileError (truncated) naming the offset and `what`.
   void read(void *dst, std::uint64_t n, const std::string &what) {
-    if (n > remaining()) truncated(n, what);
+    if (n > remaining())
+      truncated(n, what);
     if (fd_ < 0) {
       std::memcpy(dst, memory_.data() + offset_, n);
     } else {
       auto p = static_cast<char *>(dst);
       std::uint64_t left = n;
       while (left > 0) {
-        const auto got =
-            ::read(fd_, p, static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 30)));
+        const auto got = ::read(
+            fd_, p, static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 30)));
         if (got < 0) {
-          if (errno == EINTR) continue;
+          if (errno == EINTR)
+            continue;
           throw FileError(name_, 0,
-                          "read error at byte offset " + std::to_string(offset_ + (n - left)) +
-                              ": " + std::strerror(errno));
+                          "read error at byte offset " +
+                              std::to_string(offset_ + (n - left)) + ": " +
+                              std::strerror(errno));
         }
         if (got == 0) { // the file shrank while being read
           size_ = offset_ + (n - left);
@@ -243,9 +276,9 @@ public:
 
   [[noreturn]] void truncated(std::uint64_t n, const std::string &what) const {
     throw FileError(name_, 0,
-                    "truncated at byte offset " + std::to_string(offset_) + ": expected " +
-                        std::to_string(n) + " bytes of " + what + ", but only " +
-                        std::to_string(remaining()) + " remain");
+                    "truncated at byte offset " + std::to_string(offset_) +
+                        ": expected " + std::to_string(n) + " bytes of " + what +
+                        ", but only " + std::to_string(remaining()) + " remain");
   }
 
   [[noreturn]] void fail(const std::string &what) const {
@@ -288,7 +321,8 @@ public:
   /// Reads the rest of the payload (through a small buffer) and the CRC.
   void skip_rest() {
     char buf[1 << 16];
-    while (left_ > 0) read(buf, std::min<std::uint64_t>(left_, sizeof buf), "payload");
+    while (left_ > 0)
+      read(buf, std::min<std::uint64_t>(left_, sizeof buf), "payload");
   }
   /// Reads the stored CRC; true when it matches.
   bool crc_matches() {
@@ -300,7 +334,8 @@ public:
   /// Reads the rest and the CRC; throws on a mismatch.
   void finish() {
     skip_rest();
-    if (!crc_matches()) crc_error();
+    if (!crc_matches())
+      crc_error();
   }
   [[noreturn]] void crc_error() const {
     in_.fail("CRC mismatch in " + label() + ": stored " + hex32(stored_) + ", computed " +
@@ -310,7 +345,8 @@ public:
   /// the likelier cause), otherwise `problem`.
   [[noreturn]] void reject(const std::string &problem) {
     skip_rest();
-    if (!crc_matches()) crc_error();
+    if (!crc_matches())
+      crc_error();
     in_.fail(label() + ": " + problem);
   }
 
@@ -368,7 +404,8 @@ Header read_header(ByteReader &in) {
   r.p = load_le<std::uint64_t>(h + 32);
   r.q = load_le<std::uint64_t>(h + 40);
   r.sections = load_le<std::uint32_t>(h + 48);
-  constexpr auto limit = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2);
+  constexpr auto limit =
+      static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2);
   if (r.n > limit || r.p > limit || r.q > limit)
     in.fail("absurd dimensions in the header: n = " + std::to_string(r.n) +
             ", p = " + std::to_string(r.p) + ", q = " + std::to_string(r.q));
@@ -387,7 +424,8 @@ void read_values_as(SectionReader &s, std::uint64_t count, std::vector<T> &out) 
     for (std::uint64_t k = 0; k < count; k += chunk) {
       const auto m = std::min(chunk, count - k);
       s.read(buf.data(), m * sizeof(F), "values");
-      for (std::uint64_t t = 0; t < m; ++t) out[k + t] = static_cast<T>(buf[t]);
+      for (std::uint64_t t = 0; t < m; ++t)
+        out[k + t] = static_cast<T>(buf[t]);
     }
   }
 }
@@ -395,8 +433,10 @@ void read_values_as(SectionReader &s, std::uint64_t count, std::vector<T> &out) 
 template <class T>
 void read_values(SectionReader &s, ValueType type, std::uint64_t count,
                  std::vector<T> &out) {
-  if (type == ValueType::float32) read_values_as<T, float>(s, count, out);
-  else read_values_as<T, double>(s, count, out);
+  if (type == ValueType::float32)
+    read_values_as<T, float>(s, count, out);
+  else
+    read_values_as<T, double>(s, count, out);
 }
 
 template <class T>
@@ -410,14 +450,14 @@ CsrMatrix<T> read_csr(SectionReader &s, ValueType type, const ByteReader &in) {
   const std::uint64_t left = s.left();
   // Consistency with the section length, overflow-safe: every count is
   // bounded by the remaining payload before it is multiplied.
-  const bool consistent = (width == 4 || width == 8) && reserved == 0 &&
-                          rows < left / 8 && nnz <= left / (width + value_bytes) &&
-                          (rows + 1) * 8 + nnz * (width + value_bytes) == left &&
-                          cols <= static_cast<std::uint64_t>(
-                                      std::numeric_limits<index_t>::max() / 2);
+  const bool consistent =
+      (width == 4 || width == 8) && reserved == 0 && rows < left / 8 &&
+      nnz <= left / (width + value_bytes) &&
+      (rows + 1) * 8 + nnz * (width + value_bytes) == left &&
+      cols <= static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2);
   if (!consistent) {
-    std::string why = "inconsistent CSR header (rows " + std::to_string(rows) + ", cols " +
-                      std::to_string(cols) + ", nnz " + std::to_string(nnz) +
+    std::string why = "inconsistent CSR header (rows " + std::to_string(rows) +
+                      ", cols " + std::to_string(cols) + ", nnz " + std::to_string(nnz) +
                       ", index width " + std::to_string(width) + ") for a payload of " +
                       std::to_string(left + 32) + " bytes";
     s.reject(why);
@@ -464,8 +504,9 @@ std::vector<T> read_vector(SectionReader &s, ValueType type, const ByteReader &i
   const auto length = s.get<std::uint64_t>("vector length");
   const std::uint64_t value_bytes = type == ValueType::float32 ? 4 : 8;
   if (length > s.left() / value_bytes || length * value_bytes != s.left())
-    s.reject("vector of " + std::to_string(length) + " values does not fit a payload of " +
-             std::to_string(s.left() + 8) + " bytes");
+    s.reject("vector of " + std::to_string(length) +
+             " values does not fit a payload of " + std::to_string(s.left() + 8) +
+             " bytes");
   std::vector<T> v;
   read_values(s, type, length, v);
   s.finish();
@@ -484,15 +525,18 @@ std::vector<StateBlock> read_blocks(SectionReader &s, const ByteReader &in) {
   const auto *p = reinterpret_cast<const unsigned char *>(payload.data());
   std::size_t left = payload.size();
   auto bad = [&](const std::string &what) { in.fail(s.label() + ": " + what); };
-  if (left < 8) bad("the block table is shorter than its count");
+  if (left < 8)
+    bad("the block table is shorter than its count");
   const auto count = load_le<std::uint64_t>(p);
   p += 8;
   left -= 8;
-  if (count > left / 32) bad("block count " + std::to_string(count) + " does not fit the table");
+  if (count > left / 32)
+    bad("block count " + std::to_string(count) + " does not fit the table");
   std::vector<StateBlock> blocks;
   blocks.reserve(static_cast<std::size_t>(count));
   for (std::uint64_t k = 0; k < count; ++k) {
-    if (left < 32) bad("block " + std::to_string(k) + " is cut short");
+    if (left < 32)
+      bad("block " + std::to_string(k) + " is cut short");
     StateBlock b;
     const auto offset = load_le<std::uint64_t>(p);
     const auto size = load_le<std::uint64_t>(p + 8);
@@ -501,7 +545,8 @@ std::vector<StateBlock> read_blocks(SectionReader &s, const ByteReader &in) {
     const auto slope = load_le<double>(p + 24);
     p += 32;
     left -= 32;
-    if (name_length > left) bad("the name of block " + std::to_string(k) + " is cut short");
+    if (name_length > left)
+      bad("the name of block " + std::to_string(k) + " is cut short");
     b.name.assign(reinterpret_cast<const char *>(p), name_length);
     p += name_length;
     left -= name_length;
@@ -517,7 +562,8 @@ std::vector<StateBlock> read_blocks(SectionReader &s, const ByteReader &in) {
     b.activation = Activation{*kind, slope};
     blocks.push_back(std::move(b));
   }
-  if (left != 0) bad(std::to_string(left) + " unexpected bytes after the last block");
+  if (left != 0)
+    bad(std::to_string(left) + " unexpected bytes after the last block");
   return blocks;
 }
 
@@ -530,24 +576,37 @@ template <class T> Model<T> read_native(ByteReader &in) {
   for (std::uint32_t k = 0; k < h.sections; ++k) {
     const auto start = in.offset();
     unsigned char sh[section_header_bytes];
-    in.read(sh, sizeof sh, "section header " + std::to_string(k + 1) + " of " +
-                               std::to_string(h.sections));
+    in.read(sh, sizeof sh,
+            "section header " + std::to_string(k + 1) + " of " +
+                std::to_string(h.sections));
     const auto role = load_le<std::uint32_t>(sh);
     const auto kind = load_le<std::uint32_t>(sh + 4);
     const auto payload = load_le<std::uint64_t>(sh + 8);
     if (in.remaining() < 4 || payload > in.remaining() - 4)
-      in.fail("truncated at byte offset " + std::to_string(in.offset()) + ": expected a " +
-              std::to_string(payload) + "-byte payload and a 4-byte CRC for section " +
-              role_name(role) + " (" + std::to_string(k + 1) + " of " +
-              std::to_string(h.sections) + ", at byte offset " + std::to_string(start) +
-              "), but only " + std::to_string(in.remaining()) + " bytes remain");
+      in.fail("truncated at byte offset " + std::to_string(in.offset()) +
+              ": expected a " + std::to_string(payload) +
+              "-byte payload and a 4-byte CRC for section " + role_name(role) + " (" +
+              std::to_string(k + 1) + " of " + std::to_string(h.sections) +
+              ", at byte offset " + std::to_string(start) + "), but only " +
+              std::to_string(in.remaining()) + " bytes remain");
     SectionReader s(in, role, start, payload, crc_update(0, sh, sizeof sh));
     Kind expected;
     switch (role) {
-    case 1: expected = Kind::block_table; break;
-    case 2: case 3: case 4: case 5: expected = Kind::csr; break;
-    case 6: case 7: expected = Kind::dense_vector; break;
-    default: s.reject("unknown section role " + std::to_string(role));
+    case 1:
+      expected = Kind::block_table;
+      break;
+    case 2:
+    case 3:
+    case 4:
+    case 5:
+      expected = Kind::csr;
+      break;
+    case 6:
+    case 7:
+      expected = Kind::dense_vector;
+      break;
+    default:
+      s.reject("unknown section role " + std::to_string(role));
     }
     if (kind != static_cast<std::uint32_t>(expected))
       s.reject("section kind " + std::to_string(kind) +
@@ -556,23 +615,30 @@ template <class T> Model<T> read_native(ByteReader &in) {
     auto duplicate = [&] { s.reject("the file holds this section twice"); };
     switch (role) {
     case 1:
-      if (blocks) duplicate();
+      if (blocks)
+        duplicate();
       blocks = read_blocks(s, in);
       break;
-    case 2: case 3: case 4: case 5: {
+    case 2:
+    case 3:
+    case 4:
+    case 5: {
       auto &m = mat[role - 2];
-      if (m) duplicate();
+      if (m)
+        duplicate();
       if (role == 5 && !(h.flags & flag_has_d))
         s.reject("the header says the model has no D, but the file holds a D section");
       m = std::make_shared<CsrMatrix<T>>(read_csr<T>(s, h.type, in));
       break;
     }
     case 6:
-      if (bx) duplicate();
+      if (bx)
+        duplicate();
       bx = read_vector<T>(s, h.type, in);
       break;
     case 7:
-      if (by) duplicate();
+      if (by)
+        duplicate();
       by = read_vector<T>(s, h.type, in);
       break;
     }
@@ -584,10 +650,14 @@ template <class T> Model<T> read_native(ByteReader &in) {
   const bool has_d = h.flags & flag_has_d;
   const char *names[4] = {"A", "B", "C", "D"};
   for (int k = 0; k < (has_d ? 4 : 3); ++k)
-    if (!mat[k]) in.fail(std::string("missing section ") + names[k]);
-  if (!blocks) in.fail("missing section blocks");
-  if (!bx) in.fail("missing section bx");
-  if (!by) in.fail("missing section by");
+    if (!mat[k])
+      in.fail(std::string("missing section ") + names[k]);
+  if (!blocks)
+    in.fail("missing section blocks");
+  if (!bx)
+    in.fail("missing section bx");
+  if (!by)
+    in.fail("missing section by");
   // Dimensions against the header.
   auto dims_of = [](const CsrMatrix<T> &m) {
     return std::to_string(m.rows()) + " x " + std::to_string(m.cols());
@@ -598,16 +668,16 @@ template <class T> Model<T> read_native(ByteReader &in) {
   for (int k = 0; k < (has_d ? 4 : 3); ++k)
     if (mat[k]->rows() != want_rows[k] || mat[k]->cols() != want_cols[k])
       in.fail(std::string("section ") + names[k] + " is " + dims_of(*mat[k]) +
-              ", but the header says n = " + std::to_string(n) + ", p = " +
-              std::to_string(p) + ", q = " + std::to_string(q) + " (" + names[k] +
-              " must be " + std::to_string(want_rows[k]) + " x " +
+              ", but the header says n = " + std::to_string(n) +
+              ", p = " + std::to_string(p) + ", q = " + std::to_string(q) + " (" +
+              names[k] + " must be " + std::to_string(want_rows[k]) + " x " +
               std::to_string(want_cols[k]) + ")");
   if (static_cast<index_t>(bx->size()) != n)
-    in.fail("section bx has " + std::to_string(bx->size()) + " values, expected n = " +
-            std::to_string(n));
+    in.fail("section bx has " + std::to_string(bx->size()) +
+            " values, expected n = " + std::to_string(n));
   if (static_cast<index_t>(by->size()) != q)
-    in.fail("section by has " + std::to_string(by->size()) + " values, expected q = " +
-            std::to_string(q));
+    in.fail("section by has " + std::to_string(by->size()) +
+            " values, expected q = " + std::to_string(q));
   try {
     return Model<T>(mat[0], mat[1], mat[2], has_d ? mat[3] : nullptr, std::move(*bx),
                     std::move(*by), std::move(*blocks));
@@ -618,8 +688,7 @@ template <class T> Model<T> read_native(ByteReader &in) {
 
 } // namespace
 
-template <class T>
-void save_model_native(const Model<T> &model, const fs::path &file) {
+template <class T> void save_model_native(const Model<T> &model, const fs::path &file) {
   require_little_endian(detail::display_name(file));
   detail::AtomicFile out(file);
   const bool has_d = model.D() != nullptr;
@@ -640,7 +709,8 @@ void save_model_native(const Model<T> &model, const fs::path &file) {
   write_csr(out, Role::A, model.A());
   write_csr(out, Role::B, model.B());
   write_csr(out, Role::C, model.C());
-  if (has_d) write_csr(out, Role::D, *model.D());
+  if (has_d)
+    write_csr(out, Role::D, *model.D());
   write_vector(out, Role::bx, model.bias_x());
   write_vector(out, Role::by, model.bias_y());
   out.commit();
@@ -649,7 +719,8 @@ void save_model_native(const Model<T> &model, const fs::path &file) {
 template <class T> Model<T> load_model_native(const fs::path &file) {
   const auto name = detail::display_name(file);
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw FileError(name, 0, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0)
+    throw FileError(name, 0, std::string("cannot open: ") + std::strerror(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
@@ -657,7 +728,8 @@ template <class T> Model<T> load_model_native(const fs::path &file) {
   struct stat st {};
   if (::fstat(fd, &st) != 0)
     throw FileError(name, 0, std::string("cannot stat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw FileError(name, 0, "is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    throw FileError(name, 0, "is not a regular file");
   ByteReader in(name, fd, static_cast<std::uint64_t>(st.st_size));
   return read_native<T>(in);
 }
@@ -670,24 +742,28 @@ Model<T> parse_model_native(std::string_view bytes, const std::string &name) {
 
 bool is_native_model_file(const fs::path &path) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
+  if (!fs::is_regular_file(path, ec))
+    return false;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0)
+    return false;
   char head[8];
   std::size_t got = 0;
   while (got < sizeof head) {
     const auto r = ::read(fd, head + got, sizeof head - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
     got += static_cast<std::size_t>(r);
   }
   ::close(fd);
   return got == sizeof head && std::memcmp(head, magic, sizeof head) == 0;
 }
 
-#define TACIT_INSTANTIATE(T)                                                          \
-  template void save_model_native<T>(const Model<T> &, const fs::path &);             \
-  template Model<T> load_model_native<T>(const fs::path &);                           \
+#define TACIT_INSTANTIATE(T)                                                             \
+  template void save_model_native<T>(const Model<T> &, const fs::path &);                \
+  template Model<T> load_model_native<T>(const fs::path &);                              \
   template Model<T> parse_model_native<T>(std::string_view, const std::string &);
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)

@@ -26,9 +26,8 @@ class ScratchDir {
 public:
   ScratchDir() {
     static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("tacit_io_test_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter.fetch_add(1)));
+    path_ = fs::temp_directory_path() / ("tacit_io_test_" + std::to_string(::getpid()) +
+                                         "_" + std::to_string(counter.fetch_add(1)));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -77,20 +76,24 @@ template <class T> auto bits(T v) {
 }
 
 template <class T> bool same_bits(std::span<const T> a, std::span<const T> b) {
-  if (a.size() != b.size()) return false;
+  if (a.size() != b.size())
+    return false;
   for (std::size_t k = 0; k < a.size(); ++k)
-    if (bits(a[k]) != bits(b[k])) return false;
+    if (bits(a[k]) != bits(b[k]))
+      return false;
   return true;
 }
 
 /// Same dimensions, pattern and value bits.
 template <class T>
 bool same_csr(const tacit::CsrMatrix<T> &a, const tacit::CsrMatrix<T> &b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols() || a.nnz() != b.nnz()) return false;
+  if (a.rows() != b.rows() || a.cols() != b.cols() || a.nnz() != b.nnz())
+    return false;
   if (!std::equal(a.row_ptr().begin(), a.row_ptr().end(), b.row_ptr().begin()))
     return false;
   for (std::int64_t k = 0; k < a.nnz(); ++k)
-    if (a.column(k) != b.column(k)) return false;
+    if (a.column(k) != b.column(k))
+      return false;
   return same_bits(a.values(), b.values());
 }
 
@@ -100,16 +103,23 @@ template <class T> T awkward_value(std::mt19937_64 &rng, bool float_safe = false
   std::uniform_real_distribution<double> u(-1, 1);
   std::uniform_int_distribution<int> pick(0, 9);
   switch (pick(rng)) {
-  case 0: return T(-0.0);
-  case 1: return std::numeric_limits<T>::denorm_min() * T(1 + (rng() % 100));
+  case 0:
+    return T(-0.0);
+  case 1:
+    return std::numeric_limits<T>::denorm_min() * T(1 + (rng() % 100));
   case 2:
     return float_safe ? static_cast<T>(std::numeric_limits<float>::max() * u(rng))
                       : std::numeric_limits<T>::max() * static_cast<T>(u(rng));
-  case 3: return std::numeric_limits<T>::min() * static_cast<T>(u(rng));
-  case 4: return static_cast<T>(std::round(u(rng) * 1000));
-  case 5: return static_cast<T>(u(rng) * 1e-30);
-  case 6: return static_cast<T>(u(rng) * 1e30);
-  default: return static_cast<T>(u(rng));
+  case 3:
+    return std::numeric_limits<T>::min() * static_cast<T>(u(rng));
+  case 4:
+    return static_cast<T>(std::round(u(rng) * 1000));
+  case 5:
+    return static_cast<T>(u(rng) * 1e-30);
+  case 6:
+    return static_cast<T>(u(rng) * 1e30);
+  default:
+    return static_cast<T>(u(rng));
   }
 }
 
@@ -127,7 +137,8 @@ tacit::CsrMatrix<T> random_matrix(tacit::index_t m, tacit::index_t n, double den
     for (tacit::index_t j = 0; j < n; ++j)
       if (p(rng) < density) {
         T v = awkward_value<T>(rng, float_safe);
-        if (no_zeros && v == T(0)) v = T(0.5);
+        if (no_zeros && v == T(0))
+          v = T(0.5);
         t.push_back({i, j, v});
       }
   return tacit::CsrMatrix<T>::from_triplets(m, n, t, width);
@@ -139,16 +150,23 @@ tacit::Model<T> random_model(tacit::index_t n, tacit::index_t p, tacit::index_t 
                              std::uint64_t seed, bool with_d, bool with_biases,
                              bool with_blocks, bool float_safe = false) {
   using namespace tacit;
-  auto A = std::make_shared<CsrMatrix<T>>(random_matrix<T>(n, n, 0.3, seed, false, IndexWidth::automatic, float_safe));
-  auto B = std::make_shared<CsrMatrix<T>>(random_matrix<T>(n, p, 0.5, seed + 1, false, IndexWidth::automatic, float_safe));
-  auto C = std::make_shared<CsrMatrix<T>>(random_matrix<T>(q, n, 0.5, seed + 2, false, IndexWidth::automatic, float_safe));
+  auto A = std::make_shared<CsrMatrix<T>>(
+      random_matrix<T>(n, n, 0.3, seed, false, IndexWidth::automatic, float_safe));
+  auto B = std::make_shared<CsrMatrix<T>>(
+      random_matrix<T>(n, p, 0.5, seed + 1, false, IndexWidth::automatic, float_safe));
+  auto C = std::make_shared<CsrMatrix<T>>(
+      random_matrix<T>(q, n, 0.5, seed + 2, false, IndexWidth::automatic, float_safe));
   std::shared_ptr<CsrMatrix<T>> D;
-  if (with_d) D = std::make_shared<CsrMatrix<T>>(random_matrix<T>(q, p, 0.5, seed + 3, false, IndexWidth::automatic, float_safe));
+  if (with_d)
+    D = std::make_shared<CsrMatrix<T>>(
+        random_matrix<T>(q, p, 0.5, seed + 3, false, IndexWidth::automatic, float_safe));
   std::vector<T> bx, by;
   if (with_biases) {
     std::mt19937_64 rng(seed + 4);
-    for (index_t i = 0; i < n; ++i) bx.push_back(awkward_value<T>(rng, float_safe));
-    for (index_t i = 0; i < q; ++i) by.push_back(awkward_value<T>(rng, float_safe));
+    for (index_t i = 0; i < n; ++i)
+      bx.push_back(awkward_value<T>(rng, float_safe));
+    for (index_t i = 0; i < q; ++i)
+      by.push_back(awkward_value<T>(rng, float_safe));
   }
   std::vector<StateBlock> blocks;
   if (with_blocks && n >= 3) {
@@ -163,7 +181,8 @@ tacit::Model<T> random_model(tacit::index_t n, tacit::index_t p, tacit::index_t 
 
 template <class T>
 bool same_operator(const tacit::LinearOperator<T> *a, const tacit::LinearOperator<T> *b) {
-  if (!a || !b) return a == b;
+  if (!a || !b)
+    return a == b;
   return same_csr(a->to_csr(), b->to_csr());
 }
 
@@ -186,24 +205,40 @@ inline std::string mutate(const std::string &original, std::mt19937_64 &rng) {
     const std::size_t at = size ? rng() % size : 0;
     switch (rng() % 8) {
     case 0: // flip a bit
-      if (size) s[at] = static_cast<char>(s[at] ^ (1 << (rng() % 8)));
+      if (size)
+        s[at] = static_cast<char>(s[at] ^ (1 << (rng() % 8)));
       break;
     case 1: // random byte
-      if (size) s[at] = static_cast<char>(rng() % 256);
+      if (size)
+        s[at] = static_cast<char>(rng() % 256);
       break;
     case 2: // truncate
       s.resize(size ? rng() % size : 0);
       break;
     case 3: { // insert interesting bytes
-      static const char *pieces[] = {"\n", " ", "%", "-", "0", "9", "e", ".", "nan",
-                                     "1e999", "99999999999999999999", "\r\n", ",", "\0",
-                                     "%%MatrixMarket", "\xff"};
+      static const char *pieces[] = {"\n",
+                                     " ",
+                                     "%",
+                                     "-",
+                                     "0",
+                                     "9",
+                                     "e",
+                                     ".",
+                                     "nan",
+                                     "1e999",
+                                     "99999999999999999999",
+                                     "\r\n",
+                                     ",",
+                                     "\0",
+                                     "%%MatrixMarket",
+                                     "\xff"};
       const std::string piece = pieces[rng() % (sizeof pieces / sizeof *pieces)];
       s.insert(std::min(at, s.size()), piece.empty() ? std::string(1, '\0') : piece);
       break;
     }
     case 4: { // duplicate a line
-      if (!size) break;
+      if (!size)
+        break;
       const auto b = s.rfind('\n', at), e = s.find('\n', at);
       const auto from = b == std::string::npos ? 0 : b + 1;
       const auto to = e == std::string::npos ? s.size() : e + 1;
@@ -211,7 +246,8 @@ inline std::string mutate(const std::string &original, std::mt19937_64 &rng) {
       break;
     }
     case 5: { // remove a line
-      if (!size) break;
+      if (!size)
+        break;
       const auto b = s.rfind('\n', at), e = s.find('\n', at);
       const auto from = b == std::string::npos ? 0 : b + 1;
       const auto to = e == std::string::npos ? s.size() : e + 1;
@@ -219,13 +255,19 @@ inline std::string mutate(const std::string &original, std::mt19937_64 &rng) {
       break;
     }
     case 6: // change a digit
-      if (size && s[at] >= '0' && s[at] <= '9') s[at] = static_cast<char>('0' + rng() % 10);
-      else if (size) s[at] = static_cast<char>('0' + rng() % 10);
+      if (size && s[at] >= '0' && s[at] <= '9')
+        s[at] = static_cast<char>('0' + rng() % 10);
+      else if (size)
+        s[at] = static_cast<char>('0' + rng() % 10);
       break;
     default: // overwrite a little-endian word with an extreme value
       if (size >= 8) {
-        const std::uint64_t extremes[] = {0, 1, 0xffffffffffffffffull, 0x7fffffffffffffffull,
-                                          0x100000000ull, 0xffffffffull};
+        const std::uint64_t extremes[] = {0,
+                                          1,
+                                          0xffffffffffffffffull,
+                                          0x7fffffffffffffffull,
+                                          0x100000000ull,
+                                          0xffffffffull};
         const auto v = extremes[rng() % 6];
         const auto pos = rng() % (size - 7);
         std::memcpy(s.data() + pos, &v, rng() % 2 ? 8 : 4);

@@ -44,7 +44,8 @@ void expect_error(const std::string &text, std::int64_t line,
   CHECK(e.line() == line);
   const std::string msg = e.what();
   CHECK(msg.rfind(line > 0 ? "m.mtx:" + std::to_string(line) + ": " : "m.mtx: ", 0) == 0);
-  for (const char *w : words) CHECK_THAT(msg, Catch::Contains(w));
+  for (const char *w : words)
+    CHECK_THAT(msg, Catch::Contains(w));
 }
 
 const std::string coord_real = "%%MatrixMarket matrix coordinate real general\n";
@@ -73,20 +74,23 @@ TEST_CASE("Matrix Market reads every field and symmetry", "[io]") {
   }
   SECTION("integer and pattern") {
     const auto mi = parse_matrix_market<float>(
-        "%%MatrixMarket matrix coordinate integer general\n2 2 2\n1 2 -7\n2 2 +12\n", "t");
+        "%%MatrixMarket matrix coordinate integer general\n2 2 2\n1 2 -7\n2 2 +12\n",
+        "t");
     CHECK(dense(mi) == std::vector<double>{0, -7, 0, 12});
     const auto mp = parse_matrix_market<double>(
         "%%MatrixMarket matrix coordinate pattern general\n3 2 3\n3 1\n1 2\n2 2\n", "t");
     CHECK(dense(mp) == std::vector<double>{0, 1, 0, 1, 1, 0});
   }
   SECTION("symmetric and skew-symmetric expand the mirror entries") {
-    const auto ms = parse_matrix_market<double>(
-        "%%MatrixMarket matrix coordinate real symmetric\n3 3 4\n1 1 2\n2 1 3\n3 1 4\n3 3 5\n",
-        "t");
+    const auto ms =
+        parse_matrix_market<double>("%%MatrixMarket matrix coordinate real symmetric\n3 "
+                                    "3 4\n1 1 2\n2 1 3\n3 1 4\n3 3 5\n",
+                                    "t");
     CHECK(dense(ms) == std::vector<double>{2, 3, 4, 3, 0, 0, 4, 0, 5});
-    const auto mk = parse_matrix_market<double>(
-        "%%MatrixMarket matrix coordinate real skew-symmetric\n3 3 3\n2 1 3\n3 2 -4\n2 2 0\n",
-        "t");
+    const auto mk =
+        parse_matrix_market<double>("%%MatrixMarket matrix coordinate real "
+                                    "skew-symmetric\n3 3 3\n2 1 3\n3 2 -4\n2 2 0\n",
+                                    "t");
     CHECK(dense(mk) == std::vector<double>{0, -3, 0, 3, 0, 4, 0, -4, 0});
     CHECK(mk.nnz() == 4); // the zero diagonal entry is not stored
     const auto mp = parse_matrix_market<double>(
@@ -121,8 +125,8 @@ TEST_CASE("Matrix Market reads every field and symmetry", "[io]") {
     CHECK((a.rows() == 0 && a.cols() == 3));
   }
   SECTION("tiny values underflow to zero or a subnormal, as strtod does") {
-    const auto m = parse_matrix_market<float>(coord_real + "1 2 2\n1 1 1e-50\n1 2 1e-40\n",
-                                              "t");
+    const auto m =
+        parse_matrix_market<float>(coord_real + "1 2 2\n1 1 1e-50\n1 2 1e-40\n", "t");
     CHECK(m.values()[0] == 0.0f);
     CHECK(m.values()[1] == 1e-40f);
   }
@@ -146,7 +150,8 @@ TEMPLATE_TEST_CASE("Matrix Market write and read back are bit-exact", "[io]", fl
   const std::vector<std::string> inputs = {
       "%%MatrixMarket matrix coordinate integer general\n2 2 2\n1 2 -7\n2 2 12\n",
       "%%MatrixMarket matrix coordinate pattern general\n3 2 3\n3 1\n1 2\n2 2\n",
-      "%%MatrixMarket matrix coordinate real symmetric\n3 3 3\n1 1 0.1\n2 1 0.3\n3 3 1e-7\n",
+      "%%MatrixMarket matrix coordinate real symmetric\n3 3 3\n1 1 0.1\n2 1 0.3\n3 3 "
+      "1e-7\n",
       "%%MatrixMarket matrix coordinate real skew-symmetric\n3 3 2\n2 1 3.25\n3 2 -4\n",
       "%%MatrixMarket matrix array real symmetric\n2 2\n1.1\n2.2\n3.3\n",
       "%%MatrixMarket matrix array integer skew-symmetric\n3 3\n1\n0\n3\n"};
@@ -159,7 +164,8 @@ TEMPLATE_TEST_CASE("Matrix Market write and read back are bit-exact", "[io]", fl
     }
   }
   // The written text: banner, size line, one entry per line, shortest values.
-  const auto small = CsrMatrix<double>::from_dense(2, 2, std::vector<double>{0.1, 0, -2, 1e300});
+  const auto small =
+      CsrMatrix<double>::from_dense(2, 2, std::vector<double>{0.1, 0, -2, 1e300});
   write_matrix_market(dir / "s.mtx", small);
   CHECK(read_text(dir / "s.mtx") == "%%MatrixMarket matrix coordinate real general\n"
                                     "2 2 3\n1 1 0.1\n2 1 -2\n2 2 1e+300\n");
@@ -174,7 +180,8 @@ TEST_CASE("Matrix Market rejects malformed files with file, line and problem", "
     expect_error("", 0, {"empty file", "%%MatrixMarket"});
     expect_error("hello\n1 1 1\n", 1, {"not a Matrix Market file", "banner", "'hello'"});
     expect_error("%%MatrixMarket matrix coordinate real\n", 1, {"bad banner"});
-    expect_error("%%MatrixMarket matrix coordinate real general extra\n", 1, {"bad banner"});
+    expect_error("%%MatrixMarket matrix coordinate real general extra\n", 1,
+                 {"bad banner"});
     expect_error("%%MatrixMarket vector coordinate real general\n", 1,
                  {"unsupported object", "'vector'"});
     expect_error("%%MatrixMarket matrix sparse real general\n", 1,
@@ -187,17 +194,20 @@ TEST_CASE("Matrix Market rejects malformed files with file, line and problem", "
                  {"hermitian", "not supported"});
     expect_error("%%MatrixMarket matrix coordinate real diagonal\n", 1,
                  {"unknown symmetry", "'diagonal'"});
-    expect_error("%%MatrixMarket matrix array pattern general\n", 1, {"pattern", "array"});
+    expect_error("%%MatrixMarket matrix array pattern general\n", 1,
+                 {"pattern", "array"});
     expect_error("% comment first\n" + coord_real + "1 1 0\n", 1,
                  {"not a Matrix Market file"});
   }
   SECTION("size line") {
     expect_error(coord_real + "% only comments\n\n", 3, {"missing size line"});
-    expect_error(coord_real + "3 3\n", 2, {"bad size line", "'3 3'", "rows columns entries"});
+    expect_error(coord_real + "3 3\n", 2,
+                 {"bad size line", "'3 3'", "rows columns entries"});
     expect_error(coord_real + "3 x 3\n", 2, {"bad size line", "column count", "'x'"});
     expect_error(coord_real + "-3 3 1\n", 2, {"negative row count -3"});
     expect_error(coord_real + "3 3 -1\n", 2, {"negative entry count"});
-    expect_error(coord_real + "99999999999999999999 3 1\n", 2, {"row count", "too large"});
+    expect_error(coord_real + "99999999999999999999 3 1\n", 2,
+                 {"row count", "too large"});
     expect_error(coord_real + "100000000000 1 0\n", 2,
                  {"100000000000 x 1", "plausibly", "limit"});
     expect_error(coord_real + "2 2 5\n", 2, {"declares 5 entries", "4 positions"});
@@ -220,26 +230,29 @@ TEST_CASE("Matrix Market rejects malformed files with file, line and problem", "
     expect_error(coord_real + "3 4 2\n1 1 1\n2 -1 1\n", 4, {"column -1", "outside 1..4"});
     expect_error(coord_real + "3 3 2\n1 1 1\n2 2\n", 4,
                  {"expected 3 tokens (row column value), found 2", "'2 2'"});
-    expect_error(coord_real + "3 3 2\n1 1 1\n2 2 1 7\n", 4, {"expected 3 tokens", "found 4"});
+    expect_error(coord_real + "3 3 2\n1 1 1\n2 2 1 7\n", 4,
+                 {"expected 3 tokens", "found 4"});
     expect_error("%%MatrixMarket matrix coordinate pattern general\n3 3 1\n2 2 1\n", 3,
                  {"expected 2 tokens (row column)"});
     expect_error(coord_real + "3 3 2\n1 1 1\n2 2 abc\n", 4,
                  {"entry (2, 2)", "'abc'", "not a number"});
     expect_error(coord_real + "3 3 2\n1 1 1\n2 2 1.5.5\n", 4, {"not a number"});
-    expect_error(coord_real + "3 3 2\n1 1 1\nx 2 1\n", 4, {"row index 'x'", "not an integer"});
+    expect_error(coord_real + "3 3 2\n1 1 1\nx 2 1\n", 4,
+                 {"row index 'x'", "not an integer"});
     expect_error(coord_real + "3 3 2\n1 1 1\n2 2 nan\n", 4,
                  {"entry (2, 2)", "'nan'", "not finite"});
     expect_error(coord_real + "3 3 2\n1 1 1\n3 1 -inf\n", 4,
                  {"entry (3, 1)", "'-inf'", "not finite"});
-    expect_error(coord_real + "3 3 1\n1 1 1e999\n", 3, {"'1e999'", "out of range for double"});
+    expect_error(coord_real + "3 3 1\n1 1 1e999\n", 3,
+                 {"'1e999'", "out of range for double"});
     expect_error("%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 1 1.5\n", 3,
                  {"'1.5'", "not an integer"});
     expect_error(coord_real + "3 3 1\n1 99999999999999999999 1\n", 3,
                  {"column index", "out of range"});
     expect_error("%%MatrixMarket matrix coordinate real symmetric\n3 3 1\n1 2 1\n", 3,
                  {"entry (1, 2)", "above the diagonal", "lower triangle"});
-    expect_error("%%MatrixMarket matrix coordinate real skew-symmetric\n3 3 1\n2 2 0.5\n", 3,
-                 {"entry (2, 2)", "skew-symmetric", "must be zero", "'0.5'"});
+    expect_error("%%MatrixMarket matrix coordinate real skew-symmetric\n3 3 1\n2 2 0.5\n",
+                 3, {"entry (2, 2)", "skew-symmetric", "must be zero", "'0.5'"});
     expect_error("%%MatrixMarket matrix array real general\n1 2\n1\nfoo\n", 4,
                  {"entry (1, 2)", "'foo'", "not a number"});
     expect_error("%%MatrixMarket matrix array real general\n1 2\n1 2\n", 3,
@@ -261,12 +274,14 @@ TEST_CASE("Matrix Market rejects malformed files with file, line and problem", "
                  {"too few entries", "line 2", "declares 3", "after 2"});
     expect_error(coord_real + "3 3 1\n1 1 1\n% c\n2 2 2\n", 5,
                  {"too many entries", "declares 1", "line 5"});
-    expect_error(coord_real + "3 3 1\n1 1 1\ngarbage here\n", 4,
-                 {"unexpected content after the last of the 1 entries", "'garbage here'"});
+    expect_error(
+        coord_real + "3 3 1\n1 1 1\ngarbage here\n", 4,
+        {"unexpected content after the last of the 1 entries", "'garbage here'"});
     expect_error(coord_real + "3 3 3\n1 1 1\n2 2 2\n1 1 5\n", 5,
                  {"duplicate entry (1, 1)", "lines 3 and 5", "not summed"});
-    expect_error("%%MatrixMarket matrix coordinate real symmetric\n3 3 3\n2 1 1\n3 3 1\n2 1 4\n",
-                 5, {"duplicate entry (2, 1)", "lines 3 and 5"});
+    expect_error(
+        "%%MatrixMarket matrix coordinate real symmetric\n3 3 3\n2 1 1\n3 3 1\n2 1 4\n",
+        5, {"duplicate entry (2, 1)", "lines 3 and 5"});
     expect_error("%%MatrixMarket matrix array real general\n1 2\n1\n2\n3\n", 5,
                  {"too many values", "holds 2"});
     expect_error("%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n", 5,
@@ -274,8 +289,7 @@ TEST_CASE("Matrix Market rejects malformed files with file, line and problem", "
   }
 }
 
-TEST_CASE("Matrix Market reading large files in chunks gives the serial result",
-          "[io]") {
+TEST_CASE("Matrix Market reading large files in chunks gives the serial result", "[io]") {
   // About 24 MB of text: several 8 MiB chunks parsed in parallel.
   const index_t n = 3000;
   std::mt19937_64 rng(11);
@@ -300,7 +314,8 @@ TEST_CASE("Matrix Market reading large files in chunks gives the serial result",
   }
   const std::string size = std::to_string(n) + " " + std::to_string(n) + " ";
   const auto expected = CsrMatrix<double>::from_triplets(n, n, t);
-  const auto m = parse_matrix_market<double>(text + size + std::to_string(entries) + "\n" + body, "big");
+  const auto m = parse_matrix_market<double>(
+      text + size + std::to_string(entries) + "\n" + body, "big");
   CHECK(same_csr(m, expected));
 
   // Errors late in the file name the right line.
@@ -314,8 +329,8 @@ TEST_CASE("Matrix Market reading large files in chunks gives the serial result",
     const auto line_start = bad.rfind('\n', pos) + 1;
     bad.insert(line_start, "1 1 abc\n");
     try {
-      (void)parse_matrix_market<double>(text + size + std::to_string(entries + 1) + "\n" + bad,
-                                        "big");
+      (void)parse_matrix_market<double>(
+          text + size + std::to_string(entries + 1) + "\n" + bad, "big");
       FAIL("accepted a bad value");
     } catch (const FileError &e) {
       CHECK(e.line() == lines_before_body + line_count(bad.substr(0, line_start)) + 1);
@@ -325,8 +340,8 @@ TEST_CASE("Matrix Market reading large files in chunks gives the serial result",
   {
     // One entry too many, and a duplicate across chunks.
     try {
-      (void)parse_matrix_market<double>(text + size + std::to_string(entries - 1) + "\n" + body,
-                                        "big");
+      (void)parse_matrix_market<double>(
+          text + size + std::to_string(entries - 1) + "\n" + body, "big");
       FAIL("accepted too many entries");
     } catch (const FileError &e) {
       CHECK(e.line() == lines_before_body + line_count(body));
@@ -350,7 +365,8 @@ TEST_CASE("Matrix Market file errors and atomic writes", "[io]") {
     (void)read_matrix_market<double>(dir / "missing.mtx");
     FAIL("read a missing file");
   } catch (const FileError &e) {
-    CHECK_THAT(e.what(), Catch::Contains("missing.mtx") && Catch::Contains("cannot open"));
+    CHECK_THAT(e.what(),
+               Catch::Contains("missing.mtx") && Catch::Contains("cannot open"));
   }
   try {
     (void)read_matrix_market<double>(dir.path());
@@ -396,8 +412,10 @@ TEST_CASE("Matrix Market reader survives random mutations", "[io]") {
   // Every mutated file must be read or rejected with FileError: never a
   // crash, a hang or another exception.
   const std::vector<std::string> seeds = {
-      coord_real + "% comment\n4 5 6\n1 1 1.5\n2 3 -2e-3\n4 5 7\n3 1 0.25\n4 4 1e10\n1 5 -3\n",
-      "%%MatrixMarket matrix coordinate real symmetric\n4 4 4\n1 1 2\n2 1 -1\n4 2 3\n4 4 1\n",
+      coord_real +
+          "% comment\n4 5 6\n1 1 1.5\n2 3 -2e-3\n4 5 7\n3 1 0.25\n4 4 1e10\n1 5 -3\n",
+      "%%MatrixMarket matrix coordinate real symmetric\n4 4 4\n1 1 2\n2 1 -1\n4 2 3\n4 4 "
+      "1\n",
       "%%MatrixMarket matrix coordinate real skew-symmetric\n3 3 2\n2 1 1\n3 1 -2\n",
       "%%MatrixMarket matrix coordinate pattern general\n3 3 3\n1 1\n2 2\n3 1\n",
       "%%MatrixMarket matrix coordinate integer symmetric\n3 3 2\n1 1 4\n3 2 -5\n",
@@ -442,15 +460,18 @@ TEST_CASE("Matrix Market files stream in blocks with the results and messages of
     body += std::to_string(k / 40 + 1) + " " + std::to_string(k % 40 + 1) + " " +
             std::to_string(std::uniform_real_distribution<double>(-1, 1)(rng)) +
             (k % 7 ? "\n" : "\r\n");
-    if (k == 1500) body += "% " + std::string(5000, 'x') + "\n";
+    if (k == 1500)
+      body += "% " + std::string(5000, 'x') + "\n";
   }
   const std::string long_header_comments = [] {
     std::string s;
-    for (int k = 0; k < 2000; ++k) s += "% header comment line " + std::to_string(k) + "\n";
+    for (int k = 0; k < 2000; ++k)
+      s += "% header comment line " + std::to_string(k) + "\n";
     return s;
   }(); // about 50 KB before the size line
   auto file_text = [&](int declared, const std::string &b) {
-    return coord_real + long_header_comments + "100 40 " + std::to_string(declared) + "\n" + b;
+    return coord_real + long_header_comments + "100 40 " + std::to_string(declared) +
+           "\n" + b;
   };
   auto check_same = [&](const std::string &text) {
     write_text(dir / "f.mtx", text);
@@ -468,21 +489,26 @@ TEST_CASE("Matrix Market files stream in blocks with the results and messages of
     }
     CHECK(memory_error == file_error);
     CHECK(from_memory.has_value() == from_file.has_value());
-    if (from_memory && from_file) CHECK(same_csr(*from_memory, *from_file));
+    if (from_memory && from_file)
+      CHECK(same_csr(*from_memory, *from_file));
     return memory_error;
   };
   CHECK(check_same(file_text(entries, body)).empty());
   CHECK(check_same(file_text(entries, body + "% no final newline")).empty());
   CHECK_THAT(check_same(file_text(entries + 1, body + "1 1 1\n")),
              Catch::Contains("duplicate entry (1, 1)"));
-  CHECK_THAT(check_same(file_text(entries - 1, body)), Catch::Contains("too many entries"));
-  CHECK_THAT(check_same(file_text(entries + 1, body)), Catch::Contains("too few entries"));
+  CHECK_THAT(check_same(file_text(entries - 1, body)),
+             Catch::Contains("too many entries"));
+  CHECK_THAT(check_same(file_text(entries + 1, body)),
+             Catch::Contains("too few entries"));
   CHECK_THAT(check_same(file_text(entries, body + "junk")),
              Catch::Contains("unexpected content"));
   std::string bad = body;
   bad.replace(bad.size() - 30, 1, "z");
-  CHECK_THAT(check_same(file_text(entries, bad)), Catch::Contains("z") && Catch::Contains("is not"));
-  CHECK_THAT(check_same(coord_real + long_header_comments), Catch::Contains("missing size line"));
+  CHECK_THAT(check_same(file_text(entries, bad)),
+             Catch::Contains("z") && Catch::Contains("is not"));
+  CHECK_THAT(check_same(coord_real + long_header_comments),
+             Catch::Contains("missing size line"));
   // A file that is nothing but a long comment after the banner.
   CHECK_THAT(check_same(coord_real + "%" + std::string(30000, 'c')),
              Catch::Contains("missing size line"));

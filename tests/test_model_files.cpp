@@ -37,14 +37,16 @@ template <class F> FileError file_error(F &&f) {
 
 void check_words(const FileError &e, std::initializer_list<const char *> words) {
   INFO("message: " << e.what());
-  for (const char *w : words) CHECK_THAT(e.what(), Catch::Contains(w));
+  for (const char *w : words)
+    CHECK_THAT(e.what(), Catch::Contains(w));
 }
 
 /// Temporary names left by an interrupted or failed write.
 bool has_temporaries(const fs::path &dir) {
   for (const auto &e : fs::directory_iterator(dir)) {
     const auto name = e.path().filename().string();
-    if (name.find(".tmp-") != std::string::npos || name.find(".old-") != std::string::npos)
+    if (name.find(".tmp-") != std::string::npos ||
+        name.find(".old-") != std::string::npos)
       return true;
   }
   return false;
@@ -59,16 +61,17 @@ TEMPLATE_TEST_CASE("Model directories round-trip bit-exactly", "[io]", float, do
     for (bool with_biases : {false, true})
       for (bool with_blocks : {false, true}) {
         INFO("D " << with_d << ", biases " << with_biases << ", blocks " << with_blocks);
-        const auto model =
-            random_model<TestType>(13, 4, 3, 100 + variant++, with_d, with_biases, with_blocks);
+        const auto model = random_model<TestType>(13, 4, 3, 100 + variant++, with_d,
+                                                  with_biases, with_blocks);
         save_model_directory(model, dir / "model");
         const auto back = load_model<TestType>(dir / "model");
         CHECK(same_model(model, back));
         CHECK((back.D() != nullptr) == with_d);
         auto files = dir.list("model");
-        std::vector<std::string> expected = {"A.mtx", "B.mtx", "C.mtx", "bx.txt", "by.txt",
-                                             "model.json"};
-        if (with_d) expected.insert(expected.begin() + 3, "D.mtx");
+        std::vector<std::string> expected = {"A.mtx",  "B.mtx",  "C.mtx",
+                                             "bx.txt", "by.txt", "model.json"};
+        if (with_d)
+          expected.insert(expected.begin() + 3, "D.mtx");
         CHECK(files == expected);
         CHECK(dir.list() == std::vector<std::string>{"model"}); // replaced in place
       }
@@ -115,7 +118,8 @@ TEST_CASE("Model directory defaults and model.json", "[io]") {
     REQUIRE(m.D() != nullptr);
     CHECK(m.D()->nnz() == 1);
     REQUIRE(m.blocks().size() == 2);
-    CHECK(m.blocks()[0] == StateBlock{"l1", 0, 1, Activation{ActivationKind::tanh, 0.01}});
+    CHECK(m.blocks()[0] ==
+          StateBlock{"l1", 0, 1, Activation{ActivationKind::tanh, 0.01}});
     CHECK(m.blocks()[1] ==
           StateBlock{"l2", 1, 2, Activation{ActivationKind::leaky_relu, 0.1}});
   }
@@ -134,12 +138,14 @@ TEST_CASE("Model directory defaults and model.json", "[io]") {
     check_words(e, {"model.json", "invalid JSON"});
     write_text(json, R"({"blocks": [{"name": "a", "size": 2}]})");
     check_words(file_error(load), {"model.json", "sum to 2", "n = 3"});
-    write_text(json, R"({"blocks": [{"name": "a", "size": 2}, {"name": "b", "size": 5}]})");
+    write_text(json,
+               R"({"blocks": [{"name": "a", "size": 2}, {"name": "b", "size": 5}]})");
     check_words(file_error(load), {"blocks[1]", "'b'", "ends past"});
     write_text(json, R"({"blocks": [{"name": "a", "size": 3, "activation": "swish"}]})");
     check_words(file_error(load), {"blocks[0]", "unknown activation 'swish'"});
     write_text(json, R"({"blocks": [{"name": "a", "size": -3}]})");
-    check_words(file_error(load), {"blocks[0]", "\"size\"", "non-negative integer", "-3"});
+    check_words(file_error(load),
+                {"blocks[0]", "\"size\"", "non-negative integer", "-3"});
     write_text(json, R"({"blocks": [{"name": "a", "size": "3"}]})");
     check_words(file_error(load), {"\"size\"", "\"3\""});
     write_text(json, R"({"version": 2})");
@@ -168,18 +174,20 @@ TEST_CASE("Model directory errors name the files and sizes", "[io]") {
     check_words(file_error(load), {"C.mtx", "1 x 4", "A.mtx is 3 x 3", "n = 3 columns"});
     write_small_model(m);
     write_text(m / "D.mtx", mm_header + "2 2 0\n");
-    check_words(file_error(load), {"D.mtx", "2 x 2", "C.mtx has q = 1", "B.mtx has p = 2",
-                                   "1 x 2"});
+    check_words(file_error(load),
+                {"D.mtx", "2 x 2", "C.mtx has q = 1", "B.mtx has p = 2", "1 x 2"});
     write_small_model(m);
     write_text(m / "A.mtx", mm_header + "3 2 0\n");
     check_words(file_error(load), {"A.mtx", "3 x 2", "square"});
   }
   SECTION("biases") {
     write_text(m / "bx.txt", "1\n2\n");
-    check_words(file_error(load), {"bx.txt", "has 2 values, expected 3", "A.mtx is 3 x 3"});
+    check_words(file_error(load),
+                {"bx.txt", "has 2 values, expected 3", "A.mtx is 3 x 3"});
     write_text(m / "bx.txt", "1\n2\n3\n");
     write_text(m / "by.txt", "1\n2\n");
-    check_words(file_error(load), {"by.txt", "has 2 values, expected 1", "C.mtx is 1 x 3"});
+    check_words(file_error(load),
+                {"by.txt", "has 2 values, expected 1", "C.mtx is 1 x 3"});
     write_text(m / "by.txt", "1 2\n");
     auto e = file_error(load);
     CHECK(e.line() == 1);
@@ -261,13 +269,15 @@ TEMPLATE_TEST_CASE("Vector files round-trip bit-exactly", "[io]", float, double)
   Batch<TestType> Y(rows, cols);
   std::mt19937_64 rng(9);
   for (index_t j = 0; j < cols; ++j)
-    for (index_t i = 0; i < rows; ++i) Y(i, j) = awkward_value<TestType>(rng);
+    for (index_t i = 0; i < rows; ++i)
+      Y(i, j) = awkward_value<TestType>(rng);
   write_vectors(dir / "y.txt", Y);
   const auto back = read_vectors<TestType>(dir / "y.txt", rows);
   REQUIRE(back.cols() == cols);
   REQUIRE(back.rows() == rows);
   for (index_t j = 0; j < cols; ++j)
-    for (index_t i = 0; i < rows; ++i) CHECK(bits(back(i, j)) == bits(Y(i, j)));
+    for (index_t i = 0; i < rows; ++i)
+      CHECK(bits(back(i, j)) == bits(Y(i, j)));
   // One column per line.
   const auto text = read_text(dir / "y.txt");
   CHECK(std::count(text.begin(), text.end(), '\n') == cols);
@@ -337,11 +347,13 @@ TEST_CASE("Atomic writes", "[io]") {
     std::string expected;
     detail::AtomicFile file(dir / "pieces");
     std::mt19937_64 rng(3);
-    for (std::size_t size : {std::size_t{10}, std::size_t{600000}, std::size_t{5},
-                             std::size_t{1500000}, std::size_t{300000}, std::size_t{700000},
-                             std::size_t{524288}, std::size_t{1}, std::size_t{1048576}}) {
+    for (std::size_t size :
+         {std::size_t{10}, std::size_t{600000}, std::size_t{5}, std::size_t{1500000},
+          std::size_t{300000}, std::size_t{700000}, std::size_t{524288}, std::size_t{1},
+          std::size_t{1048576}}) {
       std::string piece(size, '\0');
-      for (auto &c : piece) c = static_cast<char>('a' + rng() % 26);
+      for (auto &c : piece)
+        c = static_cast<char>('a' + rng() % 26);
       if (size > 100 || size == 5) {
         file.write(piece);
       } else {

@@ -33,7 +33,9 @@ private:
   std::size_t bytes_impl() const override { return m_.bytes(); }
   std::string kind_impl() const override { return "wrapped"; }
   CsrMatrix<T> to_csr_impl() const override { return m_; }
-  std::optional<Entry> find_non_finite_impl() const override { return m_.find_non_finite(); }
+  std::optional<Entry> find_non_finite_impl() const override {
+    return m_.find_non_finite();
+  }
   CsrMatrix<T> m_;
 };
 
@@ -51,7 +53,8 @@ template <class F> FileError file_error(F &&f) {
 
 void check_words(const FileError &e, std::initializer_list<const char *> words) {
   INFO("message: " << e.what());
-  for (const char *w : words) CHECK_THAT(e.what(), Catch::Contains(w));
+  for (const char *w : words)
+    CHECK_THAT(e.what(), Catch::Contains(w));
 }
 
 FileError parse_error(const std::string &bytes) {
@@ -71,7 +74,8 @@ std::uint32_t crc(const std::string &s, std::size_t from, std::size_t to) {
   std::uint32_t c = 0xffffffffu;
   for (std::size_t k = from; k < to; ++k) {
     c ^= static_cast<unsigned char>(s[k]);
-    for (int b = 0; b < 8; ++b) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+    for (int b = 0; b < 8; ++b)
+      c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
   }
   return ~c;
 }
@@ -107,16 +111,16 @@ TEMPLATE_TEST_CASE("Native model files round-trip bit-exactly", "[io]", float, d
     for (bool with_biases : {false, true})
       for (bool with_blocks : {false, true}) {
         INFO("D " << with_d << ", biases " << with_biases << ", blocks " << with_blocks);
-        const auto model =
-            random_model<TestType>(14, 5, 3, 300 + variant++, with_d, with_biases, with_blocks);
+        const auto model = random_model<TestType>(14, 5, 3, 300 + variant++, with_d,
+                                                  with_biases, with_blocks);
         save_model_native(model, dir / "m.tacit");
         CHECK(is_native_model_file(dir / "m.tacit"));
         CHECK(same_model(load_model_native<TestType>(dir / "m.tacit"), model));
         CHECK(same_model(load_model<TestType>(dir / "m.tacit"), model)); // by magic
         // The other precision converts, like convert_model.
         using Other = std::conditional_t<std::is_same_v<TestType, float>, double, float>;
-        const auto safe = random_model<TestType>(14, 5, 3, 400 + variant, with_d, with_biases,
-                                                 with_blocks, true);
+        const auto safe = random_model<TestType>(14, 5, 3, 400 + variant, with_d,
+                                                 with_biases, with_blocks, true);
         save_model_native(safe, dir / "m.tacit");
         CHECK(same_model(load_model<Other>(dir / "m.tacit"), convert_model<Other>(safe)));
       }
@@ -138,10 +142,11 @@ TEST_CASE("Operators that are not CSR are materialised when saved", "[io]") {
   const auto a = random_matrix<double>(6, 6, 0.4, 1);
   const auto b = random_matrix<double>(6, 2, 0.6, 2);
   const auto c = random_matrix<double>(3, 6, 0.6, 3);
-  const Model<double> model(std::make_shared<WrappedOperator<double>>(a),
-                            std::make_shared<WrappedOperator<double>>(b),
-                            std::make_shared<WrappedOperator<double>>(c),
-                            std::make_shared<WrappedOperator<double>>(CsrMatrix<double>(3, 2)));
+  const Model<double> model(
+      std::make_shared<WrappedOperator<double>>(a),
+      std::make_shared<WrappedOperator<double>>(b),
+      std::make_shared<WrappedOperator<double>>(c),
+      std::make_shared<WrappedOperator<double>>(CsrMatrix<double>(3, 2)));
   save_model_native(model, dir / "m.tacit");
   const auto native = load_model<double>(dir / "m.tacit");
   CHECK(native.A().kind() == "csr");
@@ -213,13 +218,15 @@ TEST_CASE("Native reader rejects damaged files, naming what is wrong", "[io]") {
     const auto &a = sections[1];
     // Payload length far beyond the file.
     put<std::uint64_t>(bad, a.start + 8, std::uint64_t{1} << 60);
-    check_words(parse_error(bad), {"truncated", "1152921504606846976-byte payload", "section A"});
+    check_words(parse_error(bad),
+                {"truncated", "1152921504606846976-byte payload", "section A"});
     // A CSR header claiming 2^40 rows inside a payload of normal size, with a
     // valid CRC: inconsistent with its length.
     bad = good;
     put<std::uint64_t>(bad, a.start + 16, std::uint64_t{1} << 40);
     reseal(bad, a);
-    check_words(parse_error(bad), {"section A", "inconsistent CSR header", "rows 1099511627776"});
+    check_words(parse_error(bad),
+                {"section A", "inconsistent CSR header", "rows 1099511627776"});
     // Row pointers that decrease, with a valid CRC.
     bad = good;
     put<std::int64_t>(bad, a.start + 16 + 32 + 8 * 3, -5);
@@ -261,9 +268,10 @@ TEST_CASE("Native reader rejects damaged files, naming what is wrong", "[io]") {
     check_words(parse_error(bad), {"section bx", "twice"});
   }
   SECTION("values out of range for float") {
-    Model<double> big(std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::identity(2, 1e300)),
-                      std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::identity(2)),
-                      std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::identity(2)));
+    Model<double> big(
+        std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::identity(2, 1e300)),
+        std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::identity(2)),
+        std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::identity(2)));
     save_model_native(big, dir / "big.tacit");
     check_words(file_error([&] { (void)load_model<float>(dir / "big.tacit"); }),
                 {"big.tacit", "section A", "entry (1, 1)", "not finite in float"});
@@ -283,7 +291,8 @@ TEST_CASE("Native reader rejects damaged files, naming what is wrong", "[io]") {
     fs::create_directory(dir / "dir.tacit");
     CHECK_THROWS_AS(save_model_native(model, dir / "dir.tacit"), FileError);
     CHECK(fs::is_empty(dir / "dir.tacit"));
-    for (const auto &name : dir.list()) CHECK(name.find(".tmp-") == std::string::npos);
+    for (const auto &name : dir.list())
+      CHECK(name.find(".tmp-") == std::string::npos);
   }
 }
 
@@ -306,7 +315,8 @@ TEST_CASE("Native reader survives random mutations", "[io]") {
         std::size_t at = 56;
         while (at + 16 <= bytes.size()) {
           const auto len = get<std::uint64_t>(bytes, at + 8);
-          if (len > bytes.size() - at - 16 || bytes.size() - at - 16 - len < 4) break;
+          if (len > bytes.size() - at - 16 || bytes.size() - at - 16 - len < 4)
+            break;
           put(bytes, at + 16 + len, crc(bytes, at, at + 16 + len));
           at += 16 + len + 4;
         }

@@ -54,8 +54,7 @@ enum class MatrixMarketFormat { coordinate, array };
 /// Large coordinate files are parsed in parallel chunks; the result and the
 /// reported error (the first in file order) do not depend on the chunking.
 /// \throws FileError naming the file, the line and the problem.
-template <class T>
-CsrMatrix<T> read_matrix_market(const std::filesystem::path &path);
+template <class T> CsrMatrix<T> read_matrix_market(const std::filesystem::path &path);
 /// The same from a stream (read to its end); `name` is used in error messages.
 template <class T>
 CsrMatrix<T> read_matrix_market(std::istream &in, const std::string &name);
@@ -71,8 +70,7 @@ CsrMatrix<T> parse_matrix_market(std::string_view text, const std::string &name)
 /// \throws InvalidArgument on a NaN/Inf entry (naming it); FileError on I/O
 /// failure.
 template <class T>
-void write_matrix_market(const std::filesystem::path &path,
-                         const CsrMatrix<T> &matrix,
+void write_matrix_market(const std::filesystem::path &path, const CsrMatrix<T> &matrix,
                          MatrixMarketFormat format = MatrixMarketFormat::coordinate);
 
 /// Loads a model from a directory (see the file comment) or from a native
@@ -85,8 +83,7 @@ template <class T> Model<T> load_model(const std::filesystem::path &path);
 
 /// Loads a model directory (A.mtx, B.mtx, C.mtx, optional D.mtx, bx.txt,
 /// by.txt, model.json).
-template <class T>
-Model<T> load_model_directory(const std::filesystem::path &dir);
+template <class T> Model<T> load_model_directory(const std::filesystem::path &dir);
 
 /// Writes a model directory: A.mtx, B.mtx, C.mtx, D.mtx (when D is not null),
 /// bx.txt, by.txt and model.json. Operators are materialised as CSR. The files
@@ -95,8 +92,7 @@ Model<T> load_model_directory(const std::filesystem::path &dir);
 /// files (so a mistaken path cannot delete unrelated data).
 /// \throws FileError (nothing is changed on failure).
 template <class T>
-void save_model_directory(const Model<T> &model,
-                          const std::filesystem::path &dir);
+void save_model_directory(const Model<T> &model, const std::filesystem::path &dir);
 
 /// Writes the native binary model file (version 1), little-endian:
 ///
@@ -119,15 +115,13 @@ void save_model_directory(const Model<T> &model,
 /// are not CSR are materialised with to_csr(). Written atomically.
 /// \throws FileError on I/O failure or on a big-endian host.
 template <class T>
-void save_model_native(const Model<T> &model,
-                       const std::filesystem::path &file);
+void save_model_native(const Model<T> &model, const std::filesystem::path &file);
 
 /// Reads a native model file; a file stored in the other precision is
 /// converted. \throws FileError for a wrong magic, unsupported version,
 /// truncation (naming the byte offset and what was expected), a CRC mismatch
 /// (naming the section) or inconsistent content.
-template <class T>
-Model<T> load_model_native(const std::filesystem::path &file);
+template <class T> Model<T> load_model_native(const std::filesystem::path &file);
 /// The same from the bytes of a native file in memory.
 template <class T>
 Model<T> parse_model_native(std::string_view bytes, const std::string &name);
@@ -151,7 +145,6 @@ void write_vectors(const std::filesystem::path &path, const Batch<T> &Y);
 /// Writes `content` to `path` atomically: a temporary file in the same
 /// directory, fsync, rename over `path`. On failure the temporary file is
 /// removed and `path` is untouched. \throws FileError.
-void write_file_atomically(const std::filesystem::path &path,
-                           const std::string &content);
+void write_file_atomically(const std::filesystem::path &path, const std::string &content);
 
 } // namespace tacit

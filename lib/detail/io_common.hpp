@@ -65,7 +65,8 @@ public:
   /// Buffer to append formatted text to; call flush_if_large() now and then.
   std::string &buffer() noexcept { return buffer_; }
   void flush_if_large() {
-    if (buffer_.size() >= (std::size_t{1} << 20)) flush();
+    if (buffer_.size() >= (std::size_t{1} << 20))
+      flush();
   }
   /// Writes the buffer, fsyncs, closes and renames into place.
   void commit();
@@ -104,29 +105,35 @@ enum class NumberStatus { ok, not_a_number, out_of_range, non_finite };
 /// does); values too large are out_of_range; "nan"/"inf" are non_finite.
 template <class T>
 inline NumberStatus parse_real(const char *begin, const char *end, T &value) {
-  if (begin != end && *begin == '+' && end - begin > 1 && begin[1] != '-') ++begin;
+  if (begin != end && *begin == '+' && end - begin > 1 && begin[1] != '-')
+    ++begin;
   auto r = std::from_chars(begin, end, value);
   if (r.ec == std::errc::result_out_of_range && r.ptr == end) {
     // Overflow or underflow: decide with the wider long double.
     long double wide = 0;
     const auto r2 = std::from_chars(begin, end, wide);
-    if (r2.ec != std::errc() || r2.ptr != end) return NumberStatus::out_of_range;
+    if (r2.ec != std::errc() || r2.ptr != end)
+      return NumberStatus::out_of_range;
     value = static_cast<T>(wide);
     return std::isfinite(value) ? NumberStatus::ok : NumberStatus::out_of_range;
   }
-  if (r.ec != std::errc() || r.ptr != end) return NumberStatus::not_a_number;
-  if (!std::isfinite(value)) return NumberStatus::non_finite;
+  if (r.ec != std::errc() || r.ptr != end)
+    return NumberStatus::not_a_number;
+  if (!std::isfinite(value))
+    return NumberStatus::non_finite;
   return NumberStatus::ok;
 }
 
 /// Parses the whole of [begin, end) as a decimal integer (leading '+' accepted).
 inline NumberStatus parse_integer(const char *begin, const char *end,
                                   std::int64_t &value) {
-  if (begin != end && *begin == '+' && end - begin > 1 && begin[1] != '-') ++begin;
+  if (begin != end && *begin == '+' && end - begin > 1 && begin[1] != '-')
+    ++begin;
   const auto r = std::from_chars(begin, end, value);
   if (r.ec == std::errc::result_out_of_range && r.ptr == end)
     return NumberStatus::out_of_range;
-  if (r.ec != std::errc() || r.ptr != end) return NumberStatus::not_a_number;
+  if (r.ec != std::errc() || r.ptr != end)
+    return NumberStatus::not_a_number;
   return NumberStatus::ok;
 }
 

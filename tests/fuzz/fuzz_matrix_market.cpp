@@ -14,8 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     // A matrix that was accepted is well formed: products work on it.
     std::vector<double> x(static_cast<std::size_t>(m.cols()), 1.0),
         y(static_cast<std::size_t>(m.rows()));
-    m.apply(tacit::Mode::normal, 1.0, std::span<const double>(x), 0.0, std::span<double>(y),
-            tacit::Execution::reference);
+    m.apply(tacit::Mode::normal, 1.0, std::span<const double>(x), 0.0,
+            std::span<double>(y), tacit::Execution::reference);
   } catch (const tacit::FileError &) {
   }
   try {
