@@ -704,47 +704,51 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
 
 template <class T>
 void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Batch<T> &U,
-                  Batch<T> &Z) {
+                  SlabBuffer<T> &Z) {
   const index_t n = B.rows();
+  if (U.rows() != B.cols() || static_cast<index_t>(bias.size()) != n)
+    throw InvalidArgument("affine_batch: B is " + std::to_string(n) + " x " +
+                          std::to_string(B.cols()) + ", U has " + std::to_string(U.rows()) +
+                          " rows, bias has " + std::to_string(bias.size()) + " entries");
+  Z.reshape(n, U.cols(), U.slab_width());
+  Z.zero();
+  const index_t S = Z.slabs, W = Z.width;
   const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&B);
   if (!csr) {
-    for (index_t s = 0; s < Z.slab_count(); ++s) {
-      auto z = Z.slab(s);
-      for (index_t i = 0; i < n; ++i) std::fill(z.row(i), z.row(i) + z.cols, bias[i]);
+    for (index_t s = 0; s < S; ++s) {
+      const index_t ncols = Z.slab_cols(s);
+      T *z = Z.slab(s);
+      for (index_t i = 0; i < n; ++i) std::fill(z + i * W, z + i * W + ncols, bias[i]);
+      B.apply(Mode::normal, T(1), U.slab(s), T(1), MatrixView<T>{z, n, ncols, W});
     }
-    B.apply(Mode::normal, T(1), U, T(1), Z);
     return;
   }
-  if (Z.rows() != n || U.rows() != B.cols() || Z.cols() != U.cols() ||
-      Z.slab_width() != U.slab_width())
-    throw InvalidArgument("affine_batch: shapes do not match");
-  const index_t S = Z.slab_count();
   const index_t P = part_count(csr->nnz() + n);
   std::vector<index_t> bounds(static_cast<std::size_t>(P) + 1);
   balanced_row_partition(csr->row_ptr(), static_cast<int>(P), bounds);
   csr->visit_columns([&](auto cols) {
     for_tasks(S * P, true, [&](index_t t) {
       const index_t s = t / P, p = t % P;
-      auto z = Z.slab(s);
+      T *z = Z.slab(s);
       const auto u = U.slab(s);
       const auto *ptr = csr->row_ptr().data();
       const T *vals = csr->values().data();
       for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
-        for_column_chunks<T>(z.cols, [&](auto cw, index_t c0) {
+        for_column_chunks<T>(u.cols, [&](auto cw, index_t c0) {
           constexpr int CW = decltype(cw)::value;
           T v[CW];
           row_sum4<CW>(vals, cols.data(), ptr[i], ptr[i + 1], u.data + c0, u.ld, v);
 #pragma GCC unroll 32
-          for (int w = 0; w < CW; ++w) z(i, c0 + w) = v[w] + bias[i];
+          for (int w = 0; w < CW; ++w) z[i * W + c0 + w] = v[w] + bias[i];
         });
     });
   });
 }
 
 template void affine_batch(const LinearOperator<float> &, std::span<const float>,
-                           const Batch<float> &, Batch<float> &);
+                           const Batch<float> &, SlabBuffer<float> &);
 template void affine_batch(const LinearOperator<double> &, std::span<const double>,
-                           const Batch<double> &, Batch<double> &);
+                           const Batch<double> &, SlabBuffer<double> &);
 
 template class FixedPointSystem<float>;
 template class FixedPointSystem<double>;

@@ -94,19 +94,20 @@ template <class T> bool same_shape(const Batch<T> &a, index_t rows, index_t cols
   return a.rows() == rows && a.cols() == cols && a.slab_width() == w;
 }
 
-/// Runs the engine on z for the whole operator; X in/out.
+/// Runs the engine for the whole operator on c (slab-major, the shape of X);
+/// X in/out.
 template <class T>
 void picard_into(const detail::FixedPointSystem<T> &system, detail::FixedPointWork<T> &work,
-                 const Batch<T> &z, Batch<T> &X, bool warm, const PicardOptions &options,
+                 const T *c, Batch<T> &X, bool warm, const PicardOptions &options,
                  const std::function<void(int, double)> &progress, SolveReport &report) {
-  const index_t n = z.rows(), k = z.cols(), W = z.slab_width(), S = z.slab_count();
+  const index_t n = X.rows(), k = X.cols(), W = X.slab_width(), S = X.slab_count();
   work.reserve(n, S, W, options.anderson_depth,
                static_cast<index_t>(system.parts().size()) - 1, !system.is_csr(), false);
   const auto total = static_cast<std::size_t>(n * S * W);
   if (warm) std::memcpy(work.initial(0), X.storage().data(), total * sizeof(T));
   else std::fill(work.initial(0), work.initial(0) + total, T(0));
   detail::FixedPointRun<T> run;
-  run.c = z.storage().data();
+  run.c = c;
   run.columns = k;
   run.zero_start = !warm;
   run.parallel = true;
@@ -135,7 +136,7 @@ template <class T> struct EquilibriumSolver<T>::Impl {
   detail::FixedPointWork<T> picard_work;
   std::unique_ptr<detail::SweepPlan<T>> plan;          // sweep
   detail::SweepWork<T> sweep_work;
-  Batch<T> Z;
+  detail::SlabBuffer<T> Z, X; // aligned: Z = B U + b, and the sweep's states
 
   Impl(const Model<T> &m, SolveOptions o) : model(m), options(std::move(o)) {}
 };
@@ -246,17 +247,19 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
                           ", the model has p = " + std::to_string(m.inputs()) + " inputs");
   const bool warm = im.options.picard.warm_start && same_shape(X, n, k, W);
   if (!same_shape(X, n, k, W)) X = Batch<T>(n, k, W);
-  if (!same_shape(im.Z, n, k, W)) im.Z = Batch<T>(n, k, W);
   // Z = B U + b (real columns only: padding stays zero).
   detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
 
   SolveReport report;
   if (im.method == SolveMethod::sweep) {
     report.method = SolveMethod::sweep;
-    detail::run_sweep(*im.plan, im.sweep_work, im.Z, X, im.options.picard, warm,
+    if (warm) im.X.copy_from(X);
+    else im.X.reshape(n, k, W); // every state is written before it is read
+    detail::run_sweep(*im.plan, im.sweep_work, im.Z, im.X, im.options.picard, warm,
                       im.options.progress, report);
+    im.X.copy_to(X);
   } else {
-    picard_into(*im.system, im.picard_work, im.Z, X, warm, im.options.picard,
+    picard_into(*im.system, im.picard_work, im.Z.data.data(), X, warm, im.options.picard,
                 im.options.progress, report);
   }
   report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
@@ -286,7 +289,7 @@ SolveReport picard_solve(const LinearOperator<T> &A, std::span<const Activation>
   detail::FixedPointSystem<T> system(A, activations);
   detail::FixedPointWork<T> work;
   SolveReport report;
-  picard_into(system, work, z, X, warm, options, progress, report);
+  picard_into(system, work, z.storage().data(), X, warm, options, progress, report);
   return report;
 }
 

@@ -251,8 +251,8 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
 template <class T> struct SweepRunner {
   const SweepPlan<T> &plan;
   SweepWork<T> &work;
-  const Batch<T> &Z;
-  Batch<T> &X;
+  const SlabBuffer<T> &Z;
+  SlabBuffer<T> &X;
   const PicardOptions &opt;
   bool warm;
   index_t S, W, k;
@@ -267,10 +267,10 @@ template <class T> struct SweepRunner {
   SolveStatus fail_status = SolveStatus::converged;
   double fail_residual = 0;
 
-  SweepRunner(const SweepPlan<T> &p, SweepWork<T> &w, const Batch<T> &z, Batch<T> &x,
-              const PicardOptions &o, bool warm_start)
-      : plan(p), work(w), Z(z), X(x), opt(o), warm(warm_start), S(x.slab_count()),
-        W(x.slab_width()), k(x.cols()), residual(w.residual), flags(w.flags),
+  SweepRunner(const SweepPlan<T> &p, SweepWork<T> &w, const SlabBuffer<T> &z,
+              SlabBuffer<T> &x, const PicardOptions &o, bool warm_start)
+      : plan(p), work(w), Z(z), X(x), opt(o), warm(warm_start), S(x.slabs), W(x.width),
+        k(x.cols), residual(w.residual), flags(w.flags),
         iterations(w.iterations), status(w.status) {
     const auto cols = static_cast<std::size_t>(k);
     residual.assign(cols, 0.0);
@@ -286,8 +286,8 @@ template <class T> struct SweepRunner {
 
   /// 1x1 rows at positions [p0, p1) for slab s.
   void singles(index_t p0, index_t p1, index_t s, SweepPartial &part) {
-    T *x = X.slab(s).data;
-    const T *z = Z.slab(s).data;
+    T *x = X.slab(s);
+    const T *z = Z.slab(s);
     const index_t ncols = X.slab_cols(s);
     with_cols([&](const auto *cols) {
       for (index_t p = p0; p < p1; ++p) {
@@ -350,8 +350,8 @@ template <class T> struct SweepRunner {
   /// [r0, r1) of block b, slab s, into the engine's buffers (ld W).
   void prepare_block(const SweepBlock<T> &blk, index_t r0, index_t r1, index_t s,
                      T *c, T *x0) {
-    const T *x = X.slab(s).data;
-    const T *z = Z.slab(s).data;
+    const T *x = X.slab(s);
+    const T *z = Z.slab(s);
     const index_t ncols = X.slab_cols(s);
     with_cols([&](const auto *cols) {
       for (index_t r = r0; r < r1; ++r) {
@@ -371,7 +371,7 @@ template <class T> struct SweepRunner {
 
   void write_back(const SweepBlock<T> &blk, index_t r0, index_t r1, index_t s,
                   const T *xb) {
-    T *x = X.slab(s).data;
+    T *x = X.slab(s);
     const index_t ncols = X.slab_cols(s);
     for (index_t r = r0; r < r1; ++r) {
       const index_t i = plan.row_of[blk.p0 + r];
@@ -549,11 +549,10 @@ template <class T> struct SweepRunner {
 };
 
 template <class T>
-void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const Batch<T> &Z,
-               Batch<T> &X, const PicardOptions &options, bool warm_start,
+void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const SlabBuffer<T> &Z,
+               SlabBuffer<T> &X, const PicardOptions &options, bool warm_start,
                const std::function<void(int, double)> &progress, SolveReport &report) {
-  if (Z.rows() != plan.n || X.rows() != plan.n || Z.cols() != X.cols() ||
-      Z.slab_width() != X.slab_width())
+  if (Z.rows != plan.n || X.rows != plan.n || Z.cols != X.cols || Z.width != X.width)
     throw InvalidArgument("sweep: Z and X must both be n x k with the same slab width");
   SweepRunner<T> runner(plan, work, Z, X, options, warm_start);
   runner.go(progress);
@@ -562,11 +561,11 @@ void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const Batch<T> &Z,
 
 template class SweepPlan<float>;
 template class SweepPlan<double>;
-template void run_sweep(const SweepPlan<float> &, SweepWork<float> &, const Batch<float> &,
-                        Batch<float> &, const PicardOptions &, bool,
+template void run_sweep(const SweepPlan<float> &, SweepWork<float> &,
+                        const SlabBuffer<float> &, SlabBuffer<float> &, const PicardOptions &, bool,
                         const std::function<void(int, double)> &, SolveReport &);
 template void run_sweep(const SweepPlan<double> &, SweepWork<double> &,
-                        const Batch<double> &, Batch<double> &, const PicardOptions &,
+                        const SlabBuffer<double> &, SlabBuffer<double> &, const PicardOptions &,
                         bool, const std::function<void(int, double)> &, SolveReport &);
 
 } // namespace tacit::detail

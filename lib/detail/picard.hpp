@@ -10,6 +10,8 @@
 
 #include <tacit/solve.hpp>
 
+#include "detail/slab_buffer.hpp"
+
 namespace tacit::detail {
 
 /// The map x -> phi(M x + c): M as CSR arrays (fused product + activation) or
@@ -82,9 +84,9 @@ private:
   template <class U> friend struct FixedPointRunner;
   index_t rows_ = 0, slabs_ = 0, width_ = 0, parts_ = 0;
   int depth_ = 0;
-  std::vector<T> x_[2], c_, y_;
+  aligned_vector<T> x_[2], c_, y_;
   // Anderson: current and previous g, previous f, rings of differences.
-  std::vector<T> g_, g_prev_, f_prev_, dF_, dG_;
+  aligned_vector<T> g_, g_prev_, f_prev_, dF_, dG_;
   std::vector<double> gram_, rhs_, gamma_, inner_;
   std::vector<ColumnState> columns_;
   std::vector<unsigned char> parity_, slab_active_, on_;
@@ -118,12 +120,13 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
                            index_t slabs, index_t width, index_t columns,
                            std::span<double> out);
 
-/// Z = B U + bias (bias broadcast over the real columns; padding left as
-/// is). For a CSR B every entry is summed in the fixed order of the solver
-/// kernels, so a column of Z does not depend on the batch width.
+/// Z = B U + bias (bias broadcast over the real columns; padding zero), Z
+/// reshaped to B.rows() x U.cols() with U's slab width. For a CSR B every
+/// entry is summed in the fixed order of the solver kernels, so a column of
+/// Z does not depend on the batch width.
 template <class T>
 void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Batch<T> &U,
-                  Batch<T> &Z);
+                  SlabBuffer<T> &Z);
 
 /// Checks PicardOptions; \throws InvalidArgument naming the bad field.
 void validate(const PicardOptions &options);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -18,9 +19,33 @@
 
 namespace tacit::detail {
 
-/// Widest column chunk: 128 bytes (16 doubles, 32 floats), i.e. 4 x 4 (or
-/// 4 x 2) vector accumulators in registers for the four partial sums.
-template <class T> inline constexpr int wide_chunk = static_cast<int>(128 / sizeof(T));
+/// Bytes of the widest hardware vector the kernels are compiled for.
+#if defined(__AVX512F__)
+inline constexpr int vector_bytes = 64;
+#elif defined(__AVX__)
+inline constexpr int vector_bytes = 32;
+#else
+inline constexpr int vector_bytes = 16;
+#endif
+
+/// Widest column chunk: two hardware vectors (16 doubles / 32 floats with
+/// AVX-512), i.e. 4 partial sums x 2 vectors = 8 accumulator registers.
+/// Only speed depends on it: every chunk width gives the same bits.
+template <class T> inline constexpr int wide_chunk = static_cast<int>(2 * vector_bytes / sizeof(T));
+
+/// A vector of L values of T (GCC vector extension, at most one hardware
+/// vector). The kernels use explicit vector types because the compiler's own
+/// vectorisation of per-column accumulator arrays is fragile once inlined
+/// into a caller (it scalarises them).
+template <class T, int L> struct Lanes {
+  typedef T type __attribute__((vector_size(sizeof(T) * L)));
+};
+
+template <class V, class T> inline V load_lanes(const T *p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
 
 /// out[w] = sum_k vals[k] * x[cols[k] * ldx + w] over k in [b, e), for CW
 /// consecutive columns, in the four-partial order described above.
@@ -28,41 +53,57 @@ template <int CW, class T, class I>
 inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::int64_t b,
                      std::int64_t e, const T *__restrict x, index_t ldx,
                      T *__restrict out) {
-  T p0[CW], p1[CW], p2[CW], p3[CW];
-#pragma GCC unroll 32
-  for (int w = 0; w < CW; ++w) p0[w] = p1[w] = p2[w] = p3[w] = T(0);
-  std::int64_t k = b;
-  for (; k + 4 <= e; k += 4) {
-    const T v0 = vals[k], v1 = vals[k + 1], v2 = vals[k + 2], v3 = vals[k + 3];
-    const T *__restrict x0 = x + static_cast<index_t>(cols[k]) * ldx;
-    const T *__restrict x1 = x + static_cast<index_t>(cols[k + 1]) * ldx;
-    const T *__restrict x2 = x + static_cast<index_t>(cols[k + 2]) * ldx;
-    const T *__restrict x3 = x + static_cast<index_t>(cols[k + 3]) * ldx;
-#pragma GCC unroll 32
-    for (int w = 0; w < CW; ++w) {
-      p0[w] += v0 * x0[w];
-      p1[w] += v1 * x1[w];
-      p2[w] += v2 * x2[w];
-      p3[w] += v3 * x3[w];
+  if constexpr (CW == 1) {
+    T p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+    std::int64_t k = b;
+    for (; k + 4 <= e; k += 4) {
+      p0 += vals[k] * x[static_cast<index_t>(cols[k]) * ldx];
+      p1 += vals[k + 1] * x[static_cast<index_t>(cols[k + 1]) * ldx];
+      p2 += vals[k + 2] * x[static_cast<index_t>(cols[k + 2]) * ldx];
+      p3 += vals[k + 3] * x[static_cast<index_t>(cols[k + 3]) * ldx];
     }
-  }
-  if (k < e) {
-    const T *__restrict x0 = x + static_cast<index_t>(cols[k]) * ldx;
-#pragma GCC unroll 32
-    for (int w = 0; w < CW; ++w) p0[w] += vals[k] * x0[w];
-    if (k + 1 < e) {
-      const T *__restrict x1 = x + static_cast<index_t>(cols[k + 1]) * ldx;
-#pragma GCC unroll 32
-      for (int w = 0; w < CW; ++w) p1[w] += vals[k + 1] * x1[w];
-      if (k + 2 < e) {
-        const T *__restrict x2 = x + static_cast<index_t>(cols[k + 2]) * ldx;
-#pragma GCC unroll 32
-        for (int w = 0; w < CW; ++w) p2[w] += vals[k + 2] * x2[w];
+    if (k < e) {
+      p0 += vals[k] * x[static_cast<index_t>(cols[k]) * ldx];
+      if (k + 1 < e) {
+        p1 += vals[k + 1] * x[static_cast<index_t>(cols[k + 1]) * ldx];
+        if (k + 2 < e) p2 += vals[k + 2] * x[static_cast<index_t>(cols[k + 2]) * ldx];
       }
     }
+    out[0] = (p0 + p1) + (p2 + p3);
+  } else {
+    constexpr int L = std::min<int>(CW, vector_bytes / static_cast<int>(sizeof(T)));
+    constexpr int NV = CW / L;
+    static_assert(NV * L == CW, "chunk widths are powers of two");
+    using V = typename Lanes<T, L>::type;
+    V p0[NV], p1[NV], p2[NV], p3[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) p0[v] = p1[v] = p2[v] = p3[v] = V{};
+    auto add = [&](V *p, std::int64_t q) {
+      const T a = vals[q];
+      const T *xr = x + static_cast<index_t>(cols[q]) * ldx;
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) p[v] += a * load_lanes<V>(xr + v * L);
+    };
+    std::int64_t k = b;
+    for (; k + 4 <= e; k += 4) {
+      add(p0, k);
+      add(p1, k + 1);
+      add(p2, k + 2);
+      add(p3, k + 3);
+    }
+    if (k < e) {
+      add(p0, k);
+      if (k + 1 < e) {
+        add(p1, k + 1);
+        if (k + 2 < e) add(p2, k + 2);
+      }
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const V r = (p0[v] + p1[v]) + (p2[v] + p3[v]);
+      std::memcpy(out + v * L, &r, sizeof(V));
+    }
   }
-#pragma GCC unroll 32
-  for (int w = 0; w < CW; ++w) out[w] = (p0[w] + p1[w]) + (p2[w] + p3[w]);
 }
 
 /// Calls f(std::integral_constant<int, CW>{}, c0) for chunks covering
@@ -77,9 +118,11 @@ template <class T, class F> inline void for_column_chunks(index_t cols, F &&f) {
       c += 16;
     }
   }
-  if (c + 8 <= cols) {
-    f(std::integral_constant<int, 8>{}, c);
-    c += 8;
+  if constexpr (W > 8) {
+    if (c + 8 <= cols) {
+      f(std::integral_constant<int, 8>{}, c);
+      c += 8;
+    }
   }
   if (c + 4 <= cols) {
     f(std::integral_constant<int, 4>{}, c);

@@ -111,11 +111,12 @@ template <class T> struct SweepWork {
   std::vector<int> iterations;
 };
 
-/// Sweeps the batch: X (n x k) from Z = B U + b (same shape). Fills the
-/// per-column parts of `report` (status, residual, iterations) and a message.
+/// Sweeps the batch: X (n x k) from Z = B U + b (same shape; X holds the
+/// starting iterate of cyclic blocks when warm_start). Fills the per-column
+/// parts of `report` (status, residual, iterations) and a message.
 template <class T>
-void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const Batch<T> &Z,
-               Batch<T> &X, const PicardOptions &options, bool warm_start,
+void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const SlabBuffer<T> &Z,
+               SlabBuffer<T> &X, const PicardOptions &options, bool warm_start,
                const std::function<void(int, double)> &progress, SolveReport &report);
 
 } // namespace tacit::detail

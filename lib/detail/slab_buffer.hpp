@@ -1,0 +1,74 @@
+#pragma once
+// Cache-line aligned slab-major buffers for the solvers' hot data.
+//
+// Why: the solver kernels load 64-byte vectors from rows of a slab; a buffer
+// from std::vector (malloc/mmap) starts 16 bytes past a cache line, so every
+// such load would straddle two lines (measured: 1.4x slower sweeps).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include <tacit/dense.hpp>
+
+namespace tacit::detail {
+
+template <class T, std::size_t Align = 64> struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U> AlignedAllocator(const AlignedAllocator<U, Align> &) noexcept {}
+  template <class U> struct rebind { using other = AlignedAllocator<U, Align>; };
+  T *allocate(std::size_t n) {
+    return static_cast<T *>(::operator new(n * sizeof(T), std::align_val_t(Align)));
+  }
+  void deallocate(T *p, std::size_t) noexcept {
+    ::operator delete(p, std::align_val_t(Align));
+  }
+  template <class U> bool operator==(const AlignedAllocator<U, Align> &) const noexcept {
+    return true;
+  }
+};
+
+template <class T> using aligned_vector = std::vector<T, AlignedAllocator<T>>;
+
+/// Slab-major rows x cols storage like Batch (slabs of `width` columns, each
+/// rows x width row-major), 64-byte aligned. Grows, never shrinks.
+template <class T> struct SlabBuffer {
+  aligned_vector<T> data;
+  index_t rows = 0, cols = 0, width = 1, slabs = 0;
+
+  void reshape(index_t r, index_t c, index_t w) {
+    rows = r;
+    cols = c;
+    width = w;
+    slabs = (c + w - 1) / w;
+    const auto need = static_cast<std::size_t>(slabs * rows * width);
+    if (data.size() < need) data.resize(need);
+  }
+  index_t slab_size() const noexcept { return rows * width; }
+  T *slab(index_t s) noexcept { return data.data() + s * slab_size(); }
+  const T *slab(index_t s) const noexcept { return data.data() + s * slab_size(); }
+  index_t slab_cols(index_t s) const noexcept {
+    return std::clamp<index_t>(cols - s * width, 0, width);
+  }
+  /// Copies a batch of the same shape (real columns; padding set to zero).
+  void copy_from(const Batch<T> &b) {
+    reshape(b.rows(), b.cols(), b.slab_width());
+    const auto all = b.storage();
+    std::copy(all.begin(), all.end(), data.begin());
+  }
+  /// Copies the real columns into a batch of the same shape.
+  void copy_to(Batch<T> &b) const {
+    for (index_t s = 0; s < slabs; ++s) {
+      auto dst = b.slab(s);
+      const T *src = slab(s);
+      for (index_t i = 0; i < rows; ++i)
+        std::copy(src + i * width, src + i * width + dst.cols, dst.row(i));
+    }
+  }
+  void zero() { std::fill(data.begin(), data.begin() + slabs * slab_size(), T(0)); }
+};
+
+} // namespace tacit::detail
