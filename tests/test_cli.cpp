@@ -642,6 +642,49 @@ TEST_CASE("tacit solve writes the library's outputs bit-exactly", "[cli]") {
   CHECK(columns(read_vectors<float>(dir / "Y32.txt", model.outputs())) == columns(Y32));
 }
 
+TEST_CASE("outputs go through symbolic links and devices without replacing them",
+          "[cli]") {
+  TempDir dir;
+  save_model_directory(implicit_model(), dir / "m");
+  const std::string m = (dir / "m").string();
+  const auto input = write_inputs(dir, "U.txt", 5, 3).string();
+  REQUIRE(
+      run_tacit(dir, {"solve", m, "-i", input, "-o", (dir / "Y.txt").string()}).code ==
+      0);
+  const std::string expected = read_text(dir / "Y.txt");
+  REQUIRE(!expected.empty());
+
+  // /dev/stdout is a symbolic link: the outputs come out on stdout.
+  auto r = run_tacit(dir, {"solve", m, "-i", input, "-o", "/dev/stdout", "--quiet"});
+  CHECK(r.code == 0);
+  CHECK(r.out == expected);
+  CHECK(fs::is_symlink("/dev/stdout"));
+  r = run_tacit(dir, {"solve", m, "-i", input, "-o", "/dev/null"});
+  CHECK(r.code == 0);
+  CHECK(fs::is_character_file("/dev/null"));
+  if (fs::is_character_file("/dev/full")) {
+    r = run_tacit(dir, {"solve", m, "-i", input, "-o", "/dev/full"});
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains("/dev/full"));
+    CHECK(fs::is_character_file("/dev/full"));
+  }
+
+  // A user's link keeps pointing at its target, which receives the outputs.
+  write_text(dir / "target.txt", "old\n");
+  fs::create_symlink(dir / "target.txt", dir / "link.txt");
+  r = run_tacit(dir, {"solve", m, "-i", input, "-o", (dir / "link.txt").string()});
+  CHECK(r.code == 0);
+  CHECK(fs::is_symlink(dir / "link.txt"));
+  CHECK(read_text(dir / "target.txt") == expected);
+
+  // A model directory cannot replace a file.
+  write_text(dir / "file", "keep");
+  r = run_tacit(dir, {"convert", m, (dir / "file").string()});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("not a directory"));
+  CHECK(read_text(dir / "file") == "keep");
+}
+
 TEST_CASE("tacit solve sweeps a feed-forward model", "[cli]") {
   TempDir dir;
   ResNetLikeShape shape;

@@ -1,13 +1,17 @@
 #include "cli_common.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <system_error>
+
+#include <tacit/error.hpp>
 
 #include <unistd.h>
 
@@ -317,6 +321,43 @@ bool is_matrix_market_path(const std::filesystem::path &path) {
 
 bool has_native_extension(const std::filesystem::path &path) {
   return lower_extension(path) == ".tacit";
+}
+
+void write_output(const std::filesystem::path &destination,
+                  const std::function<void(const std::filesystem::path &)> &write) {
+  namespace fs = std::filesystem;
+  // A symbolic link (e.g. /dev/stdout -> /proc/self/fd/1) would be replaced by
+  // the rename, and so would a device node: write through those instead.
+  std::error_code ec;
+  const bool link = fs::is_symlink(fs::symlink_status(destination, ec));
+  const fs::file_status status = fs::status(destination, ec);
+  const bool special = link || (fs::exists(status) && !fs::is_regular_file(status) &&
+                                !fs::is_directory(status));
+  if (!special) {
+    write(destination);
+    return;
+  }
+  static std::atomic<unsigned> counter{0};
+  const fs::path staging =
+      fs::temp_directory_path() / ("tacit-output-" + std::to_string(::getpid()) + "-" +
+                                   std::to_string(counter++) + ".tmp");
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove(path, ignored);
+    }
+  } cleanup{staging};
+  write(staging);
+  std::ifstream in(staging, std::ios::binary);
+  std::ofstream out(destination, std::ios::binary);
+  if (!out)
+    throw FileError(destination.string(), 0, "cannot open for writing");
+  if (in.peek() != std::ifstream::traits_type::eof())
+    out << in.rdbuf();
+  out.flush();
+  if (!in || !out)
+    throw FileError(destination.string(), 0, "write failed");
 }
 
 std::uintmax_t disk_size(const std::filesystem::path &path) {

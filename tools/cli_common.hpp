@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -184,6 +185,16 @@ std::string fmt_seconds(double seconds);
 bool is_matrix_market_path(const std::filesystem::path &path);
 /// Whether `path` names a native model file by extension (.tacit).
 bool has_native_extension(const std::filesystem::path &path);
+
+/// Writes an output file through `write` (a tacit writer, which writes a
+/// temporary file and renames it over the destination). When the destination
+/// is a symbolic link, a device, FIFO or socket (/dev/stdout, /dev/null),
+/// renaming would replace the link or node itself, so the content is written
+/// to a temporary file elsewhere and then streamed through the destination
+/// (not atomically).
+/// \throws tacit::FileError naming the destination when streaming fails.
+void write_output(const std::filesystem::path &destination,
+                  const std::function<void(const std::filesystem::path &)> &write);
 
 /// Total size of a file, or of the regular files in a directory.
 std::uintmax_t disk_size(const std::filesystem::path &path);

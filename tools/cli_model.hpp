@@ -68,10 +68,17 @@ inline std::string to_string(ModelFormat f) {
 template <class T>
 void save_model_as(const Model<T> &model, const std::filesystem::path &out,
                    ModelFormat f) {
-  if (f == ModelFormat::native)
-    save_model_native(model, out);
-  else
-    save_model_directory(model, out);
+  if (f == ModelFormat::native) {
+    write_output(
+        out, [&](const std::filesystem::path &path) { save_model_native(model, path); });
+    return;
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(out, ec) && !std::filesystem::is_directory(out, ec))
+    throw FileError(out.string(), 0,
+                    "exists and is not a directory; a model directory cannot replace it "
+                    "(use a .tacit name or --format native for a single file)");
+  save_model_directory(model, out);
 }
 
 /// The operator itself when it is a CSR matrix; otherwise a materialised copy

@@ -234,11 +234,11 @@ template <class T> int demo(Invocation &inv, const DemoSettings &settings) {
 
 int run_demo(Invocation &inv) {
   DemoSettings settings;
-  settings.image = inv.args.integer("size", 4, 256).value_or(default_image);
+  settings.image = inv.args.integer("size", 4, 64).value_or(default_image);
   if (settings.image % 4 != 0)
     throw UsageError("--size must be a multiple of 4 (the image is halved twice), got " +
                      std::to_string(settings.image));
-  settings.batch = inv.args.integer("batch", 1, 4096).value_or(32);
+  settings.batch = inv.args.integer("batch", 1, 256).value_or(32);
   settings.seed = static_cast<std::uint64_t>(
       inv.args.integer("seed", 0, std::numeric_limits<std::int64_t>::max()).value_or(1));
   settings.precision = precision_of(inv.args);

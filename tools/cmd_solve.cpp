@@ -62,9 +62,11 @@ int solve(Invocation &inv, const std::filesystem::path &model_path,
   const double solve_seconds = clock.seconds();
 
   progress.update("writing " + output.string() + " ...", true);
-  write_vectors(output, Y);
+  write_output(output,
+               [&](const std::filesystem::path &path) { write_vectors(path, Y); });
   if (states)
-    write_vectors(*states, X);
+    write_output(*states,
+                 [&](const std::filesystem::path &path) { write_vectors(path, X); });
   progress.clear();
 
   index_t unconverged = 0;

@@ -270,7 +270,8 @@ int run_project(Invocation &inv) {
 
   progress.update("writing " + out.string() + " ...", true);
   if (is_matrix) {
-    write_matrix_market(out, *A);
+    write_output(
+        out, [&](const std::filesystem::path &path) { write_matrix_market(path, *A); });
   } else {
     const Model<double> projected(
         std::make_shared<CsrMatrix<double>>(std::move(*A)), model->B_ptr(),

@@ -144,9 +144,11 @@ int run(int argc, char **argv) {
     if (a == "--json" || a == "--quiet" || a == "-q" || a.rfind("--threads=", 0) == 0) {
       leading.push_back(a);
     } else if (a == "--threads") {
+      if (i + 1 >= args.size())
+        return report_error("tacit: ", "option --threads requires a value (N)",
+                            exit_usage, json, "Try 'tacit --help'.");
       leading.push_back(a);
-      if (i + 1 < args.size())
-        leading.push_back(args[++i]);
+      leading.push_back(args[++i]);
     } else {
       return report_error("tacit: ", "unknown option '" + a + "'", exit_usage, json,
                           "Try 'tacit --help'.");
