@@ -33,7 +33,8 @@ namespace tacit {
 
 namespace detail {
 std::size_t matrix_market_block_bytes = std::size_t{64} << 20;
-}
+std::int64_t matrix_market_base_dimension_limit = std::int64_t{1} << 26;
+} // namespace detail
 
 namespace {
 
@@ -146,7 +147,7 @@ constexpr const char *banner_form =
 std::int64_t max_dimension(std::uint64_t file_bytes) {
   const auto by_size = static_cast<std::int64_t>(
       std::min<std::uint64_t>(file_bytes, std::uint64_t{1} << 40) * 16);
-  return std::max<std::int64_t>(std::int64_t{1} << 26, by_size);
+  return std::max(detail::matrix_market_base_dimension_limit, by_size);
 }
 
 /// Parses the banner and the size line at the start of `text` (which holds at

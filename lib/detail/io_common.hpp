@@ -30,6 +30,11 @@ struct FileBuffer {
 /// (64 MiB; tests lower it to exercise block boundaries).
 extern std::size_t matrix_market_block_bytes;
 
+/// Rows or columns a Matrix Market file may declare whatever its size (2^26;
+/// beyond it, at most 16 per byte of the file). Fuzzers lower it so that
+/// inputs declaring millions of empty rows do not slow them down.
+extern std::int64_t matrix_market_base_dimension_limit;
+
 /// Whether save_model_directory replaces an existing directory by an atomic
 /// exchange (renameat2 RENAME_EXCHANGE) when the file system supports it;
 /// tests turn it off to exercise the three-rename fallback.
