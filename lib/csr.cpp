@@ -16,10 +16,55 @@
 namespace tacit {
 
 namespace detail {
+/// Data derived from the matrix on first use, shared by copies and dropped
+/// when the values change: the explicit transpose and the row schedule of the
+/// multi-column kernels.
 template <class T> struct CsrTransposeCache {
   std::once_flag once;
   std::unique_ptr<CsrMatrix<T>> transpose;
+  std::once_flag schedule_once;
+  RowSchedule schedule;
 };
+
+template <class T>
+std::shared_ptr<CsrTransposeCache<T>>
+shared_cache(std::shared_ptr<CsrTransposeCache<T>> &slot) {
+  // Concurrent const calls race only on creating the shared_ptr; the
+  // contents are built under std::call_once.
+  static std::mutex create_mutex;
+  std::lock_guard lock(create_mutex);
+  if (!slot) slot = std::make_shared<CsrTransposeCache<T>>();
+  return slot;
+}
+
+template <class I>
+RowSchedule build_row_schedule(std::span<const std::int64_t> row_ptr,
+                               std::span<const I> cols) {
+  const index_t rows = static_cast<index_t>(row_ptr.size()) - 1;
+  RowSchedule s;
+  s.order.resize(static_cast<std::size_t>(rows));
+  std::iota(s.order.begin(), s.order.end(), index_t(0));
+  auto last = [&](index_t i) -> index_t {
+    return row_ptr[i + 1] > row_ptr[i] ? static_cast<index_t>(cols[row_ptr[i + 1] - 1])
+                                       : -1;
+  };
+  std::vector<index_t> key(static_cast<std::size_t>(rows));
+  for (index_t i = 0; i < rows; ++i) key[i] = last(i);
+  std::stable_sort(s.order.begin(), s.order.end(),
+                   [&](index_t a, index_t b) { return key[a] < key[b]; });
+  s.identity = true;
+  for (index_t q = 0; q < rows && s.identity; ++q) s.identity = s.order[q] == q;
+  if (s.identity) {
+    s.order.clear();
+    return s;
+  }
+  s.cost_ptr.resize(static_cast<std::size_t>(rows) + 1);
+  s.cost_ptr[0] = 0;
+  for (index_t q = 0; q < rows; ++q)
+    s.cost_ptr[q + 1] =
+        s.cost_ptr[q] + (row_ptr[s.order[q] + 1] - row_ptr[s.order[q]]);
+  return s;
+}
 
 void balanced_row_partition(std::span<const std::int64_t> row_ptr, int parts,
                             std::span<index_t> bounds) {
@@ -375,16 +420,7 @@ template <class T> std::size_t CsrMatrix<T>::bytes_impl() const {
 }
 
 template <class T> const CsrMatrix<T> &CsrMatrix<T>::cached_transpose() const {
-  // The cache object is created under a lock-free check: concurrent const
-  // calls race only on creating the shared_ptr, so guard that with a mutex.
-  static std::mutex create_mutex;
-  std::shared_ptr<detail::CsrTransposeCache<T>> cache;
-  {
-    std::lock_guard lock(create_mutex);
-    if (!transpose_cache_)
-      transpose_cache_ = std::make_shared<detail::CsrTransposeCache<T>>();
-    cache = transpose_cache_;
-  }
+  auto cache = detail::shared_cache(transpose_cache_);
   std::call_once(cache->once, [&] {
     cache->transpose = std::make_unique<CsrMatrix>(transpose());
   });
@@ -418,26 +454,44 @@ void CsrMatrix<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
   // partition only decides who computes a row, never how.
   const int parts = static_cast<int>(
       std::clamp<index_t>(rows / 64, 1, static_cast<index_t>(threads) * 8));
+  // With several columns, rows are visited in the schedule's order: rows
+  // that end at the same column (in a convolution: all output channels at one
+  // position) run back to back and reuse the same rows of x from L1/L2.
+  // A single column of x fits in cache anyway, and SpMV keeps the natural
+  // order for contiguous writes of y.
+  std::shared_ptr<detail::CsrTransposeCache<T>> cache;
+  const detail::RowSchedule *schedule = nullptr;
+  if (x.cols > 1 && rows > 1) {
+    cache = detail::shared_cache(transpose_cache_);
+    std::call_once(cache->schedule_once, [&] {
+      cache->schedule = visit_columns(
+          [&](auto cols) { return detail::build_row_schedule(row_ptr_, cols); });
+    });
+    if (!cache->schedule.identity) schedule = &cache->schedule;
+  }
+  const index_t *order = schedule ? schedule->order.data() : nullptr;
   visit_columns([&](auto cols) {
-    auto run = [&](index_t r0, index_t r1) {
+    auto run = [&](index_t q0, index_t q1) {
       if (absolute)
-        detail::csr_rows<true>(row_ptr_.data(), cols.data(), values_.data(), r0,
-                               r1, alpha, x, beta, y);
+        detail::csr_rows<true>(row_ptr_.data(), cols.data(), values_.data(), order, q0,
+                               q1, alpha, x, beta, y);
       else
-        detail::csr_rows<false>(row_ptr_.data(), cols.data(), values_.data(),
-                                r0, r1, alpha, x, beta, y);
+        detail::csr_rows<false>(row_ptr_.data(), cols.data(), values_.data(), order, q0,
+                                q1, alpha, x, beta, y);
     };
     if (parts == 1) {
       run(0, rows);
       return;
     }
     std::vector<index_t> bounds(static_cast<std::size_t>(parts) + 1);
-    detail::balanced_row_partition(row_ptr_, parts, bounds);
+    detail::balanced_row_partition(schedule ? std::span<const std::int64_t>(
+                                                  schedule->cost_ptr)
+                                            : std::span<const std::int64_t>(row_ptr_),
+                                   parts, bounds);
     tbb::parallel_for(
         tbb::blocked_range<int>(0, parts, 1),
         [&](const tbb::blocked_range<int> &r) {
-          for (int p = r.begin(); p < r.end(); ++p)
-            run(bounds[p], bounds[p + 1]);
+          for (int p = r.begin(); p < r.end(); ++p) run(bounds[p], bounds[p + 1]);
         },
         tbb::simple_partitioner());
   });

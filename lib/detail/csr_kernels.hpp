@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include <tacit/dense.hpp>
 
@@ -203,31 +204,44 @@ inline void row_panel(const T *__restrict vals, const I *__restrict cols,
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int L = S::lanes;
+  // Plain loops with constant trip counts (no lambda capturing acc), so the
+  // accumulators live in registers.
   V acc[U][NV];
+#pragma GCC unroll 4
   for (int u = 0; u < U; ++u)
+#pragma GCC unroll 8
     for (int j = 0; j < NV; ++j)
       acc[u][j] = S::zero();
-  auto step = [&](int u, std::int64_t k) {
-    const T v = Abs ? std::abs(vals[k]) : vals[k];
-    const V a = S::set1(v);
-    const T *__restrict xr = x + static_cast<index_t>(cols[k]) * ldx;
-    for (int j = 0; j + 1 < NV; ++j)
-      acc[u][j] = S::fma(a, S::load(xr + j * L), acc[u][j]);
-    acc[u][NV - 1] = S::fma(a, S::load(last, xr + (NV - 1) * L), acc[u][NV - 1]);
-  };
   std::int64_t k = begin;
-  for (; k + U <= end; k += U)
-    for (int u = 0; u < U; ++u)
-      step(u, k + u);
-  for (; k < end; ++k)
-    step(0, k);
+  for (; k + U <= end; k += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      const V a = S::set1(Abs ? std::abs(vals[k + u]) : vals[k + u]);
+      const T *__restrict xr = x + static_cast<index_t>(cols[k + u]) * ldx;
+#pragma GCC unroll 8
+      for (int j = 0; j + 1 < NV; ++j)
+        acc[u][j] = S::fma(a, S::load(xr + j * L), acc[u][j]);
+      acc[u][NV - 1] = S::fma(a, S::load(last, xr + (NV - 1) * L), acc[u][NV - 1]);
+    }
+  }
+  for (; k < end; ++k) {
+    const V a = S::set1(Abs ? std::abs(vals[k]) : vals[k]);
+    const T *__restrict xr = x + static_cast<index_t>(cols[k]) * ldx;
+#pragma GCC unroll 8
+    for (int j = 0; j + 1 < NV; ++j)
+      acc[0][j] = S::fma(a, S::load(xr + j * L), acc[0][j]);
+    acc[0][NV - 1] = S::fma(a, S::load(last, xr + (NV - 1) * L), acc[0][NV - 1]);
+  }
   if constexpr (U == 4)
+#pragma GCC unroll 8
     for (int j = 0; j < NV; ++j)
       acc[0][j] = S::add(S::add(acc[0][j], acc[1][j]), S::add(acc[2][j], acc[3][j]));
   else if constexpr (U == 2)
+#pragma GCC unroll 8
     for (int j = 0; j < NV; ++j)
       acc[0][j] = S::add(acc[0][j], acc[1][j]);
   const V va = S::set1(alpha), vb = S::set1(beta);
+#pragma GCC unroll 8
   for (int j = 0; j < NV; ++j) {
     const auto m = j + 1 < NV ? S::full : last;
     V r = S::mul(va, acc[0][j]);
@@ -270,35 +284,45 @@ inline void row_all_columns(const T *vals, const I *cols, std::int64_t b, std::i
 
 #endif // TACIT_CSR_AVX512
 
-/// Rows [r0, r1) of y = alpha * op(A) x + beta * y (A given by its CSR arrays,
-/// op = identity or |.|).
+/// Rows of y = alpha * op(A) x + beta * y (A given by its CSR arrays, op =
+/// identity or |.|): positions [q0, q1) of `order` (a permutation of the
+/// rows), or rows [q0, q1) when `order` is null.
 template <bool Abs, class T, class I>
-void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals, index_t r0,
-              index_t r1, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y) {
+void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
+              const index_t *order, index_t q0, index_t q1, T alpha, ConstMatrixView<T> x,
+              T beta, MatrixView<T> y) {
   const index_t k = x.cols;
+  auto row = [order](index_t q) { return order ? order[q] : q; };
   if (k == 1) {
 #if TACIT_CSR_AVX512
     if constexpr (sizeof(I) == 4)
       if (x.ld == 1) {
-        for (index_t i = r0; i < r1; ++i)
+        for (index_t q = q0; q < q1; ++q) {
+          const index_t i = row(q);
           store(y.data + i * y.ld,
                 row_dot_gather<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data),
                 alpha, beta);
+        }
         return;
       }
 #endif
-    for (index_t i = r0; i < r1; ++i)
+    for (index_t q = q0; q < q1; ++q) {
+      const index_t i = row(q);
       store(y.data + i * y.ld,
             row_dot<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld), alpha,
             beta);
+    }
     return;
   }
 #if TACIT_CSR_AVX512
-  for (index_t i = r0; i < r1; ++i)
+  for (index_t q = q0; q < q1; ++q) {
+    const index_t i = row(q);
     row_all_columns<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld,
                          y.data + i * y.ld, k, alpha, beta);
+  }
 #else
-  for (index_t i = r0; i < r1; ++i) {
+  for (index_t q = q0; q < q1; ++q) {
+    const index_t i = row(q);
     const std::int64_t b = row_ptr[i], e = row_ptr[i + 1];
     T *yr = y.data + i * y.ld;
     index_t c = 0;
@@ -349,6 +373,16 @@ void csr_reference_transpose(const std::int64_t *row_ptr, const I *cols, const T
       for (index_t c = 0; c < x.cols; ++c)
         y(cols[k], c) += alpha * maybe_abs(vals[k], absolute) * x(i, c);
 }
+
+/// Order in which the multi-column kernels visit rows: stable-sorted by last
+/// column (empty rows first). Only the visiting order changes, never how a
+/// row is computed. `cost_ptr` is the prefix sum of row lengths in that
+/// order, for balanced_row_partition. `identity` when the order is 0..n-1.
+struct RowSchedule {
+  std::vector<index_t> order;
+  std::vector<std::int64_t> cost_ptr;
+  bool identity = true;
+};
 
 /// Row boundaries splitting [0, rows) into `parts` ranges of about equal
 /// nonzeros plus rows (rows count too: an empty row still costs a store).
