@@ -4,7 +4,8 @@
 //    (random_implicit_model: 100k states, 16 nonzeros per row, one SCC);
 //    `spmv_equivalents` = time / time of one |A| x, `per_iteration` = that
 //    divided by the power iterations (the overhead of extraction, the
-//    certified ratio pass and the vector update per product);
+//    certified ratio pass and the vector update per product); the Decide
+//    variant stops once the interval lies on one side of 1;
 //  - AnalyseFeedForward: analyse_well_posedness (norms, SCC, PF) on strictly
 //    lower triangular patterns (random 100k x 16, and a ResNet-like stack),
 //    which should cost a few products (no iteration: lambda_PF = 0);
@@ -119,6 +120,20 @@ void BM_PerronImplicit(benchmark::State &state) {
   state.counters["upper"] = pf.upper;
 }
 
+/// The same, stopping once the interval is on one side of 1.
+void BM_PerronImplicitDecide(benchmark::State &state) {
+  const auto &A = implicit_matrix();
+  PerronOptions options;
+  options.stop_when_decided = true;
+  PerronBound pf;
+  run_in_arena(state, A, [&](benchmark::State &) {
+    pf = perron_frobenius_bound(A, options);
+    benchmark::DoNotOptimize(pf.upper);
+  });
+  state.counters["iterations"] = pf.iterations;
+  state.counters["upper"] = pf.upper;
+}
+
 void BM_AnalyseFeedForward(benchmark::State &state) {
   const auto &A = feed_forward_matrix();
   run_in_arena(state, A, [&](benchmark::State &) {
@@ -173,6 +188,11 @@ void BM_ProjectInfNorm(benchmark::State &state) {
 } // namespace
 
 BENCHMARK(BM_PerronImplicit)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_PerronImplicitDecide)
     ->Arg(1)
     ->Arg(2)
     ->Unit(benchmark::kMillisecond)
