@@ -70,12 +70,14 @@ template <class T> const Model<T> &model(ModelId id) {
   return *m;
 }
 
-/// One product Y = A X with the model's A, k columns: the baseline.
+/// One product Y = A X with the model's A, k columns: the baseline. Slab
+/// width min(32, k), so that k = 1 is a true SpMV on contiguous vectors.
 template <class T> struct Product {
   const LinearOperator<T> &A;
   Batch<T> X, Y;
   Product(const Model<T> &m, index_t k)
-      : A(m.A()), X(random_batch<T>(m.states(), k, 3)), Y(m.states(), k) {}
+      : A(m.A()), X(random_batch<T>(m.states(), k, 3, std::min<index_t>(32, k))),
+        Y(m.states(), k, std::min<index_t>(32, k)) {}
   void operator()() { A.apply(Mode::normal, T(1), X, T(0), Y); }
 };
 
@@ -166,7 +168,7 @@ template <class T> void BM_SweepInPlace(benchmark::State &state) {
   const auto scc = strongly_connected_components(A);
   const auto U = random_batch<T>(m.inputs(), k, 7);
   detail::SlabBuffer<T> Z, X; // aligned, as in the solver
-  X.reshape(m.states(), k, default_slab_width);
+  X.reshape(m.states(), k, detail::internal_width(default_slab_width, k));
   X.zero();
   tbb::task_arena arena(threads);
   arena.execute([&] { detail::affine_batch(m.B(), m.bias_x(), U, Z); });

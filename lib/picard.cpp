@@ -54,12 +54,15 @@ index_t part_count(std::int64_t work) {
 
 /// Rows [r0, r1) of g = phi(pre + c) with pre = M x (fused CSR sum), = y
 /// (operator product done before) or = 0 (x = 0); per-column max of |g - x|
-/// and |g| and a non-finite flag; writes g according to Write.
+/// and |g|, and `bad` accumulating pre * 0 + g * 0 (NaN iff a non-finite
+/// value appeared: one type throughout keeps the epilogue vectorised); writes
+/// g according to Write (write_select: where on[w] != 0, else x).
 template <Write W, class T, class I>
 void fused_rows(const std::int64_t *ptr, const I *cols, const T *vals,
                 const Activation *act, index_t r0, index_t r1, bool product,
                 const T *y, const T *x, const T *c, T *out, index_t ld, index_t ncols,
-                const unsigned char *on, T *step, T *norm, unsigned char *bad) {
+                const T *__restrict on, T *__restrict step, T *__restrict norm,
+                T *__restrict bad) {
   for (index_t r = r0; r < r1; ++r) {
     const Activation &a = act[r];
     const T *xr = x + r * ld;
@@ -77,18 +80,21 @@ void fused_rows(const std::int64_t *ptr, const I *cols, const T *vals,
 #pragma GCC unroll 32
       for (int w = 0; w < CW; ++w) pre[w] += cr[c0 + w];
       activate_chunk<CW>(a, pre, g);
+      T *__restrict st = step + c0;
+      T *__restrict nm = norm + c0;
+      T *__restrict bd = bad + c0;
 #pragma GCC unroll 32
       for (int w = 0; w < CW; ++w) {
         const T d = std::abs(g[w] - xr[c0 + w]);
         const T m = std::abs(g[w]);
-        step[c0 + w] = d > step[c0 + w] ? d : step[c0 + w];
-        norm[c0 + w] = m > norm[c0 + w] ? m : norm[c0 + w];
-        bad[c0 + w] |= static_cast<unsigned char>(not_finite(pre[w]) | not_finite(g[w]));
+        st[w] = d > st[w] ? d : st[w];
+        nm[w] = m > nm[w] ? m : nm[w];
+        bd[w] += pre[w] * T(0) + g[w] * T(0);
       }
       if constexpr (W == write_select) {
         T *o = out + r * ld + c0;
 #pragma GCC unroll 32
-        for (int w = 0; w < CW; ++w) o[w] = on[c0 + w] ? g[w] : xr[c0 + w];
+        for (int w = 0; w < CW; ++w) o[w] = on[c0 + w] != T(0) ? g[w] : xr[c0 + w];
       } else if constexpr (W == write_always) {
         T *o = out + r * ld + c0;
 #pragma GCC unroll 32
@@ -223,6 +229,7 @@ void FixedPointWork<T>::reserve(index_t rows, index_t slabs, index_t width, int 
   grow(parity_, static_cast<std::size_t>(slabs));
   grow(slab_active_, static_cast<std::size_t>(slabs));
   grow(on_, cols);
+  grow(mask_, cols);
   const auto partials = cols * static_cast<std::size_t>(parts);
   grow(part_step_, partials);
   grow(part_norm_, partials);
@@ -273,10 +280,10 @@ template <class T> struct FixedPointRunner {
       const index_t ncols = slab_cols(s);
       T *step = w.part_step_.data() + t * W;
       T *norm = w.part_norm_.data() + t * W;
-      unsigned char *bad = w.part_bad_.data() + t * W;
+      T *bad = w.part_bad_.data() + t * W;
       std::fill(step, step + W, T(0));
       std::fill(norm, norm + W, T(0));
-      std::fill(bad, bad + W, 0);
+      std::fill(bad, bad + W, T(0));
       if (!(all || w.slab_active_[s]) || ncols == 0) return;
       const T *x = w.current(s);
       const T *c = run.c + s * slab_size();
@@ -285,7 +292,7 @@ template <class T> struct FixedPointRunner {
         out = w.x_[1 - w.parity_[s]].data() + s * slab_size();
       else if constexpr (Wr == write_always)
         out = w.g_.data() + s * slab_size();
-      const unsigned char *on = w.on_.data() + s * W;
+      const T *on = w.mask_.data() + s * W;
       const T *y = (!sys.is_csr() && product) ? w.y_.data() + s * slab_size() : nullptr;
       auto go = [&](auto cols) {
         const auto &M = *sys.csr();
@@ -307,16 +314,16 @@ template <class T> struct FixedPointRunner {
   /// Column j of slab s: maxima over the parts of the last pass.
   void gather(index_t s, index_t j, double &step, double &norm, bool &bad) const {
     T st = 0, nm = 0;
-    unsigned char b = 0;
+    bool b = false;
     for (index_t p = 0; p < P; ++p) {
       const index_t k = (s * P + p) * W + j;
       st = w.part_step_[k] > st ? w.part_step_[k] : st;
       nm = w.part_norm_[k] > nm ? w.part_norm_[k] : nm;
-      b |= w.part_bad_[k];
+      b = b || w.part_bad_[k] != T(0);
     }
     step = st;
     norm = nm;
-    bad = b != 0;
+    bad = b;
   }
 
   bool any_active() {
@@ -386,7 +393,7 @@ template <class T> struct FixedPointRunner {
         stop_remaining();
         return;
       }
-      for (index_t k = 0; k < S * W; ++k) w.on_[k] = w.columns_[k].active;
+      for (index_t k = 0; k < S * W; ++k) w.mask_[k] = w.columns_[k].active ? T(1) : T(0);
       pass<write_select>(product, false);
       product = true;
       double max_step = 0;
@@ -653,9 +660,8 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
   const index_t n = system.rows();
   const index_t P = static_cast<index_t>(system.parts().size()) - 1;
   const auto parts = system.parts();
-  std::vector<T> step(static_cast<std::size_t>(slabs * P * width)),
-      norm(step.size()), y;
-  std::vector<unsigned char> bad(step.size());
+  std::vector<T> step(static_cast<std::size_t>(slabs * P * width)), norm(step.size()),
+      bad(step.size()), y;
   if (!system.is_csr()) y.resize(static_cast<std::size_t>(n * slabs * width));
   for (index_t s = 0; s < slabs; ++s) {
     const index_t ncols = std::clamp<index_t>(columns - s * width, 0, width);
@@ -675,16 +681,16 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
         fused_rows<write_none>(M.row_ptr().data(), cols.data(), M.values().data(),
                                system.activations(), parts[p], parts[p + 1], true,
                                static_cast<const T *>(nullptr), xs, cs,
-                               static_cast<T *>(nullptr), width, ncols, nullptr,
-                               step.data() + t * width, norm.data() + t * width,
+                               static_cast<T *>(nullptr), width, ncols,
+                               static_cast<const T *>(nullptr), step.data() + t * width, norm.data() + t * width,
                                bad.data() + t * width);
       });
     } else {
       const std::int32_t *none = nullptr;
       fused_rows<write_none, T, std::int32_t>(
           nullptr, none, nullptr, system.activations(), parts[p], parts[p + 1], false,
-          y.data() + s * n * width, xs, cs, nullptr, width, ncols, nullptr,
-          step.data() + t * width, norm.data() + t * width, bad.data() + t * width);
+          y.data() + s * n * width, xs, cs, nullptr, width, ncols,
+          static_cast<const T *>(nullptr), step.data() + t * width, norm.data() + t * width, bad.data() + t * width);
     }
   });
   for (index_t s = 0; s < slabs; ++s)
@@ -694,7 +700,7 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
       for (index_t p = 0; p < P; ++p) {
         const index_t k = (s * P + p) * width + j;
         st = step[k] > st ? step[k] : st;
-        b = b || bad[k];
+        b = b || bad[k] != T(0);
       }
       const bool real = s * width + j < columns;
       out[s * width + j] =
@@ -710,8 +716,7 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
     throw InvalidArgument("affine_batch: B is " + std::to_string(n) + " x " +
                           std::to_string(B.cols()) + ", U has " + std::to_string(U.rows()) +
                           " rows, bias has " + std::to_string(bias.size()) + " entries");
-  Z.reshape(n, U.cols(), U.slab_width());
-  Z.zero();
+  Z.reshape(n, U.cols(), internal_width(U.slab_width(), U.cols()));
   const index_t S = Z.slabs, W = Z.width;
   const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&B);
   if (!csr) {

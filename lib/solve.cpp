@@ -58,7 +58,7 @@ std::string shape(index_t r, index_t c) {
 
 /// The per-column results of a fixed-point run into a report.
 template <class T>
-void fill_picard_report(const detail::FixedPointWork<T> &work, index_t k, index_t width,
+void fill_picard_report(const detail::FixedPointWork<T> &work, index_t k,
                         SolveReport &report) {
   report.method = SolveMethod::picard;
   report.column_residuals.assign(static_cast<std::size_t>(k), 0.0);
@@ -69,7 +69,7 @@ void fill_picard_report(const detail::FixedPointWork<T> &work, index_t k, index_
   report.iterations = 0;
   index_t worst = -1;
   for (index_t j = 0; j < k; ++j) {
-    const auto &cs = work.column((j / width) * width + j % width);
+    const auto &cs = work.column(j); // slab s, lane w is column s * width + w = j
     report.column_residuals[j] = cs.residual;
     report.column_status[j] = cs.status;
     report.column_iterations[j] = cs.iterations;
@@ -94,18 +94,24 @@ template <class T> bool same_shape(const Batch<T> &a, index_t rows, index_t cols
   return a.rows() == rows && a.cols() == cols && a.slab_width() == w;
 }
 
-/// Runs the engine for the whole operator on c (slab-major, the shape of X);
-/// X in/out.
+/// Runs the engine for the whole operator on c (slab-major n x k with slab
+/// width W, the same slab boundaries as X); X in/out.
 template <class T>
 void picard_into(const detail::FixedPointSystem<T> &system, detail::FixedPointWork<T> &work,
-                 const T *c, Batch<T> &X, bool warm, const PicardOptions &options,
+                 const T *c, index_t W, Batch<T> &X, bool warm, const PicardOptions &options,
                  const std::function<void(int, double)> &progress, SolveReport &report) {
-  const index_t n = X.rows(), k = X.cols(), W = X.slab_width(), S = X.slab_count();
+  const index_t n = X.rows(), k = X.cols(), S = X.slab_count();
   work.reserve(n, S, W, options.anderson_depth,
                static_cast<index_t>(system.parts().size()) - 1, !system.is_csr(), false);
-  const auto total = static_cast<std::size_t>(n * S * W);
-  if (warm) std::memcpy(work.initial(0), X.storage().data(), total * sizeof(T));
-  else std::fill(work.initial(0), work.initial(0) + total, T(0));
+  if (warm) {
+    for (index_t s = 0; s < S; ++s) {
+      const auto src = X.slab(s);
+      T *dst = work.initial(s);
+      for (index_t i = 0; i < n; ++i) std::copy(src.row(i), src.row(i) + src.cols, dst + i * W);
+    }
+  } else {
+    std::fill(work.initial(0), work.initial(0) + n * S * W, T(0));
+  }
   detail::FixedPointRun<T> run;
   run.c = c;
   run.columns = k;
@@ -121,7 +127,7 @@ void picard_into(const detail::FixedPointSystem<T> &system, detail::FixedPointWo
     for (index_t i = 0; i < n; ++i)
       std::copy(src + i * W, src + i * W + dst.cols, dst.row(i));
   }
-  fill_picard_report(work, k, W, report);
+  fill_picard_report(work, k, report);
 }
 
 } // namespace
@@ -253,14 +259,15 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
   SolveReport report;
   if (im.method == SolveMethod::sweep) {
     report.method = SolveMethod::sweep;
-    if (warm) im.X.copy_from(X);
-    else im.X.reshape(n, k, W); // every state is written before it is read
+    const index_t w = detail::internal_width(W, k);
+    if (warm) im.X.copy_from(X, w);
+    else im.X.reshape(n, k, w); // every state is written before it is read
     detail::run_sweep(*im.plan, im.sweep_work, im.Z, im.X, im.options.picard, warm,
                       im.options.progress, report);
     im.X.copy_to(X);
   } else {
-    picard_into(*im.system, im.picard_work, im.Z.data.data(), X, warm, im.options.picard,
-                im.options.progress, report);
+    picard_into(*im.system, im.picard_work, im.Z.data.data(), im.Z.width, X, warm,
+                im.options.picard, im.options.progress, report);
   }
   report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
   return report;
@@ -289,7 +296,8 @@ SolveReport picard_solve(const LinearOperator<T> &A, std::span<const Activation>
   detail::FixedPointSystem<T> system(A, activations);
   detail::FixedPointWork<T> work;
   SolveReport report;
-  picard_into(system, work, z.storage().data(), X, warm, options, progress, report);
+  picard_into(system, work, z.storage().data(), z.slab_width(), X, warm, options, progress,
+              report);
   return report;
 }
 

@@ -90,8 +90,8 @@ private:
   std::vector<double> gram_, rhs_, gamma_, inner_;
   std::vector<ColumnState> columns_;
   std::vector<unsigned char> parity_, slab_active_, on_;
-  std::vector<T> part_step_, part_norm_;
-  std::vector<unsigned char> part_bad_;
+  aligned_vector<T> mask_; // 1 where a column is still updated
+  aligned_vector<T> part_step_, part_norm_, part_bad_;
   std::vector<std::size_t> capacity_;
 };
 
@@ -120,8 +120,8 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
                            index_t slabs, index_t width, index_t columns,
                            std::span<double> out);
 
-/// Z = B U + bias (bias broadcast over the real columns; padding zero), Z
-/// reshaped to B.rows() x U.cols() with U's slab width. For a CSR B every
+/// Z = B U + bias (real columns), Z reshaped to B.rows() x U.cols() with
+/// slab width internal_width(U.slab_width(), U.cols()). For a CSR B every
 /// entry is summed in the fixed order of the solver kernels, so a column of
 /// Z does not depend on the batch width.
 template <class T>
