@@ -27,6 +27,10 @@ constexpr index_t kAndersonChunk = 1024; // rows per inner-product partial
 constexpr int kMaxAndersonDepth = 64;
 constexpr double kAndersonRegularization = 1e-12;
 
+template <class T> constexpr double min_rel_tol() {
+  return 16 * static_cast<double>(std::numeric_limits<T>::epsilon());
+}
+
 enum UpdateMode : unsigned char { keep = 0, take_g, revert, first, mix };
 enum Write { write_none, write_select, write_always };
 
@@ -249,11 +253,15 @@ template <class T> struct FixedPointRunner {
   const FixedPointRun<T> &run;
   const PicardOptions &opt;
   index_t n, W, S, P;
+  // A step below a few ulps of the iterate is rounding noise of one
+  // evaluation of g: such a tolerance could never be met.
+  double rel_tol;
 
   FixedPointRunner(const FixedPointSystem<T> &s, FixedPointWork<T> &work,
                    const FixedPointRun<T> &r, const PicardOptions &o)
       : sys(s), w(work), run(r), opt(o), n(s.rows()), W(work.width_), S(work.slabs_),
-        P(static_cast<index_t>(s.parts().size()) - 1) {}
+        P(static_cast<index_t>(s.parts().size()) - 1),
+        rel_tol(std::max(o.rel_tol, min_rel_tol<T>())) {}
 
   index_t slab_cols(index_t s) const {
     return std::clamp<index_t>(run.columns - s * W, 0, W);
@@ -344,7 +352,7 @@ template <class T> struct FixedPointRunner {
       cs.status = SolveStatus::non_finite;
       return true;
     }
-    if (step <= opt.abs_tol + opt.rel_tol * norm) {
+    if (step <= opt.abs_tol + rel_tol * norm) {
       cs.status = SolveStatus::converged;
       return true;
     }
