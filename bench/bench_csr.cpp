@@ -1,19 +1,28 @@
 // CSR product benchmarks on the ResNet20-like matrix (n = 188,416, ~37M
 // nonzeros, 32-bit column indices).
 //
-// Baselines measured in the same process:
-//  - read bandwidth: a STREAM-style TBB sum over a 512 MB array on 2 threads;
-//    SpMV reports `bandwidth_fraction` = (bytes of A, x and y per product /
-//    time) / that bandwidth;
-//  - Eigen: SparseMatrix<T, RowMajor> * vector with the same compiler flags;
-//    SpMV reports `vs_eigen` = Eigen's time / tacit's time.
-// SpMM reports GFLOP/s (2 nnz k flops per product) and `rhs_vs_spmv` = the
-// time per right-hand side over the time of one SpMV (same thread count).
+// The machine is shared and its memory bandwidth drifts, so baselines are
+// measured interleaved with the measured kernel, iteration by iteration
+// (outside the reported time):
+//  - read bandwidth: a STREAM-style TBB sum over a 512 MB array on 2 threads,
+//    backed by transparent huge pages like the matrix arrays (the 4 KiB-page
+//    figure is reported by BM_StreamRead/t/0 for comparison); SpMV reports
+//    `bandwidth_fraction` = (bytes of A, x and y per product / mean time) / (mean read
+//    bandwidth over the same iterations);
+//  - Eigen: SparseMatrix<T, RowMajor> * vector with the same compiler flags,
+//    mapped onto the same value and index arrays as tacit's matrix (serial: Eigen
+//    parallelises sparse products only with OpenMP); SpMV reports `vs_eigen` = Eigen's
+//    mean time / tacit's mean time;
+//  - SpMM reports GFLOP/s (2 nnz k flops per product) and `rhs_vs_spmv` =
+//    time per right-hand side / time of one SpMV on as many threads.
+// Run with --benchmark_repetitions=N when the machine is quiet.
 
 #include <benchmark/benchmark.h>
 
 #include <tacit/csr.hpp>
 #include <tacit/generate.hpp>
+
+#include "detail/huge_pages.hpp"
 
 #include <Eigen/SparseCore>
 #include <tbb/blocked_range.h>
@@ -35,16 +44,6 @@ using namespace tacit;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-template <class F> double best_seconds(int repeats, F &&f) {
-  double best = 1e30;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = Clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return best;
-}
 
 /// Mean seconds per timed region (counters are plain ratios, not rates).
 class IterationTimer {
@@ -68,17 +67,20 @@ private:
 
 constexpr std::size_t stream_doubles = std::size_t(64) << 20; // 512 MB
 
-const std::vector<double> &stream_array() {
-  static const std::vector<double> a = [] {
-    std::vector<double> v(stream_doubles);
-    tbb::parallel_for(std::size_t(0), v.size(), std::size_t(1) << 16,
-                      [&](std::size_t i0) {
-                        const std::size_t i1 = std::min(v.size(), i0 + (1 << 16));
-                        for (std::size_t i = i0; i < i1; ++i) v[i] = double(i & 1023);
-                      });
+/// The array read by the bandwidth baseline, backed by huge pages like the
+/// matrix arrays (detail/huge_pages.hpp) or by plain 4 KiB pages.
+const std::vector<double> &stream_array(bool huge_pages = true) {
+  auto make = [](bool huge) {
+    std::vector<double> v;
+    if (huge)
+      tacit::detail::reserve_huge_pages(v, stream_doubles);
+    v.resize(stream_doubles);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      v[i] = double(i & 1023);
     return v;
-  }();
-  return a;
+  };
+  static const std::vector<double> huge = make(true), small = make(false);
+  return huge_pages ? huge : small;
 }
 
 double stream_sum(const std::vector<double> &a) {
@@ -88,30 +90,52 @@ double stream_sum(const std::vector<double> &a) {
         double acc[16] = {};
         std::size_t i = r.begin();
         for (; i + 16 <= r.end(); i += 16)
-          for (int j = 0; j < 16; ++j) acc[j] += a[i + j];
-        for (; i < r.end(); ++i) acc[0] += a[i];
+          for (int j = 0; j < 16; ++j)
+            acc[j] += a[i + j];
+        for (; i < r.end(); ++i)
+          acc[0] += a[i];
         double s = init;
-        for (double v : acc) s += v;
+        for (double v : acc)
+          s += v;
         return s;
       },
       std::plus<double>());
 }
 
-/// Best read bandwidth (bytes/s) of the sum on 2 threads, measured once.
-double read_bandwidth() {
-  static const double bw = [] {
-    const auto &a = stream_array();
-    tbb::task_arena arena(2);
-    double sink = 0;
-    const double t = best_seconds(15, [&] { arena.execute([&] { sink += stream_sum(a); }); });
-    benchmark::DoNotOptimize(sink);
-    return static_cast<double>(a.size() * sizeof(double)) / t;
-  }();
-  return bw;
+/// One read of the stream array on 2 threads.
+void read_stream_once() {
+  static tbb::task_arena arena(2);
+  const auto &a = stream_array();
+  double sink = 0;
+  arena.execute([&] { sink = stream_sum(a); });
+  benchmark::DoNotOptimize(sink);
 }
 
+double stream_bytes() {
+  return static_cast<double>(stream_doubles * sizeof(double));
+}
+
+/// Baseline runs interleaved with the timed loop (timing paused).
+class Interleaved {
+public:
+  /// Runs f outside the reported time and records its duration.
+  template <class F> void run(benchmark::State &state, F &&f) {
+    state.PauseTiming();
+    const auto t0 = Clock::now();
+    f();
+    total_ += std::chrono::duration<double>(Clock::now() - t0).count();
+    ++count_;
+    state.ResumeTiming();
+  }
+  double mean() const { return count_ ? total_ / static_cast<double>(count_) : 0.0; }
+
+private:
+  double total_ = 0;
+  long count_ = 0;
+};
+
 void BM_StreamRead(benchmark::State &state) {
-  const auto &a = stream_array();
+  const auto &a = stream_array(state.range(1) != 0);
   tbb::task_arena arena(static_cast<int>(state.range(0)));
   for (auto _ : state) {
     double s = 0;
@@ -121,7 +145,11 @@ void BM_StreamRead(benchmark::State &state) {
   state.SetBytesProcessed(state.iterations() *
                           static_cast<std::int64_t>(a.size() * sizeof(double)));
 }
-BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+/// Args: threads, huge pages (1) or 4 KiB pages (0).
+BENCHMARK(BM_StreamRead)
+    ->ArgsProduct({{1, 2}, {1, 0}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // ---------------------------------------------------------------------------
 // The matrix, in both precisions, and Eigen copies.
@@ -136,18 +164,22 @@ template <class T> const CsrMatrix<T> &matrix() {
   return A;
 }
 
-template <class T>
-using EigenCsr = Eigen::SparseMatrix<T, Eigen::RowMajor, std::int32_t>;
+template <class T> using EigenCsr = Eigen::SparseMatrix<T, Eigen::RowMajor, std::int32_t>;
 
-template <class T> const EigenCsr<T> &eigen_matrix() {
-  static const EigenCsr<T> E = [] {
-    const auto &A = matrix<T>();
-    std::vector<std::int32_t> outer(A.row_ptr().begin(), A.row_ptr().end());
-    Eigen::Map<const EigenCsr<T>> map(A.rows(), A.cols(), A.nnz(), outer.data(),
-                                      A.col_idx32().data(), A.values().data());
-    return EigenCsr<T>(map);
-  }();
-  return E;
+/// Eigen's view of the very arrays tacit reads (same memory, same pages);
+/// only the row pointers are copied, to Eigen's 32-bit index type.
+template <class T> struct EigenView {
+  std::vector<std::int32_t> outer;
+  Eigen::Map<const EigenCsr<T>> map;
+  explicit EigenView(const CsrMatrix<T> &A)
+      : outer(A.row_ptr().begin(), A.row_ptr().end()),
+        map(A.rows(), A.cols(), A.nnz(), outer.data(), A.col_idx32().data(),
+            A.values().data()) {}
+};
+
+template <class T> const Eigen::Map<const EigenCsr<T>> &eigen_matrix() {
+  static const EigenView<T> view(matrix<T>());
+  return view.map;
 }
 
 template <class T> std::vector<T> random_vector(index_t n, std::uint64_t seed) {
@@ -159,36 +191,18 @@ template <class T> std::size_t spmv_bytes(const CsrMatrix<T> &A) {
   return A.bytes() + 2 * static_cast<std::size_t>(A.rows()) * sizeof(T);
 }
 
-/// Eigen's best SpMV time, measured once per precision.
-template <class T> double eigen_seconds() {
-  static const double t = [] {
-    const auto &E = eigen_matrix<T>();
-    Eigen::Matrix<T, Eigen::Dynamic, 1> x(E.cols()), y(E.rows());
+template <class T> struct EigenSpmv {
+  const Eigen::Map<const EigenCsr<T>> &E = eigen_matrix<T>();
+  Eigen::Matrix<T, Eigen::Dynamic, 1> x, y;
+  EigenSpmv() : x(E.cols()), y(E.rows()) {
     const auto xv = random_vector<T>(E.cols(), 1);
     std::copy(xv.begin(), xv.end(), x.data());
-    return best_seconds(10, [&] {
-      y.noalias() = E * x;
-      benchmark::DoNotOptimize(y.data());
-    });
-  }();
-  return t;
-}
-
-/// tacit's best SpMV time per thread count, measured once.
-template <class T> double tacit_spmv_seconds(int threads) {
-  static std::map<int, double> cache;
-  if (auto it = cache.find(threads); it != cache.end()) return it->second;
-  const auto &A = matrix<T>();
-  const auto x = random_vector<T>(A.cols(), 1);
-  std::vector<T> y(A.rows());
-  tbb::task_arena arena(threads);
-  const double t = best_seconds(10, [&] {
-    arena.execute([&] {
-      A.apply(Mode::normal, T(1), std::span<const T>(x), T(0), std::span<T>(y));
-    });
-  });
-  return cache[threads] = t;
-}
+  }
+  void operator()() {
+    y.noalias() = E * x;
+    benchmark::DoNotOptimize(y.data());
+  }
+};
 
 // ---------------------------------------------------------------------------
 // SpMV.
@@ -199,6 +213,8 @@ template <class T> void BM_Spmv(benchmark::State &state) {
   const auto x = random_vector<T>(A.cols(), 1);
   std::vector<T> y(A.rows());
   tbb::task_arena arena(threads);
+  EigenSpmv<T> eigen;
+  Interleaved stream, eigen_time;
   IterationTimer timer;
   for (auto _ : state) {
     timer.start();
@@ -207,31 +223,42 @@ template <class T> void BM_Spmv(benchmark::State &state) {
     });
     timer.stop();
     benchmark::DoNotOptimize(y.data());
+    eigen_time.run(state, eigen);
+    stream.run(state, read_stream_once);
   }
   const double bytes = static_cast<double>(spmv_bytes(A));
+  const double bandwidth = stream_bytes() / stream.mean();
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
-  state.counters["bandwidth_fraction"] = bytes / timer.mean() / read_bandwidth();
-  state.counters["vs_eigen"] = eigen_seconds<T>() / timer.mean();
+  state.counters["read_GB/s"] = bandwidth * 1e-9;
+  state.counters["bandwidth_fraction"] = bytes / timer.mean() / bandwidth;
+  state.counters["vs_eigen"] = eigen_time.mean() / timer.mean();
   state.counters["nnz"] = static_cast<double>(A.nnz());
 }
-BENCHMARK_TEMPLATE(BM_Spmv, double)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_TEMPLATE(BM_Spmv, float)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Spmv, double)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Spmv, float)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 template <class T> void BM_SpmvEigen(benchmark::State &state) {
-  const auto &E = eigen_matrix<T>();
-  Eigen::Matrix<T, Eigen::Dynamic, 1> x(E.cols()), y(E.rows());
-  const auto xv = random_vector<T>(E.cols(), 1);
-  std::copy(xv.begin(), xv.end(), x.data());
+  EigenSpmv<T> eigen;
+  Interleaved stream;
   IterationTimer timer;
   for (auto _ : state) {
     timer.start();
-    y.noalias() = E * x;
+    eigen();
     timer.stop();
-    benchmark::DoNotOptimize(y.data());
+    stream.run(state, read_stream_once);
   }
   const double bytes = static_cast<double>(spmv_bytes(matrix<T>()));
+  const double bandwidth = stream_bytes() / stream.mean();
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
-  state.counters["bandwidth_fraction"] = bytes / timer.mean() / read_bandwidth();
+  state.counters["bandwidth_fraction"] = bytes / timer.mean() / bandwidth;
 }
 BENCHMARK_TEMPLATE(BM_SpmvEigen, double)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_SpmvEigen, float)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -246,8 +273,7 @@ void BM_SpmvReference(benchmark::State &state) {
             Execution::reference);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetBytesProcessed(state.iterations() *
-                          static_cast<std::int64_t>(spmv_bytes(A)));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(spmv_bytes(A)));
 }
 BENCHMARK(BM_SpmvReference)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -260,23 +286,25 @@ template <class T> void BM_SpmvMode(benchmark::State &state) {
   std::vector<T> y(A.rows());
   tbb::task_arena arena(threads);
   auto run = [&] {
-    arena.execute([&] {
-      A.apply(mode, T(1), std::span<const T>(x), T(0), std::span<T>(y));
-    });
+    arena.execute(
+        [&] { A.apply(mode, T(1), std::span<const T>(x), T(0), std::span<T>(y)); });
   };
   run();
+  Interleaved stream;
   IterationTimer timer;
   for (auto _ : state) {
     timer.start();
     run();
     timer.stop();
     benchmark::DoNotOptimize(y.data());
+    stream.run(state, read_stream_once);
   }
   state.SetLabel(is_transposed(mode) ? (is_absolute(mode) ? "abs_transpose" : "transpose")
                                      : (is_absolute(mode) ? "abs" : "normal"));
   const double bytes = static_cast<double>(spmv_bytes(A));
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
-  state.counters["bandwidth_fraction"] = bytes / timer.mean() / read_bandwidth();
+  state.counters["bandwidth_fraction"] =
+      bytes / timer.mean() / (stream_bytes() / stream.mean());
 }
 BENCHMARK_TEMPLATE(BM_SpmvMode, double)
     ->ArgsProduct({{int(Mode::abs), int(Mode::transpose), int(Mode::abs_transpose)}, {2}})
@@ -303,18 +331,25 @@ template <class T> void BM_Spmm(benchmark::State &state) {
   tbb::task_arena arena(threads);
   auto run = [&] { arena.execute([&] { A.apply(mode, T(1), X, T(0), Y); }); };
   run();
+  const auto x1 = random_vector<T>(A.cols(), 1);
+  std::vector<T> y1(A.rows());
+  Interleaved spmv;
   IterationTimer timer;
   for (auto _ : state) {
     timer.start();
     run();
     timer.stop();
     benchmark::DoNotOptimize(Y.storage().data());
+    spmv.run(state, [&] {
+      arena.execute([&] {
+        A.apply(Mode::normal, T(1), std::span<const T>(x1), T(0), std::span<T>(y1));
+      });
+    });
   }
   const double flops = 2.0 * static_cast<double>(A.nnz()) * static_cast<double>(k);
   state.counters["GFLOP/s"] = flops * 1e-9 / timer.mean();
   // Seconds per right-hand side over seconds per SpMV on as many threads.
-  state.counters["rhs_vs_spmv"] =
-      timer.mean() / static_cast<double>(k) / tacit_spmv_seconds<T>(threads);
+  state.counters["rhs_vs_spmv"] = timer.mean() / static_cast<double>(k) / spmv.mean();
   state.SetLabel(std::string(is_transposed(mode) ? "transpose " : "") +
                  (w > 0 ? "slab " + std::to_string(w) : "row-major"));
 }
@@ -322,8 +357,10 @@ template <class T> void BM_Spmm(benchmark::State &state) {
 void spmm_args(benchmark::internal::Benchmark *b) {
   const int normal = int(Mode::normal), transpose = int(Mode::transpose);
   for (int threads : {1, 2})
-    for (int k : {1, 8, 32, 128}) b->Args({k, 32, threads, normal});
-  for (int w : {8, 16, 64, 0}) b->Args({128, w, 2, normal});
+    for (int k : {1, 8, 32, 128})
+      b->Args({k, 32, threads, normal});
+  for (int w : {8, 16, 64, 0})
+    b->Args({128, w, 2, normal});
   b->Args({32, 32, 2, transpose});
   b->Args({128, 32, 2, transpose});
 }

@@ -12,6 +12,7 @@
 #include <tbb/task_arena.h>
 
 #include "detail/csr_kernels.hpp"
+#include "detail/huge_pages.hpp"
 
 namespace tacit {
 
@@ -148,10 +149,16 @@ CsrMatrix<T>::CsrMatrix(index_t rows, index_t cols,
             "CSR: columns of row " + std::to_string(i + 1) +
             " are not strictly increasing at entry " + entry_name(i, col_idx[k]));
     }
+  auto copy_columns = [&](auto tag) {
+    std::vector<decltype(tag)> c;
+    detail::reserve_huge_pages(c, col_idx.size());
+    c.assign(col_idx.begin(), col_idx.end());
+    cols_ = std::move(c);
+  };
   if (want_wide(width, cols))
-    cols_ = std::vector<std::int64_t>(col_idx.begin(), col_idx.end());
+    copy_columns(std::int64_t{});
   else
-    cols_ = std::vector<std::int32_t>(col_idx.begin(), col_idx.end());
+    copy_columns(std::int32_t{});
 }
 
 template <class T>
@@ -284,10 +291,13 @@ template <class T> CsrMatrix<T> CsrMatrix<T>::transpose() const {
   // counts[p * n + j]: entries of chunk p in column j, later its next slot.
   std::vector<std::int64_t> counts(static_cast<std::size_t>(chunks) * n, 0);
   std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(n) + 1, 0);
-  std::vector<T> v(static_cast<std::size_t>(nnz));
+  std::vector<T> v;
+  detail::reserve_huge_pages(v, static_cast<std::size_t>(nnz));
+  v.resize(static_cast<std::size_t>(nnz));
   CsrMatrix result(n, m);
   auto build = [&](auto cols, auto &out_cols) {
     using Out = typename std::decay_t<decltype(out_cols)>::value_type;
+    detail::reserve_huge_pages(out_cols, static_cast<std::size_t>(nnz));
     out_cols.resize(static_cast<std::size_t>(nnz));
     tbb::parallel_for(0, chunks, [&](int p) {
       std::int64_t *cnt = counts.data() + static_cast<std::size_t>(p) * n;
@@ -338,7 +348,9 @@ template <class T> CsrMatrix<T> CsrMatrix<T>::abs() const {
 template <class T>
 template <class U>
 CsrMatrix<U> CsrMatrix<T>::cast() const {
-  std::vector<U> v(values_.begin(), values_.end());
+  std::vector<U> v;
+  detail::reserve_huge_pages(v, values_.size());
+  v.assign(values_.begin(), values_.end());
   std::vector<std::int64_t> ci(static_cast<std::size_t>(this->nnz()));
   for (std::int64_t k = 0; k < this->nnz(); ++k) ci[k] = column(k);
   return CsrMatrix<U>(this->rows(), this->cols(), row_ptr_, ci, std::move(v),

@@ -12,6 +12,8 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "detail/huge_pages.hpp"
+
 namespace tacit {
 
 namespace {
@@ -227,7 +229,9 @@ CsrMatrix<T> build_rows(index_t rows, index_t cols, Count &&count, Fill &&fill) 
   std::partial_sum(row_ptr.begin(), row_ptr.end(), row_ptr.begin());
   const auto nnz = static_cast<std::size_t>(row_ptr[rows]);
   std::vector<std::int64_t> ci(nnz);
-  std::vector<T> cv(nnz);
+  std::vector<T> cv;
+  detail::reserve_huge_pages(cv, nnz);
+  cv.resize(nnz);
   tbb::parallel_for(tbb::blocked_range<index_t>(0, rows, 512),
                     [&](const tbb::blocked_range<index_t> &r) {
                       for (index_t i = r.begin(); i < r.end(); ++i)
