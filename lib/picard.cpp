@@ -12,6 +12,10 @@
 #include <limits>
 #include <string>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <tbb/blocked_range.h>
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
@@ -143,6 +147,22 @@ bool solve_normal_equations(double *a, double *b, int h) {
 }
 
 } // namespace
+
+void *allocate_aligned(std::size_t bytes, std::size_t align) {
+  if (bytes >= huge_page_threshold) {
+    const std::size_t rounded = (bytes + huge_page_size - 1) / huge_page_size * huge_page_size;
+    void *p = ::operator new(rounded, std::align_val_t(huge_page_size));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE); // a hint: failure is harmless
+#endif
+    return p;
+  }
+  return ::operator new(bytes, std::align_val_t(align));
+}
+
+void deallocate_aligned(void *p, std::size_t bytes, std::size_t align) noexcept {
+  ::operator delete(p, std::align_val_t(bytes >= huge_page_threshold ? huge_page_size : align));
+}
 
 void validate(const PicardOptions &o) {
   auto bad = [](const std::string &what) {

@@ -56,11 +56,13 @@ void SweepPartial::reset(index_t width) {
   const auto w = static_cast<std::size_t>(width);
   if (residual.size() < w) {
     residual.resize(w);
+    nonfinite.resize(w);
     flags.resize(w);
     iterations.resize(w);
     status.resize(w);
   }
   std::fill(residual.begin(), residual.end(), 0.0);
+  std::fill(nonfinite.begin(), nonfinite.end(), 0.0);
   std::fill(flags.begin(), flags.end(), 0);
   std::fill(iterations.begin(), iterations.end(), 0);
   std::fill(status.begin(), status.end(), 0);
@@ -289,17 +291,30 @@ template <class T> struct SweepRunner {
     T *x = X.slab(s);
     const T *z = Z.slab(s);
     const index_t ncols = X.slab_cols(s);
-    with_cols([&](const auto *cols) {
+    // Local copies of the plan's arrays: the stores below must not make the
+    // compiler reload them for every row.
+    const T *__restrict vals = plan.vals.data();
+    const std::int64_t *__restrict ptr = plan.ptr.data();
+    const index_t *__restrict row_of = plan.row_of.data();
+    const unsigned char *__restrict kinds = plan.kind.data();
+    const Activation *__restrict acts = plan.act.data();
+    // c * 0 summed per column: NaN iff a non-finite c appeared.
+    double *__restrict nonfinite = part.nonfinite.data();
+    // A single-column batch has unit stride: a literal 1 saves a multiply
+    // per nonzero in the gather loop.
+    auto rows = [&](const auto *cols, auto unit) {
+      constexpr bool unit_stride = decltype(unit)::value;
+      const index_t ld = unit_stride ? 1 : W;
       for (index_t p = p0; p < p1; ++p) {
-        const index_t i = plan.row_of[p];
-        T *xi = x + i * W;
-        const T *zi = z + i * W;
-        const Activation &a = plan.act[p];
-        const unsigned char kind = plan.kind[p];
-        for_column_chunks<T>(ncols, [&](auto cw, index_t c0) {
+        const index_t i = row_of[p];
+        T *xi = x + i * ld;
+        const T *zi = z + i * ld;
+        const Activation &a = acts[p];
+        const unsigned char kind = kinds[p];
+        for_column_chunks<T>(unit_stride ? 1 : ncols, [&](auto cw, index_t c0) {
           constexpr int CW = decltype(cw)::value;
           T c[CW];
-          row_sum4<CW>(plan.vals.data(), cols, plan.ptr[p], plan.ptr[p + 1], x + c0, W, c);
+          row_sum4<CW>(vals, cols, ptr[p], ptr[p + 1], x + c0, ld, c);
 #pragma GCC unroll 32
           for (int w = 0; w < CW; ++w) c[w] += zi[c0 + w];
           if (kind == row_plain) {
@@ -308,7 +323,7 @@ template <class T> struct SweepRunner {
 #pragma GCC unroll 32
             for (int w = 0; w < CW; ++w) {
               xi[c0 + w] = out[w];
-              part.flags[c0 + w] |= static_cast<unsigned char>(not_finite(c[w]));
+              nonfinite[c0 + w] += static_cast<double>(c[w]) * 0.0;
             }
           } else if (kind == row_diagonal) {
             const T d = plan.diag[p];
@@ -334,6 +349,10 @@ template <class T> struct SweepRunner {
           }
         });
       }
+    };
+    with_cols([&](const auto *cols) {
+      if (W == 1) rows(cols, std::true_type{});
+      else rows(cols, std::false_type{});
     });
   }
 
@@ -447,7 +466,7 @@ template <class T> struct SweepRunner {
     for (index_t w = 0; w < ncols; ++w) {
       const index_t j = s * W + w;
       residual[j] = std::max(residual[j], part.residual[w]);
-      flags[j] |= part.flags[w];
+      flags[j] |= part.flags[w] | (part.nonfinite[w] != 0 ? flag_non_finite : 0);
       iterations[j] = std::max(iterations[j], part.iterations[w]);
       status[j] = std::max(status[j], part.status[w]);
     }

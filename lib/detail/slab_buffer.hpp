@@ -15,16 +15,25 @@
 
 namespace tacit::detail {
 
+/// Allocations of at least this size are aligned to 2 MB and advised to use
+/// transparent huge pages: the sweep streams its copy of A once per solve and
+/// gathers rows of x, and with 4 KB pages that was measured ~10% slower.
+inline constexpr std::size_t huge_page_threshold = std::size_t(4) << 20;
+inline constexpr std::size_t huge_page_size = std::size_t(2) << 20;
+
+void *allocate_aligned(std::size_t bytes, std::size_t align);
+void deallocate_aligned(void *p, std::size_t bytes, std::size_t align) noexcept;
+
 template <class T, std::size_t Align = 64> struct AlignedAllocator {
   using value_type = T;
   AlignedAllocator() = default;
   template <class U> AlignedAllocator(const AlignedAllocator<U, Align> &) noexcept {}
   template <class U> struct rebind { using other = AlignedAllocator<U, Align>; };
   T *allocate(std::size_t n) {
-    return static_cast<T *>(::operator new(n * sizeof(T), std::align_val_t(Align)));
+    return static_cast<T *>(allocate_aligned(n * sizeof(T), Align));
   }
-  void deallocate(T *p, std::size_t) noexcept {
-    ::operator delete(p, std::align_val_t(Align));
+  void deallocate(T *p, std::size_t n) noexcept {
+    deallocate_aligned(p, n * sizeof(T), Align);
   }
   template <class U> bool operator==(const AlignedAllocator<U, Align> &) const noexcept {
     return true;

@@ -15,6 +15,10 @@
 #include <limits>
 #include <type_traits>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include <tacit/model.hpp>
 
 namespace tacit::detail {
@@ -47,6 +51,140 @@ template <class V, class T> inline V load_lanes(const T *p) {
   return v;
 }
 
+/// Keeps a scalar partial sum in a register at this point. GCC otherwise
+/// "vectorises" the four scalar chains of the one-column kernel with gathers
+/// and in-order reductions, which is slower than the scalar code (measured
+/// 2x for float); an empty asm statement rules that out at no cost.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define TACIT_SCALAR_BARRIER(v) asm("" : "+x"(v))
+#else
+#define TACIT_SCALAR_BARRIER(v) static_cast<void>(v)
+#endif
+
+#if defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))
+#define TACIT_EXPLICIT_FMA 1
+#else
+#define TACIT_EXPLICIT_FMA 0
+#endif
+
+/// a * b + c, rounded once when the target has FMA instructions (scalar and
+/// every vector width alike, whatever the compiler's contraction choices),
+/// so that all kernels produce the same bits per column.
+template <class T> inline T madd(T a, T b, T c) {
+#if TACIT_EXPLICIT_FMA
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+template <class V, class T> inline V madd_lanes(V a, V b, V c) {
+#if TACIT_EXPLICIT_FMA
+  constexpr bool dbl = sizeof(T) == 8;
+  if constexpr (sizeof(V) == 16) {
+    if constexpr (dbl) return (V)_mm_fmadd_pd((__m128d)a, (__m128d)b, (__m128d)c);
+    else return (V)_mm_fmadd_ps((__m128)a, (__m128)b, (__m128)c);
+  } else if constexpr (sizeof(V) == 32) {
+    if constexpr (dbl) return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+    else return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  }
+#if defined(__AVX512F__)
+  else if constexpr (sizeof(V) == 64) {
+    if constexpr (dbl) return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+    else return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+  }
+#endif
+  else {
+    V r;
+    for (std::size_t l = 0; l < sizeof(V) / sizeof(T); ++l) r[l] = std::fma(a[l], b[l], c[l]);
+    return r;
+  }
+#else
+  return a * b + c;
+#endif
+}
+
+/// Software prefetch of the streamed row arrays (values, indices) 16 KiB of
+/// values ahead into L2: the out-of-order window alone covers only a few
+/// lines of these streams, and the hardware prefetchers stop at page
+/// boundaries (the same finding as the CSR SpMV kernel). Never faults, so the
+/// address may lie past the end (formed with integer arithmetic).
+template <class T> inline constexpr std::int64_t prefetch_ahead = 16384 / sizeof(T);
+template <class U> inline void prefetch_l2(const U *base, std::int64_t index) {
+  const auto address = reinterpret_cast<std::uintptr_t>(base) +
+                       static_cast<std::uintptr_t>(index) * sizeof(U);
+  __builtin_prefetch(reinterpret_cast<const void *>(address), 0, 2);
+}
+
+/// The one-column sum with unit stride through 4-lane gathers (AVX2): lane
+/// r accumulates entries r, r + 4, ... exactly like partial r of the scalar
+/// code, so the bits are the same; fewer instructions keep more loads in
+/// flight. Returns false when not available for T / I.
+template <class T, class I>
+inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
+                            [[maybe_unused]] const I *__restrict cols,
+                            [[maybe_unused]] std::int64_t b,
+                            [[maybe_unused]] std::int64_t e,
+                            [[maybe_unused]] const T *__restrict x,
+                            [[maybe_unused]] T *__restrict out) {
+#if TACIT_EXPLICIT_FMA && defined(__AVX2__)
+  T p[4];
+  std::int64_t k = b;
+  if constexpr (std::is_same_v<T, double>) {
+    __m256d acc = _mm256_setzero_pd();
+    auto gather = [&](std::int64_t q) {
+      if constexpr (sizeof(I) == 4)
+        return _mm256_i32gather_pd(x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 8);
+      else
+        return _mm256_i64gather_pd(x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 8);
+    };
+    for (; k + 8 <= e; k += 8) {
+      prefetch_l2(vals, k + prefetch_ahead<T>);
+      prefetch_l2(cols, k + prefetch_ahead<T>);
+      const __m256d x0 = gather(k), x1 = gather(k + 4);
+      acc = _mm256_fmadd_pd(_mm256_loadu_pd(vals + k), x0, acc);
+      acc = _mm256_fmadd_pd(_mm256_loadu_pd(vals + k + 4), x1, acc);
+    }
+    if (k + 4 <= e) {
+      acc = _mm256_fmadd_pd(_mm256_loadu_pd(vals + k), gather(k), acc);
+      k += 4;
+    }
+    _mm256_storeu_pd(p, acc);
+  } else {
+    __m128 acc = _mm_setzero_ps();
+    auto gather = [&](std::int64_t q) {
+      if constexpr (sizeof(I) == 4)
+        return _mm_i32gather_ps(x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 4);
+      else
+        return _mm256_i64gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 4);
+    };
+    for (; k + 8 <= e; k += 8) {
+      prefetch_l2(vals, k + prefetch_ahead<T>);
+      prefetch_l2(cols, k + prefetch_ahead<T>);
+      const __m128 x0 = gather(k), x1 = gather(k + 4);
+      acc = _mm_fmadd_ps(_mm_loadu_ps(vals + k), x0, acc);
+      acc = _mm_fmadd_ps(_mm_loadu_ps(vals + k + 4), x1, acc);
+    }
+    if (k + 4 <= e) {
+      acc = _mm_fmadd_ps(_mm_loadu_ps(vals + k), gather(k), acc);
+      k += 4;
+    }
+    _mm_storeu_ps(p, acc);
+  }
+  if (k < e) {
+    p[0] = madd(vals[k], x[cols[k]], p[0]);
+    if (k + 1 < e) {
+      p[1] = madd(vals[k + 1], x[cols[k + 1]], p[1]);
+      if (k + 2 < e) p[2] = madd(vals[k + 2], x[cols[k + 2]], p[2]);
+    }
+  }
+  out[0] = (p[0] + p[1]) + (p[2] + p[3]);
+  return true;
+#else
+  return false;
+#endif
+}
+
 /// out[w] = sum_k vals[k] * x[cols[k] * ldx + w] over k in [b, e), for CW
 /// consecutive columns, in the four-partial order described above.
 template <int CW, class T, class I>
@@ -54,19 +192,24 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
                      std::int64_t e, const T *__restrict x, index_t ldx,
                      T *__restrict out) {
   if constexpr (CW == 1) {
+    if (ldx == 1 && row_sum4_gather(vals, cols, b, e, x, out)) return;
     T p0 = 0, p1 = 0, p2 = 0, p3 = 0;
     std::int64_t k = b;
     for (; k + 4 <= e; k += 4) {
-      p0 += vals[k] * x[static_cast<index_t>(cols[k]) * ldx];
-      p1 += vals[k + 1] * x[static_cast<index_t>(cols[k + 1]) * ldx];
-      p2 += vals[k + 2] * x[static_cast<index_t>(cols[k + 2]) * ldx];
-      p3 += vals[k + 3] * x[static_cast<index_t>(cols[k + 3]) * ldx];
+      p0 = madd(vals[k], x[static_cast<index_t>(cols[k]) * ldx], p0);
+      p1 = madd(vals[k + 1], x[static_cast<index_t>(cols[k + 1]) * ldx], p1);
+      p2 = madd(vals[k + 2], x[static_cast<index_t>(cols[k + 2]) * ldx], p2);
+      p3 = madd(vals[k + 3], x[static_cast<index_t>(cols[k + 3]) * ldx], p3);
+      TACIT_SCALAR_BARRIER(p0);
+      TACIT_SCALAR_BARRIER(p1);
+      TACIT_SCALAR_BARRIER(p2);
+      TACIT_SCALAR_BARRIER(p3);
     }
     if (k < e) {
-      p0 += vals[k] * x[static_cast<index_t>(cols[k]) * ldx];
+      p0 = madd(vals[k], x[static_cast<index_t>(cols[k]) * ldx], p0);
       if (k + 1 < e) {
-        p1 += vals[k + 1] * x[static_cast<index_t>(cols[k + 1]) * ldx];
-        if (k + 2 < e) p2 += vals[k + 2] * x[static_cast<index_t>(cols[k + 2]) * ldx];
+        p1 = madd(vals[k + 1], x[static_cast<index_t>(cols[k + 1]) * ldx], p1);
+        if (k + 2 < e) p2 = madd(vals[k + 2], x[static_cast<index_t>(cols[k + 2]) * ldx], p2);
       }
     }
     out[0] = (p0 + p1) + (p2 + p3);
@@ -79,13 +222,15 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) p0[v] = p1[v] = p2[v] = p3[v] = V{};
     auto add = [&](V *p, std::int64_t q) {
-      const T a = vals[q];
+      const V a = V{} + vals[q];
       const T *xr = x + static_cast<index_t>(cols[q]) * ldx;
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) p[v] += a * load_lanes<V>(xr + v * L);
+      for (int v = 0; v < NV; ++v) p[v] = madd_lanes<V, T>(a, load_lanes<V>(xr + v * L), p[v]);
     };
     std::int64_t k = b;
     for (; k + 4 <= e; k += 4) {
+      prefetch_l2(vals, k + prefetch_ahead<T>);
+      prefetch_l2(cols, k + prefetch_ahead<T>);
       add(p0, k);
       add(p1, k + 1);
       add(p2, k + 2);
@@ -267,7 +412,9 @@ inline T solve_singleton(const Activation &act, T a, T c, bool &unique) {
   case ActivationKind::relu: return c > T(0) ? c / (T(1) - a) : T(0);
   case ActivationKind::leaky_relu: {
     const T s = static_cast<T>(act.slope);
-    return c >= T(0) ? c / (T(1) - a) : s * c / (T(1) - s * a);
+    // madd: one rounding whatever the compiler contracts, so that every
+    // batch width gives the same bits.
+    return c >= T(0) ? c / (T(1) - a) : (s * c) / madd(-s, a, T(1));
   }
   case ActivationKind::identity: return c / (T(1) - a);
   case ActivationKind::tanh:

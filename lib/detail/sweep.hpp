@@ -67,12 +67,12 @@ public:
             const std::function<std::string(index_t)> &describe);
 
   index_t n = 0;
-  std::vector<index_t> row_of; // position -> state
-  std::vector<std::int64_t> ptr;
-  std::vector<std::int32_t> cols32; // used when !wide
-  std::vector<std::int64_t> cols64;
+  aligned_vector<index_t> row_of; // position -> state
+  aligned_vector<std::int64_t> ptr;
+  aligned_vector<std::int32_t> cols32; // used when !wide
+  aligned_vector<std::int64_t> cols64;
   bool wide = false;
-  std::vector<T> vals, diag;
+  aligned_vector<T> vals, diag;
   std::vector<unsigned char> kind;
   std::vector<Activation> act; // per position
   std::vector<SweepLevel> levels;
@@ -89,6 +89,7 @@ public:
 /// Per-task results of a stage (W columns).
 struct SweepPartial {
   std::vector<double> residual;
+  std::vector<double> nonfinite;    // sum of c * 0: NaN iff some c was not finite
   std::vector<unsigned char> flags; // 1 = non-finite, 2 = ill-posed
   std::vector<int> iterations;
   std::vector<unsigned char> status;
