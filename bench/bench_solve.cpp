@@ -47,7 +47,8 @@ template <class F> double seconds(F &&f) {
 
 template <class F> double best_seconds(int repeats, F &&f) {
   double best = 1e30;
-  for (int r = 0; r < repeats; ++r) best = std::min(best, seconds(f));
+  for (int r = 0; r < repeats; ++r)
+    best = std::min(best, seconds(f));
   return best;
 }
 
@@ -84,8 +85,8 @@ template <class T> struct Product {
 /// Times `work` and the baseline product alternately (so that both see the
 /// same machine load) and reports best(work) / best(product) as `ratio_name`.
 template <class T, class F>
-void timed_against_product(benchmark::State &state, tbb::task_arena &arena, Product<T> &product,
-                           F &&work, const char *ratio_name) {
+void timed_against_product(benchmark::State &state, tbb::task_arena &arena,
+                           Product<T> &product, F &&work, const char *ratio_name) {
   arena.execute([&] {
     work();
     product();
@@ -142,7 +143,8 @@ template <class T> void BM_SweepFeedForward(benchmark::State &state) {
 void sweep_args(benchmark::internal::Benchmark *b) {
   b->ArgNames({"threads", "k"});
   for (int threads : {1, 2})
-    for (int k : {1, 8, 32, 128}) b->Args({threads, k});
+    for (int k : {1, 8, 32, 128})
+      b->Args({threads, k});
 }
 BENCHMARK_TEMPLATE(BM_SweepFeedForward, double)
     ->Apply(sweep_args)
@@ -227,7 +229,8 @@ template <class T> void BM_SweepFeedForwardQuarter(benchmark::State &state) {
 void quarter_args(benchmark::internal::Benchmark *b) {
   b->ArgNames({"threads", "k"});
   for (int threads : {1, 2})
-    for (int k : {1, 8, 32}) b->Args({threads, k});
+    for (int k : {1, 8, 32})
+      b->Args({threads, k});
   b->Args({2, 128});
 }
 BENCHMARK_TEMPLATE(BM_PicardFeedForward, double)
@@ -256,7 +259,8 @@ template <class T> void BM_ImplicitAuto(benchmark::State &state) {
 void implicit_args(benchmark::internal::Benchmark *b) {
   b->ArgNames({"threads", "k"});
   for (int threads : {1, 2})
-    for (int k : {1, 8, 32, 128}) b->Args({threads, k});
+    for (int k : {1, 8, 32, 128})
+      b->Args({threads, k});
 }
 BENCHMARK_TEMPLATE(BM_ImplicitPicard, double)
     ->Apply(implicit_args)

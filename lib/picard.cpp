@@ -40,19 +40,22 @@ enum Write { write_none, write_select, write_always };
 
 template <class F> void for_tasks(index_t count, bool parallel, F &&f) {
   if (!parallel || count <= 1) {
-    for (index_t t = 0; t < count; ++t) f(t);
+    for (index_t t = 0; t < count; ++t)
+      f(t);
     return;
   }
   tbb::parallel_for(
       tbb::blocked_range<index_t>(0, count, 1),
       [&](const tbb::blocked_range<index_t> &r) {
-        for (index_t t = r.begin(); t < r.end(); ++t) f(t);
+        for (index_t t = r.begin(); t < r.end(); ++t)
+          f(t);
       },
       tbb::simple_partitioner());
 }
 
 template <class V> void grow(V &v, std::size_t n) {
-  if (v.size() < n) v.resize(n);
+  if (v.size() < n)
+    v.resize(n);
 }
 
 index_t part_count(std::int64_t work) {
@@ -67,8 +70,8 @@ index_t part_count(std::int64_t work) {
 /// g according to Write (write_select: where on[w] != 0, else x).
 template <Write W, class T, class I>
 void fused_rows(const std::int64_t *ptr, const I *cols, const T *vals,
-                const Activation *act, index_t r0, index_t r1, bool product,
-                const T *y, const T *x, const T *c, T *out, index_t ld, index_t ncols,
+                const Activation *act, index_t r0, index_t r1, bool product, const T *y,
+                const T *x, const T *c, T *out, index_t ld, index_t ncols,
                 const T *__restrict on, T *__restrict step, T *__restrict norm,
                 T *__restrict bad) {
   for (index_t r = r0; r < r1; ++r) {
@@ -79,14 +82,17 @@ void fused_rows(const std::int64_t *ptr, const I *cols, const T *vals,
       constexpr int CW = decltype(cw)::value;
       T pre[CW], g[CW];
       if (y) {
-        for (int w = 0; w < CW; ++w) pre[w] = y[r * ld + c0 + w];
+        for (int w = 0; w < CW; ++w)
+          pre[w] = y[r * ld + c0 + w];
       } else if (product) {
         row_sum4<CW>(vals, cols, ptr[r], ptr[r + 1], x + c0, ld, pre);
       } else {
-        for (int w = 0; w < CW; ++w) pre[w] = T(0);
+        for (int w = 0; w < CW; ++w)
+          pre[w] = T(0);
       }
 #pragma GCC unroll 32
-      for (int w = 0; w < CW; ++w) pre[w] += cr[c0 + w];
+      for (int w = 0; w < CW; ++w)
+        pre[w] += cr[c0 + w];
       activate_chunk<CW>(a, pre, g);
       T *__restrict st = step + c0;
       T *__restrict nm = norm + c0;
@@ -102,11 +108,13 @@ void fused_rows(const std::int64_t *ptr, const I *cols, const T *vals,
       if constexpr (W == write_select) {
         T *o = out + r * ld + c0;
 #pragma GCC unroll 32
-        for (int w = 0; w < CW; ++w) o[w] = on[c0 + w] != T(0) ? g[w] : xr[c0 + w];
+        for (int w = 0; w < CW; ++w)
+          o[w] = on[c0 + w] != T(0) ? g[w] : xr[c0 + w];
       } else if constexpr (W == write_always) {
         T *o = out + r * ld + c0;
 #pragma GCC unroll 32
-        for (int w = 0; w < CW; ++w) o[w] = g[w];
+        for (int w = 0; w < CW; ++w)
+          o[w] = g[w];
       }
     });
   }
@@ -116,33 +124,42 @@ void fused_rows(const std::int64_t *ptr, const I *cols, const T *vals,
 /// a relative Tikhonov shift. False when not numerically positive definite.
 bool solve_normal_equations(double *a, double *b, int h) {
   double scale = 0;
-  for (int i = 0; i < h; ++i) scale = std::max(scale, a[i * h + i]);
-  if (!(scale > 0) || !std::isfinite(scale)) return false;
-  for (int i = 0; i < h; ++i) a[i * h + i] += kAndersonRegularization * scale;
+  for (int i = 0; i < h; ++i)
+    scale = std::max(scale, a[i * h + i]);
+  if (!(scale > 0) || !std::isfinite(scale))
+    return false;
+  for (int i = 0; i < h; ++i)
+    a[i * h + i] += kAndersonRegularization * scale;
   for (int j = 0; j < h; ++j) {
     double d = a[j * h + j];
-    for (int k = 0; k < j; ++k) d -= a[j * h + k] * a[j * h + k];
-    if (!(d > 1e-14 * scale)) return false;
+    for (int k = 0; k < j; ++k)
+      d -= a[j * h + k] * a[j * h + k];
+    if (!(d > 1e-14 * scale))
+      return false;
     d = std::sqrt(d);
     a[j * h + j] = d;
     for (int i = j + 1; i < h; ++i) {
       double s = a[i * h + j];
-      for (int k = 0; k < j; ++k) s -= a[i * h + k] * a[j * h + k];
+      for (int k = 0; k < j; ++k)
+        s -= a[i * h + k] * a[j * h + k];
       a[i * h + j] = s / d;
     }
   }
   for (int i = 0; i < h; ++i) { // L z = b
     double s = b[i];
-    for (int k = 0; k < i; ++k) s -= a[i * h + k] * b[k];
+    for (int k = 0; k < i; ++k)
+      s -= a[i * h + k] * b[k];
     b[i] = s / a[i * h + i];
   }
   for (int i = h - 1; i >= 0; --i) { // L^T z = z
     double s = b[i];
-    for (int k = i + 1; k < h; ++k) s -= a[k * h + i] * b[k];
+    for (int k = i + 1; k < h; ++k)
+      s -= a[k * h + i] * b[k];
     b[i] = s / a[i * h + i];
   }
   for (int i = 0; i < h; ++i)
-    if (!std::isfinite(b[i])) return false;
+    if (!std::isfinite(b[i]))
+      return false;
   return true;
 }
 
@@ -150,7 +167,8 @@ bool solve_normal_equations(double *a, double *b, int h) {
 
 void *allocate_aligned(std::size_t bytes, std::size_t align) {
   if (bytes >= huge_page_threshold) {
-    const std::size_t rounded = (bytes + huge_page_size - 1) / huge_page_size * huge_page_size;
+    const std::size_t rounded =
+        (bytes + huge_page_size - 1) / huge_page_size * huge_page_size;
     void *p = ::operator new(rounded, std::align_val_t(huge_page_size));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     madvise(p, rounded, MADV_HUGEPAGE); // a hint: failure is harmless
@@ -161,7 +179,8 @@ void *allocate_aligned(std::size_t bytes, std::size_t align) {
 }
 
 void deallocate_aligned(void *p, std::size_t bytes, std::size_t align) noexcept {
-  ::operator delete(p, std::align_val_t(bytes >= huge_page_threshold ? huge_page_size : align));
+  ::operator delete(
+      p, std::align_val_t(bytes >= huge_page_threshold ? huge_page_size : align));
 }
 
 void validate(const PicardOptions &o) {
@@ -214,7 +233,8 @@ FixedPointSystem<T>::FixedPointSystem(const LinearOperator<T> &M,
     // Only the activation pass is ours: equal row ranges.
     const index_t parts = part_count(rows_ * 4);
     parts_.resize(static_cast<std::size_t>(parts) + 1);
-    for (index_t p = 0; p <= parts; ++p) parts_[p] = rows_ * p / parts;
+    for (index_t p = 0; p <= parts; ++p)
+      parts_[p] = rows_ * p / parts;
   }
 }
 
@@ -233,8 +253,10 @@ void FixedPointWork<T>::reserve(index_t rows, index_t slabs, index_t width, int 
   const auto cols = static_cast<std::size_t>(slabs * width);
   grow(x_[0], big);
   grow(x_[1], depth > 0 ? 0 : big);
-  if (c_buffer) grow(c_, big);
-  if (operator_buffer) grow(y_, big);
+  if (c_buffer)
+    grow(c_, big);
+  if (operator_buffer)
+    grow(y_, big);
   if (depth > 0) {
     const auto d = static_cast<std::size_t>(depth);
     grow(g_, big);
@@ -245,7 +267,8 @@ void FixedPointWork<T>::reserve(index_t rows, index_t slabs, index_t width, int 
     grow(gram_, cols * d * d + d * d); // + scratch for one solve
     grow(rhs_, cols * d + d);
     grow(gamma_, cols * d);
-    const auto chunks = static_cast<std::size_t>((rows + kAndersonChunk - 1) / kAndersonChunk);
+    const auto chunks =
+        static_cast<std::size_t>((rows + kAndersonChunk - 1) / kAndersonChunk);
     grow(inner_, static_cast<std::size_t>(slabs) * std::max<std::size_t>(chunks, 1) *
                      static_cast<std::size_t>(width) * 2 * d);
   }
@@ -295,10 +318,12 @@ template <class T> struct FixedPointRunner {
     if (!sys.is_csr() && product) {
       // Operator products slab by slab (the operator parallelises inside).
       for (index_t s = 0; s < S; ++s) {
-        if (!(all || w.slab_active_[s]) || slab_cols(s) == 0) continue;
+        if (!(all || w.slab_active_[s]) || slab_cols(s) == 0)
+          continue;
         const T *x = w.current(s);
         sys.op().apply(Mode::normal, T(1), ConstMatrixView<T>(x, n, slab_cols(s), W),
-                       T(0), MatrixView<T>{w.y_.data() + s * slab_size(), n, slab_cols(s), W},
+                       T(0),
+                       MatrixView<T>{w.y_.data() + s * slab_size(), n, slab_cols(s), W},
                        run.parallel ? Execution::parallel : Execution::reference);
       }
     }
@@ -312,7 +337,8 @@ template <class T> struct FixedPointRunner {
       std::fill(step, step + W, T(0));
       std::fill(norm, norm + W, T(0));
       std::fill(bad, bad + W, T(0));
-      if (!(all || w.slab_active_[s]) || ncols == 0) return;
+      if (!(all || w.slab_active_[s]) || ncols == 0)
+        return;
       const T *x = w.current(s);
       const T *c = run.c + s * slab_size();
       T *out = nullptr;
@@ -358,7 +384,8 @@ template <class T> struct FixedPointRunner {
     bool any = false;
     for (index_t s = 0; s < S; ++s) {
       bool a = false;
-      for (index_t j = 0; j < W; ++j) a = a || w.columns_[s * W + j].active;
+      for (index_t j = 0; j < W; ++j)
+        a = a || w.columns_[s * W + j].active;
       w.slab_active_[s] = a;
       any = any || a;
     }
@@ -376,8 +403,8 @@ template <class T> struct FixedPointRunner {
       cs.status = SolveStatus::converged;
       return true;
     }
-    if (step > opt.divergence_factor *
-                   std::max({cs.min_step, opt.abs_tol, std::numeric_limits<double>::min()})) {
+    if (step > opt.divergence_factor * std::max({cs.min_step, opt.abs_tol,
+                                                 std::numeric_limits<double>::min()})) {
       cs.status = SolveStatus::diverged;
       return true;
     }
@@ -389,8 +416,10 @@ template <class T> struct FixedPointRunner {
   }
 
   void report(int it, double max_step) {
-    if (run.step_history) run.step_history->push_back(max_step);
-    if (run.progress && *run.progress) (*run.progress)(it, max_step);
+    if (run.step_history)
+      run.step_history->push_back(max_step);
+    if (run.progress && *run.progress)
+      (*run.progress)(it, max_step);
   }
 
   void init() {
@@ -416,28 +445,34 @@ template <class T> struct FixedPointRunner {
   void plain() {
     bool product = !run.zero_start;
     for (int it = 1;; ++it) {
-      if (!any_active()) return;
+      if (!any_active())
+        return;
       if (it > opt.max_iterations) {
         stop_remaining();
         return;
       }
-      for (index_t k = 0; k < S * W; ++k) w.mask_[k] = w.columns_[k].active ? T(1) : T(0);
+      for (index_t k = 0; k < S * W; ++k)
+        w.mask_[k] = w.columns_[k].active ? T(1) : T(0);
       pass<write_select>(product, false);
       product = true;
       double max_step = 0;
       for (index_t s = 0; s < S; ++s) {
-        if (!w.slab_active_[s]) continue;
+        if (!w.slab_active_[s])
+          continue;
         for (index_t j = 0; j < W; ++j) {
           ColumnState &cs = w.columns_[s * W + j];
-          if (!cs.active) continue;
+          if (!cs.active)
+            continue;
           double step, norm;
           bool bad;
           gather(s, j, step, norm, bad);
           ++cs.iterations;
           cs.step = step;
           cs.norm = norm;
-          max_step = bad ? std::numeric_limits<double>::infinity() : std::max(max_step, step);
-          if (stops(cs, step, norm, bad)) cs.active = false;
+          max_step =
+              bad ? std::numeric_limits<double>::infinity() : std::max(max_step, step);
+          if (stops(cs, step, norm, bad))
+            cs.active = false;
           cs.min_step = std::min(cs.min_step, step);
         }
         w.parity_[s] ^= 1;
@@ -467,7 +502,8 @@ template <class T> struct FixedPointRunner {
       const index_t s = t / chunks, ch = t % chunks;
       double *inner = w.inner_.data() + t * W * 2 * d;
       std::fill(inner, inner + W * 2 * d, 0.0);
-      if (!w.slab_active_[s]) return;
+      if (!w.slab_active_[s])
+        return;
       const index_t r0 = ch * kAndersonChunk, r1 = std::min(n, r0 + kAndersonChunk);
       const index_t ncols = slab_cols(s);
       const index_t off = s * slab_size();
@@ -507,11 +543,13 @@ template <class T> struct FixedPointRunner {
     double *a = w.gram_.data() + S * W * d * d; // scratch
     double *b = w.rhs_.data() + S * W * d;
     for (index_t s = 0; s < S; ++s) {
-      if (!w.slab_active_[s]) continue;
+      if (!w.slab_active_[s])
+        continue;
       for (index_t j = 0; j < W; ++j) {
         const index_t col = s * W + j;
         ColumnState &cs = w.columns_[col];
-        if (w.on_[col] != mix) continue;
+        if (w.on_[col] != mix)
+          continue;
         double *G = gram(col), *R = rhs(col), *gm = gamma(col);
         for (int q = 0; q < d; ++q) {
           double ip = 0, fr = 0;
@@ -529,15 +567,18 @@ template <class T> struct FixedPointRunner {
         for (int h : {cs.history, 1}) {
           for (int l = 0; l < h; ++l) {
             b[l] = R[slot(head, l)];
-            for (int m = 0; m < h; ++m) a[l * h + m] = G[slot(head, l) * d + slot(head, m)];
+            for (int m = 0; m < h; ++m)
+              a[l * h + m] = G[slot(head, l) * d + slot(head, m)];
           }
           if (solve_normal_equations(a, b, h)) {
-            for (int l = 0; l < h; ++l) gm[l] = b[l];
+            for (int l = 0; l < h; ++l)
+              gm[l] = b[l];
             cs.history = h;
             solved = true;
             break;
           }
-          if (cs.history == 1) break;
+          if (cs.history == 1)
+            break;
         }
         if (solved) {
           cs.mixed_last = true;
@@ -556,7 +597,8 @@ template <class T> struct FixedPointRunner {
     const index_t parts = (n + kAndersonChunk - 1) / kAndersonChunk;
     for_tasks(S * parts, run.parallel, [&](index_t t) {
       const index_t s = t / parts, ch = t % parts;
-      if (!w.slab_active_[s]) return;
+      if (!w.slab_active_[s])
+        return;
       const index_t r0 = ch * kAndersonChunk, r1 = std::min(n, r0 + kAndersonChunk);
       const index_t ncols = slab_cols(s);
       const index_t off = s * slab_size();
@@ -567,8 +609,12 @@ template <class T> struct FixedPointRunner {
           const index_t e = row + j;
           switch (mode[j]) {
           case take_g:
-          case first: w.x_[0][e] = w.g_[e]; break;
-          case revert: w.x_[0][e] = w.g_prev_[e]; break;
+          case first:
+            w.x_[0][e] = w.g_[e];
+            break;
+          case revert:
+            w.x_[0][e] = w.g_prev_[e];
+            break;
           case mix: {
             const ColumnState &cs = w.columns_[s * W + j];
             const double *gm = w.gamma_.data() + (s * W + j) * w.depth_;
@@ -578,7 +624,8 @@ template <class T> struct FixedPointRunner {
             w.x_[0][e] = v;
             break;
           }
-          default: break;
+          default:
+            break;
           }
         }
       }
@@ -589,7 +636,8 @@ template <class T> struct FixedPointRunner {
     bool product = !run.zero_start;
     int head = -1;
     for (int it = 1;; ++it) {
-      if (!any_active()) return;
+      if (!any_active())
+        return;
       if (it > opt.max_iterations) {
         stop_remaining();
         return;
@@ -603,7 +651,8 @@ template <class T> struct FixedPointRunner {
           const index_t col = s * W + j;
           ColumnState &cs = w.columns_[col];
           w.on_[col] = keep;
-          if (!w.slab_active_[s] || !cs.active) continue;
+          if (!w.slab_active_[s] || !cs.active)
+            continue;
           double step, norm;
           bool bad;
           gather(s, j, step, norm, bad);
@@ -620,7 +669,8 @@ template <class T> struct FixedPointRunner {
             }
             continue;
           }
-          max_step = bad ? std::numeric_limits<double>::infinity() : std::max(max_step, step);
+          max_step =
+              bad ? std::numeric_limits<double>::infinity() : std::max(max_step, step);
           cs.step = step;
           cs.norm = norm;
           if (stops(cs, step, norm, bad)) {
@@ -639,9 +689,12 @@ template <class T> struct FixedPointRunner {
           cs.min_step = std::min(cs.min_step, step);
         }
       }
-      if (any_mix) head = (head + 1) % w.depth_;
-      if (any_store) anderson_differences(std::max(head, 0));
-      if (any_mix) anderson_coefficients(head);
+      if (any_mix)
+        head = (head + 1) % w.depth_;
+      if (any_store)
+        anderson_differences(std::max(head, 0));
+      if (any_mix)
+        anderson_coefficients(head);
       anderson_update(std::max(head, 0));
       report(it, max_step);
     }
@@ -666,8 +719,10 @@ template <class T> struct FixedPointRunner {
 
   void go() {
     init();
-    if (opt.anderson_depth > 0) anderson();
-    else plain();
+    if (opt.anderson_depth > 0)
+      anderson();
+    else
+      plain();
     residuals();
   }
 };
@@ -690,7 +745,8 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
   const auto parts = system.parts();
   std::vector<T> step(static_cast<std::size_t>(slabs * P * width)), norm(step.size()),
       bad(step.size()), y;
-  if (!system.is_csr()) y.resize(static_cast<std::size_t>(n * slabs * width));
+  if (!system.is_csr())
+    y.resize(static_cast<std::size_t>(n * slabs * width));
   for (index_t s = 0; s < slabs; ++s) {
     const index_t ncols = std::clamp<index_t>(columns - s * width, 0, width);
     if (!system.is_csr() && ncols > 0)
@@ -701,24 +757,25 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
   for_tasks(slabs * P, true, [&](index_t t) {
     const index_t s = t / P, p = t % P;
     const index_t ncols = std::clamp<index_t>(columns - s * width, 0, width);
-    if (ncols == 0) return;
+    if (ncols == 0)
+      return;
     const T *xs = x + s * n * width, *cs = c + s * n * width;
     if (system.is_csr()) {
       const auto &M = *system.csr();
       M.visit_columns([&](auto cols) {
-        fused_rows<write_none>(M.row_ptr().data(), cols.data(), M.values().data(),
-                               system.activations(), parts[p], parts[p + 1], true,
-                               static_cast<const T *>(nullptr), xs, cs,
-                               static_cast<T *>(nullptr), width, ncols,
-                               static_cast<const T *>(nullptr), step.data() + t * width, norm.data() + t * width,
-                               bad.data() + t * width);
+        fused_rows<write_none>(
+            M.row_ptr().data(), cols.data(), M.values().data(), system.activations(),
+            parts[p], parts[p + 1], true, static_cast<const T *>(nullptr), xs, cs,
+            static_cast<T *>(nullptr), width, ncols, static_cast<const T *>(nullptr),
+            step.data() + t * width, norm.data() + t * width, bad.data() + t * width);
       });
     } else {
       const std::int32_t *none = nullptr;
       fused_rows<write_none, T, std::int32_t>(
           nullptr, none, nullptr, system.activations(), parts[p], parts[p + 1], false,
           y.data() + s * n * width, xs, cs, nullptr, width, ncols,
-          static_cast<const T *>(nullptr), step.data() + t * width, norm.data() + t * width, bad.data() + t * width);
+          static_cast<const T *>(nullptr), step.data() + t * width,
+          norm.data() + t * width, bad.data() + t * width);
     }
   });
   for (index_t s = 0; s < slabs; ++s)
@@ -731,8 +788,9 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
         b = b || bad[k] != T(0);
       }
       const bool real = s * width + j < columns;
-      out[s * width + j] =
-          !real ? 0.0 : b ? std::numeric_limits<double>::infinity() : static_cast<double>(st);
+      out[s * width + j] = !real ? 0.0
+                           : b   ? std::numeric_limits<double>::infinity()
+                                 : static_cast<double>(st);
     }
 }
 
@@ -742,8 +800,9 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
   const index_t n = B.rows();
   if (U.rows() != B.cols() || static_cast<index_t>(bias.size()) != n)
     throw InvalidArgument("affine_batch: B is " + std::to_string(n) + " x " +
-                          std::to_string(B.cols()) + ", U has " + std::to_string(U.rows()) +
-                          " rows, bias has " + std::to_string(bias.size()) + " entries");
+                          std::to_string(B.cols()) + ", U has " +
+                          std::to_string(U.rows()) + " rows, bias has " +
+                          std::to_string(bias.size()) + " entries");
   Z.reshape(n, U.cols(), internal_width(U.slab_width(), U.cols()));
   const index_t S = Z.slabs, W = Z.width;
   const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&B);
@@ -751,7 +810,8 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
     for (index_t s = 0; s < S; ++s) {
       const index_t ncols = Z.slab_cols(s);
       T *z = Z.slab(s);
-      for (index_t i = 0; i < n; ++i) std::fill(z + i * W, z + i * W + ncols, bias[i]);
+      for (index_t i = 0; i < n; ++i)
+        std::fill(z + i * W, z + i * W + ncols, bias[i]);
       B.apply(Mode::normal, T(1), U.slab(s), T(1), MatrixView<T>{z, n, ncols, W});
     }
     return;
@@ -772,7 +832,8 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
           T v[CW];
           row_sum4<CW>(vals, cols.data(), ptr[i], ptr[i + 1], u.data + c0, u.ld, v);
 #pragma GCC unroll 32
-          for (int w = 0; w < CW; ++w) z[i * W + c0 + w] = v[w] + bias[i];
+          for (int w = 0; w < CW; ++w)
+            z[i * W + c0 + w] = v[w] + bias[i];
         });
     });
   });

@@ -17,28 +17,39 @@ namespace tacit {
 
 std::string to_string(SolveStatus s) {
   switch (s) {
-  case SolveStatus::converged: return "converged";
-  case SolveStatus::max_iterations: return "max_iterations";
-  case SolveStatus::diverged: return "diverged";
-  case SolveStatus::non_finite: return "non_finite";
-  case SolveStatus::ill_posed: return "ill_posed";
+  case SolveStatus::converged:
+    return "converged";
+  case SolveStatus::max_iterations:
+    return "max_iterations";
+  case SolveStatus::diverged:
+    return "diverged";
+  case SolveStatus::non_finite:
+    return "non_finite";
+  case SolveStatus::ill_posed:
+    return "ill_posed";
   }
   return "?";
 }
 
 std::string to_string(SolveMethod m) {
   switch (m) {
-  case SolveMethod::automatic: return "auto";
-  case SolveMethod::picard: return "picard";
-  case SolveMethod::sweep: return "sweep";
+  case SolveMethod::automatic:
+    return "auto";
+  case SolveMethod::picard:
+    return "picard";
+  case SolveMethod::sweep:
+    return "sweep";
   }
   return "?";
 }
 
 SolveMethod parse_solve_method(std::string_view s) {
-  if (s == "auto") return SolveMethod::automatic;
-  if (s == "picard") return SolveMethod::picard;
-  if (s == "sweep") return SolveMethod::sweep;
+  if (s == "auto")
+    return SolveMethod::automatic;
+  if (s == "picard")
+    return SolveMethod::picard;
+  if (s == "sweep")
+    return SolveMethod::sweep;
   throw InvalidArgument("unknown solve method '" + std::string(s) +
                         "' (expected auto, picard or sweep)");
 }
@@ -90,15 +101,17 @@ void fill_picard_report(const detail::FixedPointWork<T> &work, index_t k,
   report.message = msg;
 }
 
-template <class T> bool same_shape(const Batch<T> &a, index_t rows, index_t cols, index_t w) {
+template <class T>
+bool same_shape(const Batch<T> &a, index_t rows, index_t cols, index_t w) {
   return a.rows() == rows && a.cols() == cols && a.slab_width() == w;
 }
 
 /// Runs the engine for the whole operator on c (slab-major n x k with slab
 /// width W, the same slab boundaries as X); X in/out.
 template <class T>
-void picard_into(const detail::FixedPointSystem<T> &system, detail::FixedPointWork<T> &work,
-                 const T *c, index_t W, Batch<T> &X, bool warm, const PicardOptions &options,
+void picard_into(const detail::FixedPointSystem<T> &system,
+                 detail::FixedPointWork<T> &work, const T *c, index_t W, Batch<T> &X,
+                 bool warm, const PicardOptions &options,
                  const std::function<void(int, double)> &progress, SolveReport &report) {
   const index_t n = X.rows(), k = X.cols(), S = X.slab_count();
   work.reserve(n, S, W, options.anderson_depth,
@@ -107,7 +120,8 @@ void picard_into(const detail::FixedPointSystem<T> &system, detail::FixedPointWo
     for (index_t s = 0; s < S; ++s) {
       const auto src = X.slab(s);
       T *dst = work.initial(s);
-      for (index_t i = 0; i < n; ++i) std::copy(src.row(i), src.row(i) + src.cols, dst + i * W);
+      for (index_t i = 0; i < n; ++i)
+        std::copy(src.row(i), src.row(i) + src.cols, dst + i * W);
     }
   } else {
     std::fill(work.initial(0), work.initial(0) + n * S * W, T(0));
@@ -140,7 +154,7 @@ template <class T> struct EquilibriumSolver<T>::Impl {
   std::vector<Activation> activations;
   std::unique_ptr<detail::FixedPointSystem<T>> system; // Picard
   detail::FixedPointWork<T> picard_work;
-  std::unique_ptr<detail::SweepPlan<T>> plan;          // sweep
+  std::unique_ptr<detail::SweepPlan<T>> plan; // sweep
   detail::SweepWork<T> sweep_work;
   detail::SlabBuffer<T> Z, X; // aligned: Z = B U + b, and the sweep's states
 
@@ -201,7 +215,8 @@ EquilibriumSolver<T>::EquilibriumSolver(const Model<T> &model, SolveOptions opti
     // larger blocks need iterating.
     index_t largest = 0;
     for (index_t b = 0; b < scc.block_count(); ++b)
-      if (scc.block_size(b) > 1) largest = std::max(largest, scc.block_size(b));
+      if (scc.block_size(b) > 1)
+        largest = std::max(largest, scc.block_size(b));
     if (im.options.method == SolveMethod::sweep) {
       im.method = SolveMethod::sweep;
       im.reason = "sweep (requested): " + summary;
@@ -233,13 +248,15 @@ template <class T> EquilibriumSolver<T>::~EquilibriumSolver() = default;
 template <class T>
 EquilibriumSolver<T>::EquilibriumSolver(EquilibriumSolver &&) noexcept = default;
 template <class T>
-EquilibriumSolver<T> &EquilibriumSolver<T>::operator=(EquilibriumSolver &&) noexcept = default;
+EquilibriumSolver<T> &
+EquilibriumSolver<T>::operator=(EquilibriumSolver &&) noexcept = default;
 
 template <class T> SolveMethod EquilibriumSolver<T>::method() const noexcept {
   return impl_->method;
 }
 
-template <class T> const std::string &EquilibriumSolver<T>::method_reason() const noexcept {
+template <class T>
+const std::string &EquilibriumSolver<T>::method_reason() const noexcept {
   return impl_->reason;
 }
 
@@ -250,9 +267,11 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
   const index_t n = m.states(), k = U.cols(), W = U.slab_width();
   if (U.rows() != m.inputs())
     throw InvalidArgument("solve: U is " + shape(U.rows(), U.cols()) +
-                          ", the model has p = " + std::to_string(m.inputs()) + " inputs");
+                          ", the model has p = " + std::to_string(m.inputs()) +
+                          " inputs");
   const bool warm = im.options.picard.warm_start && same_shape(X, n, k, W);
-  if (!same_shape(X, n, k, W)) X = Batch<T>(n, k, W);
+  if (!same_shape(X, n, k, W))
+    X = Batch<T>(n, k, W);
   // Z = B U + b (real columns only: padding stays zero).
   detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
 
@@ -260,8 +279,10 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
   if (im.method == SolveMethod::sweep) {
     report.method = SolveMethod::sweep;
     const index_t w = detail::internal_width(W, k);
-    if (warm) im.X.copy_from(X, w);
-    else im.X.reshape(n, k, w); // every state is written before it is read
+    if (warm)
+      im.X.copy_from(X, w);
+    else
+      im.X.reshape(n, k, w); // every state is written before it is read
     detail::run_sweep(*im.plan, im.sweep_work, im.Z, im.X, im.options.picard, warm,
                       im.options.progress, report);
     im.X.copy_to(X);
@@ -281,8 +302,9 @@ SolveReport EquilibriumSolver<T>::predict(const Batch<T> &U, Batch<T> &X, Batch<
 }
 
 template <class T>
-SolveReport picard_solve(const LinearOperator<T> &A, std::span<const Activation> activations,
-                         const Batch<T> &z, Batch<T> &X, const PicardOptions &options,
+SolveReport picard_solve(const LinearOperator<T> &A,
+                         std::span<const Activation> activations, const Batch<T> &z,
+                         Batch<T> &X, const PicardOptions &options,
                          const std::function<void(int, double)> &progress) {
   detail::validate(options);
   if (A.rows() != A.cols() || z.rows() != A.rows() ||
@@ -292,12 +314,13 @@ SolveReport picard_solve(const LinearOperator<T> &A, std::span<const Activation>
                           std::to_string(activations.size()) + " activations");
   const bool match = same_shape(X, z.rows(), z.cols(), z.slab_width());
   const bool warm = options.warm_start && match;
-  if (!match) X = Batch<T>(z.rows(), z.cols(), z.slab_width());
+  if (!match)
+    X = Batch<T>(z.rows(), z.cols(), z.slab_width());
   detail::FixedPointSystem<T> system(A, activations);
   detail::FixedPointWork<T> work;
   SolveReport report;
-  picard_into(system, work, z.storage().data(), z.slab_width(), X, warm, options, progress,
-              report);
+  picard_into(system, work, z.storage().data(), z.slab_width(), X, warm, options,
+              progress, report);
   return report;
 }
 
@@ -325,9 +348,9 @@ std::vector<double> equilibrium_residuals(const LinearOperator<T> &A,
 
 template class EquilibriumSolver<float>;
 template class EquilibriumSolver<double>;
-template SolveReport picard_solve(const LinearOperator<float> &, std::span<const Activation>,
-                                  const Batch<float> &, Batch<float> &,
-                                  const PicardOptions &,
+template SolveReport picard_solve(const LinearOperator<float> &,
+                                  std::span<const Activation>, const Batch<float> &,
+                                  Batch<float> &, const PicardOptions &,
                                   const std::function<void(int, double)> &);
 template SolveReport picard_solve(const LinearOperator<double> &,
                                   std::span<const Activation>, const Batch<double> &,

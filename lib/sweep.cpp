@@ -30,13 +30,15 @@ constexpr index_t kCopyChunk = 2048;
 
 template <class F> void for_tasks(index_t count, bool parallel, F &&f) {
   if (!parallel || count <= 1) {
-    for (index_t t = 0; t < count; ++t) f(t);
+    for (index_t t = 0; t < count; ++t)
+      f(t);
     return;
   }
   tbb::parallel_for(
       tbb::blocked_range<index_t>(0, count, 1),
       [&](const tbb::blocked_range<index_t> &r) {
-        for (index_t t = r.begin(); t < r.end(); ++t) f(t);
+        for (index_t t = r.begin(); t < r.end(); ++t)
+          f(t);
       },
       tbb::simple_partitioner());
 }
@@ -82,8 +84,8 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
       static_cast<index_t>(scc.order.size()) != n)
     throw InvalidArgument("sweep: " + std::to_string(activations.size()) +
                           " activations and an SCC order of " +
-                          std::to_string(scc.order.size()) + " states for n = " +
-                          std::to_string(n));
+                          std::to_string(scc.order.size()) +
+                          " states for n = " + std::to_string(n));
   // Sweep order: level by level, 1x1 blocks first, then the cyclic blocks.
   row_of.reserve(static_cast<std::size_t>(n));
   std::vector<index_t> block_at; // per position: cyclic block id or -1
@@ -115,7 +117,8 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
     levels.push_back(lev);
   }
   std::vector<index_t> pos(static_cast<std::size_t>(n));
-  for (index_t p = 0; p < n; ++p) pos[row_of[p]] = p;
+  for (index_t p = 0; p < n; ++p)
+    pos[row_of[p]] = p;
 
   // Rows in sweep order.
   wide = n > std::numeric_limits<std::int32_t>::max();
@@ -126,7 +129,8 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
   const auto rp = A.row_ptr();
   const auto av = A.values();
   std::int64_t kept = 0;
-  for (T v : av) kept += v != T(0);
+  for (T v : av)
+    kept += v != T(0);
   (wide ? static_cast<void>(cols64.reserve(static_cast<std::size_t>(kept)))
         : static_cast<void>(cols32.reserve(static_cast<std::size_t>(kept))));
   vals.reserve(static_cast<std::size_t>(kept));
@@ -138,15 +142,18 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
       act[p] = activations[i];
       for (auto e = rp[i]; e < rp[i + 1]; ++e) {
         const T v = av[e];
-        if (v == T(0)) continue;
+        if (v == T(0))
+          continue;
         const index_t j = cols[e];
         if (bid < 0 && j == i) {
           diag[p] = v;
         } else if (bid >= 0 && block_at[pos[j]] == bid) {
           local.push_back({p - blocks[bid].p0, pos[j] - blocks[bid].p0, v});
         } else {
-          if (wide) cols64.push_back(j);
-          else cols32.push_back(static_cast<std::int32_t>(j));
+          if (wide)
+            cols64.push_back(j);
+          else
+            cols32.push_back(static_cast<std::int32_t>(j));
           vals.push_back(v);
         }
       }
@@ -165,10 +172,10 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
         } else {
           kind[p] = row_ill_posed;
           if (ill_posed.size() < 5)
-            ill_posed.push_back(describe(i) + " (" + act[p].name() +
-                                ") has self-weight a_ii = " +
-                                format_value(static_cast<double>(diag[p])) +
-                                ": x = phi(a_ii x + c) has no unique solution");
+            ill_posed.push_back(
+                describe(i) + " (" + act[p].name() +
+                ") has self-weight a_ii = " + format_value(static_cast<double>(diag[p])) +
+                ": x = phi(a_ii x + c) has no unique solution");
           ++ill_posed_count;
         }
       }
@@ -184,14 +191,16 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
     cyclic_states += nb;
     largest_block = std::max(largest_block, nb);
   }
-  if (n > 0 && largest_block == 0) largest_block = 1;
+  if (n > 0 && largest_block == 0)
+    largest_block = 1;
 
   // Stages.
   const auto threads = static_cast<std::int64_t>(tbb::info::default_concurrency());
   SweepStage serial;
   bool open = false;
   auto close = [&] {
-    if (open) stages.push_back(std::move(serial));
+    if (open)
+      stages.push_back(std::move(serial));
     serial = SweepStage{};
     open = false;
   };
@@ -231,14 +240,18 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
         while (end < lev.singles_end &&
                (ptr[end] - ptr[lev.p0]) + (end - lev.p0) < target)
           ++end;
-        if (q == parts) end = lev.singles_end;
-        if (end > p) st.tasks.push_back({p, end, -1});
+        if (q == parts)
+          end = lev.singles_end;
+        if (end > p)
+          st.tasks.push_back({p, end, -1});
         p = end;
       }
     }
     for (index_t b = lev.block0; b < lev.block1; ++b) {
-      if (blocks[b].big) st.big_blocks.push_back(b);
-      else st.tasks.push_back({blocks[b].p0, blocks[b].p1, b});
+      if (blocks[b].big)
+        st.big_blocks.push_back(b);
+      else
+        st.tasks.push_back({blocks[b].p0, blocks[b].p1, b});
     }
     max_tasks = std::max<index_t>(max_tasks, static_cast<index_t>(st.tasks.size()));
     stages.push_back(std::move(st));
@@ -272,8 +285,8 @@ template <class T> struct SweepRunner {
   SweepRunner(const SweepPlan<T> &p, SweepWork<T> &w, const SlabBuffer<T> &z,
               SlabBuffer<T> &x, const PicardOptions &o, bool warm_start)
       : plan(p), work(w), Z(z), X(x), opt(o), warm(warm_start), S(x.slabs), W(x.width),
-        k(x.cols), residual(w.residual), flags(w.flags),
-        iterations(w.iterations), status(w.status) {
+        k(x.cols), residual(w.residual), flags(w.flags), iterations(w.iterations),
+        status(w.status) {
     const auto cols = static_cast<std::size_t>(k);
     residual.assign(cols, 0.0);
     flags.assign(cols, 0);
@@ -282,7 +295,8 @@ template <class T> struct SweepRunner {
   }
 
   template <class F> decltype(auto) with_cols(F &&f) const {
-    if (plan.wide) return f(plan.cols64.data());
+    if (plan.wide)
+      return f(plan.cols64.data());
     return f(plan.cols32.data());
   }
 
@@ -316,7 +330,8 @@ template <class T> struct SweepRunner {
           T c[CW];
           row_sum4<CW>(vals, cols, ptr[p], ptr[p + 1], x + c0, ld, c);
 #pragma GCC unroll 32
-          for (int w = 0; w < CW; ++w) c[w] += zi[c0 + w];
+          for (int w = 0; w < CW; ++w)
+            c[w] += zi[c0 + w];
           if (kind == row_plain) {
             T out[CW];
             activate_chunk<CW>(a, c, out);
@@ -332,13 +347,14 @@ template <class T> struct SweepRunner {
               bool unique = true;
               const T v = solve_singleton(a, d, c[w], unique);
               xi[c0 + w] = v;
-              if (!unique) ill(part, p, c0 + w, c[w]);
+              if (!unique)
+                ill(part, p, c0 + w, c[w]);
               if (not_finite(c[w]) || not_finite(v)) {
                 part.flags[c0 + w] |= flag_non_finite;
               } else {
                 const T r = std::abs(v - activate(a.kind, slope, d * v + c[w]));
-                part.residual[c0 + w] = std::max(part.residual[c0 + w],
-                                                 static_cast<double>(r));
+                part.residual[c0 + w] =
+                    std::max(part.residual[c0 + w], static_cast<double>(r));
               }
             }
           } else { // row_ill_posed
@@ -351,8 +367,10 @@ template <class T> struct SweepRunner {
       }
     };
     with_cols([&](const auto *cols) {
-      if (W == 1) rows(cols, std::true_type{});
-      else rows(cols, std::false_type{});
+      if (W == 1)
+        rows(cols, std::true_type{});
+      else
+        rows(cols, std::false_type{});
     });
   }
 
@@ -367,8 +385,8 @@ template <class T> struct SweepRunner {
 
   /// c_B = z_B + A_{B,rest} x_rest and the starting iterate, for rows
   /// [r0, r1) of block b, slab s, into the engine's buffers (ld W).
-  void prepare_block(const SweepBlock<T> &blk, index_t r0, index_t r1, index_t s,
-                     T *c, T *x0) {
+  void prepare_block(const SweepBlock<T> &blk, index_t r0, index_t r1, index_t s, T *c,
+                     T *x0) {
     const T *x = X.slab(s);
     const T *z = Z.slab(s);
     const index_t ncols = X.slab_cols(s);
@@ -379,11 +397,14 @@ template <class T> struct SweepRunner {
         for_column_chunks<T>(ncols, [&](auto cw, index_t c0) {
           constexpr int CW = decltype(cw)::value;
           T v[CW];
-          row_sum4<CW>(plan.vals.data(), cols, plan.ptr[p], plan.ptr[p + 1], x + c0, W, v);
+          row_sum4<CW>(plan.vals.data(), cols, plan.ptr[p], plan.ptr[p + 1], x + c0, W,
+                       v);
 #pragma GCC unroll 32
-          for (int w = 0; w < CW; ++w) c[r * W + c0 + w] = v[w] + z[i * W + c0 + w];
+          for (int w = 0; w < CW; ++w)
+            c[r * W + c0 + w] = v[w] + z[i * W + c0 + w];
         });
-        for (index_t w = 0; w < ncols; ++w) x0[r * W + w] = warm ? x[i * W + w] : T(0);
+        for (index_t w = 0; w < ncols; ++w)
+          x0[r * W + w] = warm ? x[i * W + w] : T(0);
       }
     });
   }
@@ -394,7 +415,8 @@ template <class T> struct SweepRunner {
     const index_t ncols = X.slab_cols(s);
     for (index_t r = r0; r < r1; ++r) {
       const index_t i = plan.row_of[blk.p0 + r];
-      for (index_t w = 0; w < ncols; ++w) x[i * W + w] = xb[r * W + w];
+      for (index_t w = 0; w < ncols; ++w)
+        x[i * W + w] = xb[r * W + w];
     }
   }
 
@@ -490,7 +512,8 @@ template <class T> struct SweepRunner {
   void go(const std::function<void(int, double)> &progress) {
     auto &partials = work.partials;
     const auto need = static_cast<std::size_t>(S * plan.max_tasks);
-    if (partials.size() < need) partials.resize(need);
+    if (partials.size() < need)
+      partials.resize(need);
     for (const auto &stage : plan.stages) {
       if (stage.serial) {
         for_tasks(S, true, [&](index_t s) {
@@ -499,10 +522,12 @@ template <class T> struct SweepRunner {
           for (index_t l = stage.level0; l < stage.level1; ++l) {
             const auto &lev = plan.levels[l];
             singles(lev.p0, lev.singles_end, s, part);
-            for (index_t b = lev.block0; b < lev.block1; ++b) small_block(b, s, part);
+            for (index_t b = lev.block0; b < lev.block1; ++b)
+              small_block(b, s, part);
           }
         });
-        for (index_t s = 0; s < S; ++s) merge(partials[s], s);
+        for (index_t s = 0; s < S; ++s)
+          merge(partials[s], s);
       } else {
         const auto T_ = static_cast<index_t>(stage.tasks.size());
         for_tasks(S * T_, true, [&](index_t t) {
@@ -510,13 +535,18 @@ template <class T> struct SweepRunner {
           const auto &task = stage.tasks[t % T_];
           auto &part = partials[t];
           part.reset(W);
-          if (task.block < 0) singles(task.p0, task.p1, s, part);
-          else small_block(task.block, s, part);
+          if (task.block < 0)
+            singles(task.p0, task.p1, s, part);
+          else
+            small_block(task.block, s, part);
         });
-        for (index_t t = 0; t < S * T_; ++t) merge(partials[t], t / T_);
-        for (index_t b : stage.big_blocks) big_block(b);
+        for (index_t t = 0; t < S * T_; ++t)
+          merge(partials[t], t / T_);
+        for (index_t b : stage.big_blocks)
+          big_block(b);
       }
-      if (progress) progress(static_cast<int>(stage.level1 - 1), 0.0);
+      if (progress)
+        progress(static_cast<int>(stage.level1 - 1), 0.0);
     }
   }
 
@@ -529,10 +559,13 @@ template <class T> struct SweepRunner {
     report.iterations = 0;
     for (index_t j = 0; j < k; ++j) {
       auto st = static_cast<SolveStatus>(status[j]);
-      if (flags[j] & flag_non_finite) st = std::max(st, SolveStatus::non_finite);
-      if (flags[j] & flag_ill_posed) st = SolveStatus::ill_posed;
+      if (flags[j] & flag_non_finite)
+        st = std::max(st, SolveStatus::non_finite);
+      if (flags[j] & flag_ill_posed)
+        st = SolveStatus::ill_posed;
       const bool bad = (flags[j] & (flag_non_finite | flag_ill_posed)) != 0;
-      report.column_residuals[j] = bad ? std::numeric_limits<double>::infinity() : residual[j];
+      report.column_residuals[j] =
+          bad ? std::numeric_limits<double>::infinity() : residual[j];
       report.column_status[j] = st;
       report.status = std::max(report.status, st);
       report.residual = std::max(report.residual, report.column_residuals[j]);
@@ -554,7 +587,8 @@ template <class T> struct SweepRunner {
     }
     if (fail_block >= 0) {
       const auto &blk = plan.blocks[fail_block];
-      if (!msg.empty()) msg += "; ";
+      if (!msg.empty())
+        msg += "; ";
       msg += "cyclic block of " + std::to_string(blk.p1 - blk.p0) + " states (level " +
              std::to_string(blk.level) + ", containing " +
              plan.describe(plan.row_of[blk.p0]) + "): " + to_string(fail_status) +
@@ -581,10 +615,12 @@ void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const SlabBuffer<T>
 template class SweepPlan<float>;
 template class SweepPlan<double>;
 template void run_sweep(const SweepPlan<float> &, SweepWork<float> &,
-                        const SlabBuffer<float> &, SlabBuffer<float> &, const PicardOptions &, bool,
+                        const SlabBuffer<float> &, SlabBuffer<float> &,
+                        const PicardOptions &, bool,
                         const std::function<void(int, double)> &, SolveReport &);
 template void run_sweep(const SweepPlan<double> &, SweepWork<double> &,
-                        const SlabBuffer<double> &, SlabBuffer<double> &, const PicardOptions &,
-                        bool, const std::function<void(int, double)> &, SolveReport &);
+                        const SlabBuffer<double> &, SlabBuffer<double> &,
+                        const PicardOptions &, bool,
+                        const std::function<void(int, double)> &, SolveReport &);
 
 } // namespace tacit::detail

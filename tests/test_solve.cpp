@@ -24,9 +24,12 @@ namespace {
 
 using Dense = std::vector<double>; // row-major
 
-Activation act(ActivationKind k, double slope = 0.01) { return Activation{k, slope}; }
+Activation act(ActivationKind k, double slope = 0.01) {
+  return Activation{k, slope};
+}
 
-template <class T> std::shared_ptr<CsrMatrix<T>> csr(index_t r, index_t c, const Dense &a) {
+template <class T>
+std::shared_ptr<CsrMatrix<T>> csr(index_t r, index_t c, const Dense &a) {
   std::vector<T> v(a.begin(), a.end());
   return std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_dense(r, c, v));
 }
@@ -36,7 +39,8 @@ template <class T>
 Model<T> dense_model(index_t n, index_t p, const Dense &A, const Dense &B,
                      std::vector<StateBlock> blocks, const Dense &bx = {}) {
   Dense C(static_cast<std::size_t>(n * n), 0.0);
-  for (index_t i = 0; i < n; ++i) C[i * n + i] = 1;
+  for (index_t i = 0; i < n; ++i)
+    C[i * n + i] = 1;
   std::vector<T> b(bx.begin(), bx.end());
   return Model<T>(csr<T>(n, n, A), csr<T>(n, p, B), csr<T>(n, n, C), nullptr, b, {},
                   std::move(blocks));
@@ -47,7 +51,8 @@ Dense random_dense(std::mt19937 &rng, index_t n, index_t m, double density) {
   std::uniform_real_distribution<double> u(-1, 1), d(0, 1);
   Dense a(static_cast<std::size_t>(n * m), 0.0);
   for (auto &v : a)
-    if (d(rng) < density) v = u(rng);
+    if (d(rng) < density)
+      v = u(rng);
   return a;
 }
 
@@ -56,17 +61,20 @@ void scale_inf(Dense &a, index_t n, index_t m, double target) {
   double best = 0;
   for (index_t i = 0; i < n; ++i) {
     double s = 0;
-    for (index_t j = 0; j < m; ++j) s += std::abs(a[i * m + j]);
+    for (index_t j = 0; j < m; ++j)
+      s += std::abs(a[i * m + j]);
     best = std::max(best, s);
   }
   if (best > 0)
-    for (auto &v : a) v *= target / best;
+    for (auto &v : a)
+      v *= target / best;
 }
 
 std::vector<Activation> expand(const std::vector<StateBlock> &blocks, index_t n) {
   std::vector<Activation> out(static_cast<std::size_t>(n));
   for (const auto &b : blocks)
-    for (index_t i = b.offset; i < b.offset + b.size; ++i) out[i] = b.activation;
+    for (index_t i = b.offset; i < b.offset + b.size; ++i)
+      out[i] = b.activation;
   return out;
 }
 
@@ -84,12 +92,13 @@ std::vector<StateBlock> mixed_blocks(index_t n) {
 }
 
 /// z = B u + b for one input column u.
-std::vector<double> affine(const Dense &B, index_t n, index_t p, const std::vector<double> &u,
-                           const Dense &bx) {
+std::vector<double> affine(const Dense &B, index_t n, index_t p,
+                           const std::vector<double> &u, const Dense &bx) {
   std::vector<double> z(static_cast<std::size_t>(n), 0.0);
   for (index_t i = 0; i < n; ++i) {
     double s = bx.empty() ? 0.0 : bx[i];
-    for (index_t j = 0; j < p; ++j) s += B[i * p + j] * u[j];
+    for (index_t j = 0; j < p; ++j)
+      s += B[i * p + j] * u[j];
     z[i] = s;
   }
   return z;
@@ -104,13 +113,15 @@ std::vector<double> naive_picard(const Dense &A, const std::vector<Activation> &
     double step = 0, norm = 0;
     for (index_t i = 0; i < n; ++i) {
       double s = z[i];
-      for (index_t j = 0; j < n; ++j) s += A[i * n + j] * x[j];
+      for (index_t j = 0; j < n; ++j)
+        s += A[i * n + j] * x[j];
       y[i] = acts[i](s);
       step = std::max(step, std::abs(y[i] - x[i]));
       norm = std::max(norm, std::abs(y[i]));
     }
     x = y;
-    if (step <= 1e-16 * (1 + norm)) break;
+    if (step <= 1e-16 * (1 + norm))
+      break;
   }
   return x;
 }
@@ -122,7 +133,8 @@ double dense_residual(const Dense &A, const std::vector<Activation> &acts,
   double r = 0;
   for (index_t i = 0; i < n; ++i) {
     double s = z[i];
-    for (index_t j = 0; j < n; ++j) s += A[i * n + j] * x[j];
+    for (index_t j = 0; j < n; ++j)
+      s += A[i * n + j] * x[j];
     r = std::max(r, std::abs(x[i] - acts[i](s)));
   }
   return r;
@@ -130,12 +142,14 @@ double dense_residual(const Dense &A, const std::vector<Activation> &acts,
 
 double max_abs_diff(const std::vector<double> &a, const std::vector<double> &b) {
   double d = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
+  for (std::size_t i = 0; i < a.size(); ++i)
+    d = std::max(d, std::abs(a[i] - b[i]));
   return d;
 }
 double max_abs(const std::vector<double> &a) {
   double d = 0;
-  for (double v : a) d = std::max(d, std::abs(v));
+  for (double v : a)
+    d = std::max(d, std::abs(v));
   return d;
 }
 
@@ -145,20 +159,24 @@ template <class T> std::vector<double> column(const Batch<T> &X, index_t j) {
   return {c.begin(), c.end()};
 }
 
-template <class T> Batch<T> random_inputs(std::mt19937 &rng, index_t p, index_t k,
-                                          index_t width = default_slab_width) {
+template <class T>
+Batch<T> random_inputs(std::mt19937 &rng, index_t p, index_t k,
+                       index_t width = default_slab_width) {
   std::uniform_real_distribution<double> u(-1, 1);
   Batch<T> U(p, k, width);
   for (index_t j = 0; j < k; ++j)
-    for (index_t i = 0; i < p; ++i) U(i, j) = static_cast<T>(u(rng));
+    for (index_t i = 0; i < p; ++i)
+      U(i, j) = static_cast<T>(u(rng));
   return U;
 }
 
 template <class T> bool bitwise_equal(const Batch<T> &a, const Batch<T> &b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
+  if (a.rows() != b.rows() || a.cols() != b.cols())
+    return false;
   for (index_t j = 0; j < a.cols(); ++j)
     for (index_t i = 0; i < a.rows(); ++i)
-      if (std::memcmp(&a(i, j), &b(i, j), sizeof(T)) != 0) return false;
+      if (std::memcmp(&a(i, j), &b(i, j), sizeof(T)) != 0)
+        return false;
   return true;
 }
 
@@ -183,23 +201,27 @@ Dense block_triangular(std::mt19937 &rng, const std::vector<index_t> &sizes,
   for (index_t s : sizes) {
     for (index_t i = off; i < off + s; ++i) {
       for (index_t j = 0; j < off; ++j)
-        if (d(rng) < 0.15) A[i * n + j] = 0.3 * u(rng);
+        if (d(rng) < 0.15)
+          A[i * n + j] = 0.3 * u(rng);
       if (s == 1) {
         A[i * n + i] = 0.6 * u(rng); // self-weight < 1
       } else {
         for (index_t j = off; j < off + s; ++j)
-          if (d(rng) < 0.6 || j == (i + 1 - off) % s + off) A[i * n + j] = u(rng);
+          if (d(rng) < 0.6 || j == (i + 1 - off) % s + off)
+            A[i * n + j] = u(rng);
       }
     }
     if (s > 1) { // scale the diagonal block to ||.||_inf = 0.7
       double best = 0;
       for (index_t i = off; i < off + s; ++i) {
         double r = 0;
-        for (index_t j = off; j < off + s; ++j) r += std::abs(A[i * n + j]);
+        for (index_t j = off; j < off + s; ++j)
+          r += std::abs(A[i * n + j]);
         best = std::max(best, r);
       }
       for (index_t i = off; i < off + s; ++i)
-        for (index_t j = off; j < off + s; ++j) A[i * n + j] *= 0.7 / best;
+        for (index_t j = off; j < off + s; ++j)
+          A[i * n + j] *= 0.7 / best;
     }
     off += s;
   }
@@ -208,7 +230,8 @@ Dense block_triangular(std::mt19937 &rng, const std::vector<index_t> &sizes,
   std::shuffle(perm.begin(), perm.end(), rng);
   Dense P(A.size());
   for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) P[perm[i] * n + perm[j]] = A[i * n + j];
+    for (index_t j = 0; j < n; ++j)
+      P[perm[i] * n + perm[j]] = A[i * n + j];
   return P;
 }
 
@@ -248,14 +271,15 @@ TEST_CASE("Picard with identity activation matches (I - A)^-1 z from Eigen", "[s
   Dense A = random_dense(rng, n, n, 0.3), B = random_dense(rng, n, p, 0.5);
   scale_inf(A, n, n, 0.8);
   Dense bx(n);
-  for (auto &v : bx) v = std::uniform_real_distribution<double>(-1, 1)(rng);
+  for (auto &v : bx)
+    v = std::uniform_real_distribution<double>(-1, 1)(rng);
   std::vector<StateBlock> blocks = {{"lin", 0, n, act(ActivationKind::identity)}};
   auto model = dense_model<double>(n, p, A, B, blocks, bx);
   auto U = random_inputs<double>(rng, p, k);
 
-  Eigen::MatrixXd M = Eigen::MatrixXd::Identity(n, n) -
-                      Eigen::Map<const Eigen::Matrix<double, -1, -1, Eigen::RowMajor>>(
-                          A.data(), n, n);
+  Eigen::MatrixXd M =
+      Eigen::MatrixXd::Identity(n, n) -
+      Eigen::Map<const Eigen::Matrix<double, -1, -1, Eigen::RowMajor>>(A.data(), n, n);
   Eigen::PartialPivLU<Eigen::MatrixXd> lu(M);
   for (int anderson : {0, 4}) {
     EquilibriumSolver<double> solver(model, with(SolveMethod::picard, anderson));
@@ -267,11 +291,14 @@ TEST_CASE("Picard with identity activation matches (I - A)^-1 z from Eigen", "[s
     CHECK(rep.column_residuals.size() == static_cast<std::size_t>(k));
     for (index_t j = 0; j < k; ++j) {
       std::vector<double> u(p);
-      for (index_t i = 0; i < p; ++i) u[i] = U(i, j);
+      for (index_t i = 0; i < p; ++i)
+        u[i] = U(i, j);
       const auto z = affine(B, n, p, u, bx);
-      const Eigen::VectorXd ref = lu.solve(Eigen::Map<const Eigen::VectorXd>(z.data(), n));
+      const Eigen::VectorXd ref =
+          lu.solve(Eigen::Map<const Eigen::VectorXd>(z.data(), n));
       const auto x = column(X, j);
-      for (index_t i = 0; i < n; ++i) CHECK(std::abs(x[i] - ref[i]) <= 1e-12);
+      for (index_t i = 0; i < n; ++i)
+        CHECK(std::abs(x[i] - ref[i]) <= 1e-12);
       CHECK(dense_residual(A, expand(blocks, n), z, x) <= 1e-13);
       CHECK(std::abs(rep.column_residuals[j] -
                      dense_residual(A, expand(blocks, n), z, x)) <= 1e-14);
@@ -285,12 +312,13 @@ TEST_CASE("Picard and Anderson solve implicit models with every activation", "[s
   for (auto kind : {ActivationKind::relu, ActivationKind::tanh, ActivationKind::sigmoid,
                     ActivationKind::leaky_relu, ActivationKind::identity}) {
     for (bool mixed : {false, true}) {
-      if (mixed && kind != ActivationKind::relu) continue;
+      if (mixed && kind != ActivationKind::relu)
+        continue;
       Dense A = random_dense(rng, n, n, 0.4), B = random_dense(rng, n, p, 0.6);
       scale_inf(A, n, n, 0.9);
       Dense bx(n, 0.1);
-      auto blocks = mixed ? mixed_blocks(n)
-                          : std::vector<StateBlock>{{"s", 0, n, act(kind, 0.2)}};
+      auto blocks =
+          mixed ? mixed_blocks(n) : std::vector<StateBlock>{{"s", 0, n, act(kind, 0.2)}};
       const auto acts = expand(blocks, n);
       auto model = dense_model<double>(n, p, A, B, blocks, bx);
       auto U = random_inputs<double>(rng, p, k);
@@ -303,7 +331,8 @@ TEST_CASE("Picard and Anderson solve implicit models with every activation", "[s
         REQUIRE(rep.ok());
         for (index_t j = 0; j < k; ++j) {
           std::vector<double> u(p);
-          for (index_t i = 0; i < p; ++i) u[i] = U(i, j);
+          for (index_t i = 0; i < p; ++i)
+            u[i] = U(i, j);
           const auto z = affine(B, n, p, u, bx);
           const auto x = column(X, j);
           CHECK(dense_residual(A, acts, z, x) <= 1e-12);
@@ -319,8 +348,10 @@ namespace {
 void constant_row_sums(Dense &a, index_t n, double target) {
   for (index_t i = 0; i < n; ++i) {
     double s = 0;
-    for (index_t j = 0; j < n; ++j) s += std::abs(a[i * n + j]);
-    for (index_t j = 0; j < n; ++j) a[i * n + j] = s > 0 ? std::abs(a[i * n + j]) * target / s : 0;
+    for (index_t j = 0; j < n; ++j)
+      s += std::abs(a[i * n + j]);
+    for (index_t j = 0; j < n; ++j)
+      a[i * n + j] = s > 0 ? std::abs(a[i * n + j]) * target / s : 0;
   }
 }
 } // namespace
@@ -334,24 +365,27 @@ TEST_CASE("Anderson acceleration cuts the iterations of a slow contraction", "[s
   auto model = dense_model<double>(n, p, A, B, blocks);
   auto U = random_inputs<double>(rng, p, 3);
   Batch<double> X0, X1;
-  const auto plain = EquilibriumSolver<double>(model, with(SolveMethod::picard)).solve(U, X0);
+  const auto plain =
+      EquilibriumSolver<double>(model, with(SolveMethod::picard)).solve(U, X0);
   const auto fast =
       EquilibriumSolver<double>(model, with(SolveMethod::picard, 6)).solve(U, X1);
   REQUIRE(plain.ok());
   REQUIRE(fast.ok());
   std::string hist;
-  for (double h : fast.step_history) hist += std::to_string(h) + " ";
+  for (double h : fast.step_history)
+    hist += std::to_string(h) + " ";
   INFO(hist);
   CHECK(fast.iterations * 4 < plain.iterations);
   // Both against (I - A)^-1 z; the error bound of a stopped contraction is
   // step * rho / (1 - rho) = 19 steps here.
-  Eigen::MatrixXd M = Eigen::MatrixXd::Identity(n, n) -
-                      Eigen::Map<const Eigen::Matrix<double, -1, -1, Eigen::RowMajor>>(
-                          A.data(), n, n);
+  Eigen::MatrixXd M =
+      Eigen::MatrixXd::Identity(n, n) -
+      Eigen::Map<const Eigen::Matrix<double, -1, -1, Eigen::RowMajor>>(A.data(), n, n);
   Eigen::PartialPivLU<Eigen::MatrixXd> lu(M);
   for (index_t j = 0; j < 3; ++j) {
     std::vector<double> u(p);
-    for (index_t i = 0; i < p; ++i) u[i] = U(i, j);
+    for (index_t i = 0; i < p; ++i)
+      u[i] = U(i, j);
     const auto z = affine(B, n, p, u, {});
     const Eigen::VectorXd ref = lu.solve(Eigen::Map<const Eigen::VectorXd>(z.data(), n));
     const std::vector<double> r(ref.data(), ref.data() + n);
@@ -361,13 +395,15 @@ TEST_CASE("Anderson acceleration cuts the iterations of a slow contraction", "[s
   CHECK(plain.step_history.size() == static_cast<std::size_t>(plain.iterations));
 }
 
-TEST_CASE("Sweep on block-triangular A matches Picard and the dense reference", "[solve]") {
+TEST_CASE("Sweep on block-triangular A matches Picard and the dense reference",
+          "[solve]") {
   std::mt19937 rng(5);
   // Singletons with self-weights, small cyclic blocks and one block big
   // enough (200 states, dense) to be solved with parallel passes.
   for (bool big : {false, true}) {
     std::vector<index_t> sizes = {1, 3, 1, 1, 5, 2, 1, 4, 1, 1, 1, 6, 1};
-    if (big) sizes.insert(sizes.begin() + 5, 200);
+    if (big)
+      sizes.insert(sizes.begin() + 5, 200);
     std::vector<index_t> perm;
     Dense A = block_triangular(rng, sizes, perm);
     const index_t n = static_cast<index_t>(std::sqrt(static_cast<double>(A.size())));
@@ -397,7 +433,8 @@ TEST_CASE("Sweep on block-triangular A matches Picard and the dense reference", 
       CHECK(bitwise_equal(Xs, Xa));
       for (index_t j = 0; j < k; ++j) {
         std::vector<double> u(p);
-        for (index_t i = 0; i < p; ++i) u[i] = U(i, j);
+        for (index_t i = 0; i < p; ++i)
+          u[i] = U(i, j);
         const auto z = affine(B, n, p, u, bx);
         const auto xs = column(Xs, j);
         const double r = dense_residual(A, acts, z, xs);
@@ -417,9 +454,9 @@ namespace {
 struct Layered {
   index_t p, n;
   std::vector<index_t> widths;
-  std::vector<Eigen::MatrixXd> W;   // W[0]: h1 x p, W[l]: h_{l+1} x h_l
+  std::vector<Eigen::MatrixXd> W; // W[0]: h1 x p, W[l]: h_{l+1} x h_l
   std::vector<Eigen::VectorXd> b;
-  std::vector<index_t> perm;        // layer state s -> model state perm[s]
+  std::vector<index_t> perm; // layer state s -> model state perm[s]
   Dense A, B, bx;
   std::vector<StateBlock> blocks;
 };
@@ -435,9 +472,11 @@ Layered layered(std::mt19937 &rng, index_t p, std::vector<index_t> widths,
   for (index_t w : widths) {
     Eigen::MatrixXd M(w, prev);
     for (index_t i = 0; i < w; ++i)
-      for (index_t j = 0; j < prev; ++j) M(i, j) = u(rng) * 1.5 / std::sqrt(double(prev));
+      for (index_t j = 0; j < prev; ++j)
+        M(i, j) = u(rng) * 1.5 / std::sqrt(double(prev));
     Eigen::VectorXd bb(w);
-    for (index_t i = 0; i < w; ++i) bb[i] = 0.1 * u(rng);
+    for (index_t i = 0; i < w; ++i)
+      bb[i] = 0.1 * u(rng);
     L.W.push_back(M);
     L.b.push_back(bb);
     prev = w;
@@ -455,7 +494,8 @@ Layered layered(std::mt19937 &rng, index_t p, std::vector<index_t> widths,
       const index_t row = L.perm[off + i];
       L.bx[row] = L.b[l][i];
       if (l == 0)
-        for (index_t j = 0; j < p; ++j) L.B[row * p + j] = L.W[0](i, j);
+        for (index_t j = 0; j < p; ++j)
+          L.B[row * p + j] = L.W[0](i, j);
       else
         for (index_t j = 0; j < widths[l - 1]; ++j)
           L.A[row * n + L.perm[prev_off + j]] = L.W[l](i, j);
@@ -476,8 +516,10 @@ std::vector<double> forward(const Layered &L, const std::vector<double> &u,
   index_t off = 0;
   for (std::size_t l = 0; l < L.widths.size(); ++l) {
     Eigen::VectorXd pre = L.W[l] * h + L.b[l];
-    for (index_t i = 0; i < pre.size(); ++i) pre[i] = a(pre[i]);
-    for (index_t i = 0; i < pre.size(); ++i) x[L.perm[off + i]] = pre[i];
+    for (index_t i = 0; i < pre.size(); ++i)
+      pre[i] = a(pre[i]);
+    for (index_t i = 0; i < pre.size(); ++i)
+      x[L.perm[off + i]] = pre[i];
     h = pre;
     off += L.widths[l];
   }
@@ -485,7 +527,8 @@ std::vector<double> forward(const Layered &L, const std::vector<double> &u,
 }
 } // namespace
 
-TEST_CASE("Feed-forward network: sweep equals the layer-by-layer forward pass", "[solve]") {
+TEST_CASE("Feed-forward network: sweep equals the layer-by-layer forward pass",
+          "[solve]") {
   std::mt19937 rng(6);
   for (auto kind : {ActivationKind::relu, ActivationKind::tanh, ActivationKind::sigmoid,
                     ActivationKind::leaky_relu}) {
@@ -510,7 +553,8 @@ TEST_CASE("Feed-forward network: sweep equals the layer-by-layer forward pass", 
     CHECK(rp.iterations <= 7);
     for (index_t j = 0; j < k; ++j) {
       std::vector<double> u(L.p);
-      for (index_t i = 0; i < L.p; ++i) u[i] = U(i, j);
+      for (index_t i = 0; i < L.p; ++i)
+        u[i] = U(i, j);
       const auto ref = forward(L, u, kind);
       const double scale = std::max(1.0, max_abs(ref));
       CHECK(max_abs_diff(column(Xs, j), ref) <= 1e-13 * scale);
@@ -525,9 +569,9 @@ TEST_CASE("Sweep solves 1x1 blocks in closed form", "[solve]") {
     Activation a;
     double aii, z, expected;
   };
-  const double c_tanh = std::atanh(0.5) - 0.8 * 0.5;   // x = 0.5 solves it
-  const double c_tanh2 = std::atanh(0.99) - 2 * 0.99;  // a = 2: unique here
-  const double c_sig = std::log(0.7 / 0.3) - 1.0 * 0.7; // x = 0.7
+  const double c_tanh = std::atanh(0.5) - 0.8 * 0.5;      // x = 0.5 solves it
+  const double c_tanh2 = std::atanh(0.99) - 2 * 0.99;     // a = 2: unique here
+  const double c_sig = std::log(0.7 / 0.3) - 1.0 * 0.7;   // x = 0.7
   const double c_sig2 = std::log(0.99 / 0.01) - 6 * 0.99; // a = 6: unique here
   const std::vector<Case> cases = {
       {act(ActivationKind::relu), 0.5, 2.0, 4.0},
@@ -570,7 +614,8 @@ TEST_CASE("Sweep solves 1x1 blocks in closed form", "[solve]") {
     Uf(0, 0) = 1;
     const auto rf = EquilibriumSolver<float>(mf).solve(Uf, Xf);
     REQUIRE(rf.ok());
-    for (index_t i = 0; i < n; ++i) CHECK(std::abs(Xf(i, 0) - cases[i].expected) <= 2e-6);
+    for (index_t i = 0; i < n; ++i)
+      CHECK(std::abs(Xf(i, 0) - cases[i].expected) <= 2e-6);
   }
 }
 
@@ -578,7 +623,8 @@ TEST_CASE("Ill-posed 1x1 blocks are reported, not solved", "[solve]") {
   for (double aii : {1.5, 1.0}) {
     // x0 = relu(u), x1 = relu(aii x1 + x0), x2 = relu(x1): x1 is ill-posed.
     Dense A = {0, 0, 0, 1, aii, 0, 0, 1, 0}, B = {1, 0, 0};
-    auto model = dense_model<double>(3, 1, A, B, {{"h", 0, 3, act(ActivationKind::relu)}});
+    auto model =
+        dense_model<double>(3, 1, A, B, {{"h", 0, 3, act(ActivationKind::relu)}});
     EquilibriumSolver<double> solver(model);
     CHECK(solver.method() == SolveMethod::sweep);
     Batch<double> U(1, 2), X;
@@ -619,7 +665,8 @@ TEST_CASE("Non-convergence and non-finite values are reported", "[solve]") {
     const auto rep = EquilibriumSolver<double>(model, opt).solve(U, X);
     INFO(rep.message);
     if (anderson == 0) {
-      CHECK((rep.status == SolveStatus::diverged || rep.status == SolveStatus::max_iterations));
+      CHECK((rep.status == SolveStatus::diverged ||
+             rep.status == SolveStatus::max_iterations));
       CHECK(rep.residual > 1e-6);
     } else {
       // Anderson may find the (unstable) linear fixed point; either way the
@@ -627,7 +674,8 @@ TEST_CASE("Non-convergence and non-finite values are reported", "[solve]") {
       const auto acts = expand(blocks, n);
       for (index_t j = 0; j < 3; ++j) {
         std::vector<double> u(p);
-        for (index_t i = 0; i < p; ++i) u[i] = U(i, j);
+        for (index_t i = 0; i < p; ++i)
+          u[i] = U(i, j);
         const double r = dense_residual(A, acts, affine(B, n, p, u, {}), column(X, j));
         CHECK(std::abs(r - rep.column_residuals[j]) <= 1e-9 * (1 + r));
       }
@@ -635,7 +683,8 @@ TEST_CASE("Non-convergence and non-finite values are reported", "[solve]") {
   }
   SECTION("diverged with the default budget") {
     Batch<double> X;
-    const auto rep = EquilibriumSolver<double>(model, with(SolveMethod::picard)).solve(U, X);
+    const auto rep =
+        EquilibriumSolver<double>(model, with(SolveMethod::picard)).solve(U, X);
     INFO(rep.message);
     CHECK(rep.status == SolveStatus::diverged);
     CHECK(rep.residual > 1);
@@ -667,7 +716,8 @@ TEST_CASE("Non-convergence and non-finite values are reported", "[solve]") {
   }
   SECTION("overflow gives non_finite") {
     Dense Ab = A;
-    for (auto &v : Ab) v *= 1e200;
+    for (auto &v : Ab)
+      v *= 1e200;
     auto huge = dense_model<double>(n, p, Ab, B, blocks);
     auto opt = with(SolveMethod::picard);
     opt.picard.divergence_factor = 1e300;
@@ -685,11 +735,14 @@ TEST_CASE("Solves are deterministic across thread counts", "[solve]") {
   std::uniform_real_distribution<double> u(-1, 1);
   std::uniform_int_distribution<index_t> col(0, n - 1);
   for (index_t i = 0; i < n; ++i)
-    for (int e = 0; e < 12; ++e) t.push_back({i, col(rng), u(rng) * 0.9 / 12});
+    for (int e = 0; e < 12; ++e)
+      t.push_back({i, col(rng), u(rng) * 0.9 / 12});
   auto A = std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::from_triplets(n, n, t));
   std::vector<Triplet<double>> tb;
-  for (index_t i = 0; i < n; ++i) tb.push_back({i, i % p, u(rng)});
-  auto B = std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::from_triplets(n, p, tb));
+  for (index_t i = 0; i < n; ++i)
+    tb.push_back({i, i % p, u(rng)});
+  auto B =
+      std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::from_triplets(n, p, tb));
   auto C = std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::identity(n));
   Model<double> implicit(A, B, C, nullptr, {}, {}, mixed_blocks(n));
   // A wide feed-forward net: levels big enough for parallel stages.
@@ -726,14 +779,16 @@ TEST_CASE("A column's result does not depend on the batch it is in", "[solve]") 
   Dense B = random_dense(rng, n, p, 0.8), bx(n, 0.1);
   auto model = dense_model<double>(n, p, A, B, mixed_blocks(n), bx);
   auto Uall = random_inputs<double>(rng, p, 70);
-  for (auto [m, anderson] : {std::pair{SolveMethod::picard, 0}, {SolveMethod::picard, 3},
+  for (auto [m, anderson] : {std::pair{SolveMethod::picard, 0},
+                             {SolveMethod::picard, 3},
                              {SolveMethod::sweep, 0}}) {
     EquilibriumSolver<double> solver(model, with(m, anderson));
     // Each column alone.
     std::vector<Batch<double>> single(70);
     for (index_t j = 0; j < 70; ++j) {
       Batch<double> U1(p, 1);
-      for (index_t i = 0; i < p; ++i) U1(i, 0) = Uall(i, j);
+      for (index_t i = 0; i < p; ++i)
+        U1(i, 0) = Uall(i, j);
       REQUIRE(solver.solve(U1, single[j]).ok());
     }
     for (index_t width : {1, 5, 32, 70}) {
@@ -742,7 +797,8 @@ TEST_CASE("A column's result does not depend on the batch it is in", "[solve]") 
                        << ", slab " << slab);
         Batch<double> U(p, width, slab), X;
         for (index_t j = 0; j < width; ++j)
-          for (index_t i = 0; i < p; ++i) U(i, j) = Uall(i, j);
+          for (index_t i = 0; i < p; ++i)
+            U(i, j) = Uall(i, j);
         REQUIRE(solver.solve(U, X).ok());
         bool same = true;
         for (index_t j = 0; j < width; ++j)
@@ -753,8 +809,8 @@ TEST_CASE("A column's result does not depend on the batch it is in", "[solve]") 
         const auto last = X.slab(X.slab_count() - 1);
         for (index_t i = 0; i < n; ++i)
           for (index_t c = last.cols; c < X.slab_width(); ++c)
-            CHECK(X.storage()[(X.slab_count() - 1) * n * X.slab_width() + i * X.slab_width() +
-                              c] == 0.0);
+            CHECK(X.storage()[(X.slab_count() - 1) * n * X.slab_width() +
+                              i * X.slab_width() + c] == 0.0);
       }
     }
   }
@@ -772,7 +828,8 @@ TEST_CASE("Float solves agree with double", "[solve]") {
   auto Ud = random_inputs<double>(rng, p, k);
   Batch<float> Uf(p, k);
   for (index_t j = 0; j < k; ++j)
-    for (index_t i = 0; i < p; ++i) Uf(i, j) = static_cast<float>(Ud(i, j));
+    for (index_t i = 0; i < p; ++i)
+      Uf(i, j) = static_cast<float>(Ud(i, j));
   for (auto m : {SolveMethod::picard, SolveMethod::sweep}) {
     for (int anderson : {0, 3}) {
       SolveOptions o;
@@ -787,7 +844,8 @@ TEST_CASE("Float solves agree with double", "[solve]") {
       REQUIRE(rf.ok());
       CHECK(rf.residual <= 1e-5);
       for (index_t j = 0; j < k; ++j)
-        for (index_t i = 0; i < n; ++i) CHECK(std::abs(Xf(i, j) - Xd(i, j)) <= 1e-5);
+        for (index_t i = 0; i < n; ++i)
+          CHECK(std::abs(Xf(i, j) - Xd(i, j)) <= 1e-5);
     }
   }
   // Default options ask for rel_tol = 1e-10, below float resolution: the
@@ -831,8 +889,10 @@ TEST_CASE("predict, warm start, progress and the free functions", "[solve]") {
   for (index_t j = 0; j < k; ++j)
     for (index_t r = 0; r < q; ++r) {
       double y = by[r];
-      for (index_t i = 0; i < n; ++i) y += C[r * n + i] * X(i, j);
-      for (index_t i = 0; i < p; ++i) y += D[r * p + i] * U(i, j);
+      for (index_t i = 0; i < n; ++i)
+        y += C[r * n + i] * X(i, j);
+      for (index_t i = 0; i < p; ++i)
+        y += D[r * p + i] * U(i, j);
       CHECK(std::abs(Y(r, j) - y) <= 1e-14);
     }
 
@@ -851,9 +911,11 @@ TEST_CASE("predict, warm start, progress and the free functions", "[solve]") {
   Batch<double> Z(n, k);
   model.B().apply(Mode::normal, 1.0, U, 0.0, Z);
   Batch<double> Xf;
-  const auto rf = picard_solve<double>(model.A(), acts, Z, Xf, with(SolveMethod::picard).picard);
+  const auto rf =
+      picard_solve<double>(model.A(), acts, Z, Xf, with(SolveMethod::picard).picard);
   REQUIRE(rf.ok());
-  for (index_t j = 0; j < k; ++j) CHECK(max_abs_diff(column(Xf, j), column(X, j)) <= 1e-14);
+  for (index_t j = 0; j < k; ++j)
+    CHECK(max_abs_diff(column(Xf, j), column(X, j)) <= 1e-14);
   const auto res = equilibrium_residuals<double>(model.A(), acts, Z, Xf);
   REQUIRE(res.size() == static_cast<std::size_t>(k));
   Batch<double> Xbad = Xf;
@@ -861,14 +923,16 @@ TEST_CASE("predict, warm start, progress and the free functions", "[solve]") {
   const auto res_bad = equilibrium_residuals<double>(model.A(), acts, Z, Xbad);
   for (index_t j = 0; j < k; ++j) {
     std::vector<double> u(p);
-    for (index_t i = 0; i < p; ++i) u[i] = U(i, j);
+    for (index_t i = 0; i < p; ++i)
+      u[i] = U(i, j);
     const auto z = affine(B, n, p, u, {});
     CHECK(std::abs(res[j] - dense_residual(A, acts, z, column(Xf, j))) <= 1e-15);
     CHECK(std::abs(res_bad[j] - dense_residual(A, acts, z, column(Xbad, j))) <= 1e-15);
   }
   CHECK(res_bad[1] >= 0.25 - 1e-12);
-  CHECK_THROWS_AS(equilibrium_residuals<double>(model.A(), acts, Z, Batch<double>(n, k + 1)),
-                  InvalidArgument);
+  CHECK_THROWS_AS(
+      equilibrium_residuals<double>(model.A(), acts, Z, Batch<double>(n, k + 1)),
+      InvalidArgument);
 }
 
 namespace {
@@ -886,20 +950,23 @@ private:
     for (index_t i = 0; i < this->rows(); ++i)
       for (index_t c = 0; c < x.cols; ++c) {
         T s = 0;
-        for (index_t j = 0; j < this->cols(); ++j) s += a_[i * this->cols() + j] * x(j, c);
+        for (index_t j = 0; j < this->cols(); ++j)
+          s += a_[i * this->cols() + j] * x(j, c);
         y(i, c) = beta == T(0) ? alpha * s : alpha * s + beta * y(i, c);
       }
   }
   void row_abs_sums_impl(std::span<T> out) const override {
     for (index_t i = 0; i < this->rows(); ++i) {
       out[i] = 0;
-      for (index_t j = 0; j < this->cols(); ++j) out[i] += std::abs(a_[i * this->cols() + j]);
+      for (index_t j = 0; j < this->cols(); ++j)
+        out[i] += std::abs(a_[i * this->cols() + j]);
     }
   }
   void col_abs_sums_impl(std::span<T> out) const override {
     for (index_t j = 0; j < this->cols(); ++j) {
       out[j] = 0;
-      for (index_t i = 0; i < this->rows(); ++i) out[j] += std::abs(a_[i * this->cols() + j]);
+      for (index_t i = 0; i < this->rows(); ++i)
+        out[j] += std::abs(a_[i * this->cols() + j]);
     }
   }
   std::int64_t nnz_impl() const override { return this->rows() * this->cols(); }
@@ -913,7 +980,8 @@ private:
 };
 } // namespace
 
-TEST_CASE("Non-CSR operators: Picard through apply(), sweep through to_csr()", "[solve]") {
+TEST_CASE("Non-CSR operators: Picard through apply(), sweep through to_csr()",
+          "[solve]") {
   std::mt19937 rng(13);
   std::vector<index_t> perm;
   Dense A = block_triangular(rng, {2, 1, 3, 1, 1}, perm);
@@ -923,7 +991,8 @@ TEST_CASE("Non-CSR operators: Picard through apply(), sweep through to_csr()", "
   auto blocks = mixed_blocks(n);
   auto Aop = std::make_shared<DenseOperator<double>>(n, n, A);
   Dense I(n * n, 0.0);
-  for (index_t i = 0; i < n; ++i) I[i * n + i] = 1;
+  for (index_t i = 0; i < n; ++i)
+    I[i * n + i] = 1;
   Model<double> model(Aop, csr<double>(n, p, B), csr<double>(n, n, I), nullptr, {}, {},
                       blocks);
   auto U = random_inputs<double>(rng, p, 3);
@@ -934,7 +1003,8 @@ TEST_CASE("Non-CSR operators: Picard through apply(), sweep through to_csr()", "
       REQUIRE(rep.ok());
       for (index_t j = 0; j < 3; ++j) {
         std::vector<double> u(p);
-        for (index_t i = 0; i < p; ++i) u[i] = U(i, j);
+        for (index_t i = 0; i < p; ++i)
+          u[i] = U(i, j);
         const auto z = affine(B, n, p, u, {});
         CHECK(max_abs_diff(column(X, j), naive_picard(A, expand(blocks, n), z)) <= 1e-13);
         CHECK(rep.column_residuals[j] <= 1e-13);
@@ -947,7 +1017,8 @@ TEST_CASE("Automatic method picks Picard for one strongly connected A", "[solve]
   std::mt19937 rng(14);
   const index_t n = 20;
   Dense A = random_dense(rng, n, n, 0.5), B = random_dense(rng, n, 2, 1.0);
-  for (index_t i = 0; i < n; ++i) A[i * n + (i + 1) % n] = 0.5; // one cycle
+  for (index_t i = 0; i < n; ++i)
+    A[i * n + (i + 1) % n] = 0.5; // one cycle
   scale_inf(A, n, n, 0.6);
   auto model = dense_model<double>(n, 2, A, B, {});
   EquilibriumSolver<double> solver(model);

@@ -141,9 +141,8 @@ private:
 /// use EquilibriumSolver for repeated solves.
 template <class T>
 SolveReport picard_solve(const LinearOperator<T> &A,
-                         std::span<const Activation> activations,
-                         const Batch<T> &z, Batch<T> &X,
-                         const PicardOptions &options,
+                         std::span<const Activation> activations, const Batch<T> &z,
+                         Batch<T> &X, const PicardOptions &options,
                          const std::function<void(int, double)> &progress = {});
 
 /// Residual ||x - phi(A x + z)||_inf per column (+inf where non-finite).

@@ -48,11 +48,11 @@ struct ColumnState {
   double min_step = 0; // smallest step so far
   double residual = 0; // ||x - g(x)||_inf at the returned x
   // Anderson state.
-  int history = 0;         // valid difference pairs in the ring
+  int history = 0; // valid difference pairs in the ring
   bool have_previous = false;
   bool mixed_last = false; // the current iterate came from a mixed step
   double previous_residual = 0;
-  unsigned char mode = 0;  // what the update pass does with this column
+  unsigned char mode = 0; // what the update pass does with this column
 };
 
 /// Workspace of the engine: grown on demand, never shrunk, so that repeated
@@ -97,10 +97,10 @@ private:
 
 /// Run options beyond PicardOptions.
 template <class T> struct FixedPointRun {
-  const T *c = nullptr;        // slab-major, slab stride rows * width, ld width
-  index_t columns = 0;         // real columns (the rest of the last slab is padding)
-  bool zero_start = true;      // initial buffers hold zeros (skip the first product)
-  bool parallel = true;        // use TBB inside the passes
+  const T *c = nullptr;   // slab-major, slab stride rows * width, ld width
+  index_t columns = 0;    // real columns (the rest of the last slab is padding)
+  bool zero_start = true; // initial buffers hold zeros (skip the first product)
+  bool parallel = true;   // use TBB inside the passes
   const std::function<void(int, double)> *progress = nullptr;
   std::vector<double> *step_history = nullptr;
 };

@@ -55,7 +55,8 @@ template <class T> struct SlabBuffer {
     width = w;
     slabs = (c + w - 1) / w;
     const auto need = static_cast<std::size_t>(slabs * rows * width);
-    if (data.size() < need) data.resize(need);
+    if (data.size() < need)
+      data.resize(need);
   }
   index_t slab_size() const noexcept { return rows * width; }
   T *slab(index_t s) noexcept { return data.data() + s * slab_size(); }
@@ -93,6 +94,8 @@ template <class T> struct SlabBuffer {
 /// The solvers' internal slab width for a batch of k columns with slab width
 /// w: min(w, k). A narrow batch is then stored densely (a single column is a
 /// contiguous vector) while slab boundaries stay those of the batch.
-inline index_t internal_width(index_t w, index_t k) { return std::max<index_t>(1, std::min(w, k)); }
+inline index_t internal_width(index_t w, index_t k) {
+  return std::max<index_t>(1, std::min(w, k));
+}
 
 } // namespace tacit::detail

@@ -35,7 +35,8 @@ inline constexpr int vector_bytes = 16;
 /// Widest column chunk: two hardware vectors (16 doubles / 32 floats with
 /// AVX-512), i.e. 4 partial sums x 2 vectors = 8 accumulator registers.
 /// Only speed depends on it: every chunk width gives the same bits.
-template <class T> inline constexpr int wide_chunk = static_cast<int>(2 * vector_bytes / sizeof(T));
+template <class T>
+inline constexpr int wide_chunk = static_cast<int>(2 * vector_bytes / sizeof(T));
 
 /// A vector of L values of T (GCC vector extension, at most one hardware
 /// vector). The kernels use explicit vector types because the compiler's own
@@ -82,21 +83,28 @@ template <class V, class T> inline V madd_lanes(V a, V b, V c) {
 #if TACIT_EXPLICIT_FMA
   constexpr bool dbl = sizeof(T) == 8;
   if constexpr (sizeof(V) == 16) {
-    if constexpr (dbl) return (V)_mm_fmadd_pd((__m128d)a, (__m128d)b, (__m128d)c);
-    else return (V)_mm_fmadd_ps((__m128)a, (__m128)b, (__m128)c);
+    if constexpr (dbl)
+      return (V)_mm_fmadd_pd((__m128d)a, (__m128d)b, (__m128d)c);
+    else
+      return (V)_mm_fmadd_ps((__m128)a, (__m128)b, (__m128)c);
   } else if constexpr (sizeof(V) == 32) {
-    if constexpr (dbl) return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
-    else return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+    if constexpr (dbl)
+      return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+    else
+      return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
   }
 #if defined(__AVX512F__)
   else if constexpr (sizeof(V) == 64) {
-    if constexpr (dbl) return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
-    else return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+    if constexpr (dbl)
+      return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+    else
+      return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
   }
 #endif
   else {
     V r;
-    for (std::size_t l = 0; l < sizeof(V) / sizeof(T); ++l) r[l] = std::fma(a[l], b[l], c[l]);
+    for (std::size_t l = 0; l < sizeof(V) / sizeof(T); ++l)
+      r[l] = std::fma(a[l], b[l], c[l]);
     return r;
   }
 #else
@@ -134,9 +142,11 @@ inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
     __m256d acc = _mm256_setzero_pd();
     auto gather = [&](std::int64_t q) {
       if constexpr (sizeof(I) == 4)
-        return _mm256_i32gather_pd(x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 8);
+        return _mm256_i32gather_pd(
+            x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 8);
       else
-        return _mm256_i64gather_pd(x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 8);
+        return _mm256_i64gather_pd(
+            x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 8);
     };
     for (; k + 8 <= e; k += 8) {
       prefetch_l2(vals, k + prefetch_ahead<T>);
@@ -154,9 +164,11 @@ inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
     __m128 acc = _mm_setzero_ps();
     auto gather = [&](std::int64_t q) {
       if constexpr (sizeof(I) == 4)
-        return _mm_i32gather_ps(x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 4);
+        return _mm_i32gather_ps(
+            x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 4);
       else
-        return _mm256_i64gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 4);
+        return _mm256_i64gather_ps(
+            x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 4);
     };
     for (; k + 8 <= e; k += 8) {
       prefetch_l2(vals, k + prefetch_ahead<T>);
@@ -175,7 +187,8 @@ inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
     p[0] = madd(vals[k], x[cols[k]], p[0]);
     if (k + 1 < e) {
       p[1] = madd(vals[k + 1], x[cols[k + 1]], p[1]);
-      if (k + 2 < e) p[2] = madd(vals[k + 2], x[cols[k + 2]], p[2]);
+      if (k + 2 < e)
+        p[2] = madd(vals[k + 2], x[cols[k + 2]], p[2]);
     }
   }
   out[0] = (p[0] + p[1]) + (p[2] + p[3]);
@@ -192,7 +205,8 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
                      std::int64_t e, const T *__restrict x, index_t ldx,
                      T *__restrict out) {
   if constexpr (CW == 1) {
-    if (ldx == 1 && row_sum4_gather(vals, cols, b, e, x, out)) return;
+    if (ldx == 1 && row_sum4_gather(vals, cols, b, e, x, out))
+      return;
     T p0 = 0, p1 = 0, p2 = 0, p3 = 0;
     std::int64_t k = b;
     for (; k + 4 <= e; k += 4) {
@@ -209,7 +223,8 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
       p0 = madd(vals[k], x[static_cast<index_t>(cols[k]) * ldx], p0);
       if (k + 1 < e) {
         p1 = madd(vals[k + 1], x[static_cast<index_t>(cols[k + 1]) * ldx], p1);
-        if (k + 2 < e) p2 = madd(vals[k + 2], x[static_cast<index_t>(cols[k + 2]) * ldx], p2);
+        if (k + 2 < e)
+          p2 = madd(vals[k + 2], x[static_cast<index_t>(cols[k + 2]) * ldx], p2);
       }
     }
     out[0] = (p0 + p1) + (p2 + p3);
@@ -220,12 +235,14 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
     using V = typename Lanes<T, L>::type;
     V p0[NV], p1[NV], p2[NV], p3[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) p0[v] = p1[v] = p2[v] = p3[v] = V{};
+    for (int v = 0; v < NV; ++v)
+      p0[v] = p1[v] = p2[v] = p3[v] = V{};
     auto add = [&](V *p, std::int64_t q) {
       const V a = V{} + vals[q];
       const T *xr = x + static_cast<index_t>(cols[q]) * ldx;
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) p[v] = madd_lanes<V, T>(a, load_lanes<V>(xr + v * L), p[v]);
+      for (int v = 0; v < NV; ++v)
+        p[v] = madd_lanes<V, T>(a, load_lanes<V>(xr + v * L), p[v]);
     };
     std::int64_t k = b;
     for (; k + 4 <= e; k += 4) {
@@ -240,7 +257,8 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
       add(p0, k);
       if (k + 1 < e) {
         add(p1, k + 1);
-        if (k + 2 < e) add(p2, k + 2);
+        if (k + 2 < e)
+          add(p2, k + 2);
       }
     }
 #pragma GCC unroll 8
@@ -256,7 +274,8 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
 template <class T, class F> inline void for_column_chunks(index_t cols, F &&f) {
   constexpr int W = wide_chunk<T>;
   index_t c = 0;
-  for (; c + W <= cols; c += W) f(std::integral_constant<int, W>{}, c);
+  for (; c + W <= cols; c += W)
+    f(std::integral_constant<int, W>{}, c);
   if constexpr (W > 16) {
     if (c + 16 <= cols) {
       f(std::integral_constant<int, 16>{}, c);
@@ -273,17 +292,23 @@ template <class T, class F> inline void for_column_chunks(index_t cols, F &&f) {
     f(std::integral_constant<int, 4>{}, c);
     c += 4;
   }
-  for (; c < cols; ++c) f(std::integral_constant<int, 1>{}, c);
+  for (; c < cols; ++c)
+    f(std::integral_constant<int, 1>{}, c);
 }
 
 /// phi(z) with the formulas of Activation::operator().
 template <class T> inline T activate(ActivationKind kind, T slope, T z) {
   switch (kind) {
-  case ActivationKind::relu: return z > T(0) ? z : T(0);
-  case ActivationKind::leaky_relu: return z >= T(0) ? z : slope * z;
-  case ActivationKind::tanh: return std::tanh(z);
-  case ActivationKind::sigmoid: return T(1) / (T(1) + std::exp(-z));
-  case ActivationKind::identity: return z;
+  case ActivationKind::relu:
+    return z > T(0) ? z : T(0);
+  case ActivationKind::leaky_relu:
+    return z >= T(0) ? z : slope * z;
+  case ActivationKind::tanh:
+    return std::tanh(z);
+  case ActivationKind::sigmoid:
+    return T(1) / (T(1) + std::exp(-z));
+  case ActivationKind::identity:
+    return z;
   }
   return z;
 }
@@ -295,24 +320,30 @@ inline void activate_chunk(const Activation &a, const T *__restrict pre,
   switch (a.kind) {
   case ActivationKind::relu:
 #pragma GCC unroll 32
-    for (int w = 0; w < CW; ++w) out[w] = pre[w] > T(0) ? pre[w] : T(0);
+    for (int w = 0; w < CW; ++w)
+      out[w] = pre[w] > T(0) ? pre[w] : T(0);
     return;
   case ActivationKind::leaky_relu: {
     const T s = static_cast<T>(a.slope);
 #pragma GCC unroll 32
-    for (int w = 0; w < CW; ++w) out[w] = pre[w] >= T(0) ? pre[w] : s * pre[w];
+    for (int w = 0; w < CW; ++w)
+      out[w] = pre[w] >= T(0) ? pre[w] : s * pre[w];
     return;
   }
   case ActivationKind::tanh:
-    for (int w = 0; w < CW; ++w) out[w] = std::tanh(pre[w]);
+    for (int w = 0; w < CW; ++w)
+      out[w] = std::tanh(pre[w]);
     return;
   case ActivationKind::sigmoid:
-    for (int w = 0; w < CW; ++w) out[w] = T(1) / (T(1) + std::exp(-pre[w]));
+    for (int w = 0; w < CW; ++w)
+      out[w] = T(1) / (T(1) + std::exp(-pre[w]));
     return;
-  case ActivationKind::identity: break;
+  case ActivationKind::identity:
+    break;
   }
 #pragma GCC unroll 32
-  for (int w = 0; w < CW; ++w) out[w] = pre[w];
+  for (int w = 0; w < CW; ++w)
+    out[w] = pre[w];
 }
 
 /// True for NaN and +-Inf (branch-free, vectorisable).
@@ -325,11 +356,15 @@ template <class T> inline bool not_finite(T v) {
 /// solve_singleton), so they count as well-posed here.
 inline bool singleton_well_posed(const Activation &act, double a) {
   switch (act.kind) {
-  case ActivationKind::relu: return a < 1;
-  case ActivationKind::leaky_relu: return a < 1 && act.slope * a < 1;
-  case ActivationKind::identity: return a != 1;
+  case ActivationKind::relu:
+    return a < 1;
+  case ActivationKind::leaky_relu:
+    return a < 1 && act.slope * a < 1;
+  case ActivationKind::identity:
+    return a != 1;
   case ActivationKind::tanh:
-  case ActivationKind::sigmoid: return true;
+  case ActivationKind::sigmoid:
+    return true;
   }
   return false;
 }
@@ -356,19 +391,25 @@ inline double sigma_prime(bool is_tanh, double t) {
 inline double bracketed_root(bool is_tanh, double a, double c, double lo, double hi) {
   auto h = [&](double x) { return x - sigma(is_tanh, a * x + c); };
   double hlo = h(lo), hhi = h(hi);
-  if (hlo >= 0) return lo;
-  if (hhi <= 0) return hi;
+  if (hlo >= 0)
+    return lo;
+  if (hhi <= 0)
+    return hi;
   double x = std::clamp(sigma(is_tanh, c), lo, hi); // root when a == 0
   for (int it = 0; it < 200; ++it) {
     const double hx = h(x);
-    if (hx == 0) return x;
-    if (hx < 0) lo = x;
-    else hi = x;
+    if (hx == 0)
+      return x;
+    if (hx < 0)
+      lo = x;
+    else
+      hi = x;
     const double dh = 1.0 - a * sigma_prime(is_tanh, a * x + c);
     double next = x - hx / dh;
-    if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+    if (!(next > lo && next < hi))
+      next = 0.5 * (lo + hi);
     if (next == x || hi - lo <= 2 * std::numeric_limits<double>::epsilon() *
-                                     std::max(1.0, std::abs(x)))
+                                    std::max(1.0, std::abs(x)))
       return std::abs(h(next)) < std::abs(hx) ? next : x;
     x = next;
   }
@@ -386,7 +427,8 @@ inline ScalarSolution solve_saturating(bool is_tanh, double a, double c) {
   const double inv_lip = is_tanh ? 1.0 : 4.0; // a * L <= 1 <=> a <= inv_lip
   if (!(std::isfinite(a) && std::isfinite(c)))
     return {std::numeric_limits<double>::quiet_NaN(), true};
-  if (a <= inv_lip) return {scalar::bracketed_root(is_tanh, a, c, lo, hi), true};
+  if (a <= inv_lip)
+    return {scalar::bracketed_root(is_tanh, a, c, lo, hi), true};
   // Stationary points of h: sigma'(t) = 1 / a at t = +-t_star.
   double t_star;
   if (is_tanh) {
@@ -409,14 +451,16 @@ inline ScalarSolution solve_saturating(bool is_tanh, double a, double c) {
 template <class T>
 inline T solve_singleton(const Activation &act, T a, T c, bool &unique) {
   switch (act.kind) {
-  case ActivationKind::relu: return c > T(0) ? c / (T(1) - a) : T(0);
+  case ActivationKind::relu:
+    return c > T(0) ? c / (T(1) - a) : T(0);
   case ActivationKind::leaky_relu: {
     const T s = static_cast<T>(act.slope);
     // madd: one rounding whatever the compiler contracts, so that every
     // batch width gives the same bits.
     return c >= T(0) ? c / (T(1) - a) : (s * c) / madd(-s, a, T(1));
   }
-  case ActivationKind::identity: return c / (T(1) - a);
+  case ActivationKind::identity:
+    return c / (T(1) - a);
   case ActivationKind::tanh:
   case ActivationKind::sigmoid: {
     const auto r = solve_saturating(act.kind == ActivationKind::tanh,

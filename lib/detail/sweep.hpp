@@ -26,8 +26,8 @@ namespace tacit::detail {
 template <class T> struct SweepBlock {
   index_t p0 = 0, p1 = 0; // sweep positions
   index_t level = 0;
-  bool big = false;       // solved with parallel passes over all slabs
-  CsrMatrix<T> local;     // A_BB with local indices
+  bool big = false;   // solved with parallel passes over all slabs
+  CsrMatrix<T> local; // A_BB with local indices
   std::unique_ptr<FixedPointSystem<T>> system;
 };
 
@@ -53,10 +53,10 @@ struct SweepStage {
 
 /// Row kinds in sweep order.
 enum SweepRowKind : unsigned char {
-  row_plain = 0,    // 1x1 block without diagonal: x = phi(c)
-  row_diagonal = 1, // 1x1 block with a_ii != 0: scalar solve
-  row_ill_posed = 2,// 1x1 block whose scalar equation is not uniquely solvable
-  row_block = 3     // row of a cyclic block
+  row_plain = 0,     // 1x1 block without diagonal: x = phi(c)
+  row_diagonal = 1,  // 1x1 block with a_ii != 0: scalar solve
+  row_ill_posed = 2, // 1x1 block whose scalar equation is not uniquely solvable
+  row_block = 3      // row of a cyclic block
 };
 
 template <class T> class SweepPlan {
