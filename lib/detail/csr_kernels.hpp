@@ -23,6 +23,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -168,19 +169,26 @@ inline float horizontal_sum(__m512 v) {
 }
 
 /// SpMV row with gathers (contiguous x, 32-bit indices).
-template <bool Abs>
+/// With Strided, x is a column of a row-major block with leading dimension
+/// `ld` (indices are scaled in registers; the caller checks that rows * ld
+/// fits 32 bits).
+template <bool Abs, bool Strided = false>
 inline double row_dot_gather(const double *__restrict vals,
                              const std::int32_t *__restrict cols, std::int64_t begin,
-                             std::int64_t end, const double *__restrict x) {
+                             std::int64_t end, const double *__restrict x,
+                             std::int32_t ld = 1) {
+  const __m256i vld = _mm256_set1_epi32(ld);
+  auto scale = [&](__m256i i) { return Strided ? _mm256_mullo_epi32(i, vld) : i; };
   __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
   std::int64_t k = begin;
   for (; k + 16 <= end; k += 16) {
     prefetch_stream(vals, k + gather_prefetch_distance<double>);
     prefetch_stream(vals, k + gather_prefetch_distance<double> + 8);
     prefetch_stream(cols, k + gather_prefetch_distance<double>);
-    const __m256i i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k));
+    const __m256i i0 =
+        scale(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k)));
     const __m256i i1 =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k + 8));
+        scale(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k + 8)));
     __m512d v0 = _mm512_loadu_pd(vals + k), v1 = _mm512_loadu_pd(vals + k + 8);
     if constexpr (Abs) {
       v0 = _mm512_abs_pd(v0);
@@ -193,7 +201,7 @@ inline double row_dot_gather(const double *__restrict vals,
   }
   for (; k < end; k += 8) {
     const auto m = static_cast<__mmask8>(end - k >= 8 ? 0xff : (1u << (end - k)) - 1u);
-    const __m256i i0 = _mm256_maskz_loadu_epi32(m, cols + k);
+    const __m256i i0 = scale(_mm256_maskz_loadu_epi32(m, cols + k));
     __m512d v0 = _mm512_maskz_loadu_pd(m, vals + k);
     if constexpr (Abs)
       v0 = _mm512_abs_pd(v0);
@@ -203,10 +211,13 @@ inline double row_dot_gather(const double *__restrict vals,
   return horizontal_sum(_mm512_add_pd(a0, a1));
 }
 
-template <bool Abs>
+template <bool Abs, bool Strided = false>
 inline float row_dot_gather(const float *__restrict vals,
                             const std::int32_t *__restrict cols, std::int64_t begin,
-                            std::int64_t end, const float *__restrict x) {
+                            std::int64_t end, const float *__restrict x,
+                            std::int32_t ld = 1) {
+  const __m512i vld = _mm512_set1_epi32(ld);
+  auto scale = [&](__m512i i) { return Strided ? _mm512_mullo_epi32(i, vld) : i; };
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
   std::int64_t k = begin;
   for (; k + 32 <= end; k += 32) {
@@ -214,8 +225,8 @@ inline float row_dot_gather(const float *__restrict vals,
     prefetch_stream(vals, k + gather_prefetch_distance<float> + 16);
     prefetch_stream(cols, k + gather_prefetch_distance<float>);
     prefetch_stream(cols, k + gather_prefetch_distance<float> + 16);
-    const __m512i i0 = _mm512_loadu_si512(cols + k);
-    const __m512i i1 = _mm512_loadu_si512(cols + k + 16);
+    const __m512i i0 = scale(_mm512_loadu_si512(cols + k));
+    const __m512i i1 = scale(_mm512_loadu_si512(cols + k + 16));
     __m512 v0 = _mm512_loadu_ps(vals + k), v1 = _mm512_loadu_ps(vals + k + 16);
     if constexpr (Abs) {
       v0 = _mm512_abs_ps(v0);
@@ -229,7 +240,7 @@ inline float row_dot_gather(const float *__restrict vals,
   for (; k < end; k += 16) {
     const auto m =
         static_cast<__mmask16>(end - k >= 16 ? 0xffff : (1u << (end - k)) - 1u);
-    const __m512i i0 = _mm512_maskz_loadu_epi32(m, cols + k);
+    const __m512i i0 = scale(_mm512_maskz_loadu_epi32(m, cols + k));
     __m512 v0 = _mm512_maskz_loadu_ps(m, vals + k);
     if constexpr (Abs)
       v0 = _mm512_abs_ps(v0);
@@ -341,7 +352,7 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
   auto row = [order](index_t q) { return order ? order[q] : q; };
   if (k == 1) {
 #if TACIT_CSR_AVX512
-    if constexpr (sizeof(I) == 4)
+    if constexpr (sizeof(I) == 4) {
       if (x.ld == 1) {
         for (index_t q = q0; q < q1; ++q) {
           const index_t i = row(q);
@@ -350,7 +361,19 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
                 alpha, beta);
         }
         return;
+      } else if (x.rows * x.ld <= std::numeric_limits<std::int32_t>::max()) {
+        // One column of a slab: the same gathers on scaled indices.
+        const auto ld = static_cast<std::int32_t>(x.ld);
+        for (index_t q = q0; q < q1; ++q) {
+          const index_t i = row(q);
+          store(y.data + i * y.ld,
+                row_dot_gather<Abs, true>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data,
+                                          ld),
+                alpha, beta);
+        }
+        return;
       }
+    }
 #endif
     for (index_t q = q0; q < q1; ++q) {
       const index_t i = row(q);
