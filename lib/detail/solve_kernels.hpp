@@ -129,24 +129,26 @@ template <class U> inline void prefetch_l2(const U *base, std::int64_t index) {
 /// code, so the bits are the same; fewer instructions keep more loads in
 /// flight. Returns false when not available for T / I.
 template <class T, class I>
-inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
-                            [[maybe_unused]] const I *__restrict cols,
-                            [[maybe_unused]] std::int64_t b,
-                            [[maybe_unused]] std::int64_t e,
-                            [[maybe_unused]] const T *__restrict x,
-                            [[maybe_unused]] T *__restrict out) {
+[[gnu::always_inline]] inline bool row_sum4_gather(
+    [[maybe_unused]] const T *__restrict vals, [[maybe_unused]] const I *__restrict cols,
+    [[maybe_unused]] std::int64_t b, [[maybe_unused]] std::int64_t e,
+    [[maybe_unused]] const T *__restrict x, [[maybe_unused]] T *__restrict out) {
 #if TACIT_EXPLICIT_FMA && defined(__AVX2__)
   T p[4];
   std::int64_t k = b;
   if constexpr (std::is_same_v<T, double>) {
     __m256d acc = _mm256_setzero_pd();
+    // Masked forms: GCC 12's unmasked gathers trip -Wmaybe-uninitialized.
+    const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
     auto gather = [&](std::int64_t q) {
       if constexpr (sizeof(I) == 4)
-        return _mm256_i32gather_pd(
-            x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 8);
+        return _mm256_mask_i32gather_pd(
+            _mm256_setzero_pd(), x,
+            _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), all, 8);
       else
-        return _mm256_i64gather_pd(
-            x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 8);
+        return _mm256_mask_i64gather_pd(
+            _mm256_setzero_pd(), x,
+            _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), all, 8);
     };
     for (; k + 8 <= e; k += 8) {
       prefetch_l2(vals, k + prefetch_ahead<T>);
@@ -162,13 +164,16 @@ inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
     _mm256_storeu_pd(p, acc);
   } else {
     __m128 acc = _mm_setzero_ps();
+    const __m128 all = _mm_castsi128_ps(_mm_set1_epi32(-1));
     auto gather = [&](std::int64_t q) {
       if constexpr (sizeof(I) == 4)
-        return _mm_i32gather_ps(
-            x, _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), 4);
+        return _mm_mask_i32gather_ps(
+            _mm_setzero_ps(), x,
+            _mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)), all, 4);
       else
-        return _mm256_i64gather_ps(
-            x, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), 4);
+        return _mm256_mask_i64gather_ps(
+            _mm_setzero_ps(), x,
+            _mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)), all, 4);
     };
     for (; k + 8 <= e; k += 8) {
       prefetch_l2(vals, k + prefetch_ahead<T>);
@@ -201,9 +206,9 @@ inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
 /// out[w] = sum_k vals[k] * x[cols[k] * ldx + w] over k in [b, e), for CW
 /// consecutive columns, in the four-partial order described above.
 template <int CW, class T, class I>
-inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::int64_t b,
-                     std::int64_t e, const T *__restrict x, index_t ldx,
-                     T *__restrict out) {
+[[gnu::always_inline]] inline void
+row_sum4(const T *__restrict vals, const I *__restrict cols, std::int64_t b,
+         std::int64_t e, const T *__restrict x, index_t ldx, T *__restrict out) {
   if constexpr (CW == 1) {
     if (ldx == 1 && row_sum4_gather(vals, cols, b, e, x, out))
       return;
