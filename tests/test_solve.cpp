@@ -792,7 +792,7 @@ TEST_CASE("A column's result does not depend on the batch it is in", "[solve]") 
       REQUIRE(solver.solve(U1, single[j]).ok());
     }
     for (index_t width : {1, 5, 32, 70}) {
-      for (index_t slab : {index_t(32), index_t(8)}) {
+      for (index_t slab : {index_t(32), index_t(8), index_t(1)}) {
         INFO("method " << to_string(m) << ", anderson " << anderson << ", width " << width
                        << ", slab " << slab);
         Batch<double> U(p, width, slab), X;
@@ -1029,4 +1029,90 @@ TEST_CASE("Automatic method picks Picard for one strongly connected A", "[solve]
   const auto rep = solver.solve(U, X);
   CHECK(rep.ok());
   CHECK(rep.message.find("auto chose picard") == 0);
+}
+
+TEST_CASE("Edge cases: empty batch, stored zeros, 64-bit column indices", "[solve]") {
+  std::mt19937 rng(15);
+  SECTION("k = 0") {
+    Dense A = {0, 0, 0.5, 0}, B = {1, 1};
+    auto model = dense_model<double>(2, 1, A, B, {});
+    for (auto m : {SolveMethod::picard, SolveMethod::sweep}) {
+      Batch<double> U(1, 0), X, Y;
+      const auto rep = EquilibriumSolver<double>(model, with(m)).predict(U, X, Y);
+      CHECK(rep.ok());
+      CHECK(X.rows() == 2);
+      CHECK(X.cols() == 0);
+      CHECK(rep.column_residuals.empty());
+    }
+  }
+  SECTION("a stored zero pointing forward is not an edge") {
+    // x0 = relu(u), x1 = relu(2 x0 - 1) with a stored a_01 = 0: still
+    // feed-forward, and the sweep must not read x1 before computing it.
+    std::vector<Triplet<double>> t = {{1, 0, 2.0}, {0, 1, 0.0}};
+    auto A =
+        std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::from_triplets(2, 2, t));
+    REQUIRE(A->nnz() == 2);
+    auto B = csr<double>(2, 1, {1, 0});
+    auto C = csr<double>(2, 2, {1, 0, 0, 1});
+    Model<double> model(A, B, C, nullptr, {0.0, -1.0});
+    EquilibriumSolver<double> solver(model);
+    CHECK(solver.method() == SolveMethod::sweep);
+    Batch<double> U(1, 2), X;
+    U(0, 0) = 3;
+    U(0, 1) = -1;
+    // Twice: the second solve reuses buffers holding the first result.
+    for (int rep = 0; rep < 2; ++rep) {
+      REQUIRE(solver.solve(U, X).ok());
+      CHECK(X(0, 0) == 3.0);
+      CHECK(X(1, 0) == 5.0);
+      CHECK(X(0, 1) == 0.0);
+      CHECK(X(1, 1) == 0.0);
+    }
+  }
+  SECTION("64-bit column indices give the same bits") {
+    const index_t n = 300, p = 4;
+    std::vector<Triplet<double>> t;
+    std::uniform_real_distribution<double> u(-1, 1);
+    std::uniform_int_distribution<index_t> col(0, n - 1);
+    for (index_t i = 0; i < n; ++i)
+      for (int e = 0; e < 9; ++e)
+        t.push_back({i, col(rng), u(rng) * 0.09});
+    auto narrow = std::make_shared<CsrMatrix<double>>(
+        CsrMatrix<double>::from_triplets(n, n, t, IndexWidth::narrow32));
+    auto wide = std::make_shared<CsrMatrix<double>>(
+        CsrMatrix<double>::from_triplets(n, n, t, IndexWidth::wide64));
+    REQUIRE(wide->wide_indices());
+    Dense Bd = random_dense(rng, n, p, 0.5);
+    auto B = csr<double>(n, p, Bd);
+    auto C = csr<double>(1, n, Dense(n, 1.0));
+    Model<double> m32(narrow, B, C, nullptr, {}, {}, mixed_blocks(n));
+    Model<double> m64(wide, B, C, nullptr, {}, {}, mixed_blocks(n));
+    auto mf32 = convert_model<float>(m32);
+    Model<float> mf64(std::make_shared<CsrMatrix<float>>(wide->cast<float>()),
+                      mf32.B_ptr(), mf32.C_ptr(), nullptr, {}, {}, mixed_blocks(n));
+    for (index_t k : {1, 7}) {
+      auto U = random_inputs<double>(rng, p, k);
+      Batch<float> Uf(p, k);
+      for (index_t j = 0; j < k; ++j)
+        for (index_t i = 0; i < p; ++i)
+          Uf(i, j) = static_cast<float>(U(i, j));
+      for (int anderson : {0, 2}) {
+        Batch<double> X32, X64;
+        REQUIRE(EquilibriumSolver<double>(m32, with(SolveMethod::picard, anderson))
+                    .solve(U, X32)
+                    .ok());
+        REQUIRE(EquilibriumSolver<double>(m64, with(SolveMethod::picard, anderson))
+                    .solve(U, X64)
+                    .ok());
+        CHECK(bitwise_equal(X32, X64));
+        Batch<float> Y32, Y64;
+        SolveOptions o;
+        o.method = SolveMethod::picard;
+        o.picard.anderson_depth = anderson;
+        REQUIRE(EquilibriumSolver<float>(mf32, o).solve(Uf, Y32).ok());
+        REQUIRE(EquilibriumSolver<float>(mf64, o).solve(Uf, Y64).ok());
+        CHECK(bitwise_equal(Y32, Y64));
+      }
+    }
+  }
 }

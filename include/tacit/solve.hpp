@@ -112,6 +112,12 @@ struct SolveReport {
 /// A solver prepared for one model: analyses the structure of A once (SCC
 /// decomposition, extraction of cyclic blocks) and keeps workspace between
 /// calls, so that repeated solves allocate nothing inside iterations.
+///
+/// Memory: the sweep keeps a copy of A in sweep order (about the size of A);
+/// a solve holds Z = B U + b and the iterates (a few n x k buffers), plus
+/// 2 * anderson_depth + 3 of them with Anderson acceleration. One solver must
+/// not be used from several threads at once (it owns its workspace); it
+/// parallelises each solve itself (TBB, in the caller's task arena).
 template <class T> class EquilibriumSolver {
 public:
   explicit EquilibriumSolver(const Model<T> &model, SolveOptions options = {});
