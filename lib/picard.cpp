@@ -423,6 +423,10 @@ template <class T> struct FixedPointRunner {
   }
 
   void init() {
+    // No allocation inside the iterations (beyond 65536 entries, amortised).
+    if (run.step_history)
+      run.step_history->reserve(
+          static_cast<std::size_t>(std::min(opt.max_iterations, 1 << 16)));
     for (index_t s = 0; s < S; ++s) {
       w.parity_[s] = 0;
       for (index_t j = 0; j < W; ++j) {
