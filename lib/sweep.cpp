@@ -21,7 +21,7 @@ namespace {
 /// parallel launch; consecutive small levels run serially in one task.
 constexpr std::int64_t kParallelLevelWork = 32768;
 /// Work per parallel task of 1x1 rows.
-constexpr std::int64_t kTaskWork = 16384;
+constexpr std::int64_t kTaskWork = 8192;
 /// A cyclic block with at least this much work (nonzeros + rows of A_BB) is
 /// solved with parallel passes; smaller ones run serially, one per task.
 constexpr std::int64_t kBigBlockWork = 32768;
@@ -232,7 +232,7 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
     if (lev.singles_end > lev.p0) {
       // Ranges of about equal work (nonzeros + rows).
       const std::int64_t parts =
-          std::clamp<std::int64_t>(singles / kTaskWork, 1, 8 * threads);
+          std::clamp<std::int64_t>(singles / kTaskWork, 1, 32 * threads);
       index_t p = lev.p0;
       for (std::int64_t q = 1; q <= parts; ++q) {
         const std::int64_t target = singles * q / parts;

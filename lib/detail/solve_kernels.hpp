@@ -129,10 +129,12 @@ template <class U> inline void prefetch_l2(const U *base, std::int64_t index) {
 /// code, so the bits are the same; fewer instructions keep more loads in
 /// flight. Returns false when not available for T / I.
 template <class T, class I>
-[[gnu::always_inline]] inline bool row_sum4_gather(
-    [[maybe_unused]] const T *__restrict vals, [[maybe_unused]] const I *__restrict cols,
-    [[maybe_unused]] std::int64_t b, [[maybe_unused]] std::int64_t e,
-    [[maybe_unused]] const T *__restrict x, [[maybe_unused]] T *__restrict out) {
+inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
+                            [[maybe_unused]] const I *__restrict cols,
+                            [[maybe_unused]] std::int64_t b,
+                            [[maybe_unused]] std::int64_t e,
+                            [[maybe_unused]] const T *__restrict x,
+                            [[maybe_unused]] T *__restrict out) {
 #if TACIT_EXPLICIT_FMA && defined(__AVX2__)
   T p[4];
   std::int64_t k = b;
@@ -206,9 +208,9 @@ template <class T, class I>
 /// out[w] = sum_k vals[k] * x[cols[k] * ldx + w] over k in [b, e), for CW
 /// consecutive columns, in the four-partial order described above.
 template <int CW, class T, class I>
-[[gnu::always_inline]] inline void
-row_sum4(const T *__restrict vals, const I *__restrict cols, std::int64_t b,
-         std::int64_t e, const T *__restrict x, index_t ldx, T *__restrict out) {
+inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::int64_t b,
+                     std::int64_t e, const T *__restrict x, index_t ldx,
+                     T *__restrict out) {
   if constexpr (CW == 1) {
     if (ldx == 1 && row_sum4_gather(vals, cols, b, e, x, out))
       return;
