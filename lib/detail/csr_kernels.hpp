@@ -8,18 +8,26 @@
 // identical for any number of threads.
 //
 // Kernels (the matrix is read once per call; x and y are row-major views):
-//  - SpMV (x has one contiguous column, 32-bit indices): AVX-512 gathers,
-//    8 (double) or 16 (float) lanes, two accumulators per row. The product is
-//    bandwidth bound; gathers cut the instruction count so that one thread
-//    per core keeps enough loads in flight.
+//  - SpMV (x has one column, 32-bit indices): AVX-512 gathers, 8 (double) or
+//    16 (float) lanes, two accumulators per row, indices scaled in registers
+//    when the column is strided (one column of a slab). The product is
+//    bandwidth bound: the value and index streams are prefetched 16 KiB ahead
+//    into L2 (see gather_prefetch_distance), which is what lets two cores
+//    read them at close to the machine's read bandwidth.
 //  - SpMM (several columns): each row is cut into panels of up to 4 vectors
 //    (32 doubles / 64 floats) of consecutive columns; per nonzero the panel's
 //    part of row x_j is multiplied by a broadcast a_ij and accumulated in
 //    registers (the last vector masked). Narrow panels interleave several
 //    nonzeros into separate accumulators to hide the FMA latency. The row of
-//    A is reused from L1 by the panels after the first.
-//  - Portable fallbacks without AVX-512 (and for 64-bit indices in SpMV or a
-//    strided single column): scalar code with several accumulators.
+//    A is reused from L1 by the panels after the first. Rows are visited in a
+//    locality schedule (RowSchedule, built once per matrix): rows ending at
+//    the same column run back to back, so the rows of x they read stay in
+//    L1/L2 (all output channels of one convolution position share a window).
+//  - Portable fallbacks without AVX-512 (and for 64-bit indices in SpMV):
+//    scalar code with several accumulators.
+//
+// Large matrix arrays are placed on transparent huge pages
+// (detail/huge_pages.hpp).
 
 #include <cmath>
 #include <cstdint>
