@@ -34,10 +34,13 @@ void LinearOperator<T>::apply(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
     throw InvalidArgument("apply: leading dimension smaller than column count");
   if (x.cols == 0 || out == 0) return;
   // Overlap check: the kernels read x while writing y.
-  const T *xb = x.data, *xe = x.data + (x.rows - 1) * x.ld + x.cols;
-  const T *yb = y.data, *ye = y.data + (y.rows - 1) * y.ld + y.cols;
-  if (x.rows > 0 && xb < ye && yb < xe)
-    throw InvalidArgument("apply: x and y overlap");
+  // Pointers are formed only for non-empty views (x.rows may be 0: an
+  // operator with no columns still scales y by beta).
+  if (x.rows > 0) {
+    const T *xb = x.data, *xe = x.data + (x.rows - 1) * x.ld + x.cols;
+    const T *yb = y.data, *ye = y.data + (y.rows - 1) * y.ld + y.cols;
+    if (xb < ye && yb < xe) throw InvalidArgument("apply: x and y overlap");
+  }
   apply_impl(mode, alpha, x, beta, y, exec);
 }
 
