@@ -10,5 +10,6 @@
 #include <tacit/operator.hpp>
 #include <tacit/solve.hpp>
 #include <tacit/structure.hpp>
+#include <tacit/structured.hpp>
 #include <tacit/version.hpp>
 #include <tacit/wellposed.hpp>
