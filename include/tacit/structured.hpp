@@ -193,12 +193,6 @@ private:
   CsrMatrix<T> to_csr_impl() const override;
   std::optional<Entry> find_non_finite_impl() const override { return std::nullopt; }
 
-  // Weight of output (oh, ow) (same for every tap of its window).
-  T tap_weight(index_t oh, index_t ow) const noexcept;
-  // Window [lo, hi) of input rows/cols of output row oh / col ow (clipped).
-  void window_h(index_t oh, index_t &lo, index_t &hi) const noexcept;
-  void window_w(index_t ow, index_t &lo, index_t &hi) const noexcept;
-
   TensorShape input_, output_;
   index_t kh_, kw_, sh_, sw_, pt_, pl_, pb_, pr_;
   bool count_include_pad_;
@@ -223,7 +217,6 @@ private:
   std::optional<Entry> find_non_finite_impl() const override;
 
   std::vector<T> data_;
-  std::shared_ptr<detail::ScratchPool<T>> scratch_;
 };
 
 /// y = L (R x): a product kept unevaluated (e.g. a classifier after pooling).
@@ -320,7 +313,7 @@ private:
   CsrMatrix<T> to_csr_impl() const override;
   std::optional<Entry> find_non_finite_impl() const override;
 
-  // Entries [first, last) of a group of entries at the same block.
+  // Entries [first, last) of entries() sharing one block.
   struct Group {
     index_t first = 0, last = 0;
   };
@@ -328,8 +321,11 @@ private:
 
   std::vector<index_t> row_sizes_, col_sizes_, row_offsets_, col_offsets_;
   std::vector<BlockEntry<T>> entries_;
-  std::vector<index_t> row_ptr_, by_col_, col_ptr_;
+  // entries_in_row(i) = order_[row_ptr_[i], row_ptr_[i+1]) (order_ = 0, 1, ...);
+  // entries_in_col(j) = by_col_[col_ptr_[j], col_ptr_[j+1]).
+  std::vector<index_t> order_, row_ptr_, by_col_, col_ptr_;
   std::vector<Group> groups_;
+  std::vector<index_t> entry_group_; // group of each entry
   std::shared_ptr<detail::BlockCache<T>> cache_;
 };
 

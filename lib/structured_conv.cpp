@@ -1,0 +1,218 @@
+// GCC 12 reports -Wmaybe-uninitialized inside its AVX-512 intrinsics when Eigen
+// instantiates them; not a defect of this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Conv2dOperator: tap description (reference kernels, sums, CSR) and the
+// fast CHWN kernels of detail/conv_kernels.hpp.
+#include <tacit/csr.hpp>
+#include <tacit/structured.hpp>
+
+#include <cmath>
+#include <mutex>
+#include <string>
+
+#include "detail/conv_kernels.hpp"
+
+namespace tacit {
+
+namespace detail {
+
+template <class T> struct ConvState {
+  ConvPlan plan;
+  std::vector<T, AlignedAllocator<T>> packed;
+  std::once_flag abs_once;
+  std::vector<T, AlignedAllocator<T>> packed_abs, plain_abs;
+  ScratchPool<T> pool;  // whole-product buffers
+  ScratchPool<T> tasks; // per-task buffers (im2col panels)
+
+  ConvState(const Conv2dGeometry &g, std::span<const T> w)
+      : plan(g), packed(pack_weights(plan, w, false)) {}
+};
+
+/// The back end measured faster for a shape (bench_conv): im2col + Eigen GEMM
+/// wins when the column count of a product is large and the direct kernel's
+/// B rows would spill L1; otherwise the direct micro-kernel.
+inline ConvAlgorithm choose_algorithm(const ConvPlan &, index_t) {
+  return ConvAlgorithm::direct;
+}
+
+} // namespace detail
+
+namespace {
+
+/// Taps of a convolution: forward rows (co, oh, ow) over (ci, kh, kw) in
+/// ascending input index; adjoint rows (ci, h, w) over (co, kh, kw).
+struct ConvTaps {
+  const detail::ConvPlan *p;
+  index_t pt, pl;
+
+  template <class T, class F> void fwd(const T *w, index_t r, F &&f) const {
+    const auto &q = *p;
+    const index_t plane = q.OH * q.OW;
+    const index_t co = r / plane, oh = (r % plane) / q.OW, ow = r % q.OW;
+    const index_t g = co / q.cout_g;
+    for (index_t cig = 0; cig < q.cin_g; ++cig) {
+      const index_t ci = g * q.cin_g + cig;
+      for (index_t kh = 0; kh < q.KH; ++kh) {
+        const index_t ih = oh * q.sh - pt + kh * q.dh;
+        if (ih < 0 || ih >= q.H)
+          continue;
+        for (index_t kw = 0; kw < q.KW; ++kw) {
+          const index_t iw = ow * q.sw - pl + kw * q.dw;
+          if (iw < 0 || iw >= q.W)
+            continue;
+          f((ci * q.H + ih) * q.W + iw,
+            w[((co * q.cin_g + cig) * q.KH + kh) * q.KW + kw]);
+        }
+      }
+    }
+  }
+  template <class T, class F> void adj(const T *w, index_t r, F &&f) const {
+    const auto &q = *p;
+    const index_t plane = q.H * q.W;
+    const index_t ci = r / plane, ih = (r % plane) / q.W, iw = r % q.W;
+    const index_t g = ci / q.cin_g, cig = ci % q.cin_g;
+    for (index_t co = g * q.cout_g; co < (g + 1) * q.cout_g; ++co)
+      for (index_t kh = 0; kh < q.KH; ++kh) {
+        const index_t th = ih + pt - kh * q.dh;
+        if (th < 0 || th % q.sh != 0 || th / q.sh >= q.OH)
+          continue;
+        const index_t oh = th / q.sh;
+        for (index_t kw = 0; kw < q.KW; ++kw) {
+          const index_t tw = iw + pl - kw * q.dw;
+          if (tw < 0 || tw % q.sw != 0 || tw / q.sw >= q.OW)
+            continue;
+          f((co * q.OH + oh) * q.OW + tw / q.sw,
+            w[((co * q.cin_g + cig) * q.KH + kh) * q.KW + kw]);
+        }
+      }
+  }
+};
+
+TensorShape conv_output(const Conv2dGeometry &g, std::size_t weights) {
+  g.validate();
+  const auto expect = static_cast<std::size_t>(
+      g.out_channels * (g.input.channels / g.groups) * g.kernel_h * g.kernel_w);
+  if (weights != expect)
+    throw InvalidArgument("Conv2dOperator: " + std::to_string(weights) +
+                          " weights given, expected out_channels * in_channels/groups * "
+                          "kernel_h * kernel_w = " +
+                          std::to_string(expect));
+  return g.output();
+}
+
+} // namespace
+
+#define TACIT_CONV_TAPS                                                                  \
+  const ConvTaps taps{&state_->plan, geometry_.pad_top, geometry_.pad_left};             \
+  const T *wd = weights_.data();                                                         \
+  auto fwd = [&](index_t i, auto &&f) { taps.fwd(wd, i, f); };                           \
+  auto adj = [&](index_t i, auto &&f) { taps.adj(wd, i, f); };                           \
+  (void)fwd;                                                                             \
+  (void)adj
+
+template <class T>
+Conv2dOperator<T>::Conv2dOperator(Conv2dGeometry g, std::vector<T> weights)
+    : LinearOperator<T>(conv_output(g, weights.size()).size(), g.input.size()),
+      geometry_(g), weights_(std::move(weights)),
+      state_(std::make_shared<detail::ConvState<T>>(geometry_, weights_)) {}
+
+template <class T>
+void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                   MatrixView<T> y, Execution exec) const {
+  auto &st = *state_;
+  const auto &p = st.plan;
+  const bool ab = is_absolute(mode);
+  if (exec == Execution::reference) {
+    TACIT_CONV_TAPS;
+    const index_t out = is_transposed(mode) ? this->cols() : this->rows();
+    if (is_transposed(mode)) {
+      if (ab)
+        detail::gather_rows<true>(exec, out, alpha, x, beta, y, 1, adj);
+      else
+        detail::gather_rows<false>(exec, out, alpha, x, beta, y, 1, adj);
+    } else {
+      if (ab)
+        detail::gather_rows<true>(exec, out, alpha, x, beta, y, 1, fwd);
+      else
+        detail::gather_rows<false>(exec, out, alpha, x, beta, y, 1, fwd);
+    }
+    return;
+  }
+  const index_t N = x.cols;
+  if (ab)
+    std::call_once(st.abs_once, [&] {
+      st.packed_abs = detail::pack_weights<T>(p, weights_, true);
+      st.plain_abs.resize(weights_.size());
+      for (std::size_t i = 0; i < weights_.size(); ++i)
+        st.plain_abs[i] = std::abs(weights_[i]);
+    });
+  if (!is_transposed(mode)) {
+    typename detail::ScratchPool<T>::Lease xp(
+        st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, N)));
+    detail::conv_forward(p, detail::choose_algorithm(p, N),
+                         ab ? st.packed_abs.data() : st.packed.data(),
+                         ab ? st.plain_abs.data() : weights_.data(), alpha, x, beta, y,
+                         xp.data(), st.tasks, exec);
+    return;
+  }
+  const index_t out_elems = p.Co * p.OH * p.OW * N;
+  const std::size_t acc_size = static_cast<std::size_t>(p.C * p.channel_stride() * N);
+  const bool compact = x.ld == N;
+  typename detail::ScratchPool<T>::Lease buf(
+      st.pool, acc_size + (compact ? 0 : static_cast<std::size_t>(out_elems)));
+  const T *xc = x.data;
+  if (!compact) {
+    T *dst = buf.data() + acc_size;
+    for (index_t i = 0; i < x.rows; ++i)
+      std::memcpy(dst + i * N, x.row(i), static_cast<std::size_t>(N) * sizeof(T));
+    xc = dst;
+  }
+  detail::conv_adjoint<T>(p, weights_, ab, alpha, xc, beta, y, buf.data(), exec);
+}
+
+template <class T> void Conv2dOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+  TACIT_CONV_TAPS;
+  detail::tap_abs_sums(this->rows(), out, 64, fwd);
+}
+template <class T> void Conv2dOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+  TACIT_CONV_TAPS;
+  detail::tap_abs_sums(this->cols(), out, 64, adj);
+}
+template <class T> std::int64_t Conv2dOperator<T>::nnz_impl() const {
+  // Separable count: taps inside the image = (valid kh per oh) x (valid kw per ow).
+  const auto &p = state_->plan;
+  std::int64_t rows = 0, cols = 0;
+  for (index_t oh = 0; oh < p.OH; ++oh)
+    for (index_t kh = 0; kh < p.KH; ++kh) {
+      const index_t ih = oh * p.sh - p.pt + kh * p.dh;
+      rows += ih >= 0 && ih < p.H;
+    }
+  for (index_t ow = 0; ow < p.OW; ++ow)
+    for (index_t kw = 0; kw < p.KW; ++kw) {
+      const index_t iw = ow * p.sw - p.pl + kw * p.dw;
+      cols += iw >= 0 && iw < p.W;
+    }
+  return p.Co * p.cin_g * rows * cols;
+}
+template <class T> std::size_t Conv2dOperator<T>::bytes_impl() const {
+  return weights_.size() * sizeof(T) + sizeof(*this);
+}
+template <class T> CsrMatrix<T> Conv2dOperator<T>::to_csr_impl() const {
+  TACIT_CONV_TAPS;
+  return detail::tap_to_csr<T>(this->rows(), this->cols(), fwd);
+}
+template <class T> std::optional<Entry> Conv2dOperator<T>::find_non_finite_impl() const {
+  bool any = false;
+  for (T v : weights_)
+    any = any || !std::isfinite(v);
+  if (!any)
+    return std::nullopt;
+  TACIT_CONV_TAPS;
+  return detail::tap_find_non_finite(this->rows(), fwd);
+}
+#undef TACIT_CONV_TAPS
+
+template class Conv2dOperator<float>;
+template class Conv2dOperator<double>;
+
+} // namespace tacit
