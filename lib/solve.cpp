@@ -10,6 +10,7 @@
 #include <optional>
 #include <sstream>
 
+#include "detail/block_sweep.hpp"
 #include "detail/picard.hpp"
 #include "detail/sweep.hpp"
 
@@ -156,6 +157,8 @@ template <class T> struct EquilibriumSolver<T>::Impl {
   detail::FixedPointWork<T> picard_work;
   std::unique_ptr<detail::SweepPlan<T>> plan; // sweep
   detail::SweepWork<T> sweep_work;
+  std::unique_ptr<detail::BlockSweepPlan<T>> block_plan; // structured A
+  detail::BlockSweepWork<T> block_work;
   detail::SlabBuffer<T> Z, X; // aligned: Z = B U + b, and the sweep's states
 
   Impl(const Model<T> &m, SolveOptions o) : model(m), options(std::move(o)) {}
@@ -202,6 +205,15 @@ EquilibriumSolver<T>::EquilibriumSolver(const Model<T> &model, SolveOptions opti
   if (im.options.method == SolveMethod::picard) {
     im.method = SolveMethod::picard;
     im.reason = "picard (requested)";
+  } else if (detail::BlockSweepPlan<T>::applicable(im.model)) {
+    // Structured A (a network): sweep its blocks with their own kernels,
+    // never materialising A.
+    im.block_plan = std::make_unique<detail::BlockSweepPlan<T>>(im.model);
+    im.method = SolveMethod::sweep;
+    im.reason = (im.options.method == SolveMethod::sweep ? "sweep (requested): "
+                                                         : "auto chose sweep: ") +
+                std::string("A is a block lower triangular block operator; ") +
+                im.block_plan->summary;
   } else {
     const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&A);
     std::optional<CsrMatrix<T>> owned;
@@ -272,10 +284,38 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
   const bool warm = im.options.picard.warm_start && same_shape(X, n, k, W);
   if (!same_shape(X, n, k, W))
     X = Batch<T>(n, k, W);
+  SolveReport report;
+  if (im.block_plan) {
+    // Block sweep, in place in X when its layout is the internal one.
+    const index_t w = detail::internal_width(W, k);
+    const index_t slabs = (k + w - 1) / w;
+    const T *z = nullptr;
+    if (im.block_plan->uses_z) {
+      detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
+      z = im.Z.data.data();
+    }
+    T *x = nullptr;
+    if (w == W) {
+      x = X.storage().data();
+    } else {
+      if (warm)
+        im.X.copy_from(X, w);
+      else
+        im.X.reshape(n, k, w);
+      x = im.X.data.data();
+    }
+    detail::run_block_sweep(*im.block_plan, im.block_work, x, w, slabs, k, U, z,
+                            im.options.picard, warm, report);
+    if (w != W)
+      im.X.copy_to(X);
+    if (im.options.progress)
+      im.options.progress(static_cast<int>(im.block_plan->rows.size()) - 1, 0.0);
+    report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
+    return report;
+  }
   // Z = B U + b (real columns only: padding stays zero).
   detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
 
-  SolveReport report;
   if (im.method == SolveMethod::sweep) {
     report.method = SolveMethod::sweep;
     const index_t w = detail::internal_width(W, k);

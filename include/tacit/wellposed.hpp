@@ -76,8 +76,13 @@ template <class T>
 PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const SccDecomposition &scc,
                                    const PerronOptions &options = {});
 
-/// Summary used by `tacit wellposed`. For an operator that is not a CSR
-/// matrix the analysis materialises it once (to_csr()).
+/// Summary used by `tacit wellposed`. A block lower triangular
+/// BlockOperator (a network from NetworkBuilder) is analysed from its
+/// structure: lambda_PF(|A|) = 0 exactly when it is strictly block lower
+/// triangular (nothing is materialised), otherwise the maximum over its
+/// diagonal blocks (each converted to CSR and bounded as below); norms from
+/// the operator's absolute row and column sums. Any other operator that is
+/// not a CSR matrix is materialised once (to_csr()).
 struct WellPosednessReport {
   index_t n = 0;
   std::int64_t nnz = 0;
