@@ -86,9 +86,9 @@ int run_import_onnx(Invocation &inv) {
               << "  input " << dims_string(doc["input_dims"].get<std::vector<index_t>>())
               << " -> output "
               << dims_string(doc["output_dims"].get<std::vector<index_t>>())
-              << " per sample (batch "
+              << " per sample (batch dimension: "
               << (doc["batch"].get<std::string>().empty()
-                      ? "?"
+                      ? std::string("unnamed")
                       : doc["batch"].get<std::string>())
               << ")\n"
               << "  n = " << fmt_count(doc["n"]) << " states in "
