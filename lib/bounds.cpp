@@ -1,0 +1,720 @@
+// Componentwise bounds of implicit models over input boxes: the global
+// bound from (I - L|A|)^-1, the interval fixed point and the linear
+// (CROWN-style) bound by back-substitution through the equilibrium.
+
+#include <tacit/bounds.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include <tacit/csr.hpp>
+#include <tacit/error.hpp>
+#include <tacit/solve.hpp>
+#include <tacit/structure.hpp>
+
+#include "detail/bounds_common.hpp"
+
+namespace tacit {
+
+std::string to_string(BoundMethod m) {
+  switch (m) {
+  case BoundMethod::global:
+    return "global";
+  case BoundMethod::interval:
+    return "interval";
+  case BoundMethod::linear:
+    return "linear";
+  case BoundMethod::best:
+    return "best";
+  }
+  return "best";
+}
+
+BoundMethod parse_bound_method(std::string_view s) {
+  if (s == "global")
+    return BoundMethod::global;
+  if (s == "interval")
+    return BoundMethod::interval;
+  if (s == "linear")
+    return BoundMethod::linear;
+  if (s == "best")
+    return BoundMethod::best;
+  throw InvalidArgument("unknown bound '" + std::string(s) +
+                        "' (expected global, interval, linear or best)");
+}
+
+std::string to_string(BoundStatus s) {
+  switch (s) {
+  case BoundStatus::ok:
+    return "ok";
+  case BoundStatus::inexact:
+    return "inexact";
+  case BoundStatus::unbounded:
+    return "unbounded";
+  }
+  return "ok";
+}
+
+template <class T>
+InputBox<T> linf_box(std::span<const T> u0, T eps, T domain_lo, T domain_hi) {
+  if (!(eps >= T(0)))
+    throw InvalidArgument("linf_box: eps must be >= 0, got " + std::to_string(eps));
+  InputBox<T> box;
+  box.lower.resize(u0.size());
+  box.upper.resize(u0.size());
+  const bool clip = domain_lo <= domain_hi;
+  for (std::size_t i = 0; i < u0.size(); ++i) {
+    T lo = u0[i] - eps, hi = u0[i] + eps;
+    if (clip) {
+      lo = std::max(lo, std::min(domain_lo, u0[i]));
+      hi = std::min(hi, std::max(domain_hi, u0[i]));
+    }
+    box.lower[i] = lo;
+    box.upper[i] = hi;
+  }
+  return box;
+}
+
+template <class T>
+InputBox<T> box_around(std::span<const T> u0, std::span<const T> sigma) {
+  if (sigma.size() != u0.size())
+    throw InvalidArgument("box_around: sigma has " + std::to_string(sigma.size()) +
+                          " entries, u0 " + std::to_string(u0.size()));
+  InputBox<T> box;
+  box.lower.resize(u0.size());
+  box.upper.resize(u0.size());
+  for (std::size_t i = 0; i < u0.size(); ++i) {
+    if (!(sigma[i] >= T(0)))
+      throw InvalidArgument("box_around: sigma[" + std::to_string(i) + "] must be >= 0");
+    box.lower[i] = u0[i] - sigma[i];
+    box.upper[i] = u0[i] + sigma[i];
+  }
+  return box;
+}
+
+template <class T> bool MarginBounds<T>::certified() const noexcept {
+  for (std::size_t k = 0; k < margin_lower.size(); ++k)
+    if (static_cast<int>(k) != label && !(margin_lower[k] > T(0)))
+      return false;
+  return status != BoundStatus::unbounded && !margin_lower.empty();
+}
+
+template <class T> int NominalPoint<T>::predicted() const noexcept {
+  int best = 0;
+  for (std::size_t k = 1; k < y.size(); ++k)
+    if (y[k] > y[best])
+      best = static_cast<int>(k);
+  return best;
+}
+
+using detail::ActKind;
+using detail::Relaxation;
+
+template <class T> struct BoundAnalyzer<T>::Impl {
+  Model<T> model;
+  BoundOptions options;
+  std::vector<detail::StateAct> acts;
+  std::vector<T> lip;
+  std::vector<std::vector<index_t>> level_states;
+  bool nilpotent = false;
+  std::vector<T> cert_v;
+  double rho = 1;
+  bool certified = false;
+
+  Impl(const Model<T> &m, BoundOptions o) : model(m), options(o) {}
+
+  index_t n() const { return model.states(); }
+  index_t p() const { return model.inputs(); }
+  index_t q() const { return model.outputs(); }
+
+  int budget() const {
+    return nilpotent ? static_cast<int>(level_states.size()) + 2
+                     : std::max(1, options.max_iterations);
+  }
+
+  // y = L (|A| w) + s
+  void lip_abs_step(std::span<const T> w, std::span<const T> s, std::span<T> out) const {
+    model.A().apply(Mode::abs, T(1), w, T(0), out);
+    for (std::size_t i = 0; i < out.size(); ++i)
+      out[i] = lip[i] * out[i] + s[i];
+  }
+
+  void input_centre(const InputBox<T> &box, std::vector<T> &zc,
+                    std::vector<T> &zr) const {
+    const index_t np = p();
+    std::vector<T> uc(np), ur(np);
+    for (index_t j = 0; j < np; ++j) {
+      uc[j] = (box.lower[j] + box.upper[j]) / 2;
+      ur[j] = (box.upper[j] - box.lower[j]) / 2;
+    }
+    zc.assign(n(), T(0));
+    zr.assign(n(), T(0));
+    model.B().apply(Mode::normal, T(1), std::span<const T>(uc), T(0), std::span<T>(zc));
+    model.B().apply(Mode::abs, T(1), std::span<const T>(ur), T(0), std::span<T>(zr));
+    const auto b = model.bias_x();
+    for (index_t i = 0; i < n(); ++i)
+      zc[i] += b[i];
+  }
+
+  // Pre-activation interval from state bounds: z = A x + (B u + b).
+  void preactivation(const std::vector<T> &xl, const std::vector<T> &xh,
+                     const std::vector<T> &bc, const std::vector<T> &br,
+                     std::vector<T> &zl, std::vector<T> &zh) const {
+    const index_t nn = n();
+    std::vector<T> m(nn), r(nn);
+    for (index_t i = 0; i < nn; ++i) {
+      m[i] = xl[i] / 2 + xh[i] / 2;
+      r[i] = xh[i] / 2 - xl[i] / 2;
+    }
+    std::vector<T> zc(nn), zr(nn);
+    model.A().apply(Mode::normal, T(1), std::span<const T>(m), T(0), std::span<T>(zc));
+    model.A().apply(Mode::abs, T(1), std::span<const T>(r), T(0), std::span<T>(zr));
+    zl.resize(nn);
+    zh.resize(nn);
+    for (index_t i = 0; i < nn; ++i) {
+      const T c = zc[i] + bc[i], rad = zr[i] + br[i];
+      zl[i] = c - rad;
+      zh[i] = c + rad;
+    }
+  }
+
+  // One interval step; returns the largest relative shrink.
+  double interval_step(StateBounds<T> &s, const std::vector<T> &bc,
+                       const std::vector<T> &br) const {
+    std::vector<T> zl, zh;
+    preactivation(s.x_lower, s.x_upper, bc, br, zl, zh);
+    double change = 0;
+    for (index_t i = 0; i < n(); ++i) {
+      if (!s.z_lower.empty()) {
+        zl[i] = std::max(zl[i], s.z_lower[i]);
+        zh[i] = std::min(zh[i], s.z_upper[i]);
+      }
+      const T lo = std::max(s.x_lower[i], acts[i].apply(zl[i]));
+      const T hi = std::min(s.x_upper[i], acts[i].apply(zh[i]));
+      const double width = double(s.x_upper[i]) - double(s.x_lower[i]);
+      const double shrink = double(lo - s.x_lower[i]) + double(s.x_upper[i] - hi);
+      if (shrink > 0)
+        change = std::max(change, width > 0 ? shrink / width : 1.0);
+      s.x_lower[i] = lo;
+      s.x_upper[i] = std::max(lo, hi);
+    }
+    s.z_lower = std::move(zl);
+    s.z_upper = std::move(zh);
+    return change;
+  }
+};
+
+template <class T>
+BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
+    : impl_(std::make_unique<Impl>(model, options)) {
+  auto &I = *impl_;
+  const index_t n = model.states();
+  const auto acts = model.activations();
+  I.acts.resize(n);
+  I.lip.resize(n);
+  for (index_t i = 0; i < n; ++i) {
+    const Activation &a = acts[i];
+    if (a.kind == ActivationKind::leaky_relu && a.slope < 0)
+      throw Unsupported("bounds: the leaky ReLU of state " + std::to_string(i) +
+                        " has a negative slope " + std::to_string(a.slope) +
+                        " and is not monotone");
+    I.acts[i] = detail::StateAct::from(a);
+    I.lip[i] = static_cast<T>(a.lipschitz());
+  }
+  // Levels of the SCC DAG.
+  std::optional<CsrMatrix<T>> storage;
+  const CsrMatrix<T> *csr = dynamic_cast<const CsrMatrix<T> *>(&model.A());
+  if (!csr) {
+    storage.emplace(model.A().to_csr());
+    csr = &*storage;
+  }
+  const SccDecomposition scc = strongly_connected_components(*csr);
+  I.nilpotent = scc.nilpotent();
+  I.level_states.resize(scc.level_count());
+  for (index_t l = 0; l < scc.level_count(); ++l)
+    for (index_t k = scc.level_ptr[l]; k < scc.level_ptr[l + 1]; ++k)
+      for (index_t t = scc.block_ptr[k]; t < scc.block_ptr[k + 1]; ++t)
+        I.level_states[l].push_back(scc.order[t]);
+  for (auto &lv : I.level_states)
+    std::sort(lv.begin(), lv.end());
+
+  // Certificate vector: v ~ (I - L|A|)^-1 1, rho = max (L|A| v)_i / v_i.
+  std::vector<T> ones(n, T(1)), v(n, T(1)), next(n);
+  const int budget = I.budget();
+  for (int it = 0; it < budget; ++it) {
+    I.lip_abs_step(v, ones, next);
+    double diff = 0, scale = 0;
+    for (index_t i = 0; i < n; ++i) {
+      diff = std::max(diff, std::abs(double(next[i]) - double(v[i])));
+      scale = std::max(scale, std::abs(double(next[i])));
+    }
+    v.swap(next);
+    if (diff == 0 || (!I.nilpotent && diff <= options.tolerance * scale))
+      break;
+  }
+  model.A().apply(Mode::abs, T(1), std::span<const T>(v), T(0), std::span<T>(next));
+  double rho = 0;
+  bool finite = true;
+  for (index_t i = 0; i < n; ++i) {
+    if (!std::isfinite(double(v[i])) || !(v[i] > T(0))) {
+      finite = false;
+      break;
+    }
+    rho = std::max(rho, double(I.lip[i]) * double(next[i]) / double(v[i]));
+  }
+  I.rho = finite ? rho : 1.0;
+  I.certified = finite && rho < 1.0;
+  I.cert_v = std::move(v);
+}
+
+template <class T> BoundAnalyzer<T>::~BoundAnalyzer() = default;
+template <class T> BoundAnalyzer<T>::BoundAnalyzer(BoundAnalyzer &&) noexcept = default;
+template <class T>
+BoundAnalyzer<T> &BoundAnalyzer<T>::operator=(BoundAnalyzer &&) noexcept = default;
+
+template <class T> const Model<T> &BoundAnalyzer<T>::model() const noexcept {
+  return impl_->model;
+}
+template <class T> const BoundOptions &BoundAnalyzer<T>::options() const noexcept {
+  return impl_->options;
+}
+template <class T> bool BoundAnalyzer<T>::certified_well_posed() const noexcept {
+  return impl_->certified;
+}
+template <class T> double BoundAnalyzer<T>::rate() const noexcept {
+  return impl_->rho;
+}
+template <class T> index_t BoundAnalyzer<T>::levels() const noexcept {
+  return static_cast<index_t>(impl_->level_states.size());
+}
+template <class T> bool BoundAnalyzer<T>::feed_forward() const noexcept {
+  return impl_->nilpotent;
+}
+
+template <class T>
+NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0,
+                                          std::span<const T> x0) const {
+  const auto &I = *impl_;
+  const Model<T> &m = I.model;
+  if (static_cast<index_t>(u0.size()) != m.inputs() ||
+      static_cast<index_t>(x0.size()) != m.states())
+    throw InvalidArgument("nominal: u0 has " + std::to_string(u0.size()) +
+                          " entries (p = " + std::to_string(m.inputs()) + "), x0 " +
+                          std::to_string(x0.size()) +
+                          " (n = " + std::to_string(m.states()) + ")");
+  NominalPoint<T> nom;
+  nom.u.assign(u0.begin(), u0.end());
+  nom.x.assign(x0.begin(), x0.end());
+  std::vector<T> z(m.states());
+  m.B().apply(Mode::normal, T(1), u0, T(0), std::span<T>(z));
+  m.A().apply(Mode::normal, T(1), x0, T(1), std::span<T>(z));
+  nom.residual.resize(m.states());
+  const auto b = m.bias_x();
+  for (index_t i = 0; i < m.states(); ++i)
+    nom.residual[i] = x0[i] - I.acts[i].apply(z[i] + b[i]);
+  nom.y.assign(m.outputs(), T(0));
+  m.C().apply(Mode::normal, T(1), x0, T(0), std::span<T>(nom.y));
+  if (m.D())
+    m.D()->apply(Mode::normal, T(1), u0, T(1), std::span<T>(nom.y));
+  const auto c = m.bias_y();
+  for (index_t k = 0; k < m.outputs(); ++k)
+    nom.y[k] += c[k];
+  return nom;
+}
+
+template <class T>
+NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0) const {
+  const Model<T> &m = impl_->model;
+  if (static_cast<index_t>(u0.size()) != m.inputs())
+    throw InvalidArgument("nominal: u0 has " + std::to_string(u0.size()) +
+                          " entries, the model has p = " + std::to_string(m.inputs()));
+  Batch<T> U(m.inputs(), 1), X;
+  U.set_column(0, u0);
+  EquilibriumSolver<T> solver(m);
+  solver.solve(U, X);
+  std::vector<T> x(m.states());
+  X.get_column(0, x);
+  return nominal(u0, std::span<const T>(x));
+}
+
+template <class T>
+StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
+                                               const InputBox<T> &box) const {
+  const auto &I = *impl_;
+  const index_t n = I.n(), p = I.p();
+  if (static_cast<index_t>(box.lower.size()) != p ||
+      static_cast<index_t>(box.upper.size()) != p)
+    throw InvalidArgument("bounds: the input box has " +
+                          std::to_string(box.lower.size()) +
+                          " entries, the model has p = " + std::to_string(p));
+  StateBounds<T> out;
+  const T inf = std::numeric_limits<T>::infinity();
+  if (!I.certified) {
+    out.status = BoundStatus::unbounded;
+    out.x_lower.assign(n, -inf);
+    out.x_upper.assign(n, inf);
+    out.z_lower.assign(n, -inf);
+    out.z_upper.assign(n, inf);
+    return out;
+  }
+  std::vector<T> sigma(p);
+  for (index_t j = 0; j < p; ++j)
+    sigma[j] = std::max({nom.u[j] - box.lower[j], box.upper[j] - nom.u[j], T(0)});
+  std::vector<T> s(n);
+  I.model.B().apply(Mode::abs, T(1), std::span<const T>(sigma), T(0), std::span<T>(s));
+  for (index_t i = 0; i < n; ++i)
+    s[i] = I.lip[i] * s[i] + std::abs(nom.residual[i]);
+  std::vector<T> w = s, next(n);
+  const int budget = I.budget();
+  bool exact = false;
+  int it = 0;
+  for (; it < budget; ++it) {
+    I.lip_abs_step(w, s, next);
+    double diff = 0, scale = 0, cmax = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const double d = double(next[i]) - double(w[i]);
+      diff = std::max(diff, std::abs(d));
+      scale = std::max(scale, std::abs(double(next[i])));
+      cmax = std::max(cmax, d / ((1.0 - I.rho) * double(I.cert_v[i])));
+    }
+    if (diff == 0) {
+      exact = true;
+      break;
+    }
+    if (!I.nilpotent && diff <= I.options.tolerance * scale) {
+      // w + c v is a supersolution: L(|A|(w + c v)) + s <= w + c v.
+      for (index_t i = 0; i < n; ++i)
+        w[i] += static_cast<T>(cmax) * I.cert_v[i];
+      exact = true;
+      break;
+    }
+    w.swap(next);
+  }
+  if (!exact) {
+    // Budget spent: make w a supersolution from the last step.
+    I.lip_abs_step(w, s, next);
+    double cmax = 0;
+    for (index_t i = 0; i < n; ++i)
+      cmax = std::max(cmax, (double(next[i]) - double(w[i])) /
+                                ((1.0 - I.rho) * double(I.cert_v[i])));
+    for (index_t i = 0; i < n; ++i)
+      w[i] += static_cast<T>(cmax) * I.cert_v[i];
+    out.status = BoundStatus::inexact;
+  }
+  out.iterations = it + 1;
+  out.x_lower.resize(n);
+  out.x_upper.resize(n);
+  for (index_t i = 0; i < n; ++i) {
+    T lo = nom.x[i] - w[i], hi = nom.x[i] + w[i];
+    I.acts[i].clamp_range(lo, hi);
+    out.x_lower[i] = lo;
+    out.x_upper[i] = std::max(lo, hi);
+  }
+  std::vector<T> bc, br;
+  I.input_centre(box, bc, br);
+  I.preactivation(out.x_lower, out.x_upper, bc, br, out.z_lower, out.z_upper);
+  return out;
+}
+
+template <class T>
+StateBounds<T> BoundAnalyzer<T>::interval_bounds(const NominalPoint<T> &nom,
+                                                 const InputBox<T> &box) const {
+  const auto &I = *impl_;
+  StateBounds<T> s = global_bounds(nom, box);
+  if (s.status == BoundStatus::unbounded)
+    return s;
+  std::vector<T> bc, br;
+  I.input_centre(box, bc, br);
+  const int budget = I.budget();
+  int it = 0;
+  bool converged = false;
+  for (; it < budget; ++it) {
+    const double change = I.interval_step(s, bc, br);
+    if (change == 0 || (!I.nilpotent && change <= I.options.tolerance)) {
+      converged = true;
+      break;
+    }
+  }
+  s.iterations = it + 1;
+  if (!converged && !I.nilpotent && s.status == BoundStatus::ok)
+    s.status = BoundStatus::ok; // every iterate is sound; a budget stop only loosens
+  return s;
+}
+
+template <class T>
+std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
+                                                const InputBox<T> &box,
+                                                ConstMatrixView<T> G) const {
+  const auto &I = *impl_;
+  const index_t n = I.n(), p = I.p(), k = G.cols;
+  std::vector<T> W(n * k), Du(p * k, T(0));
+  I.model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{W.data(), n, k, k});
+  if (I.model.D())
+    I.model.D()->apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{Du.data(), p, k, k});
+  std::vector<double> acc(k, 0.0);
+  const auto c = I.model.bias_y();
+  for (index_t r = 0; r < I.q(); ++r)
+    for (index_t j = 0; j < k; ++j)
+      acc[j] += double(G(r, j)) * double(c[r]);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < k; ++j)
+      acc[j] += detail::min_product(W[i * k + j], bounds.x_lower[i], bounds.x_upper[i]);
+  for (index_t i = 0; i < p; ++i)
+    for (index_t j = 0; j < k; ++j)
+      acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
+  std::vector<T> out(k);
+  for (index_t j = 0; j < k; ++j)
+    out[j] = static_cast<T>(acc[j]);
+  return out;
+}
+
+namespace {
+
+// Lower bounds of W^T x + Du^T u + cst (W: n x k, Du: p x k) by
+// back-substitution with the relaxations of `bounds`.
+template <class T>
+std::vector<T> linear_kernel(const Model<T> &model,
+                             std::span<const detail::StateAct> acts, bool nilpotent,
+                             int budget, double tolerance, const StateBounds<T> &bounds,
+                             const InputBox<T> &box, std::vector<T> W, std::vector<T> Du,
+                             std::vector<double> cst, index_t k, int *iterations) {
+  const index_t n = model.states(), p = model.inputs();
+  std::vector<Relaxation<T>> rel(n);
+  for (index_t i = 0; i < n; ++i)
+    rel[i] = acts[i].relax(bounds.z_lower[i], bounds.z_upper[i]);
+  std::vector<T> V = W, LV(n * k), next(n * k);
+  const auto lambda = [&](const std::vector<T> &v, std::vector<T> &out) {
+    for (index_t i = 0; i < n; ++i) {
+      const Relaxation<T> &r = rel[i];
+      for (index_t j = 0; j < k; ++j) {
+        const T x = v[i * k + j];
+        out[i * k + j] = x >= T(0) ? x * r.lo_slope : x * r.up_slope;
+      }
+    }
+  };
+  int it = 0;
+  bool exact = false;
+  for (; it < budget; ++it) {
+    lambda(V, LV);
+    next = W;
+    model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
+                    MatrixView<T>{next.data(), n, k, k});
+    double diff = 0, scale = 0;
+    for (index_t t = 0; t < n * k; ++t) {
+      diff = std::max(diff, std::abs(double(next[t]) - double(V[t])));
+      scale = std::max(scale, std::abs(double(next[t])));
+    }
+    if (diff == 0) {
+      exact = true;
+      break;
+    }
+    if (!nilpotent && diff <= tolerance * scale)
+      break;
+    V.swap(next);
+  }
+  if (iterations)
+    *iterations = it + 1;
+  if (it == budget) { // V holds the last iterate; recompute Lambda(V) and its image
+    lambda(V, LV);
+    next = W;
+    model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
+                    MatrixView<T>{next.data(), n, k, k});
+  }
+  // Residual e = next - V (zero when exact) is bounded on the state interval.
+  const auto b = model.bias_x();
+  std::vector<double> acc = cst;
+  for (index_t i = 0; i < n; ++i) {
+    const Relaxation<T> &r = rel[i];
+    for (index_t j = 0; j < k; ++j) {
+      const T v = V[i * k + j];
+      const double lv = double(LV[i * k + j]);
+      if (lv != 0)
+        acc[j] += lv * double(b[i]);
+      const T icpt = v >= T(0) ? r.lo_icpt : r.up_icpt;
+      if (v != T(0) && icpt != T(0))
+        acc[j] += double(v) * double(icpt);
+      if (!exact) {
+        const T e = next[i * k + j] - v;
+        acc[j] += detail::min_product(e, bounds.x_lower[i], bounds.x_upper[i]);
+      }
+    }
+  }
+  // a = B^T Lambda(V) + Du
+  model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
+                  MatrixView<T>{Du.data(), p, k, k});
+  for (index_t i = 0; i < p; ++i)
+    for (index_t j = 0; j < k; ++j)
+      acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
+  std::vector<T> out(k);
+  for (index_t j = 0; j < k; ++j)
+    out[j] = static_cast<T>(acc[j]);
+  return out;
+}
+
+} // namespace
+
+template <class T>
+std::vector<T>
+BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
+                               ConstMatrixView<T> G, int *dual_iterations) const {
+  const auto &I = *impl_;
+  const index_t n = I.n(), p = I.p(), k = G.cols;
+  if (k == 0)
+    return {};
+  std::vector<T> W(n * k), Du(p * k, T(0));
+  I.model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{W.data(), n, k, k});
+  if (I.model.D())
+    I.model.D()->apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{Du.data(), p, k, k});
+  std::vector<double> cst(k, 0.0);
+  const auto c = I.model.bias_y();
+  for (index_t r = 0; r < I.q(); ++r)
+    for (index_t j = 0; j < k; ++j)
+      cst[j] += double(G(r, j)) * double(c[r]);
+  auto lin = linear_kernel<T>(I.model, I.acts, I.nilpotent, I.budget(),
+                              I.options.tolerance, bounds, box, std::move(W),
+                              std::move(Du), std::move(cst), k, dual_iterations);
+  // Never looser than interval arithmetic on the same state bounds.
+  const auto ib = interval_lower(bounds, box, G);
+  for (index_t j = 0; j < k; ++j)
+    lin[j] = std::max(lin[j], ib[j]);
+  return lin;
+}
+
+template <class T>
+StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
+                                                     const InputBox<T> &box,
+                                                     LinearBoundStats *stats) const {
+  const auto &I = *impl_;
+  StateBounds<T> s = interval_bounds(nom, box);
+  LinearBoundStats st;
+  const index_t n = I.n(), p = I.p();
+  for (index_t i = 0; i < n; ++i)
+    st.unstable_before += I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]) ? 1 : 0;
+  if (s.status == BoundStatus::unbounded || !I.options.refine) {
+    st.unstable_after = st.unstable_before;
+    if (stats)
+      *stats = st;
+    return s;
+  }
+  std::vector<T> bc, br;
+  I.input_centre(box, bc, br);
+  const auto b = I.model.bias_x();
+  const index_t chunk = std::max<index_t>(1, I.options.refine_batch / 2);
+  for (const auto &level : I.level_states) {
+    std::vector<index_t> todo;
+    for (index_t i : level)
+      if (I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]))
+        todo.push_back(i);
+    if (todo.empty())
+      continue;
+    for (std::size_t start = 0; start < todo.size(); start += chunk) {
+      const index_t m = std::min<index_t>(chunk, todo.size() - start);
+      const index_t k = 2 * m;
+      std::vector<T> E(n * k, T(0));
+      std::vector<double> cst(k);
+      for (index_t t = 0; t < m; ++t) {
+        const index_t i = todo[start + t];
+        E[i * k + 2 * t] = T(1);
+        E[i * k + 2 * t + 1] = T(-1);
+        cst[2 * t] = double(b[i]);
+        cst[2 * t + 1] = -double(b[i]);
+      }
+      std::vector<T> W(n * k), Du(p * k);
+      I.model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{E.data(), n, k, k},
+                        T(0), MatrixView<T>{W.data(), n, k, k});
+      I.model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{E.data(), n, k, k},
+                        T(0), MatrixView<T>{Du.data(), p, k, k});
+      int its = 0;
+      const auto lb =
+          linear_kernel<T>(I.model, I.acts, I.nilpotent, I.budget(), I.options.tolerance,
+                           s, box, std::move(W), std::move(Du), std::move(cst), k, &its);
+      st.dual_iterations = std::max(st.dual_iterations, its);
+      for (index_t t = 0; t < m; ++t) {
+        const index_t i = todo[start + t];
+        s.z_lower[i] = std::max(s.z_lower[i], lb[2 * t]);
+        s.z_upper[i] = std::min(s.z_upper[i], -lb[2 * t + 1]);
+        if (s.z_upper[i] < s.z_lower[i]) // rounding: keep a valid interval
+          s.z_upper[i] = s.z_lower[i];
+        s.x_lower[i] = std::max(s.x_lower[i], I.acts[i].apply(s.z_lower[i]));
+        s.x_upper[i] =
+            std::max(s.x_lower[i], std::min(s.x_upper[i], I.acts[i].apply(s.z_upper[i])));
+        st.refined += 2;
+      }
+    }
+    // Carry the tighter states forward by one interval step.
+    I.interval_step(s, bc, br);
+  }
+  for (index_t i = 0; i < n; ++i)
+    st.unstable_after += I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]) ? 1 : 0;
+  if (stats)
+    *stats = st;
+  return s;
+}
+
+template <class T>
+MarginBounds<T>
+BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, int label,
+                          BoundMethod method, LinearBoundStats *stats) const {
+  const auto &I = *impl_;
+  const index_t q = I.q();
+  if (label < 0 || label >= q)
+    throw InvalidArgument("margins: label " + std::to_string(label) + " is not in [0, " +
+                          std::to_string(q) + ")");
+  // G = [e_label - e_k (k = 0..q-1), e_j, -e_j]
+  const index_t k = 3 * q;
+  std::vector<T> G(q * k, T(0));
+  for (index_t j = 0; j < q; ++j) {
+    G[label * k + j] += T(1);
+    G[j * k + j] -= T(1);
+    G[j * k + q + j] = T(1);
+    G[j * k + 2 * q + j] = T(-1);
+  }
+  const ConstMatrixView<T> Gv{G.data(), q, k, k};
+  MarginBounds<T> out;
+  out.label = label;
+  const auto fill = [&](const std::vector<T> &lb, BoundStatus status) {
+    out.status = status;
+    out.margin_lower.assign(lb.begin(), lb.begin() + q);
+    out.margin_lower[label] = T(0);
+    out.y_lower.assign(lb.begin() + q, lb.begin() + 2 * q);
+    out.y_upper.resize(q);
+    for (index_t j = 0; j < q; ++j)
+      out.y_upper[j] = -lb[2 * q + j];
+  };
+  const bool cascade = method == BoundMethod::best;
+  StateBounds<T> s = global_bounds(nom, box);
+  fill(interval_lower(s, box, Gv), s.status);
+  if (method == BoundMethod::global || s.status == BoundStatus::unbounded ||
+      (cascade && out.certified()))
+    return out;
+  s = interval_bounds(nom, box);
+  auto ib = interval_lower(s, box, Gv);
+  fill(ib, s.status);
+  if (method == BoundMethod::interval || (cascade && out.certified()))
+    return out;
+  LinearBoundStats st;
+  s = linear_state_bounds(nom, box, &st);
+  int its = 0;
+  auto lb = linear_lower(s, box, Gv, &its);
+  st.dual_iterations = std::max(st.dual_iterations, its);
+  for (index_t j = 0; j < k; ++j)
+    lb[j] = std::max(lb[j], ib[j]);
+  fill(lb, s.status);
+  if (stats)
+    *stats = st;
+  return out;
+}
+
+#define TACIT_INSTANTIATE(T)                                                             \
+  template InputBox<T> linf_box<T>(std::span<const T>, T, T, T);                         \
+  template InputBox<T> box_around<T>(std::span<const T>, std::span<const T>);            \
+  template struct MarginBounds<T>;                                                       \
+  template struct NominalPoint<T>;                                                       \
+  template class BoundAnalyzer<T>;
+TACIT_INSTANTIATE(float)
+TACIT_INSTANTIATE(double)
+#undef TACIT_INSTANTIATE
+
+} // namespace tacit

@@ -1,0 +1,192 @@
+#pragma once
+// Small models for the bound and attack tests, built from dense matrices,
+// and an independent dense reference evaluation (plain loops, Picard to
+// convergence) of x(u) and y(u).
+
+#include <tacit/csr.hpp>
+#include <tacit/model.hpp>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <vector>
+
+namespace tacit::testutil {
+
+using Dense = std::vector<double>; // row-major
+
+struct DenseModel {
+  index_t n = 0, p = 0, q = 0;
+  Dense A, B, C, D; // D may be empty
+  std::vector<double> bx, by;
+  std::vector<Activation> act; // per state
+};
+
+inline std::shared_ptr<CsrMatrix<double>> to_csr(index_t r, index_t c, const Dense &a) {
+  return std::make_shared<CsrMatrix<double>>(CsrMatrix<double>::from_dense(r, c, a));
+}
+
+inline Model<double> make_model(const DenseModel &m, std::vector<StateBlock> blocks) {
+  return Model<double>(
+      to_csr(m.n, m.n, m.A), to_csr(m.n, m.p, m.B), to_csr(m.q, m.n, m.C),
+      m.D.empty() ? nullptr : to_csr(m.q, m.p, m.D), m.bx, m.by, std::move(blocks));
+}
+
+inline Dense random_dense(std::mt19937 &rng, index_t r, index_t c, double scale,
+                          double density = 1.0) {
+  std::uniform_real_distribution<double> u(-scale, scale), d(0, 1);
+  Dense a(static_cast<std::size_t>(r * c), 0.0);
+  for (auto &v : a)
+    if (d(rng) < density)
+      v = u(rng);
+  return a;
+}
+
+/// Feed-forward MLP p -> h[0] -> ... -> q as an implicit model (states are
+/// the hidden layers in order; A block lower triangular).
+inline DenseModel mlp(std::mt19937 &rng, index_t p, const std::vector<index_t> &h,
+                      index_t q, Activation a = {}) {
+  DenseModel m;
+  m.p = p;
+  m.q = q;
+  for (auto s : h)
+    m.n += s;
+  m.A.assign(m.n * m.n, 0.0);
+  m.B.assign(m.n * p, 0.0);
+  m.C.assign(q * m.n, 0.0);
+  index_t off = 0, prev_off = 0, prev = p;
+  for (std::size_t l = 0; l < h.size(); ++l) {
+    const double sc = 1.5 / std::sqrt(double(prev));
+    const Dense W = random_dense(rng, h[l], prev, sc);
+    for (index_t i = 0; i < h[l]; ++i)
+      for (index_t j = 0; j < prev; ++j) {
+        if (l == 0)
+          m.B[(off + i) * p + j] = W[i * prev + j];
+        else
+          m.A[(off + i) * m.n + prev_off + j] = W[i * prev + j];
+      }
+    prev_off = off;
+    prev = h[l];
+    off += h[l];
+  }
+  const Dense W = random_dense(rng, q, prev, 1.5 / std::sqrt(double(prev)));
+  for (index_t i = 0; i < q; ++i)
+    for (index_t j = 0; j < prev; ++j)
+      m.C[i * m.n + prev_off + j] = W[i * prev + j];
+  std::uniform_real_distribution<double> bd(-0.2, 0.2);
+  m.bx.resize(m.n);
+  for (auto &b : m.bx)
+    b = bd(rng);
+  m.by.resize(q);
+  for (auto &b : m.by)
+    b = bd(rng);
+  m.act.assign(m.n, a);
+  return m;
+}
+
+/// A small CNN-like model on a side x side image: a 3x3 valid convolution
+/// with `channels` output channels, a dense layer of `hidden`, q outputs.
+inline DenseModel small_cnn(std::mt19937 &rng, index_t side, index_t channels,
+                            index_t hidden, index_t q) {
+  DenseModel m;
+  const index_t o = side - 2, conv = channels * o * o;
+  m.p = side * side;
+  m.q = q;
+  m.n = conv + hidden;
+  m.A.assign(m.n * m.n, 0.0);
+  m.B.assign(m.n * m.p, 0.0);
+  m.C.assign(q * m.n, 0.0);
+  std::uniform_real_distribution<double> w(-0.5, 0.5);
+  for (index_t c = 0; c < channels; ++c) {
+    double k[9];
+    for (auto &v : k)
+      v = w(rng);
+    for (index_t y = 0; y < o; ++y)
+      for (index_t x = 0; x < o; ++x)
+        for (index_t dy = 0; dy < 3; ++dy)
+          for (index_t dx = 0; dx < 3; ++dx)
+            m.B[((c * o + y) * o + x) * m.p + (y + dy) * side + (x + dx)] =
+                k[dy * 3 + dx];
+  }
+  const Dense W = random_dense(rng, hidden, conv, 1.5 / std::sqrt(double(conv)));
+  for (index_t i = 0; i < hidden; ++i)
+    for (index_t j = 0; j < conv; ++j)
+      m.A[(conv + i) * m.n + j] = W[i * conv + j];
+  const Dense V = random_dense(rng, q, hidden, 1.5 / std::sqrt(double(hidden)));
+  for (index_t i = 0; i < q; ++i)
+    for (index_t j = 0; j < hidden; ++j)
+      m.C[i * m.n + conv + j] = V[i * hidden + j];
+  std::uniform_real_distribution<double> bd(-0.1, 0.1);
+  m.bx.resize(m.n);
+  for (auto &b : m.bx)
+    b = bd(rng);
+  m.by.assign(q, 0.0);
+  m.act.assign(m.n, Activation{});
+  return m;
+}
+
+/// A truly implicit model: dense-ish A with cycles scaled to ||A||_inf =
+/// `norm` (lambda_PF(|A|) <= norm), D nonzero.
+inline DenseModel implicit(std::mt19937 &rng, index_t n, index_t p, index_t q,
+                           double norm, Activation a = {}) {
+  DenseModel m;
+  m.n = n;
+  m.p = p;
+  m.q = q;
+  m.A = random_dense(rng, n, n, 1.0, 0.5);
+  double mx = 0;
+  for (index_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (index_t j = 0; j < n; ++j)
+      s += std::abs(m.A[i * n + j]);
+    mx = std::max(mx, s);
+  }
+  for (auto &v : m.A)
+    v *= norm / mx;
+  m.B = random_dense(rng, n, p, 1.0);
+  m.C = random_dense(rng, q, n, 1.0);
+  m.D = random_dense(rng, q, p, 0.3);
+  std::uniform_real_distribution<double> bd(-0.3, 0.3);
+  m.bx.resize(n);
+  for (auto &b : m.bx)
+    b = bd(rng);
+  m.by.resize(q);
+  for (auto &b : m.by)
+    b = bd(rng);
+  m.act.assign(n, a);
+  return m;
+}
+
+/// Reference x(u) by plain Picard to convergence, and y(u).
+inline void evaluate(const DenseModel &m, const std::vector<double> &u,
+                     std::vector<double> &x, std::vector<double> &y) {
+  x.assign(m.n, 0.0);
+  std::vector<double> nx(m.n);
+  for (int it = 0; it < 5000; ++it) {
+    double step = 0;
+    for (index_t i = 0; i < m.n; ++i) {
+      double z = m.bx[i];
+      for (index_t j = 0; j < m.n; ++j)
+        z += m.A[i * m.n + j] * x[j];
+      for (index_t j = 0; j < m.p; ++j)
+        z += m.B[i * m.p + j] * u[j];
+      nx[i] = m.act[i](z);
+      step = std::max(step, std::abs(nx[i] - x[i]));
+    }
+    x.swap(nx);
+    if (step < 1e-14)
+      break;
+  }
+  y.assign(m.q, 0.0);
+  for (index_t k = 0; k < m.q; ++k) {
+    double s = m.by[k];
+    for (index_t j = 0; j < m.n; ++j)
+      s += m.C[k * m.n + j] * x[j];
+    if (!m.D.empty())
+      for (index_t j = 0; j < m.p; ++j)
+        s += m.D[k * m.p + j] * u[j];
+    y[k] = s;
+  }
+}
+
+} // namespace tacit::testutil

@@ -1,0 +1,267 @@
+// Bounds against sampling (random points and vertices of the box, evaluated
+// by an independent dense Picard), monotone tightness of the three bounds, a
+// hand-computed two-layer example and certification.
+#include <catch2/catch.hpp>
+#include <tacit/bounds.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "bounds_test_util.hpp"
+
+using namespace tacit;
+using namespace tacit::testutil;
+
+namespace {
+
+struct Case {
+  std::string name;
+  DenseModel dense;
+  Model<double> model;
+  double eps;
+};
+
+Case make_case(const std::string &name, DenseModel d, double eps) {
+  std::vector<StateBlock> blocks = {{"s", 0, d.n, d.act[0]}};
+  Model<double> m = make_model(d, blocks);
+  return {name, std::move(d), std::move(m), eps};
+}
+
+std::vector<Case> cases() {
+  std::mt19937 rng(7);
+  std::vector<Case> out;
+  out.push_back(make_case("relu mlp", mlp(rng, 8, {12, 10, 8}, 4), 0.08));
+  out.push_back(make_case(
+      "leaky mlp", mlp(rng, 6, {10, 8}, 3, {ActivationKind::leaky_relu, 0.1}), 0.1));
+  out.push_back(
+      make_case("tanh mlp", mlp(rng, 6, {10, 8}, 3, {ActivationKind::tanh}), 0.15));
+  out.push_back(make_case("cnn", small_cnn(rng, 6, 2, 8, 3), 0.05));
+  out.push_back(make_case("implicit relu 0.6", implicit(rng, 12, 5, 3, 0.6), 0.1));
+  out.push_back(make_case("implicit relu 0.9", implicit(rng, 10, 4, 3, 0.9), 0.05));
+  out.push_back(make_case("implicit tanh 0.8",
+                          implicit(rng, 10, 4, 3, 0.8, {ActivationKind::tanh}), 0.1));
+  out.push_back(make_case("implicit sigmoid 0.9",
+                          implicit(rng, 10, 4, 3, 0.9, {ActivationKind::sigmoid}), 0.3));
+  return out;
+}
+
+constexpr double tol = 1e-9;
+
+} // namespace
+
+TEST_CASE("bounds enclose sampled states and outputs", "[bounds]") {
+  for (auto &c : cases()) {
+    INFO(c.name);
+    BoundAnalyzer<double> an(c.model);
+    REQUIRE(an.certified_well_posed());
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<double> ud(0, 1);
+    std::vector<double> u0(c.dense.p);
+    for (auto &v : u0)
+      v = ud(rng);
+    const auto nom = an.nominal(std::span<const double>(u0));
+    const auto box = linf_box<double>(u0, c.eps);
+    const auto g = an.global_bounds(nom, box);
+    const auto iv = an.interval_bounds(nom, box);
+    LinearBoundStats stats;
+    const auto lin = an.linear_state_bounds(nom, box, &stats);
+    REQUIRE(iv.status == BoundStatus::ok);
+    std::vector<MarginBounds<double>> mb[3];
+    for (int label = 0; label < c.dense.q; ++label)
+      for (int m = 0; m < 3; ++m)
+        mb[m].push_back(an.margins(nom, box, label, BoundMethod(m)));
+
+    // Points: random in the box, and vertices.
+    const bool all_vertices = c.dense.p <= 8;
+    const int count = all_vertices ? (1 << c.dense.p) + 300 : 800;
+    std::vector<double> u(c.dense.p), x, y;
+    for (int s = 0; s < count; ++s) {
+      for (index_t j = 0; j < c.dense.p; ++j) {
+        if (all_vertices && s < (1 << c.dense.p))
+          u[j] = (s >> j) & 1 ? box.upper[j] : box.lower[j];
+        else if (s % 2)
+          u[j] = ud(rng) < 0.5 ? box.lower[j] : box.upper[j];
+        else
+          u[j] = box.lower[j] + ud(rng) * (box.upper[j] - box.lower[j]);
+      }
+      evaluate(c.dense, u, x, y);
+      for (const auto *b : {&g, &iv, &lin})
+        for (index_t i = 0; i < c.dense.n; ++i) {
+          REQUIRE(x[i] >= b->x_lower[i] - tol);
+          REQUIRE(x[i] <= b->x_upper[i] + tol);
+        }
+      // pre-activations
+      for (index_t i = 0; i < c.dense.n; ++i) {
+        double z = c.dense.bx[i];
+        for (index_t j = 0; j < c.dense.n; ++j)
+          z += c.dense.A[i * c.dense.n + j] * x[j];
+        for (index_t j = 0; j < c.dense.p; ++j)
+          z += c.dense.B[i * c.dense.p + j] * u[j];
+        for (const auto *b : {&g, &iv, &lin}) {
+          REQUIRE(z >= b->z_lower[i] - tol);
+          REQUIRE(z <= b->z_upper[i] + tol);
+        }
+      }
+      for (int label = 0; label < c.dense.q; ++label)
+        for (int m = 0; m < 3; ++m) {
+          const auto &r = mb[m][label];
+          for (index_t k = 0; k < c.dense.q; ++k) {
+            REQUIRE(y[label] - y[k] >= r.margin_lower[k] - tol);
+            REQUIRE(y[k] >= r.y_lower[k] - tol);
+            REQUIRE(y[k] <= r.y_upper[k] + tol);
+          }
+        }
+    }
+  }
+}
+
+TEST_CASE("linear within interval within global", "[bounds]") {
+  for (auto &c : cases()) {
+    INFO(c.name);
+    BoundAnalyzer<double> an(c.model);
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<double> ud(0, 1);
+    double gain = 0;
+    for (int trial = 0; trial < 5; ++trial) {
+      std::vector<double> u0(c.dense.p);
+      for (auto &v : u0)
+        v = ud(rng);
+      const auto nom = an.nominal(std::span<const double>(u0));
+      const auto box = linf_box<double>(u0, c.eps * (0.5 + trial * 0.3));
+      const auto g = an.global_bounds(nom, box);
+      const auto iv = an.interval_bounds(nom, box);
+      const auto lin = an.linear_state_bounds(nom, box);
+      for (index_t i = 0; i < c.dense.n; ++i) {
+        REQUIRE(g.x_lower[i] <= iv.x_lower[i]);
+        REQUIRE(iv.x_lower[i] <= lin.x_lower[i]);
+        REQUIRE(g.x_upper[i] >= iv.x_upper[i]);
+        REQUIRE(iv.x_upper[i] >= lin.x_upper[i]);
+        REQUIRE(iv.z_lower[i] <= lin.z_lower[i]);
+        REQUIRE(iv.z_upper[i] >= lin.z_upper[i]);
+      }
+      for (int label = 0; label < c.dense.q; ++label) {
+        const auto mg = an.margins(nom, box, label, BoundMethod::global);
+        const auto mi = an.margins(nom, box, label, BoundMethod::interval);
+        const auto ml = an.margins(nom, box, label, BoundMethod::linear);
+        for (index_t k = 0; k < c.dense.q; ++k) {
+          REQUIRE(mg.margin_lower[k] <= mi.margin_lower[k]);
+          REQUIRE(mi.margin_lower[k] <= ml.margin_lower[k]);
+          gain += ml.margin_lower[k] - mi.margin_lower[k];
+          REQUIRE(mg.y_lower[k] <= mi.y_lower[k]);
+          REQUIRE(mi.y_lower[k] <= ml.y_lower[k]);
+        }
+      }
+    }
+    if (c.name.find("mlp") != std::string::npos) // CROWN must actually gain on MLPs
+      CHECK(gain > 0);
+  }
+}
+
+TEST_CASE("hand-computed two-layer example", "[bounds]") {
+  // x1 = relu(u), x2 = relu(u), x3 = relu(x1 - x2 + 1); y0 = x1 - x2, y1 = 0.
+  // u in [-1, 2]: interval x1, x2 in [0, 2], z3 in [-1, 3], margin >= -2.
+  // Linear: x1 >= u (slope 1 as h >= -l), x2 <= 2/3 (u + 1): margin >=
+  // u/3 - 2/3 >= -1; refined z3 in [0, 2].
+  DenseModel d;
+  d.n = 3;
+  d.p = 1;
+  d.q = 2;
+  d.A = {0, 0, 0, 0, 0, 0, 1, -1, 0};
+  d.B = {1, 1, 0};
+  d.C = {1, -1, 0, 0, 0, 0};
+  d.bx = {0, 0, 1};
+  d.by = {0, 0};
+  d.act.assign(3, Activation{});
+  const Model<double> model = make_model(d, {});
+  BoundAnalyzer<double> an(model);
+  CHECK(an.feed_forward());
+  CHECK(an.levels() == 2);
+  const std::vector<double> u0 = {0.5};
+  const auto nom = an.nominal(std::span<const double>(u0));
+  CHECK(nom.x[0] == Approx(0.5));
+  const auto box = linf_box<double>(u0, 1.5);
+  const auto iv = an.interval_bounds(nom, box);
+  CHECK(iv.x_lower[0] == 0);
+  CHECK(iv.x_upper[0] == Approx(2));
+  CHECK(iv.z_lower[2] == Approx(-1));
+  CHECK(iv.z_upper[2] == Approx(3));
+  const auto lin = an.linear_state_bounds(nom, box);
+  CHECK(lin.z_lower[2] == Approx(0).margin(1e-12));
+  CHECK(lin.z_upper[2] == Approx(2));
+  CHECK(an.margins(nom, box, 0, BoundMethod::interval).margin_lower[1] == Approx(-2));
+  CHECK(an.margins(nom, box, 0, BoundMethod::linear).margin_lower[1] == Approx(-1));
+  CHECK(an.margins(nom, box, 0, BoundMethod::global).margin_lower[1] == Approx(-2));
+}
+
+TEST_CASE("global bound equals S |u - u0| on a linear model", "[bounds]") {
+  // Identity activation, implicit A: x = A x + B u, the global radius is
+  // (I - |A|)^-1 |B| sigma, here A = [[0, .5], [.5, 0]], B = [1; 1]:
+  // w = 2 sigma for both states.
+  DenseModel d;
+  d.n = 2;
+  d.p = 1;
+  d.q = 1;
+  d.A = {0, 0.5, 0.5, 0};
+  d.B = {1, 1};
+  d.C = {1, 0};
+  d.bx = {0, 0};
+  d.by = {0};
+  d.act.assign(2, Activation{ActivationKind::identity});
+  const Model<double> model = make_model(d, {{"s", 0, 2, {ActivationKind::identity}}});
+  BoundAnalyzer<double> an(model);
+  CHECK_FALSE(an.feed_forward());
+  CHECK(an.rate() < 1);
+  const std::vector<double> u0 = {1.0};
+  const auto nom = an.nominal(std::span<const double>(u0));
+  const auto g = an.global_bounds(nom, linf_box<double>(u0, 0.25));
+  CHECK(g.x_lower[0] == Approx(2 - 0.5).epsilon(1e-6));
+  CHECK(g.x_upper[1] == Approx(2 + 0.5).epsilon(1e-6));
+  CHECK(g.x_upper[1] >= 2.5 - 1e-12); // sound even though the iteration is truncated
+}
+
+TEST_CASE("certified radius and certified accuracy", "[bounds]") {
+  std::mt19937 rng(5);
+  DenseModel d = mlp(rng, 10, {16, 12}, 4);
+  const Model<double> model = make_model(d, {});
+  BoundAnalyzer<double> an(model);
+  const index_t count = 12;
+  Batch<double> U(d.p, count);
+  std::vector<int> labels(count);
+  std::uniform_real_distribution<double> ud(0, 1);
+  std::vector<double> u(d.p), x, y;
+  for (index_t j = 0; j < count; ++j) {
+    for (auto &v : u)
+      v = ud(rng);
+    U.set_column(j, u);
+    evaluate(d, u, x, y);
+    labels[j] = int(std::max_element(y.begin(), y.end()) - y.begin());
+  }
+  labels[0] = (labels[0] + 1) % 4; // one misclassified input
+  const std::vector<double> eps = {0.001, 0.01, 0.05};
+  CertifyOptions opt;
+  const auto acc = certify_dataset(an, U, labels, eps, true, opt);
+  CHECK(acc.correct == count - 1);
+  CHECK(acc.per_input[0].radius == 0);
+  for (std::size_t e = 1; e < eps.size(); ++e)
+    CHECK(acc.certified[e] <= acc.certified[e - 1]);
+  for (index_t j = 1; j < count; ++j) {
+    const auto &c = acc.per_input[j];
+    CHECK(c.radius > 0);
+    U.get_column(j, u);
+    const auto nom = an.nominal(std::span<const double>(u));
+    // The radius is certified; well beyond it the bound fails.
+    CHECK(certify_at(an, nom, labels[j], c.radius, opt));
+    CHECK_FALSE(certify_at(an, nom, labels[j], c.radius * 1.01 + 1e-9, opt));
+    // Interval and global radii are never larger than the linear one.
+    CertifyOptions oi = opt;
+    oi.method = BoundMethod::interval;
+    CHECK(certified_radius(an, nom, labels[j], oi) <= c.radius * (1 + 1e-3));
+  }
+  // best and linear certify the same inputs.
+  CertifyOptions ol = opt;
+  ol.method = BoundMethod::linear;
+  const auto accl = certify_dataset(an, U, labels, eps, false, ol);
+  CHECK(accl.certified == acc.certified);
+}
