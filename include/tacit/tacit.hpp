@@ -5,8 +5,10 @@
 #include <tacit/dense.hpp>
 #include <tacit/error.hpp>
 #include <tacit/generate.hpp>
+#include <tacit/idx.hpp>
 #include <tacit/io.hpp>
 #include <tacit/model.hpp>
+#include <tacit/onnx.hpp>
 #include <tacit/operator.hpp>
 #include <tacit/solve.hpp>
 #include <tacit/structure.hpp>
