@@ -50,8 +50,12 @@ namespace {
 
 /// Stands for the batch size in shape arithmetic.
 constexpr std::int64_t batch_marker = std::numeric_limits<std::int64_t>::min() + 1;
-/// Largest constant the importer evaluates or reads (elements).
+/// Largest constant the importer reads (elements).
 constexpr std::int64_t max_elements = std::int64_t{1} << 31;
+/// Largest constant the importer computes (shape arithmetic: small).
+constexpr std::int64_t max_computed = std::int64_t{1} << 24;
+/// Largest padding accepted (per side).
+constexpr std::int64_t max_pad = std::int64_t{1} << 16;
 
 /// A constant tensor: integer or real values, row-major.
 struct Const {
@@ -583,8 +587,9 @@ template <class T> void Importer<T>::op_conv(const onnx::NodeProto &n) {
   if (auto_pad == "VALID" && pads != std::vector<std::int64_t>{0, 0, 0, 0})
     invalid(n, "attribute pads = " + dims_text(pads) + " with auto_pad = VALID");
   for (auto p : pads)
-    if (p < 0)
-      unsupported(n, "negative pads " + dims_text(pads) + " are not supported");
+    if (p < 0 || p > max_pad)
+      unsupported(n, "pads " + dims_text(pads) +
+                         " are not supported (negative or too large)");
   g.stride_h = strides[0];
   g.stride_w = strides[1];
   g.dilation_h = dil[0];
@@ -808,7 +813,10 @@ template <class T> void Importer<T>::op_binary(const onnx::NodeProto &n) {
     Const r;
     r.dims = dims;
     r.integral = a.integral && b.integral;
-    const auto total = product(dims);
+    std::int64_t total = 1;
+    for (auto d : dims)
+      if ((total *= d) > max_computed)
+        unsupported(n, "the result " + dims_text(dims) + " is too large to evaluate");
     const auto rs = strides_of(dims);
     auto index = [&](const Const &c, std::int64_t flat) {
       std::int64_t idx = 0, stride = 1;
@@ -1248,10 +1256,13 @@ template <class T> void Importer<T>::op_pad(const onnx::NodeProto &n) {
   if (pads.size() != 2 * rank)
     invalid(n, "pads " + dims_text(pads) + " do not have 2 x " + std::to_string(rank) +
                    " values");
-  for (auto p : pads)
+  for (auto p : pads) {
     if (p < 0)
       unsupported(n,
                   "negative pads (cropping) " + dims_text(pads) + " are not supported");
+    if (p > max_pad)
+      unsupported(n, "pads " + dims_text(pads) + " are too large");
+  }
   if (pads[0] != 0 || pads[rank] != 0)
     unsupported(n, "padding the batch dimension is not supported");
   if (y.dense)
@@ -1326,6 +1337,8 @@ template <class T> void Importer<T>::op_gather(const onnx::NodeProto &n) {
   for (std::int64_t k = axis + 1; k < rank; ++k)
     inner *= c.dims[k];
   const std::int64_t dim = c.dims[axis];
+  if (outer * inner * static_cast<std::int64_t>(indices.size()) > max_computed)
+    unsupported(n, "the result is too large to evaluate");
   for (std::int64_t o = 0; o < outer; ++o)
     for (auto i : indices) {
       if (i < 0)
@@ -1531,7 +1544,7 @@ template <class T> void Importer<T>::op_constant_of_shape(const onnx::NodeProto 
   r.integral = fill.integral;
   std::int64_t total = 1;
   for (auto d : dims) {
-    if (d < 0 || (d && total > max_elements / d))
+    if (d < 0 || (d && total > max_computed / d))
       unsupported(n, "shape " + dims_text(dims) + " is not supported");
     total *= d;
   }
