@@ -29,9 +29,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include <Eigen/Core>
+#include <immintrin.h>
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
 
@@ -42,7 +44,12 @@
 namespace tacit::detail {
 
 /// Which GEMM back end a forward product uses.
-enum class ConvAlgorithm { automatic, direct, im2col };
+enum class ConvAlgorithm {
+  automatic,
+  direct, ///< micro-kernel reading the B rows in place
+  packed, ///< micro-kernel on B tiles packed per task (contiguous stream)
+  im2col  ///< packed B, Eigen GEMM
+};
 
 /// Geometry-derived constants.
 struct ConvPlan {
@@ -99,7 +106,16 @@ template <class T> struct Vec {
   typedef T unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
   static type load(const T *p) { return *reinterpret_cast<const unaligned *>(p); }
   static void store(T *p, type v) { *reinterpret_cast<unaligned *>(p) = v; }
-  static type set1(T s) { return type{} + s; }
+  static type set1(T s) {
+#ifdef __AVX512F__
+    if constexpr (sizeof(T) == 4)
+      return reinterpret_cast<type>(_mm512_set1_ps(s));
+    else
+      return reinterpret_cast<type>(_mm512_set1_pd(s));
+#else
+    return s - type{}; // folds to a broadcast (x - 0 == x exactly)
+#endif
+  }
 };
 
 /// Columns per micro-tile.
@@ -116,7 +132,7 @@ inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict 
     for (int v = 0; v < NV; ++v)
       acc[r][v] = VT{};
   for (index_t k = 0; k < K; ++k) {
-    const T *__restrict bk = b + off[k] * scale;
+    const T *__restrict bk = off ? b + off[k] * scale : b + k * (NV * V::lanes);
     VT bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
@@ -173,6 +189,14 @@ void fill_phase_split(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution 
               std::fill(row, row + p.Wq * N, T(0));
               continue;
             }
+            if (N == 1) {
+              const T *src = x.data + (c * p.H + h) * p.W * x.ld;
+              for (index_t wq = 0; wq < p.Wq; ++wq) {
+                const index_t w = wq * p.sw + pw - p.pl;
+                row[wq] = w < 0 || w >= p.W ? T(0) : src[w * x.ld];
+              }
+              continue;
+            }
             for (index_t wq = 0; wq < p.Wq; ++wq) {
               const index_t w = wq * p.sw + pw - p.pl;
               T *cell = row + wq * N;
@@ -211,6 +235,24 @@ template <class T>
 void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_t rows,
                 index_t co0, index_t pos, index_t nc, T alpha, T beta, MatrixView<T> y) {
   const index_t cell0 = pos / N, n0 = pos % N;
+  if (N == 1) {
+    for (index_t r = 0; r < rows; ++r) {
+      const T *src = ct + r * ct_ld;
+      T *yc = y.data + (co0 + r) * p.OH * p.OW * y.ld;
+      index_t wq = cell0 % p.Wq, oh = cell0 / p.Wq;
+      for (index_t c = 0; c < nc; ++c) {
+        if (wq < p.OW) {
+          T &dst = yc[(oh * p.OW + wq) * y.ld];
+          dst = beta == T(0) ? alpha * src[c] : alpha * src[c] + beta * dst;
+        }
+        if (++wq == p.Wq) {
+          wq = 0;
+          ++oh;
+        }
+      }
+    }
+    return;
+  }
   for (index_t r = 0; r < rows; ++r) {
     const T *src = ct + r * ct_ld;
     const index_t co = co0 + r;
@@ -291,25 +333,40 @@ void conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
       }
       return;
     }
+    const bool pack = algo == ConvAlgorithm::packed;
+    T *P = nullptr;
+    std::optional<typename ScratchPool<T>::Lease> pk;
+    if (pack) {
+      pk.emplace(pool, static_cast<std::size_t>((t1 - t0) * p.K * nr));
+      P = pk->data();
+      for (index_t t = t0; t < t1; ++t) {
+        const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
+        T *dst = P + (t - t0) * p.K * nr;
+        const T *src = base + s * seg.stride + j0;
+        for (index_t k = 0; k < p.K; ++k)
+          std::memcpy(dst + k * nr, src + p.tap_offset[k] * N, sizeof(T) * nr);
+      }
+    }
     for (index_t t = t0; t < t1; ++t) {
       const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
       const index_t nc = std::min(nr, seg.length - j0);
-      const T *b = base + s * seg.stride + j0;
-      const int nv = static_cast<int>((nc + lanes - 1) / lanes);
+      const T *b = pack ? P + (t - t0) * p.K * nr : base + s * seg.stride + j0;
+      const index_t *off = pack ? nullptr : p.tap_offset.data();
+      const int nv = pack ? 3 : static_cast<int>((nc + lanes - 1) / lanes);
       for (index_t blk = b0; blk < b1; ++blk) {
         const T *wb = wpacked + (g * blocks + blk) * p.K * conv_mr;
         index_t ld = nr;
         switch (nv) {
         case 1:
-          micro_kernel<T, conv_mr, 1>(p.K, wb, b, p.tap_offset.data(), N, ct);
+          micro_kernel<T, conv_mr, 1>(p.K, wb, b, off, N, ct);
           ld = lanes;
           break;
         case 2:
-          micro_kernel<T, conv_mr, 2>(p.K, wb, b, p.tap_offset.data(), N, ct);
+          micro_kernel<T, conv_mr, 2>(p.K, wb, b, off, N, ct);
           ld = 2 * lanes;
           break;
         default:
-          micro_kernel<T, conv_mr, 3>(p.K, wb, b, p.tap_offset.data(), N, ct);
+          micro_kernel<T, conv_mr, 3>(p.K, wb, b, off, N, ct);
           break;
         }
         const index_t co0 = blk * conv_mr;
