@@ -48,12 +48,14 @@ constexpr index_t sweep_chunk = 32;
 template <class T> MatrixView<T> row_range(MatrixView<T> w, index_t r0, index_t r1) {
   return {w.data + r0 * w.ld, r1 - r0, w.cols, w.ld};
 }
-template <class T> ConstMatrixView<T> row_range(ConstMatrixView<T> w, index_t r0, index_t r1) {
+template <class T>
+ConstMatrixView<T> row_range(ConstMatrixView<T> w, index_t r0, index_t r1) {
   return {w.data + r0 * w.ld, r1 - r0, w.cols, w.ld};
 }
 
 /// The operator as CSR, sharing it when it is one.
-template <class T> std::shared_ptr<const CsrMatrix<T>> shared_csr(const OperatorPtr<T> &M) {
+template <class T>
+std::shared_ptr<const CsrMatrix<T>> shared_csr(const OperatorPtr<T> &M) {
   if (const auto *csr = dynamic_cast<const CsrMatrix<T> *>(M.get()))
     return std::shared_ptr<const CsrMatrix<T>>(M, csr);
   return std::make_shared<const CsrMatrix<T>>(M->to_csr());
@@ -107,9 +109,8 @@ public:
 
   /// Whether M qualifies: every SCC a single state with |m_ii| < 1. Else the
   /// reason.
-  static std::optional<std::string> unsuitable(const CsrMatrix<T> &A,
-                                               const SccDecomposition &scc,
-                                               double *max_diag) {
+  static std::optional<std::string>
+  unsuitable(const CsrMatrix<T> &A, const SccDecomposition &scc, double *max_diag) {
     if (scc.largest_block() > 1)
       return "A has a strongly connected component of " +
              std::to_string(scc.largest_block()) + " states (a cycle)";
@@ -213,10 +214,9 @@ private:
         for (index_t li = 0; li < L; ++li) {
           const auto [p0, p1] = levels_[reverse ? L - 1 - li : li];
           if (parallel && p1 - p0 >= 256)
-            tbb::parallel_for(tbb::blocked_range<index_t>(p0, p1, 64),
-                              [&](const tbb::blocked_range<index_t> &r) {
-                                rows(r.begin(), r.end());
-                              });
+            tbb::parallel_for(
+                tbb::blocked_range<index_t>(p0, p1, 64),
+                [&](const tbb::blocked_range<index_t> &r) { rows(r.begin(), r.end()); });
           else
             rows(p0, p1);
         }
@@ -308,18 +308,22 @@ public:
   std::size_t bytes() const override {
     std::size_t b = ap_.size() * sizeof(SuiteSparse_long) +
                     ai_.size() * (sizeof(SuiteSparse_long) + sizeof(double));
-    b += static_cast<std::size_t>(factor_entries()) * (sizeof(double) + sizeof(SuiteSparse_long));
+    b += static_cast<std::size_t>(factor_entries()) *
+         (sizeof(double) + sizeof(SuiteSparse_long));
     return b;
   }
 
   void update(const OperatorPtr<T> &M, const SensitivityOptions &,
               SensitivityInfo &) override {
     const auto A = shared_csr(M);
-    std::vector<SuiteSparse_long> ap = std::move(ap_), ai = std::move(ai_);
-    build(*A);
+    std::vector<SuiteSparse_long> ap, ai;
+    std::vector<double> ax;
+    if (A->rows() == n_)
+      build(*A, ap, ai, ax);
     if (ap != ap_ || ai != ai_)
       throw InvalidArgument("update_values: the new A has another sparsity pattern");
     std::lock_guard lock(mutex_);
+    ax_ = std::move(ax);
     if (!klu_l_refactor(ap_.data(), ai_.data(), ax_.data(), symbolic_, numeric_,
                         &common_))
       throw InvalidArgument("update_values: KLU refactorisation failed (status " +
@@ -327,7 +331,11 @@ public:
   }
 
 private:
-  void build(const CsrMatrix<T> &A) {
+  void build(const CsrMatrix<T> &A) { build(A, ap_, ai_, ax_); }
+
+  /// The rows of I - |A| (diagonal always stored), as KLU columns.
+  void build(const CsrMatrix<T> &A, std::vector<SuiteSparse_long> &ap_,
+             std::vector<SuiteSparse_long> &ai_, std::vector<double> &ax_) const {
     const auto rp = A.row_ptr();
     const auto vals = A.values();
     ap_.assign(static_cast<std::size_t>(n_ + 1), 0);
@@ -468,8 +476,7 @@ public:
   IterativeSolve(OperatorPtr<T> A, Certificate cert, const SensitivityOptions &options)
       : A_(std::move(A)), v_(std::move(cert.v)), theta_(cert.theta),
         max_iterations_(options.max_iterations) {
-    const double floor =
-        64 * double(std::numeric_limits<T>::epsilon()) / (1 - theta_);
+    const double floor = 16 * double(std::numeric_limits<T>::epsilon()) / (1 - theta_);
     tol_ = std::max(options.rel_tol, floor);
   }
 
@@ -477,7 +484,8 @@ public:
 
   void solve(MatrixView<T> w, bool transposed, Execution exec,
              SensitivitySolveStats &stats) const override {
-    iterate(w, {}, transposed ? Mode::abs_transpose : Mode::abs, !transposed, exec, stats);
+    iterate(w, {}, transposed ? Mode::abs_transpose : Mode::abs, !transposed, exec,
+            stats);
   }
   void solve_linearised(MatrixView<T> h, ConstMatrixView<T> P, Execution exec,
                         SensitivitySolveStats &stats) const override {
@@ -501,8 +509,7 @@ public:
     A_ = M;
     v_ = std::move(cert.v);
     theta_ = cert.theta;
-    const double floor =
-        64 * double(std::numeric_limits<T>::epsilon()) / (1 - theta_);
+    const double floor = 16 * double(std::numeric_limits<T>::epsilon()) / (1 - theta_);
     tol_ = std::max(options.rel_tol, floor);
     max_iterations_ = options.max_iterations;
   }
@@ -540,9 +547,9 @@ private:
     const Acc zero(static_cast<std::size_t>(2 * k), 0.0);
     Acc total;
     if (exec == Execution::parallel && n >= 8192)
-      total = tbb::parallel_deterministic_reduce(
-          tbb::blocked_range<index_t>(0, n, 4096), zero, body, join,
-          tbb::simple_partitioner());
+      total =
+          tbb::parallel_deterministic_reduce(tbb::blocked_range<index_t>(0, n, 4096),
+                                             zero, body, join, tbb::simple_partitioner());
     else
       total = body(tbb::blocked_range<index_t>(0, n, n > 0 ? n : 1), zero);
     nd.assign(total.begin(), total.begin() + k);
@@ -719,8 +726,8 @@ private:
            Execution exec, SensitivitySolveStats &stats) const {
     stats = {};
     const index_t nb = static_cast<index_t>(by_row_.size());
-    const Mode mode = masked ? Mode::transpose
-                             : (transposed ? Mode::abs_transpose : Mode::abs);
+    const Mode mode =
+        masked ? Mode::transpose : (transposed ? Mode::abs_transpose : Mode::abs);
     for (index_t s = 0; s < nb; ++s) {
       const index_t b = transposed ? nb - 1 - s : s;
       MatrixView<T> wb = row_range(w, offsets_[b], offsets_[b + 1]);
@@ -736,8 +743,8 @@ private:
       if (diag_[b]) {
         SensitivitySolveStats inner;
         if (masked)
-          diag_[b]->solve_linearised(
-              wb, row_range(P, offsets_[b], offsets_[b + 1]), exec, inner);
+          diag_[b]->solve_linearised(wb, row_range(P, offsets_[b], offsets_[b + 1]), exec,
+                                     inner);
         else
           diag_[b]->solve(wb, transposed, exec, inner);
         stats.iterations = std::max(stats.iterations, inner.iterations);
@@ -762,7 +769,8 @@ private:
   index_t diagonal_blocks_ = 0;
 };
 
-template <class T> const BlockOperator<T> *as_block_triangular(const LinearOperator<T> &M) {
+template <class T>
+const BlockOperator<T> *as_block_triangular(const LinearOperator<T> &M) {
   const auto *block = dynamic_cast<const BlockOperator<T> *>(&M);
   if (block && block->square_partition() && block->block_lower_triangular())
     return block;
@@ -838,11 +846,10 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
       klu->factor();
       info.method = SensitivityMethod::klu;
       info.factor_entries = klu->factor_entries();
-      info.reason = (method == SensitivityMethod::klu ? std::string("requested")
-                                                      : why_not_sweep) +
-                    "; lambda_PF(|A|) in " + interval(cert.pf) +
-                    ": sparse LU of I - |A| (KLU, " +
-                    std::to_string(info.factor_entries) + " factor entries)";
+      info.reason =
+          (method == SensitivityMethod::klu ? std::string("requested") : why_not_sweep) +
+          "; lambda_PF(|A|) in " + interval(cert.pf) + ": sparse LU of I - |A| (KLU, " +
+          std::to_string(info.factor_entries) + " factor entries)";
       return klu;
     }
     info.reason = why_not_sweep + "; KLU fill " + fmt(fill) + " exceeds " +
@@ -853,7 +860,8 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
   if (!cert.problem.empty())
     throw InvalidArgument("sensitivity: the iterative back-end has no certified "
                           "contraction: " +
-                          cert.problem + " (lambda_PF(|A|) in " + interval(cert.pf) + ")");
+                          cert.problem + " (lambda_PF(|A|) in " + interval(cert.pf) +
+                          ")");
   info.method = SensitivityMethod::iterative;
   info.theta = cert.theta;
   info.exact = false;
@@ -864,8 +872,8 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
 }
 
 template <class T>
-std::unique_ptr<Resolvent<T>> make_linearised_resolvent(const OperatorPtr<T> &M,
-                                                        const SensitivityOptions &options) {
+std::unique_ptr<Resolvent<T>>
+make_linearised_resolvent(const OperatorPtr<T> &M, const SensitivityOptions &options) {
   if (const auto *block = as_block_triangular(*M)) {
     SensitivityInfo info;
     return std::make_unique<BlockSweep<T>>(M, *block, options, true, info);
@@ -876,16 +884,17 @@ std::unique_ptr<Resolvent<T>> make_linearised_resolvent(const OperatorPtr<T> &M,
     return std::make_unique<CsrSweep<T>>(A, scc);
   Certificate cert = make_certificate(*A, scc, options.perron);
   if (!cert.problem.empty())
-    throw InvalidArgument("gradients: no certified contraction for h = P (A^T h + c): " +
-                          cert.problem + " (lambda_PF(|A|) in " + interval(cert.pf) +
-                          ")");
+    throw InvalidArgument(
+        "gradients: no certified contraction for h = P (A^T h + c): " + cert.problem +
+        " (lambda_PF(|A|) in " + interval(cert.pf) + ")");
   return std::make_unique<IterativeSolve<T>>(M, std::move(cert), options);
 }
 
 template std::unique_ptr<Resolvent<float>>
 make_resolvent(const OperatorPtr<float> &, const SensitivityOptions &, ResolventChoice &);
-template std::unique_ptr<Resolvent<double>>
-make_resolvent(const OperatorPtr<double> &, const SensitivityOptions &, ResolventChoice &);
+template std::unique_ptr<Resolvent<double>> make_resolvent(const OperatorPtr<double> &,
+                                                           const SensitivityOptions &,
+                                                           ResolventChoice &);
 template std::unique_ptr<Resolvent<float>>
 make_linearised_resolvent(const OperatorPtr<float> &, const SensitivityOptions &);
 template std::unique_ptr<Resolvent<double>>

@@ -25,10 +25,14 @@ namespace tacit {
 
 std::string to_string(SensitivityMethod m) {
   switch (m) {
-  case SensitivityMethod::automatic: return "auto";
-  case SensitivityMethod::sweep: return "sweep";
-  case SensitivityMethod::klu: return "klu";
-  case SensitivityMethod::iterative: return "iterative";
+  case SensitivityMethod::automatic:
+    return "auto";
+  case SensitivityMethod::sweep:
+    return "sweep";
+  case SensitivityMethod::klu:
+    return "klu";
+  case SensitivityMethod::iterative:
+    return "iterative";
   }
   return "?";
 }
@@ -195,7 +199,8 @@ std::vector<T> SensitivityOperator<T>::rows_dense(std::span<const index_t> rows)
   std::vector<T> out(static_cast<std::size_t>(m * p));
   for (index_t i = 0; i < p; ++i)
     for (index_t j = 0; j < m; ++j)
-      out[static_cast<std::size_t>(j * p + i)] = Y.data[static_cast<std::size_t>(i * m + j)];
+      out[static_cast<std::size_t>(j * p + i)] =
+          Y.data[static_cast<std::size_t>(i * m + j)];
   return out;
 }
 
@@ -206,9 +211,9 @@ TopEntries SensitivityOperator<T>::top_entries(index_t k, index_t count) const {
   count = std::clamp<index_t>(count, 0, p);
   std::vector<index_t> idx(static_cast<std::size_t>(p));
   std::iota(idx.begin(), idx.end(), index_t(0));
-  std::partial_sort(idx.begin(), idx.begin() + count, idx.end(), [&](index_t a, index_t b) {
-    return r[a] > r[b] || (r[a] == r[b] && a < b);
-  });
+  std::partial_sort(
+      idx.begin(), idx.begin() + count, idx.end(),
+      [&](index_t a, index_t b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
   TopEntries top;
   for (index_t i = 0; i < count; ++i) {
     top.indices.push_back(idx[i]);
@@ -229,12 +234,14 @@ template <class T> void SensitivityOperator<T>::update_values(const Model<T> &mo
   impl_->D = model.D_ptr();
 }
 
-template <class T> void SensitivityOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T>
+void SensitivityOperator<T>::row_abs_sums_impl(std::span<T> out) const {
   std::vector<T> ones(static_cast<std::size_t>(this->cols()), T(1));
   this->apply(Mode::normal, T(1), std::span<const T>(ones), T(0), out);
 }
 
-template <class T> void SensitivityOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T>
+void SensitivityOperator<T>::col_abs_sums_impl(std::span<T> out) const {
   std::vector<T> ones(static_cast<std::size_t>(this->rows()), T(1));
   this->apply(Mode::transpose, T(1), std::span<const T>(ones), T(0), out);
 }
@@ -308,8 +315,10 @@ namespace {
 
 template <class T> T derivative(const Activation &a, T z) {
   switch (a.kind) {
-  case ActivationKind::relu: return z > T(0) ? T(1) : T(0);
-  case ActivationKind::leaky_relu: return z > T(0) ? T(1) : static_cast<T>(a.slope);
+  case ActivationKind::relu:
+    return z > T(0) ? T(1) : T(0);
+  case ActivationKind::leaky_relu:
+    return z > T(0) ? T(1) : static_cast<T>(a.slope);
   case ActivationKind::tanh: {
     const T t = std::tanh(z);
     return T(1) - t * t;
@@ -318,7 +327,8 @@ template <class T> T derivative(const Activation &a, T z) {
     const T s = T(1) / (T(1) + std::exp(-z));
     return s * (T(1) - s);
   }
-  case ActivationKind::identity: return T(1);
+  case ActivationKind::identity:
+    return T(1);
   }
   return T(1);
 }
@@ -422,7 +432,8 @@ LipschitzReport lipschitz_bounds(const Model<T> &model, const SensitivityOperato
   std::iota(outs.begin(), outs.end(), index_t(0));
   // Samples in chunks so that the n x (chunk * q) buffers stay moderate.
   const index_t n = model.states();
-  const index_t budget = std::max<index_t>(1, (index_t(1) << 25) / std::max<index_t>(1, n * q));
+  const index_t budget =
+      std::max<index_t>(1, (index_t(1) << 22) / std::max<index_t>(1, n * q));
   const index_t chunk = std::clamp<index_t>(budget, 1, 64);
   for (index_t s0 = 0; s0 < U.cols(); s0 += chunk) {
     const index_t s1 = std::min(U.cols(), s0 + chunk);

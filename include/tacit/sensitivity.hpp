@@ -60,7 +60,9 @@ struct SensitivityOptions {
   SensitivityMethod method = SensitivityMethod::automatic;
   /// Iterative back-end: stop once the certified a-posteriori bound on the
   /// error of every column is at most rel_tol times that column's norm
-  /// (raised to at least 16 machine epsilons of the value type).
+  /// (raised to at least 16 eps / (1 - theta), eps the machine epsilon of the
+  /// value type: the rounding floor of the step). A solve that stagnates at
+  /// the rounding floor stops early and reports the bound reached.
   double rel_tol = 1e-14;
   /// Iterative back-end: iteration budget per solve.
   int max_iterations = 100000;

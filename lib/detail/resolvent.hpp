@@ -42,7 +42,7 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
 /// A back-end able to solve_linearised: a sweep when M is block triangular,
 /// else the certified iteration.
 template <class T>
-std::unique_ptr<Resolvent<T>> make_linearised_resolvent(const OperatorPtr<T> &M,
-                                                        const SensitivityOptions &options);
+std::unique_ptr<Resolvent<T>>
+make_linearised_resolvent(const OperatorPtr<T> &M, const SensitivityOptions &options);
 
 } // namespace tacit::detail
