@@ -154,3 +154,67 @@ TEST_CASE("LP attack breaks inputs and respects the budget", "[attack]") {
   }
   CHECK(lp_attack(an, U, labels, small).correct[0] >= certified);
 }
+
+#ifdef TACIT_CLI_PATH
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <tacit/io.hpp>
+
+#include "io_test_util.hpp"
+
+namespace {
+std::string run_json(const std::string &args) {
+  const std::string cmd =
+      std::string(TACIT_CLI_PATH) + " " + args + " --json 2>/dev/null";
+  std::FILE *pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe);
+  std::string out;
+  char buf[4096];
+  while (std::size_t got = std::fread(buf, 1, sizeof buf, pipe))
+    out.append(buf, got);
+  CHECK(::pclose(pipe) == 0);
+  return out;
+}
+} // namespace
+
+TEST_CASE("tacit certify and tacit attack on text inputs", "[attack][cli]") {
+  tacit_test::ScratchDir dir;
+  std::mt19937 rng(8);
+  DenseModel d = mlp(rng, 6, {8, 6}, 3);
+  const Model<double> model = make_model(d, {});
+  save_model_directory(model, dir / "model");
+  std::ofstream u(dir / "u.txt"), l(dir / "l.txt");
+  std::uniform_real_distribution<double> ud(0, 1);
+  std::vector<double> in(d.p), x, y;
+  for (int j = 0; j < 5; ++j) {
+    for (auto &v : in) {
+      v = ud(rng);
+      u << v << ' ';
+    }
+    u << '\n';
+    evaluate(d, in, x, y);
+    l << int(std::max_element(y.begin(), y.end()) - y.begin()) << '\n';
+  }
+  u.close();
+  l.close();
+  const std::string io = (dir / "model").string() + " --input " +
+                         (dir / "u.txt").string() + " --labels " +
+                         (dir / "l.txt").string();
+  const auto c =
+      nlohmann::json::parse(run_json("certify " + io + " --eps 0.001,0.01 " +
+                                     "--radius-output " + (dir / "r.txt").string()));
+  CHECK(c["inputs"] == 5);
+  CHECK(c["correct"] == 5);
+  CHECK(c["certified"].size() == 2);
+  const Batch<double> R = read_vectors<double>(dir / "r.txt", 1);
+  CHECK(R.cols() == 5);
+  for (index_t j = 0; j < 5; ++j)
+    CHECK(R(0, j) > 0);
+  const auto a =
+      nlohmann::json::parse(run_json("attack " + io + " --k 0,2 --method gradient"));
+  CHECK(a["clean_correct"] == 5);
+  CHECK(a["results"][0]["correct"] == 5);
+  CHECK(a["results"][1]["mean_changed"] == Approx(2.0));
+}
+#endif
