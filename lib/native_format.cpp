@@ -1,5 +1,7 @@
-// Native binary model file, version 1 (layout documented in io.hpp at
-// save_model_native).
+// Native binary model file, versions 1 and 2 (layout documented in io.hpp at
+// save_model_native). Version 2 adds operator-tree sections (kind 4) for
+// structured operators; a model whose operators are all CSR is still written
+// as version 1.
 //
 // Design notes:
 // - Every size read from the file is checked against the bytes that remain
@@ -14,6 +16,7 @@
 //   message (byte swapping is not implemented).
 
 #include <tacit/io.hpp>
+#include <tacit/structured.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -36,7 +39,9 @@ namespace tacit {
 namespace {
 
 constexpr char magic[8] = {'T', 'A', 'C', 'I', 'T', 'M', 'D', 'L'};
-constexpr std::uint32_t format_version = 1;
+constexpr std::uint32_t format_version = 2;       // newest version read and written
+constexpr std::uint32_t csr_only_version = 1;     // written when every operator is CSR
+constexpr int max_tree_depth = 64;
 constexpr std::uint32_t byte_order_mark = 0x01020304u;
 constexpr std::size_t header_bytes = 56;
 constexpr std::size_t section_header_bytes = 16;
@@ -52,7 +57,23 @@ enum class Role : std::uint32_t {
   bx = 6,
   by = 7
 };
-enum class Kind : std::uint32_t { block_table = 1, csr = 2, dense_vector = 3 };
+enum class Kind : std::uint32_t {
+  block_table = 1,
+  csr = 2,
+  dense_vector = 3,
+  operator_tree = 4
+};
+/// Node codes of an operator tree.
+enum class OpCode : std::uint32_t {
+  csr = 1,
+  conv2d = 2,
+  identity = 3,
+  diagonal = 4,
+  channel_pad = 5,
+  dense = 6,
+  composed = 7,
+  block = 8
+};
 
 const char *role_name(std::uint32_t role) {
   switch (role) {
@@ -199,6 +220,107 @@ void write_csr(detail::AtomicFile &file, Role role, const LinearOperator<T> &op)
   s.write(m.row_ptr().data(), m.row_ptr().size_bytes());
   m.visit_columns([&](auto cols) { s.write(cols.data(), cols.size_bytes()); });
   s.write(m.values().data(), m.values().size_bytes());
+  s.finish();
+}
+
+/// Operators stored as a tree (everything but a plain CSR matrix or an
+/// operator kind the tree does not know, which is stored as CSR).
+template <class T> bool is_structured(const LinearOperator<T> &op) {
+  return dynamic_cast<const Conv2dOperator<T> *>(&op) ||
+         dynamic_cast<const IdentityOperator<T> *>(&op) ||
+         dynamic_cast<const DiagonalOperator<T> *>(&op) ||
+         dynamic_cast<const ChannelPadOperator<T> *>(&op) ||
+         dynamic_cast<const DenseOperator<T> *>(&op) ||
+         dynamic_cast<const ComposedOperator<T> *>(&op) ||
+         dynamic_cast<const BlockOperator<T> *>(&op);
+}
+
+template <class T> void put_values(Bytes &b, std::span<const T> v) {
+  b.put(static_cast<std::uint64_t>(v.size()));
+  b.data.append(reinterpret_cast<const char *>(v.data()), v.size_bytes());
+}
+
+/// Node: u32 code, u32 0, u64 rows, u64 cols, then the code's fields.
+template <class T> void encode_tree(Bytes &b, const LinearOperator<T> &op) {
+  auto head = [&](OpCode code) {
+    b.put(static_cast<std::uint32_t>(code));
+    b.put(std::uint32_t{0});
+    b.put(static_cast<std::uint64_t>(op.rows()));
+    b.put(static_cast<std::uint64_t>(op.cols()));
+  };
+  auto u64 = [&](index_t v) { b.put(static_cast<std::uint64_t>(v)); };
+  if (const auto *conv = dynamic_cast<const Conv2dOperator<T> *>(&op)) {
+    head(OpCode::conv2d);
+    const auto &g = conv->geometry();
+    for (const index_t v :
+         {g.input.channels, g.input.height, g.input.width, g.out_channels, g.kernel_h,
+          g.kernel_w, g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.pad_bottom,
+          g.pad_right, g.dilation_h, g.dilation_w, g.groups})
+      u64(v);
+    put_values(b, conv->weights());
+  } else if (const auto *id = dynamic_cast<const IdentityOperator<T> *>(&op)) {
+    head(OpCode::identity);
+    b.put(id->scale());
+  } else if (const auto *d = dynamic_cast<const DiagonalOperator<T> *>(&op)) {
+    head(OpCode::diagonal);
+    put_values(b, d->diagonal());
+  } else if (const auto *pad = dynamic_cast<const ChannelPadOperator<T> *>(&op)) {
+    head(OpCode::channel_pad);
+    const auto in = pad->input_shape();
+    for (const index_t v : {in.channels, in.height, in.width, pad->output_shape().channels,
+                            pad->stride(), pad->pad_front()})
+      u64(v);
+  } else if (const auto *dense = dynamic_cast<const DenseOperator<T> *>(&op)) {
+    head(OpCode::dense);
+    put_values(b, dense->data());
+  } else if (const auto *comp = dynamic_cast<const ComposedOperator<T> *>(&op)) {
+    head(OpCode::composed);
+    encode_tree(b, *comp->left());
+    encode_tree(b, *comp->right());
+  } else if (const auto *blk = dynamic_cast<const BlockOperator<T> *>(&op)) {
+    head(OpCode::block);
+    u64(blk->row_blocks());
+    u64(blk->col_blocks());
+    for (index_t i = 0; i < blk->row_blocks(); ++i)
+      u64(blk->row_block_size(i));
+    for (index_t j = 0; j < blk->col_blocks(); ++j)
+      u64(blk->col_block_size(j));
+    u64(static_cast<index_t>(blk->entries().size()));
+    for (const auto &e : blk->entries()) {
+      u64(e.block_row);
+      u64(e.block_col);
+      encode_tree(b, *e.op);
+    }
+  } else {
+    head(OpCode::csr);
+    const auto *csr_ptr = dynamic_cast<const CsrMatrix<T> *>(&op);
+    std::optional<CsrMatrix<T>> materialised;
+    if (!csr_ptr)
+      csr_ptr = &materialised.emplace(op.to_csr());
+    const CsrMatrix<T> &m = *csr_ptr;
+    b.put(static_cast<std::uint64_t>(m.nnz()));
+    b.put(std::uint32_t{m.wide_indices() ? 8u : 4u});
+    b.put(std::uint32_t{0});
+    b.data.append(reinterpret_cast<const char *>(m.row_ptr().data()),
+                  m.row_ptr().size_bytes());
+    m.visit_columns([&](auto cols) {
+      b.data.append(reinterpret_cast<const char *>(cols.data()), cols.size_bytes());
+    });
+    b.data.append(reinterpret_cast<const char *>(m.values().data()),
+                  m.values().size_bytes());
+  }
+}
+
+template <class T>
+void write_operator(detail::AtomicFile &file, Role role, const LinearOperator<T> &op) {
+  if (!is_structured(op)) {
+    write_csr(file, role, op);
+    return;
+  }
+  Bytes b;
+  encode_tree(b, op);
+  SectionWriter s(file, role, Kind::operator_tree, b.data.size());
+  s.write(b);
   s.finish();
 }
 
@@ -358,6 +480,7 @@ private:
 };
 
 struct Header {
+  std::uint32_t version = 1;
   ValueType type = ValueType::float64;
   std::uint32_t flags = 0;
   std::uint64_t n = 0, p = 0, q = 0;
@@ -379,9 +502,10 @@ Header read_header(ByteReader &in) {
             "\"TACITMDL\")");
   in.read(h + 8, header_bytes - 8, "file header");
   const auto version = load_le<std::uint32_t>(h + 8);
-  if (version != format_version)
+  if (version < 1 || version > format_version)
     in.fail("unsupported native format version " + std::to_string(version) +
-            " (this tacit reads version " + std::to_string(format_version) + ")");
+            " (this tacit reads version 1 and version " + std::to_string(format_version) +
+            " files)");
   const auto stored_crc = load_le<std::uint32_t>(h + 52);
   const auto crc = crc_update(0, h, 52);
   if (stored_crc != crc)
@@ -392,6 +516,7 @@ Header read_header(ByteReader &in) {
     in.fail("byte-order mark is " + hex32(bom) + ", expected " + hex32(byte_order_mark) +
             " (little-endian)");
   Header r;
+  r.version = version;
   const auto type = load_le<std::uint32_t>(h + 16);
   if (type != 1 && type != 2)
     in.fail("unknown value type " + std::to_string(type) +
@@ -567,11 +692,227 @@ std::vector<StateBlock> read_blocks(SectionReader &s, const ByteReader &in) {
   return blocks;
 }
 
+/// Parses an operator tree from a section payload held in memory (its CRC
+/// already checked). Every count is checked against the bytes left before
+/// anything is allocated from it; constructors validate the content.
+template <class T> class TreeParser {
+public:
+  TreeParser(const std::string &payload, ValueType type, std::string label,
+             const ByteReader &in)
+      : p_(reinterpret_cast<const unsigned char *>(payload.data())), size_(payload.size()),
+        type_(type), label_(std::move(label)), in_(in) {}
+
+  OperatorPtr<T> parse_root() {
+    auto op = parse(0);
+    if (at_ != size_)
+      fail(std::to_string(size_ - at_) + " unexpected bytes after the operator tree");
+    return op;
+  }
+
+private:
+  [[noreturn]] void fail(const std::string &what) const {
+    in_.fail(label_ + ": operator tree, at payload byte " + std::to_string(at_) + ": " +
+             what);
+  }
+  template <class U> U get(const char *what) {
+    if (size_ - at_ < sizeof(U))
+      fail(std::string("cut short before the ") + what);
+    U v;
+    std::memcpy(&v, p_ + at_, sizeof v);
+    at_ += sizeof v;
+    return v;
+  }
+  index_t count(const char *what) {
+    const auto v = get<std::uint64_t>(what);
+    constexpr auto limit = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2);
+    if (v > limit)
+      fail(std::string("absurd ") + what + " " + std::to_string(v));
+    return static_cast<index_t>(v);
+  }
+  std::size_t value_bytes() const { return type_ == ValueType::float32 ? 4 : 8; }
+  T value(const char *what) {
+    const double v = type_ == ValueType::float32 ? static_cast<double>(get<float>(what))
+                                                  : get<double>(what);
+    const T t = static_cast<T>(v);
+    if (!std::isfinite(t))
+      fail(std::string(what) + " is not finite in " + detail::type_name<T>());
+    return t;
+  }
+  std::vector<T> values(index_t expected, const char *what) {
+    const index_t n = count(what);
+    if (expected >= 0 && n != expected)
+      fail(std::string(what) + ": " + std::to_string(n) + " values, expected " +
+           std::to_string(expected));
+    if (static_cast<std::uint64_t>(n) > (size_ - at_) / value_bytes())
+      fail(std::string(what) + ": " + std::to_string(n) + " values do not fit the " +
+           std::to_string(size_ - at_) + " bytes left");
+    std::vector<T> v(static_cast<std::size_t>(n));
+    for (auto &x : v)
+      x = value(what);
+    return v;
+  }
+  template <class F> OperatorPtr<T> make(const char *kind, F &&f) {
+    try {
+      return f();
+    } catch (const InvalidArgument &e) {
+      fail(std::string("invalid ") + kind + ": " + e.what());
+    }
+  }
+
+  OperatorPtr<T> parse(int depth) {
+    if (depth > max_tree_depth)
+      fail("operators nested deeper than " + std::to_string(max_tree_depth));
+    const auto start = at_;
+    const auto code = get<std::uint32_t>("operator code");
+    const auto reserved = get<std::uint32_t>("reserved field");
+    const index_t rows = count("row count"), cols = count("column count");
+    if (reserved != 0)
+      fail("reserved field is " + std::to_string(reserved) + ", expected 0");
+    OperatorPtr<T> op;
+    switch (static_cast<OpCode>(code)) {
+    case OpCode::csr: {
+      const index_t nnz = count("nonzero count");
+      const auto width = get<std::uint32_t>("index width");
+      get<std::uint32_t>("reserved field");
+      if ((width != 4 && width != 8) ||
+          static_cast<std::uint64_t>(rows) >= (size_ - at_) / 8 ||
+          static_cast<std::uint64_t>(nnz) > (size_ - at_) / (width + value_bytes()))
+        fail("inconsistent CSR node (rows " + std::to_string(rows) + ", nnz " +
+             std::to_string(nnz) + ", index width " + std::to_string(width) + ")");
+      std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(rows + 1));
+      for (auto &v : row_ptr)
+        v = get<std::int64_t>("row pointers");
+      std::vector<std::int64_t> col(static_cast<std::size_t>(nnz));
+      for (auto &v : col)
+        v = width == 8 ? get<std::int64_t>("column indices")
+                       : static_cast<std::int64_t>(get<std::int32_t>("column indices"));
+      std::vector<T> vals(static_cast<std::size_t>(nnz));
+      for (auto &v : vals)
+        v = value("CSR values");
+      op = make("CSR node", [&] {
+        return std::make_shared<CsrMatrix<T>>(rows, cols, std::move(row_ptr), col,
+                                              std::move(vals));
+      });
+      break;
+    }
+    case OpCode::conv2d: {
+      Conv2dGeometry g;
+      index_t *fields[] = {&g.input.channels, &g.input.height, &g.input.width,
+                           &g.out_channels,   &g.kernel_h,     &g.kernel_w,
+                           &g.stride_h,       &g.stride_w,     &g.pad_top,
+                           &g.pad_left,       &g.pad_bottom,   &g.pad_right,
+                           &g.dilation_h,     &g.dilation_w,   &g.groups};
+      for (auto *f : fields)
+        *f = count("convolution geometry");
+      auto w = values(-1, "convolution weights");
+      op = make("convolution", [&] {
+        g.validate();
+        return std::make_shared<Conv2dOperator<T>>(g, std::move(w));
+      });
+      break;
+    }
+    case OpCode::identity: {
+      const T scale = value("identity scale");
+      op = make("identity", [&] { return std::make_shared<IdentityOperator<T>>(rows, scale); });
+      break;
+    }
+    case OpCode::diagonal: {
+      auto d = values(rows, "diagonal");
+      op = make("diagonal", [&] { return std::make_shared<DiagonalOperator<T>>(std::move(d)); });
+      break;
+    }
+    case OpCode::channel_pad: {
+      TensorShape in;
+      in.channels = count("channel pad input");
+      in.height = count("channel pad input");
+      in.width = count("channel pad input");
+      const index_t out = count("channel pad output channels");
+      const index_t stride = count("channel pad stride");
+      const index_t front = count("channel pad front");
+      op = make("channel pad", [&] {
+        return std::make_shared<ChannelPadOperator<T>>(in, out, stride, front);
+      });
+      break;
+    }
+    case OpCode::dense: {
+      if (rows > 0 && static_cast<std::uint64_t>(cols) >
+                          (size_ - at_) / value_bytes() / static_cast<std::uint64_t>(rows))
+        fail("dense node of " + std::to_string(rows) + " x " + std::to_string(cols) +
+             " does not fit the bytes left");
+      auto v = values(rows * cols, "dense values");
+      op = make("dense", [&] {
+        return std::make_shared<DenseOperator<T>>(rows, cols, std::move(v));
+      });
+      break;
+    }
+    case OpCode::composed: {
+      auto left = parse(depth + 1);
+      auto right = parse(depth + 1);
+      op = make("composed operator", [&] {
+        return std::make_shared<ComposedOperator<T>>(std::move(left), std::move(right));
+      });
+      break;
+    }
+    case OpCode::block: {
+      const index_t nr = count("row block count"), nc = count("column block count");
+      if (static_cast<std::uint64_t>(nr) + static_cast<std::uint64_t>(nc) > (size_ - at_) / 8)
+        fail("block counts " + std::to_string(nr) + " x " + std::to_string(nc) +
+             " do not fit the bytes left");
+      std::vector<index_t> rs(static_cast<std::size_t>(nr)), cs(static_cast<std::size_t>(nc));
+      for (auto &v : rs)
+        v = count("row block size");
+      for (auto &v : cs)
+        v = count("column block size");
+      const index_t ne = count("entry count");
+      if (static_cast<std::uint64_t>(ne) > (size_ - at_) / 40)
+        fail("entry count " + std::to_string(ne) + " does not fit the bytes left");
+      std::vector<BlockEntry<T>> entries;
+      entries.reserve(static_cast<std::size_t>(ne));
+      for (index_t e = 0; e < ne; ++e) {
+        BlockEntry<T> en;
+        en.block_row = count("entry block row");
+        en.block_col = count("entry block column");
+        en.op = parse(depth + 1);
+        entries.push_back(std::move(en));
+      }
+      op = make("block operator", [&] {
+        return std::make_shared<BlockOperator<T>>(std::move(rs), std::move(cs),
+                                                  std::move(entries));
+      });
+      break;
+    }
+    default:
+      at_ = start;
+      fail("unknown operator code " + std::to_string(code));
+    }
+    if (op->rows() != rows || op->cols() != cols)
+      fail("the node (at payload byte " + std::to_string(start) + ") says " +
+           std::to_string(rows) + " x " + std::to_string(cols) + " but its operator is " +
+           std::to_string(op->rows()) + " x " + std::to_string(op->cols()));
+    return op;
+  }
+
+  const unsigned char *p_;
+  std::size_t size_, at_ = 0;
+  ValueType type_;
+  std::string label_;
+  const ByteReader &in_;
+};
+
+template <class T>
+OperatorPtr<T> read_tree(SectionReader &s, ValueType type, const ByteReader &in) {
+  std::string payload(static_cast<std::size_t>(s.left()), '\0');
+  s.read(payload.data(), payload.size(), "operator tree");
+  s.finish();
+  TreeParser<T> parser(payload, type, s.label(), in);
+  return parser.parse_root();
+}
+
 template <class T> Model<T> read_native(ByteReader &in) {
   require_little_endian(in.name());
   const Header h = read_header(in);
   std::optional<std::vector<StateBlock>> blocks;
-  std::shared_ptr<CsrMatrix<T>> mat[4]; // A, B, C, D
+  OperatorPtr<T> mat[4]; // A, B, C, D
   std::optional<std::vector<T>> bx, by;
   for (std::uint32_t k = 0; k < h.sections; ++k) {
     const auto start = in.offset();
@@ -608,7 +949,9 @@ template <class T> Model<T> read_native(ByteReader &in) {
     default:
       s.reject("unknown section role " + std::to_string(role));
     }
-    if (kind != static_cast<std::uint32_t>(expected))
+    const bool tree = expected == Kind::csr && h.version >= 2 &&
+                      kind == static_cast<std::uint32_t>(Kind::operator_tree);
+    if (kind != static_cast<std::uint32_t>(expected) && !tree)
       s.reject("section kind " + std::to_string(kind) +
                " is not supported by this version of tacit (expected " +
                std::to_string(static_cast<std::uint32_t>(expected)) + ")");
@@ -628,7 +971,10 @@ template <class T> Model<T> read_native(ByteReader &in) {
         duplicate();
       if (role == 5 && !(h.flags & flag_has_d))
         s.reject("the header says the model has no D, but the file holds a D section");
-      m = std::make_shared<CsrMatrix<T>>(read_csr<T>(s, h.type, in));
+      if (tree)
+        m = read_tree<T>(s, h.type, in);
+      else
+        m = std::make_shared<CsrMatrix<T>>(read_csr<T>(s, h.type, in));
       break;
     }
     case 6:
@@ -659,7 +1005,7 @@ template <class T> Model<T> read_native(ByteReader &in) {
   if (!by)
     in.fail("missing section by");
   // Dimensions against the header.
-  auto dims_of = [](const CsrMatrix<T> &m) {
+  auto dims_of = [](const LinearOperator<T> &m) {
     return std::to_string(m.rows()) + " x " + std::to_string(m.cols());
   };
   const auto n = static_cast<index_t>(h.n), p = static_cast<index_t>(h.p),
@@ -694,8 +1040,10 @@ template <class T> void save_model_native(const Model<T> &model, const fs::path 
   const bool has_d = model.D() != nullptr;
   unsigned char h[header_bytes] = {};
   auto store = [&](std::size_t at, auto v) { std::memcpy(h + at, &v, sizeof v); };
+  const bool structured = is_structured(model.A()) || is_structured(model.B()) ||
+                          is_structured(model.C()) || (has_d && is_structured(*model.D()));
   std::memcpy(h, magic, 8);
-  store(8, format_version);
+  store(8, structured ? format_version : csr_only_version);
   store(12, byte_order_mark);
   store(16, static_cast<std::uint32_t>(value_type_of<T>()));
   store(20, has_d ? flag_has_d : 0u);
@@ -706,11 +1054,11 @@ template <class T> void save_model_native(const Model<T> &model, const fs::path 
   store(52, crc_update(0, h, 52));
   out.write(h, sizeof h);
   write_blocks(out, model.blocks());
-  write_csr(out, Role::A, model.A());
-  write_csr(out, Role::B, model.B());
-  write_csr(out, Role::C, model.C());
+  write_operator(out, Role::A, model.A());
+  write_operator(out, Role::B, model.B());
+  write_operator(out, Role::C, model.C());
   if (has_d)
-    write_csr(out, Role::D, *model.D());
+    write_operator(out, Role::D, *model.D());
   write_vector(out, Role::bx, model.bias_x());
   write_vector(out, Role::by, model.bias_y());
   out.commit();

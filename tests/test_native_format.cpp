@@ -171,8 +171,8 @@ TEST_CASE("Native reader rejects damaged files, naming what is wrong", "[io]") {
     check_words(parse_error("TACIT"), {"not a tacit native model file"});
     check_words(parse_error(""), {"not a tacit native model file"});
     auto bad = good;
-    put<std::uint32_t>(bad, 8, 2);
-    check_words(parse_error(bad), {"unsupported native format version 2", "version 1"});
+    put<std::uint32_t>(bad, 8, 3);
+    check_words(parse_error(bad), {"unsupported native format version 3", "version 1"});
     bad = good;
     bad[30] ^= 1; // inside n
     check_words(parse_error(bad), {"CRC mismatch in the file header"});

@@ -8,6 +8,8 @@
 #include <tacit/model.hpp>
 #include <tacit/operator.hpp>
 #include <tacit/structure.hpp>
+#include <tacit/structured.hpp>
+#include <tacit/wellposed.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"
@@ -78,14 +80,33 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   Stopwatch clock;
   const auto model = load_model<double>(path);
   const double load_seconds = clock.seconds();
-  progress.update("strongly connected components ...", true);
-  std::optional<CsrMatrix<double>> storage;
-  const auto scc = strongly_connected_components(as_csr(model.A(), storage));
+  // A structured feed-forward A (a network) is described from its block
+  // structure: materialising it for an SCC analysis would cost far more
+  // than the model itself.
+  const auto *block = dynamic_cast<const BlockOperator<double> *>(&model.A());
+  const bool structured = block && block->square_partition() &&
+                          block->strictly_block_lower_triangular();
+  std::optional<SccDecomposition> scc;
+  std::optional<WellPosednessReport> wp;
+  index_t block_levels = 0;
+  if (structured) {
+    progress.update("block structure ...", true);
+    wp = analyse_well_posedness(model.A());
+    std::vector<index_t> level(static_cast<std::size_t>(block->row_blocks()), 1);
+    for (const auto &e : block->entries())
+      level[e.block_row] = std::max(level[e.block_row], level[e.block_col] + 1);
+    for (const index_t l : level)
+      block_levels = std::max(block_levels, l);
+  } else {
+    progress.update("strongly connected components ...", true);
+    std::optional<CsrMatrix<double>> storage;
+    scc = strongly_connected_components(as_csr(model.A(), storage));
+  }
   progress.clear();
 
   const auto &A = model.A();
   const auto *D = model.D();
-  const double ninf = norm_inf(A), n1 = norm_1(A);
+  const double ninf = wp ? wp->norm_inf : norm_inf(A), n1 = wp ? wp->norm_1 : norm_1(A);
   if (inv.json) {
     nlohmann::json blocks = nlohmann::json::array();
     for (const auto &b : model.blocks())
@@ -112,8 +133,18 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
                           {"norm_1", n1},
                           {"positively_homogeneous", model.positively_homogeneous()},
                           {"blocks", blocks},
-                          {"scc", scc_json(scc)},
                           {"load_seconds", load_seconds}};
+    if (scc) {
+      doc["scc"] = scc_json(*scc);
+    } else {
+      // Every state is its own acyclic SCC; levels are those of the blocks.
+      doc["scc"] = {{"count", model.states()},    {"largest", model.states() > 0 ? 1 : 0},
+                    {"cyclic", 0},                {"singletons", model.states()},
+                    {"nilpotent", true},          {"block_levels", block_levels}};
+      doc["structure"] = {{"state_blocks", block->row_blocks()},
+                          {"entries", block->entries().size()},
+                          {"strictly_block_lower_triangular", true}};
+    }
     inv.emit(doc);
     return exit_ok;
   }
@@ -135,7 +166,13 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
             << "  B: " << op_line(model.B()) << "\n"
             << "  C: " << op_line(model.C()) << "\n"
             << "  D: " << (D ? op_line(*D) : std::string("none (D = 0)")) << "\n"
-            << "  SCCs of A: " << scc_line(scc) << "\n"
+            << (scc ? "  SCCs of A: " + scc_line(*scc)
+                    : "  structure: block operator over " + fmt_count(block->row_blocks()) +
+                          " state blocks (" + fmt_count(block->entries().size()) +
+                          " nonzero blocks, " + fmt_count(block_levels) +
+                          " block levels), strictly block lower triangular: nilpotent "
+                          "(feed-forward), lambda_PF(|A|) = 0")
+            << "\n"
             << "  blocks (" << model.blocks().size() << "):\n";
   constexpr std::size_t shown = 24;
   std::size_t width = 4;

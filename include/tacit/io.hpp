@@ -94,9 +94,11 @@ template <class T> Model<T> load_model_directory(const std::filesystem::path &di
 template <class T>
 void save_model_directory(const Model<T> &model, const std::filesystem::path &dir);
 
-/// Writes the native binary model file (version 1), little-endian:
+/// Writes the native binary model file, little-endian: version 1 when every
+/// operator is CSR (or an operator kind without a tree node), version 2 when
+/// some operator is structured (then stored as an operator tree, kind 4):
 ///
-///     header  (56 bytes) "TACITMDL", u32 version = 1, u32 byte-order mark
+///     header  (56 bytes) "TACITMDL", u32 version (1 or 2), u32 byte-order mark
 ///             0x01020304, u32 value type (1 = float32, 2 = float64), u32 flags
 ///             (bit 0: D present), u64 n, p, q, u32 section count,
 ///             u32 CRC-32 of the 44 bytes before it
@@ -111,14 +113,28 @@ void save_model_directory(const Model<T> &model, const std::filesystem::path &di
 /// u32 name length, f64 slope, name bytes (UTF-8). CSR = u64 rows, u64 cols,
 /// u64 nnz, u32 column index width (4 or 8), u32 zero, (rows+1) u64 row
 /// pointers, nnz column indices, nnz values. Dense vector = u64 length,
-/// values. Values are float32 or float64 as the header says. Operators that
-/// are not CSR are materialised with to_csr(). Written atomically.
+/// values. Values are float32 or float64 as the header says.
+///
+/// Operator tree (version 2, kind 4, roles A..D): one node, recursively:
+/// u32 code, u32 zero, u64 rows, u64 cols, then by code:
+/// 1 CSR (u64 nnz, u32 index width, u32 zero, row pointers, indices, values),
+/// 2 conv2d (15 x u64: input channels, height, width, out channels, kernel
+/// h, w, stride h, w, pads top, left, bottom, right, dilation h, w, groups;
+/// u64 count, weights), 3 identity (one value: the scale), 4 diagonal (u64
+/// count, values), 5 channel pad (6 x u64: input channels, height, width,
+/// out channels, stride, pad front), 6 dense (u64 count, row-major values),
+/// 7 composed (left node, right node), 8 block (u64 row blocks, u64 column
+/// blocks, their sizes, u64 entry count, per entry u64 block row, u64 block
+/// column, node). Other operators (pooling, ...) are stored as CSR nodes; an
+/// operator of no known kind as a CSR section. A ResNet20 file is about the
+/// size of its weights. Written atomically.
 /// \throws FileError on I/O failure or on a big-endian host.
 template <class T>
 void save_model_native(const Model<T> &model, const std::filesystem::path &file);
 
-/// Reads a native model file; a file stored in the other precision is
-/// converted. \throws FileError for a wrong magic, unsupported version,
+/// Reads a native model file (version 1 or 2); a file stored in the other
+/// precision is converted (structured operators stay structured).
+/// \throws FileError for a wrong magic, unsupported version,
 /// truncation (naming the byte offset and what was expected), a CRC mismatch
 /// (naming the section) or inconsistent content.
 template <class T> Model<T> load_model_native(const std::filesystem::path &file);
