@@ -43,7 +43,8 @@ const Model<double> &implicit_model() {
 /// Smaller: the LU factors of a random sparse (expander-like) pattern fill in
 /// almost completely, so KLU is measured at 1k states.
 const Model<double> &small_implicit_model() {
-  static const Model<double> m = random_implicit_model<double>(1000, 3072, 10, 16, 0.9, 7);
+  static const Model<double> m =
+      random_implicit_model<double>(1000, 3072, 10, 16, 0.9, 7);
   return m;
 }
 
@@ -141,7 +142,11 @@ void BM_ResNet20(benchmark::State &s) {
 } // namespace
 
 BENCHMARK(BM_ImplicitKlu)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_SmallImplicitIterative)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SmallImplicitIterative)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_ImplicitIterative)
     ->Arg(1)
     ->Arg(2)

@@ -9,6 +9,9 @@
 #include <Eigen/Dense>
 #include <tbb/task_arena.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -551,3 +554,81 @@ TEST_CASE("sensitivity: Lipschitz bounds", "[sensitivity]") {
     }
   }
 }
+
+#ifdef TACIT_CLI_PATH
+#include <tacit/image.hpp>
+#include <tacit/io.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace {
+
+/// Runs the tacit command in `dir`; returns the exit code, stdout in `out`.
+int run_cli(const std::filesystem::path &dir, const std::string &args, std::string &out) {
+  const std::string command = "cd '" + dir.string() + "' && '" TACIT_CLI_PATH "' " +
+                              args + " > stdout.txt 2> stderr.txt";
+  const int status = std::system(command.c_str());
+  std::ifstream f(dir / "stdout.txt");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  out = ss.str();
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+} // namespace
+
+TEST_CASE("sensitivity: tacit sensitivity, lipschitz and plot spy",
+          "[sensitivity][cli]") {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("tacit_sens_cli_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto m = implicit_model();
+  save_model_directory(m, dir / "m");
+  std::string out;
+
+  // Rows 1 and 3 written with round-trip precision; heat maps in a 1x3x3 shape.
+  REQUIRE(run_cli(dir,
+                  "sensitivity m --rows 1,3 -o S.txt --json --top 2 --heatmap h_ "
+                  "--input-shape 1,3,3",
+                  out) == 0);
+  const auto doc = nlohmann::json::parse(out);
+  CHECK(doc["method"] == "klu");
+  CHECK(doc["rows"] == std::vector<int>{1, 3});
+  CHECK(doc["top"][0]["indices"].size() == 2);
+  const SensitivityOperator<double> S(m);
+  const index_t rows[2] = {1, 3};
+  const std::vector<double> ref = S.rows_dense(rows);
+  const Batch<double> back = read_vectors<double>(dir / "S.txt", m.inputs());
+  REQUIRE(back.cols() == 2);
+  for (index_t j = 0; j < 2; ++j)
+    for (index_t i = 0; i < m.inputs(); ++i)
+      CHECK(back(i, j) == ref[static_cast<std::size_t>(j * m.inputs() + i)]);
+  const Image h = read_png(dir / "h_3.png");
+  CHECK(h.width == h.height);
+  CHECK(h.width >= 3);
+  CHECK(h.channels == 3);
+
+  // Refusal and bad shapes.
+  CHECK(run_cli(dir, "sensitivity m --method sweep", out) == 3);
+  CHECK(run_cli(dir, "sensitivity m --heatmap x --input-shape 2,2,2", out) == 1);
+  CHECK(run_cli(dir, "sensitivity m --rows 4", out) == 1);
+
+  REQUIRE(run_cli(dir, "lipschitz m --samples 4 --json", out) == 0);
+  const auto lip = nlohmann::json::parse(out);
+  REQUIRE(lip["outputs"].size() == static_cast<std::size_t>(m.outputs()));
+  for (const auto &o : lip["outputs"])
+    CHECK(o["lower"].get<double>() <= o["upper"].get<double>());
+
+  REQUIRE(run_cli(dir, "plot spy m -o A.png --size 20 --json", out) == 0);
+  const Image spy = read_png(dir / "A.png");
+  CHECK(spy.width == 20);
+  CHECK(spy.height == 20);
+  CHECK(run_cli(dir, "plot pie m -o A.png", out) == 1);
+  std::filesystem::remove_all(dir);
+}
+#endif

@@ -95,9 +95,9 @@ struct SensitivityInfo {
   /// KLU: entries of the LU factors.
   std::int64_t factor_entries = 0;
   /// Whether the back-end is exact up to rounding (sweep, KLU) rather than
-  /// stopped by a tolerance (iterative). A structured block position holding
-  /// several summed operators is bounded by the sum of their absolute
-  /// values, which can only enlarge S (sound, not exact): then false too.
+  /// stopped by a tolerance (iterative). (Several operators at one block
+  /// position of a structured A are summed before taking |.|, so the block
+  /// sweep stays exact.)
   bool exact = true;
 };
 
