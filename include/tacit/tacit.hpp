@@ -1,6 +1,8 @@
 #pragma once
 /// \file tacit.hpp
 /// Umbrella header: everything in the public API.
+#include <tacit/attack.hpp>
+#include <tacit/bounds.hpp>
 #include <tacit/csr.hpp>
 #include <tacit/dense.hpp>
 #include <tacit/error.hpp>
