@@ -1685,6 +1685,9 @@ template <class T> Model<T> Importer<T>::run() {
       throw Unsupported(name_ + ": input '" + input->name() + "' dimension " +
                         std::to_string(k) + " is not a fixed positive size");
     dims.push_back(shape.dim(k).dim_value());
+    if (product(dims) > max_computed * 16)
+      throw Unsupported(name_ + ": input '" + input->name() +
+                        "' is too large (more than 2^28 values per sample)");
   }
   Data in;
   in.node = builder_.input(shape_of(dims));

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -222,6 +223,30 @@ TEST_CASE("ONNX import rejects unsupported and malformed models", "[onnx]") {
         message_of<FileError>([&] { (void)import_onnx<double>(dir / "missing.onnx"); }),
         "missing.onnx"));
   }
+}
+
+TEST_CASE("ONNX import of damaged files: a tacit error or a model, never a crash",
+          "[onnx]") {
+  if (!onnx_import_available()) {
+    WARN("built without ONNX support; skipped");
+    return;
+  }
+  std::mt19937_64 rng(2024);
+  int rejected = 0, imported = 0;
+  for (const char *file : {"tiny_cnn.onnx", "typed_double.onnx", "residual_mlp.onnx"}) {
+    const std::string original = read_text(onnx_dir / file);
+    for (int k = 0; k < 150; ++k) {
+      const std::string bytes = mutate(original, rng);
+      try {
+        (void)import_onnx_bytes<double>(bytes, file);
+        ++imported;
+      } catch (const Error &) {
+        ++rejected;
+      }
+    }
+  }
+  CHECK(rejected > 0);
+  CHECK(imported + rejected == 450);
 }
 
 TEST_CASE("Fashion-MNIST models: tacit predictions equal PyTorch's", "[onnx][fashion]") {
