@@ -61,7 +61,8 @@ enum class Kind : std::uint32_t {
   block_table = 1,
   csr = 2,
   dense_vector = 3,
-  operator_tree = 4
+  operator_tree = 4,
+  run_vector = 5 // version 2: u64 length, u64 run count, runs (u64 length, value)
 };
 /// Node codes of an operator tree.
 enum class OpCode : std::uint32_t {
@@ -322,6 +323,33 @@ void write_operator(detail::AtomicFile &file, Role role, const LinearOperator<T>
   SectionWriter s(file, role, Kind::operator_tree, b.data.size());
   s.write(b);
   s.finish();
+}
+
+/// A vector as runs of equal values (biases of a network are constant over
+/// each channel plane), when that is at most half the size.
+template <class T>
+bool write_runs(detail::AtomicFile &file, Role role, std::span<const T> v) {
+  std::vector<std::pair<std::uint64_t, T>> runs;
+  for (std::size_t i = 0; i < v.size();) {
+    std::size_t j = i + 1;
+    while (j < v.size() && std::memcmp(&v[j], &v[i], sizeof(T)) == 0)
+      ++j;
+    runs.push_back({j - i, v[i]});
+    i = j;
+    if (runs.size() * (8 + sizeof(T)) > v.size_bytes() / 2)
+      return false;
+  }
+  Bytes b;
+  b.put(static_cast<std::uint64_t>(v.size()));
+  b.put(static_cast<std::uint64_t>(runs.size()));
+  for (const auto &[length, value] : runs) {
+    b.put(length);
+    b.put(value);
+  }
+  SectionWriter s(file, role, Kind::run_vector, b.data.size());
+  s.write(b);
+  s.finish();
+  return true;
 }
 
 template <class T>
@@ -908,6 +936,41 @@ OperatorPtr<T> read_tree(SectionReader &s, ValueType type, const ByteReader &in)
   return parser.parse_root();
 }
 
+template <class T>
+std::vector<T> read_runs(SectionReader &s, ValueType type, const ByteReader &in) {
+  const auto length = s.get<std::uint64_t>("vector length");
+  const auto count = s.get<std::uint64_t>("run count");
+  const std::uint64_t value_bytes = type == ValueType::float32 ? 4 : 8;
+  if (count > s.left() / (8 + value_bytes) || count * (8 + value_bytes) != s.left() ||
+      length > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2))
+    s.reject("run-length vector of " + std::to_string(count) +
+             " runs does not fit a payload of " + std::to_string(s.left() + 16) + " bytes");
+  std::string payload(static_cast<std::size_t>(s.left()), '\0');
+  s.read(payload.data(), payload.size(), "runs");
+  s.finish();
+  const auto *p = reinterpret_cast<const unsigned char *>(payload.data());
+  std::uint64_t total = 0;
+  for (std::uint64_t r = 0; r < count; ++r)
+    total += std::min<std::uint64_t>(load_le<std::uint64_t>(p + r * (8 + value_bytes)),
+                                     length + 1);
+  if (total != length)
+    in.fail(s.label() + ": runs cover " + std::to_string(total) + " values, expected " +
+            std::to_string(length));
+  std::vector<T> v;
+  v.reserve(static_cast<std::size_t>(length));
+  for (std::uint64_t r = 0; r < count; ++r) {
+    const unsigned char *q = p + r * (8 + value_bytes);
+    const auto n = load_le<std::uint64_t>(q);
+    const T value = type == ValueType::float32 ? static_cast<T>(load_le<float>(q + 8))
+                                               : static_cast<T>(load_le<double>(q + 8));
+    if (!std::isfinite(value))
+      in.fail(s.label() + ": run " + std::to_string(r + 1) + " is not finite in " +
+              detail::type_name<T>());
+    v.insert(v.end(), static_cast<std::size_t>(n), value);
+  }
+  return v;
+}
+
 template <class T> Model<T> read_native(ByteReader &in) {
   require_little_endian(in.name());
   const Header h = read_header(in);
@@ -951,7 +1014,9 @@ template <class T> Model<T> read_native(ByteReader &in) {
     }
     const bool tree = expected == Kind::csr && h.version >= 2 &&
                       kind == static_cast<std::uint32_t>(Kind::operator_tree);
-    if (kind != static_cast<std::uint32_t>(expected) && !tree)
+    const bool runs = expected == Kind::dense_vector && h.version >= 2 &&
+                      kind == static_cast<std::uint32_t>(Kind::run_vector);
+    if (kind != static_cast<std::uint32_t>(expected) && !tree && !runs)
       s.reject("section kind " + std::to_string(kind) +
                " is not supported by this version of tacit (expected " +
                std::to_string(static_cast<std::uint32_t>(expected)) + ")");
@@ -980,12 +1045,12 @@ template <class T> Model<T> read_native(ByteReader &in) {
     case 6:
       if (bx)
         duplicate();
-      bx = read_vector<T>(s, h.type, in);
+      bx = runs ? read_runs<T>(s, h.type, in) : read_vector<T>(s, h.type, in);
       break;
     case 7:
       if (by)
         duplicate();
-      by = read_vector<T>(s, h.type, in);
+      by = runs ? read_runs<T>(s, h.type, in) : read_vector<T>(s, h.type, in);
       break;
     }
   }
@@ -1059,8 +1124,10 @@ template <class T> void save_model_native(const Model<T> &model, const fs::path 
   write_operator(out, Role::C, model.C());
   if (has_d)
     write_operator(out, Role::D, *model.D());
-  write_vector(out, Role::bx, model.bias_x());
-  write_vector(out, Role::by, model.bias_y());
+  if (!structured || !write_runs(out, Role::bx, model.bias_x()))
+    write_vector(out, Role::bx, model.bias_x());
+  if (!structured || !write_runs(out, Role::by, model.bias_y()))
+    write_vector(out, Role::by, model.bias_y());
   out.commit();
 }
 
