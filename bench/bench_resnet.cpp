@@ -93,7 +93,9 @@ void naive_forward(const Model<float> &m, const Batch<float> &U, Batch<float> &X
   }
 }
 
-Batch<float> inputs(index_t k) { return resnet20_inputs<float>(k, 1, std::min<index_t>(32, k)); }
+Batch<float> inputs(index_t k) {
+  return resnet20_inputs<float>(k, 1, std::min<index_t>(32, k));
+}
 
 double csr_seconds(int threads, index_t k) {
   static std::map<std::pair<int, index_t>, double> cache;

@@ -14,8 +14,8 @@ namespace tacit::cli {
 namespace {
 
 template <class T>
-int export_model(Invocation &inv, const std::filesystem::path &out, ResNetShortcut shortcut,
-                 std::uint64_t seed, Precision precision) {
+int export_model(Invocation &inv, const std::filesystem::path &out,
+                 ResNetShortcut shortcut, std::uint64_t seed, Precision precision) {
   Progress progress(inv.progress_enabled());
   progress.update("building ResNet20 ...", true);
   Stopwatch clock;
@@ -23,8 +23,8 @@ int export_model(Invocation &inv, const std::filesystem::path &out, ResNetShortc
   const double build_seconds = clock.seconds();
   progress.update("writing " + out.string() + " ...", true);
   clock.restart();
-  write_output(out,
-               [&](const std::filesystem::path &path) { save_model_native(model, path); });
+  write_output(
+      out, [&](const std::filesystem::path &path) { save_model_native(model, path); });
   const double write_seconds = clock.seconds();
   std::optional<std::filesystem::path> inputs;
   index_t count = 0;
@@ -66,11 +66,11 @@ int export_model(Invocation &inv, const std::filesystem::path &out, ResNetShortc
               << "  A: " << fmt_count(model.A().nnz()) << " nonzeros held as "
               << fmt_bytes(double(model.A().bytes())) << " of structured operators\n"
               << "  file: " << fmt_bytes(double(bytes)) << " (built in "
-              << fmt_seconds(build_seconds) << ", written in " << fmt_seconds(write_seconds)
-              << ")\n";
+              << fmt_seconds(build_seconds) << ", written in "
+              << fmt_seconds(write_seconds) << ")\n";
     if (inputs)
-      std::cout << "  inputs: " << count << " deterministic images -> " << inputs->string()
-                << "\n";
+      std::cout << "  inputs: " << count << " deterministic images -> "
+                << inputs->string() << "\n";
   }
   return exit_ok;
 }
