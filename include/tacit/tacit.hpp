@@ -9,9 +9,12 @@
 #include <tacit/generate.hpp>
 #include <tacit/idx.hpp>
 #include <tacit/io.hpp>
+#include <tacit/image.hpp>
 #include <tacit/model.hpp>
+#include <tacit/network.hpp>
 #include <tacit/onnx.hpp>
 #include <tacit/operator.hpp>
+#include <tacit/sensitivity.hpp>
 #include <tacit/solve.hpp>
 #include <tacit/structure.hpp>
 #include <tacit/structured.hpp>
