@@ -118,7 +118,8 @@ template <class T> struct Layer {
                               algo == 1   ? detail::ConvAlgorithm::direct
                               : algo == 2 ? detail::ConvAlgorithm::im2col
                                           : detail::ConvAlgorithm::packed,
-                              packed.data(), w.data(), T(1), xv(), T(0), yv(), xp.data(),
+                              packed.data(), w.data(), detail::PlainStore<T>{T(1), T(0)}, xv(),
+                              yv(), xp.data(),
                               pool, Execution::parallel);
       break;
     case 3:

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include <tbb/blocked_range.h>
@@ -33,6 +34,40 @@ template <class F> void for_slabs(index_t count, F &&f) {
 template <class T>
 void activate_rows(const Activation &a, T *__restrict y, index_t rows, index_t ncols,
                    index_t ld, T *__restrict nf) {
+  // Contiguous rows whose width divides 16: one flat loop with 16 independent
+  // non-finite accumulators (lane l belongs to column l % ncols), so that a
+  // narrow batch (one column) vectorises instead of serialising on nf[0].
+  constexpr index_t lanes = 16;
+  if (ld == ncols && lanes % ncols == 0 &&
+      (a.kind == ActivationKind::relu || a.kind == ActivationKind::identity)) {
+    const index_t total = rows * ncols, body = total / lanes * lanes;
+    typedef T vec __attribute__((vector_size(lanes * sizeof(T)), aligned(sizeof(T))));
+    vec acc = {};
+    const vec zero = {};
+    if (a.kind == ActivationKind::relu)
+      for (index_t f = 0; f < body; f += lanes) {
+        vec v;
+        std::memcpy(&v, y + f, sizeof v);
+        acc += v * zero;
+        v = v > zero ? v : zero;
+        std::memcpy(y + f, &v, sizeof v);
+      }
+    else
+      for (index_t f = 0; f < body; f += lanes) {
+        vec v;
+        std::memcpy(&v, y + f, sizeof v);
+        acc += v * zero;
+      }
+    for (index_t f = body; f < total; ++f) {
+      const T v = y[f];
+      acc[f - body] += v * T(0);
+      if (a.kind == ActivationKind::relu)
+        y[f] = v > T(0) ? v : T(0);
+    }
+    for (index_t l = 0; l < lanes; ++l)
+      nf[l % ncols] += acc[l];
+    return;
+  }
   switch (a.kind) {
   case ActivationKind::relu:
     for (index_t i = 0; i < rows; ++i) {
@@ -142,6 +177,26 @@ template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
         ++products;
       }
     }
+    if (diag.empty()) {
+      // The largest convolution of the row takes the bias and the activation.
+      auto pick = [&](auto &list, bool inputs) {
+        for (std::size_t k = 0; k < list.size(); ++k) {
+          const auto *conv = dynamic_cast<const Conv2dOperator<T> *>(list[k].first);
+          if (conv && (!row.fused || conv->nnz() > row.fused->nnz())) {
+            if (row.fused) // put the previous choice back
+              (row.fused_from_inputs ? row.from_inputs : row.from_states)
+                  .push_back({row.fused, row.fused_first});
+            row.fused = conv;
+            row.fused_first = list[k].second;
+            row.fused_from_inputs = inputs;
+            list.erase(list.begin() + static_cast<std::ptrdiff_t>(k));
+            --k;
+          }
+        }
+      };
+      pick(row.from_states, false);
+      pick(row.from_inputs, true);
+    }
     if (!diag.empty()) {
       ++diagonal_blocks;
       feed_forward = false;
@@ -202,22 +257,57 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
           for (index_t w = 0; w < width; ++w)
             init[i * width + w] = warm_start && w < ncols ? y(i, w) : T(0);
       }
-      if (plan.uses_z) {
-        const T *zs = z + s * n * width + row.offset * width;
-        for (index_t i = 0; i < row.size; ++i)
-          std::copy(zs + i * width, zs + i * width + ncols, y.row(i));
-      } else {
-        for (index_t i = 0; i < row.size; ++i)
-          std::fill(y.row(i), y.row(i) + ncols, plan.bias[row.offset + i]);
-        for (const auto &[op, first] : row.from_inputs)
+      // y = b (or z) + the products other than the fused one.
+      auto start_row = [&] {
+        if (plan.uses_z) {
+          const T *zs = z + s * n * width + row.offset * width;
+          for (index_t i = 0; i < row.size; ++i)
+            std::copy(zs + i * width, zs + i * width + ncols, y.row(i));
+        } else {
+          if (ncols == 1 && width == 1)
+            std::copy_n(plan.bias.data() + row.offset, row.size, y.data);
+          else
+            for (index_t i = 0; i < row.size; ++i)
+              std::fill(y.row(i), y.row(i) + ncols, plan.bias[row.offset + i]);
+          for (const auto &[op, first] : row.from_inputs)
+            op->apply(Mode::normal, T(1),
+                      ConstMatrixView<T>(u.data + first * u.ld, op->cols(), ncols, u.ld),
+                      T(1), y);
+        }
+        for (const auto &[op, first] : row.from_states)
           op->apply(Mode::normal, T(1),
-                    ConstMatrixView<T>(u.data + first * u.ld, op->cols(), ncols, u.ld),
+                    ConstMatrixView<T>(xs + first * width, op->cols(), ncols, width),
                     T(1), y);
+      };
+      if (row.fused) {
+        const ConstMatrixView<T> src =
+            row.fused_from_inputs ? ConstMatrixView<T>(u.data + row.fused_first * u.ld,
+                                                       row.fused->cols(), ncols, u.ld)
+                                  : ConstMatrixView<T>(xs + row.fused_first * width,
+                                                       row.fused->cols(), ncols, width);
+        const bool alone =
+            !plan.uses_z && row.from_states.empty() && row.from_inputs.empty();
+        auto fused_row = [&] {
+          if (!alone)
+            start_row();
+          return row.fused->apply_activated(
+              T(1), src, alone ? T(0) : T(1), y,
+              alone ? std::span<const T>(plan.bias.data() + row.offset,
+                                         static_cast<std::size_t>(row.size))
+                    : std::span<const T>(),
+              row.activation);
+        };
+        if (fused_row())
+          continue;
+        // A NaN or Inf went in (rare): the unfused row finds its columns, then
+        // the fused row again gives the other columns their usual values.
+        start_row();
+        row.fused->apply(Mode::normal, T(1), src, T(1), y);
+        activate_rows(row.activation, y.data, row.size, ncols, width, nfp);
+        fused_row();
+        continue;
       }
-      for (const auto &[op, first] : row.from_states)
-        op->apply(Mode::normal, T(1),
-                  ConstMatrixView<T>(xs + first * width, op->cols(), ncols, width), T(1),
-                  y);
+      start_row();
       if (!row.system) {
         activate_rows(row.activation, y.data, row.size, ncols, width, nfp);
         continue;

@@ -14,8 +14,7 @@ std::string dims(index_t r, index_t c) {
 } // namespace
 
 template <class T>
-LinearOperator<T>::LinearOperator(index_t rows, index_t cols)
-    : rows_(rows), cols_(cols) {
+LinearOperator<T>::LinearOperator(index_t rows, index_t cols) : rows_(rows), cols_(cols) {
   if (rows < 0 || cols < 0)
     throw InvalidArgument("operator with negative size " + dims(rows, cols));
 }
@@ -23,34 +22,42 @@ LinearOperator<T>::LinearOperator(index_t rows, index_t cols)
 template <class T>
 void LinearOperator<T>::apply(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
                               MatrixView<T> y, Execution exec) const {
+  if (check_views(mode, x, y))
+    apply_impl(mode, alpha, x, beta, y, exec);
+}
+
+template <class T>
+bool LinearOperator<T>::check_views(Mode mode, ConstMatrixView<T> x,
+                                    MatrixView<T> y) const {
   const index_t in = is_transposed(mode) ? rows_ : cols_;
   const index_t out = is_transposed(mode) ? cols_ : rows_;
   if (x.rows != in || y.rows != out || x.cols != y.cols)
     throw InvalidArgument(kind() + " operator " + dims(rows_, cols_) +
-                          (is_transposed(mode) ? " (transposed)" : "") +
-                          ": x is " + dims(x.rows, x.cols) + ", y is " +
-                          dims(y.rows, y.cols));
+                          (is_transposed(mode) ? " (transposed)" : "") + ": x is " +
+                          dims(x.rows, x.cols) + ", y is " + dims(y.rows, y.cols));
   if (x.ld < x.cols || y.ld < y.cols)
     throw InvalidArgument("apply: leading dimension smaller than column count");
-  if (x.cols == 0 || out == 0) return;
+  if (x.cols == 0 || out == 0)
+    return false;
   // Overlap check: the kernels read x while writing y.
   // Pointers are formed only for non-empty views (x.rows may be 0: an
   // operator with no columns still scales y by beta).
   if (x.rows > 0) {
     const T *xb = x.data, *xe = x.data + (x.rows - 1) * x.ld + x.cols;
     const T *yb = y.data, *ye = y.data + (y.rows - 1) * y.ld + y.cols;
-    if (xb < ye && yb < xe) throw InvalidArgument("apply: x and y overlap");
+    if (xb < ye && yb < xe)
+      throw InvalidArgument("apply: x and y overlap");
   }
-  apply_impl(mode, alpha, x, beta, y, exec);
+  return true;
 }
 
 template <class T>
-void LinearOperator<T>::apply(Mode mode, T alpha, const Batch<T> &x, T beta,
-                              Batch<T> &y, Execution exec) const {
+void LinearOperator<T>::apply(Mode mode, T alpha, const Batch<T> &x, T beta, Batch<T> &y,
+                              Execution exec) const {
   if (x.cols() != y.cols() || x.slab_width() != y.slab_width())
     throw InvalidArgument("apply: batches differ in columns (" +
-                          std::to_string(x.cols()) + " vs " +
-                          std::to_string(y.cols()) + ") or slab width");
+                          std::to_string(x.cols()) + " vs " + std::to_string(y.cols()) +
+                          ") or slab width");
   for (index_t s = 0; s < x.slab_count(); ++s)
     apply(mode, alpha, x.slab(s), beta, y.slab(s), exec);
 }
@@ -79,13 +86,15 @@ template <class T> CsrMatrix<T> LinearOperator<T>::to_csr() const {
 
 template <class T> double norm_inf(const LinearOperator<T> &op) {
   double best = 0;
-  for (T v : op.row_abs_sums()) best = std::max(best, static_cast<double>(v));
+  for (T v : op.row_abs_sums())
+    best = std::max(best, static_cast<double>(v));
   return best;
 }
 
 template <class T> double norm_1(const LinearOperator<T> &op) {
   double best = 0;
-  for (T v : op.col_abs_sums()) best = std::max(best, static_cast<double>(v));
+  for (T v : op.col_abs_sums())
+    best = std::max(best, static_cast<double>(v));
   return best;
 }
 

@@ -147,6 +147,12 @@ template <class T>
 void IdentityOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
                                      MatrixView<T> y, Execution exec) const {
   const T s = scale_;
+  if (exec != Execution::reference) {
+    auto coef = [s](index_t) { return s; };
+    if (is_absolute(mode))
+      return detail::scale_rows_by<true>(exec, this->rows(), alpha, x, beta, y, coef);
+    return detail::scale_rows_by<false>(exec, this->rows(), alpha, x, beta, y, coef);
+  }
   auto taps = [s](index_t i, auto &&f) { f(i, s); };
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(1, x.cols), taps, taps);
 }
@@ -180,6 +186,12 @@ template <class T>
 void DiagonalOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
                                      MatrixView<T> y, Execution exec) const {
   const T *d = diagonal_.data();
+  if (exec != Execution::reference) {
+    auto coef = [d](index_t i) { return d[i]; };
+    if (is_absolute(mode))
+      return detail::scale_rows_by<true>(exec, this->rows(), alpha, x, beta, y, coef);
+    return detail::scale_rows_by<false>(exec, this->rows(), alpha, x, beta, y, coef);
+  }
   auto taps = [d](index_t i, auto &&f) { f(i, d[i]); };
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(1, x.cols), taps, taps);
 }
@@ -268,6 +280,36 @@ template <class T>
 void ChannelPadOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
                                        MatrixView<T> y, Execution exec) const {
   const PadTaps p{input_, output_, stride_, pad_front_};
+  if (exec != Execution::reference && !is_transposed(mode)) {
+    // Row copies per output channel (the taps all have weight 1, so |.| is
+    // the same product): y = alpha * x(ci, oh*s, ow*s) + beta * y, or beta * y
+    // on the padded channels.
+    const index_t OH = output_.height, OW = output_.width, N = x.cols;
+    const index_t grain = std::max<index_t>(1, 32768 / std::max<index_t>(1, OH * OW * N));
+    detail::for_range(exec, output_.channels, grain, [&](index_t c0, index_t c1) {
+      for (index_t co = c0; co < c1; ++co) {
+        const index_t ci = co - pad_front_;
+        const bool padded = ci < 0 || ci >= input_.channels;
+        for (index_t oh = 0; oh < OH; ++oh)
+          for (index_t ow = 0; ow < OW; ++ow) {
+            T *__restrict yr = y.row((co * OH + oh) * OW + ow);
+            if (padded) {
+              detail::scale_in_place(yr, N, beta);
+              continue;
+            }
+            const T *__restrict xr =
+                x.row((ci * input_.height + oh * stride_) * input_.width + ow * stride_);
+            if (beta == T(0))
+              for (index_t j = 0; j < N; ++j)
+                yr[j] = alpha * (T(1) * xr[j]);
+            else
+              for (index_t j = 0; j < N; ++j)
+                yr[j] = alpha * (T(1) * xr[j]) + beta * yr[j];
+          }
+      }
+    });
+    return;
+  }
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(1, x.cols), typed_fwd<T>(p),
             typed_adj<T>(p));
 }

@@ -198,10 +198,10 @@ void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T b
   if (!is_transposed(mode)) {
     typename detail::ScratchPool<T>::Lease xp(
         st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, N)));
-    detail::conv_forward(p, detail::choose_algorithm(p, N),
-                         ab ? st.packed_abs.data() : st.packed.data(),
-                         ab ? st.plain_abs.data() : weights_.data(), alpha, x, beta, y,
-                         xp.data(), st.tasks, exec);
+    detail::conv_forward(
+        p, detail::choose_algorithm(p, N), ab ? st.packed_abs.data() : st.packed.data(),
+        ab ? st.plain_abs.data() : weights_.data(), detail::PlainStore<T>{alpha, beta}, x,
+        y, xp.data(), st.tasks, exec);
     return;
   }
   if (const auto ag = detail::adjoint_geometry(geometry_)) {
@@ -227,6 +227,38 @@ void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T b
     xc = dst;
   }
   detail::conv_adjoint<T>(p, weights_, ab, alpha, xc, beta, y, buf.data(), exec);
+}
+
+template <class T>
+bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
+                                        MatrixView<T> y, std::span<const T> bias,
+                                        const Activation &phi, Execution exec) const {
+  if (!bias.empty() && static_cast<index_t>(bias.size()) != this->rows())
+    throw InvalidArgument("Conv2dOperator::apply_activated: bias has " +
+                          std::to_string(bias.size()) + " entries, expected " +
+                          std::to_string(this->rows()));
+  if (!this->check_views(Mode::normal, x, y))
+    return true;
+  if (exec == Execution::reference) {
+    // The unfused sequence: product, then bias and activation row by row.
+    this->apply(Mode::normal, alpha, x, beta, y, exec);
+    bool finite = true;
+    for (index_t i = 0; i < y.rows; ++i)
+      for (index_t j = 0; j < y.cols; ++j) {
+        const T v = y(i, j) + (bias.empty() ? T(0) : bias[i]);
+        finite = finite && std::isfinite(v);
+        y(i, j) = phi(v);
+      }
+    return finite;
+  }
+  auto &st = *state_;
+  const auto &p = st.plan;
+  typename detail::ScratchPool<T>::Lease xp(
+      st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, x.cols)));
+  return detail::conv_forward(
+      p, detail::choose_algorithm(p, x.cols), st.packed.data(), weights_.data(),
+      detail::ActivatedStore<T>{alpha, beta, bias.empty() ? nullptr : bias.data(), phi},
+      x, y, xp.data(), st.tasks, exec);
 }
 
 template <class T> void Conv2dOperator<T>::row_abs_sums_impl(std::span<T> out) const {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -464,6 +465,16 @@ TEST_CASE("NetworkBuilder: mini ResNet, options A and B, against the reference a
     Batch<double> X2, Y2;
     solver.predict(U, X2, Y2);
     CHECK(std::memcmp(Y.storage().data(), Y2.storage().data(), Y.bytes()) == 0);
+    // A NaN in one input column is reported for that column only, although
+    // the fused ReLU stores would map it to 0.
+    Batch<double> Un = U, Xn, Yn;
+    Un(3, 1) = std::numeric_limits<double>::quiet_NaN();
+    const auto bad = solver.predict(Un, Xn, Yn);
+    CHECK(bad.status == SolveStatus::non_finite);
+    for (index_t j = 0; j < Un.cols(); ++j)
+      CHECK((bad.column_status[j] == SolveStatus::non_finite) == (j == 1));
+    for (index_t i = 0; i < Y.rows(); ++i)
+      CHECK(Yn(i, 0) == Y(i, 0));
     Batch<double> U1(U.rows(), 1), X1, Y1;
     for (index_t i = 0; i < U.rows(); ++i)
       U1(i, 0) = U(i, 2);

@@ -578,10 +578,10 @@ TEMPLATE_TEST_CASE("Conv2d back ends: direct, packed tiles and im2col + GEMM agr
       for (auto algo : {detail::ConvAlgorithm::direct, detail::ConvAlgorithm::packed,
                         detail::ConvAlgorithm::im2col}) {
         std::vector<T> y(static_cast<std::size_t>(M.rows * k), T(1));
-        detail::conv_forward<T>(plan, algo, packed.data(), w.data(), T(2),
-                                ConstMatrixView<T>(x.data(), M.cols, k, k), T(-1),
-                                MatrixView<T>{y.data(), M.rows, k, k}, xp.data(), pool,
-                                Execution::parallel);
+        detail::conv_forward<T>(
+            plan, algo, packed.data(), w.data(), detail::PlainStore<T>{T(2), T(-1)},
+            ConstMatrixView<T>(x.data(), M.cols, k, k),
+            MatrixView<T>{y.data(), M.rows, k, k}, xp.data(), pool, Execution::parallel);
         double err = 0;
         for (std::size_t i = 0; i < y.size(); ++i)
           err = std::max(err, std::abs(y[i] - (2 * expect[i] - 1)));
@@ -595,5 +595,66 @@ TEMPLATE_TEST_CASE("Conv2d back ends: direct, packed tiles and im2col + GEMM agr
                MatrixView<T>{y.data(), M.rows, k, k});
       CHECK(y == ys[0]);
     }
+  }
+}
+
+TEMPLATE_TEST_CASE("Conv2dOperator::apply_activated equals the product, bias and "
+                   "activation in separate passes",
+                   "[structured]", float, double) {
+  using T = TestType;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  for (const auto &g : {geom({3, 6, 5}, 4, 3, 1, 1), geom({8, 8, 8}, 16, 3, 2, 1)}) {
+    const auto w = random_values<T>(
+        static_cast<std::size_t>(g.out_channels * g.input.channels * 9), 11);
+    Conv2dOperator<T> op(g, w);
+    const auto bias = random_values<T>(static_cast<std::size_t>(op.rows()), 12);
+    for (const auto kind : {ActivationKind::relu, ActivationKind::leaky_relu,
+                            ActivationKind::identity, ActivationKind::tanh}) {
+      const Activation phi{kind, 0.1};
+      for (index_t k : {index_t(1), index_t(3), index_t(32)})
+        for (const T beta : {T(0), T(1)})
+          for (const bool with_bias : {false, true}) {
+            CAPTURE(phi.name(), k, beta, with_bias, g.stride_h);
+            const auto x = random_values<T>(static_cast<std::size_t>(op.cols() * k), 13);
+            const auto y0 = random_values<T>(static_cast<std::size_t>(op.rows() * k), 14);
+            // Expected: apply, then + bias, then phi (separate passes).
+            std::vector<T> expect = y0;
+            op.apply(Mode::normal, T(0.5), ConstMatrixView<T>(x.data(), op.cols(), k, k),
+                     beta, MatrixView<T>{expect.data(), op.rows(), k, k});
+            for (index_t i = 0; i < op.rows(); ++i)
+              for (index_t c = 0; c < k; ++c) {
+                T &e = expect[i * k + c];
+                e = phi(e + (with_bias ? bias[i] : T(0)));
+              }
+            const std::span<const T> b =
+                with_bias ? std::span<const T>(bias) : std::span<const T>();
+            for (const auto exec : {Execution::parallel, Execution::reference}) {
+              std::vector<T> y = y0;
+              const bool finite = op.apply_activated(
+                  T(0.5), ConstMatrixView<T>(x.data(), op.cols(), k, k), beta,
+                  MatrixView<T>{y.data(), op.rows(), k, k}, b, phi, exec);
+              CHECK(finite);
+              double err = 0;
+              for (std::size_t i = 0; i < y.size(); ++i)
+                err = std::max(err, double(std::abs(y[i] - expect[i])));
+              REQUIRE(err <= 50 * tol<T>());
+            }
+          }
+    }
+    // A NaN before the activation is reported even though ReLU hides it.
+    const index_t k = 4;
+    auto x = random_values<T>(static_cast<std::size_t>(op.cols() * k), 15);
+    x[static_cast<std::size_t>(op.cols() / 2 * k + 2)] = nan;
+    std::vector<T> y(static_cast<std::size_t>(op.rows() * k));
+    for (const auto exec : {Execution::parallel, Execution::reference})
+      CHECK_FALSE(op.apply_activated(T(1), ConstMatrixView<T>(x.data(), op.cols(), k, k),
+                                     T(0), MatrixView<T>{y.data(), op.rows(), k, k}, {},
+                                     Activation{}, exec));
+    const std::vector<T> short_bias(3);
+    CHECK_THROWS_WITH(op.apply_activated(T(1),
+                                         ConstMatrixView<T>(x.data(), op.cols(), k, k),
+                                         T(0), MatrixView<T>{y.data(), op.rows(), k, k},
+                                         short_bias, Activation{}),
+                      Catch::Contains("bias has 3 entries"));
   }
 }

@@ -62,16 +62,16 @@ public:
   /// y = alpha * op(M) x + beta * y on row-major views (x and y have the same
   /// number of columns). beta == 0 overwrites y (NaN in y is not propagated).
   /// \throws InvalidArgument on a dimension mismatch or aliasing x and y.
-  void apply(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-             MatrixView<T> y, Execution exec = Execution::parallel) const;
+  void apply(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+             Execution exec = Execution::parallel) const;
 
   /// The same on slab-major batches, slab by slab.
   void apply(Mode mode, T alpha, const Batch<T> &x, T beta, Batch<T> &y,
              Execution exec = Execution::parallel) const;
 
   /// The same on single vectors.
-  void apply(Mode mode, T alpha, std::span<const T> x, T beta,
-             std::span<T> y, Execution exec = Execution::parallel) const;
+  void apply(Mode mode, T alpha, std::span<const T> x, T beta, std::span<T> y,
+             Execution exec = Execution::parallel) const;
 
   /// Sum over j of |M_ij| for every row i (size rows()).
   std::vector<T> row_abs_sums() const;
@@ -93,6 +93,9 @@ public:
 
 protected:
   LinearOperator(index_t rows, index_t cols);
+  /// The argument checks of apply(); false when there is nothing to compute.
+  /// \throws InvalidArgument as apply() does.
+  bool check_views(Mode mode, ConstMatrixView<T> x, MatrixView<T> y) const;
   LinearOperator(const LinearOperator &) = default;
   LinearOperator &operator=(const LinearOperator &) = default;
   LinearOperator(LinearOperator &&) noexcept = default;

@@ -79,6 +79,16 @@ public:
   const Conv2dGeometry &geometry() const noexcept { return geometry_; }
   std::span<const T> weights() const noexcept { return weights_; }
 
+  /// A network layer in one pass: y = phi(alpha * conv(x) + beta * y + bias)
+  /// (bias: one value per output row, or empty), the bias and the activation
+  /// applied as the products are stored rather than in further passes over y.
+  /// Returns false when a value before the activation was NaN or infinite
+  /// (phi may hide it: ReLU maps NaN to 0).
+  /// \throws InvalidArgument as apply() does, or on a bias of the wrong size.
+  bool apply_activated(T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+                       std::span<const T> bias, const Activation &phi,
+                       Execution exec = Execution::parallel) const;
+
 private:
   void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
                   Execution exec) const override;

@@ -31,6 +31,11 @@ template <class T> struct BlockSweepRow {
   /// Products added into the row: (operator, first state of the source block)
   /// for A; (operator, first input row) for B.
   std::vector<std::pair<const LinearOperator<T> *, index_t>> from_states, from_inputs;
+  /// A convolution among the products (of A or B) run last with the bias and
+  /// the activation fused into its store (feed-forward rows only), or null.
+  const Conv2dOperator<T> *fused = nullptr;
+  index_t fused_first = 0;
+  bool fused_from_inputs = false;
   /// Diagonal block (sum of A's entries at (i, i)) or null.
   OperatorPtr<T> diagonal;
   std::unique_ptr<FixedPointSystem<T>> system;

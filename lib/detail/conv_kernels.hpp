@@ -27,6 +27,7 @@
 // fixed (co, kh, kw, row) order, then copied out with alpha/beta.
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -37,6 +38,7 @@
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
 
+#include <tacit/model.hpp>
 #include <tacit/structured.hpp>
 
 #include "conv_kernels_common.hpp"
@@ -176,7 +178,9 @@ std::vector<T, AlignedAllocator<T>> pack_weights(const ConvPlan &p, std::span<co
 template <class T>
 void fill_phase_split(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution exec) {
   const index_t N = x.cols, cs = p.channel_stride() * N;
-  for_range(exec, p.C, 1, [&](index_t c0, index_t c1) {
+  // About 32k elements per task: a narrow batch is copied by few tasks.
+  const index_t grain = std::max<index_t>(1, 32768 / std::max<index_t>(1, cs));
+  for_range(exec, p.C, grain, [&](index_t c0, index_t c1) {
     for (index_t c = c0; c < c1; ++c) {
       T *dst_c = xp + c * cs;
       for (index_t ph = 0; ph < p.sh; ++ph)
@@ -187,6 +191,16 @@ void fill_phase_split(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution 
             T *row = plane + hq * p.Wq * N;
             if (h < 0 || h >= p.H) {
               std::fill(row, row + p.Wq * N, T(0));
+              continue;
+            }
+            if (N == 1 && p.sw == 1 && x.ld == 1) {
+              // Contiguous image row: zeros, the row, zeros.
+              const T *src = x.data + (c * p.H + h) * p.W;
+              const index_t lead = std::min(p.pl, p.Wq);
+              const index_t len = std::clamp<index_t>(p.Wq - p.pl, 0, p.W);
+              std::fill(row, row + lead, T(0));
+              std::copy_n(src, len, row + lead);
+              std::fill(row + lead + len, row + p.Wq, T(0));
               continue;
             }
             if (N == 1) {
@@ -229,23 +243,132 @@ struct ConvSegments {
   }
 };
 
+/// How a forward product writes its sums: y = alpha * acc + beta * y.
+/// `run` writes `len` consecutive columns of y row `yrow` starting at column
+/// n0; `strided` writes column 0 of `len` consecutive rows yrow0.. (ld apart).
+template <class T> struct PlainStore {
+  T alpha, beta;
+  void run(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
+    store_scaled(dst, src, len, alpha, beta);
+  }
+  void strided(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
+               index_t) {
+    if (beta == T(0))
+      for (index_t j = 0; j < len; ++j)
+        dst[j * ld] = alpha * src[j];
+    else
+      for (index_t j = 0; j < len; ++j)
+        dst[j * ld] = alpha * src[j] + beta * dst[j * ld];
+  }
+  bool finite() const { return true; }
+};
+
+/// The state update fused into the store: y = phi(alpha * acc + beta * y +
+/// bias[row]) (bias may be null), remembering whether a pre-activation value
+/// was NaN or infinite (phi may hide it: ReLU maps NaN to 0).
+template <class T> struct ActivatedStore {
+  T alpha, beta;
+  const T *bias;
+  Activation phi;
+  unsigned bad = 0;
+
+  template <ActivationKind K> T act(T v) const {
+    if constexpr (K == ActivationKind::relu)
+      return v > T(0) ? v : T(0);
+    else if constexpr (K == ActivationKind::leaky_relu)
+      return v >= T(0) ? v : static_cast<T>(phi.slope) * v;
+    else
+      return v;
+  }
+  template <ActivationKind K>
+  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b) {
+    unsigned nf = 0;
+    if (beta == T(0))
+      for (index_t j = 0; j < len; ++j) {
+        const T v = alpha * src[j] + b;
+        nf |= (v - v) != T(0);
+        dst[j] = act<K>(v);
+      }
+    else
+      for (index_t j = 0; j < len; ++j) {
+        const T v = alpha * src[j] + beta * dst[j] + b;
+        nf |= (v - v) != T(0);
+        dst[j] = act<K>(v);
+      }
+    bad |= nf;
+  }
+  void run(T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
+    const T b = bias ? bias[yrow] : T(0);
+    switch (phi.kind) {
+    case ActivationKind::relu:
+      return run_kind<ActivationKind::relu>(dst, src, len, b);
+    case ActivationKind::leaky_relu:
+      return run_kind<ActivationKind::leaky_relu>(dst, src, len, b);
+    case ActivationKind::identity:
+      return run_kind<ActivationKind::identity>(dst, src, len, b);
+    default:
+      for (index_t j = 0; j < len; ++j) {
+        const T v = alpha * src[j] + beta * dst[j] + b;
+        bad |= (v - v) != T(0);
+        dst[j] = phi(v);
+      }
+    }
+  }
+  template <ActivationKind K>
+  void strided_kind(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
+                    const T *__restrict b) {
+    unsigned nf = 0;
+    for (index_t j = 0; j < len; ++j) {
+      const T bj = b ? b[j] : T(0);
+      const T v =
+          beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
+      nf |= (v - v) != T(0);
+      if constexpr (K == ActivationKind::tanh || K == ActivationKind::sigmoid)
+        dst[j * ld] = phi(v);
+      else
+        dst[j * ld] = act<K>(v);
+    }
+    bad |= nf;
+  }
+  void strided(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
+               index_t yrow0) {
+    const T *b = bias ? bias + yrow0 : nullptr;
+    switch (phi.kind) {
+    case ActivationKind::relu:
+      return strided_kind<ActivationKind::relu>(dst, ld, src, len, b);
+    case ActivationKind::leaky_relu:
+      return strided_kind<ActivationKind::leaky_relu>(dst, ld, src, len, b);
+    case ActivationKind::identity:
+      return strided_kind<ActivationKind::identity>(dst, ld, src, len, b);
+    default:
+      return strided_kind<ActivationKind::tanh>(dst, ld, src, len, b);
+    }
+  }
+  bool finite() const { return bad == 0; }
+};
+
 /// Writes an MR x nc tile of output columns starting at position `pos`
 /// (= segment start + column) of channel block rows co0.. into y.
-template <class T>
+template <class T, class Store>
 void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_t rows,
-                index_t co0, index_t pos, index_t nc, T alpha, T beta, MatrixView<T> y) {
+                index_t co0, index_t pos, index_t nc, Store &store, MatrixView<T> y) {
   const index_t cell0 = pos / N, n0 = pos % N;
   if (N == 1) {
+    // Runs of columns within one output row: the useful ones (wq < OW) are
+    // consecutive output pixels, y.ld apart.
+    const index_t ld = y.ld;
     for (index_t r = 0; r < rows; ++r) {
       const T *src = ct + r * ct_ld;
-      T *yc = y.data + (co0 + r) * p.OH * p.OW * y.ld;
+      const index_t plane = (co0 + r) * p.OH * p.OW;
       index_t wq = cell0 % p.Wq, oh = cell0 / p.Wq;
-      for (index_t c = 0; c < nc; ++c) {
-        if (wq < p.OW) {
-          T &dst = yc[(oh * p.OW + wq) * y.ld];
-          dst = beta == T(0) ? alpha * src[c] : alpha * src[c] + beta * dst;
-        }
-        if (++wq == p.Wq) {
+      for (index_t c = 0; c < nc;) {
+        const index_t run = std::min(p.Wq - wq, nc - c);
+        const index_t useful = std::clamp<index_t>(p.OW - wq, 0, run);
+        const index_t yrow = plane + oh * p.OW + wq;
+        store.strided(y.data + yrow * ld, ld, src + c, useful, yrow);
+        c += run;
+        wq += run;
+        if (wq == p.Wq) {
           wq = 0;
           ++oh;
         }
@@ -260,8 +383,10 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
     index_t c = 0;
     while (c < nc) {
       const index_t run = std::min(N - n, nc - c);
-      if (wq < p.OW)
-        store_scaled(y.row((co * p.OH + oh) * p.OW + wq) + n, src + c, run, alpha, beta);
+      if (wq < p.OW) {
+        const index_t yrow = (co * p.OH + oh) * p.OW + wq;
+        store.run(y.row(yrow) + n, src + c, run, yrow);
+      }
       c += run;
       n = 0;
       ++cell;
@@ -280,10 +405,12 @@ template <class T> index_t xp_size(const ConvPlan &p, index_t N) {
   return p.C * p.channel_stride() * N + (p.Wq + 1) * N + 2 * tile_cols<T> + 64;
 }
 
-template <class T>
-void conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
-                  const T *wplain, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  T *xp, ScratchPool<T> &pool, Execution exec) {
+/// Returns store.finite() over all tasks (a copy of `store` per task).
+template <class T, class Store>
+bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
+                  const T *wplain, const Store &store, ConstMatrixView<T> x,
+                  MatrixView<T> y, T *xp, ScratchPool<T> &pool, Execution exec) {
+  std::atomic<bool> finite{true};
   const index_t N = x.cols;
   fill_phase_split(p, x, xp, exec);
   const index_t tail = xp_size<T>(p, N) - p.C * p.channel_stride() * N;
@@ -301,7 +428,7 @@ void conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
   const index_t chunks = (total_tiles + chunk - 1) / chunk;
   const index_t cs = p.channel_stride() * N;
 
-  auto run = [&](index_t g, index_t b0, index_t b1, index_t t0, index_t t1) {
+  auto run = [&](index_t g, index_t b0, index_t b1, index_t t0, index_t t1, Store &st) {
     alignas(64) T ct[conv_mr * nr];
     const T *base = xp + g * p.cin_g * cs;
     if (algo == ConvAlgorithm::im2col) {
@@ -329,7 +456,7 @@ void conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
         const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
         const index_t nc = std::min(nr, seg.length - j0);
         store_tile(p, N, Cm + (t - t0) * nr, ncol, co_hi - co_lo, g * p.cout_g + co_lo,
-                   s * seg.stride + j0, nc, alpha, beta, y);
+                   s * seg.stride + j0, nc, st, y);
       }
       return;
     }
@@ -371,7 +498,7 @@ void conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
         }
         const index_t co0 = blk * conv_mr;
         store_tile(p, N, ct, ld, std::min(conv_mr, p.cout_g - co0), g * p.cout_g + co0,
-                   s * seg.stride + j0, nc, alpha, beta, y);
+                   s * seg.stride + j0, nc, st, y);
       }
     }
   };
@@ -380,17 +507,21 @@ void conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
   const index_t gc = p.groups * chunks;
   const index_t bgrain = gc >= 8 ? blocks : std::max<index_t>(1, blocks / 4);
   auto body = [&](const tbb::blocked_range2d<index_t> &r) {
+    Store st = store;
     for (index_t q = r.rows().begin(); q < r.rows().end(); ++q) {
       const index_t g = q / chunks, c = q % chunks;
       run(g, r.cols().begin(), r.cols().end(), c * chunk,
-          std::min(total_tiles, (c + 1) * chunk));
+          std::min(total_tiles, (c + 1) * chunk), st);
     }
+    if (!st.finite())
+      finite.store(false, std::memory_order_relaxed);
   };
   const tbb::blocked_range2d<index_t> all(0, gc, 1, 0, blocks, bgrain);
   if (exec == Execution::reference)
     body(all);
   else
     tbb::parallel_for(all, body);
+  return finite.load();
 }
 
 /// Adjoint convolution: y (C*H*W x N) = alpha * conv^T(x) + beta * y.

@@ -100,6 +100,50 @@ inline void for_range(Execution exec, index_t n, index_t grain, F &&f) {
                     [&](const tbb::blocked_range<index_t> &r) { f(r.begin(), r.end()); });
 }
 
+/// y_i = alpha * (d_i * x_i) + beta * y_i for every row i of a diagonal
+/// operator with row factors `coef(i)` (|d_i| when Abs). The product d_i * x_i
+/// is formed first, as gather_rows forms its one-tap sum, so both kernels
+/// give the same values. Contiguous views (ld == cols, e.g. one column) are
+/// treated as one flat array so that the loop vectorises at any width; small
+/// products run on the calling thread (a task costs more than the copy).
+template <bool Abs, class T, class Coef>
+void scale_rows_by(Execution exec, index_t rows, T alpha, ConstMatrixView<T> x, T beta,
+                   MatrixView<T> y, const Coef &coef) {
+  const index_t cols = x.cols;
+  auto row_range = [&](index_t begin, index_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      const T v = Abs ? std::abs(coef(i)) : coef(i);
+      const T *__restrict xr = x.row(i);
+      T *__restrict yr = y.row(i);
+      if (beta == T(0))
+        for (index_t j = 0; j < cols; ++j)
+          yr[j] = alpha * (v * xr[j]);
+      else
+        for (index_t j = 0; j < cols; ++j)
+          yr[j] = alpha * (v * xr[j]) + beta * yr[j];
+    }
+  };
+  const index_t grain = std::max<index_t>(1, 32768 / std::max<index_t>(1, cols));
+  if (cols == 1 && x.ld == 1 && y.ld == 1) {
+    auto flat = [&](index_t begin, index_t end) {
+      const T *__restrict xr = x.data;
+      T *__restrict yr = y.data;
+      if (beta == T(0))
+        for (index_t i = begin; i < end; ++i) {
+          const T v = Abs ? std::abs(coef(i)) : coef(i);
+          yr[i] = alpha * (v * xr[i]);
+        }
+      else
+        for (index_t i = begin; i < end; ++i) {
+          const T v = Abs ? std::abs(coef(i)) : coef(i);
+          yr[i] = alpha * (v * xr[i]) + beta * yr[i];
+        }
+    };
+    return for_range(exec, rows, grain, flat);
+  }
+  for_range(exec, rows, grain, row_range);
+}
+
 /// Chunk of columns processed with register/stack accumulators.
 inline constexpr index_t column_chunk = 32;
 
