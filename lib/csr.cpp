@@ -34,7 +34,8 @@ shared_cache(std::shared_ptr<CsrTransposeCache<T>> &slot) {
   // contents are built under std::call_once.
   static std::mutex create_mutex;
   std::lock_guard lock(create_mutex);
-  if (!slot) slot = std::make_shared<CsrTransposeCache<T>>();
+  if (!slot)
+    slot = std::make_shared<CsrTransposeCache<T>>();
   return slot;
 }
 
@@ -50,11 +51,37 @@ RowSchedule build_row_schedule(std::span<const std::int64_t> row_ptr,
                                        : -1;
   };
   std::vector<index_t> key(static_cast<std::size_t>(rows));
-  for (index_t i = 0; i < rows; ++i) key[i] = last(i);
+  for (index_t i = 0; i < rows; ++i)
+    key[i] = last(i);
   std::stable_sort(s.order.begin(), s.order.end(),
                    [&](index_t a, index_t b) { return key[a] < key[b]; });
   s.identity = true;
-  for (index_t q = 0; q < rows && s.identity; ++q) s.identity = s.order[q] == q;
+  for (index_t q = 0; q < rows && s.identity; ++q)
+    s.identity = s.order[q] == q;
+  // Neighbours (in visiting order) with identical columns, in runs of <= 4.
+  // A row may differ from its neighbour in its first column only (a residual
+  // line next to a convolution's window): the head.
+  s.twins.assign(static_cast<std::size_t>(rows), 1);
+  s.twin_heads.assign(static_cast<std::size_t>(rows), 0);
+  bool any_twins = false;
+  for (index_t q = rows - 2; q >= 0; --q) {
+    const index_t a = s.order[q], b = s.order[q + 1];
+    const std::int64_t len = row_ptr[a + 1] - row_ptr[a];
+    if (len < 2 || len != row_ptr[b + 1] - row_ptr[b] ||
+        !std::equal(cols.begin() + row_ptr[a] + 1, cols.begin() + row_ptr[a + 1],
+                    cols.begin() + row_ptr[b] + 1))
+      continue;
+    const unsigned char head = cols[row_ptr[a]] == cols[row_ptr[b]] ? 0 : 1;
+    if (s.twins[q + 1] > 1 && s.twin_heads[q + 1] != head)
+      continue;
+    s.twins[q] = static_cast<unsigned char>(std::min(4, s.twins[q + 1] + 1));
+    s.twin_heads[q] = head;
+    any_twins = true;
+  }
+  if (!any_twins) {
+    s.twins.clear();
+    s.twin_heads.clear();
+  }
   if (s.identity) {
     s.order.clear();
     return s;
@@ -62,8 +89,7 @@ RowSchedule build_row_schedule(std::span<const std::int64_t> row_ptr,
   s.cost_ptr.resize(static_cast<std::size_t>(rows) + 1);
   s.cost_ptr[0] = 0;
   for (index_t q = 0; q < rows; ++q)
-    s.cost_ptr[q + 1] =
-        s.cost_ptr[q] + (row_ptr[s.order[q] + 1] - row_ptr[s.order[q]]);
+    s.cost_ptr[q + 1] = s.cost_ptr[q] + (row_ptr[s.order[q] + 1] - row_ptr[s.order[q]]);
   return s;
 }
 
@@ -79,8 +105,10 @@ void balanced_row_partition(std::span<const std::int64_t> row_ptr, int parts,
     index_t lo = r, hi = rows;
     while (lo < hi) {
       const index_t mid = lo + (hi - lo) / 2;
-      if (static_cast<double>(row_ptr[mid]) + mid < target) lo = mid + 1;
-      else hi = mid;
+      if (static_cast<double>(row_ptr[mid]) + mid < target)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     r = lo;
     bounds[p] = r;
@@ -96,7 +124,8 @@ std::string entry_name(index_t r, index_t c) {
 }
 
 bool want_wide(IndexWidth w, index_t cols) {
-  if (w == IndexWidth::wide64) return true;
+  if (w == IndexWidth::wide64)
+    return true;
   const bool fits = cols <= std::numeric_limits<std::int32_t>::max();
   if (w == IndexWidth::narrow32 && !fits)
     throw InvalidArgument("CSR: " + std::to_string(cols) +
@@ -110,44 +139,40 @@ template <class T>
 CsrMatrix<T>::CsrMatrix(index_t rows, index_t cols)
     : LinearOperator<T>(rows, cols), row_ptr_(static_cast<std::size_t>(rows) + 1, 0),
       cols_(std::vector<std::int32_t>{}) {
-  if (want_wide(IndexWidth::automatic, cols)) cols_ = std::vector<std::int64_t>{};
+  if (want_wide(IndexWidth::automatic, cols))
+    cols_ = std::vector<std::int64_t>{};
 }
 
 template <class T>
-CsrMatrix<T>::CsrMatrix(index_t rows, index_t cols,
-                        std::vector<std::int64_t> row_ptr,
-                        std::span<const std::int64_t> col_idx,
-                        std::vector<T> values, IndexWidth width)
+CsrMatrix<T>::CsrMatrix(index_t rows, index_t cols, std::vector<std::int64_t> row_ptr,
+                        std::span<const std::int64_t> col_idx, std::vector<T> values,
+                        IndexWidth width)
     : LinearOperator<T>(rows, cols), row_ptr_(std::move(row_ptr)),
       values_(std::move(values)) {
   if (static_cast<index_t>(row_ptr_.size()) != rows + 1)
     throw InvalidArgument("CSR: row_ptr has " + std::to_string(row_ptr_.size()) +
-                          " entries, expected rows + 1 = " +
-                          std::to_string(rows + 1));
+                          " entries, expected rows + 1 = " + std::to_string(rows + 1));
   if (row_ptr_[0] != 0)
     throw InvalidArgument("CSR: row_ptr[0] = " + std::to_string(row_ptr_[0]) +
                           ", expected 0");
   for (index_t i = 0; i < rows; ++i)
     if (row_ptr_[i + 1] < row_ptr_[i])
-      throw InvalidArgument("CSR: row_ptr decreases at row " +
-                            std::to_string(i + 1));
+      throw InvalidArgument("CSR: row_ptr decreases at row " + std::to_string(i + 1));
   const auto nnz = row_ptr_[rows];
   if (static_cast<std::int64_t>(col_idx.size()) != nnz ||
       static_cast<std::int64_t>(values_.size()) != nnz)
     throw InvalidArgument("CSR: row_ptr says " + std::to_string(nnz) +
-                          " nonzeros, col_idx has " +
-                          std::to_string(col_idx.size()) + ", values has " +
-                          std::to_string(values_.size()));
+                          " nonzeros, col_idx has " + std::to_string(col_idx.size()) +
+                          ", values has " + std::to_string(values_.size()));
   for (index_t i = 0; i < rows; ++i)
     for (auto k = row_ptr_[i]; k < row_ptr_[i + 1]; ++k) {
       if (col_idx[k] < 0 || col_idx[k] >= cols)
         throw InvalidArgument("CSR: entry " + entry_name(i, col_idx[k]) +
-                              " has its column outside 1.." +
-                              std::to_string(cols));
+                              " has its column outside 1.." + std::to_string(cols));
       if (k > row_ptr_[i] && col_idx[k] <= col_idx[k - 1])
-        throw InvalidArgument(
-            "CSR: columns of row " + std::to_string(i + 1) +
-            " are not strictly increasing at entry " + entry_name(i, col_idx[k]));
+        throw InvalidArgument("CSR: columns of row " + std::to_string(i + 1) +
+                              " are not strictly increasing at entry " +
+                              entry_name(i, col_idx[k]));
     }
   auto copy_columns = [&](auto tag) {
     std::vector<decltype(tag)> c;
@@ -170,9 +195,9 @@ CsrMatrix<T> CsrMatrix<T>::from_triplets(index_t rows, index_t cols,
   std::vector<std::int64_t> count(static_cast<std::size_t>(rows) + 1, 0);
   for (const auto &t : triplets) {
     if (t.row < 0 || t.row >= rows || t.col < 0 || t.col >= cols)
-      throw InvalidArgument("CSR: triplet " + entry_name(t.row, t.col) +
-                            " outside a " + std::to_string(rows) + " x " +
-                            std::to_string(cols) + " matrix");
+      throw InvalidArgument("CSR: triplet " + entry_name(t.row, t.col) + " outside a " +
+                            std::to_string(rows) + " x " + std::to_string(cols) +
+                            " matrix");
     ++count[t.row + 1];
   }
   std::partial_sum(count.begin(), count.end(), count.begin());
@@ -193,7 +218,8 @@ CsrMatrix<T> CsrMatrix<T>::from_triplets(index_t rows, index_t cols,
   std::vector<std::pair<std::int64_t, T>> buf;
   for (index_t i = 0; i < rows; ++i) {
     buf.clear();
-    for (auto k = count[i]; k < count[i + 1]; ++k) buf.emplace_back(ci[k], cv[k]);
+    for (auto k = count[i]; k < count[i + 1]; ++k)
+      buf.emplace_back(ci[k], cv[k]);
     std::stable_sort(buf.begin(), buf.end(),
                      [](auto &a, auto &b) { return a.first < b.first; });
     for (std::size_t k = 0; k < buf.size(); ++k) {
@@ -211,8 +237,8 @@ CsrMatrix<T> CsrMatrix<T>::from_triplets(index_t rows, index_t cols,
 }
 
 template <class T>
-CsrMatrix<T> CsrMatrix<T>::from_dense(index_t rows, index_t cols,
-                                      std::span<const T> a, IndexWidth width) {
+CsrMatrix<T> CsrMatrix<T>::from_dense(index_t rows, index_t cols, std::span<const T> a,
+                                      IndexWidth width) {
   if (static_cast<index_t>(a.size()) != rows * cols)
     throw InvalidArgument("CSR::from_dense: " + std::to_string(a.size()) +
                           " values for a " + std::to_string(rows) + " x " +
@@ -239,8 +265,8 @@ template <class T> CsrMatrix<T> CsrMatrix<T>::identity(index_t n, T scale) {
 
 template <class T>
 CsrMatrix<T>::CsrMatrix(const CsrMatrix &o)
-    : LinearOperator<T>(o), row_ptr_(o.row_ptr_), cols_(o.cols_),
-      values_(o.values_), transpose_cache_(o.transpose_cache_) {}
+    : LinearOperator<T>(o), row_ptr_(o.row_ptr_), cols_(o.cols_), values_(o.values_),
+      transpose_cache_(o.transpose_cache_) {}
 template <class T> CsrMatrix<T> &CsrMatrix<T>::operator=(const CsrMatrix &o) {
   if (this != &o) {
     LinearOperator<T>::operator=(o);
@@ -252,8 +278,7 @@ template <class T> CsrMatrix<T> &CsrMatrix<T>::operator=(const CsrMatrix &o) {
   return *this;
 }
 template <class T> CsrMatrix<T>::CsrMatrix(CsrMatrix &&) noexcept = default;
-template <class T>
-CsrMatrix<T> &CsrMatrix<T>::operator=(CsrMatrix &&) noexcept = default;
+template <class T> CsrMatrix<T> &CsrMatrix<T>::operator=(CsrMatrix &&) noexcept = default;
 template <class T> CsrMatrix<T>::~CsrMatrix() = default;
 
 template <class T> std::span<T> CsrMatrix<T>::mutable_values() {
@@ -261,14 +286,12 @@ template <class T> std::span<T> CsrMatrix<T>::mutable_values() {
   return values_;
 }
 
-template <class T>
-std::span<const std::int32_t> CsrMatrix<T>::col_idx32() const {
+template <class T> std::span<const std::int32_t> CsrMatrix<T>::col_idx32() const {
   if (wide_indices())
     throw InvalidArgument("CSR: column indices are 64-bit; use col_idx64()");
   return std::get<0>(cols_);
 }
-template <class T>
-std::span<const std::int64_t> CsrMatrix<T>::col_idx64() const {
+template <class T> std::span<const std::int64_t> CsrMatrix<T>::col_idx64() const {
   if (!wide_indices())
     throw InvalidArgument("CSR: column indices are 32-bit; use col_idx32()");
   return std::get<1>(cols_);
@@ -301,11 +324,13 @@ template <class T> CsrMatrix<T> CsrMatrix<T>::transpose() const {
     out_cols.resize(static_cast<std::size_t>(nnz));
     tbb::parallel_for(0, chunks, [&](int p) {
       std::int64_t *cnt = counts.data() + static_cast<std::size_t>(p) * n;
-      for (auto k = row_ptr_[bounds[p]]; k < row_ptr_[bounds[p + 1]]; ++k) ++cnt[cols[k]];
+      for (auto k = row_ptr_[bounds[p]]; k < row_ptr_[bounds[p + 1]]; ++k)
+        ++cnt[cols[k]];
     });
     for (index_t j = 0; j < n; ++j) {
       std::int64_t total = 0;
-      for (int p = 0; p < chunks; ++p) total += counts[static_cast<std::size_t>(p) * n + j];
+      for (int p = 0; p < chunks; ++p)
+        total += counts[static_cast<std::size_t>(p) * n + j];
       row_ptr[j + 1] = row_ptr[j] + total;
     }
     tbb::parallel_for(tbb::blocked_range<index_t>(0, n, 4096),
@@ -341,18 +366,18 @@ template <class T> CsrMatrix<T> CsrMatrix<T>::transpose() const {
 template <class T> CsrMatrix<T> CsrMatrix<T>::abs() const {
   CsrMatrix r(*this);
   r.transpose_cache_.reset();
-  for (auto &v : r.values_) v = std::abs(v);
+  for (auto &v : r.values_)
+    v = std::abs(v);
   return r;
 }
 
-template <class T>
-template <class U>
-CsrMatrix<U> CsrMatrix<T>::cast() const {
+template <class T> template <class U> CsrMatrix<U> CsrMatrix<T>::cast() const {
   std::vector<U> v;
   detail::reserve_huge_pages(v, values_.size());
   v.assign(values_.begin(), values_.end());
   std::vector<std::int64_t> ci(static_cast<std::size_t>(this->nnz()));
-  for (std::int64_t k = 0; k < this->nnz(); ++k) ci[k] = column(k);
+  for (std::int64_t k = 0; k < this->nnz(); ++k)
+    ci[k] = column(k);
   return CsrMatrix<U>(this->rows(), this->cols(), row_ptr_, ci, std::move(v),
                       wide_indices() ? IndexWidth::wide64 : IndexWidth::narrow32);
 }
@@ -407,7 +432,8 @@ template <class T> std::vector<T> CsrMatrix<T>::diagonal() const {
   std::vector<T> d(static_cast<std::size_t>(n), T(0));
   for (index_t i = 0; i < n; ++i)
     for (auto e = row_ptr_[i]; e < row_ptr_[i + 1]; ++e)
-      if (column(e) == i) d[i] = values_[e];
+      if (column(e) == i)
+        d[i] = values_[e];
   return d;
 }
 
@@ -421,21 +447,20 @@ template <class T> std::vector<T> CsrMatrix<T>::to_dense() const {
 
 template <class T> std::size_t CsrMatrix<T>::cache_bytes() const noexcept {
   auto cache = transpose_cache_;
-  if (!cache || !cache->transpose) return 0;
+  if (!cache || !cache->transpose)
+    return 0;
   return cache->transpose->bytes();
 }
 
 template <class T> std::size_t CsrMatrix<T>::bytes_impl() const {
   const std::size_t idx = wide_indices() ? 8 : 4;
-  return row_ptr_.size() * sizeof(std::int64_t) +
-         values_.size() * (sizeof(T) + idx);
+  return row_ptr_.size() * sizeof(std::int64_t) + values_.size() * (sizeof(T) + idx);
 }
 
 template <class T> const CsrMatrix<T> &CsrMatrix<T>::cached_transpose() const {
   auto cache = detail::shared_cache(transpose_cache_);
-  std::call_once(cache->once, [&] {
-    cache->transpose = std::make_unique<CsrMatrix>(transpose());
-  });
+  std::call_once(cache->once,
+                 [&] { cache->transpose = std::make_unique<CsrMatrix>(transpose()); });
   return *cache->transpose;
 }
 
@@ -446,18 +471,18 @@ void CsrMatrix<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
   if (exec == Execution::reference) {
     visit_columns([&](auto cols) {
       if (is_transposed(mode))
-        detail::csr_reference_transpose(row_ptr_.data(), cols.data(),
-                                        values_.data(), this->rows(),
-                                        this->cols(), absolute, alpha, x, beta, y);
+        detail::csr_reference_transpose(row_ptr_.data(), cols.data(), values_.data(),
+                                        this->rows(), this->cols(), absolute, alpha, x,
+                                        beta, y);
       else
-        detail::csr_reference(row_ptr_.data(), cols.data(), values_.data(),
-                              this->rows(), absolute, alpha, x, beta, y);
+        detail::csr_reference(row_ptr_.data(), cols.data(), values_.data(), this->rows(),
+                              absolute, alpha, x, beta, y);
     });
     return;
   }
   if (is_transposed(mode)) {
-    cached_transpose().apply_impl(absolute ? Mode::abs : Mode::normal, alpha, x,
-                                  beta, y, exec);
+    cached_transpose().apply_impl(absolute ? Mode::abs : Mode::normal, alpha, x, beta, y,
+                                  exec);
     return;
   }
   const index_t rows = this->rows();
@@ -479,38 +504,42 @@ void CsrMatrix<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
       cache->schedule = visit_columns(
           [&](auto cols) { return detail::build_row_schedule(row_ptr_, cols); });
     });
-    if (!cache->schedule.identity) schedule = &cache->schedule;
+    if (!cache->schedule.identity)
+      schedule = &cache->schedule;
   }
   const index_t *order = schedule ? schedule->order.data() : nullptr;
+  const bool grouped = cache && !cache->schedule.twins.empty();
+  const unsigned char *twins = grouped ? cache->schedule.twins.data() : nullptr;
+  const unsigned char *twin_heads = grouped ? cache->schedule.twin_heads.data() : nullptr;
   visit_columns([&](auto cols) {
     auto run = [&](index_t q0, index_t q1) {
       if (absolute)
         detail::csr_rows<true>(row_ptr_.data(), cols.data(), values_.data(), order, q0,
-                               q1, alpha, x, beta, y);
+                               q1, alpha, x, beta, y, twins, twin_heads);
       else
         detail::csr_rows<false>(row_ptr_.data(), cols.data(), values_.data(), order, q0,
-                                q1, alpha, x, beta, y);
+                                q1, alpha, x, beta, y, twins, twin_heads);
     };
     if (parts == 1) {
       run(0, rows);
       return;
     }
     std::vector<index_t> bounds(static_cast<std::size_t>(parts) + 1);
-    detail::balanced_row_partition(schedule ? std::span<const std::int64_t>(
-                                                  schedule->cost_ptr)
-                                            : std::span<const std::int64_t>(row_ptr_),
+    detail::balanced_row_partition(schedule
+                                       ? std::span<const std::int64_t>(schedule->cost_ptr)
+                                       : std::span<const std::int64_t>(row_ptr_),
                                    parts, bounds);
     tbb::parallel_for(
         tbb::blocked_range<int>(0, parts, 1),
         [&](const tbb::blocked_range<int> &r) {
-          for (int p = r.begin(); p < r.end(); ++p) run(bounds[p], bounds[p + 1]);
+          for (int p = r.begin(); p < r.end(); ++p)
+            run(bounds[p], bounds[p + 1]);
         },
         tbb::simple_partitioner());
   });
 }
 
-template <class T>
-void CsrMatrix<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> void CsrMatrix<T>::row_abs_sums_impl(std::span<T> out) const {
   tbb::parallel_for(tbb::blocked_range<index_t>(0, this->rows(), 4096),
                     [&](const tbb::blocked_range<index_t> &r) {
                       for (index_t i = r.begin(); i < r.end(); ++i) {
@@ -522,8 +551,7 @@ void CsrMatrix<T>::row_abs_sums_impl(std::span<T> out) const {
                     });
 }
 
-template <class T>
-void CsrMatrix<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T> void CsrMatrix<T>::col_abs_sums_impl(std::span<T> out) const {
   std::fill(out.begin(), out.end(), T(0));
   visit_columns([&](auto cols) {
     for (std::int64_t k = 0; k < this->nnz(); ++k)
@@ -531,11 +559,11 @@ void CsrMatrix<T>::col_abs_sums_impl(std::span<T> out) const {
   });
 }
 
-template <class T>
-std::optional<Entry> CsrMatrix<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> CsrMatrix<T>::find_non_finite_impl() const {
   for (index_t i = 0; i < this->rows(); ++i)
     for (auto k = row_ptr_[i]; k < row_ptr_[i + 1]; ++k)
-      if (!std::isfinite(values_[k])) return Entry{i, column(k)};
+      if (!std::isfinite(values_[k]))
+        return Entry{i, column(k)};
   return std::nullopt;
 }
 

@@ -29,10 +29,12 @@
 // Large matrix arrays are placed on transparent huge pages
 // (detail/huge_pages.hpp).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include <tacit/dense.hpp>
@@ -347,6 +349,167 @@ inline void row_all_columns(const T *vals, const I *cols, std::int64_t b, std::i
   }
 }
 
+/// R rows of equal length `len` whose columns agree from position `head` on
+/// (cols[r] are the rows' column arrays, vals[r] their values): the
+/// row_panel computation for each of them, in the same order (entry m of a
+/// row goes to accumulator set m % U below the last multiple of U, to set 0
+/// after it), so the bits equal R separate row_panel calls. The entries
+/// after the head load each vector of x once for all R rows: in a
+/// convolution all output channels at one position share their columns
+/// (the head holds a residual line's own column), so this divides the
+/// traffic from x by R.
+template <int R, int NV, int U, bool Abs, class T, class I>
+inline void rows_panel(const T *const *vals, const I *const *cols, std::int64_t len,
+                       std::int64_t head, const T *__restrict x, index_t ldx, T *const *y,
+                       T alpha, T beta, typename Simd<T>::M last) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int L = S::lanes;
+  V acc[R][U][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][u][j] = S::zero();
+  const std::int64_t full = len / U * U;
+  auto set_of = [full](std::int64_t m) { return m < full ? int(m % U) : 0; };
+  // Head: each row its own columns.
+  for (std::int64_t m = 0; m < head; ++m) {
+    const int u = set_of(m);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const T *__restrict xr = x + static_cast<index_t>(cols[r][m]) * ldx;
+      const V a = S::set1(Abs ? std::abs(vals[r][m]) : vals[r][m]);
+      for (int uu = 0; uu < U; ++uu) {
+        if (uu != u)
+          continue;
+#pragma GCC unroll 8
+        for (int j = 0; j + 1 < NV; ++j)
+          acc[r][uu][j] = S::fma(a, S::load(xr + j * L), acc[r][uu][j]);
+        acc[r][uu][NV - 1] =
+            S::fma(a, S::load(last, xr + (NV - 1) * L), acc[r][uu][NV - 1]);
+      }
+    }
+  }
+  const I *__restrict shared = cols[0];
+  // One shared entry into set u, x loaded once.
+  auto one = [&](std::int64_t m, auto set) {
+    constexpr int u = decltype(set)::value;
+    const T *__restrict xr = x + static_cast<index_t>(shared[m]) * ldx;
+    V xv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j + 1 < NV; ++j)
+      xv[j] = S::load(xr + j * L);
+    xv[NV - 1] = S::load(last, xr + (NV - 1) * L);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const V a = S::set1(Abs ? std::abs(vals[r][m]) : vals[r][m]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][u][j] = S::fma(a, xv[j], acc[r][u][j]);
+    }
+  };
+  auto dispatch = [&](std::int64_t m, int u) {
+    if constexpr (U == 1)
+      one(m, std::integral_constant<int, 0>{});
+    else if constexpr (U == 2)
+      u == 0 ? one(m, std::integral_constant<int, 0>{})
+             : one(m, std::integral_constant<int, 1>{});
+    else
+      switch (u) {
+      case 0:
+        one(m, std::integral_constant<int, 0>{});
+        break;
+      case 1:
+        one(m, std::integral_constant<int, 1>{});
+        break;
+      case 2:
+        one(m, std::integral_constant<int, 2>{});
+        break;
+      default:
+        one(m, std::integral_constant<int, 3>{});
+        break;
+      }
+  };
+  std::int64_t m = head;
+  for (; m < full && m % U != 0; ++m)
+    dispatch(m, int(m % U));
+  for (; m + U <= full; m += U) {
+    one(m, std::integral_constant<int, 0>{});
+    if constexpr (U >= 2)
+      one(m + 1, std::integral_constant<int, 1>{});
+    if constexpr (U >= 4) {
+      one(m + 2, std::integral_constant<int, 2>{});
+      one(m + 3, std::integral_constant<int, 3>{});
+    }
+  }
+  for (; m < len; ++m)
+    one(m, std::integral_constant<int, 0>{});
+  const V va = S::set1(alpha), vb = S::set1(beta);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    if constexpr (U == 4)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][0][j] = S::add(S::add(acc[r][0][j], acc[r][1][j]),
+                              S::add(acc[r][2][j], acc[r][3][j]));
+    else if constexpr (U == 2)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][0][j] = S::add(acc[r][0][j], acc[r][1][j]);
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+      const auto mk = j + 1 < NV ? S::full : last;
+      V res = S::mul(va, acc[r][0][j]);
+      if (beta != T(0))
+        res = S::fma(vb, S::load(mk, y[r] + j * L), res);
+      S::store(mk, y[r] + j * L, res);
+    }
+  }
+}
+
+/// R rows sharing their columns after `head` entries, all k columns: the
+/// panels of row_all_columns, with the same accumulator interleaving.
+template <int R, bool Abs, class T, class I>
+inline void rows_all_columns(const T *const *vals, const I *const *cols, std::int64_t len,
+                             std::int64_t head, const T *x, index_t ldx, T *const *y,
+                             index_t k, T alpha, T beta) {
+  using S = Simd<T>;
+  constexpr int L = S::lanes;
+  T *yc[R];
+  index_t c = 0;
+  auto shift = [&](index_t off) {
+    for (int r = 0; r < R; ++r)
+      yc[r] = y[r] + off;
+  };
+  for (; c + 4 * L <= k; c += 4 * L) {
+    shift(c);
+    rows_panel<R, 4, 1, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, S::full);
+  }
+  const index_t rest = k - c;
+  if (rest == 0)
+    return;
+  shift(c);
+  const int nv = static_cast<int>((rest + L - 1) / L);
+  const auto last = S::mask(static_cast<int>(rest - (nv - 1) * L));
+  switch (nv) {
+  case 1:
+    rows_panel<R, 1, 4, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  case 2:
+    rows_panel<R, 2, 2, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  case 3:
+    rows_panel<R, 3, 2, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  default:
+    rows_panel<R, 4, 1, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  }
+}
+
 #endif // TACIT_CSR_AVX512
 
 /// Rows of y = alpha * op(A) x + beta * y (A given by its CSR arrays, op =
@@ -355,7 +518,8 @@ inline void row_all_columns(const T *vals, const I *cols, std::int64_t b, std::i
 template <bool Abs, class T, class I>
 void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
               const index_t *order, index_t q0, index_t q1, T alpha, ConstMatrixView<T> x,
-              T beta, MatrixView<T> y) {
+              T beta, MatrixView<T> y, const unsigned char *twins = nullptr,
+              const unsigned char *twin_heads = nullptr) {
   const index_t k = x.cols;
   auto row = [order](index_t q) { return order ? order[q] : q; };
   if (k == 1) {
@@ -392,10 +556,38 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
     return;
   }
 #if TACIT_CSR_AVX512
-  for (index_t q = q0; q < q1; ++q) {
+  for (index_t q = q0; q < q1;) {
     const index_t i = row(q);
+    const index_t group = twins ? std::min<index_t>(twins[q], q1 - q) : 1;
+    if (group >= 2) {
+      // Rows q.. share their columns (RowSchedule::twins).
+      const T *v[4];
+      const I *c[4];
+      T *yr[4];
+      for (index_t r = 0; r < group; ++r) {
+        v[r] = vals + row_ptr[row(q + r)];
+        c[r] = cols + row_ptr[row(q + r)];
+        yr[r] = y.data + row(q + r) * y.ld;
+      }
+      const std::int64_t len = row_ptr[i + 1] - row_ptr[i];
+      const std::int64_t head = twin_heads[q];
+      switch (group) {
+      case 2:
+        rows_all_columns<2, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+        break;
+      case 3:
+        rows_all_columns<3, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+        break;
+      default:
+        rows_all_columns<4, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+        break;
+      }
+      q += group;
+      continue;
+    }
     row_all_columns<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld,
                          y.data + i * y.ld, k, alpha, beta);
+    ++q;
   }
 #else
   for (index_t q = q0; q < q1; ++q) {
@@ -459,6 +651,11 @@ struct RowSchedule {
   std::vector<index_t> order;
   std::vector<std::int64_t> cost_ptr;
   bool identity = true;
+  /// twins[q] (1..4): how many rows from position q on (in visiting order)
+  /// have the length of the row at q and its columns after the first
+  /// twin_heads[q] (0 or 1) entries; they are computed together. Empty when
+  /// no two neighbours share their columns.
+  std::vector<unsigned char> twins, twin_heads;
 };
 
 /// Row boundaries splitting [0, rows) into `parts` ranges of about equal
