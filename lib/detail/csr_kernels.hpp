@@ -260,6 +260,16 @@ inline float row_dot_gather(const float *__restrict vals,
   return horizontal_sum(_mm512_add_ps(a0, a1));
 }
 
+/// The rows of x read by the panels come from L2 or L3 in the order of the
+/// row's columns, which the hardware prefetchers cannot follow; asking for
+/// the row `x_prefetch_distance` nonzeros ahead hides that latency.
+inline constexpr std::int64_t x_prefetch_distance = 6;
+template <int NV, class T> inline void prefetch_x_row(const T *p) {
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j)
+    _mm_prefetch(reinterpret_cast<const char *>(p) + 64 * j, _MM_HINT_T0);
+}
+
 /// One row, a panel of NV vectors of consecutive columns of x (the last one
 /// restricted to the lanes of `last`). U nonzeros are interleaved into U
 /// accumulator sets, summed in a fixed order at the end.
@@ -285,6 +295,8 @@ inline void row_panel(const T *__restrict vals, const I *__restrict cols,
     for (int u = 0; u < U; ++u) {
       const V a = S::set1(Abs ? std::abs(vals[k + u]) : vals[k + u]);
       const T *__restrict xr = x + static_cast<index_t>(cols[k + u]) * ldx;
+      if (k + u + x_prefetch_distance < end)
+        prefetch_x_row<NV>(x + static_cast<index_t>(cols[k + u + x_prefetch_distance]) * ldx);
 #pragma GCC unroll 8
       for (int j = 0; j + 1 < NV; ++j)
         acc[u][j] = S::fma(a, S::load(xr + j * L), acc[u][j]);
@@ -398,6 +410,8 @@ inline void rows_panel(const T *const *vals, const I *const *cols, std::int64_t 
   auto one = [&](std::int64_t m, auto set) {
     constexpr int u = decltype(set)::value;
     const T *__restrict xr = x + static_cast<index_t>(shared[m]) * ldx;
+    if (m + x_prefetch_distance < len)
+      prefetch_x_row<NV>(x + static_cast<index_t>(shared[m + x_prefetch_distance]) * ldx);
     V xv[NV];
 #pragma GCC unroll 8
     for (int j = 0; j + 1 < NV; ++j)
