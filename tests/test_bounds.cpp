@@ -265,3 +265,91 @@ TEST_CASE("certified radius and certified accuracy", "[bounds]") {
   const auto accl = certify_dataset(an, U, labels, eps, false, ol);
   CHECK(accl.certified == acc.certified);
 }
+
+#include <tacit/idx.hpp>
+#include <tacit/onnx.hpp>
+#include <tacit/solve.hpp>
+
+TEST_CASE("bounds of the committed Fashion-MNIST models hold for 10^4 sampled "
+          "perturbations each",
+          "[bounds][slow]") {
+  if (!onnx_import_available()) {
+    WARN("built without ONNX support; skipped");
+    return;
+  }
+  const auto dir = fashion_mnist_directory();
+  if (!dir) {
+    WARN("Fashion-MNIST not installed (Debian package dataset-fashion-mnist); skipped");
+    return;
+  }
+  const auto data = read_idx_dataset<double>(*dir / "t10k-images-idx3-ubyte.gz",
+                                             *dir / "t10k-labels-idx1-ubyte.gz", 1);
+  const index_t p = 784;
+  std::vector<double> u0(p);
+  for (index_t j = 0; j < p; ++j)
+    u0[j] = data.images(j, 0);
+  const int label = data.labels[0];
+  const double eps = 0.01;
+  const auto box = linf_box<double>(u0, eps, 0.0, 1.0);
+  for (const char *name : {"fashion_mlp", "fashion_cnn"}) {
+    INFO(name);
+    const auto model = import_onnx<double>(std::string(TACIT_TEST_DATA_DIR) +
+                                           "/fashion/" + name + ".onnx");
+    BoundAnalyzer<double> an(model);
+    const auto nom = an.nominal(std::span<const double>(u0));
+    const StateBounds<double> sb[3] = {an.global_bounds(nom, box),
+                                       an.interval_bounds(nom, box),
+                                       an.linear_state_bounds(nom, box)};
+    MarginBounds<double> mb[3];
+    for (int m = 0; m < 3; ++m)
+      mb[m] = an.margins(nom, box, label, BoundMethod(m));
+    // Each bound is inside the one before it, and the linear margin is the
+    // largest.
+    for (index_t i = 0; i < model.states(); ++i)
+      for (int m = 1; m < 3; ++m) {
+        REQUIRE(sb[m].x_lower[i] >= sb[m - 1].x_lower[i]);
+        REQUIRE(sb[m].x_upper[i] <= sb[m - 1].x_upper[i]);
+      }
+    for (index_t k = 0; k < 10; ++k)
+      REQUIRE(mb[2].margin_lower[k] >= mb[1].margin_lower[k]);
+    // 10^4 points of the box: 4,000 vertices with random signs, 6,000
+    // uniform inside; the model's own forward (the solver) at each.
+    std::mt19937_64 rng(99);
+    std::uniform_real_distribution<double> unit(0, 1);
+    const index_t total = 10000, chunk = 2000;
+    EquilibriumSolver<double> solver(model);
+    index_t checked = 0;
+    for (index_t c0 = 0; c0 < total; c0 += chunk) {
+      Batch<double> U(p, chunk), X, Y;
+      for (index_t c = 0; c < chunk; ++c)
+        for (index_t j = 0; j < p; ++j) {
+          const double t = unit(rng);
+          U(j, c) = box.lower[j] + (c0 + c < 4000 ? (t < 0.5 ? 0.0 : 1.0) : t) *
+                                       (box.upper[j] - box.lower[j]);
+        }
+      REQUIRE(solver.predict(U, X, Y).ok());
+      for (index_t c = 0; c < chunk; ++c) {
+        for (int m = 0; m < 3; ++m) {
+          for (index_t i = 0; i < model.states(); ++i) {
+            const double x = X(i, c), slack = 1e-12 * (1 + std::abs(x));
+            if (!(x >= sb[m].x_lower[i] - slack && x <= sb[m].x_upper[i] + slack)) {
+              UNSCOPED_INFO("bound " << m << ", state " << i << ", sample " << c0 + c
+                                     << ": " << x << " outside [" << sb[m].x_lower[i]
+                                     << ", " << sb[m].x_upper[i] << "]");
+              REQUIRE(false);
+            }
+          }
+          for (index_t k = 0; k < 10; ++k) {
+            const double margin = Y(label, c) - Y(k, c);
+            const double slack = 1e-12 * (1 + std::abs(margin));
+            REQUIRE(margin >= mb[m].margin_lower[k] - slack);
+            REQUIRE(Y(k, c) >= mb[m].y_lower[k] - slack);
+            REQUIRE(Y(k, c) <= mb[m].y_upper[k] + slack);
+          }
+        }
+        ++checked;
+      }
+    }
+    CHECK(checked == total);
+  }
+}
