@@ -218,3 +218,59 @@ TEST_CASE("tacit certify and tacit attack on text inputs", "[attack][cli]") {
   CHECK(a["results"][1]["mean_changed"] == Approx(2.0));
 }
 #endif
+
+#include <tacit/idx.hpp>
+#include <tacit/onnx.hpp>
+
+TEST_CASE("PGD (100 steps, 10 restarts) never breaks a certified radius of the committed "
+          "Fashion-MNIST models",
+          "[attack][slow]") {
+  if (!onnx_import_available()) {
+    WARN("built without ONNX support; skipped");
+    return;
+  }
+  const auto dir = fashion_mnist_directory();
+  if (!dir) {
+    WARN("Fashion-MNIST not installed (Debian package dataset-fashion-mnist); skipped");
+    return;
+  }
+  const index_t count = 8;
+  const auto data = read_idx_dataset<double>(*dir / "t10k-images-idx3-ubyte.gz",
+                                             *dir / "t10k-labels-idx1-ubyte.gz", count);
+  for (const char *name : {"fashion_mlp", "fashion_cnn"}) {
+    INFO(name);
+    const auto model = import_onnx<double>(std::string(TACIT_TEST_DATA_DIR) +
+                                           "/fashion/" + name + ".onnx");
+    BoundAnalyzer<double> an(model);
+    CertifyOptions opt;
+    opt.domain_lo = 0;
+    opt.domain_hi = 1;
+    PgdOptions pgd;
+    pgd.steps = 100;
+    pgd.restarts = 10;
+    int certified = 0, broken_outside = 0;
+    for (index_t j = 0; j < count; ++j) {
+      std::vector<double> u(784);
+      for (index_t i = 0; i < 784; ++i)
+        u[i] = data.images(i, j);
+      const auto nom = an.nominal(std::span<const double>(u));
+      if (nom.predicted() != data.labels[j])
+        continue;
+      const double r = certified_radius(an, nom, data.labels[j], opt);
+      if (r <= 0)
+        continue;
+      ++certified;
+      INFO("image " << j << ", certified radius " << r);
+      pgd.eps = r;
+      pgd.seed = static_cast<std::uint64_t>(j + 1);
+      const auto inside = pgd_attack<double>(model, u, data.labels[j], pgd);
+      CHECK_FALSE(inside.success);
+      CHECK(inside.margin > 0);
+      // The same attack with 10x the radius breaks some: it is not toothless.
+      pgd.eps = 10 * r;
+      broken_outside += pgd_attack<double>(model, u, data.labels[j], pgd).success ? 1 : 0;
+    }
+    CHECK(certified >= count / 2);
+    CHECK(broken_outside > 0);
+  }
+}
