@@ -7,8 +7,8 @@ tacit's built-in model), 2 intra-op threads; best of repeated runs.
 tacit: bench/bench_resnet (the structured block sweep of the built-in
 resnet20, 2 threads), read from its JSON output.
 
-Both are run in the same session, alternately, so the ratios compare the two
-under the same machine conditions. Needs python3-torch (Debian).
+Both are run twice in the same session, alternately, and each keeps its best
+time, so the ratios compare the two under the same machine conditions. Needs python3-torch (Debian).
 
 Usage: tools/compare_pytorch.py [BUILD_DIR]   (default: build)
 """
@@ -58,10 +58,14 @@ def time_tacit(build):
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     torch.set_num_threads(2)
+    # Alternate passes (PyTorch, tacit, PyTorch, tacit) and keep each one's
+    # best: the machine's speed drifts, and both get the same chances.
     torch_ms = {k: time_pytorch(k) for k in BATCHES}
     tacit_ms = time_tacit(build)
-    for k in BATCHES:  # second PyTorch pass: keep the better of the two
+    for k in BATCHES:
         torch_ms[k] = min(torch_ms[k], time_pytorch(k))
+    second = time_tacit(build)
+    tacit_ms = {k: min(tacit_ms[k], second[k]) for k in BATCHES}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'batch':>5} {'PyTorch ms':>11} {'tacit ms':>9} {'tacit / PyTorch':>16}")
     for k in BATCHES:
