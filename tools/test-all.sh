@@ -14,12 +14,13 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 # -O1 with line tables: sanitizer reports keep their stacks, and the build stays quick.
+# Tests that sample heavily scale themselves down under the sanitizers (__SANITIZE_ADDRESS__).
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
   -DTACIT_SANITIZE=address,undefined -DTACIT_BUILD_BENCH=OFF
 cmake --build build-sanitize -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -E "\[slow\]"
+  ctest --test-dir build-sanitize --output-on-failure -j"$jobs"
 
 echo "== installed package used from another project"
 prefix=$(mktemp -d)
