@@ -19,7 +19,10 @@
 //    part of row x_j is multiplied by a broadcast a_ij and accumulated in
 //    registers (the last vector masked). Narrow panels interleave several
 //    nonzeros into separate accumulators to hide the FMA latency. The row of
-//    A is reused from L1 by the panels after the first. Rows are visited in a
+//    A is reused from L1 by the panels after the first. Up to 4 neighbouring
+//    rows with the same columns (a convolution's output channels at one
+//    position) run as one group that loads each vector of x once, with the
+//    bits of one row at a time. Rows are visited in a
 //    locality schedule (RowSchedule, built once per matrix): rows ending at
 //    the same column run back to back, so the rows of x they read stay in
 //    L1/L2 (all output channels of one convolution position share a window).
@@ -270,106 +273,17 @@ template <int NV, class T> inline void prefetch_x_row(const T *p) {
     _mm_prefetch(reinterpret_cast<const char *>(p) + 64 * j, _MM_HINT_T0);
 }
 
-/// One row, a panel of NV vectors of consecutive columns of x (the last one
-/// restricted to the lanes of `last`). U nonzeros are interleaved into U
-/// accumulator sets, summed in a fixed order at the end.
-template <int NV, int U, bool Abs, class T, class I>
-inline void row_panel(const T *__restrict vals, const I *__restrict cols,
-                      std::int64_t begin, std::int64_t end, const T *__restrict x,
-                      index_t ldx, T *__restrict y, T alpha, T beta,
-                      typename Simd<T>::M last) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  constexpr int L = S::lanes;
-  // Plain loops with constant trip counts (no lambda capturing acc), so the
-  // accumulators live in registers.
-  V acc[U][NV];
-#pragma GCC unroll 4
-  for (int u = 0; u < U; ++u)
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j)
-      acc[u][j] = S::zero();
-  std::int64_t k = begin;
-  for (; k + U <= end; k += U) {
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) {
-      const V a = S::set1(Abs ? std::abs(vals[k + u]) : vals[k + u]);
-      const T *__restrict xr = x + static_cast<index_t>(cols[k + u]) * ldx;
-      if (k + u + x_prefetch_distance < end)
-        prefetch_x_row<NV>(x + static_cast<index_t>(cols[k + u + x_prefetch_distance]) * ldx);
-#pragma GCC unroll 8
-      for (int j = 0; j + 1 < NV; ++j)
-        acc[u][j] = S::fma(a, S::load(xr + j * L), acc[u][j]);
-      acc[u][NV - 1] = S::fma(a, S::load(last, xr + (NV - 1) * L), acc[u][NV - 1]);
-    }
-  }
-  for (; k < end; ++k) {
-    const V a = S::set1(Abs ? std::abs(vals[k]) : vals[k]);
-    const T *__restrict xr = x + static_cast<index_t>(cols[k]) * ldx;
-#pragma GCC unroll 8
-    for (int j = 0; j + 1 < NV; ++j)
-      acc[0][j] = S::fma(a, S::load(xr + j * L), acc[0][j]);
-    acc[0][NV - 1] = S::fma(a, S::load(last, xr + (NV - 1) * L), acc[0][NV - 1]);
-  }
-  if constexpr (U == 4)
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j)
-      acc[0][j] = S::add(S::add(acc[0][j], acc[1][j]), S::add(acc[2][j], acc[3][j]));
-  else if constexpr (U == 2)
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j)
-      acc[0][j] = S::add(acc[0][j], acc[1][j]);
-  const V va = S::set1(alpha), vb = S::set1(beta);
-#pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) {
-    const auto m = j + 1 < NV ? S::full : last;
-    V r = S::mul(va, acc[0][j]);
-    if (beta != T(0))
-      r = S::fma(vb, S::load(m, y + j * L), r);
-    S::store(m, y + j * L, r);
-  }
-}
-
-/// One row, all k columns: full panels of 4 vectors, then one narrower
-/// panel for the rest.
-template <bool Abs, class T, class I>
-inline void row_all_columns(const T *vals, const I *cols, std::int64_t b, std::int64_t e,
-                            const T *x, index_t ldx, T *y, index_t k, T alpha, T beta) {
-  using S = Simd<T>;
-  constexpr int L = S::lanes;
-  index_t c = 0;
-  for (; c + 4 * L <= k; c += 4 * L)
-    row_panel<4, 1, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, S::full);
-  const index_t rest = k - c;
-  if (rest == 0)
-    return;
-  const int nv = static_cast<int>((rest + L - 1) / L);
-  const auto last = S::mask(static_cast<int>(rest - (nv - 1) * L));
-  switch (nv) {
-  case 1:
-    row_panel<1, 4, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
-    break;
-  case 2:
-    row_panel<2, 2, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
-    break;
-  case 3:
-    row_panel<3, 2, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
-    break;
-  default:
-    row_panel<4, 1, Abs>(vals, cols, b, e, x + c, ldx, y + c, alpha, beta, last);
-    break;
-  }
-}
-
-/// R rows of equal length `len` whose columns agree from position `head` on
-/// (cols[r] are the rows' column arrays, vals[r] their values): the
-/// row_panel computation for each of them, in the same order (entry m of a
-/// row goes to accumulator set m % U below the last multiple of U, to set 0
-/// after it), so the bits equal R separate row_panel calls. The entries
-/// after the head load each vector of x once for all R rows: in a
-/// convolution all output channels at one position share their columns
-/// (the head holds a residual line's own column), so this divides the
-/// traffic from x by R.
+/// A panel of NV vectors of consecutive columns of x (the last one restricted
+/// to the lanes of `last`) for R rows of equal length `len` whose columns
+/// agree from position `head` on (cols[r] are the rows' column arrays,
+/// vals[r] their values; R = 1 is a single row). Every row is summed in the
+/// same order whatever R: entry m goes to accumulator set m % U below the
+/// last multiple of U (U sets hide the FMA latency of narrow panels), to set
+/// 0 after it, and the sets are added in a fixed order at the end, so a row
+/// gets the same bits alone or in a group. The entries after the head load
+/// each vector of x once for all R rows: in a convolution all output
+/// channels at one position share their columns (the head holds a residual
+/// line's own column), so this divides the traffic from x by R.
 template <int R, int NV, int U, bool Abs, class T, class I>
 inline void rows_panel(const T *const *vals, const I *const *cols, std::int64_t len,
                        std::int64_t head, const T *__restrict x, index_t ldx, T *const *y,
@@ -484,8 +398,8 @@ inline void rows_panel(const T *const *vals, const I *const *cols, std::int64_t 
   }
 }
 
-/// R rows sharing their columns after `head` entries, all k columns: the
-/// panels of row_all_columns, with the same accumulator interleaving.
+/// R rows sharing their columns after `head` entries, all k columns: full
+/// panels of 4 vectors, then one narrower panel for the rest.
 template <int R, bool Abs, class T, class I>
 inline void rows_all_columns(const T *const *vals, const I *const *cols, std::int64_t len,
                              std::int64_t head, const T *x, index_t ldx, T *const *y,
@@ -572,36 +486,33 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
 #if TACIT_CSR_AVX512
   for (index_t q = q0; q < q1;) {
     const index_t i = row(q);
+    // Rows q.. share their columns (RowSchedule::twins), or q is alone.
     const index_t group = twins ? std::min<index_t>(twins[q], q1 - q) : 1;
-    if (group >= 2) {
-      // Rows q.. share their columns (RowSchedule::twins).
-      const T *v[4];
-      const I *c[4];
-      T *yr[4];
-      for (index_t r = 0; r < group; ++r) {
-        v[r] = vals + row_ptr[row(q + r)];
-        c[r] = cols + row_ptr[row(q + r)];
-        yr[r] = y.data + row(q + r) * y.ld;
-      }
-      const std::int64_t len = row_ptr[i + 1] - row_ptr[i];
-      const std::int64_t head = twin_heads[q];
-      switch (group) {
-      case 2:
-        rows_all_columns<2, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
-        break;
-      case 3:
-        rows_all_columns<3, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
-        break;
-      default:
-        rows_all_columns<4, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
-        break;
-      }
-      q += group;
-      continue;
+    const T *v[4];
+    const I *c[4];
+    T *yr[4];
+    for (index_t r = 0; r < group; ++r) {
+      v[r] = vals + row_ptr[row(q + r)];
+      c[r] = cols + row_ptr[row(q + r)];
+      yr[r] = y.data + row(q + r) * y.ld;
     }
-    row_all_columns<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld,
-                         y.data + i * y.ld, k, alpha, beta);
-    ++q;
+    const std::int64_t len = row_ptr[i + 1] - row_ptr[i];
+    const std::int64_t head = group > 1 ? twin_heads[q] : 0;
+    switch (group) {
+    case 1:
+      rows_all_columns<1, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    case 2:
+      rows_all_columns<2, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    case 3:
+      rows_all_columns<3, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    default:
+      rows_all_columns<4, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    }
+    q += group;
   }
 #else
   for (index_t q = q0; q < q1; ++q) {
