@@ -179,23 +179,22 @@ template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
     }
     if (diag.empty()) {
       // The largest convolution of the row takes the bias and the activation.
-      auto pick = [&](auto &list, bool inputs) {
-        for (std::size_t k = 0; k < list.size(); ++k) {
-          const auto *conv = dynamic_cast<const Conv2dOperator<T> *>(list[k].first);
-          if (conv && (!row.fused || conv->nnz() > row.fused->nnz())) {
-            if (row.fused) // put the previous choice back
-              (row.fused_from_inputs ? row.from_inputs : row.from_states)
-                  .push_back({row.fused, row.fused_first});
-            row.fused = conv;
-            row.fused_first = list[k].second;
-            row.fused_from_inputs = inputs;
-            list.erase(list.begin() + static_cast<std::ptrdiff_t>(k));
-            --k;
+      auto *best_list = &row.from_states;
+      std::ptrdiff_t best = -1;
+      for (auto *list : {&row.from_states, &row.from_inputs})
+        for (std::size_t k = 0; k < list->size(); ++k) {
+          const auto *conv = dynamic_cast<const Conv2dOperator<T> *>((*list)[k].first);
+          if (conv && (best < 0 || conv->nnz() > (*best_list)[best].first->nnz())) {
+            best_list = list;
+            best = static_cast<std::ptrdiff_t>(k);
           }
         }
-      };
-      pick(row.from_states, false);
-      pick(row.from_inputs, true);
+      if (best >= 0) {
+        row.fused = static_cast<const Conv2dOperator<T> *>((*best_list)[best].first);
+        row.fused_first = (*best_list)[best].second;
+        row.fused_from_inputs = best_list == &row.from_inputs;
+        best_list->erase(best_list->begin() + best);
+      }
     }
     if (!diag.empty()) {
       ++diagonal_blocks;

@@ -297,14 +297,10 @@ void ChannelPadOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x,
               detail::scale_in_place(yr, N, beta);
               continue;
             }
-            const T *__restrict xr =
-                x.row((ci * input_.height + oh * stride_) * input_.width + ow * stride_);
-            if (beta == T(0))
-              for (index_t j = 0; j < N; ++j)
-                yr[j] = alpha * (T(1) * xr[j]);
-            else
-              for (index_t j = 0; j < N; ++j)
-                yr[j] = alpha * (T(1) * xr[j]) + beta * yr[j];
+            detail::store_scaled(
+                yr,
+                x.row((ci * input_.height + oh * stride_) * input_.width + ow * stride_),
+                N, alpha, beta);
           }
       }
     });

@@ -42,6 +42,7 @@
 #include <tacit/structured.hpp>
 
 #include "conv_kernels_common.hpp"
+#include "solve_kernels.hpp"
 
 namespace tacit::detail {
 
@@ -272,77 +273,56 @@ template <class T> struct ActivatedStore {
   Activation phi;
   unsigned bad = 0;
 
-  template <ActivationKind K> T act(T v) const {
-    if constexpr (K == ActivationKind::relu)
-      return v > T(0) ? v : T(0);
-    else if constexpr (K == ActivationKind::leaky_relu)
-      return v >= T(0) ? v : static_cast<T>(phi.slope) * v;
-    else
-      return v;
-  }
-  template <ActivationKind K>
-  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b) {
-    unsigned nf = 0;
-    if (beta == T(0))
-      for (index_t j = 0; j < len; ++j) {
-        const T v = alpha * src[j] + b;
-        nf |= (v - v) != T(0);
-        dst[j] = act<K>(v);
-      }
-    else
-      for (index_t j = 0; j < len; ++j) {
-        const T v = alpha * src[j] + beta * dst[j] + b;
-        nf |= (v - v) != T(0);
-        dst[j] = act<K>(v);
-      }
-    bad |= nf;
+  /// f(integral_constant<ActivationKind, phi.kind>): the kind becomes a
+  /// constant, so activate() folds to one formula and the loops vectorise.
+  template <class F> void with_kind(F &&f) {
+    using K = ActivationKind;
+    switch (phi.kind) {
+    case K::relu:
+      return f(std::integral_constant<K, K::relu>{});
+    case K::leaky_relu:
+      return f(std::integral_constant<K, K::leaky_relu>{});
+    case K::tanh:
+      return f(std::integral_constant<K, K::tanh>{});
+    case K::sigmoid:
+      return f(std::integral_constant<K, K::sigmoid>{});
+    case K::identity:
+      return f(std::integral_constant<K, K::identity>{});
+    }
   }
   void run(T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
-    const T b = bias ? bias[yrow] : T(0);
-    switch (phi.kind) {
-    case ActivationKind::relu:
-      return run_kind<ActivationKind::relu>(dst, src, len, b);
-    case ActivationKind::leaky_relu:
-      return run_kind<ActivationKind::leaky_relu>(dst, src, len, b);
-    case ActivationKind::identity:
-      return run_kind<ActivationKind::identity>(dst, src, len, b);
-    default:
-      for (index_t j = 0; j < len; ++j) {
-        const T v = alpha * src[j] + beta * dst[j] + b;
-        bad |= (v - v) != T(0);
-        dst[j] = phi(v);
-      }
-    }
-  }
-  template <ActivationKind K>
-  void strided_kind(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
-                    const T *__restrict b) {
+    const T b = bias ? bias[yrow] : T(0), slope = static_cast<T>(phi.slope);
     unsigned nf = 0;
-    for (index_t j = 0; j < len; ++j) {
-      const T bj = b ? b[j] : T(0);
-      const T v =
-          beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
-      nf |= (v - v) != T(0);
-      if constexpr (K == ActivationKind::tanh || K == ActivationKind::sigmoid)
-        dst[j * ld] = phi(v);
+    with_kind([&](auto kind) {
+      if (beta == T(0))
+        for (index_t j = 0; j < len; ++j) {
+          const T v = alpha * src[j] + b;
+          nf |= (v - v) != T(0);
+          dst[j] = activate(kind(), slope, v);
+        }
       else
-        dst[j * ld] = act<K>(v);
-    }
+        for (index_t j = 0; j < len; ++j) {
+          const T v = alpha * src[j] + beta * dst[j] + b;
+          nf |= (v - v) != T(0);
+          dst[j] = activate(kind(), slope, v);
+        }
+    });
     bad |= nf;
   }
   void strided(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
                index_t yrow0) {
-    const T *b = bias ? bias + yrow0 : nullptr;
-    switch (phi.kind) {
-    case ActivationKind::relu:
-      return strided_kind<ActivationKind::relu>(dst, ld, src, len, b);
-    case ActivationKind::leaky_relu:
-      return strided_kind<ActivationKind::leaky_relu>(dst, ld, src, len, b);
-    case ActivationKind::identity:
-      return strided_kind<ActivationKind::identity>(dst, ld, src, len, b);
-    default:
-      return strided_kind<ActivationKind::tanh>(dst, ld, src, len, b);
-    }
+    const T slope = static_cast<T>(phi.slope);
+    unsigned nf = 0;
+    with_kind([&](auto kind) {
+      for (index_t j = 0; j < len; ++j) {
+        const T b = bias ? bias[yrow0 + j] : T(0);
+        const T v =
+            beta == T(0) ? alpha * src[j] + b : alpha * src[j] + beta * dst[j * ld] + b;
+        nf |= (v - v) != T(0);
+        dst[j * ld] = activate(kind(), slope, v);
+      }
+    });
+    bad |= nf;
   }
   bool finite() const { return bad == 0; }
 };
