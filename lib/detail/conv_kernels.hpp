@@ -290,39 +290,48 @@ template <class T> struct ActivatedStore {
       return f(std::integral_constant<K, K::identity>{});
     }
   }
-  void run(T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
-    const T b = bias ? bias[yrow] : T(0), slope = static_cast<T>(phi.slope);
-    unsigned nf = 0;
-    with_kind([&](auto kind) {
-      if (beta == T(0))
-        for (index_t j = 0; j < len; ++j) {
-          const T v = alpha * src[j] + b;
-          nf |= (v - v) != T(0);
-          dst[j] = activate(kind(), slope, v);
-        }
-      else
-        for (index_t j = 0; j < len; ++j) {
-          const T v = alpha * src[j] + beta * dst[j] + b;
-          nf |= (v - v) != T(0);
-          dst[j] = activate(kind(), slope, v);
-        }
-    });
-    bad |= nf;
-  }
-  void strided(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
-               index_t yrow0) {
+  // The loops live in functions with __restrict parameters (not in the
+  // dispatching lambda, whose captures would lose them) so that they vectorise.
+  template <ActivationKind K>
+  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b) {
     const T slope = static_cast<T>(phi.slope);
     unsigned nf = 0;
-    with_kind([&](auto kind) {
+    if (beta == T(0))
       for (index_t j = 0; j < len; ++j) {
-        const T b = bias ? bias[yrow0 + j] : T(0);
-        const T v =
-            beta == T(0) ? alpha * src[j] + b : alpha * src[j] + beta * dst[j * ld] + b;
+        const T v = alpha * src[j] + b;
         nf |= (v - v) != T(0);
-        dst[j * ld] = activate(kind(), slope, v);
+        dst[j] = activate(K, slope, v);
       }
-    });
+    else
+      for (index_t j = 0; j < len; ++j) {
+        const T v = alpha * src[j] + beta * dst[j] + b;
+        nf |= (v - v) != T(0);
+        dst[j] = activate(K, slope, v);
+      }
     bad |= nf;
+  }
+  template <ActivationKind K>
+  void strided_kind(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
+                    const T *__restrict b) {
+    const T slope = static_cast<T>(phi.slope);
+    unsigned nf = 0;
+    for (index_t j = 0; j < len; ++j) {
+      const T bj = b ? b[j] : T(0);
+      const T v =
+          beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
+      nf |= (v - v) != T(0);
+      dst[j * ld] = activate(K, slope, v);
+    }
+    bad |= nf;
+  }
+  void run(T *dst, const T *src, index_t len, index_t yrow) {
+    const T b = bias ? bias[yrow] : T(0);
+    with_kind([&](auto kind) { run_kind<decltype(kind)::value>(dst, src, len, b); });
+  }
+  void strided(T *dst, index_t ld, const T *src, index_t len, index_t yrow0) {
+    const T *b = bias ? bias + yrow0 : nullptr;
+    with_kind(
+        [&](auto kind) { strided_kind<decltype(kind)::value>(dst, ld, src, len, b); });
   }
   bool finite() const { return bad == 0; }
 };
