@@ -219,23 +219,16 @@ TEST_CASE("tacit certify and tacit attack on text inputs", "[attack][cli]") {
 }
 #endif
 
-#include <tacit/idx.hpp>
-#include <tacit/onnx.hpp>
+#include "fashion_test_util.hpp"
 
 TEST_CASE("PGD (100 steps, 10 restarts) never breaks a certified radius of the committed "
           "Fashion-MNIST models",
           "[attack][slow]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
+  const auto dir = fashion_test_data();
+  if (!dir)
     return;
-  }
-  const auto dir = fashion_mnist_directory();
-  if (!dir) {
-    WARN("Fashion-MNIST not installed (Debian package dataset-fashion-mnist); skipped");
-    return;
-  }
-  // Eight images with the full attack in release builds; sanitizer builds
-  // (10-20x slower) run a lighter version of the same checks.
+    // Eight images with the full attack in release builds; sanitizer builds
+    // (10-20x slower) run a lighter version of the same checks.
 #if defined(__SANITIZE_ADDRESS__)
   const index_t count = 2;
   const int steps = 10, restarts = 1;
@@ -243,12 +236,10 @@ TEST_CASE("PGD (100 steps, 10 restarts) never breaks a certified radius of the c
   const index_t count = 8;
   const int steps = 100, restarts = 10;
 #endif
-  const auto data = read_idx_dataset<double>(*dir / "t10k-images-idx3-ubyte.gz",
-                                             *dir / "t10k-labels-idx1-ubyte.gz", count);
+  const auto data = fashion_test_images(*dir, count);
   for (const char *name : {"fashion_mlp", "fashion_cnn"}) {
     INFO(name);
-    const auto model = import_onnx<double>(std::string(TACIT_TEST_DATA_DIR) +
-                                           "/fashion/" + name + ".onnx");
+    const auto model = fashion_model(name);
     BoundAnalyzer<double> an(model);
     CertifyOptions opt;
     opt.domain_lo = 0;

@@ -266,24 +266,17 @@ TEST_CASE("certified radius and certified accuracy", "[bounds]") {
   CHECK(accl.certified == acc.certified);
 }
 
-#include <tacit/idx.hpp>
-#include <tacit/onnx.hpp>
 #include <tacit/solve.hpp>
+
+#include "fashion_test_util.hpp"
 
 TEST_CASE("bounds of the committed Fashion-MNIST models hold for 10^4 sampled "
           "perturbations each",
           "[bounds][slow]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
+  const auto dir = fashion_test_data();
+  if (!dir)
     return;
-  }
-  const auto dir = fashion_mnist_directory();
-  if (!dir) {
-    WARN("Fashion-MNIST not installed (Debian package dataset-fashion-mnist); skipped");
-    return;
-  }
-  const auto data = read_idx_dataset<double>(*dir / "t10k-images-idx3-ubyte.gz",
-                                             *dir / "t10k-labels-idx1-ubyte.gz", 1);
+  const auto data = fashion_test_images(*dir, 1);
   const index_t p = 784;
   std::vector<double> u0(p);
   for (index_t j = 0; j < p; ++j)
@@ -293,8 +286,7 @@ TEST_CASE("bounds of the committed Fashion-MNIST models hold for 10^4 sampled "
   const auto box = linf_box<double>(u0, eps, 0.0, 1.0);
   for (const char *name : {"fashion_mlp", "fashion_cnn"}) {
     INFO(name);
-    const auto model = import_onnx<double>(std::string(TACIT_TEST_DATA_DIR) +
-                                           "/fashion/" + name + ".onnx");
+    const auto model = fashion_model(name);
     BoundAnalyzer<double> an(model);
     const auto nom = an.nominal(std::span<const double>(u0));
     const StateBounds<double> sb[3] = {an.global_bounds(nom, box),

@@ -19,9 +19,13 @@
 
 #include <sys/wait.h>
 
+#include "fashion_test_util.hpp"
 #include "io_test_util.hpp"
 
 using namespace tacit;
+using tacit::testutil::fashion_model;
+using tacit::testutil::fashion_test_data;
+using tacit::testutil::fashion_test_images;
 using namespace tacit_test;
 
 namespace {
@@ -250,26 +254,19 @@ TEST_CASE("ONNX import of damaged files: a tacit error or a model, never a crash
 }
 
 TEST_CASE("Fashion-MNIST models: tacit predictions equal PyTorch's", "[onnx][fashion]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
+  const auto dir = fashion_test_data();
+  if (!dir)
     return;
-  }
-  const auto dir = fashion_mnist_directory();
-  if (!dir) {
-    WARN("Fashion-MNIST not installed (Debian package dataset-fashion-mnist); skipped");
-    return;
-  }
-  // The whole test set in release builds, a sample under sanitizers.
+    // The whole test set in release builds, a sample under sanitizers.
 #if defined(__SANITIZE_ADDRESS__)
   const index_t count = 500;
 #else
   const index_t count = 10000;
 #endif
-  const auto test = read_idx_dataset<double>(*dir / "t10k-images-idx3-ubyte.gz",
-                                             *dir / "t10k-labels-idx1-ubyte.gz", count);
+  const auto test = fashion_test_images(*dir, count);
   for (const char *name : {"fashion_mlp", "fashion_cnn"}) {
     INFO(name);
-    const auto model = import_onnx<double>(fashion_dir / (std::string(name) + ".onnx"));
+    const auto model = fashion_model(name);
     REQUIRE(model.inputs() == 784);
     REQUIRE(model.outputs() == 10);
     const std::string expected =
