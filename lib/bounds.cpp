@@ -13,6 +13,7 @@
 #include <tacit/error.hpp>
 #include <tacit/solve.hpp>
 #include <tacit/structure.hpp>
+#include <tacit/structured.hpp>
 
 #include "detail/bounds_common.hpp"
 
@@ -119,6 +120,12 @@ template <class T> struct BoundAnalyzer<T>::Impl {
   std::vector<T> lip;
   std::vector<std::vector<index_t>> level_states;
   bool nilpotent = false;
+  /// A when it is strictly block lower triangular: the linear bound's
+  /// back-substitution is then one reverse sweep over its blocks.
+  const BlockOperator<T> *sweep = nullptr;
+  /// States whose row of A is empty: z_i = B_i u + b_i is linear in u, so its
+  /// interval over the box is already exact and refining it gains nothing.
+  std::vector<char> input_only;
   std::vector<T> cert_v;
   double rho = 1;
   bool certified = false;
@@ -232,6 +239,12 @@ BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
   }
   const SccDecomposition scc = strongly_connected_components(*csr);
   I.nilpotent = scc.nilpotent();
+  I.input_only.resize(n);
+  for (index_t i = 0; i < n; ++i)
+    I.input_only[i] = csr->row_ptr()[i + 1] == csr->row_ptr()[i];
+  if (const auto *block = dynamic_cast<const BlockOperator<T> *>(&model.A());
+      block && block->square_partition() && block->strictly_block_lower_triangular())
+    I.sweep = block;
   I.level_states.resize(scc.level_count());
   for (index_t l = 0; l < scc.level_count(); ++l)
     for (index_t k = scc.level_ptr[l]; k < scc.level_ptr[l + 1]; ++k)
@@ -472,56 +485,90 @@ std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
 
 namespace {
 
-// Lower bounds of W^T x + Du^T u + cst (W: n x k, Du: p x k) by
-// back-substitution with the relaxations of `bounds`.
+// Buffers of the linear bound, kept across the chunks of one analysis so
+// that each chunk does not fault in fresh pages.
+template <class T> struct LinearWork {
+  std::vector<T> V, LV, next;
+};
+
+// Lower bounds of W^T x + Du^T u + cst (W: n x k in work.V, Du: p x k) by
+// back-substitution with the relaxations of `bounds`: V = W + A^T Lambda(V).
+// A strictly block lower triangular A (`sweep`) is swept once, block column
+// by block column in reverse order, each Lambda(V_b) formed as soon as V_b is
+// final; otherwise V is iterated to its fixed point (exactly, in levels + 1
+// steps, when A is nilpotent).
 template <class T>
-std::vector<T> linear_kernel(const Model<T> &model,
+std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *sweep,
                              std::span<const detail::StateAct> acts, bool nilpotent,
                              int budget, double tolerance, const StateBounds<T> &bounds,
-                             const InputBox<T> &box, std::vector<T> W, std::vector<T> Du,
-                             std::vector<double> cst, index_t k, int *iterations) {
+                             const InputBox<T> &box, LinearWork<T> &work,
+                             std::vector<T> Du, std::vector<double> cst, index_t k,
+                             int *iterations) {
   const index_t n = model.states(), p = model.inputs();
   std::vector<Relaxation<T>> rel(n);
   for (index_t i = 0; i < n; ++i)
     rel[i] = acts[i].relax(bounds.z_lower[i], bounds.z_upper[i]);
-  std::vector<T> V = W, LV(n * k), next(n * k);
-  const auto lambda = [&](const std::vector<T> &v, std::vector<T> &out) {
-    for (index_t i = 0; i < n; ++i) {
+  std::vector<T> &V = work.V, &LV = work.LV, &next = work.next;
+  LV.resize(n * k);
+  const auto lambda_rows = [&](const std::vector<T> &v, std::vector<T> &out, index_t r0,
+                               index_t r1) {
+    for (index_t i = r0; i < r1; ++i) {
       const Relaxation<T> &r = rel[i];
-      for (index_t j = 0; j < k; ++j) {
-        const T x = v[i * k + j];
-        out[i * k + j] = x >= T(0) ? x * r.lo_slope : x * r.up_slope;
-      }
+      const T *__restrict vi = v.data() + i * k;
+      T *__restrict oi = out.data() + i * k;
+      for (index_t j = 0; j < k; ++j)
+        oi[j] = vi[j] >= T(0) ? vi[j] * r.lo_slope : vi[j] * r.up_slope;
     }
+  };
+  const auto lambda = [&](const std::vector<T> &v, std::vector<T> &out) {
+    lambda_rows(v, out, 0, n);
   };
   int it = 0;
   bool exact = false;
-  for (; it < budget; ++it) {
-    lambda(V, LV);
-    next = W;
-    model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
-                    MatrixView<T>{next.data(), n, k, k});
-    double diff = 0, scale = 0;
-    for (index_t t = 0; t < n * k; ++t) {
-      diff = std::max(diff, std::abs(double(next[t]) - double(V[t])));
-      scale = std::max(scale, std::abs(double(next[t])));
+  if (sweep) {
+    const auto entries = sweep->entries();
+    for (index_t b = sweep->row_blocks() - 1; b >= 0; --b) {
+      const index_t r0 = sweep->row_offset(b), r1 = sweep->row_offset(b + 1);
+      for (const index_t e : sweep->entries_in_col(b)) {
+        const BlockEntry<T> &entry = entries[static_cast<std::size_t>(e)];
+        const index_t o0 = sweep->row_offset(entry.block_row);
+        entry.op->apply(Mode::transpose, T(1),
+                        ConstMatrixView<T>{LV.data() + o0 * k, entry.op->rows(), k, k},
+                        T(1), MatrixView<T>{V.data() + r0 * k, r1 - r0, k, k});
+      }
+      lambda_rows(V, LV, r0, r1);
     }
-    if (diff == 0) {
-      exact = true;
-      break;
+    exact = true;
+  } else {
+    const std::vector<T> W = V;
+    next.resize(n * k);
+    for (; it < budget; ++it) {
+      lambda(V, LV);
+      next = W;
+      model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
+                      MatrixView<T>{next.data(), n, k, k});
+      double diff = 0, scale = 0;
+      for (index_t t = 0; t < n * k; ++t) {
+        diff = std::max(diff, std::abs(double(next[t]) - double(V[t])));
+        scale = std::max(scale, std::abs(double(next[t])));
+      }
+      if (diff == 0) {
+        exact = true;
+        break;
+      }
+      if (!nilpotent && diff <= tolerance * scale)
+        break;
+      V.swap(next);
     }
-    if (!nilpotent && diff <= tolerance * scale)
-      break;
-    V.swap(next);
+    if (it == budget) { // V holds the last iterate; recompute Lambda(V) and its image
+      lambda(V, LV);
+      next = W;
+      model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
+                      MatrixView<T>{next.data(), n, k, k});
+    }
   }
   if (iterations)
     *iterations = it + 1;
-  if (it == budget) { // V holds the last iterate; recompute Lambda(V) and its image
-    lambda(V, LV);
-    next = W;
-    model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
-                    MatrixView<T>{next.data(), n, k, k});
-  }
   // Residual e = next - V (zero when exact) is bounded on the state interval.
   const auto b = model.bias_x();
   std::vector<double> acc = cst;
@@ -563,8 +610,10 @@ BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &
   const index_t n = I.n(), p = I.p(), k = G.cols;
   if (k == 0)
     return {};
-  std::vector<T> W(n * k), Du(p * k, T(0));
-  I.model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{W.data(), n, k, k});
+  LinearWork<T> work;
+  work.V.resize(n * k);
+  std::vector<T> Du(p * k, T(0));
+  I.model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{work.V.data(), n, k, k});
   if (I.model.D())
     I.model.D()->apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{Du.data(), p, k, k});
   std::vector<double> cst(k, 0.0);
@@ -572,9 +621,9 @@ BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &
   for (index_t r = 0; r < I.q(); ++r)
     for (index_t j = 0; j < k; ++j)
       cst[j] += double(G(r, j)) * double(c[r]);
-  auto lin = linear_kernel<T>(I.model, I.acts, I.nilpotent, I.budget(),
-                              I.options.tolerance, bounds, box, std::move(W),
-                              std::move(Du), std::move(cst), k, dual_iterations);
+  auto lin = linear_kernel<T>(I.model, I.sweep, I.acts, I.nilpotent, I.budget(),
+                              I.options.tolerance, bounds, box, work, std::move(Du),
+                              std::move(cst), k, dual_iterations);
   // Never looser than interval arithmetic on the same state bounds.
   const auto ib = interval_lower(bounds, box, G);
   for (index_t j = 0; j < k; ++j)
@@ -602,17 +651,19 @@ StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
   I.input_centre(box, bc, br);
   const auto b = I.model.bias_x();
   const index_t chunk = std::max<index_t>(1, I.options.refine_batch / 2);
+  LinearWork<T> work;
+  std::vector<T> E;
   for (const auto &level : I.level_states) {
     std::vector<index_t> todo;
     for (index_t i : level)
-      if (I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]))
+      if (!I.input_only[i] && I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]))
         todo.push_back(i);
     if (todo.empty())
       continue;
     for (std::size_t start = 0; start < todo.size(); start += chunk) {
       const index_t m = std::min<index_t>(chunk, todo.size() - start);
       const index_t k = 2 * m;
-      std::vector<T> E(n * k, T(0));
+      E.assign(n * k, T(0));
       std::vector<double> cst(k);
       for (index_t t = 0; t < m; ++t) {
         const index_t i = todo[start + t];
@@ -621,15 +672,16 @@ StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
         cst[2 * t] = double(b[i]);
         cst[2 * t + 1] = -double(b[i]);
       }
-      std::vector<T> W(n * k), Du(p * k);
+      std::vector<T> Du(p * k);
+      work.V.resize(n * k);
       I.model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{E.data(), n, k, k},
-                        T(0), MatrixView<T>{W.data(), n, k, k});
+                        T(0), MatrixView<T>{work.V.data(), n, k, k});
       I.model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{E.data(), n, k, k},
                         T(0), MatrixView<T>{Du.data(), p, k, k});
       int its = 0;
-      const auto lb =
-          linear_kernel<T>(I.model, I.acts, I.nilpotent, I.budget(), I.options.tolerance,
-                           s, box, std::move(W), std::move(Du), std::move(cst), k, &its);
+      const auto lb = linear_kernel<T>(I.model, I.sweep, I.acts, I.nilpotent, I.budget(),
+                                       I.options.tolerance, s, box, work, std::move(Du),
+                                       std::move(cst), k, &its);
       st.dual_iterations = std::max(st.dual_iterations, its);
       for (index_t t = 0; t < m; ++t) {
         const index_t i = todo[start + t];

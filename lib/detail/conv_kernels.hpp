@@ -520,11 +520,28 @@ template <class T>
 void conv_adjoint(const ConvPlan &p, std::span<const T> w, bool absolute, T alpha,
                   const T *xc, T beta, MatrixView<T> y, T *acc, Execution exec) {
   const index_t N = y.cols, cs = p.channel_stride() * N;
+  if (N == 0)
+    return;
   const index_t seg = p.OW * N, row_stride = p.Wq * N;
-  for_range(exec, p.C, 1, [&](index_t c0, index_t c1) {
-    for (index_t ci = c0; ci < c1; ++ci) {
+  // Tasks are (input channel, column chunk): a layer with few input channels
+  // (the first convolution's adjoint has one) still keeps every core busy
+  // when the batch is wide. A chunk only changes which columns a task owns,
+  // never the order of any element's sum.
+  const index_t want = exec == Execution::reference ? 1 : (16 + p.C - 1) / p.C;
+  const index_t chunks = std::clamp<index_t>(std::min(want, N / 16), 1, N);
+  const index_t chunk = ((N + chunks - 1) / chunks + 7) / 8 * 8;
+  const index_t nchunks = (N + chunk - 1) / chunk;
+  for_range(exec, p.C * nchunks, 1, [&](index_t t0, index_t t1) {
+    for (index_t t = t0; t < t1; ++t) {
+      const index_t ci = t / nchunks, n0 = (t % nchunks) * chunk,
+                    n1 = std::min(N, n0 + chunk), width = n1 - n0;
+      const bool whole = width == N;
       T *a = acc + ci * cs;
-      std::fill(a, a + cs, T(0));
+      if (whole)
+        std::fill(a, a + cs, T(0));
+      else
+        for (index_t pos = 0; pos < cs / N; ++pos)
+          std::fill(a + pos * N + n0, a + pos * N + n1, T(0));
       const index_t g = ci / p.cin_g, cig = ci % p.cin_g;
       for (index_t co = g * p.cout_g; co < (g + 1) * p.cout_g; ++co)
         for (index_t kh = 0; kh < p.KH; ++kh)
@@ -540,8 +557,17 @@ void conv_adjoint(const ConvPlan &p, std::span<const T> w, bool absolute, T alph
             for (index_t oh = 0; oh < p.OH; ++oh) {
               T *__restrict d = dst + oh * row_stride;
               const T *__restrict s = src + oh * seg;
-              for (index_t j = 0; j < seg; ++j)
-                d[j] += v * s[j];
+              if (whole) {
+                for (index_t j = 0; j < seg; ++j)
+                  d[j] += v * s[j];
+              } else {
+                for (index_t ow = 0; ow < p.OW; ++ow) {
+                  T *__restrict dd = d + ow * N + n0;
+                  const T *__restrict ss = s + ow * N + n0;
+                  for (index_t j = 0; j < width; ++j)
+                    dd[j] += v * ss[j];
+                }
+              }
             }
           }
       // Copy out: y(ci, h, w) = alpha * acc(padded h + pt, w + pl) + beta * y.
@@ -552,7 +578,8 @@ void conv_adjoint(const ConvPlan &p, std::span<const T> w, bool absolute, T alph
           const T *src = a + (((hp % p.sh) * p.sw + wp % p.sw) * p.Hq * p.Wq +
                               (hp / p.sh) * p.Wq + wp / p.sw) *
                                  N;
-          store_scaled(y.row((ci * p.H + h) * p.W + wi), src, N, alpha, beta);
+          store_scaled(y.row((ci * p.H + h) * p.W + wi) + n0, src + n0, width, alpha,
+                       beta);
         }
       }
     }
