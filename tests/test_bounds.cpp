@@ -4,7 +4,10 @@
 #include <catch2/catch.hpp>
 #include <tacit/bounds.hpp>
 #include <tacit/csr.hpp>
+#include <tacit/sensitivity.hpp>
 #include <tacit/structured.hpp>
+
+#include <Eigen/Dense>
 
 #include <algorithm>
 #include <cmath>
@@ -401,4 +404,194 @@ TEST_CASE("linear bound: the block sweep of a structured A equals the fixed poin
                 Approx(mb.margin_lower[k]).margin(1e-9 * (1 + std::abs(mb.margin_lower[k]))));
     }
   }
+}
+
+namespace {
+
+double derivative_of(const Activation &a, double z) {
+  switch (a.kind) {
+  case ActivationKind::relu:
+    return z > 0 ? 1.0 : 0.0;
+  case ActivationKind::leaky_relu:
+    return z > 0 ? 1.0 : a.slope;
+  case ActivationKind::tanh:
+    return 1 - std::tanh(z) * std::tanh(z);
+  case ActivationKind::sigmoid: {
+    const double s = 1 / (1 + std::exp(-z));
+    return s * (1 - s);
+  }
+  case ActivationKind::identity:
+    return 1.0;
+  }
+  return 1.0;
+}
+
+/// Dense Jacobian dy/du at u (q x p, row-major): C P (I - A P)^-1 B + D with
+/// P = diag(phi'(z)), from the reference equilibrium and an Eigen LU solve.
+Eigen::MatrixXd dense_jacobian(const DenseModel &m, const std::vector<double> &u) {
+  std::vector<double> x, y;
+  evaluate(m, u, x, y);
+  const auto map = [](const Dense &a, index_t r, index_t c) {
+    return Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
+                                          Eigen::RowMajor>>(a.data(), r, c);
+  };
+  Eigen::VectorXd P(m.n);
+  for (index_t i = 0; i < m.n; ++i) {
+    double z = m.bx[i];
+    for (index_t j = 0; j < m.n; ++j)
+      z += m.A[i * m.n + j] * x[j];
+    for (index_t j = 0; j < m.p; ++j)
+      z += m.B[i * m.p + j] * u[j];
+    P[i] = derivative_of(m.act[i], z);
+  }
+  const Eigen::MatrixXd A = map(m.A, m.n, m.n), B = map(m.B, m.n, m.p),
+                        C = map(m.C, m.q, m.n);
+  const Eigen::MatrixXd I = Eigen::MatrixXd::Identity(m.n, m.n);
+  Eigen::MatrixXd J =
+      C * P.asDiagonal() * (I - A * P.asDiagonal()).partialPivLu().solve(B);
+  if (!m.D.empty())
+    J += map(m.D, m.q, m.p);
+  return J;
+}
+
+} // namespace
+
+TEST_CASE("local Lipschitz bound: sampled pairs and Jacobians in the box, tight on a "
+          "tiny box, never above the global bound",
+          "[bounds][lipschitz]") {
+  for (auto &c : cases()) {
+    INFO(c.name);
+    const DenseModel &d = c.dense;
+    BoundAnalyzer<double> an(c.model);
+    std::mt19937 rng(23);
+    std::uniform_real_distribution<double> ud(0, 1);
+    std::vector<double> u0(d.p);
+    for (auto &v : u0)
+      v = ud(rng);
+    const auto nom = an.nominal(std::span<const double>(u0));
+    const auto box = linf_box<double>(u0, c.eps);
+    const auto lin = an.linear_state_bounds(nom, box);
+    const LocalLipschitz L = an.local_lipschitz(lin);
+    REQUIRE(L.status == BoundStatus::ok);
+    REQUIRE(L.upper.size() == std::size_t(d.q));
+    REQUIRE(L.magnitude.size() == std::size_t(d.q * d.p));
+    CHECK(L.iterations >= 1);
+
+    // Never above the global (S 1)_k, nor above the same computation on the
+    // (looser) interval bounds.
+    SensitivityOperator<double> S(c.model);
+    Batch<double> U1(d.p, 1);
+    const auto global = lipschitz_bounds(c.model, S, U1);
+    const LocalLipschitz Li = an.local_lipschitz(an.interval_bounds(nom, box));
+    for (index_t k = 0; k < d.q; ++k) {
+      double row = 0;
+      for (index_t j = 0; j < d.p; ++j)
+        row += L.magnitude[k * d.p + j];
+      CHECK(L.upper[k] == Approx(row).epsilon(1e-12));
+      CHECK(L.upper[k] <= global.upper[k] * (1 + 1e-9) + 1e-12);
+      CHECK(L.upper[k] <= Li.upper[k] * (1 + 1e-9) + 1e-12);
+    }
+
+    // Pairs of points in the box (vertices and interior): the weighted bound
+    // sum_j magnitude_kj |u_j - u'_j| holds; Jacobians inside the box are
+    // enclosed entrywise.
+    std::vector<double> u(d.p), v(d.p), x, y, xv, yv;
+    for (int s = 0; s < 300; ++s) {
+      for (index_t j = 0; j < d.p; ++j) {
+        const double a = ud(rng), b = ud(rng);
+        u[j] = box.lower[j] + (s % 2 ? std::round(a) : a) * (box.upper[j] - box.lower[j]);
+        v[j] = box.lower[j] + (s % 3 ? b : std::round(b)) * (box.upper[j] - box.lower[j]);
+      }
+      evaluate(d, u, x, y);
+      evaluate(d, v, xv, yv);
+      for (index_t k = 0; k < d.q; ++k) {
+        double bound = 0;
+        for (index_t j = 0; j < d.p; ++j)
+          bound += L.magnitude[k * d.p + j] * std::abs(u[j] - v[j]);
+        REQUIRE(std::abs(y[k] - yv[k]) <= bound + tol);
+      }
+      const Eigen::MatrixXd J = dense_jacobian(d, u);
+      for (index_t k = 0; k < d.q; ++k)
+        for (index_t j = 0; j < d.p; ++j)
+          REQUIRE(std::abs(J(k, j)) <= L.magnitude[k * d.p + j] + tol);
+    }
+
+    // On a tiny box every slope is (almost) fixed: the bound is the l1 norm
+    // of the Jacobian rows at u0.
+    const auto tiny = linf_box<double>(u0, 1e-10);
+    const LocalLipschitz Lt = an.local_lipschitz(an.linear_state_bounds(nom, tiny));
+    REQUIRE(Lt.status == BoundStatus::ok);
+    const Eigen::MatrixXd J0 = dense_jacobian(d, u0);
+    for (index_t k = 0; k < d.q; ++k) {
+      const double l1 = J0.row(k).cwiseAbs().sum();
+      CHECK(Lt.upper[k] == Approx(l1).epsilon(1e-6).margin(1e-9));
+      CHECK(Lt.upper[k] <= L.upper[k] * (1 + 1e-9) + 1e-12);
+    }
+  }
+}
+
+TEST_CASE("local Lipschitz bound: the block sweep of a structured A equals the "
+          "iteration on the same A as CSR; gradients in the box stay below it",
+          "[bounds][lipschitz]") {
+  const auto dir = fashion_test_data();
+  if (!dir)
+    return;
+  const auto structured = fashion_model("fashion_cnn");
+  const Model<double> csr(
+      std::make_shared<const CsrMatrix<double>>(structured.A().to_csr()),
+      structured.B_ptr(), structured.C_ptr(), structured.D_ptr(),
+      std::vector<double>(structured.bias_x().begin(), structured.bias_x().end()),
+      std::vector<double>(structured.bias_y().begin(), structured.bias_y().end()),
+      structured.blocks());
+  const auto data = fashion_test_images(*dir, 2);
+  BoundAnalyzer<double> sweep(structured), iterate(csr);
+  for (index_t c = 0; c < 2; ++c) {
+    std::vector<double> u0(784);
+    for (index_t j = 0; j < 784; ++j)
+      u0[j] = data.images(j, c);
+    const auto box = linf_box<double>(u0, 0.02, 0.0, 1.0);
+    const auto ns = sweep.nominal(std::span<const double>(u0));
+    const auto bounds = sweep.linear_state_bounds(ns, box);
+    const LocalLipschitz a = sweep.local_lipschitz(bounds);
+    const LocalLipschitz b = iterate.local_lipschitz(bounds);
+    REQUIRE(a.status == BoundStatus::ok);
+    REQUIRE(b.status == BoundStatus::ok);
+    CHECK(a.iterations == 1);
+    CHECK(b.iterations == 2); // the second step confirms the fixed point
+    for (std::size_t t = 0; t < a.magnitude.size(); ++t)
+      REQUIRE(a.magnitude[t] ==
+              Approx(b.magnitude[t]).margin(1e-9 * (1 + std::abs(b.magnitude[t]))));
+    // Gradients at points of the box (the model's own adjoint solve).
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<double> ud(0, 1);
+    const index_t m = 64;
+    Batch<double> U(784, m), G;
+    for (index_t s = 0; s < m; ++s)
+      for (index_t j = 0; j < 784; ++j)
+        U(j, s) = box.lower[j] + ud(rng) * (box.upper[j] - box.lower[j]);
+    std::vector<index_t> outputs(10);
+    for (index_t k = 0; k < 10; ++k)
+      outputs[k] = k;
+    output_gradients(structured, U, std::span<const index_t>(outputs), G);
+    for (index_t s = 0; s < m; ++s)
+      for (index_t k = 0; k < 10; ++k)
+        for (index_t j = 0; j < 784; ++j)
+          REQUIRE(std::abs(G(j, s * 10 + k)) <= a.magnitude[k * 784 + j] + 1e-9);
+  }
+}
+
+TEST_CASE("local Lipschitz bound: unbounded state bounds and misuse", "[bounds][lipschitz]") {
+  auto all = cases();
+  const Case &c = all.front();
+  BoundAnalyzer<double> an(c.model);
+  std::vector<double> u0(c.dense.p, 0.5);
+  const auto nom = an.nominal(std::span<const double>(u0));
+  auto s = an.interval_bounds(nom, linf_box<double>(u0, 0.1));
+  s.status = BoundStatus::unbounded;
+  const LocalLipschitz L = an.local_lipschitz(s);
+  CHECK(L.status == BoundStatus::unbounded);
+  for (const double u : L.upper)
+    CHECK(std::isinf(u));
+  s.z_lower.pop_back();
+  CHECK_THROWS_WITH(an.local_lipschitz(s), Catch::Contains("state bounds have"));
 }

@@ -128,6 +128,28 @@ struct LinearBoundStats {
   int dual_iterations = 0;     ///< largest dual iteration count
 };
 
+/// Local Lipschitz bounds of the outputs over a box. For u, u' in the box,
+/// y(u) - y(u') = J (u - u') with a mean-value Jacobian
+///     J = C P (I - A P)^-1 B + D,   P = diag(s),
+/// s_i a secant slope of phi_i between two points of the pre-activation
+/// interval [z_lower_i, z_upper_i] (ReLU: 0 or 1 when stable, [0, 1] when
+/// unstable). J is enclosed by interval arithmetic through the equilibrium
+/// (centre/radius form, signs of A, B and C kept): one reverse sweep for a
+/// strictly block lower triangular A, a fixed point iteration otherwise
+/// (exact after depth + 1 steps for a feed-forward A; with cycles, verified
+/// by an inflated inclusion F(W) within W).
+struct LocalLipschitz {
+  /// q x p, row-major: |J_kj| <= magnitude[k * p + j] for every such J.
+  std::vector<double> magnitude;
+  /// Row sums of `magnitude`: |y_k(u) - y_k(u')| <= upper[k] ||u - u'||_inf
+  /// for all u, u' in the box.
+  std::vector<double> upper;
+  /// unbounded (all entries +inf) when the state bounds are, or when the
+  /// inclusion of a cyclic iteration could not be verified.
+  BoundStatus status = BoundStatus::ok;
+  int iterations = 0; ///< sweeps (1) or fixed point steps
+};
+
 /// Prepared bound computations for one model: activations, levels of the
 /// strongly connected components of A and the certificate vector of the
 /// global bound are computed once. All methods are const and may be called
@@ -183,6 +205,11 @@ public:
   /// The same by interval arithmetic on the state bounds.
   std::vector<T> interval_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
                                 ConstMatrixView<T> G) const;
+
+  /// Local Lipschitz bounds over a box from pre-activation bounds valid on
+  /// it (the tighter, the tighter the result: linear_state_bounds gives the
+  /// best). Each upper[k] is at most the global (S 1)_k in exact arithmetic.
+  LocalLipschitz local_lipschitz(const StateBounds<T> &bounds) const;
 
 private:
   struct Impl;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include <tacit/model.hpp>
 
@@ -86,6 +87,37 @@ struct StateAct {
       return T(1);
     }
     return T(1);
+  }
+
+  /// Enclosure [lo, hi] of the secant slopes (phi(z) - phi(z')) / (z - z')
+  /// for z != z' in [l, h] (l <= h, possibly infinite): by the mean value
+  /// theorem, the range of phi' on [l, h].
+  std::pair<double, double> slope_range(double l, double h) const {
+    switch (kind) {
+    case ActKind::identity:
+      return {1.0, 1.0};
+    case ActKind::relu:
+    case ActKind::leaky: {
+      const double a = kind == ActKind::relu ? 0.0 : slope;
+      if (h <= 0)
+        return {a, a};
+      if (l >= 0)
+        return {1.0, 1.0};
+      return {std::min(a, 1.0), std::max(a, 1.0)};
+    }
+    case ActKind::tanh:
+    case ActKind::sigmoid: {
+      // phi' is even about 0 and decreasing in |z|: largest at the point of
+      // [l, h] nearest 0, smallest at the end farthest from it.
+      const double near = std::clamp(0.0, l, h);
+      const double far = std::max(std::abs(l), std::abs(h));
+      const double hi = derivative(near), lo = std::isfinite(far) ? derivative(far) : 0.0;
+      // derivative() is evaluated in double: widen by a few ulps.
+      const double slack = 8 * std::numeric_limits<double>::epsilon();
+      return {std::max(0.0, lo * (1 - slack)), hi * (1 + slack)};
+    }
+    }
+    return {0.0, 1.0};
   }
 
   /// Intersects [lo, hi] with the range of the activation.
