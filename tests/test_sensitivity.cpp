@@ -556,6 +556,7 @@ TEST_CASE("sensitivity: Lipschitz bounds", "[sensitivity]") {
 }
 
 #ifdef TACIT_CLI_PATH
+#include <tacit/bounds.hpp>
 #include <tacit/image.hpp>
 #include <tacit/io.hpp>
 
@@ -623,6 +624,43 @@ TEST_CASE("sensitivity: tacit sensitivity, lipschitz and plot spy",
   REQUIRE(lip["outputs"].size() == static_cast<std::size_t>(m.outputs()));
   for (const auto &o : lip["outputs"])
     CHECK(o["lower"].get<double>() <= o["upper"].get<double>());
+
+  // Local bounds on boxes around two inputs: the library's numbers, below the
+  // global bound, above the sampled gradients.
+  std::vector<double> centre(static_cast<std::size_t>(m.inputs()));
+  {
+    std::ofstream f(dir / "U.txt");
+    f.precision(17);
+    for (int c = 0; c < 2; ++c) {
+      for (index_t j = 0; j < m.inputs(); ++j)
+        f << (j ? " " : "") << 0.1 * double(c + 1) * double(j % 3);
+      f << "\n";
+    }
+  }
+  REQUIRE(run_cli(dir, "lipschitz m --samples 4 --eps 0.05 --input U.txt --local-samples 8 --json",
+                  out) == 0);
+  const auto loc = nlohmann::json::parse(out);
+  REQUIRE(loc["local"]["boxes"].size() == 2);
+  const BoundAnalyzer<double> analyzer(m);
+  for (int c = 0; c < 2; ++c) {
+    for (index_t j = 0; j < m.inputs(); ++j)
+      centre[static_cast<std::size_t>(j)] = 0.1 * double(c + 1) * double(j % 3);
+    const auto nominal = analyzer.nominal(std::span<const double>(centre));
+    const LocalLipschitz L = analyzer.local_lipschitz(
+        analyzer.linear_state_bounds(nominal, linf_box<double>(centre, 0.05)));
+    const auto &box = loc["local"]["boxes"][static_cast<std::size_t>(c)];
+    CHECK(box["status"] == "ok");
+    for (index_t k = 0; k < m.outputs(); ++k) {
+      const auto kk = static_cast<std::size_t>(k);
+      CHECK(box["upper"][kk].get<double>() == L.upper[kk]);
+      CHECK(box["lower"][kk].get<double>() <= L.upper[kk] * (1 + 1e-12));
+      CHECK(box["lower"][kk].get<double>() > 0);
+      CHECK(L.upper[kk] <= loc["outputs"][kk]["upper"].get<double>() * (1 + 1e-12));
+    }
+  }
+  CHECK(run_cli(dir, "lipschitz m --input U.txt", out) == 1);   // centres without --eps
+  CHECK(run_cli(dir, "lipschitz m --eps 0.1", out) == 1);       // --eps without centres
+  CHECK(run_cli(dir, "lipschitz m --eps 0.1 --input missing.txt", out) == 2);
 
   REQUIRE(run_cli(dir, "plot spy m -o A.png --size 20 --json", out) == 0);
   const Image spy = read_png(dir / "A.png");

@@ -1,13 +1,17 @@
 // tacit lipschitz: per-output bounds on the l_inf -> l_inf Lipschitz constant:
 // upper from the sensitivity matrix (row sums of S), lower from gradients
-// through the equilibrium at sampled inputs.
+// through the equilibrium at sampled inputs; with --eps, the same locally on
+// l_inf boxes around given inputs (upper from the interval Jacobian on the
+// linear state bounds, lower from gradients sampled in the box).
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <iostream>
 #include <optional>
 #include <vector>
 
+#include <tacit/bounds.hpp>
 #include <tacit/error.hpp>
 #include <tacit/generate.hpp>
 #include <tacit/io.hpp>
@@ -15,10 +19,128 @@
 #include <tacit/sensitivity.hpp>
 
 #include "cli_common.hpp"
+#include "cli_dataset.hpp"
 #include "cli_model.hpp"
 
 namespace tacit::cli {
 namespace {
+
+/// Local bounds on the boxes |u - u0| <= eps around each centre u0.
+struct LocalReport {
+  double eps = 0;
+  std::string source;
+  index_t samples = 0; ///< gradient samples per box
+  std::vector<std::vector<double>> upper, lower; ///< per centre, per output
+  std::vector<std::string> status;               ///< per centre
+  std::vector<double> mean_upper, mean_lower;    ///< over the centres with finite bounds
+  index_t bounded = 0;
+  double seconds = 0;
+};
+
+template <class T>
+std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
+                                        const std::filesystem::path &path,
+                                        Progress &progress) {
+  const auto &a = inv.args;
+  if (!a.has("eps")) {
+    if (a.has("data") || a.has("input"))
+      throw UsageError("--data and --input give the centres of the local bound: add --eps");
+    return std::nullopt;
+  }
+  const double eps = a.real("eps", 0.0, 1e300).value();
+  const index_t limit = a.integer("limit", 1, std::int64_t(1) << 40).value_or(10);
+  const index_t samples = a.integer("local-samples", 0, 1000000).value_or(32);
+  const index_t p = model.inputs(), q = model.outputs();
+  LocalReport r;
+  r.eps = eps;
+  r.samples = samples;
+  Batch<double> centres;
+  bool images = false;
+  if (const auto dir = a.text("data")) {
+    if (a.has("input"))
+      throw UsageError("give either --data or --input, not both");
+    const std::filesystem::path d = *dir;
+    std::filesystem::path file = d / "t10k-images-idx3-ubyte.gz";
+    if (!std::filesystem::exists(file))
+      file = d / "t10k-images-idx3-ubyte";
+    if (!std::filesystem::exists(file))
+      throw FileError((d / "t10k-images-idx3-ubyte.gz").string(), 0,
+                      "not found (expected the Fashion-MNIST/MNIST IDX test images)");
+    centres = read_idx_images<double>(file, limit).images;
+    r.source = file.string();
+    images = true;
+  } else if (const auto input = a.text("input")) {
+    centres = read_vectors<double>(*input, p);
+    r.source = *input;
+  } else {
+    throw UsageError("--eps needs the centres of the boxes: --data DIR or --input U.txt");
+  }
+  if (centres.rows() != p)
+    throw CommandFailure(exit_input, r.source + ": inputs have " +
+                                         std::to_string(centres.rows()) +
+                                         " values, the model has p = " + std::to_string(p));
+  // Bounds are computed in double whatever --precision says.
+  std::optional<Model<double>> loaded;
+  if constexpr (!std::is_same_v<T, double>)
+    loaded.emplace(load_model<double>(path));
+  const Model<double> &m64 = [&]() -> const Model<double> & {
+    if constexpr (std::is_same_v<T, double>)
+      return model;
+    else
+      return *loaded;
+  }();
+  Stopwatch clock;
+  BoundAnalyzer<double> analyzer(m64);
+  const index_t count = std::min(limit, centres.cols());
+  std::vector<index_t> outputs(static_cast<std::size_t>(q));
+  for (index_t k = 0; k < q; ++k)
+    outputs[k] = k;
+  std::mt19937_64 rng(static_cast<std::uint64_t>(a.integer("seed", 0, INT64_MAX).value_or(1)));
+  std::uniform_real_distribution<double> unit(0, 1);
+  r.mean_upper.assign(q, 0.0);
+  r.mean_lower.assign(q, 0.0);
+  std::vector<double> u0(static_cast<std::size_t>(p));
+  for (index_t c = 0; c < count; ++c) {
+    progress.update("local bounds: box " + std::to_string(c + 1) + " of " +
+                    std::to_string(count) + " ...");
+    centres.get_column(c, u0);
+    const auto box = images ? linf_box<double>(u0, eps, 0.0, 1.0) : linf_box<double>(u0, eps);
+    const auto nominal = analyzer.nominal(std::span<const double>(u0));
+    const LocalLipschitz L =
+        analyzer.local_lipschitz(analyzer.linear_state_bounds(nominal, box));
+    // Gradients at the centre and at points of the box.
+    Batch<double> U(p, samples + 1), G;
+    U.set_column(0, u0);
+    for (index_t s = 1; s <= samples; ++s)
+      for (index_t j = 0; j < p; ++j)
+        U(j, s) = box.lower[j] + unit(rng) * (box.upper[j] - box.lower[j]);
+    output_gradients(m64, U, std::span<const index_t>(outputs), G);
+    std::vector<double> lower(static_cast<std::size_t>(q), 0.0);
+    for (index_t s = 0; s <= samples; ++s)
+      for (index_t k = 0; k < q; ++k) {
+        double norm = 0;
+        for (index_t j = 0; j < p; ++j)
+          norm += std::abs(G(j, s * q + k));
+        lower[k] = std::max(lower[k], norm);
+      }
+    r.upper.push_back(L.upper);
+    r.lower.push_back(lower);
+    r.status.push_back(to_string(L.status));
+    if (L.status != BoundStatus::unbounded) {
+      ++r.bounded;
+      for (index_t k = 0; k < q; ++k) {
+        r.mean_upper[k] += L.upper[k];
+        r.mean_lower[k] += lower[k];
+      }
+    }
+  }
+  for (index_t k = 0; k < q; ++k) {
+    r.mean_upper[k] /= std::max<index_t>(1, r.bounded);
+    r.mean_lower[k] /= std::max<index_t>(1, r.bounded);
+  }
+  r.seconds = clock.seconds();
+  return r;
+}
 
 template <class T> int run(Invocation &inv, Precision precision) {
   const std::filesystem::path path = inv.args.positionals().at(0);
@@ -63,6 +185,7 @@ template <class T> int run(Invocation &inv, Precision precision) {
   progress.clear();
 
   const index_t q = model.outputs();
+  const std::optional<LocalReport> local = local_bounds(inv, model, path, progress);
   std::vector<double> gap(static_cast<std::size_t>(q)), ratio(gap.size());
   for (index_t k = 0; k < q; ++k) {
     gap[k] = report.upper[k] - report.lower[k];
@@ -80,7 +203,26 @@ template <class T> int run(Invocation &inv, Precision precision) {
       o["ratio"] = std::isfinite(ratio[k]) ? nlohmann::json(ratio[k]) : nlohmann::json();
       outputs.push_back(o);
     }
-    inv.emit({{"model", path.string()},
+    nlohmann::json local_json;
+    if (local) {
+      nlohmann::json boxes = nlohmann::json::array();
+      for (std::size_t c = 0; c < local->upper.size(); ++c) {
+        nlohmann::json up = nlohmann::json::array(), lo = nlohmann::json::array();
+        for (index_t k = 0; k < q; ++k) {
+          up.push_back(std::isfinite(local->upper[c][k]) ? nlohmann::json(local->upper[c][k])
+                                                         : nlohmann::json());
+          lo.push_back(local->lower[c][k]);
+        }
+        boxes.push_back({{"input", c}, {"status", local->status[c]}, {"upper", up},
+                         {"lower", lo}});
+      }
+      local_json = {{"eps", local->eps},           {"centres", local->source},
+                    {"bounded", local->bounded},   {"samples_per_box", local->samples},
+                    {"mean_upper", local->mean_upper}, {"mean_lower", local->mean_lower},
+                    {"boxes", boxes},              {"seconds", local->seconds}};
+    }
+    inv.emit({{"local", local_json},
+              {"model", path.string()},
               {"precision", to_string(precision)},
               {"n", model.states()},
               {"p", model.inputs()},
@@ -110,6 +252,25 @@ template <class T> int run(Invocation &inv, Precision precision) {
       std::cout << line;
     }
     std::cout << "  " << fmt_seconds(seconds) << " (" << inv.threads << " thread(s))\n";
+    if (local) {
+      std::cout << "local bounds on |u - u0|_inf <= " << fmt_g(local->eps) << " around "
+                << local->upper.size() << " input(s) of " << local->source << " ("
+                << local->bounded << " bounded)\n"
+                << "  upper: interval Jacobian on the linear state bounds; lower: max "
+                   "||grad y_k||_1 over the centre and "
+                << local->samples << " points of each box; means over the boxes\n"
+                << "  output    local lower    local upper     upper/lower   global upper\n";
+      for (index_t k = 0; k < q; ++k) {
+        const double lo = local->mean_lower[k], up = local->mean_upper[k];
+        char line[160];
+        std::snprintf(line, sizeof line, "  %6lld  %13.6g  %13.6g  %14.4g  %13.6g\n",
+                      static_cast<long long>(k), lo, up,
+                      lo > 0 ? up / lo : std::numeric_limits<double>::infinity(),
+                      report.upper[k]);
+        std::cout << line;
+      }
+      std::cout << "  " << fmt_seconds(local->seconds) << "\n";
+    }
   }
   return exit_ok;
 }
@@ -135,13 +296,25 @@ int run_lipschitz(Invocation &inv) {
     .options = {{"samples", 0, "N", "number of sampled inputs (default 32)"},
                 {"seed", 0, "S", "seed of the sampled inputs (default 1)"},
                 {"radius", 0, "R", "inputs uniform in [-R, R]^p (default 1)"},
+                {"eps", 0, "E",
+                 "also bound the constants locally, on the boxes |u - u0|_inf <= E "
+                 "around the inputs of --data or --input"},
+                {"data", 0, "DIR",
+                 "IDX directory: centres from its test images (boxes clipped to [0, 1])"},
+                {"input", 'i', "U.txt", "centres, one input per line"},
+                {"limit", 0, "N", "number of centres (default 10)"},
+                {"local-samples", 0, "M",
+                 "gradient samples per box for the local lower bound (default 32)"},
                 precision_option},
     .epilog =
         "JSON fields: outputs [{output, upper, lower, gap, ratio, argmax_sample}],\n"
-        "method, samples, seconds.\n",
+        "method, samples, seconds; with --eps also local {eps, mean_upper, mean_lower,\n"
+        "boxes [{input, status, upper, lower}], seconds}.\n"
+        "Example: tacit lipschitz cnn.tacit --eps 0.01 --data "
+        "/usr/share/datasets/fashion-mnist --limit 100\n",
     .order = 72,
     .run = run_lipschitz,
-    .usage = "MODEL [--samples N] [OPTIONS]",
+    .usage = "MODEL [--samples N] [--eps E (--data DIR | --input U.txt)] [OPTIONS]",
 });
 
 } // namespace
