@@ -489,6 +489,7 @@ namespace {
 // that each chunk does not fault in fresh pages.
 template <class T> struct LinearWork {
   std::vector<T> V, LV, next;
+  std::vector<T> a; ///< B^T Lambda(V) + Du of the last bound (when asked for)
 };
 
 // Lower bounds of W^T x + Du^T u + cst (W: n x k in work.V, Du: p x k) by
@@ -503,7 +504,8 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
                              int budget, double tolerance, const StateBounds<T> &bounds,
                              const InputBox<T> &box, LinearWork<T> &work,
                              std::vector<T> Du, std::vector<double> cst, index_t k,
-                             int *iterations) {
+                             int *iterations, const T *lower_slopes = nullptr,
+                             bool *was_exact = nullptr) {
   const index_t n = model.states(), p = model.inputs();
   std::vector<Relaxation<T>> rel(n);
   for (index_t i = 0; i < n; ++i)
@@ -516,8 +518,14 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
       const Relaxation<T> &r = rel[i];
       const T *__restrict vi = v.data() + i * k;
       T *__restrict oi = out.data() + i * k;
-      for (index_t j = 0; j < k; ++j)
-        oi[j] = vi[j] >= T(0) ? vi[j] * r.lo_slope : vi[j] * r.up_slope;
+      if (lower_slopes) {
+        const T *__restrict li = lower_slopes + i * k;
+        for (index_t j = 0; j < k; ++j)
+          oi[j] = vi[j] >= T(0) ? vi[j] * li[j] : vi[j] * r.up_slope;
+      } else {
+        for (index_t j = 0; j < k; ++j)
+          oi[j] = vi[j] >= T(0) ? vi[j] * r.lo_slope : vi[j] * r.up_slope;
+      }
     }
   };
   const auto lambda = [&](const std::vector<T> &v, std::vector<T> &out) {
@@ -594,10 +602,120 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
   for (index_t i = 0; i < p; ++i)
     for (index_t j = 0; j < k; ++j)
       acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
+  if (was_exact) {
+    *was_exact = exact;
+    work.a.swap(Du);
+  }
   std::vector<T> out(k);
   for (index_t j = 0; j < k; ++j)
     out[j] = static_cast<T>(acc[j]);
   return out;
+}
+
+// Optimised lower lines (as in alpha-CROWN): the lower slope alpha_ij of
+// every unstable convex ReLU-like state i (any slope in [a_i, 1] through the
+// origin is a valid lower line) is a free parameter of the sound bound
+// f_j(alpha) of column j. f_j is piecewise linear in alpha with gradient
+// V_ij phi_ij (V_ij >= 0), phi the pre-activations of the relaxed network
+// driven by the box vertex u* that attains the minimum: one forward pass.
+// Projected Adam ascent from the adaptive slopes; the best bound of each
+// column over the steps is kept (every step's bound is sound). Needs an
+// exact back-substitution (feed-forward A): otherwise returns `best`.
+template <class T>
+std::vector<T> optimise_lower_slopes(const Model<T> &model, const BlockOperator<T> *sweep,
+                                     std::span<const detail::StateAct> acts, bool nilpotent,
+                                     int budget, double tolerance,
+                                     const StateBounds<T> &bounds, const InputBox<T> &box,
+                                     const std::vector<T> &W, const std::vector<T> &Du,
+                                     const std::vector<double> &cst, index_t k, int steps,
+                                     std::vector<T> best) {
+  const index_t n = model.states(), p = model.inputs();
+  if (!nilpotent || steps <= 0 || k == 0)
+    return best;
+  std::vector<Relaxation<T>> rel(n);
+  std::vector<T> slope_lo(n, T(0));
+  std::vector<char> free(n, 0);
+  bool any = false;
+  for (index_t i = 0; i < n; ++i) {
+    rel[i] = acts[i].relax(bounds.z_lower[i], bounds.z_upper[i]);
+    const auto &a = acts[i];
+    const bool relu_like = a.kind == detail::ActKind::relu ||
+                           (a.kind == detail::ActKind::leaky && a.slope <= 1);
+    if (relu_like && bounds.z_lower[i] < T(0) && bounds.z_upper[i] > T(0)) {
+      free[i] = 1;
+      slope_lo[i] = a.kind == detail::ActKind::relu ? T(0) : static_cast<T>(a.slope);
+      any = true;
+    }
+  }
+  if (!any)
+    return best;
+  std::vector<T> alpha(n * k), m1(n * k, T(0)), m2(n * k, T(0));
+  for (index_t i = 0; i < n; ++i)
+    std::fill(alpha.begin() + i * k, alpha.begin() + (i + 1) * k, rel[i].lo_slope);
+  LinearWork<T> work;
+  std::vector<T> base(n * k), psi(n * k), next(n * k), ustar(p * k);
+  const auto b = model.bias_x();
+  const double lr = 0.2, beta1 = 0.9, beta2 = 0.999;
+  double pow1 = 1, pow2 = 1;
+  for (int step = 0; step < steps; ++step) {
+    work.V = W;
+    bool exact = false;
+    const auto f = linear_kernel<T>(model, sweep, acts, nilpotent, budget, tolerance, bounds,
+                                    box, work, Du, cst, k, nullptr, alpha.data(), &exact);
+    if (!exact)
+      return best;
+    for (index_t j = 0; j < k; ++j)
+      best[j] = std::max(best[j], f[j]);
+    if (step + 1 == steps)
+      break;
+    // Forward pass of the relaxed network at u*: phi = b + B u* + A psi,
+    // psi = icpt + lambda phi (exact after depth + 1 steps).
+    for (index_t j = 0; j < p; ++j)
+      for (index_t c = 0; c < k; ++c)
+        ustar[j * k + c] = work.a[j * k + c] >= T(0) ? box.lower[j] : box.upper[j];
+    model.B().apply(Mode::normal, T(1), ConstMatrixView<T>{ustar.data(), p, k, k}, T(0),
+                    MatrixView<T>{base.data(), n, k, k});
+    for (index_t i = 0; i < n; ++i)
+      for (index_t c = 0; c < k; ++c)
+        base[i * k + c] += b[i];
+    std::fill(psi.begin(), psi.end(), T(0));
+    const std::vector<T> &V = work.V;
+    for (int it = 0; it < budget; ++it) {
+      next = base;
+      model.A().apply(Mode::normal, T(1), ConstMatrixView<T>{psi.data(), n, k, k}, T(1),
+                      MatrixView<T>{next.data(), n, k, k});
+      bool same = true;
+      for (index_t i = 0; i < n; ++i) {
+        const Relaxation<T> &r = rel[i];
+        for (index_t c = 0; c < k; ++c) {
+          const index_t t = i * k + c;
+          const T v = V[t] >= T(0) ? alpha[t] * next[t] + r.lo_icpt
+                                   : r.up_slope * next[t] + r.up_icpt;
+          same = same && v == psi[t];
+          psi[t] = v;
+        }
+      }
+      if (same)
+        break;
+    }
+    // next = phi (the pre-activations of the last pass); Adam ascent.
+    pow1 *= beta1;
+    pow2 *= beta2;
+    for (index_t i = 0; i < n; ++i) {
+      if (!free[i])
+        continue;
+      for (index_t c = 0; c < k; ++c) {
+        const index_t t = i * k + c;
+        const double g = V[t] >= T(0) ? double(V[t]) * double(next[t]) : 0.0;
+        m1[t] = static_cast<T>(beta1 * m1[t] + (1 - beta1) * g);
+        m2[t] = static_cast<T>(beta2 * m2[t] + (1 - beta2) * g * g);
+        const double mh = m1[t] / (1 - pow1), vh = m2[t] / (1 - pow2);
+        const double a = double(alpha[t]) + lr * mh / (std::sqrt(vh) + 1e-12);
+        alpha[t] = static_cast<T>(std::clamp(a, double(slope_lo[i]), 1.0));
+      }
+    }
+  }
+  return best;
 }
 
 } // namespace
@@ -753,6 +871,36 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
   st.dual_iterations = std::max(st.dual_iterations, its);
   for (index_t j = 0; j < k; ++j)
     lb[j] = std::max(lb[j], ib[j]);
+  // Margins not yet positive: optimise the lower lines for them.
+  std::vector<index_t> open;
+  for (index_t j = 0; j < q; ++j)
+    if (j != label && !(lb[j] > T(0)))
+      open.push_back(j);
+  if (I.options.slope_steps > 0 && !open.empty() && s.status != BoundStatus::unbounded &&
+      I.nilpotent) {
+    const index_t m = static_cast<index_t>(open.size()), n = I.n(), p = I.p();
+    std::vector<T> Gs(q * m, T(0)), W(n * m), Du(p * m, T(0));
+    for (index_t t = 0; t < m; ++t) {
+      Gs[label * m + t] += T(1);
+      Gs[open[t] * m + t] -= T(1);
+    }
+    const ConstMatrixView<T> Gsv{Gs.data(), q, m, m};
+    I.model.C().apply(Mode::transpose, T(1), Gsv, T(0), MatrixView<T>{W.data(), n, m, m});
+    if (I.model.D())
+      I.model.D()->apply(Mode::transpose, T(1), Gsv, T(0), MatrixView<T>{Du.data(), p, m, m});
+    const auto c = I.model.bias_y();
+    std::vector<double> cst(m, double(c[label]));
+    std::vector<T> start(m);
+    for (index_t t = 0; t < m; ++t) {
+      cst[t] -= double(c[open[t]]);
+      start[t] = lb[open[t]];
+    }
+    const auto opt = optimise_lower_slopes<T>(I.model, I.sweep, I.acts, I.nilpotent,
+                                              I.budget(), I.options.tolerance, s, box, W, Du,
+                                              cst, m, I.options.slope_steps, start);
+    for (index_t t = 0; t < m; ++t)
+      lb[open[t]] = std::max(lb[open[t]], opt[t]);
+  }
   fill(lb, s.status);
   if (stats)
     *stats = st;

@@ -595,3 +595,49 @@ TEST_CASE("local Lipschitz bound: unbounded state bounds and misuse", "[bounds][
   s.z_lower.pop_back();
   CHECK_THROWS_WITH(an.local_lipschitz(s), Catch::Contains("state bounds have"));
 }
+
+TEST_CASE("linear bound: optimised lower slopes are never looser than the adaptive ones, "
+          "tighter on some margins, and sound against sampling",
+          "[bounds]") {
+  const auto dir = fashion_test_data();
+  if (!dir)
+    return;
+  const auto model = fashion_model("fashion_mlp");
+  BoundOptions off;
+  off.slope_steps = 0;
+  BoundAnalyzer<double> adaptive(model, off), optimised(model);
+  REQUIRE(optimised.options().slope_steps > 0);
+  const auto data = fashion_test_images(*dir, 12);
+  index_t tighter = 0;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> unit(0, 1);
+  for (index_t c = 0; c < 12; ++c) {
+    std::vector<double> u0(784);
+    for (index_t j = 0; j < 784; ++j)
+      u0[j] = data.images(j, c);
+    const auto nom = adaptive.nominal(std::span<const double>(u0));
+    const auto box = linf_box<double>(u0, 0.03, 0.0, 1.0);
+    const int label = data.labels[c];
+    const auto a = adaptive.margins(nom, box, label, BoundMethod::linear);
+    const auto o = optimised.margins(nom, box, label, BoundMethod::linear);
+    for (index_t k = 0; k < 10; ++k) {
+      REQUIRE(o.margin_lower[k] >= a.margin_lower[k]);
+      tighter += o.margin_lower[k] > a.margin_lower[k] + 1e-9 ? 1 : 0;
+    }
+    if (c >= 3)
+      continue;
+    // Sampled points of the box (half of them vertices) never beat the bound.
+    Batch<double> U(784, 500), X, Y;
+    for (index_t s = 0; s < 500; ++s)
+      for (index_t j = 0; j < 784; ++j) {
+        const double t = unit(rng);
+        U(j, s) = box.lower[j] + (s % 2 ? std::round(t) : t) * (box.upper[j] - box.lower[j]);
+      }
+    EquilibriumSolver<double> solver(model);
+    REQUIRE(solver.predict(U, X, Y).ok());
+    for (index_t s = 0; s < 500; ++s)
+      for (index_t k = 0; k < 10; ++k)
+        REQUIRE(Y(label, s) - Y(k, s) >= o.margin_lower[k] - 1e-12 * (1 + std::abs(Y(k, s))));
+  }
+  CHECK(tighter > 0);
+}

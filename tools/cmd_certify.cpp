@@ -34,6 +34,7 @@ int run_certify(Invocation &inv) {
     }
   }
   const bool no_refine = a.flag("no-refine");
+  const int slope_steps = static_cast<int>(a.integer("slope-steps", 0, 100000).value_or(20));
 
   Progress progress(inv.progress_enabled());
   progress.update("loading " + model_path.string() + " ...", true);
@@ -50,6 +51,7 @@ int run_certify(Invocation &inv) {
   CertifyOptions options;
   options.method = method;
   options.bounds.refine = !no_refine;
+  options.bounds.slope_steps = slope_steps;
   if (domain) {
     options.domain_lo = (*domain)[0];
     options.domain_hi = (*domain)[1];
@@ -160,6 +162,9 @@ std::vector<OptionSpec> certify_options() {
                "otherwise; 'none' to disable)"});
   o.push_back({"no-refine", 0, "",
                "linear bound without refining intermediate bounds (faster, looser)"});
+  o.push_back({"slope-steps", 0, "N",
+               "linear bound of a feed-forward model: optimise the lower ReLU slopes of "
+               "margins not yet proven positive for N gradient steps (default 20; 0: off)"});
   return o;
 }
 

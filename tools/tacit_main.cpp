@@ -2,6 +2,7 @@
 // registered subcommands, help texts and the mapping of errors to exit codes.
 
 #include <algorithm>
+#include <malloc.h>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -224,6 +225,11 @@ int run(int argc, char **argv) {
 } // namespace tacit::cli
 
 int main(int argc, char **argv) {
+  // The analyses allocate and free workspaces of a few MB per input; glibc
+  // would map and unmap each afresh (a page fault per 4 kB touched). Keep
+  // such blocks in the heap and keep freed memory for reuse instead.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   try {
     return tacit::cli::run(argc, argv);
   } catch (...) {

@@ -31,7 +31,10 @@
 ///   the residual e = w + A^T Lambda(v) - v is bounded with the state
 ///   interval. With refinement (full CROWN) the pre-activation bounds of the
 ///   unstable states are tightened level by level of the strongly connected
-///   component DAG with the same back-substitution.
+///   component DAG with the same back-substitution. For a feed-forward A,
+///   margins the adaptive lower lines do not prove positive get the lower
+///   slopes of their unstable ReLUs optimised by projected gradient ascent
+///   (as in alpha-CROWN; BoundOptions::slope_steps).
 ///
 /// Margins y_c - y_k are bounded from the difference rows C_c - C_k (and
 /// D_c - D_k), which is tighter than two rows of the sensitivity matrix.
@@ -84,6 +87,11 @@ struct BoundOptions {
   bool refine = true;
   /// Columns per back-substitution batch during refinement.
   index_t refine_batch = 256;
+  /// Linear bound of a feed-forward model: margins that the adaptive lower
+  /// lines of the unstable ReLUs do not prove positive get their lower
+  /// slopes optimised (projected gradient ascent on the bound, as in
+  /// alpha-CROWN) for this many steps; 0 disables.
+  int slope_steps = 20;
 };
 
 enum class BoundStatus {
