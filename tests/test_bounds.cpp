@@ -197,8 +197,16 @@ TEST_CASE("hand-computed two-layer example", "[bounds]") {
   CHECK(lin.z_lower[2] == Approx(0).margin(1e-12));
   CHECK(lin.z_upper[2] == Approx(2));
   CHECK(an.margins(nom, box, 0, BoundMethod::interval).margin_lower[1] == Approx(-2));
-  CHECK(an.margins(nom, box, 0, BoundMethod::linear).margin_lower[1] == Approx(-1));
   CHECK(an.margins(nom, box, 0, BoundMethod::global).margin_lower[1] == Approx(-2));
+  // Optimised lower slope: x1 >= a u gives a margin >= (a - 2/3) u - 2/3 on
+  // u in [-1, 2], best at a = 2/3: -2/3 (the adaptive a = 1 gives -1).
+  BoundOptions adaptive;
+  adaptive.slope_steps = 0;
+  BoundAnalyzer<double> plain(model, adaptive);
+  CHECK(plain.margins(nom, box, 0, BoundMethod::linear).margin_lower[1] == Approx(-1));
+  const double optimised = an.margins(nom, box, 0, BoundMethod::linear).margin_lower[1];
+  CHECK(optimised <= -2.0 / 3 + 1e-12);
+  CHECK(optimised >= -2.0 / 3 - 0.02);
 }
 
 TEST_CASE("global bound equals S |u - u0| on a linear model", "[bounds]") {
