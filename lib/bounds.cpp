@@ -113,6 +113,25 @@ template <class T> int NominalPoint<T>::predicted() const noexcept {
 using detail::ActKind;
 using detail::Relaxation;
 
+namespace {
+// The largest T not above v (a lower bound stays a lower bound in T).
+template <class T> T round_down(double v) {
+  T t = static_cast<T>(v);
+  if (double(t) > v)
+    t = std::nextafter(t, -std::numeric_limits<T>::infinity());
+  return t;
+}
+
+// max(|lo|, |hi|) per entry.
+template <class T>
+std::vector<T> magnitudes(const std::vector<T> &lo, const std::vector<T> &hi) {
+  std::vector<T> m(lo.size());
+  for (std::size_t i = 0; i < lo.size(); ++i)
+    m[i] = std::max(std::abs(lo[i]), std::abs(hi[i]));
+  return m;
+}
+} // namespace
+
 template <class T> struct BoundAnalyzer<T>::Impl {
   Model<T> model;
   BoundOptions options;
@@ -129,6 +148,9 @@ template <class T> struct BoundAnalyzer<T>::Impl {
   std::vector<T> cert_v;
   double rho = 1;
   bool certified = false;
+  /// Relative rounding allowance of one product |M| |v| (gamma_m), and of a
+  /// final bound's sum of n + p + q terms in double on top of it.
+  double gamma = 0, gamma_sum = 0;
 
   Impl(const Model<T> &m, BoundOptions o) : model(m), options(o) {}
 
@@ -159,10 +181,43 @@ template <class T> struct BoundAnalyzer<T>::Impl {
     zc.assign(n(), T(0));
     zr.assign(n(), T(0));
     model.B().apply(Mode::normal, T(1), std::span<const T>(uc), T(0), std::span<T>(zc));
+    // Rounding of B uc and |B| ur: gamma |B| (|uc| + ur), through the radius.
+    // (The centre and radius of the box are themselves rounded: the box
+    // [uc - ur, uc + ur] may miss its ends by u |uc|, also covered.)
+    const T g = static_cast<T>(gamma);
+    for (index_t j = 0; j < np; ++j)
+      ur[j] += g * (std::abs(uc[j]) + ur[j]);
     model.B().apply(Mode::abs, T(1), std::span<const T>(ur), T(0), std::span<T>(zr));
     const auto b = model.bias_x();
-    for (index_t i = 0; i < n(); ++i)
+    for (index_t i = 0; i < n(); ++i) {
       zc[i] += b[i];
+      zr[i] += g * (std::abs(zc[i]) + zr[i]);
+    }
+  }
+
+  // Rounding of W = C^T G and Du = D^T G against the state and input
+  // magnitudes: gamma sum_r |G_rj| (|C| xmag + |D| umag)_r, doubled as an
+  // allowance (the products' own cancellation is not in |W|).
+  std::vector<double> output_rounding(const StateBounds<T> &bounds, const InputBox<T> &box,
+                                      ConstMatrixView<T> G) const {
+    std::vector<T> xmag(n()), reach(q(), T(0));
+    for (index_t i = 0; i < n(); ++i)
+      xmag[i] = std::max(std::abs(bounds.x_lower[i]), std::abs(bounds.x_upper[i]));
+    model.C().apply(Mode::abs, T(1), std::span<const T>(xmag), T(0), std::span<T>(reach));
+    if (model.D()) {
+      std::vector<T> umag(p());
+      for (index_t j = 0; j < p(); ++j)
+        umag[j] = std::max(std::abs(box.lower[j]), std::abs(box.upper[j]));
+      model.D()->apply(Mode::abs, T(1), std::span<const T>(umag), T(1),
+                       std::span<T>(reach));
+    }
+    std::vector<double> out(G.cols, 0.0);
+    for (index_t r = 0; r < q(); ++r)
+      for (index_t j = 0; j < G.cols; ++j)
+        out[j] += std::abs(double(G(r, j))) * double(reach[r]);
+    for (auto &v : out)
+      v *= 2 * gamma;
+    return out;
   }
 
   // Pre-activation interval from state bounds: z = A x + (B u + b).
@@ -171,17 +226,22 @@ template <class T> struct BoundAnalyzer<T>::Impl {
                      std::vector<T> &zl, std::vector<T> &zh) const {
     const index_t nn = n();
     std::vector<T> m(nn), r(nn);
+    const T g = static_cast<T>(gamma);
     for (index_t i = 0; i < nn; ++i) {
       m[i] = xl[i] / 2 + xh[i] / 2;
       r[i] = xh[i] / 2 - xl[i] / 2;
     }
     std::vector<T> zc(nn), zr(nn);
     model.A().apply(Mode::normal, T(1), std::span<const T>(m), T(0), std::span<T>(zc));
+    // Rounding of A m and |A| r (and of m, r themselves): gamma |A| (|m| + r).
+    for (index_t i = 0; i < nn; ++i)
+      r[i] += g * (std::abs(m[i]) + r[i]);
     model.A().apply(Mode::abs, T(1), std::span<const T>(r), T(0), std::span<T>(zr));
     zl.resize(nn);
     zh.resize(nn);
     for (index_t i = 0; i < nn; ++i) {
-      const T c = zc[i] + bc[i], rad = zr[i] + br[i];
+      const T c = zc[i] + bc[i];
+      const T rad = zr[i] + br[i] + g * (std::abs(c) + zr[i] + br[i]);
       zl[i] = c - rad;
       zh[i] = c + rad;
     }
@@ -236,6 +296,36 @@ BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
   if (!csr) {
     storage.emplace(model.A().to_csr());
     csr = &*storage;
+  }
+  {
+    // Most nonzeros in a row or a column of A, B, C, D: every product's
+    // a-priori rounding bound is gamma_m |M| |v|.
+    index_t most = 1;
+    const auto scan = [&](const CsrMatrix<T> &M) {
+      std::vector<index_t> col_count(static_cast<std::size_t>(M.cols()), 0);
+      const auto rp = M.row_ptr();
+      for (index_t i = 0; i < M.rows(); ++i)
+        most = std::max<index_t>(most, rp[i + 1] - rp[i]);
+      M.visit_columns([&](auto cols) {
+        for (const auto c : cols)
+          most = std::max<index_t>(most, ++col_count[static_cast<std::size_t>(c)]);
+      });
+    };
+    const auto scan_op = [&](const LinearOperator<T> &op) {
+      if (const auto *m = dynamic_cast<const CsrMatrix<T> *>(&op))
+        scan(*m);
+      else
+        scan(op.to_csr());
+    };
+    scan(*csr);
+    scan_op(model.B());
+    scan_op(model.C());
+    if (model.D())
+      scan_op(*model.D());
+    const double unit = std::numeric_limits<T>::epsilon() / 2;
+    I.gamma = 2.0 * double(most + 8) * unit;
+    I.gamma_sum = I.gamma + 2.0 * double(n + model.inputs() + model.outputs() + 8) *
+                                std::numeric_limits<double>::epsilon() / 2;
   }
   const SccDecomposition scc = strongly_connected_components(*csr);
   I.nilpotent = scc.nilpotent();
@@ -327,6 +417,25 @@ NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0,
   const auto b = m.bias_x();
   for (index_t i = 0; i < m.states(); ++i)
     nom.residual[i] = x0[i] - I.acts[i].apply(z[i] + b[i]);
+  // Rounding of the residual: z is off by gamma (|A||x0| + |B||u0|), phi is
+  // Lipschitz, and the bias addition, phi and the subtraction add a few
+  // units of roundoff.
+  {
+    std::vector<T> ax(x0.size()), au(u0.size());
+    for (std::size_t i = 0; i < x0.size(); ++i)
+      ax[i] = std::abs(x0[i]);
+    for (std::size_t j = 0; j < u0.size(); ++j)
+      au[j] = std::abs(u0[j]);
+    std::vector<T> mag(m.states());
+    m.B().apply(Mode::abs, T(1), std::span<const T>(au), T(0), std::span<T>(mag));
+    m.A().apply(Mode::abs, T(1), std::span<const T>(ax), T(1), std::span<T>(mag));
+    const double g = I.gamma;
+    nom.residual_rounding.resize(m.states());
+    for (index_t i = 0; i < m.states(); ++i)
+      nom.residual_rounding[i] = static_cast<T>(
+          g * (double(I.lip[i]) * (double(mag[i]) + std::abs(double(b[i]))) +
+               std::abs(double(x0[i])) + std::abs(double(nom.residual[i]))));
+  }
   nom.y.assign(m.outputs(), T(0));
   m.C().apply(Mode::normal, T(1), x0, T(0), std::span<T>(nom.y));
   if (m.D())
@@ -377,8 +486,15 @@ StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
     sigma[j] = std::max({nom.u[j] - box.lower[j], box.upper[j] - nom.u[j], T(0)});
   std::vector<T> s(n);
   I.model.B().apply(Mode::abs, T(1), std::span<const T>(sigma), T(0), std::span<T>(s));
+  const bool has_rounding = nom.residual_rounding.size() == static_cast<std::size_t>(n);
   for (index_t i = 0; i < n; ++i)
-    s[i] = I.lip[i] * s[i] + std::abs(nom.residual[i]);
+    s[i] = I.lip[i] * s[i] + std::abs(nom.residual[i]) +
+           (has_rounding ? nom.residual_rounding[i] : T(0));
+  // Rounding of the |B| sigma product, and of each step L |A| w + s (a
+  // supersolution of the widened map is one of the exact map).
+  const T g = static_cast<T>(I.gamma);
+  for (index_t i = 0; i < n; ++i)
+    s[i] += g * s[i];
   std::vector<T> w = s, next(n);
   const int budget = I.budget();
   bool exact = false;
@@ -420,7 +536,8 @@ StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
   out.x_lower.resize(n);
   out.x_upper.resize(n);
   for (index_t i = 0; i < n; ++i) {
-    T lo = nom.x[i] - w[i], hi = nom.x[i] + w[i];
+    const T wi = w[i] + g * (w[i] + std::abs(nom.x[i]));
+    T lo = nom.x[i] - wi, hi = nom.x[i] + wi;
     I.acts[i].clamp_range(lo, hi);
     out.x_lower[i] = lo;
     out.x_upper[i] = std::max(lo, hi);
@@ -471,15 +588,30 @@ std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
   for (index_t r = 0; r < I.q(); ++r)
     for (index_t j = 0; j < k; ++j)
       acc[j] += double(G(r, j)) * double(c[r]);
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < k; ++j)
+  std::vector<double> mag(k);
+  for (index_t j = 0; j < k; ++j)
+    mag[j] = std::abs(acc[j]);
+  for (index_t i = 0; i < n; ++i) {
+    const double xm = std::max(std::abs(double(bounds.x_lower[i])),
+                               std::abs(double(bounds.x_upper[i])));
+    for (index_t j = 0; j < k; ++j) {
       acc[j] += detail::min_product(W[i * k + j], bounds.x_lower[i], bounds.x_upper[i]);
-  for (index_t i = 0; i < p; ++i)
-    for (index_t j = 0; j < k; ++j)
+      mag[j] += std::abs(double(W[i * k + j])) * xm;
+    }
+  }
+  for (index_t i = 0; i < p; ++i) {
+    const double um = std::max(std::abs(double(box.lower[i])), std::abs(double(box.upper[i])));
+    for (index_t j = 0; j < k; ++j) {
       acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
+      mag[j] += std::abs(double(Du[i * k + j])) * um;
+    }
+  }
+  const auto extra = I.output_rounding(bounds, box, G);
+  for (index_t j = 0; j < k; ++j)
+    acc[j] -= 2 * I.gamma_sum * mag[j] + extra[j];
   std::vector<T> out(k);
   for (index_t j = 0; j < k; ++j)
-    out[j] = static_cast<T>(acc[j]);
+    out[j] = round_down<T>(acc[j]);
   return out;
 }
 
@@ -490,7 +622,10 @@ namespace {
 template <class T> struct LinearWork {
   std::vector<T> V, LV, next;
   std::vector<T> a; ///< B^T Lambda(V) + Du of the last bound (when asked for)
+  /// Relative rounding allowance of a bound's magnitude (see bounds.hpp).
+  double rounding = 0;
 };
+
 
 // Lower bounds of W^T x + Du^T u + cst (W: n x k in work.V, Du: p x k) by
 // back-substitution with the relaxations of `bounds`: V = W + A^T Lambda(V).
@@ -578,10 +713,23 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
   if (iterations)
     *iterations = it + 1;
   // Residual e = next - V (zero when exact) is bounded on the state interval.
+  // Rounding: the computed V has a residual of at most gamma (|W| +
+  // |A|^T |LV|) against the computed LV, and B^T LV is off by gamma |B|^T
+  // |LV|; with |W| <= |V| + |A|^T |LV| + ..., all of it is within the
+  // magnitude sum below times the allowance (|A|^T |LV| against the state
+  // magnitudes is |LV| against |A| xmag: one product for all columns).
   const auto b = model.bias_x();
-  std::vector<double> acc = cst;
+  const std::vector<T> xmag = magnitudes(bounds.x_lower, bounds.x_upper);
+  const std::vector<T> umag = magnitudes(box.lower, box.upper);
+  std::vector<T> reach(n);
+  model.A().apply(Mode::abs, T(1), std::span<const T>(xmag), T(0), std::span<T>(reach));
+  model.B().apply(Mode::abs, T(1), std::span<const T>(umag), T(1), std::span<T>(reach));
+  std::vector<double> acc = cst, mag(k);
+  for (index_t j = 0; j < k; ++j)
+    mag[j] = std::abs(cst[j]);
   for (index_t i = 0; i < n; ++i) {
     const Relaxation<T> &r = rel[i];
+    const double bi = std::abs(double(b[i])), ri = double(reach[i]), xi = double(xmag[i]);
     for (index_t j = 0; j < k; ++j) {
       const T v = V[i * k + j];
       const double lv = double(LV[i * k + j]);
@@ -590,25 +738,32 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
       const T icpt = v >= T(0) ? r.lo_icpt : r.up_icpt;
       if (v != T(0) && icpt != T(0))
         acc[j] += double(v) * double(icpt);
+      double e_mag = 0;
       if (!exact) {
         const T e = next[i * k + j] - v;
         acc[j] += detail::min_product(e, bounds.x_lower[i], bounds.x_upper[i]);
+        e_mag = std::abs(double(e));
       }
+      mag[j] += std::abs(lv) * (bi + ri) +
+                std::abs(double(v)) * (std::abs(double(icpt)) + xi) + e_mag * xi;
     }
   }
   // a = B^T Lambda(V) + Du
   model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
                   MatrixView<T>{Du.data(), p, k, k});
   for (index_t i = 0; i < p; ++i)
-    for (index_t j = 0; j < k; ++j)
-      acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
+    for (index_t j = 0; j < k; ++j) {
+      const T a = Du[i * k + j];
+      acc[j] += detail::min_product(a, box.lower[i], box.upper[i]);
+      mag[j] += std::abs(double(a)) * double(umag[i]);
+    }
   if (was_exact) {
     *was_exact = exact;
     work.a.swap(Du);
   }
   std::vector<T> out(k);
   for (index_t j = 0; j < k; ++j)
-    out[j] = static_cast<T>(acc[j]);
+    out[j] = round_down<T>(acc[j] - work.rounding * mag[j]);
   return out;
 }
 
@@ -628,7 +783,7 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model, const BlockOperator<
                                      const StateBounds<T> &bounds, const InputBox<T> &box,
                                      const std::vector<T> &W, const std::vector<T> &Du,
                                      const std::vector<double> &cst, index_t k, int steps,
-                                     std::vector<T> best) {
+                                     double rounding, std::vector<T> best) {
   const index_t n = model.states(), p = model.inputs();
   if (!nilpotent || steps <= 0 || k == 0)
     return best;
@@ -653,6 +808,7 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model, const BlockOperator<
   for (index_t i = 0; i < n; ++i)
     std::fill(alpha.begin() + i * k, alpha.begin() + (i + 1) * k, rel[i].lo_slope);
   LinearWork<T> work;
+  work.rounding = rounding;
   std::vector<T> base(n * k), psi(n * k), next(n * k), ustar(p * k);
   const auto b = model.bias_x();
   const double lr = 0.2, beta1 = 0.9, beta2 = 0.999;
@@ -729,6 +885,7 @@ BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &
   if (k == 0)
     return {};
   LinearWork<T> work;
+  work.rounding = 2 * I.gamma_sum;
   work.V.resize(n * k);
   std::vector<T> Du(p * k, T(0));
   I.model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{work.V.data(), n, k, k});
@@ -742,6 +899,9 @@ BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &
   auto lin = linear_kernel<T>(I.model, I.sweep, I.acts, I.nilpotent, I.budget(),
                               I.options.tolerance, bounds, box, work, std::move(Du),
                               std::move(cst), k, dual_iterations);
+  const auto extra = I.output_rounding(bounds, box, G);
+  for (index_t j = 0; j < k; ++j)
+    lin[j] = round_down<T>(double(lin[j]) - extra[j]);
   // Never looser than interval arithmetic on the same state bounds.
   const auto ib = interval_lower(bounds, box, G);
   for (index_t j = 0; j < k; ++j)
@@ -770,6 +930,7 @@ StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
   const auto b = I.model.bias_x();
   const index_t chunk = std::max<index_t>(1, I.options.refine_batch / 2);
   LinearWork<T> work;
+  work.rounding = 2 * I.gamma_sum;
   std::vector<T> E;
   for (const auto &level : I.level_states) {
     std::vector<index_t> todo;
@@ -897,9 +1058,11 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
     }
     const auto opt = optimise_lower_slopes<T>(I.model, I.sweep, I.acts, I.nilpotent,
                                               I.budget(), I.options.tolerance, s, box, W, Du,
-                                              cst, m, I.options.slope_steps, start);
+                                              cst, m, I.options.slope_steps,
+                                              2 * I.gamma_sum, start);
+    const auto extra = I.output_rounding(s, box, Gsv);
     for (index_t t = 0; t < m; ++t)
-      lb[open[t]] = std::max(lb[open[t]], opt[t]);
+      lb[open[t]] = std::max(lb[open[t]], round_down<T>(double(opt[t]) - extra[t]));
   }
   fill(lb, s.status);
   if (stats)
@@ -946,14 +1109,20 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
   const ConstMatrixView<T> Ev{E.data(), q, k, k};
   std::vector<T> W(static_cast<std::size_t>(n * k));
   I.model.C().apply(Mode::transpose, T(1), Ev, T(0), MatrixView<T>{W.data(), n, k, k});
-  std::vector<T> Hm = W, Hr(W.size(), T(0)), Gm(W.size()), Gr(W.size());
+  // Rounding: the radius carries gamma times the magnitudes of every
+  // product that follows (C^T here, s .* h, A^T and B^T through Gr).
+  const T g = static_cast<T>(I.gamma);
+  std::vector<T> Hm = W, Hr(W.size()), Gm(W.size()), Gr(W.size());
+  for (std::size_t t = 0; t < W.size(); ++t)
+    Hr[t] = g * std::abs(W[t]);
   const auto enclose_rows = [&](const std::vector<T> &hm, const std::vector<T> &hr,
                                 index_t r0, index_t r1) {
     for (index_t i = r0; i < r1; ++i) {
       const T m = sm[i], r = sr[i];
       for (index_t j = i * k; j < (i + 1) * k; ++j) {
         Gm[j] = m * hm[j];
-        Gr[j] = m * hr[j] + r * (std::abs(hm[j]) + hr[j]);
+        const T rad = m * hr[j] + r * (std::abs(hm[j]) + hr[j]);
+        Gr[j] = rad + g * (std::abs(Gm[j]) + rad);
       }
     }
   };
@@ -964,9 +1133,11 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
     fm = W;
     I.model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{Gm.data(), n, k, k}, T(1),
                       MatrixView<T>{fm.data(), n, k, k});
-    fr.assign(W.size(), T(0));
+    fr.resize(W.size());
+    for (std::size_t t = 0; t < W.size(); ++t)
+      fr[t] = g * std::abs(W[t]);
     I.model.A().apply(Mode::abs_transpose, T(1), ConstMatrixView<T>{Gr.data(), n, k, k},
-                      T(0), MatrixView<T>{fr.data(), n, k, k});
+                      T(1), MatrixView<T>{fr.data(), n, k, k});
   };
   if (I.sweep) {
     const auto entries = I.sweep->entries();
@@ -1051,7 +1222,8 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
   out.upper.assign(static_cast<std::size_t>(q), 0.0);
   for (index_t j = 0; j < p; ++j)
     for (index_t r = 0; r < q; ++r) {
-      const double mag = std::abs(double(Jm[j * k + r])) + double(Jr[j * k + r]);
+      const double mag = (std::abs(double(Jm[j * k + r])) + double(Jr[j * k + r])) *
+                         (1 + 4 * double(std::numeric_limits<T>::epsilon()));
       out.magnitude[r * p + j] = mag;
       out.upper[r] += mag;
     }

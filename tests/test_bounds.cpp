@@ -649,3 +649,38 @@ TEST_CASE("linear bound: optimised lower slopes are never looser than the adapti
   }
   CHECK(tighter > 0);
 }
+
+TEST_CASE("rounding: a margin that is exactly 0 is never certified", "[bounds]") {
+  // x = 0.1 u0 + 0.2 u1 (identity), y0 = x, y1 = 0.3: at u = (1, 1) the
+  // margin y0 - y1 is exactly 0, but 0.1 + 0.2 - 0.3 evaluates to +5.6e-17
+  // (and -0.3 + 0.1 + 0.2 to +2.8e-17) in double. Without the rounding
+  // allowance every bound would "certify" class 0 on the box of radius 0.
+  DenseModel d;
+  d.n = 1;
+  d.p = 2;
+  d.q = 2;
+  d.A = {0};
+  d.B = {0.1, 0.2};
+  d.C = {1, 0};
+  d.bx = {0};
+  d.by = {0, 0.3};
+  d.act.assign(1, Activation{ActivationKind::identity});
+  const Model<double> model = make_model(d, {{"x", 0, 1, d.act[0]}});
+  BoundAnalyzer<double> an(model);
+  const std::vector<double> u0 = {1, 1};
+  const auto nom = an.nominal(std::span<const double>(u0));
+  REQUIRE(nom.y[0] - nom.y[1] > 0); // the rounding this test is about
+  const auto box = linf_box<double>(u0, 0.0);
+  for (const BoundMethod m : {BoundMethod::global, BoundMethod::interval, BoundMethod::linear,
+                              BoundMethod::best}) {
+    INFO(to_string(m));
+    const auto mb = an.margins(nom, box, 0, m);
+    CHECK(mb.margin_lower[1] <= 0);
+    CHECK(mb.margin_lower[1] > -1e-12); // and the allowance stays small
+    CHECK_FALSE(mb.certified());
+    CHECK(mb.y_lower[0] <= 0.3);
+    CHECK(mb.y_upper[0] >= 0.3);
+  }
+  CertifyOptions options;
+  CHECK(certified_radius(an, nom, 0, options) == 0);
+}
