@@ -258,8 +258,8 @@ template <class T> struct BoundAnalyzer<T>::Impl {
         zl[i] = std::max(zl[i], s.z_lower[i]);
         zh[i] = std::min(zh[i], s.z_upper[i]);
       }
-      const T lo = std::max(s.x_lower[i], acts[i].apply(zl[i]));
-      const T hi = std::min(s.x_upper[i], acts[i].apply(zh[i]));
+      const T lo = std::max(s.x_lower[i], acts[i].apply_lower(zl[i]));
+      const T hi = std::min(s.x_upper[i], acts[i].apply_upper(zh[i]));
       const double width = double(s.x_upper[i]) - double(s.x_lower[i]);
       const double shrink = double(lo - s.x_lower[i]) + double(s.x_upper[i] - hi);
       if (shrink > 0)
@@ -968,9 +968,9 @@ StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
         s.z_upper[i] = std::min(s.z_upper[i], -lb[2 * t + 1]);
         if (s.z_upper[i] < s.z_lower[i]) // rounding: keep a valid interval
           s.z_upper[i] = s.z_lower[i];
-        s.x_lower[i] = std::max(s.x_lower[i], I.acts[i].apply(s.z_lower[i]));
-        s.x_upper[i] =
-            std::max(s.x_lower[i], std::min(s.x_upper[i], I.acts[i].apply(s.z_upper[i])));
+        s.x_lower[i] = std::max(s.x_lower[i], I.acts[i].apply_lower(s.z_lower[i]));
+        s.x_upper[i] = std::max(s.x_lower[i],
+                                std::min(s.x_upper[i], I.acts[i].apply_upper(s.z_upper[i])));
         st.refined += 2;
       }
     }

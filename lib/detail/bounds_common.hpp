@@ -68,6 +68,23 @@ struct StateAct {
     return z;
   }
 
+  /// phi(z) rounded outward: exact for ReLU and identity; a leaky ReLU's
+  /// product and tanh/sigmoid are within a few units of roundoff.
+  template <class T> T apply_lower(T z) const {
+    const T f = apply(z);
+    if (kind == ActKind::relu || kind == ActKind::identity)
+      return f;
+    return f - T(4) * std::numeric_limits<T>::epsilon() * std::abs(f) -
+           std::numeric_limits<T>::denorm_min();
+  }
+  template <class T> T apply_upper(T z) const {
+    const T f = apply(z);
+    if (kind == ActKind::relu || kind == ActKind::identity)
+      return f;
+    return f + T(4) * std::numeric_limits<T>::epsilon() * std::abs(f) +
+           std::numeric_limits<T>::denorm_min();
+  }
+
   /// Derivative (ReLU: 1 for z > 0, else 0).
   template <class T> T derivative(T z) const {
     switch (kind) {
