@@ -194,6 +194,14 @@ template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
         row.fused_first = (*best_list)[best].second;
         row.fused_from_inputs = best_list == &row.from_inputs;
         best_list->erase(best_list->begin() + best);
+        // A lone skip connection rides along in the fused store.
+        if (!uses_z && row.from_inputs.empty() && row.from_states.size() == 1)
+          if (const auto *id =
+                  dynamic_cast<const IdentityOperator<T> *>(row.from_states[0].first)) {
+            row.residual = id;
+            row.residual_first = row.from_states[0].second;
+            row.from_states.clear();
+          }
       }
     }
     if (!diag.empty()) {
@@ -277,6 +285,11 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
           op->apply(Mode::normal, T(1),
                     ConstMatrixView<T>(xs + first * width, op->cols(), ncols, width),
                     T(1), y);
+        if (row.residual)
+          row.residual->apply(
+              Mode::normal, T(1),
+              ConstMatrixView<T>(xs + row.residual_first * width, row.size, ncols, width),
+              T(1), y);
       };
       if (row.fused) {
         const ConstMatrixView<T> src =
@@ -294,7 +307,12 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
               alone ? std::span<const T>(plan.bias.data() + row.offset,
                                          static_cast<std::size_t>(row.size))
                     : std::span<const T>(),
-              row.activation);
+              row.activation, Execution::parallel,
+              alone && row.residual
+                  ? ConstMatrixView<T>(xs + row.residual_first * width, row.size, ncols,
+                                       width)
+                  : ConstMatrixView<T>(),
+              row.residual ? row.residual->scale() : T(1));
         };
         if (fused_row())
           continue;

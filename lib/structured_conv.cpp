@@ -232,20 +232,32 @@ void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T b
 template <class T>
 bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
                                         MatrixView<T> y, std::span<const T> bias,
-                                        const Activation &phi, Execution exec) const {
+                                        const Activation &phi, Execution exec,
+                                        ConstMatrixView<T> residual,
+                                        T residual_scale) const {
   if (!bias.empty() && static_cast<index_t>(bias.size()) != this->rows())
     throw InvalidArgument("Conv2dOperator::apply_activated: bias has " +
                           std::to_string(bias.size()) + " entries, expected " +
                           std::to_string(this->rows()));
+  const bool has_residual = residual.data != nullptr;
+  if (has_residual && (residual.rows != y.rows || residual.cols != y.cols ||
+                       residual.ld < residual.cols))
+    throw InvalidArgument("Conv2dOperator::apply_activated: the residual is " +
+                          std::to_string(residual.rows) + " x " +
+                          std::to_string(residual.cols) + " (ld " +
+                          std::to_string(residual.ld) + "), y is " +
+                          std::to_string(y.rows) + " x " + std::to_string(y.cols));
   if (!this->check_views(Mode::normal, x, y))
     return true;
   if (exec == Execution::reference) {
-    // The unfused sequence: product, then bias and activation row by row.
+    // The unfused sequence: product, then residual, bias and activation row
+    // by row.
     this->apply(Mode::normal, alpha, x, beta, y, exec);
     bool finite = true;
     for (index_t i = 0; i < y.rows; ++i)
       for (index_t j = 0; j < y.cols; ++j) {
-        const T v = y(i, j) + (bias.empty() ? T(0) : bias[i]);
+        const T v = y(i, j) + (bias.empty() ? T(0) : bias[i]) +
+                    (has_residual ? residual_scale * residual(i, j) : T(0));
         finite = finite && std::isfinite(v);
         y(i, j) = phi(v);
       }
@@ -257,7 +269,15 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
       st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, x.cols)));
   return detail::conv_forward(
       p, detail::choose_algorithm(p, x.cols), st.packed.data(), weights_.data(),
-      detail::ActivatedStore<T>{alpha, beta, bias.empty() ? nullptr : bias.data(), phi},
+      detail::ActivatedStore<T>{alpha,
+                                beta,
+                                bias.empty() ? nullptr : bias.data(),
+                                phi,
+                                has_residual ? residual.data : nullptr,
+                                residual.ld,
+                                residual_scale,
+                                y.data,
+                                y.ld},
       x, y, xp.data(), st.tasks, exec);
 }
 

@@ -79,15 +79,19 @@ public:
   const Conv2dGeometry &geometry() const noexcept { return geometry_; }
   std::span<const T> weights() const noexcept { return weights_; }
 
-  /// A network layer in one pass: y = phi(alpha * conv(x) + beta * y + bias)
-  /// (bias: one value per output row, or empty), the bias and the activation
-  /// applied as the products are stored rather than in further passes over y.
-  /// Returns false when a value before the activation was NaN or infinite
-  /// (phi may hide it: ReLU maps NaN to 0).
-  /// \throws InvalidArgument as apply() does, or on a bias of the wrong size.
+  /// A network layer in one pass: y = phi(alpha * conv(x) + beta * y + bias +
+  /// residual_scale * residual) (bias: one value per output row, or empty;
+  /// residual: a matrix of y's shape, or empty, e.g. a ResNet skip
+  /// connection), the bias, residual and activation applied as the products
+  /// are stored rather than in further passes over y. Returns false when a
+  /// value before the activation was NaN or infinite (phi may hide it: ReLU
+  /// maps NaN to 0).
+  /// \throws InvalidArgument as apply() does, or on a bias or residual of
+  /// the wrong size.
   bool apply_activated(T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
                        std::span<const T> bias, const Activation &phi,
-                       Execution exec = Execution::parallel) const;
+                       Execution exec = Execution::parallel,
+                       ConstMatrixView<T> residual = {}, T residual_scale = T(1)) const;
 
 private:
   void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,

@@ -36,6 +36,10 @@ template <class T> struct BlockSweepRow {
   const Conv2dOperator<T> *fused = nullptr;
   index_t fused_first = 0;
   bool fused_from_inputs = false;
+  /// With `fused`: a skip connection (scaled identity from the states at
+  /// residual_first) added in the same store instead of in a pass of its own.
+  const IdentityOperator<T> *residual = nullptr;
+  index_t residual_first = 0;
   /// Diagonal block (sum of A's entries at (i, i)) or null.
   OperatorPtr<T> diagonal;
   std::unique_ptr<FixedPointSystem<T>> system;

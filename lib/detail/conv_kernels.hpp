@@ -265,12 +265,20 @@ template <class T> struct PlainStore {
 };
 
 /// The state update fused into the store: y = phi(alpha * acc + beta * y +
-/// bias[row]) (bias may be null), remembering whether a pre-activation value
-/// was NaN or infinite (phi may hide it: ReLU maps NaN to 0).
+/// bias[row] + scale * r) (bias may be null; r, a residual with y's shape,
+/// may be absent), remembering whether a pre-activation value was NaN or
+/// infinite (phi may hide it: ReLU maps NaN to 0).
 template <class T> struct ActivatedStore {
   T alpha, beta;
   const T *bias;
   Activation phi;
+  /// The residual: element (i, j) at res[i * res_ld + j]; y's own origin and
+  /// leading dimension locate a store's column.
+  const T *res = nullptr;
+  index_t res_ld = 0;
+  T res_scale = T(1);
+  const T *y_data = nullptr;
+  index_t y_ld = 0;
   unsigned bad = 0;
 
   /// f(integral_constant<ActivationKind, phi.kind>): the kind becomes a
@@ -293,9 +301,27 @@ template <class T> struct ActivatedStore {
   // The loops live in functions with __restrict parameters (not in the
   // dispatching lambda, whose captures would lose them) so that they vectorise.
   template <ActivationKind K>
-  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b) {
+  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b,
+                const T *__restrict add) {
     const T slope = static_cast<T>(phi.slope);
     unsigned nf = 0;
+    if (add) {
+      const T rs = res_scale;
+      if (beta == T(0))
+        for (index_t j = 0; j < len; ++j) {
+          const T v = alpha * src[j] + b + rs * add[j];
+          nf |= (v - v) != T(0);
+          dst[j] = activate(K, slope, v);
+        }
+      else
+        for (index_t j = 0; j < len; ++j) {
+          const T v = alpha * src[j] + beta * dst[j] + b + rs * add[j];
+          nf |= (v - v) != T(0);
+          dst[j] = activate(K, slope, v);
+        }
+      bad |= nf;
+      return;
+    }
     if (beta == T(0))
       for (index_t j = 0; j < len; ++j) {
         const T v = alpha * src[j] + b;
@@ -312,26 +338,34 @@ template <class T> struct ActivatedStore {
   }
   template <ActivationKind K>
   void strided_kind(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
-                    const T *__restrict b) {
+                    const T *__restrict b, const T *__restrict add) {
     const T slope = static_cast<T>(phi.slope);
     unsigned nf = 0;
     for (index_t j = 0; j < len; ++j) {
       const T bj = b ? b[j] : T(0);
-      const T v =
-          beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
+      T v = beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
+      if (add)
+        v += res_scale * add[j * res_ld];
       nf |= (v - v) != T(0);
       dst[j * ld] = activate(K, slope, v);
     }
     bad |= nf;
   }
+  // Where the residual of y's element at `dst` (row yrow) is.
+  const T *residual_at(const T *dst, index_t yrow) const {
+    return res ? res + yrow * res_ld + (dst - (y_data + yrow * y_ld)) : nullptr;
+  }
   void run(T *dst, const T *src, index_t len, index_t yrow) {
     const T b = bias ? bias[yrow] : T(0);
-    with_kind([&](auto kind) { run_kind<decltype(kind)::value>(dst, src, len, b); });
+    const T *add = residual_at(dst, yrow);
+    with_kind([&](auto kind) { run_kind<decltype(kind)::value>(dst, src, len, b, add); });
   }
   void strided(T *dst, index_t ld, const T *src, index_t len, index_t yrow0) {
     const T *b = bias ? bias + yrow0 : nullptr;
-    with_kind(
-        [&](auto kind) { strided_kind<decltype(kind)::value>(dst, ld, src, len, b); });
+    const T *add = residual_at(dst, yrow0);
+    with_kind([&](auto kind) {
+      strided_kind<decltype(kind)::value>(dst, ld, src, len, b, add);
+    });
   }
   bool finite() const { return bad == 0; }
 };
