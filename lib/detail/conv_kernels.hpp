@@ -341,11 +341,23 @@ template <class T> struct ActivatedStore {
                     const T *__restrict b, const T *__restrict add) {
     const T slope = static_cast<T>(phi.slope);
     unsigned nf = 0;
+    if (add) {
+      const T rs = res_scale;
+      for (index_t j = 0; j < len; ++j) {
+        const T bj = b ? b[j] : T(0);
+        const T v = (beta == T(0) ? alpha * src[j] + bj
+                                  : alpha * src[j] + beta * dst[j * ld] + bj) +
+                    rs * add[j * res_ld];
+        nf |= (v - v) != T(0);
+        dst[j * ld] = activate(K, slope, v);
+      }
+      bad |= nf;
+      return;
+    }
     for (index_t j = 0; j < len; ++j) {
       const T bj = b ? b[j] : T(0);
-      T v = beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
-      if (add)
-        v += res_scale * add[j * res_ld];
+      const T v =
+          beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
       nf |= (v - v) != T(0);
       dst[j * ld] = activate(K, slope, v);
     }
