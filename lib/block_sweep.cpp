@@ -308,10 +308,9 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
                                          static_cast<std::size_t>(row.size))
                     : std::span<const T>(),
               row.activation, Execution::parallel,
-              alone && row.residual
-                  ? ConstMatrixView<T>(xs + row.residual_first * width, row.size, ncols,
-                                       width)
-                  : ConstMatrixView<T>(),
+              alone && row.residual ? ConstMatrixView<T>(xs + row.residual_first * width,
+                                                         row.size, ncols, width)
+                                    : ConstMatrixView<T>(),
               row.residual ? row.residual->scale() : T(1));
         };
         if (fused_row())

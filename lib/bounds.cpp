@@ -198,7 +198,8 @@ template <class T> struct BoundAnalyzer<T>::Impl {
   // Rounding of W = C^T G and Du = D^T G against the state and input
   // magnitudes: gamma sum_r |G_rj| (|C| xmag + |D| umag)_r, doubled as an
   // allowance (the products' own cancellation is not in |W|).
-  std::vector<double> output_rounding(const StateBounds<T> &bounds, const InputBox<T> &box,
+  std::vector<double> output_rounding(const StateBounds<T> &bounds,
+                                      const InputBox<T> &box,
                                       ConstMatrixView<T> G) const {
     std::vector<T> xmag(n()), reach(q(), T(0));
     for (index_t i = 0; i < n(); ++i)
@@ -600,7 +601,8 @@ std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
     }
   }
   for (index_t i = 0; i < p; ++i) {
-    const double um = std::max(std::abs(double(box.lower[i])), std::abs(double(box.upper[i])));
+    const double um =
+        std::max(std::abs(double(box.lower[i])), std::abs(double(box.upper[i])));
     for (index_t j = 0; j < k; ++j) {
       acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
       mag[j] += std::abs(double(Du[i * k + j])) * um;
@@ -625,7 +627,6 @@ template <class T> struct LinearWork {
   /// Relative rounding allowance of a bound's magnitude (see bounds.hpp).
   double rounding = 0;
 };
-
 
 // Lower bounds of W^T x + Du^T u + cst (W: n x k in work.V, Du: p x k) by
 // back-substitution with the relaxations of `bounds`: V = W + A^T Lambda(V).
@@ -778,8 +779,8 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
 // exact back-substitution (feed-forward A): otherwise returns `best`.
 template <class T>
 std::vector<T> optimise_lower_slopes(const Model<T> &model, const BlockOperator<T> *sweep,
-                                     std::span<const detail::StateAct> acts, bool nilpotent,
-                                     int budget, double tolerance,
+                                     std::span<const detail::StateAct> acts,
+                                     bool nilpotent, int budget, double tolerance,
                                      const StateBounds<T> &bounds, const InputBox<T> &box,
                                      const std::vector<T> &W, const std::vector<T> &Du,
                                      const std::vector<double> &cst, index_t k, int steps,
@@ -816,8 +817,9 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model, const BlockOperator<
   for (int step = 0; step < steps; ++step) {
     work.V = W;
     bool exact = false;
-    const auto f = linear_kernel<T>(model, sweep, acts, nilpotent, budget, tolerance, bounds,
-                                    box, work, Du, cst, k, nullptr, alpha.data(), &exact);
+    const auto f =
+        linear_kernel<T>(model, sweep, acts, nilpotent, budget, tolerance, bounds, box,
+                         work, Du, cst, k, nullptr, alpha.data(), &exact);
     if (!exact)
       return best;
     for (index_t j = 0; j < k; ++j)
@@ -888,7 +890,8 @@ BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &
   work.rounding = 2 * I.gamma_sum;
   work.V.resize(n * k);
   std::vector<T> Du(p * k, T(0));
-  I.model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{work.V.data(), n, k, k});
+  I.model.C().apply(Mode::transpose, T(1), G, T(0),
+                    MatrixView<T>{work.V.data(), n, k, k});
   if (I.model.D())
     I.model.D()->apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{Du.data(), p, k, k});
   std::vector<double> cst(k, 0.0);
@@ -969,8 +972,8 @@ StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
         if (s.z_upper[i] < s.z_lower[i]) // rounding: keep a valid interval
           s.z_upper[i] = s.z_lower[i];
         s.x_lower[i] = std::max(s.x_lower[i], I.acts[i].apply_lower(s.z_lower[i]));
-        s.x_upper[i] = std::max(s.x_lower[i],
-                                std::min(s.x_upper[i], I.acts[i].apply_upper(s.z_upper[i])));
+        s.x_upper[i] = std::max(
+            s.x_lower[i], std::min(s.x_upper[i], I.acts[i].apply_upper(s.z_upper[i])));
         st.refined += 2;
       }
     }
@@ -1048,7 +1051,8 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
     const ConstMatrixView<T> Gsv{Gs.data(), q, m, m};
     I.model.C().apply(Mode::transpose, T(1), Gsv, T(0), MatrixView<T>{W.data(), n, m, m});
     if (I.model.D())
-      I.model.D()->apply(Mode::transpose, T(1), Gsv, T(0), MatrixView<T>{Du.data(), p, m, m});
+      I.model.D()->apply(Mode::transpose, T(1), Gsv, T(0),
+                         MatrixView<T>{Du.data(), p, m, m});
     const auto c = I.model.bias_y();
     std::vector<double> cst(m, double(c[label]));
     std::vector<T> start(m);
@@ -1056,10 +1060,9 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
       cst[t] -= double(c[open[t]]);
       start[t] = lb[open[t]];
     }
-    const auto opt = optimise_lower_slopes<T>(I.model, I.sweep, I.acts, I.nilpotent,
-                                              I.budget(), I.options.tolerance, s, box, W, Du,
-                                              cst, m, I.options.slope_steps,
-                                              2 * I.gamma_sum, start);
+    const auto opt = optimise_lower_slopes<T>(
+        I.model, I.sweep, I.acts, I.nilpotent, I.budget(), I.options.tolerance, s, box, W,
+        Du, cst, m, I.options.slope_steps, 2 * I.gamma_sum, start);
     const auto extra = I.output_rounding(s, box, Gsv);
     for (index_t t = 0; t < m; ++t)
       lb[open[t]] = std::max(lb[open[t]], round_down<T>(double(opt[t]) - extra[t]));
@@ -1146,8 +1149,9 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
       for (const index_t e : I.sweep->entries_in_col(b)) {
         const BlockEntry<T> &entry = entries[static_cast<std::size_t>(e)];
         const index_t o0 = I.sweep->row_offset(entry.block_row), rows = entry.op->rows();
-        entry.op->apply(Mode::transpose, T(1), ConstMatrixView<T>{Gm.data() + o0 * k, rows, k, k},
-                        T(1), MatrixView<T>{Hm.data() + r0 * k, r1 - r0, k, k});
+        entry.op->apply(Mode::transpose, T(1),
+                        ConstMatrixView<T>{Gm.data() + o0 * k, rows, k, k}, T(1),
+                        MatrixView<T>{Hm.data() + r0 * k, r1 - r0, k, k});
         entry.op->apply(Mode::abs_transpose, T(1),
                         ConstMatrixView<T>{Gr.data() + o0 * k, rows, k, k}, T(1),
                         MatrixView<T>{Hr.data() + r0 * k, r1 - r0, k, k});
@@ -1200,7 +1204,8 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
         image(Wm, Wr, Fm, Fr);
         verified = true;
         for (std::size_t t = 0; t < Fm.size() && verified; ++t)
-          verified = std::abs(double(Fm[t]) - double(Wm[t])) + double(Fr[t]) <= double(Wr[t]);
+          verified =
+              std::abs(double(Fm[t]) - double(Wm[t])) + double(Fr[t]) <= double(Wr[t]);
         Hm.swap(Fm);
         Hr.swap(Fr);
         ++out.iterations;
@@ -1215,9 +1220,10 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
   I.model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{Gm.data(), n, k, k}, T(0),
                     MatrixView<T>{Jm.data(), p, k, k});
   if (I.model.D())
-    I.model.D()->apply(Mode::transpose, T(1), Ev, T(1), MatrixView<T>{Jm.data(), p, k, k});
-  I.model.B().apply(Mode::abs_transpose, T(1), ConstMatrixView<T>{Gr.data(), n, k, k}, T(0),
-                    MatrixView<T>{Jr.data(), p, k, k});
+    I.model.D()->apply(Mode::transpose, T(1), Ev, T(1),
+                       MatrixView<T>{Jm.data(), p, k, k});
+  I.model.B().apply(Mode::abs_transpose, T(1), ConstMatrixView<T>{Gr.data(), n, k, k},
+                    T(0), MatrixView<T>{Jr.data(), p, k, k});
   out.magnitude.assign(static_cast<std::size_t>(q * p), 0.0);
   out.upper.assign(static_cast<std::size_t>(q), 0.0);
   for (index_t j = 0; j < p; ++j)

@@ -240,8 +240,8 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
                           std::to_string(bias.size()) + " entries, expected " +
                           std::to_string(this->rows()));
   const bool has_residual = residual.data != nullptr;
-  if (has_residual && (residual.rows != y.rows || residual.cols != y.cols ||
-                       residual.ld < residual.cols))
+  if (has_residual &&
+      (residual.rows != y.rows || residual.cols != y.cols || residual.ld < residual.cols))
     throw InvalidArgument("Conv2dOperator::apply_activated: the residual is " +
                           std::to_string(residual.rows) + " x " +
                           std::to_string(residual.cols) + " (ld " +
@@ -269,15 +269,9 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
       st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, x.cols)));
   return detail::conv_forward(
       p, detail::choose_algorithm(p, x.cols), st.packed.data(), weights_.data(),
-      detail::ActivatedStore<T>{alpha,
-                                beta,
-                                bias.empty() ? nullptr : bias.data(),
-                                phi,
-                                has_residual ? residual.data : nullptr,
-                                residual.ld,
-                                residual_scale,
-                                y.data,
-                                y.ld},
+      detail::ActivatedStore<T>{alpha, beta, bias.empty() ? nullptr : bias.data(), phi,
+                                has_residual ? residual.data : nullptr, residual.ld,
+                                residual_scale, y.data, y.ld},
       x, y, xp.data(), st.tasks, exec);
 }
 

@@ -402,14 +402,16 @@ TEST_CASE("linear bound: the block sweep of a structured A equals the fixed poin
       LinearBoundStats ms_sweep, ms_iter;
       const auto ma =
           sweep.margins(ns, box, data.labels[c], BoundMethod::linear, &ms_sweep);
-      const auto mb = iterate.margins(ni, box, data.labels[c], BoundMethod::linear, &ms_iter);
+      const auto mb =
+          iterate.margins(ni, box, data.labels[c], BoundMethod::linear, &ms_iter);
       // The margin rows reach back through both layers: one sweep against
       // two steps of the iteration (the second confirms the fixed point).
       CHECK(ms_sweep.dual_iterations == 1);
       CHECK(ms_iter.dual_iterations == 2);
       for (index_t k = 0; k < 10; ++k)
-        REQUIRE(ma.margin_lower[k] ==
-                Approx(mb.margin_lower[k]).margin(1e-9 * (1 + std::abs(mb.margin_lower[k]))));
+        REQUIRE(
+            ma.margin_lower[k] ==
+            Approx(mb.margin_lower[k]).margin(1e-9 * (1 + std::abs(mb.margin_lower[k]))));
     }
   }
 }
@@ -440,8 +442,9 @@ Eigen::MatrixXd dense_jacobian(const DenseModel &m, const std::vector<double> &u
   std::vector<double> x, y;
   evaluate(m, u, x, y);
   const auto map = [](const Dense &a, index_t r, index_t c) {
-    return Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
-                                          Eigen::RowMajor>>(a.data(), r, c);
+    return Eigen::Map<
+        const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+        a.data(), r, c);
   };
   Eigen::VectorXd P(m.n);
   for (index_t i = 0; i < m.n; ++i) {
@@ -588,7 +591,8 @@ TEST_CASE("local Lipschitz bound: the block sweep of a structured A equals the "
   }
 }
 
-TEST_CASE("local Lipschitz bound: unbounded state bounds and misuse", "[bounds][lipschitz]") {
+TEST_CASE("local Lipschitz bound: unbounded state bounds and misuse",
+          "[bounds][lipschitz]") {
   auto all = cases();
   const Case &c = all.front();
   BoundAnalyzer<double> an(c.model);
@@ -639,13 +643,15 @@ TEST_CASE("linear bound: optimised lower slopes are never looser than the adapti
     for (index_t s = 0; s < 500; ++s)
       for (index_t j = 0; j < 784; ++j) {
         const double t = unit(rng);
-        U(j, s) = box.lower[j] + (s % 2 ? std::round(t) : t) * (box.upper[j] - box.lower[j]);
+        U(j, s) =
+            box.lower[j] + (s % 2 ? std::round(t) : t) * (box.upper[j] - box.lower[j]);
       }
     EquilibriumSolver<double> solver(model);
     REQUIRE(solver.predict(U, X, Y).ok());
     for (index_t s = 0; s < 500; ++s)
       for (index_t k = 0; k < 10; ++k)
-        REQUIRE(Y(label, s) - Y(k, s) >= o.margin_lower[k] - 1e-12 * (1 + std::abs(Y(k, s))));
+        REQUIRE(Y(label, s) - Y(k, s) >=
+                o.margin_lower[k] - 1e-12 * (1 + std::abs(Y(k, s))));
   }
   CHECK(tighter > 0);
 }
@@ -671,8 +677,8 @@ TEST_CASE("rounding: a margin that is exactly 0 is never certified", "[bounds]")
   const auto nom = an.nominal(std::span<const double>(u0));
   REQUIRE(nom.y[0] - nom.y[1] > 0); // the rounding this test is about
   const auto box = linf_box<double>(u0, 0.0);
-  for (const BoundMethod m : {BoundMethod::global, BoundMethod::interval, BoundMethod::linear,
-                              BoundMethod::best}) {
+  for (const BoundMethod m : {BoundMethod::global, BoundMethod::interval,
+                              BoundMethod::linear, BoundMethod::best}) {
     INFO(to_string(m));
     const auto mb = an.margins(nom, box, 0, m);
     CHECK(mb.margin_lower[1] <= 0);

@@ -637,8 +637,10 @@ TEST_CASE("sensitivity: tacit sensitivity, lipschitz and plot spy",
       f << "\n";
     }
   }
-  REQUIRE(run_cli(dir, "lipschitz m --samples 4 --eps 0.05 --input U.txt --local-samples 8 --json",
-                  out) == 0);
+  REQUIRE(
+      run_cli(dir,
+              "lipschitz m --samples 4 --eps 0.05 --input U.txt --local-samples 8 --json",
+              out) == 0);
   const auto loc = nlohmann::json::parse(out);
   REQUIRE(loc["local"]["boxes"].size() == 2);
   const BoundAnalyzer<double> analyzer(m);
@@ -658,8 +660,8 @@ TEST_CASE("sensitivity: tacit sensitivity, lipschitz and plot spy",
       CHECK(L.upper[kk] <= loc["outputs"][kk]["upper"].get<double>() * (1 + 1e-12));
     }
   }
-  CHECK(run_cli(dir, "lipschitz m --input U.txt", out) == 1);   // centres without --eps
-  CHECK(run_cli(dir, "lipschitz m --eps 0.1", out) == 1);       // --eps without centres
+  CHECK(run_cli(dir, "lipschitz m --input U.txt", out) == 1); // centres without --eps
+  CHECK(run_cli(dir, "lipschitz m --eps 0.1", out) == 1);     // --eps without centres
   CHECK(run_cli(dir, "lipschitz m --eps 0.1 --input missing.txt", out) == 2);
 
   REQUIRE(run_cli(dir, "plot spy m -o A.png --size 20 --json", out) == 0);

@@ -614,41 +614,45 @@ TEMPLATE_TEST_CASE("Conv2dOperator::apply_activated equals the product, bias and
       for (index_t k : {index_t(1), index_t(3), index_t(32)})
         for (const T beta : {T(0), T(1)})
           for (const int with_bias : {0, 1})
-          for (const int with_residual : {0, 1}) {
-            CAPTURE(phi.name(), k, beta, with_bias, with_residual, g.stride_h);
-            const auto x = random_values<T>(static_cast<std::size_t>(op.cols() * k), 13);
-            const auto y0 = random_values<T>(static_cast<std::size_t>(op.rows() * k), 14);
-            // A residual with a wider leading dimension than y.
-            const index_t rld = k + 5;
-            const auto r = random_values<T>(static_cast<std::size_t>(op.rows() * rld), 16);
-            const T rscale = T(0.75);
-            // Expected: apply, then + bias + residual, then phi (separate passes).
-            std::vector<T> expect = y0;
-            op.apply(Mode::normal, T(0.5), ConstMatrixView<T>(x.data(), op.cols(), k, k),
-                     beta, MatrixView<T>{expect.data(), op.rows(), k, k});
-            for (index_t i = 0; i < op.rows(); ++i)
-              for (index_t c = 0; c < k; ++c) {
-                T &e = expect[i * k + c];
-                e = phi(e + (with_bias ? bias[i] : T(0)) +
-                        (with_residual ? rscale * r[i * rld + c] : T(0)));
+            for (const int with_residual : {0, 1}) {
+              CAPTURE(phi.name(), k, beta, with_bias, with_residual, g.stride_h);
+              const auto x =
+                  random_values<T>(static_cast<std::size_t>(op.cols() * k), 13);
+              const auto y0 =
+                  random_values<T>(static_cast<std::size_t>(op.rows() * k), 14);
+              // A residual with a wider leading dimension than y.
+              const index_t rld = k + 5;
+              const auto r =
+                  random_values<T>(static_cast<std::size_t>(op.rows() * rld), 16);
+              const T rscale = T(0.75);
+              // Expected: apply, then + bias + residual, then phi (separate passes).
+              std::vector<T> expect = y0;
+              op.apply(Mode::normal, T(0.5),
+                       ConstMatrixView<T>(x.data(), op.cols(), k, k), beta,
+                       MatrixView<T>{expect.data(), op.rows(), k, k});
+              for (index_t i = 0; i < op.rows(); ++i)
+                for (index_t c = 0; c < k; ++c) {
+                  T &e = expect[i * k + c];
+                  e = phi(e + (with_bias ? bias[i] : T(0)) +
+                          (with_residual ? rscale * r[i * rld + c] : T(0)));
+                }
+              const std::span<const T> b =
+                  with_bias ? std::span<const T>(bias) : std::span<const T>();
+              const ConstMatrixView<T> rv =
+                  with_residual ? ConstMatrixView<T>(r.data(), op.rows(), k, rld)
+                                : ConstMatrixView<T>();
+              for (const auto exec : {Execution::parallel, Execution::reference}) {
+                std::vector<T> y = y0;
+                const bool finite = op.apply_activated(
+                    T(0.5), ConstMatrixView<T>(x.data(), op.cols(), k, k), beta,
+                    MatrixView<T>{y.data(), op.rows(), k, k}, b, phi, exec, rv, rscale);
+                CHECK(finite);
+                double err = 0;
+                for (std::size_t i = 0; i < y.size(); ++i)
+                  err = std::max(err, double(std::abs(y[i] - expect[i])));
+                REQUIRE(err <= 50 * tol<T>());
               }
-            const std::span<const T> b =
-                with_bias ? std::span<const T>(bias) : std::span<const T>();
-            const ConstMatrixView<T> rv = with_residual
-                                              ? ConstMatrixView<T>(r.data(), op.rows(), k, rld)
-                                              : ConstMatrixView<T>();
-            for (const auto exec : {Execution::parallel, Execution::reference}) {
-              std::vector<T> y = y0;
-              const bool finite = op.apply_activated(
-                  T(0.5), ConstMatrixView<T>(x.data(), op.cols(), k, k), beta,
-                  MatrixView<T>{y.data(), op.rows(), k, k}, b, phi, exec, rv, rscale);
-              CHECK(finite);
-              double err = 0;
-              for (std::size_t i = 0; i < y.size(); ++i)
-                err = std::max(err, double(std::abs(y[i] - expect[i])));
-              REQUIRE(err <= 50 * tol<T>());
             }
-          }
     }
     // A NaN before the activation is reported even though ReLU hides it.
     const index_t k = 4;

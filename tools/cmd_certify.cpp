@@ -34,7 +34,8 @@ int run_certify(Invocation &inv) {
     }
   }
   const bool no_refine = a.flag("no-refine");
-  const int slope_steps = static_cast<int>(a.integer("slope-steps", 0, 100000).value_or(20));
+  const int slope_steps =
+      static_cast<int>(a.integer("slope-steps", 0, 100000).value_or(20));
 
   Progress progress(inv.progress_enabled());
   progress.update("loading " + model_path.string() + " ...", true);
@@ -162,9 +163,10 @@ std::vector<OptionSpec> certify_options() {
                "otherwise; 'none' to disable)"});
   o.push_back({"no-refine", 0, "",
                "linear bound without refining intermediate bounds (faster, looser)"});
-  o.push_back({"slope-steps", 0, "N",
-               "linear bound of a feed-forward model: optimise the lower ReLU slopes of "
-               "margins not yet proven positive for N gradient steps (default 20; 0: off)"});
+  o.push_back(
+      {"slope-steps", 0, "N",
+       "linear bound of a feed-forward model: optimise the lower ReLU slopes of "
+       "margins not yet proven positive for N gradient steps (default 20; 0: off)"});
   return o;
 }
 

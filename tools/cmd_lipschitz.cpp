@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include <tacit/bounds.hpp>
@@ -29,7 +29,7 @@ namespace {
 struct LocalReport {
   double eps = 0;
   std::string source;
-  index_t samples = 0; ///< gradient samples per box
+  index_t samples = 0;                           ///< gradient samples per box
   std::vector<std::vector<double>> upper, lower; ///< per centre, per output
   std::vector<std::string> status;               ///< per centre
   std::vector<double> mean_upper, mean_lower;    ///< over the centres with finite bounds
@@ -44,7 +44,8 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
   const auto &a = inv.args;
   if (!a.has("eps")) {
     if (a.has("data") || a.has("input"))
-      throw UsageError("--data and --input give the centres of the local bound: add --eps");
+      throw UsageError(
+          "--data and --input give the centres of the local bound: add --eps");
     return std::nullopt;
   }
   const double eps = a.real("eps", 0.0, 1e300).value();
@@ -76,9 +77,9 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
     throw UsageError("--eps needs the centres of the boxes: --data DIR or --input U.txt");
   }
   if (centres.rows() != p)
-    throw CommandFailure(exit_input, r.source + ": inputs have " +
-                                         std::to_string(centres.rows()) +
-                                         " values, the model has p = " + std::to_string(p));
+    throw CommandFailure(exit_input,
+                         r.source + ": inputs have " + std::to_string(centres.rows()) +
+                             " values, the model has p = " + std::to_string(p));
   // Bounds are computed in double whatever --precision says.
   std::optional<Model<double>> loaded;
   if constexpr (!std::is_same_v<T, double>)
@@ -95,7 +96,8 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
   std::vector<index_t> outputs(static_cast<std::size_t>(q));
   for (index_t k = 0; k < q; ++k)
     outputs[k] = k;
-  std::mt19937_64 rng(static_cast<std::uint64_t>(a.integer("seed", 0, INT64_MAX).value_or(1)));
+  std::mt19937_64 rng(
+      static_cast<std::uint64_t>(a.integer("seed", 0, INT64_MAX).value_or(1)));
   std::uniform_real_distribution<double> unit(0, 1);
   r.mean_upper.assign(q, 0.0);
   r.mean_lower.assign(q, 0.0);
@@ -104,7 +106,8 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
     progress.update("local bounds: box " + std::to_string(c + 1) + " of " +
                     std::to_string(count) + " ...");
     centres.get_column(c, u0);
-    const auto box = images ? linf_box<double>(u0, eps, 0.0, 1.0) : linf_box<double>(u0, eps);
+    const auto box =
+        images ? linf_box<double>(u0, eps, 0.0, 1.0) : linf_box<double>(u0, eps);
     const auto nominal = analyzer.nominal(std::span<const double>(u0));
     const LocalLipschitz L =
         analyzer.local_lipschitz(analyzer.linear_state_bounds(nominal, box));
@@ -209,17 +212,22 @@ template <class T> int run(Invocation &inv, Precision precision) {
       for (std::size_t c = 0; c < local->upper.size(); ++c) {
         nlohmann::json up = nlohmann::json::array(), lo = nlohmann::json::array();
         for (index_t k = 0; k < q; ++k) {
-          up.push_back(std::isfinite(local->upper[c][k]) ? nlohmann::json(local->upper[c][k])
-                                                         : nlohmann::json());
+          up.push_back(std::isfinite(local->upper[c][k])
+                           ? nlohmann::json(local->upper[c][k])
+                           : nlohmann::json());
           lo.push_back(local->lower[c][k]);
         }
-        boxes.push_back({{"input", c}, {"status", local->status[c]}, {"upper", up},
-                         {"lower", lo}});
+        boxes.push_back(
+            {{"input", c}, {"status", local->status[c]}, {"upper", up}, {"lower", lo}});
       }
-      local_json = {{"eps", local->eps},           {"centres", local->source},
-                    {"bounded", local->bounded},   {"samples_per_box", local->samples},
-                    {"mean_upper", local->mean_upper}, {"mean_lower", local->mean_lower},
-                    {"boxes", boxes},              {"seconds", local->seconds}};
+      local_json = {{"eps", local->eps},
+                    {"centres", local->source},
+                    {"bounded", local->bounded},
+                    {"samples_per_box", local->samples},
+                    {"mean_upper", local->mean_upper},
+                    {"mean_lower", local->mean_lower},
+                    {"boxes", boxes},
+                    {"seconds", local->seconds}};
     }
     inv.emit({{"local", local_json},
               {"model", path.string()},
@@ -253,13 +261,14 @@ template <class T> int run(Invocation &inv, Precision precision) {
     }
     std::cout << "  " << fmt_seconds(seconds) << " (" << inv.threads << " thread(s))\n";
     if (local) {
-      std::cout << "local bounds on |u - u0|_inf <= " << fmt_g(local->eps) << " around "
-                << local->upper.size() << " input(s) of " << local->source << " ("
-                << local->bounded << " bounded)\n"
-                << "  upper: interval Jacobian on the linear state bounds; lower: max "
-                   "||grad y_k||_1 over the centre and "
-                << local->samples << " points of each box; means over the boxes\n"
-                << "  output    local lower    local upper     upper/lower   global upper\n";
+      std::cout
+          << "local bounds on |u - u0|_inf <= " << fmt_g(local->eps) << " around "
+          << local->upper.size() << " input(s) of " << local->source << " ("
+          << local->bounded << " bounded)\n"
+          << "  upper: interval Jacobian on the linear state bounds; lower: max "
+             "||grad y_k||_1 over the centre and "
+          << local->samples << " points of each box; means over the boxes\n"
+          << "  output    local lower    local upper     upper/lower   global upper\n";
       for (index_t k = 0; k < q; ++k) {
         const double lo = local->mean_lower[k], up = local->mean_upper[k];
         char line[160];

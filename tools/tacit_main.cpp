@@ -2,11 +2,11 @@
 // registered subcommands, help texts and the mapping of errors to exit codes.
 
 #include <algorithm>
-#include <malloc.h>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <iostream>
+#include <malloc.h>
 #include <memory>
 #include <new>
 #include <sstream>
