@@ -122,6 +122,23 @@ template <class T> T round_down(double v) {
   return t;
 }
 
+// Back-substitution through a strictly block lower triangular A, block
+// column b from the last to the first: add(op, o0, r0, r1) adds an entry's
+// transposed product, read from its (already final) block row starting at
+// o0, into rows [r0, r1) of block b; close(r0, r1) then finalises block b.
+template <class T, class Add, class Close>
+void reverse_block_sweep(const BlockOperator<T> &A, Add &&add, Close &&close) {
+  const auto entries = A.entries();
+  for (index_t b = A.row_blocks() - 1; b >= 0; --b) {
+    const index_t r0 = A.row_offset(b), r1 = A.row_offset(b + 1);
+    for (const index_t e : A.entries_in_col(b)) {
+      const BlockEntry<T> &entry = entries[static_cast<std::size_t>(e)];
+      add(*entry.op, A.row_offset(entry.block_row), r0, r1);
+    }
+    close(r0, r1);
+  }
+}
+
 // max(|lo|, |hi|) per entry.
 template <class T>
 std::vector<T> magnitudes(const std::vector<T> &lo, const std::vector<T> &hi) {
@@ -195,20 +212,35 @@ template <class T> struct BoundAnalyzer<T>::Impl {
     }
   }
 
+  // The rows of g^T y = g^T (C x + D u + c) for the columns g of G (q x k):
+  // W = C^T G (n x k), Du = D^T G (p x k), cst = G^T c.
+  void output_rows(ConstMatrixView<T> G, std::vector<T> &W, std::vector<T> &Du,
+                   std::vector<double> &cst) const {
+    const index_t k = G.cols;
+    W.resize(static_cast<std::size_t>(n() * k));
+    Du.assign(static_cast<std::size_t>(p() * k), T(0));
+    model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{W.data(), n(), k, k});
+    if (model.D())
+      model.D()->apply(Mode::transpose, T(1), G, T(0),
+                       MatrixView<T>{Du.data(), p(), k, k});
+    cst.assign(static_cast<std::size_t>(k), 0.0);
+    const auto c = model.bias_y();
+    for (index_t r = 0; r < q(); ++r)
+      for (index_t j = 0; j < k; ++j)
+        cst[j] += double(G(r, j)) * double(c[r]);
+  }
+
   // Rounding of W = C^T G and Du = D^T G against the state and input
   // magnitudes: gamma sum_r |G_rj| (|C| xmag + |D| umag)_r, doubled as an
   // allowance (the products' own cancellation is not in |W|).
   std::vector<double> output_rounding(const StateBounds<T> &bounds,
                                       const InputBox<T> &box,
                                       ConstMatrixView<T> G) const {
-    std::vector<T> xmag(n()), reach(q(), T(0));
-    for (index_t i = 0; i < n(); ++i)
-      xmag[i] = std::max(std::abs(bounds.x_lower[i]), std::abs(bounds.x_upper[i]));
+    const std::vector<T> xmag = magnitudes(bounds.x_lower, bounds.x_upper);
+    std::vector<T> reach(q(), T(0));
     model.C().apply(Mode::abs, T(1), std::span<const T>(xmag), T(0), std::span<T>(reach));
     if (model.D()) {
-      std::vector<T> umag(p());
-      for (index_t j = 0; j < p(); ++j)
-        umag[j] = std::max(std::abs(box.lower[j]), std::abs(box.upper[j]));
+      const std::vector<T> umag = magnitudes(box.lower, box.upper);
       model.D()->apply(Mode::abs, T(1), std::span<const T>(umag), T(1),
                        std::span<T>(reach));
     }
@@ -580,15 +612,9 @@ std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
                                                 ConstMatrixView<T> G) const {
   const auto &I = *impl_;
   const index_t n = I.n(), p = I.p(), k = G.cols;
-  std::vector<T> W(n * k), Du(p * k, T(0));
-  I.model.C().apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{W.data(), n, k, k});
-  if (I.model.D())
-    I.model.D()->apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{Du.data(), p, k, k});
-  std::vector<double> acc(k, 0.0);
-  const auto c = I.model.bias_y();
-  for (index_t r = 0; r < I.q(); ++r)
-    for (index_t j = 0; j < k; ++j)
-      acc[j] += double(G(r, j)) * double(c[r]);
+  std::vector<T> W, Du;
+  std::vector<double> acc;
+  I.output_rows(G, W, Du, acc);
   std::vector<double> mag(k);
   for (index_t j = 0; j < k; ++j)
     mag[j] = std::abs(acc[j]);
@@ -670,18 +696,14 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
   int it = 0;
   bool exact = false;
   if (sweep) {
-    const auto entries = sweep->entries();
-    for (index_t b = sweep->row_blocks() - 1; b >= 0; --b) {
-      const index_t r0 = sweep->row_offset(b), r1 = sweep->row_offset(b + 1);
-      for (const index_t e : sweep->entries_in_col(b)) {
-        const BlockEntry<T> &entry = entries[static_cast<std::size_t>(e)];
-        const index_t o0 = sweep->row_offset(entry.block_row);
-        entry.op->apply(Mode::transpose, T(1),
-                        ConstMatrixView<T>{LV.data() + o0 * k, entry.op->rows(), k, k},
-                        T(1), MatrixView<T>{V.data() + r0 * k, r1 - r0, k, k});
-      }
-      lambda_rows(V, LV, r0, r1);
-    }
+    reverse_block_sweep(
+        *sweep,
+        [&](const LinearOperator<T> &op, index_t o0, index_t r0, index_t r1) {
+          op.apply(Mode::transpose, T(1),
+                   ConstMatrixView<T>{LV.data() + o0 * k, op.rows(), k, k}, T(1),
+                   MatrixView<T>{V.data() + r0 * k, r1 - r0, k, k});
+        },
+        [&](index_t r0, index_t r1) { lambda_rows(V, LV, r0, r1); });
     exact = true;
   } else {
     const std::vector<T> W = V;
@@ -883,22 +905,14 @@ std::vector<T>
 BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
                                ConstMatrixView<T> G, int *dual_iterations) const {
   const auto &I = *impl_;
-  const index_t n = I.n(), p = I.p(), k = G.cols;
+  const index_t k = G.cols;
   if (k == 0)
     return {};
   LinearWork<T> work;
   work.rounding = 2 * I.gamma_sum;
-  work.V.resize(n * k);
-  std::vector<T> Du(p * k, T(0));
-  I.model.C().apply(Mode::transpose, T(1), G, T(0),
-                    MatrixView<T>{work.V.data(), n, k, k});
-  if (I.model.D())
-    I.model.D()->apply(Mode::transpose, T(1), G, T(0), MatrixView<T>{Du.data(), p, k, k});
-  std::vector<double> cst(k, 0.0);
-  const auto c = I.model.bias_y();
-  for (index_t r = 0; r < I.q(); ++r)
-    for (index_t j = 0; j < k; ++j)
-      cst[j] += double(G(r, j)) * double(c[r]);
+  std::vector<T> Du;
+  std::vector<double> cst;
+  I.output_rows(G, work.V, Du, cst);
   auto lin = linear_kernel<T>(I.model, I.sweep, I.acts, I.nilpotent, I.budget(),
                               I.options.tolerance, bounds, box, work, std::move(Du),
                               std::move(cst), k, dual_iterations);
@@ -1042,24 +1056,17 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
       open.push_back(j);
   if (I.options.slope_steps > 0 && !open.empty() && s.status != BoundStatus::unbounded &&
       I.nilpotent) {
-    const index_t m = static_cast<index_t>(open.size()), n = I.n(), p = I.p();
-    std::vector<T> Gs(q * m, T(0)), W(n * m), Du(p * m, T(0));
+    const index_t m = static_cast<index_t>(open.size());
+    std::vector<T> Gs(q * m, T(0)), W, Du;
+    std::vector<double> cst;
+    std::vector<T> start(m);
     for (index_t t = 0; t < m; ++t) {
       Gs[label * m + t] += T(1);
       Gs[open[t] * m + t] -= T(1);
-    }
-    const ConstMatrixView<T> Gsv{Gs.data(), q, m, m};
-    I.model.C().apply(Mode::transpose, T(1), Gsv, T(0), MatrixView<T>{W.data(), n, m, m});
-    if (I.model.D())
-      I.model.D()->apply(Mode::transpose, T(1), Gsv, T(0),
-                         MatrixView<T>{Du.data(), p, m, m});
-    const auto c = I.model.bias_y();
-    std::vector<double> cst(m, double(c[label]));
-    std::vector<T> start(m);
-    for (index_t t = 0; t < m; ++t) {
-      cst[t] -= double(c[open[t]]);
       start[t] = lb[open[t]];
     }
+    const ConstMatrixView<T> Gsv{Gs.data(), q, m, m};
+    I.output_rows(Gsv, W, Du, cst);
     const auto opt = optimise_lower_slopes<T>(
         I.model, I.sweep, I.acts, I.nilpotent, I.budget(), I.options.tolerance, s, box, W,
         Du, cst, m, I.options.slope_steps, 2 * I.gamma_sum, start);
@@ -1143,21 +1150,17 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
                       T(1), MatrixView<T>{fr.data(), n, k, k});
   };
   if (I.sweep) {
-    const auto entries = I.sweep->entries();
-    for (index_t b = I.sweep->row_blocks() - 1; b >= 0; --b) {
-      const index_t r0 = I.sweep->row_offset(b), r1 = I.sweep->row_offset(b + 1);
-      for (const index_t e : I.sweep->entries_in_col(b)) {
-        const BlockEntry<T> &entry = entries[static_cast<std::size_t>(e)];
-        const index_t o0 = I.sweep->row_offset(entry.block_row), rows = entry.op->rows();
-        entry.op->apply(Mode::transpose, T(1),
-                        ConstMatrixView<T>{Gm.data() + o0 * k, rows, k, k}, T(1),
-                        MatrixView<T>{Hm.data() + r0 * k, r1 - r0, k, k});
-        entry.op->apply(Mode::abs_transpose, T(1),
-                        ConstMatrixView<T>{Gr.data() + o0 * k, rows, k, k}, T(1),
-                        MatrixView<T>{Hr.data() + r0 * k, r1 - r0, k, k});
-      }
-      enclose_rows(Hm, Hr, r0, r1);
-    }
+    reverse_block_sweep(
+        *I.sweep,
+        [&](const LinearOperator<T> &op, index_t o0, index_t r0, index_t r1) {
+          op.apply(Mode::transpose, T(1),
+                   ConstMatrixView<T>{Gm.data() + o0 * k, op.rows(), k, k}, T(1),
+                   MatrixView<T>{Hm.data() + r0 * k, r1 - r0, k, k});
+          op.apply(Mode::abs_transpose, T(1),
+                   ConstMatrixView<T>{Gr.data() + o0 * k, op.rows(), k, k}, T(1),
+                   MatrixView<T>{Hr.data() + r0 * k, r1 - r0, k, k});
+        },
+        [&](index_t r0, index_t r1) { enclose_rows(Hm, Hr, r0, r1); });
     out.iterations = 1;
   } else {
     std::vector<T> Fm, Fr;

@@ -157,6 +157,17 @@ inline DenseModel implicit(std::mt19937 &rng, index_t n, index_t p, index_t q,
   return m;
 }
 
+/// z_i = (A x + B u + b)_i by plain loops.
+inline double preactivation(const DenseModel &m, index_t i, const std::vector<double> &x,
+                            const std::vector<double> &u) {
+  double z = m.bx[i];
+  for (index_t j = 0; j < m.n; ++j)
+    z += m.A[i * m.n + j] * x[j];
+  for (index_t j = 0; j < m.p; ++j)
+    z += m.B[i * m.p + j] * u[j];
+  return z;
+}
+
 /// Reference x(u) by plain Picard to convergence, and y(u).
 inline void evaluate(const DenseModel &m, const std::vector<double> &u,
                      std::vector<double> &x, std::vector<double> &y) {
@@ -165,12 +176,7 @@ inline void evaluate(const DenseModel &m, const std::vector<double> &u,
   for (int it = 0; it < 5000; ++it) {
     double step = 0;
     for (index_t i = 0; i < m.n; ++i) {
-      double z = m.bx[i];
-      for (index_t j = 0; j < m.n; ++j)
-        z += m.A[i * m.n + j] * x[j];
-      for (index_t j = 0; j < m.p; ++j)
-        z += m.B[i * m.p + j] * u[j];
-      nx[i] = m.act[i](z);
+      nx[i] = m.act[i](preactivation(m, i, x, u));
       step = std::max(step, std::abs(nx[i] - x[i]));
     }
     x.swap(nx);

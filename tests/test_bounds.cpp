@@ -100,11 +100,7 @@ TEST_CASE("bounds enclose sampled states and outputs", "[bounds]") {
         }
       // pre-activations
       for (index_t i = 0; i < c.dense.n; ++i) {
-        double z = c.dense.bx[i];
-        for (index_t j = 0; j < c.dense.n; ++j)
-          z += c.dense.A[i * c.dense.n + j] * x[j];
-        for (index_t j = 0; j < c.dense.p; ++j)
-          z += c.dense.B[i * c.dense.p + j] * u[j];
+        const double z = preactivation(c.dense, i, x, u);
         for (const auto *b : {&g, &iv, &lin}) {
           REQUIRE(z >= b->z_lower[i] - tol);
           REQUIRE(z <= b->z_upper[i] + tol);
@@ -364,6 +360,18 @@ TEST_CASE("bounds of the committed Fashion-MNIST models hold for 10^4 sampled "
   }
 }
 
+namespace {
+
+/// The same model with A materialised as CSR (B, C, D and biases shared).
+Model<double> with_csr_a(const Model<double> &m) {
+  return Model<double>(
+      std::make_shared<const CsrMatrix<double>>(m.A().to_csr()), m.B_ptr(), m.C_ptr(),
+      m.D_ptr(), std::vector<double>(m.bias_x().begin(), m.bias_x().end()),
+      std::vector<double>(m.bias_y().begin(), m.bias_y().end()), m.blocks());
+}
+
+} // namespace
+
 TEST_CASE("linear bound: the block sweep of a structured A equals the fixed point "
           "iteration on the same A as CSR",
           "[bounds]") {
@@ -372,12 +380,7 @@ TEST_CASE("linear bound: the block sweep of a structured A equals the fixed poin
     return;
   const auto structured = fashion_model("fashion_cnn");
   REQUIRE(dynamic_cast<const BlockOperator<double> *>(&structured.A()));
-  const Model<double> csr(
-      std::make_shared<const CsrMatrix<double>>(structured.A().to_csr()),
-      structured.B_ptr(), structured.C_ptr(), structured.D_ptr(),
-      std::vector<double>(structured.bias_x().begin(), structured.bias_x().end()),
-      std::vector<double>(structured.bias_y().begin(), structured.bias_y().end()),
-      structured.blocks());
+  const Model<double> csr = with_csr_a(structured);
   const auto data = fashion_test_images(*dir, 3);
   BoundAnalyzer<double> sweep(structured), iterate(csr);
   for (index_t c = 0; c < 3; ++c) {
@@ -447,14 +450,8 @@ Eigen::MatrixXd dense_jacobian(const DenseModel &m, const std::vector<double> &u
         a.data(), r, c);
   };
   Eigen::VectorXd P(m.n);
-  for (index_t i = 0; i < m.n; ++i) {
-    double z = m.bx[i];
-    for (index_t j = 0; j < m.n; ++j)
-      z += m.A[i * m.n + j] * x[j];
-    for (index_t j = 0; j < m.p; ++j)
-      z += m.B[i * m.p + j] * u[j];
-    P[i] = derivative_of(m.act[i], z);
-  }
+  for (index_t i = 0; i < m.n; ++i)
+    P[i] = derivative_of(m.act[i], preactivation(m, i, x, u));
   const Eigen::MatrixXd A = map(m.A, m.n, m.n), B = map(m.B, m.n, m.p),
                         C = map(m.C, m.q, m.n);
   const Eigen::MatrixXd I = Eigen::MatrixXd::Identity(m.n, m.n);
@@ -548,12 +545,7 @@ TEST_CASE("local Lipschitz bound: the block sweep of a structured A equals the "
   if (!dir)
     return;
   const auto structured = fashion_model("fashion_cnn");
-  const Model<double> csr(
-      std::make_shared<const CsrMatrix<double>>(structured.A().to_csr()),
-      structured.B_ptr(), structured.C_ptr(), structured.D_ptr(),
-      std::vector<double>(structured.bias_x().begin(), structured.bias_x().end()),
-      std::vector<double>(structured.bias_y().begin(), structured.bias_y().end()),
-      structured.blocks());
+  const Model<double> csr = with_csr_a(structured);
   const auto data = fashion_test_images(*dir, 2);
   BoundAnalyzer<double> sweep(structured), iterate(csr);
   for (index_t c = 0; c < 2; ++c) {

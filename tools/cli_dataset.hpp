@@ -71,6 +71,19 @@ inline std::vector<double> parse_list(const std::string &text, const std::string
   return out;
 }
 
+#ifdef TACIT_CLI_HAVE_IDX
+/// The IDX file `name` of directory `dir`, gzipped or plain.
+/// \throws FileError when neither exists.
+inline std::filesystem::path find_idx_file(const std::filesystem::path &dir,
+                                           const std::string &name) {
+  for (const auto &candidate : {dir / (name + ".gz"), dir / name})
+    if (std::filesystem::exists(candidate))
+      return candidate;
+  throw FileError((dir / (name + ".gz")).string(), 0,
+                  "not found (expected the Fashion-MNIST/MNIST IDX files)");
+}
+#endif
+
 /// --data DIR [--split] or --input/--labels, at most `limit` inputs.
 inline LabelledData load_labelled(const Arguments &args, index_t p, index_t limit) {
   LabelledData d;
@@ -84,15 +97,9 @@ inline LabelledData load_labelled(const Arguments &args, index_t p, index_t limi
     const std::string split = args.choice("split", {"test", "train"}).value_or("test");
     const std::string stem = split == "test" ? "t10k" : "train";
     const std::filesystem::path dir = *data;
-    auto pick = [&](const std::string &name) {
-      for (const auto &candidate : {dir / (name + ".gz"), dir / name})
-        if (std::filesystem::exists(candidate))
-          return candidate;
-      throw FileError((dir / (name + ".gz")).string(), 0,
-                      "not found (expected the Fashion-MNIST/MNIST IDX files)");
-    };
-    auto set = read_idx_dataset<double>(pick(stem + "-images-idx3-ubyte"),
-                                        pick(stem + "-labels-idx1-ubyte"), limit);
+    auto set =
+        read_idx_dataset<double>(find_idx_file(dir, stem + "-images-idx3-ubyte"),
+                                 find_idx_file(dir, stem + "-labels-idx1-ubyte"), limit);
     d.inputs = std::move(set.images);
     d.labels = std::move(set.labels);
     d.source = dir.string() + " (" + split + ")";

@@ -39,7 +39,6 @@ struct LocalReport {
 
 template <class T>
 std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
-                                        const std::filesystem::path &path,
                                         Progress &progress) {
   const auto &a = inv.args;
   if (!a.has("eps")) {
@@ -60,13 +59,7 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
   if (const auto dir = a.text("data")) {
     if (a.has("input"))
       throw UsageError("give either --data or --input, not both");
-    const std::filesystem::path d = *dir;
-    std::filesystem::path file = d / "t10k-images-idx3-ubyte.gz";
-    if (!std::filesystem::exists(file))
-      file = d / "t10k-images-idx3-ubyte";
-    if (!std::filesystem::exists(file))
-      throw FileError((d / "t10k-images-idx3-ubyte.gz").string(), 0,
-                      "not found (expected the Fashion-MNIST/MNIST IDX test images)");
+    const std::filesystem::path file = find_idx_file(*dir, "t10k-images-idx3-ubyte");
     centres = read_idx_images<double>(file, limit).images;
     r.source = file.string();
     images = true;
@@ -81,15 +74,7 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
                          r.source + ": inputs have " + std::to_string(centres.rows()) +
                              " values, the model has p = " + std::to_string(p));
   // Bounds are computed in double whatever --precision says.
-  std::optional<Model<double>> loaded;
-  if constexpr (!std::is_same_v<T, double>)
-    loaded.emplace(load_model<double>(path));
-  const Model<double> &m64 = [&]() -> const Model<double> & {
-    if constexpr (std::is_same_v<T, double>)
-      return model;
-    else
-      return *loaded;
-  }();
+  const Model<double> m64 = convert_model<double>(model);
   Stopwatch clock;
   BoundAnalyzer<double> analyzer(m64);
   const index_t count = std::min(limit, centres.cols());
@@ -188,7 +173,7 @@ template <class T> int run(Invocation &inv, Precision precision) {
   progress.clear();
 
   const index_t q = model.outputs();
-  const std::optional<LocalReport> local = local_bounds(inv, model, path, progress);
+  const std::optional<LocalReport> local = local_bounds(inv, model, progress);
   std::vector<double> gap(static_cast<std::size_t>(q)), ratio(gap.size());
   for (index_t k = 0; k < q; ++k) {
     gap[k] = report.upper[k] - report.lower[k];
