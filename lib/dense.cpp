@@ -14,6 +14,10 @@ Batch<T>::Batch(index_t rows, index_t cols, index_t slab_width)
   if (slab_width < 1)
     throw InvalidArgument("Batch: slab width must be >= 1, got " +
                           std::to_string(slab_width));
+  // A batch narrower than one slab is stored densely: no padding columns
+  // (a single vector is contiguous, as the solvers' internal layout).
+  if (cols > 0)
+    width_ = std::min(width_, cols);
   slabs_ = (cols + width_ - 1) / width_;
   data_.assign(static_cast<std::size_t>(slabs_ * rows_ * width_), T(0));
 }

@@ -9,6 +9,7 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "detail/block_sweep.hpp"
 #include "detail/picard.hpp"
@@ -319,13 +320,19 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
   if (im.method == SolveMethod::sweep) {
     report.method = SolveMethod::sweep;
     const index_t w = detail::internal_width(W, k);
-    if (warm)
-      im.X.copy_from(X, w);
-    else
-      im.X.reshape(n, k, w); // every state is written before it is read
-    detail::run_sweep(*im.plan, im.sweep_work, im.Z, im.X, im.options.picard, warm,
-                      im.options.progress, report);
-    im.X.copy_to(X);
+    if (w == W) { // in place: X's layout is the internal one
+      detail::run_sweep(*im.plan, im.sweep_work, std::as_const(im.Z).view(),
+                        detail::slab_view(X), im.options.picard, warm,
+                        im.options.progress, report);
+    } else {
+      if (warm)
+        im.X.copy_from(X, w);
+      else
+        im.X.reshape(n, k, w); // every state is written before it is read
+      detail::run_sweep(*im.plan, im.sweep_work, std::as_const(im.Z).view(), im.X.view(),
+                        im.options.picard, warm, im.options.progress, report);
+      im.X.copy_to(X);
+    }
   } else {
     picard_into(*im.system, im.picard_work, im.Z.data.data(), im.Z.width, X, warm,
                 im.options.picard, im.options.progress, report);

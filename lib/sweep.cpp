@@ -6,11 +6,13 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <tuple>
 
 #include <tbb/blocked_range.h>
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
 
+#include "detail/csr_kernels.hpp"
 #include "detail/solve_kernels.hpp"
 
 namespace tacit::detail {
@@ -90,6 +92,40 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
   row_of.reserve(static_cast<std::size_t>(n));
   std::vector<index_t> block_at; // per position: cyclic block id or -1
   block_at.reserve(static_cast<std::size_t>(n));
+  // The 1x1 rows of a level are independent: order them by their last column
+  // so that rows reading the same window (the output channels of one pixel of
+  // a convolution) are neighbours, share their x loads and become twins.
+  const auto rp = A.row_ptr();
+  const auto av = A.values();
+  // Ties (the clipped windows at an image's edge share their last column)
+  // are broken by the length and the second column, which twins share too
+  // (their first may differ: a skip line).
+  struct RowKey {
+    index_t last = -1, first = -1, second = -1, length = 0;
+  };
+  std::vector<RowKey> keys(static_cast<std::size_t>(n));
+  A.visit_columns([&](auto cols) {
+    for (index_t i = 0; i < n; ++i) {
+      RowKey &key = keys[i];
+      for (auto e = rp[i]; e < rp[i + 1]; ++e) {
+        const auto j = static_cast<index_t>(cols[e]);
+        if (av[e] == T(0) || j == i)
+          continue;
+        ++key.length;
+        key.last = std::max(key.last, j);
+        if (key.first < 0 || j < key.first) {
+          key.second = key.first;
+          key.first = j;
+        } else if (key.second < 0 || j < key.second) {
+          key.second = j;
+        }
+      }
+    }
+  });
+  auto sort_key = [&](index_t i) {
+    const RowKey &k = keys[i];
+    return std::tuple(k.last, k.length, k.second);
+  };
   for (index_t l = 0; l < scc.level_count(); ++l) {
     SweepLevel lev;
     lev.p0 = static_cast<index_t>(row_of.size());
@@ -99,6 +135,8 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
         block_at.push_back(-1);
       }
     lev.singles_end = static_cast<index_t>(row_of.size());
+    std::stable_sort(row_of.begin() + lev.p0, row_of.end(),
+                     [&](index_t a, index_t b) { return sort_key(a) < sort_key(b); });
     lev.block0 = static_cast<index_t>(blocks.size());
     for (index_t b = scc.level_ptr[l]; b < scc.level_ptr[l + 1]; ++b)
       if (scc.block_size(b) > 1) {
@@ -126,8 +164,6 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
   diag.assign(static_cast<std::size_t>(n), T(0));
   kind.assign(static_cast<std::size_t>(n), row_plain);
   act.resize(static_cast<std::size_t>(n));
-  const auto rp = A.row_ptr();
-  const auto av = A.values();
   std::int64_t kept = 0;
   for (T v : av)
     kept += v != T(0);
@@ -159,7 +195,7 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
       }
       ptr[p + 1] = static_cast<std::int64_t>(vals.size());
       if (bid >= 0) {
-        kind[p] = row_block;
+        kind[p] = row_cyclic;
         auto &blk = blocks[bid];
         if (p + 1 == blk.p1) { // last row of the block
           const index_t nb = blk.p1 - blk.p0;
@@ -180,6 +216,26 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
         }
       }
     }
+  });
+
+  // Twins: neighbouring plain 1x1 rows of a level with the same columns (or
+  // the same columns after a differing first one, the head), in runs of <= 4.
+  twins.assign(static_cast<std::size_t>(n), 1);
+  twin_heads.assign(static_cast<std::size_t>(n), 0);
+  with_columns([&](const auto *cols) {
+    for (const auto &lev : levels)
+      for (index_t p = lev.singles_end - 2; p >= lev.p0; --p) {
+        const std::int64_t len = ptr[p + 1] - ptr[p];
+        if (kind[p] != row_plain || kind[p + 1] != row_plain || len < 2 ||
+            len != ptr[p + 2] - ptr[p + 1] ||
+            !std::equal(cols + ptr[p] + 1, cols + ptr[p + 1], cols + ptr[p + 1] + 1))
+          continue;
+        const unsigned char head = cols[ptr[p]] == cols[ptr[p + 1]] ? 0 : 1;
+        if (twins[p + 1] > 1 && twin_heads[p + 1] != head)
+          continue;
+        twins[p] = static_cast<unsigned char>(std::min(4, twins[p + 1] + 1));
+        twin_heads[p] = head;
+      }
   });
 
   // Cyclic blocks: fixed-point systems (created now that `blocks` is final).
@@ -266,8 +322,8 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
 template <class T> struct SweepRunner {
   const SweepPlan<T> &plan;
   SweepWork<T> &work;
-  const SlabBuffer<T> &Z;
-  SlabBuffer<T> &X;
+  SlabView<const T> Z;
+  SlabView<T> X;
   const PicardOptions &opt;
   bool warm;
   index_t S, W, k;
@@ -282,8 +338,8 @@ template <class T> struct SweepRunner {
   SolveStatus fail_status = SolveStatus::converged;
   double fail_residual = 0;
 
-  SweepRunner(const SweepPlan<T> &p, SweepWork<T> &w, const SlabBuffer<T> &z,
-              SlabBuffer<T> &x, const PicardOptions &o, bool warm_start)
+  SweepRunner(const SweepPlan<T> &p, SweepWork<T> &w, SlabView<const T> z, SlabView<T> x,
+              const PicardOptions &o, bool warm_start)
       : plan(p), work(w), Z(z), X(x), opt(o), warm(warm_start), S(x.slabs), W(x.width),
         k(x.cols), residual(w.residual), flags(w.flags), iterations(w.iterations),
         status(w.status) {
@@ -302,6 +358,20 @@ template <class T> struct SweepRunner {
 
   /// 1x1 rows at positions [p0, p1) for slab s.
   void singles(index_t p0, index_t p1, index_t s, SweepPartial &part) {
+    with_cols([&](const auto *cols) {
+      if (W == 1)
+        row_by_row(p0, p1, s, part, cols, std::true_type{});
+      else if (!grouped_rows(p0, p1, s, part, cols))
+        row_by_row(p0, p1, s, part, cols, std::false_type{});
+    });
+  }
+
+  /// One row at a time (any kind). A single-column batch has unit stride: a
+  /// literal 1 saves a multiply per nonzero in the gather loop.
+  template <class I, class Unit>
+  void row_by_row(index_t p0, index_t p1, index_t s, SweepPartial &part, const I *cols,
+                  Unit) {
+    constexpr bool unit_stride = Unit::value;
     T *x = X.slab(s);
     const T *z = Z.slab(s);
     const index_t ncols = X.slab_cols(s);
@@ -314,10 +384,7 @@ template <class T> struct SweepRunner {
     const Activation *__restrict acts = plan.act.data();
     // c * 0 summed per column: NaN iff a non-finite c appeared.
     double *__restrict nonfinite = part.nonfinite.data();
-    // A single-column batch has unit stride: a literal 1 saves a multiply
-    // per nonzero in the gather loop.
-    auto rows = [&](const auto *cols, auto unit) {
-      constexpr bool unit_stride = decltype(unit)::value;
+    {
       const index_t ld = unit_stride ? 1 : W;
       for (index_t p = p0; p < p1; ++p) {
         const index_t i = row_of[p];
@@ -365,13 +432,84 @@ template <class T> struct SweepRunner {
           }
         });
       }
+    }
+  }
+
+  /// Batched plain 1x1 rows, twins together (rows_sum4: x loads shared,
+  /// bits as row by row), with z added and phi applied in registers.
+  template <class I>
+  bool grouped_rows(index_t p0, index_t p1, index_t s, SweepPartial &part,
+                    const I *cols) {
+    T *x = X.slab(s);
+    const T *z = Z.slab(s);
+    const index_t ncols = X.slab_cols(s);
+    const T *vals = plan.vals.data();
+    const std::int64_t *ptr = plan.ptr.data();
+    const index_t *row_of = plan.row_of.data();
+    double *__restrict nonfinite = part.nonfinite.data();
+    auto group_of = [&](auto R, index_t p) {
+      constexpr int rows = decltype(R)::value;
+      const T *v[rows];
+      const I *c[rows];
+      for (int r = 0; r < rows; ++r) {
+        v[r] = vals + ptr[p + r];
+        c[r] = cols + ptr[p + r];
+      }
+      const std::int64_t len = ptr[p + 1] - ptr[p];
+      const std::int64_t head = rows > 1 ? plan.twin_heads[p] : 0;
+      for_column_chunks<T>(ncols, [&](auto cw, index_t c0) {
+        constexpr int CW = decltype(cw)::value;
+        T sum[rows][CW];
+        if constexpr (CW >= 4) {
+          rows_sum4<rows, CW>(v, c, len, head, x + c0, W, sum);
+        } else {
+          for (int r = 0; r < rows; ++r)
+            row_sum4<1>(vals, cols, ptr[p + r], ptr[p + r + 1], x + c0, W, sum[r]);
+        }
+        for (int r = 0; r < rows; ++r) {
+          const index_t i = row_of[p + r];
+          T pre[CW], out[CW];
+#pragma GCC unroll 32
+          for (int w = 0; w < CW; ++w)
+            pre[w] = sum[r][w] + z[i * W + c0 + w];
+          activate_chunk<CW>(plan.act[p + r], pre, out);
+#pragma GCC unroll 32
+          for (int w = 0; w < CW; ++w) {
+            x[i * W + c0 + w] = out[w];
+            nonfinite[c0 + w] += static_cast<double>(pre[w]) * 0.0;
+          }
+        }
+      });
     };
-    with_cols([&](const auto *cols) {
-      if (W == 1)
-        rows(cols, std::true_type{});
-      else
-        rows(cols, std::false_type{});
-    });
+    for (index_t p = p0; p < p1;) {
+      if (plan.kind[p] != row_plain) {
+        row_by_row(p, p + 1, s, part, cols, std::false_type{});
+        ++p;
+        continue;
+      }
+      // Three rows of two vectors x four partial sums fill the registers;
+      // four twins go as two pairs.
+      switch (std::min<index_t>(plan.twins[p], p1 - p)) {
+      case 1:
+        group_of(std::integral_constant<int, 1>{}, p);
+        p += 1;
+        break;
+      case 2:
+        group_of(std::integral_constant<int, 2>{}, p);
+        p += 2;
+        break;
+      case 3:
+        group_of(std::integral_constant<int, 3>{}, p);
+        p += 3;
+        break;
+      default:
+        group_of(std::integral_constant<int, 2>{}, p);
+        group_of(std::integral_constant<int, 2>{}, p + 2);
+        p += 4;
+        break;
+      }
+    }
+    return true;
   }
 
   static void ill(SweepPartial &part, index_t p, index_t col, T c) {
@@ -602,8 +740,8 @@ template <class T> struct SweepRunner {
 };
 
 template <class T>
-void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const SlabBuffer<T> &Z,
-               SlabBuffer<T> &X, const PicardOptions &options, bool warm_start,
+void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, SlabView<const T> Z,
+               SlabView<T> X, const PicardOptions &options, bool warm_start,
                const std::function<void(int, double)> &progress, SolveReport &report) {
   if (Z.rows != plan.n || X.rows != plan.n || Z.cols != X.cols || Z.width != X.width)
     throw InvalidArgument("sweep: Z and X must both be n x k with the same slab width");
@@ -615,12 +753,10 @@ void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const SlabBuffer<T>
 template class SweepPlan<float>;
 template class SweepPlan<double>;
 template void run_sweep(const SweepPlan<float> &, SweepWork<float> &,
-                        const SlabBuffer<float> &, SlabBuffer<float> &,
-                        const PicardOptions &, bool,
-                        const std::function<void(int, double)> &, SolveReport &);
+                        SlabView<const float>, SlabView<float>, const PicardOptions &,
+                        bool, const std::function<void(int, double)> &, SolveReport &);
 template void run_sweep(const SweepPlan<double> &, SweepWork<double> &,
-                        const SlabBuffer<double> &, SlabBuffer<double> &,
-                        const PicardOptions &, bool,
-                        const std::function<void(int, double)> &, SolveReport &);
+                        SlabView<const double>, SlabView<double>, const PicardOptions &,
+                        bool, const std::function<void(int, double)> &, SolveReport &);
 
 } // namespace tacit::detail

@@ -26,6 +26,30 @@ namespace tacit {
 
 using index_t = std::int64_t;
 
+namespace detail {
+/// 64-byte aligned storage (2 MB aligned, on transparent huge pages, from
+/// 4 MB on): kernels load whole cache lines from rows of a slab, and a
+/// malloc'ed buffer starts 16 bytes past a line. Defined in the library.
+void *allocate_aligned(std::size_t bytes, std::size_t align);
+void deallocate_aligned(void *p, std::size_t bytes, std::size_t align) noexcept;
+
+template <class T, std::size_t Align = 64> struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U> AlignedAllocator(const AlignedAllocator<U, Align> &) noexcept {}
+  template <class U> struct rebind { using other = AlignedAllocator<U, Align>; };
+  T *allocate(std::size_t n) {
+    return static_cast<T *>(allocate_aligned(n * sizeof(T), Align));
+  }
+  void deallocate(T *p, std::size_t n) noexcept {
+    deallocate_aligned(p, n * sizeof(T), Align);
+  }
+  template <class U> bool operator==(const AlignedAllocator<U, Align> &) const noexcept {
+    return true;
+  }
+};
+} // namespace detail
+
 /// Read-write row-major view: element (i, j) is data[i * ld + j].
 template <class T> struct MatrixView {
   T *data = nullptr;
@@ -71,8 +95,9 @@ inline constexpr index_t default_slab_width = 32;
 template <class T> class Batch {
 public:
   Batch() = default;
-  /// Zero-initialised batch. \throws InvalidArgument on negative sizes or
-  /// slab_width < 1.
+  /// Zero-initialised batch. The slab width is min(slab_width, cols) (at
+  /// least 1): a batch narrower than a slab has no padding. \throws
+  /// InvalidArgument on negative sizes or slab_width < 1.
   Batch(index_t rows, index_t cols, index_t slab_width = default_slab_width);
 
   index_t rows() const noexcept { return rows_; }
@@ -112,7 +137,7 @@ public:
 
 private:
   index_t rows_ = 0, cols_ = 0, width_ = default_slab_width, slabs_ = 0;
-  std::vector<T> data_;
+  std::vector<T, detail::AlignedAllocator<T>> data_; // solvers write in place
 };
 
 } // namespace tacit

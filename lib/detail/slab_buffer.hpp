@@ -21,26 +21,25 @@ namespace tacit::detail {
 inline constexpr std::size_t huge_page_threshold = std::size_t(4) << 20;
 inline constexpr std::size_t huge_page_size = std::size_t(2) << 20;
 
-void *allocate_aligned(std::size_t bytes, std::size_t align);
-void deallocate_aligned(void *p, std::size_t bytes, std::size_t align) noexcept;
+// allocate_aligned and AlignedAllocator: tacit/dense.hpp (Batch uses them).
 
-template <class T, std::size_t Align = 64> struct AlignedAllocator {
-  using value_type = T;
-  AlignedAllocator() = default;
-  template <class U> AlignedAllocator(const AlignedAllocator<U, Align> &) noexcept {}
-  template <class U> struct rebind { using other = AlignedAllocator<U, Align>; };
-  T *allocate(std::size_t n) {
-    return static_cast<T *>(allocate_aligned(n * sizeof(T), Align));
-  }
-  void deallocate(T *p, std::size_t n) noexcept {
-    deallocate_aligned(p, n * sizeof(T), Align);
-  }
-  template <class U> bool operator==(const AlignedAllocator<U, Align> &) const noexcept {
-    return true;
+template <class T> using aligned_vector = std::vector<T, AlignedAllocator<T>>;
+
+/// A slab-major rows x cols array (slabs of `width` columns, each rows x
+/// width row-major) owned elsewhere: a SlabBuffer or a Batch's storage.
+template <class T> struct SlabView {
+  T *data = nullptr;
+  index_t rows = 0, cols = 0, width = 1, slabs = 0;
+  index_t slab_size() const noexcept { return rows * width; }
+  T *slab(index_t s) const noexcept { return data + s * slab_size(); }
+  index_t slab_cols(index_t s) const noexcept {
+    return std::clamp<index_t>(cols - s * width, 0, width);
   }
 };
 
-template <class T> using aligned_vector = std::vector<T, AlignedAllocator<T>>;
+template <class T> SlabView<T> slab_view(Batch<T> &b) {
+  return {b.storage().data(), b.rows(), b.cols(), b.slab_width(), b.slab_count()};
+}
 
 /// Slab-major rows x cols storage like Batch (slabs of `width` columns, each
 /// rows x width row-major), 64-byte aligned. Grows, never shrinks. Padding
@@ -87,6 +86,10 @@ template <class T> struct SlabBuffer {
       for (index_t i = 0; i < rows; ++i)
         std::copy(src + i * width, src + i * width + dst.cols, dst.row(i));
     }
+  }
+  SlabView<T> view() noexcept { return {data.data(), rows, cols, width, slabs}; }
+  SlabView<const T> view() const noexcept {
+    return {data.data(), rows, cols, width, slabs};
   }
   void zero() { std::fill(data.begin(), data.begin() + slabs * slab_size(), T(0)); }
 };

@@ -276,6 +276,92 @@ inline void row_sum4(const T *__restrict vals, const I *__restrict cols, std::in
   }
 }
 
+/// row_sum4 for R rows that share their columns after `head` (0 or 1)
+/// leading entries of their own (twin rows: the output channels of one pixel
+/// of a convolution). Each x row is loaded once for the R rows, and every
+/// (row, column) sum has row_sum4's order, so the same bits. vals[r], cols[r]
+/// point at row r's first entry; every row has `len` entries; CW >= 4.
+template <int R, int CW, class T, class I>
+inline void rows_sum4(const T *const *vals, const I *const *cols, std::int64_t len,
+                      std::int64_t head, const T *__restrict x, index_t ldx,
+                      T (*out)[CW]) {
+  static_assert(CW >= 4, "one column: row_sum4<1>");
+  constexpr int L = std::min<int>(CW, vector_bytes / static_cast<int>(sizeof(T)));
+  constexpr int NV = CW / L;
+  static_assert(NV * L == CW, "chunk widths are powers of two");
+  using V = typename Lanes<T, L>::type;
+  V p[R][4][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v)
+        p[r][j][v] = V{};
+  const T *v0 = vals[0];
+  const I *c0 = cols[0];
+  // Entry q of every row into partial J, reading the x row of column c.
+  auto add = [&](auto J, std::int64_t q, const T *xr, int r0, int r1) {
+    constexpr int j = decltype(J)::value;
+    V xv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      xv[v] = load_lanes<V>(xr + v * L);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      if (r < r0 || r >= r1)
+        continue;
+      const V a = V{} + vals[r][q];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v)
+        p[r][j][v] = madd_lanes<V, T>(a, xv[v], p[r][j][v]);
+    }
+  };
+  auto shared = [&](auto J, std::int64_t q) {
+    add(J, q, x + static_cast<index_t>(c0[q]) * ldx, 0, R);
+  };
+  using J0 = std::integral_constant<int, 0>;
+  using J1 = std::integral_constant<int, 1>;
+  using J2 = std::integral_constant<int, 2>;
+  using J3 = std::integral_constant<int, 3>;
+  std::int64_t q = 0;
+  if (head > 0 && len > 0) { // entry 0: each row its own column
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+      add(J0{}, 0, x + static_cast<index_t>(cols[r][0]) * ldx, r, r + 1);
+    q = 1;
+    if (q < len)
+      shared(J1{}, q++);
+    if (q < len)
+      shared(J2{}, q++);
+    if (q < len)
+      shared(J3{}, q++);
+  }
+  for (; q + 4 <= len; q += 4) {
+    prefetch_l2(v0, q + prefetch_ahead<T>);
+    prefetch_l2(c0, q + prefetch_ahead<T>);
+    shared(J0{}, q);
+    shared(J1{}, q + 1);
+    shared(J2{}, q + 2);
+    shared(J3{}, q + 3);
+  }
+  if (q < len) {
+    shared(J0{}, q);
+    if (q + 1 < len) {
+      shared(J1{}, q + 1);
+      if (q + 2 < len)
+        shared(J2{}, q + 2);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const V s = (p[r][0][v] + p[r][1][v]) + (p[r][2][v] + p[r][3][v]);
+      std::memcpy(out[r] + v * L, &s, sizeof(V));
+    }
+}
+
 /// Calls f(std::integral_constant<int, CW>{}, c0) for chunks covering
 /// columns [0, cols): as many wide chunks as fit, then 16/8/4/1.
 template <class T, class F> inline void for_column_chunks(index_t cols, F &&f) {

@@ -56,7 +56,7 @@ enum SweepRowKind : unsigned char {
   row_plain = 0,     // 1x1 block without diagonal: x = phi(c)
   row_diagonal = 1,  // 1x1 block with a_ii != 0: scalar solve
   row_ill_posed = 2, // 1x1 block whose scalar equation is not uniquely solvable
-  row_block = 3      // row of a cyclic block
+  row_cyclic = 3     // row of a cyclic block
 };
 
 template <class T> class SweepPlan {
@@ -75,6 +75,10 @@ public:
   aligned_vector<T> vals, diag;
   std::vector<unsigned char> kind;
   std::vector<Activation> act; // per position
+  /// Per position: the number of rows from here (<= 4) that share their
+  /// columns after `twin_heads` leading entries (1: alone); see the SpMM's
+  /// RowSchedule. Batched sweeps compute such rows together.
+  std::vector<unsigned char> twins, twin_heads;
   std::vector<SweepLevel> levels;
   std::vector<SweepBlock<T>> blocks;
   std::vector<SweepStage> stages;
@@ -84,6 +88,12 @@ public:
   std::vector<std::string> ill_posed;
   index_t cyclic_states = 0, largest_block = 0;
   index_t max_tasks = 0; // largest task count of a stage (per slab)
+
+  template <class F> decltype(auto) with_columns(F &&f) const {
+    if (wide)
+      return f(cols64.data());
+    return f(cols32.data());
+  }
 };
 
 /// Per-task results of a stage (W columns).
@@ -116,8 +126,8 @@ template <class T> struct SweepWork {
 /// starting iterate of cyclic blocks when warm_start). Fills the per-column
 /// parts of `report` (status, residual, iterations) and a message.
 template <class T>
-void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, const SlabBuffer<T> &Z,
-               SlabBuffer<T> &X, const PicardOptions &options, bool warm_start,
+void run_sweep(const SweepPlan<T> &plan, SweepWork<T> &work, SlabView<const T> Z,
+               SlabView<T> X, const PicardOptions &options, bool warm_start,
                const std::function<void(int, double)> &progress, SolveReport &report);
 
 } // namespace tacit::detail
