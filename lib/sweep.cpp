@@ -219,7 +219,7 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
   });
 
   // Twins: neighbouring plain 1x1 rows of a level with the same columns (or
-  // the same columns after a differing first one, the head), in runs of <= 4.
+  // the same columns after a differing first one, the head), in runs of <= 255.
   twins.assign(static_cast<std::size_t>(n), 1);
   twin_heads.assign(static_cast<std::size_t>(n), 0);
   with_columns([&](const auto *cols) {
@@ -233,7 +233,7 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
         const unsigned char head = cols[ptr[p]] == cols[ptr[p + 1]] ? 0 : 1;
         if (twins[p + 1] > 1 && twin_heads[p + 1] != head)
           continue;
-        twins[p] = static_cast<unsigned char>(std::min(4, twins[p + 1] + 1));
+        twins[p] = static_cast<unsigned char>(std::min(255, twins[p + 1] + 1));
         twin_heads[p] = head;
       }
   });
@@ -487,26 +487,23 @@ template <class T> struct SweepRunner {
         ++p;
         continue;
       }
-      // Three rows of two vectors x four partial sums fill the registers;
-      // four twins go as two pairs.
-      switch (std::min<index_t>(plan.twins[p], p1 - p)) {
-      case 1:
-        group_of(std::integral_constant<int, 1>{}, p);
-        p += 1;
-        break;
-      case 2:
-        group_of(std::integral_constant<int, 2>{}, p);
-        p += 2;
-        break;
-      case 3:
-        group_of(std::integral_constant<int, 3>{}, p);
-        p += 3;
-        break;
-      default:
-        group_of(std::integral_constant<int, 2>{}, p);
-        group_of(std::integral_constant<int, 2>{}, p + 2);
-        p += 4;
-        break;
+      // Three rows of two vectors x four partial sums fill the registers:
+      // a run of twins goes in threes, ending with a pair or two.
+      index_t run = std::min<index_t>(plan.twins[p], p1 - p);
+      while (run > 0) {
+        if (run == 1) {
+          group_of(std::integral_constant<int, 1>{}, p);
+          p += 1;
+          run -= 1;
+        } else if (run == 2 || run == 4) {
+          group_of(std::integral_constant<int, 2>{}, p);
+          p += 2;
+          run -= 2;
+        } else {
+          group_of(std::integral_constant<int, 3>{}, p);
+          p += 3;
+          run -= 3;
+        }
       }
     }
     return true;
@@ -668,9 +665,11 @@ template <class T> struct SweepRunner {
           merge(partials[s], s);
       } else {
         const auto T_ = static_cast<index_t>(stage.tasks.size());
+        // Task-major: a thread's consecutive tasks are one row range for
+        // successive slabs, which then reads its part of A from cache.
         for_tasks(S * T_, true, [&](index_t t) {
-          const index_t s = t / T_;
-          const auto &task = stage.tasks[t % T_];
+          const index_t s = t % S;
+          const auto &task = stage.tasks[t / S];
           auto &part = partials[t];
           part.reset(W);
           if (task.block < 0)
@@ -679,7 +678,7 @@ template <class T> struct SweepRunner {
             small_block(task.block, s, part);
         });
         for (index_t t = 0; t < S * T_; ++t)
-          merge(partials[t], t / T_);
+          merge(partials[t], t % S);
         for (index_t b : stage.big_blocks)
           big_block(b);
       }

@@ -131,7 +131,7 @@ TEST_CASE("Sweep plan: the rows of a level are grouped into twins with equal col
                                  [](index_t i) { return "state " + std::to_string(i); });
   REQUIRE(plan.levels.size() == 4);
   std::vector<int> seen(static_cast<std::size_t>(net.n), 0);
-  index_t groups4 = 0, headed = 0;
+  index_t full_runs = 0, headed = 0;
   plan.with_columns([&](const auto *cols) {
     for (const auto &lev : plan.levels) {
       for (index_t p = lev.p0; p < lev.p1; ++p)
@@ -140,9 +140,9 @@ TEST_CASE("Sweep plan: the rows of a level are grouped into twins with equal col
       for (index_t p = lev.p0; p < lev.singles_end;) {
         const int t = plan.twins[p];
         REQUIRE(t >= 1);
-        REQUIRE(t <= 4);
+        REQUIRE(t <= 255);
         REQUIRE(p + t <= lev.singles_end); // never across levels
-        groups4 += t == 4;
+        full_runs += t == 6;
         const std::int64_t len = plan.ptr[p + 1] - plan.ptr[p];
         const std::int64_t head = plan.twin_heads[p];
         headed += t > 1 && head == 1;
@@ -159,9 +159,9 @@ TEST_CASE("Sweep plan: the rows of a level are grouped into twins with equal col
   });
   for (int s : seen)
     REQUIRE(s == 1); // the sweep order is a permutation
-  // Six channels per position: one run of four (and a pair) per position of
-  // every convolution layer; the skip layer's runs have a head.
-  CHECK(groups4 >= 3 * 10);
+  // Six channels per position: one run of six twins per position of every
+  // convolution layer; the skip layer's runs have a head.
+  CHECK(full_runs >= 3 * 10);
   CHECK(headed > 0);
 }
 

@@ -75,7 +75,7 @@ public:
   aligned_vector<T> vals, diag;
   std::vector<unsigned char> kind;
   std::vector<Activation> act; // per position
-  /// Per position: the number of rows from here (<= 4) that share their
+  /// Per position: the number of rows from here (<= 255) that share their
   /// columns after `twin_heads` leading entries (1: alone); see the SpMM's
   /// RowSchedule. Batched sweeps compute such rows together.
   std::vector<unsigned char> twins, twin_heads;
