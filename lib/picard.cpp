@@ -830,7 +830,13 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
       const auto u = U.slab(s);
       const auto *ptr = csr->row_ptr().data();
       const T *vals = csr->values().data();
-      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
+      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i) {
+        if (ptr[i] == ptr[i + 1]) {   // most states read no input: z = b
+          const T b = T(0) + bias[i]; // the bits of the sum below (-0 -> +0)
+          for (index_t w = 0; w < u.cols; ++w)
+            z[i * W + w] = b;
+          continue;
+        }
         for_column_chunks<T>(u.cols, [&](auto cw, index_t c0) {
           constexpr int CW = decltype(cw)::value;
           T v[CW];
@@ -839,6 +845,7 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
           for (int w = 0; w < CW; ++w)
             z[i * W + c0 + w] = v[w] + bias[i];
         });
+      }
     });
   });
 }
