@@ -12,7 +12,6 @@
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
 
-#include "detail/csr_kernels.hpp"
 #include "detail/solve_kernels.hpp"
 
 namespace tacit::detail {
@@ -361,8 +360,8 @@ template <class T> struct SweepRunner {
     with_cols([&](const auto *cols) {
       if (W == 1)
         row_by_row(p0, p1, s, part, cols, std::true_type{});
-      else if (!grouped_rows(p0, p1, s, part, cols))
-        row_by_row(p0, p1, s, part, cols, std::false_type{});
+      else
+        grouped_rows(p0, p1, s, part, cols);
     });
   }
 
@@ -384,61 +383,59 @@ template <class T> struct SweepRunner {
     const Activation *__restrict acts = plan.act.data();
     // c * 0 summed per column: NaN iff a non-finite c appeared.
     double *__restrict nonfinite = part.nonfinite.data();
-    {
-      const index_t ld = unit_stride ? 1 : W;
-      for (index_t p = p0; p < p1; ++p) {
-        const index_t i = row_of[p];
-        T *xi = x + i * ld;
-        const T *zi = z + i * ld;
-        const Activation &a = acts[p];
-        const unsigned char kind = kinds[p];
-        for_column_chunks<T>(unit_stride ? 1 : ncols, [&](auto cw, index_t c0) {
-          constexpr int CW = decltype(cw)::value;
-          T c[CW];
-          row_sum4<CW>(vals, cols, ptr[p], ptr[p + 1], x + c0, ld, c);
+    const index_t ld = unit_stride ? 1 : W;
+    for (index_t p = p0; p < p1; ++p) {
+      const index_t i = row_of[p];
+      T *xi = x + i * ld;
+      const T *zi = z + i * ld;
+      const Activation &a = acts[p];
+      const unsigned char kind = kinds[p];
+      for_column_chunks<T>(unit_stride ? 1 : ncols, [&](auto cw, index_t c0) {
+        constexpr int CW = decltype(cw)::value;
+        T c[CW];
+        row_sum4<CW>(vals, cols, ptr[p], ptr[p + 1], x + c0, ld, c);
 #pragma GCC unroll 32
-          for (int w = 0; w < CW; ++w)
-            c[w] += zi[c0 + w];
-          if (kind == row_plain) {
-            T out[CW];
-            activate_chunk<CW>(a, c, out);
+        for (int w = 0; w < CW; ++w)
+          c[w] += zi[c0 + w];
+        if (kind == row_plain) {
+          T out[CW];
+          activate_chunk<CW>(a, c, out);
 #pragma GCC unroll 32
-            for (int w = 0; w < CW; ++w) {
-              xi[c0 + w] = out[w];
-              nonfinite[c0 + w] += static_cast<double>(c[w]) * 0.0;
-            }
-          } else if (kind == row_diagonal) {
-            const T d = plan.diag[p];
-            const T slope = static_cast<T>(a.slope);
-            for (int w = 0; w < CW; ++w) {
-              bool unique = true;
-              const T v = solve_singleton(a, d, c[w], unique);
-              xi[c0 + w] = v;
-              if (!unique)
-                ill(part, p, c0 + w, c[w]);
-              if (not_finite(c[w]) || not_finite(v)) {
-                part.flags[c0 + w] |= flag_non_finite;
-              } else {
-                const T r = std::abs(v - activate(a.kind, slope, d * v + c[w]));
-                part.residual[c0 + w] =
-                    std::max(part.residual[c0 + w], static_cast<double>(r));
-              }
-            }
-          } else { // row_ill_posed
-            for (int w = 0; w < CW; ++w) {
-              xi[c0 + w] = std::numeric_limits<T>::quiet_NaN();
+          for (int w = 0; w < CW; ++w) {
+            xi[c0 + w] = out[w];
+            nonfinite[c0 + w] += static_cast<double>(c[w]) * 0.0;
+          }
+        } else if (kind == row_diagonal) {
+          const T d = plan.diag[p];
+          const T slope = static_cast<T>(a.slope);
+          for (int w = 0; w < CW; ++w) {
+            bool unique = true;
+            const T v = solve_singleton(a, d, c[w], unique);
+            xi[c0 + w] = v;
+            if (!unique)
               ill(part, p, c0 + w, c[w]);
+            if (not_finite(c[w]) || not_finite(v)) {
+              part.flags[c0 + w] |= flag_non_finite;
+            } else {
+              const T r = std::abs(v - activate(a.kind, slope, d * v + c[w]));
+              part.residual[c0 + w] =
+                  std::max(part.residual[c0 + w], static_cast<double>(r));
             }
           }
-        });
-      }
+        } else { // row_ill_posed
+          for (int w = 0; w < CW; ++w) {
+            xi[c0 + w] = std::numeric_limits<T>::quiet_NaN();
+            ill(part, p, c0 + w, c[w]);
+          }
+        }
+      });
     }
   }
 
   /// Batched plain 1x1 rows, twins together (rows_sum4: x loads shared,
   /// bits as row by row), with z added and phi applied in registers.
   template <class I>
-  bool grouped_rows(index_t p0, index_t p1, index_t s, SweepPartial &part,
+  void grouped_rows(index_t p0, index_t p1, index_t s, SweepPartial &part,
                     const I *cols) {
     T *x = X.slab(s);
     const T *z = Z.slab(s);
@@ -506,7 +503,6 @@ template <class T> struct SweepRunner {
         }
       }
     }
-    return true;
   }
 
   static void ill(SweepPartial &part, index_t p, index_t col, T c) {
