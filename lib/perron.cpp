@@ -552,6 +552,39 @@ template <class T> double diagonal_abs(const CsrMatrix<T> &A, index_t i) {
   return 0;
 }
 
+/// lambda_PF of a block triangular matrix is the max over its diagonal
+/// blocks: merges the blocks' intervals, work counts and statuses (the
+/// least settled status wins).
+struct DiagonalBlockMerge {
+  std::int64_t iterations = 0, shift_invert_steps = 0;
+  bool budget = false, stalled = false, decided = false;
+  index_t widest = -1; // block with the largest upper bound, if above the start
+
+  template <class Outcome> void add(PerronBound &pf, index_t block, const Outcome &o) {
+    pf.lower = std::max(pf.lower, o.lower);
+    if (o.upper > pf.upper) {
+      pf.upper = o.upper;
+      widest = block;
+    }
+    iterations += o.iterations;
+    shift_invert_steps += o.shift_invert_steps;
+    pf.underflow = pf.underflow || o.underflow;
+    budget = budget || o.status == PerronStatus::budget_exhausted;
+    stalled = stalled || o.status == PerronStatus::stalled;
+    decided = decided || o.status == PerronStatus::decided;
+  }
+
+  void finish(PerronBound &pf) const {
+    constexpr std::int64_t int_max = std::numeric_limits<int>::max();
+    pf.iterations = static_cast<int>(std::min(iterations, int_max));
+    pf.shift_invert_steps = static_cast<int>(std::min(shift_invert_steps, int_max));
+    pf.status = budget    ? PerronStatus::budget_exhausted
+                : stalled ? PerronStatus::stalled
+                : decided ? PerronStatus::decided
+                          : PerronStatus::tight;
+  }
+};
+
 void check_options(const PerronOptions &o) {
   if (!(o.rel_width >= 0))
     throw InvalidArgument("perron_frobenius_bound: rel_width must be >= 0, got " +
@@ -659,30 +692,11 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
   }
 
   pf.lower = pf.upper = single;
-  std::int64_t iterations = 0, si_steps = 0;
-  bool budget = false, stalled = false, decided = false;
-  index_t widest = -1; // cyclic block with the largest upper bound
-  for (std::size_t c = 0; c < cyclic.size(); ++c) {
-    const auto &o = outcomes[c];
-    pf.lower = std::max(pf.lower, o.lower);
-    if (o.upper > pf.upper) {
-      pf.upper = o.upper;
-      widest = static_cast<index_t>(c);
-    }
-    iterations += o.iterations;
-    si_steps += o.shift_invert_steps;
-    pf.underflow = pf.underflow || o.underflow;
-    budget = budget || o.status == PerronStatus::budget_exhausted;
-    stalled = stalled || o.status == PerronStatus::stalled;
-    decided = decided || o.status == PerronStatus::decided;
-  }
-  constexpr std::int64_t int_max = std::numeric_limits<int>::max();
-  pf.iterations = static_cast<int>(std::min(iterations, int_max));
-  pf.shift_invert_steps = static_cast<int>(std::min(si_steps, int_max));
-  pf.status = budget    ? PerronStatus::budget_exhausted
-              : stalled ? PerronStatus::stalled
-              : decided ? PerronStatus::decided
-                        : PerronStatus::tight;
+  DiagonalBlockMerge merged; // over the cyclic blocks
+  for (std::size_t c = 0; c < cyclic.size(); ++c)
+    merged.add(pf, static_cast<index_t>(c), outcomes[c]);
+  merged.finish(pf);
+  const index_t widest = merged.widest;
 
   std::string msg = "lambda_PF(|A|) in [" + fmt(pf.lower) + ", " + fmt(pf.upper) +
                     "]: " + std::to_string(nb) + " strongly connected components, " +
@@ -775,7 +789,8 @@ void add_abs_sums(const LinearOperator<T> &op, bool rows, double *out) {
   // Valid kernel rows/cols per output (rows) or input (columns) position.
   auto valid = [](index_t outer, index_t inner, index_t K, index_t stride, index_t pad,
                   index_t dil, bool forward) {
-    std::vector<std::vector<index_t>> v(static_cast<std::size_t>(forward ? outer : inner));
+    std::vector<std::vector<index_t>> v(
+        static_cast<std::size_t>(forward ? outer : inner));
     for (index_t p = 0; p < outer; ++p)
       for (index_t k = 0; k < K; ++k) {
         const index_t i = p * stride - pad + k * dil;
@@ -788,8 +803,10 @@ void add_abs_sums(const LinearOperator<T> &op, bool rows, double *out) {
     }
     return v;
   };
-  const auto vh = valid(o.height, g.input.height, KH, g.stride_h, g.pad_top, g.dilation_h, rows);
-  const auto vw = valid(o.width, g.input.width, KW, g.stride_w, g.pad_left, g.dilation_w, rows);
+  const auto vh =
+      valid(o.height, g.input.height, KH, g.stride_h, g.pad_top, g.dilation_h, rows);
+  const auto vw =
+      valid(o.width, g.input.width, KW, g.stride_w, g.pad_left, g.dilation_w, rows);
   const index_t channels = rows ? g.out_channels : g.input.channels;
   std::vector<double> S(static_cast<std::size_t>(channels * KH * KW), 0.0);
   for (index_t co = 0; co < g.out_channels; ++co)
@@ -831,7 +848,8 @@ template <class T> double block_norm(const BlockOperator<T> &A, bool rows) {
     }
     const auto &en = entries[e];
     add_abs_sums(*en.op, rows,
-                 sums.data() + (rows ? A.row_offset(en.block_row) : A.col_offset(en.block_col)));
+                 sums.data() +
+                     (rows ? A.row_offset(en.block_row) : A.col_offset(en.block_col)));
   }
   if (any_shared) // rare: let the operator handle the summed groups
     return rows ? norm_inf(A) : norm_1(A);
@@ -863,9 +881,7 @@ WellPosednessReport block_well_posedness(const BlockOperator<T> &A,
   const auto entries = A.entries();
   index_t diagonal_states = 0, largest = r.n > 0 ? 1 : 0, scc_count = 0;
   bool nilpotent = true;
-  std::int64_t iterations = 0, si_steps = 0;
-  bool budget = false, stalled = false, decided = false;
-  index_t widest = -1;
+  DiagonalBlockMerge merged; // over the diagonal blocks of the state blocks
   for (index_t i = 0; i < A.row_blocks(); ++i) {
     std::vector<BlockEntry<T>> diag;
     for (const index_t e : A.entries_in_row(i))
@@ -883,18 +899,8 @@ WellPosednessReport block_well_posedness(const BlockOperator<T> &A,
     scc_count += scc.block_count();
     largest = std::max(largest, scc.largest_block());
     nilpotent = nilpotent && scc.nilpotent();
-    pf.lower = std::max(pf.lower, b.lower);
-    if (b.upper > pf.upper) {
-      pf.upper = b.upper;
-      widest = i;
-    }
     pf.cyclic_blocks += b.cyclic_blocks;
-    pf.underflow = pf.underflow || b.underflow;
-    iterations += b.iterations;
-    si_steps += b.shift_invert_steps;
-    budget = budget || b.status == PerronStatus::budget_exhausted;
-    stalled = stalled || b.status == PerronStatus::stalled;
-    decided = decided || b.status == PerronStatus::decided;
+    merged.add(pf, i, b);
   }
   // States of blocks without a diagonal entry are 1x1 SCCs without a cycle.
   r.scc_count = scc_count + (r.n - diagonal_states);
@@ -902,21 +908,17 @@ WellPosednessReport block_well_posedness(const BlockOperator<T> &A,
   r.nilpotent = nilpotent;
   pf.blocks = r.scc_count;
   pf.largest_block = largest;
-  constexpr std::int64_t int_max = std::numeric_limits<int>::max();
-  pf.iterations = static_cast<int>(std::min(iterations, int_max));
-  pf.shift_invert_steps = static_cast<int>(std::min(si_steps, int_max));
-  pf.status = budget    ? PerronStatus::budget_exhausted
-              : stalled ? PerronStatus::stalled
-              : decided ? PerronStatus::decided
-                        : PerronStatus::tight;
+  merged.finish(pf);
+  const index_t widest = merged.widest;
   std::string msg = "lambda_PF(|A|) in [" + fmt(pf.lower) + ", " + fmt(pf.upper) +
                     "] from the structure of a block operator with " +
                     std::to_string(A.row_blocks()) + " state blocks";
   if (widest < 0 && pf.upper == 0)
-    msg += A.strictly_block_lower_triangular()
-               ? ": strictly block lower triangular (feed-forward), so A is nilpotent and "
-                 "lambda_PF(|A|) = 0 exactly"
-               : ": the diagonal blocks are nilpotent";
+    msg +=
+        A.strictly_block_lower_triangular()
+            ? ": strictly block lower triangular (feed-forward), so A is nilpotent and "
+              "lambda_PF(|A|) = 0 exactly"
+            : ": the diagonal blocks are nilpotent";
   else if (widest >= 0)
     msg += "; upper bound from diagonal block " + std::to_string(widest + 1);
   if (pf.upper < 1)
