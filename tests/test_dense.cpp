@@ -1,16 +1,20 @@
 #include <catch2/catch.hpp>
 #include <tacit/dense.hpp>
 
+#include <algorithm>
+#include <cstdint>
+
 using namespace tacit;
 
 TEST_CASE("Batch stores columns slab-major with zero padding", "[dense]") {
-  Batch<double> b(5, 7, 3);  // slabs of 3, 3, 1 columns
+  Batch<double> b(5, 7, 3); // slabs of 3, 3, 1 columns
   CHECK(b.slab_count() == 3);
   CHECK(b.slab_cols(0) == 3);
   CHECK(b.slab_cols(2) == 1);
   CHECK(b.storage().size() == 5 * 9);
   for (index_t i = 0; i < 5; ++i)
-    for (index_t j = 0; j < 7; ++j) b(i, j) = 10.0 * i + j;
+    for (index_t j = 0; j < 7; ++j)
+      b(i, j) = 10.0 * i + j;
   // Element (i, j) lives in slab j / 3 at row i, column j % 3.
   CHECK(b.storage()[(6 / 3) * 5 * 3 + 4 * 3 + 0] == 46.0);
   CHECK(b.slab(1)(2, 1) == 24.0);
@@ -42,4 +46,28 @@ TEST_CASE("Empty batches are valid", "[dense]") {
   Batch<double> b(4, 0);
   CHECK(b.slab_count() == 0);
   CHECK(b.bytes() == 0);
+}
+
+TEST_CASE("Batch storage is cache-line aligned and a narrow batch has no padding",
+          "[dense]") {
+  for (index_t rows : {1, 3, 1000, 300000}) { // the last one is above 4 MB
+    for (index_t cols : {1, 5, 32, 33}) {
+      Batch<double> b(rows, cols);
+      CAPTURE(rows, cols);
+      CHECK(reinterpret_cast<std::uintptr_t>(b.storage().data()) % 64 == 0);
+      CHECK(b.slab_width() == std::min<index_t>(cols, default_slab_width));
+      CHECK(b.storage().size() ==
+            static_cast<std::size_t>(rows * b.slab_count() * b.slab_width()));
+    }
+  }
+  Batch<float> v(10, 1, 32); // one vector: contiguous
+  CHECK(v.slab_width() == 1);
+  v(7, 0) = 3.0f;
+  CHECK(v.storage()[7] == 3.0f);
+  // Copies keep the alignment.
+  Batch<double> a(100, 40, 16);
+  const Batch<double> c = a;
+  CHECK(reinterpret_cast<std::uintptr_t>(c.storage().data()) % 64 == 0);
+  CHECK(c.slab_width() == 16);
+  CHECK(c.slab_count() == 3);
 }
