@@ -165,8 +165,8 @@ bool solve_normal_equations(double *a, double *b, int h) {
 
 } // namespace
 
-void *allocate_aligned(std::size_t bytes, std::size_t align) {
-  if (bytes >= huge_page_threshold) {
+void *allocate_aligned(std::size_t bytes, std::size_t align, bool huge_pages) {
+  if (huge_pages && bytes >= huge_page_threshold) {
     const std::size_t rounded =
         (bytes + huge_page_size - 1) / huge_page_size * huge_page_size;
     void *p = ::operator new(rounded, std::align_val_t(huge_page_size));
@@ -178,9 +178,11 @@ void *allocate_aligned(std::size_t bytes, std::size_t align) {
   return ::operator new(bytes, std::align_val_t(align));
 }
 
-void deallocate_aligned(void *p, std::size_t bytes, std::size_t align) noexcept {
-  ::operator delete(
-      p, std::align_val_t(bytes >= huge_page_threshold ? huge_page_size : align));
+void deallocate_aligned(void *p, std::size_t bytes, std::size_t align,
+                        bool huge_pages) noexcept {
+  ::operator delete(p, std::align_val_t(huge_pages && bytes >= huge_page_threshold
+                                            ? huge_page_size
+                                            : align));
 }
 
 void validate(const PicardOptions &o) {

@@ -816,6 +816,9 @@ TEST_CASE("tacit demo runs both models at a reduced size, deterministically", "[
   CHECK(ff.at("method") == "sweep");
   CHECK(ff.at("status") == "converged");
   CHECK(ff.at("spmm_seconds").get<double>() > 0);
+  // Steady-state time (best of 3) and the cold first solve, both reported.
+  CHECK(ff.at("first_solve_seconds").get<double>() > 0);
+  CHECK(ff.at("solve_seconds").get<double>() > 0);
   // Its checksum is that of the library's outputs for the same inputs.
   EquilibriumSolver<double> solver(resnet);
   Batch<double> X, Y;

@@ -96,14 +96,24 @@ nlohmann::json run_model(const Invocation &inv, Progress &progress,
   progress.update(title + ": solving " + std::to_string(settings.batch) + " inputs ...",
                   true);
   clock.restart();
-  const SolveReport report = solver.predict(U, X, Y);
-  const double solve_seconds = clock.seconds();
+  SolveReport report = solver.predict(U, X, Y);
+  const double first_seconds = clock.seconds(); // with first-touch of X, Y, Z
+  // Steady state, as the baseline product below: best of 3.
+  double solve_seconds = 1e300;
+  for (int r = 0; r < 3 && report.ok(); ++r) {
+    clock.restart();
+    report = solver.predict(U, X, Y);
+    solve_seconds = std::min(solve_seconds, clock.seconds());
+  }
+  if (!report.ok())
+    solve_seconds = first_seconds;
   rec["method"] = to_string(report.method);
   rec["method_reason"] = solver.method_reason();
   rec["status"] = to_string(report.status);
   rec["converged"] = report.ok();
   rec["iterations"] = report.iterations;
   rec["residual"] = report.residual;
+  rec["first_solve_seconds"] = first_seconds;
   rec["solve_seconds"] = solve_seconds;
   rec["seconds_per_input"] = solve_seconds / double(settings.batch);
 
@@ -151,7 +161,9 @@ nlohmann::json run_model(const Invocation &inv, Progress &progress,
                        fmt_g(report.residual, 3));
     line("time:", fmt_seconds(solve_seconds) + " for " + std::to_string(settings.batch) +
                       " inputs = " + fmt_seconds(solve_seconds / double(settings.batch)) +
-                      " per input (setup " + fmt_seconds(rec["setup_seconds"]) + ")");
+                      " per input, best of 3 (setup " +
+                      fmt_seconds(rec["setup_seconds"]) + ", first solve " +
+                      fmt_seconds(first_seconds) + ")");
     char ratio[64];
     std::snprintf(ratio, sizeof ratio, "%.2f", rec["solve_per_spmm"].get<double>());
     line("vs SpMM:", "one product A X (" + std::to_string(settings.batch) + " columns) " +
@@ -169,10 +181,11 @@ template <class T> int resnet20_demo(Invocation &inv, const DemoSettings &settin
   Progress progress(inv.progress_enabled());
   Stopwatch total;
   if (inv.human())
-    std::cout << "tacit demo --resnet20: CIFAR ResNet20 (option A shortcuts) as an implicit "
-                 "model with structured operators\n  batch of "
-              << settings.batch << " images (3x32x32), " << to_string(settings.precision)
-              << ", " << inv.threads << " thread" << (inv.threads == 1 ? "" : "s") << "\n";
+    std::cout
+        << "tacit demo --resnet20: CIFAR ResNet20 (option A shortcuts) as an implicit "
+           "model with structured operators\n  batch of "
+        << settings.batch << " images (3x32x32), " << to_string(settings.precision)
+        << ", " << inv.threads << " thread" << (inv.threads == 1 ? "" : "s") << "\n";
   progress.update("ResNet20: building ...", true);
   Stopwatch clock;
   const Model<T> model = resnet20<T>(ResNetShortcut::option_a, settings.seed);
@@ -203,8 +216,8 @@ template <class T> int resnet20_demo(Invocation &inv, const DemoSettings &settin
   // Memory: the structured A against the same matrix in CSR (32-bit column
   // indices, 64-bit row pointers).
   const auto nnz = model.A().nnz();
-  const double csr_bytes = double(nnz) * double(sizeof(T) + 4) +
-                           double(model.states() + 1) * 8.0;
+  const double csr_bytes =
+      double(nnz) * double(sizeof(T) + 4) + double(model.states() + 1) * 8.0;
   Fnv1a hash;
   double sum = 0;
   for (index_t j = 0; j < Y.cols(); ++j)
@@ -254,7 +267,8 @@ template <class T> int resnet20_demo(Invocation &inv, const DemoSettings &settin
                        "; built in " + fmt_seconds(build_seconds));
     char ratio[64];
     std::snprintf(ratio, sizeof ratio, "%.0f", csr_bytes / double(model.A().bytes()));
-    line("A:", fmt_count(nnz) + " nonzeros held as " + fmt_bytes(double(model.A().bytes())) +
+    line("A:", fmt_count(nnz) + " nonzeros held as " +
+                   fmt_bytes(double(model.A().bytes())) +
                    " of structured operators (as CSR: " + fmt_bytes(csr_bytes) + ", " +
                    ratio + "x more)");
     line("certify:", std::string(wp.pf.certified() ? "well-posed, " : "NOT certified, ") +
@@ -262,13 +276,15 @@ template <class T> int resnet20_demo(Invocation &inv, const DemoSettings &settin
                          " (strictly block lower triangular) in " +
                          fmt_seconds(certify_seconds));
     line("solve:", to_string(report.method) + " (block sweep), " +
-                       to_string(report.status) + "; setup " + fmt_seconds(setup_seconds) +
-                       ", first solve " + fmt_seconds(first_seconds));
+                       to_string(report.status) + "; setup " +
+                       fmt_seconds(setup_seconds) + ", first solve " +
+                       fmt_seconds(first_seconds));
     line("time:", fmt_seconds(solve_seconds) + " for " + std::to_string(settings.batch) +
                       " images = " + fmt_seconds(solve_seconds / double(settings.batch)) +
                       " per image (best of 3)");
-    line("checksum:", "Y (" + std::to_string(Y.rows()) + " x " + std::to_string(Y.cols()) +
-                          ") fnv1a " + hash.hex() + ", sum " + fmt_g(sum, 12));
+    line("checksum:", "Y (" + std::to_string(Y.rows()) + " x " +
+                          std::to_string(Y.cols()) + ") fnv1a " + hash.hex() + ", sum " +
+                          fmt_g(sum, 12));
     std::cout << "\ntotal " << fmt_seconds(seconds) << "\n";
   }
   if (!report.ok()) {
@@ -362,8 +378,9 @@ int run_demo(Invocation &inv) {
   if (resnet) {
     if (!inv.args.has("seed"))
       settings.seed = 20;
-    return settings.precision == Precision::float32 ? resnet20_demo<float>(inv, settings)
-                                                    : resnet20_demo<double>(inv, settings);
+    return settings.precision == Precision::float32
+               ? resnet20_demo<float>(inv, settings)
+               : resnet20_demo<double>(inv, settings);
   }
   return settings.precision == Precision::float32 ? demo<float>(inv, settings)
                                                   : demo<double>(inv, settings);
@@ -403,7 +420,8 @@ int run_demo(Invocation &inv) {
         "JSON fields: size, batch, precision, threads, total_seconds, models [{name,\n"
         "kind, n, p, q, nnz, a_bytes, build_seconds, certify_seconds, lambda_pf\n"
         "{lower, upper}, certified, scc, method, status, iterations, residual,\n"
-        "setup_seconds, solve_seconds, seconds_per_input, spmm_seconds,\n"
+        "setup_seconds, first_solve_seconds, solve_seconds, seconds_per_input, "
+        "spmm_seconds,\n"
         "solve_per_spmm, checksum, y_sum}].\n",
     .order = 5,
     .run = run_demo,

@@ -27,24 +27,32 @@ namespace tacit {
 using index_t = std::int64_t;
 
 namespace detail {
-/// 64-byte aligned storage (2 MB aligned, on transparent huge pages, from
-/// 4 MB on): kernels load whole cache lines from rows of a slab, and a
-/// malloc'ed buffer starts 16 bytes past a line. Defined in the library.
-void *allocate_aligned(std::size_t bytes, std::size_t align);
-void deallocate_aligned(void *p, std::size_t bytes, std::size_t align) noexcept;
+/// Aligned storage: kernels load whole cache lines from rows of a slab, and a
+/// malloc'ed buffer starts 16 bytes past a line. With `huge_pages`, from 4 MB
+/// on, 2 MB aligned and advised to use transparent huge pages (fewer TLB
+/// misses for long-lived solver buffers, but a first touch that may wait for
+/// the kernel to compact memory). Defined in the library.
+void *allocate_aligned(std::size_t bytes, std::size_t align, bool huge_pages = true);
+void deallocate_aligned(void *p, std::size_t bytes, std::size_t align,
+                        bool huge_pages = true) noexcept;
 
-template <class T, std::size_t Align = 64> struct AlignedAllocator {
+template <class T, std::size_t Align = 64, bool HugePages = true>
+struct AlignedAllocator {
   using value_type = T;
   AlignedAllocator() = default;
-  template <class U> AlignedAllocator(const AlignedAllocator<U, Align> &) noexcept {}
-  template <class U> struct rebind { using other = AlignedAllocator<U, Align>; };
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U, Align, HugePages> &) noexcept {}
+  template <class U> struct rebind {
+    using other = AlignedAllocator<U, Align, HugePages>;
+  };
   T *allocate(std::size_t n) {
-    return static_cast<T *>(allocate_aligned(n * sizeof(T), Align));
+    return static_cast<T *>(allocate_aligned(n * sizeof(T), Align, HugePages));
   }
   void deallocate(T *p, std::size_t n) noexcept {
-    deallocate_aligned(p, n * sizeof(T), Align);
+    deallocate_aligned(p, n * sizeof(T), Align, HugePages);
   }
-  template <class U> bool operator==(const AlignedAllocator<U, Align> &) const noexcept {
+  template <class U>
+  bool operator==(const AlignedAllocator<U, Align, HugePages> &) const noexcept {
     return true;
   }
 };
@@ -137,7 +145,9 @@ public:
 
 private:
   index_t rows_ = 0, cols_ = 0, width_ = default_slab_width, slabs_ = 0;
-  std::vector<T, detail::AlignedAllocator<T>> data_; // solvers write in place
+  // Cache-line aligned (solvers write in place), on ordinary pages: a batch
+  // is often short-lived, and a huge-page first touch can stall.
+  std::vector<T, detail::AlignedAllocator<T, 64, false>> data_;
 };
 
 } // namespace tacit
