@@ -454,7 +454,10 @@ template <class T> struct SweepRunner {
       }
       const std::int64_t len = ptr[p + 1] - ptr[p];
       const std::int64_t head = rows > 1 ? plan.twin_heads[p] : 0;
-      for_column_chunks<T>(ncols, [&](auto cw, index_t c0) {
+      // Twins: two vectors per row, so that three rows' partial sums fit the
+      // registers; a lone row takes the widest chunks.
+      constexpr int max_chunk = rows > 1 ? wide_chunk<T> / 2 : wide_chunk<T>;
+      for_column_chunks<T, max_chunk>(ncols, [&](auto cw, index_t c0) {
         constexpr int CW = decltype(cw)::value;
         T sum[rows][CW];
         if constexpr (CW >= 4) {

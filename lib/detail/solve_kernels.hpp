@@ -32,11 +32,13 @@ inline constexpr int vector_bytes = 32;
 inline constexpr int vector_bytes = 16;
 #endif
 
-/// Widest column chunk: two hardware vectors (16 doubles / 32 floats with
-/// AVX-512), i.e. 4 partial sums x 2 vectors = 8 accumulator registers.
-/// Only speed depends on it: every chunk width gives the same bits.
+/// Widest column chunk: four hardware vectors (32 doubles / 64 floats with
+/// AVX-512), i.e. 4 partial sums x 4 vectors = 16 accumulator registers; a
+/// whole 32-column slab row of x is loaded per nonzero, which keeps more
+/// cache misses in flight when the rows of x are scattered. Only speed
+/// depends on it: every chunk width gives the same bits.
 template <class T>
-inline constexpr int wide_chunk = static_cast<int>(2 * vector_bytes / sizeof(T));
+inline constexpr int wide_chunk = static_cast<int>(4 * vector_bytes / sizeof(T));
 
 /// A vector of L values of T (GCC vector extension, at most one hardware
 /// vector). The kernels use explicit vector types because the compiler's own
@@ -363,12 +365,18 @@ inline void rows_sum4(const T *const *vals, const I *const *cols, std::int64_t l
 }
 
 /// Calls f(std::integral_constant<int, CW>{}, c0) for chunks covering
-/// columns [0, cols): as many wide chunks as fit, then 16/8/4/1.
-template <class T, class F> inline void for_column_chunks(index_t cols, F &&f) {
-  constexpr int W = wide_chunk<T>;
+/// columns [0, cols): as many chunks of W as fit, then 32/16/8/4/1.
+template <class T, int W = wide_chunk<T>, class F>
+inline void for_column_chunks(index_t cols, F &&f) {
   index_t c = 0;
   for (; c + W <= cols; c += W)
     f(std::integral_constant<int, W>{}, c);
+  if constexpr (W > 32) {
+    if (c + 32 <= cols) {
+      f(std::integral_constant<int, 32>{}, c);
+      c += 32;
+    }
+  }
   if constexpr (W > 16) {
     if (c + 16 <= cols) {
       f(std::integral_constant<int, 16>{}, c);
