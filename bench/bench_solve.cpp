@@ -170,7 +170,7 @@ template <class T> void BM_SweepInPlace(benchmark::State &state) {
   const auto scc = strongly_connected_components(A);
   const auto U = random_batch<T>(m.inputs(), k, 7);
   detail::SlabBuffer<T> Z, X; // aligned, as in the solver
-  X.reshape(m.states(), k, detail::internal_width(default_slab_width, k));
+  X.reshape(m.states(), k, std::min<index_t>(default_slab_width, k));
   X.zero();
   tbb::task_arena arena(threads);
   arena.execute([&] { detail::affine_batch(m.B(), m.bias_x(), U, Z); });

@@ -809,7 +809,7 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
                           std::to_string(B.cols()) + ", U has " +
                           std::to_string(U.rows()) + " rows, bias has " +
                           std::to_string(bias.size()) + " entries");
-  Z.reshape(n, U.cols(), internal_width(U.slab_width(), U.cols()));
+  Z.reshape(n, U.cols(), U.slab_width());
   const index_t S = Z.slabs, W = Z.width;
   const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&B);
   if (!csr) {

@@ -160,7 +160,7 @@ template <class T> struct EquilibriumSolver<T>::Impl {
   detail::SweepWork<T> sweep_work;
   std::unique_ptr<detail::BlockSweepPlan<T>> block_plan; // structured A
   detail::BlockSweepWork<T> block_work;
-  detail::SlabBuffer<T> Z, X; // aligned: Z = B U + b, and the sweep's states
+  detail::SlabBuffer<T> Z; // aligned: Z = B U + b
 
   Impl(const Model<T> &m, SolveOptions o) : model(m), options(std::move(o)) {}
 };
@@ -287,28 +287,15 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
     X = Batch<T>(n, k, W);
   SolveReport report;
   if (im.block_plan) {
-    // Block sweep, in place in X when its layout is the internal one.
-    const index_t w = detail::internal_width(W, k);
-    const index_t slabs = (k + w - 1) / w;
+    // Block sweep, in place in X (a Batch has no padding beyond its last
+    // slab, so its layout is the solvers' own).
     const T *z = nullptr;
     if (im.block_plan->uses_z) {
       detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
       z = im.Z.data.data();
     }
-    T *x = nullptr;
-    if (w == W) {
-      x = X.storage().data();
-    } else {
-      if (warm)
-        im.X.copy_from(X, w);
-      else
-        im.X.reshape(n, k, w);
-      x = im.X.data.data();
-    }
-    detail::run_block_sweep(*im.block_plan, im.block_work, x, w, slabs, k, U, z,
-                            im.options.picard, warm, report);
-    if (w != W)
-      im.X.copy_to(X);
+    detail::run_block_sweep(*im.block_plan, im.block_work, X.storage().data(), W,
+                            X.slab_count(), k, U, z, im.options.picard, warm, report);
     if (im.options.progress)
       im.options.progress(static_cast<int>(im.block_plan->rows.size()) - 1, 0.0);
     report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
@@ -319,20 +306,9 @@ SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
 
   if (im.method == SolveMethod::sweep) {
     report.method = SolveMethod::sweep;
-    const index_t w = detail::internal_width(W, k);
-    if (w == W) { // in place: X's layout is the internal one
-      detail::run_sweep(*im.plan, im.sweep_work, std::as_const(im.Z).view(),
-                        detail::slab_view(X), im.options.picard, warm,
-                        im.options.progress, report);
-    } else {
-      if (warm)
-        im.X.copy_from(X, w);
-      else
-        im.X.reshape(n, k, w); // every state is written before it is read
-      detail::run_sweep(*im.plan, im.sweep_work, std::as_const(im.Z).view(), im.X.view(),
-                        im.options.picard, warm, im.options.progress, report);
-      im.X.copy_to(X);
-    }
+    detail::run_sweep(*im.plan, im.sweep_work, std::as_const(im.Z).view(),
+                      detail::slab_view(X), im.options.picard, warm, im.options.progress,
+                      report); // in place
   } else {
     picard_into(*im.system, im.picard_work, im.Z.data.data(), im.Z.width, X, warm,
                 im.options.picard, im.options.progress, report);

@@ -3,6 +3,7 @@
 // they were trained on, for the tests that analyse them.
 
 #include <catch2/catch.hpp>
+#include <tacit/bounds.hpp>
 #include <tacit/idx.hpp>
 #include <tacit/onnx.hpp>
 
@@ -36,6 +37,15 @@ inline LabelledImages<double> fashion_test_images(const std::filesystem::path &d
 inline Model<double> fashion_model(const std::string &name) {
   return import_onnx<double>(std::filesystem::path(TACIT_TEST_DATA_DIR) / "fashion" /
                              (name + ".onnx"));
+}
+
+/// Certification options for images: boxes clipped to pixels in [0, 1].
+inline CertifyOptions pixel_certify_options(BoundMethod method = BoundMethod::best) {
+  CertifyOptions options;
+  options.method = method;
+  options.domain_lo = 0;
+  options.domain_hi = 1;
+  return options;
 }
 
 } // namespace tacit::testutil

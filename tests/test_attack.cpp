@@ -241,9 +241,7 @@ TEST_CASE("PGD (100 steps, 10 restarts) never breaks a certified radius of the c
     INFO(name);
     const auto model = fashion_model(name);
     BoundAnalyzer<double> an(model);
-    CertifyOptions opt;
-    opt.domain_lo = 0;
-    opt.domain_hi = 1;
+    const CertifyOptions opt = pixel_certify_options();
     PgdOptions pgd;
     pgd.steps = steps;
     pgd.restarts = restarts;

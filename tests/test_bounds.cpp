@@ -386,15 +386,12 @@ TEST_CASE("committed Fashion-MNIST models: at eps 0.005 the linear bound certifi
     INFO(name);
     const auto model = fashion_model(name);
     BoundAnalyzer<double> analyzer(model);
-    CertifyOptions options;
-    options.domain_lo = 0;
-    options.domain_hi = 1;
-    options.method = BoundMethod::interval;
     const auto interval =
-        certify_dataset<double>(analyzer, data.images, data.labels, eps, false, options);
-    options.method = BoundMethod::linear;
+        certify_dataset<double>(analyzer, data.images, data.labels, eps, false,
+                                pixel_certify_options(BoundMethod::interval));
     const auto linear =
-        certify_dataset<double>(analyzer, data.images, data.labels, eps, false, options);
+        certify_dataset<double>(analyzer, data.images, data.labels, eps, false,
+                                pixel_certify_options(BoundMethod::linear));
     CAPTURE(interval.certified[0], linear.certified[0], linear.correct);
     CHECK(interval.certified[0] > 0);
     CHECK(linear.certified[0] >= 2 * interval.certified[0]);

@@ -18,7 +18,11 @@
 #include <numeric>
 #include <random>
 
+#include "dense_model_util.hpp"
+
 using namespace tacit;
+using testutil::csr;
+using testutil::dense_model;
 
 namespace {
 
@@ -26,24 +30,6 @@ using Dense = std::vector<double>; // row-major
 
 Activation act(ActivationKind k, double slope = 0.01) {
   return Activation{k, slope};
-}
-
-template <class T>
-std::shared_ptr<CsrMatrix<T>> csr(index_t r, index_t c, const Dense &a) {
-  std::vector<T> v(a.begin(), a.end());
-  return std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_dense(r, c, v));
-}
-
-/// Model from dense matrices (C = I, no D).
-template <class T>
-Model<T> dense_model(index_t n, index_t p, const Dense &A, const Dense &B,
-                     std::vector<StateBlock> blocks, const Dense &bx = {}) {
-  Dense C(static_cast<std::size_t>(n * n), 0.0);
-  for (index_t i = 0; i < n; ++i)
-    C[i * n + i] = 1;
-  std::vector<T> b(bx.begin(), bx.end());
-  return Model<T>(csr<T>(n, n, A), csr<T>(n, p, B), csr<T>(n, n, C), nullptr, b, {},
-                  std::move(blocks));
 }
 
 /// Random n x m matrix with the given density, entries in [-1, 1].

@@ -15,6 +15,7 @@
 #include <random>
 #include <vector>
 
+#include "dense_model_util.hpp"
 #include "detail/sweep.hpp"
 
 using namespace tacit;
@@ -75,16 +76,7 @@ ConvNet conv_net(std::mt19937 &rng, index_t channels, index_t positions,
 }
 
 template <class T> Model<T> to_model(const ConvNet &net) {
-  auto dense = [](index_t r, index_t c, const std::vector<double> &a) {
-    std::vector<T> v(a.begin(), a.end());
-    return std::make_shared<CsrMatrix<T>>(CsrMatrix<T>::from_dense(r, c, v));
-  };
-  std::vector<double> C(static_cast<std::size_t>(net.n * net.n), 0.0);
-  for (index_t i = 0; i < net.n; ++i)
-    C[i * net.n + i] = 1;
-  std::vector<T> b(net.bias.begin(), net.bias.end());
-  return Model<T>(dense(net.n, net.n, net.A), dense(net.n, net.p, net.B),
-                  dense(net.n, net.n, C), nullptr, b, {}, net.blocks);
+  return testutil::dense_model<T>(net.n, net.p, net.A, net.B, net.blocks, net.bias);
 }
 
 /// Naive forward pass: states in index order (each reads only earlier ones).

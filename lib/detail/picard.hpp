@@ -121,7 +121,7 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
                            std::span<double> out);
 
 /// Z = B U + bias (real columns), Z reshaped to B.rows() x U.cols() with
-/// slab width internal_width(U.slab_width(), U.cols()). For a CSR B every
+/// U's slab width. For a CSR B every
 /// entry is summed in the fixed order of the solver kernels, so a column of
 /// Z does not depend on the batch width.
 template <class T>

@@ -63,42 +63,11 @@ template <class T> struct SlabBuffer {
   index_t slab_cols(index_t s) const noexcept {
     return std::clamp<index_t>(cols - s * width, 0, width);
   }
-  /// Reshapes to the batch's rows and columns with slab width `w` (which must
-  /// give the same slab boundaries: w == b.slab_width(), or one slab) and
-  /// copies its real columns.
-  void copy_from(const Batch<T> &b, index_t w) {
-    reshape(b.rows(), b.cols(), w);
-    for (index_t s = 0; s < slabs; ++s) {
-      const auto src = b.slab(s);
-      T *dst = slab(s);
-      for (index_t i = 0; i < rows; ++i)
-        std::copy(src.row(i), src.row(i) + src.cols, dst + i * width);
-    }
-  }
-  /// Copies the real columns into a batch of the same rows and columns (and
-  /// the same slab boundaries).
-  void copy_to(Batch<T> &b) const { copy_slabs_to(data.data(), b); }
-  /// The same from a raw slab-major array of this buffer's shape.
-  void copy_slabs_to(const T *base, Batch<T> &b) const {
-    for (index_t s = 0; s < slabs; ++s) {
-      auto dst = b.slab(s);
-      const T *src = base + s * slab_size();
-      for (index_t i = 0; i < rows; ++i)
-        std::copy(src + i * width, src + i * width + dst.cols, dst.row(i));
-    }
-  }
   SlabView<T> view() noexcept { return {data.data(), rows, cols, width, slabs}; }
   SlabView<const T> view() const noexcept {
     return {data.data(), rows, cols, width, slabs};
   }
   void zero() { std::fill(data.begin(), data.begin() + slabs * slab_size(), T(0)); }
 };
-
-/// The solvers' internal slab width for a batch of k columns with slab width
-/// w: min(w, k). A narrow batch is then stored densely (a single column is a
-/// contiguous vector) while slab boundaries stay those of the batch.
-inline index_t internal_width(index_t w, index_t k) {
-  return std::max<index_t>(1, std::min(w, k));
-}
 
 } // namespace tacit::detail
