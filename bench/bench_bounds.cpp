@@ -9,9 +9,9 @@
 
 #include <benchmark/benchmark.h>
 
-#include <tacit/bounds.hpp>
-#include <tacit/csr.hpp>
-#include <tacit/solve.hpp>
+#include <tacit/analysis/bounds.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/solve/solve.hpp>
 
 #include <tbb/task_arena.h>
 

@@ -18,9 +18,9 @@
 
 #include <benchmark/benchmark.h>
 
-#include <tacit/structured.hpp>
+#include <tacit/operators/structured.hpp>
 
-#include "detail/conv_kernels.hpp"
+#include "operators/detail/conv_kernels.hpp"
 
 #include <Eigen/Core>
 #include <tbb/blocked_range.h>

@@ -19,10 +19,10 @@
 
 #include <benchmark/benchmark.h>
 
-#include <tacit/csr.hpp>
-#include <tacit/generate.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/nn/generate.hpp>
 
-#include "detail/huge_pages.hpp"
+#include "core/detail/huge_pages.hpp"
 
 #include <Eigen/SparseCore>
 #include <tbb/blocked_range.h>
@@ -68,7 +68,7 @@ private:
 constexpr std::size_t stream_doubles = std::size_t(64) << 20; // 512 MB
 
 /// The array read by the bandwidth baseline, backed by huge pages like the
-/// matrix arrays (detail/huge_pages.hpp) or by plain 4 KiB pages.
+/// matrix arrays (core/detail/huge_pages.hpp) or by plain 4 KiB pages.
 const std::vector<double> &stream_array(bool huge_pages = true) {
   auto make = [](bool huge) {
     std::vector<double> v;

@@ -12,9 +12,9 @@
 
 #include <benchmark/benchmark.h>
 
-#include <tacit/network.hpp>
-#include <tacit/solve.hpp>
-#include <tacit/structured.hpp>
+#include <tacit/nn/network.hpp>
+#include <tacit/solve/solve.hpp>
+#include <tacit/operators/structured.hpp>
 
 #include <tbb/task_arena.h>
 

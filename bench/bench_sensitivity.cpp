@@ -15,10 +15,10 @@
 
 #include <benchmark/benchmark.h>
 
-#include <tacit/csr.hpp>
-#include <tacit/generate.hpp>
-#include <tacit/network.hpp>
-#include <tacit/sensitivity.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/nn/generate.hpp>
+#include <tacit/nn/network.hpp>
+#include <tacit/analysis/sensitivity.hpp>
 
 #include <tbb/task_arena.h>
 

@@ -17,9 +17,9 @@
 
 #include <benchmark/benchmark.h>
 
-#include <tacit/generate.hpp>
-#include <tacit/solve.hpp>
-#include <tacit/structure.hpp>
+#include <tacit/nn/generate.hpp>
+#include <tacit/solve/solve.hpp>
+#include <tacit/core/structure.hpp>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -30,8 +30,8 @@
 #include <map>
 #include <memory>
 
-#include "detail/picard.hpp"
-#include "detail/solve_kernels.hpp"
+#include "solve/detail/fixed_point.hpp"
+#include "solve/detail/solve_kernels.hpp"
 
 using namespace tacit;
 

@@ -16,9 +16,9 @@
 
 #include <benchmark/benchmark.h>
 
-#include <tacit/csr.hpp>
-#include <tacit/generate.hpp>
-#include <tacit/wellposed.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/nn/generate.hpp>
+#include <tacit/analysis/wellposed.hpp>
 
 #include <tbb/task_arena.h>
 

@@ -3,8 +3,8 @@
 // and an independent dense reference evaluation (plain loops, Picard to
 // convergence) of x(u) and y(u).
 
-#include <tacit/csr.hpp>
-#include <tacit/model.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/core/model.hpp>
 
 #include <cmath>
 #include <memory>

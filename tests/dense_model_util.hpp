@@ -1,7 +1,7 @@
 #pragma once
 // Models built from dense row-major matrices, for the solver tests.
 
-#include <tacit/model.hpp>
+#include <tacit/core/model.hpp>
 
 #include <memory>
 #include <utility>

@@ -3,9 +3,9 @@
 // they were trained on, for the tests that analyse them.
 
 #include <catch2/catch.hpp>
-#include <tacit/bounds.hpp>
-#include <tacit/idx.hpp>
-#include <tacit/onnx.hpp>
+#include <tacit/analysis/bounds.hpp>
+#include <tacit/io/idx.hpp>
+#include <tacit/nn/onnx.hpp>
 
 #include <filesystem>
 #include <optional>

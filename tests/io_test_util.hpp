@@ -2,7 +2,7 @@
 // Helpers shared by the I/O tests: scratch directories, random matrices and
 // models, bit-exact comparisons and deterministic mutations for fuzzing.
 
-#include <tacit/io.hpp>
+#include <tacit/io/io.hpp>
 
 #include <algorithm>
 #include <atomic>

@@ -19,5 +19,5 @@ if ((${#missing[@]})); then
 fi
 
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTACIT_REQUIRE_COMPONENTS=all "$@"
 cmake --build build -j"$jobs"

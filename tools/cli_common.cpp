@@ -11,7 +11,7 @@
 #include <iostream>
 #include <system_error>
 
-#include <tacit/error.hpp>
+#include <tacit/core/error.hpp>
 
 #include <unistd.h>
 

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <tacit/config.hpp>
+
 namespace tacit::cli {
 
 /// Process exit codes (documented in `tacit --help`).

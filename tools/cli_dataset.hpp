@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include <tacit/dense.hpp>
-#include <tacit/error.hpp>
-#include <tacit/io.hpp>
-#if __has_include(<tacit/idx.hpp>)
-#include <tacit/idx.hpp>
-#define TACIT_CLI_HAVE_IDX 1
+#include <tacit/core/dense.hpp>
+#include <tacit/core/error.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/config.hpp>
+#if TACIT_HAVE_IDX
+#include <tacit/io/idx.hpp>
 #endif
 
 #include "cli_common.hpp"
@@ -71,7 +71,7 @@ inline std::vector<double> parse_list(const std::string &text, const std::string
   return out;
 }
 
-#ifdef TACIT_CLI_HAVE_IDX
+#if TACIT_HAVE_IDX
 /// The IDX file `name` of directory `dir`, gzipped or plain.
 /// \throws FileError when neither exists.
 inline std::filesystem::path find_idx_file(const std::filesystem::path &dir,
@@ -93,7 +93,7 @@ inline LabelledData load_labelled(const Arguments &args, index_t p, index_t limi
   if (data && (input || labels))
     throw UsageError("give either --data or --input with --labels, not both");
   if (data) {
-#ifdef TACIT_CLI_HAVE_IDX
+#if TACIT_HAVE_IDX
     const std::string split = args.choice("split", {"test", "train"}).value_or("test");
     const std::string stem = split == "test" ? "t10k" : "train";
     const std::filesystem::path dir = *data;
@@ -105,8 +105,8 @@ inline LabelledData load_labelled(const Arguments &args, index_t p, index_t limi
     d.source = dir.string() + " (" + split + ")";
     d.images = true;
 #else
-    throw UsageError("--data needs the IDX reader, which this build lacks; use --input "
-                     "and --labels");
+    throw Unsupported("--data needs the IDX reader (component idx, zlib), which this "
+                      "build lacks; use --input and --labels");
 #endif
   } else {
     if (!input || !labels)

@@ -9,11 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include <tacit/csr.hpp>
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
-#include <tacit/solve.hpp>
-#include <tacit/structure.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/solve/solve.hpp>
+#include <tacit/core/structure.hpp>
 
 #include "cli_common.hpp"
 

@@ -4,10 +4,10 @@
 #include <cstdint>
 #include <iostream>
 
-#include <tacit/attack.hpp>
-#include <tacit/bounds.hpp>
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
+#include <tacit/analysis/attack.hpp>
+#include <tacit/analysis/bounds.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
 
 #include "cli_common.hpp"
 #include "cli_dataset.hpp"
@@ -54,8 +54,13 @@ int run_attack(Invocation &inv) {
     o.domain_lo = lo;
     o.domain_hi = hi;
     progress.update("analysing the model ...", true);
+#if TACIT_HAVE_LP
     BoundAnalyzer<double> analyzer(model);
     res = lp_attack<double>(analyzer, data.inputs, data.labels, o, report);
+#else
+    throw Unsupported("--method lp needs the LP component (COIN-OR CLP), which this build "
+                      "lacks");
+#endif
   } else {
     TopKOptions o;
     o.k.clear();

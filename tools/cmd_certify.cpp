@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <iostream>
 
-#include <tacit/bounds.hpp>
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
+#include <tacit/analysis/bounds.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
 
 #include "cli_common.hpp"
 #include "cli_dataset.hpp"

@@ -2,8 +2,8 @@
 
 #include <iostream>
 
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

@@ -11,12 +11,12 @@
 #include <optional>
 #include <string>
 
-#include <tacit/generate.hpp>
-#include <tacit/model.hpp>
-#include <tacit/network.hpp>
-#include <tacit/solve.hpp>
-#include <tacit/structure.hpp>
-#include <tacit/wellposed.hpp>
+#include <tacit/nn/generate.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/nn/network.hpp>
+#include <tacit/solve/solve.hpp>
+#include <tacit/core/structure.hpp>
+#include <tacit/analysis/wellposed.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

@@ -4,8 +4,8 @@
 #include <iostream>
 #include <limits>
 
-#include <tacit/io.hpp>
-#include <tacit/network.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/nn/network.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

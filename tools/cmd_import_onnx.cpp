@@ -3,9 +3,9 @@
 
 #include <iostream>
 
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
-#include <tacit/onnx.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/nn/onnx.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

@@ -4,12 +4,12 @@
 #include <iostream>
 #include <optional>
 
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
-#include <tacit/operator.hpp>
-#include <tacit/structure.hpp>
-#include <tacit/structured.hpp>
-#include <tacit/wellposed.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/core/operator.hpp>
+#include <tacit/core/structure.hpp>
+#include <tacit/operators/structured.hpp>
+#include <tacit/analysis/wellposed.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

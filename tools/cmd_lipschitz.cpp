@@ -11,12 +11,12 @@
 #include <random>
 #include <vector>
 
-#include <tacit/bounds.hpp>
-#include <tacit/error.hpp>
-#include <tacit/generate.hpp>
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
-#include <tacit/sensitivity.hpp>
+#include <tacit/analysis/bounds.hpp>
+#include <tacit/core/error.hpp>
+#include <tacit/nn/generate.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/analysis/sensitivity.hpp>
 
 #include "cli_common.hpp"
 #include "cli_dataset.hpp"
@@ -59,9 +59,14 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
   if (const auto dir = a.text("data")) {
     if (a.has("input"))
       throw UsageError("give either --data or --input, not both");
+#if TACIT_HAVE_IDX
     const std::filesystem::path file = find_idx_file(*dir, "t10k-images-idx3-ubyte");
     centres = read_idx_images<double>(file, limit).images;
     r.source = file.string();
+#else
+    throw Unsupported("--data needs the IDX reader (component idx, zlib), which this "
+                      "build lacks; use --input");
+#endif
     images = true;
   } else if (const auto input = a.text("input")) {
     centres = read_vectors<double>(*input, p);

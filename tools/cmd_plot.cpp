@@ -4,11 +4,11 @@
 #include <memory>
 #include <optional>
 
-#include <tacit/csr.hpp>
-#include <tacit/error.hpp>
-#include <tacit/image.hpp>
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/core/error.hpp>
+#include <tacit/io/image.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include <tacit/error.hpp>
-#include <tacit/image.hpp>
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
-#include <tacit/sensitivity.hpp>
+#include <tacit/core/error.hpp>
+#include <tacit/io/image.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/analysis/sensitivity.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"
@@ -116,8 +116,13 @@ template <class T> int run(Invocation &inv, Precision precision) {
           plane[i] += static_cast<double>(values[j * p + c * height * width + i]);
       const std::string file = *heatmap + std::to_string(rows[j]) + ".png";
       progress.update("writing " + file + " ...", true);
+#if TACIT_HAVE_IMAGE
       const Image img = heat_map(plane, width, height, 0, 0, scale);
       write_output(file, [&](const std::filesystem::path &f) { write_png(f, img); });
+#else
+      throw Unsupported("--heatmap needs the image component (libpng), which this build "
+                        "lacks");
+#endif
       images.push_back(file);
     }
   }

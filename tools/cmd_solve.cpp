@@ -2,9 +2,9 @@
 
 #include <iostream>
 
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
-#include <tacit/solve.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/solve/solve.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

@@ -8,11 +8,11 @@
 #include <optional>
 #include <vector>
 
-#include <tacit/error.hpp>
-#include <tacit/io.hpp>
-#include <tacit/model.hpp>
-#include <tacit/operator.hpp>
-#include <tacit/wellposed.hpp>
+#include <tacit/core/error.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/core/operator.hpp>
+#include <tacit/analysis/wellposed.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"

@@ -16,8 +16,8 @@
 #include <tbb/global_control.h>
 #include <tbb/info.h>
 
-#include <tacit/error.hpp>
-#include <tacit/version.hpp>
+#include <tacit/core/error.hpp>
+#include <tacit/core/version.hpp>
 
 #include "cli_common.hpp"
 

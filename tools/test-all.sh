@@ -17,18 +17,30 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 # Tests that sample heavily scale themselves down under the sanitizers (__SANITIZE_ADDRESS__).
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-  -DTACIT_SANITIZE=address,undefined -DTACIT_BUILD_BENCH=OFF
+  -DTACIT_SANITIZE=address,undefined -DTACIT_BUILD_BENCH=OFF -DTACIT_REQUIRE_COMPONENTS=all
 cmake --build build-sanitize -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-sanitize --output-on-failure -j"$jobs"
 
-echo "== installed package used from another project"
+echo "== installed package used from other projects"
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install build --prefix "$prefix/install" > /dev/null
-cmake -S tests/consumer -B "$prefix/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install"
-cmake --build "$prefix/consumer"
-"$prefix/consumer/consumer"
+# tacit::core alone: its link line and its loaded libraries have no optional
+# dependency (libpng, CLP, libonnx, protobuf, zlib through tacit).
+cmake -S tests/consumer -B "$prefix/core" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install"
+cmake --build "$prefix/core"
+"$prefix/core/consumer"
+if grep -E 'png|Clp|Coin|onnx|protobuf|tacit_(image|idx|lp|onnx)' "$prefix/core/build.ninja" \
+   || ldd "$prefix/core/consumer" | grep -E 'png|Clp|Coin|onnx|protobuf'; then
+  echo "the tacit::core consumer links an optional dependency" >&2
+  exit 1
+fi
+# tacit::tacit: every component.
+cmake -S tests/consumer -B "$prefix/umbrella" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install" \
+  -DCONSUMER_UMBRELLA=ON
+cmake --build "$prefix/umbrella"
+"$prefix/umbrella/consumer"
 "$prefix/install/bin/tacit" --help > /dev/null
 
 echo "== all tests passed in $((SECONDS - start)) s"

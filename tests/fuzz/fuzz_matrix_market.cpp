@@ -1,9 +1,9 @@
 // libFuzzer target: the Matrix Market reader must either return a matrix or
 // throw tacit::FileError for any input; anything else (a crash, a sanitizer
 // report, another exception, a hang) is a bug.
-#include <tacit/io.hpp>
+#include <tacit/io/io.hpp>
 
-#include "detail/io_common.hpp"
+#include "io/detail/io_common.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     const auto m = tacit::parse_matrix_market<double>(text, "fuzz.mtx");
     // A matrix that was accepted is well formed: products work on it. (Empty
     // matrices are skipped: LinearOperator::apply's overlap check forms
-    // out-of-range pointers for them, which UBSan reports; see lib/operator.cpp.)
+    // out-of-range pointers for them, which UBSan reports; see lib/core/operator.cpp.)
     if (m.rows() > 0 && m.cols() > 0) {
       std::vector<double> x(static_cast<std::size_t>(m.cols()), 1.0),
           y(static_cast<std::size_t>(m.rows()));

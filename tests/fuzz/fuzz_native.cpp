@@ -4,7 +4,7 @@
 // recomputed before reading, so that mutations reach the content checks behind
 // the CRCs; when odd, the bytes are read as they are. Seed corpus:
 // corpus/native (valid files with both control bytes).
-#include <tacit/io.hpp>
+#include <tacit/io/io.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -1,0 +1,297 @@
+#pragma once
+/// \file bounds.hpp
+/// Componentwise bounds on the states and outputs of an implicit model
+///   y = C x + D u + c,  x = phi(A x + B u + b)
+/// for every input in a box lo <= u <= hi, and certified l_inf radii.
+///
+/// Three bounds, each at least as tight as the previous one for every state
+/// and every margin (each is intersected with the previous one):
+///
+/// - global: |x(u) - x0| <= w = (I - L|A|)^-1 L (|B| sigma + |r0|), with x0 the
+///   nominal equilibrium at u0, r0 its residual, L the activation Lipschitz
+///   constants and sigma the largest distance from u0 to the box. w is found
+///   by a few matrix-free iterations w <- L(|A| w + s) and made a certified
+///   upper bound with a positive vector v, L|A| v <= rho v, rho < 1, computed
+///   once per model (exact for a feed-forward A).
+/// - interval: the interval fixed point l' = phi(A+ l + A- h + B u - ...),
+///   h' = phi(A+ h + A- l + ...), in centre/radius form A m +- |A| r, started
+///   from the global interval and intersected with it at every step. Every
+///   iterate is sound (the map preserves enclosures because phi is
+///   monotone); for a feed-forward A it stops after depth + 1 steps, with
+///   cycles when the interval stops shrinking.
+/// - linear (CROWN-style): each activation is enclosed between two lines
+///   valid on its pre-activation interval (ReLU: the chord h/(h-l) (z - l)
+///   above and slope 0 or 1 below, chosen adaptively; leaky ReLU alike;
+///   tanh/sigmoid: the chord slope with the extreme offsets, i.e. chord and
+///   parallel tangent). A lower bound of w^T x + d^T u + const is obtained by
+///   back-substitution through the equilibrium: the dual vector solves
+///   v = w + A^T Lambda(v), Lambda the slope chosen by the sign of v, by
+///   Jacobi iteration with transposed products (exact after depth + 1 steps
+///   for a feed-forward A, geometric with cycles). Any v gives a sound bound:
+///   the residual e = w + A^T Lambda(v) - v is bounded with the state
+///   interval. With refinement (full CROWN) the pre-activation bounds of the
+///   unstable states are tightened level by level of the strongly connected
+///   component DAG with the same back-substitution. For a feed-forward A,
+///   margins the adaptive lower lines do not prove positive get the lower
+///   slopes of their unstable ReLUs optimised by projected gradient ascent
+///   (as in alpha-CROWN; BoundOptions::slope_steps).
+///
+/// Margins y_c - y_k are bounded from the difference rows C_c - C_k (and
+/// D_c - D_k), which is tighter than two rows of the sensitivity matrix.
+///
+/// Rounding: with m the most nonzeros in a row or column of A, B, C or D and
+/// gamma = 2 (m + 8) u (u the unit roundoff of T), every product M v of the
+/// bounds is off by at most gamma |M| |v| (the standard a-priori bound for
+/// any summation order). Each bound is widened by that much: interval
+/// centres and radii through |M| (r + gamma (|c| + r)), the nominal residual
+/// by gamma (|A||x0| + |B||u0| + |b|), and every linear or interval lower
+/// bound sum_t a_t by gamma' sum_t |a_t| with the magnitudes of the dual
+/// vectors against the state and input boxes (gamma' adds the (n + p)
+/// terms of the final sum). So a margin that is exactly 0 in exact
+/// arithmetic is never certified. The relaxations of tanh and sigmoid carry
+/// their own slack. All computation is deterministic.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tacit/core/model.hpp>
+#include <tacit/core/export.hpp>
+
+namespace tacit::inline v1 {
+
+/// Which bound to use for margins and certification. `best` tries global,
+/// then interval, then linear, stopping at the first that certifies; its
+/// margins are those of `linear`.
+enum class BoundMethod { global, interval, linear, best };
+/// "global", "interval", "linear", "best".
+TACIT_EXPORT std::string to_string(BoundMethod m);
+/// Inverse of to_string. \throws InvalidArgument otherwise.
+TACIT_EXPORT BoundMethod parse_bound_method(std::string_view s);
+
+/// A box of inputs lower <= u <= upper (both of size p).
+template <class T> struct TACIT_EXPORT InputBox { std::vector<T> lower, upper; };
+
+/// The box |u - u0| <= eps, intersected with [domain_lo, domain_hi] when
+/// domain_lo <= domain_hi (pass domain_lo > domain_hi for no clipping).
+/// \throws InvalidArgument when eps is negative or NaN.
+template <class T>
+TACIT_EXPORT InputBox<T> linf_box(std::span<const T> u0, T eps, T domain_lo = T(1),
+                     T domain_hi = T(0));
+/// The box |u - u0| <= sigma componentwise (sigma >= 0, size p).
+template <class T>
+TACIT_EXPORT InputBox<T> box_around(std::span<const T> u0, std::span<const T> sigma);
+
+struct TACIT_EXPORT BoundOptions {
+  /// Iteration budget of every fixed point (global, interval, dual) on a
+  /// model with cycles; a feed-forward model needs depth + 1 iterations.
+  int max_iterations = 500;
+  /// Relative change below which a cyclic iteration stops.
+  double tolerance = 1e-10;
+  /// Refine intermediate pre-activation bounds by back-substitution (full
+  /// CROWN) in the linear bound.
+  bool refine = true;
+  /// Columns per back-substitution batch during refinement.
+  index_t refine_batch = 256;
+  /// Linear bound of a feed-forward model: margins that the adaptive lower
+  /// lines of the unstable ReLUs do not prove positive get their lower
+  /// slopes optimised (projected gradient ascent on the bound, as in
+  /// alpha-CROWN) for this many steps; 0 disables.
+  int slope_steps = 20;
+};
+
+enum class BoundStatus {
+  ok,       ///< bounds computed (every iteration converged)
+  inexact,  ///< an iteration hit its budget; bounds still sound, looser
+  unbounded ///< no certificate lambda_PF(L|A|) < 1: bounds are infinite
+};
+TACIT_EXPORT std::string to_string(BoundStatus s);
+
+/// Bounds on the states x and pre-activations z = A x + B u + b.
+template <class T> struct TACIT_EXPORT StateBounds {
+  std::vector<T> x_lower, x_upper;
+  std::vector<T> z_lower, z_upper;
+  BoundStatus status = BoundStatus::ok;
+  int iterations = 0; ///< interval iterations (or global iterations)
+};
+
+/// Lower bounds of the margins y_label - y_k for every k (entry label is 0),
+/// and componentwise output bounds.
+template <class T> struct TACIT_EXPORT MarginBounds {
+  std::vector<T> margin_lower;     ///< size q; +inf-free, entry label = 0
+  std::vector<T> y_lower, y_upper; ///< size q
+  BoundStatus status = BoundStatus::ok;
+  /// All margins k != label are > 0: the label is certified on the box.
+  bool certified() const noexcept;
+  int label = 0;
+};
+
+/// The nominal point: equilibrium x0 at u0, outputs y0, the residual
+/// r0 = x0 - phi(A x0 + B u0 + b).
+template <class T> struct TACIT_EXPORT NominalPoint {
+  std::vector<T> u, x, y, residual;
+  /// Bound on the rounding error of `residual` (componentwise).
+  std::vector<T> residual_rounding;
+  /// argmax of y (first on ties).
+  int predicted() const noexcept;
+};
+
+/// Statistics of a linear bound.
+struct TACIT_EXPORT LinearBoundStats {
+  index_t unstable_before = 0; ///< unstable ReLU-like states from the interval bound
+  index_t unstable_after = 0;  ///< after refinement
+  index_t refined = 0;         ///< pre-activation bounds refined (both sides)
+  int dual_iterations = 0;     ///< largest dual iteration count
+};
+
+/// Local Lipschitz bounds of the outputs over a box. For u, u' in the box,
+/// y(u) - y(u') = J (u - u') with a mean-value Jacobian
+///     J = C P (I - A P)^-1 B + D,   P = diag(s),
+/// s_i a secant slope of phi_i between two points of the pre-activation
+/// interval [z_lower_i, z_upper_i] (ReLU: 0 or 1 when stable, [0, 1] when
+/// unstable). J is enclosed by interval arithmetic through the equilibrium
+/// (centre/radius form, signs of A, B and C kept): one reverse sweep for a
+/// strictly block lower triangular A, a fixed point iteration otherwise
+/// (exact after depth + 1 steps for a feed-forward A; with cycles, verified
+/// by an inflated inclusion F(W) within W).
+struct TACIT_EXPORT LocalLipschitz {
+  /// q x p, row-major: |J_kj| <= magnitude[k * p + j] for every such J.
+  std::vector<double> magnitude;
+  /// Row sums of `magnitude`: |y_k(u) - y_k(u')| <= upper[k] ||u - u'||_inf
+  /// for all u, u' in the box.
+  std::vector<double> upper;
+  /// unbounded (all entries +inf) when the state bounds are, or when the
+  /// inclusion of a cyclic iteration could not be verified.
+  BoundStatus status = BoundStatus::ok;
+  int iterations = 0; ///< sweeps (1) or fixed point steps
+};
+
+/// Prepared bound computations for one model: activations, levels of the
+/// strongly connected components of A and the certificate vector of the
+/// global bound are computed once. All methods are const and may be called
+/// from several threads at once (they allocate their own workspace).
+template <class T> class TACIT_EXPORT BoundAnalyzer {
+public:
+  /// \throws Unsupported for a leaky ReLU with a negative slope (not
+  /// monotone).
+  explicit BoundAnalyzer(const Model<T> &model, BoundOptions options = {});
+  ~BoundAnalyzer();
+  BoundAnalyzer(BoundAnalyzer &&) noexcept;
+  BoundAnalyzer &operator=(BoundAnalyzer &&) noexcept;
+
+  const Model<T> &model() const noexcept;
+  const BoundOptions &options() const noexcept;
+  /// Whether lambda_PF(L|A|) < 1 was certified (always for a feed-forward A).
+  bool certified_well_posed() const noexcept;
+  /// The certified rate rho of the global bound (0 for a feed-forward A
+  /// whose certificate vector converged exactly: then rho < 1 as computed).
+  double rate() const noexcept;
+  /// Number of levels of the SCC DAG (depth + 1 of a feed-forward A).
+  index_t levels() const noexcept;
+  /// A is nilpotent (feed-forward).
+  bool feed_forward() const noexcept;
+
+  /// Nominal point from u0 and its equilibrium x0 (from a solver).
+  NominalPoint<T> nominal(std::span<const T> u0, std::span<const T> x0) const;
+  /// Nominal point, solving the equilibrium (sweep/Picard).
+  NominalPoint<T> nominal(std::span<const T> u0) const;
+
+  /// The global interval x0 -/+ w.
+  StateBounds<T> global_bounds(const NominalPoint<T> &nominal,
+                               const InputBox<T> &box) const;
+  /// The interval fixed point, started from the global interval.
+  StateBounds<T> interval_bounds(const NominalPoint<T> &nominal,
+                                 const InputBox<T> &box) const;
+  /// Interval bounds refined by back-substitution (full CROWN) when
+  /// options().refine; otherwise the interval bounds.
+  StateBounds<T> linear_state_bounds(const NominalPoint<T> &nominal,
+                                     const InputBox<T> &box,
+                                     LinearBoundStats *stats = nullptr) const;
+
+  /// Margins y_label - y_k and output bounds with the given method (best =
+  /// linear margins, computed lazily: stops at the first certifying bound).
+  MarginBounds<T> margins(const NominalPoint<T> &nominal, const InputBox<T> &box,
+                          int label, BoundMethod method,
+                          LinearBoundStats *stats = nullptr) const;
+
+  /// Lower bounds of g_j^T y over the box, for the columns g_j of G (q x k,
+  /// row-major), by the linear bound on top of the given state bounds.
+  std::vector<T> linear_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
+                              ConstMatrixView<T> G, int *dual_iterations = nullptr) const;
+  /// The same by interval arithmetic on the state bounds.
+  std::vector<T> interval_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
+                                ConstMatrixView<T> G) const;
+
+  /// Local Lipschitz bounds over a box from pre-activation bounds valid on
+  /// it (the tighter, the tighter the result: linear_state_bounds gives the
+  /// best). Each upper[k] is at most the global (S 1)_k in exact arithmetic.
+  LocalLipschitz local_lipschitz(const StateBounds<T> &bounds) const;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------- certification
+
+struct TACIT_EXPORT CertifyOptions {
+  BoundMethod method = BoundMethod::best;
+  BoundOptions bounds;
+  /// Clip boxes to [domain_lo, domain_hi] (no clipping when lo > hi).
+  double domain_lo = 1, domain_hi = 0;
+  /// Radius search: largest radius tried, and bisection steps.
+  double max_radius = 1.0;
+  int bisection_steps = 16;
+};
+
+/// Per-input outcome.
+struct TACIT_EXPORT Certificate {
+  int label = 0;
+  int predicted = 0;
+  /// Largest l_inf radius found certified (0 when misclassified).
+  double radius = 0;
+  /// Certified at each requested epsilon (false when misclassified).
+  std::vector<char> certified;
+};
+
+/// Largest certified l_inf radius around u0 for `label` (0 when the nominal
+/// prediction differs): grows the radius geometrically from the global
+/// radius, then bisects between the last certified and the first failed
+/// radius. The returned radius was certified by the chosen bound.
+template <class T>
+TACIT_EXPORT double certified_radius(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
+                        int label, const CertifyOptions &options);
+
+/// Whether `label` is certified on the l_inf ball of radius eps.
+template <class T>
+TACIT_EXPORT bool certify_at(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
+                int label, double eps, const CertifyOptions &options);
+
+/// Summary over a dataset.
+struct TACIT_EXPORT CertifiedAccuracy {
+  index_t count = 0;
+  index_t correct = 0;                ///< nominal accuracy numerator
+  std::vector<double> eps;            ///< the requested radii
+  std::vector<index_t> certified;     ///< per eps: certified and correct
+  std::vector<Certificate> per_input; ///< in input order
+  double seconds = 0;
+};
+
+/// Certifies every column of U (labels per column): nominal states by one
+/// batched solve, then per-input bounds in parallel (TBB). With
+/// `radius` the largest certified radius of each input is searched too.
+/// `progress(done, total)` is called from the calling thread or workers
+/// (serialised), may be empty.
+template <class T>
+TACIT_EXPORT CertifiedAccuracy
+certify_dataset(const BoundAnalyzer<T> &analyzer, const Batch<T> &U,
+                std::span<const int> labels, std::span<const double> eps, bool radius,
+                const CertifyOptions &options,
+                const std::function<void(index_t, index_t)> &progress = {});
+
+} // namespace tacit::inline v1

@@ -1,0 +1,125 @@
+#pragma once
+/// \file operator.hpp
+/// The operator concept every solver and analysis is written against.
+///
+/// A `LinearOperator<T>` is an m x n matrix known through its products:
+///   y = alpha * op(M) x + beta * y,  op(M) in {M, M^T, |M|, |M|^T},
+/// for one vector or a batch, plus row and column absolute sums, nnz, bytes
+/// and conversion to CSR. Following the non-virtual-interface idiom, the
+/// public methods check their arguments and forward to private virtual
+/// implementations. Every implementation provides a parallel kernel and a
+/// serial reference kernel (`Execution::reference`); tests compare the two.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <tacit/core/dense.hpp>
+#include <tacit/core/export.hpp>
+
+namespace tacit::inline v1 {
+
+template <class T> class CsrMatrix;
+
+/// Which product to form.
+enum class Mode {
+  normal,       ///< y = alpha M x + beta y
+  transpose,    ///< y = alpha M^T x + beta y
+  abs,          ///< y = alpha |M| x + beta y
+  abs_transpose ///< y = alpha |M|^T x + beta y
+};
+
+/// Whether the product is transposed.
+constexpr bool is_transposed(Mode m) noexcept {
+  return m == Mode::transpose || m == Mode::abs_transpose;
+}
+/// Whether the product uses absolute values of the entries.
+constexpr bool is_absolute(Mode m) noexcept {
+  return m == Mode::abs || m == Mode::abs_transpose;
+}
+
+/// Parallel (TBB) kernels, or the serial reference kernels they are tested
+/// against.
+enum class Execution { parallel, reference };
+
+/// Position of an entry in a matrix.
+struct TACIT_EXPORT Entry {
+  index_t row = 0;
+  index_t col = 0;
+};
+
+template <class T> class TACIT_EXPORT LinearOperator {
+public:
+  using value_type = T;
+  virtual ~LinearOperator() = default;
+
+  index_t rows() const noexcept { return rows_; }
+  index_t cols() const noexcept { return cols_; }
+
+  /// y = alpha * op(M) x + beta * y on row-major views (x and y have the same
+  /// number of columns). beta == 0 overwrites y (NaN in y is not propagated).
+  /// \throws InvalidArgument on a dimension mismatch or aliasing x and y.
+  void apply(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+             Execution exec = Execution::parallel) const;
+
+  /// The same on slab-major batches, slab by slab.
+  void apply(Mode mode, T alpha, const Batch<T> &x, T beta, Batch<T> &y,
+             Execution exec = Execution::parallel) const;
+
+  /// The same on single vectors.
+  void apply(Mode mode, T alpha, std::span<const T> x, T beta, std::span<T> y,
+             Execution exec = Execution::parallel) const;
+
+  /// Sum over j of |M_ij| for every row i (size rows()).
+  std::vector<T> row_abs_sums() const;
+  /// Sum over i of |M_ij| for every column j (size cols()).
+  std::vector<T> col_abs_sums() const;
+
+  /// Number of structurally nonzero entries (of the equivalent CSR matrix).
+  std::int64_t nnz() const { return nnz_impl(); }
+  /// Bytes used to store the operator (not counting caches).
+  std::size_t bytes() const { return bytes_impl(); }
+  /// Short description of the storage ("csr", "conv2d", ...).
+  std::string kind() const { return kind_impl(); }
+
+  /// The operator as an explicit CSR matrix (materialises it).
+  CsrMatrix<T> to_csr() const;
+
+  /// The first entry that is NaN or infinite, if any.
+  std::optional<Entry> find_non_finite() const { return find_non_finite_impl(); }
+
+protected:
+  LinearOperator(index_t rows, index_t cols);
+  /// The argument checks of apply(); false when there is nothing to compute.
+  /// \throws InvalidArgument as apply() does.
+  bool check_views(Mode mode, ConstMatrixView<T> x, MatrixView<T> y) const;
+  LinearOperator(const LinearOperator &) = default;
+  LinearOperator &operator=(const LinearOperator &) = default;
+  LinearOperator(LinearOperator &&) noexcept = default;
+  LinearOperator &operator=(LinearOperator &&) noexcept = default;
+
+private:
+  virtual void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                          MatrixView<T> y, Execution exec) const = 0;
+  virtual void row_abs_sums_impl(std::span<T> out) const = 0;
+  virtual void col_abs_sums_impl(std::span<T> out) const = 0;
+  virtual std::int64_t nnz_impl() const = 0;
+  virtual std::size_t bytes_impl() const = 0;
+  virtual std::string kind_impl() const = 0;
+  virtual CsrMatrix<T> to_csr_impl() const = 0;
+  virtual std::optional<Entry> find_non_finite_impl() const = 0;
+
+  index_t rows_ = 0;
+  index_t cols_ = 0;
+};
+
+/// Induced infinity norm: max row absolute sum.
+template <class T> TACIT_EXPORT double norm_inf(const LinearOperator<T> &op);
+/// Induced 1-norm: max column absolute sum.
+template <class T> TACIT_EXPORT double norm_1(const LinearOperator<T> &op);
+
+} // namespace tacit::inline v1

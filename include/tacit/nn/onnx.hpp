@@ -1,0 +1,91 @@
+#pragma once
+/// \file onnx.hpp
+/// Import of feed-forward ONNX networks as structured implicit models.
+///
+/// The ONNX graph (a ModelProto, read with the protobuf classes of libonnx)
+/// is walked in its topological order and each node drives a
+/// `NetworkBuilder<T>` (network.hpp), so convolutions, pooling and padding
+/// stay structured operators and A is strictly block lower triangular (one
+/// state block per activation node).
+///
+/// Supported operators (default domain, any opset up to 18):
+/// - Conv (2-D; strides, pads, dilations, group; auto_pad NOTSET or VALID;
+///   constant weight and optional bias)
+/// - Gemm (alpha, beta, transB; transA = 0; constant B and C, C of shape
+///   [out], [1, out] or a scalar), MatMul by a constant [in, out] matrix
+///   (an Add of a constant right after it becomes the bias)
+/// - BatchNormalization (inference: epsilon from the node, default 1e-5)
+/// - Relu, LeakyRelu (alpha), Sigmoid, Tanh: each a state block named after
+///   the node
+/// - Add of two tensors of the same shape (residual), or of a tensor and a
+///   per-channel / per-feature / scalar constant (a bias), Mul by such a
+///   constant (a scale)
+/// - AveragePool (kernel_shape, strides, pads, count_include_pad; ceil_mode
+///   0), GlobalAveragePool
+/// - Flatten (axis 1), Reshape to [N, features] (N the batch: -1, 0 or the
+///   batch size from Shape), Identity, Dropout (inference: identity)
+/// - Slice of a feature map that subsamples the spatial axes from index 0
+///   and Pad with zeros of the channels (the ResNet "option A" shortcut), or
+///   zero Pad of the spatial axes feeding a Conv or an AveragePool
+/// - constants and shape arithmetic evaluated at import: Constant, Shape,
+///   Gather, Unsqueeze, Squeeze, Concat, Slice, Reshape, Transpose, Cast,
+///   ConstantOfShape, Add, Sub, Mul, Div, Identity
+///
+/// The first dimension of the graph input is the batch (symbolic or fixed);
+/// the other dimensions give the input shape (C x H x W, or a flat vector).
+/// Initializers may be float32, float64, int32 or int64, stored in raw_data
+/// or in the typed fields; parameters are read as double and rounded to T.
+///
+/// Errors: a file that cannot be read or is not a valid ModelProto:
+/// FileError naming the file. An operator, attribute value or graph shape
+/// outside the list above: Unsupported; an inconsistent graph (undefined
+/// tensor, wrong weight size, bad attribute value): InvalidArgument. The
+/// messages name the file, the node (name and op type) and the attribute or
+/// input concerned.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tacit/config.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/operators/structured.hpp>
+#include <tacit/core/export.hpp>
+
+namespace tacit::inline v1 {
+
+/// What an import found, for reports.
+struct TACIT_EXPORT OnnxImportInfo {
+  std::string producer;   ///< producer_name and version, e.g. "pytorch 1.13.0"
+  std::int64_t opset = 0; ///< default-domain opset version
+  std::string graph_name;
+  std::string input_name, output_name;
+  std::vector<index_t> input_dims; ///< without the batch dimension
+  std::vector<index_t> output_dims;
+  std::string batch;      ///< the batch dimension: a symbol, a number, or empty
+  index_t nodes = 0;      ///< nodes in the graph
+  index_t parameters = 0; ///< floating-point initializer values
+  std::vector<std::string> op_types; ///< distinct op types, sorted
+};
+
+/// Imports an ONNX file. \throws FileError, Unsupported or InvalidArgument
+/// (see the file comment).
+template <class T>
+TACIT_EXPORT Model<T> import_onnx(const std::filesystem::path &file, OnnxImportInfo *info = nullptr);
+
+/// The same from the bytes of an ONNX file in memory; `name` is used in
+/// messages.
+template <class T>
+TACIT_EXPORT Model<T> import_onnx_bytes(std::string_view bytes, const std::string &name,
+                           OnnxImportInfo *info = nullptr);
+
+/// Whether this tacit has the onnx component (libonnx and protobuf found at
+/// configure time); without it the import functions are not defined and a
+/// program must link tacit::onnx to call them.
+constexpr bool onnx_import_available() noexcept {
+  return TACIT_HAVE_ONNX != 0;
+}
+
+} // namespace tacit::inline v1

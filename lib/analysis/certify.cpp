@@ -1,0 +1,161 @@
+// Certification: certified l_inf radii per input (geometric search then
+// bisection) and certified accuracy over a dataset.
+
+#include <tacit/analysis/bounds.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+
+#include <tbb/parallel_for.h>
+
+#include <tacit/core/error.hpp>
+#include <tacit/solve/solve.hpp>
+
+namespace tacit::inline v1 {
+
+template <class T>
+bool certify_at(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
+                int label, double eps, const CertifyOptions &options) {
+  if (nominal.predicted() != label)
+    return false;
+  const InputBox<T> box =
+      linf_box<T>(nominal.u, static_cast<T>(eps), static_cast<T>(options.domain_lo),
+                  static_cast<T>(options.domain_hi));
+  return analyzer.margins(nominal, box, label, options.method).certified();
+}
+
+template <class T>
+double certified_radius(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
+                        int label, const CertifyOptions &options) {
+  if (nominal.predicted() != label)
+    return 0.0;
+  const double cap = options.max_radius;
+  if (!(cap > 0))
+    throw InvalidArgument("certified_radius: max_radius must be > 0");
+  const auto ok = [&](double e) {
+    return certify_at(analyzer, nominal, label, e, options);
+  };
+  double lo = 0, hi = 0;
+  double e = std::min(cap, 1.0 / 256);
+  if (ok(e)) {
+    lo = e;
+    while (true) {
+      const double next = std::min(cap, 2 * lo);
+      if (next <= lo)
+        return lo; // certified up to the cap
+      if (!ok(next)) {
+        hi = next;
+        break;
+      }
+      lo = next;
+      if (lo >= cap)
+        return lo;
+    }
+  } else {
+    hi = e;
+    const double floor = cap * std::ldexp(1.0, -30);
+    while (true) {
+      e = hi / 2;
+      if (e < floor)
+        return 0.0;
+      if (ok(e)) {
+        lo = e;
+        break;
+      }
+      hi = e;
+    }
+  }
+  for (int s = 0; s < options.bisection_steps; ++s) {
+    const double mid = lo / 2 + hi / 2;
+    if (ok(mid))
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+template <class T>
+CertifiedAccuracy certify_dataset(const BoundAnalyzer<T> &analyzer, const Batch<T> &U,
+                                  std::span<const int> labels,
+                                  std::span<const double> eps, bool radius,
+                                  const CertifyOptions &options,
+                                  const std::function<void(index_t, index_t)> &progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const Model<T> &model = analyzer.model();
+  if (U.rows() != model.inputs())
+    throw InvalidArgument("certify: inputs have " + std::to_string(U.rows()) +
+                          " rows, the model has p = " + std::to_string(model.inputs()));
+  if (static_cast<index_t>(labels.size()) != U.cols())
+    throw InvalidArgument("certify: " + std::to_string(labels.size()) + " labels for " +
+                          std::to_string(U.cols()) + " inputs");
+  for (std::size_t j = 0; j < labels.size(); ++j)
+    if (labels[j] < 0 || labels[j] >= model.outputs())
+      throw InvalidArgument("certify: label " + std::to_string(labels[j]) + " of input " +
+                            std::to_string(j + 1) + " is not in [0, " +
+                            std::to_string(model.outputs()) + ")");
+  for (const double e : eps)
+    if (!(e >= 0) || !std::isfinite(e))
+      throw InvalidArgument("certify: epsilon " + std::to_string(e) + " is not >= 0");
+
+  const index_t count = U.cols();
+  CertifiedAccuracy out;
+  out.count = count;
+  out.eps.assign(eps.begin(), eps.end());
+  out.certified.assign(eps.size(), 0);
+  out.per_input.resize(count);
+  Batch<T> X;
+  if (count > 0) {
+    EquilibriumSolver<T> solver(model);
+    solver.solve(U, X);
+  }
+  std::atomic<index_t> done{0};
+  std::mutex mutex;
+  tbb::parallel_for(index_t(0), count, [&](index_t j) {
+    std::vector<T> u(model.inputs()), x(model.states());
+    U.get_column(j, u);
+    X.get_column(j, x);
+    const NominalPoint<T> nom =
+        analyzer.nominal(std::span<const T>(u), std::span<const T>(x));
+    Certificate &c = out.per_input[j];
+    c.label = labels[j];
+    c.predicted = nom.predicted();
+    c.certified.assign(eps.size(), 0);
+    if (c.predicted == c.label) {
+      for (std::size_t e = 0; e < eps.size(); ++e)
+        c.certified[e] = certify_at(analyzer, nom, c.label, eps[e], options) ? 1 : 0;
+      if (radius)
+        c.radius = certified_radius(analyzer, nom, c.label, options);
+    }
+    const index_t d = ++done;
+    if (progress) {
+      std::lock_guard<std::mutex> lock(mutex);
+      progress(d, count);
+    }
+  });
+  for (const auto &c : out.per_input) {
+    out.correct += c.predicted == c.label ? 1 : 0;
+    for (std::size_t e = 0; e < eps.size(); ++e)
+      out.certified[e] += c.certified[e] ? 1 : 0;
+  }
+  out.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+#define TACIT_INSTANTIATE(T)                                                             \
+  template bool certify_at<T>(const BoundAnalyzer<T> &, const NominalPoint<T> &, int,    \
+                              double, const CertifyOptions &);                           \
+  template double certified_radius<T>(const BoundAnalyzer<T> &, const NominalPoint<T> &, \
+                                      int, const CertifyOptions &);                      \
+  template CertifiedAccuracy certify_dataset<T>(                                         \
+      const BoundAnalyzer<T> &, const Batch<T> &, std::span<const int>,                  \
+      std::span<const double>, bool, const CertifyOptions &,                             \
+      const std::function<void(index_t, index_t)> &);
+TACIT_INSTANTIATE(float)
+TACIT_INSTANTIATE(double)
+#undef TACIT_INSTANTIATE
+
+} // namespace tacit::inline v1

@@ -1,0 +1,591 @@
+#pragma once
+// CSR product kernels: y = alpha * op(A) x + beta * y for row-major views.
+//
+// Determinism. The parallel kernels split rows into chunks of about equal
+// nonzero count; the partition only decides which thread computes a row,
+// never how: every row's sum is formed in an order that depends on the row's
+// length and the number of columns of x only, so results are bitwise
+// identical for any number of threads.
+//
+// Kernels (the matrix is read once per call; x and y are row-major views):
+//  - SpMV (x has one column, 32-bit indices): AVX-512 gathers, 8 (double) or
+//    16 (float) lanes, two accumulators per row, indices scaled in registers
+//    when the column is strided (one column of a slab). The product is
+//    bandwidth bound: the value and index streams are prefetched 16 KiB ahead
+//    into L2 (see gather_prefetch_distance), which is what lets two cores
+//    read them at close to the machine's read bandwidth.
+//  - SpMM (several columns): each row is cut into panels of up to 4 vectors
+//    (32 doubles / 64 floats) of consecutive columns; per nonzero the panel's
+//    part of row x_j is multiplied by a broadcast a_ij and accumulated in
+//    registers (the last vector masked). Narrow panels interleave several
+//    nonzeros into separate accumulators to hide the FMA latency. The row of
+//    A is reused from L1 by the panels after the first. Up to 4 neighbouring
+//    rows with the same columns (a convolution's output channels at one
+//    position) run as one group that loads each vector of x once, with the
+//    bits of one row at a time. Rows are visited in a
+//    locality schedule (RowSchedule, built once per matrix): rows ending at
+//    the same column run back to back, so the rows of x they read stay in
+//    L1/L2 (all output channels of one convolution position share a window).
+//  - Portable fallbacks without AVX-512 (and for 64-bit indices in SpMV):
+//    scalar code with several accumulators.
+//
+// Large matrix arrays are placed on transparent huge pages
+// (core/detail/huge_pages.hpp).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include <tacit/core/dense.hpp>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define TACIT_CSR_AVX512 1
+#else
+#define TACIT_CSR_AVX512 0
+#endif
+
+namespace tacit::inline v1::detail {
+
+template <class T> inline T maybe_abs(T v, bool absolute) {
+  return absolute ? std::abs(v) : v;
+}
+
+template <class T> inline void store(T *y, T acc, T alpha, T beta) {
+  *y = beta == T(0) ? alpha * acc : alpha * acc + beta * *y;
+}
+
+/// One row, one column of x (SpMV), portable: four accumulators break the add
+/// chain.
+template <bool Abs, class T, class I>
+inline T row_dot(const T *__restrict vals, const I *__restrict cols, std::int64_t begin,
+                 std::int64_t end, const T *__restrict x, index_t ldx) {
+  T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  std::int64_t k = begin;
+  for (; k + 4 <= end; k += 4) {
+    const T v0 = Abs ? std::abs(vals[k]) : vals[k];
+    const T v1 = Abs ? std::abs(vals[k + 1]) : vals[k + 1];
+    const T v2 = Abs ? std::abs(vals[k + 2]) : vals[k + 2];
+    const T v3 = Abs ? std::abs(vals[k + 3]) : vals[k + 3];
+    a0 += v0 * x[cols[k] * ldx];
+    a1 += v1 * x[cols[k + 1] * ldx];
+    a2 += v2 * x[cols[k + 2] * ldx];
+    a3 += v3 * x[cols[k + 3] * ldx];
+  }
+  for (; k < end; ++k)
+    a0 += (Abs ? std::abs(vals[k]) : vals[k]) * x[cols[k] * ldx];
+  return (a0 + a1) + (a2 + a3);
+}
+
+/// One row, W consecutive columns of x starting at c0, portable: W
+/// independent accumulators updated by a vectorisable axpy per nonzero.
+template <int W, bool Abs, class T, class I>
+inline void row_block(const T *__restrict vals, const I *__restrict cols,
+                      std::int64_t begin, std::int64_t end, const T *__restrict x,
+                      index_t ldx, T *__restrict y, T alpha, T beta) {
+  T acc[W] = {};
+  for (std::int64_t k = begin; k < end; ++k) {
+    const T v = Abs ? std::abs(vals[k]) : vals[k];
+    const T *__restrict xr = x + static_cast<index_t>(cols[k]) * ldx;
+#pragma GCC unroll 64
+    for (int w = 0; w < W; ++w)
+      acc[w] += v * xr[w];
+  }
+  if (beta == T(0)) {
+#pragma GCC unroll 64
+    for (int w = 0; w < W; ++w)
+      y[w] = alpha * acc[w];
+  } else {
+#pragma GCC unroll 64
+    for (int w = 0; w < W; ++w)
+      y[w] = alpha * acc[w] + beta * y[w];
+  }
+}
+
+#if TACIT_CSR_AVX512
+
+template <class T> struct Simd;
+
+template <> struct Simd<double> {
+  using V = __m512d;
+  using M = __mmask8;
+  static constexpr int lanes = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V set1(double v) { return _mm512_set1_pd(v); }
+  static V load(const double *p) { return _mm512_loadu_pd(p); }
+  static V load(M m, const double *p) { return _mm512_maskz_loadu_pd(m, p); }
+  static void store(double *p, V v) { _mm512_storeu_pd(p, v); }
+  static void store(M m, double *p, V v) { _mm512_mask_storeu_pd(p, m, v); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V abs(V a) { return _mm512_abs_pd(a); }
+  static M mask(int n) { return static_cast<M>((1u << n) - 1u); }
+  static constexpr M full = 0xff;
+};
+
+template <> struct Simd<float> {
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr int lanes = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V load(const float *p) { return _mm512_loadu_ps(p); }
+  static V load(M m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float *p, V v) { _mm512_storeu_ps(p, v); }
+  static void store(M m, float *p, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V abs(V a) { return _mm512_abs_ps(a); }
+  static M mask(int n) { return static_cast<M>((1u << n) - 1u); }
+  static constexpr M full = 0xffff;
+};
+
+/// Software prefetch of the SpMV streams (values and indices) into L2,
+/// 16 KiB of values ahead. With one core per thread and ~2 nonzeros per cycle
+/// of work, the out-of-order window covers only a few cache lines of the
+/// streams and the hardware prefetchers stall at page boundaries; prefetching
+/// this far ahead keeps enough misses in flight (on the ResNet-like matrix,
+/// 2 threads: about 25% faster than without, while 4 KiB ahead into L1 gains
+/// only ~10%). Prefetches past the end of an array are harmless (they never
+/// fault).
+template <class T>
+inline constexpr std::int64_t gather_prefetch_distance = 16384 / sizeof(T);
+
+template <class U> inline void prefetch_stream(const U *base, std::int64_t offset) {
+  // Integer arithmetic: the address may lie past the end of the array.
+  const auto address = reinterpret_cast<std::uintptr_t>(base) +
+                       static_cast<std::uintptr_t>(offset) * sizeof(U);
+  _mm_prefetch(reinterpret_cast<const char *>(address), _MM_HINT_T1);
+}
+
+/// Sum of the lanes as a fixed pairwise tree. (GCC 12's _mm512_reduce_add_*
+/// and unmasked gathers trip -Wmaybe-uninitialized on their internal
+/// undefined vectors, hence the explicit forms.)
+inline double horizontal_sum(__m512d v) {
+  alignas(64) double t[8];
+  _mm512_store_pd(t, v);
+  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+inline float horizontal_sum(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  float h[8];
+  for (int j = 0; j < 8; ++j)
+    h[j] = t[2 * j] + t[2 * j + 1];
+  return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]));
+}
+
+/// SpMV row with gathers (contiguous x, 32-bit indices).
+/// With Strided, x is a column of a row-major block with leading dimension
+/// `ld` (indices are scaled in registers; the caller checks that rows * ld
+/// fits 32 bits).
+template <bool Abs, bool Strided = false>
+inline double row_dot_gather(const double *__restrict vals,
+                             const std::int32_t *__restrict cols, std::int64_t begin,
+                             std::int64_t end, const double *__restrict x,
+                             std::int32_t ld = 1) {
+  const __m256i vld = _mm256_set1_epi32(ld);
+  auto scale = [&](__m256i i) { return Strided ? _mm256_mullo_epi32(i, vld) : i; };
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  std::int64_t k = begin;
+  for (; k + 16 <= end; k += 16) {
+    prefetch_stream(vals, k + gather_prefetch_distance<double>);
+    prefetch_stream(vals, k + gather_prefetch_distance<double> + 8);
+    prefetch_stream(cols, k + gather_prefetch_distance<double>);
+    const __m256i i0 =
+        scale(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k)));
+    const __m256i i1 =
+        scale(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + k + 8)));
+    __m512d v0 = _mm512_loadu_pd(vals + k), v1 = _mm512_loadu_pd(vals + k + 8);
+    if constexpr (Abs) {
+      v0 = _mm512_abs_pd(v0);
+      v1 = _mm512_abs_pd(v1);
+    }
+    a0 = _mm512_fmadd_pd(
+        v0, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), 0xff, i0, x, 8), a0);
+    a1 = _mm512_fmadd_pd(
+        v1, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), 0xff, i1, x, 8), a1);
+  }
+  for (; k < end; k += 8) {
+    const auto m = static_cast<__mmask8>(end - k >= 8 ? 0xff : (1u << (end - k)) - 1u);
+    const __m256i i0 = scale(_mm256_maskz_loadu_epi32(m, cols + k));
+    __m512d v0 = _mm512_maskz_loadu_pd(m, vals + k);
+    if constexpr (Abs)
+      v0 = _mm512_abs_pd(v0);
+    a0 = _mm512_fmadd_pd(v0, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, i0, x, 8),
+                         a0);
+  }
+  return horizontal_sum(_mm512_add_pd(a0, a1));
+}
+
+template <bool Abs, bool Strided = false>
+inline float row_dot_gather(const float *__restrict vals,
+                            const std::int32_t *__restrict cols, std::int64_t begin,
+                            std::int64_t end, const float *__restrict x,
+                            std::int32_t ld = 1) {
+  const __m512i vld = _mm512_set1_epi32(ld);
+  auto scale = [&](__m512i i) { return Strided ? _mm512_mullo_epi32(i, vld) : i; };
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  std::int64_t k = begin;
+  for (; k + 32 <= end; k += 32) {
+    prefetch_stream(vals, k + gather_prefetch_distance<float>);
+    prefetch_stream(vals, k + gather_prefetch_distance<float> + 16);
+    prefetch_stream(cols, k + gather_prefetch_distance<float>);
+    prefetch_stream(cols, k + gather_prefetch_distance<float> + 16);
+    const __m512i i0 = scale(_mm512_loadu_si512(cols + k));
+    const __m512i i1 = scale(_mm512_loadu_si512(cols + k + 16));
+    __m512 v0 = _mm512_loadu_ps(vals + k), v1 = _mm512_loadu_ps(vals + k + 16);
+    if constexpr (Abs) {
+      v0 = _mm512_abs_ps(v0);
+      v1 = _mm512_abs_ps(v1);
+    }
+    a0 = _mm512_fmadd_ps(
+        v0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, i0, x, 4), a0);
+    a1 = _mm512_fmadd_ps(
+        v1, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, i1, x, 4), a1);
+  }
+  for (; k < end; k += 16) {
+    const auto m =
+        static_cast<__mmask16>(end - k >= 16 ? 0xffff : (1u << (end - k)) - 1u);
+    const __m512i i0 = scale(_mm512_maskz_loadu_epi32(m, cols + k));
+    __m512 v0 = _mm512_maskz_loadu_ps(m, vals + k);
+    if constexpr (Abs)
+      v0 = _mm512_abs_ps(v0);
+    a0 = _mm512_fmadd_ps(v0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, i0, x, 4),
+                         a0);
+  }
+  return horizontal_sum(_mm512_add_ps(a0, a1));
+}
+
+/// The rows of x read by the panels come from L2 or L3 in the order of the
+/// row's columns, which the hardware prefetchers cannot follow; asking for
+/// the row `x_prefetch_distance` nonzeros ahead hides that latency.
+inline constexpr std::int64_t x_prefetch_distance = 6;
+template <int NV, class T> inline void prefetch_x_row(const T *p) {
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j)
+    _mm_prefetch(reinterpret_cast<const char *>(p) + 64 * j, _MM_HINT_T0);
+}
+
+/// A panel of NV vectors of consecutive columns of x (the last one restricted
+/// to the lanes of `last`) for R rows of equal length `len` whose columns
+/// agree from position `head` on (cols[r] are the rows' column arrays,
+/// vals[r] their values; R = 1 is a single row). Every row is summed in the
+/// same order whatever R: entry m goes to accumulator set m % U below the
+/// last multiple of U (U sets hide the FMA latency of narrow panels), to set
+/// 0 after it, and the sets are added in a fixed order at the end, so a row
+/// gets the same bits alone or in a group. The entries after the head load
+/// each vector of x once for all R rows: in a convolution all output
+/// channels at one position share their columns (the head holds a residual
+/// line's own column), so this divides the traffic from x by R.
+template <int R, int NV, int U, bool Abs, class T, class I>
+inline void rows_panel(const T *const *vals, const I *const *cols, std::int64_t len,
+                       std::int64_t head, const T *__restrict x, index_t ldx, T *const *y,
+                       T alpha, T beta, typename Simd<T>::M last) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int L = S::lanes;
+  V acc[R][U][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][u][j] = S::zero();
+  const std::int64_t full = len / U * U;
+  auto set_of = [full](std::int64_t m) { return m < full ? int(m % U) : 0; };
+  // Head: each row its own columns.
+  for (std::int64_t m = 0; m < head; ++m) {
+    const int u = set_of(m);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const T *__restrict xr = x + static_cast<index_t>(cols[r][m]) * ldx;
+      const V a = S::set1(Abs ? std::abs(vals[r][m]) : vals[r][m]);
+      for (int uu = 0; uu < U; ++uu) {
+        if (uu != u)
+          continue;
+#pragma GCC unroll 8
+        for (int j = 0; j + 1 < NV; ++j)
+          acc[r][uu][j] = S::fma(a, S::load(xr + j * L), acc[r][uu][j]);
+        acc[r][uu][NV - 1] =
+            S::fma(a, S::load(last, xr + (NV - 1) * L), acc[r][uu][NV - 1]);
+      }
+    }
+  }
+  const I *__restrict shared = cols[0];
+  // One shared entry into set u, x loaded once.
+  auto one = [&](std::int64_t m, auto set) {
+    constexpr int u = decltype(set)::value;
+    const T *__restrict xr = x + static_cast<index_t>(shared[m]) * ldx;
+    if (m + x_prefetch_distance < len)
+      prefetch_x_row<NV>(x + static_cast<index_t>(shared[m + x_prefetch_distance]) * ldx);
+    V xv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j + 1 < NV; ++j)
+      xv[j] = S::load(xr + j * L);
+    xv[NV - 1] = S::load(last, xr + (NV - 1) * L);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const V a = S::set1(Abs ? std::abs(vals[r][m]) : vals[r][m]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][u][j] = S::fma(a, xv[j], acc[r][u][j]);
+    }
+  };
+  auto dispatch = [&](std::int64_t m, int u) {
+    if constexpr (U == 1)
+      one(m, std::integral_constant<int, 0>{});
+    else if constexpr (U == 2)
+      u == 0 ? one(m, std::integral_constant<int, 0>{})
+             : one(m, std::integral_constant<int, 1>{});
+    else
+      switch (u) {
+      case 0:
+        one(m, std::integral_constant<int, 0>{});
+        break;
+      case 1:
+        one(m, std::integral_constant<int, 1>{});
+        break;
+      case 2:
+        one(m, std::integral_constant<int, 2>{});
+        break;
+      default:
+        one(m, std::integral_constant<int, 3>{});
+        break;
+      }
+  };
+  std::int64_t m = head;
+  for (; m < full && m % U != 0; ++m)
+    dispatch(m, int(m % U));
+  for (; m + U <= full; m += U) {
+    one(m, std::integral_constant<int, 0>{});
+    if constexpr (U >= 2)
+      one(m + 1, std::integral_constant<int, 1>{});
+    if constexpr (U >= 4) {
+      one(m + 2, std::integral_constant<int, 2>{});
+      one(m + 3, std::integral_constant<int, 3>{});
+    }
+  }
+  for (; m < len; ++m)
+    one(m, std::integral_constant<int, 0>{});
+  const V va = S::set1(alpha), vb = S::set1(beta);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    if constexpr (U == 4)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][0][j] = S::add(S::add(acc[r][0][j], acc[r][1][j]),
+                              S::add(acc[r][2][j], acc[r][3][j]));
+    else if constexpr (U == 2)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j)
+        acc[r][0][j] = S::add(acc[r][0][j], acc[r][1][j]);
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+      const auto mk = j + 1 < NV ? S::full : last;
+      V res = S::mul(va, acc[r][0][j]);
+      if (beta != T(0))
+        res = S::fma(vb, S::load(mk, y[r] + j * L), res);
+      S::store(mk, y[r] + j * L, res);
+    }
+  }
+}
+
+/// R rows sharing their columns after `head` entries, all k columns: full
+/// panels of 4 vectors, then one narrower panel for the rest.
+template <int R, bool Abs, class T, class I>
+inline void rows_all_columns(const T *const *vals, const I *const *cols, std::int64_t len,
+                             std::int64_t head, const T *x, index_t ldx, T *const *y,
+                             index_t k, T alpha, T beta) {
+  using S = Simd<T>;
+  constexpr int L = S::lanes;
+  T *yc[R];
+  index_t c = 0;
+  auto shift = [&](index_t off) {
+    for (int r = 0; r < R; ++r)
+      yc[r] = y[r] + off;
+  };
+  for (; c + 4 * L <= k; c += 4 * L) {
+    shift(c);
+    rows_panel<R, 4, 1, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, S::full);
+  }
+  const index_t rest = k - c;
+  if (rest == 0)
+    return;
+  shift(c);
+  const int nv = static_cast<int>((rest + L - 1) / L);
+  const auto last = S::mask(static_cast<int>(rest - (nv - 1) * L));
+  switch (nv) {
+  case 1:
+    rows_panel<R, 1, 4, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  case 2:
+    rows_panel<R, 2, 2, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  case 3:
+    rows_panel<R, 3, 2, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  default:
+    rows_panel<R, 4, 1, Abs>(vals, cols, len, head, x + c, ldx, yc, alpha, beta, last);
+    break;
+  }
+}
+
+#endif // TACIT_CSR_AVX512
+
+/// Rows of y = alpha * op(A) x + beta * y (A given by its CSR arrays, op =
+/// identity or |.|): positions [q0, q1) of `order` (a permutation of the
+/// rows), or rows [q0, q1) when `order` is null.
+template <bool Abs, class T, class I>
+void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
+              const index_t *order, index_t q0, index_t q1, T alpha, ConstMatrixView<T> x,
+              T beta, MatrixView<T> y, const unsigned char *twins = nullptr,
+              const unsigned char *twin_heads = nullptr) {
+  const index_t k = x.cols;
+  auto row = [order](index_t q) { return order ? order[q] : q; };
+  if (k == 1) {
+#if TACIT_CSR_AVX512
+    if constexpr (sizeof(I) == 4) {
+      if (x.ld == 1) {
+        for (index_t q = q0; q < q1; ++q) {
+          const index_t i = row(q);
+          store(y.data + i * y.ld,
+                row_dot_gather<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data),
+                alpha, beta);
+        }
+        return;
+      } else if (x.rows * x.ld <= std::numeric_limits<std::int32_t>::max()) {
+        // One column of a slab: the same gathers on scaled indices.
+        const auto ld = static_cast<std::int32_t>(x.ld);
+        for (index_t q = q0; q < q1; ++q) {
+          const index_t i = row(q);
+          store(y.data + i * y.ld,
+                row_dot_gather<Abs, true>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data,
+                                          ld),
+                alpha, beta);
+        }
+        return;
+      }
+    }
+#endif
+    for (index_t q = q0; q < q1; ++q) {
+      const index_t i = row(q);
+      store(y.data + i * y.ld,
+            row_dot<Abs>(vals, cols, row_ptr[i], row_ptr[i + 1], x.data, x.ld), alpha,
+            beta);
+    }
+    return;
+  }
+#if TACIT_CSR_AVX512
+  for (index_t q = q0; q < q1;) {
+    const index_t i = row(q);
+    // Rows q.. share their columns (RowSchedule::twins), or q is alone.
+    const index_t group = twins ? std::min<index_t>(twins[q], q1 - q) : 1;
+    const T *v[4];
+    const I *c[4];
+    T *yr[4];
+    for (index_t r = 0; r < group; ++r) {
+      v[r] = vals + row_ptr[row(q + r)];
+      c[r] = cols + row_ptr[row(q + r)];
+      yr[r] = y.data + row(q + r) * y.ld;
+    }
+    const std::int64_t len = row_ptr[i + 1] - row_ptr[i];
+    const std::int64_t head = group > 1 ? twin_heads[q] : 0;
+    switch (group) {
+    case 1:
+      rows_all_columns<1, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    case 2:
+      rows_all_columns<2, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    case 3:
+      rows_all_columns<3, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    default:
+      rows_all_columns<4, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+      break;
+    }
+    q += group;
+  }
+#else
+  for (index_t q = q0; q < q1; ++q) {
+    const index_t i = row(q);
+    const std::int64_t b = row_ptr[i], e = row_ptr[i + 1];
+    T *yr = y.data + i * y.ld;
+    index_t c = 0;
+    for (; c + 32 <= k; c += 32)
+      row_block<32, Abs>(vals, cols, b, e, x.data + c, x.ld, yr + c, alpha, beta);
+    if (c + 16 <= k) {
+      row_block<16, Abs>(vals, cols, b, e, x.data + c, x.ld, yr + c, alpha, beta);
+      c += 16;
+    }
+    if (c + 8 <= k) {
+      row_block<8, Abs>(vals, cols, b, e, x.data + c, x.ld, yr + c, alpha, beta);
+      c += 8;
+    }
+    if (c + 4 <= k) {
+      row_block<4, Abs>(vals, cols, b, e, x.data + c, x.ld, yr + c, alpha, beta);
+      c += 4;
+    }
+    for (; c < k; ++c)
+      row_block<1, Abs>(vals, cols, b, e, x.data + c, x.ld, yr + c, alpha, beta);
+  }
+#endif
+}
+
+/// Serial reference: the textbook loop, one output entry at a time.
+template <class T, class I>
+void csr_reference(const std::int64_t *row_ptr, const I *cols, const T *vals,
+                   index_t rows, bool absolute, T alpha, ConstMatrixView<T> x, T beta,
+                   MatrixView<T> y) {
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t c = 0; c < x.cols; ++c) {
+      T sum = 0;
+      for (std::int64_t k = row_ptr[i]; k < row_ptr[i + 1]; ++k)
+        sum += maybe_abs(vals[k], absolute) * x(cols[k], c);
+      y(i, c) = beta == T(0) ? alpha * sum : alpha * sum + beta * y(i, c);
+    }
+}
+
+/// Serial reference for the transposed product: scatter over A's rows.
+template <class T, class I>
+void csr_reference_transpose(const std::int64_t *row_ptr, const I *cols, const T *vals,
+                             index_t rows, index_t out_rows, bool absolute, T alpha,
+                             ConstMatrixView<T> x, T beta, MatrixView<T> y) {
+  for (index_t j = 0; j < out_rows; ++j)
+    for (index_t c = 0; c < x.cols; ++c)
+      y(j, c) = beta == T(0) ? T(0) : beta * y(j, c);
+  for (index_t i = 0; i < rows; ++i)
+    for (std::int64_t k = row_ptr[i]; k < row_ptr[i + 1]; ++k)
+      for (index_t c = 0; c < x.cols; ++c)
+        y(cols[k], c) += alpha * maybe_abs(vals[k], absolute) * x(i, c);
+}
+
+/// Order in which the multi-column kernels visit rows: stable-sorted by last
+/// column (empty rows first). Only the visiting order changes, never how a
+/// row is computed. `cost_ptr` is the prefix sum of row lengths in that
+/// order, for balanced_row_partition. `identity` when the order is 0..n-1.
+struct RowSchedule {
+  std::vector<index_t> order;
+  std::vector<std::int64_t> cost_ptr;
+  bool identity = true;
+  /// twins[q] (1..4): how many rows from position q on (in visiting order)
+  /// have the length of the row at q and its columns after the first
+  /// twin_heads[q] (0 or 1) entries; they are computed together. Empty when
+  /// no two neighbours share their columns.
+  std::vector<unsigned char> twins, twin_heads;
+};
+
+/// Row boundaries splitting [0, rows) into `parts` ranges of about equal
+/// nonzeros plus rows (rows count too: an empty row still costs a store).
+void balanced_row_partition(std::span<const std::int64_t> row_ptr, int parts,
+                            std::span<index_t> bounds);
+
+} // namespace tacit::inline v1::detail

@@ -1,0 +1,323 @@
+// GCC 12 reports -Wmaybe-uninitialized inside its AVX-512 intrinsics when Eigen
+// instantiates them; not a defect of this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Conv2dOperator: tap description (reference kernels, sums, CSR) and the
+// fast CHWN kernels of operators/detail/conv_kernels.hpp.
+#include <tacit/core/csr.hpp>
+#include <tacit/operators/structured.hpp>
+
+#include <cmath>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "operators/detail/conv_kernels.hpp"
+
+namespace tacit::inline v1 {
+
+namespace detail {
+
+template <class T> struct ConvState {
+  ConvPlan plan;
+  std::vector<T, AlignedAllocator<T>> packed;
+  std::once_flag abs_once;
+  std::vector<T, AlignedAllocator<T>> packed_abs, plain_abs;
+  ScratchPool<T> pool;  // whole-product buffers
+  ScratchPool<T> tasks; // per-task buffers (im2col panels)
+
+  // Adjoint of a stride-1 convolution whose padding does not exceed the
+  // dilated kernel extent: the forward convolution of the output with the
+  // flipped kernel, input/output channels swapped and pads d*(k-1) - p.
+  std::once_flag adjoint_once;
+  std::unique_ptr<Conv2dOperator<T>> adjoint, adjoint_abs;
+
+  ConvState(const Conv2dGeometry &g, std::span<const T> w)
+      : plan(g), packed(pack_weights(plan, w, false)) {}
+};
+
+/// The flipped-kernel geometry of the adjoint, if it is a plain convolution.
+inline std::optional<Conv2dGeometry> adjoint_geometry(const Conv2dGeometry &g) {
+  if (g.stride_h != 1 || g.stride_w != 1)
+    return std::nullopt;
+  const index_t eh = g.dilation_h * (g.kernel_h - 1),
+                ew = g.dilation_w * (g.kernel_w - 1);
+  if (g.pad_top > eh || g.pad_bottom > eh || g.pad_left > ew || g.pad_right > ew)
+    return std::nullopt;
+  Conv2dGeometry a = g;
+  a.input = g.output();
+  a.out_channels = g.input.channels;
+  a.pad_top = eh - g.pad_top;
+  a.pad_bottom = eh - g.pad_bottom;
+  a.pad_left = ew - g.pad_left;
+  a.pad_right = ew - g.pad_right;
+  return a;
+}
+
+template <class T>
+std::vector<T> adjoint_weights(const Conv2dGeometry &g, std::span<const T> w,
+                               bool absolute) {
+  const index_t cin_g = g.input.channels / g.groups, cout_g = g.out_channels / g.groups;
+  const index_t KH = g.kernel_h, KW = g.kernel_w;
+  std::vector<T> out(w.size());
+  for (index_t co = 0; co < g.out_channels; ++co)
+    for (index_t c = 0; c < cin_g; ++c)
+      for (index_t kh = 0; kh < KH; ++kh)
+        for (index_t kw = 0; kw < KW; ++kw) {
+          const index_t grp = co / cout_g, ci = grp * cin_g + c, o = co % cout_g;
+          const T v = w[((co * cin_g + c) * KH + kh) * KW + kw];
+          out[((ci * cout_g + o) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)] =
+              absolute ? std::abs(v) : v;
+        }
+  return out;
+}
+
+/// The back end measured faster for a shape (bench_conv, float, 1 thread,
+/// CPU time per product on ResNet20's shapes): the direct micro-kernel, except
+/// for wide products with many output channels, where packing the B tiles
+/// (reused by cout_g / 8 channel blocks) beats reading K scattered rows of the
+/// padded input per tile (64-channel 3x3 convs, 128 columns: 25-35% faster).
+/// im2col + Eigen GEMM was never the fastest (1.1-1.8x slower than direct).
+inline ConvAlgorithm choose_algorithm(const ConvPlan &p, index_t N) {
+  if (p.cout_g >= 64 && p.K >= 256 && p.OW * N >= 256)
+    return ConvAlgorithm::packed;
+  return ConvAlgorithm::direct;
+}
+
+} // namespace detail
+
+namespace {
+
+/// Taps of a convolution: forward rows (co, oh, ow) over (ci, kh, kw) in
+/// ascending input index; adjoint rows (ci, h, w) over (co, kh, kw).
+struct ConvTaps {
+  const detail::ConvPlan *p;
+  index_t pt, pl;
+
+  template <class T, class F> void fwd(const T *w, index_t r, F &&f) const {
+    const auto &q = *p;
+    const index_t plane = q.OH * q.OW;
+    const index_t co = r / plane, oh = (r % plane) / q.OW, ow = r % q.OW;
+    const index_t g = co / q.cout_g;
+    for (index_t cig = 0; cig < q.cin_g; ++cig) {
+      const index_t ci = g * q.cin_g + cig;
+      for (index_t kh = 0; kh < q.KH; ++kh) {
+        const index_t ih = oh * q.sh - pt + kh * q.dh;
+        if (ih < 0 || ih >= q.H)
+          continue;
+        for (index_t kw = 0; kw < q.KW; ++kw) {
+          const index_t iw = ow * q.sw - pl + kw * q.dw;
+          if (iw < 0 || iw >= q.W)
+            continue;
+          f((ci * q.H + ih) * q.W + iw,
+            w[((co * q.cin_g + cig) * q.KH + kh) * q.KW + kw]);
+        }
+      }
+    }
+  }
+  template <class T, class F> void adj(const T *w, index_t r, F &&f) const {
+    const auto &q = *p;
+    const index_t plane = q.H * q.W;
+    const index_t ci = r / plane, ih = (r % plane) / q.W, iw = r % q.W;
+    const index_t g = ci / q.cin_g, cig = ci % q.cin_g;
+    for (index_t co = g * q.cout_g; co < (g + 1) * q.cout_g; ++co)
+      for (index_t kh = 0; kh < q.KH; ++kh) {
+        const index_t th = ih + pt - kh * q.dh;
+        if (th < 0 || th % q.sh != 0 || th / q.sh >= q.OH)
+          continue;
+        const index_t oh = th / q.sh;
+        for (index_t kw = 0; kw < q.KW; ++kw) {
+          const index_t tw = iw + pl - kw * q.dw;
+          if (tw < 0 || tw % q.sw != 0 || tw / q.sw >= q.OW)
+            continue;
+          f((co * q.OH + oh) * q.OW + tw / q.sw,
+            w[((co * q.cin_g + cig) * q.KH + kh) * q.KW + kw]);
+        }
+      }
+  }
+};
+
+TensorShape conv_output(const Conv2dGeometry &g, std::size_t weights) {
+  g.validate();
+  const auto expect = static_cast<std::size_t>(
+      g.out_channels * (g.input.channels / g.groups) * g.kernel_h * g.kernel_w);
+  if (weights != expect)
+    throw InvalidArgument("Conv2dOperator: " + std::to_string(weights) +
+                          " weights given, expected out_channels * in_channels/groups * "
+                          "kernel_h * kernel_w = " +
+                          std::to_string(expect));
+  return g.output();
+}
+
+} // namespace
+
+#define TACIT_CONV_TAPS                                                                  \
+  const ConvTaps taps{&state_->plan, geometry_.pad_top, geometry_.pad_left};             \
+  const T *wd = weights_.data();                                                         \
+  auto fwd = [&](index_t i, auto &&f) { taps.fwd(wd, i, f); };                           \
+  auto adj = [&](index_t i, auto &&f) { taps.adj(wd, i, f); };                           \
+  (void)fwd;                                                                             \
+  (void)adj
+
+template <class T>
+Conv2dOperator<T>::Conv2dOperator(Conv2dGeometry g, std::vector<T> weights)
+    : LinearOperator<T>(conv_output(g, weights.size()).size(), g.input.size()),
+      geometry_(g), weights_(std::move(weights)),
+      state_(std::make_shared<detail::ConvState<T>>(geometry_, weights_)) {}
+
+template <class T>
+void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                   MatrixView<T> y, Execution exec) const {
+  auto &st = *state_;
+  const auto &p = st.plan;
+  const bool ab = is_absolute(mode);
+  if (exec == Execution::reference) {
+    TACIT_CONV_TAPS;
+    const index_t out = is_transposed(mode) ? this->cols() : this->rows();
+    if (is_transposed(mode)) {
+      if (ab)
+        detail::gather_rows<true>(exec, out, alpha, x, beta, y, 1, adj);
+      else
+        detail::gather_rows<false>(exec, out, alpha, x, beta, y, 1, adj);
+    } else {
+      if (ab)
+        detail::gather_rows<true>(exec, out, alpha, x, beta, y, 1, fwd);
+      else
+        detail::gather_rows<false>(exec, out, alpha, x, beta, y, 1, fwd);
+    }
+    return;
+  }
+  const index_t N = x.cols;
+  if (ab)
+    std::call_once(st.abs_once, [&] {
+      st.packed_abs = detail::pack_weights<T>(p, weights_, true);
+      st.plain_abs.resize(weights_.size());
+      for (std::size_t i = 0; i < weights_.size(); ++i)
+        st.plain_abs[i] = std::abs(weights_[i]);
+    });
+  if (!is_transposed(mode)) {
+    typename detail::ScratchPool<T>::Lease xp(
+        st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, N)));
+    detail::conv_forward(
+        p, detail::choose_algorithm(p, N), ab ? st.packed_abs.data() : st.packed.data(),
+        ab ? st.plain_abs.data() : weights_.data(), detail::PlainStore<T>{alpha, beta}, x,
+        y, xp.data(), st.tasks, exec);
+    return;
+  }
+  if (const auto ag = detail::adjoint_geometry(geometry_)) {
+    std::call_once(st.adjoint_once, [&] {
+      st.adjoint = std::make_unique<Conv2dOperator<T>>(
+          *ag, detail::adjoint_weights<T>(geometry_, weights_, false));
+      st.adjoint_abs = std::make_unique<Conv2dOperator<T>>(
+          *ag, detail::adjoint_weights<T>(geometry_, weights_, true));
+    });
+    (ab ? st.adjoint_abs : st.adjoint)->apply(Mode::normal, alpha, x, beta, y, exec);
+    return;
+  }
+  const index_t out_elems = p.Co * p.OH * p.OW * N;
+  const std::size_t acc_size = static_cast<std::size_t>(p.C * p.channel_stride() * N);
+  const bool compact = x.ld == N;
+  typename detail::ScratchPool<T>::Lease buf(
+      st.pool, acc_size + (compact ? 0 : static_cast<std::size_t>(out_elems)));
+  const T *xc = x.data;
+  if (!compact) {
+    T *dst = buf.data() + acc_size;
+    for (index_t i = 0; i < x.rows; ++i)
+      std::memcpy(dst + i * N, x.row(i), static_cast<std::size_t>(N) * sizeof(T));
+    xc = dst;
+  }
+  detail::conv_adjoint<T>(p, weights_, ab, alpha, xc, beta, y, buf.data(), exec);
+}
+
+template <class T>
+bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
+                                        MatrixView<T> y, std::span<const T> bias,
+                                        const Activation &phi, Execution exec,
+                                        ConstMatrixView<T> residual,
+                                        T residual_scale) const {
+  if (!bias.empty() && static_cast<index_t>(bias.size()) != this->rows())
+    throw InvalidArgument("Conv2dOperator::apply_activated: bias has " +
+                          std::to_string(bias.size()) + " entries, expected " +
+                          std::to_string(this->rows()));
+  const bool has_residual = residual.data != nullptr;
+  if (has_residual &&
+      (residual.rows != y.rows || residual.cols != y.cols || residual.ld < residual.cols))
+    throw InvalidArgument("Conv2dOperator::apply_activated: the residual is " +
+                          std::to_string(residual.rows) + " x " +
+                          std::to_string(residual.cols) + " (ld " +
+                          std::to_string(residual.ld) + "), y is " +
+                          std::to_string(y.rows) + " x " + std::to_string(y.cols));
+  if (!this->check_views(Mode::normal, x, y))
+    return true;
+  if (exec == Execution::reference) {
+    // The unfused sequence: product, then residual, bias and activation row
+    // by row.
+    this->apply(Mode::normal, alpha, x, beta, y, exec);
+    bool finite = true;
+    for (index_t i = 0; i < y.rows; ++i)
+      for (index_t j = 0; j < y.cols; ++j) {
+        const T v = y(i, j) + (bias.empty() ? T(0) : bias[i]) +
+                    (has_residual ? residual_scale * residual(i, j) : T(0));
+        finite = finite && std::isfinite(v);
+        y(i, j) = phi(v);
+      }
+    return finite;
+  }
+  auto &st = *state_;
+  const auto &p = st.plan;
+  typename detail::ScratchPool<T>::Lease xp(
+      st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, x.cols)));
+  return detail::conv_forward(
+      p, detail::choose_algorithm(p, x.cols), st.packed.data(), weights_.data(),
+      detail::ActivatedStore<T>{alpha, beta, bias.empty() ? nullptr : bias.data(), phi,
+                                has_residual ? residual.data : nullptr, residual.ld,
+                                residual_scale, y.data, y.ld},
+      x, y, xp.data(), st.tasks, exec);
+}
+
+template <class T> void Conv2dOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+  TACIT_CONV_TAPS;
+  detail::tap_abs_sums(this->rows(), out, 64, fwd);
+}
+template <class T> void Conv2dOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+  TACIT_CONV_TAPS;
+  detail::tap_abs_sums(this->cols(), out, 64, adj);
+}
+template <class T> std::int64_t Conv2dOperator<T>::nnz_impl() const {
+  // Separable count: taps inside the image = (valid kh per oh) x (valid kw per ow).
+  const auto &p = state_->plan;
+  std::int64_t rows = 0, cols = 0;
+  for (index_t oh = 0; oh < p.OH; ++oh)
+    for (index_t kh = 0; kh < p.KH; ++kh) {
+      const index_t ih = oh * p.sh - p.pt + kh * p.dh;
+      rows += ih >= 0 && ih < p.H;
+    }
+  for (index_t ow = 0; ow < p.OW; ++ow)
+    for (index_t kw = 0; kw < p.KW; ++kw) {
+      const index_t iw = ow * p.sw - p.pl + kw * p.dw;
+      cols += iw >= 0 && iw < p.W;
+    }
+  return p.Co * p.cin_g * rows * cols;
+}
+template <class T> std::size_t Conv2dOperator<T>::bytes_impl() const {
+  return weights_.size() * sizeof(T) + sizeof(*this);
+}
+template <class T> CsrMatrix<T> Conv2dOperator<T>::to_csr_impl() const {
+  TACIT_CONV_TAPS;
+  return detail::tap_to_csr<T>(this->rows(), this->cols(), fwd);
+}
+template <class T> std::optional<Entry> Conv2dOperator<T>::find_non_finite_impl() const {
+  bool any = false;
+  for (T v : weights_)
+    any = any || !std::isfinite(v);
+  if (!any)
+    return std::nullopt;
+  TACIT_CONV_TAPS;
+  return detail::tap_find_non_finite(this->rows(), fwd);
+}
+#undef TACIT_CONV_TAPS
+
+template class Conv2dOperator<float>;
+template class Conv2dOperator<double>;
+
+} // namespace tacit::inline v1

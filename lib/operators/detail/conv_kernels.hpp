@@ -1,0 +1,635 @@
+#pragma once
+// Convolution kernels on the CHWN layout.
+//
+// Forward product (y = alpha * conv(x) + beta * y), as an implicit GEMM per
+// group: Out[co][j] = sum_k W[co][k] * B[k][j], k = (ci, kh, kw). The input
+// is first copied into a zero-padded, stride-phase-split buffer
+//   Xp[ci][ph][pw][h'][w'][n]   (padded row h = h'*sh + ph, column w = w'*sw + pw),
+// so that for a fixed tap k the inputs of all outputs (oh, ow, n) of one
+// output row, or of the whole plane when rows are merged, are ONE contiguous
+// segment of Xp: tap (kh, kw) reads phase ((kh*dh) % sh, (kw*dw) % sw) at
+// offset ((kh*dh) / sh, (kw*dw) / sw). Columns are numbered j = (oh*Wq + w')*N + n
+// with w' < Wq (the phase plane width); the columns with w' >= OW are computed
+// and discarded ("merged" rows, better when OW*N is small), or each output row
+// is a separate segment of OW*N columns ("row" segments).
+//
+// Two GEMM back ends consume that description:
+//  - direct: a register-tiled micro-kernel (MR output channels x NV vectors of
+//    columns) reading the B rows straight from Xp;
+//  - im2col: the B rows of a column chunk are packed into a per-task buffer and
+//    multiplied by Eigen's GEMM.
+// Each output element is one full sum over k in a fixed order inside one task,
+// so results do not depend on the number of threads or the task split.
+//
+// Adjoint product: the scatter form of the same description. Per input
+// channel (the parallel dimension) the contributions w[co][ci][kh][kw] * x[co]
+// are accumulated with contiguous axpys into a padded phase-split buffer in a
+// fixed (co, kh, kw, row) order, then copied out with alpha/beta.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include <Eigen/Core>
+#include <immintrin.h>
+#include <tbb/blocked_range2d.h>
+#include <tbb/parallel_for.h>
+
+#include <tacit/core/model.hpp>
+#include <tacit/operators/structured.hpp>
+
+#include "operators/detail/operator_kernels.hpp"
+#include "solve/detail/solve_kernels.hpp"
+
+namespace tacit::inline v1::detail {
+
+/// Which GEMM back end a forward product uses.
+enum class ConvAlgorithm {
+  automatic,
+  direct, ///< micro-kernel reading the B rows in place
+  packed, ///< micro-kernel on B tiles packed per task (contiguous stream)
+  im2col  ///< packed B, Eigen GEMM
+};
+
+/// Geometry-derived constants.
+struct ConvPlan {
+  index_t C = 0, H = 0, W = 0, Co = 0, OH = 0, OW = 0;
+  index_t KH = 1, KW = 1, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
+  index_t groups = 1, cin_g = 1, cout_g = 1, K = 1; // K = cin_g * KH * KW
+  index_t Hq = 0, Wq = 0;                           // phase plane size
+  // Offset of tap k = (cig, kh, kw) from the start of its group's channels in
+  // Xp, in units of N (multiply by the column count).
+  std::vector<index_t> tap_offset;
+
+  explicit ConvPlan(const Conv2dGeometry &g) {
+    C = g.input.channels;
+    H = g.input.height;
+    W = g.input.width;
+    const TensorShape o = g.output();
+    Co = o.channels;
+    OH = o.height;
+    OW = o.width;
+    KH = g.kernel_h;
+    KW = g.kernel_w;
+    sh = g.stride_h;
+    sw = g.stride_w;
+    dh = g.dilation_h;
+    dw = g.dilation_w;
+    pt = g.pad_top;
+    pl = g.pad_left;
+    groups = g.groups;
+    cin_g = C / groups;
+    cout_g = Co / groups;
+    K = cin_g * KH * KW;
+    const index_t Hp = H + g.pad_top + g.pad_bottom, Wp = W + g.pad_left + g.pad_right;
+    Hq = (Hp + sh - 1) / sh;
+    Wq = (Wp + sw - 1) / sw;
+    tap_offset.resize(static_cast<std::size_t>(K));
+    for (index_t c = 0; c < cin_g; ++c)
+      for (index_t kh = 0; kh < KH; ++kh)
+        for (index_t kw = 0; kw < KW; ++kw) {
+          const index_t ph = (kh * dh) % sh, qh = (kh * dh) / sh;
+          const index_t pw = (kw * dw) % sw, qw = (kw * dw) / sw;
+          tap_offset[(c * KH + kh) * KW + kw] =
+              ((c * sh * sw + ph * sw + pw) * Hq + qh) * Wq + qw;
+        }
+  }
+  /// Elements of Xp per channel, in units of N.
+  index_t channel_stride() const { return sh * sw * Hq * Wq; }
+};
+
+// ------------------------------------------------------------ SIMD helpers
+
+template <class T> struct Vec {
+  static constexpr int lanes = 64 / sizeof(T);
+  typedef T type __attribute__((vector_size(64)));
+  typedef T unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
+  static type load(const T *p) { return *reinterpret_cast<const unaligned *>(p); }
+  static void store(T *p, type v) { *reinterpret_cast<unaligned *>(p) = v; }
+  static type set1(T s) {
+#ifdef __AVX512F__
+    if constexpr (sizeof(T) == 4)
+      return reinterpret_cast<type>(_mm512_set1_ps(s));
+    else
+      return reinterpret_cast<type>(_mm512_set1_pd(s));
+#else
+    return s - type{}; // folds to a broadcast (x - 0 == x exactly)
+#endif
+  }
+};
+
+/// Columns per micro-tile.
+template <class T> inline constexpr index_t tile_cols = 3 * Vec<T>::lanes;
+
+/// C tile [MR][NV*lanes] = Wp[K][MR]^T B, B row k = b[off[k] + boff ...].
+template <class T, int MR, int NV>
+inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict b,
+                         const index_t *__restrict off, index_t scale, T *__restrict ct) {
+  using V = Vec<T>;
+  using VT = typename V::type;
+  VT acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = VT{};
+  for (index_t k = 0; k < K; ++k) {
+    const T *__restrict bk = off ? b + off[k] * scale : b + k * (NV * V::lanes);
+    VT bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      bv[v] = V::load(bk + v * V::lanes);
+    const T *__restrict wk = wp + k * MR;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const VT a = V::set1(wk[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] += a * bv[v];
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v)
+      V::store(ct + r * (NV * V::lanes) + v * V::lanes, acc[r][v]);
+}
+
+/// Output channels per micro-tile of the direct kernel.
+inline constexpr index_t conv_mr = 8;
+
+/// Weights packed for the micro-kernel: per group, per block of conv_mr
+/// output channels, [K][conv_mr] (missing channels zero).
+template <class T>
+std::vector<T, AlignedAllocator<T>> pack_weights(const ConvPlan &p, std::span<const T> w,
+                                                 bool absolute) {
+  const index_t blocks = (p.cout_g + conv_mr - 1) / conv_mr;
+  std::vector<T, AlignedAllocator<T>> out(
+      static_cast<std::size_t>(p.groups * blocks * p.K * conv_mr), T(0));
+  for (index_t g = 0; g < p.groups; ++g)
+    for (index_t co = 0; co < p.cout_g; ++co)
+      for (index_t k = 0; k < p.K; ++k) {
+        const T v = w[(g * p.cout_g + co) * p.K + k];
+        out[((g * blocks + co / conv_mr) * p.K + k) * conv_mr + co % conv_mr] =
+            absolute ? std::abs(v) : v;
+      }
+  return out;
+}
+
+/// Copies x (C*H*W rows, N columns) into the padded phase-split buffer xp.
+template <class T>
+void fill_phase_split(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution exec) {
+  const index_t N = x.cols, cs = p.channel_stride() * N;
+  // About 32k elements per task: a narrow batch is copied by few tasks.
+  const index_t grain = std::max<index_t>(1, 32768 / std::max<index_t>(1, cs));
+  for_range(exec, p.C, grain, [&](index_t c0, index_t c1) {
+    for (index_t c = c0; c < c1; ++c) {
+      T *dst_c = xp + c * cs;
+      for (index_t ph = 0; ph < p.sh; ++ph)
+        for (index_t pw = 0; pw < p.sw; ++pw) {
+          T *plane = dst_c + (ph * p.sw + pw) * p.Hq * p.Wq * N;
+          for (index_t hq = 0; hq < p.Hq; ++hq) {
+            const index_t h = hq * p.sh + ph - p.pt;
+            T *row = plane + hq * p.Wq * N;
+            if (h < 0 || h >= p.H) {
+              std::fill(row, row + p.Wq * N, T(0));
+              continue;
+            }
+            if (N == 1 && p.sw == 1 && x.ld == 1) {
+              // Contiguous image row: zeros, the row, zeros.
+              const T *src = x.data + (c * p.H + h) * p.W;
+              const index_t lead = std::min(p.pl, p.Wq);
+              const index_t len = std::clamp<index_t>(p.Wq - p.pl, 0, p.W);
+              std::fill(row, row + lead, T(0));
+              std::copy_n(src, len, row + lead);
+              std::fill(row + lead + len, row + p.Wq, T(0));
+              continue;
+            }
+            if (N == 1) {
+              const T *src = x.data + (c * p.H + h) * p.W * x.ld;
+              for (index_t wq = 0; wq < p.Wq; ++wq) {
+                const index_t w = wq * p.sw + pw - p.pl;
+                row[wq] = w < 0 || w >= p.W ? T(0) : src[w * x.ld];
+              }
+              continue;
+            }
+            for (index_t wq = 0; wq < p.Wq; ++wq) {
+              const index_t w = wq * p.sw + pw - p.pl;
+              T *cell = row + wq * N;
+              if (w < 0 || w >= p.W)
+                std::fill(cell, cell + N, T(0));
+              else
+                std::memcpy(cell, x.row((c * p.H + h) * p.W + w),
+                            static_cast<std::size_t>(N) * sizeof(T));
+            }
+          }
+        }
+    }
+  });
+}
+
+/// How the output columns are cut into segments.
+struct ConvSegments {
+  index_t count = 1, length = 0; // segments of `length` columns
+  index_t stride = 0;            // columns between segment starts (Wq*N)
+  index_t tiles = 0;             // tiles of tile_cols per segment
+
+  template <class T> static ConvSegments choose(const ConvPlan &p, index_t N) {
+    const index_t nr = tile_cols<T>;
+    ConvSegments merged{1, p.OH * p.Wq * N, p.Wq * N, 0};
+    ConvSegments rows{p.OH, p.OW * N, p.Wq * N, 0};
+    merged.tiles = (merged.length + nr - 1) / nr;
+    rows.tiles = (rows.length + nr - 1) / nr;
+    // Useful columns are the same; compare the columns computed.
+    return merged.tiles * merged.count <= rows.tiles * rows.count ? merged : rows;
+  }
+};
+
+/// How a forward product writes its sums: y = alpha * acc + beta * y.
+/// `run` writes `len` consecutive columns of y row `yrow` starting at column
+/// n0; `strided` writes column 0 of `len` consecutive rows yrow0.. (ld apart).
+template <class T> struct PlainStore {
+  T alpha, beta;
+  void run(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
+    store_scaled(dst, src, len, alpha, beta);
+  }
+  void strided(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
+               index_t) {
+    if (beta == T(0))
+      for (index_t j = 0; j < len; ++j)
+        dst[j * ld] = alpha * src[j];
+    else
+      for (index_t j = 0; j < len; ++j)
+        dst[j * ld] = alpha * src[j] + beta * dst[j * ld];
+  }
+  bool finite() const { return true; }
+};
+
+/// The state update fused into the store: y = phi(alpha * acc + beta * y +
+/// bias[row] + scale * r) (bias may be null; r, a residual with y's shape,
+/// may be absent), remembering whether a pre-activation value was NaN or
+/// infinite (phi may hide it: ReLU maps NaN to 0).
+template <class T> struct ActivatedStore {
+  T alpha, beta;
+  const T *bias;
+  Activation phi;
+  /// The residual: element (i, j) at res[i * res_ld + j]; y's own origin and
+  /// leading dimension locate a store's column.
+  const T *res = nullptr;
+  index_t res_ld = 0;
+  T res_scale = T(1);
+  const T *y_data = nullptr;
+  index_t y_ld = 0;
+  unsigned bad = 0;
+
+  /// f(integral_constant<ActivationKind, phi.kind>): the kind becomes a
+  /// constant, so activate() folds to one formula and the loops vectorise.
+  template <class F> void with_kind(F &&f) {
+    using K = ActivationKind;
+    switch (phi.kind) {
+    case K::relu:
+      return f(std::integral_constant<K, K::relu>{});
+    case K::leaky_relu:
+      return f(std::integral_constant<K, K::leaky_relu>{});
+    case K::tanh:
+      return f(std::integral_constant<K, K::tanh>{});
+    case K::sigmoid:
+      return f(std::integral_constant<K, K::sigmoid>{});
+    case K::identity:
+      return f(std::integral_constant<K, K::identity>{});
+    }
+  }
+  // The loops live in functions with __restrict parameters (not in the
+  // dispatching lambda, whose captures would lose them) so that they vectorise.
+  template <ActivationKind K>
+  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b,
+                const T *__restrict add) {
+    const T slope = static_cast<T>(phi.slope);
+    unsigned nf = 0;
+    if (add) {
+      const T rs = res_scale;
+      if (beta == T(0))
+        for (index_t j = 0; j < len; ++j) {
+          const T v = alpha * src[j] + b + rs * add[j];
+          nf |= (v - v) != T(0);
+          dst[j] = activate(K, slope, v);
+        }
+      else
+        for (index_t j = 0; j < len; ++j) {
+          const T v = alpha * src[j] + beta * dst[j] + b + rs * add[j];
+          nf |= (v - v) != T(0);
+          dst[j] = activate(K, slope, v);
+        }
+      bad |= nf;
+      return;
+    }
+    if (beta == T(0))
+      for (index_t j = 0; j < len; ++j) {
+        const T v = alpha * src[j] + b;
+        nf |= (v - v) != T(0);
+        dst[j] = activate(K, slope, v);
+      }
+    else
+      for (index_t j = 0; j < len; ++j) {
+        const T v = alpha * src[j] + beta * dst[j] + b;
+        nf |= (v - v) != T(0);
+        dst[j] = activate(K, slope, v);
+      }
+    bad |= nf;
+  }
+  template <ActivationKind K>
+  void strided_kind(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
+                    const T *__restrict b, const T *__restrict add) {
+    const T slope = static_cast<T>(phi.slope);
+    unsigned nf = 0;
+    if (add) {
+      const T rs = res_scale;
+      for (index_t j = 0; j < len; ++j) {
+        const T bj = b ? b[j] : T(0);
+        const T v = (beta == T(0) ? alpha * src[j] + bj
+                                  : alpha * src[j] + beta * dst[j * ld] + bj) +
+                    rs * add[j * res_ld];
+        nf |= (v - v) != T(0);
+        dst[j * ld] = activate(K, slope, v);
+      }
+      bad |= nf;
+      return;
+    }
+    for (index_t j = 0; j < len; ++j) {
+      const T bj = b ? b[j] : T(0);
+      const T v =
+          beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
+      nf |= (v - v) != T(0);
+      dst[j * ld] = activate(K, slope, v);
+    }
+    bad |= nf;
+  }
+  // Where the residual of y's element at `dst` (row yrow) is.
+  const T *residual_at(const T *dst, index_t yrow) const {
+    return res ? res + yrow * res_ld + (dst - (y_data + yrow * y_ld)) : nullptr;
+  }
+  void run(T *dst, const T *src, index_t len, index_t yrow) {
+    const T b = bias ? bias[yrow] : T(0);
+    const T *add = residual_at(dst, yrow);
+    with_kind([&](auto kind) { run_kind<decltype(kind)::value>(dst, src, len, b, add); });
+  }
+  void strided(T *dst, index_t ld, const T *src, index_t len, index_t yrow0) {
+    const T *b = bias ? bias + yrow0 : nullptr;
+    const T *add = residual_at(dst, yrow0);
+    with_kind([&](auto kind) {
+      strided_kind<decltype(kind)::value>(dst, ld, src, len, b, add);
+    });
+  }
+  bool finite() const { return bad == 0; }
+};
+
+/// Writes an MR x nc tile of output columns starting at position `pos`
+/// (= segment start + column) of channel block rows co0.. into y.
+template <class T, class Store>
+void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_t rows,
+                index_t co0, index_t pos, index_t nc, Store &store, MatrixView<T> y) {
+  const index_t cell0 = pos / N, n0 = pos % N;
+  if (N == 1) {
+    // Runs of columns within one output row: the useful ones (wq < OW) are
+    // consecutive output pixels, y.ld apart.
+    const index_t ld = y.ld;
+    for (index_t r = 0; r < rows; ++r) {
+      const T *src = ct + r * ct_ld;
+      const index_t plane = (co0 + r) * p.OH * p.OW;
+      index_t wq = cell0 % p.Wq, oh = cell0 / p.Wq;
+      for (index_t c = 0; c < nc;) {
+        const index_t run = std::min(p.Wq - wq, nc - c);
+        const index_t useful = std::clamp<index_t>(p.OW - wq, 0, run);
+        const index_t yrow = plane + oh * p.OW + wq;
+        store.strided(y.data + yrow * ld, ld, src + c, useful, yrow);
+        c += run;
+        wq += run;
+        if (wq == p.Wq) {
+          wq = 0;
+          ++oh;
+        }
+      }
+    }
+    return;
+  }
+  for (index_t r = 0; r < rows; ++r) {
+    const T *src = ct + r * ct_ld;
+    const index_t co = co0 + r;
+    index_t cell = cell0, n = n0, wq = cell0 % p.Wq, oh = cell0 / p.Wq;
+    index_t c = 0;
+    while (c < nc) {
+      const index_t run = std::min(N - n, nc - c);
+      if (wq < p.OW) {
+        const index_t yrow = (co * p.OH + oh) * p.OW + wq;
+        store.run(y.row(yrow) + n, src + c, run, yrow);
+      }
+      c += run;
+      n = 0;
+      ++cell;
+      if (++wq == p.Wq) {
+        wq = 0;
+        ++oh;
+      }
+    }
+  }
+}
+
+/// Forward convolution through the implicit GEMM (see the file comment).
+/// `wpacked` from pack_weights; `w` the plain weights [Co][K] (im2col);
+/// `xp` a buffer of xp_size(p, N) elements.
+template <class T> index_t xp_size(const ConvPlan &p, index_t N) {
+  return p.C * p.channel_stride() * N + (p.Wq + 1) * N + 2 * tile_cols<T> + 64;
+}
+
+/// Returns store.finite() over all tasks (a copy of `store` per task).
+template <class T, class Store>
+bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
+                  const T *wplain, const Store &store, ConstMatrixView<T> x,
+                  MatrixView<T> y, T *xp, ScratchPool<T> &pool, Execution exec) {
+  std::atomic<bool> finite{true};
+  const index_t N = x.cols;
+  fill_phase_split(p, x, xp, exec);
+  const index_t tail = xp_size<T>(p, N) - p.C * p.channel_stride() * N;
+  std::fill(xp + p.C * p.channel_stride() * N, xp + p.C * p.channel_stride() * N + tail,
+            T(0));
+  const ConvSegments seg = ConvSegments::choose<T>(p, N);
+  constexpr index_t nr = tile_cols<T>;
+  constexpr int lanes = Vec<T>::lanes;
+  const index_t blocks = (p.cout_g + conv_mr - 1) / conv_mr;
+  const index_t total_tiles = seg.count * seg.tiles;
+  // Column chunk per task: about 4 tiles, fewer when that leaves few tasks.
+  index_t chunk = 4;
+  while (chunk > 1 && (total_tiles + chunk - 1) / chunk * p.groups < 8)
+    chunk /= 2;
+  const index_t chunks = (total_tiles + chunk - 1) / chunk;
+  const index_t cs = p.channel_stride() * N;
+
+  auto run = [&](index_t g, index_t b0, index_t b1, index_t t0, index_t t1, Store &st) {
+    alignas(64) T ct[conv_mr * nr];
+    const T *base = xp + g * p.cin_g * cs;
+    if (algo == ConvAlgorithm::im2col) {
+      // Pack the B rows of the chunk, then one Eigen GEMM per chunk.
+      const index_t ncol = (t1 - t0) * nr;
+      typename ScratchPool<T>::Lease pk(
+          pool, static_cast<std::size_t>(p.K * ncol + (b1 - b0) * conv_mr * ncol));
+      T *P = pk.data();
+      T *Cm = P + p.K * ncol;
+      for (index_t k = 0; k < p.K; ++k) {
+        const T *src = base + p.tap_offset[k] * N;
+        T *dst = P + k * ncol;
+        for (index_t t = t0; t < t1; ++t) {
+          const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
+          std::memcpy(dst + (t - t0) * nr, src + s * seg.stride + j0, sizeof(T) * nr);
+        }
+      }
+      const index_t co_lo = b0 * conv_mr, co_hi = std::min(p.cout_g, b1 * conv_mr);
+      using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      Eigen::Map<const Mat> Wm(wplain + (g * p.cout_g + co_lo) * p.K, co_hi - co_lo, p.K);
+      Eigen::Map<const Mat> Pm(P, p.K, ncol);
+      Eigen::Map<Mat> Cmap(Cm, co_hi - co_lo, ncol);
+      Cmap.noalias() = Wm * Pm;
+      for (index_t t = t0; t < t1; ++t) {
+        const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
+        const index_t nc = std::min(nr, seg.length - j0);
+        store_tile(p, N, Cm + (t - t0) * nr, ncol, co_hi - co_lo, g * p.cout_g + co_lo,
+                   s * seg.stride + j0, nc, st, y);
+      }
+      return;
+    }
+    const bool pack = algo == ConvAlgorithm::packed;
+    T *P = nullptr;
+    std::optional<typename ScratchPool<T>::Lease> pk;
+    if (pack) {
+      pk.emplace(pool, static_cast<std::size_t>((t1 - t0) * p.K * nr));
+      P = pk->data();
+      for (index_t t = t0; t < t1; ++t) {
+        const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
+        T *dst = P + (t - t0) * p.K * nr;
+        const T *src = base + s * seg.stride + j0;
+        for (index_t k = 0; k < p.K; ++k)
+          std::memcpy(dst + k * nr, src + p.tap_offset[k] * N, sizeof(T) * nr);
+      }
+    }
+    for (index_t t = t0; t < t1; ++t) {
+      const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
+      const index_t nc = std::min(nr, seg.length - j0);
+      const T *b = pack ? P + (t - t0) * p.K * nr : base + s * seg.stride + j0;
+      const index_t *off = pack ? nullptr : p.tap_offset.data();
+      const int nv = pack ? 3 : static_cast<int>((nc + lanes - 1) / lanes);
+      for (index_t blk = b0; blk < b1; ++blk) {
+        const T *wb = wpacked + (g * blocks + blk) * p.K * conv_mr;
+        index_t ld = nr;
+        switch (nv) {
+        case 1:
+          micro_kernel<T, conv_mr, 1>(p.K, wb, b, off, N, ct);
+          ld = lanes;
+          break;
+        case 2:
+          micro_kernel<T, conv_mr, 2>(p.K, wb, b, off, N, ct);
+          ld = 2 * lanes;
+          break;
+        default:
+          micro_kernel<T, conv_mr, 3>(p.K, wb, b, off, N, ct);
+          break;
+        }
+        const index_t co0 = blk * conv_mr;
+        store_tile(p, N, ct, ld, std::min(conv_mr, p.cout_g - co0), g * p.cout_g + co0,
+                   s * seg.stride + j0, nc, st, y);
+      }
+    }
+  };
+
+  // Tasks: (group, chunk of tiles) x (range of channel blocks).
+  const index_t gc = p.groups * chunks;
+  const index_t bgrain = gc >= 8 ? blocks : std::max<index_t>(1, blocks / 4);
+  auto body = [&](const tbb::blocked_range2d<index_t> &r) {
+    Store st = store;
+    for (index_t q = r.rows().begin(); q < r.rows().end(); ++q) {
+      const index_t g = q / chunks, c = q % chunks;
+      run(g, r.cols().begin(), r.cols().end(), c * chunk,
+          std::min(total_tiles, (c + 1) * chunk), st);
+    }
+    if (!st.finite())
+      finite.store(false, std::memory_order_relaxed);
+  };
+  const tbb::blocked_range2d<index_t> all(0, gc, 1, 0, blocks, bgrain);
+  if (exec == Execution::reference)
+    body(all);
+  else
+    tbb::parallel_for(all, body);
+  return finite.load();
+}
+
+/// Adjoint convolution: y (C*H*W x N) = alpha * conv^T(x) + beta * y.
+/// `xc` is x compacted to ld = N (or x itself when already compact), `acc`
+/// a buffer of C * channel_stride * N elements.
+template <class T>
+void conv_adjoint(const ConvPlan &p, std::span<const T> w, bool absolute, T alpha,
+                  const T *xc, T beta, MatrixView<T> y, T *acc, Execution exec) {
+  const index_t N = y.cols, cs = p.channel_stride() * N;
+  if (N == 0)
+    return;
+  const index_t seg = p.OW * N, row_stride = p.Wq * N;
+  // Tasks are (input channel, column chunk): a layer with few input channels
+  // (the first convolution's adjoint has one) still keeps every core busy
+  // when the batch is wide. A chunk only changes which columns a task owns,
+  // never the order of any element's sum.
+  const index_t want = exec == Execution::reference ? 1 : (16 + p.C - 1) / p.C;
+  const index_t chunks = std::clamp<index_t>(std::min(want, N / 16), 1, N);
+  const index_t chunk = ((N + chunks - 1) / chunks + 7) / 8 * 8;
+  const index_t nchunks = (N + chunk - 1) / chunk;
+  for_range(exec, p.C * nchunks, 1, [&](index_t t0, index_t t1) {
+    for (index_t t = t0; t < t1; ++t) {
+      const index_t ci = t / nchunks, n0 = (t % nchunks) * chunk,
+                    n1 = std::min(N, n0 + chunk), width = n1 - n0;
+      const bool whole = width == N;
+      T *a = acc + ci * cs;
+      if (whole)
+        std::fill(a, a + cs, T(0));
+      else
+        for (index_t pos = 0; pos < cs / N; ++pos)
+          std::fill(a + pos * N + n0, a + pos * N + n1, T(0));
+      const index_t g = ci / p.cin_g, cig = ci % p.cin_g;
+      for (index_t co = g * p.cout_g; co < (g + 1) * p.cout_g; ++co)
+        for (index_t kh = 0; kh < p.KH; ++kh)
+          for (index_t kw = 0; kw < p.KW; ++kw) {
+            const index_t k = (cig * p.KH + kh) * p.KW + kw;
+            T v = w[co * p.K + k];
+            if (absolute)
+              v = std::abs(v);
+            T *__restrict dst =
+                a +
+                (p.tap_offset[k] - p.tap_offset[cig * p.KH * p.KW] + p.tap_offset[0]) * N;
+            const T *__restrict src = xc + co * p.OH * seg;
+            for (index_t oh = 0; oh < p.OH; ++oh) {
+              T *__restrict d = dst + oh * row_stride;
+              const T *__restrict s = src + oh * seg;
+              if (whole) {
+                for (index_t j = 0; j < seg; ++j)
+                  d[j] += v * s[j];
+              } else {
+                for (index_t ow = 0; ow < p.OW; ++ow) {
+                  T *__restrict dd = d + ow * N + n0;
+                  const T *__restrict ss = s + ow * N + n0;
+                  for (index_t j = 0; j < width; ++j)
+                    dd[j] += v * ss[j];
+                }
+              }
+            }
+          }
+      // Copy out: y(ci, h, w) = alpha * acc(padded h + pt, w + pl) + beta * y.
+      for (index_t h = 0; h < p.H; ++h) {
+        const index_t hp = h + p.pt;
+        for (index_t wi = 0; wi < p.W; ++wi) {
+          const index_t wp = wi + p.pl;
+          const T *src = a + (((hp % p.sh) * p.sw + wp % p.sw) * p.Hq * p.Wq +
+                              (hp / p.sh) * p.Wq + wp / p.sw) *
+                                 N;
+          store_scaled(y.row((ci * p.H + h) * p.W + wi) + n0, src + n0, width, alpha,
+                       beta);
+        }
+      }
+    }
+  });
+}
+
+} // namespace tacit::inline v1::detail

@@ -1,0 +1,402 @@
+// Block sweep over a structured (BlockOperator) A: see solve/detail/block_sweep.hpp.
+
+#include "solve/detail/block_sweep.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+namespace tacit::inline v1::detail {
+
+namespace {
+
+template <class F> void for_slabs(index_t count, F &&f) {
+  if (count <= 1) {
+    for (index_t t = 0; t < count; ++t)
+      f(t);
+    return;
+  }
+  tbb::parallel_for(
+      tbb::blocked_range<index_t>(0, count, 1),
+      [&](const tbb::blocked_range<index_t> &r) {
+        for (index_t t = r.begin(); t < r.end(); ++t)
+          f(t);
+      },
+      tbb::simple_partitioner());
+}
+
+/// y = phi(y) in place on rows x ncols (leading dimension ld); nf[w] collects
+/// y * 0 per column (NaN iff a non-finite value went through).
+template <class T>
+void activate_rows(const Activation &a, T *__restrict y, index_t rows, index_t ncols,
+                   index_t ld, T *__restrict nf) {
+  // Contiguous rows whose width divides 16: one flat loop with 16 independent
+  // non-finite accumulators (lane l belongs to column l % ncols), so that a
+  // narrow batch (one column) vectorises instead of serialising on nf[0].
+  constexpr index_t lanes = 16;
+  if (ld == ncols && lanes % ncols == 0 &&
+      (a.kind == ActivationKind::relu || a.kind == ActivationKind::identity)) {
+    const index_t total = rows * ncols, body = total / lanes * lanes;
+    typedef T vec __attribute__((vector_size(lanes * sizeof(T)), aligned(sizeof(T))));
+    vec acc = {};
+    const vec zero = {};
+    if (a.kind == ActivationKind::relu)
+      for (index_t f = 0; f < body; f += lanes) {
+        vec v;
+        std::memcpy(&v, y + f, sizeof v);
+        acc += v * zero;
+        v = v > zero ? v : zero;
+        std::memcpy(y + f, &v, sizeof v);
+      }
+    else
+      for (index_t f = 0; f < body; f += lanes) {
+        vec v;
+        std::memcpy(&v, y + f, sizeof v);
+        acc += v * zero;
+      }
+    for (index_t f = body; f < total; ++f) {
+      const T v = y[f];
+      acc[f - body] += v * T(0);
+      if (a.kind == ActivationKind::relu)
+        y[f] = v > T(0) ? v : T(0);
+    }
+    for (index_t l = 0; l < lanes; ++l)
+      nf[l % ncols] += acc[l];
+    return;
+  }
+  switch (a.kind) {
+  case ActivationKind::relu:
+    for (index_t i = 0; i < rows; ++i) {
+      T *r = y + i * ld;
+      for (index_t w = 0; w < ncols; ++w) {
+        const T v = r[w];
+        nf[w] += v * T(0);
+        r[w] = v > T(0) ? v : T(0);
+      }
+    }
+    return;
+  case ActivationKind::leaky_relu: {
+    const T slope = static_cast<T>(a.slope);
+    for (index_t i = 0; i < rows; ++i) {
+      T *r = y + i * ld;
+      for (index_t w = 0; w < ncols; ++w) {
+        const T v = r[w];
+        nf[w] += v * T(0);
+        r[w] = v >= T(0) ? v : slope * v;
+      }
+    }
+    return;
+  }
+  case ActivationKind::identity:
+    for (index_t i = 0; i < rows; ++i) {
+      const T *r = y + i * ld;
+      for (index_t w = 0; w < ncols; ++w)
+        nf[w] += r[w] * T(0);
+    }
+    return;
+  default:
+    for (index_t i = 0; i < rows; ++i) {
+      T *r = y + i * ld;
+      for (index_t w = 0; w < ncols; ++w) {
+        nf[w] += r[w] * T(0);
+        r[w] = a(r[w]);
+      }
+    }
+    return;
+  }
+}
+
+/// The activation of states [offset, offset + size) if it is uniform.
+std::optional<Activation> uniform_activation(const std::vector<StateBlock> &blocks,
+                                             index_t offset, index_t size) {
+  std::optional<Activation> found;
+  for (const auto &b : blocks) {
+    if (b.offset + b.size <= offset || b.offset >= offset + size || b.size == 0)
+      continue;
+    if (found && !(*found == b.activation))
+      return std::nullopt;
+    found = b.activation;
+  }
+  if (!found && size == 0)
+    return Activation{};
+  return found;
+}
+
+} // namespace
+
+template <class T> bool BlockSweepPlan<T>::applicable(const Model<T> &model) {
+  const auto *A = dynamic_cast<const BlockOperator<T> *>(&model.A());
+  if (!A || !A->square_partition() || !A->block_lower_triangular() ||
+      A->row_blocks() == 0)
+    return false;
+  for (index_t i = 0; i < A->row_blocks(); ++i)
+    if (!uniform_activation(model.blocks(), A->row_offset(i), A->row_block_size(i)))
+      return false;
+  return true;
+}
+
+template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
+  if (!applicable(model))
+    throw InvalidArgument("block sweep: A is not a block lower triangular BlockOperator "
+                          "whose blocks each have one activation");
+  const auto &A = dynamic_cast<const BlockOperator<T> &>(model.A());
+  n = A.rows();
+  bias.assign(model.bias_x().begin(), model.bias_x().end());
+  const auto *B = dynamic_cast<const BlockOperator<T> *>(&model.B());
+  uses_z = !B || B->row_blocks() != A.row_blocks();
+  if (!uses_z)
+    for (index_t i = 0; i < A.row_blocks(); ++i)
+      uses_z = uses_z || B->row_block_size(i) != A.row_block_size(i);
+  const auto entries = A.entries();
+  index_t diagonal_blocks = 0, products = 0;
+  rows.resize(static_cast<std::size_t>(A.row_blocks()));
+  for (index_t i = 0; i < A.row_blocks(); ++i) {
+    auto &row = rows[i];
+    row.offset = A.row_offset(i);
+    row.size = A.row_block_size(i);
+    row.activation = *uniform_activation(model.blocks(), row.offset, row.size);
+    std::vector<BlockEntry<T>> diag;
+    for (const index_t e : A.entries_in_row(i)) {
+      const auto &entry = entries[e];
+      if (entry.block_col < i) {
+        row.from_states.push_back({entry.op.get(), A.col_offset(entry.block_col)});
+        ++products;
+      } else {
+        diag.push_back({0, 0, entry.op});
+      }
+    }
+    if (!uses_z) {
+      const auto b_entries = B->entries();
+      for (const index_t e : B->entries_in_row(i)) {
+        row.from_inputs.push_back(
+            {b_entries[e].op.get(), B->col_offset(b_entries[e].block_col)});
+        ++products;
+      }
+    }
+    if (diag.empty()) {
+      // The largest convolution of the row takes the bias and the activation.
+      auto *best_list = &row.from_states;
+      std::ptrdiff_t best = -1;
+      for (auto *list : {&row.from_states, &row.from_inputs})
+        for (std::size_t k = 0; k < list->size(); ++k) {
+          const auto *conv = dynamic_cast<const Conv2dOperator<T> *>((*list)[k].first);
+          if (conv && (best < 0 || conv->nnz() > (*best_list)[best].first->nnz())) {
+            best_list = list;
+            best = static_cast<std::ptrdiff_t>(k);
+          }
+        }
+      if (best >= 0) {
+        row.fused = static_cast<const Conv2dOperator<T> *>((*best_list)[best].first);
+        row.fused_first = (*best_list)[best].second;
+        row.fused_from_inputs = best_list == &row.from_inputs;
+        best_list->erase(best_list->begin() + best);
+        // A lone skip connection rides along in the fused store.
+        if (!uses_z && row.from_inputs.empty() && row.from_states.size() == 1)
+          if (const auto *id =
+                  dynamic_cast<const IdentityOperator<T> *>(row.from_states[0].first)) {
+            row.residual = id;
+            row.residual_first = row.from_states[0].second;
+            row.from_states.clear();
+          }
+      }
+    }
+    if (!diag.empty()) {
+      ++diagonal_blocks;
+      feed_forward = false;
+      row.diagonal = diag.size() == 1
+                         ? diag[0].op
+                         : std::make_shared<BlockOperator<T>>(
+                               std::vector<index_t>{row.size},
+                               std::vector<index_t>{row.size}, std::move(diag));
+      row.activations.assign(static_cast<std::size_t>(row.size), row.activation);
+      row.system = std::make_unique<FixedPointSystem<T>>(*row.diagonal, row.activations);
+    }
+  }
+  summary = "block sweep over " + std::to_string(rows.size()) + " state blocks (" +
+            std::to_string(products) + " structured products" +
+            (uses_z ? ", Z = B U + b formed first" : ", B applied block by block") +
+            (feed_forward ? "; strictly block lower triangular: one exact pass"
+                          : "; " + std::to_string(diagonal_blocks) +
+                                " diagonal block(s) solved by Picard") +
+            ")";
+}
+
+template <class T>
+void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *x,
+                     index_t width, index_t slabs, index_t cols, const Batch<T> &U,
+                     const T *z, const PicardOptions &options, bool warm_start,
+                     SolveReport &report) {
+  const index_t n = plan.n;
+  const auto total = static_cast<std::size_t>(slabs * width);
+  work.nonfinite.assign(total, 0.0);
+  work.iterations.assign(total, 0);
+  work.status.assign(total, 0);
+  work.residual.assign(total, 0.0);
+  if (!plan.feed_forward && static_cast<index_t>(work.per_slab.size()) < slabs)
+    work.per_slab.resize(static_cast<std::size_t>(slabs));
+  for_slabs(slabs, [&](index_t s) {
+    T *xs = x + s * n * width;
+    const index_t ncols = std::min(width, cols - s * width);
+    const ConstMatrixView<T> u = U.slab(s);
+    T nf[64] = {};
+    T *nfp = nf;
+    std::vector<T> nf_big;
+    if (width > 64) {
+      nf_big.assign(static_cast<std::size_t>(width), T(0));
+      nfp = nf_big.data();
+    }
+    for (const auto &row : plan.rows) {
+      const MatrixView<T> y{xs + row.offset * width, row.size, ncols, width};
+      if (row.size == 0)
+        continue;
+      FixedPointWork<T> *fw = nullptr;
+      if (row.system) {
+        fw = &work.per_slab[s];
+        fw->reserve(row.size, 1, width, options.anderson_depth,
+                    static_cast<index_t>(row.system->parts().size()) - 1,
+                    !row.system->is_csr(), false);
+        T *init = fw->initial(0);
+        for (index_t i = 0; i < row.size; ++i)
+          for (index_t w = 0; w < width; ++w)
+            init[i * width + w] = warm_start && w < ncols ? y(i, w) : T(0);
+      }
+      // y = b (or z) + the products other than the fused one.
+      auto start_row = [&] {
+        if (plan.uses_z) {
+          const T *zs = z + s * n * width + row.offset * width;
+          for (index_t i = 0; i < row.size; ++i)
+            std::copy(zs + i * width, zs + i * width + ncols, y.row(i));
+        } else {
+          if (ncols == 1 && width == 1)
+            std::copy_n(plan.bias.data() + row.offset, row.size, y.data);
+          else
+            for (index_t i = 0; i < row.size; ++i)
+              std::fill(y.row(i), y.row(i) + ncols, plan.bias[row.offset + i]);
+          for (const auto &[op, first] : row.from_inputs)
+            op->apply(Mode::normal, T(1),
+                      ConstMatrixView<T>(u.data + first * u.ld, op->cols(), ncols, u.ld),
+                      T(1), y);
+        }
+        for (const auto &[op, first] : row.from_states)
+          op->apply(Mode::normal, T(1),
+                    ConstMatrixView<T>(xs + first * width, op->cols(), ncols, width),
+                    T(1), y);
+        if (row.residual)
+          row.residual->apply(
+              Mode::normal, T(1),
+              ConstMatrixView<T>(xs + row.residual_first * width, row.size, ncols, width),
+              T(1), y);
+      };
+      if (row.fused) {
+        const ConstMatrixView<T> src =
+            row.fused_from_inputs ? ConstMatrixView<T>(u.data + row.fused_first * u.ld,
+                                                       row.fused->cols(), ncols, u.ld)
+                                  : ConstMatrixView<T>(xs + row.fused_first * width,
+                                                       row.fused->cols(), ncols, width);
+        const bool alone =
+            !plan.uses_z && row.from_states.empty() && row.from_inputs.empty();
+        auto fused_row = [&] {
+          if (!alone)
+            start_row();
+          return row.fused->apply_activated(
+              T(1), src, alone ? T(0) : T(1), y,
+              alone ? std::span<const T>(plan.bias.data() + row.offset,
+                                         static_cast<std::size_t>(row.size))
+                    : std::span<const T>(),
+              row.activation, Execution::parallel,
+              alone && row.residual ? ConstMatrixView<T>(xs + row.residual_first * width,
+                                                         row.size, ncols, width)
+                                    : ConstMatrixView<T>(),
+              row.residual ? row.residual->scale() : T(1));
+        };
+        if (fused_row())
+          continue;
+        // A NaN or Inf went in (rare): the unfused row finds its columns, then
+        // the fused row again gives the other columns their usual values.
+        start_row();
+        row.fused->apply(Mode::normal, T(1), src, T(1), y);
+        activate_rows(row.activation, y.data, row.size, ncols, width, nfp);
+        fused_row();
+        continue;
+      }
+      start_row();
+      if (!row.system) {
+        activate_rows(row.activation, y.data, row.size, ncols, width, nfp);
+        continue;
+      }
+      // A cyclic diagonal block: Picard on x_i = phi(A_ii x_i + c), c = y.
+      for (index_t i = 0; i < row.size; ++i)
+        for (index_t w = 0; w < ncols; ++w)
+          nfp[w] += y(i, w) * T(0);
+      FixedPointRun<T> run;
+      run.c = y.data;
+      run.columns = ncols;
+      run.zero_start = !warm_start;
+      run.parallel = slabs == 1;
+      run_fixed_point(*row.system, *fw, run, options);
+      const T *res = fw->current(0);
+      for (index_t i = 0; i < row.size; ++i)
+        std::copy(res + i * width, res + i * width + ncols, y.row(i));
+      for (index_t w = 0; w < ncols; ++w) {
+        const auto &cs = fw->column(w);
+        const auto j = static_cast<std::size_t>(s * width + w);
+        work.iterations[j] = std::max(work.iterations[j], cs.iterations);
+        work.status[j] = std::max(work.status[j], static_cast<unsigned char>(cs.status));
+        work.residual[j] = std::max(work.residual[j], cs.residual);
+      }
+    }
+    for (index_t w = 0; w < ncols; ++w)
+      work.nonfinite[static_cast<std::size_t>(s * width + w)] =
+          static_cast<double>(nfp[w]);
+  });
+
+  report.method = SolveMethod::sweep;
+  report.column_residuals.assign(static_cast<std::size_t>(cols), 0.0);
+  report.column_status.assign(static_cast<std::size_t>(cols), SolveStatus::converged);
+  report.column_iterations.assign(static_cast<std::size_t>(cols), 0);
+  report.status = SolveStatus::converged;
+  report.residual = 0;
+  report.iterations = 0;
+  report.step_history.clear();
+  index_t bad = -1;
+  for (index_t j = 0; j < cols; ++j) {
+    const auto k = static_cast<std::size_t>(j);
+    auto st = static_cast<SolveStatus>(work.status[k]);
+    double r = work.residual[k];
+    if (work.nonfinite[k] != 0 || std::isnan(work.nonfinite[k])) {
+      st = std::max(st, SolveStatus::non_finite);
+      r = std::numeric_limits<double>::infinity();
+    }
+    report.column_status[k] = st;
+    report.column_residuals[k] = r;
+    report.column_iterations[k] = work.iterations[k];
+    if (st > report.status) {
+      report.status = st;
+      bad = j;
+    }
+    report.residual = std::max(report.residual, r);
+    report.iterations = std::max(report.iterations, work.iterations[k]);
+  }
+  report.message.clear();
+  if (bad >= 0)
+    report.message = "column " + std::to_string(bad + 1) + ": " +
+                     to_string(report.column_status[bad]) +
+                     (report.column_status[bad] == SolveStatus::non_finite
+                          ? " (a NaN or Inf appeared: non-finite input or overflow)"
+                          : "");
+}
+
+template class BlockSweepPlan<float>;
+template class BlockSweepPlan<double>;
+template void run_block_sweep(const BlockSweepPlan<float> &, BlockSweepWork<float> &,
+                              float *, index_t, index_t, index_t, const Batch<float> &,
+                              const float *, const PicardOptions &, bool, SolveReport &);
+template void run_block_sweep(const BlockSweepPlan<double> &, BlockSweepWork<double> &,
+                              double *, index_t, index_t, index_t, const Batch<double> &,
+                              const double *, const PicardOptions &, bool, SolveReport &);
+
+} // namespace tacit::inline v1::detail

@@ -1,0 +1,84 @@
+#pragma once
+// Block sweep for x = phi(A x + B u + b) when A is a BlockOperator with a
+// square partition that is block lower triangular (a network built by
+// NetworkBuilder): state block i is
+//   x_i = phi(sum_{j<i} A_ij x_j + sum_m B_im u_m + b_i (+ A_ii x_i)),
+// computed in block order with the blocks' own (structured) kernels, one
+// pass for a strictly block lower triangular A; a block with diagonal
+// entries is solved by Picard on that block. Nothing is materialised: the
+// plan only holds pointers to the operators.
+//
+// Work: slabs of the batch run in parallel (TBB), the blocks of a slab in
+// order, each product with the operator's own parallel kernel (nested), so
+// the result does not depend on the thread count. Z = B U + b is never
+// formed as a whole: each block row starts from its bias and adds the
+// products of B's nonzero blocks in that row.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <tacit/solve/solve.hpp>
+#include <tacit/operators/structured.hpp>
+
+#include "solve/detail/fixed_point.hpp"
+
+namespace tacit::inline v1::detail {
+
+template <class T> struct BlockSweepRow {
+  index_t offset = 0, size = 0;
+  Activation activation;
+  /// Products added into the row: (operator, first state of the source block)
+  /// for A; (operator, first input row) for B.
+  std::vector<std::pair<const LinearOperator<T> *, index_t>> from_states, from_inputs;
+  /// A convolution among the products (of A or B) run last with the bias and
+  /// the activation fused into its store (feed-forward rows only), or null.
+  const Conv2dOperator<T> *fused = nullptr;
+  index_t fused_first = 0;
+  bool fused_from_inputs = false;
+  /// With `fused`: a skip connection (scaled identity from the states at
+  /// residual_first) added in the same store instead of in a pass of its own.
+  const IdentityOperator<T> *residual = nullptr;
+  index_t residual_first = 0;
+  /// Diagonal block (sum of A's entries at (i, i)) or null.
+  OperatorPtr<T> diagonal;
+  std::unique_ptr<FixedPointSystem<T>> system;
+  std::vector<Activation> activations; // for the system (one per state)
+};
+
+template <class T> class BlockSweepPlan {
+public:
+  /// A must be square-partitioned and block lower triangular (checked by
+  /// `applicable`). When B is a BlockOperator whose row partition is A's, its
+  /// blocks are applied row by row; otherwise `uses_z` is true and the caller
+  /// passes Z = B U + b.
+  BlockSweepPlan(const Model<T> &model);
+  /// Whether the model's A has the structure this plan needs.
+  static bool applicable(const Model<T> &model);
+
+  index_t n = 0;
+  bool uses_z = false;
+  bool feed_forward = true; // no diagonal blocks
+  std::vector<BlockSweepRow<T>> rows;
+  std::vector<T> bias;
+  std::string summary; // "block sweep over 19 state blocks ..."
+};
+
+template <class T> struct BlockSweepWork {
+  std::vector<FixedPointWork<T>> per_slab; // diagonal blocks
+  std::vector<double> nonfinite;           // per column: sum of c * 0
+  std::vector<int> iterations;             // per column
+  std::vector<unsigned char> status;       // per column
+  std::vector<double> residual;            // per column
+};
+
+/// Runs the sweep on X (slab-major at `x`, `slabs` slabs of n x width, `cols`
+/// real columns) for inputs U (its slab boundaries must be X's) or Z (when
+/// plan.uses_z; same layout as X). Fills the report's per-column fields.
+template <class T>
+void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *x,
+                     index_t width, index_t slabs, index_t cols, const Batch<T> &U,
+                     const T *z, const PicardOptions &options, bool warm_start,
+                     SolveReport &report);
+
+} // namespace tacit::inline v1::detail

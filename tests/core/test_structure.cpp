@@ -1,0 +1,70 @@
+#include <catch2/catch.hpp>
+#include <tacit/core/structure.hpp>
+#include <random>
+
+using namespace tacit;
+
+namespace {
+// Every edge j -> i (a_ij != 0) must go from an earlier or the same block, and
+// from a strictly earlier level unless inside the block.
+template <class T> void check_valid(const CsrMatrix<T> &A, const SccDecomposition &s) {
+  const index_t n = A.rows();
+  REQUIRE(static_cast<index_t>(s.order.size()) == n);
+  std::vector<index_t> level_of_block(s.block_count());
+  for (index_t l = 0; l < s.level_count(); ++l)
+    for (index_t b = s.level_ptr[l]; b < s.level_ptr[l + 1]; ++b) level_of_block[b] = l;
+  std::vector<char> seen(n, 0);
+  for (auto i : s.order) { REQUIRE(!seen[i]); seen[i] = 1; }
+  for (index_t i = 0; i < n; ++i)
+    for (auto k = A.row_ptr()[i]; k < A.row_ptr()[i + 1]; ++k) {
+      if (A.values()[k] == 0) continue;
+      const index_t bi = s.block_of[i], bj = s.block_of[A.column(k)];
+      REQUIRE(bj <= bi);
+      if (bj != bi) REQUIRE(level_of_block[bj] < level_of_block[bi]);
+    }
+}
+} // namespace
+
+TEST_CASE("SCC of a strictly triangular matrix: all trivial singletons", "[structure]") {
+  std::vector<Triplet<double>> t;
+  const index_t n = 50;
+  for (index_t i = 1; i < n; ++i) t.push_back({i, i - 1, 0.5});
+  for (index_t i = 2; i < n; i += 3) t.push_back({i, i - 2, -0.5});
+  auto A = CsrMatrix<double>::from_triplets(n, n, t);
+  auto s = strongly_connected_components(A);
+  CHECK(s.block_count() == n);
+  CHECK(s.nilpotent());
+  CHECK(s.largest_block() == 1);
+  CHECK(s.level_count() == n);  // a chain
+  check_valid(A, s);
+}
+
+TEST_CASE("SCC finds cycles, self-loops and ignores stored zeros", "[structure]") {
+  // 0 -> 1 -> 2 -> 0 cycle, 3 depends on 2 with a self-loop, 4 depends on 3,
+  // a stored zero 4 -> 0 must not merge anything.
+  std::vector<Triplet<double>> t = {{1, 0, 1}, {2, 1, 1}, {0, 2, 1}, {3, 2, 1},
+                                    {3, 3, 0.5}, {4, 3, 1}, {0, 4, 0.0}};
+  auto A = CsrMatrix<double>::from_triplets(5, 5, t);
+  auto s = strongly_connected_components(A);
+  CHECK(s.block_count() == 3);
+  CHECK(s.largest_block() == 3);
+  CHECK(!s.nilpotent());
+  CHECK(s.level_count() == 3);
+  CHECK(s.has_cycle[s.block_of[0]] == 1);
+  CHECK(s.has_cycle[s.block_of[3]] == 1);
+  CHECK(s.has_cycle[s.block_of[4]] == 0);
+  check_valid(A, s);
+}
+
+TEST_CASE("SCC on random sparse matrices satisfies the ordering invariants", "[structure]") {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 20; ++trial) {
+    const index_t n = 30 + trial * 7;
+    std::uniform_int_distribution<index_t> pick(0, n - 1);
+    std::vector<Triplet<float>> t;
+    for (index_t e = 0; e < n + trial * 3; ++e) t.push_back({pick(rng), pick(rng), 1.0f});
+    auto A = CsrMatrix<float>::from_triplets(n, n, t);
+    auto s = strongly_connected_components(A);
+    check_valid(A, s);
+  }
+}
