@@ -552,40 +552,17 @@ template <class T> double diagonal_abs(const CsrMatrix<T> &A, index_t i) {
   return 0;
 }
 
-/// lambda_PF of a block triangular matrix is the max over its diagonal
-/// blocks: merges the blocks' intervals, work counts and statuses (the
-/// least settled status wins).
-struct DiagonalBlockMerge {
-  std::int64_t iterations = 0, shift_invert_steps = 0;
-  bool budget = false, stalled = false, decided = false;
-  index_t widest = -1; // block with the largest upper bound, if above the start
 
-  template <class Outcome> void add(PerronBound &pf, index_t block, const Outcome &o) {
-    pf.lower = std::max(pf.lower, o.lower);
-    if (o.upper > pf.upper) {
-      pf.upper = o.upper;
-      widest = block;
-    }
-    iterations += o.iterations;
-    shift_invert_steps += o.shift_invert_steps;
-    pf.underflow = pf.underflow || o.underflow;
-    budget = budget || o.status == PerronStatus::budget_exhausted;
-    stalled = stalled || o.status == PerronStatus::stalled;
-    decided = decided || o.status == PerronStatus::decided;
-  }
 
-  void finish(PerronBound &pf) const {
-    constexpr std::int64_t int_max = std::numeric_limits<int>::max();
-    pf.iterations = static_cast<int>(std::min(iterations, int_max));
-    pf.shift_invert_steps = static_cast<int>(std::min(shift_invert_steps, int_max));
-    pf.status = budget    ? PerronStatus::budget_exhausted
-                : stalled ? PerronStatus::stalled
-                : decided ? PerronStatus::decided
-                          : PerronStatus::tight;
-  }
-};
+} // namespace
 
-void check_options(const PerronOptions &o) {
+namespace detail {
+
+std::string format_bound(double v) {
+  return fmt(v);
+}
+
+void check_perron_options(const PerronOptions &o) {
   if (!(o.rel_width >= 0))
     throw InvalidArgument("perron_frobenius_bound: rel_width must be >= 0, got " +
                           fmt(o.rel_width));
@@ -593,10 +570,6 @@ void check_options(const PerronOptions &o) {
     throw InvalidArgument("perron_frobenius_bound: max_iterations must be >= 1, got " +
                           std::to_string(o.max_iterations));
 }
-
-} // namespace
-
-namespace detail {
 
 template <class T>
 PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposition &scc,
@@ -611,7 +584,7 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
       static_cast<index_t>(scc.has_cycle.size()) != scc.block_count())
     throw InvalidArgument("perron_frobenius_bound: the SCC decomposition is for a "
                           "matrix of another size");
-  check_options(options);
+  check_perron_options(options);
   if (const auto e = A.find_non_finite())
     throw InvalidArgument("perron_frobenius_bound: A has a non-finite entry at (" +
                           std::to_string(e->row + 1) + ", " + std::to_string(e->col + 1) +
@@ -692,7 +665,7 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
   }
 
   pf.lower = pf.upper = single;
-  DiagonalBlockMerge merged; // over the cyclic blocks
+  detail::DiagonalBlockMerge merged; // over the cyclic blocks
   for (std::size_t c = 0; c < cyclic.size(); ++c)
     merged.add(pf, static_cast<index_t>(c), outcomes[c]);
   merged.finish(pf);
@@ -761,206 +734,10 @@ PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const SccDecomposition
 
 template <class T>
 PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const PerronOptions &options) {
-  check_options(options);
+  detail::check_perron_options(options);
   return perron_frobenius_bound(A, strongly_connected_components(A), options);
 }
 
-namespace {
-
-/// Absolute row (or column) sums of one block, accumulated into out (double).
-/// A convolution's sums come from its kernel alone: the taps of an output
-/// pixel that fall inside the image are a product of the valid kernel rows
-/// and the valid kernel columns, so each sum is at most kh * kw precomputed
-/// per-channel sums of |w| (no pass over the taps of every pixel).
-template <class T>
-void add_abs_sums(const LinearOperator<T> &op, bool rows, double *out) {
-  const auto *conv = dynamic_cast<const Conv2dOperator<T> *>(&op);
-  if (!conv) {
-    const auto s = rows ? op.row_abs_sums() : op.col_abs_sums();
-    for (std::size_t i = 0; i < s.size(); ++i)
-      out[i] += static_cast<double>(s[i]);
-    return;
-  }
-  const auto &g = conv->geometry();
-  const auto w = conv->weights();
-  const TensorShape o = g.output();
-  const index_t KH = g.kernel_h, KW = g.kernel_w, cin_g = g.input.channels / g.groups,
-                cout_g = g.out_channels / g.groups;
-  // Valid kernel rows/cols per output (rows) or input (columns) position.
-  auto valid = [](index_t outer, index_t inner, index_t K, index_t stride, index_t pad,
-                  index_t dil, bool forward) {
-    std::vector<std::vector<index_t>> v(
-        static_cast<std::size_t>(forward ? outer : inner));
-    for (index_t p = 0; p < outer; ++p)
-      for (index_t k = 0; k < K; ++k) {
-        const index_t i = p * stride - pad + k * dil;
-        if (i >= 0 && i < inner)
-          v[static_cast<std::size_t>(forward ? p : i)].push_back(k);
-      }
-    for (auto &list : v) { // a kernel row may reach an input row from one output only
-      std::sort(list.begin(), list.end());
-      list.erase(std::unique(list.begin(), list.end()), list.end());
-    }
-    return v;
-  };
-  const auto vh =
-      valid(o.height, g.input.height, KH, g.stride_h, g.pad_top, g.dilation_h, rows);
-  const auto vw =
-      valid(o.width, g.input.width, KW, g.stride_w, g.pad_left, g.dilation_w, rows);
-  const index_t channels = rows ? g.out_channels : g.input.channels;
-  std::vector<double> S(static_cast<std::size_t>(channels * KH * KW), 0.0);
-  for (index_t co = 0; co < g.out_channels; ++co)
-    for (index_t c = 0; c < cin_g; ++c) {
-      const index_t ci = (co / cout_g) * cin_g + c;
-      for (index_t k = 0; k < KH * KW; ++k)
-        S[(rows ? co : ci) * KH * KW + k] +=
-            std::abs(static_cast<double>(w[(co * cin_g + c) * KH * KW + k]));
-    }
-  const index_t H = static_cast<index_t>(vh.size()), W = static_cast<index_t>(vw.size());
-  for (index_t c = 0; c < channels; ++c)
-    for (index_t h = 0; h < H; ++h)
-      for (index_t x = 0; x < W; ++x) {
-        double sum = 0;
-        for (const index_t kh : vh[h])
-          for (const index_t kw : vw[x])
-            sum += S[(c * KH + kh) * KW + kw];
-        out[(c * H + h) * W + x] += sum;
-      }
-}
-
-/// max of the absolute row (or column) sums of a BlockOperator.
-template <class T> double block_norm(const BlockOperator<T> &A, bool rows) {
-  std::vector<double> sums(static_cast<std::size_t>(rows ? A.rows() : A.cols()), 0.0);
-  // Entries at the same block are summed before |.|: bound them by the sum
-  // of their absolute sums only when alone; otherwise use the operator's
-  // own sums of the group.
-  const auto entries = A.entries();
-  std::vector<char> shared(entries.size(), 0);
-  for (std::size_t e = 1; e < entries.size(); ++e)
-    if (entries[e].block_row == entries[e - 1].block_row &&
-        entries[e].block_col == entries[e - 1].block_col)
-      shared[e] = shared[e - 1] = 1;
-  bool any_shared = false;
-  for (std::size_t e = 0; e < entries.size(); ++e) {
-    if (shared[e]) {
-      any_shared = true;
-      continue;
-    }
-    const auto &en = entries[e];
-    add_abs_sums(*en.op, rows,
-                 sums.data() +
-                     (rows ? A.row_offset(en.block_row) : A.col_offset(en.block_col)));
-  }
-  if (any_shared) // rare: let the operator handle the summed groups
-    return rows ? norm_inf(A) : norm_1(A);
-  double best = 0;
-  for (const double v : sums)
-    best = std::max(best, v);
-  return best;
-}
-
-/// Well-posedness of a block lower triangular BlockOperator from its
-/// structure: lambda_PF(|A|) is the largest over the diagonal blocks (0 for
-/// a strictly block lower triangular A, with nothing materialised); only the
-/// diagonal blocks that have entries are converted to CSR. Norms come from
-/// the operator's row and column absolute sums.
-template <class T>
-WellPosednessReport block_well_posedness(const BlockOperator<T> &A,
-                                         const PerronOptions &options) {
-  check_options(options);
-  WellPosednessReport r;
-  r.n = A.rows();
-  r.nnz = A.nnz();
-  r.norm_inf = block_norm(A, true);
-  r.norm_1 = block_norm(A, false);
-  if (const auto e = A.find_non_finite())
-    throw InvalidArgument("perron_frobenius_bound: A has a non-finite entry at (" +
-                          std::to_string(e->row + 1) + ", " + std::to_string(e->col + 1) +
-                          ")");
-  PerronBound &pf = r.pf;
-  const auto entries = A.entries();
-  index_t diagonal_states = 0, largest = r.n > 0 ? 1 : 0, scc_count = 0;
-  bool nilpotent = true;
-  DiagonalBlockMerge merged; // over the diagonal blocks of the state blocks
-  for (index_t i = 0; i < A.row_blocks(); ++i) {
-    std::vector<BlockEntry<T>> diag;
-    for (const index_t e : A.entries_in_row(i))
-      if (entries[e].block_col == i)
-        diag.push_back({0, 0, entries[e].op});
-    if (diag.empty())
-      continue;
-    const index_t size = A.row_block_size(i);
-    const CsrMatrix<T> M =
-        diag.size() == 1 ? diag[0].op->to_csr()
-                         : BlockOperator<T>({size}, {size}, std::move(diag)).to_csr();
-    const SccDecomposition scc = strongly_connected_components(M);
-    const PerronBound b = perron_frobenius_bound(M, scc, options);
-    diagonal_states += size;
-    scc_count += scc.block_count();
-    largest = std::max(largest, scc.largest_block());
-    nilpotent = nilpotent && scc.nilpotent();
-    pf.cyclic_blocks += b.cyclic_blocks;
-    merged.add(pf, i, b);
-  }
-  // States of blocks without a diagonal entry are 1x1 SCCs without a cycle.
-  r.scc_count = scc_count + (r.n - diagonal_states);
-  r.scc_largest = largest;
-  r.nilpotent = nilpotent;
-  pf.blocks = r.scc_count;
-  pf.largest_block = largest;
-  merged.finish(pf);
-  const index_t widest = merged.widest;
-  std::string msg = "lambda_PF(|A|) in [" + fmt(pf.lower) + ", " + fmt(pf.upper) +
-                    "] from the structure of a block operator with " +
-                    std::to_string(A.row_blocks()) + " state blocks";
-  if (widest < 0 && pf.upper == 0)
-    msg +=
-        A.strictly_block_lower_triangular()
-            ? ": strictly block lower triangular (feed-forward), so A is nilpotent and "
-              "lambda_PF(|A|) = 0 exactly"
-            : ": the diagonal blocks are nilpotent";
-  else if (widest >= 0)
-    msg += "; upper bound from diagonal block " + std::to_string(widest + 1);
-  if (pf.upper < 1)
-    msg += "; certified well-posed for componentwise non-expansive activations";
-  else if (pf.lower >= 1)
-    msg += "; lambda_PF(|A|) >= 1: the Perron-Frobenius condition fails";
-  else
-    msg += "; not certified (upper bound >= 1)";
-  pf.message = std::move(msg);
-  return r;
-}
-
-} // namespace
-
-template <class T>
-WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
-                                           const PerronOptions &options) {
-  if (A.rows() != A.cols())
-    throw InvalidArgument("analyse_well_posedness: A is " + std::to_string(A.rows()) +
-                          " x " + std::to_string(A.cols()) + ", not square");
-  if (const auto *block = dynamic_cast<const BlockOperator<T> *>(&A);
-      block && block->square_partition() && block->block_lower_triangular())
-    return block_well_posedness(*block, options);
-  const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&A);
-  std::optional<CsrMatrix<T>> owned;
-  if (!csr) {
-    owned.emplace(A.to_csr());
-    csr = &*owned;
-  }
-  WellPosednessReport r;
-  r.n = csr->rows();
-  r.nnz = csr->nnz();
-  r.norm_inf = norm_inf(*csr);
-  r.norm_1 = norm_1(*csr);
-  const SccDecomposition scc = strongly_connected_components(*csr);
-  r.pf = perron_frobenius_bound(*csr, scc, options);
-  r.scc_count = scc.block_count();
-  r.scc_largest = scc.largest_block();
-  r.nilpotent = scc.nilpotent();
-  return r;
-}
-
 template PerronBound perron_frobenius_bound(const CsrMatrix<float> &,
                                             const PerronOptions &);
 template PerronBound perron_frobenius_bound(const CsrMatrix<double> &,
@@ -971,9 +748,5 @@ template PerronBound perron_frobenius_bound(const CsrMatrix<float> &,
 template PerronBound perron_frobenius_bound(const CsrMatrix<double> &,
                                             const SccDecomposition &,
                                             const PerronOptions &);
-template WellPosednessReport analyse_well_posedness(const LinearOperator<float> &,
-                                                    const PerronOptions &);
-template WellPosednessReport analyse_well_posedness(const LinearOperator<double> &,
-                                                    const PerronOptions &);
 
 } // namespace tacit::inline v1
