@@ -8,7 +8,8 @@
 //   3 auto     Conv2dOperator::apply (the per-shape choice)
 //   4 adjoint  Conv2dOperator::apply with Mode::transpose
 //   5 packed   the micro-kernel on B tiles packed per task
-//   5 packed   the micro-kernel on B tiles packed per task
+// Every benchmark runs at each instruction-set level the CPU supports
+// (argument `isa`: 0 generic, 1 avx2, 2 avx512; see bench_isa.hpp).
 // Counters: GFLOPS (2 * multiply-adds of the convolution, taps in the padding
 // counted as the dense formula does: Co * Cin/g * KH * KW * OH * OW * N);
 // vs_naive = naive time / kernel time; vs_gemm_peak = time of an Eigen GEMM
@@ -20,7 +21,9 @@
 
 #include <tacit/operators/structured.hpp>
 
-#include "operators/detail/conv_kernels.hpp"
+#include "operators/detail/conv_plan.hpp"
+
+#include "bench_isa.hpp"
 
 #include <Eigen/Core>
 #include <tbb/blocked_range.h>
@@ -114,13 +117,13 @@ template <class T> struct Layer {
     case 1:
     case 2:
     case 5:
-      detail::conv_forward<T>(plan,
-                              algo == 1   ? detail::ConvAlgorithm::direct
-                              : algo == 2 ? detail::ConvAlgorithm::im2col
-                                          : detail::ConvAlgorithm::packed,
-                              packed.data(), w.data(), detail::PlainStore<T>{T(1), T(0)}, xv(),
-                              yv(), xp.data(),
-                              pool, Execution::parallel);
+      detail::conv_kernels().of<T>().forward(plan,
+                                             algo == 1   ? detail::ConvAlgorithm::direct
+                                             : algo == 2 ? detail::ConvAlgorithm::im2col
+                                                         : detail::ConvAlgorithm::packed,
+                                             packed.data(), w.data(),
+                                             detail::ConvEpilogue<T>{}, xv(), yv(),
+                                             xp.data(), pool, Execution::parallel);
       break;
     case 3:
       op.apply(Mode::normal, T(1), xv(), T(0), yv());
@@ -182,6 +185,7 @@ template <class T> void BM_Conv(benchmark::State &state) {
   const index_t N = state.range(1);
   const int threads = static_cast<int>(state.range(2));
   const int algo = static_cast<int>(state.range(3));
+  tacit::bench::IsaScope isa(state.range(4));
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   Layer<T> L(s, N);
   const double naive = naive_time<T>(s, N);
@@ -199,16 +203,17 @@ template <class T> void BM_Conv(benchmark::State &state) {
   state.counters["GFLOPS"] = L.flops() / mean * 1e-9;
   state.counters["vs_naive"] = naive / mean;
   state.counters["vs_gemm_peak"] = gemm / mean;
-  state.SetLabel(s.name);
+  state.SetLabel(std::string(s.name) + " " + to_string(active_isa()));
 }
 
 void conv_args(benchmark::internal::Benchmark *b) {
-  b->ArgNames({"shape", "N", "threads", "algo"});
+  b->ArgNames({"shape", "N", "threads", "algo", "isa"});
   for (int s = 0; s < int(std::size(shapes)); ++s)
     for (int n : {1, 32, 128})
       for (int t : {1, 2})
         for (int a : {1, 5, 2, 3, 4})
-          b->Args({s, n, t, a});
+          for (auto isa : tacit::bench::isa_levels())
+            b->Args({s, n, t, a, isa});
   b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.1);
 }
 
@@ -217,6 +222,7 @@ template <class T> void BM_ResNet20Convs(benchmark::State &state) {
   const index_t N = state.range(0);
   const int threads = static_cast<int>(state.range(1));
   const int algo = static_cast<int>(state.range(2));
+  tacit::bench::IsaScope isa(state.range(3));
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   std::vector<std::unique_ptr<Layer<T>>> layers;
   double flops = 0;
@@ -230,16 +236,20 @@ template <class T> void BM_ResNet20Convs(benchmark::State &state) {
         layers[s]->run(algo);
   state.counters["GFLOPS"] =
       benchmark::Counter(flops * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
+  state.SetLabel(to_string(active_isa()));
 }
 
 void resnet_args(benchmark::internal::Benchmark *b) {
-  b->ArgNames({"N", "threads", "algo"});
+  b->ArgNames({"N", "threads", "algo", "isa"});
   for (int n : {1, 32, 128})
     for (int t : {1, 2})
       for (int a : {1, 5, 2, 3, 4})
-        b->Args({n, t, a});
+        for (auto isa : tacit::bench::isa_levels())
+          b->Args({n, t, a, isa});
   b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.2);
 }
+
+[[maybe_unused]] const bool context = tacit::bench::add_isa_context();
 
 } // namespace
 

@@ -15,6 +15,9 @@
 //    mean time / tacit's mean time;
 //  - SpMM reports GFLOP/s (2 nnz k flops per product) and `rhs_vs_spmv` =
 //    time per right-hand side / time of one SpMV on as many threads.
+// The kernels run at every instruction-set level the CPU supports (last
+// argument `isa`: 0 generic, 1 avx2, 2 avx512; see bench_isa.hpp); the
+// baselines (STREAM read, Eigen) do not depend on it.
 // Run with --benchmark_repetitions=N when the machine is quiet.
 
 #include <benchmark/benchmark.h>
@@ -23,6 +26,8 @@
 #include <tacit/nn/generate.hpp>
 
 #include "core/detail/huge_pages.hpp"
+
+#include "bench_isa.hpp"
 
 #include <Eigen/SparseCore>
 #include <tbb/blocked_range.h>
@@ -210,6 +215,7 @@ template <class T> struct EigenSpmv {
 template <class T> void BM_Spmv(benchmark::State &state) {
   const auto &A = matrix<T>();
   const int threads = static_cast<int>(state.range(0));
+  tacit::bench::IsaScope isa(state.range(1));
   const auto x = random_vector<T>(A.cols(), 1);
   std::vector<T> y(A.rows());
   tbb::task_arena arena(threads);
@@ -233,15 +239,16 @@ template <class T> void BM_Spmv(benchmark::State &state) {
   state.counters["bandwidth_fraction"] = bytes / timer.mean() / bandwidth;
   state.counters["vs_eigen"] = eigen_time.mean() / timer.mean();
   state.counters["nnz"] = static_cast<double>(A.nnz());
+  state.SetLabel(to_string(active_isa()));
 }
 BENCHMARK_TEMPLATE(BM_Spmv, double)
-    ->Arg(1)
-    ->Arg(2)
+    ->ArgNames({"threads", "isa"})
+    ->ArgsProduct({{1, 2}, tacit::bench::isa_levels()})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Spmv, float)
-    ->Arg(1)
-    ->Arg(2)
+    ->ArgNames({"threads", "isa"})
+    ->ArgsProduct({{1, 2}, tacit::bench::isa_levels()})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
@@ -282,6 +289,7 @@ template <class T> void BM_SpmvMode(benchmark::State &state) {
   const auto &A = matrix<T>();
   const Mode mode = static_cast<Mode>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
+  tacit::bench::IsaScope isa(state.range(2));
   const auto x = random_vector<T>(A.cols(), 1);
   std::vector<T> y(A.rows());
   tbb::task_arena arena(threads);
@@ -299,19 +307,23 @@ template <class T> void BM_SpmvMode(benchmark::State &state) {
     benchmark::DoNotOptimize(y.data());
     stream.run(state, read_stream_once);
   }
-  state.SetLabel(is_transposed(mode) ? (is_absolute(mode) ? "abs_transpose" : "transpose")
-                                     : (is_absolute(mode) ? "abs" : "normal"));
+  state.SetLabel(std::string(is_transposed(mode)
+                                 ? (is_absolute(mode) ? "abs_transpose " : "transpose ")
+                                 : (is_absolute(mode) ? "abs " : "normal ")) +
+                 to_string(active_isa()));
   const double bytes = static_cast<double>(spmv_bytes(A));
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
   state.counters["bandwidth_fraction"] =
       bytes / timer.mean() / (stream_bytes() / stream.mean());
 }
 BENCHMARK_TEMPLATE(BM_SpmvMode, double)
-    ->ArgsProduct({{int(Mode::abs), int(Mode::transpose), int(Mode::abs_transpose)}, {2}})
+    ->ArgsProduct({{int(Mode::abs), int(Mode::transpose), int(Mode::abs_transpose)},
+                   {2},
+                   tacit::bench::isa_levels()})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_SpmvMode, float)
-    ->ArgsProduct({{int(Mode::transpose)}, {2}})
+    ->ArgsProduct({{int(Mode::transpose)}, {2}, tacit::bench::isa_levels()})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
@@ -325,6 +337,7 @@ template <class T> void BM_Spmm(benchmark::State &state) {
   const index_t w = state.range(1);
   const int threads = static_cast<int>(state.range(2));
   const Mode mode = static_cast<Mode>(state.range(3));
+  tacit::bench::IsaScope isa(state.range(4));
   const index_t width = w > 0 ? w : k;
   const auto X = random_batch<T>(A.cols(), k, 2, width);
   Batch<T> Y(A.rows(), k, width);
@@ -351,18 +364,22 @@ template <class T> void BM_Spmm(benchmark::State &state) {
   // Seconds per right-hand side over seconds per SpMV on as many threads.
   state.counters["rhs_vs_spmv"] = timer.mean() / static_cast<double>(k) / spmv.mean();
   state.SetLabel(std::string(is_transposed(mode) ? "transpose " : "") +
-                 (w > 0 ? "slab " + std::to_string(w) : "row-major"));
+                 (w > 0 ? "slab " + std::to_string(w) : "row-major") + " " +
+                 to_string(active_isa()));
 }
 
 void spmm_args(benchmark::internal::Benchmark *b) {
   const int normal = int(Mode::normal), transpose = int(Mode::transpose);
-  for (int threads : {1, 2})
-    for (int k : {1, 8, 32, 128})
-      b->Args({k, 32, threads, normal});
-  for (int w : {8, 16, 64, 0})
-    b->Args({128, w, 2, normal});
-  b->Args({32, 32, 2, transpose});
-  b->Args({128, 32, 2, transpose});
+  b->ArgNames({"k", "w", "threads", "mode", "isa"});
+  for (auto isa : tacit::bench::isa_levels()) {
+    for (int threads : {1, 2})
+      for (int k : {1, 8, 32, 128})
+        b->Args({k, 32, threads, normal, isa});
+    for (int w : {8, 16, 64, 0})
+      b->Args({128, w, 2, normal, isa});
+    b->Args({32, 32, 2, transpose, isa});
+    b->Args({128, 32, 2, transpose, isa});
+  }
 }
 BENCHMARK_TEMPLATE(BM_Spmm, double)
     ->Apply(spmm_args)
@@ -374,6 +391,8 @@ BENCHMARK_TEMPLATE(BM_Spmm, float)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(1.0);
+
+[[maybe_unused]] const bool context = tacit::bench::add_isa_context();
 
 } // namespace
 

@@ -8,20 +8,25 @@
 //    operators' serial reference kernels (direct loops, no blocking).
 // Counters: samples_per_second, ratio_to_csr_sweep (CSR time / structured
 // time), ratio_to_naive (naive time / structured time).
-// Arguments: threads (task_arena size), batch width k.
+// Arguments: threads (task_arena size), batch width k, instruction-set level
+// (isa: 0 generic, 1 avx2, 2 avx512; every level the CPU supports, both
+// solves at that level; see bench_isa.hpp).
 
 #include <benchmark/benchmark.h>
 
 #include <tacit/nn/network.hpp>
-#include <tacit/solve/solve.hpp>
 #include <tacit/operators/structured.hpp>
+#include <tacit/solve/solve.hpp>
 
 #include <tbb/task_arena.h>
+
+#include "bench_isa.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
+#include <tuple>
 
 using namespace tacit;
 
@@ -98,8 +103,8 @@ Batch<float> inputs(index_t k) {
 }
 
 double csr_seconds(int threads, index_t k) {
-  static std::map<std::pair<int, index_t>, double> cache;
-  auto &t = cache[{threads, k}];
+  static std::map<std::tuple<int, index_t, Isa>, double> cache;
+  auto &t = cache[{threads, k, active_isa()}];
   if (t == 0) {
     tbb::task_arena arena(threads);
     arena.execute([&] {
@@ -127,6 +132,7 @@ double naive_seconds(index_t k) {
 void BM_resnet20_structured(benchmark::State &state) {
   const int threads = static_cast<int>(state.range(0));
   const index_t k = state.range(1);
+  tacit::bench::IsaScope isa(state.range(2));
   tbb::task_arena arena(threads);
   const double csr_t = csr_seconds(threads, k);
   const double naive_t = naive_seconds(k);
@@ -148,13 +154,16 @@ void BM_resnet20_structured(benchmark::State &state) {
     state.counters["ratio_to_csr_sweep"] = csr_t / best;
     state.counters["ratio_to_naive"] = naive_t / best;
   });
+  state.SetLabel(to_string(active_isa()));
 }
+
+[[maybe_unused]] const bool context = tacit::bench::add_isa_context();
 
 } // namespace
 
 BENCHMARK(BM_resnet20_structured)
-    ->ArgNames({"threads", "k"})
-    ->ArgsProduct({{1, 2}, {1, 32, 128}})
+    ->ArgNames({"threads", "k", "isa"})
+    ->ArgsProduct({{1, 2}, {1, 32, 128}, tacit::bench::isa_levels()})
     ->UseManualTime()
     ->MinTime(1.0)
     ->Unit(benchmark::kMillisecond);

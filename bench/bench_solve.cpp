@@ -13,13 +13,15 @@
 //  - `z_over_spmv`: the share of that spent forming Z = B U + b;
 //  - `inplace_over_spmv`: a sweep that reads the rows of A in place (through
 //    the SCC order) instead of the solver's permuted copy, for comparison.
-// Arguments: threads (task_arena size), batch width k.
+// Arguments: threads (task_arena size), batch width k, instruction-set level
+// (isa: every level the CPU supports, solve and baseline at that level; see
+// bench_isa.hpp).
 
 #include <benchmark/benchmark.h>
 
+#include <tacit/core/structure.hpp>
 #include <tacit/nn/generate.hpp>
 #include <tacit/solve/solve.hpp>
-#include <tacit/core/structure.hpp>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -32,6 +34,8 @@
 
 #include "solve/detail/fixed_point.hpp"
 #include "solve/detail/solve_kernels.hpp"
+
+#include "bench_isa.hpp"
 
 using namespace tacit;
 
@@ -108,6 +112,7 @@ void run_solve(benchmark::State &state, ModelId id, SolveMethod method, int ande
                const char *ratio_name) {
   const int threads = static_cast<int>(state.range(0));
   const index_t k = state.range(1);
+  tacit::bench::IsaScope isa(state.range(2));
   const Model<T> &m = model<T>(id);
   tbb::task_arena arena(threads);
   SolveOptions opt;
@@ -131,7 +136,8 @@ void run_solve(benchmark::State &state, ModelId id, SolveMethod method, int ande
     p = best_seconds(3, product);
   });
   state.counters["z_over_spmv"] = z / p;
-  state.SetLabel(to_string(solver->method()) + (anderson ? "+anderson" : ""));
+  state.SetLabel(to_string(solver->method()) + (anderson ? "+anderson " : " ") +
+                 to_string(active_isa()));
 }
 
 // ---------------------------------------------------------------------------
@@ -141,10 +147,11 @@ template <class T> void BM_SweepFeedForward(benchmark::State &state) {
   run_solve<T>(state, resnet_full, SolveMethod::automatic, 0, "sweep_over_spmv");
 }
 void sweep_args(benchmark::internal::Benchmark *b) {
-  b->ArgNames({"threads", "k"});
+  b->ArgNames({"threads", "k", "isa"});
   for (int threads : {1, 2})
     for (int k : {1, 8, 32, 128})
-      b->Args({threads, k});
+      for (auto isa : tacit::bench::isa_levels())
+        b->Args({threads, k, isa});
 }
 BENCHMARK_TEMPLATE(BM_SweepFeedForward, double)
     ->Apply(sweep_args)
@@ -152,10 +159,10 @@ BENCHMARK_TEMPLATE(BM_SweepFeedForward, double)
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.5);
 BENCHMARK_TEMPLATE(BM_SweepFeedForward, float)
-    ->ArgNames({"threads", "k"})
-    ->Args({2, 1})
-    ->Args({2, 32})
-    ->Args({2, 128})
+    ->ArgNames({"threads", "k", "isa"})
+    ->ArgsProduct({{2}, {1}, tacit::bench::isa_levels()})
+    ->ArgsProduct({{2}, {32}, tacit::bench::isa_levels()})
+    ->ArgsProduct({{2}, {128}, tacit::bench::isa_levels()})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.5);
@@ -165,6 +172,7 @@ BENCHMARK_TEMPLATE(BM_SweepFeedForward, float)
 template <class T> void BM_SweepInPlace(benchmark::State &state) {
   const int threads = static_cast<int>(state.range(0));
   const index_t k = state.range(1);
+  tacit::bench::IsaScope isa(state.range(2));
   const Model<T> &m = model<T>(resnet_full);
   const auto &A = dynamic_cast<const CsrMatrix<T> &>(m.A());
   const auto scc = strongly_connected_components(A);
@@ -190,15 +198,17 @@ template <class T> void BM_SweepInPlace(benchmark::State &state) {
             const T *z = Z.slab(s);
             for (index_t q = q0; q < std::min(p1, q0 + chunk); ++q) {
               const index_t i = scc.order[q];
-              detail::for_column_chunks<T>(X.slab_cols(s), [&](auto cw, index_t c0) {
-                constexpr int CW = decltype(cw)::value;
-                T c[CW];
-                detail::row_sum4<CW>(vals, cols.data(), ptr[i], ptr[i + 1], x + c0, W, c);
-                for (int w = 0; w < CW; ++w) {
-                  const T v = c[w] + z[i * W + c0 + w];
-                  x[i * W + c0 + w] = v > T(0) ? v : T(0);
-                }
-              });
+              detail::generic::for_column_chunks<T>(
+                  X.slab_cols(s), [&](auto cw, index_t c0) {
+                    constexpr int CW = decltype(cw)::value;
+                    T c[CW];
+                    detail::generic::row_sum4<CW>(vals, cols.data(), ptr[i], ptr[i + 1],
+                                                  x + c0, W, c);
+                    for (int w = 0; w < CW; ++w) {
+                      const T v = c[w] + z[i * W + c0 + w];
+                      x[i * W + c0 + w] = v > T(0) ? v : T(0);
+                    }
+                  });
             }
           }
         });
@@ -207,12 +217,13 @@ template <class T> void BM_SweepInPlace(benchmark::State &state) {
   };
   Product<T> product(m, k);
   timed_against_product(state, arena, product, sweep, "inplace_over_spmv");
+  state.SetLabel("in place (generic row sums), product " + to_string(active_isa()));
 }
 BENCHMARK_TEMPLATE(BM_SweepInPlace, double)
-    ->ArgNames({"threads", "k"})
-    ->Args({2, 1})
-    ->Args({2, 32})
-    ->Args({1, 1})
+    ->ArgNames({"threads", "k", "isa"})
+    ->ArgsProduct({{2}, {1}, tacit::bench::isa_levels()})
+    ->ArgsProduct({{2}, {32}, tacit::bench::isa_levels()})
+    ->ArgsProduct({{1}, {1}, tacit::bench::isa_levels()})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.5);
@@ -227,11 +238,13 @@ template <class T> void BM_SweepFeedForwardQuarter(benchmark::State &state) {
   run_solve<T>(state, resnet_quarter, SolveMethod::sweep, 0, "sweep_over_spmv");
 }
 void quarter_args(benchmark::internal::Benchmark *b) {
-  b->ArgNames({"threads", "k"});
+  b->ArgNames({"threads", "k", "isa"});
   for (int threads : {1, 2})
     for (int k : {1, 8, 32})
-      b->Args({threads, k});
-  b->Args({2, 128});
+      for (auto isa : tacit::bench::isa_levels())
+        b->Args({threads, k, isa});
+  for (auto isa : tacit::bench::isa_levels())
+    b->Args({2, 128, isa});
 }
 BENCHMARK_TEMPLATE(BM_PicardFeedForward, double)
     ->Apply(quarter_args)
@@ -257,10 +270,11 @@ template <class T> void BM_ImplicitAuto(benchmark::State &state) {
   run_solve<T>(state, implicit, SolveMethod::automatic, 0, "over_spmv");
 }
 void implicit_args(benchmark::internal::Benchmark *b) {
-  b->ArgNames({"threads", "k"});
+  b->ArgNames({"threads", "k", "isa"});
   for (int threads : {1, 2})
     for (int k : {1, 8, 32, 128})
-      b->Args({threads, k});
+      for (auto isa : tacit::bench::isa_levels())
+        b->Args({threads, k, isa});
 }
 BENCHMARK_TEMPLATE(BM_ImplicitPicard, double)
     ->Apply(implicit_args)
@@ -273,19 +287,21 @@ BENCHMARK_TEMPLATE(BM_ImplicitAnderson, double)
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.3);
 BENCHMARK_TEMPLATE(BM_ImplicitAuto, double)
-    ->ArgNames({"threads", "k"})
-    ->Args({2, 1})
-    ->Args({2, 32})
+    ->ArgNames({"threads", "k", "isa"})
+    ->ArgsProduct({{2}, {1}, tacit::bench::isa_levels()})
+    ->ArgsProduct({{2}, {32}, tacit::bench::isa_levels()})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.3);
 BENCHMARK_TEMPLATE(BM_ImplicitPicard, float)
-    ->ArgNames({"threads", "k"})
-    ->Args({2, 1})
-    ->Args({2, 32})
+    ->ArgNames({"threads", "k", "isa"})
+    ->ArgsProduct({{2}, {1}, tacit::bench::isa_levels()})
+    ->ArgsProduct({{2}, {32}, tacit::bench::isa_levels()})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.3);
+
+[[maybe_unused]] const bool context = tacit::bench::add_isa_context();
 
 } // namespace
 

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include <tacit/core/error.hpp>
+#include <tacit/core/isa.hpp>
 
 #include <unistd.h>
 
@@ -263,6 +264,12 @@ void Invocation::warn(const std::string &message) const {
 }
 
 // ---------------------------------------------------------------- formatting
+
+std::string kernel_level() {
+  const std::string note = isa_note();
+  return to_string(active_isa()) + " (" + (note.empty() ? "best for this CPU" : note) +
+         "; CPU: " + cpu_features() + ")";
+}
 
 std::string fmt_g(double value, int digits) {
   char buffer[64];

@@ -176,6 +176,10 @@ private:
 
 /// printf("%.<digits>g").
 std::string fmt_g(double value, int digits = 6);
+
+/// The kernels' instruction-set level and why, e.g. "avx2 (best for this CPU:
+/// AVX2 FMA, no AVX-512F)".
+std::string kernel_level();
 /// Integer with thousands separators: 188,416.
 std::string fmt_count(std::int64_t value);
 /// Bytes as "481.5 MB" (decimal units).

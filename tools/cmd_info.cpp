@@ -4,12 +4,13 @@
 #include <iostream>
 #include <optional>
 
-#include <tacit/io/io.hpp>
+#include <tacit/analysis/wellposed.hpp>
+#include <tacit/core/isa.hpp>
 #include <tacit/core/model.hpp>
 #include <tacit/core/operator.hpp>
 #include <tacit/core/structure.hpp>
+#include <tacit/io/io.hpp>
 #include <tacit/operators/structured.hpp>
-#include <tacit/analysis/wellposed.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"
@@ -55,6 +56,7 @@ int info_matrix(Invocation &inv, const std::filesystem::path &path) {
                           {"a_storage", A.kind()},
                           {"norm_inf", ninf},
                           {"norm_1", n1},
+                          {"isa", to_string(active_isa())},
                           {"load_seconds", load_seconds}};
     if (scc)
       doc["scc"] = scc_json(*scc);
@@ -70,6 +72,7 @@ int info_matrix(Invocation &inv, const std::filesystem::path &path) {
       std::cout << "  SCCs:      " << scc_line(*scc) << "\n";
     else
       std::cout << "  SCCs:      not square, no SCC analysis\n";
+    std::cout << "  kernels:   " << kernel_level() << "\n";
   }
   return exit_ok;
 }
@@ -84,8 +87,8 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   // structure: materialising it for an SCC analysis would cost far more
   // than the model itself.
   const auto *block = dynamic_cast<const BlockOperator<double> *>(&model.A());
-  const bool structured = block && block->square_partition() &&
-                          block->strictly_block_lower_triangular();
+  const bool structured =
+      block && block->square_partition() && block->strictly_block_lower_triangular();
   std::optional<SccDecomposition> scc;
   std::optional<WellPosednessReport> wp;
   index_t block_levels = 0;
@@ -133,14 +136,18 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
                           {"norm_1", n1},
                           {"positively_homogeneous", model.positively_homogeneous()},
                           {"blocks", blocks},
+                          {"isa", to_string(active_isa())},
                           {"load_seconds", load_seconds}};
     if (scc) {
       doc["scc"] = scc_json(*scc);
     } else {
       // Every state is its own acyclic SCC; levels are those of the blocks.
-      doc["scc"] = {{"count", model.states()},    {"largest", model.states() > 0 ? 1 : 0},
-                    {"cyclic", 0},                {"singletons", model.states()},
-                    {"nilpotent", true},          {"block_levels", block_levels}};
+      doc["scc"] = {{"count", model.states()},
+                    {"largest", model.states() > 0 ? 1 : 0},
+                    {"cyclic", 0},
+                    {"singletons", model.states()},
+                    {"nilpotent", true},
+                    {"block_levels", block_levels}};
       doc["structure"] = {{"state_blocks", block->row_blocks()},
                           {"entries", block->entries().size()},
                           {"strictly_block_lower_triangular", true}};
@@ -167,9 +174,10 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
             << "  C: " << op_line(model.C()) << "\n"
             << "  D: " << (D ? op_line(*D) : std::string("none (D = 0)")) << "\n"
             << (scc ? "  SCCs of A: " + scc_line(*scc)
-                    : "  structure: block operator over " + fmt_count(block->row_blocks()) +
-                          " state blocks (" + fmt_count(block->entries().size()) +
-                          " nonzero blocks, " + fmt_count(block_levels) +
+                    : "  structure: block operator over " +
+                          fmt_count(block->row_blocks()) + " state blocks (" +
+                          fmt_count(block->entries().size()) + " nonzero blocks, " +
+                          fmt_count(block_levels) +
                           " block levels), strictly block lower triangular: nilpotent "
                           "(feed-forward), lambda_PF(|A|) = 0")
             << "\n"
@@ -189,6 +197,7 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   }
   if (model.blocks().size() > shown)
     std::cout << "    ... " << model.blocks().size() - shown << " more (see --json)\n";
+  std::cout << "  kernels: " << kernel_level() << "\n";
   return exit_ok;
 }
 
@@ -206,14 +215,16 @@ int run_info(Invocation &inv) {
         "storage of A, B, C, D, the norms of A, the state blocks with their activations\n"
         "and the strongly connected components of A (count, largest, levels; a "
         "nilpotent\n"
-        "A is a feed-forward network). A bare .mtx file is taken as A alone.",
+        "A is a feed-forward network), and the instruction-set level of the kernels\n"
+        "(generic, avx2 or avx512: the best this CPU supports, or TACIT_ISA's).\n"
+        "A bare .mtx file is taken as A alone.",
     .positionals = {{"MODEL",
                      "model directory, native model file (.tacit) or matrix (.mtx)"}},
     .options = {},
     .epilog =
         "JSON fields: kind (model|matrix), n, p, q, nnz {A, B, C, D}, a_bytes, bytes,\n"
         "norm_inf, norm_1, blocks [{name, offset, size, activation}], scc {count,\n"
-        "largest, levels, cyclic, singletons, nilpotent}.\n",
+        "largest, levels, cyclic, singletons, nilpotent}, isa.\n",
     .order = 10,
     .run = run_info,
     .usage = "MODEL [--json]",

@@ -68,7 +68,7 @@ void print_main_help(std::ostream &out) {
       << ": implicit deep-learning models  y = C x + D u + c,  x = phi(A x + B u + b)\n\n"
          "Usage: tacit COMMAND [OPTIONS] [ARGUMENTS]\n"
          "       tacit COMMAND --help      (help on one command)\n"
-         "       tacit --version\n\n"
+         "       tacit --version   (and the kernels' instruction-set level)\n\n"
          "Commands:\n";
   std::size_t width = 4;
   for (const auto &c : commands())
@@ -135,7 +135,8 @@ int run(int argc, char **argv) {
   for (; i < args.size() && args[i].size() > 1 && args[i][0] == '-'; ++i) {
     const std::string &a = args[i];
     if (a == "--version") {
-      std::cout << "tacit " << version << "\n";
+      std::cout << "tacit " << version << "\n"
+                << "kernels: " << kernel_level() << "\n";
       return exit_ok;
     }
     if (a == "--help" || a == "-h") {

@@ -8,6 +8,7 @@
 #include <tacit/core/csr.hpp>
 #include <tacit/core/dense.hpp>
 #include <tacit/core/error.hpp>
+#include <tacit/core/isa.hpp>
 #include <tacit/core/model.hpp>
 #include <tacit/core/operator.hpp>
 #include <tacit/core/structure.hpp>

@@ -15,7 +15,7 @@
 
 #include <tacit/analysis/wellposed.hpp>
 
-#include "core/detail/csr_kernels.hpp"
+#include "core/detail/csr_schedule.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -11,7 +11,8 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
-#include "core/detail/csr_kernels.hpp"
+#include "core/detail/csr_dispatch.hpp"
+#include "core/detail/csr_schedule.hpp"
 #include "core/detail/huge_pages.hpp"
 
 namespace tacit::inline v1 {
@@ -512,13 +513,12 @@ void CsrMatrix<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
   const unsigned char *twins = grouped ? cache->schedule.twins.data() : nullptr;
   const unsigned char *twin_heads = grouped ? cache->schedule.twin_heads.data() : nullptr;
   visit_columns([&](auto cols) {
+    using I = typename decltype(cols)::value_type;
+    // The active level's kernel, chosen once per product.
+    const auto rows_kernel = detail::csr_kernels().of<T>().template rows<I>(absolute);
     auto run = [&](index_t q0, index_t q1) {
-      if (absolute)
-        detail::csr_rows<true>(row_ptr_.data(), cols.data(), values_.data(), order, q0,
-                               q1, alpha, x, beta, y, twins, twin_heads);
-      else
-        detail::csr_rows<false>(row_ptr_.data(), cols.data(), values_.data(), order, q0,
-                                q1, alpha, x, beta, y, twins, twin_heads);
+      rows_kernel(row_ptr_.data(), cols.data(), values_.data(), order, q0, q1, alpha, x,
+                  beta, y, twins, twin_heads);
     };
     if (parts == 1) {
       run(0, rows);

@@ -1,8 +1,6 @@
-// GCC 12 reports -Wmaybe-uninitialized inside its AVX-512 intrinsics when Eigen
-// instantiates them; not a defect of this file.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // Conv2dOperator: tap description (reference kernels, sums, CSR) and the
-// fast CHWN kernels of operators/detail/conv_kernels.hpp.
+// fast CHWN kernels of operators/detail/conv_kernels.hpp (through the active
+// instruction-set level's table).
 #include <tacit/core/csr.hpp>
 #include <tacit/operators/structured.hpp>
 
@@ -12,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "operators/detail/conv_kernels.hpp"
+#include "operators/detail/conv_plan.hpp"
 
 namespace tacit::inline v1 {
 
@@ -198,10 +196,13 @@ void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T b
   if (!is_transposed(mode)) {
     typename detail::ScratchPool<T>::Lease xp(
         st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, N)));
-    detail::conv_forward(
-        p, detail::choose_algorithm(p, N), ab ? st.packed_abs.data() : st.packed.data(),
-        ab ? st.plain_abs.data() : weights_.data(), detail::PlainStore<T>{alpha, beta}, x,
-        y, xp.data(), st.tasks, exec);
+    detail::ConvEpilogue<T> store;
+    store.alpha = alpha;
+    store.beta = beta;
+    detail::conv_kernels().of<T>().forward(p, detail::choose_algorithm(p, N),
+                                           ab ? st.packed_abs.data() : st.packed.data(),
+                                           ab ? st.plain_abs.data() : weights_.data(),
+                                           store, x, y, xp.data(), st.tasks, exec);
     return;
   }
   if (const auto ag = detail::adjoint_geometry(geometry_)) {
@@ -226,7 +227,8 @@ void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T b
       std::memcpy(dst + i * N, x.row(i), static_cast<std::size_t>(N) * sizeof(T));
     xc = dst;
   }
-  detail::conv_adjoint<T>(p, weights_, ab, alpha, xc, beta, y, buf.data(), exec);
+  detail::conv_kernels().of<T>().adjoint(p, weights_, ab, alpha, xc, beta, y, buf.data(),
+                                         exec);
 }
 
 template <class T>
@@ -267,12 +269,18 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
   const auto &p = st.plan;
   typename detail::ScratchPool<T>::Lease xp(
       st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, x.cols)));
-  return detail::conv_forward(
-      p, detail::choose_algorithm(p, x.cols), st.packed.data(), weights_.data(),
-      detail::ActivatedStore<T>{alpha, beta, bias.empty() ? nullptr : bias.data(), phi,
-                                has_residual ? residual.data : nullptr, residual.ld,
-                                residual_scale, y.data, y.ld},
-      x, y, xp.data(), st.tasks, exec);
+  detail::ConvEpilogue<T> store;
+  store.alpha = alpha;
+  store.beta = beta;
+  store.activated = true;
+  store.bias = bias.empty() ? nullptr : bias.data();
+  store.phi = phi;
+  store.residual = has_residual ? residual.data : nullptr;
+  store.residual_ld = residual.ld;
+  store.residual_scale = residual_scale;
+  return detail::conv_kernels().of<T>().forward(p, detail::choose_algorithm(p, x.cols),
+                                                st.packed.data(), weights_.data(), store,
+                                                x, y, xp.data(), st.tasks, exec);
 }
 
 template <class T> void Conv2dOperator<T>::row_abs_sums_impl(std::span<T> out) const {

@@ -20,8 +20,8 @@
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
 
-#include "core/detail/csr_kernels.hpp"
-#include "solve/detail/solve_kernels.hpp"
+#include "core/detail/csr_schedule.hpp"
+#include "solve/detail/solve_dispatch.hpp"
 
 namespace tacit::inline v1::detail {
 
@@ -36,7 +36,6 @@ template <class T> constexpr double min_rel_tol() {
 }
 
 enum UpdateMode : unsigned char { keep = 0, take_g, revert, first, mix };
-enum Write { write_none, write_select, write_always };
 
 template <class F> void for_tasks(index_t count, bool parallel, F &&f) {
   if (!parallel || count <= 1) {
@@ -61,63 +60,6 @@ template <class V> void grow(V &v, std::size_t n) {
 index_t part_count(std::int64_t work) {
   const auto threads = static_cast<std::int64_t>(tbb::info::default_concurrency());
   return static_cast<index_t>(std::clamp<std::int64_t>(work / 16384, 1, 8 * threads));
-}
-
-/// Rows [r0, r1) of g = phi(pre + c) with pre = M x (fused CSR sum), = y
-/// (operator product done before) or = 0 (x = 0); per-column max of |g - x|
-/// and |g|, and `bad` accumulating pre * 0 + g * 0 (NaN iff a non-finite
-/// value appeared: one type throughout keeps the epilogue vectorised); writes
-/// g according to Write (write_select: where on[w] != 0, else x).
-template <Write W, class T, class I>
-void fused_rows(const std::int64_t *ptr, const I *cols, const T *vals,
-                const Activation *act, index_t r0, index_t r1, bool product, const T *y,
-                const T *x, const T *c, T *out, index_t ld, index_t ncols,
-                const T *__restrict on, T *__restrict step, T *__restrict norm,
-                T *__restrict bad) {
-  for (index_t r = r0; r < r1; ++r) {
-    const Activation &a = act[r];
-    const T *xr = x + r * ld;
-    const T *cr = c + r * ld;
-    for_column_chunks<T>(ncols, [&](auto cw, index_t c0) {
-      constexpr int CW = decltype(cw)::value;
-      T pre[CW], g[CW];
-      if (y) {
-        for (int w = 0; w < CW; ++w)
-          pre[w] = y[r * ld + c0 + w];
-      } else if (product) {
-        row_sum4<CW>(vals, cols, ptr[r], ptr[r + 1], x + c0, ld, pre);
-      } else {
-        for (int w = 0; w < CW; ++w)
-          pre[w] = T(0);
-      }
-#pragma GCC unroll 32
-      for (int w = 0; w < CW; ++w)
-        pre[w] += cr[c0 + w];
-      activate_chunk<CW>(a, pre, g);
-      T *__restrict st = step + c0;
-      T *__restrict nm = norm + c0;
-      T *__restrict bd = bad + c0;
-#pragma GCC unroll 32
-      for (int w = 0; w < CW; ++w) {
-        const T d = std::abs(g[w] - xr[c0 + w]);
-        const T m = std::abs(g[w]);
-        st[w] = d > st[w] ? d : st[w];
-        nm[w] = m > nm[w] ? m : nm[w];
-        bd[w] += pre[w] * T(0) + g[w] * T(0);
-      }
-      if constexpr (W == write_select) {
-        T *o = out + r * ld + c0;
-#pragma GCC unroll 32
-        for (int w = 0; w < CW; ++w)
-          o[w] = on[c0 + w] != T(0) ? g[w] : xr[c0 + w];
-      } else if constexpr (W == write_always) {
-        T *o = out + r * ld + c0;
-#pragma GCC unroll 32
-        for (int w = 0; w < CW; ++w)
-          o[w] = g[w];
-      }
-    });
-  }
 }
 
 /// Cholesky solve of the h x h system a z = b (row-major, overwritten), with
@@ -301,6 +243,8 @@ template <class T> struct FixedPointRunner {
   // A step below a few ulps of the iterate is rounding noise of one
   // evaluation of g: such a tolerance could never be met.
   double rel_tol;
+  // The active level's kernels, chosen once per run.
+  const SolveKernelsOf<T> &kernels = solve_kernels().template of<T>();
 
   FixedPointRunner(const FixedPointSystem<T> &s, FixedPointWork<T> &work,
                    const FixedPointRun<T> &r, const PicardOptions &o)
@@ -316,7 +260,7 @@ template <class T> struct FixedPointRunner {
   /// One pass over every slab with slab_active set (all slabs if `all`):
   /// g = phi(M x + c) from x_[parity] (or x_[0]), per-column partial maxima,
   /// g written according to `write` into x_[1 - parity] or g_.
-  template <Write Wr> void pass(bool product, bool all) {
+  template <FusedWrite Wr> void pass(bool product, bool all) {
     if (!sys.is_csr() && product) {
       // Operator products slab by slab (the operator parallelises inside).
       for (index_t s = 0; s < S; ++s) {
@@ -351,18 +295,18 @@ template <class T> struct FixedPointRunner {
       const T *on = w.mask_.data() + s * W;
       const T *y = (!sys.is_csr() && product) ? w.y_.data() + s * slab_size() : nullptr;
       auto go = [&](auto cols) {
+        using I = typename decltype(cols)::value_type;
         const auto &M = *sys.csr();
-        fused_rows<Wr>(M.row_ptr().data(), cols.data(), M.values().data(),
-                       sys.activations(), parts[p], parts[p + 1], product, y, x, c, out,
-                       W, ncols, on, step, norm, bad);
+        kernels.template fused<I>(Wr)(M.row_ptr().data(), cols.data(), M.values().data(),
+                                      sys.activations(), parts[p], parts[p + 1], product,
+                                      y, x, c, out, W, ncols, on, step, norm, bad);
       };
       if (sys.is_csr()) {
         sys.csr()->visit_columns(go);
       } else {
-        const std::int32_t *none = nullptr;
-        fused_rows<Wr, T, std::int32_t>(nullptr, none, nullptr, sys.activations(),
-                                        parts[p], parts[p + 1], false, y, x, c, out, W,
-                                        ncols, on, step, norm, bad);
+        kernels.template fused<std::int32_t>(Wr)(
+            nullptr, nullptr, nullptr, sys.activations(), parts[p], parts[p + 1], false,
+            y, x, c, out, W, ncols, on, step, norm, bad);
       }
     });
   }
@@ -748,6 +692,7 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
                            std::span<double> out) {
   const index_t n = system.rows();
   const index_t P = static_cast<index_t>(system.parts().size()) - 1;
+  const auto &kernels = solve_kernels().of<T>();
   const auto parts = system.parts();
   std::vector<T> step(static_cast<std::size_t>(slabs * P * width)), norm(step.size()),
       bad(step.size()), y;
@@ -769,19 +714,17 @@ void fixed_point_residuals(const FixedPointSystem<T> &system, const T *x, const 
     if (system.is_csr()) {
       const auto &M = *system.csr();
       M.visit_columns([&](auto cols) {
-        fused_rows<write_none>(
+        using I = typename decltype(cols)::value_type;
+        kernels.template fused<I>(write_none)(
             M.row_ptr().data(), cols.data(), M.values().data(), system.activations(),
-            parts[p], parts[p + 1], true, static_cast<const T *>(nullptr), xs, cs,
-            static_cast<T *>(nullptr), width, ncols, static_cast<const T *>(nullptr),
+            parts[p], parts[p + 1], true, nullptr, xs, cs, nullptr, width, ncols, nullptr,
             step.data() + t * width, norm.data() + t * width, bad.data() + t * width);
       });
     } else {
-      const std::int32_t *none = nullptr;
-      fused_rows<write_none, T, std::int32_t>(
-          nullptr, none, nullptr, system.activations(), parts[p], parts[p + 1], false,
-          y.data() + s * n * width, xs, cs, nullptr, width, ncols,
-          static_cast<const T *>(nullptr), step.data() + t * width,
-          norm.data() + t * width, bad.data() + t * width);
+      kernels.template fused<std::int32_t>(write_none)(
+          nullptr, nullptr, nullptr, system.activations(), parts[p], parts[p + 1], false,
+          y.data() + s * n * width, xs, cs, nullptr, width, ncols, nullptr,
+          step.data() + t * width, norm.data() + t * width, bad.data() + t * width);
     }
   });
   for (index_t s = 0; s < slabs; ++s)
@@ -825,29 +768,14 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
   const index_t P = part_count(csr->nnz() + n);
   std::vector<index_t> bounds(static_cast<std::size_t>(P) + 1);
   balanced_row_partition(csr->row_ptr(), static_cast<int>(P), bounds);
+  const auto &kernels = solve_kernels().of<T>();
   csr->visit_columns([&](auto cols) {
+    using I = typename decltype(cols)::value_type;
     for_tasks(S * P, true, [&](index_t t) {
       const index_t s = t / P, p = t % P;
-      T *z = Z.slab(s);
-      const auto u = U.slab(s);
-      const auto *ptr = csr->row_ptr().data();
-      const T *vals = csr->values().data();
-      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i) {
-        if (ptr[i] == ptr[i + 1]) {   // most states read no input: z = b
-          const T b = T(0) + bias[i]; // the bits of the sum below (-0 -> +0)
-          for (index_t w = 0; w < u.cols; ++w)
-            z[i * W + w] = b;
-          continue;
-        }
-        for_column_chunks<T>(u.cols, [&](auto cw, index_t c0) {
-          constexpr int CW = decltype(cw)::value;
-          T v[CW];
-          row_sum4<CW>(vals, cols.data(), ptr[i], ptr[i + 1], u.data + c0, u.ld, v);
-#pragma GCC unroll 32
-          for (int w = 0; w < CW; ++w)
-            z[i * W + c0 + w] = v[w] + bias[i];
-        });
-      }
+      kernels.template affine<I>()(csr->row_ptr().data(), cols.data(),
+                                   csr->values().data(), bias.data(), bounds[p],
+                                   bounds[p + 1], U.slab(s), Z.slab(s), W);
     });
   });
 }

@@ -537,7 +537,7 @@ TEMPLATE_TEST_CASE("BlockOperator: products, sums and triangularity", "[structur
   CHECK(e->col == 39);
 }
 
-#include "operators/detail/conv_kernels.hpp"
+#include "operators/detail/conv_plan.hpp"
 
 TEMPLATE_TEST_CASE("Conv2d back ends: direct, packed tiles and im2col + GEMM agree",
                    "[structured]", float, double) {
@@ -578,10 +578,13 @@ TEMPLATE_TEST_CASE("Conv2d back ends: direct, packed tiles and im2col + GEMM agr
       for (auto algo : {detail::ConvAlgorithm::direct, detail::ConvAlgorithm::packed,
                         detail::ConvAlgorithm::im2col}) {
         std::vector<T> y(static_cast<std::size_t>(M.rows * k), T(1));
-        detail::conv_forward<T>(
-            plan, algo, packed.data(), w.data(), detail::PlainStore<T>{T(2), T(-1)},
-            ConstMatrixView<T>(x.data(), M.cols, k, k),
-            MatrixView<T>{y.data(), M.rows, k, k}, xp.data(), pool, Execution::parallel);
+        detail::ConvEpilogue<T> store;
+        store.alpha = T(2);
+        store.beta = T(-1);
+        detail::conv_kernels().of<T>().forward(plan, algo, packed.data(), w.data(), store,
+                                               ConstMatrixView<T>(x.data(), M.cols, k, k),
+                                               MatrixView<T>{y.data(), M.rows, k, k},
+                                               xp.data(), pool, Execution::parallel);
         double err = 0;
         for (std::size_t i = 0; i < y.size(); ++i)
           err = std::max(err, std::abs(y[i] - (2 * expect[i] - 1)));

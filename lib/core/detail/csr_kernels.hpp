@@ -42,18 +42,11 @@
 
 #include <tacit/core/dense.hpp>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define TACIT_CSR_AVX512 1
-#else
-#define TACIT_CSR_AVX512 0
-#endif
+#include "core/detail/simd.hpp"
 
-namespace tacit::inline v1::detail {
+#define TACIT_CSR_AVX512 TACIT_TARGET_AVX512
 
-template <class T> inline T maybe_abs(T v, bool absolute) {
-  return absolute ? std::abs(v) : v;
-}
+namespace tacit::inline v1::detail::TACIT_ISA_NS {
 
 template <class T> inline void store(T *y, T acc, T alpha, T beta) {
   *y = beta == T(0) ? alpha * acc : alpha * acc + beta * *y;
@@ -446,8 +439,9 @@ inline void rows_all_columns(const T *const *vals, const I *const *cols, std::in
 template <bool Abs, class T, class I>
 void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
               const index_t *order, index_t q0, index_t q1, T alpha, ConstMatrixView<T> x,
-              T beta, MatrixView<T> y, const unsigned char *twins = nullptr,
-              const unsigned char *twin_heads = nullptr) {
+              T beta, MatrixView<T> y,
+              [[maybe_unused]] const unsigned char *twins = nullptr,
+              [[maybe_unused]] const unsigned char *twin_heads = nullptr) {
   const index_t k = x.cols;
   auto row = [order](index_t q) { return order ? order[q] : q; };
   if (k == 1) {
@@ -540,52 +534,4 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
 #endif
 }
 
-/// Serial reference: the textbook loop, one output entry at a time.
-template <class T, class I>
-void csr_reference(const std::int64_t *row_ptr, const I *cols, const T *vals,
-                   index_t rows, bool absolute, T alpha, ConstMatrixView<T> x, T beta,
-                   MatrixView<T> y) {
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t c = 0; c < x.cols; ++c) {
-      T sum = 0;
-      for (std::int64_t k = row_ptr[i]; k < row_ptr[i + 1]; ++k)
-        sum += maybe_abs(vals[k], absolute) * x(cols[k], c);
-      y(i, c) = beta == T(0) ? alpha * sum : alpha * sum + beta * y(i, c);
-    }
-}
-
-/// Serial reference for the transposed product: scatter over A's rows.
-template <class T, class I>
-void csr_reference_transpose(const std::int64_t *row_ptr, const I *cols, const T *vals,
-                             index_t rows, index_t out_rows, bool absolute, T alpha,
-                             ConstMatrixView<T> x, T beta, MatrixView<T> y) {
-  for (index_t j = 0; j < out_rows; ++j)
-    for (index_t c = 0; c < x.cols; ++c)
-      y(j, c) = beta == T(0) ? T(0) : beta * y(j, c);
-  for (index_t i = 0; i < rows; ++i)
-    for (std::int64_t k = row_ptr[i]; k < row_ptr[i + 1]; ++k)
-      for (index_t c = 0; c < x.cols; ++c)
-        y(cols[k], c) += alpha * maybe_abs(vals[k], absolute) * x(i, c);
-}
-
-/// Order in which the multi-column kernels visit rows: stable-sorted by last
-/// column (empty rows first). Only the visiting order changes, never how a
-/// row is computed. `cost_ptr` is the prefix sum of row lengths in that
-/// order, for balanced_row_partition. `identity` when the order is 0..n-1.
-struct RowSchedule {
-  std::vector<index_t> order;
-  std::vector<std::int64_t> cost_ptr;
-  bool identity = true;
-  /// twins[q] (1..4): how many rows from position q on (in visiting order)
-  /// have the length of the row at q and its columns after the first
-  /// twin_heads[q] (0 or 1) entries; they are computed together. Empty when
-  /// no two neighbours share their columns.
-  std::vector<unsigned char> twins, twin_heads;
-};
-
-/// Row boundaries splitting [0, rows) into `parts` ranges of about equal
-/// nonzeros plus rows (rows count too: an empty row still costs a store).
-void balanced_row_partition(std::span<const std::int64_t> row_ptr, int parts,
-                            std::span<index_t> bounds);
-
-} // namespace tacit::inline v1::detail
+} // namespace tacit::inline v1::detail::TACIT_ISA_NS

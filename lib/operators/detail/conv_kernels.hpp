@@ -1,4 +1,7 @@
 #pragma once
+// Convolution kernels on the CHWN layout for one instruction-set level (see
+// core/detail/isa_begin.hpp); the plan and weight packing are in
+// operators/detail/conv_plan.hpp.
 // Convolution kernels on the CHWN layout.
 //
 // Forward product (y = alpha * conv(x) + beta * y), as an implicit GEMM per
@@ -25,7 +28,6 @@
 // channel (the parallel dimension) the contributions w[co][ci][kh][kw] * x[co]
 // are accumulated with contiguous axpys into a padded phase-split buffer in a
 // fixed (co, kh, kw, row) order, then copied out with alpha/beta.
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -34,97 +36,59 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <immintrin.h>
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
 
-#include <tacit/core/model.hpp>
-#include <tacit/operators/structured.hpp>
+#include "core/detail/simd.hpp"
+#include "operators/detail/conv_plan.hpp"
+#include "solve/detail/activations.hpp"
 
-#include "operators/detail/operator_kernels.hpp"
-#include "solve/detail/solve_kernels.hpp"
-
-namespace tacit::inline v1::detail {
-
-/// Which GEMM back end a forward product uses.
-enum class ConvAlgorithm {
-  automatic,
-  direct, ///< micro-kernel reading the B rows in place
-  packed, ///< micro-kernel on B tiles packed per task (contiguous stream)
-  im2col  ///< packed B, Eigen GEMM
-};
-
-/// Geometry-derived constants.
-struct ConvPlan {
-  index_t C = 0, H = 0, W = 0, Co = 0, OH = 0, OW = 0;
-  index_t KH = 1, KW = 1, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
-  index_t groups = 1, cin_g = 1, cout_g = 1, K = 1; // K = cin_g * KH * KW
-  index_t Hq = 0, Wq = 0;                           // phase plane size
-  // Offset of tap k = (cig, kh, kw) from the start of its group's channels in
-  // Xp, in units of N (multiply by the column count).
-  std::vector<index_t> tap_offset;
-
-  explicit ConvPlan(const Conv2dGeometry &g) {
-    C = g.input.channels;
-    H = g.input.height;
-    W = g.input.width;
-    const TensorShape o = g.output();
-    Co = o.channels;
-    OH = o.height;
-    OW = o.width;
-    KH = g.kernel_h;
-    KW = g.kernel_w;
-    sh = g.stride_h;
-    sw = g.stride_w;
-    dh = g.dilation_h;
-    dw = g.dilation_w;
-    pt = g.pad_top;
-    pl = g.pad_left;
-    groups = g.groups;
-    cin_g = C / groups;
-    cout_g = Co / groups;
-    K = cin_g * KH * KW;
-    const index_t Hp = H + g.pad_top + g.pad_bottom, Wp = W + g.pad_left + g.pad_right;
-    Hq = (Hp + sh - 1) / sh;
-    Wq = (Wp + sw - 1) / sw;
-    tap_offset.resize(static_cast<std::size_t>(K));
-    for (index_t c = 0; c < cin_g; ++c)
-      for (index_t kh = 0; kh < KH; ++kh)
-        for (index_t kw = 0; kw < KW; ++kw) {
-          const index_t ph = (kh * dh) % sh, qh = (kh * dh) / sh;
-          const index_t pw = (kw * dw) % sw, qw = (kw * dw) / sw;
-          tap_offset[(c * KH + kh) * KW + kw] =
-              ((c * sh * sw + ph * sw + pw) * Hq + qh) * Wq + qw;
-        }
-  }
-  /// Elements of Xp per channel, in units of N.
-  index_t channel_stride() const { return sh * sw * Hq * Wq; }
-};
+namespace tacit::inline v1::detail::TACIT_ISA_NS {
 
 // ------------------------------------------------------------ SIMD helpers
 
+/// One hardware vector of the level (64 bytes with AVX-512, 32 with AVX2, 16
+/// at the generic level).
 template <class T> struct Vec {
-  static constexpr int lanes = 64 / sizeof(T);
-  typedef T type __attribute__((vector_size(64)));
-  typedef T unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
+  static constexpr int lanes = vector_bytes / sizeof(T);
+  typedef T type __attribute__((vector_size(vector_bytes)));
+  typedef T unaligned __attribute__((vector_size(vector_bytes), aligned(sizeof(T))));
   static type load(const T *p) { return *reinterpret_cast<const unaligned *>(p); }
   static void store(T *p, type v) { *reinterpret_cast<unaligned *>(p) = v; }
   static type set1(T s) {
-#ifdef __AVX512F__
+#if TACIT_TARGET_AVX512
     if constexpr (sizeof(T) == 4)
       return reinterpret_cast<type>(_mm512_set1_ps(s));
     else
       return reinterpret_cast<type>(_mm512_set1_pd(s));
+#elif TACIT_TARGET_AVX2
+    if constexpr (sizeof(T) == 4)
+      return reinterpret_cast<type>(_mm256_set1_ps(s));
+    else
+      return reinterpret_cast<type>(_mm256_set1_pd(s));
 #else
     return s - type{}; // folds to a broadcast (x - 0 == x exactly)
 #endif
   }
 };
 
+/// Output channels per micro-kernel call: the register tile is kernel_rows x
+/// 3 vectors of accumulators (24 of the 32 zmm registers with AVX-512; 12 of
+/// the 16 ymm / xmm registers with AVX2 and at the generic level, which leaves
+/// 3 for the B vectors and 1 for the broadcast weight). A packed block of
+/// conv_mr = 8 channels is one call with AVX-512, two below it.
+inline constexpr int kernel_rows = TACIT_TARGET_AVX512 ? 8 : 4;
+static_assert(conv_mr % kernel_rows == 0, "a packed block is whole kernel calls");
+
 /// Columns per micro-tile.
 template <class T> inline constexpr index_t tile_cols = 3 * Vec<T>::lanes;
+static_assert(tile_cols<float> <= conv_max_tile_cols<float>);
 
-/// C tile [MR][NV*lanes] = Wp[K][MR]^T B, B row k = b[off[k] + boff ...].
+/// C tile [MR][NV*lanes] (ld = NV * lanes) = Wp[K][MR]^T B for MR rows of a
+/// packed block (wp points at the first row's weight of k = 0; rows of k are
+/// conv_mr apart), B row k = b[off[k] * scale ...] (or the packed tile
+/// b[k * NV * lanes ...] when off is null). Each element is one FMA chain
+/// over k = 0..K-1 in order, so every level with FMA gives the same bits.
 template <class T, int MR, int NV>
 inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict b,
                          const index_t *__restrict off, index_t scale, T *__restrict ct) {
@@ -140,13 +104,13 @@ inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict 
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
       bv[v] = V::load(bk + v * V::lanes);
-    const T *__restrict wk = wp + k * MR;
+    const T *__restrict wk = wp + k * conv_mr;
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const VT a = V::set1(wk[r]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        acc[r][v] += a * bv[v];
+        acc[r][v] = madd_lanes<VT, T>(a, bv[v], acc[r][v]);
     }
   }
   for (int r = 0; r < MR; ++r)
@@ -154,25 +118,17 @@ inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict 
       V::store(ct + r * (NV * V::lanes) + v * V::lanes, acc[r][v]);
 }
 
-/// Output channels per micro-tile of the direct kernel.
-inline constexpr index_t conv_mr = 8;
-
-/// Weights packed for the micro-kernel: per group, per block of conv_mr
-/// output channels, [K][conv_mr] (missing channels zero).
+/// y[0..n) = alpha * acc + beta * y (beta == 0 overwrites y), at this level.
 template <class T>
-std::vector<T, AlignedAllocator<T>> pack_weights(const ConvPlan &p, std::span<const T> w,
-                                                 bool absolute) {
-  const index_t blocks = (p.cout_g + conv_mr - 1) / conv_mr;
-  std::vector<T, AlignedAllocator<T>> out(
-      static_cast<std::size_t>(p.groups * blocks * p.K * conv_mr), T(0));
-  for (index_t g = 0; g < p.groups; ++g)
-    for (index_t co = 0; co < p.cout_g; ++co)
-      for (index_t k = 0; k < p.K; ++k) {
-        const T v = w[(g * p.cout_g + co) * p.K + k];
-        out[((g * blocks + co / conv_mr) * p.K + k) * conv_mr + co % conv_mr] =
-            absolute ? std::abs(v) : v;
-      }
-  return out;
+inline void store_scaled(T *__restrict y, const T *__restrict acc, index_t n, T alpha,
+                         T beta) {
+  if (beta == T(0)) {
+    for (index_t j = 0; j < n; ++j)
+      y[j] = alpha * acc[j];
+  } else {
+    for (index_t j = 0; j < n; ++j)
+      y[j] = alpha * acc[j] + beta * y[j];
+  }
 }
 
 /// Copies x (C*H*W rows, N columns) into the padded phase-split buffer xp.
@@ -433,13 +389,6 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
   }
 }
 
-/// Forward convolution through the implicit GEMM (see the file comment).
-/// `wpacked` from pack_weights; `w` the plain weights [Co][K] (im2col);
-/// `xp` a buffer of xp_size(p, N) elements.
-template <class T> index_t xp_size(const ConvPlan &p, index_t N) {
-  return p.C * p.channel_stride() * N + (p.Wq + 1) * N + 2 * tile_cols<T> + 64;
-}
-
 /// Returns store.finite() over all tasks (a copy of `store` per task).
 template <class T, class Store>
 bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
@@ -517,23 +466,24 @@ bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
       const int nv = pack ? 3 : static_cast<int>((nc + lanes - 1) / lanes);
       for (index_t blk = b0; blk < b1; ++blk) {
         const T *wb = wpacked + (g * blocks + blk) * p.K * conv_mr;
-        index_t ld = nr;
-        switch (nv) {
-        case 1:
-          micro_kernel<T, conv_mr, 1>(p.K, wb, b, off, N, ct);
-          ld = lanes;
-          break;
-        case 2:
-          micro_kernel<T, conv_mr, 2>(p.K, wb, b, off, N, ct);
-          ld = 2 * lanes;
-          break;
-        default:
-          micro_kernel<T, conv_mr, 3>(p.K, wb, b, off, N, ct);
-          break;
-        }
         const index_t co0 = blk * conv_mr;
-        store_tile(p, N, ct, ld, std::min(conv_mr, p.cout_g - co0), g * p.cout_g + co0,
-                   s * seg.stride + j0, nc, st, y);
+        const index_t rows = std::min(conv_mr, p.cout_g - co0);
+        const index_t ld = nv * lanes;
+        for (index_t h = 0; h < rows; h += kernel_rows) {
+          switch (nv) {
+          case 1:
+            micro_kernel<T, kernel_rows, 1>(p.K, wb + h, b, off, N, ct + h * ld);
+            break;
+          case 2:
+            micro_kernel<T, kernel_rows, 2>(p.K, wb + h, b, off, N, ct + h * ld);
+            break;
+          default:
+            micro_kernel<T, kernel_rows, 3>(p.K, wb + h, b, off, N, ct + h * ld);
+            break;
+          }
+        }
+        store_tile(p, N, ct, ld, rows, g * p.cout_g + co0, s * seg.stride + j0, nc, st,
+                   y);
       }
     }
   };
@@ -632,4 +582,20 @@ void conv_adjoint(const ConvPlan &p, std::span<const T> w, bool absolute, T alph
   });
 }
 
-} // namespace tacit::inline v1::detail
+/// conv_forward with the store an epilogue describes (the kernel table's
+/// entry).
+template <class T>
+bool conv_forward_epilogue(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
+                           const T *wplain, const ConvEpilogue<T> &e,
+                           ConstMatrixView<T> x, MatrixView<T> y, T *xp,
+                           ScratchPool<T> &pool, Execution exec) {
+  if (!e.activated)
+    return conv_forward(p, algo, wpacked, wplain, PlainStore<T>{e.alpha, e.beta}, x, y,
+                        xp, pool, exec);
+  return conv_forward(p, algo, wpacked, wplain,
+                      ActivatedStore<T>{e.alpha, e.beta, e.bias, e.phi, e.residual,
+                                        e.residual_ld, e.residual_scale, y.data, y.ld},
+                      x, y, xp, pool, exec);
+}
+
+} // namespace tacit::inline v1::detail::TACIT_ISA_NS

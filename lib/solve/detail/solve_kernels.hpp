@@ -1,130 +1,32 @@
 #pragma once
-// Kernels shared by the Picard engine and the block-triangular sweep.
+// Row sums of the Picard engine and the block-triangular sweep, for the
+// instruction-set level being compiled (see core/detail/isa_begin.hpp).
 //
 // Summation order. Every (row, column) sum over a CSR row is formed with four
 // interleaved partial sums (entry q of the row goes to partial q mod 4),
 // combined as (p0 + p1) + (p2 + p3). Four chains hide the add latency of a
 // single column (SpMV); the same order is used whatever number of columns is
-// processed together, so a column's result does not depend on the batch it
-// belongs to, nor on the thread count.
+// processed together and whatever the vector width, so a column's result
+// does not depend on the batch it belongs to, on the thread count, nor on
+// the level (avx2 and avx512 give the same bits; generic rounds products
+// separately).
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <type_traits>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include "core/detail/simd.hpp"
 
-#include <tacit/core/model.hpp>
-
-namespace tacit::inline v1::detail {
-
-/// Bytes of the widest hardware vector the kernels are compiled for.
-#if defined(__AVX512F__)
-inline constexpr int vector_bytes = 64;
-#elif defined(__AVX__)
-inline constexpr int vector_bytes = 32;
-#else
-inline constexpr int vector_bytes = 16;
-#endif
+namespace tacit::inline v1::detail::TACIT_ISA_NS {
 
 /// Widest column chunk: four hardware vectors (32 doubles / 64 floats with
-/// AVX-512), i.e. 4 partial sums x 4 vectors = 16 accumulator registers; a
-/// whole 32-column slab row of x is loaded per nonzero, which keeps more
-/// cache misses in flight when the rows of x are scattered. Only speed
-/// depends on it: every chunk width gives the same bits.
+/// AVX-512, 16 / 32 with AVX2), i.e. 4 partial sums x 4 vectors = 16
+/// accumulator registers; a whole slab row of x is loaded per nonzero, which
+/// keeps more cache misses in flight when the rows of x are scattered. Only
+/// speed depends on it: every chunk width gives the same bits.
 template <class T>
 inline constexpr int wide_chunk = static_cast<int>(4 * vector_bytes / sizeof(T));
-
-/// A vector of L values of T (GCC vector extension, at most one hardware
-/// vector). The kernels use explicit vector types because the compiler's own
-/// vectorisation of per-column accumulator arrays is fragile once inlined
-/// into a caller (it scalarises them).
-template <class T, int L> struct Lanes {
-  typedef T type __attribute__((vector_size(sizeof(T) * L)));
-};
-
-template <class V, class T> inline V load_lanes(const T *p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-
-/// Keeps a scalar partial sum in a register at this point. GCC otherwise
-/// "vectorises" the four scalar chains of the one-column kernel with gathers
-/// and in-order reductions, which is slower than the scalar code (measured
-/// 2x for float); an empty asm statement rules that out at no cost.
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define TACIT_SCALAR_BARRIER(v) asm("" : "+x"(v))
-#else
-#define TACIT_SCALAR_BARRIER(v) static_cast<void>(v)
-#endif
-
-#if defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))
-#define TACIT_EXPLICIT_FMA 1
-#else
-#define TACIT_EXPLICIT_FMA 0
-#endif
-
-/// a * b + c, rounded once when the target has FMA instructions (scalar and
-/// every vector width alike, whatever the compiler's contraction choices),
-/// so that all kernels produce the same bits per column.
-template <class T> inline T madd(T a, T b, T c) {
-#if TACIT_EXPLICIT_FMA
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-template <class V, class T> inline V madd_lanes(V a, V b, V c) {
-#if TACIT_EXPLICIT_FMA
-  constexpr bool dbl = sizeof(T) == 8;
-  if constexpr (sizeof(V) == 16) {
-    if constexpr (dbl)
-      return (V)_mm_fmadd_pd((__m128d)a, (__m128d)b, (__m128d)c);
-    else
-      return (V)_mm_fmadd_ps((__m128)a, (__m128)b, (__m128)c);
-  } else if constexpr (sizeof(V) == 32) {
-    if constexpr (dbl)
-      return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
-    else
-      return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
-  }
-#if defined(__AVX512F__)
-  else if constexpr (sizeof(V) == 64) {
-    if constexpr (dbl)
-      return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
-    else
-      return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
-  }
-#endif
-  else {
-    V r;
-    for (std::size_t l = 0; l < sizeof(V) / sizeof(T); ++l)
-      r[l] = std::fma(a[l], b[l], c[l]);
-    return r;
-  }
-#else
-  return a * b + c;
-#endif
-}
-
-/// Software prefetch of the streamed row arrays (values, indices) 16 KiB of
-/// values ahead into L2: the out-of-order window alone covers only a few
-/// lines of these streams, and the hardware prefetchers stop at page
-/// boundaries (the same finding as the CSR SpMV kernel). Never faults, so the
-/// address may lie past the end (formed with integer arithmetic).
-template <class T> inline constexpr std::int64_t prefetch_ahead = 16384 / sizeof(T);
-template <class U> inline void prefetch_l2(const U *base, std::int64_t index) {
-  const auto address = reinterpret_cast<std::uintptr_t>(base) +
-                       static_cast<std::uintptr_t>(index) * sizeof(U);
-  __builtin_prefetch(reinterpret_cast<const void *>(address), 0, 2);
-}
 
 /// The one-column sum with unit stride through 4-lane gathers (AVX2): lane
 /// r accumulates entries r, r + 4, ... exactly like partial r of the scalar
@@ -137,7 +39,7 @@ inline bool row_sum4_gather([[maybe_unused]] const T *__restrict vals,
                             [[maybe_unused]] std::int64_t e,
                             [[maybe_unused]] const T *__restrict x,
                             [[maybe_unused]] T *__restrict out) {
-#if TACIT_EXPLICIT_FMA && defined(__AVX2__)
+#if TACIT_TARGET_AVX2
   T p[4];
   std::int64_t k = b;
   if constexpr (std::is_same_v<T, double>) {
@@ -397,180 +299,4 @@ inline void for_column_chunks(index_t cols, F &&f) {
     f(std::integral_constant<int, 1>{}, c);
 }
 
-/// phi(z) with the formulas of Activation::operator().
-template <class T> inline T activate(ActivationKind kind, T slope, T z) {
-  switch (kind) {
-  case ActivationKind::relu:
-    return z > T(0) ? z : T(0);
-  case ActivationKind::leaky_relu:
-    return z >= T(0) ? z : slope * z;
-  case ActivationKind::tanh:
-    return std::tanh(z);
-  case ActivationKind::sigmoid:
-    return T(1) / (T(1) + std::exp(-z));
-  case ActivationKind::identity:
-    return z;
-  }
-  return z;
-}
-
-/// out[w] = phi(pre[w]) for CW values (one switch per row, vectorisable loops).
-template <int CW, class T>
-inline void activate_chunk(const Activation &a, const T *__restrict pre,
-                           T *__restrict out) {
-  switch (a.kind) {
-  case ActivationKind::relu:
-#pragma GCC unroll 32
-    for (int w = 0; w < CW; ++w)
-      out[w] = pre[w] > T(0) ? pre[w] : T(0);
-    return;
-  case ActivationKind::leaky_relu: {
-    const T s = static_cast<T>(a.slope);
-#pragma GCC unroll 32
-    for (int w = 0; w < CW; ++w)
-      out[w] = pre[w] >= T(0) ? pre[w] : s * pre[w];
-    return;
-  }
-  case ActivationKind::tanh:
-    for (int w = 0; w < CW; ++w)
-      out[w] = std::tanh(pre[w]);
-    return;
-  case ActivationKind::sigmoid:
-    for (int w = 0; w < CW; ++w)
-      out[w] = T(1) / (T(1) + std::exp(-pre[w]));
-    return;
-  case ActivationKind::identity:
-    break;
-  }
-#pragma GCC unroll 32
-  for (int w = 0; w < CW; ++w)
-    out[w] = pre[w];
-}
-
-/// True for NaN and +-Inf (branch-free, vectorisable).
-template <class T> inline bool not_finite(T v) {
-  return !(std::abs(v) <= std::numeric_limits<T>::max());
-}
-
-/// Whether a 1x1 block x = phi(a x + c) has a unique solution for every c.
-/// tanh and sigmoid with a * Lipschitz > 1 are decided per c (see
-/// solve_singleton), so they count as well-posed here.
-inline bool singleton_well_posed(const Activation &act, double a) {
-  switch (act.kind) {
-  case ActivationKind::relu:
-    return a < 1;
-  case ActivationKind::leaky_relu:
-    return a < 1 && act.slope * a < 1;
-  case ActivationKind::identity:
-    return a != 1;
-  case ActivationKind::tanh:
-  case ActivationKind::sigmoid:
-    return true;
-  }
-  return false;
-}
-
-/// Solution of the scalar equation x = phi(a x + c) for a structurally
-/// well-posed singleton (closed forms in T for the piecewise-linear
-/// activations). `unique` is false when tanh/sigmoid with a large self-weight
-/// have several solutions for this c (x is then NaN).
-struct ScalarSolution {
-  double x = 0;
-  bool unique = true;
-};
-
-namespace scalar {
-// h(x) = x - sigma(a x + c) and its derivative for tanh / sigmoid.
-inline double sigma(bool is_tanh, double t) {
-  return is_tanh ? std::tanh(t) : 1.0 / (1.0 + std::exp(-t));
-}
-inline double sigma_prime(bool is_tanh, double t) {
-  const double s = sigma(is_tanh, t);
-  return is_tanh ? 1.0 - s * s : s * (1.0 - s);
-}
-// Safeguarded Newton on [lo, hi] with h(lo) <= 0 <= h(hi), h increasing on it.
-inline double bracketed_root(bool is_tanh, double a, double c, double lo, double hi) {
-  auto h = [&](double x) { return x - sigma(is_tanh, a * x + c); };
-  double hlo = h(lo), hhi = h(hi);
-  if (hlo >= 0)
-    return lo;
-  if (hhi <= 0)
-    return hi;
-  double x = std::clamp(sigma(is_tanh, c), lo, hi); // root when a == 0
-  for (int it = 0; it < 200; ++it) {
-    const double hx = h(x);
-    if (hx == 0)
-      return x;
-    if (hx < 0)
-      lo = x;
-    else
-      hi = x;
-    const double dh = 1.0 - a * sigma_prime(is_tanh, a * x + c);
-    double next = x - hx / dh;
-    if (!(next > lo && next < hi))
-      next = 0.5 * (lo + hi);
-    if (next == x || hi - lo <= 2 * std::numeric_limits<double>::epsilon() *
-                                    std::max(1.0, std::abs(x)))
-      return std::abs(h(next)) < std::abs(hx) ? next : x;
-    x = next;
-  }
-  return x;
-}
-} // namespace scalar
-
-/// x = sigma(a x + c) for sigma = tanh (range [-1, 1], Lipschitz 1) or
-/// sigmoid (range [0, 1], Lipschitz 1/4). With a * L <= 1, h(x) = x -
-/// sigma(a x + c) is increasing: one root. Otherwise h increases, decreases
-/// on [x1, x2] (where a sigma' = 1) and increases again: the root is unique
-/// iff h(x1) < 0 or h(x2) > 0.
-inline ScalarSolution solve_saturating(bool is_tanh, double a, double c) {
-  const double lo = is_tanh ? -1.0 : 0.0, hi = 1.0;
-  const double inv_lip = is_tanh ? 1.0 : 4.0; // a * L <= 1 <=> a <= inv_lip
-  if (!(std::isfinite(a) && std::isfinite(c)))
-    return {std::numeric_limits<double>::quiet_NaN(), true};
-  if (a <= inv_lip)
-    return {scalar::bracketed_root(is_tanh, a, c, lo, hi), true};
-  // Stationary points of h: sigma'(t) = 1 / a at t = +-t_star.
-  double t_star;
-  if (is_tanh) {
-    t_star = std::acosh(std::sqrt(a));
-  } else {
-    const double r = std::sqrt(1.0 - 4.0 / a);
-    t_star = std::log((1.0 + r) / (1.0 - r));
-  }
-  const double x1 = (-t_star - c) / a, x2 = (t_star - c) / a;
-  auto h = [&](double x) { return x - scalar::sigma(is_tanh, a * x + c); };
-  const double margin = 64 * std::numeric_limits<double>::epsilon();
-  if (h(x1) < -margin) // the local maximum is below zero: root right of x2
-    return {scalar::bracketed_root(is_tanh, a, c, std::clamp(x2, lo, hi), hi), true};
-  if (h(x2) > margin) // the local minimum is above zero: root left of x1
-    return {scalar::bracketed_root(is_tanh, a, c, lo, std::clamp(x1, lo, hi)), true};
-  return {std::numeric_limits<double>::quiet_NaN(), false};
-}
-
-/// Solution of x = phi(a x + c) for a structurally well-posed singleton.
-template <class T>
-inline T solve_singleton(const Activation &act, T a, T c, bool &unique) {
-  switch (act.kind) {
-  case ActivationKind::relu:
-    return c > T(0) ? c / (T(1) - a) : T(0);
-  case ActivationKind::leaky_relu: {
-    const T s = static_cast<T>(act.slope);
-    // madd: one rounding whatever the compiler contracts, so that every
-    // batch width gives the same bits.
-    return c >= T(0) ? c / (T(1) - a) : (s * c) / madd(-s, a, T(1));
-  }
-  case ActivationKind::identity:
-    return c / (T(1) - a);
-  case ActivationKind::tanh:
-  case ActivationKind::sigmoid: {
-    const auto r = solve_saturating(act.kind == ActivationKind::tanh,
-                                    static_cast<double>(a), static_cast<double>(c));
-    unique = r.unique;
-    return static_cast<T>(r.x);
-  }
-  }
-  return c;
-}
-
-} // namespace tacit::inline v1::detail
+} // namespace tacit::inline v1::detail::TACIT_ISA_NS

@@ -112,6 +112,20 @@ struct SweepPartial {
   void reset(index_t width);
 };
 
+/// SweepPartial::flags bits.
+inline constexpr unsigned char sweep_flag_non_finite = 1, sweep_flag_ill_posed = 2;
+
+/// Records that column `col` met an ill-posed scalar equation at position p
+/// (the first such position is kept, with its c).
+inline void sweep_mark_ill_posed(SweepPartial &part, index_t p, index_t col, double c) {
+  part.flags[col] |= sweep_flag_ill_posed;
+  if (part.ill_position < 0) {
+    part.ill_position = p;
+    part.ill_column = col;
+    part.ill_c = c;
+  }
+}
+
 template <class T> struct SweepWork {
   tbb::enumerable_thread_specific<FixedPointWork<T>> small;
   FixedPointWork<T> big;
