@@ -70,6 +70,53 @@ template <class T> struct Vec {
     return s - type{}; // folds to a broadcast (x - 0 == x exactly)
 #endif
   }
+  /// The first n (0 < n <= lanes) values at p, zeros after them; nothing
+  /// past p + n is read.
+  static type load_n(const T *p, index_t n) {
+#if TACIT_TARGET_AVX512
+    const auto m = static_cast<__mmask16>((1u << n) - 1u);
+    if constexpr (sizeof(T) == 4)
+      return reinterpret_cast<type>(_mm512_maskz_loadu_ps(m, p));
+    else
+      return reinterpret_cast<type>(_mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p));
+#elif TACIT_TARGET_AVX2
+    if constexpr (sizeof(T) == 4)
+      return reinterpret_cast<type>(_mm256_maskload_ps(p, tail_mask(n)));
+    else
+      return reinterpret_cast<type>(_mm256_maskload_pd(p, tail_mask(n)));
+#else
+    type v{};
+    std::memcpy(&v, p, static_cast<std::size_t>(n) * sizeof(T));
+    return v;
+#endif
+  }
+  /// Stores the first n values of v at p; nothing past p + n is written.
+  static void store_n(T *p, type v, index_t n) {
+#if TACIT_TARGET_AVX512
+    const auto m = static_cast<__mmask16>((1u << n) - 1u);
+    if constexpr (sizeof(T) == 4)
+      _mm512_mask_storeu_ps(p, m, reinterpret_cast<__m512>(v));
+    else
+      _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), reinterpret_cast<__m512d>(v));
+#elif TACIT_TARGET_AVX2
+    if constexpr (sizeof(T) == 4)
+      _mm256_maskstore_ps(p, tail_mask(n), reinterpret_cast<__m256>(v));
+    else
+      _mm256_maskstore_pd(p, tail_mask(n), reinterpret_cast<__m256d>(v));
+#else
+    std::memcpy(p, &v, static_cast<std::size_t>(n) * sizeof(T));
+#endif
+  }
+#if TACIT_TARGET_AVX2 && !TACIT_TARGET_AVX512
+  /// Lanes below n all ones (32-bit lanes for float, 64-bit for double).
+  static __m256i tail_mask(index_t n) {
+    if constexpr (sizeof(T) == 4)
+      return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    else
+      return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+#endif
 };
 
 /// Output channels per micro-kernel call: the register tile is kernel_rows x
@@ -88,8 +135,11 @@ static_assert(tile_cols<float> <= conv_max_tile_cols<float>);
 /// packed block (wp points at the first row's weight of k = 0; rows of k are
 /// conv_mr apart), B row k = b[off[k] * scale ...] (or the packed tile
 /// b[k * NV * lanes ...] when off is null). Each element is one FMA chain
-/// over k = 0..K-1 in order, so every level with FMA gives the same bits.
-template <class T, int MR, int NV>
+/// over k = 0..K-1 in order, so every level with FMA gives the same bits;
+/// with Accumulate the chain continues from the sums in ct (a later range of
+/// k: the same chain, cut into pieces that fit the L1 cache).
+
+template <class T, int MR, int NV, bool Accumulate = false>
 inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict b,
                          const index_t *__restrict off, index_t scale, T *__restrict ct) {
   using V = Vec<T>;
@@ -97,7 +147,7 @@ inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict 
   VT acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v)
-      acc[r][v] = VT{};
+      acc[r][v] = Accumulate ? V::load(ct + r * (NV * V::lanes) + v * V::lanes) : VT{};
   for (index_t k = 0; k < K; ++k) {
     const T *__restrict bk = off ? b + off[k] * scale : b + k * (NV * V::lanes);
     VT bv[NV];
@@ -127,7 +177,7 @@ inline void store_scaled(T *__restrict y, const T *__restrict acc, index_t n, T 
       y[j] = alpha * acc[j];
   } else {
     for (index_t j = 0; j < n; ++j)
-      y[j] = alpha * acc[j] + beta * y[j];
+      y[j] = madd(beta, y[j], alpha * acc[j]);
   }
 }
 
@@ -200,30 +250,90 @@ struct ConvSegments {
   }
 };
 
-/// How a forward product writes its sums: y = alpha * acc + beta * y.
-/// `run` writes `len` consecutive columns of y row `yrow` starting at column
-/// n0; `strided` writes column 0 of `len` consecutive rows yrow0.. (ld apart).
+/// phi on a vector of the level (the formulas of activate()).
+template <ActivationKind K, class VT, class T> inline VT activate_lanes(VT v, T slope) {
+  const VT zero{};
+  if constexpr (K == ActivationKind::relu) {
+    return v > zero ? v : zero;
+  } else if constexpr (K == ActivationKind::leaky_relu) {
+    return v >= zero ? v : Vec<T>::set1(slope) * v;
+  } else if constexpr (K == ActivationKind::identity) {
+    return v;
+  } else {
+    for (int l = 0; l < Vec<T>::lanes; ++l)
+      v[l] = activate(K, slope, v[l]);
+    return v;
+  }
+}
+
+/// f(integral_constant<ActivationKind, kind>): the kind becomes a constant.
+template <class F> inline void with_activation_kind(ActivationKind kind, F &&f) {
+  using K = ActivationKind;
+  switch (kind) {
+  case K::relu:
+    return f(std::integral_constant<K, K::relu>{});
+  case K::leaky_relu:
+    return f(std::integral_constant<K, K::leaky_relu>{});
+  case K::tanh:
+    return f(std::integral_constant<K, K::tanh>{});
+  case K::sigmoid:
+    return f(std::integral_constant<K, K::sigmoid>{});
+  case K::identity:
+    return f(std::integral_constant<K, K::identity>{});
+  }
+}
+
+/// How a forward product writes its sums: y = alpha * acc + beta * y (the
+/// product rounded, then one multiply-add). `run` writes `len` consecutive
+/// columns of y row `yrow`; `strided` writes column 0 of `len` consecutive
+/// rows yrow0.. (ld apart); `vectors` writes `len` (a multiple of the
+/// vector width) consecutive values with the level's vectors. All three give
+/// the same bits for the same element.
 template <class T> struct PlainStore {
   T alpha, beta;
+  T value(T acc, T old) const {
+    const T t = alpha * acc;
+    return beta == T(0) ? t : madd(beta, old, t);
+  }
   void run(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
-    store_scaled(dst, src, len, alpha, beta);
+    for (index_t j = 0; j < len; ++j)
+      dst[j] = value(src[j], beta == T(0) ? T(0) : dst[j]);
   }
   void strided(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
                index_t) {
-    if (beta == T(0))
-      for (index_t j = 0; j < len; ++j)
-        dst[j * ld] = alpha * src[j];
-    else
-      for (index_t j = 0; j < len; ++j)
-        dst[j * ld] = alpha * src[j] + beta * dst[j * ld];
+    for (index_t j = 0; j < len; ++j)
+      dst[j * ld] = value(src[j], beta == T(0) ? T(0) : dst[j * ld]);
   }
+  template <class F> void with_kind(F &&f) {
+    f(std::integral_constant<ActivationKind, ActivationKind::identity>{});
+  }
+  template <ActivationKind>
+  void vectors(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
+    using V = Vec<T>;
+    using VT = typename V::type;
+    const VT va = V::set1(alpha), vb = V::set1(beta);
+    for (index_t j = 0; j < len; j += V::lanes) {
+      VT t = va * V::load(src + j);
+      if (beta != T(0))
+        t = madd_lanes<VT, T>(vb, V::load(dst + j), t);
+      V::store(dst + j, t);
+    }
+  }
+  /// strided() with ld = 1.
+  void contiguous(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
+    const index_t body = len / Vec<T>::lanes * Vec<T>::lanes;
+    vectors<ActivationKind::identity>(dst, src, body, 0);
+    run(dst + body, src + body, len - body, 0);
+  }
+  bool residual_ld_is(index_t) const { return true; }
   bool finite() const { return true; }
 };
 
-/// The state update fused into the store: y = phi(alpha * acc + beta * y +
-/// bias[row] + scale * r) (bias may be null; r, a residual with y's shape,
-/// may be absent), remembering whether a pre-activation value was NaN or
-/// infinite (phi may hide it: ReLU maps NaN to 0).
+/// The state update fused into the store: y = phi(alpha * acc + bias[row] (+
+/// beta * y) (+ scale * r)), each term added by one multiply-add in this
+/// order (bias may be null: 0; r, a residual with y's shape, may be absent),
+/// remembering whether a pre-activation value was NaN or infinite (phi may
+/// hide it: ReLU maps NaN to 0).
 template <class T> struct ActivatedStore {
   T alpha, beta;
   const T *bias;
@@ -235,93 +345,35 @@ template <class T> struct ActivatedStore {
   T res_scale = T(1);
   const T *y_data = nullptr;
   index_t y_ld = 0;
-  unsigned bad = 0;
+  /// v - v summed over the pre-activation values: NaN iff one was not finite.
+  typename Vec<T>::type bad{};
+  T bad_scalar = T(0);
 
-  /// f(integral_constant<ActivationKind, phi.kind>): the kind becomes a
-  /// constant, so activate() folds to one formula and the loops vectorise.
-  template <class F> void with_kind(F &&f) {
-    using K = ActivationKind;
-    switch (phi.kind) {
-    case K::relu:
-      return f(std::integral_constant<K, K::relu>{});
-    case K::leaky_relu:
-      return f(std::integral_constant<K, K::leaky_relu>{});
-    case K::tanh:
-      return f(std::integral_constant<K, K::tanh>{});
-    case K::sigmoid:
-      return f(std::integral_constant<K, K::sigmoid>{});
-    case K::identity:
-      return f(std::integral_constant<K, K::identity>{});
-    }
-  }
-  // The loops live in functions with __restrict parameters (not in the
-  // dispatching lambda, whose captures would lose them) so that they vectorise.
-  template <ActivationKind K>
-  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b,
-                const T *__restrict add) {
-    const T slope = static_cast<T>(phi.slope);
-    unsigned nf = 0;
-    if (add) {
-      const T rs = res_scale;
-      if (beta == T(0))
-        for (index_t j = 0; j < len; ++j) {
-          const T v = alpha * src[j] + b + rs * add[j];
-          nf |= (v - v) != T(0);
-          dst[j] = activate(K, slope, v);
-        }
-      else
-        for (index_t j = 0; j < len; ++j) {
-          const T v = alpha * src[j] + beta * dst[j] + b + rs * add[j];
-          nf |= (v - v) != T(0);
-          dst[j] = activate(K, slope, v);
-        }
-      bad |= nf;
-      return;
-    }
-    if (beta == T(0))
-      for (index_t j = 0; j < len; ++j) {
-        const T v = alpha * src[j] + b;
-        nf |= (v - v) != T(0);
-        dst[j] = activate(K, slope, v);
-      }
-    else
-      for (index_t j = 0; j < len; ++j) {
-        const T v = alpha * src[j] + beta * dst[j] + b;
-        nf |= (v - v) != T(0);
-        dst[j] = activate(K, slope, v);
-      }
-    bad |= nf;
-  }
-  template <ActivationKind K>
-  void strided_kind(T *__restrict dst, index_t ld, const T *__restrict src, index_t len,
-                    const T *__restrict b, const T *__restrict add) {
-    const T slope = static_cast<T>(phi.slope);
-    unsigned nf = 0;
-    if (add) {
-      const T rs = res_scale;
-      for (index_t j = 0; j < len; ++j) {
-        const T bj = b ? b[j] : T(0);
-        const T v = (beta == T(0) ? alpha * src[j] + bj
-                                  : alpha * src[j] + beta * dst[j * ld] + bj) +
-                    rs * add[j * res_ld];
-        nf |= (v - v) != T(0);
-        dst[j * ld] = activate(K, slope, v);
-      }
-      bad |= nf;
-      return;
-    }
-    for (index_t j = 0; j < len; ++j) {
-      const T bj = b ? b[j] : T(0);
-      const T v =
-          beta == T(0) ? alpha * src[j] + bj : alpha * src[j] + beta * dst[j * ld] + bj;
-      nf |= (v - v) != T(0);
-      dst[j * ld] = activate(K, slope, v);
-    }
-    bad |= nf;
+  template <class F> void with_kind(F &&f) { with_activation_kind(phi.kind, f); }
+
+  T pre(T acc, T b, T old, T r) const {
+    T t = madd(alpha, acc, b);
+    if (beta != T(0))
+      t = madd(beta, old, t);
+    if (res)
+      t = madd(res_scale, r, t);
+    return t;
   }
   // Where the residual of y's element at `dst` (row yrow) is.
   const T *residual_at(const T *dst, index_t yrow) const {
     return res ? res + yrow * res_ld + (dst - (y_data + yrow * y_ld)) : nullptr;
+  }
+  template <ActivationKind K>
+  void run_kind(T *__restrict dst, const T *__restrict src, index_t len, T b,
+                const T *__restrict add) {
+    const T slope = static_cast<T>(phi.slope);
+    T nf = 0;
+    for (index_t j = 0; j < len; ++j) {
+      const T v = pre(src[j], b, beta == T(0) ? T(0) : dst[j], add ? add[j] : T(0));
+      nf += v - v;
+      dst[j] = activate(K, slope, v);
+    }
+    bad_scalar += nf;
   }
   void run(T *dst, const T *src, index_t len, index_t yrow) {
     const T b = bias ? bias[yrow] : T(0);
@@ -332,10 +384,113 @@ template <class T> struct ActivatedStore {
     const T *b = bias ? bias + yrow0 : nullptr;
     const T *add = residual_at(dst, yrow0);
     with_kind([&](auto kind) {
-      strided_kind<decltype(kind)::value>(dst, ld, src, len, b, add);
+      constexpr ActivationKind K = decltype(kind)::value;
+      const T slope = static_cast<T>(phi.slope);
+      T nf = 0;
+      for (index_t j = 0; j < len; ++j) {
+        const T v = pre(src[j], b ? b[j] : T(0), beta == T(0) ? T(0) : dst[j * ld],
+                        add ? add[j * res_ld] : T(0));
+        nf += v - v;
+        dst[j * ld] = activate(K, slope, v);
+      }
+      bad_scalar += nf;
     });
   }
-  bool finite() const { return bad == 0; }
+  /// `len` (a multiple of the vector width) values of row yrow with vectors.
+  template <ActivationKind K>
+  void vectors(T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
+    const T *__restrict add = residual_at(dst, yrow);
+    const T b = bias ? bias[yrow] : T(0);
+    with_flags(true, add != nullptr, [&](auto, auto has_res, auto has_beta) {
+      vectors_kind<K, decltype(has_res)::value, decltype(has_beta)::value>(dst, src, len,
+                                                                           b, add);
+    });
+  }
+  template <ActivationKind K, bool Res, bool Beta>
+  void vectors_kind(T *__restrict dst, const T *__restrict src, index_t len, T b,
+                    const T *__restrict add) {
+    using V = Vec<T>;
+    using VT = typename V::type;
+    const T slope = static_cast<T>(phi.slope);
+    const VT va = V::set1(alpha), vb = V::set1(beta), vr = V::set1(res_scale);
+    const VT vbias = V::set1(b);
+    VT nf{};
+    for (index_t j = 0; j < len; j += V::lanes) {
+      VT t = madd_lanes<VT, T>(va, V::load(src + j), vbias);
+      if constexpr (Beta)
+        t = madd_lanes<VT, T>(vb, V::load(dst + j), t);
+      if constexpr (Res)
+        t = madd_lanes<VT, T>(vr, V::load(add + j), t);
+      nf += t - t;
+      V::store(dst + j, activate_lanes<K>(t, slope));
+    }
+    bad += nf;
+  }
+  /// strided() with ld = 1 (and a residual with ld 1): consecutive rows,
+  /// whole vectors and a masked last one.
+  void contiguous(T *__restrict dst, const T *__restrict src, index_t len,
+                  index_t yrow0) {
+    const T *__restrict b = bias ? bias + yrow0 : nullptr;
+    const T *__restrict add = residual_at(dst, yrow0);
+    with_kind([&](auto kind) {
+      with_flags(b != nullptr, add != nullptr,
+                 [&](auto has_bias, auto has_res, auto has_beta) {
+                   contiguous_kind<decltype(kind)::value, decltype(has_bias)::value,
+                                   decltype(has_res)::value, decltype(has_beta)::value>(
+                       dst, src, len, b, add);
+                 });
+    });
+  }
+  template <class F> void with_flags(bool has_bias, bool has_res, F &&f) const {
+    using Tr = std::true_type;
+    using Fa = std::false_type;
+    auto beta_flag = [&](auto hb, auto hr) {
+      if (beta != T(0))
+        f(hb, hr, Tr{});
+      else
+        f(hb, hr, Fa{});
+    };
+    if (has_bias)
+      has_res ? beta_flag(Tr{}, Tr{}) : beta_flag(Tr{}, Fa{});
+    else
+      has_res ? beta_flag(Fa{}, Tr{}) : beta_flag(Fa{}, Fa{});
+  }
+  template <ActivationKind K, bool Bias, bool Res, bool Beta>
+  void contiguous_kind(T *__restrict dst, const T *__restrict src, index_t len,
+                       const T *__restrict b, const T *__restrict add) {
+    using V = Vec<T>;
+    using VT = typename V::type;
+    const T slope = static_cast<T>(phi.slope);
+    const VT va = V::set1(alpha), vb = V::set1(beta), vr = V::set1(res_scale);
+    VT nf{};
+    auto one = [&](index_t j, auto load, auto store) {
+      VT t = madd_lanes<VT, T>(va, load(src + j), Bias ? load(b + j) : VT{});
+      if constexpr (Beta)
+        t = madd_lanes<VT, T>(vb, load(dst + j), t);
+      if constexpr (Res)
+        t = madd_lanes<VT, T>(vr, load(add + j), t);
+      nf += t - t;
+      store(dst + j, activate_lanes<K>(t, slope));
+    };
+    index_t j = 0;
+    for (; j + V::lanes <= len; j += V::lanes)
+      one(
+          j, [](const T *p) { return V::load(p); }, [](T *p, VT v) { V::store(p, v); });
+    if (j < len) {
+      const index_t n = len - j;
+      one(
+          j, [n](const T *p) { return V::load_n(p, n); },
+          [n](T *p, VT v) { V::store_n(p, v, n); });
+    }
+    bad += nf;
+  }
+  bool residual_ld_is(index_t ld) const { return !res || res_ld == ld; }
+  bool finite() const {
+    T sum = bad_scalar;
+    for (int l = 0; l < Vec<T>::lanes; ++l)
+      sum += bad[l];
+    return sum == T(0);
+  }
 };
 
 /// Writes an MR x nc tile of output columns starting at position `pos`
@@ -346,8 +501,9 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
   const index_t cell0 = pos / N, n0 = pos % N;
   if (N == 1) {
     // Runs of columns within one output row: the useful ones (wq < OW) are
-    // consecutive output pixels, y.ld apart.
+    // consecutive output pixels, y.ld apart (adjacent when y.ld = 1).
     const index_t ld = y.ld;
+    const bool store_contiguous = store.residual_ld_is(1);
     for (index_t r = 0; r < rows; ++r) {
       const T *src = ct + r * ct_ld;
       const index_t plane = (co0 + r) * p.OH * p.OW;
@@ -356,7 +512,10 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
         const index_t run = std::min(p.Wq - wq, nc - c);
         const index_t useful = std::clamp<index_t>(p.OW - wq, 0, run);
         const index_t yrow = plane + oh * p.OW + wq;
-        store.strided(y.data + yrow * ld, ld, src + c, useful, yrow);
+        if (ld == 1 && store_contiguous)
+          store.contiguous(y.data + yrow, src + c, useful, yrow);
+        else
+          store.strided(y.data + yrow * ld, ld, src + c, useful, yrow);
         c += run;
         wq += run;
         if (wq == p.Wq) {
@@ -365,6 +524,33 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
         }
       }
     }
+    return;
+  }
+  constexpr index_t L = Vec<T>::lanes;
+  if (N % L == 0 && nc % L == 0) {
+    // Every run of a cell is whole vectors (the tile starts on a vector
+    // boundary): the epilogue in the level's vectors, the kind resolved once.
+    store.with_kind([&](auto kind) {
+      constexpr ActivationKind K = decltype(kind)::value;
+      for (index_t r = 0; r < rows; ++r) {
+        const T *src = ct + r * ct_ld;
+        const index_t co = co0 + r;
+        index_t n = n0, wq = cell0 % p.Wq, oh = cell0 / p.Wq;
+        for (index_t c = 0; c < nc;) {
+          const index_t run = std::min(N - n, nc - c);
+          if (wq < p.OW) {
+            const index_t yrow = (co * p.OH + oh) * p.OW + wq;
+            store.template vectors<K>(y.row(yrow) + n, src + c, run, yrow);
+          }
+          c += run;
+          n = 0;
+          if (++wq == p.Wq) {
+            wq = 0;
+            ++oh;
+          }
+        }
+      }
+    });
     return;
   }
   for (index_t r = 0; r < rows; ++r) {
@@ -389,6 +575,9 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
   }
 }
 
+/// Forward convolution through the implicit GEMM (see the file comment).
+/// `wpacked` from pack_weights; `w` the plain weights [Co][K] (im2col);
+/// `xp` a buffer of xp_size(p, N) elements.
 /// Returns store.finite() over all tasks (a copy of `store` per task).
 template <class T, class Store>
 bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
@@ -412,8 +601,31 @@ bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
   const index_t chunks = (total_tiles + chunk - 1) / chunk;
   const index_t cs = p.channel_stride() * N;
 
+  // K pieces: about 16 KiB of B rows (half the L1 data cache).
+  const index_t kc = std::max<index_t>(16, 16384 / static_cast<index_t>(nr * sizeof(T)));
+  constexpr index_t group_blocks = 8;
+  auto micro_call = [&](int nv, bool accumulate, index_t kn, const T *w, const T *b,
+                        const index_t *off, T *c) {
+    auto go = [&](auto NVc, auto Acc) {
+      micro_kernel<T, kernel_rows, decltype(NVc)::value, decltype(Acc)::value>(kn, w, b,
+                                                                               off, N, c);
+    };
+    using F = std::false_type;
+    using Tr = std::true_type;
+    switch (nv) {
+    case 1:
+      return accumulate ? go(std::integral_constant<int, 1>{}, Tr{})
+                        : go(std::integral_constant<int, 1>{}, F{});
+    case 2:
+      return accumulate ? go(std::integral_constant<int, 2>{}, Tr{})
+                        : go(std::integral_constant<int, 2>{}, F{});
+    default:
+      return accumulate ? go(std::integral_constant<int, 3>{}, Tr{})
+                        : go(std::integral_constant<int, 3>{}, F{});
+    }
+  };
   auto run = [&](index_t g, index_t b0, index_t b1, index_t t0, index_t t1, Store &st) {
-    alignas(64) T ct[conv_mr * nr];
+    alignas(64) T ct[group_blocks * conv_mr * nr];
     const T *base = xp + g * p.cin_g * cs;
     if (algo == ConvAlgorithm::im2col) {
       // Pack the B rows of the chunk, then one Eigen GEMM per chunk.
@@ -464,26 +676,30 @@ bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
       const T *b = pack ? P + (t - t0) * p.K * nr : base + s * seg.stride + j0;
       const index_t *off = pack ? nullptr : p.tap_offset.data();
       const int nv = pack ? 3 : static_cast<int>((nc + lanes - 1) / lanes);
-      for (index_t blk = b0; blk < b1; ++blk) {
-        const T *wb = wpacked + (g * blocks + blk) * p.K * conv_mr;
-        const index_t co0 = blk * conv_mr;
-        const index_t rows = std::min(conv_mr, p.cout_g - co0);
-        const index_t ld = nv * lanes;
-        for (index_t h = 0; h < rows; h += kernel_rows) {
-          switch (nv) {
-          case 1:
-            micro_kernel<T, kernel_rows, 1>(p.K, wb + h, b, off, N, ct + h * ld);
-            break;
-          case 2:
-            micro_kernel<T, kernel_rows, 2>(p.K, wb + h, b, off, N, ct + h * ld);
-            break;
-          default:
-            micro_kernel<T, kernel_rows, 3>(p.K, wb + h, b, off, N, ct + h * ld);
-            break;
+      const index_t ld = nv * lanes;
+      const index_t pos = s * seg.stride + j0;
+      // Blocks in groups whose tiles stay in ct; k in pieces of kc whose B
+      // rows (kc x nr) stay in L1 across the group's blocks.
+      for (index_t bg = b0; bg < b1; bg += group_blocks) {
+        const index_t bg1 = std::min(b1, bg + group_blocks);
+        for (index_t k0 = 0; k0 < p.K; k0 += kc) {
+          const index_t kn = std::min(kc, p.K - k0);
+          const T *bk = pack ? b + k0 * nr : b;
+          const index_t *ok = off ? off + k0 : nullptr;
+          for (index_t blk = bg; blk < bg1; ++blk) {
+            const T *wb = wpacked + ((g * blocks + blk) * p.K + k0) * conv_mr;
+            const index_t rows = std::min(conv_mr, p.cout_g - blk * conv_mr);
+            T *cb = ct + (blk - bg) * conv_mr * ld;
+            for (index_t h = 0; h < rows; h += kernel_rows)
+              micro_call(nv, k0 > 0, kn, wb + h, bk, ok, cb + h * ld);
           }
         }
-        store_tile(p, N, ct, ld, rows, g * p.cout_g + co0, s * seg.stride + j0, nc, st,
-                   y);
+        for (index_t blk = bg; blk < bg1; ++blk) {
+          const index_t co0 = blk * conv_mr;
+          store_tile(p, N, ct + (blk - bg) * conv_mr * ld, ld,
+                     std::min(conv_mr, p.cout_g - co0), g * p.cout_g + co0, pos, nc, st,
+                     y);
+        }
       }
     }
   };
