@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include <tacit/core/csr.hpp>
-#include <tacit/io/io.hpp>
 #include <tacit/core/model.hpp>
-#include <tacit/solve/solve.hpp>
 #include <tacit/core/structure.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/solve/solve.hpp>
 
 #include "cli_common.hpp"
 
@@ -79,17 +79,6 @@ void save_model_as(const Model<T> &model, const std::filesystem::path &out,
                     "exists and is not a directory; a model directory cannot replace it "
                     "(use a .tacit name or --format native for a single file)");
   save_model_directory(model, out);
-}
-
-/// The operator itself when it is a CSR matrix; otherwise a materialised copy
-/// kept in `storage`.
-template <class T>
-const CsrMatrix<T> &as_csr(const LinearOperator<T> &op,
-                           std::optional<CsrMatrix<T>> &storage) {
-  if (const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&op))
-    return *csr;
-  storage.emplace(op.to_csr());
-  return *storage;
 }
 
 /// SCC summary as JSON.

@@ -65,8 +65,8 @@ nlohmann::json run_model(const Invocation &inv, Progress &progress,
   // Certification: SCCs, then the lambda_PF interval over the cyclic blocks.
   progress.update(title + ": certifying well-posedness ...", true);
   Stopwatch clock;
-  std::optional<CsrMatrix<T>> storage;
-  const CsrMatrix<T> &A = as_csr(model.A(), storage);
+  const auto A_csr = csr_view(model.A());
+  const CsrMatrix<T> &A = *A_csr;
   const SccDecomposition scc = strongly_connected_components(A);
   PerronOptions perron;
   perron.rel_width = 1e-6;

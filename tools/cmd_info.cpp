@@ -5,12 +5,12 @@
 #include <optional>
 
 #include <tacit/analysis/wellposed.hpp>
+#include <tacit/core/capabilities.hpp>
 #include <tacit/core/isa.hpp>
 #include <tacit/core/model.hpp>
 #include <tacit/core/operator.hpp>
 #include <tacit/core/structure.hpp>
 #include <tacit/io/io.hpp>
-#include <tacit/operators/structured.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"
@@ -86,7 +86,9 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   // A structured feed-forward A (a network) is described from its block
   // structure: materialising it for an SCC analysis would cost far more
   // than the model itself.
-  const auto *block = dynamic_cast<const BlockOperator<double> *>(&model.A());
+  const auto *structure = capability<BlockStructured<double>>(model.A());
+  const BlockStructure<double> *block =
+      structure ? &structure->block_structure() : nullptr;
   const bool structured =
       block && block->square_partition() && block->strictly_block_lower_triangular();
   std::optional<SccDecomposition> scc;
@@ -95,15 +97,10 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   if (structured) {
     progress.update("block structure ...", true);
     wp = analyse_well_posedness(model.A());
-    std::vector<index_t> level(static_cast<std::size_t>(block->row_blocks()), 1);
-    for (const auto &e : block->entries())
-      level[e.block_row] = std::max(level[e.block_row], level[e.block_col] + 1);
-    for (const index_t l : level)
-      block_levels = std::max(block_levels, l);
+    block_levels = strongly_connected_components(*block).level_count();
   } else {
     progress.update("strongly connected components ...", true);
-    std::optional<CsrMatrix<double>> storage;
-    scc = strongly_connected_components(as_csr(model.A(), storage));
+    scc = strongly_connected_components(*csr_view(model.A()));
   }
   progress.clear();
 

@@ -116,12 +116,7 @@ BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
     I.lip[i] = static_cast<T>(a.lipschitz());
   }
   // Levels of the SCC DAG.
-  std::optional<CsrMatrix<T>> storage;
-  const CsrMatrix<T> *csr = dynamic_cast<const CsrMatrix<T> *>(&model.A());
-  if (!csr) {
-    storage.emplace(model.A().to_csr());
-    csr = &*storage;
-  }
+  const auto csr = csr_view(model.A());
   {
     // Most nonzeros in a row or a column of A, B, C, D: every product's
     // a-priori rounding bound is gamma_m |M| |v|.
@@ -136,12 +131,7 @@ BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
           most = std::max<index_t>(most, ++col_count[static_cast<std::size_t>(c)]);
       });
     };
-    const auto scan_op = [&](const LinearOperator<T> &op) {
-      if (const auto *m = dynamic_cast<const CsrMatrix<T> *>(&op))
-        scan(*m);
-      else
-        scan(op.to_csr());
-    };
+    const auto scan_op = [&](const LinearOperator<T> &op) { scan(*csr_view(op)); };
     scan(*csr);
     scan_op(model.B());
     scan_op(model.C());
@@ -157,9 +147,11 @@ BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
   I.input_only.resize(n);
   for (index_t i = 0; i < n; ++i)
     I.input_only[i] = csr->row_ptr()[i + 1] == csr->row_ptr()[i];
-  if (const auto *block = dynamic_cast<const BlockOperator<T> *>(&model.A());
-      block && block->square_partition() && block->strictly_block_lower_triangular())
-    I.sweep = block;
+  if (const auto *blocks = capability<BlockStructured<T>>(model.A())) {
+    const auto &structure = blocks->block_structure();
+    if (structure.square_partition() && structure.strictly_block_lower_triangular())
+      I.sweep = &structure;
+  }
   I.level_states.resize(scc.level_count());
   for (index_t l = 0; l < scc.level_count(); ++l)
     for (index_t k = scc.level_ptr[l]; k < scc.level_ptr[l + 1]; ++k)

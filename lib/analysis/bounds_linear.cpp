@@ -23,7 +23,7 @@ template <class T> struct LinearWork {
 // final; otherwise V is iterated to its fixed point (exactly, in levels + 1
 // steps, when A is nilpotent).
 template <class T>
-std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *sweep,
+std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *sweep,
                              std::span<const detail::StateAct> acts, bool nilpotent,
                              int budget, double tolerance, const StateBounds<T> &bounds,
                              const InputBox<T> &box, LinearWork<T> &work,
@@ -162,7 +162,8 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockOperator<T> *swee
 // column over the steps is kept (every step's bound is sound). Needs an
 // exact back-substitution (feed-forward A): otherwise returns `best`.
 template <class T>
-std::vector<T> optimise_lower_slopes(const Model<T> &model, const BlockOperator<T> *sweep,
+std::vector<T> optimise_lower_slopes(const Model<T> &model,
+                                     const BlockStructure<T> *sweep,
                                      std::span<const detail::StateAct> acts,
                                      bool nilpotent, int budget, double tolerance,
                                      const StateBounds<T> &bounds, const InputBox<T> &box,
@@ -369,7 +370,7 @@ StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
 
 #define TACIT_INSTANTIATE(T)                                                             \
   template std::vector<T> detail::optimise_lower_slopes<T>(                              \
-      const Model<T> &, const BlockOperator<T> *, std::span<const detail::StateAct>,     \
+      const Model<T> &, const BlockStructure<T> *, std::span<const detail::StateAct>,    \
       bool, int, double, const StateBounds<T> &, const InputBox<T> &,                    \
       const std::vector<T> &, const std::vector<T> &, const std::vector<double> &,       \
       index_t, int, double, std::vector<T>);                                             \

@@ -35,12 +35,6 @@ std::string fmt(double v) {
   return buf;
 }
 
-template <class T> CsrMatrix<T> as_csr(const LinearOperator<T> &op) {
-  if (const auto *c = dynamic_cast<const CsrMatrix<T> *>(&op))
-    return *c;
-  return op.to_csr();
-}
-
 template <class T>
 void check_finite(const CsrMatrix<T> &M, const char *name, const std::string &detail) {
   if (const auto e = M.find_non_finite())
@@ -64,11 +58,8 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
                         ", which is not positively homogeneous; diagonal rescaling "
                         "needs phi(d z) = d phi(z) for d > 0 (relu, leaky_relu, "
                         "identity)");
-  const auto *A_csr = dynamic_cast<const CsrMatrix<T> *>(&model.A());
-  std::optional<CsrMatrix<T>> A_owned;
-  if (!A_csr)
-    A_owned.emplace(model.A().to_csr());
-  const CsrMatrix<T> &A = A_csr ? *A_csr : *A_owned;
+  const auto A_view = csr_view(model.A());
+  const CsrMatrix<T> &A = *A_view;
   const index_t n = A.rows();
   const SccDecomposition scc = strongly_connected_components(A);
   std::vector<detail::PerronBlockVector> blocks;
@@ -173,7 +164,7 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
                         });
     });
   }
-  CsrMatrix<T> B2 = as_csr(model.B());
+  CsrMatrix<T> B2 = model.B().to_csr(); // a copy, rescaled in place
   {
     const auto brp = B2.row_ptr();
     auto out = B2.mutable_values();
@@ -181,7 +172,7 @@ Model<T> rescale_model(const Model<T> &model, double target, RescaleReport *repo
       for (auto e = brp[i]; e < brp[i + 1]; ++e)
         out[e] = static_cast<T>(static_cast<double>(out[e]) / v[i]);
   }
-  CsrMatrix<T> C2 = as_csr(model.C());
+  CsrMatrix<T> C2 = model.C().to_csr();
   {
     auto out = C2.mutable_values();
     C2.visit_columns([&](auto cols) {

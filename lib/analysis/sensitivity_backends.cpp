@@ -1,9 +1,10 @@
-// Back-ends of the sensitivity operator (see lib/analysis/detail/sensitivity_backends.hpp and
-// include/tacit/analysis/sensitivity.hpp):
+// Back-ends of the sensitivity operator (see lib/analysis/detail/sensitivity_backends.hpp
+// and include/tacit/analysis/sensitivity.hpp):
 // - CsrSweep: forward / backward substitution over the SCC order of a CSR M
 //   whose components are single states with |m_ii| < 1;
-// - BlockSweep: the same over the blocks of a block lower triangular
-//   BlockOperator, with the blocks' own |op| and |op|^T products;
+// - BlockSweep: the same over the blocks of a block lower triangular block
+//   structure (any BlockStructured M), with the blocks' own |op| and |op|^T
+//   products;
 // - KluSolve: sparse LU of I - |M| (SuiteSparse KLU);
 // - IterativeSolve: w <- |M| w + r with a certified a-posteriori stop.
 
@@ -56,9 +57,7 @@ ConstMatrixView<T> row_range(ConstMatrixView<T> w, index_t r0, index_t r1) {
 /// The operator as CSR, sharing it when it is one.
 template <class T>
 std::shared_ptr<const CsrMatrix<T>> shared_csr(const OperatorPtr<T> &M) {
-  if (const auto *csr = dynamic_cast<const CsrMatrix<T> *>(M.get()))
-    return std::shared_ptr<const CsrMatrix<T>>(M, csr);
-  return std::make_shared<const CsrMatrix<T>>(M->to_csr());
+  return csr_view(M).shared();
 }
 
 // ------------------------------------------------------------------ CSR sweep
@@ -643,7 +642,7 @@ public:
     OperatorPtr<T> op;
   };
 
-  BlockSweep(OperatorPtr<T> keep, const BlockOperator<T> &A,
+  BlockSweep(OperatorPtr<T> keep, const BlockStructure<T> &A,
              const SensitivityOptions &options, bool linearised, SensitivityInfo &info)
       : keep_(std::move(keep)) {
     const index_t nb = A.row_blocks();
@@ -769,12 +768,14 @@ private:
   index_t diagonal_blocks_ = 0;
 };
 
+/// M's block structure when it is square and block lower triangular.
 template <class T>
-const BlockOperator<T> *as_block_triangular(const LinearOperator<T> &M) {
-  const auto *block = dynamic_cast<const BlockOperator<T> *>(&M);
-  if (block && block->square_partition() && block->block_lower_triangular())
-    return block;
-  return nullptr;
+const BlockStructure<T> *as_block_triangular(const LinearOperator<T> &M) {
+  const auto *blocks = capability<BlockStructured<T>>(M);
+  if (!blocks)
+    return nullptr;
+  const auto &s = blocks->block_structure();
+  return s.square_partition() && s.block_lower_triangular() ? &s : nullptr;
 }
 
 std::string interval(const PerronBound &pf) {

@@ -1,6 +1,7 @@
 // Well-posedness reports: norms, SCCs and the certified lambda_PF(|A|)
-// interval of any operator; a block lower triangular BlockOperator is
-// analysed from its structure (the enclosure itself is in perron.cpp).
+// interval of any operator; an operator with a block lower triangular block
+// structure is analysed from its structure (the enclosure itself is in
+// perron.cpp).
 
 #include <tacit/analysis/wellposed.hpp>
 
@@ -20,69 +21,10 @@ namespace tacit::inline v1 {
 
 namespace {
 
-/// Absolute row (or column) sums of one block, accumulated into out (double).
-/// A convolution's sums come from its kernel alone: the taps of an output
-/// pixel that fall inside the image are a product of the valid kernel rows
-/// and the valid kernel columns, so each sum is at most kh * kw precomputed
-/// per-channel sums of |w| (no pass over the taps of every pixel).
+/// max of the absolute row (or column) sums of an operator with block
+/// structure `S`, each block's sums accumulated in double by the block.
 template <class T>
-void add_abs_sums(const LinearOperator<T> &op, bool rows, double *out) {
-  const auto *conv = dynamic_cast<const Conv2dOperator<T> *>(&op);
-  if (!conv) {
-    const auto s = rows ? op.row_abs_sums() : op.col_abs_sums();
-    for (std::size_t i = 0; i < s.size(); ++i)
-      out[i] += static_cast<double>(s[i]);
-    return;
-  }
-  const auto &g = conv->geometry();
-  const auto w = conv->weights();
-  const TensorShape o = g.output();
-  const index_t KH = g.kernel_h, KW = g.kernel_w, cin_g = g.input.channels / g.groups,
-                cout_g = g.out_channels / g.groups;
-  // Valid kernel rows/cols per output (rows) or input (columns) position.
-  auto valid = [](index_t outer, index_t inner, index_t K, index_t stride, index_t pad,
-                  index_t dil, bool forward) {
-    std::vector<std::vector<index_t>> v(
-        static_cast<std::size_t>(forward ? outer : inner));
-    for (index_t p = 0; p < outer; ++p)
-      for (index_t k = 0; k < K; ++k) {
-        const index_t i = p * stride - pad + k * dil;
-        if (i >= 0 && i < inner)
-          v[static_cast<std::size_t>(forward ? p : i)].push_back(k);
-      }
-    for (auto &list : v) { // a kernel row may reach an input row from one output only
-      std::sort(list.begin(), list.end());
-      list.erase(std::unique(list.begin(), list.end()), list.end());
-    }
-    return v;
-  };
-  const auto vh =
-      valid(o.height, g.input.height, KH, g.stride_h, g.pad_top, g.dilation_h, rows);
-  const auto vw =
-      valid(o.width, g.input.width, KW, g.stride_w, g.pad_left, g.dilation_w, rows);
-  const index_t channels = rows ? g.out_channels : g.input.channels;
-  std::vector<double> S(static_cast<std::size_t>(channels * KH * KW), 0.0);
-  for (index_t co = 0; co < g.out_channels; ++co)
-    for (index_t c = 0; c < cin_g; ++c) {
-      const index_t ci = (co / cout_g) * cin_g + c;
-      for (index_t k = 0; k < KH * KW; ++k)
-        S[(rows ? co : ci) * KH * KW + k] +=
-            std::abs(static_cast<double>(w[(co * cin_g + c) * KH * KW + k]));
-    }
-  const index_t H = static_cast<index_t>(vh.size()), W = static_cast<index_t>(vw.size());
-  for (index_t c = 0; c < channels; ++c)
-    for (index_t h = 0; h < H; ++h)
-      for (index_t x = 0; x < W; ++x) {
-        double sum = 0;
-        for (const index_t kh : vh[h])
-          for (const index_t kw : vw[x])
-            sum += S[(c * KH + kh) * KW + kw];
-        out[(c * H + h) * W + x] += sum;
-      }
-}
-
-/// max of the absolute row (or column) sums of a BlockOperator.
-template <class T> double block_norm(const BlockOperator<T> &A, bool rows) {
+double block_norm(const LinearOperator<T> &op, const BlockStructure<T> &A, bool rows) {
   std::vector<double> sums(static_cast<std::size_t>(rows ? A.rows() : A.cols()), 0.0);
   // Entries at the same block are summed before |.|: bound them by the sum
   // of their absolute sums only when alone; otherwise use the operator's
@@ -101,32 +43,35 @@ template <class T> double block_norm(const BlockOperator<T> &A, bool rows) {
     }
     const auto &en = entries[e];
     add_abs_sums(*en.op, rows,
-                 sums.data() +
-                     (rows ? A.row_offset(en.block_row) : A.col_offset(en.block_col)));
+                 std::span<double>(
+                     sums.data() +
+                         (rows ? A.row_offset(en.block_row) : A.col_offset(en.block_col)),
+                     static_cast<std::size_t>(rows ? en.op->rows() : en.op->cols())));
   }
   if (any_shared) // rare: let the operator handle the summed groups
-    return rows ? norm_inf(A) : norm_1(A);
+    return rows ? norm_inf(op) : norm_1(op);
   double best = 0;
   for (const double v : sums)
     best = std::max(best, v);
   return best;
 }
 
-/// Well-posedness of a block lower triangular BlockOperator from its
-/// structure: lambda_PF(|A|) is the largest over the diagonal blocks (0 for
-/// a strictly block lower triangular A, with nothing materialised); only the
-/// diagonal blocks that have entries are converted to CSR. Norms come from
-/// the operator's row and column absolute sums.
+/// Well-posedness of an operator with a block lower triangular block
+/// structure `A`, from the structure: lambda_PF(|A|) is the largest over the diagonal
+/// blocks (0 for a strictly block lower triangular A, with nothing materialised); only
+/// the diagonal blocks that have entries are converted to CSR. Norms come from the
+/// operator's row and column absolute sums.
 template <class T>
-WellPosednessReport block_well_posedness(const BlockOperator<T> &A,
+WellPosednessReport block_well_posedness(const LinearOperator<T> &op,
+                                         const BlockStructure<T> &A,
                                          const PerronOptions &options) {
   detail::check_perron_options(options);
   WellPosednessReport r;
-  r.n = A.rows();
-  r.nnz = A.nnz();
-  r.norm_inf = block_norm(A, true);
-  r.norm_1 = block_norm(A, false);
-  if (const auto e = A.find_non_finite())
+  r.n = op.rows();
+  r.nnz = op.nnz();
+  r.norm_inf = block_norm(op, A, true);
+  r.norm_1 = block_norm(op, A, false);
+  if (const auto e = op.find_non_finite())
     throw InvalidArgument("perron_frobenius_bound: A has a non-finite entry at (" +
                           std::to_string(e->row + 1) + ", " + std::to_string(e->col + 1) +
                           ")");
@@ -192,15 +137,12 @@ WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
   if (A.rows() != A.cols())
     throw InvalidArgument("analyse_well_posedness: A is " + std::to_string(A.rows()) +
                           " x " + std::to_string(A.cols()) + ", not square");
-  if (const auto *block = dynamic_cast<const BlockOperator<T> *>(&A);
-      block && block->square_partition() && block->block_lower_triangular())
-    return block_well_posedness(*block, options);
-  const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&A);
-  std::optional<CsrMatrix<T>> owned;
-  if (!csr) {
-    owned.emplace(A.to_csr());
-    csr = &*owned;
+  if (const auto *blocks = capability<BlockStructured<T>>(A)) {
+    const auto &structure = blocks->block_structure();
+    if (structure.square_partition() && structure.block_lower_triangular())
+      return block_well_posedness(A, structure, options);
   }
+  const auto csr = csr_view(A);
   WellPosednessReport r;
   r.n = csr->rows();
   r.nnz = csr->nnz();

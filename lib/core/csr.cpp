@@ -138,7 +138,8 @@ bool want_wide(IndexWidth w, index_t cols) {
 
 template <class T>
 CsrMatrix<T>::CsrMatrix(index_t rows, index_t cols)
-    : LinearOperator<T>(rows, cols), row_ptr_(static_cast<std::size_t>(rows) + 1, 0),
+    : OperatorBase<CsrMatrix<T>, T>(rows, cols),
+      row_ptr_(static_cast<std::size_t>(rows) + 1, 0),
       cols_(std::vector<std::int32_t>{}) {
   if (want_wide(IndexWidth::automatic, cols))
     cols_ = std::vector<std::int64_t>{};
@@ -148,7 +149,7 @@ template <class T>
 CsrMatrix<T>::CsrMatrix(index_t rows, index_t cols, std::vector<std::int64_t> row_ptr,
                         std::span<const std::int64_t> col_idx, std::vector<T> values,
                         IndexWidth width)
-    : LinearOperator<T>(rows, cols), row_ptr_(std::move(row_ptr)),
+    : OperatorBase<CsrMatrix<T>, T>(rows, cols), row_ptr_(std::move(row_ptr)),
       values_(std::move(values)) {
   if (static_cast<index_t>(row_ptr_.size()) != rows + 1)
     throw InvalidArgument("CSR: row_ptr has " + std::to_string(row_ptr_.size()) +
@@ -266,11 +267,11 @@ template <class T> CsrMatrix<T> CsrMatrix<T>::identity(index_t n, T scale) {
 
 template <class T>
 CsrMatrix<T>::CsrMatrix(const CsrMatrix &o)
-    : LinearOperator<T>(o), row_ptr_(o.row_ptr_), cols_(o.cols_), values_(o.values_),
-      transpose_cache_(o.transpose_cache_) {}
+    : OperatorBase<CsrMatrix<T>, T>(o), row_ptr_(o.row_ptr_), cols_(o.cols_),
+      values_(o.values_), transpose_cache_(o.transpose_cache_) {}
 template <class T> CsrMatrix<T> &CsrMatrix<T>::operator=(const CsrMatrix &o) {
   if (this != &o) {
-    LinearOperator<T>::operator=(o);
+    OperatorBase<CsrMatrix<T>, T>::operator=(o);
     row_ptr_ = o.row_ptr_;
     cols_ = o.cols_;
     values_ = o.values_;
@@ -453,7 +454,7 @@ template <class T> std::size_t CsrMatrix<T>::cache_bytes() const noexcept {
   return cache->transpose->bytes();
 }
 
-template <class T> std::size_t CsrMatrix<T>::bytes_impl() const {
+template <class T> std::size_t CsrMatrix<T>::storage_bytes() const {
   const std::size_t idx = wide_indices() ? 8 : 4;
   return row_ptr_.size() * sizeof(std::int64_t) + values_.size() * (sizeof(T) + idx);
 }
@@ -466,8 +467,8 @@ template <class T> const CsrMatrix<T> &CsrMatrix<T>::cached_transpose() const {
 }
 
 template <class T>
-void CsrMatrix<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                              MatrixView<T> y, Execution exec) const {
+void CsrMatrix<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                           MatrixView<T> y, Execution exec) const {
   const bool absolute = is_absolute(mode);
   if (exec == Execution::reference) {
     visit_columns([&](auto cols) {
@@ -482,8 +483,8 @@ void CsrMatrix<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
     return;
   }
   if (is_transposed(mode)) {
-    cached_transpose().apply_impl(absolute ? Mode::abs : Mode::normal, alpha, x, beta, y,
-                                  exec);
+    cached_transpose().product(absolute ? Mode::abs : Mode::normal, alpha, x, beta, y,
+                               exec);
     return;
   }
   const index_t rows = this->rows();
@@ -539,7 +540,7 @@ void CsrMatrix<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
   });
 }
 
-template <class T> void CsrMatrix<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> void CsrMatrix<T>::row_abs_sums_into(std::span<T> out) const {
   tbb::parallel_for(tbb::blocked_range<index_t>(0, this->rows(), 4096),
                     [&](const tbb::blocked_range<index_t> &r) {
                       for (index_t i = r.begin(); i < r.end(); ++i) {
@@ -551,7 +552,7 @@ template <class T> void CsrMatrix<T>::row_abs_sums_impl(std::span<T> out) const 
                     });
 }
 
-template <class T> void CsrMatrix<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T> void CsrMatrix<T>::col_abs_sums_into(std::span<T> out) const {
   std::fill(out.begin(), out.end(), T(0));
   visit_columns([&](auto cols) {
     for (std::int64_t k = 0; k < this->nnz(); ++k)
@@ -559,7 +560,7 @@ template <class T> void CsrMatrix<T>::col_abs_sums_impl(std::span<T> out) const 
   });
 }
 
-template <class T> std::optional<Entry> CsrMatrix<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> CsrMatrix<T>::first_non_finite() const {
   for (index_t i = 0; i < this->rows(); ++i)
     for (auto k = row_ptr_[i]; k < row_ptr_[i + 1]; ++k)
       if (!std::isfinite(values_[k]))

@@ -145,7 +145,24 @@ SccDecomposition strongly_connected_components(const CsrMatrix<T> &A) {
   return scc;
 }
 
+template <class T>
+SccDecomposition strongly_connected_components(const BlockStructure<T> &blocks) {
+  if (!blocks.square_partition())
+    throw InvalidArgument("strongly_connected_components: the block partition is " +
+                          std::to_string(blocks.row_blocks()) + " x " +
+                          std::to_string(blocks.col_blocks()) +
+                          " blocks of different sizes, not square");
+  std::vector<Triplet<double>> edges;
+  edges.reserve(blocks.entries().size());
+  for (const auto &e : blocks.entries())
+    edges.push_back({e.block_row, e.block_col, 1.0});
+  const index_t nb = blocks.row_blocks();
+  return strongly_connected_components(CsrMatrix<double>::from_triplets(nb, nb, edges));
+}
+
 template SccDecomposition strongly_connected_components(const CsrMatrix<float> &);
 template SccDecomposition strongly_connected_components(const CsrMatrix<double> &);
+template SccDecomposition strongly_connected_components(const BlockStructure<float> &);
+template SccDecomposition strongly_connected_components(const BlockStructure<double> &);
 
 } // namespace tacit::inline v1

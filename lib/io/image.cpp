@@ -3,9 +3,9 @@
 
 #include <tacit/io/image.hpp>
 
+#include <tacit/core/capabilities.hpp>
 #include <tacit/core/csr.hpp>
 #include <tacit/core/error.hpp>
-#include <tacit/operators/structured.hpp>
 
 #include "io/detail/io_common.hpp"
 
@@ -178,10 +178,11 @@ SpyCounts spy_counts(const LinearOperator<T> &op, index_t cells_x, index_t cells
   s.counts.assign(static_cast<std::size_t>(s.cells_x * s.cells_y), 0);
   if (s.rows == 0 || s.cols == 0)
     return s;
-  if (const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&op)) {
+  if (const auto *csr = stored_csr(op)) {
     count_csr(*csr, 0, 0, s);
-  } else if (const auto *block = dynamic_cast<const BlockOperator<T> *>(&op)) {
+  } else if (const auto *structured = capability<BlockStructured<T>>(op)) {
     // Entries at the same block position are summed: count their sum.
+    const auto *block = &structured->block_structure();
     const auto entries = block->entries();
     for (std::size_t e = 0; e < entries.size();) {
       std::size_t f = e + 1;
@@ -253,7 +254,8 @@ Image spy_plot(const LinearOperator<T> &op, const SpyOptions &options,
   std::vector<index_t> rb(row_bounds.begin(), row_bounds.end());
   std::vector<index_t> cb(col_bounds.begin(), col_bounds.end());
   if (rb.empty() && cb.empty())
-    if (const auto *block = dynamic_cast<const BlockOperator<T> *>(&op)) {
+    if (const auto *structured = capability<BlockStructured<T>>(op)) {
+      const auto *block = &structured->block_structure();
       for (index_t i = 1; i < block->row_blocks(); ++i)
         rb.push_back(block->row_offset(i));
       for (index_t j = 1; j < block->col_blocks(); ++j)
@@ -296,7 +298,8 @@ Image spy_plot(const LinearOperator<T> &op, const SpyOptions &options,
 
 template <class T> std::vector<index_t> state_block_bounds(const Model<T> &model) {
   std::vector<index_t> b;
-  if (const auto *block = dynamic_cast<const BlockOperator<T> *>(&model.A())) {
+  if (const auto *structured = capability<BlockStructured<T>>(model.A())) {
+    const auto *block = &structured->block_structure();
     for (index_t i = 1; i < block->row_blocks(); ++i)
       b.push_back(block->row_offset(i));
     return b;

@@ -599,16 +599,11 @@ void save_model_directory(const Model<T> &model, const fs::path &target_in) {
   }
 
   TreeGuard temp{make_sibling_directory(target, "tmp")};
-  auto to_csr = [](const LinearOperator<T> &op) -> CsrMatrix<T> {
-    if (auto csr = dynamic_cast<const CsrMatrix<T> *>(&op))
-      return *csr;
-    return op.to_csr();
-  };
-  write_matrix_market(temp.path / "A.mtx", to_csr(model.A()));
-  write_matrix_market(temp.path / "B.mtx", to_csr(model.B()));
-  write_matrix_market(temp.path / "C.mtx", to_csr(model.C()));
+  write_matrix_market(temp.path / "A.mtx", *csr_view(model.A()));
+  write_matrix_market(temp.path / "B.mtx", *csr_view(model.B()));
+  write_matrix_market(temp.path / "C.mtx", *csr_view(model.C()));
   if (model.D())
-    write_matrix_market(temp.path / "D.mtx", to_csr(*model.D()));
+    write_matrix_market(temp.path / "D.mtx", *csr_view(*model.D()));
   write_values(temp.path / "bx.txt", model.bias_x());
   write_values(temp.path / "by.txt", model.bias_y());
   write_file_atomically(temp.path / "model.json", blocks_json(model.blocks()));

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace tacit::inline v1 {
@@ -49,27 +50,31 @@ std::vector<T> apply_vector(const LinearOperator<T> &L, const std::vector<T> &v)
   return y;
 }
 
+/// s when op is stored as s I (null op: the identity), else none.
+template <class T> std::optional<T> identity_scale(const OperatorPtr<T> &op) {
+  if (!op)
+    return T(1);
+  const auto *diag = capability<DiagonalForm<T>>(*op);
+  return diag ? diag->identity_scale() : std::nullopt;
+}
+
 /// L o op, folded where cheap.
 template <class T> OperatorPtr<T> compose(OperatorPtr<T> L, const OperatorPtr<T> &op) {
   if (!op)
     return L;
-  if (const auto *id = dynamic_cast<const IdentityOperator<T> *>(op.get())) {
-    if (id->scale() == T(1))
-      return L;
-  }
-  if (const auto *id = dynamic_cast<const IdentityOperator<T> *>(L.get())) {
-    if (id->scale() == T(1))
-      return op;
-  }
-  if (const auto *dense = dynamic_cast<const DenseOperator<T> *>(L.get());
-      dense && dense->rows() * op->cols() <= kDenseFoldLimit) {
+  if (const auto s = identity_scale(op); s && *s == T(1))
+    return L;
+  if (const auto s = identity_scale(L); s && *s == T(1))
+    return op;
+  if (const auto *dense = capability<DenseForm<T>>(*L);
+      dense && L->rows() * op->cols() <= kDenseFoldLimit) {
     // Rows of L * op are op^T applied to the rows of L.
-    const index_t r = dense->rows(), m = op->rows(), c = op->cols();
+    const index_t r = L->rows(), m = op->rows(), c = op->cols();
     std::vector<T> prod(static_cast<std::size_t>(r * c), T(0));
     // All rows at once: X (m x r) holds L^T, Y (c x r) = op^T X.
     std::vector<T> lt(static_cast<std::size_t>(m * r)),
         yt(static_cast<std::size_t>(c * r));
-    const auto d = dense->data();
+    const auto d = dense->row_major();
     for (index_t i = 0; i < r; ++i)
       for (index_t k = 0; k < m; ++k)
         lt[k * r + i] = d[i * m + k];
@@ -83,34 +88,20 @@ template <class T> OperatorPtr<T> compose(OperatorPtr<T> L, const OperatorPtr<T>
   return std::make_shared<ComposedOperator<T>>(std::move(L), op);
 }
 
-/// diag(d) o op, folding into a convolution (per output channel), a diagonal
-/// or an identity when possible. `per_channel` is d as one value per channel
-/// of `shape` (d is constant over each plane), or empty.
+/// diag(d) o op, folded into op's own form (a convolution scales its output
+/// channels), or into a diagonal when op is diagonal.
 template <class T>
-OperatorPtr<T> scale_rows(const std::vector<T> &d, const std::vector<T> &per_channel,
-                          const TensorShape &shape, const OperatorPtr<T> &op) {
+OperatorPtr<T> scale_rows(const std::vector<T> &d, const OperatorPtr<T> &op) {
   if (!op)
     return std::make_shared<DiagonalOperator<T>>(d);
-  if (const auto *conv = dynamic_cast<const Conv2dOperator<T> *>(op.get());
-      conv && !per_channel.empty() && conv->geometry().output() == shape) {
-    const auto &g = conv->geometry();
-    std::vector<T> w(conv->weights().begin(), conv->weights().end());
-    const index_t per_out = static_cast<index_t>(w.size()) / g.out_channels;
-    for (index_t o = 0; o < g.out_channels; ++o)
-      for (index_t k = 0; k < per_out; ++k)
-        w[o * per_out + k] *= per_channel[o];
-    return std::make_shared<Conv2dOperator<T>>(g, std::move(w));
-  }
-  if (const auto *diag = dynamic_cast<const DiagonalOperator<T> *>(op.get())) {
+  if (const auto *fold = capability<Foldable<T>>(*op))
+    if (auto folded = fold->scaled_rows(d))
+      return folded;
+  if (const auto *diag = capability<DiagonalForm<T>>(*op)) {
     std::vector<T> e(d);
+    const auto values = diag->diagonal_values();
     for (std::size_t i = 0; i < e.size(); ++i)
-      e[i] *= diag->diagonal()[i];
-    return std::make_shared<DiagonalOperator<T>>(std::move(e));
-  }
-  if (const auto *id = dynamic_cast<const IdentityOperator<T> *>(op.get())) {
-    std::vector<T> e(d);
-    for (auto &v : e)
-      v *= id->scale();
+      e[i] *= values[i];
     return std::make_shared<DiagonalOperator<T>>(std::move(e));
   }
   return std::make_shared<ComposedOperator<T>>(std::make_shared<DiagonalOperator<T>>(d),
@@ -118,7 +109,8 @@ OperatorPtr<T> scale_rows(const std::vector<T> &d, const std::vector<T> &per_cha
 }
 
 /// a + b for two operators on the same target, when they merge exactly
-/// (identities, diagonals, convolutions of the same geometry); null otherwise.
+/// (diagonal forms, or a fold of a's own form such as two convolutions of
+/// the same geometry); null otherwise.
 template <class T>
 OperatorPtr<T> try_merge(const OperatorPtr<T> &a, const OperatorPtr<T> &b, index_t n) {
   auto diagonal_of = [n](const OperatorPtr<T> &op, std::vector<T> &out) {
@@ -126,12 +118,8 @@ OperatorPtr<T> try_merge(const OperatorPtr<T> &a, const OperatorPtr<T> &b, index
       out.assign(static_cast<std::size_t>(n), T(1));
       return true;
     }
-    if (const auto *id = dynamic_cast<const IdentityOperator<T> *>(op.get())) {
-      out.assign(static_cast<std::size_t>(n), id->scale());
-      return true;
-    }
-    if (const auto *d = dynamic_cast<const DiagonalOperator<T> *>(op.get())) {
-      out.assign(d->diagonal().begin(), d->diagonal().end());
+    if (const auto *diag = capability<DiagonalForm<T>>(*op)) {
+      out = diag->diagonal_values();
       return true;
     }
     return false;
@@ -147,14 +135,9 @@ OperatorPtr<T> try_merge(const OperatorPtr<T> &a, const OperatorPtr<T> &b, index
       da[i] += db[i];
     return std::make_shared<DiagonalOperator<T>>(std::move(da));
   }
-  const auto *ca = dynamic_cast<const Conv2dOperator<T> *>(a.get());
-  const auto *cb = dynamic_cast<const Conv2dOperator<T> *>(b.get());
-  if (ca && cb && ca->geometry() == cb->geometry()) {
-    std::vector<T> w(ca->weights().begin(), ca->weights().end());
-    for (std::size_t i = 0; i < w.size(); ++i)
-      w[i] += cb->weights()[i];
-    return std::make_shared<Conv2dOperator<T>>(ca->geometry(), std::move(w));
-  }
+  if (a && b)
+    if (const auto *fold = capability<Foldable<T>>(*a))
+      return fold->plus(*b);
   return nullptr;
 }
 
@@ -317,7 +300,7 @@ auto NetworkBuilder<T>::batch_norm(Node x, std::vector<T> gamma, std::vector<T> 
   e.shape = in.shape;
   e.label = lbl;
   for (const auto &term : in.terms)
-    e.terms.push_back({term.target, scale_rows(d, s, in.shape, term.op)});
+    e.terms.push_back({term.target, scale_rows(d, term.op)});
   e.bias.assign(static_cast<std::size_t>(in.shape.size()), T(0));
   for (index_t c = 0; c < C; ++c)
     for (index_t k = 0; k < plane; ++k) {

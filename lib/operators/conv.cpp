@@ -4,6 +4,7 @@
 #include <tacit/core/csr.hpp>
 #include <tacit/operators/structured.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <mutex>
@@ -159,13 +160,14 @@ TensorShape conv_output(const Conv2dGeometry &g, std::size_t weights) {
 
 template <class T>
 Conv2dOperator<T>::Conv2dOperator(Conv2dGeometry g, std::vector<T> weights)
-    : LinearOperator<T>(conv_output(g, weights.size()).size(), g.input.size()),
+    : OperatorBase<Conv2dOperator<T>, T>(conv_output(g, weights.size()).size(),
+                                         g.input.size()),
       geometry_(g), weights_(std::move(weights)),
       state_(std::make_shared<detail::ConvState<T>>(geometry_, weights_)) {}
 
 template <class T>
-void Conv2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                   MatrixView<T> y, Execution exec) const {
+void Conv2dOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                MatrixView<T> y, Execution exec) const {
   auto &st = *state_;
   const auto &p = st.plan;
   const bool ab = is_absolute(mode);
@@ -251,20 +253,9 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
                           std::to_string(y.rows) + " x " + std::to_string(y.cols));
   if (!this->check_views(Mode::normal, x, y))
     return true;
-  if (exec == Execution::reference) {
-    // The unfused sequence: product, then residual, bias and activation row
-    // by row.
-    this->apply(Mode::normal, alpha, x, beta, y, exec);
-    bool finite = true;
-    for (index_t i = 0; i < y.rows; ++i)
-      for (index_t j = 0; j < y.cols; ++j) {
-        const T v = y(i, j) + (bias.empty() ? T(0) : bias[i]) +
-                    (has_residual ? residual_scale * residual(i, j) : T(0));
-        finite = finite && std::isfinite(v);
-        y(i, j) = phi(v);
-      }
-    return finite;
-  }
+  if (exec == Execution::reference)
+    return apply_activated_unfused<T>(*this, alpha, x, beta, y, bias, phi, exec, residual,
+                                      residual_scale);
   auto &st = *state_;
   const auto &p = st.plan;
   typename detail::ScratchPool<T>::Lease xp(
@@ -283,15 +274,15 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
                                                 x, y, xp.data(), st.tasks, exec);
 }
 
-template <class T> void Conv2dOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> void Conv2dOperator<T>::row_abs_sums_into(std::span<T> out) const {
   TACIT_CONV_TAPS;
   detail::tap_abs_sums(this->rows(), out, 64, fwd);
 }
-template <class T> void Conv2dOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T> void Conv2dOperator<T>::col_abs_sums_into(std::span<T> out) const {
   TACIT_CONV_TAPS;
   detail::tap_abs_sums(this->cols(), out, 64, adj);
 }
-template <class T> std::int64_t Conv2dOperator<T>::nnz_impl() const {
+template <class T> std::int64_t Conv2dOperator<T>::nnz_count() const {
   // Separable count: taps inside the image = (valid kh per oh) x (valid kw per ow).
   const auto &p = state_->plan;
   std::int64_t rows = 0, cols = 0;
@@ -307,14 +298,14 @@ template <class T> std::int64_t Conv2dOperator<T>::nnz_impl() const {
     }
   return p.Co * p.cin_g * rows * cols;
 }
-template <class T> std::size_t Conv2dOperator<T>::bytes_impl() const {
+template <class T> std::size_t Conv2dOperator<T>::storage_bytes() const {
   return weights_.size() * sizeof(T) + sizeof(*this);
 }
-template <class T> CsrMatrix<T> Conv2dOperator<T>::to_csr_impl() const {
+template <class T> CsrMatrix<T> Conv2dOperator<T>::materialise() const {
   TACIT_CONV_TAPS;
   return detail::tap_to_csr<T>(this->rows(), this->cols(), fwd);
 }
-template <class T> std::optional<Entry> Conv2dOperator<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> Conv2dOperator<T>::first_non_finite() const {
   bool any = false;
   for (T v : weights_)
     any = any || !std::isfinite(v);
@@ -324,6 +315,88 @@ template <class T> std::optional<Entry> Conv2dOperator<T>::find_non_finite_impl(
   return detail::tap_find_non_finite(this->rows(), fwd);
 }
 #undef TACIT_CONV_TAPS
+
+template <class T>
+void Conv2dOperator<T>::add_abs_sums(bool rows, std::span<double> out) const {
+  const index_t want = rows ? this->rows() : this->cols();
+  if (static_cast<index_t>(out.size()) != want)
+    throw InvalidArgument("Conv2dOperator::add_abs_sums: out has " +
+                          std::to_string(out.size()) + " entries, expected " +
+                          std::to_string(want));
+  const auto &g = geometry_;
+  const auto w = weights();
+  const TensorShape o = g.output();
+  const index_t KH = g.kernel_h, KW = g.kernel_w, cin_g = g.input.channels / g.groups,
+                cout_g = g.out_channels / g.groups;
+  // Valid kernel rows/cols per output (rows) or input (columns) position.
+  auto valid = [](index_t outer, index_t inner, index_t K, index_t stride, index_t pad,
+                  index_t dil, bool forward) {
+    std::vector<std::vector<index_t>> v(
+        static_cast<std::size_t>(forward ? outer : inner));
+    for (index_t p = 0; p < outer; ++p)
+      for (index_t k = 0; k < K; ++k) {
+        const index_t i = p * stride - pad + k * dil;
+        if (i >= 0 && i < inner)
+          v[static_cast<std::size_t>(forward ? p : i)].push_back(k);
+      }
+    for (auto &list : v) { // a kernel row may reach an input row from one output only
+      std::sort(list.begin(), list.end());
+      list.erase(std::unique(list.begin(), list.end()), list.end());
+    }
+    return v;
+  };
+  const auto vh =
+      valid(o.height, g.input.height, KH, g.stride_h, g.pad_top, g.dilation_h, rows);
+  const auto vw =
+      valid(o.width, g.input.width, KW, g.stride_w, g.pad_left, g.dilation_w, rows);
+  const index_t channels = rows ? g.out_channels : g.input.channels;
+  std::vector<double> S(static_cast<std::size_t>(channels * KH * KW), 0.0);
+  for (index_t co = 0; co < g.out_channels; ++co)
+    for (index_t c = 0; c < cin_g; ++c) {
+      const index_t ci = (co / cout_g) * cin_g + c;
+      for (index_t k = 0; k < KH * KW; ++k)
+        S[(rows ? co : ci) * KH * KW + k] +=
+            std::abs(static_cast<double>(w[(co * cin_g + c) * KH * KW + k]));
+    }
+  const index_t H = static_cast<index_t>(vh.size()), W = static_cast<index_t>(vw.size());
+  for (index_t c = 0; c < channels; ++c)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t x = 0; x < W; ++x) {
+        double sum = 0;
+        for (const index_t kh : vh[h])
+          for (const index_t kw : vw[x])
+            sum += S[(c * KH + kh) * KW + kw];
+        out[(c * H + h) * W + x] += sum;
+      }
+}
+
+template <class T>
+OperatorPtr<T> Conv2dOperator<T>::scaled_rows(std::span<const T> d) const {
+  const index_t plane = this->rows() / geometry_.out_channels;
+  if (static_cast<index_t>(d.size()) != this->rows())
+    return nullptr;
+  for (index_t o = 0; o < geometry_.out_channels; ++o)
+    for (index_t k = 1; k < plane; ++k)
+      if (!(d[o * plane + k] == d[o * plane]))
+        return nullptr;
+  std::vector<T> w(weights_.begin(), weights_.end());
+  const index_t per_out = static_cast<index_t>(w.size()) / geometry_.out_channels;
+  for (index_t o = 0; o < geometry_.out_channels; ++o)
+    for (index_t k = 0; k < per_out; ++k)
+      w[o * per_out + k] *= d[o * plane];
+  return std::make_shared<Conv2dOperator<T>>(geometry_, std::move(w));
+}
+
+template <class T>
+OperatorPtr<T> Conv2dOperator<T>::plus(const LinearOperator<T> &other) const {
+  const auto *conv = capability<Conv2dOperator<T>>(other);
+  if (!conv || !(conv->geometry() == geometry_))
+    return nullptr;
+  std::vector<T> w(weights_.begin(), weights_.end());
+  for (std::size_t i = 0; i < w.size(); ++i)
+    w[i] += conv->weights()[i];
+  return std::make_shared<Conv2dOperator<T>>(geometry_, std::move(w));
+}
 
 template class Conv2dOperator<float>;
 template class Conv2dOperator<double>;

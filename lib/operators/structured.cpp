@@ -141,11 +141,11 @@ void Conv2dGeometry::validate() const {
 
 template <class T>
 IdentityOperator<T>::IdentityOperator(index_t n, T scale)
-    : LinearOperator<T>(n, n), scale_(scale) {}
+    : OperatorBase<IdentityOperator<T>, T>(n, n), scale_(scale) {}
 
 template <class T>
-void IdentityOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                     MatrixView<T> y, Execution exec) const {
+void IdentityOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                  MatrixView<T> y, Execution exec) const {
   const T s = scale_;
   if (exec != Execution::reference) {
     auto coef = [s](index_t) { return s; };
@@ -156,20 +156,22 @@ void IdentityOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T
   auto taps = [s](index_t i, auto &&f) { f(i, s); };
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(1, x.cols), taps, taps);
 }
-template <class T> void IdentityOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> std::vector<T> IdentityOperator<T>::diagonal_values() const {
+  return std::vector<T>(static_cast<std::size_t>(this->rows()), scale_);
+}
+template <class T> void IdentityOperator<T>::row_abs_sums_into(std::span<T> out) const {
   std::fill(out.begin(), out.end(), std::abs(scale_));
 }
-template <class T> void IdentityOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T> void IdentityOperator<T>::col_abs_sums_into(std::span<T> out) const {
   std::fill(out.begin(), out.end(), std::abs(scale_));
 }
-template <class T> std::int64_t IdentityOperator<T>::nnz_impl() const {
+template <class T> std::int64_t IdentityOperator<T>::nnz_count() const {
   return this->rows();
 }
-template <class T> CsrMatrix<T> IdentityOperator<T>::to_csr_impl() const {
+template <class T> CsrMatrix<T> IdentityOperator<T>::materialise() const {
   return CsrMatrix<T>::identity(this->rows(), scale_);
 }
-template <class T>
-std::optional<Entry> IdentityOperator<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> IdentityOperator<T>::first_non_finite() const {
   if (this->rows() > 0 && !std::isfinite(scale_))
     return Entry{0, 0};
   return std::nullopt;
@@ -179,12 +181,13 @@ std::optional<Entry> IdentityOperator<T>::find_non_finite_impl() const {
 
 template <class T>
 DiagonalOperator<T>::DiagonalOperator(std::vector<T> d)
-    : LinearOperator<T>(static_cast<index_t>(d.size()), static_cast<index_t>(d.size())),
+    : OperatorBase<DiagonalOperator<T>, T>(static_cast<index_t>(d.size()),
+                                           static_cast<index_t>(d.size())),
       diagonal_(std::move(d)) {}
 
 template <class T>
-void DiagonalOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                     MatrixView<T> y, Execution exec) const {
+void DiagonalOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                  MatrixView<T> y, Execution exec) const {
   const T *d = diagonal_.data();
   if (exec != Execution::reference) {
     auto coef = [d](index_t i) { return d[i]; };
@@ -195,26 +198,25 @@ void DiagonalOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T
   auto taps = [d](index_t i, auto &&f) { f(i, d[i]); };
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(1, x.cols), taps, taps);
 }
-template <class T> void DiagonalOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> void DiagonalOperator<T>::row_abs_sums_into(std::span<T> out) const {
   for (std::size_t i = 0; i < diagonal_.size(); ++i)
     out[i] = std::abs(diagonal_[i]);
 }
-template <class T> void DiagonalOperator<T>::col_abs_sums_impl(std::span<T> out) const {
-  row_abs_sums_impl(out);
+template <class T> void DiagonalOperator<T>::col_abs_sums_into(std::span<T> out) const {
+  row_abs_sums_into(out);
 }
-template <class T> std::int64_t DiagonalOperator<T>::nnz_impl() const {
+template <class T> std::int64_t DiagonalOperator<T>::nnz_count() const {
   return this->rows();
 }
-template <class T> std::size_t DiagonalOperator<T>::bytes_impl() const {
+template <class T> std::size_t DiagonalOperator<T>::storage_bytes() const {
   return diagonal_.size() * sizeof(T) + sizeof(*this);
 }
-template <class T> CsrMatrix<T> DiagonalOperator<T>::to_csr_impl() const {
+template <class T> CsrMatrix<T> DiagonalOperator<T>::materialise() const {
   const T *d = diagonal_.data();
   return detail::tap_to_csr<T>(this->rows(), this->cols(),
                                [d](index_t i, auto &&f) { f(i, d[i]); });
 }
-template <class T>
-std::optional<Entry> DiagonalOperator<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> DiagonalOperator<T>::first_non_finite() const {
   for (std::size_t i = 0; i < diagonal_.size(); ++i)
     if (!std::isfinite(diagonal_[i]))
       return Entry{static_cast<index_t>(i), static_cast<index_t>(i)};
@@ -271,14 +273,14 @@ TensorShape pad_output(const TensorShape &input, index_t out_channels, index_t s
 template <class T>
 ChannelPadOperator<T>::ChannelPadOperator(TensorShape input, index_t out_channels,
                                           index_t stride, index_t pad_front)
-    : LinearOperator<T>(pad_output(input, out_channels, stride, pad_front).size(),
-                        input.size()),
+    : OperatorBase<ChannelPadOperator<T>, T>(
+          pad_output(input, out_channels, stride, pad_front).size(), input.size()),
       input_(input), output_(pad_output(input, out_channels, stride, pad_front)),
       stride_(stride), pad_front_(pad_front) {}
 
 template <class T>
-void ChannelPadOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                       MatrixView<T> y, Execution exec) const {
+void ChannelPadOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                    MatrixView<T> y, Execution exec) const {
   const PadTaps p{input_, output_, stride_, pad_front_};
   if (exec != Execution::reference && !is_transposed(mode)) {
     // Row copies per output channel (the taps all have weight 1, so |.| is
@@ -309,18 +311,18 @@ void ChannelPadOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x,
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(1, x.cols), typed_fwd<T>(p),
             typed_adj<T>(p));
 }
-template <class T> void ChannelPadOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> void ChannelPadOperator<T>::row_abs_sums_into(std::span<T> out) const {
   const PadTaps p{input_, output_, stride_, pad_front_};
   detail::tap_abs_sums(this->rows(), out, 4096, typed_fwd<T>(p));
 }
-template <class T> void ChannelPadOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T> void ChannelPadOperator<T>::col_abs_sums_into(std::span<T> out) const {
   const PadTaps p{input_, output_, stride_, pad_front_};
   detail::tap_abs_sums(this->cols(), out, 4096, typed_adj<T>(p));
 }
-template <class T> std::int64_t ChannelPadOperator<T>::nnz_impl() const {
+template <class T> std::int64_t ChannelPadOperator<T>::nnz_count() const {
   return input_.channels * output_.height * output_.width;
 }
-template <class T> CsrMatrix<T> ChannelPadOperator<T>::to_csr_impl() const {
+template <class T> CsrMatrix<T> ChannelPadOperator<T>::materialise() const {
   const PadTaps p{input_, output_, stride_, pad_front_};
   return detail::tap_to_csr<T>(this->rows(), this->cols(), typed_fwd<T>(p));
 }
@@ -412,8 +414,8 @@ template <class T>
 AvgPool2dOperator<T>::AvgPool2dOperator(TensorShape input, index_t kh, index_t kw,
                                         index_t sh, index_t sw, index_t pt, index_t pl,
                                         index_t pb, index_t pr, bool cip)
-    : LinearOperator<T>(pool_output(input, kh, kw, sh, sw, pt, pl, pb, pr).size(),
-                        input.size()),
+    : OperatorBase<AvgPool2dOperator<T>, T>(
+          pool_output(input, kh, kw, sh, sw, pt, pl, pb, pr).size(), input.size()),
       input_(input), output_(pool_output(input, kh, kw, sh, sw, pt, pl, pb, pr)), kh_(kh),
       kw_(kw), sh_(sh), sw_(sw), pt_(pt), pl_(pl), pb_(pb), pr_(pr),
       count_include_pad_(cip) {}
@@ -431,20 +433,20 @@ template <class T> AvgPool2dOperator<T> AvgPool2dOperator<T>::global(TensorShape
   (void)adj
 
 template <class T>
-void AvgPool2dOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                      MatrixView<T> y, Execution exec) const {
+void AvgPool2dOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                   MatrixView<T> y, Execution exec) const {
   TACIT_POOL_TAPS;
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(kh_ * kw_, x.cols), fwd, adj);
 }
-template <class T> void AvgPool2dOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> void AvgPool2dOperator<T>::row_abs_sums_into(std::span<T> out) const {
   TACIT_POOL_TAPS;
   detail::tap_abs_sums(this->rows(), out, 1024, fwd);
 }
-template <class T> void AvgPool2dOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T> void AvgPool2dOperator<T>::col_abs_sums_into(std::span<T> out) const {
   TACIT_POOL_TAPS;
   detail::tap_abs_sums(this->cols(), out, 1024, adj);
 }
-template <class T> std::int64_t AvgPool2dOperator<T>::nnz_impl() const {
+template <class T> std::int64_t AvgPool2dOperator<T>::nnz_count() const {
   // Taps inside the image, per output channel: sum over output rows and
   // columns of the clipped window sizes (separable).
   TACIT_POOL_TAPS;
@@ -461,7 +463,7 @@ template <class T> std::int64_t AvgPool2dOperator<T>::nnz_impl() const {
   }
   return input_.channels * rows * cols;
 }
-template <class T> CsrMatrix<T> AvgPool2dOperator<T>::to_csr_impl() const {
+template <class T> CsrMatrix<T> AvgPool2dOperator<T>::materialise() const {
   TACIT_POOL_TAPS;
   return detail::tap_to_csr<T>(this->rows(), this->cols(), fwd);
 }
@@ -484,7 +486,8 @@ index_t dense_rows(index_t rows, index_t cols, std::size_t size) {
 
 template <class T>
 DenseOperator<T>::DenseOperator(index_t rows, index_t cols, std::vector<T> d)
-    : LinearOperator<T>(dense_rows(rows, cols, d.size()), cols), data_(std::move(d)) {}
+    : OperatorBase<DenseOperator<T>, T>(dense_rows(rows, cols, d.size()), cols),
+      data_(std::move(d)) {}
 
 #define TACIT_DENSE_TAPS                                                                 \
   const T *a = data_.data();                                                             \
@@ -501,31 +504,31 @@ DenseOperator<T>::DenseOperator(index_t rows, index_t cols, std::vector<T> d)
   (void)adj
 
 template <class T>
-void DenseOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                  MatrixView<T> y, Execution exec) const {
+void DenseOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                               MatrixView<T> y, Execution exec) const {
   TACIT_DENSE_TAPS;
   const index_t inner = is_transposed(mode) ? m : n;
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(inner, x.cols), fwd, adj);
 }
-template <class T> void DenseOperator<T>::row_abs_sums_impl(std::span<T> out) const {
+template <class T> void DenseOperator<T>::row_abs_sums_into(std::span<T> out) const {
   TACIT_DENSE_TAPS;
   detail::tap_abs_sums(m, out, grain_for(n, 1), fwd);
 }
-template <class T> void DenseOperator<T>::col_abs_sums_impl(std::span<T> out) const {
+template <class T> void DenseOperator<T>::col_abs_sums_into(std::span<T> out) const {
   TACIT_DENSE_TAPS;
   detail::tap_abs_sums(n, out, grain_for(m, 1), adj);
 }
-template <class T> std::int64_t DenseOperator<T>::nnz_impl() const {
+template <class T> std::int64_t DenseOperator<T>::nnz_count() const {
   return this->rows() * this->cols();
 }
-template <class T> std::size_t DenseOperator<T>::bytes_impl() const {
+template <class T> std::size_t DenseOperator<T>::storage_bytes() const {
   return data_.size() * sizeof(T) + sizeof(*this);
 }
-template <class T> CsrMatrix<T> DenseOperator<T>::to_csr_impl() const {
+template <class T> CsrMatrix<T> DenseOperator<T>::materialise() const {
   TACIT_DENSE_TAPS;
   return detail::tap_to_csr<T>(m, n, fwd);
 }
-template <class T> std::optional<Entry> DenseOperator<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> DenseOperator<T>::first_non_finite() const {
   TACIT_DENSE_TAPS;
   return detail::tap_find_non_finite(m, fwd);
 }
@@ -581,19 +584,20 @@ CsrMatrix<T> csr_product(const CsrMatrix<T> &L, const CsrMatrix<T> &R) {
 
 template <class T>
 ComposedOperator<T>::ComposedOperator(OperatorPtr<T> l, OperatorPtr<T> r)
-    : LinearOperator<T>(composed_rows(l, r), r->cols()), left_(std::move(l)),
-      right_(std::move(r)), scratch_(std::make_shared<detail::ScratchPool<T>>()),
+    : OperatorBase<ComposedOperator<T>, T>(composed_rows(l, r), r->cols()),
+      left_(std::move(l)), right_(std::move(r)),
+      scratch_(std::make_shared<detail::ScratchPool<T>>()),
       cache_(std::make_shared<detail::BlockCache<T>>()) {}
 
-template <class T> const CsrMatrix<T> &ComposedOperator<T>::product() const {
+template <class T> const CsrMatrix<T> &ComposedOperator<T>::explicit_product() const {
   return cache_->get(0, [&] { return csr_product(left_->to_csr(), right_->to_csr()); });
 }
 
 template <class T>
-void ComposedOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                     MatrixView<T> y, Execution exec) const {
+void ComposedOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                                  MatrixView<T> y, Execution exec) const {
   if (is_absolute(mode))
-    return product().apply(mode, alpha, x, beta, y, exec);
+    return explicit_product().apply(mode, alpha, x, beta, y, exec);
   const index_t mid = left_->cols(), k = x.cols;
   typename detail::ScratchPool<T>::Lease z(*scratch_, static_cast<std::size_t>(mid * k));
   MatrixView<T> zv{z.data(), mid, k, k};
@@ -605,50 +609,32 @@ void ComposedOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T
     right_->apply(Mode::transpose, alpha, zv, beta, y, exec);
   }
 }
-template <class T> void ComposedOperator<T>::row_abs_sums_impl(std::span<T> out) const {
-  const auto s = product().row_abs_sums();
+template <class T> void ComposedOperator<T>::row_abs_sums_into(std::span<T> out) const {
+  const auto s = explicit_product().row_abs_sums();
   std::copy(s.begin(), s.end(), out.begin());
 }
-template <class T> void ComposedOperator<T>::col_abs_sums_impl(std::span<T> out) const {
-  const auto s = product().col_abs_sums();
+template <class T> void ComposedOperator<T>::col_abs_sums_into(std::span<T> out) const {
+  const auto s = explicit_product().col_abs_sums();
   std::copy(s.begin(), s.end(), out.begin());
 }
-template <class T> std::int64_t ComposedOperator<T>::nnz_impl() const {
-  return product().nnz();
+template <class T> std::int64_t ComposedOperator<T>::nnz_count() const {
+  return explicit_product().nnz();
 }
-template <class T> std::size_t ComposedOperator<T>::bytes_impl() const {
+template <class T> std::size_t ComposedOperator<T>::storage_bytes() const {
   return left_->bytes() + right_->bytes() + sizeof(*this);
 }
-template <class T> CsrMatrix<T> ComposedOperator<T>::to_csr_impl() const {
-  return product();
+template <class T> CsrMatrix<T> ComposedOperator<T>::materialise() const {
+  return explicit_product();
 }
-template <class T>
-std::optional<Entry> ComposedOperator<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> ComposedOperator<T>::first_non_finite() const {
   if (!left_->find_non_finite() && !right_->find_non_finite())
     return std::nullopt;
-  return product().find_non_finite();
+  return explicit_product().find_non_finite();
 }
 
 // ---------------------------------------------------------------- block
 
 namespace {
-index_t total_size(const std::vector<index_t> &sizes, const char *what) {
-  index_t total = 0;
-  for (std::size_t i = 0; i < sizes.size(); ++i) {
-    if (sizes[i] < 0)
-      throw InvalidArgument(std::string("BlockOperator: ") + what + " block " +
-                            std::to_string(i) + " has negative size " +
-                            std::to_string(sizes[i]));
-    total += sizes[i];
-  }
-  return total;
-}
-std::vector<index_t> prefix(const std::vector<index_t> &sizes) {
-  std::vector<index_t> p(sizes.size() + 1, 0);
-  for (std::size_t i = 0; i < sizes.size(); ++i)
-    p[i + 1] = p[i] + sizes[i];
-  return p;
-}
 template <class T> MatrixView<T> row_slice(MatrixView<T> v, index_t begin, index_t n) {
   return {v.data + begin * v.ld, n, v.cols, v.ld};
 }
@@ -661,121 +647,43 @@ ConstMatrixView<T> row_slice(ConstMatrixView<T> v, index_t begin, index_t n) {
 template <class T>
 BlockOperator<T>::BlockOperator(std::vector<index_t> rs, std::vector<index_t> cs,
                                 std::vector<BlockEntry<T>> e)
-    : LinearOperator<T>(total_size(rs, "row"), total_size(cs, "column")),
-      row_sizes_(std::move(rs)), col_sizes_(std::move(cs)), entries_(std::move(e)),
-      cache_(std::make_shared<detail::BlockCache<T>>()) {
-  row_offsets_ = prefix(row_sizes_);
-  col_offsets_ = prefix(col_sizes_);
-  const index_t R = row_blocks(), C = col_blocks();
-  for (std::size_t k = 0; k < entries_.size(); ++k) {
-    const auto &en = entries_[k];
-    const std::string where = "BlockOperator: entry " + std::to_string(k) +
-                              " at block (" + std::to_string(en.block_row) + ", " +
-                              std::to_string(en.block_col) + ")";
-    if (en.block_row < 0 || en.block_row >= R || en.block_col < 0 || en.block_col >= C)
-      throw InvalidArgument(where + " is outside the " + std::to_string(R) + " x " +
-                            std::to_string(C) + " block partition");
-    if (!en.op)
-      throw InvalidArgument(where + " has a null operator");
-    if (en.op->rows() != row_sizes_[en.block_row] ||
-        en.op->cols() != col_sizes_[en.block_col])
-      throw InvalidArgument(where + ": operator is " + std::to_string(en.op->rows()) +
-                            " x " + std::to_string(en.op->cols()) + ", block is " +
-                            std::to_string(row_sizes_[en.block_row]) + " x " +
-                            std::to_string(col_sizes_[en.block_col]));
-  }
-  std::stable_sort(entries_.begin(), entries_.end(), [](const auto &a, const auto &b) {
-    return a.block_row != b.block_row ? a.block_row < b.block_row
-                                      : a.block_col < b.block_col;
-  });
-  const index_t E = static_cast<index_t>(entries_.size());
-  order_.resize(static_cast<std::size_t>(E));
-  std::iota(order_.begin(), order_.end(), index_t(0));
-  row_ptr_.assign(static_cast<std::size_t>(R) + 1, 0);
-  col_ptr_.assign(static_cast<std::size_t>(C) + 1, 0);
-  for (const auto &en : entries_) {
-    ++row_ptr_[en.block_row + 1];
-    ++col_ptr_[en.block_col + 1];
-  }
-  for (index_t i = 0; i < R; ++i)
-    row_ptr_[i + 1] += row_ptr_[i];
-  for (index_t j = 0; j < C; ++j)
-    col_ptr_[j + 1] += col_ptr_[j];
-  by_col_ = order_;
-  std::stable_sort(by_col_.begin(), by_col_.end(), [&](index_t a, index_t b) {
-    return entries_[a].block_col < entries_[b].block_col;
-  });
-  entry_group_.resize(static_cast<std::size_t>(E));
-  for (index_t k = 0; k < E; ++k) {
-    if (k == 0 || entries_[k].block_row != entries_[k - 1].block_row ||
-        entries_[k].block_col != entries_[k - 1].block_col)
-      groups_.push_back({k, k + 1});
-    else
-      groups_.back().last = k + 1;
-    entry_group_[k] = static_cast<index_t>(groups_.size()) - 1;
-  }
-}
+    : BlockOperator(BlockStructure<T>(std::move(rs), std::move(cs), std::move(e),
+                                      "BlockOperator")) {}
 
 template <class T>
-std::span<const index_t> BlockOperator<T>::entries_in_row(index_t i) const {
-  if (i < 0 || i >= row_blocks())
-    throw InvalidArgument("BlockOperator::entries_in_row: block row " +
-                          std::to_string(i) + " out of range");
-  return {order_.data() + row_ptr_[i],
-          static_cast<std::size_t>(row_ptr_[i + 1] - row_ptr_[i])};
-}
-template <class T>
-std::span<const index_t> BlockOperator<T>::entries_in_col(index_t j) const {
-  if (j < 0 || j >= col_blocks())
-    throw InvalidArgument("BlockOperator::entries_in_col: block column " +
-                          std::to_string(j) + " out of range");
-  return {by_col_.data() + col_ptr_[j],
-          static_cast<std::size_t>(col_ptr_[j + 1] - col_ptr_[j])};
-}
-template <class T>
-bool BlockOperator<T>::strictly_block_lower_triangular() const noexcept {
-  if (!square_partition())
-    return false;
-  for (const auto &e : entries_)
-    if (e.block_col >= e.block_row)
-      return false;
-  return true;
-}
-template <class T> bool BlockOperator<T>::block_lower_triangular() const noexcept {
-  if (!square_partition())
-    return false;
-  for (const auto &e : entries_)
-    if (e.block_col > e.block_row)
-      return false;
-  return true;
-}
+BlockOperator<T>::BlockOperator(BlockStructure<T> blocks)
+    : OperatorBase<BlockOperator<T>, T>(blocks.rows(), blocks.cols()),
+      blocks_(std::move(blocks)), cache_(std::make_shared<detail::BlockCache<T>>()) {}
 
 template <class T> const CsrMatrix<T> &BlockOperator<T>::group_sum(index_t g) const {
   return cache_->get(static_cast<std::size_t>(g), [&] {
-    const auto &grp = groups_[g];
-    const auto &first = entries_[grp.first];
+    const auto &grp = blocks_.groups()[g];
+    const auto entries = blocks_.entries();
+    const auto &first = entries[grp.first];
     std::vector<Triplet<T>> t;
     for (index_t k = grp.first; k < grp.last; ++k) {
-      const auto m = entries_[k].op->to_csr();
+      const auto m = entries[k].op->to_csr();
       const auto rp = m.row_ptr();
       const auto v = m.values();
       for (index_t i = 0; i < m.rows(); ++i)
         for (std::int64_t a = rp[i]; a < rp[i + 1]; ++a)
           t.push_back({i, m.column(a), v[a]});
     }
-    return CsrMatrix<T>::from_triplets(row_sizes_[first.block_row],
-                                       col_sizes_[first.block_col], t);
+    return CsrMatrix<T>::from_triplets(blocks_.row_block_size(first.block_row),
+                                       blocks_.col_block_size(first.block_col), t);
   });
 }
 
 template <class T>
-void BlockOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                                  MatrixView<T> y, Execution exec) const {
+void BlockOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
+                               MatrixView<T> y, Execution exec) const {
   const bool tr = is_transposed(mode), ab = is_absolute(mode);
   const index_t nblocks = tr ? col_blocks() : row_blocks();
+  const auto entries = blocks_.entries();
+  const auto groups = blocks_.groups();
   auto one_block = [&](index_t b) {
-    const index_t out_off = tr ? col_offsets_[b] : row_offsets_[b];
-    const index_t out_n = tr ? col_sizes_[b] : row_sizes_[b];
+    const index_t out_off = tr ? col_offset(b) : row_offset(b);
+    const index_t out_n = tr ? col_block_size(b) : row_block_size(b);
     if (out_n == 0)
       return;
     MatrixView<T> yb = row_slice(y, out_off, out_n);
@@ -786,17 +694,18 @@ void BlockOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T be
     }
     T b_now = beta;
     for (index_t e : list) {
-      const auto &en = entries_[e];
+      const auto &en = entries[e];
       const index_t in_blk = tr ? en.block_row : en.block_col;
-      const index_t in_off = tr ? row_offsets_[in_blk] : col_offsets_[in_blk];
-      const index_t in_n = tr ? row_sizes_[in_blk] : col_sizes_[in_blk];
+      const index_t in_off = tr ? row_offset(in_blk) : col_offset(in_blk);
+      const index_t in_n = tr ? row_block_size(in_blk) : col_block_size(in_blk);
       const ConstMatrixView<T> xb = row_slice(x, in_off, in_n);
-      const auto &grp = groups_[entry_group_[e]];
+      const index_t g = blocks_.group_of(e);
+      const auto &grp = groups[g];
       if (ab && grp.last - grp.first > 1) {
         // |sum of the entries| is not the sum of their absolute values.
         if (e != grp.first)
           continue;
-        group_sum(entry_group_[e]).apply(mode, alpha, xb, b_now, yb, exec);
+        group_sum(g).apply(mode, alpha, xb, b_now, yb, exec);
       } else {
         en.op->apply(mode, alpha, xb, b_now, yb, exec);
       }
@@ -815,46 +724,48 @@ void BlockOperator<T>::apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T be
   }
 }
 
-template <class T> void BlockOperator<T>::row_abs_sums_impl(std::span<T> out) const {
-  for (const auto &grp : groups_) {
-    const auto &en = entries_[grp.first];
-    const auto s =
-        grp.last - grp.first > 1
-            ? group_sum(static_cast<index_t>(&grp - groups_.data())).row_abs_sums()
-            : en.op->row_abs_sums();
-    T *o = out.data() + row_offsets_[en.block_row];
+template <class T> void BlockOperator<T>::row_abs_sums_into(std::span<T> out) const {
+  const auto entries = blocks_.entries();
+  const auto groups = blocks_.groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto &grp = groups[g];
+    const auto &en = entries[grp.first];
+    const auto s = grp.last - grp.first > 1
+                       ? group_sum(static_cast<index_t>(g)).row_abs_sums()
+                       : en.op->row_abs_sums();
+    T *o = out.data() + row_offset(en.block_row);
     for (std::size_t i = 0; i < s.size(); ++i)
       o[i] += s[i];
   }
 }
-template <class T> void BlockOperator<T>::col_abs_sums_impl(std::span<T> out) const {
-  for (const auto &grp : groups_) {
-    const auto &en = entries_[grp.first];
-    const auto s =
-        grp.last - grp.first > 1
-            ? group_sum(static_cast<index_t>(&grp - groups_.data())).col_abs_sums()
-            : en.op->col_abs_sums();
-    T *o = out.data() + col_offsets_[en.block_col];
+template <class T> void BlockOperator<T>::col_abs_sums_into(std::span<T> out) const {
+  const auto entries = blocks_.entries();
+  const auto groups = blocks_.groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto &grp = groups[g];
+    const auto &en = entries[grp.first];
+    const auto s = grp.last - grp.first > 1
+                       ? group_sum(static_cast<index_t>(g)).col_abs_sums()
+                       : en.op->col_abs_sums();
+    T *o = out.data() + col_offset(en.block_col);
     for (std::size_t i = 0; i < s.size(); ++i)
       o[i] += s[i];
   }
 }
-template <class T> std::int64_t BlockOperator<T>::nnz_impl() const {
+template <class T> std::int64_t BlockOperator<T>::nnz_count() const {
+  const auto entries = blocks_.entries();
+  const auto groups = blocks_.groups();
   std::int64_t total = 0;
-  for (std::size_t g = 0; g < groups_.size(); ++g)
-    total += groups_[g].last - groups_[g].first > 1
+  for (std::size_t g = 0; g < groups.size(); ++g)
+    total += groups[g].last - groups[g].first > 1
                  ? group_sum(static_cast<index_t>(g)).nnz()
-                 : entries_[groups_[g].first].op->nnz();
+                 : entries[groups[g].first].op->nnz();
   return total;
 }
-template <class T> std::size_t BlockOperator<T>::bytes_impl() const {
+template <class T> std::size_t BlockOperator<T>::storage_bytes() const {
   std::vector<const LinearOperator<T> *> seen;
-  std::size_t total = sizeof(*this) +
-                      (row_sizes_.size() * 2 + col_sizes_.size() * 2 + order_.size() * 3 +
-                       row_ptr_.size() + col_ptr_.size()) *
-                          sizeof(index_t) +
-                      entries_.size() * sizeof(BlockEntry<T>);
-  for (const auto &e : entries_) {
+  std::size_t total = sizeof(*this) + blocks_.bytes();
+  for (const auto &e : blocks_.entries()) {
     if (std::find(seen.begin(), seen.end(), e.op.get()) != seen.end())
       continue;
     seen.push_back(e.op.get());
@@ -862,30 +773,31 @@ template <class T> std::size_t BlockOperator<T>::bytes_impl() const {
   }
   return total;
 }
-template <class T> CsrMatrix<T> BlockOperator<T>::to_csr_impl() const {
+template <class T> CsrMatrix<T> BlockOperator<T>::materialise() const {
   std::vector<Triplet<T>> t;
-  for (const auto &en : entries_) {
+  for (const auto &en : blocks_.entries()) {
     const auto m = en.op->to_csr();
     const auto rp = m.row_ptr();
     const auto v = m.values();
-    const index_t r0 = row_offsets_[en.block_row], c0 = col_offsets_[en.block_col];
+    const index_t r0 = row_offset(en.block_row), c0 = col_offset(en.block_col);
     for (index_t i = 0; i < m.rows(); ++i)
       for (std::int64_t a = rp[i]; a < rp[i + 1]; ++a)
         t.push_back({r0 + i, c0 + m.column(a), v[a]});
   }
   return CsrMatrix<T>::from_triplets(this->rows(), this->cols(), t);
 }
-template <class T> std::optional<Entry> BlockOperator<T>::find_non_finite_impl() const {
+template <class T> std::optional<Entry> BlockOperator<T>::first_non_finite() const {
+  const auto entries = blocks_.entries();
+  const auto groups = blocks_.groups();
   std::optional<Entry> best;
-  for (std::size_t g = 0; g < groups_.size(); ++g) {
-    const auto &en = entries_[groups_[g].first];
-    const auto f = groups_[g].last - groups_[g].first > 1
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto &en = entries[groups[g].first];
+    const auto f = groups[g].last - groups[g].first > 1
                        ? group_sum(static_cast<index_t>(g)).find_non_finite()
                        : en.op->find_non_finite();
     if (!f)
       continue;
-    const Entry e{f->row + row_offsets_[en.block_row],
-                  f->col + col_offsets_[en.block_col]};
+    const Entry e{f->row + row_offset(en.block_row), f->col + col_offset(en.block_col)};
     if (!best || e.row < best->row || (e.row == best->row && e.col < best->col))
       best = e;
   }

@@ -1,4 +1,4 @@
-// Block sweep over a structured (BlockOperator) A: see solve/detail/block_sweep.hpp.
+// Block sweep over an A with a block structure: see solve/detail/block_sweep.hpp.
 
 #include "solve/detail/block_sweep.hpp"
 
@@ -126,10 +126,16 @@ std::optional<Activation> uniform_activation(const std::vector<StateBlock> &bloc
   return found;
 }
 
+/// A's block structure, if it has one.
+template <class T> const BlockStructure<T> *blocks_of(const LinearOperator<T> &op) {
+  const auto *s = capability<BlockStructured<T>>(op);
+  return s ? &s->block_structure() : nullptr;
+}
+
 } // namespace
 
 template <class T> bool BlockSweepPlan<T>::applicable(const Model<T> &model) {
-  const auto *A = dynamic_cast<const BlockOperator<T> *>(&model.A());
+  const auto *A = blocks_of(model.A());
   if (!A || !A->square_partition() || !A->block_lower_triangular() ||
       A->row_blocks() == 0)
     return false;
@@ -141,12 +147,12 @@ template <class T> bool BlockSweepPlan<T>::applicable(const Model<T> &model) {
 
 template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
   if (!applicable(model))
-    throw InvalidArgument("block sweep: A is not a block lower triangular BlockOperator "
+    throw InvalidArgument("block sweep: A has no block lower triangular structure "
                           "whose blocks each have one activation");
-  const auto &A = dynamic_cast<const BlockOperator<T> &>(model.A());
+  const auto &A = *blocks_of(model.A());
   n = A.rows();
   bias.assign(model.bias_x().begin(), model.bias_x().end());
-  const auto *B = dynamic_cast<const BlockOperator<T> *>(&model.B());
+  const auto *B = blocks_of(model.B());
   uses_z = !B || B->row_blocks() != A.row_blocks();
   if (!uses_z)
     for (index_t i = 0; i < A.row_blocks(); ++i)
@@ -178,30 +184,34 @@ template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
       }
     }
     if (diag.empty()) {
-      // The largest convolution of the row takes the bias and the activation.
+      // The largest operator of the row with a fused activation (a
+      // convolution) takes the bias and the activation.
       auto *best_list = &row.from_states;
       std::ptrdiff_t best = -1;
       for (auto *list : {&row.from_states, &row.from_inputs})
         for (std::size_t k = 0; k < list->size(); ++k) {
-          const auto *conv = dynamic_cast<const Conv2dOperator<T> *>((*list)[k].first);
-          if (conv && (best < 0 || conv->nnz() > (*best_list)[best].first->nnz())) {
+          const auto *op = (*list)[k].first;
+          if (capability<FusedActivation<T>>(*op) &&
+              (best < 0 || op->nnz() > (*best_list)[best].first->nnz())) {
             best_list = list;
             best = static_cast<std::ptrdiff_t>(k);
           }
         }
       if (best >= 0) {
-        row.fused = static_cast<const Conv2dOperator<T> *>((*best_list)[best].first);
+        row.fused = (*best_list)[best].first;
+        row.fused_hook = capability<FusedActivation<T>>(*row.fused);
         row.fused_first = (*best_list)[best].second;
         row.fused_from_inputs = best_list == &row.from_inputs;
         best_list->erase(best_list->begin() + best);
         // A lone skip connection rides along in the fused store.
         if (!uses_z && row.from_inputs.empty() && row.from_states.size() == 1)
-          if (const auto *id =
-                  dynamic_cast<const IdentityOperator<T> *>(row.from_states[0].first)) {
-            row.residual = id;
-            row.residual_first = row.from_states[0].second;
-            row.from_states.clear();
-          }
+          if (const auto *diag = capability<DiagonalForm<T>>(*row.from_states[0].first))
+            if (const auto scale = diag->identity_scale()) {
+              row.residual = row.from_states[0].first;
+              row.residual_scale = *scale;
+              row.residual_first = row.from_states[0].second;
+              row.from_states.clear();
+            }
       }
     }
     if (!diag.empty()) {
@@ -302,7 +312,7 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
         auto fused_row = [&] {
           if (!alone)
             start_row();
-          return row.fused->apply_activated(
+          return row.fused_hook->apply_activated(
               T(1), src, alone ? T(0) : T(1), y,
               alone ? std::span<const T>(plan.bias.data() + row.offset,
                                          static_cast<std::size_t>(row.size))
@@ -311,7 +321,7 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
               alone && row.residual ? ConstMatrixView<T>(xs + row.residual_first * width,
                                                          row.size, ncols, width)
                                     : ConstMatrixView<T>(),
-              row.residual ? row.residual->scale() : T(1));
+              row.residual ? row.residual_scale : T(1));
         };
         if (fused_row())
           continue;

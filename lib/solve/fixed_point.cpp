@@ -163,7 +163,7 @@ FixedPointSystem<T>::FixedPointSystem(const CsrMatrix<T> &M,
 template <class T>
 FixedPointSystem<T>::FixedPointSystem(const LinearOperator<T> &M,
                                       std::span<const Activation> activations)
-    : csr_(dynamic_cast<const CsrMatrix<T> *>(&M)), op_(&M), rows_(M.rows()),
+    : csr_(stored_csr(M)), op_(&M), rows_(M.rows()),
       act_(activations.begin(), activations.end()) {
   if (M.rows() != M.cols() || static_cast<index_t>(act_.size()) != rows_)
     throw InvalidArgument("fixed point: M is " + std::to_string(M.rows()) + " x " +
@@ -754,7 +754,7 @@ void affine_batch(const LinearOperator<T> &B, std::span<const T> bias, const Bat
                           std::to_string(bias.size()) + " entries");
   Z.reshape(n, U.cols(), U.slab_width());
   const index_t S = Z.slabs, W = Z.width;
-  const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&B);
+  const CsrMatrix<T> *csr = stored_csr(B);
   if (!csr) {
     for (index_t s = 0; s < S; ++s) {
       const index_t ncols = Z.slab_cols(s);

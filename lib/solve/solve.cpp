@@ -216,12 +216,7 @@ EquilibriumSolver<T>::EquilibriumSolver(const Model<T> &model, SolveOptions opti
                 std::string("A is a block lower triangular block operator; ") +
                 im.block_plan->summary;
   } else {
-    const auto *csr = dynamic_cast<const CsrMatrix<T> *>(&A);
-    std::optional<CsrMatrix<T>> owned;
-    if (!csr) {
-      owned.emplace(A.to_csr());
-      csr = &*owned;
-    }
+    const auto csr = csr_view(A);
     const auto scc = strongly_connected_components(*csr);
     const std::string summary = structure_summary(scc, n);
     // 1x1 blocks (with or without a self-loop) are solved exactly; only

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
-#include <tacit/core/structure.hpp>
 #include <random>
+#include <tacit/core/structure.hpp>
 
 using namespace tacit;
 
@@ -67,4 +67,43 @@ TEST_CASE("SCC on random sparse matrices satisfies the ordering invariants", "[s
     auto s = strongly_connected_components(A);
     check_valid(A, s);
   }
+}
+
+TEST_CASE("SCC of a block structure: one node per block, the block DAG's levels",
+          "[structure]") {
+  // Blocks 0 -> 1 -> 2 -> 1 (a cycle between 1 and 2), 3 reads 0 and 2 and
+  // itself: SCCs {0}, {1, 2}, {3} on 3 levels.
+  auto op = [](index_t r, index_t c) -> OperatorPtr<double> {
+    return std::make_shared<CsrMatrix<double>>(r, c);
+  };
+  const std::vector<index_t> sizes{2, 3, 1, 4};
+  const BlockStructure<double> s(sizes, sizes,
+                                 {{1, 0, op(3, 2)},
+                                  {2, 1, op(1, 3)},
+                                  {1, 2, op(3, 1)},
+                                  {3, 0, op(4, 2)},
+                                  {3, 2, op(4, 1)},
+                                  {3, 3, op(4, 4)}});
+  CHECK(s.rows() == 10);
+  CHECK(!s.block_lower_triangular());
+  CHECK(s.entries_in_row(3).size() == 3);
+  CHECK(s.entries_in_col(2).size() == 2);
+  const auto scc = strongly_connected_components(s);
+  CHECK(scc.block_count() == 3);
+  CHECK(scc.level_count() == 3);
+  CHECK(scc.block_of[1] == scc.block_of[2]);
+  CHECK(scc.has_cycle[scc.block_of[3]] == 1);
+  CHECK(scc.has_cycle[scc.block_of[0]] == 0);
+  // The same graph as a CSR pattern of the blocks.
+  std::vector<Triplet<double>> t;
+  for (const auto &e : s.entries())
+    t.push_back({e.block_row, e.block_col, 1.0});
+  const auto pattern = CsrMatrix<double>::from_triplets(4, 4, t);
+  check_valid(pattern, scc);
+
+  CHECK_THROWS_AS(strongly_connected_components(
+                      BlockStructure<double>({2, 3}, {5}, {{0, 0, op(2, 5)}})),
+                  InvalidArgument);
+  CHECK_THROWS_WITH(BlockStructure<double>({2}, {2}, {{0, 1, op(2, 2)}}, "Mine"),
+                    Catch::Contains("Mine: entry 0") && Catch::Contains("outside"));
 }

@@ -681,3 +681,75 @@ TEMPLATE_TEST_CASE("Conv2dOperator::apply_activated equals the product, bias and
         Catch::Contains("the residual is"));
   }
 }
+
+TEMPLATE_TEST_CASE("Conv2dOperator capabilities: double-accumulated sums, folds",
+                   "[structured]", float, double) {
+  using T = TestType;
+  auto g = geom({3, 6, 5}, 4, 3, 2, 1);
+  g.dilation_w = 2;
+  const auto w = random_values<T>(static_cast<std::size_t>(4 * 3 * 9), 5);
+  const auto op = std::make_shared<Conv2dOperator<T>>(g, w);
+  const Dense M = dense_conv(g, w);
+  for (const bool rows : {true, false}) {
+    std::vector<double> s(static_cast<std::size_t>(rows ? op->rows() : op->cols()), 0.5);
+    op->add_abs_sums(rows, s);
+    for (index_t i = 0; i < static_cast<index_t>(s.size()); ++i) {
+      double ref = 0.5;
+      for (index_t j = 0; j < (rows ? M.cols : M.rows); ++j)
+        ref += std::abs(rows ? M(i, j) : M(j, i));
+      CHECK(s[i] == Approx(ref).epsilon(1e-13));
+    }
+  }
+  CHECK(capability<AccurateAbsSums<T>>(static_cast<const LinearOperator<T> &>(*op)));
+
+  // diag(d) conv folds when d is constant per output channel, not otherwise.
+  const index_t plane = op->rows() / 4;
+  std::vector<T> d(static_cast<std::size_t>(op->rows()));
+  for (index_t i = 0; i < op->rows(); ++i)
+    d[i] = static_cast<T>(0.5 + i / plane);
+  const auto scaled = op->scaled_rows(d);
+  REQUIRE(scaled);
+  CHECK(scaled->kind() == "conv2d");
+  Dense SM(M.rows, M.cols);
+  for (index_t i = 0; i < M.rows; ++i)
+    for (index_t j = 0; j < M.cols; ++j)
+      SM(i, j) = M(i, j) * double(d[i]);
+  check_operator<T>(*scaled, SM, false);
+  d[1] = T(7);
+  CHECK(!op->scaled_rows(d));
+
+  // conv + conv of the same geometry is a convolution; other sums are not folded.
+  const auto w2 = random_values<T>(w.size(), 6);
+  const auto sum = op->plus(Conv2dOperator<T>(g, w2));
+  REQUIRE(sum);
+  const Dense M2 = dense_conv(g, w2);
+  Dense SUM(M.rows, M.cols);
+  for (std::size_t k = 0; k < SUM.a.size(); ++k)
+    SUM.a[k] = M.a[k] + M2.a[k];
+  check_operator<T>(*sum, SUM, false);
+  CHECK(!op->plus(CsrMatrix<T>(op->rows(), op->cols())));
+  auto g2 = g;
+  g2.dilation_w = 1;
+  CHECK(!op->plus(Conv2dOperator<T>(g2, w2)));
+}
+
+TEMPLATE_TEST_CASE("Identity, diagonal and dense forms", "[structured]", float, double) {
+  using T = TestType;
+  const IdentityOperator<T> id(3, T(2));
+  const auto *f = capability<DiagonalForm<T>>(static_cast<const LinearOperator<T> &>(id));
+  REQUIRE(f);
+  CHECK(f->identity_scale() == T(2));
+  CHECK(f->diagonal_values() == std::vector<T>{2, 2, 2});
+  const DiagonalOperator<T> dg({1, 2, 3});
+  const auto *fd =
+      capability<DiagonalForm<T>>(static_cast<const LinearOperator<T> &>(dg));
+  REQUIRE(fd);
+  CHECK(!fd->identity_scale());
+  CHECK(fd->diagonal_values() == std::vector<T>{1, 2, 3});
+  const DenseOperator<T> dn(2, 2, {1, 2, 3, 4});
+  const auto *dd = capability<DenseForm<T>>(static_cast<const LinearOperator<T> &>(dn));
+  REQUIRE(dd);
+  CHECK(std::vector<T>(dd->row_major().begin(), dd->row_major().end()) ==
+        std::vector<T>{1, 2, 3, 4});
+  CHECK(!capability<DenseForm<T>>(static_cast<const LinearOperator<T> &>(dg)));
+}

@@ -18,8 +18,9 @@
 #include <variant>
 #include <vector>
 
-#include <tacit/core/operator.hpp>
 #include <tacit/core/export.hpp>
+#include <tacit/core/operator.hpp>
+#include <tacit/core/operator_base.hpp>
 
 namespace tacit::inline v1 {
 
@@ -37,8 +38,11 @@ namespace detail {
 template <class T> struct CsrTransposeCache;
 }
 
-template <class T> class TACIT_EXPORT CsrMatrix final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT CsrMatrix final : public OperatorBase<CsrMatrix<T>, T> {
 public:
+  static constexpr std::string_view kind_name = "csr";
+
   /// Empty rows x cols matrix (no nonzeros).
   CsrMatrix(index_t rows = 0, index_t cols = 0);
 
@@ -108,17 +112,17 @@ public:
   std::size_t cache_bytes() const noexcept;
 
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
-                  MatrixView<T> y, Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override {
+  friend OperatorBase<CsrMatrix<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const noexcept {
     return static_cast<std::int64_t>(values_.size());
   }
-  std::size_t bytes_impl() const override;
-  std::string kind_impl() const override { return "csr"; }
-  CsrMatrix to_csr_impl() const override { return *this; }
-  std::optional<Entry> find_non_finite_impl() const override;
+  std::size_t storage_bytes() const;
+  CsrMatrix materialise() const { return *this; }
+  std::optional<Entry> first_non_finite() const;
 
   const CsrMatrix &cached_transpose() const;
 
@@ -127,5 +131,60 @@ private:
   std::vector<T> values_;
   mutable std::shared_ptr<detail::CsrTransposeCache<T>> transpose_cache_;
 };
+
+/// The storage of op when op is a CSR matrix, else null (nothing is
+/// materialised).
+template <class T> const CsrMatrix<T> *stored_csr(const LinearOperator<T> &op) noexcept {
+  return capability<CsrMatrix<T>>(op);
+}
+
+/// An operator as a CSR matrix: op's own storage when op is one (borrowed,
+/// nothing copied), otherwise op.to_csr() (owned by the view). The one place
+/// where "use the CSR if it is one, otherwise build a copy" is written.
+///
+/// Thread safety: a const view may be read by any number of threads.
+template <class T> class CsrView {
+public:
+  /// A borrowed op must outlive the view.
+  explicit CsrView(const LinearOperator<T> &op) {
+    if (const auto *csr = stored_csr(op)) {
+      csr_ =
+          std::shared_ptr<const CsrMatrix<T>>(std::shared_ptr<const CsrMatrix<T>>(), csr);
+      borrowed_ = true;
+    } else {
+      csr_ = std::make_shared<const CsrMatrix<T>>(op.to_csr());
+    }
+  }
+  /// The same; a borrowed op is kept alive by the view (and by shared()).
+  explicit CsrView(const OperatorPtr<T> &op) {
+    if (const auto *csr = stored_csr(*op)) {
+      csr_ = std::shared_ptr<const CsrMatrix<T>>(op, csr);
+      borrowed_ = true;
+    } else {
+      csr_ = std::make_shared<const CsrMatrix<T>>(op->to_csr());
+    }
+  }
+
+  const CsrMatrix<T> &operator*() const noexcept { return *csr_; }
+  const CsrMatrix<T> *operator->() const noexcept { return csr_.get(); }
+  const CsrMatrix<T> &get() const noexcept { return *csr_; }
+  /// True when the view is the operator's own storage.
+  bool borrowed() const noexcept { return borrowed_; }
+  /// The matrix as a shared pointer (for a view of an OperatorPtr or an owned
+  /// copy, it keeps the matrix alive on its own).
+  const std::shared_ptr<const CsrMatrix<T>> &shared() const noexcept { return csr_; }
+
+private:
+  std::shared_ptr<const CsrMatrix<T>> csr_;
+  bool borrowed_ = false;
+};
+
+/// op as CSR (see CsrView).
+template <class T> CsrView<T> csr_view(const LinearOperator<T> &op) {
+  return CsrView<T>(op);
+}
+template <class T> CsrView<T> csr_view(const OperatorPtr<T> &op) {
+  return CsrView<T>(op);
+}
 
 } // namespace tacit::inline v1

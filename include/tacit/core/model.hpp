@@ -12,33 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include <tacit/core/activation.hpp>
 #include <tacit/core/csr.hpp>
-#include <tacit/core/operator.hpp>
 #include <tacit/core/export.hpp>
+#include <tacit/core/operator.hpp>
 
 namespace tacit::inline v1 {
-
-enum class ActivationKind { relu, leaky_relu, tanh, sigmoid, identity };
-
-/// A componentwise activation. `slope` is the negative-side slope of the
-/// leaky ReLU (ignored otherwise).
-struct TACIT_EXPORT Activation {
-  ActivationKind kind = ActivationKind::relu;
-  double slope = 0.01;
-
-  /// phi(s z) = s phi(z) for s >= 0: ReLU, leaky ReLU, identity. Required for
-  /// diagonal rescaling.
-  bool positively_homogeneous() const noexcept;
-  /// Lipschitz constant of phi (1 for all but sigmoid: 1/4; leaky: max(1,|slope|)).
-  double lipschitz() const noexcept;
-  /// "relu", "leaky_relu", "tanh", "sigmoid", "identity".
-  std::string name() const;
-  /// Inverse of name(). \throws InvalidArgument for an unknown name.
-  static Activation parse(std::string_view name, double slope = 0.01);
-
-  template <class T> T operator()(T z) const noexcept;
-  friend bool operator==(const Activation &, const Activation &) = default;
-};
 
 /// A named contiguous range of states sharing one activation.
 struct TACIT_EXPORT StateBlock {
@@ -48,8 +27,6 @@ struct TACIT_EXPORT StateBlock {
   Activation activation;
   friend bool operator==(const StateBlock &, const StateBlock &) = default;
 };
-
-template <class T> using OperatorPtr = std::shared_ptr<const LinearOperator<T>>;
 
 template <class T> class TACIT_EXPORT Model {
 public:

@@ -5,10 +5,19 @@
 /// A `LinearOperator<T>` is an m x n matrix known through its products:
 ///   y = alpha * op(M) x + beta * y,  op(M) in {M, M^T, |M|, |M|^T},
 /// for one vector or a batch, plus row and column absolute sums, nnz, bytes
-/// and conversion to CSR. Following the non-virtual-interface idiom, the
+/// and materialisation as CSR. Following the non-virtual-interface idiom, the
 /// public methods check their arguments and forward to private virtual
 /// implementations. Every implementation provides a parallel kernel and a
 /// serial reference kernel (`Execution::reference`); tests compare the two.
+///
+/// An operator type is written against `OperatorBase` (operator_base.hpp),
+/// which supplies every virtual but the product from what the type defines.
+/// What a solver or an analysis can exploit beyond the products (its CSR
+/// storage, a block structure, a fused activation, ...) is a capability: an
+/// interface of capabilities.hpp that the operator type also derives from,
+/// found with `capability<Cap>(op)`. Nothing in tacit asks for a concrete
+/// operator type, so a new type works everywhere by deriving from the
+/// capabilities it has.
 
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +33,11 @@
 namespace tacit::inline v1 {
 
 template <class T> class CsrMatrix;
+template <class T> class LinearOperator;
+
+/// Operators are shared and immutable: models, block operators and solvers
+/// hold them through this pointer.
+template <class T> using OperatorPtr = std::shared_ptr<const LinearOperator<T>>;
 
 /// Which product to form.
 enum class Mode {
@@ -116,6 +130,14 @@ private:
   index_t rows_ = 0;
   index_t cols_ = 0;
 };
+
+/// The capability `Cap` of `op` (an interface of capabilities.hpp, or the
+/// storage type itself, e.g. CsrMatrix<T>) if op has it, else null. The only
+/// place where tacit asks an operator what it is.
+template <class Cap, class T>
+const Cap *capability(const LinearOperator<T> &op) noexcept {
+  return dynamic_cast<const Cap *>(&op);
+}
 
 /// Induced infinity norm: max row absolute sum.
 template <class T> TACIT_EXPORT double norm_inf(const LinearOperator<T> &op);

@@ -3,10 +3,13 @@
 /// Strongly connected components of the pattern of A (SuiteSparse BTF) and
 /// the block-triangular order that makes x = phi(A x + b) solvable block by
 /// block: with states permuted by `order`, A is block lower triangular, so
-/// block k depends only on blocks 0..k.
+/// block k depends only on blocks 0..k. The same analysis applies to the
+/// blocks of any operator that knows its block structure (a network), one
+/// node per block, without materialising the operator.
 
 #include <vector>
 
+#include <tacit/core/block_structure.hpp>
 #include <tacit/core/csr.hpp>
 #include <tacit/core/export.hpp>
 
@@ -49,5 +52,16 @@ struct TACIT_EXPORT SccDecomposition {
 /// zeros are ignored), computed by SuiteSparse BTF in O(n + nnz).
 template <class T>
 TACIT_EXPORT SccDecomposition strongly_connected_components(const CsrMatrix<T> &A);
+
+/// SCCs of the block graph of a square block partition: one node per block
+/// (order, block_of, ... index blocks, not states), an edge j -> i for each
+/// nonzero block (i, j) (an entry counts even if its operator is zero), a
+/// cycle for a block with an entry on the diagonal. For a block lower
+/// triangular structure every SCC is one block and the levels are those of
+/// the block DAG: the blocks of a level can be computed in parallel.
+/// \throws InvalidArgument unless the partition is square.
+template <class T>
+TACIT_EXPORT SccDecomposition
+strongly_connected_components(const BlockStructure<T> &blocks);
 
 } // namespace tacit::inline v1

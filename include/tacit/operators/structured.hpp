@@ -19,9 +19,12 @@
 #include <span>
 #include <vector>
 
+#include <tacit/core/block_structure.hpp>
+#include <tacit/core/capabilities.hpp>
+#include <tacit/core/export.hpp>
 #include <tacit/core/model.hpp>
 #include <tacit/core/operator.hpp>
-#include <tacit/core/export.hpp>
+#include <tacit/core/operator_base.hpp>
 
 namespace tacit::inline v1 {
 
@@ -71,8 +74,14 @@ template <class T> struct BlockCache;
 /// convolution on the CHWN layout (an implicit GEMM over a zero-padded,
 /// stride-phase-split copy of the input) or im2col followed by a GEMM,
 /// whichever was measured faster for the shape.
-template <class T> class TACIT_EXPORT Conv2dOperator final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT Conv2dOperator final : public OperatorBase<Conv2dOperator<T>, T>,
+                                          public FusedActivation<T>,
+                                          public AccurateAbsSums<T>,
+                                          public Foldable<T> {
 public:
+  static constexpr std::string_view kind_name = "conv2d";
+
   /// \param weights [out_channels][in_channels/groups][kernel_h][kernel_w].
   /// \throws InvalidArgument on a bad geometry or weight count.
   Conv2dOperator(Conv2dGeometry g, std::vector<T> weights);
@@ -92,18 +101,32 @@ public:
   bool apply_activated(T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
                        std::span<const T> bias, const Activation &phi,
                        Execution exec = Execution::parallel,
-                       ConstMatrixView<T> residual = {}, T residual_scale = T(1)) const;
+                       ConstMatrixView<T> residual = {},
+                       T residual_scale = T(1)) const override;
+
+  /// Absolute row or column sums from the kernel alone, in double: the taps
+  /// of an output pixel that fall inside the image are a product of the
+  /// valid kernel rows and the valid kernel columns, so each sum is at most
+  /// kh * kw precomputed per-channel sums of |w| (no pass over the taps of
+  /// every pixel).
+  void add_abs_sums(bool rows, std::span<double> out) const override;
+
+  /// diag(d) conv when d is constant over each output channel's plane: the
+  /// convolution with its output channels scaled.
+  OperatorPtr<T> scaled_rows(std::span<const T> d) const override;
+  /// conv + other when other is a convolution of the same geometry.
+  OperatorPtr<T> plus(const LinearOperator<T> &other) const override;
 
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override;
-  std::string kind_impl() const override { return "conv2d"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override;
+  friend OperatorBase<Conv2dOperator<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  std::size_t storage_bytes() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const;
 
   Conv2dGeometry geometry_;
   std::vector<T> weights_;
@@ -111,41 +134,51 @@ private:
 };
 
 /// y = scale * x (n x n).
-template <class T> class TACIT_EXPORT IdentityOperator final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT IdentityOperator final : public OperatorBase<IdentityOperator<T>, T>,
+                                            public DiagonalForm<T> {
 public:
+  static constexpr std::string_view kind_name = "identity";
   explicit IdentityOperator(index_t n, T scale = T(1));
   T scale() const noexcept { return scale_; }
 
+  std::vector<T> diagonal_values() const override;
+  std::optional<T> identity_scale() const override { return scale_; }
+
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override { return sizeof(*this); }
-  std::string kind_impl() const override { return "identity"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override;
+  friend OperatorBase<IdentityOperator<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const;
 
   T scale_;
 };
 
 /// y = diag(d) x (n x n). Every diagonal position is a structural entry.
-template <class T> class TACIT_EXPORT DiagonalOperator final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT DiagonalOperator final : public OperatorBase<DiagonalOperator<T>, T>,
+                                            public DiagonalForm<T> {
 public:
+  static constexpr std::string_view kind_name = "diagonal";
   explicit DiagonalOperator(std::vector<T> diagonal);
   std::span<const T> diagonal() const noexcept { return diagonal_; }
 
+  std::vector<T> diagonal_values() const override { return diagonal_; }
+
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override;
-  std::string kind_impl() const override { return "diagonal"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override;
+  friend OperatorBase<DiagonalOperator<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  std::size_t storage_bytes() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const;
 
   std::vector<T> diagonal_;
 };
@@ -154,8 +187,11 @@ private:
 /// channel padding, out[c + pad_front, h, w] = in[c, h*stride, w*stride],
 /// other output channels 0. Output shape: out_channels x ceil(H/stride) x
 /// ceil(W/stride) (PyTorch's x[:, :, ::stride, ::stride]).
-template <class T> class TACIT_EXPORT ChannelPadOperator final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT ChannelPadOperator final
+    : public OperatorBase<ChannelPadOperator<T>, T> {
 public:
+  static constexpr std::string_view kind_name = "channel_pad";
   /// \throws InvalidArgument unless stride >= 1, pad_front >= 0 and
   /// pad_front + input.channels <= out_channels.
   ChannelPadOperator(TensorShape input, index_t out_channels, index_t stride,
@@ -166,15 +202,14 @@ public:
   index_t pad_front() const noexcept { return pad_front_; }
 
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override { return sizeof(*this); }
-  std::string kind_impl() const override { return "channel_pad"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override { return std::nullopt; }
+  friend OperatorBase<ChannelPadOperator<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const { return std::nullopt; }
 
   TensorShape input_, output_;
   index_t stride_, pad_front_;
@@ -184,8 +219,11 @@ private:
 /// output is the mean of the window's taps inside the image, divided by the
 /// full window size when count_include_pad, else by the number of taps
 /// inside. Global average pooling: kernel = the whole plane.
-template <class T> class TACIT_EXPORT AvgPool2dOperator final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT AvgPool2dOperator final
+    : public OperatorBase<AvgPool2dOperator<T>, T> {
 public:
+  static constexpr std::string_view kind_name = "avg_pool";
   /// \throws InvalidArgument on non-positive kernel/stride, negative pads, a
   /// pad >= kernel size, or an empty output.
   AvgPool2dOperator(TensorShape input, index_t kernel_h, index_t kernel_w,
@@ -198,15 +236,14 @@ public:
   TensorShape output_shape() const noexcept { return output_; }
 
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override { return sizeof(*this); }
-  std::string kind_impl() const override { return "avg_pool"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override { return std::nullopt; }
+  friend OperatorBase<AvgPool2dOperator<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const { return std::nullopt; }
 
   TensorShape input_, output_;
   index_t kh_, kw_, sh_, sw_, pt_, pl_, pb_, pr_;
@@ -214,22 +251,27 @@ private:
 };
 
 /// A dense rows x cols matrix stored row-major.
-template <class T> class TACIT_EXPORT DenseOperator final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT DenseOperator final : public OperatorBase<DenseOperator<T>, T>,
+                                         public DenseForm<T> {
 public:
+  static constexpr std::string_view kind_name = "dense";
   /// \throws InvalidArgument unless row_major.size() == rows * cols.
   DenseOperator(index_t rows, index_t cols, std::vector<T> row_major);
   std::span<const T> data() const noexcept { return data_; }
 
+  std::span<const T> row_major() const noexcept override { return data_; }
+
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override;
-  std::string kind_impl() const override { return "dense"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override;
+  friend OperatorBase<DenseOperator<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  std::size_t storage_bytes() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const;
 
   std::vector<T> data_;
 };
@@ -238,109 +280,101 @@ private:
 /// Absolute-value products use |L R| (not |L||R|): the product is formed
 /// explicitly (once, cached) for the abs modes, the absolute sums, nnz and
 /// find_non_finite; plain and transposed products never form it.
-template <class T> class TACIT_EXPORT ComposedOperator final : public LinearOperator<T> {
+template <class T>
+class TACIT_EXPORT ComposedOperator final : public OperatorBase<ComposedOperator<T>, T> {
 public:
+  static constexpr std::string_view kind_name = "composed";
   /// \throws InvalidArgument on a null factor or left.cols() != right.rows().
   ComposedOperator(OperatorPtr<T> left, OperatorPtr<T> right);
   const OperatorPtr<T> &left() const noexcept { return left_; }
   const OperatorPtr<T> &right() const noexcept { return right_; }
 
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override;
-  std::string kind_impl() const override { return "composed"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override;
+  friend OperatorBase<ComposedOperator<T>, T>;
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  std::size_t storage_bytes() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const;
 
-  const CsrMatrix<T> &product() const;
+  const CsrMatrix<T> &explicit_product() const;
 
   OperatorPtr<T> left_, right_;
   std::shared_ptr<detail::ScratchPool<T>> scratch_;
   std::shared_ptr<detail::BlockCache<T>> cache_;
 };
 
-/// One nonzero block of a BlockOperator. Several entries at the same
-/// (block_row, block_col) are summed.
-template <class T> struct TACIT_EXPORT BlockEntry {
-  index_t block_row = 0, block_col = 0;
-  OperatorPtr<T> op;
-};
-
 /// A matrix partitioned into row blocks and column blocks with a few nonzero
-/// blocks (operators). Products run the block rows in parallel (block columns
-/// for transposed products); within a block row the entries are applied in
-/// entry order, so results do not depend on the thread count. Block rows
-/// without entries only scale y by beta.
-template <class T> class TACIT_EXPORT BlockOperator final : public LinearOperator<T> {
+/// blocks (operators; entries at the same block are summed). Products run
+/// the block rows in parallel (block columns for transposed products); within
+/// a block row the entries are applied in entry order, so results do not
+/// depend on the thread count. Block rows without entries only scale y by
+/// beta. The partition and the entries are its block structure.
+template <class T>
+class TACIT_EXPORT BlockOperator final : public OperatorBase<BlockOperator<T>, T>,
+                                         public BlockStructured<T> {
 public:
+  static constexpr std::string_view kind_name = "block";
   /// \throws InvalidArgument on a negative block size, an entry outside the
   /// partition, a null operator or an operator whose size differs from its
   /// block's.
   BlockOperator(std::vector<index_t> row_block_sizes,
                 std::vector<index_t> col_block_sizes, std::vector<BlockEntry<T>> entries);
 
-  index_t row_blocks() const noexcept { return static_cast<index_t>(row_sizes_.size()); }
-  index_t col_blocks() const noexcept { return static_cast<index_t>(col_sizes_.size()); }
+  const BlockStructure<T> &block_structure() const noexcept override { return blocks_; }
+
+  index_t row_blocks() const noexcept { return blocks_.row_blocks(); }
+  index_t col_blocks() const noexcept { return blocks_.col_blocks(); }
   /// First row of block row i (prefix sum; i == row_blocks() gives rows()).
-  index_t row_offset(index_t i) const {
-    return row_offsets_.at(static_cast<std::size_t>(i));
-  }
+  index_t row_offset(index_t i) const { return blocks_.row_offset(i); }
   /// First column of block column j (j == col_blocks() gives cols()).
-  index_t col_offset(index_t j) const {
-    return col_offsets_.at(static_cast<std::size_t>(j));
-  }
-  index_t row_block_size(index_t i) const {
-    return row_sizes_.at(static_cast<std::size_t>(i));
-  }
-  index_t col_block_size(index_t j) const {
-    return col_sizes_.at(static_cast<std::size_t>(j));
-  }
+  index_t col_offset(index_t j) const { return blocks_.col_offset(j); }
+  index_t row_block_size(index_t i) const { return blocks_.row_block_size(i); }
+  index_t col_block_size(index_t j) const { return blocks_.col_block_size(j); }
 
   /// The entries, sorted by (block_row, block_col) (stable: entries at the
   /// same block keep their given order).
-  std::span<const BlockEntry<T>> entries() const noexcept { return entries_; }
+  std::span<const BlockEntry<T>> entries() const noexcept { return blocks_.entries(); }
   /// Indices into entries() of the entries of block row i.
-  std::span<const index_t> entries_in_row(index_t i) const;
+  std::span<const index_t> entries_in_row(index_t i) const {
+    return blocks_.entries_in_row(i);
+  }
   /// Indices into entries() of the entries of block column j (ascending).
-  std::span<const index_t> entries_in_col(index_t j) const;
+  std::span<const index_t> entries_in_col(index_t j) const {
+    return blocks_.entries_in_col(j);
+  }
 
   /// Same number and sizes of row and column blocks.
-  bool square_partition() const noexcept { return row_sizes_ == col_sizes_; }
+  bool square_partition() const noexcept { return blocks_.square_partition(); }
   /// For a square partition: true when every entry has block_col < block_row
   /// (strictly block lower triangular: feed-forward, lambda_PF(|A|) = 0).
   /// False for a non-square partition.
-  bool strictly_block_lower_triangular() const noexcept;
+  bool strictly_block_lower_triangular() const noexcept {
+    return blocks_.strictly_block_lower_triangular();
+  }
   /// The same with block_col <= block_row (diagonal blocks allowed).
-  bool block_lower_triangular() const noexcept;
+  bool block_lower_triangular() const noexcept {
+    return blocks_.block_lower_triangular();
+  }
 
 private:
-  void apply_impl(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
-                  Execution exec) const override;
-  void row_abs_sums_impl(std::span<T> out) const override;
-  void col_abs_sums_impl(std::span<T> out) const override;
-  std::int64_t nnz_impl() const override;
-  std::size_t bytes_impl() const override;
-  std::string kind_impl() const override { return "block"; }
-  CsrMatrix<T> to_csr_impl() const override;
-  std::optional<Entry> find_non_finite_impl() const override;
+  friend OperatorBase<BlockOperator<T>, T>;
+  explicit BlockOperator(BlockStructure<T> blocks);
+  void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta, MatrixView<T> y,
+               Execution exec) const;
+  void row_abs_sums_into(std::span<T> out) const;
+  void col_abs_sums_into(std::span<T> out) const;
+  std::int64_t nnz_count() const;
+  std::size_t storage_bytes() const;
+  CsrMatrix<T> materialise() const;
+  std::optional<Entry> first_non_finite() const;
 
-  // Entries [first, last) of entries() sharing one block.
-  struct Group {
-    index_t first = 0, last = 0;
-  };
   const CsrMatrix<T> &group_sum(index_t group) const;
 
-  std::vector<index_t> row_sizes_, col_sizes_, row_offsets_, col_offsets_;
-  std::vector<BlockEntry<T>> entries_;
-  // entries_in_row(i) = order_[row_ptr_[i], row_ptr_[i+1]) (order_ = 0, 1, ...);
-  // entries_in_col(j) = by_col_[col_ptr_[j], col_ptr_[j+1]).
-  std::vector<index_t> order_, row_ptr_, by_col_, col_ptr_;
-  std::vector<Group> groups_;
-  std::vector<index_t> entry_group_; // group of each entry
+  BlockStructure<T> blocks_;
   std::shared_ptr<detail::BlockCache<T>> cache_;
 };
 

@@ -35,7 +35,7 @@ template <class T> T round_down(double v) {
 // transposed product, read from its (already final) block row starting at
 // o0, into rows [r0, r1) of block b; close(r0, r1) then finalises block b.
 template <class T, class Add, class Close>
-void reverse_block_sweep(const BlockOperator<T> &A, Add &&add, Close &&close) {
+void reverse_block_sweep(const BlockStructure<T> &A, Add &&add, Close &&close) {
   const auto entries = A.entries();
   for (index_t b = A.row_blocks() - 1; b >= 0; --b) {
     const index_t r0 = A.row_offset(b), r1 = A.row_offset(b + 1);
@@ -59,7 +59,8 @@ std::vector<T> magnitudes(const std::vector<T> &lo, const std::vector<T> &hi) {
 /// projected Adam on the bound of each margin from the adaptive slopes,
 /// keeping the best bound of each; returns those bounds.
 template <class T>
-std::vector<T> optimise_lower_slopes(const Model<T> &model, const BlockOperator<T> *sweep,
+std::vector<T> optimise_lower_slopes(const Model<T> &model,
+                                     const BlockStructure<T> *sweep,
                                      std::span<const detail::StateAct> acts,
                                      bool nilpotent, int budget, double tolerance,
                                      const StateBounds<T> &bounds, const InputBox<T> &box,
@@ -84,7 +85,7 @@ template <class T> struct BoundAnalyzer<T>::Impl {
   bool nilpotent = false;
   /// A when it is strictly block lower triangular: the linear bound's
   /// back-substitution is then one reverse sweep over its blocks.
-  const BlockOperator<T> *sweep = nullptr;
+  const BlockStructure<T> *sweep = nullptr;
   /// States whose row of A is empty: z_i = B_i u + b_i is linear in u, so its
   /// interval over the box is already exact and refining it gains nothing.
   std::vector<char> input_only;

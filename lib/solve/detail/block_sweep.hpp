@@ -1,7 +1,7 @@
 #pragma once
-// Block sweep for x = phi(A x + B u + b) when A is a BlockOperator with a
-// square partition that is block lower triangular (a network built by
-// NetworkBuilder): state block i is
+// Block sweep for x = phi(A x + B u + b) when A has a block structure
+// (the BlockStructured capability) with a square partition that is block
+// lower triangular (a network built by NetworkBuilder): state block i is
 //   x_i = phi(sum_{j<i} A_ij x_j + sum_m B_im u_m + b_i (+ A_ii x_i)),
 // computed in block order with the blocks' own (structured) kernels, one
 // pass for a strictly block lower triangular A; a block with diagonal
@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include <tacit/solve/solve.hpp>
 #include <tacit/operators/structured.hpp>
+#include <tacit/solve/solve.hpp>
 
 #include "solve/detail/fixed_point.hpp"
 
@@ -31,14 +31,18 @@ template <class T> struct BlockSweepRow {
   /// Products added into the row: (operator, first state of the source block)
   /// for A; (operator, first input row) for B.
   std::vector<std::pair<const LinearOperator<T> *, index_t>> from_states, from_inputs;
-  /// A convolution among the products (of A or B) run last with the bias and
-  /// the activation fused into its store (feed-forward rows only), or null.
-  const Conv2dOperator<T> *fused = nullptr;
+  /// An operator among the products (of A or B) with a fused activation
+  /// (a convolution), run last with the bias and the activation fused into
+  /// its store (feed-forward rows only), or null.
+  const LinearOperator<T> *fused = nullptr;
+  const FusedActivation<T> *fused_hook = nullptr;
   index_t fused_first = 0;
   bool fused_from_inputs = false;
-  /// With `fused`: a skip connection (scaled identity from the states at
-  /// residual_first) added in the same store instead of in a pass of its own.
-  const IdentityOperator<T> *residual = nullptr;
+  /// With `fused`: a skip connection (an operator stored as a scaled identity,
+  /// from the states at residual_first) added in the same store instead of
+  /// in a pass of its own.
+  const LinearOperator<T> *residual = nullptr;
+  T residual_scale = T(1);
   index_t residual_first = 0;
   /// Diagonal block (sum of A's entries at (i, i)) or null.
   OperatorPtr<T> diagonal;
@@ -48,10 +52,10 @@ template <class T> struct BlockSweepRow {
 
 template <class T> class BlockSweepPlan {
 public:
-  /// A must be square-partitioned and block lower triangular (checked by
-  /// `applicable`). When B is a BlockOperator whose row partition is A's, its
-  /// blocks are applied row by row; otherwise `uses_z` is true and the caller
-  /// passes Z = B U + b.
+  /// A's block structure must be square-partitioned and block lower
+  /// triangular (checked by `applicable`). When B has a block structure whose
+  /// row partition is A's, its blocks are applied row by row; otherwise
+  /// `uses_z` is true and the caller passes Z = B U + b.
   BlockSweepPlan(const Model<T> &model);
   /// Whether the model's A has the structure this plan needs.
   static bool applicable(const Model<T> &model);
