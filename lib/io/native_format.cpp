@@ -16,7 +16,7 @@
 //   message (byte swapping is not implemented).
 
 #include <tacit/io/io.hpp>
-#include <tacit/operators/structured.hpp>
+#include <tacit/io/native_codec.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -64,17 +64,9 @@ enum class Kind : std::uint32_t {
   operator_tree = 4,
   run_vector = 5 // version 2: u64 length, u64 run count, runs (u64 length, value)
 };
-/// Node codes of an operator tree.
-enum class OpCode : std::uint32_t {
-  csr = 1,
-  conv2d = 2,
-  identity = 3,
-  diagonal = 4,
-  channel_pad = 5,
-  dense = 6,
-  composed = 7,
-  block = 8
-};
+/// Node code of a CSR matrix in an operator tree: every operator without a
+/// codec of its own (io/native_codec.hpp) is stored as one.
+constexpr std::uint32_t csr_node_code = 1;
 
 const char *role_name(std::uint32_t role) {
   switch (role) {
@@ -194,11 +186,8 @@ private:
 
 template <class T>
 void write_csr(detail::AtomicFile &file, Role role, const LinearOperator<T> &op) {
-  const auto *csr_ptr = dynamic_cast<const CsrMatrix<T> *>(&op);
-  std::optional<CsrMatrix<T>> materialised;
-  if (!csr_ptr)
-    csr_ptr = &materialised.emplace(op.to_csr());
-  const CsrMatrix<T> &m = *csr_ptr;
+  const auto view = csr_view(op);
+  const CsrMatrix<T> &m = *view;
   const std::uint32_t width = m.wide_indices() ? 8 : 4;
   const auto rows = static_cast<std::uint64_t>(m.rows());
   const auto nnz = static_cast<std::uint64_t>(m.nnz());
@@ -217,92 +206,59 @@ void write_csr(detail::AtomicFile &file, Role role, const LinearOperator<T> &op)
   s.finish();
 }
 
-/// Operators stored as a tree (everything but a plain CSR matrix or an
-/// operator kind the tree does not know, which is stored as CSR).
+/// Operators stored as a tree: those with a codec (everything else, a CSR
+/// matrix included, is stored as CSR).
 template <class T> bool is_structured(const LinearOperator<T> &op) {
-  return dynamic_cast<const Conv2dOperator<T> *>(&op) ||
-         dynamic_cast<const IdentityOperator<T> *>(&op) ||
-         dynamic_cast<const DiagonalOperator<T> *>(&op) ||
-         dynamic_cast<const ChannelPadOperator<T> *>(&op) ||
-         dynamic_cast<const DenseOperator<T> *>(&op) ||
-         dynamic_cast<const ComposedOperator<T> *>(&op) ||
-         dynamic_cast<const BlockOperator<T> *>(&op);
+  return find_native_codec(op) != nullptr;
 }
 
-template <class T> void put_values(Bytes &b, std::span<const T> v) {
+template <class T> void append_values(Bytes &b, std::span<const T> v) {
   b.put(static_cast<std::uint64_t>(v.size()));
   b.data.append(reinterpret_cast<const char *>(v.data()), v.size_bytes());
 }
 
+template <class T> void encode_tree(Bytes &b, const LinearOperator<T> &op);
+
+/// A node's fields, appended to the tree's bytes.
+template <class T> class TreeEncoder final : public NativeEncoder<T> {
+public:
+  explicit TreeEncoder(Bytes &b) : b_(b) {}
+  void put_count(index_t v) override { b_.put(static_cast<std::uint64_t>(v)); }
+  void put_value(T v) override { b_.put(v); }
+  void put_values(std::span<const T> v) override { append_values(b_, v); }
+  void put_operator(const LinearOperator<T> &op) override { encode_tree(b_, op); }
+
+private:
+  Bytes &b_;
+};
+
 /// Node: u32 code, u32 0, u64 rows, u64 cols, then the code's fields.
 template <class T> void encode_tree(Bytes &b, const LinearOperator<T> &op) {
-  auto head = [&](OpCode code) {
-    b.put(static_cast<std::uint32_t>(code));
+  auto head = [&](std::uint32_t code) {
+    b.put(code);
     b.put(std::uint32_t{0});
     b.put(static_cast<std::uint64_t>(op.rows()));
     b.put(static_cast<std::uint64_t>(op.cols()));
   };
-  auto u64 = [&](index_t v) { b.put(static_cast<std::uint64_t>(v)); };
-  if (const auto *conv = dynamic_cast<const Conv2dOperator<T> *>(&op)) {
-    head(OpCode::conv2d);
-    const auto &g = conv->geometry();
-    for (const index_t v :
-         {g.input.channels, g.input.height, g.input.width, g.out_channels, g.kernel_h,
-          g.kernel_w, g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.pad_bottom,
-          g.pad_right, g.dilation_h, g.dilation_w, g.groups})
-      u64(v);
-    put_values(b, conv->weights());
-  } else if (const auto *id = dynamic_cast<const IdentityOperator<T> *>(&op)) {
-    head(OpCode::identity);
-    b.put(id->scale());
-  } else if (const auto *d = dynamic_cast<const DiagonalOperator<T> *>(&op)) {
-    head(OpCode::diagonal);
-    put_values(b, d->diagonal());
-  } else if (const auto *pad = dynamic_cast<const ChannelPadOperator<T> *>(&op)) {
-    head(OpCode::channel_pad);
-    const auto in = pad->input_shape();
-    for (const index_t v : {in.channels, in.height, in.width, pad->output_shape().channels,
-                            pad->stride(), pad->pad_front()})
-      u64(v);
-  } else if (const auto *dense = dynamic_cast<const DenseOperator<T> *>(&op)) {
-    head(OpCode::dense);
-    put_values(b, dense->data());
-  } else if (const auto *comp = dynamic_cast<const ComposedOperator<T> *>(&op)) {
-    head(OpCode::composed);
-    encode_tree(b, *comp->left());
-    encode_tree(b, *comp->right());
-  } else if (const auto *blk = dynamic_cast<const BlockOperator<T> *>(&op)) {
-    head(OpCode::block);
-    u64(blk->row_blocks());
-    u64(blk->col_blocks());
-    for (index_t i = 0; i < blk->row_blocks(); ++i)
-      u64(blk->row_block_size(i));
-    for (index_t j = 0; j < blk->col_blocks(); ++j)
-      u64(blk->col_block_size(j));
-    u64(static_cast<index_t>(blk->entries().size()));
-    for (const auto &e : blk->entries()) {
-      u64(e.block_row);
-      u64(e.block_col);
-      encode_tree(b, *e.op);
-    }
-  } else {
-    head(OpCode::csr);
-    const auto *csr_ptr = dynamic_cast<const CsrMatrix<T> *>(&op);
-    std::optional<CsrMatrix<T>> materialised;
-    if (!csr_ptr)
-      csr_ptr = &materialised.emplace(op.to_csr());
-    const CsrMatrix<T> &m = *csr_ptr;
-    b.put(static_cast<std::uint64_t>(m.nnz()));
-    b.put(std::uint32_t{m.wide_indices() ? 8u : 4u});
-    b.put(std::uint32_t{0});
-    b.data.append(reinterpret_cast<const char *>(m.row_ptr().data()),
-                  m.row_ptr().size_bytes());
-    m.visit_columns([&](auto cols) {
-      b.data.append(reinterpret_cast<const char *>(cols.data()), cols.size_bytes());
-    });
-    b.data.append(reinterpret_cast<const char *>(m.values().data()),
-                  m.values().size_bytes());
+  if (const auto *codec = find_native_codec(op)) {
+    head(codec->code);
+    TreeEncoder<T> out(b);
+    codec->encode(op, out);
+    return;
   }
+  head(csr_node_code);
+  const auto view = csr_view(op);
+  const CsrMatrix<T> &m = *view;
+  b.put(static_cast<std::uint64_t>(m.nnz()));
+  b.put(std::uint32_t{m.wide_indices() ? 8u : 4u});
+  b.put(std::uint32_t{0});
+  b.data.append(reinterpret_cast<const char *>(m.row_ptr().data()),
+                m.row_ptr().size_bytes());
+  m.visit_columns([&](auto cols) {
+    b.data.append(reinterpret_cast<const char *>(cols.data()), cols.size_bytes());
+  });
+  b.data.append(reinterpret_cast<const char *>(m.values().data()),
+                m.values().size_bytes());
 }
 
 template <class T>
@@ -772,13 +728,36 @@ private:
       x = value(what);
     return v;
   }
-  template <class F> OperatorPtr<T> make(const char *kind, F &&f) {
+  template <class F> OperatorPtr<T> make(const std::string &kind, F &&f) {
     try {
       return f();
     } catch (const InvalidArgument &e) {
-      fail(std::string("invalid ") + kind + ": " + e.what());
+      fail("invalid " + kind + ": " + e.what());
     }
   }
+
+  /// The fields of one node, for its codec.
+  class NodeDecoder final : public NativeDecoder<T> {
+  public:
+    NodeDecoder(TreeParser &parser, int depth, index_t rows, index_t cols)
+        : p_(parser), depth_(depth), rows_(rows), cols_(cols) {}
+    index_t rows() const noexcept override { return rows_; }
+    index_t cols() const noexcept override { return cols_; }
+    index_t count(const char *what) override { return p_.count(what); }
+    T value(const char *what) override { return p_.value(what); }
+    std::vector<T> values(index_t expected, const char *what) override {
+      return p_.values(expected, what);
+    }
+    OperatorPtr<T> nested() override { return p_.parse(depth_ + 1); }
+    std::uint64_t bytes_left() const noexcept override { return p_.size_ - p_.at_; }
+    std::size_t value_bytes() const noexcept override { return p_.value_bytes(); }
+    [[noreturn]] void fail(const std::string &what) override { p_.fail(what); }
+
+  private:
+    TreeParser &p_;
+    int depth_;
+    index_t rows_, cols_;
+  };
 
   OperatorPtr<T> parse(int depth) {
     if (depth > max_tree_depth)
@@ -790,8 +769,7 @@ private:
     if (reserved != 0)
       fail("reserved field is " + std::to_string(reserved) + ", expected 0");
     OperatorPtr<T> op;
-    switch (static_cast<OpCode>(code)) {
-    case OpCode::csr: {
+    if (code == csr_node_code) {
       const index_t nnz = count("nonzero count");
       const auto width = get<std::uint32_t>("index width");
       get<std::uint32_t>("reserved field");
@@ -814,95 +792,12 @@ private:
         return std::make_shared<CsrMatrix<T>>(rows, cols, std::move(row_ptr), col,
                                               std::move(vals));
       });
-      break;
-    }
-    case OpCode::conv2d: {
-      Conv2dGeometry g;
-      index_t *fields[] = {&g.input.channels, &g.input.height, &g.input.width,
-                           &g.out_channels,   &g.kernel_h,     &g.kernel_w,
-                           &g.stride_h,       &g.stride_w,     &g.pad_top,
-                           &g.pad_left,       &g.pad_bottom,   &g.pad_right,
-                           &g.dilation_h,     &g.dilation_w,   &g.groups};
-      for (auto *f : fields)
-        *f = count("convolution geometry");
-      auto w = values(-1, "convolution weights");
-      op = make("convolution", [&] {
-        g.validate();
-        return std::make_shared<Conv2dOperator<T>>(g, std::move(w));
-      });
-      break;
-    }
-    case OpCode::identity: {
-      const T scale = value("identity scale");
-      op = make("identity", [&] { return std::make_shared<IdentityOperator<T>>(rows, scale); });
-      break;
-    }
-    case OpCode::diagonal: {
-      auto d = values(rows, "diagonal");
-      op = make("diagonal", [&] { return std::make_shared<DiagonalOperator<T>>(std::move(d)); });
-      break;
-    }
-    case OpCode::channel_pad: {
-      TensorShape in;
-      in.channels = count("channel pad input");
-      in.height = count("channel pad input");
-      in.width = count("channel pad input");
-      const index_t out = count("channel pad output channels");
-      const index_t stride = count("channel pad stride");
-      const index_t front = count("channel pad front");
-      op = make("channel pad", [&] {
-        return std::make_shared<ChannelPadOperator<T>>(in, out, stride, front);
-      });
-      break;
-    }
-    case OpCode::dense: {
-      if (rows > 0 && static_cast<std::uint64_t>(cols) >
-                          (size_ - at_) / value_bytes() / static_cast<std::uint64_t>(rows))
-        fail("dense node of " + std::to_string(rows) + " x " + std::to_string(cols) +
-             " does not fit the bytes left");
-      auto v = values(rows * cols, "dense values");
-      op = make("dense", [&] {
-        return std::make_shared<DenseOperator<T>>(rows, cols, std::move(v));
-      });
-      break;
-    }
-    case OpCode::composed: {
-      auto left = parse(depth + 1);
-      auto right = parse(depth + 1);
-      op = make("composed operator", [&] {
-        return std::make_shared<ComposedOperator<T>>(std::move(left), std::move(right));
-      });
-      break;
-    }
-    case OpCode::block: {
-      const index_t nr = count("row block count"), nc = count("column block count");
-      if (static_cast<std::uint64_t>(nr) + static_cast<std::uint64_t>(nc) > (size_ - at_) / 8)
-        fail("block counts " + std::to_string(nr) + " x " + std::to_string(nc) +
-             " do not fit the bytes left");
-      std::vector<index_t> rs(static_cast<std::size_t>(nr)), cs(static_cast<std::size_t>(nc));
-      for (auto &v : rs)
-        v = count("row block size");
-      for (auto &v : cs)
-        v = count("column block size");
-      const index_t ne = count("entry count");
-      if (static_cast<std::uint64_t>(ne) > (size_ - at_) / 40)
-        fail("entry count " + std::to_string(ne) + " does not fit the bytes left");
-      std::vector<BlockEntry<T>> entries;
-      entries.reserve(static_cast<std::size_t>(ne));
-      for (index_t e = 0; e < ne; ++e) {
-        BlockEntry<T> en;
-        en.block_row = count("entry block row");
-        en.block_col = count("entry block column");
-        en.op = parse(depth + 1);
-        entries.push_back(std::move(en));
-      }
-      op = make("block operator", [&] {
-        return std::make_shared<BlockOperator<T>>(std::move(rs), std::move(cs),
-                                                  std::move(entries));
-      });
-      break;
-    }
-    default:
+    } else if (const auto *codec = find_native_codec<T>(code)) {
+      NodeDecoder node(*this, depth, rows, cols);
+      op = make(codec->label, [&] { return codec->decode(node); });
+      if (!op)
+        fail("the " + codec->label + " codec returned no operator");
+    } else {
       at_ = start;
       fail("unknown operator code " + std::to_string(code));
     }

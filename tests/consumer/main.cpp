@@ -1,12 +1,48 @@
 // Builds a 3-state model with the installed tacit, solves it and checks the
 // answer against the closed form of a feed-forward chain; checks that the
-// headers and the library agree on the version.
+// headers and the library agree on the version, and that an operator type
+// defined here is understood by the library (its block structure is found
+// and swept).
 #include <tacit/tacit.hpp>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+
+namespace {
+
+/// A = [0 0; 2 0] as two 1x1 blocks, the (1, 0) block a CSR matrix.
+class Chain final : public tacit::OperatorBase<Chain, double>,
+                    public tacit::BlockStructured<double> {
+public:
+  static constexpr std::string_view kind_name = "consumer_chain";
+  Chain()
+      : OperatorBase<Chain, double>(2, 2),
+        blocks_({1, 1}, {1, 1},
+                {{1, 0,
+                  std::make_shared<tacit::CsrMatrix<double>>(
+                      tacit::CsrMatrix<double>::identity(1, 2.0))}}) {}
+  const tacit::BlockStructure<double> &block_structure() const noexcept override {
+    return blocks_;
+  }
+
+private:
+  friend OperatorBase<Chain, double>;
+  void product(tacit::Mode mode, double alpha, tacit::ConstMatrixView<double> x,
+               double beta, tacit::MatrixView<double> y, tacit::Execution) const {
+    const bool tr = tacit::is_transposed(mode);
+    for (tacit::index_t c = 0; c < y.cols; ++c) {
+      const double y0 = beta == 0 ? 0 : beta * y(0, c),
+                   y1 = beta == 0 ? 0 : beta * y(1, c);
+      y(0, c) = y0 + (tr ? alpha * 2 * x(1, c) : 0);
+      y(1, c) = y1 + (tr ? 0 : alpha * 2 * x(0, c));
+    }
+  }
+  tacit::BlockStructure<double> blocks_;
+};
+
+} // namespace
 
 int main() {
   using namespace tacit;
@@ -32,6 +68,17 @@ int main() {
   std::printf("tacit %s (%s): method %s, status %s, y = %g (expected %g)\n",
               runtime_version(), runtime_components(), to_string(report.method).c_str(),
               to_string(report.status).c_str(), Y(0, 0), expected);
+  // The same model with A of a type the library has never seen.
+  Model<double> user(std::make_shared<Chain>(), B, C, D, {0.0, -1.0}, {0.0});
+  EquilibriumSolver<double> user_solver(user);
+  Batch<double> X2, Y2;
+  const auto user_report = user_solver.predict(U, X2, Y2);
+  std::printf("own operator type: %s, y = %g\n", user_solver.method_reason().c_str(),
+              Y2(0, 0));
+  if (!user_report.ok() || Y2(0, 0) != Y(0, 0) ||
+      user_solver.method_reason().find("block sweep") == std::string::npos ||
+      !capability<BlockStructured<double>>(user.A()))
+    return 1;
 #ifdef CONSUMER_UMBRELLA
   // A symbol of an optional component: the umbrella links them all.
   if (colormap(0.0).r == colormap(1.0).r && colormap(0.0).g == colormap(1.0).g)
