@@ -5,6 +5,7 @@
 
 #include <tacit/core/csr.hpp>
 #include <tacit/core/model.hpp>
+#include <tacit/operators/structured.hpp>
 
 #include <cmath>
 #include <memory>
@@ -154,6 +155,114 @@ inline DenseModel implicit(std::mt19937 &rng, index_t n, index_t p, index_t q,
   for (auto &b : m.by)
     b = bd(rng);
   m.act.assign(n, a);
+  return m;
+}
+
+/// The model with every parameter rounded to float: the exact real-number
+/// model that a float model of `m` holds.
+inline DenseModel rounded_to_float(DenseModel m) {
+  for (auto *v : {&m.A, &m.B, &m.C, &m.D, &m.bx, &m.by})
+    for (auto &x : *v)
+      x = double(float(x));
+  return m;
+}
+
+template <class T>
+std::shared_ptr<CsrMatrix<T>> csr_t(index_t r, index_t c, const Dense &a) {
+  return std::make_shared<CsrMatrix<T>>(
+      CsrMatrix<T>::from_dense(r, c, std::vector<T>(a.begin(), a.end())));
+}
+
+/// The model in T with A, B, C, D as CSR.
+template <class T>
+Model<T> make_model_t(const DenseModel &m, std::vector<StateBlock> blocks) {
+  return Model<T>(csr_t<T>(m.n, m.n, m.A), csr_t<T>(m.n, m.p, m.B),
+                  csr_t<T>(m.q, m.n, m.C),
+                  m.D.empty() ? nullptr : csr_t<T>(m.q, m.p, m.D),
+                  std::vector<T>(m.bx.begin(), m.bx.end()),
+                  std::vector<T>(m.by.begin(), m.by.end()), std::move(blocks));
+}
+
+/// The model in T with A as a BlockOperator over the state blocks of
+/// `sizes` (one CSR entry per nonzero block), as the network builder lays
+/// out a feed-forward network; B and C as CSR. Activations per state.
+template <class T>
+Model<T> layered_model(const DenseModel &m, const std::vector<index_t> &sizes) {
+  std::vector<index_t> offset(sizes.size() + 1, 0);
+  for (std::size_t b = 0; b < sizes.size(); ++b)
+    offset[b + 1] = offset[b] + sizes[b];
+  std::vector<BlockEntry<T>> entries;
+  std::vector<StateBlock> blocks;
+  for (std::size_t r = 0; r < sizes.size(); ++r) {
+    for (std::size_t c = 0; c < sizes.size(); ++c) {
+      Dense blk(static_cast<std::size_t>(sizes[r] * sizes[c]), 0.0);
+      bool any = false;
+      for (index_t i = 0; i < sizes[r]; ++i)
+        for (index_t j = 0; j < sizes[c]; ++j) {
+          const double v = m.A[(offset[r] + i) * m.n + offset[c] + j];
+          blk[i * sizes[c] + j] = v;
+          any = any || v != 0;
+        }
+      if (any)
+        entries.push_back({index_t(r), index_t(c), csr_t<T>(sizes[r], sizes[c], blk)});
+    }
+    blocks.push_back(
+        {"layer" + std::to_string(r), offset[r], sizes[r], m.act[offset[r]]});
+  }
+  return Model<T>(std::make_shared<BlockOperator<T>>(sizes, sizes, std::move(entries)),
+                  csr_t<T>(m.n, m.p, m.B), csr_t<T>(m.q, m.n, m.C),
+                  m.D.empty() ? nullptr : csr_t<T>(m.q, m.p, m.D),
+                  std::vector<T>(m.bx.begin(), m.bx.end()),
+                  std::vector<T>(m.by.begin(), m.by.end()), std::move(blocks));
+}
+
+/// A deep feed-forward network p -> width x layers -> q with residual
+/// lines (x_l = phi(W_l x_{l-1} + residual x_{l-2} + b_l)) and one dead unit per
+/// layer (no inputs, bias -1: always 0 after ReLU) that reaches the next
+/// layer with weight `dead_weight`: the certificate vector of the global
+/// bound, v = (I - L|A|)^-1 1, then exceeds dead_weight, which rounds
+/// max(1 - 1/v_i) to 1, while the unit changes nothing.
+inline DenseModel deep_mlp(std::mt19937 &rng, index_t p, index_t width, index_t layers,
+                           index_t q, double gain, double residual, double dead_weight,
+                           std::vector<index_t> *sizes = nullptr) {
+  DenseModel m;
+  const index_t w = width + 1; // the last unit of each layer is dead
+  m.p = p;
+  m.q = q;
+  m.n = w * layers;
+  m.A.assign(m.n * m.n, 0.0);
+  m.B.assign(m.n * p, 0.0);
+  m.C.assign(q * m.n, 0.0);
+  m.bx.assign(m.n, 0.0);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> bd(-0.1, 0.1);
+  for (index_t l = 0; l < layers; ++l) {
+    const index_t off = l * w, in = l == 0 ? p : width;
+    const double sc = gain / std::sqrt(double(in));
+    for (index_t i = 0; i < width; ++i) {
+      for (index_t j = 0; j < in; ++j) {
+        const double v = sc * nd(rng);
+        if (l == 0)
+          m.B[(off + i) * p + j] = v;
+        else
+          m.A[(off + i) * m.n + off - w + j] = v;
+      }
+      if (l > 0)
+        m.A[(off + i) * m.n + off - 1] = dead_weight; // the dead unit before
+      if (l > 1)
+        m.A[(off + i) * m.n + off - 2 * w + i] = residual;
+      m.bx[off + i] = bd(rng);
+    }
+    m.bx[off + width] = -1; // dead
+  }
+  const index_t last = (layers - 1) * w;
+  for (index_t k = 0; k < q; ++k)
+    for (index_t j = 0; j < width; ++j)
+      m.C[k * m.n + last + j] = nd(rng) / std::sqrt(double(width));
+  m.by.assign(q, 0.0);
+  m.act.assign(m.n, Activation{});
+  if (sizes)
+    sizes->assign(static_cast<std::size_t>(layers), w);
   return m;
 }
 

@@ -47,6 +47,22 @@ std::string to_string(BoundStatus s) {
   return "ok";
 }
 
+namespace {
+// a + b rounded toward -infinity (down) or +infinity: the rounded sum and
+// its exact error by TwoSum; a step when the rounding went the wrong way.
+template <class T> T add_directed(T a, T b, bool up) {
+  const T s = a + b;
+  if (!std::isfinite(s))
+    return s;
+  const T bb = s - a;
+  const T err = (a - (s - bb)) + (b - bb);
+  if (up ? err > T(0) : err < T(0))
+    return std::nextafter(s, up ? std::numeric_limits<T>::infinity()
+                                : -std::numeric_limits<T>::infinity());
+  return s;
+}
+} // namespace
+
 template <class T>
 InputBox<T> linf_box(std::span<const T> u0, T eps, T domain_lo, T domain_hi) {
   if (!(eps >= T(0)))
@@ -56,7 +72,8 @@ InputBox<T> linf_box(std::span<const T> u0, T eps, T domain_lo, T domain_hi) {
   box.upper.resize(u0.size());
   const bool clip = domain_lo <= domain_hi;
   for (std::size_t i = 0; i < u0.size(); ++i) {
-    T lo = u0[i] - eps, hi = u0[i] + eps;
+    // Rounded outward: the box contains every real u with |u - u0| <= eps.
+    T lo = add_directed(u0[i], -eps, false), hi = add_directed(u0[i], eps, true);
     if (clip) {
       lo = std::max(lo, std::min(domain_lo, u0[i]));
       hi = std::min(hi, std::max(domain_hi, u0[i]));
@@ -113,76 +130,102 @@ BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
                         " has a negative slope " + std::to_string(a.slope) +
                         " and is not monotone");
     I.acts[i] = detail::StateAct::from(a);
-    I.lip[i] = static_cast<T>(a.lipschitz());
+    I.lip[i] = round_up<T>(a.lipschitz());
   }
-  // Levels of the SCC DAG.
-  const auto csr = csr_view(model.A());
+  // Rounding allowances of the products (rounding.hpp): from the structure
+  // of each operator, without materialising a structured one.
   {
-    // Most nonzeros in a row or a column of A, B, C, D: every product's
-    // a-priori rounding bound is gamma_m |M| |v|.
-    index_t most = 1;
-    const auto scan = [&](const CsrMatrix<T> &M) {
-      std::vector<index_t> col_count(static_cast<std::size_t>(M.cols()), 0);
-      const auto rp = M.row_ptr();
-      for (index_t i = 0; i < M.rows(); ++i)
-        most = std::max<index_t>(most, rp[i + 1] - rp[i]);
-      M.visit_columns([&](auto cols) {
-        for (const auto c : cols)
-          most = std::max<index_t>(most, ++col_count[static_cast<std::size_t>(c)]);
-      });
-    };
-    const auto scan_op = [&](const LinearOperator<T> &op) { scan(*csr_view(op)); };
-    scan(*csr);
-    scan_op(model.B());
-    scan_op(model.C());
-    if (model.D())
-      scan_op(*model.D());
-    const double unit = std::numeric_limits<T>::epsilon() / 2;
-    I.gamma = 2.0 * double(most + 8) * unit;
+    using detail::product_gamma;
+    using detail::product_terms;
+    I.gA = product_gamma<T>(product_terms(model.A()));
+    I.gB = product_gamma<T>(product_terms(model.B()));
+    I.gC = product_gamma<T>(product_terms(model.C()));
+    I.gD = model.D() ? product_gamma<T>(product_terms(*model.D())) : 0.0;
+    I.gamma = std::max({I.gA, I.gB, I.gC, I.gD});
     I.gamma_sum = I.gamma + 2.0 * double(n + model.inputs() + model.outputs() + 8) *
                                 std::numeric_limits<double>::epsilon() / 2;
   }
-  const SccDecomposition scc = strongly_connected_components(*csr);
-  I.nilpotent = scc.nilpotent();
-  I.input_only.resize(n);
-  for (index_t i = 0; i < n; ++i)
-    I.input_only[i] = csr->row_ptr()[i + 1] == csr->row_ptr()[i];
-  if (const auto *blocks = capability<BlockStructured<T>>(model.A())) {
-    const auto &structure = blocks->block_structure();
-    if (structure.square_partition() && structure.strictly_block_lower_triangular())
-      I.sweep = &structure;
+  // Levels of the dependency DAG. A strictly block lower triangular A: the
+  // levels of its blocks (a block's is one more than the highest block it
+  // reads), which order every state after the states it reads, without
+  // materialising A. Otherwise the levels of the SCC DAG of A as CSR.
+  I.input_only.assign(n, 0);
+  const BlockStructured<T> *structured = capability<BlockStructured<T>>(model.A());
+  if (const BlockStructure<T> *block =
+          structured ? &structured->block_structure() : nullptr;
+      block && block->square_partition() && block->strictly_block_lower_triangular()) {
+    I.sweep = block;
+    I.nilpotent = true;
+    const auto entries = block->entries();
+    std::vector<index_t> level(static_cast<std::size_t>(block->row_blocks()), 0);
+    index_t depth = 0;
+    for (index_t b = 0; b < block->row_blocks(); ++b) {
+      const auto row = block->entries_in_row(b);
+      for (const index_t e : row)
+        level[b] = std::max(level[b], level[entries[e].block_col] + 1);
+      depth = std::max(depth, level[b]);
+      if (row.empty())
+        for (index_t i = block->row_offset(b); i < block->row_offset(b + 1); ++i)
+          I.input_only[i] = 1;
+    }
+    I.level_states.resize(static_cast<std::size_t>(n > 0 ? depth + 1 : 0));
+    I.level_blocks.resize(I.level_states.size());
+    for (index_t b = 0; b < block->row_blocks(); ++b) {
+      I.level_blocks[level[b]].push_back(b);
+      for (index_t i = block->row_offset(b); i < block->row_offset(b + 1); ++i)
+        I.level_states[level[b]].push_back(i);
+    }
+  } else {
+    const auto csr = csr_view(model.A());
+    const SccDecomposition scc = strongly_connected_components(*csr);
+    I.nilpotent = scc.nilpotent();
+    for (index_t i = 0; i < n; ++i)
+      I.input_only[i] = csr->row_ptr()[i + 1] == csr->row_ptr()[i];
+    I.level_states.resize(scc.level_count());
+    for (index_t l = 0; l < scc.level_count(); ++l)
+      for (index_t k = scc.level_ptr[l]; k < scc.level_ptr[l + 1]; ++k)
+        for (index_t t = scc.block_ptr[k]; t < scc.block_ptr[k + 1]; ++t)
+          I.level_states[l].push_back(scc.order[t]);
+    for (auto &lv : I.level_states)
+      std::sort(lv.begin(), lv.end());
   }
-  I.level_states.resize(scc.level_count());
-  for (index_t l = 0; l < scc.level_count(); ++l)
-    for (index_t k = scc.level_ptr[l]; k < scc.level_ptr[l + 1]; ++k)
-      for (index_t t = scc.block_ptr[k]; t < scc.block_ptr[k + 1]; ++t)
-        I.level_states[l].push_back(scc.order[t]);
-  for (auto &lv : I.level_states)
-    std::sort(lv.begin(), lv.end());
 
-  // Certificate vector: v ~ (I - L|A|)^-1 1, rho = max (L|A| v)_i / v_i.
+  if (I.nilpotent) {
+    // lambda_PF(L|A|) = 0 exactly: the global bound's iteration terminates
+    // (its sweep is exact), no certificate vector is needed.
+    I.rho = 0;
+    I.certified = true;
+    return;
+  }
+  // Certificate vector: v ~ (I - L|A|)^-1 1 and the Collatz-Wielandt bound
+  // rho = max_i (L|A| v)_i / v_i >= lambda_PF(L|A|), computed upward: the
+  // product through Ahat >= |A| with its rounding allowance gA, the ratio
+  // rounded up in double.
   std::vector<T> ones(n, T(1)), v(n, T(1)), next(n);
   const int budget = I.budget();
   for (int it = 0; it < budget; ++it) {
-    I.lip_abs_step(v, ones, next);
+    I.global_step(v, ones, next);
     double diff = 0, scale = 0;
     for (index_t i = 0; i < n; ++i) {
       diff = std::max(diff, std::abs(double(next[i]) - double(v[i])));
       scale = std::max(scale, std::abs(double(next[i])));
     }
     v.swap(next);
-    if (diff == 0 || (!I.nilpotent && diff <= options.tolerance * scale))
+    if (!(diff > options.tolerance * scale))
       break;
   }
-  model.A().apply(Mode::abs, T(1), std::span<const T>(v), T(0), std::span<T>(next));
+  Impl::abs_apply(model.A(), false, std::span<const T>(v), T(0), std::span<T>(next));
   double rho = 0;
   bool finite = true;
+  const double up = 1 + 4 * std::numeric_limits<double>::epsilon();
   for (index_t i = 0; i < n; ++i) {
-    if (!std::isfinite(double(v[i])) || !(v[i] > T(0))) {
+    if (!std::isfinite(double(v[i])) || !(v[i] > T(0)) ||
+        !std::isfinite(double(next[i]))) {
       finite = false;
       break;
     }
-    rho = std::max(rho, double(I.lip[i]) * double(next[i]) / double(v[i]));
+    rho = std::max(rho,
+                   (1 + I.gA) * double(I.lip[i]) * double(next[i]) / double(v[i]) * up);
   }
   I.rho = finite ? rho : 1.0;
   I.certified = finite && rho < 1.0;
@@ -234,9 +277,9 @@ NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0,
   const auto b = m.bias_x();
   for (index_t i = 0; i < m.states(); ++i)
     nom.residual[i] = x0[i] - I.acts[i].apply(z[i] + b[i]);
-  // Rounding of the residual: z is off by gamma (|A||x0| + |B||u0|), phi is
+  // Rounding of the residual: z is off by g (Ahat |x0| + Bhat |u0|), phi is
   // Lipschitz, and the bias addition, phi and the subtraction add a few
-  // units of roundoff.
+  // units of roundoff (g >= 16 u covers them against |x0| and |r0|).
   {
     std::vector<T> ax(x0.size()), au(u0.size());
     for (std::size_t i = 0; i < x0.size(); ++i)
@@ -244,12 +287,12 @@ NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0,
     for (std::size_t j = 0; j < u0.size(); ++j)
       au[j] = std::abs(u0[j]);
     std::vector<T> mag(m.states());
-    m.B().apply(Mode::abs, T(1), std::span<const T>(au), T(0), std::span<T>(mag));
-    m.A().apply(Mode::abs, T(1), std::span<const T>(ax), T(1), std::span<T>(mag));
-    const double g = I.gamma;
+    Impl::abs_apply(m.B(), false, std::span<const T>(au), T(0), std::span<T>(mag));
+    Impl::abs_apply(m.A(), false, std::span<const T>(ax), T(1), std::span<T>(mag));
+    const double g = std::max(I.gA, I.gB);
     nom.residual_rounding.resize(m.states());
     for (index_t i = 0; i < m.states(); ++i)
-      nom.residual_rounding[i] = static_cast<T>(
+      nom.residual_rounding[i] = detail::round_up<T>(
           g * (double(I.lip[i]) * (double(mag[i]) + std::abs(double(b[i]))) +
                std::abs(double(x0[i])) + std::abs(double(nom.residual[i]))));
   }
@@ -310,17 +353,21 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
   };
   const bool cascade = method == BoundMethod::best;
   StateBounds<T> s = global_bounds(nom, box);
-  fill(interval_lower(s, box, Gv), s.status);
-  if (method == BoundMethod::global || s.status == BoundStatus::unbounded ||
-      (cascade && out.certified()))
+  if (s.status == BoundStatus::unbounded)
+    fill(std::vector<T>(k, -std::numeric_limits<T>::infinity()), s.status);
+  else
+    fill(interval_lower(s, box, Gv), s.status);
+  if (method == BoundMethod::global || (cascade && out.certified()))
     return out;
-  s = interval_bounds(nom, box);
+  s = I.interval_from(std::move(s), box);
+  if (s.status == BoundStatus::unbounded)
+    return out;
   auto ib = interval_lower(s, box, Gv);
   fill(ib, s.status);
   if (method == BoundMethod::interval || (cascade && out.certified()))
     return out;
   LinearBoundStats st;
-  s = linear_state_bounds(nom, box, &st);
+  s = I.linear_from(std::move(s), box, &st);
   int its = 0;
   auto lb = linear_lower(s, box, Gv, &its);
   st.dual_iterations = std::max(st.dual_iterations, its);
@@ -331,8 +378,9 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
   for (index_t j = 0; j < q; ++j)
     if (j != label && !(lb[j] > T(0)))
       open.push_back(j);
-  if (I.options.slope_steps > 0 && !open.empty() && s.status != BoundStatus::unbounded &&
-      I.nilpotent) {
+  // (Not after a truncated refinement: its intermediate bounds are loose
+  // and the optimisation would cost a sweep per step for nothing.)
+  if (I.options.slope_steps > 0 && !open.empty() && I.nilpotent && !st.truncated) {
     const index_t m = static_cast<index_t>(open.size());
     std::vector<T> Gs(q * m, T(0)), W, Du;
     std::vector<double> cst;
@@ -344,9 +392,7 @@ BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, in
     }
     const ConstMatrixView<T> Gsv{Gs.data(), q, m, m};
     I.output_rows(Gsv, W, Du, cst);
-    const auto opt = detail::optimise_lower_slopes<T>(
-        I.model, I.sweep, I.acts, I.nilpotent, I.budget(), I.options.tolerance, s, box, W,
-        Du, cst, m, I.options.slope_steps, 2 * I.gamma_sum, start);
+    const auto opt = I.optimise_slopes(s, box, W, Du, cst, m, start);
     const auto extra = I.output_rounding(s, box, Gsv);
     for (index_t t = 0; t < m; ++t)
       lb[open[t]] = std::max(lb[open[t]], round_down<T>(double(opt[t]) - extra[t]));

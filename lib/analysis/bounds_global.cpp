@@ -1,83 +1,162 @@
-// The global bound: states within |x - x0| <= (I - L|A|)^-1 (L|B| sigma + r).
+// The global bound: states within |x - x0| <= w, w the least solution of
+// w = L|A| w + s, s = L|B| sigma + |r0| (r0 the nominal residual).
 
 #include "analysis/detail/bound_analyzer.hpp"
 
 namespace tacit::inline v1 {
 
-template <class T>
-StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
-                                               const InputBox<T> &box) const {
-  const auto &I = *impl_;
-  const index_t n = I.n(), p = I.p();
+namespace detail {
+template <class T> void check_box(const InputBox<T> &box, index_t p) {
   if (static_cast<index_t>(box.lower.size()) != p ||
       static_cast<index_t>(box.upper.size()) != p)
     throw InvalidArgument("bounds: the input box has " +
                           std::to_string(box.lower.size()) +
                           " entries, the model has p = " + std::to_string(p));
+  for (index_t j = 0; j < p; ++j)
+    if (!(box.lower[j] <= box.upper[j]))
+      throw InvalidArgument("bounds: the input box is empty or NaN at input " +
+                            std::to_string(j) + ": [" + std::to_string(box.lower[j]) +
+                            ", " + std::to_string(box.upper[j]) + "]");
+}
+} // namespace detail
+
+// Soundness under rounding. The exact w* is the least fixed point of
+// F(w) = L|A| w + s; for a nilpotent A it is reached in depth + 1 steps, and
+// with cycles (lambda_PF(L|A|) < 1 certified) F^k(w) decreases to w* from
+// any supersolution w >= F(w). Every step here is Impl::global_step, which
+// is >= F(w) for every w whatever the rounding (its factor 1 + gA covers the
+// product's a-priori error), and s is computed upward. So:
+// - feed-forward: the computed iteration reaches a vector w with
+//   w = global_step(w) >= F(w) (it stabilises after depth + 1 steps, as the
+//   computed step of a level reads earlier levels only): a supersolution,
+//   hence w >= w*, however the error grows with depth;
+// - with cycles: the iterate at the tolerance is raised along the
+//   certificate vector v (L|A| v <= rho v) to w + c v and accepted only when
+//   global_step(w + c v) <= w + c v is checked as computed (c doubled until
+//   it is): again a supersolution, so the 1 / (1 - rho) growth of the error
+//   needs no a-priori estimate.
+template <class T>
+StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
+                                               const InputBox<T> &box) const {
+  const auto &I = *impl_;
+  const index_t n = I.n(), p = I.p();
+  detail::check_box(box, p);
+  if (static_cast<index_t>(nom.u.size()) != p || static_cast<index_t>(nom.x.size()) != n)
+    throw InvalidArgument(
+        "bounds: the nominal point has " + std::to_string(nom.u.size()) + " inputs and " +
+        std::to_string(nom.x.size()) + " states, the model p = " + std::to_string(p) +
+        " and n = " + std::to_string(n));
   StateBounds<T> out;
   const T inf = std::numeric_limits<T>::infinity();
-  if (!I.certified) {
+  const auto unbounded = [&] {
     out.status = BoundStatus::unbounded;
     out.x_lower.assign(n, -inf);
     out.x_upper.assign(n, inf);
     out.z_lower.assign(n, -inf);
     out.z_upper.assign(n, inf);
     return out;
-  }
+  };
+  if (!I.certified)
+    return unbounded();
   std::vector<T> sigma(p);
   for (index_t j = 0; j < p; ++j)
     sigma[j] = std::max({nom.u[j] - box.lower[j], box.upper[j] - nom.u[j], T(0)});
+  // s = (1 + gB) (L Bhat sigma + |r0| + rounding of r0): sigma, the product
+  // and the sums are each off by a few roundings, which the factor covers.
   std::vector<T> s(n);
-  I.model.B().apply(Mode::abs, T(1), std::span<const T>(sigma), T(0), std::span<T>(s));
+  Impl::abs_apply(I.model.B(), false, std::span<const T>(sigma), T(0), std::span<T>(s));
   const bool has_rounding = nom.residual_rounding.size() == static_cast<std::size_t>(n);
+  const T fb = T(1) + static_cast<T>(std::max(I.gB, I.gA));
   for (index_t i = 0; i < n; ++i)
-    s[i] = I.lip[i] * s[i] + std::abs(nom.residual[i]) +
-           (has_rounding ? nom.residual_rounding[i] : T(0));
-  // Rounding of the |B| sigma product, and of each step L |A| w + s (a
-  // supersolution of the widened map is one of the exact map).
-  const T g = static_cast<T>(I.gamma);
-  for (index_t i = 0; i < n; ++i)
-    s[i] += g * s[i];
+    s[i] = fb * (I.lip[i] * s[i] + std::abs(nom.residual[i]) +
+                 (has_rounding ? nom.residual_rounding[i] : T(0)));
   std::vector<T> w = s, next(n);
-  const int budget = I.budget();
-  bool exact = false;
   int it = 0;
-  for (; it < budget; ++it) {
-    I.lip_abs_step(w, s, next);
-    double diff = 0, scale = 0, cmax = 0;
-    for (index_t i = 0; i < n; ++i) {
-      const double d = double(next[i]) - double(w[i]);
-      diff = std::max(diff, std::abs(d));
-      scale = std::max(scale, std::abs(double(next[i])));
-      cmax = std::max(cmax, d / ((1.0 - I.rho) * double(I.cert_v[i])));
+  if (I.sweep) {
+    // One forward sweep: block b from the final blocks before it.
+    const BlockStructure<T> &A = *I.sweep;
+    const auto entries = A.entries();
+    const T f = T(1) + static_cast<T>(I.gA);
+    std::vector<T> acc;
+    for (index_t blk = 0; blk < A.row_blocks(); ++blk) {
+      const index_t r0 = A.row_offset(blk), r1 = A.row_offset(blk + 1);
+      const auto row = A.entries_in_row(blk);
+      if (row.empty())
+        continue;
+      acc.assign(static_cast<std::size_t>(r1 - r0), T(0));
+      for (const index_t e : row) {
+        const BlockEntry<T> &en = entries[static_cast<std::size_t>(e)];
+        const index_t c0 = A.col_offset(en.block_col);
+        const auto cn = static_cast<std::size_t>(A.col_block_size(en.block_col));
+        Impl::abs_apply(*en.op, false, std::span<const T>(w.data() + c0, cn), T(1),
+                        std::span<T>(acc));
+      }
+      for (index_t i = r0; i < r1; ++i)
+        w[i] = f * (I.lip[i] * acc[i - r0]) + s[i];
     }
-    if (diff == 0) {
-      exact = true;
-      break;
+    it = 0;
+  } else if (I.nilpotent) {
+    const int budget = I.budget();
+    bool exact = false;
+    for (; it < budget && !exact; ++it) {
+      I.global_step(w, s, next);
+      exact = std::equal(w.begin(), w.end(), next.begin());
+      w.swap(next);
     }
-    if (!I.nilpotent && diff <= I.options.tolerance * scale) {
-      // w + c v is a supersolution: L(|A|(w + c v)) + s <= w + c v.
+    if (!exact) // only when the values are not finite
+      return unbounded();
+  } else {
+    const int budget = I.budget();
+    bool converged = false;
+    for (; it < budget; ++it) {
+      I.global_step(w, s, next);
+      double diff = 0, scale = 0;
+      for (index_t i = 0; i < n; ++i) {
+        diff = std::max(diff, std::abs(double(next[i]) - double(w[i])));
+        scale = std::max(scale, std::abs(double(next[i])));
+      }
+      w.swap(next);
+      if (!(diff > I.options.tolerance * scale)) {
+        converged = true;
+        break;
+      }
+    }
+    if (!converged)
+      out.status = BoundStatus::inexact;
+    // Raise w along v until it is a computed supersolution.
+    I.global_step(w, s, next);
+    double c = 0;
+    for (index_t i = 0; i < n; ++i)
+      c = std::max(c, (double(next[i]) - double(w[i])) /
+                          ((1.0 - I.rho) * double(I.cert_v[i])));
+    if (!(c > 0)) {
+      double wmax = 0;
       for (index_t i = 0; i < n; ++i)
-        w[i] += static_cast<T>(cmax) * I.cert_v[i];
-      exact = true;
-      break;
+        wmax = std::max(wmax, double(w[i]) / double(I.cert_v[i]));
+      c = std::max(wmax, 1.0) * std::numeric_limits<T>::epsilon();
     }
-    w.swap(next);
+    std::vector<T> cand(n);
+    bool verified = false;
+    for (int attempt = 0; attempt < 64 && !verified && std::isfinite(c); ++attempt) {
+      for (index_t i = 0; i < n; ++i)
+        cand[i] = w[i] + static_cast<T>(c) * I.cert_v[i];
+      I.global_step(cand, s, next);
+      verified = true;
+      for (index_t i = 0; i < n && verified; ++i)
+        verified = next[i] <= cand[i];
+      c *= 2;
+    }
+    if (!verified)
+      return unbounded();
+    w.swap(cand);
   }
-  if (!exact) {
-    // Budget spent: make w a supersolution from the last step.
-    I.lip_abs_step(w, s, next);
-    double cmax = 0;
-    for (index_t i = 0; i < n; ++i)
-      cmax = std::max(cmax, (double(next[i]) - double(w[i])) /
-                                ((1.0 - I.rho) * double(I.cert_v[i])));
-    for (index_t i = 0; i < n; ++i)
-      w[i] += static_cast<T>(cmax) * I.cert_v[i];
-    out.status = BoundStatus::inexact;
-  }
+  for (index_t i = 0; i < n; ++i)
+    if (!std::isfinite(w[i])) // overflow on a very deep model
+      return unbounded();
   out.iterations = it + 1;
   out.x_lower.resize(n);
   out.x_upper.resize(n);
+  const T g = static_cast<T>(I.gA);
   for (index_t i = 0; i < n; ++i) {
     const T wi = w[i] + g * (w[i] + std::abs(nom.x[i]));
     T lo = nom.x[i] - wi, hi = nom.x[i] + wi;
@@ -91,8 +170,8 @@ StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
   return out;
 }
 
-
-#define TACIT_INSTANTIATE(T) \
+#define TACIT_INSTANTIATE(T)                                                             \
+  template void detail::check_box<T>(const InputBox<T> &, index_t);                      \
   template StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &,       \
                                                           const InputBox<T> &) const;
 TACIT_INSTANTIATE(float)

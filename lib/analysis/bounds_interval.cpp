@@ -6,28 +6,43 @@
 namespace tacit::inline v1 {
 
 template <class T>
-StateBounds<T> BoundAnalyzer<T>::interval_bounds(const NominalPoint<T> &nom,
-                                                 const InputBox<T> &box) const {
-  const auto &I = *impl_;
-  StateBounds<T> s = global_bounds(nom, box);
+StateBounds<T> BoundAnalyzer<T>::Impl::interval_from(StateBounds<T> s,
+                                                     const InputBox<T> &box) const {
+  std::vector<T> bc, br;
+  input_centre(box, bc, br);
+  if (sweep) {
+    // Feed-forward through blocks: one forward sweep, needing no contraction
+    // (a global bound that overflowed on a deep model is not needed).
+    if (s.status == BoundStatus::unbounded) {
+      const T inf = std::numeric_limits<T>::infinity();
+      s.x_lower.assign(n(), -inf);
+      s.x_upper.assign(n(), inf);
+      s.z_lower.assign(n(), -inf);
+      s.z_upper.assign(n(), inf);
+      s.status = BoundStatus::ok;
+    }
+    interval_sweep(s, bc, br);
+    s.iterations = 1;
+    return s;
+  }
   if (s.status == BoundStatus::unbounded)
     return s;
-  std::vector<T> bc, br;
-  I.input_centre(box, bc, br);
-  const int budget = I.budget();
+  const int steps = budget();
   int it = 0;
-  bool converged = false;
-  for (; it < budget; ++it) {
-    const double change = I.interval_step(s, bc, br);
-    if (change == 0 || (!I.nilpotent && change <= I.options.tolerance)) {
-      converged = true;
+  for (; it < steps; ++it) {
+    const double change = interval_step(s, bc, br);
+    if (change == 0 || (!nilpotent && change <= options.tolerance))
       break;
-    }
   }
-  s.iterations = it + 1;
-  if (!converged && !I.nilpotent && s.status == BoundStatus::ok)
-    s.status = BoundStatus::ok; // every iterate is sound; a budget stop only loosens
+  // Every iterate is sound: a budget stop only loosens.
+  s.iterations = std::min(it + 1, steps);
   return s;
+}
+
+template <class T>
+StateBounds<T> BoundAnalyzer<T>::interval_bounds(const NominalPoint<T> &nom,
+                                                 const InputBox<T> &box) const {
+  return impl_->interval_from(global_bounds(nom, box), box);
 }
 
 template <class T>
@@ -67,8 +82,9 @@ std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
   return out;
 }
 
-
-#define TACIT_INSTANTIATE(T) \
+#define TACIT_INSTANTIATE(T)                                                             \
+  template StateBounds<T> BoundAnalyzer<T>::Impl::interval_from(                         \
+      StateBounds<T>, const InputBox<T> &) const;                                        \
   template StateBounds<T> BoundAnalyzer<T>::interval_bounds(const NominalPoint<T> &,     \
                                                             const InputBox<T> &) const;  \
   template std::vector<T> BoundAnalyzer<T>::interval_lower(                              \

@@ -7,35 +7,67 @@ namespace tacit::inline v1 {
 
 namespace detail {
 
-// Buffers of the linear bound, kept across the chunks of one analysis so
-// that each chunk does not fault in fresh pages.
-template <class T> struct LinearWork {
-  std::vector<T> V, LV, next;
-  std::vector<T> a; ///< B^T Lambda(V) + Du of the last bound (when asked for)
-  /// Relative rounding allowance of a bound's magnitude (see bounds.hpp).
-  double rounding = 0;
-};
+// Block of a state in a block structure's row partition.
+template <class T> index_t block_of(const BlockStructure<T> &A, index_t i) {
+  index_t lo = 0, hi = A.row_blocks() - 1;
+  while (lo < hi) {
+    const index_t mid = (lo + hi + 1) / 2;
+    if (A.row_offset(mid) <= i)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
 
-// Lower bounds of W^T x + Du^T u + cst (W: n x k in work.V, Du: p x k) by
-// back-substitution with the relaxations of `bounds`: V = W + A^T Lambda(V).
-// A strictly block lower triangular A (`sweep`) is swept once, block column
-// by block column in reverse order, each Lambda(V_b) formed as soon as V_b is
-// final; otherwise V is iterated to its fixed point (exactly, in levels + 1
-// steps, when A is nilpotent).
+} // namespace detail
+
+using detail::LinearWork;
+using detail::Seed;
+
+// Lower bounds of W^T x + E^T z + Du^T u + cst (W: n x k in work.V, E the
+// seeds, Du: p x k) by back-substitution with the relaxations of `bounds`:
+// V = W + A^T (Lambda(V) + E). A strictly block lower triangular A (`sweep`)
+// is swept once, block column by block column in reverse order, each
+// Lambda(V_b) formed as soon as V_b is final; otherwise V is iterated to its
+// fixed point (exactly, in levels + 1 steps, when A is nilpotent). With
+// top >= 0 (sweep only), W and E are zero beyond block row `top`, and so are
+// V and Lambda(V): the sweep starts there.
+//
+// Soundness. For x, u in their boxes with x = phi(A x + B u + b) and any V,
+// with LV = Lambda(V) + E and e = W + A^T LV - V:
+//   W^T x + E^T z = V^T x - LV^T A x + e^T x + E^T z
+//                 >= LV^T z + V^T icpt - LV^T (z - B u - b) + e^T x
+//                  = (B^T LV)^T u + LV^T b + V^T icpt + e^T x,
+// the inequality from the relaxation lines (V_i x_i >= Lambda(V)_i z_i +
+// V_i icpt_i). Rounding: LV, V, e and a = B^T LV + Du are computed; the
+// computed LV_i differs from V_i times its slope by u |LV_i| (a term of size
+// u |LV_i| |z_i| <= u |LV_i| (|b_i| + (Ahat xmag + Bhat umag)_i)), a computed V
+// leaves e of at most gA (|W| + Ahat^T |LV|), a is off by gB (Bhat^T |LV| +
+// |Du|), the relaxation lines' own rounding is u (|LV_i| |z_i| + |V_i|
+// |icpt_i|), and the final sums in double add gamma_sum times their terms:
+// every one of these is within work.rounding times the magnitude sum `mag`
+// below (|W| <= |V| + Ahat^T |LV| + |e|, and rounding >= 2 gamma_sum).
 template <class T>
-std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *sweep,
-                             std::span<const detail::StateAct> acts, bool nilpotent,
-                             int budget, double tolerance, const StateBounds<T> &bounds,
-                             const InputBox<T> &box, LinearWork<T> &work,
-                             std::vector<T> Du, std::vector<double> cst, index_t k,
-                             int *iterations, const T *lower_slopes = nullptr,
-                             bool *was_exact = nullptr) {
-  const index_t n = model.states(), p = model.inputs();
-  std::vector<Relaxation<T>> rel(n);
-  for (index_t i = 0; i < n; ++i)
+std::vector<T> BoundAnalyzer<T>::Impl::linear_kernel(
+    const StateBounds<T> &bounds, const InputBox<T> &box, LinearWork<T> &work,
+    std::span<const Seed<T>> seeds, std::vector<T> Du, std::vector<double> cst, index_t k,
+    int *iterations, const T *lower_slopes, bool *was_exact, index_t top,
+    const std::vector<T> *reach_in) const {
+  const index_t np = p(), nn = n();
+  const index_t rows_end = sweep && top >= 0 ? sweep->row_offset(top + 1) : nn;
+  std::vector<Relaxation<T>> rel(nn);
+  for (index_t i = 0; i < rows_end; ++i)
     rel[i] = acts[i].relax(bounds.z_lower[i], bounds.z_upper[i]);
   std::vector<T> &V = work.V, &LV = work.LV, &next = work.next;
-  LV.resize(n * k);
+  if (work.k != k || static_cast<index_t>(LV.size()) != nn * k) {
+    LV.assign(static_cast<std::size_t>(nn * k), T(0));
+    work.dirty = 0;
+  } else if (work.dirty > rows_end) {
+    std::fill(LV.begin() + rows_end * k, LV.begin() + work.dirty * k, T(0));
+  }
+  work.k = k;
+  work.dirty = rows_end;
   const auto lambda_rows = [&](const std::vector<T> &v, std::vector<T> &out, index_t r0,
                                index_t r1) {
     for (index_t i = r0; i < r1; ++i) {
@@ -51,9 +83,11 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *swe
           oi[j] = vi[j] >= T(0) ? vi[j] * r.lo_slope : vi[j] * r.up_slope;
       }
     }
-  };
-  const auto lambda = [&](const std::vector<T> &v, std::vector<T> &out) {
-    lambda_rows(v, out, 0, n);
+    // seeds are sorted by row
+    auto it = std::lower_bound(seeds.begin(), seeds.end(), r0,
+                               [](const Seed<T> &sd, index_t r) { return sd.row < r; });
+    for (; it != seeds.end() && it->row < r1; ++it)
+      out[it->row * k + it->col] += it->value;
   };
   int it = 0;
   bool exact = false;
@@ -65,18 +99,19 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *swe
                    ConstMatrixView<T>{LV.data() + o0 * k, op.rows(), k, k}, T(1),
                    MatrixView<T>{V.data() + r0 * k, r1 - r0, k, k});
         },
-        [&](index_t r0, index_t r1) { lambda_rows(V, LV, r0, r1); });
+        [&](index_t r0, index_t r1) { lambda_rows(V, LV, r0, r1); }, top);
     exact = true;
   } else {
     const std::vector<T> W = V;
-    next.resize(n * k);
-    for (; it < budget; ++it) {
-      lambda(V, LV);
+    next.resize(nn * k);
+    const int steps = budget();
+    for (; it < steps; ++it) {
+      lambda_rows(V, LV, 0, nn);
       next = W;
-      model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
-                      MatrixView<T>{next.data(), n, k, k});
+      model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), nn, k, k},
+                      T(1), MatrixView<T>{next.data(), nn, k, k});
       double diff = 0, scale = 0;
-      for (index_t t = 0; t < n * k; ++t) {
+      for (index_t t = 0; t < nn * k; ++t) {
         diff = std::max(diff, std::abs(double(next[t]) - double(V[t])));
         scale = std::max(scale, std::abs(double(next[t])));
       }
@@ -84,35 +119,30 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *swe
         exact = true;
         break;
       }
-      if (!nilpotent && diff <= tolerance * scale)
+      if (!nilpotent && diff <= options.tolerance * scale)
         break;
       V.swap(next);
     }
-    if (it == budget) { // V holds the last iterate; recompute Lambda(V) and its image
-      lambda(V, LV);
+    if (it == steps) { // V holds the last iterate; recompute Lambda(V) and its image
+      lambda_rows(V, LV, 0, nn);
       next = W;
-      model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
-                      MatrixView<T>{next.data(), n, k, k});
+      model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), nn, k, k},
+                      T(1), MatrixView<T>{next.data(), nn, k, k});
     }
   }
   if (iterations)
     *iterations = it + 1;
-  // Residual e = next - V (zero when exact) is bounded on the state interval.
-  // Rounding: the computed V has a residual of at most gamma (|W| +
-  // |A|^T |LV|) against the computed LV, and B^T LV is off by gamma |B|^T
-  // |LV|; with |W| <= |V| + |A|^T |LV| + ..., all of it is within the
-  // magnitude sum below times the allowance (|A|^T |LV| against the state
-  // magnitudes is |LV| against |A| xmag: one product for all columns).
   const auto b = model.bias_x();
   const std::vector<T> xmag = magnitudes(bounds.x_lower, bounds.x_upper);
   const std::vector<T> umag = magnitudes(box.lower, box.upper);
-  std::vector<T> reach(n);
-  model.A().apply(Mode::abs, T(1), std::span<const T>(xmag), T(0), std::span<T>(reach));
-  model.B().apply(Mode::abs, T(1), std::span<const T>(umag), T(1), std::span<T>(reach));
+  std::vector<T> own_reach;
+  if (!reach_in)
+    preactivation_reach(bounds, box, nullptr, own_reach);
+  const std::vector<T> &reach = reach_in ? *reach_in : own_reach;
   std::vector<double> acc = cst, mag(k);
   for (index_t j = 0; j < k; ++j)
     mag[j] = std::abs(cst[j]);
-  for (index_t i = 0; i < n; ++i) {
+  for (index_t i = 0; i < rows_end; ++i) {
     const Relaxation<T> &r = rel[i];
     const double bi = std::abs(double(b[i])), ri = double(reach[i]), xi = double(xmag[i]);
     for (index_t j = 0; j < k; ++j) {
@@ -133,10 +163,10 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *swe
                 std::abs(double(v)) * (std::abs(double(icpt)) + xi) + e_mag * xi;
     }
   }
-  // a = B^T Lambda(V) + Du
-  model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), n, k, k}, T(1),
-                  MatrixView<T>{Du.data(), p, k, k});
-  for (index_t i = 0; i < p; ++i)
+  // a = B^T LV + Du
+  model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{LV.data(), nn, k, k}, T(1),
+                  MatrixView<T>{Du.data(), np, k, k});
+  for (index_t i = 0; i < np; ++i)
     for (index_t j = 0; j < k; ++j) {
       const T a = Du[i * k + j];
       acc[j] += detail::min_product(a, box.lower[i], box.upper[i]);
@@ -152,6 +182,43 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *swe
   return out;
 }
 
+template <class T>
+void BoundAnalyzer<T>::Impl::preactivation_reach(const StateBounds<T> &bounds,
+                                                 const InputBox<T> &box,
+                                                 const std::vector<index_t> *blocks,
+                                                 std::vector<T> &reach) const {
+  const index_t nn = n();
+  const std::vector<T> xmag = magnitudes(bounds.x_lower, bounds.x_upper);
+  const std::vector<T> umag = magnitudes(box.lower, box.upper);
+  if (!blocks || !sweep) {
+    reach.resize(nn);
+    abs_apply(model.A(), false, std::span<const T>(xmag), T(0), std::span<T>(reach));
+    abs_apply(model.B(), false, std::span<const T>(umag), T(1), std::span<T>(reach));
+    return;
+  }
+  // Bhat umag for all rows once, then Ahat xmag for the rows of the blocks.
+  if (static_cast<index_t>(reach.size()) != nn) {
+    reach.resize(nn);
+    abs_apply(model.B(), false, std::span<const T>(umag), T(0), std::span<T>(reach));
+  }
+  std::vector<T> acc;
+  const auto entries = sweep->entries();
+  for (const index_t blk : *blocks) {
+    const index_t r0 = sweep->row_offset(blk), r1 = sweep->row_offset(blk + 1);
+    acc.assign(static_cast<std::size_t>(r1 - r0), T(0));
+    for (const index_t e : sweep->entries_in_row(blk)) {
+      const BlockEntry<T> &en = entries[static_cast<std::size_t>(e)];
+      const index_t c0 = sweep->col_offset(en.block_col);
+      abs_apply(
+          *en.op, false,
+          std::span<const T>(xmag.data() + c0, static_cast<std::size_t>(en.op->cols())),
+          T(1), std::span<T>(acc));
+    }
+    for (index_t i = r0; i < r1; ++i)
+      reach[i] += acc[i - r0];
+  }
+}
+
 // Optimised lower lines (as in alpha-CROWN): the lower slope alpha_ij of
 // every unstable convex ReLU-like state i (any slope in [a_i, 1] through the
 // origin is a valid lower line) is a free parameter of the sound bound
@@ -162,22 +229,19 @@ std::vector<T> linear_kernel(const Model<T> &model, const BlockStructure<T> *swe
 // column over the steps is kept (every step's bound is sound). Needs an
 // exact back-substitution (feed-forward A): otherwise returns `best`.
 template <class T>
-std::vector<T> optimise_lower_slopes(const Model<T> &model,
-                                     const BlockStructure<T> *sweep,
-                                     std::span<const detail::StateAct> acts,
-                                     bool nilpotent, int budget, double tolerance,
-                                     const StateBounds<T> &bounds, const InputBox<T> &box,
-                                     const std::vector<T> &W, const std::vector<T> &Du,
-                                     const std::vector<double> &cst, index_t k, int steps,
-                                     double rounding, std::vector<T> best) {
-  const index_t n = model.states(), p = model.inputs();
+std::vector<T> BoundAnalyzer<T>::Impl::optimise_slopes(
+    const StateBounds<T> &bounds, const InputBox<T> &box, const std::vector<T> &W,
+    const std::vector<T> &Du, const std::vector<double> &cst, index_t k,
+    std::vector<T> best) const {
+  const index_t nn = n(), np = p();
+  const int steps = options.slope_steps;
   if (!nilpotent || steps <= 0 || k == 0)
     return best;
-  std::vector<Relaxation<T>> rel(n);
-  std::vector<T> slope_lo(n, T(0));
-  std::vector<char> free(n, 0);
+  std::vector<Relaxation<T>> rel(nn);
+  std::vector<T> slope_lo(nn, T(0));
+  std::vector<char> free(nn, 0);
   bool any = false;
-  for (index_t i = 0; i < n; ++i) {
+  for (index_t i = 0; i < nn; ++i) {
     rel[i] = acts[i].relax(bounds.z_lower[i], bounds.z_upper[i]);
     const auto &a = acts[i];
     const bool relu_like = a.kind == detail::ActKind::relu ||
@@ -190,12 +254,12 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model,
   }
   if (!any)
     return best;
-  std::vector<T> alpha(n * k), m1(n * k, T(0)), m2(n * k, T(0));
-  for (index_t i = 0; i < n; ++i)
+  std::vector<T> alpha(nn * k), m1(nn * k, T(0)), m2(nn * k, T(0));
+  for (index_t i = 0; i < nn; ++i)
     std::fill(alpha.begin() + i * k, alpha.begin() + (i + 1) * k, rel[i].lo_slope);
   LinearWork<T> work;
-  work.rounding = rounding;
-  std::vector<T> base(n * k), psi(n * k), next(n * k), ustar(p * k);
+  work.rounding = 2 * gamma_sum;
+  std::vector<T> base(nn * k), psi(nn * k), next(nn * k), ustar(np * k);
   const auto b = model.bias_x();
   const double lr = 0.2, beta1 = 0.9, beta2 = 0.999;
   double pow1 = 1, pow2 = 1;
@@ -203,8 +267,7 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model,
     work.V = W;
     bool exact = false;
     const auto f =
-        linear_kernel<T>(model, sweep, acts, nilpotent, budget, tolerance, bounds, box,
-                         work, Du, cst, k, nullptr, alpha.data(), &exact);
+        linear_kernel(bounds, box, work, {}, Du, cst, k, nullptr, alpha.data(), &exact);
     if (!exact)
       return best;
     for (index_t j = 0; j < k; ++j)
@@ -212,23 +275,20 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model,
     if (step + 1 == steps)
       break;
     // Forward pass of the relaxed network at u*: phi = b + B u* + A psi,
-    // psi = icpt + lambda phi (exact after depth + 1 steps).
-    for (index_t j = 0; j < p; ++j)
+    // psi = icpt + lambda phi (one sweep over the blocks, or exact after
+    // depth + 1 steps).
+    for (index_t j = 0; j < np; ++j)
       for (index_t c = 0; c < k; ++c)
         ustar[j * k + c] = work.a[j * k + c] >= T(0) ? box.lower[j] : box.upper[j];
-    model.B().apply(Mode::normal, T(1), ConstMatrixView<T>{ustar.data(), p, k, k}, T(0),
-                    MatrixView<T>{base.data(), n, k, k});
-    for (index_t i = 0; i < n; ++i)
+    model.B().apply(Mode::normal, T(1), ConstMatrixView<T>{ustar.data(), np, k, k}, T(0),
+                    MatrixView<T>{base.data(), nn, k, k});
+    for (index_t i = 0; i < nn; ++i)
       for (index_t c = 0; c < k; ++c)
         base[i * k + c] += b[i];
-    std::fill(psi.begin(), psi.end(), T(0));
     const std::vector<T> &V = work.V;
-    for (int it = 0; it < budget; ++it) {
-      next = base;
-      model.A().apply(Mode::normal, T(1), ConstMatrixView<T>{psi.data(), n, k, k}, T(1),
-                      MatrixView<T>{next.data(), n, k, k});
+    const auto relax_rows = [&](index_t r0, index_t r1) {
       bool same = true;
-      for (index_t i = 0; i < n; ++i) {
+      for (index_t i = r0; i < r1; ++i) {
         const Relaxation<T> &r = rel[i];
         for (index_t c = 0; c < k; ++c) {
           const index_t t = i * k + c;
@@ -238,13 +298,36 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model,
           psi[t] = v;
         }
       }
-      if (same)
-        break;
+      return same;
+    };
+    if (sweep) {
+      next = base;
+      const auto entries = sweep->entries();
+      for (index_t blk = 0; blk < sweep->row_blocks(); ++blk) {
+        const index_t r0 = sweep->row_offset(blk), r1 = sweep->row_offset(blk + 1);
+        for (const index_t e : sweep->entries_in_row(blk)) {
+          const BlockEntry<T> &en = entries[static_cast<std::size_t>(e)];
+          const index_t c0 = sweep->col_offset(en.block_col);
+          en.op->apply(Mode::normal, T(1),
+                       ConstMatrixView<T>{psi.data() + c0 * k, en.op->cols(), k, k}, T(1),
+                       MatrixView<T>{next.data() + r0 * k, r1 - r0, k, k});
+        }
+        relax_rows(r0, r1);
+      }
+    } else {
+      std::fill(psi.begin(), psi.end(), T(0));
+      for (int it = 0; it < budget(); ++it) {
+        next = base;
+        model.A().apply(Mode::normal, T(1), ConstMatrixView<T>{psi.data(), nn, k, k},
+                        T(1), MatrixView<T>{next.data(), nn, k, k});
+        if (relax_rows(0, nn))
+          break;
+      }
     }
     // next = phi (the pre-activations of the last pass); Adam ascent.
     pow1 *= beta1;
     pow2 *= beta2;
-    for (index_t i = 0; i < n; ++i) {
+    for (index_t i = 0; i < nn; ++i) {
       if (!free[i])
         continue;
       for (index_t c = 0; c < k; ++c) {
@@ -261,11 +344,6 @@ std::vector<T> optimise_lower_slopes(const Model<T> &model,
   return best;
 }
 
-} // namespace detail
-
-using detail::LinearWork;
-using detail::linear_kernel;
-
 template <class T>
 std::vector<T>
 BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
@@ -274,14 +352,14 @@ BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &
   const index_t k = G.cols;
   if (k == 0)
     return {};
+  detail::check_box(box, I.p());
   LinearWork<T> work;
   work.rounding = 2 * I.gamma_sum;
   std::vector<T> Du;
   std::vector<double> cst;
   I.output_rows(G, work.V, Du, cst);
-  auto lin = linear_kernel<T>(I.model, I.sweep, I.acts, I.nilpotent, I.budget(),
-                              I.options.tolerance, bounds, box, work, std::move(Du),
-                              std::move(cst), k, dual_iterations);
+  auto lin = I.linear_kernel(bounds, box, work, {}, std::move(Du), std::move(cst), k,
+                             dual_iterations);
   const auto extra = I.output_rounding(bounds, box, G);
   for (index_t j = 0; j < k; ++j)
     lin[j] = round_down<T>(double(lin[j]) - extra[j]);
@@ -292,88 +370,116 @@ BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &
   return lin;
 }
 
+// Refinement (full CROWN): the pre-activation bounds of the unstable states
+// are tightened level by level of the dependency DAG by the linear bound of
+// +-z_i itself (seeds), so that each level's relaxations use the refined
+// bounds of the levels before it. With a block sweep the back-substitution
+// of a chunk starts at the highest block it touches.
 template <class T>
-StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
-                                                     const InputBox<T> &box,
-                                                     LinearBoundStats *stats) const {
-  const auto &I = *impl_;
-  StateBounds<T> s = interval_bounds(nom, box);
+StateBounds<T> BoundAnalyzer<T>::Impl::linear_from(StateBounds<T> s,
+                                                   const InputBox<T> &box,
+                                                   LinearBoundStats *stats) const {
   LinearBoundStats st;
-  const index_t n = I.n(), p = I.p();
-  for (index_t i = 0; i < n; ++i)
-    st.unstable_before += I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]) ? 1 : 0;
-  if (s.status == BoundStatus::unbounded || !I.options.refine) {
+  const index_t nn = n(), np = p();
+  for (index_t i = 0; i < nn; ++i)
+    st.unstable_before += acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]) ? 1 : 0;
+  if (s.status == BoundStatus::unbounded || !options.refine) {
     st.unstable_after = st.unstable_before;
     if (stats)
       *stats = st;
     return s;
   }
   std::vector<T> bc, br;
-  I.input_centre(box, bc, br);
-  const auto b = I.model.bias_x();
-  const index_t chunk = std::max<index_t>(1, I.options.refine_batch / 2);
+  input_centre(box, bc, br);
+  // Columns per chunk: at most refine_batch, and at most ~2^24 entries per
+  // n x k buffer on a large model.
+  const index_t cap = std::max<index_t>(2, (index_t(1) << 24) / std::max<index_t>(1, nn));
+  const index_t chunk = std::max<index_t>(1, std::min(options.refine_batch, cap) / 2);
   LinearWork<T> work;
-  work.rounding = 2 * I.gamma_sum;
-  std::vector<T> E;
-  for (const auto &level : I.level_states) {
+  work.rounding = 2 * gamma_sum;
+  std::vector<Seed<T>> seeds;
+  std::vector<T> reach;
+  double spent = 0;
+  for (std::size_t l = 0; l < level_states.size(); ++l) {
+    // This level's pre-activations from the refined levels before it: a
+    // sweep over its blocks, or an interval step.
+    if (l > 0) {
+      if (sweep)
+        interval_sweep(s, bc, br, &level_blocks[l]);
+      else
+        interval_step(s, bc, br);
+    }
     std::vector<index_t> todo;
-    for (index_t i : level)
-      if (!I.input_only[i] && I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]))
+    for (index_t i : level_states[l])
+      if (!input_only[i] && acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]))
         todo.push_back(i);
-    if (todo.empty())
+    if (todo.empty() || st.truncated)
       continue;
+    preactivation_reach(s, box, sweep ? &level_blocks[l] : nullptr, reach);
     for (std::size_t start = 0; start < todo.size(); start += chunk) {
       const index_t m = std::min<index_t>(chunk, todo.size() - start);
       const index_t k = 2 * m;
-      E.assign(n * k, T(0));
-      std::vector<double> cst(k);
+      seeds.clear();
       for (index_t t = 0; t < m; ++t) {
         const index_t i = todo[start + t];
-        E[i * k + 2 * t] = T(1);
-        E[i * k + 2 * t + 1] = T(-1);
-        cst[2 * t] = double(b[i]);
-        cst[2 * t + 1] = -double(b[i]);
+        seeds.push_back({i, 2 * t, T(1)});
+        seeds.push_back({i, 2 * t + 1, T(-1)});
       }
-      std::vector<T> Du(p * k);
-      work.V.resize(n * k);
-      I.model.A().apply(Mode::transpose, T(1), ConstMatrixView<T>{E.data(), n, k, k},
-                        T(0), MatrixView<T>{work.V.data(), n, k, k});
-      I.model.B().apply(Mode::transpose, T(1), ConstMatrixView<T>{E.data(), n, k, k},
-                        T(0), MatrixView<T>{Du.data(), p, k, k});
+      std::sort(seeds.begin(), seeds.end(),
+                [](const Seed<T> &a, const Seed<T> &b) { return a.row < b.row; });
+      const index_t top = sweep ? detail::block_of(*sweep, seeds.back().row) : -1;
+      const index_t rows_end = sweep ? sweep->row_offset(top + 1) : nn;
+      spent += double(k) * double(rows_end);
+      if (spent > options.refine_budget) {
+        st.truncated = true;
+        break;
+      }
+      work.V.resize(static_cast<std::size_t>(nn * k));
+      std::fill(work.V.begin(), work.V.begin() + rows_end * k, T(0));
       int its = 0;
-      const auto lb = linear_kernel<T>(I.model, I.sweep, I.acts, I.nilpotent, I.budget(),
-                                       I.options.tolerance, s, box, work, std::move(Du),
-                                       std::move(cst), k, &its);
+      const auto lb = linear_kernel(s, box, work, seeds,
+                                    std::vector<T>(static_cast<std::size_t>(np * k)),
+                                    std::vector<double>(static_cast<std::size_t>(k), 0.0),
+                                    k, &its, nullptr, nullptr, top, &reach);
       st.dual_iterations = std::max(st.dual_iterations, its);
       for (index_t t = 0; t < m; ++t) {
         const index_t i = todo[start + t];
-        s.z_lower[i] = std::max(s.z_lower[i], lb[2 * t]);
-        s.z_upper[i] = std::min(s.z_upper[i], -lb[2 * t + 1]);
-        if (s.z_upper[i] < s.z_lower[i]) // rounding: keep a valid interval
-          s.z_upper[i] = s.z_lower[i];
-        s.x_lower[i] = std::max(s.x_lower[i], I.acts[i].apply_lower(s.z_lower[i]));
-        s.x_upper[i] = std::max(
-            s.x_lower[i], std::min(s.x_upper[i], I.acts[i].apply_upper(s.z_upper[i])));
+        tighten(s, i, lb[2 * t], -lb[2 * t + 1]);
         st.refined += 2;
       }
     }
-    // Carry the tighter states forward by one interval step.
-    I.interval_step(s, bc, br);
   }
-  for (index_t i = 0; i < n; ++i)
-    st.unstable_after += I.acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]) ? 1 : 0;
+  // The states after the last level read the refined bounds too.
+  if (!sweep)
+    interval_step(s, bc, br);
+  for (index_t i = 0; i < nn; ++i)
+    st.unstable_after += acts[i].needs_refinement(s.z_lower[i], s.z_upper[i]) ? 1 : 0;
   if (stats)
     *stats = st;
   return s;
 }
 
+template <class T>
+StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
+                                                     const InputBox<T> &box,
+                                                     LinearBoundStats *stats) const {
+  return impl_->linear_from(interval_bounds(nom, box), box, stats);
+}
 
 #define TACIT_INSTANTIATE(T)                                                             \
-  template std::vector<T> detail::optimise_lower_slopes<T>(                              \
-      const Model<T> &, const BlockStructure<T> *, std::span<const detail::StateAct>,    \
-      bool, int, double, const StateBounds<T> &, const InputBox<T> &,                    \
-      const std::vector<T> &, const std::vector<T> &, const std::vector<double> &,       \
-      index_t, int, double, std::vector<T>);                                             \
+  template std::vector<T> BoundAnalyzer<T>::Impl::linear_kernel(                         \
+      const StateBounds<T> &, const InputBox<T> &, detail::LinearWork<T> &,              \
+      std::span<const detail::Seed<T>>, std::vector<T>, std::vector<double>, index_t,    \
+      int *, const T *, bool *, index_t, const std::vector<T> *) const;                  \
+  template void BoundAnalyzer<T>::Impl::preactivation_reach(                             \
+      const StateBounds<T> &, const InputBox<T> &, const std::vector<index_t> *,         \
+      std::vector<T> &) const;                                                           \
+  template std::vector<T> BoundAnalyzer<T>::Impl::optimise_slopes(                       \
+      const StateBounds<T> &, const InputBox<T> &, const std::vector<T> &,               \
+      const std::vector<T> &, const std::vector<double> &, index_t, std::vector<T>)      \
+      const;                                                                             \
+  template StateBounds<T> BoundAnalyzer<T>::Impl::linear_from(                           \
+      StateBounds<T>, const InputBox<T> &, LinearBoundStats *) const;                    \
   template std::vector<T> BoundAnalyzer<T>::linear_lower(                                \
       const StateBounds<T> &, const InputBox<T> &, ConstMatrixView<T>, int *) const;     \
   template StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(                         \

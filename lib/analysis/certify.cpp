@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 #include <tbb/parallel_for.h>
@@ -15,14 +16,27 @@
 
 namespace tacit::inline v1 {
 
+namespace {
+// v rounded to T toward +infinity (up) or -infinity.
+template <class T> T round_to(double v, bool up) {
+  T t = static_cast<T>(v);
+  if (up ? double(t) < v : double(t) > v)
+    t = std::nextafter(t, up ? std::numeric_limits<T>::infinity()
+                             : -std::numeric_limits<T>::infinity());
+  return t;
+}
+} // namespace
+
 template <class T>
 bool certify_at(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
                 int label, double eps, const CertifyOptions &options) {
   if (nominal.predicted() != label)
     return false;
-  const InputBox<T> box =
-      linf_box<T>(nominal.u, static_cast<T>(eps), static_cast<T>(options.domain_lo),
-                  static_cast<T>(options.domain_hi));
+  // The radius and the domain rounded outward: the box in T contains every
+  // real input the certificate speaks of.
+  const InputBox<T> box = linf_box<T>(nominal.u, round_to<T>(eps, true),
+                                      round_to<T>(options.domain_lo, false),
+                                      round_to<T>(options.domain_hi, true));
   return analyzer.margins(nominal, box, label, options.method).certified();
 }
 
@@ -56,6 +70,10 @@ double certified_radius(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> 
   } else {
     hi = e;
     const double floor = cap * std::ldexp(1.0, -30);
+    // Nothing certified at the smallest radius searched: stop there (one
+    // bound instead of 22; the bounds only loosen as the box grows).
+    if (!ok(floor))
+      return 0.0;
     while (true) {
       e = hi / 2;
       if (e < floor)

@@ -45,7 +45,9 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
   std::vector<T> W(static_cast<std::size_t>(n * k));
   I.model.C().apply(Mode::transpose, T(1), Ev, T(0), MatrixView<T>{W.data(), n, k, k});
   // Rounding: the radius carries gamma times the magnitudes of every
-  // product that follows (C^T here, s .* h, A^T and B^T through Gr).
+  // product that follows (C^T here, s .* h, A^T and B^T through Gr), and
+  // the radius products use the rounding majorants (|L||R| for a composed
+  // operator, the sum of |parts| for merged blocks; rounding.hpp).
   const T g = static_cast<T>(I.gamma);
   std::vector<T> Hm = W, Hr(W.size()), Gm(W.size()), Gr(W.size());
   for (std::size_t t = 0; t < W.size(); ++t)
@@ -71,8 +73,8 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
     fr.resize(W.size());
     for (std::size_t t = 0; t < W.size(); ++t)
       fr[t] = g * std::abs(W[t]);
-    I.model.A().apply(Mode::abs_transpose, T(1), ConstMatrixView<T>{Gr.data(), n, k, k},
-                      T(1), MatrixView<T>{fr.data(), n, k, k});
+    detail::majorant_apply(I.model.A(), true, ConstMatrixView<T>{Gr.data(), n, k, k},
+                           T(1), MatrixView<T>{fr.data(), n, k, k});
   };
   if (I.sweep) {
     reverse_block_sweep(
@@ -81,9 +83,9 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
           op.apply(Mode::transpose, T(1),
                    ConstMatrixView<T>{Gm.data() + o0 * k, op.rows(), k, k}, T(1),
                    MatrixView<T>{Hm.data() + r0 * k, r1 - r0, k, k});
-          op.apply(Mode::abs_transpose, T(1),
-                   ConstMatrixView<T>{Gr.data() + o0 * k, op.rows(), k, k}, T(1),
-                   MatrixView<T>{Hr.data() + r0 * k, r1 - r0, k, k});
+          detail::majorant_apply(op, true,
+                                 ConstMatrixView<T>{Gr.data() + o0 * k, op.rows(), k, k},
+                                 T(1), MatrixView<T>{Hr.data() + r0 * k, r1 - r0, k, k});
         },
         [&](index_t r0, index_t r1) { enclose_rows(Hm, Hr, r0, r1); });
     out.iterations = 1;
@@ -150,8 +152,8 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
   if (I.model.D())
     I.model.D()->apply(Mode::transpose, T(1), Ev, T(1),
                        MatrixView<T>{Jm.data(), p, k, k});
-  I.model.B().apply(Mode::abs_transpose, T(1), ConstMatrixView<T>{Gr.data(), n, k, k},
-                    T(0), MatrixView<T>{Jr.data(), p, k, k});
+  detail::majorant_apply(I.model.B(), true, ConstMatrixView<T>{Gr.data(), n, k, k}, T(0),
+                         MatrixView<T>{Jr.data(), p, k, k});
   out.magnitude.assign(static_cast<std::size_t>(q * p), 0.0);
   out.upper.assign(static_cast<std::size_t>(q), 0.0);
   for (index_t j = 0; j < p; ++j)
@@ -167,9 +169,8 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
   return out;
 }
 
-#define TACIT_INSTANTIATE(T) \
-  template LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &)      \
-      const;
+#define TACIT_INSTANTIATE(T)                                                             \
+  template LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &) const;
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)
 #undef TACIT_INSTANTIATE

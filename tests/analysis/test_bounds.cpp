@@ -2,18 +2,21 @@
 // by an independent dense Picard), monotone tightness of the three bounds, a
 // hand-computed two-layer example and certification.
 #include <catch2/catch.hpp>
+#include <tacit/analysis/attack.hpp>
 #include <tacit/analysis/bounds.hpp>
-#include <tacit/core/csr.hpp>
 #include <tacit/analysis/sensitivity.hpp>
+#include <tacit/core/csr.hpp>
 #include <tacit/operators/structured.hpp>
 
 #include <Eigen/Dense>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 
 #include "bounds_test_util.hpp"
 
@@ -229,6 +232,103 @@ TEST_CASE("global bound equals S |u - u0| on a linear model", "[bounds]") {
   CHECK(g.x_lower[0] == Approx(2 - 0.5).epsilon(1e-6));
   CHECK(g.x_upper[1] == Approx(2 + 0.5).epsilon(1e-6));
   CHECK(g.x_upper[1] >= 2.5 - 1e-12); // sound even though the iteration is truncated
+}
+
+TEMPLATE_TEST_CASE("deep feed-forward networks: every bound works through the block "
+                   "sweep, certifies a nonzero radius and holds under sampling and PGD",
+                   "[bounds][deep]", float, double) {
+  using T = TestType;
+  std::mt19937 rng(31);
+  std::vector<index_t> sizes;
+  // 24 layers and a dead unit per layer reaching the next one with weight
+  // 1e18: the global bound's certificate vector exceeds 1e18, so
+  // max(1 - 1/v_i) rounds to 1 (this refused every bound before).
+  DenseModel d = deep_mlp(rng, 6, 6, 24, 3, 1.0, 0.5, 1e18, &sizes);
+  if constexpr (std::is_same_v<T, float>)
+    d = rounded_to_float(d); // the exact model the float model holds
+  const Model<T> model = layered_model<T>(d, sizes);
+  const Model<T> csr = make_model_t<T>(d, {{"s", 0, d.n, Activation{}}});
+  BoundAnalyzer<T> sweep(model), iterate(csr);
+  REQUIRE(sweep.feed_forward());
+  REQUIRE(sweep.certified_well_posed());
+  CHECK(sweep.rate() == 0);
+  CHECK(sweep.levels() == 24);
+  REQUIRE(iterate.feed_forward());
+  REQUIRE(iterate.certified_well_posed());
+  CertifyOptions oi, ol;
+  oi.method = BoundMethod::interval;
+  ol.method = BoundMethod::linear;
+  oi.domain_lo = ol.domain_lo = 1; // no clipping
+  oi.domain_hi = ol.domain_hi = 0;
+  const double agree = std::is_same_v<T, float> ? 1e-4 : 1e-9;
+  std::uniform_real_distribution<double> ud(0, 1);
+  for (int trial = 0; trial < 3; ++trial) {
+    CAPTURE(trial);
+    std::vector<T> u0(d.p);
+    for (auto &v : u0)
+      v = static_cast<T>(ud(rng));
+    const auto nom = sweep.nominal(std::span<const T>(u0));
+    const int label = nom.predicted();
+    const double ri = certified_radius(sweep, nom, label, oi);
+    const double rl = certified_radius(sweep, nom, label, ol);
+    CAPTURE(ri, rl);
+    CHECK(ri > 0);
+    CHECK(rl >= ri);
+    const auto box = linf_box<T>(u0, static_cast<T>(rl));
+    // The sweeps and the iteration on the same A as CSR agree.
+    const auto ni = iterate.nominal(std::span<const T>(u0));
+    for (const BoundMethod m : {BoundMethod::interval, BoundMethod::linear}) {
+      const auto a = sweep.margins(nom, box, label, m);
+      const auto b = iterate.margins(ni, box, label, m);
+      for (index_t k = 0; k < d.q; ++k)
+        CHECK(double(a.margin_lower[k]) ==
+              Approx(double(b.margin_lower[k])).epsilon(agree).margin(agree));
+    }
+    const auto iv = sweep.interval_bounds(nom, box);
+    const auto lin = sweep.linear_state_bounds(nom, box);
+    const auto ml = sweep.margins(nom, box, label, BoundMethod::linear);
+    REQUIRE(ml.certified());
+    double bound = std::numeric_limits<double>::infinity();
+    for (index_t k = 0; k < d.q; ++k)
+      if (k != label)
+        bound = std::min(bound, double(ml.margin_lower[k]));
+    // Samples of the box (vertices and interior), evaluated on the exact
+    // model by the dense reference.
+    std::vector<double> u(d.p), x, y;
+    for (int s = 0; s < 400; ++s) {
+      for (index_t j = 0; j < d.p; ++j) {
+        const double t = ud(rng);
+        u[j] = double(box.lower[j]) + (s % 2 ? std::round(t) : t) *
+                                          (double(box.upper[j]) - double(box.lower[j]));
+      }
+      evaluate(d, u, x, y);
+      for (const auto *b : {&iv, &lin})
+        for (index_t i = 0; i < d.n; ++i) {
+          REQUIRE(x[i] >= double(b->x_lower[i]) - 1e-12 * (1 + std::abs(x[i])));
+          REQUIRE(x[i] <= double(b->x_upper[i]) + 1e-12 * (1 + std::abs(x[i])));
+        }
+      for (index_t k = 0; k < d.q; ++k)
+        REQUIRE(y[label] - y[k] >= double(ml.margin_lower[k]) - 1e-12);
+    }
+    // PGD at the certified radius: the margin it reaches (re-evaluated on
+    // the exact model) is never below the certified lower bound.
+    PgdOptions pgd;
+    pgd.eps = rl;
+    pgd.steps = 30;
+    pgd.restarts = 2;
+    pgd.domain_lo = 1;
+    pgd.domain_hi = 0;
+    pgd.seed = trial;
+    const auto res = pgd_attack<T>(model, std::span<const T>(u0), label, pgd);
+    CHECK_FALSE(res.success);
+    std::vector<double> ua(res.u.begin(), res.u.end());
+    evaluate(d, ua, x, y);
+    double reached = std::numeric_limits<double>::infinity();
+    for (index_t k = 0; k < d.q; ++k)
+      if (k != label)
+        reached = std::min(reached, y[label] - y[k]);
+    CHECK(reached >= bound);
+  }
 }
 
 TEST_CASE("certified radius and certified accuracy", "[bounds]") {
@@ -710,4 +810,211 @@ TEST_CASE("rounding: a margin that is exactly 0 is never certified", "[bounds]")
   }
   CertifyOptions options;
   CHECK(certified_radius(an, nom, 0, options) == 0);
+}
+
+// ------------------------------------------------------------ residual networks
+
+#include <tacit/io/io.hpp>
+#include <tacit/nn/network.hpp>
+
+#include "io_test_util.hpp"
+
+namespace {
+
+/// The exact real-number model of a model in T, in double (a float model's
+/// parameters are doubles exactly), keeping its structured operators.
+template <class T> Model<double> exact_model(const Model<T> &model) {
+  if constexpr (std::is_same_v<T, double>) {
+    return model;
+  } else {
+    tacit_test::ScratchDir dir;
+    save_model_native(model, dir / "m.tacit");
+    return load_model_native<double>(dir / "m.tacit");
+  }
+}
+
+/// A small CIFAR-style ResNet on 3 x 8 x 8 images through the network
+/// builder (structured convolutions, residual adds, an option-A shortcut,
+/// global average pooling, a dense classifier): 5 ReLU blocks.
+template <class T> Model<T> mini_resnet(std::uint64_t seed) {
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> bd(-0.05, 0.05);
+  NetworkBuilder<T> net;
+  const Activation relu{ActivationKind::relu};
+  const auto conv = [&](index_t x, index_t out, index_t stride, double gain) {
+    Conv2dGeometry g;
+    g.input = net.shape(x);
+    g.out_channels = out;
+    g.kernel_h = g.kernel_w = 3;
+    g.stride_h = g.stride_w = stride;
+    g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = 1;
+    const index_t fan = g.input.channels * 9;
+    std::vector<T> w(static_cast<std::size_t>(out * fan)),
+        b(static_cast<std::size_t>(out));
+    for (auto &v : w)
+      v = static_cast<T>(gain * std::sqrt(2.0 / double(fan)) * nd(rng));
+    for (auto &v : b)
+      v = static_cast<T>(bd(rng));
+    return net.conv2d(x, g, std::move(w), std::move(b));
+  };
+  auto x = net.input({3, 8, 8});
+  x = net.activation(conv(x, 4, 1, 1.0), relu);
+  auto h = net.activation(conv(x, 4, 1, 1.0), relu);
+  x = net.activation(net.add(conv(h, 4, 1, 0.5), x), relu);
+  h = net.activation(conv(x, 8, 2, 1.0), relu);
+  x = net.activation(net.add(conv(h, 8, 1, 0.5), net.channel_pad(x, 8, 2, 2)), relu);
+  const auto pooled = net.flatten(net.global_avg_pool(x));
+  std::vector<T> fc(80), fb(10);
+  for (auto &v : fc)
+    v = static_cast<T>(nd(rng) / std::sqrt(8.0));
+  for (auto &v : fb)
+    v = static_cast<T>(bd(rng));
+  return net.build(net.dense(pooled, 10, std::move(fc), std::move(fb)));
+}
+
+/// Checks the bounds of `model` on the box |u - u0| <= eps against samples
+/// of the box and PGD, both evaluated on the exact model by its own solver
+/// in double: the interval and linear state bounds contain the sampled
+/// states, the margin bounds stay below the sampled margins and below the
+/// margin PGD reaches. Returns the linear margin bounds.
+template <class T>
+MarginBounds<T> check_bounds_by_sampling(const BoundAnalyzer<T> &an,
+                                         const Model<double> &exact,
+                                         std::span<const T> u0, int label, double eps,
+                                         index_t samples, int pgd_steps) {
+  const index_t p = exact.inputs(), n = exact.states(), q = exact.outputs();
+  const auto nom = an.nominal(u0);
+  const auto box = linf_box<T>(u0, static_cast<T>(eps));
+  const auto iv = an.interval_bounds(nom, box);
+  LinearBoundStats stats;
+  const auto lin = an.linear_state_bounds(nom, box, &stats);
+  REQUIRE(iv.status == BoundStatus::ok);
+  REQUIRE(lin.status == BoundStatus::ok);
+  const auto mi = an.margins(nom, box, label, BoundMethod::interval);
+  const auto ml = an.margins(nom, box, label, BoundMethod::linear);
+  REQUIRE(ml.status == BoundStatus::ok);
+  for (index_t k = 0; k < q; ++k) {
+    REQUIRE(std::isfinite(double(ml.margin_lower[k])));
+    REQUIRE(ml.margin_lower[k] >= mi.margin_lower[k]);
+  }
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> unit(0, 1);
+  Batch<double> U(p, samples), X, Y;
+  for (index_t c = 0; c < samples; ++c)
+    for (index_t j = 0; j < p; ++j) {
+      const double t = unit(rng);
+      U(j, c) = double(box.lower[j]) + (c % 2 ? std::round(t) : t) *
+                                           (double(box.upper[j]) - double(box.lower[j]));
+    }
+  EquilibriumSolver<double> solver(exact);
+  REQUIRE(solver.predict(U, X, Y).ok());
+  for (index_t c = 0; c < samples; ++c) {
+    for (const auto *b : {&iv, &lin})
+      for (index_t i = 0; i < n; ++i) {
+        const double x = X(i, c), slack = 1e-9 * (1 + std::abs(x));
+        if (!(x >= double(b->x_lower[i]) - slack && x <= double(b->x_upper[i]) + slack)) {
+          UNSCOPED_INFO("state " << i << " of sample " << c << ": " << x << " outside ["
+                                 << b->x_lower[i] << ", " << b->x_upper[i] << "]");
+          REQUIRE(false);
+        }
+      }
+    for (index_t k = 0; k < q; ++k)
+      REQUIRE(Y(label, c) - Y(k, c) >=
+              double(ml.margin_lower[k]) - 1e-9 * (1 + std::abs(Y(k, c))));
+  }
+  double bound = std::numeric_limits<double>::infinity();
+  for (index_t k = 0; k < q; ++k)
+    if (k != label)
+      bound = std::min(bound, double(ml.margin_lower[k]));
+  PgdOptions pgd;
+  pgd.eps = eps;
+  pgd.steps = pgd_steps;
+  pgd.restarts = 0;
+  pgd.domain_lo = 1;
+  pgd.domain_hi = 0;
+  const auto res = pgd_attack<T>(an.model(), u0, label, pgd);
+  Batch<double> Ua(p, 1), Xa, Ya;
+  for (index_t j = 0; j < p; ++j)
+    Ua(j, 0) = double(res.u[j]);
+  REQUIRE(solver.predict(Ua, Xa, Ya).ok());
+  double reached = std::numeric_limits<double>::infinity();
+  for (index_t k = 0; k < q; ++k)
+    if (k != label)
+      reached = std::min(reached, Ya(label, 0) - Ya(k, 0));
+  CHECK(reached >= bound - 1e-9 * (1 + std::abs(reached)));
+  return ml;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("a residual CNN built from structured operators: interval and linear "
+                   "bounds certify nonzero radii and hold under sampling and PGD",
+                   "[bounds][resnet]", float, double) {
+  using T = TestType;
+  const Model<T> model = mini_resnet<T>(3);
+  const Model<double> exact = exact_model(model);
+  BoundAnalyzer<T> an(model);
+  REQUIRE(an.feed_forward());
+  REQUIRE(an.certified_well_posed());
+  std::mt19937 rng(8);
+  std::uniform_real_distribution<double> ud(0, 1);
+  CertifyOptions oi, ol;
+  oi.method = BoundMethod::interval;
+  ol.method = BoundMethod::linear;
+  oi.domain_lo = ol.domain_lo = 1;
+  oi.domain_hi = ol.domain_hi = 0;
+  for (int trial = 0; trial < 2; ++trial) {
+    CAPTURE(trial);
+    std::vector<T> u0(model.inputs());
+    for (auto &v : u0)
+      v = static_cast<T>(ud(rng));
+    const auto nom = an.nominal(std::span<const T>(u0));
+    const int label = nom.predicted();
+    const double ri = certified_radius(an, nom, label, oi);
+    const double rl = certified_radius(an, nom, label, ol);
+    CAPTURE(ri, rl);
+    CHECK(ri > 0);
+    CHECK(rl > ri);
+    const auto ml = check_bounds_by_sampling<T>(an, exact, u0, label, rl, 200, 20);
+    CHECK(ml.certified());
+  }
+}
+
+TEMPLATE_TEST_CASE("ResNet20, built in and imported from ONNX: the bounds run through "
+                   "the block sweep without materialising A and hold under sampling and "
+                   "PGD",
+                   "[bounds][resnet][slow]", float, double) {
+  using T = TestType;
+#if defined(__SANITIZE_ADDRESS__)
+  const index_t samples = 4; // sanitizer builds: a sample
+  const int steps = 1;
+#else
+  const index_t samples = 24;
+  const int steps = 3;
+#endif
+  BoundOptions options;
+  options.refine_budget = double(1 << 22); // a few refinement chunks
+  for (const bool onnx : {false, true}) {
+    CAPTURE(onnx);
+    const Model<T> model =
+        onnx ? import_onnx<T>(std::filesystem::path(TACIT_TEST_DATA_DIR) / "onnx" /
+                              "resnet20.onnx")
+             : resnet20<T>();
+    const Batch<T> inputs =
+        onnx ? read_vectors<T>(std::filesystem::path(TACIT_TEST_DATA_DIR) / "onnx" /
+                                   "resnet20_input.txt",
+                               3072)
+             : resnet20_inputs<T>(1);
+    const Model<double> exact = exact_model(model);
+    BoundAnalyzer<T> an(model, options);
+    REQUIRE(an.feed_forward());
+    REQUIRE(an.certified_well_posed());
+    CHECK(an.rate() == 0);
+    CHECK(an.levels() == 19);
+    std::vector<T> u0(3072);
+    inputs.get_column(0, u0);
+    const int label = an.nominal(std::span<const T>(u0)).predicted();
+    check_bounds_by_sampling<T>(an, exact, u0, label, 1e-4, samples, steps);
+  }
 }

@@ -7,49 +7,67 @@
 /// Three bounds, each at least as tight as the previous one for every state
 /// and every margin (each is intersected with the previous one):
 ///
-/// - global: |x(u) - x0| <= w = (I - L|A|)^-1 L (|B| sigma + |r0|), with x0 the
-///   nominal equilibrium at u0, r0 its residual, L the activation Lipschitz
-///   constants and sigma the largest distance from u0 to the box. w is found
-///   by a few matrix-free iterations w <- L(|A| w + s) and made a certified
-///   upper bound with a positive vector v, L|A| v <= rho v, rho < 1, computed
-///   once per model (exact for a feed-forward A).
+/// - global: |x(u) - x0| <= w = (I - L|A|)^-1 (L |B| sigma + |r0|), with x0
+///   the nominal equilibrium at u0, r0 its residual, L the activation
+///   Lipschitz constants and sigma the largest distance from u0 to the box.
+///   For a strictly block lower triangular A (a network from the builder or
+///   ONNX) w is one forward sweep over the blocks; for another nilpotent A
+///   the iteration w <- L |A| w + s, which terminates after depth + 1 steps;
+///   with cycles the iteration to a tolerance, raised along a positive vector
+///   v with L|A| v <= rho v (rho < 1, a Collatz-Wielandt bound computed once
+///   per model) until it is a supersolution w >= L|A| w + s, checked as
+///   computed. A nilpotent A needs no certificate vector (rate() is 0).
 /// - interval: the interval fixed point l' = phi(A+ l + A- h + B u - ...),
-///   h' = phi(A+ h + A- l + ...), in centre/radius form A m +- |A| r, started
-///   from the global interval and intersected with it at every step. Every
-///   iterate is sound (the map preserves enclosures because phi is
-///   monotone); for a feed-forward A it stops after depth + 1 steps, with
-///   cycles when the interval stops shrinking.
+///   h' = phi(A+ h + A- l + ...), in centre/radius form A m +- |A| r,
+///   intersected with the global interval. Every iterate is sound (the map
+///   preserves enclosures because phi is monotone). A strictly block lower
+///   triangular A is swept once, block by block (no global bound needed);
+///   another nilpotent A takes depth + 1 steps; with cycles the iteration
+///   stops when the interval stops shrinking.
 /// - linear (CROWN-style): each activation is enclosed between two lines
 ///   valid on its pre-activation interval (ReLU: the chord h/(h-l) (z - l)
 ///   above and slope 0 or 1 below, chosen adaptively; leaky ReLU alike;
 ///   tanh/sigmoid: the chord slope with the extreme offsets, i.e. chord and
 ///   parallel tangent). A lower bound of w^T x + d^T u + const is obtained by
 ///   back-substitution through the equilibrium: the dual vector solves
-///   v = w + A^T Lambda(v), Lambda the slope chosen by the sign of v, by
-///   Jacobi iteration with transposed products (exact after depth + 1 steps
-///   for a feed-forward A, geometric with cycles). Any v gives a sound bound:
-///   the residual e = w + A^T Lambda(v) - v is bounded with the state
+///   v = w + A^T Lambda(v), Lambda the slope chosen by the sign of v, by one
+///   reverse sweep over the blocks of a strictly block lower triangular A, or
+///   by Jacobi iteration with transposed products (exact after depth + 1
+///   steps for a nilpotent A, geometric with cycles). Any v gives a sound
+///   bound: the residual e = w + A^T Lambda(v) - v is bounded with the state
 ///   interval. With refinement (full CROWN) the pre-activation bounds of the
-///   unstable states are tightened level by level of the strongly connected
-///   component DAG with the same back-substitution. For a feed-forward A,
-///   margins the adaptive lower lines do not prove positive get the lower
-///   slopes of their unstable ReLUs optimised by projected gradient ascent
-///   (as in alpha-CROWN; BoundOptions::slope_steps).
+///   unstable states are tightened level by level of the dependency DAG with
+///   the same back-substitution, within BoundOptions::refine_budget. For a
+///   feed-forward A, margins the adaptive lower lines do not prove positive
+///   get the lower slopes of their unstable ReLUs optimised by projected
+///   gradient ascent (as in alpha-CROWN; BoundOptions::slope_steps).
 ///
 /// Margins y_c - y_k are bounded from the difference rows C_c - C_k (and
 /// D_c - D_k), which is tighter than two rows of the sensitivity matrix.
 ///
-/// Rounding: with m the most nonzeros in a row or column of A, B, C or D and
-/// gamma = 2 (m + 8) u (u the unit roundoff of T), every product M v of the
-/// bounds is off by at most gamma |M| |v| (the standard a-priori bound for
-/// any summation order). Each bound is widened by that much: interval
-/// centres and radii through |M| (r + gamma (|c| + r)), the nominal residual
-/// by gamma (|A||x0| + |B||u0| + |b|), and every linear or interval lower
-/// bound sum_t a_t by gamma' sum_t |a_t| with the magnitudes of the dual
-/// vectors against the state and input boxes (gamma' adds the (n + p)
-/// terms of the final sum). So a margin that is exactly 0 in exact
-/// arithmetic is never certified. The relaxations of tanh and sigmoid carry
-/// their own slack. All computation is deterministic.
+/// What a certificate guarantees: the bounds hold for the exact real-number
+/// model whose parameters are the stored values of T (a float model's
+/// parameters are what its file holds, read as real numbers), for every real
+/// input in the box; BoundAnalyzer<float> and BoundAnalyzer<double> make the
+/// same statement, about their own models. The rounding of the analysis
+/// itself is accounted for: every product M v it computes, by any kernel in
+/// any summation order, is off by at most gamma_M Mhat |v|, with gamma_M =
+/// 2 (k + 8) u for at most k products summed per output (u the unit
+/// roundoff of T) and Mhat >= |M| the majorant of the parts that compute it
+/// (|L| |R| for a product kept unevaluated, the sum of |parts| for blocks
+/// that sum several operators; see lib/analysis/detail/rounding.hpp). Each
+/// bound is widened by that much: interval radii through Mhat (r + gamma
+/// (|m| + r)), the nominal residual by gamma (Ahat |x0| + Bhat |u0| + |b|),
+/// each step of the global bound by a factor 1 + gamma (so that a computed
+/// fixed point is a supersolution however the error grows with depth), and
+/// every linear or interval lower bound sum_t a_t by gamma' sum_t |a_t| with
+/// the magnitudes of the dual vectors against the state and input boxes
+/// (gamma' adds the (n + p) terms of the final sum). Boxes are rounded
+/// outward. So a margin that is exactly 0 in exact arithmetic is never
+/// certified. It does not cover the rounding of a forward pass that
+/// evaluates the model in T: the prediction of such a pass near the edge of
+/// a certified box may differ from the exact model's. The relaxations of
+/// tanh and sigmoid carry their own slack. All computation is deterministic.
 
 #include <cstdint>
 #include <functional>
@@ -60,8 +78,8 @@
 #include <string_view>
 #include <vector>
 
-#include <tacit/core/model.hpp>
 #include <tacit/core/export.hpp>
+#include <tacit/core/model.hpp>
 
 namespace tacit::inline v1 {
 
@@ -82,7 +100,7 @@ template <class T> struct TACIT_EXPORT InputBox { std::vector<T> lower, upper; }
 /// \throws InvalidArgument when eps is negative or NaN.
 template <class T>
 TACIT_EXPORT InputBox<T> linf_box(std::span<const T> u0, T eps, T domain_lo = T(1),
-                     T domain_hi = T(0));
+                                  T domain_hi = T(0));
 /// The box |u - u0| <= sigma componentwise (sigma >= 0, size p).
 template <class T>
 TACIT_EXPORT InputBox<T> box_around(std::span<const T> u0, std::span<const T> sigma);
@@ -98,10 +116,19 @@ struct TACIT_EXPORT BoundOptions {
   bool refine = true;
   /// Columns per back-substitution batch during refinement.
   index_t refine_batch = 256;
+  /// Work limit of the refinement of one box, in state entries of the
+  /// back-substitutions (columns times the states they sweep). Once spent,
+  /// the remaining states keep their interval bounds (sound, looser): on a
+  /// deep network every state of the later levels may look unstable to the
+  /// interval bound, and refining them all would cost a back-substitution
+  /// per state. The committed Fashion-MNIST models stay well inside it.
+  double refine_budget = 67108864; // 2^26
+
   /// Linear bound of a feed-forward model: margins that the adaptive lower
   /// lines of the unstable ReLUs do not prove positive get their lower
   /// slopes optimised (projected gradient ascent on the bound, as in
-  /// alpha-CROWN) for this many steps; 0 disables.
+  /// alpha-CROWN) for this many steps; 0 disables. Skipped when the
+  /// refinement was truncated by refine_budget.
   int slope_steps = 20;
 };
 
@@ -146,6 +173,7 @@ struct TACIT_EXPORT LinearBoundStats {
   index_t unstable_before = 0; ///< unstable ReLU-like states from the interval bound
   index_t unstable_after = 0;  ///< after refinement
   index_t refined = 0;         ///< pre-activation bounds refined (both sides)
+  bool truncated = false;      ///< the refinement stopped at BoundOptions::refine_budget
   int dual_iterations = 0;     ///< largest dual iteration count
 };
 
@@ -188,8 +216,9 @@ public:
   const BoundOptions &options() const noexcept;
   /// Whether lambda_PF(L|A|) < 1 was certified (always for a feed-forward A).
   bool certified_well_posed() const noexcept;
-  /// The certified rate rho of the global bound (0 for a feed-forward A
-  /// whose certificate vector converged exactly: then rho < 1 as computed).
+  /// The certified rate rho >= lambda_PF(L|A|) of the global bound: 0 for a
+  /// nilpotent A (exact), otherwise a Collatz-Wielandt bound computed
+  /// upward (1 when it is not below 1).
   double rate() const noexcept;
   /// Number of levels of the SCC DAG (depth + 1 of a feed-forward A).
   index_t levels() const noexcept;
@@ -264,13 +293,15 @@ struct TACIT_EXPORT Certificate {
 /// radius, then bisects between the last certified and the first failed
 /// radius. The returned radius was certified by the chosen bound.
 template <class T>
-TACIT_EXPORT double certified_radius(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
-                        int label, const CertifyOptions &options);
+TACIT_EXPORT double certified_radius(const BoundAnalyzer<T> &analyzer,
+                                     const NominalPoint<T> &nominal, int label,
+                                     const CertifyOptions &options);
 
 /// Whether `label` is certified on the l_inf ball of radius eps.
 template <class T>
-TACIT_EXPORT bool certify_at(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
-                int label, double eps, const CertifyOptions &options);
+TACIT_EXPORT bool certify_at(const BoundAnalyzer<T> &analyzer,
+                             const NominalPoint<T> &nominal, int label, double eps,
+                             const CertifyOptions &options);
 
 /// Summary over a dataset.
 struct TACIT_EXPORT CertifiedAccuracy {
@@ -288,10 +319,9 @@ struct TACIT_EXPORT CertifiedAccuracy {
 /// `progress(done, total)` is called from the calling thread or workers
 /// (serialised), may be empty.
 template <class T>
-TACIT_EXPORT CertifiedAccuracy
-certify_dataset(const BoundAnalyzer<T> &analyzer, const Batch<T> &U,
-                std::span<const int> labels, std::span<const double> eps, bool radius,
-                const CertifyOptions &options,
-                const std::function<void(index_t, index_t)> &progress = {});
+TACIT_EXPORT CertifiedAccuracy certify_dataset(
+    const BoundAnalyzer<T> &analyzer, const Batch<T> &U, std::span<const int> labels,
+    std::span<const double> eps, bool radius, const CertifyOptions &options,
+    const std::function<void(index_t, index_t)> &progress = {});
 
 } // namespace tacit::inline v1
