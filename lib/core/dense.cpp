@@ -1,5 +1,8 @@
 #include <tacit/core/dense.hpp>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <string>
 
@@ -19,7 +22,19 @@ Batch<T>::Batch(index_t rows, index_t cols, index_t slab_width)
   // own and lets them work in place.
   width_ = std::max<index_t>(1, std::min(width_, cols));
   slabs_ = (cols + width_ - 1) / width_;
-  data_.assign(static_cast<std::size_t>(slabs_ * rows_ * width_), T(0));
+  const auto n = static_cast<std::size_t>(slabs_ * rows_ * width_);
+  data_.resize(n); // uninitialised: zeroed below
+  T *d = data_.data();
+  constexpr std::size_t chunk = std::size_t(1) << 16;
+  if (n <= 4 * chunk) {
+    std::fill(d, d + n, T(0));
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, (n + chunk - 1) / chunk),
+                    [&](const tbb::blocked_range<std::size_t> &r) {
+                      for (std::size_t c = r.begin(); c < r.end(); ++c)
+                        std::fill(d + c * chunk, d + std::min(n, (c + 1) * chunk), T(0));
+                    });
 }
 
 template <class T> void Batch<T>::get_column(index_t j, std::span<T> out) const {

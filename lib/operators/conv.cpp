@@ -17,13 +17,24 @@ namespace tacit::inline v1 {
 
 namespace detail {
 
+/// Scratch buffers of every convolution of the process: whole-product
+/// buffers (the padded input, the adjoint's accumulator) and per-task ones
+/// (packed tiles). Shared, so that a network's convolutions reuse the same
+/// few buffers (first touched once, warm in the TLB) instead of one each.
+template <class T> ScratchPool<T> &conv_product_buffers() {
+  static ScratchPool<T> pool;
+  return pool;
+}
+template <class T> ScratchPool<T> &conv_task_buffers() {
+  static ScratchPool<T> pool;
+  return pool;
+}
+
 template <class T> struct ConvState {
   ConvPlan plan;
   std::vector<T, AlignedAllocator<T>> packed;
   std::once_flag abs_once;
   std::vector<T, AlignedAllocator<T>> packed_abs, plain_abs;
-  ScratchPool<T> pool;  // whole-product buffers
-  ScratchPool<T> tasks; // per-task buffers (im2col panels)
 
   // Adjoint of a stride-1 convolution whose padding does not exceed the
   // dilated kernel extent: the forward convolution of the output with the
@@ -197,14 +208,15 @@ void Conv2dOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta
     });
   if (!is_transposed(mode)) {
     typename detail::ScratchPool<T>::Lease xp(
-        st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, N)));
+        detail::conv_product_buffers<T>(),
+        static_cast<std::size_t>(detail::xp_size<T>(p, N)));
     detail::ConvEpilogue<T> store;
     store.alpha = alpha;
     store.beta = beta;
-    detail::conv_kernels().of<T>().forward(p, detail::choose_algorithm(p, N),
-                                           ab ? st.packed_abs.data() : st.packed.data(),
-                                           ab ? st.plain_abs.data() : weights_.data(),
-                                           store, x, y, xp.data(), st.tasks, exec);
+    detail::conv_kernels().of<T>().forward(
+        p, detail::choose_algorithm(p, N), ab ? st.packed_abs.data() : st.packed.data(),
+        ab ? st.plain_abs.data() : weights_.data(), store, x, y, xp.data(),
+        detail::conv_task_buffers<T>(), exec);
     return;
   }
   if (const auto ag = detail::adjoint_geometry(geometry_)) {
@@ -221,7 +233,8 @@ void Conv2dOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta
   const std::size_t acc_size = static_cast<std::size_t>(p.C * p.channel_stride() * N);
   const bool compact = x.ld == N;
   typename detail::ScratchPool<T>::Lease buf(
-      st.pool, acc_size + (compact ? 0 : static_cast<std::size_t>(out_elems)));
+      detail::conv_product_buffers<T>(),
+      acc_size + (compact ? 0 : static_cast<std::size_t>(out_elems)));
   const T *xc = x.data;
   if (!compact) {
     T *dst = buf.data() + acc_size;
@@ -259,7 +272,8 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
   auto &st = *state_;
   const auto &p = st.plan;
   typename detail::ScratchPool<T>::Lease xp(
-      st.pool, static_cast<std::size_t>(detail::xp_size<T>(p, x.cols)));
+      detail::conv_product_buffers<T>(),
+      static_cast<std::size_t>(detail::xp_size<T>(p, x.cols)));
   detail::ConvEpilogue<T> store;
   store.alpha = alpha;
   store.beta = beta;
@@ -269,9 +283,9 @@ bool Conv2dOperator<T>::apply_activated(T alpha, ConstMatrixView<T> x, T beta,
   store.residual = has_residual ? residual.data : nullptr;
   store.residual_ld = residual.ld;
   store.residual_scale = residual_scale;
-  return detail::conv_kernels().of<T>().forward(p, detail::choose_algorithm(p, x.cols),
-                                                st.packed.data(), weights_.data(), store,
-                                                x, y, xp.data(), st.tasks, exec);
+  return detail::conv_kernels().of<T>().forward(
+      p, detail::choose_algorithm(p, x.cols), st.packed.data(), weights_.data(), store, x,
+      y, xp.data(), detail::conv_task_buffers<T>(), exec);
 }
 
 template <class T> void Conv2dOperator<T>::row_abs_sums_into(std::span<T> out) const {

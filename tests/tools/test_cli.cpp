@@ -4,7 +4,9 @@
 #ifdef TACIT_CLI_PATH
 
 #include <catch2/catch.hpp>
+
 #include <nlohmann/json.hpp>
+#include <tacit/core/isa.hpp>
 
 #include <tacit/tacit.hpp>
 
@@ -172,6 +174,7 @@ TEST_CASE("tacit --help lists commands, global options and exit codes", "[cli]")
   const auto v = run_tacit(dir, {"--version"});
   CHECK(v.code == 0);
   CHECK_THAT(v.out, Catch::StartsWith("tacit 0."));
+  CHECK_THAT(v.out, Catch::Contains("kernels: " + to_string(active_isa())));
 }
 
 TEST_CASE("tacit rejects a missing or unknown command with exit code 1", "[cli]") {
@@ -611,6 +614,25 @@ TEST_CASE("tacit solve writes the library's outputs bit-exactly", "[cli]") {
   CHECK(run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
                         (dir / "Y2.txt").string(), "--quiet"})
             .out.empty());
+
+  // --repeat: the same outputs, the first and the best time, the kernels' level.
+  r = run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                      (dir / "Y3.txt").string(), "--repeat", "3", "--json"});
+  REQUIRE(r.code == 0);
+  doc = r.parsed();
+  CHECK(doc.at("repeat") == 3);
+  CHECK(doc.at("best_solve_seconds").get<double>() <=
+        doc.at("solve_seconds").get<double>());
+  CHECK(doc.at("isa") == to_string(active_isa()));
+  CHECK(read_text(dir / "Y3.txt") == read_text(dir / "Y.txt"));
+  r = run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                      (dir / "Y3.txt").string(), "--repeat", "2"});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("best of 2 solves"));
+  CHECK_THAT(r.out, Catch::Contains("kernels: "));
+  CHECK(run_tacit(dir, {"solve", (dir / "m").string(), "-i", input.string(), "-o",
+                        (dir / "Y3.txt").string(), "--repeat", "0"})
+            .code == 1);
 
   // Options reach the solver: Picard with Anderson acceleration and a tolerance.
   SolveOptions options;

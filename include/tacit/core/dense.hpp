@@ -33,9 +33,10 @@ namespace detail {
 /// on, 2 MB aligned and advised to use transparent huge pages (fewer TLB
 /// misses for long-lived solver buffers, but a first touch that may wait for
 /// the kernel to compact memory). Defined in the library.
-TACIT_EXPORT void *allocate_aligned(std::size_t bytes, std::size_t align, bool huge_pages = true);
+TACIT_EXPORT void *allocate_aligned(std::size_t bytes, std::size_t align,
+                                    bool huge_pages = true);
 TACIT_EXPORT void deallocate_aligned(void *p, std::size_t bytes, std::size_t align,
-                        bool huge_pages = true) noexcept;
+                                     bool huge_pages = true) noexcept;
 
 template <class T, std::size_t Align = 64, bool HugePages = true>
 struct TACIT_EXPORT AlignedAllocator {
@@ -55,6 +56,26 @@ struct TACIT_EXPORT AlignedAllocator {
   template <class U>
   bool operator==(const AlignedAllocator<U, Align, HugePages> &) const noexcept {
     return true;
+  }
+};
+
+/// AlignedAllocator whose default construction leaves elements uninitialised
+/// (resize() does not write them): for buffers whose users write every
+/// element before reading it, or zero them in parallel, so that the first
+/// touch of their pages is not a serial memset.
+template <class T, std::size_t Align = 64, bool HugePages = true>
+struct TACIT_EXPORT UninitAllocator : AlignedAllocator<T, Align, HugePages> {
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U, Align, HugePages> &) noexcept {}
+  template <class U> struct rebind {
+    using other = UninitAllocator<U, Align, HugePages>;
+  };
+  template <class U> void construct(U *p) noexcept(noexcept(U())) {
+    ::new (static_cast<void *>(p)) U;
+  }
+  template <class U, class... Args> void construct(U *p, Args &&...args) {
+    ::new (static_cast<void *>(p)) U(static_cast<Args &&>(args)...);
   }
 };
 } // namespace detail
@@ -104,8 +125,10 @@ inline constexpr index_t default_slab_width = 32;
 template <class T> class TACIT_EXPORT Batch {
 public:
   Batch() = default;
-  /// Zero-initialised batch. The slab width is min(slab_width, cols) (at
-  /// least 1): a batch narrower than a slab has no padding. \throws
+  /// Zero-initialised batch (a large one zeroed in parallel, so that its
+  /// pages are first touched by every thread, not one). The slab width is
+  /// min(slab_width, cols) (at least 1): a batch narrower than a slab has no
+  /// padding. \throws
   /// InvalidArgument on negative sizes or slab_width < 1.
   Batch(index_t rows, index_t cols, index_t slab_width = default_slab_width);
 
@@ -148,7 +171,7 @@ private:
   index_t rows_ = 0, cols_ = 0, width_ = default_slab_width, slabs_ = 0;
   // Cache-line aligned (solvers write in place), on ordinary pages: a batch
   // is often short-lived, and a huge-page first touch can stall.
-  std::vector<T, detail::AlignedAllocator<T, 64, false>> data_;
+  std::vector<T, detail::UninitAllocator<T, 64, false>> data_;
 };
 
 } // namespace tacit::inline v1

@@ -19,14 +19,16 @@
 
 namespace tacit::inline v1::detail {
 
-/// A pool of 64-byte aligned buffers reused across products. A product takes
+/// A pool of 64-byte aligned buffers reused across products (uninitialised:
+/// every user writes a buffer before reading it). A product takes
 /// a buffer (allocating only when the pool is empty, i.e. on first use or
 /// under concurrent products), and gives it back when done. Unlike
 /// thread-local storage this stays correct when a TBB worker runs another
 /// product of the same operator while waiting inside a nested parallel loop.
 template <class T> struct ScratchPool {
   std::mutex mutex;
-  std::vector<std::unique_ptr<aligned_vector<T>>> free;
+  using Buffer = std::vector<T, UninitAllocator<T>>;
+  std::vector<std::unique_ptr<Buffer>> free;
 
   class Lease {
   public:
@@ -39,9 +41,11 @@ template <class T> struct ScratchPool {
         }
       }
       if (!buf_)
-        buf_ = std::make_unique<aligned_vector<T>>();
-      if (buf_->size() < n)
+        buf_ = std::make_unique<Buffer>();
+      if (buf_->size() < n) {
+        buf_->clear(); // grows without copying the old contents
         buf_->resize(n);
+      }
     }
     Lease(const Lease &) = delete;
     Lease &operator=(const Lease &) = delete;
@@ -53,7 +57,7 @@ template <class T> struct ScratchPool {
 
   private:
     ScratchPool *pool_;
-    std::unique_ptr<aligned_vector<T>> buf_;
+    std::unique_ptr<Buffer> buf_;
   };
 };
 
