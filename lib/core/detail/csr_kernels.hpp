@@ -45,6 +45,8 @@
 #include "core/detail/simd.hpp"
 
 #define TACIT_CSR_AVX512 TACIT_TARGET_AVX512
+/// The panel and gather kernels: AVX-512, or AVX2 on pairs of ymm registers.
+#define TACIT_CSR_WIDE TACIT_TARGET_AVX2
 
 namespace tacit::inline v1::detail::TACIT_ISA_NS {
 
@@ -98,6 +100,231 @@ inline void row_block(const T *__restrict vals, const I *__restrict cols,
       y[w] = alpha * acc[w] + beta * y[w];
   }
 }
+
+#if TACIT_TARGET_AVX2 && !TACIT_TARGET_AVX512
+// AVX2: the AVX-512 kernels below on "logical" 64-byte vectors made of two
+// ymm registers, with lane masks as bit sets. Every sum has the AVX-512
+// kernels' order (the same lanes, the same tree at the end), so the two
+// levels give the same bits; only the instruction count differs.
+
+template <class T> struct Simd;
+
+/// Lanes i of a 256-bit mask vector set where bit i of `bits` is set.
+inline __m256i lane_mask8(unsigned bits) {
+  const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(
+      _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits & 0xffu)), sel), sel);
+}
+inline __m256i lane_mask4(unsigned bits) {
+  const __m256i sel = _mm256_setr_epi64x(1, 2, 4, 8);
+  return _mm256_cmpeq_epi64(
+      _mm256_and_si256(_mm256_set1_epi64x(static_cast<long long>(bits & 0xfu)), sel),
+      sel);
+}
+
+template <> struct Simd<double> {
+  struct V {
+    __m256d lo, hi;
+  };
+  using M = unsigned;
+  static constexpr int lanes = 8;
+  static V zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  static V set1(double v) {
+    const __m256d s = _mm256_set1_pd(v);
+    return {s, s};
+  }
+  static V load(const double *p) { return {_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)}; }
+  static V load(M m, const double *p) {
+    if (m == full)
+      return load(p);
+    return {_mm256_maskload_pd(p, lane_mask4(m)),
+            _mm256_maskload_pd(p + 4, lane_mask4(m >> 4))};
+  }
+  static void store(double *p, V v) {
+    _mm256_storeu_pd(p, v.lo);
+    _mm256_storeu_pd(p + 4, v.hi);
+  }
+  static void store(M m, double *p, V v) {
+    if (m == full)
+      return store(p, v);
+    _mm256_maskstore_pd(p, lane_mask4(m), v.lo);
+    _mm256_maskstore_pd(p + 4, lane_mask4(m >> 4), v.hi);
+  }
+  static V fma(V a, V b, V c) {
+    return {_mm256_fmadd_pd(a.lo, b.lo, c.lo), _mm256_fmadd_pd(a.hi, b.hi, c.hi)};
+  }
+  static V add(V a, V b) {
+    return {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)};
+  }
+  static V mul(V a, V b) {
+    return {_mm256_mul_pd(a.lo, b.lo), _mm256_mul_pd(a.hi, b.hi)};
+  }
+  static M mask(int n) { return (1u << n) - 1u; }
+  static constexpr M full = 0xffu;
+};
+
+template <> struct Simd<float> {
+  struct V {
+    __m256 lo, hi;
+  };
+  using M = unsigned;
+  static constexpr int lanes = 16;
+  static V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+  static V set1(float v) {
+    const __m256 s = _mm256_set1_ps(v);
+    return {s, s};
+  }
+  static V load(const float *p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+  static V load(M m, const float *p) {
+    if (m == full)
+      return load(p);
+    return {_mm256_maskload_ps(p, lane_mask8(m)),
+            _mm256_maskload_ps(p + 8, lane_mask8(m >> 8))};
+  }
+  static void store(float *p, V v) {
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+  }
+  static void store(M m, float *p, V v) {
+    if (m == full)
+      return store(p, v);
+    _mm256_maskstore_ps(p, lane_mask8(m), v.lo);
+    _mm256_maskstore_ps(p + 8, lane_mask8(m >> 8), v.hi);
+  }
+  static V fma(V a, V b, V c) {
+    return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+  }
+  static V add(V a, V b) {
+    return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
+  }
+  static V mul(V a, V b) {
+    return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)};
+  }
+  static M mask(int n) { return (1u << n) - 1u; }
+  static constexpr M full = 0xffffu;
+};
+
+template <class T>
+inline constexpr std::int64_t gather_prefetch_distance = 16384 / sizeof(T);
+
+template <class U> inline void prefetch_stream(const U *base, std::int64_t offset) {
+  const auto address = reinterpret_cast<std::uintptr_t>(base) +
+                       static_cast<std::uintptr_t>(offset) * sizeof(U);
+  _mm_prefetch(reinterpret_cast<const char *>(address), _MM_HINT_T1);
+}
+
+/// The AVX-512 kernels' lane sum: lanes 0-7 as ((t0 + t1) + (t2 + t3)) +
+/// ((t4 + t5) + (t6 + t7)).
+inline double horizontal_sum(__m256d lo, __m256d hi) {
+  alignas(32) double t[8];
+  _mm256_store_pd(t, lo);
+  _mm256_store_pd(t + 4, hi);
+  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+inline float horizontal_sum(__m256 lo, __m256 hi) {
+  alignas(32) float t[16];
+  _mm256_store_ps(t, lo);
+  _mm256_store_ps(t + 8, hi);
+  float h[8];
+  for (int j = 0; j < 8; ++j)
+    h[j] = t[2 * j] + t[2 * j + 1];
+  return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]));
+}
+
+/// SpMV row with gathers, in the AVX-512 kernel's order: blocks of 16
+/// (double) / 32 (float) entries, the first half into accumulator 0 and the
+/// second into accumulator 1 (each two ymm registers here), the rest in
+/// masked chunks of 8 / 16 into accumulator 0.
+template <bool Abs, bool Strided = false>
+inline double row_dot_gather(const double *__restrict vals,
+                             const std::int32_t *__restrict cols, std::int64_t begin,
+                             std::int64_t end, const double *__restrict x,
+                             std::int32_t ld = 1) {
+  const __m128i vld = _mm_set1_epi32(ld);
+  auto scale = [&](__m128i i) { return Strided ? _mm_mullo_epi32(i, vld) : i; };
+  const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  auto value = [&](__m256d v) { return Abs ? _mm256_andnot_pd(sign, v) : v; };
+  auto gather = [&](__m128i i, __m256d m) {
+    return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), x, i, m, 8);
+  };
+  auto idx = [&](std::int64_t q) {
+    return scale(_mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)));
+  };
+  __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l;
+  std::int64_t k = begin;
+  for (; k + 16 <= end; k += 16) {
+    prefetch_stream(vals, k + gather_prefetch_distance<double>);
+    prefetch_stream(vals, k + gather_prefetch_distance<double> + 8);
+    prefetch_stream(cols, k + gather_prefetch_distance<double>);
+    const __m256d x0 = gather(idx(k), all), x1 = gather(idx(k + 4), all),
+                  x2 = gather(idx(k + 8), all), x3 = gather(idx(k + 12), all);
+    a0l = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k)), x0, a0l);
+    a0h = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k + 4)), x1, a0h);
+    a1l = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k + 8)), x2, a1l);
+    a1h = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k + 12)), x3, a1h);
+  }
+  for (; k < end; k += 8) {
+    const auto n = static_cast<unsigned>(std::min<std::int64_t>(8, end - k));
+    const unsigned bits = (1u << n) - 1u;
+    const __m256i ml = lane_mask4(bits), mh = lane_mask4(bits >> 4);
+    const __m128i il =
+        scale(_mm_maskload_epi32(cols + k, _mm256_castsi256_si128(lane_mask8(bits))));
+    const __m128i ih = scale(
+        _mm_maskload_epi32(cols + k + 4, _mm256_castsi256_si128(lane_mask8(bits >> 4))));
+    const __m256d vl = value(_mm256_maskload_pd(vals + k, ml));
+    const __m256d vh = value(_mm256_maskload_pd(vals + k + 4, mh));
+    a0l = _mm256_fmadd_pd(vl, gather(il, _mm256_castsi256_pd(ml)), a0l);
+    a0h = _mm256_fmadd_pd(vh, gather(ih, _mm256_castsi256_pd(mh)), a0h);
+  }
+  return horizontal_sum(_mm256_add_pd(a0l, a1l), _mm256_add_pd(a0h, a1h));
+}
+
+template <bool Abs, bool Strided = false>
+inline float row_dot_gather(const float *__restrict vals,
+                            const std::int32_t *__restrict cols, std::int64_t begin,
+                            std::int64_t end, const float *__restrict x,
+                            std::int32_t ld = 1) {
+  const __m256i vld = _mm256_set1_epi32(ld);
+  auto scale = [&](__m256i i) { return Strided ? _mm256_mullo_epi32(i, vld) : i; };
+  const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  auto value = [&](__m256 v) { return Abs ? _mm256_andnot_ps(sign, v) : v; };
+  auto gather = [&](__m256i i, __m256 m) {
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, i, m, 4);
+  };
+  auto idx = [&](std::int64_t q) {
+    return scale(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)));
+  };
+  __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l;
+  std::int64_t k = begin;
+  for (; k + 32 <= end; k += 32) {
+    prefetch_stream(vals, k + gather_prefetch_distance<float>);
+    prefetch_stream(vals, k + gather_prefetch_distance<float> + 16);
+    prefetch_stream(cols, k + gather_prefetch_distance<float>);
+    prefetch_stream(cols, k + gather_prefetch_distance<float> + 16);
+    const __m256 x0 = gather(idx(k), all), x1 = gather(idx(k + 8), all),
+                 x2 = gather(idx(k + 16), all), x3 = gather(idx(k + 24), all);
+    a0l = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k)), x0, a0l);
+    a0h = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k + 8)), x1, a0h);
+    a1l = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k + 16)), x2, a1l);
+    a1h = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k + 24)), x3, a1h);
+  }
+  for (; k < end; k += 16) {
+    const auto n = static_cast<unsigned>(std::min<std::int64_t>(16, end - k));
+    const unsigned bits = (1u << n) - 1u;
+    const __m256i ml = lane_mask8(bits), mh = lane_mask8(bits >> 8);
+    const __m256i il = scale(_mm256_maskload_epi32(cols + k, ml));
+    const __m256i ih = scale(_mm256_maskload_epi32(cols + k + 8, mh));
+    const __m256 vl = value(_mm256_maskload_ps(vals + k, ml));
+    const __m256 vh = value(_mm256_maskload_ps(vals + k + 8, mh));
+    a0l = _mm256_fmadd_ps(vl, gather(il, _mm256_castsi256_ps(ml)), a0l);
+    a0h = _mm256_fmadd_ps(vh, gather(ih, _mm256_castsi256_ps(mh)), a0h);
+  }
+  return horizontal_sum(_mm256_add_ps(a0l, a1l), _mm256_add_ps(a0h, a1h));
+}
+
+#endif // AVX2
 
 #if TACIT_CSR_AVX512
 
@@ -255,6 +482,10 @@ inline float row_dot_gather(const float *__restrict vals,
   }
   return horizontal_sum(_mm512_add_ps(a0, a1));
 }
+
+#endif // TACIT_CSR_AVX512
+
+#if TACIT_CSR_WIDE
 
 /// The rows of x read by the panels come from L2 or L3 in the order of the
 /// row's columns, which the hardware prefetchers cannot follow; asking for
@@ -431,7 +662,55 @@ inline void rows_all_columns(const T *const *vals, const I *const *cols, std::in
   }
 }
 
-#endif // TACIT_CSR_AVX512
+/// rows_all_columns with the panels cut into pieces of at most 2 logical
+/// vectors (4 ymm registers per row with AVX2). A piece keeps its panel's
+/// accumulator sets (U), so every sum has the same order as whole panels.
+template <int R, bool Abs, class T, class I>
+inline void rows_all_columns_split(const T *const *vals, const I *const *cols,
+                                   std::int64_t len, std::int64_t head, const T *x,
+                                   index_t ldx, T *const *y, index_t k, T alpha, T beta) {
+  using S = Simd<T>;
+  constexpr int L = S::lanes;
+  T *yc[R];
+  auto at = [&](index_t off) {
+    for (int r = 0; r < R; ++r)
+      yc[r] = y[r] + off;
+    return x + off;
+  };
+  index_t c = 0;
+  for (; c + 4 * L <= k; c += 4 * L) {
+    rows_panel<R, 2, 1, Abs>(vals, cols, len, head, at(c), ldx, yc, alpha, beta, S::full);
+    rows_panel<R, 2, 1, Abs>(vals, cols, len, head, at(c + 2 * L), ldx, yc, alpha, beta,
+                             S::full);
+  }
+  const index_t rest = k - c;
+  if (rest == 0)
+    return;
+  const int nv = static_cast<int>((rest + L - 1) / L);
+  const auto last = S::mask(static_cast<int>(rest - (nv - 1) * L));
+  switch (nv) {
+  case 1:
+    rows_panel<R, 1, 4, Abs>(vals, cols, len, head, at(c), ldx, yc, alpha, beta, last);
+    break;
+  case 2:
+    rows_panel<R, 1, 2, Abs>(vals, cols, len, head, at(c), ldx, yc, alpha, beta, S::full);
+    rows_panel<R, 1, 2, Abs>(vals, cols, len, head, at(c + L), ldx, yc, alpha, beta,
+                             last);
+    break;
+  case 3:
+    rows_panel<R, 2, 2, Abs>(vals, cols, len, head, at(c), ldx, yc, alpha, beta, S::full);
+    rows_panel<R, 1, 2, Abs>(vals, cols, len, head, at(c + 2 * L), ldx, yc, alpha, beta,
+                             last);
+    break;
+  default:
+    rows_panel<R, 2, 1, Abs>(vals, cols, len, head, at(c), ldx, yc, alpha, beta, S::full);
+    rows_panel<R, 2, 1, Abs>(vals, cols, len, head, at(c + 2 * L), ldx, yc, alpha, beta,
+                             last);
+    break;
+  }
+}
+
+#endif // TACIT_CSR_WIDE
 
 /// Rows of y = alpha * op(A) x + beta * y (A given by its CSR arrays, op =
 /// identity or |.|): positions [q0, q1) of `order` (a permutation of the
@@ -445,7 +724,7 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
   const index_t k = x.cols;
   auto row = [order](index_t q) { return order ? order[q] : q; };
   if (k == 1) {
-#if TACIT_CSR_AVX512
+#if TACIT_CSR_WIDE
     if constexpr (sizeof(I) == 4) {
       if (x.ld == 1) {
         for (index_t q = q0; q < q1; ++q) {
@@ -477,11 +756,14 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
     }
     return;
   }
-#if TACIT_CSR_AVX512
+#if TACIT_CSR_WIDE
+  // With AVX2 (16 registers), twins go in pairs over half panels.
+  constexpr index_t max_group = TACIT_CSR_AVX512 ? 4 : 2;
   for (index_t q = q0; q < q1;) {
     const index_t i = row(q);
     // Rows q.. share their columns (RowSchedule::twins), or q is alone.
-    const index_t group = twins ? std::min<index_t>(twins[q], q1 - q) : 1;
+    const index_t group =
+        twins ? std::min<index_t>(std::min<index_t>(twins[q], max_group), q1 - q) : 1;
     const T *v[4];
     const I *c[4];
     T *yr[4];
@@ -492,6 +774,14 @@ void csr_rows(const std::int64_t *row_ptr, const I *cols, const T *vals,
     }
     const std::int64_t len = row_ptr[i + 1] - row_ptr[i];
     const std::int64_t head = group > 1 ? twin_heads[q] : 0;
+#if !TACIT_CSR_AVX512
+    if (group == 1)
+      rows_all_columns_split<1, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+    else
+      rows_all_columns_split<2, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
+    q += group;
+    continue;
+#endif
     switch (group) {
     case 1:
       rows_all_columns<1, Abs>(v, c, len, head, x.data, x.ld, yr, k, alpha, beta);
