@@ -5,7 +5,15 @@
 
 #include <tacit/core/csr.hpp>
 #include <tacit/core/model.hpp>
+#include <tacit/io/io.hpp>
 #include <tacit/operators/structured.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <string>
+#include <type_traits>
 
 #include <cmath>
 #include <memory>
@@ -264,6 +272,24 @@ inline DenseModel deep_mlp(std::mt19937 &rng, index_t p, index_t width, index_t 
   if (sizes)
     sizes->assign(static_cast<std::size_t>(layers), w);
   return m;
+}
+
+/// The exact real-number model of a model in T, in double (a float model's
+/// parameters are doubles exactly), keeping its structured operators: the
+/// model written to a native file in T and read back in double.
+template <class T> Model<double> exact_model(const Model<T> &model) {
+  if constexpr (std::is_same_v<T, double>) {
+    return model;
+  } else {
+    static std::atomic<int> counter{0};
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("tacit_exact_model_" + std::to_string(::getpid()) + "_" +
+                       std::to_string(counter.fetch_add(1)) + ".tacit");
+    save_model_native(model, path);
+    Model<double> out = load_model_native<double>(path);
+    std::filesystem::remove(path);
+    return out;
+  }
 }
 
 /// z_i = (A x + B u + b)_i by plain loops.

@@ -8,22 +8,20 @@
 #include <tacit/nn/onnx.hpp>
 
 #include <filesystem>
-#include <optional>
 #include <string>
 
 namespace tacit::testutil {
 
-/// The Fashion-MNIST directory when both it and ONNX import are available;
-/// otherwise a warning saying which is missing (the test is then skipped).
-inline std::optional<std::filesystem::path> fashion_test_data() {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return std::nullopt;
-  }
-  auto dir = fashion_mnist_directory();
+/// The Fashion-MNIST directory (Debian package dataset-fashion-mnist, or
+/// TACIT_FASHION_MNIST_DIR). Its absence fails the calling test with a
+/// message naming it: the soundness tests on real data must not be skipped.
+inline std::filesystem::path fashion_test_data() {
+  const auto dir = fashion_mnist_directory();
   if (!dir)
-    WARN("Fashion-MNIST not installed (Debian package dataset-fashion-mnist); skipped");
-  return dir;
+    FAIL("Fashion-MNIST is missing: install the Debian package dataset-fashion-mnist "
+         "(/usr/share/datasets/fashion-mnist) or set TACIT_FASHION_MNIST_DIR to a "
+         "directory with its four .gz files");
+  return *dir;
 }
 
 /// The first `count` test images and labels.
@@ -34,9 +32,9 @@ inline LabelledImages<double> fashion_test_images(const std::filesystem::path &d
 }
 
 /// A committed model by name ("fashion_mlp", "fashion_cnn").
-inline Model<double> fashion_model(const std::string &name) {
-  return import_onnx<double>(std::filesystem::path(TACIT_TEST_DATA_DIR) / "fashion" /
-                             (name + ".onnx"));
+template <class T = double> Model<T> fashion_model(const std::string &name) {
+  return import_onnx<T>(std::filesystem::path(TACIT_TEST_DATA_DIR) / "fashion" /
+                        (name + ".onnx"));
 }
 
 /// Certification options for images: boxes clipped to pixels in [0, 1].

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
+#include <type_traits>
 
 #include "bounds_test_util.hpp"
 
@@ -37,12 +39,17 @@ TEST_CASE("margin gradient matches finite differences", "[attack]") {
   }
 }
 
-TEST_CASE("PGD never breaks a certified radius", "[attack]") {
+TEMPLATE_TEST_CASE("PGD never goes below the certified margin bound", "[attack]", float,
+                   double) {
+  using T = TestType;
   std::mt19937 rng(9);
   for (int m = 0; m < 2; ++m) {
+    INFO((m == 0 ? "mlp" : "implicit"));
     DenseModel d = m == 0 ? mlp(rng, 6, {12, 8}, 3) : implicit(rng, 10, 6, 3, 0.8);
-    const Model<double> model = make_model(d, {});
-    BoundAnalyzer<double> an(model);
+    if constexpr (std::is_same_v<T, float>)
+      d = rounded_to_float(d); // the exact model a float model holds
+    const Model<T> model = make_model_t<T>(d, {{"s", 0, d.n, d.act[0]}});
+    BoundAnalyzer<T> an(model);
     CertifyOptions opt;
     opt.domain_lo = 0;
     opt.domain_hi = 1;
@@ -52,21 +59,41 @@ TEST_CASE("PGD never breaks a certified radius", "[attack]") {
     std::uniform_real_distribution<double> ud(0, 1);
     int broken_outside = 0;
     for (int trial = 0; trial < 10; ++trial) {
-      std::vector<double> u(d.p);
+      CAPTURE(trial);
+      std::vector<T> u(d.p);
       for (auto &v : u)
-        v = ud(rng);
-      const auto nom = an.nominal(std::span<const double>(u));
+        v = static_cast<T>(ud(rng));
+      const auto nom = an.nominal(std::span<const T>(u));
       const int label = nom.predicted();
       const double r = certified_radius(an, nom, label, opt);
       REQUIRE(r > 0);
+      // The lower bound of the margin on the certified box.
+      const auto box = linf_box<T>(std::span<const T>(u), static_cast<T>(r), T(0), T(1));
+      const auto mb = an.margins(nom, box, label, BoundMethod::best);
+      REQUIRE(mb.certified());
+      double bound = std::numeric_limits<double>::infinity();
+      for (index_t k = 0; k < d.q; ++k)
+        if (k != label)
+          bound = std::min(bound, double(mb.margin_lower[k]));
       pgd.eps = r;
       pgd.seed = trial;
-      const auto res = pgd_attack<double>(model, u, label, pgd);
+      const auto res = pgd_attack<T>(model, u, label, pgd);
       CHECK_FALSE(res.success);
-      CHECK(res.margin > 0);
+      // The margin PGD reaches, at its input, on the exact model: never below
+      // the certified lower bound.
+      std::vector<double> ua(res.u.begin(), res.u.end()), x, y;
+      evaluate(d, ua, x, y);
+      double reached = std::numeric_limits<double>::infinity();
+      for (index_t k = 0; k < d.q; ++k)
+        if (k != label)
+          reached = std::min(reached, y[label] - y[k]);
+      CAPTURE(bound, reached, res.margin);
+      CHECK(reached >= bound - 1e-12 * (1 + std::abs(reached)));
+      CHECK(res.margin >=
+            bound - 1e-4 * (1 + std::abs(reached))); // its own (T) evaluation
       // Far outside the radius the attack usually succeeds.
       pgd.eps = std::min(1.0, 20 * r);
-      broken_outside += pgd_attack<double>(model, u, label, pgd).success ? 1 : 0;
+      broken_outside += pgd_attack<T>(model, u, label, pgd).success ? 1 : 0;
     }
     CHECK(broken_outside > 0);
   }
@@ -225,10 +252,8 @@ TEST_CASE("PGD (100 steps, 10 restarts) never breaks a certified radius of the c
           "Fashion-MNIST models",
           "[attack][slow]") {
   const auto dir = fashion_test_data();
-  if (!dir)
-    return;
-    // Eight images with the full attack in release builds; sanitizer builds
-    // (10-20x slower) run a lighter version of the same checks.
+  // Eight images with the full attack in release builds; sanitizer builds
+  // (10-20x slower) run a lighter version of the same checks.
 #if defined(__SANITIZE_ADDRESS__)
   const index_t count = 2;
   const int steps = 10, restarts = 1;
@@ -236,7 +261,7 @@ TEST_CASE("PGD (100 steps, 10 restarts) never breaks a certified radius of the c
   const index_t count = 8;
   const int steps = 100, restarts = 10;
 #endif
-  const auto data = fashion_test_images(*dir, count);
+  const auto data = fashion_test_images(dir, count);
   for (const char *name : {"fashion_mlp", "fashion_cnn"}) {
     INFO(name);
     const auto model = fashion_model(name);
@@ -262,7 +287,15 @@ TEST_CASE("PGD (100 steps, 10 restarts) never breaks a certified radius of the c
       pgd.seed = static_cast<std::uint64_t>(j + 1);
       const auto inside = pgd_attack<double>(model, u, data.labels[j], pgd);
       CHECK_FALSE(inside.success);
-      CHECK(inside.margin > 0);
+      // The margin PGD reaches is never below the certified lower bound.
+      const auto mb = an.margins(nom, linf_box<double>(u, r, 0.0, 1.0), data.labels[j],
+                                 BoundMethod::best);
+      REQUIRE(mb.certified());
+      double bound = std::numeric_limits<double>::infinity();
+      for (index_t k = 0; k < 10; ++k)
+        if (k != data.labels[j])
+          bound = std::min(bound, double(mb.margin_lower[k]));
+      CHECK(inside.margin >= bound - 1e-12 * (1 + std::abs(inside.margin)));
       // The same attack with 10x the radius breaks some: it is not toothless.
       pgd.eps = 10 * r;
       broken_outside += pgd_attack<double>(model, u, data.labels[j], pgd).success ? 1 : 0;

@@ -180,10 +180,9 @@ TEST_CASE("IDX errors name the file and the problem", "[idx]") {
 
 TEST_CASE("Fashion-MNIST test set from the Debian package", "[idx]") {
   const auto dir = fashion_mnist_directory();
-  if (!dir) {
-    WARN("Fashion-MNIST not installed (Debian package dataset-fashion-mnist); skipped");
-    return;
-  }
+  if (!dir)
+    FAIL("Fashion-MNIST is missing: install the Debian package dataset-fashion-mnist "
+         "(/usr/share/datasets/fashion-mnist) or set TACIT_FASHION_MNIST_DIR");
   const auto test = read_idx_dataset<float>(*dir / "t10k-images-idx3-ubyte.gz",
                                             *dir / "t10k-labels-idx1-ubyte.gz");
   CHECK(test.height == 28);

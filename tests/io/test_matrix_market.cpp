@@ -429,7 +429,20 @@ TEST_CASE("Matrix Market reader survives random mutations", "[io]") {
       try {
         const auto m = parse_matrix_market<double>(text, "fuzz.mtx");
         (void)parse_matrix_market<float>(text, "fuzz.mtx");
-        CHECK(m.nnz() >= 0);
+        // An accepted file is a well-formed CSR matrix.
+        const auto rp = m.row_ptr();
+        REQUIRE(rp.size() == std::size_t(m.rows()) + 1);
+        REQUIRE(rp.front() == 0);
+        REQUIRE(rp.back() == m.nnz());
+        for (index_t i = 0; i < m.rows(); ++i) {
+          REQUIRE(rp[i] <= rp[i + 1]);
+          for (auto a = rp[i]; a < rp[i + 1]; ++a) {
+            REQUIRE(m.column(a) >= 0);
+            REQUIRE(m.column(a) < m.cols());
+            if (a > rp[i])
+              REQUIRE(m.column(a - 1) < m.column(a));
+          }
+        }
         ++accepted;
       } catch (const FileError &) {
         ++rejected;

@@ -4,8 +4,8 @@
 #include <tacit/io/idx.hpp>
 #include <tacit/io/io.hpp>
 #include <tacit/nn/onnx.hpp>
-#include <tacit/solve/solve.hpp>
 #include <tacit/operators/structured.hpp>
+#include <tacit/solve/solve.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -110,10 +110,6 @@ bool has(const std::string &text, const std::string &part) {
 } // namespace
 
 TEST_CASE("ONNX import reproduces PyTorch float64 outputs", "[onnx]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return;
-  }
   struct Case {
     const char *network;
     index_t blocks;
@@ -130,10 +126,6 @@ TEST_CASE("ONNX import reproduces PyTorch float64 outputs", "[onnx]") {
 }
 
 TEST_CASE("ONNX import of ResNet20 (option A shortcuts, BN kept and folded)", "[onnx]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return;
-  }
   OnnxImportInfo info;
   const auto model = import_onnx<float>(onnx_dir / "resnet20.onnx", &info);
   CHECK(model.states() == 188416);
@@ -149,10 +141,6 @@ TEST_CASE("ONNX import of ResNet20 (option A shortcuts, BN kept and folded)", "[
 }
 
 TEST_CASE("ONNX import of ResNet20 reproduces PyTorch", "[onnx][slow]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return;
-  }
   for (const char *variant : {"", "_folded"}) {
     INFO("resnet20" << variant);
     CHECK(parity<double>("resnet20", variant, 19) <= 1e-10);
@@ -162,10 +150,6 @@ TEST_CASE("ONNX import of ResNet20 reproduces PyTorch", "[onnx][slow]") {
 
 TEST_CASE("ONNX import: float64 model with typed initializers and a Constant bias",
           "[onnx]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return;
-  }
   OnnxImportInfo info;
   const auto model = import_onnx<double>(onnx_dir / "typed_double.onnx", &info);
   CHECK(info.input_dims == std::vector<index_t>{2, 3});
@@ -178,10 +162,6 @@ TEST_CASE("ONNX import: float64 model with typed initializers and a Constant bia
 }
 
 TEST_CASE("ONNX import rejects unsupported and malformed models", "[onnx]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return;
-  }
   SECTION("unsupported operator") {
     const auto msg = message_of<Unsupported>(
         [] { (void)import_onnx<double>(onnx_dir / "unsupported_op.onnx"); });
@@ -231,10 +211,6 @@ TEST_CASE("ONNX import rejects unsupported and malformed models", "[onnx]") {
 
 TEST_CASE("ONNX import of damaged files: a tacit error or a model, never a crash",
           "[onnx]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return;
-  }
   std::mt19937_64 rng(2024);
   int rejected = 0, imported = 0;
   for (const char *file : {"tiny_cnn.onnx", "typed_double.onnx", "residual_mlp.onnx"}) {
@@ -255,15 +231,13 @@ TEST_CASE("ONNX import of damaged files: a tacit error or a model, never a crash
 
 TEST_CASE("Fashion-MNIST models: tacit predictions equal PyTorch's", "[onnx][fashion]") {
   const auto dir = fashion_test_data();
-  if (!dir)
-    return;
-    // The whole test set in release builds, a sample under sanitizers.
+  // The whole test set in release builds, a sample under sanitizers.
 #if defined(__SANITIZE_ADDRESS__)
   const index_t count = 500;
 #else
   const index_t count = 10000;
 #endif
-  const auto test = fashion_test_images(*dir, count);
+  const auto test = fashion_test_images(dir, count);
   for (const char *name : {"fashion_mlp", "fashion_cnn"}) {
     INFO(name);
     const auto model = fashion_model(name);
@@ -310,10 +284,6 @@ TEST_CASE("Fashion-MNIST models: tacit predictions equal PyTorch's", "[onnx][fas
 #ifdef TACIT_CLI_PATH
 TEST_CASE("tacit import-onnx writes native files and Matrix Market directories",
           "[onnx][cli]") {
-  if (!onnx_import_available()) {
-    WARN("built without ONNX support; skipped");
-    return;
-  }
   ScratchDir dir;
   const auto run = [&](const std::vector<std::string> &args) {
     std::string command = std::string("'") + TACIT_CLI_PATH + "'";

@@ -3,9 +3,11 @@
 // (lib/analysis/lp_attack.cpp): single-input evaluation and margin gradients,
 // dataset checks, predictions, deterministic random streams.
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -89,6 +91,8 @@ public:
     std::vector<T> w(n), v(n), pv(n), next(n);
     model_.C().apply(Mode::transpose, T(1), std::span<const T>(g), T(0), std::span<T>(w));
     v = w;
+    // Converged when a step changes v by a few units of roundoff of T.
+    const double tol = std::max(1e-13, 8 * double(std::numeric_limits<T>::epsilon()));
     bool done = false;
     for (int it = 0; it < 5000 && !done; ++it) {
       for (index_t i = 0; i < n; ++i)
@@ -102,7 +106,7 @@ public:
         scale = std::max(scale, std::abs(double(next[i])));
       }
       v.swap(next);
-      done = diff <= 1e-13 * scale;
+      done = diff <= tol * scale;
     }
     if (!done)
       throw InvalidArgument("margin gradient: the adjoint iteration did not converge");
