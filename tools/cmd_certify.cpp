@@ -4,8 +4,8 @@
 #include <iostream>
 
 #include <tacit/analysis/bounds.hpp>
-#include <tacit/io/io.hpp>
 #include <tacit/core/model.hpp>
+#include <tacit/io/io.hpp>
 
 #include "cli_common.hpp"
 #include "cli_dataset.hpp"
@@ -14,7 +14,7 @@
 namespace tacit::cli {
 namespace {
 
-int run_certify(Invocation &inv) {
+template <class T> int certify(Invocation &inv) {
   const std::filesystem::path model_path = inv.args.positionals().at(0);
   const auto &a = inv.args;
   const std::vector<double> eps =
@@ -40,8 +40,12 @@ int run_certify(Invocation &inv) {
   Progress progress(inv.progress_enabled());
   progress.update("loading " + model_path.string() + " ...", true);
   Stopwatch clock;
-  const auto model = load_model<double>(model_path);
+  const auto model = load_model<T>(model_path);
   const LabelledData data = load_labelled(a, model.inputs(), limit);
+  Batch<T> inputs(data.inputs.rows(), data.inputs.cols());
+  for (index_t j = 0; j < inputs.cols(); ++j)
+    for (index_t i = 0; i < inputs.rows(); ++i)
+      inputs(i, j) = static_cast<T>(data.inputs(i, j));
   const double load_seconds = clock.seconds();
   for (std::size_t j = 0; j < data.labels.size(); ++j)
     if (data.labels[j] >= model.outputs())
@@ -62,18 +66,18 @@ int run_certify(Invocation &inv) {
   }
   progress.update("analysing the model ...", true);
   clock.restart();
-  BoundAnalyzer<double> analyzer(model, options.bounds);
+  BoundAnalyzer<T> analyzer(model, options.bounds);
   const double setup_seconds = clock.seconds();
   if (!analyzer.certified_well_posed())
     inv.warn("lambda_PF(L|A|) < 1 is not certified: every bound is infinite and nothing "
              "can be certified");
   const index_t count = data.inputs.cols();
-  const auto result = certify_dataset<double>(
-      analyzer, data.inputs, data.labels, eps, radius_path.has_value(), options,
-      [&](index_t done, index_t total) {
-        progress.update("certified " + fmt_count(done) + " / " + fmt_count(total) +
-                        " inputs");
-      });
+  const auto result =
+      certify_dataset<T>(analyzer, inputs, data.labels, eps, radius_path.has_value(),
+                         options, [&](index_t done, index_t total) {
+                           progress.update("certified " + fmt_count(done) + " / " +
+                                           fmt_count(total) + " inputs");
+                         });
   if (radius_path) {
     Batch<double> R(1, count);
     for (index_t j = 0; j < count; ++j)
@@ -104,6 +108,7 @@ int run_certify(Invocation &inv) {
         {"data", data.source},
         {"inputs", count},
         {"bound", to_string(method)},
+        {"precision", to_string(precision_of(a))},
         {"refine", !no_refine},
         {"feed_forward", analyzer.feed_forward()},
         {"levels", analyzer.levels()},
@@ -126,7 +131,8 @@ int run_certify(Invocation &inv) {
   } else if (inv.human()) {
     std::cout << "certified " << fmt_count(count) << " input" << (count == 1 ? "" : "s")
               << " of " << data.source << " with the " << to_string(method) << " bound"
-              << (no_refine ? " (no refinement)" : "") << "\n"
+              << (no_refine ? " (no refinement)" : "") << ", "
+              << to_string(precision_of(a)) << "\n"
               << "  model: n = " << fmt_count(model.states())
               << ", p = " << fmt_count(model.inputs()) << ", q = " << model.outputs()
               << (analyzer.feed_forward() ? ", feed-forward, " : ", implicit, ")
@@ -148,6 +154,11 @@ int run_certify(Invocation &inv) {
   return exit_ok;
 }
 
+int run_certify(Invocation &inv) {
+  return precision_of(inv.args) == Precision::float32 ? certify<float>(inv)
+                                                      : certify<double>(inv);
+}
+
 std::vector<OptionSpec> certify_options() {
   std::vector<OptionSpec> o = data_options();
   o.push_back(
@@ -167,6 +178,7 @@ std::vector<OptionSpec> certify_options() {
       {"slope-steps", 0, "N",
        "linear bound of a feed-forward model: optimise the lower ReLU slopes of "
        "margins not yet proven positive for N gradient steps (default 20; 0: off)"});
+  o.push_back(precision_option);
   return o;
 }
 
@@ -182,11 +194,14 @@ std::vector<OptionSpec> certify_options() {
         "(CROWN-style, with refined intermediate bounds); each is at least as tight as\n"
         "the previous one. With --radius-output, the largest certified radius of each\n"
         "input is searched (geometric growth, then bisection) and written one per line\n"
-        "in input order.",
+        "in input order. With --precision float32 the model is analysed in float:\n"
+        "a certificate holds for the exact real-number model with the float32\n"
+        "parameters (see the README on rounding).",
     .positionals = {{"MODEL", "model directory or native model file"}},
     .options = certify_options(),
     .epilog = "JSON fields: inputs, correct, accuracy, certified (eps, certified,\n"
-              "certified_accuracy), bound, mean_radius, median_radius, certify_seconds.\n"
+              "certified_accuracy), bound, precision, mean_radius, median_radius, "
+              "certify_seconds.\n"
               "Example: tacit certify mlp.tacit --data /usr/share/datasets/fashion-mnist "
               "--limit 1000 --eps 0.005,0.01\n",
     .order = 60,

@@ -10,6 +10,8 @@
 
 #include <tacit/tacit.hpp>
 
+#include "fashion_test_util.hpp"
+
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -813,9 +815,12 @@ TEST_CASE("tacit solve rejects bad inputs and options", "[cli]") {
   CHECK(!fs::exists(y));
 }
 
-TEST_CASE("tacit demo runs both models at a reduced size, deterministically", "[cli]") {
+TEST_CASE("tacit demo: structured ResNet20 against its CSR form, the implicit model at a "
+          "reduced size and certified accuracy, deterministically",
+          "[cli][slow]") {
   TempDir dir;
-  auto r = run_tacit(dir, {"demo", "--size", "8", "--batch", "4", "--json"});
+  auto r = run_tacit(
+      dir, {"demo", "--size", "8", "--batch", "4", "--certify", "20", "--json"});
   REQUIRE(r.code == 0);
   const auto doc = r.parsed();
   CHECK(doc.at("size") == 8);
@@ -824,28 +829,29 @@ TEST_CASE("tacit demo runs both models at a reduced size, deterministically", "[
   const auto &ff = doc.at("models")[0];
   const auto &im = doc.at("models")[1];
 
-  // The feed-forward model is the library's ResNet-like model at image 8.
-  ResNetLikeShape shape;
-  shape.image = 8;
-  const auto resnet = resnet_like_model<double>(shape, 1);
+  // The feed-forward model is the library's ResNet20 (seed 20), structured.
+  const auto resnet = resnet20<double>(ResNetShortcut::option_a, 20);
   CHECK(ff.at("kind") == "feed-forward");
   CHECK(ff.at("n") == resnet.states());
   CHECK(ff.at("nnz") == resnet.A().nnz());
   CHECK(ff.at("a_bytes") == resnet.A().bytes());
+  CHECK(ff.at("a_bytes").get<double>() * 100 < ff.at("a_csr_bytes").get<double>());
   CHECK(ff.at("certified") == true);
   CHECK(ff.at("lambda_pf").at("upper") == 0.0);
-  CHECK(ff.at("scc").at("nilpotent") == true);
   CHECK(ff.at("method") == "sweep");
   CHECK(ff.at("status") == "converged");
-  CHECK(ff.at("spmm_seconds").get<double>() > 0);
-  // Steady-state time (best of 3) and the cold first solve, both reported.
   CHECK(ff.at("first_solve_seconds").get<double>() > 0);
   CHECK(ff.at("solve_seconds").get<double>() > 0);
   // Its checksum is that of the library's outputs for the same inputs.
   EquilibriumSolver<double> solver(resnet);
   Batch<double> X, Y;
-  REQUIRE(solver.predict(random_batch<double>(resnet.inputs(), 4, 101), X, Y).ok());
+  REQUIRE(solver.predict(resnet20_inputs<double>(4, 120), X, Y).ok());
   CHECK(ff.at("checksum") == fnv1a_hex(Y));
+  // The same network as CSR gives the same outputs up to rounding.
+  REQUIRE(ff.contains("csr"));
+  CHECK(ff.at("csr").at("status") == "converged");
+  CHECK(ff.at("csr").at("max_abs_difference").get<double>() < 1e-9);
+  CHECK(ff.at("csr").at("solve_seconds").get<double>() > 0);
 
   CHECK(im.at("kind") == "implicit");
   CHECK(im.at("certified") == true);
@@ -856,13 +862,34 @@ TEST_CASE("tacit demo runs both models at a reduced size, deterministically", "[
   CHECK(im.at("iterations").get<int>() > 0);
   CHECK(im.at("residual").get<double>() < 1e-8);
 
+  // Certified accuracy: the library's on the same images with the committed
+  // CNN (a missing dataset fails here, naming it).
+  const auto &rb = doc.at("robustness");
+  REQUIRE_FALSE(rb.contains("skipped"));
+  {
+    const auto data_dir = testutil::fashion_test_data();
+    const auto data = testutil::fashion_test_images(data_dir, 20);
+    BoundAnalyzer<double> analyzer(testutil::fashion_model("fashion_cnn"));
+    const std::vector<double> eps = {0.01};
+    const auto expected =
+        certify_dataset<double>(analyzer, data.images, data.labels, eps, false,
+                                testutil::pixel_certify_options(BoundMethod::linear));
+    CHECK(rb.at("images") == 20);
+    CHECK(rb.at("correct") == expected.correct);
+    CHECK(rb.at("certified") == expected.certified[0]);
+    CHECK(expected.certified[0] > 0);
+  }
+
   // Same checksums with one thread; human output.
-  r = run_tacit(dir, {"demo", "--size", "8", "--batch", "4", "--threads", "1"});
+  r = run_tacit(dir, {"demo", "--size", "8", "--batch", "4", "--threads", "1", "--no-csr",
+                      "--certify", "0"});
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains("fnv1a " + ff.at("checksum").get<std::string>()));
   CHECK_THAT(r.out, Catch::Contains("fnv1a " + im.at("checksum").get<std::string>()));
-  CHECK_THAT(r.out, Catch::Contains("ResNet20-like"));
+  CHECK_THAT(r.out, Catch::Contains("ResNet20"));
   CHECK_THAT(r.out, Catch::Contains("vs SpMM"));
+  CHECK_THAT(r.out, !Catch::Contains("vs CSR"));
+  CHECK_THAT(r.out, !Catch::Contains("Fashion-MNIST"));
 
   r = run_tacit(dir, {"demo", "--size", "6"});
   CHECK(r.code == 1);
