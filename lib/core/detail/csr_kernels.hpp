@@ -13,7 +13,8 @@
 //    when the column is strided (one column of a slab). The product is
 //    bandwidth bound: the value and index streams are prefetched 16 KiB ahead
 //    into L2 (see gather_prefetch_distance), which is what lets two cores
-//    read them at close to the machine's read bandwidth.
+//    read them at close to the machine's read bandwidth. AVX2: the same sums,
+//    x assembled from scalar loads (AVX2 gathers are slow on many cores).
 //  - SpMM (several columns): each row is cut into panels of up to 4 vectors
 //    (32 doubles / 64 floats) of consecutive columns; per nonzero the panel's
 //    part of row x_j is multiplied by a broadcast a_ij and accumulated in
@@ -204,15 +205,6 @@ template <> struct Simd<float> {
   static constexpr M full = 0xffffu;
 };
 
-template <class T>
-inline constexpr std::int64_t gather_prefetch_distance = 16384 / sizeof(T);
-
-template <class U> inline void prefetch_stream(const U *base, std::int64_t offset) {
-  const auto address = reinterpret_cast<std::uintptr_t>(base) +
-                       static_cast<std::uintptr_t>(offset) * sizeof(U);
-  _mm_prefetch(reinterpret_cast<const char *>(address), _MM_HINT_T1);
-}
-
 /// The AVX-512 kernels' lane sum: lanes 0-7 as ((t0 + t1) + (t2 + t3)) +
 /// ((t4 + t5) + (t6 + t7)).
 inline double horizontal_sum(__m256d lo, __m256d hi) {
@@ -231,97 +223,84 @@ inline float horizontal_sum(__m256 lo, __m256 hi) {
   return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]));
 }
 
-/// SpMV row with gathers, in the AVX-512 kernel's order: blocks of 16
-/// (double) / 32 (float) entries, the first half into accumulator 0 and the
-/// second into accumulator 1 (each two ymm registers here), the rest in
-/// masked chunks of 8 / 16 into accumulator 0.
-template <bool Abs, bool Strided = false>
-inline double row_dot_gather(const double *__restrict vals,
-                             const std::int32_t *__restrict cols, std::int64_t begin,
-                             std::int64_t end, const double *__restrict x,
-                             std::int32_t ld = 1) {
-  const __m128i vld = _mm_set1_epi32(ld);
-  auto scale = [&](__m128i i) { return Strided ? _mm_mullo_epi32(i, vld) : i; };
-  const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
-  const __m256d sign = _mm256_set1_pd(-0.0);
-  auto value = [&](__m256d v) { return Abs ? _mm256_andnot_pd(sign, v) : v; };
-  auto gather = [&](__m128i i, __m256d m) {
-    return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), x, i, m, 8);
-  };
-  auto idx = [&](std::int64_t q) {
-    return scale(_mm_loadu_si128(reinterpret_cast<const __m128i *>(cols + q)));
-  };
-  __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l;
-  std::int64_t k = begin;
-  for (; k + 16 <= end; k += 16) {
-    prefetch_stream(vals, k + gather_prefetch_distance<double>);
-    prefetch_stream(vals, k + gather_prefetch_distance<double> + 8);
-    prefetch_stream(cols, k + gather_prefetch_distance<double>);
-    const __m256d x0 = gather(idx(k), all), x1 = gather(idx(k + 4), all),
-                  x2 = gather(idx(k + 8), all), x3 = gather(idx(k + 12), all);
-    a0l = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k)), x0, a0l);
-    a0h = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k + 4)), x1, a0h);
-    a1l = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k + 8)), x2, a1l);
-    a1h = _mm256_fmadd_pd(value(_mm256_loadu_pd(vals + k + 12)), x3, a1h);
+/// One ymm register of T for the SpMV rows below.
+template <class T> struct Ymm;
+template <> struct Ymm<double> {
+  using V = __m256d;
+  static constexpr int W = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V load(const double *p) { return _mm256_loadu_pd(p); }
+  static V load(__m256i m, const double *p) { return _mm256_maskload_pd(p, m); }
+  static V keep(V v, __m256i m) { return _mm256_and_pd(v, _mm256_castsi256_pd(m)); }
+  static V abs(V v) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), v); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static __m256i mask(unsigned bits) { return lane_mask4(bits); }
+  template <class F> static V build(F at) {
+    return _mm256_setr_pd(at(0), at(1), at(2), at(3));
   }
-  for (; k < end; k += 8) {
-    const auto n = static_cast<unsigned>(std::min<std::int64_t>(8, end - k));
-    const unsigned bits = (1u << n) - 1u;
-    const __m256i ml = lane_mask4(bits), mh = lane_mask4(bits >> 4);
-    const __m128i il =
-        scale(_mm_maskload_epi32(cols + k, _mm256_castsi256_si128(lane_mask8(bits))));
-    const __m128i ih = scale(
-        _mm_maskload_epi32(cols + k + 4, _mm256_castsi256_si128(lane_mask8(bits >> 4))));
-    const __m256d vl = value(_mm256_maskload_pd(vals + k, ml));
-    const __m256d vh = value(_mm256_maskload_pd(vals + k + 4, mh));
-    a0l = _mm256_fmadd_pd(vl, gather(il, _mm256_castsi256_pd(ml)), a0l);
-    a0h = _mm256_fmadd_pd(vh, gather(ih, _mm256_castsi256_pd(mh)), a0h);
+};
+template <> struct Ymm<float> {
+  using V = __m256;
+  static constexpr int W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float *p) { return _mm256_loadu_ps(p); }
+  static V load(__m256i m, const float *p) { return _mm256_maskload_ps(p, m); }
+  static V keep(V v, __m256i m) { return _mm256_and_ps(v, _mm256_castsi256_ps(m)); }
+  static V abs(V v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static __m256i mask(unsigned bits) { return lane_mask8(bits); }
+  template <class F> static V build(F at) {
+    return _mm256_setr_ps(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
   }
-  return horizontal_sum(_mm256_add_pd(a0l, a1l), _mm256_add_pd(a0h, a1h));
-}
+};
 
-template <bool Abs, bool Strided = false>
-inline float row_dot_gather(const float *__restrict vals,
-                            const std::int32_t *__restrict cols, std::int64_t begin,
-                            std::int64_t end, const float *__restrict x,
-                            std::int32_t ld = 1) {
-  const __m256i vld = _mm256_set1_epi32(ld);
-  auto scale = [&](__m256i i) { return Strided ? _mm256_mullo_epi32(i, vld) : i; };
-  const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  auto value = [&](__m256 v) { return Abs ? _mm256_andnot_ps(sign, v) : v; };
-  auto gather = [&](__m256i i, __m256 m) {
-    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, i, m, 4);
+/// SpMV row in the AVX-512 gather kernel's order: blocks of 4W entries (W
+/// lanes per ymm), the first half into accumulator 0 and the second into
+/// accumulator 1 (each two ymm registers here), the rest in masked chunks of
+/// 2W into accumulator 0, and the same tree at the end: the AVX-512 bits.
+/// The vectors of x are assembled from scalar loads instead of gathers
+/// (AVX2 gathers are microcoded on several cores, e.g. one ymm gather per 4+
+/// cycles on Zen 2/3, while scalar loads issue 2-3 per cycle). No software
+/// prefetch: the value and index streams are sequential and the hardware
+/// prefetchers keep up (the AVX-512 kernel's L2 prefetch measured slower
+/// here).
+template <bool Abs, bool Strided = false, class T>
+inline T row_dot_gather(const T *__restrict vals, const std::int32_t *__restrict cols,
+                        std::int64_t begin, std::int64_t end, const T *__restrict x,
+                        std::int32_t ld = 1) {
+  using Y = Ymm<T>;
+  using V = typename Y::V;
+  constexpr int W = Y::W;
+  auto value = [&](V v) { return Abs ? Y::abs(v) : v; };
+  auto gather = [&](const std::int32_t *c) {
+    return Y::build([&](int j) {
+      return x[Strided ? static_cast<std::int64_t>(c[j]) * ld
+                       : static_cast<std::int64_t>(c[j])];
+    });
   };
-  auto idx = [&](std::int64_t q) {
-    return scale(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(cols + q)));
-  };
-  __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l;
+  V a0l = Y::zero(), a0h = a0l, a1l = a0l, a1h = a0l;
   std::int64_t k = begin;
-  for (; k + 32 <= end; k += 32) {
-    prefetch_stream(vals, k + gather_prefetch_distance<float>);
-    prefetch_stream(vals, k + gather_prefetch_distance<float> + 16);
-    prefetch_stream(cols, k + gather_prefetch_distance<float>);
-    prefetch_stream(cols, k + gather_prefetch_distance<float> + 16);
-    const __m256 x0 = gather(idx(k), all), x1 = gather(idx(k + 8), all),
-                 x2 = gather(idx(k + 16), all), x3 = gather(idx(k + 24), all);
-    a0l = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k)), x0, a0l);
-    a0h = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k + 8)), x1, a0h);
-    a1l = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k + 16)), x2, a1l);
-    a1h = _mm256_fmadd_ps(value(_mm256_loadu_ps(vals + k + 24)), x3, a1h);
+  for (; k + 4 * W <= end; k += 4 * W) {
+    a0l = Y::fma(value(Y::load(vals + k)), gather(cols + k), a0l);
+    a0h = Y::fma(value(Y::load(vals + k + W)), gather(cols + k + W), a0h);
+    a1l = Y::fma(value(Y::load(vals + k + 2 * W)), gather(cols + k + 2 * W), a1l);
+    a1h = Y::fma(value(Y::load(vals + k + 3 * W)), gather(cols + k + 3 * W), a1h);
   }
-  for (; k < end; k += 16) {
-    const auto n = static_cast<unsigned>(std::min<std::int64_t>(16, end - k));
+  for (; k < end; k += 2 * W) {
+    const auto n = static_cast<unsigned>(std::min<std::int64_t>(2 * W, end - k));
     const unsigned bits = (1u << n) - 1u;
-    const __m256i ml = lane_mask8(bits), mh = lane_mask8(bits >> 8);
-    const __m256i il = scale(_mm256_maskload_epi32(cols + k, ml));
-    const __m256i ih = scale(_mm256_maskload_epi32(cols + k + 8, mh));
-    const __m256 vl = value(_mm256_maskload_ps(vals + k, ml));
-    const __m256 vh = value(_mm256_maskload_ps(vals + k + 8, mh));
-    a0l = _mm256_fmadd_ps(vl, gather(il, _mm256_castsi256_ps(ml)), a0l);
-    a0h = _mm256_fmadd_ps(vh, gather(ih, _mm256_castsi256_ps(mh)), a0h);
+    const __m256i ml = Y::mask(bits), mh = Y::mask(bits >> W);
+    // Masked lanes read x[0] and are cleared (as the masked gather's zeros).
+    alignas(32) std::int32_t c[2 * W];
+    for (int h = 0; h < 2 * W; h += 8)
+      _mm256_store_si256(reinterpret_cast<__m256i *>(c + h),
+                         _mm256_maskload_epi32(cols + k + h, lane_mask8(bits >> h)));
+    a0l = Y::fma(value(Y::load(ml, vals + k)), Y::keep(gather(c), ml), a0l);
+    a0h = Y::fma(value(Y::load(mh, vals + k + W)), Y::keep(gather(c + W), mh), a0h);
   }
-  return horizontal_sum(_mm256_add_ps(a0l, a1l), _mm256_add_ps(a0h, a1h));
+  return horizontal_sum(Y::add(a0l, a1l), Y::add(a0h, a1h));
 }
 
 #endif // AVX2
