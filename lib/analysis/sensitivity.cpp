@@ -10,6 +10,7 @@
 
 #include <tacit/core/csr.hpp>
 #include <tacit/core/error.hpp>
+#include <tacit/solve/adjoint.hpp>
 #include <tacit/solve/solve.hpp>
 
 #include "analysis/detail/sensitivity_backends.hpp"
@@ -311,30 +312,6 @@ template BoxBounds<double> box_bounds(const Model<double> &,
 
 // ------------------------------------------------------------------ gradients
 
-namespace {
-
-template <class T> T derivative(const Activation &a, T z) {
-  switch (a.kind) {
-  case ActivationKind::relu:
-    return z > T(0) ? T(1) : T(0);
-  case ActivationKind::leaky_relu:
-    return z > T(0) ? T(1) : static_cast<T>(a.slope);
-  case ActivationKind::tanh: {
-    const T t = std::tanh(z);
-    return T(1) - t * t;
-  }
-  case ActivationKind::sigmoid: {
-    const T s = T(1) / (T(1) + std::exp(-z));
-    return s * (T(1) - s);
-  }
-  case ActivationKind::identity:
-    return T(1);
-  }
-  return T(1);
-}
-
-} // namespace
-
 template <class T>
 void output_gradients(const Model<T> &model, const Batch<T> &U,
                       std::span<const index_t> outputs, Batch<T> &G) {
@@ -348,12 +325,12 @@ void output_gradients(const Model<T> &model, const Batch<T> &U,
                             " out of range (q = " + std::to_string(q) + ")");
   const index_t m = U.cols(), nq = static_cast<index_t>(outputs.size());
   const index_t K = m * nq;
-  if (G.rows() != p || G.cols() != K)
+  if (G.rows() != p || G.cols() != K || G.slab_width() != U.slab_width())
     G = Batch<T>(p, K, U.slab_width());
   if (K == 0)
     return;
 
-  // Equilibria and pre-activations.
+  // Equilibria.
   EquilibriumSolver<T> solver(model);
   Batch<T> X;
   const SolveReport report = solver.solve(U, X);
@@ -361,51 +338,27 @@ void output_gradients(const Model<T> &model, const Batch<T> &U,
     throw InvalidArgument("output_gradients: the equilibrium solve did not converge (" +
                           to_string(report.status) + ", residual " +
                           fmt(report.residual) + "): " + report.message);
-  Dense<T> Xd(n, m), Ud(p, m), Z(n, m);
-  for (index_t j = 0; j < m; ++j) {
-    for (index_t i = 0; i < n; ++i)
-      Xd.data[static_cast<std::size_t>(i * m + j)] = X(i, j);
-    for (index_t i = 0; i < p; ++i)
-      Ud.data[static_cast<std::size_t>(i * m + j)] = U(i, j);
-  }
-  model.A().apply(Mode::normal, T(1), Xd.view(), T(0), Z.view());
-  model.B().apply(Mode::normal, T(1), Ud.view(), T(1), Z.view());
-  const auto acts = model.activations();
-  const auto bx = model.bias_x();
-
-  // Right-hand sides C^T e_k and the masks P (per column: its sample's).
-  Dense<T> E(q, K), H(n, K), P(n, K);
-  for (index_t s = 0; s < m; ++s)
-    for (index_t j = 0; j < nq; ++j)
-      E.data[static_cast<std::size_t>(outputs[j] * K + s * nq + j)] = T(1);
-  model.C().apply(Mode::transpose, T(1), E.view(), T(0), H.view());
-  for (index_t i = 0; i < n; ++i)
-    for (index_t s = 0; s < m; ++s) {
-      const T d =
-          derivative(acts[i], Z.data[static_cast<std::size_t>(i * m + s)] + bx[i]);
-      for (index_t j = 0; j < nq; ++j)
-        P.data[static_cast<std::size_t>(i * K + s * nq + j)] = d;
+  // Column s * |outputs| + j: sample s, output gradient e_{outputs[j]}; the
+  // adjoint through the equilibrium (tacit/solve/adjoint.hpp), then
+  // grad = B^T v + D^T e_k.
+  const index_t W = U.slab_width();
+  Batch<T> Xr(n, K, W), Ur(p, K, W), E(q, K, W), V;
+  std::vector<T> xs(static_cast<std::size_t>(n)), us(static_cast<std::size_t>(p));
+  for (index_t s = 0; s < m; ++s) {
+    X.get_column(s, xs);
+    U.get_column(s, us);
+    for (index_t j = 0; j < nq; ++j) {
+      Xr.set_column(s * nq + j, xs);
+      Ur.set_column(s * nq + j, us);
+      E(outputs[j], s * nq + j) = T(1);
     }
-
-  // h = P (A^T h + C^T e_k).
-  SensitivityOptions options;
-  const auto solver_h = detail::make_linearised_resolvent<T>(model.A_ptr(), options);
-  SensitivitySolveStats stats;
-  solver_h->solve_linearised(H.view(), P.view(), Execution::parallel, stats);
-  if (!stats.converged)
-    throw InvalidArgument("output_gradients: the gradient iteration did not converge "
-                          "(error bound " +
-                          fmt(stats.error_bound) + " after " +
-                          std::to_string(stats.iterations) + " iterations)");
-
-  // grad = B^T h + D^T e_k.
-  Dense<T> Gd(p, K);
-  model.B().apply(Mode::transpose, T(1), H.view(), T(0), Gd.view());
-  if (model.D())
-    model.D()->apply(Mode::transpose, T(1), E.view(), T(1), Gd.view());
-  for (index_t i = 0; i < p; ++i)
-    for (index_t c = 0; c < K; ++c)
-      G(i, c) = Gd.data[static_cast<std::size_t>(i * K + c)];
+  }
+  AdjointSolver<T> adjoint(model);
+  const AdjointReport ar = adjoint.solve_outputs(Xr, Ur, E, V);
+  if (!ar.ok())
+    throw InvalidArgument("output_gradients: the gradient iteration did not converge (" +
+                          to_string(ar.status) + "): " + ar.message);
+  input_gradient(model, V, E, G);
 }
 
 template void output_gradients(const Model<float> &, const Batch<float> &,

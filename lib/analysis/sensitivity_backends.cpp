@@ -62,14 +62,11 @@ std::shared_ptr<const CsrMatrix<T>> shared_csr(const OperatorPtr<T> &M) {
 
 // ------------------------------------------------------------------ CSR sweep
 
-/// One row of a sweep: w_i <- (w_i + sum_{j != i} a_ij w_j) / (1 - |a_ii|)
-/// (Abs: with |a_ij|), or, Masked, w_i <- P_i (w_i + sum_j a_ij w_j) /
-/// (1 - P_i a_ii). Zero entries are skipped (they may point to rows not
-/// solved yet).
-template <class T, bool Masked, class I>
+/// One row of a sweep: w_i <- (w_i + sum_{j != i} |a_ij| w_j) / (1 - |a_ii|).
+/// Zero entries are skipped (they may point to rows not solved yet).
+template <class T, class I>
 inline void sweep_row(index_t i, const std::int64_t *rp, const I *cols, const T *vals,
-                      T diag, T inv, MatrixView<T> w, const T *mask, index_t c0,
-                      index_t kc) {
+                      T inv, MatrixView<T> w, index_t c0, index_t kc) {
   alignas(64) T acc[sweep_chunk];
   T *wi = w.row(i) + c0;
   for (index_t c = 0; c < kc; ++c)
@@ -79,21 +76,13 @@ inline void sweep_row(index_t i, const std::int64_t *rp, const I *cols, const T 
     T a = vals[e];
     if (j == i || a == T(0))
       continue;
-    if constexpr (!Masked)
-      a = std::abs(a);
+    a = std::abs(a);
     const T *wj = w.row(j) + c0;
     for (index_t c = 0; c < kc; ++c)
       acc[c] += a * wj[c];
   }
-  if constexpr (Masked) {
-    for (index_t c = 0; c < kc; ++c) {
-      const T pc = mask[c];
-      wi[c] = pc * acc[c] / (T(1) - pc * diag);
-    }
-  } else {
-    for (index_t c = 0; c < kc; ++c)
-      wi[c] = acc[c] * inv;
-  }
+  for (index_t c = 0; c < kc; ++c)
+    wi[c] = acc[c] * inv;
 }
 
 template <class T> class CsrSweep final : public Resolvent<T> {
@@ -129,13 +118,7 @@ public:
   void solve(MatrixView<T> w, bool transposed, Execution exec,
              SensitivitySolveStats &stats) const override {
     stats = {};
-    run<false>(transposed ? transpose() : *A_, transposed, w, {}, exec);
-  }
-
-  void solve_linearised(MatrixView<T> h, ConstMatrixView<T> P, Execution exec,
-                        SensitivitySolveStats &stats) const override {
-    stats = {};
-    run<true>(transpose(), true, h, P, exec);
+    run(transposed ? transpose() : *A_, transposed, w, exec);
   }
 
   std::size_t bytes() const override {
@@ -190,9 +173,7 @@ private:
     return *At_;
   }
 
-  template <bool Masked>
-  void run(const CsrMatrix<T> &M, bool reverse, MatrixView<T> w, ConstMatrixView<T> P,
-           Execution exec) const {
+  void run(const CsrMatrix<T> &M, bool reverse, MatrixView<T> w, Execution exec) const {
     const index_t k = w.cols;
     const index_t L = static_cast<index_t>(levels_.size());
     const std::int64_t *rp = M.row_ptr().data();
@@ -206,8 +187,7 @@ private:
         auto rows = [&](index_t a, index_t b) {
           for (index_t pos = a; pos < b; ++pos) {
             const index_t i = order[pos];
-            sweep_row<T, Masked>(i, rp, cols, vals, diag_[i], inv_[i], w,
-                                 Masked ? P.row(i) + c0 : nullptr, c0, kc);
+            sweep_row<T>(i, rp, cols, vals, inv_[i], w, c0, kc);
           }
         };
         for (index_t li = 0; li < L; ++li) {
@@ -297,11 +277,6 @@ public:
           wi[c] = static_cast<T>(buffer_[static_cast<std::size_t>(c * n_ + i)]);
       }
     }
-  }
-
-  void solve_linearised(MatrixView<T>, ConstMatrixView<T>, Execution,
-                        SensitivitySolveStats &) const override {
-    throw Unsupported("the KLU back-end does not solve linearised systems");
   }
 
   std::size_t bytes() const override {
@@ -483,12 +458,7 @@ public:
 
   void solve(MatrixView<T> w, bool transposed, Execution exec,
              SensitivitySolveStats &stats) const override {
-    iterate(w, {}, transposed ? Mode::abs_transpose : Mode::abs, !transposed, exec,
-            stats);
-  }
-  void solve_linearised(MatrixView<T> h, ConstMatrixView<T> P, Execution exec,
-                        SensitivitySolveStats &stats) const override {
-    iterate(h, P, Mode::transpose, false, exec, stats);
+    iterate(w, transposed ? Mode::abs_transpose : Mode::abs, !transposed, exec, stats);
   }
 
   std::size_t bytes() const override { return v_.size() * sizeof(double); }
@@ -555,42 +525,25 @@ private:
     nx.assign(total.begin() + k, total.end());
   }
 
-  void iterate(MatrixView<T> w, ConstMatrixView<T> P, Mode mode, bool max_norm,
-               Execution exec, SensitivitySolveStats &stats) const {
+  void iterate(MatrixView<T> w, Mode mode, bool max_norm, Execution exec,
+               SensitivitySolveStats &stats) const {
     const index_t n = w.rows, k = w.cols;
     stats = {};
     std::vector<T> r(static_cast<std::size_t>(n * k)), a(r.size()), b(r.size());
     for (index_t i = 0; i < n; ++i)
       for (index_t c = 0; c < k; ++c)
         r[static_cast<std::size_t>(i * k + c)] = w(i, c);
-    // Start from w_0 = r (Masked: P .* r).
-    const bool masked = P.data != nullptr;
-    for (std::size_t e = 0; e < r.size(); ++e)
-      a[e] = masked ? P.data[(e / k) * P.ld + e % k] * r[e] : r[e];
+    // Start from w_0 = r.
+    std::copy(r.begin(), r.end(), a.begin());
     MatrixView<T> cur{a.data(), n, k, k}, next{b.data(), n, k, k};
     std::vector<double> nd, nx;
     const double factor = theta_ / (1 - theta_);
     double best = std::numeric_limits<double>::infinity();
     int since_best = 0;
     for (int it = 1;; ++it) {
-      // next = M cur + r, or P .* (M^T cur + r).
+      // next = op(|M|) cur + r.
       std::copy(r.begin(), r.end(), next.data);
       A_->apply(mode, T(1), ConstMatrixView<T>(cur), T(1), next, exec);
-      if (masked) {
-        const auto mask = [&](index_t i0, index_t i1) {
-          for (index_t i = i0; i < i1; ++i) {
-            const T *pi = P.row(i);
-            T *ni = next.row(i);
-            for (index_t c = 0; c < k; ++c)
-              ni[c] *= pi[c];
-          }
-        };
-        if (exec == Execution::parallel)
-          tbb::parallel_for(tbb::blocked_range<index_t>(0, n, 4096),
-                            [&](const auto &rg) { mask(rg.begin(), rg.end()); });
-        else
-          mask(0, n);
-      }
       // cur <- next - cur (the step), then swap so that cur is the iterate.
       for (std::size_t e = 0; e < a.size(); ++e)
         cur.data[e] = next.data[e] - cur.data[e];
@@ -643,7 +596,7 @@ public:
   };
 
   BlockSweep(OperatorPtr<T> keep, const BlockStructure<T> &A,
-             const SensitivityOptions &options, bool linearised, SensitivityInfo &info)
+             const SensitivityOptions &options, SensitivityInfo &info)
       : keep_(std::move(keep)) {
     const index_t nb = A.row_blocks();
     offsets_.resize(static_cast<std::size_t>(nb + 1));
@@ -675,14 +628,11 @@ public:
         ResolventChoice nested;
         SensitivityOptions o = options;
         o.method = SensitivityMethod::automatic;
-        diag_[pos.row] = linearised ? make_linearised_resolvent<T>(pos.op, o)
-                                    : make_resolvent<T>(pos.op, o, nested);
-        if (!linearised) {
-          lambda_upper = std::max(lambda_upper, nested.info.lambda_upper);
-          lambda_lower = std::max(lambda_lower, nested.info.lambda_lower);
-          if (!nested.info.exact)
-            info.exact = false;
-        }
+        diag_[pos.row] = make_resolvent<T>(pos.op, o, nested);
+        lambda_upper = std::max(lambda_upper, nested.info.lambda_upper);
+        lambda_lower = std::max(lambda_lower, nested.info.lambda_lower);
+        if (!nested.info.exact)
+          info.exact = false;
         ++diagonal_blocks_;
       } else {
         by_row_[pos.row].push_back(positions_.size());
@@ -699,11 +649,7 @@ public:
 
   void solve(MatrixView<T> w, bool transposed, Execution exec,
              SensitivitySolveStats &stats) const override {
-    run(w, {}, transposed, false, exec, stats);
-  }
-  void solve_linearised(MatrixView<T> h, ConstMatrixView<T> P, Execution exec,
-                        SensitivitySolveStats &stats) const override {
-    run(h, P, true, true, exec, stats);
+    run(w, transposed, exec, stats);
   }
 
   std::size_t bytes() const override {
@@ -721,12 +667,11 @@ public:
   }
 
 private:
-  void run(MatrixView<T> w, ConstMatrixView<T> P, bool transposed, bool masked,
-           Execution exec, SensitivitySolveStats &stats) const {
+  void run(MatrixView<T> w, bool transposed, Execution exec,
+           SensitivitySolveStats &stats) const {
     stats = {};
     const index_t nb = static_cast<index_t>(by_row_.size());
-    const Mode mode =
-        masked ? Mode::transpose : (transposed ? Mode::abs_transpose : Mode::abs);
+    const Mode mode = transposed ? Mode::abs_transpose : Mode::abs;
     for (index_t s = 0; s < nb; ++s) {
       const index_t b = transposed ? nb - 1 - s : s;
       MatrixView<T> wb = row_range(w, offsets_[b], offsets_[b + 1]);
@@ -741,21 +686,10 @@ private:
       }
       if (diag_[b]) {
         SensitivitySolveStats inner;
-        if (masked)
-          diag_[b]->solve_linearised(wb, row_range(P, offsets_[b], offsets_[b + 1]), exec,
-                                     inner);
-        else
-          diag_[b]->solve(wb, transposed, exec, inner);
+        diag_[b]->solve(wb, transposed, exec, inner);
         stats.iterations = std::max(stats.iterations, inner.iterations);
         stats.error_bound = std::max(stats.error_bound, inner.error_bound);
         stats.converged = stats.converged && inner.converged;
-      } else if (masked) {
-        for (index_t i = 0; i < wb.rows; ++i) {
-          const T *pi = P.row(offsets_[b] + i);
-          T *wi = wb.row(i);
-          for (index_t c = 0; c < wb.cols; ++c)
-            wi[c] *= pi[c];
-        }
       }
     }
   }
@@ -797,7 +731,7 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
 
   if (may_sweep) {
     if (const auto *block = as_block_triangular(*M)) {
-      auto r = std::make_unique<BlockSweep<T>>(M, *block, options, false, info);
+      auto r = std::make_unique<BlockSweep<T>>(M, *block, options, info);
       info.method = SensitivityMethod::sweep;
       info.reason = std::string("A is ") +
                     (r->diagonal_blocks() ? "block lower triangular (" +
@@ -872,33 +806,10 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
   return std::make_unique<IterativeSolve<T>>(M, std::move(cert), options);
 }
 
-template <class T>
-std::unique_ptr<Resolvent<T>>
-make_linearised_resolvent(const OperatorPtr<T> &M, const SensitivityOptions &options) {
-  if (const auto *block = as_block_triangular(*M)) {
-    SensitivityInfo info;
-    return std::make_unique<BlockSweep<T>>(M, *block, options, true, info);
-  }
-  const auto A = shared_csr(M);
-  const SccDecomposition scc = strongly_connected_components(*A);
-  if (!CsrSweep<T>::unsuitable(*A, scc, nullptr))
-    return std::make_unique<CsrSweep<T>>(A, scc);
-  Certificate cert = make_certificate(*A, scc, options.perron);
-  if (!cert.problem.empty())
-    throw InvalidArgument(
-        "gradients: no certified contraction for h = P (A^T h + c): " + cert.problem +
-        " (lambda_PF(|A|) in " + interval(cert.pf) + ")");
-  return std::make_unique<IterativeSolve<T>>(M, std::move(cert), options);
-}
-
 template std::unique_ptr<Resolvent<float>>
 make_resolvent(const OperatorPtr<float> &, const SensitivityOptions &, ResolventChoice &);
 template std::unique_ptr<Resolvent<double>> make_resolvent(const OperatorPtr<double> &,
                                                            const SensitivityOptions &,
                                                            ResolventChoice &);
-template std::unique_ptr<Resolvent<float>>
-make_linearised_resolvent(const OperatorPtr<float> &, const SensitivityOptions &);
-template std::unique_ptr<Resolvent<double>>
-make_linearised_resolvent(const OperatorPtr<double> &, const SensitivityOptions &);
 
 } // namespace tacit::inline v1::detail

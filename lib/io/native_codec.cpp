@@ -56,7 +56,8 @@ enum BuiltinCode : std::uint32_t {
   channel_pad = 5,
   dense = 6,
   composed = 7,
-  block = 8
+  block = 8,
+  avg_pool = 9
 };
 
 template <class T> void register_builtin_codecs(Registry<T> &r) {
@@ -192,6 +193,29 @@ template <class T> void register_builtin_codecs(Registry<T> &r) {
                                                   std::move(entries));
       },
       "block operator"));
+  r.add(make_native_codec<AvgPool2dOperator<T>>(
+      avg_pool,
+      [](const AvgPool2dOperator<T> &pool, NativeEncoder<T> &out) {
+        const auto in = pool.input_shape();
+        const auto pads = pool.pads();
+        for (const index_t v :
+             {in.channels, in.height, in.width, pool.kernel_h(), pool.kernel_w(),
+              pool.stride_h(), pool.stride_w(), pads[0], pads[1], pads[2], pads[3],
+              index_t(pool.count_include_pad() ? 1 : 0)})
+          out.put_count(v);
+      },
+      [](NativeDecoder<T> &in) -> OperatorPtr<T> {
+        TensorShape shape;
+        shape.channels = in.count("pooling input");
+        shape.height = in.count("pooling input");
+        shape.width = in.count("pooling input");
+        index_t v[9];
+        for (auto &x : v)
+          x = in.count("pooling window");
+        return std::make_shared<AvgPool2dOperator<T>>(shape, v[0], v[1], v[2], v[3], v[4],
+                                                      v[5], v[6], v[7], v[8] != 0);
+      },
+      "average pooling"));
 }
 
 } // namespace

@@ -59,14 +59,15 @@ template <class T> std::optional<T> identity_scale(const OperatorPtr<T> &op) {
 }
 
 /// L o op, folded where cheap.
-template <class T> OperatorPtr<T> compose(OperatorPtr<T> L, const OperatorPtr<T> &op) {
+template <class T>
+OperatorPtr<T> compose(OperatorPtr<T> L, const OperatorPtr<T> &op, bool fold_dense) {
   if (!op)
     return L;
   if (const auto s = identity_scale(op); s && *s == T(1))
     return L;
   if (const auto s = identity_scale(L); s && *s == T(1))
     return op;
-  if (const auto *dense = capability<DenseForm<T>>(*L);
+  if (const auto *dense = fold_dense ? capability<DenseForm<T>>(*L) : nullptr;
       dense && L->rows() * op->cols() <= kDenseFoldLimit) {
     // Rows of L * op are op^T applied to the rows of L.
     const index_t r = L->rows(), m = op->rows(), c = op->cols();
@@ -156,6 +157,7 @@ template <class T> struct NetworkBuilder<T>::Impl {
   std::vector<StateBlock> blocks;
   std::vector<std::vector<Term<T>>> block_terms;
   std::vector<std::vector<T>> block_bias;
+  bool fold_dense = true;
 
   const Expr<T> &node(Node x, const char *op) const {
     if (x < 0 || x >= static_cast<Node>(nodes.size()))
@@ -178,7 +180,7 @@ template <class T> struct NetworkBuilder<T>::Impl {
     e.shape = shape;
     e.label = std::move(lbl);
     for (const auto &t : x.terms)
-      e.terms.push_back({t.target, compose(L, t.op)});
+      e.terms.push_back({t.target, compose(L, t.op, fold_dense)});
     e.bias = apply_vector(*L, x.bias);
     return e;
   }
@@ -477,6 +479,10 @@ template <class T> TensorShape NetworkBuilder<T>::shape(Node x) const {
 
 template <class T> index_t NetworkBuilder<T>::state_blocks() const noexcept {
   return static_cast<index_t>(impl_->blocks.size());
+}
+
+template <class T> void NetworkBuilder<T>::fold_dense_products(bool on) noexcept {
+  impl_->fold_dense = on;
 }
 
 template <class T> Model<T> NetworkBuilder<T>::build(Node output) const {

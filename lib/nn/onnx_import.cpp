@@ -167,8 +167,11 @@ template <class T> class Importer {
 public:
   using Node = typename NetworkBuilder<T>::Node;
 
-  Importer(const onnx::ModelProto &model, std::string name, OnnxImportInfo *info)
-      : model_(model), name_(std::move(name)), info_(info) {}
+  Importer(const onnx::ModelProto &model, std::string name, OnnxImportInfo *info,
+           const OnnxImportOptions &options)
+      : model_(model), name_(std::move(name)), info_(info) {
+    builder_.fold_dense_products(options.fold_dense_products);
+  }
 
   Model<T> run();
 
@@ -1733,7 +1736,7 @@ template <class T> Model<T> Importer<T>::run() {
 
 template <class T>
 Model<T> import_onnx_bytes(std::string_view bytes, const std::string &name,
-                           OnnxImportInfo *info) {
+                           OnnxImportInfo *info, const OnnxImportOptions &options) {
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     throw FileError(name, 0, "larger than 2 GiB; not supported");
   onnx::ModelProto model;
@@ -1741,21 +1744,31 @@ Model<T> import_onnx_bytes(std::string_view bytes, const std::string &name,
     throw FileError(name, 0,
                     "not a valid ONNX model (the protobuf message does not parse: "
                     "truncated or not an ONNX file)");
-  Importer<T> importer(model, name, info);
+  Importer<T> importer(model, name, info, options);
   return importer.run();
 }
 
 
 template <class T> Model<T> import_onnx(const fs::path &file, OnnxImportInfo *info) {
+  return import_onnx<T>(file, OnnxImportOptions{}, info);
+}
+
+template <class T>
+Model<T> import_onnx(const fs::path &file, const OnnxImportOptions &options,
+                     OnnxImportInfo *info) {
   const auto buffer = detail::read_whole_file(file);
-  return import_onnx_bytes<T>(buffer.view(), detail::display_name(file), info);
+  return import_onnx_bytes<T>(buffer.view(), detail::display_name(file), info, options);
 }
 
 template Model<float> import_onnx<float>(const fs::path &, OnnxImportInfo *);
 template Model<double> import_onnx<double>(const fs::path &, OnnxImportInfo *);
+template Model<float> import_onnx<float>(const fs::path &, const OnnxImportOptions &,
+                                        OnnxImportInfo *);
+template Model<double> import_onnx<double>(const fs::path &, const OnnxImportOptions &,
+                                          OnnxImportInfo *);
 template Model<float> import_onnx_bytes<float>(std::string_view, const std::string &,
-                                               OnnxImportInfo *);
+                                               OnnxImportInfo *, const OnnxImportOptions &);
 template Model<double> import_onnx_bytes<double>(std::string_view, const std::string &,
-                                                 OnnxImportInfo *);
+                                                 OnnxImportInfo *, const OnnxImportOptions &);
 
 } // namespace tacit::inline v1

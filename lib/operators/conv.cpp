@@ -412,6 +412,12 @@ OperatorPtr<T> Conv2dOperator<T>::plus(const LinearOperator<T> &other) const {
   return std::make_shared<Conv2dOperator<T>>(geometry_, std::move(w));
 }
 
+// Trainable (the rest is in conv_gradient.cpp): new weights, new packed
+// copies and adjoint kernels.
+template <class T> void Conv2dOperator<T>::parameters_changed() {
+  state_ = std::make_shared<detail::ConvState<T>>(geometry_, weights_);
+}
+
 template class Conv2dOperator<float>;
 template class Conv2dOperator<double>;
 

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <string>
 
+#include "operators/detail/gemm_plan.hpp"
 #include "operators/detail/operator_kernels.hpp"
 
 namespace tacit::inline v1 {
@@ -508,6 +509,18 @@ void DenseOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
                                MatrixView<T> y, Execution exec) const {
   TACIT_DENSE_TAPS;
   const index_t inner = is_transposed(mode) ? m : n;
+  if (exec == Execution::parallel && !is_absolute(mode)) {
+    // The level's register-tiled kernel on row chunks (W or W^T by strides).
+    const bool tr = is_transposed(mode);
+    const index_t out = tr ? n : m, cols = x.cols;
+    const index_t rs = tr ? 1 : n, cs = tr ? n : 1;
+    const auto &kernel = detail::gemm_kernels().of<T>();
+    detail::for_range(exec, out, grain_for(inner, cols), [&](index_t i0, index_t i1) {
+      kernel.product(i0, i1, 0, cols, inner, a, rs, cs, x.data, x.ld, y.data, y.ld, alpha,
+                     beta);
+    });
+    return;
+  }
   tap_apply(*this, mode, alpha, x, beta, y, exec, grain_for(inner, x.cols), fwd, adj);
 }
 template <class T> void DenseOperator<T>::row_abs_sums_into(std::span<T> out) const {
@@ -802,6 +815,34 @@ template <class T> std::optional<Entry> BlockOperator<T>::first_non_finite() con
       best = e;
   }
   return best;
+}
+
+// After a clone's parameters changed: the factors' and entries' caches and
+// the explicit products built from them (the rest of Trainable is in
+// trainable.cpp).
+namespace {
+template <class T> void notify_owned(const OperatorPtr<T> &op) {
+  if (auto *t = capability<Trainable<T>>(const_cast<LinearOperator<T> &>(*op)))
+    t->parameters_changed();
+}
+} // namespace
+template <class T> void ComposedOperator<T>::parameters_changed() {
+  if (owns_factors_) {
+    notify_owned(left_);
+    notify_owned(right_);
+  }
+  cache_ = std::make_shared<detail::BlockCache<T>>();
+}
+template <class T> void BlockOperator<T>::parameters_changed() {
+  if (owns_entries_) {
+    std::vector<const LinearOperator<T> *> done;
+    for (const auto &e : blocks_.entries())
+      if (std::find(done.begin(), done.end(), e.op.get()) == done.end()) {
+        done.push_back(e.op.get());
+        notify_owned(e.op);
+      }
+  }
+  cache_ = std::make_shared<detail::BlockCache<T>>();
 }
 
 #define TACIT_INSTANTIATE(Class)                                                         \

@@ -368,7 +368,9 @@ TEMPLATE_TEST_CASE("Identity, diagonal, dense operators", "[structured]", float,
       M.a[i] = a[i];
     CHECK(op.kind() == "dense");
     CHECK(op.bytes() >= a.size() * sizeof(T));
-    check_operator<T>(op, M, true);
+    // The parallel kernel is the level's register-tiled one: equal to the
+    // reference up to rounding (fused multiply-adds).
+    check_operator<T>(op, M, false);
     check_deterministic<T>(op, 37);
     CHECK_THROWS_AS(DenseOperator<T>(3, 3, a), InvalidArgument);
   }

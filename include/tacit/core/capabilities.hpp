@@ -19,12 +19,18 @@
 /// - `DenseForm`: M stored dense, row-major.
 /// - `Foldable`: exact folds into the operator's own form (diag(d) M, M + N),
 ///   which keep a network built layer by layer structured.
+/// - `Trainable`: named parameter tensors, the gradient of v^T M x with
+///   respect to them (accumulated over a batch), deep copies that own their
+///   parameters.
 ///
 /// Thread safety: capability queries and the const members below may be
-/// called concurrently on one operator.
+/// called concurrently on one operator. The non-const members of
+/// `Trainable` change the operator: no other thread may use it meanwhile.
 
+#include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <tacit/core/activation.hpp>
@@ -131,5 +137,80 @@ public:
     return nullptr;
   }
 };
+
+/// Name and shape of one parameter tensor of a trainable operator.
+struct TACIT_EXPORT ParameterShape {
+  std::string name;           ///< "weight", "values", "diagonal"; "left.weight" ...
+  std::vector<index_t> shape; ///< e.g. {out, in / groups, kh, kw}; {nnz} for CSR
+  /// Number of values (product of shape).
+  index_t size() const noexcept {
+    index_t s = 1;
+    for (index_t d : shape)
+      s *= d;
+    return s;
+  }
+  friend bool operator==(const ParameterShape &, const ParameterShape &) = default;
+};
+
+/// An operator whose values are parameters that training changes: M = M(theta)
+/// linear in theta (a convolution's kernel, a dense matrix, the values of a
+/// CSR matrix on its pattern, a diagonal; composed and block operators
+/// delegate to their factors and blocks).
+///
+/// Ownership: models share operators (OperatorPtr is a pointer to const), so
+/// parameters are changed only on a deep copy made by clone(), which owns
+/// its parameters and shares nothing trainable with the original; the
+/// non-const members may be called on such a copy only.
+template <class T> class TACIT_EXPORT Trainable {
+public:
+  virtual ~Trainable() = default;
+
+  /// The parameter tensors, in a fixed order (may be empty: a block operator
+  /// of fixed operators).
+  virtual std::vector<ParameterShape> parameter_shapes() const = 0;
+
+  /// The operator's own storage of each tensor (in parameter_shapes()
+  /// order), to be changed in place; call parameters_changed() afterwards.
+  /// The views stay valid as long as the operator.
+  /// 	hrows InvalidArgument on an operator that does not own its parameters
+  /// (a composed or block operator that is not a clone()).
+  virtual std::vector<std::span<T>> parameter_values() = 0;
+
+  /// Drops what the operator derived from its parameters (packed kernels,
+  /// transposes, cached products) after they were changed.
+  virtual void parameters_changed() = 0;
+
+  /// grad[t] += d/d(theta_t) of sum over the columns c of v_c^T M x_c: for
+  /// an explicit matrix the outer products v x^T restricted to the structure
+  /// (for a convolution the correlation of the input maps x with the adjoint
+  /// maps v). v is rows() x k, x is cols() x k; grad holds one span per
+  /// tensor of parameter_shapes(), of its size. Deterministic: the same bits
+  /// for 1 or N threads and for the reference and parallel kernels' splits.
+  /// 	hrows InvalidArgument on mismatched sizes.
+  virtual void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
+                                   std::span<const std::span<T>> grad,
+                                   Execution exec = Execution::parallel) const = 0;
+
+  /// A deep copy that owns its parameters (trainable factors and blocks
+  /// cloned, fixed ones shared).
+  virtual std::shared_ptr<LinearOperator<T>> clone() const = 0;
+
+  /// The rows as a C x H x W feature map when the operator has one (a
+  /// convolution): a bias of these rows is then one value per channel.
+  virtual std::optional<std::vector<index_t>> row_feature_map() const {
+    return std::nullopt;
+  }
+};
+
+/// The total number of parameter values of op (0 when it is not trainable).
+template <class T> index_t parameter_count(const LinearOperator<T> &op) {
+  const auto *t = capability<Trainable<T>>(op);
+  if (!t)
+    return 0;
+  index_t n = 0;
+  for (const auto &s : t->parameter_shapes())
+    n += s.size();
+  return n;
+}
 
 } // namespace tacit::inline v1

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include <tacit/core/capabilities.hpp>
 #include <tacit/core/export.hpp>
 #include <tacit/core/operator.hpp>
 #include <tacit/core/operator_base.hpp>
@@ -38,8 +39,12 @@ namespace detail {
 template <class T> struct CsrTransposeCache;
 }
 
+/// Trainable: the parameters are the stored values ("values", on the fixed
+/// pattern); the gradient of v^T M x is sum over columns of v_i x_j at each
+/// stored entry (i, j).
 template <class T>
-class TACIT_EXPORT CsrMatrix final : public OperatorBase<CsrMatrix<T>, T> {
+class TACIT_EXPORT CsrMatrix final : public OperatorBase<CsrMatrix<T>, T>,
+                                     public Trainable<T> {
 public:
   static constexpr std::string_view kind_name = "csr";
 
@@ -110,6 +115,15 @@ public:
 
   /// Bytes held by the cached transpose (0 until a transposed product).
   std::size_t cache_bytes() const noexcept;
+
+  // Trainable
+  std::vector<ParameterShape> parameter_shapes() const override;
+  std::vector<std::span<T>> parameter_values() override;
+  void parameters_changed() override;
+  void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
+                           std::span<const std::span<T>> grad,
+                           Execution exec = Execution::parallel) const override;
+  std::shared_ptr<LinearOperator<T>> clone() const override;
 
 private:
   friend OperatorBase<CsrMatrix<T>, T>;

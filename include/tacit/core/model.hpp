@@ -58,6 +58,12 @@ public:
   std::span<const T> bias_y() const noexcept { return bias_y_; }
   const std::vector<StateBlock> &blocks() const noexcept { return blocks_; }
 
+  /// b and c to change in place: for the owner of a model whose parameters
+  /// are trained (a TrainableModel); solvers built on the model copy b, so
+  /// they must be rebuilt afterwards.
+  std::span<T> mutable_bias_x() noexcept { return bias_x_; }
+  std::span<T> mutable_bias_y() noexcept { return bias_y_; }
+
   /// Per-state activation table (size n), expanded from the blocks.
   std::vector<Activation> activations() const;
   /// True when every block's activation is positively homogeneous.

@@ -138,6 +138,11 @@ template <class Cap, class T>
 const Cap *capability(const LinearOperator<T> &op) noexcept {
   return dynamic_cast<const Cap *>(&op);
 }
+/// The same on an operator the caller may change (a deep copy it owns, see
+/// `Trainable`).
+template <class Cap, class T> Cap *capability(LinearOperator<T> &op) noexcept {
+  return dynamic_cast<Cap *>(&op);
+}
 
 /// Induced infinity norm: max row absolute sum.
 template <class T> TACIT_EXPORT double norm_inf(const LinearOperator<T> &op);

@@ -126,10 +126,12 @@ TACIT_EXPORT void save_model_directory(const Model<T> &model, const std::filesys
 /// out channels, stride, pad front), 6 dense (u64 count, row-major values),
 /// 7 composed (left node, right node), 8 block (u64 row blocks, u64 column
 /// blocks, their sizes, u64 entry count, per entry u64 block row, u64 block
-/// column, node). Version 2 also stores a bias vector as runs of equal
+/// column, node), 9 average pooling (12 x u64: input channels, height,
+/// width, kernel h, w, stride h, w, pads top, left, bottom, right,
+/// count_include_pad). Version 2 also stores a bias vector as runs of equal
 /// values (kind 5: u64 length, u64 run count, then per run u64 length and
-/// the value) when that is at most half its size. Other operators
-/// (pooling, ...) are stored as CSR nodes; an
+/// the value) when that is at most half its size. Other operators are
+/// stored as CSR nodes; an
 /// operator of no known kind as a CSR section. A ResNet20 file is about the
 /// size of its weights. Written atomically.
 /// \throws FileError on I/O failure or on a big-endian host.

@@ -92,6 +92,13 @@ public:
   /// (ChannelPadOperator semantics).
   Node channel_pad(Node x, index_t out_channels, index_t stride, index_t pad_front);
 
+  /// Whether a dense layer applied after another linear map (pooling, a
+  /// convolution without activation between) is formed as one dense matrix
+  /// when small (the default: fewer passes at inference). Off keeps the
+  /// composition (a ComposedOperator), so that the layer keeps its own
+  /// parameters, as training needs. Applies to the nodes added afterwards.
+  void fold_dense_products(bool on) noexcept;
+
   /// Shape of a node's tensor.
   TensorShape shape(Node x) const;
   /// Number of state blocks (activation nodes) so far.

@@ -75,11 +75,26 @@ struct TACIT_EXPORT OnnxImportInfo {
 template <class T>
 TACIT_EXPORT Model<T> import_onnx(const std::filesystem::path &file, OnnxImportInfo *info = nullptr);
 
+/// Choices of an import.
+struct TACIT_EXPORT OnnxImportOptions {
+  /// A classifier after pooling (or another linear map) becomes one small
+  /// dense matrix (fast inference); false keeps the layers' own parameters
+  /// (for training): NetworkBuilder::fold_dense_products.
+  bool fold_dense_products = true;
+};
+
+/// The same with options.
+template <class T>
+TACIT_EXPORT Model<T> import_onnx(const std::filesystem::path &file,
+                                  const OnnxImportOptions &options,
+                                  OnnxImportInfo *info = nullptr);
+
 /// The same from the bytes of an ONNX file in memory; `name` is used in
 /// messages.
 template <class T>
 TACIT_EXPORT Model<T> import_onnx_bytes(std::string_view bytes, const std::string &name,
-                           OnnxImportInfo *info = nullptr);
+                           OnnxImportInfo *info = nullptr,
+                           const OnnxImportOptions &options = {});
 
 /// Whether this tacit has the onnx component (libonnx and protobuf found at
 /// configure time); without it the import functions are not defined and a

@@ -14,6 +14,7 @@
 /// (row = state, column = sample) this is the CHWN layout: for every (c,h,w)
 /// the samples of a slab are contiguous.
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -78,7 +79,8 @@ template <class T>
 class TACIT_EXPORT Conv2dOperator final : public OperatorBase<Conv2dOperator<T>, T>,
                                           public FusedActivation<T>,
                                           public AccurateAbsSums<T>,
-                                          public Foldable<T> {
+                                          public Foldable<T>,
+                                          public Trainable<T> {
 public:
   static constexpr std::string_view kind_name = "conv2d";
 
@@ -116,6 +118,19 @@ public:
   OperatorPtr<T> scaled_rows(std::span<const T> d) const override;
   /// conv + other when other is a convolution of the same geometry.
   OperatorPtr<T> plus(const LinearOperator<T> &other) const override;
+
+  // Trainable: "weight" [out_channels][in_channels / groups][kernel_h][kernel_w];
+  // its gradient is the correlation of the input maps x with the adjoint maps
+  // v, summed over the batch (a fast kernel per instruction-set level).
+  std::vector<ParameterShape> parameter_shapes() const override;
+  std::vector<std::span<T>> parameter_values() override;
+  void parameters_changed() override;
+  void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
+                           std::span<const std::span<T>> grad,
+                           Execution exec = Execution::parallel) const override;
+  std::shared_ptr<LinearOperator<T>> clone() const override;
+  /// {out_channels, height, width} of the output.
+  std::optional<std::vector<index_t>> row_feature_map() const override;
 
 private:
   friend OperatorBase<Conv2dOperator<T>, T>;
@@ -161,13 +176,23 @@ private:
 /// y = diag(d) x (n x n). Every diagonal position is a structural entry.
 template <class T>
 class TACIT_EXPORT DiagonalOperator final : public OperatorBase<DiagonalOperator<T>, T>,
-                                            public DiagonalForm<T> {
+                                            public DiagonalForm<T>,
+                                            public Trainable<T> {
 public:
   static constexpr std::string_view kind_name = "diagonal";
   explicit DiagonalOperator(std::vector<T> diagonal);
   std::span<const T> diagonal() const noexcept { return diagonal_; }
 
   std::vector<T> diagonal_values() const override { return diagonal_; }
+
+  // Trainable: "diagonal" [n]; gradient sum over columns of v_i x_i.
+  std::vector<ParameterShape> parameter_shapes() const override;
+  std::vector<std::span<T>> parameter_values() override;
+  void parameters_changed() override;
+  void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
+                           std::span<const std::span<T>> grad,
+                           Execution exec = Execution::parallel) const override;
+  std::shared_ptr<LinearOperator<T>> clone() const override;
 
 private:
   friend OperatorBase<DiagonalOperator<T>, T>;
@@ -234,6 +259,13 @@ public:
 
   TensorShape input_shape() const noexcept { return input_; }
   TensorShape output_shape() const noexcept { return output_; }
+  /// The window: kernel, strides, pads (top, left, bottom, right), divisor.
+  index_t kernel_h() const noexcept { return kh_; }
+  index_t kernel_w() const noexcept { return kw_; }
+  index_t stride_h() const noexcept { return sh_; }
+  index_t stride_w() const noexcept { return sw_; }
+  std::array<index_t, 4> pads() const noexcept { return {pt_, pl_, pb_, pr_}; }
+  bool count_include_pad() const noexcept { return count_include_pad_; }
 
 private:
   friend OperatorBase<AvgPool2dOperator<T>, T>;
@@ -253,7 +285,8 @@ private:
 /// A dense rows x cols matrix stored row-major.
 template <class T>
 class TACIT_EXPORT DenseOperator final : public OperatorBase<DenseOperator<T>, T>,
-                                         public DenseForm<T> {
+                                         public DenseForm<T>,
+                                         public Trainable<T> {
 public:
   static constexpr std::string_view kind_name = "dense";
   /// \throws InvalidArgument unless row_major.size() == rows * cols.
@@ -261,6 +294,15 @@ public:
   std::span<const T> data() const noexcept { return data_; }
 
   std::span<const T> row_major() const noexcept override { return data_; }
+
+  // Trainable: "weight" [rows][cols]; gradient v x^T.
+  std::vector<ParameterShape> parameter_shapes() const override;
+  std::vector<std::span<T>> parameter_values() override;
+  void parameters_changed() override;
+  void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
+                           std::span<const std::span<T>> grad,
+                           Execution exec = Execution::parallel) const override;
+  std::shared_ptr<LinearOperator<T>> clone() const override;
 
 private:
   friend OperatorBase<DenseOperator<T>, T>;
@@ -281,13 +323,25 @@ private:
 /// explicitly (once, cached) for the abs modes, the absolute sums, nnz and
 /// find_non_finite; plain and transposed products never form it.
 template <class T>
-class TACIT_EXPORT ComposedOperator final : public OperatorBase<ComposedOperator<T>, T> {
+class TACIT_EXPORT ComposedOperator final : public OperatorBase<ComposedOperator<T>, T>,
+                                            public Trainable<T> {
 public:
   static constexpr std::string_view kind_name = "composed";
   /// \throws InvalidArgument on a null factor or left.cols() != right.rows().
   ComposedOperator(OperatorPtr<T> left, OperatorPtr<T> right);
   const OperatorPtr<T> &left() const noexcept { return left_; }
   const OperatorPtr<T> &right() const noexcept { return right_; }
+
+  // Trainable: the tensors of the trainable factors, named "left." and
+  // "right." + the factor's names; L gets (v, R x), R gets (L^T v, x).
+  // parameter_values() only on a clone() (which owns its factors).
+  std::vector<ParameterShape> parameter_shapes() const override;
+  std::vector<std::span<T>> parameter_values() override;
+  void parameters_changed() override;
+  void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
+                           std::span<const std::span<T>> grad,
+                           Execution exec = Execution::parallel) const override;
+  std::shared_ptr<LinearOperator<T>> clone() const override;
 
 private:
   friend OperatorBase<ComposedOperator<T>, T>;
@@ -305,6 +359,7 @@ private:
   OperatorPtr<T> left_, right_;
   std::shared_ptr<detail::ScratchPool<T>> scratch_;
   std::shared_ptr<detail::BlockCache<T>> cache_;
+  bool owns_factors_ = false; // a clone(): its trainable factors are its own
 };
 
 /// A matrix partitioned into row blocks and column blocks with a few nonzero
@@ -315,7 +370,8 @@ private:
 /// beta. The partition and the entries are its block structure.
 template <class T>
 class TACIT_EXPORT BlockOperator final : public OperatorBase<BlockOperator<T>, T>,
-                                         public BlockStructured<T> {
+                                         public BlockStructured<T>,
+                                         public Trainable<T> {
 public:
   static constexpr std::string_view kind_name = "block";
   /// \throws InvalidArgument on a negative block size, an entry outside the
@@ -360,6 +416,19 @@ public:
     return blocks_.block_lower_triangular();
   }
 
+  // Trainable: the tensors of the trainable entries, in entry order, named
+  // "(i,j)." + the entry's names (block row i, block column j; a second
+  // entry at the same block "(i,j)#2."). An entry gets the rows of v of its
+  // block row and the rows of x of its block column. parameter_values() only
+  // on a clone() (which owns its entries).
+  std::vector<ParameterShape> parameter_shapes() const override;
+  std::vector<std::span<T>> parameter_values() override;
+  void parameters_changed() override;
+  void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
+                           std::span<const std::span<T>> grad,
+                           Execution exec = Execution::parallel) const override;
+  std::shared_ptr<LinearOperator<T>> clone() const override;
+
 private:
   friend OperatorBase<BlockOperator<T>, T>;
   explicit BlockOperator(BlockStructure<T> blocks);
@@ -376,6 +445,7 @@ private:
 
   BlockStructure<T> blocks_;
   std::shared_ptr<detail::BlockCache<T>> cache_;
+  bool owns_entries_ = false; // a clone(): its trainable entries are its own
 };
 
 } // namespace tacit::inline v1

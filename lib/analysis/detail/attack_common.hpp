@@ -14,6 +14,7 @@
 
 #include <tacit/analysis/attack.hpp>
 #include <tacit/core/error.hpp>
+#include <tacit/solve/adjoint.hpp>
 #include <tacit/solve/solve.hpp>
 
 #include "analysis/detail/activation_bounds.hpp"
@@ -55,69 +56,38 @@ template <class T> T clip(T v, double lo, double hi) {
   return std::min(std::max(v, static_cast<T>(lo)), static_cast<T>(hi));
 }
 
-/// Evaluates a model on single inputs and differentiates margins.
+/// Evaluates a model on single inputs and differentiates margins (the
+/// adjoint of the equilibrium, tacit/solve/adjoint.hpp).
 template <class T> class Evaluator {
 public:
-  explicit Evaluator(const Model<T> &m) : model_(m), solver_(m), U_(m.inputs(), 1) {
-    for (const auto &a : m.activations())
-      acts_.push_back(detail::StateAct::from(a));
-  }
+  explicit Evaluator(const Model<T> &m)
+      : model_(m), solver_(m), adjoint_(m), U_(m.inputs(), 1), G_(m.outputs(), 1) {}
 
   /// y(u); x receives the states.
   void eval(std::span<const T> u, std::vector<T> &x, std::vector<T> &y) {
     U_.set_column(0, u);
-    Batch<T> Y;
-    solver_.predict(U_, X_, Y);
+    solver_.predict(U_, X_, Y_);
     x.resize(model_.states());
     y.resize(model_.outputs());
     X_.get_column(0, x);
-    Y.get_column(0, y);
+    Y_.get_column(0, y);
   }
 
   /// Gradient of g^T y at u, g = e_label - e_other.
+  /// \throws InvalidArgument when the adjoint solve does not converge.
   std::vector<T> gradient(std::span<const T> u, int label, int other, std::vector<T> &y) {
     std::vector<T> x;
     eval(u, x, y);
-    const index_t n = model_.states(), p = model_.inputs(), q = model_.outputs();
-    std::vector<T> z(n), d(n);
-    model_.B().apply(Mode::normal, T(1), u, T(0), std::span<T>(z));
-    model_.A().apply(Mode::normal, T(1), std::span<const T>(x), T(1), std::span<T>(z));
-    const auto b = model_.bias_x();
-    for (index_t i = 0; i < n; ++i)
-      d[i] = acts_[i].derivative(z[i] + b[i]);
-    std::vector<T> g(q, T(0));
-    g[label] += T(1);
-    g[other] -= T(1);
-    std::vector<T> w(n), v(n), pv(n), next(n);
-    model_.C().apply(Mode::transpose, T(1), std::span<const T>(g), T(0), std::span<T>(w));
-    v = w;
-    // Converged when a step changes v by a few units of roundoff of T.
-    const double tol = std::max(1e-13, 8 * double(std::numeric_limits<T>::epsilon()));
-    bool done = false;
-    for (int it = 0; it < 5000 && !done; ++it) {
-      for (index_t i = 0; i < n; ++i)
-        pv[i] = d[i] * v[i];
-      next = w;
-      model_.A().apply(Mode::transpose, T(1), std::span<const T>(pv), T(1),
-                       std::span<T>(next));
-      double diff = 0, scale = 0;
-      for (index_t i = 0; i < n; ++i) {
-        diff = std::max(diff, std::abs(double(next[i]) - double(v[i])));
-        scale = std::max(scale, std::abs(double(next[i])));
-      }
-      v.swap(next);
-      done = diff <= tol * scale;
-    }
-    if (!done)
-      throw InvalidArgument("margin gradient: the adjoint iteration did not converge");
-    for (index_t i = 0; i < n; ++i)
-      pv[i] = d[i] * v[i];
-    std::vector<T> grad(p, T(0));
-    model_.B().apply(Mode::transpose, T(1), std::span<const T>(pv), T(0),
-                     std::span<T>(grad));
-    if (model_.D())
-      model_.D()->apply(Mode::transpose, T(1), std::span<const T>(g), T(1),
-                        std::span<T>(grad));
+    G_.set_zero();
+    G_(label, 0) += T(1);
+    G_(other, 0) -= T(1);
+    const AdjointReport r = adjoint_.solve_outputs(X_, U_, G_, V_);
+    if (!r.ok())
+      throw InvalidArgument("margin gradient: the adjoint solve did not converge (" +
+                            to_string(r.status) + "): " + r.message);
+    input_gradient(model_, V_, G_, dU_);
+    std::vector<T> grad(static_cast<std::size_t>(model_.inputs()));
+    dU_.get_column(0, grad);
     return grad;
   }
 
@@ -126,8 +96,8 @@ public:
 private:
   const Model<T> &model_;
   EquilibriumSolver<T> solver_;
-  std::vector<detail::StateAct> acts_;
-  Batch<T> U_, X_;
+  AdjointSolver<T> adjoint_;
+  Batch<T> U_, X_, Y_, G_, V_, dU_;
 };
 
 template <class T>

@@ -1,0 +1,219 @@
+#pragma once
+// The dense kernels of operators/detail/gemm_plan.hpp for one instruction-set
+// level (see core/detail/isa_begin.hpp).
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/detail/simd.hpp"
+#include "operators/detail/gemm_plan.hpp"
+
+namespace tacit::inline v1::detail::TACIT_ISA_NS {
+
+template <class T> struct GemmVec {
+  static constexpr int lanes = vector_bytes / sizeof(T);
+  typedef T type __attribute__((vector_size(vector_bytes)));
+  static type load(const T *p) {
+    type v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T *p, type v) { std::memcpy(p, &v, sizeof v); }
+  /// The first n values at p (zeros after them); nothing past p + n is read.
+  static type load_n(const T *p, index_t n) {
+    type v{};
+    std::memcpy(&v, p, static_cast<std::size_t>(n) * sizeof(T));
+    return v;
+  }
+  static void store_n(T *p, type v, index_t n) {
+    std::memcpy(p, &v, static_cast<std::size_t>(n) * sizeof(T));
+  }
+  static type set1(T s) { return s - type{}; }
+  /// Sum of the lanes in a fixed tree order.
+  static T sum(type v) {
+    T l[lanes];
+    std::memcpy(l, &v, sizeof v);
+    for (int w = lanes / 2; w >= 1; w /= 2)
+      for (int i = 0; i < w; ++i)
+        l[i] += l[i + w];
+    return l[0];
+  }
+};
+
+// ------------------------------------------------------------ product
+
+/// MR rows x NV vectors of columns starting at column n (cols columns valid
+/// in the last vector when Tail).
+template <class T, int MR, int NV, bool Tail>
+inline void product_tile(index_t K, const T *__restrict w, index_t rs, index_t cs,
+                         const T *__restrict x, index_t ldx, T *__restrict y, index_t ldy,
+                         index_t tail, T alpha, T beta) {
+  using V = GemmVec<T>;
+  using VT = typename V::type;
+  VT acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = VT{};
+  for (index_t j = 0; j < K; ++j) {
+    const T *xj = x + j * ldx;
+    VT b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      b[v] = Tail && v == NV - 1 ? V::load_n(xj + v * V::lanes, tail)
+                                 : V::load(xj + v * V::lanes);
+    const T *wj = w + j * cs;
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const VT a = V::set1(wj[r * rs]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] = madd_lanes<VT, T>(a, b[v], acc[r][v]);
+    }
+  }
+  const VT va = V::set1(alpha), vb = V::set1(beta);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) {
+      T *yp = y + r * ldy + v * V::lanes;
+      const bool part = Tail && v == NV - 1;
+      VT t = va * acc[r][v];
+      if (beta != T(0))
+        t = madd_lanes<VT, T>(vb, part ? V::load_n(yp, tail) : V::load(yp), t);
+      if (part)
+        V::store_n(yp, t, tail);
+      else
+        V::store(yp, t);
+    }
+}
+
+template <class T, int MR>
+inline void product_rows(index_t n0, index_t n1, index_t K, const T *w, index_t rs,
+                         index_t cs, const T *x, index_t ldx, T *y, index_t ldy, T alpha,
+                         T beta) {
+  using V = GemmVec<T>;
+  constexpr index_t L = V::lanes;
+  index_t n = n0;
+  for (; n + 4 * L <= n1; n += 4 * L)
+    product_tile<T, MR, 4, false>(K, w, rs, cs, x + n, ldx, y + n, ldy, 0, alpha, beta);
+  const index_t rest = n1 - n;
+  if (rest == 0)
+    return;
+  const index_t full = rest / L, tail = rest % L;
+  const T *xn = x + n;
+  T *yn = y + n;
+  auto call = [&](auto nv, auto has_tail) {
+    product_tile<T, MR, decltype(nv)::value, decltype(has_tail)::value>(
+        K, w, rs, cs, xn, ldx, yn, ldy, tail, alpha, beta);
+  };
+  using std::integral_constant;
+  const index_t vecs = full + (tail ? 1 : 0);
+  if (tail) {
+    switch (vecs) {
+    case 1:
+      call(integral_constant<int, 1>{}, std::true_type{});
+      break;
+    case 2:
+      call(integral_constant<int, 2>{}, std::true_type{});
+      break;
+    case 3:
+      call(integral_constant<int, 3>{}, std::true_type{});
+      break;
+    default:
+      call(integral_constant<int, 4>{}, std::true_type{});
+      break;
+    }
+  } else {
+    switch (vecs) {
+    case 1:
+      call(integral_constant<int, 1>{}, std::false_type{});
+      break;
+    case 2:
+      call(integral_constant<int, 2>{}, std::false_type{});
+      break;
+    default:
+      call(integral_constant<int, 3>{}, std::false_type{});
+      break;
+    }
+  }
+}
+
+template <class T>
+void gemm_product(index_t i0, index_t i1, index_t n0, index_t n1, index_t K, const T *w,
+                  index_t rs, index_t cs, const T *x, index_t ldx, T *y, index_t ldy,
+                  T alpha, T beta) {
+  index_t i = i0;
+  for (; i + 4 <= i1; i += 4)
+    product_rows<T, 4>(n0, n1, K, w + i * rs, rs, cs, x, ldx, y + i * ldy, ldy, alpha,
+                       beta);
+  for (; i < i1; ++i)
+    product_rows<T, 1>(n0, n1, K, w + i * rs, rs, cs, x, ldx, y + i * ldy, ldy, alpha,
+                       beta);
+}
+
+// ------------------------------------------------------------ nt_accumulate
+
+template <class T, int MR, int NR>
+inline void nt_tile(index_t L, const T *__restrict a, index_t lda, const T *const *b,
+                    T *__restrict c, index_t ldc) {
+  using V = GemmVec<T>;
+  using VT = typename V::type;
+  constexpr index_t W = V::lanes;
+  VT acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NR; ++q)
+      acc[r][q] = VT{};
+  const T *br[NR];
+  for (int q = 0; q < NR; ++q)
+    br[q] = b[q];
+  index_t l = 0;
+  for (; l + W <= L; l += W) {
+    VT bv[NR];
+#pragma GCC unroll 4
+    for (int q = 0; q < NR; ++q)
+      bv[q] = V::load(br[q] + l);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const VT av = V::load(a + r * lda + l);
+#pragma GCC unroll 4
+      for (int q = 0; q < NR; ++q)
+        acc[r][q] = madd_lanes<VT, T>(av, bv[q], acc[r][q]);
+    }
+  }
+  if (l < L) {
+    const index_t n = L - l;
+    VT bv[NR];
+    for (int q = 0; q < NR; ++q)
+      bv[q] = V::load_n(br[q] + l, n);
+    for (int r = 0; r < MR; ++r) {
+      const VT av = V::load_n(a + r * lda + l, n);
+      for (int q = 0; q < NR; ++q)
+        acc[r][q] = madd_lanes<VT, T>(av, bv[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NR; ++q)
+      c[r * ldc + q] += V::sum(acc[r][q]);
+}
+
+template <class T, int MR>
+inline void nt_rows(index_t j0, index_t j1, index_t L, const T *a, index_t lda,
+                    const T *const *b, T *c, index_t ldc) {
+  index_t j = j0;
+  for (; j + 3 <= j1; j += 3)
+    nt_tile<T, MR, 3>(L, a, lda, b + j, c + j, ldc);
+  if (j1 - j == 2)
+    nt_tile<T, MR, 2>(L, a, lda, b + j, c + j, ldc);
+  else if (j1 - j == 1)
+    nt_tile<T, MR, 1>(L, a, lda, b + j, c + j, ldc);
+}
+
+template <class T>
+void gemm_nt_accumulate(index_t i0, index_t i1, index_t j0, index_t j1, index_t L,
+                        const T *a, index_t lda, const T *const *b, T *c, index_t ldc) {
+  index_t i = i0;
+  for (; i + 4 <= i1; i += 4)
+    nt_rows<T, 4>(j0, j1, L, a + i * lda, lda, b, c + i * ldc, ldc);
+  for (; i < i1; ++i)
+    nt_rows<T, 1>(j0, j1, L, a + i * lda, lda, b, c + i * ldc, ldc);
+}
+
+} // namespace tacit::inline v1::detail::TACIT_ISA_NS

@@ -1,0 +1,218 @@
+// End-to-end tests of `tacit train` and `tacit gradient`: training from text
+// data, JSON per epoch, resuming a checkpoint with the same bits, and bad
+// input (labels out of range, wrong column counts, NaN, lost
+// well-posedness) reported with the file and line or the epoch and step,
+// with nothing written.
+#ifdef TACIT_CLI_PATH
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Dir {
+  fs::path path;
+  Dir() {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() / ("tacit_train_cli_" + std::to_string(::getpid()) +
+                                        "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~Dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string &name) const { return (path / name).string(); }
+};
+
+std::string read_text(const fs::path &file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path &file, const std::string &text) {
+  std::ofstream out(file, std::ios::binary);
+  out << text;
+}
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+Result run(const Dir &dir, const std::vector<std::string> &args) {
+  auto quote = [](const std::string &a) {
+    std::string q = "'";
+    for (char c : a)
+      q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string command = quote(TACIT_CLI_PATH);
+  for (const auto &a : args)
+    command += " " + quote(a);
+  command += " > " + quote(dir / "stdout") + " 2> " + quote(dir / "stderr");
+  const int status = std::system(command.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_text(dir / "stdout");
+  r.err = read_text(dir / "stderr");
+  return r;
+}
+
+/// 12 samples of 4 inputs, labels in 0..2.
+void write_data(const Dir &d) {
+  std::string u, l;
+  for (int j = 0; j < 12; ++j) {
+    for (int i = 0; i < 4; ++i)
+      u += std::to_string(((j * 7 + i * 3) % 11) / 10.0 - 0.5) + (i < 3 ? " " : "\n");
+    l += std::to_string(j % 3) + "\n";
+  }
+  write_text(d / "U.txt", u);
+  write_text(d / "L.txt", l);
+}
+
+} // namespace
+
+TEST_CASE("tacit train: an MLP from text data, JSON per epoch, then its gradient",
+          "[cli][train]") {
+  Dir d;
+  write_data(d);
+  const auto r = run(d, {"train", "--init", "mlp:4,6,3", "-i", d / "U.txt", "--labels",
+                         d / "L.txt", "--epochs", "3", "--batch-size", "5", "--lr", "0.1",
+                         "--momentum", "0.9", "-o", d / "m.tacit", "--json"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  int epochs = 0;
+  bool done = false;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.at("event") == "epoch") {
+      ++epochs;
+      CHECK(j.at("epoch") == epochs);
+      CHECK(j.at("samples") == 12);
+    } else {
+      CHECK(j.at("event") == "done");
+      CHECK(j.at("constraint") == "none");
+      done = true;
+    }
+  }
+  CHECK(epochs == 3);
+  CHECK(done);
+  REQUIRE(fs::exists(d / "m.tacit"));
+  const auto g = run(d, {"gradient", d / "m.tacit", "-i", d / "U.txt", "--labels",
+                         d / "L.txt", "-o", d / "g.tacit", "--json"});
+  INFO(g.err);
+  REQUIRE(g.code == 0);
+  const auto doc = nlohmann::json::parse(g.out);
+  CHECK(doc.at("samples") == 12);
+  CHECK(doc.at("tensors").size() == 4); // B and C weights, the hidden bias, by
+  CHECK(fs::exists(d / "g.tacit"));
+}
+
+TEST_CASE("tacit train: resuming a checkpoint gives the model of an uninterrupted run",
+          "[cli][train]") {
+  Dir d;
+  write_data(d);
+  const std::vector<std::string> common = {"--init",
+                                           "implicit:n=8,p=4,q=3,density=0.4,kappa=0.8",
+                                           "-i",
+                                           d / "U.txt",
+                                           "--labels",
+                                           d / "L.txt",
+                                           "--batch-size",
+                                           "4",
+                                           "--optimizer",
+                                           "adam",
+                                           "--lr",
+                                           "0.05",
+                                           "--precision",
+                                           "float32",
+                                           "-q"};
+  auto args = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = {"train"};
+    a.insert(a.end(), common.begin(), common.end());
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  REQUIRE(run(d, args({"--epochs", "3", "-o", d / "straight.tacit"})).code == 0);
+  REQUIRE(run(d, args({"--epochs", "1", "--checkpoint", d / "cp", "-o", d / "one.tacit"}))
+              .code == 0);
+  CHECK(fs::exists(d / "cp/epoch-0001/model.tacit"));
+  const auto r = run(d, args({"--epochs", "3", "--checkpoint", d / "cp", "--resume", "-o",
+                              d / "resumed.tacit"}));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(read_text(d / "resumed.tacit") == read_text(d / "straight.tacit"));
+}
+
+TEST_CASE("tacit train: bad input names the file and line and writes nothing",
+          "[cli][train]") {
+  Dir d;
+  write_data(d);
+  auto train = [&](const std::string &u, const std::string &l) {
+    return run(d, {"train", "--init", "mlp:4,6,3", "-i", u, "--labels", l, "-o",
+                   d / "out.tacit"});
+  };
+  // Label 7 on line 3 (the model has 3 classes).
+  std::string labels = read_text(d / "L.txt");
+  labels.replace(labels.find('2'), 1, "7");
+  write_text(d / "L7.txt", labels);
+  auto r = train(d / "U.txt", d / "L7.txt");
+  CHECK(r.code == 2);
+  CHECK(r.err.find("L7.txt:3") != std::string::npos);
+  CHECK(r.err.find("label 7") != std::string::npos);
+  // Three values on line 2.
+  std::string u = read_text(d / "U.txt");
+  const auto eol = u.find('\n');
+  std::string u2 =
+      u.substr(0, eol + 1) + "0.1 0.2 0.3\n" + u.substr(u.find('\n', eol + 1) + 1);
+  write_text(d / "U3.txt", u2);
+  r = train(d / "U3.txt", d / "L.txt");
+  CHECK(r.code == 2);
+  CHECK(r.err.find("U3.txt:2") != std::string::npos);
+  // NaN on line 1.
+  write_text(d / "Unan.txt", "nan 0 0 0\n" + u.substr(eol + 1));
+  r = train(d / "Unan.txt", d / "L.txt");
+  CHECK(r.code == 2);
+  CHECK(r.err.find("Unan.txt:1") != std::string::npos);
+  // Targets with the wrong column count.
+  write_text(d / "Y.txt", "1 2 3\n1 2\n");
+  r = run(d, {"train", "--init", "mlp:4,6,3", "-i", d / "U.txt", "--targets", d / "Y.txt",
+              "--loss", "squared", "-o", d / "out.tacit"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("Y.txt:2") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "out.tacit"));
+}
+
+TEST_CASE("tacit train: losing well-posedness stops with the epoch and step",
+          "[cli][train]") {
+  Dir d;
+  write_data(d);
+  const auto r =
+      run(d, {"train", "--init", "implicit:n=8,p=4,q=3,density=0.5,kappa=0.9", "-i",
+              d / "U.txt", "--labels", d / "L.txt", "--constraint", "none", "--lr",
+              "1000", "--epochs", "5", "--batch-size", "4", "-o", d / "out.tacit"});
+  CHECK(r.code == 3);
+  CHECK(r.err.find("epoch") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "out.tacit"));
+}
+
+#endif

@@ -1,0 +1,236 @@
+// The training loop: full-batch SGD steps equal PyTorch's (MLP, folded CNN);
+// resuming from a checkpoint gives the same bits as not stopping; the same
+// bits for 1 and N threads; the inf-norm projection keeps a model with
+// cycles certified; bad data and lost well-posedness are clear errors.
+#include <catch2/catch.hpp>
+
+#include <tacit/nn/onnx.hpp>
+#include <tacit/train/trainer.hpp>
+
+#include <tbb/global_control.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
+
+#include "train/train_test_util.hpp"
+
+using namespace tacit;
+using namespace tacit_test::train;
+
+namespace {
+
+Dataset<double> fixture_data(const nlohmann::json &doc) {
+  Dataset<double> d;
+  const auto &rows = doc.at("inputs");
+  const index_t k = static_cast<index_t>(rows.size()),
+                p = static_cast<index_t>(rows.at(0).size());
+  d.inputs = Batch<double>(p, k);
+  for (index_t j = 0; j < k; ++j)
+    for (index_t i = 0; i < p; ++i)
+      d.inputs(i, j) = rows.at(j).at(i).get<double>();
+  d.labels = doc.at("labels").get<std::vector<int>>();
+  d.name = "fixture";
+  return d;
+}
+
+void sgd_steps_like_pytorch(const std::string &onnx_file, const std::string &json_file,
+                            const std::vector<std::string> &torch_names) {
+  std::ifstream in(std::string(TACIT_TEST_DATA_DIR) + "/train/" + json_file);
+  const auto doc = nlohmann::json::parse(in);
+  OnnxImportOptions io;
+  io.fold_dense_products = false;
+  TrainableModel<double> tm(
+      import_onnx<double>(std::string(TACIT_TEST_DATA_DIR) + "/train/" + onnx_file, io));
+  const Dataset<double> data = fixture_data(doc);
+  TrainOptions o;
+  o.gradient = tight();
+  o.optimizer.kind = OptimizerKind::sgd;
+  o.optimizer.lr = doc.at("sgd").at("lr");
+  o.optimizer.momentum = doc.at("sgd").at("momentum");
+  o.optimizer.weight_decay = doc.at("sgd").at("weight_decay");
+  o.batch_size = data.size();
+  o.epochs = 2;
+  o.shuffle_seed.reset();
+  int checked = 0;
+  o.on_epoch = [&](const EpochReport &r) {
+    const auto &after = doc.at("sgd").at("after").at(r.epoch - 1);
+    const auto v = std::as_const(tm).values();
+    for (std::size_t k = 0; k < torch_names.size(); ++k) {
+      const auto want = after.at(torch_names[k]).get<std::vector<double>>();
+      REQUIRE(want.size() == v[k].size());
+      double diff = 0, norm = 0;
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        diff = std::max(diff, std::abs(v[k][i] - want[i]));
+        norm = std::max(norm, std::abs(want[i]));
+      }
+      INFO(onnx_file << " epoch " << r.epoch << ": " << tm.tensors()[k].name << " <-> "
+                     << torch_names[k] << ": max difference " << diff);
+      CHECK(diff <= 1e-10 * norm);
+    }
+    ++checked;
+  };
+  const TrainReport rep = train(tm, data, nullptr, o);
+  CHECK(checked == 2);
+  CHECK(rep.constraint == Constraint::none);
+}
+
+Dataset<float> labelled_random(index_t p, index_t q, index_t m, std::uint64_t seed) {
+  Dataset<float> d;
+  d.inputs = inputs<float>(p, m, seed);
+  for (index_t j = 0; j < m; ++j)
+    d.labels.push_back(static_cast<int>((j * 7 + seed) % q));
+  d.name = "random";
+  return d;
+}
+
+} // namespace
+
+TEST_CASE("train: two full-batch SGD steps (momentum, weight decay) equal PyTorch's",
+          "[train][trainer][pytorch]") {
+  sgd_steps_like_pytorch("mlp.onnx", "mlp.json",
+                         {"fc2.weight", "fc3.weight", "fc1.weight", "fc4.weight",
+                          "fc1.bias", "fc2.bias", "fc3.bias", "fc4.bias"});
+  sgd_steps_like_pytorch("cnn_folded.onnx", "cnn.json",
+                         {"conv2.weight", "conv3.weight", "conv1.weight", "fc.weight",
+                          "conv1.bias", "conv2.bias", "conv3.bias", "fc.bias"});
+}
+
+TEST_CASE("train: resuming from a checkpoint gives the same bits as not stopping",
+          "[train][trainer]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "tacit_test_checkpoints";
+  fs::remove_all(dir);
+  for (int which = 0; which < 2; ++which) {
+    const Model<float> m = which == 0 ? cyclic_model<float>() : structured_model<float>();
+    const Dataset<float> data = labelled_random(m.inputs(), m.outputs(), 100, 5);
+    TrainOptions o;
+    o.optimizer.kind = OptimizerKind::adam;
+    o.optimizer.lr = 0.01;
+    o.batch_size = 16;
+    o.epochs = 3;
+    o.shuffle_seed = 9;
+    TrainableModel<float> straight(m);
+    train(straight, data, nullptr, o);
+    std::vector<float> a(static_cast<std::size_t>(straight.size()));
+    straight.read(a);
+
+    TrainableModel<float> first(m);
+    TrainOptions o1 = o;
+    o1.epochs = 1;
+    o1.checkpoint_dir = dir / std::to_string(which);
+    train(first, data, nullptr, o1);
+    const auto cp = load_checkpoint<float>(o1.checkpoint_dir);
+    REQUIRE(cp);
+    CHECK(cp->epochs_done == 1);
+    TrainableModel<float> resumed(m);
+    resume(resumed, *cp, data, nullptr, o);
+    std::vector<float> b(a.size());
+    resumed.read(b);
+    CHECK(a == b);
+    // No temporary directories are left.
+    for (const auto &e : fs::directory_iterator(o1.checkpoint_dir))
+      CHECK(e.path().filename().string().rfind("epoch-", 0) == 0);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: the same bits for 1 and N threads", "[train][trainer]") {
+  const Model<float> m = structured_model<float>();
+  const Dataset<float> data = labelled_random(m.inputs(), m.outputs(), 80, 3);
+  auto run = [&](int threads) {
+    tbb::global_control c(tbb::global_control::max_allowed_parallelism, threads);
+    TrainableModel<float> tm(m);
+    TrainOptions o;
+    o.optimizer.lr = 0.05;
+    o.optimizer.momentum = 0.9;
+    o.batch_size = 20;
+    o.epochs = 2;
+    train(tm, data, nullptr, o);
+    std::vector<float> v(static_cast<std::size_t>(tm.size()));
+    tm.read(v);
+    return v;
+  };
+  CHECK(run(1) == run(3));
+}
+
+TEST_CASE("train: a model with cycles stays certified under the inf-norm projection",
+          "[train][trainer]") {
+  const Model<double> m = cyclic_model<double>(6);
+  const Dataset<float> fdata = labelled_random(m.inputs(), m.outputs(), 60, 2);
+  Dataset<double> data;
+  data.inputs = Batch<double>(m.inputs(), 60);
+  for (index_t j = 0; j < 60; ++j)
+    for (index_t i = 0; i < m.inputs(); ++i)
+      data.inputs(i, j) = fdata.inputs(i, j);
+  data.labels = fdata.labels;
+  TrainableModel<double> tm(m);
+  TrainOptions o;
+  o.optimizer.lr = 0.5; // large steps: the projection has work to do
+  o.batch_size = 10;
+  o.epochs = 3;
+  o.kappa = 0.7;
+  std::int64_t constrained = 0;
+  o.on_epoch = [&](const EpochReport &r) {
+    CHECK(r.certified);
+    CHECK(r.lambda_upper < 1);
+    CHECK(r.norm_inf <= 0.7 * (1 + 1e-12));
+    constrained += r.constrained;
+  };
+  const auto rep = train(tm, data, nullptr, o);
+  CHECK(rep.constraint == Constraint::inf_norm);
+  CHECK(rep.epochs.size() == 3);
+  CHECK(constrained > 0);
+  CHECK(norm_inf(tm.model().A()) <= 0.7 * (1 + 1e-12));
+}
+
+TEST_CASE("train: bad data and lost well-posedness are errors naming where",
+          "[train][trainer]") {
+  const Model<double> m = cyclic_model<double>(6);
+  Dataset<double> data;
+  data.inputs = inputs<double>(m.inputs(), 10, 4);
+  data.labels.assign(10, 1);
+  data.name = "set.txt";
+  TrainOptions o;
+  o.batch_size = 5;
+  {
+    TrainableModel<double> tm(m);
+    auto bad = data;
+    bad.labels[3] = 9;
+    try {
+      train(tm, bad, nullptr, o);
+      FAIL("no error");
+    } catch (const InvalidArgument &e) {
+      CHECK_THAT(e.what(), Catch::Contains("set.txt") && Catch::Contains("sample 4") &&
+                               Catch::Contains("label 9"));
+    }
+    bad = data;
+    bad.inputs(2, 6) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_WITH(train(tm, bad, nullptr, o), Catch::Contains("sample 7"));
+  }
+  {
+    // No constraint and a huge rate: A leaves the well-posed region.
+    TrainableModel<double> tm(m);
+    std::vector<double> before(static_cast<std::size_t>(tm.size()));
+    tm.read(before);
+    TrainOptions wild = o;
+    wild.constraint = Constraint::none;
+    wild.optimizer.lr = 1e6;
+    wild.epochs = 5;
+    try {
+      train(tm, data, nullptr, wild);
+      FAIL("no error");
+    } catch (const TrainingError &e) {
+      CHECK(e.epoch() >= 1);
+      CHECK_THAT(e.what(), Catch::Contains("epoch"));
+    }
+    std::vector<double> after(before.size());
+    tm.read(after);
+    for (double v : after)
+      CHECK(std::isfinite(v));
+  }
+}

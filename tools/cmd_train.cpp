@@ -1,0 +1,526 @@
+// tacit train: trains a model (or a fresh one, --init) on labelled or
+// targeted data; tacit gradient: the gradient of the mean loss as a model.
+// The loop and the gradients live in the library (tacit/train); this file
+// reads the data, maps options and reports.
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <utility>
+
+#include <tacit/config.hpp>
+#include <tacit/core/csr.hpp>
+#include <tacit/io/io.hpp>
+#include <tacit/train/gradient.hpp>
+#include <tacit/train/init.hpp>
+#include <tacit/train/trainer.hpp>
+#if TACIT_HAVE_IDX
+#include <tacit/io/idx.hpp>
+#endif
+#if TACIT_HAVE_ONNX
+#include <tacit/nn/onnx.hpp>
+#endif
+
+#include "cli_common.hpp"
+#include "cli_dataset.hpp"
+#include "cli_model.hpp"
+
+namespace tacit::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// One non-negative integer label per line, with its line number for
+/// messages ('#' lines and blank lines skipped).
+std::vector<int> read_label_file(const fs::path &path, index_t classes,
+                                 std::vector<std::int64_t> *lines = nullptr) {
+  std::ifstream in(path);
+  if (!in)
+    throw FileError(path.string(), 0, "cannot open the label file");
+  std::vector<int> labels;
+  std::string line;
+  std::int64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    const auto a = line.find_first_not_of(" \t\r");
+    if (a == std::string::npos || line[a] == '#')
+      continue;
+    const auto b = line.find_last_not_of(" \t\r");
+    long long v = 0;
+    const char *first = line.data() + a, *last = line.data() + b + 1;
+    const auto [ptr, ec] = std::from_chars(first, last, v);
+    if (ec != std::errc() || ptr != last)
+      throw FileError(path.string(), number,
+                      "expected one integer label, got '" + line.substr(a, b - a + 1) +
+                          "'");
+    if (v < 0 || (classes > 0 && v >= classes))
+      throw FileError(
+          path.string(), number,
+          "label " + std::to_string(v) + " is outside [0, " + std::to_string(classes) +
+              ") (the model has q = " + std::to_string(classes) + " outputs)");
+    labels.push_back(static_cast<int>(v));
+    if (lines)
+      lines->push_back(number);
+  }
+  return labels;
+}
+
+/// The model to train: MODEL (directory, .tacit or .onnx) or --init.
+template <class T> Model<T> load_or_init(const Arguments &args) {
+  const auto init = args.text("init");
+  const bool has_model = !args.positionals().empty();
+  if (init && has_model)
+    throw UsageError("give either MODEL or --init, not both");
+  if (init) {
+    const auto seed = args.integer("seed", 0, std::numeric_limits<std::int64_t>::max());
+    return init_model<T>(*init, static_cast<std::uint64_t>(seed.value_or(1)));
+  }
+  if (!has_model)
+    throw UsageError("missing MODEL (a model directory, .tacit or .onnx file) or --init "
+                     "(e.g. --init mlp:784,64,10)");
+  const fs::path path = args.positionals().at(0);
+  if (path.extension() == ".onnx") {
+#if TACIT_HAVE_ONNX
+    OnnxImportOptions o;
+    o.fold_dense_products = false; // keep each layer's own parameters
+    return import_onnx<T>(path, o);
+#else
+    throw Unsupported("reading .onnx needs the onnx component, which this build lacks");
+#endif
+  }
+  return load_model<T>(path);
+}
+
+/// Training and validation data from --data DIR or --input with --labels or
+/// --targets.
+template <class T>
+void load_data(const Arguments &args, const Model<T> &model, LossKind loss,
+               Dataset<T> &train, Dataset<T> &validation, bool want_validation) {
+  const auto data = args.text("data");
+  const auto input = args.text("input");
+  const auto labels = args.text("labels");
+  const auto targets = args.text("targets");
+  const index_t p = model.inputs(), q = model.outputs();
+  if (data && (input || labels || targets))
+    throw UsageError("give either --data or --input with --labels/--targets, not both");
+  if (data) {
+#if TACIT_HAVE_IDX
+    if (loss != LossKind::cross_entropy)
+      throw UsageError("--data gives labels: use --loss cross-entropy");
+    const fs::path dir = *data;
+    const auto limit = args.integer("limit", 1, std::numeric_limits<index_t>::max());
+    auto set = read_idx_dataset<T>(find_idx_file(dir, "train-images-idx3-ubyte"),
+                                   find_idx_file(dir, "train-labels-idx1-ubyte"),
+                                   limit.value_or(-1));
+    train.inputs = std::move(set.images);
+    train.labels = std::move(set.labels);
+    train.name = (dir / "train-images-idx3-ubyte").string();
+    if (want_validation) {
+      auto test = read_idx_dataset<T>(find_idx_file(dir, "t10k-images-idx3-ubyte"),
+                                      find_idx_file(dir, "t10k-labels-idx1-ubyte"));
+      validation.inputs = std::move(test.images);
+      validation.labels = std::move(test.labels);
+      validation.name = (dir / "t10k-images-idx3-ubyte").string();
+    }
+#else
+    throw Unsupported(
+        "--data needs the IDX reader (component idx, zlib), which this build "
+        "lacks; use --input with --labels");
+#endif
+  } else {
+    if (!input)
+      throw UsageError("missing data: give --data DIR, or --input U.txt with --labels "
+                       "L.txt or --targets Y.txt");
+    if (loss == LossKind::cross_entropy && !labels)
+      throw UsageError("--loss cross-entropy needs --labels L.txt");
+    if (loss == LossKind::squared && !targets)
+      throw UsageError("--loss squared needs --targets Y.txt");
+    if (labels && targets)
+      throw UsageError("give --labels or --targets, not both");
+    train.inputs = read_vectors<T>(*input, p);
+    train.name = *input;
+    if (labels) {
+      train.labels = read_label_file(*labels, q);
+      if (static_cast<index_t>(train.labels.size()) != train.inputs.cols())
+        throw FileError(*labels, 0,
+                        std::to_string(train.labels.size()) + " labels for " +
+                            std::to_string(train.inputs.cols()) + " inputs in " + *input);
+    } else {
+      train.targets = read_vectors<T>(*targets, q);
+      if (train.targets.cols() != train.inputs.cols())
+        throw FileError(*targets, 0,
+                        std::to_string(train.targets.cols()) + " targets for " +
+                            std::to_string(train.inputs.cols()) + " inputs in " + *input);
+    }
+    if (want_validation)
+      throw UsageError("--validate-on test needs --data (the IDX test files)");
+  }
+  if (train.inputs.cols() == 0)
+    throw CommandFailure(exit_input, train.name + ": no training samples");
+}
+
+GradientOptions gradient_options(const Arguments &args, Precision precision) {
+  GradientOptions g;
+  g.loss = parse_loss(
+      args.choice("loss", {"cross-entropy", "squared"}).value_or("cross-entropy"));
+  g.forward = default_solve_options(precision);
+  g.adjoint.picard = g.forward.picard;
+  if (const auto m = args.choice("adjoint", {"auto", "sweep", "picard", "klu"}))
+    g.adjoint.method = parse_adjoint_method(*m);
+  if (const auto t = args.real("tol", 0.0, 1.0))
+    g.forward.picard.rel_tol = g.adjoint.picard.rel_tol = *t;
+  if (const auto a = args.integer("anderson", 0, 64))
+    g.forward.picard.anderson_depth = g.adjoint.picard.anderson_depth =
+        static_cast<int>(*a);
+  if (const auto k = args.integer("max-iterations", 1, 2000000000))
+    g.forward.picard.max_iterations = g.adjoint.picard.max_iterations =
+        static_cast<int>(*k);
+  return g;
+}
+
+nlohmann::json epoch_json(const EpochReport &r) {
+  nlohmann::json j = {{"event", "epoch"},
+                      {"epoch", r.epoch},
+                      {"lr", r.lr},
+                      {"train_loss", r.train_loss},
+                      {"train_accuracy", r.train_accuracy},
+                      {"samples", r.samples},
+                      {"seconds", r.seconds},
+                      {"images_per_second", r.images_per_second},
+                      {"lambda_pf", {r.lambda_lower, r.lambda_upper}},
+                      {"norm_inf", r.norm_inf},
+                      {"certified", r.certified},
+                      {"constrained", r.constrained},
+                      {"forward_iterations", r.forward_iterations},
+                      {"adjoint_iterations", r.adjoint_iterations}};
+  if (r.validation_loss)
+    j["validation_loss"] = *r.validation_loss;
+  if (r.validation_accuracy)
+    j["validation_accuracy"] = *r.validation_accuracy;
+  return j;
+}
+
+template <class T> int train_command(Invocation &inv, Precision precision) {
+  const Arguments &args = inv.args;
+  const auto out = args.text("output");
+  if (!out)
+    throw UsageError("missing required option --output (-o)");
+  TrainOptions o;
+  o.gradient = gradient_options(args, precision);
+  o.optimizer.kind =
+      parse_optimizer(args.choice("optimizer", {"sgd", "adam", "adamw"}).value_or("sgd"));
+  o.optimizer.lr = args.real("lr", 0.0, 1e6).value_or(0.01);
+  o.optimizer.momentum = args.real("momentum", 0.0, 1.0).value_or(0.0);
+  o.optimizer.nesterov = args.flag("nesterov");
+  o.optimizer.weight_decay = args.real("weight-decay", 0.0, 1e6).value_or(0.0);
+  if (const auto b = args.real("beta1", 0.0, 0.999999))
+    o.optimizer.beta1 = *b;
+  if (const auto b = args.real("beta2", 0.0, 0.999999999))
+    o.optimizer.beta2 = *b;
+  try {
+    o.optimizer.validate();
+  } catch (const InvalidArgument &e) {
+    throw UsageError(e.what());
+  }
+  if (const auto s = args.text("schedule")) {
+    try {
+      o.schedule = Schedule::parse(*s);
+    } catch (const InvalidArgument &e) {
+      throw UsageError(e.what());
+    }
+  }
+  o.batch_size =
+      args.integer("batch-size", 1, std::numeric_limits<index_t>::max()).value_or(128);
+  o.epochs = static_cast<int>(args.integer("epochs", 0, 1000000).value_or(1));
+  if (const auto s = args.text("shuffle")) {
+    if (*s == "none")
+      o.shuffle_seed.reset();
+    else
+      o.shuffle_seed = static_cast<std::uint64_t>(
+          parse_integer(*s, "--shuffle", 0, std::numeric_limits<std::int64_t>::max()));
+  }
+  o.kappa = args.real("kappa", 1e-12, 1 - 1e-12).value_or(0.95);
+  if (const auto c = args.choice("constraint", {"auto", "none", "inf-norm", "perron"}))
+    o.constraint = parse_constraint(*c);
+  const std::string validate = args.choice("validate-on", {"test", "none"})
+                                   .value_or(args.text("data") ? "test" : "none");
+  if (const auto c = args.text("checkpoint"))
+    o.checkpoint_dir = *c;
+
+  Progress progress(inv.progress_enabled());
+  progress.update("preparing the model ...", true);
+  const Model<T> model = load_or_init<T>(args);
+  if (!args.positionals().empty())
+    check_distinct(args.positionals().at(0), *out);
+  progress.update("reading the data ...", true);
+  Dataset<T> data, validation;
+  load_data(args, model, o.gradient.loss, data, validation, validate == "test");
+  TrainableModel<T> tm(model);
+
+  o.on_step = [&](const StepProgress &p) {
+    if (progress.enabled())
+      progress.update("epoch " + std::to_string(p.epoch) + "/" +
+                      std::to_string(p.epochs) + "  batch " + std::to_string(p.step) +
+                      "/" + std::to_string(p.steps) + "  loss " + fmt_g(p.loss, 4) +
+                      (o.gradient.loss == LossKind::cross_entropy
+                           ? "  accuracy " + fmt_g(100 * p.accuracy, 4) + "%"
+                           : std::string()) +
+                      "  " + fmt_g(p.images_per_second, 3) + " images/s");
+  };
+  o.on_epoch = [&](const EpochReport &r) {
+    progress.clear();
+    if (inv.json) {
+      std::cout << epoch_json(r).dump() << std::endl;
+    } else if (inv.human()) {
+      std::cout << "epoch " << r.epoch << "/" << o.epochs << ": lr " << fmt_g(r.lr, 4)
+                << ", train loss " << fmt_g(r.train_loss, 5);
+      if (o.gradient.loss == LossKind::cross_entropy)
+        std::cout << ", accuracy " << fmt_g(100 * r.train_accuracy, 4) << "%";
+      if (r.validation_loss)
+        std::cout << "; test loss " << fmt_g(*r.validation_loss, 5);
+      if (r.validation_accuracy)
+        std::cout << ", accuracy " << fmt_g(100 * *r.validation_accuracy, 4) << "%";
+      std::cout << "; " << fmt_seconds(r.seconds) << " (" << fmt_g(r.images_per_second, 3)
+                << " images/s)";
+      if (r.lambda_upper > 0 || r.norm_inf > 0)
+        std::cout << "; lambda_PF(|A|) <= " << fmt_g(r.lambda_upper, 4)
+                  << (r.certified ? " (certified)" : " (NOT certified)")
+                  << ", ||A||_inf = " << fmt_g(r.norm_inf, 4);
+      std::cout << std::endl;
+    }
+  };
+
+  std::optional<Checkpoint<T>> cp;
+  if (args.flag("resume")) {
+    if (o.checkpoint_dir.empty())
+      throw UsageError("--resume needs --checkpoint DIR");
+    cp = load_checkpoint<T>(o.checkpoint_dir);
+    if (!cp)
+      throw FileError(o.checkpoint_dir.string(), 0,
+                      "no complete checkpoint to resume from");
+  }
+  Stopwatch clock;
+  TrainReport report;
+  try {
+    report = cp ? resume(tm, *cp, data, validation.size() ? &validation : nullptr, o)
+                : train(tm, data, validation.size() ? &validation : nullptr, o);
+  } catch (const TrainingError &e) {
+    progress.clear();
+    throw CommandFailure(exit_numerical,
+                         std::string(e.what()) + "; nothing written to " + *out);
+  }
+  const double seconds = clock.seconds();
+  progress.update("writing " + *out + " ...", true);
+  save_model_as(tm.model(), *out, output_format(args, *out));
+  progress.clear();
+  if (inv.json) {
+    nlohmann::json doc = {{"event", "done"},
+                          {"output", *out},
+                          {"precision", to_string(precision)},
+                          {"n", tm.model().states()},
+                          {"p", tm.model().inputs()},
+                          {"q", tm.model().outputs()},
+                          {"parameters", tm.size()},
+                          {"samples", data.size()},
+                          {"epochs", report.epochs.size()},
+                          {"forward_method", report.forward_method},
+                          {"adjoint_method", report.adjoint_method},
+                          {"constraint", to_string(report.constraint)},
+                          {"constraint_reason", report.constraint_reason},
+                          {"seconds", seconds}};
+    if (!report.epochs.empty()) {
+      const auto &last = report.epochs.back();
+      doc["train_loss"] = last.train_loss;
+      if (last.validation_accuracy)
+        doc["validation_accuracy"] = *last.validation_accuracy;
+    }
+    std::cout << doc.dump() << std::endl;
+  } else if (inv.human()) {
+    std::cout << "trained " << fmt_count(tm.size()) << " parameters ("
+              << to_string(precision) << ") on " << fmt_count(data.size())
+              << " samples of " << data.name << " for " << report.epochs.size()
+              << " epoch" << (report.epochs.size() == 1 ? "" : "s") << " in "
+              << fmt_seconds(seconds) << " -> " << *out << "\n"
+              << "  forward: " << report.forward_method << "\n"
+              << "  adjoint: " << report.adjoint_method << "\n"
+              << "  well-posedness: " << to_string(report.constraint) << " ("
+              << report.constraint_reason << ")\n";
+  }
+  return exit_ok;
+}
+
+int run_train(Invocation &inv) {
+  const Precision precision = precision_of(inv.args);
+  return precision == Precision::float32 ? train_command<float>(inv, precision)
+                                         : train_command<double>(inv, precision);
+}
+
+/// The gradient as a model of the same structure: each tensor's values
+/// replaced by its gradient.
+template <class T> int gradient_command(Invocation &inv, Precision precision) {
+  const Arguments &args = inv.args;
+  const auto out = args.text("output");
+  if (!out)
+    throw UsageError("missing required option --output (-o)");
+  const GradientOptions go = gradient_options(args, precision);
+  const Model<T> model = load_or_init<T>(args);
+  Dataset<T> data, none;
+  load_data(args, model, go.loss, data, none, false);
+  check_dataset(data, model.inputs(), model.outputs(), go.loss);
+  TrainableModel<T> tm(model);
+  GradientEngine<T> engine(tm, go);
+  Targets<T> t;
+  t.labels = data.labels;
+  t.values = &data.targets;
+  std::vector<T> grad(static_cast<std::size_t>(tm.size()));
+  const GradientResult r = engine.compute(data.inputs, t, grad);
+  if (!r.ok())
+    throw CommandFailure(exit_numerical,
+                         std::string("the ") + (r.forward.ok() ? "adjoint" : "forward") +
+                             " solve did not converge: " +
+                             (r.forward.ok() ? r.adjoint.message : r.forward.message) +
+                             "; nothing written to " + *out);
+  tm.write(grad);
+  save_model_as(tm.model(), *out, output_format(args, *out));
+  double norm = 0;
+  for (const T g : grad)
+    norm += double(g) * double(g);
+  norm = std::sqrt(norm);
+  if (inv.json) {
+    nlohmann::json tensors = nlohmann::json::array();
+    const auto v = std::as_const(tm).values();
+    for (std::size_t k = 0; k < tm.tensors().size(); ++k) {
+      double s = 0;
+      for (const T g : v[k])
+        s += double(g) * double(g);
+      tensors.push_back({{"name", tm.tensors()[k].name},
+                         {"shape", tm.tensors()[k].shape},
+                         {"norm", std::sqrt(s)}});
+    }
+    inv.emit({{"output", *out},
+              {"loss", r.loss},
+              {"samples", r.samples},
+              {"correct", r.correct},
+              {"gradient_norm", norm},
+              {"parameters", tm.size()},
+              {"tensors", tensors},
+              {"forward_method", engine.forward_method()},
+              {"adjoint_method", engine.adjoint_method()},
+              {"adjoint_iterations", r.adjoint.iterations}});
+  } else if (inv.human()) {
+    std::cout << "gradient of the mean " << to_string(go.loss) << " loss "
+              << fmt_g(r.loss, 10) << " over " << fmt_count(r.samples) << " samples -> "
+              << *out << "\n"
+              << "  " << fmt_count(tm.size()) << " parameters in " << tm.tensors().size()
+              << " tensors, ||gradient||_2 = " << fmt_g(norm, 6) << "\n"
+              << "  adjoint: " << engine.adjoint_method() << "\n";
+  }
+  return exit_ok;
+}
+
+int run_gradient(Invocation &inv) {
+  const Precision precision = precision_of(inv.args);
+  return precision == Precision::float32 ? gradient_command<float>(inv, precision)
+                                         : gradient_command<double>(inv, precision);
+}
+
+const std::vector<OptionSpec> common_options = {
+    {"init", 0, "SPEC",
+     "a fresh model instead of MODEL: mlp:784,64,32,16,10 or "
+     "implicit:n=N,p=P,q=Q,density=D,kappa=K"},
+    {"seed", 0, "S", "seed of --init (default 1)"},
+    {"data", 0, "DIR", "IDX directory: train-* for training, t10k-* for validation"},
+    {"limit", 0, "N", "use the first N training images of --data"},
+    {"input", 'i', "U.txt", "inputs, one per line (with --labels or --targets)"},
+    {"labels", 0, "L.txt", "one integer label per line (cross-entropy)"},
+    {"targets", 0, "Y.txt", "q target values per line (squared loss)"},
+    {"loss", 0, "L", "cross-entropy (default) or squared (mean of (y - t)^2)"},
+    {"output", 'o', "OUT", "where to write the model (.tacit: native file)"},
+    format_option,
+    precision_option,
+    {"adjoint", 0, "M", "auto, sweep, picard or klu: how the adjoint is solved"},
+    {"tol", 0, "T", "relative stopping tolerance of the solves"},
+    {"anderson", 0, "M", "Anderson depth of the iterative solves (default 0)"},
+    {"max-iterations", 0, "K", "iteration budget of the iterative solves"}};
+
+std::vector<OptionSpec> train_options() {
+  auto o = common_options;
+  o.insert(
+      o.end(),
+      {{"optimizer", 0, "O", "sgd (default), adam or adamw"},
+       {"lr", 0, "R", "learning rate (default 0.01)"},
+       {"momentum", 0, "M", "SGD momentum (default 0)"},
+       {"nesterov", 0, "", "Nesterov momentum (SGD)"},
+       {"weight-decay", 0, "W", "weight decay (L2 for sgd/adam, decoupled for adamw)"},
+       {"beta1", 0, "B", "Adam beta1 (default 0.9)"},
+       {"beta2", 0, "B", "Adam beta2 (default 0.999)"},
+       {"schedule", 0, "S", "constant (default), step:EPOCHS[:GAMMA], cosine[:MIN]"},
+       {"batch-size", 0, "K", "mini-batch size (default 128)"},
+       {"epochs", 0, "E", "epochs (default 1)"},
+       {"shuffle", 0, "SEED", "seed of the batch order, or none (default 1)"},
+       {"kappa", 0, "K", "bound kept on ||A||_inf or lambda_PF(|A|) (default 0.95)"},
+       {"constraint", 0, "C", "auto, inf-norm, perron or none (models with cycles)"},
+       {"validate-on", 0, "S", "test (default with --data) or none"},
+       {"checkpoint", 0, "DIR", "write DIR/epoch-NNNN after each epoch"},
+       {"resume", 0, "", "continue from the last checkpoint in --checkpoint DIR"}});
+  return o;
+}
+
+[[maybe_unused]] const bool registered_train = register_command({
+    .name = "train",
+    .summary = "trains a model by exact gradients through the equilibrium",
+    .description =
+        "Trains MODEL (a model directory, .tacit file or .onnx network) or a fresh\n"
+        "model (--init) on labelled images (--data DIR: Fashion-MNIST/MNIST IDX files) "
+        "or\n"
+        "on text inputs with labels or targets. Each step solves the equilibrium, the\n"
+        "adjoint w = A^T J w + C^T g (a reverse block sweep for a network, Picard,\n"
+        "Anderson or KLU when A has cycles) and applies the optimiser. A model with\n"
+        "cycles is kept well-posed: A is projected onto ||A||_inf <= kappa after every\n"
+        "step (or scaled to lambda_PF(|A|) <= kappa with --constraint perron), and "
+        "every\n"
+        "epoch certifies lambda_PF(|A|) < 1. A solve that does not converge stops with\n"
+        "the epoch, the step and the numbers (exit code 3) and writes nothing.\n"
+        "Batches are drawn in a seeded order; the same seed gives the same bits for any\n"
+        "thread count, and --resume continues a checkpointed run with the same bits.",
+    .positionals = {{"MODEL", "model directory, .tacit or .onnx file (or --init)",
+                     false}},
+    .options = train_options(),
+    .epilog = "Example (the Fashion-MNIST MLP of the README):\n"
+              "  tacit train --init mlp:784,64,32,16,10 --data "
+              "/usr/share/datasets/fashion-mnist \\\n"
+              "      --optimizer sgd --lr 0.05 --momentum 0.9 --batch-size 128 --epochs "
+              "10 -o mlp.tacit\n"
+              "With --json: one line per epoch ({\"event\": \"epoch\", ...}) and a final "
+              "line\n({\"event\": \"done\", ...}).\n",
+    .order = 60,
+    .run = run_train,
+    .usage =
+        "[MODEL | --init SPEC] (--data DIR | --input U.txt (--labels L.txt | --targets "
+        "Y.txt)) -o OUT [OPTIONS]",
+});
+
+[[maybe_unused]] const bool registered_gradient = register_command({
+    .name = "gradient",
+    .summary = "the gradient of the mean loss, written as a model of the same shape",
+    .description =
+        "Computes the gradient of the mean loss over the inputs with respect to every\n"
+        "parameter (A on its pattern, B, C, D, the biases; a network's kernels and\n"
+        "weights) by implicit differentiation, and writes it as a model of the same\n"
+        "structure: dL/dA in place of A, dL/dB in place of B, and so on.",
+    .positionals = {{"MODEL", "model directory, .tacit or .onnx file (or --init)",
+                     false}},
+    .options = common_options,
+    .epilog = "JSON fields: loss, samples, gradient_norm, tensors (name, shape, norm),\n"
+              "forward_method, adjoint_method.\n",
+    .order = 61,
+    .run = run_gradient,
+    .usage = "MODEL (--input U.txt (--labels L.txt | --targets Y.txt) | --data DIR) -o G "
+             "[OPTIONS]",
+});
+
+} // namespace
+} // namespace tacit::cli
