@@ -1,12 +1,17 @@
 // Conv2dOperator as a Trainable operator: the kernel's gradient, the
-// correlation of the input maps with the adjoint maps over the batch.
+// correlation of the input maps with the adjoint maps over the batch, as a
+// GEMM of the level's dense kernel (operators/kernels/gemm.cpp) over the
+// forward product's padded phase-split input.
 
 #include <tacit/operators/structured.hpp>
 
 #include <algorithm>
+#include <vector>
 
 #include "core/detail/gradient_dot.hpp"
 #include "core/detail/trainable_checks.hpp"
+#include "operators/detail/conv_plan.hpp"
+#include "operators/detail/gemm_plan.hpp"
 #include "operators/detail/operator_kernels.hpp"
 
 namespace tacit::inline v1 {
@@ -28,47 +33,124 @@ std::optional<std::vector<index_t>> Conv2dOperator<T>::row_feature_map() const {
   return std::vector<index_t>{o.channels, o.height, o.width};
 }
 
+namespace {
+
+/// Buffers of the weight gradients of every convolution (padded input, the
+/// adjoint maps in the same layout), reused across calls.
+template <class T> detail::ScratchPool<T> &gradient_buffers() {
+  static detail::ScratchPool<T> pool;
+  return pool;
+}
+
+/// dW += the correlation of x and v, straight from the definition (each
+/// weight one sum over the output pixels in order): the reference kernel.
+template <class T>
+void reference_gradient(const Conv2dGeometry &g, ConstMatrixView<T> v, ConstMatrixView<T> x,
+                        T *gw) {
+  const index_t k = v.cols;
+  const TensorShape o = g.output();
+  const index_t H = g.input.height, W = g.input.width, OH = o.height, OW = o.width;
+  const index_t KH = g.kernel_h, KW = g.kernel_w, cin_g = g.input.channels / g.groups,
+                cout_g = g.out_channels / g.groups;
+  for (index_t co = 0; co < g.out_channels; ++co) {
+    const index_t grp = co / cout_g;
+    for (index_t c = 0; c < cin_g; ++c) {
+      const index_t ci = grp * cin_g + c;
+      for (index_t kh = 0; kh < KH; ++kh)
+        for (index_t kw = 0; kw < KW; ++kw) {
+          T acc = T(0);
+          for (index_t oh = 0; oh < OH; ++oh) {
+            const index_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+            if (ih < 0 || ih >= H)
+              continue;
+            for (index_t ow = 0; ow < OW; ++ow) {
+              const index_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+              if (iw < 0 || iw >= W)
+                continue;
+              acc += detail::column_dot(v.row((co * OH + oh) * OW + ow),
+                                        x.row((ci * H + ih) * W + iw), k);
+            }
+          }
+          gw[((co * cin_g + c) * KH + kh) * KW + kw] += acc;
+        }
+    }
+  }
+}
+
+} // namespace
+
 template <class T>
 void Conv2dOperator<T>::accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
                                             std::span<const std::span<T>> grad,
                                             Execution exec) const {
   detail::check_gradient_arguments(*this, v, x, grad, parameter_shapes());
-  const index_t k = v.cols;
-  if (k == 0)
+  const index_t N = v.cols;
+  if (N == 0)
     return;
-  const auto &g = geometry_;
-  const TensorShape o = g.output();
-  const index_t H = g.input.height, W = g.input.width, OH = o.height, OW = o.width;
-  const index_t KH = g.kernel_h, KW = g.kernel_w, cin_g = g.input.channels / g.groups,
-                cout_g = g.out_channels / g.groups;
   T *gw = grad[0].data();
-  // dW[co][c][kh][kw] += sum over (oh, ow) of v[co, oh, ow] . x[ci, ih, iw]
-  // (taps inside the image), in a fixed order per weight.
-  detail::for_range(exec, g.out_channels, 1, [&](index_t c0, index_t c1) {
-    for (index_t co = c0; co < c1; ++co) {
-      const index_t grp = co / cout_g;
-      for (index_t c = 0; c < cin_g; ++c) {
-        const index_t ci = grp * cin_g + c;
-        for (index_t kh = 0; kh < KH; ++kh)
-          for (index_t kw = 0; kw < KW; ++kw) {
-            T acc = T(0);
-            for (index_t oh = 0; oh < OH; ++oh) {
-              const index_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-              if (ih < 0 || ih >= H)
-                continue;
-              for (index_t ow = 0; ow < OW; ++ow) {
-                const index_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-                if (iw < 0 || iw >= W)
-                  continue;
-                acc += detail::column_dot(v.row((co * OH + oh) * OW + ow),
-                                          x.row((ci * H + ih) * W + iw), k);
-              }
+  if (exec == Execution::reference)
+    return reference_gradient(geometry_, v, x, gw);
+  // dW[co][k] = sum over j of V'[co][j] Xp[tap k][j]: the forward's implicit
+  // GEMM description (operators/detail/conv_plan.hpp) read the other way.
+  // Xp is the padded, stride-phase-split input; V' holds v with the output
+  // rows widened to the phase plane width Wq (zeros past OW), so that one
+  // row of V' and the tap's segment of Xp (OH * Wq * N values) line up.
+  const detail::ConvPlan p(geometry_);
+  const index_t cs = p.channel_stride(), L = p.OH * p.Wq * N;
+  index_t reach = p.C * cs * N; // the reads of the last taps may pass it
+  for (index_t grp = 0; grp < p.groups; ++grp)
+    for (index_t t = 0; t < p.K; ++t)
+      reach = std::max(reach, (grp * p.cin_g * cs + p.tap_offset[t]) * N + L);
+  const std::size_t xp_len = static_cast<std::size_t>(reach),
+                    vq_len = static_cast<std::size_t>(p.Co * L);
+  typename detail::ScratchPool<T>::Lease buf(gradient_buffers<T>(), xp_len + vq_len);
+  T *xp = buf.data(), *vq = buf.data() + xp_len;
+  const T *xv = x.data;
+  // Xp[c][ph][pw][h'][w'][n] = x[c][h' sh + ph - pt][w' sw + pw - pl][n] or 0.
+  detail::for_range(exec, p.C, 1, [&](index_t c0, index_t c1) {
+    for (index_t c = c0; c < c1; ++c)
+      for (index_t ph = 0; ph < p.sh; ++ph)
+        for (index_t pw = 0; pw < p.sw; ++pw) {
+          T *plane = xp + ((c * p.sh + ph) * p.sw + pw) * p.Hq * p.Wq * N;
+          for (index_t hq = 0; hq < p.Hq; ++hq) {
+            const index_t h = hq * p.sh + ph - p.pt;
+            for (index_t wq = 0; wq < p.Wq; ++wq) {
+              const index_t w = wq * p.sw + pw - p.pl;
+              T *cell = plane + (hq * p.Wq + wq) * N;
+              if (h < 0 || h >= p.H || w < 0 || w >= p.W)
+                std::fill(cell, cell + N, T(0));
+              else
+                std::copy_n(xv + ((c * p.H + h) * p.W + w) * x.ld, N, cell);
             }
-            gw[((co * cin_g + c) * KH + kh) * KW + kw] += acc;
           }
-      }
-    }
+        }
   });
+  std::fill(xp + p.C * cs * N, xp + xp_len, T(0));
+  detail::for_range(exec, p.Co, 1, [&](index_t c0, index_t c1) {
+    for (index_t co = c0; co < c1; ++co)
+      for (index_t oh = 0; oh < p.OH; ++oh)
+        for (index_t wq = 0; wq < p.Wq; ++wq) {
+          T *cell = vq + ((co * p.OH + oh) * p.Wq + wq) * N;
+          if (wq < p.OW)
+            std::copy_n(v.row((co * p.OH + oh) * p.OW + wq), N, cell);
+          else
+            std::fill(cell, cell + N, T(0));
+        }
+  });
+  const auto &kernel = detail::gemm_kernels().of<T>();
+  std::vector<const T *> rows(static_cast<std::size_t>(p.K));
+  for (index_t grp = 0; grp < p.groups; ++grp) {
+    for (index_t t = 0; t < p.K; ++t)
+      rows[t] = xp + (grp * p.cin_g * cs + p.tap_offset[t]) * N;
+    const T *a = vq + grp * p.cout_g * L;
+    T *c = gw + grp * p.cout_g * p.K;
+    // Tasks own columns (taps) of dW: each weight is summed by one task.
+    const index_t chunk = 12;
+    detail::for_range(exec, (p.K + chunk - 1) / chunk, 1, [&](index_t t0, index_t t1) {
+      kernel.nt_accumulate(0, p.cout_g, t0 * chunk, std::min(p.K, t1 * chunk), L, a, L,
+                           rows.data(), c, p.K);
+    });
+  }
 }
 
 template <class T> std::shared_ptr<LinearOperator<T>> Conv2dOperator<T>::clone() const {

@@ -152,8 +152,8 @@ void gemm_product(index_t i0, index_t i1, index_t n0, index_t n1, index_t K, con
 // ------------------------------------------------------------ nt_accumulate
 
 template <class T, int MR, int NR>
-inline void nt_tile(index_t L, const T *__restrict a, index_t lda, const T *const *b,
-                    T *__restrict c, index_t ldc) {
+inline void nt_tile(index_t l0, index_t L, const T *__restrict a, index_t lda,
+                    const T *const *b, T *__restrict c, index_t ldc) {
   using V = GemmVec<T>;
   using VT = typename V::type;
   constexpr index_t W = V::lanes;
@@ -163,7 +163,8 @@ inline void nt_tile(index_t L, const T *__restrict a, index_t lda, const T *cons
       acc[r][q] = VT{};
   const T *br[NR];
   for (int q = 0; q < NR; ++q)
-    br[q] = b[q];
+    br[q] = b[q] + l0;
+  a += l0;
   index_t l = 0;
   for (; l + W <= L; l += W) {
     VT bv[NR];
@@ -195,25 +196,32 @@ inline void nt_tile(index_t L, const T *__restrict a, index_t lda, const T *cons
 }
 
 template <class T, int MR>
-inline void nt_rows(index_t j0, index_t j1, index_t L, const T *a, index_t lda,
+inline void nt_rows(index_t j0, index_t j1, index_t l0, index_t L, const T *a, index_t lda,
                     const T *const *b, T *c, index_t ldc) {
   index_t j = j0;
   for (; j + 3 <= j1; j += 3)
-    nt_tile<T, MR, 3>(L, a, lda, b + j, c + j, ldc);
+    nt_tile<T, MR, 3>(l0, L, a, lda, b + j, c + j, ldc);
   if (j1 - j == 2)
-    nt_tile<T, MR, 2>(L, a, lda, b + j, c + j, ldc);
+    nt_tile<T, MR, 2>(l0, L, a, lda, b + j, c + j, ldc);
   else if (j1 - j == 1)
-    nt_tile<T, MR, 1>(L, a, lda, b + j, c + j, ldc);
+    nt_tile<T, MR, 1>(l0, L, a, lda, b + j, c + j, ldc);
 }
+
+/// Inner index cut into fixed pieces (the same for every split into tiles):
+/// the rows of a piece stay in L2 while every tile reads them.
+inline constexpr index_t nt_piece = 1024;
 
 template <class T>
 void gemm_nt_accumulate(index_t i0, index_t i1, index_t j0, index_t j1, index_t L,
                         const T *a, index_t lda, const T *const *b, T *c, index_t ldc) {
-  index_t i = i0;
-  for (; i + 4 <= i1; i += 4)
-    nt_rows<T, 4>(j0, j1, L, a + i * lda, lda, b, c + i * ldc, ldc);
-  for (; i < i1; ++i)
-    nt_rows<T, 1>(j0, j1, L, a + i * lda, lda, b, c + i * ldc, ldc);
+  for (index_t l0 = 0; l0 < L; l0 += nt_piece) {
+    const index_t lc = std::min(nt_piece, L - l0);
+    index_t i = i0;
+    for (; i + 4 <= i1; i += 4)
+      nt_rows<T, 4>(j0, j1, l0, lc, a + i * lda, lda, b, c + i * ldc, ldc);
+    for (; i < i1; ++i)
+      nt_rows<T, 1>(j0, j1, l0, lc, a + i * lda, lda, b, c + i * ldc, ldc);
+  }
 }
 
 } // namespace tacit::inline v1::detail::TACIT_ISA_NS

@@ -10,8 +10,9 @@
 // - nt_accumulate: C += A B^T where row j of B is B[j] (any pointer per row:
 //   the rows of x for a dense layer's gradient, the taps of a convolution's
 //   padded input for its kernel's gradient), a long inner dimension L.
-//   Register tiles of 4 x 3 lane accumulators; each element is a fixed lane
-//   order and a fixed lane reduction.
+//   Register tiles of 4 x 3 lane accumulators over fixed pieces of the inner
+//   index (1024 values); each element is a fixed lane order, a fixed lane
+//   reduction per piece and the pieces added in order.
 // The split into tiles never changes an element's arithmetic, so results do
 // not depend on the thread count (they differ between levels: vector widths
 // and fused multiply-adds).
