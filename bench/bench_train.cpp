@@ -23,6 +23,7 @@
 #include <tacit/train/init.hpp>
 #include <tacit/train/trainer.hpp>
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_reduce.h>
 #include <tbb/task_arena.h>
 

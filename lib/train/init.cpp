@@ -152,7 +152,7 @@ template <class T> Model<T> init_model(std::string_view spec, std::uint64_t seed
         throw InvalidArgument(where + ": unknown key '" + std::string(key) +
                               "' (expected n, p, q, density, kappa)");
     }
-    for (const auto [v, name] : {std::pair{n, "n"}, {p, "p"}, {q, "q"}})
+    for (const auto &[v, name] : {std::pair{n, "n"}, {p, "p"}, {q, "q"}})
       if (v < 1 || v != std::floor(v) || v > 1e9)
         throw InvalidArgument(where + ": " + name +
                               " must be given as a whole number >= 1");

@@ -77,10 +77,9 @@ std::vector<index_t> epoch_order(index_t m, std::optional<std::uint64_t> seed,
   std::uint64_t state = mix(*seed ^ mix(static_cast<std::uint64_t>(epoch) + 1));
   for (index_t i = m - 1; i > 0; --i) {
     state = mix(state);
-    // Unbiased enough for i < 2^32: the high bits times the range.
-    const index_t j = static_cast<index_t>(
-        (static_cast<unsigned __int128>(state) * static_cast<std::uint64_t>(i + 1)) >>
-        64);
+    // Unbiased enough for i < 2^32: the high 32 bits times the range.
+    const index_t j =
+        static_cast<index_t>(((state >> 32) * static_cast<std::uint64_t>(i + 1)) >> 32);
     std::swap(order[i], order[j]);
   }
   return order;
