@@ -2,7 +2,9 @@
 # Matrix Market and native files; TBB and SuiteSparse at link time) and the
 # optional tacit::onnx (libonnx, protobuf), tacit::lp (COIN-OR CLP),
 # tacit::image (libpng) and tacit::idx (zlib), each built when its
-# dependencies are found or required by TACIT_REQUIRE_COMPONENTS.
+# dependencies are found or required by TACIT_REQUIRE_COMPONENTS. The Python
+# module (component python: pybind11, Python 3 with NumPy and SciPy) is not a
+# library; it is built on the umbrella (python/).
 
 set(TACIT_OPTIONAL_COMPONENTS onnx lp image idx)
 set(TACIT_BUILT_COMPONENTS "")
@@ -31,9 +33,10 @@ endfunction()
 # Finds the dependencies of the optional components; sets TACIT_HAVE_<NAME>.
 macro(tacit_component_dependencies)
   foreach(component IN LISTS TACIT_REQUIRE_COMPONENTS)
-    if(NOT component STREQUAL "all" AND NOT component IN_LIST TACIT_OPTIONAL_COMPONENTS)
+    if(NOT component STREQUAL "all" AND NOT component STREQUAL "python"
+       AND NOT component IN_LIST TACIT_OPTIONAL_COMPONENTS)
       message(FATAL_ERROR "TACIT_REQUIRE_COMPONENTS: unknown component '${component}' "
-                          "(known: ${TACIT_OPTIONAL_COMPONENTS} or all)")
+                          "(known: ${TACIT_OPTIONAL_COMPONENTS} python or all)")
     endif()
   endforeach()
 
@@ -77,6 +80,37 @@ macro(tacit_component_dependencies)
     set(TACIT_HAVE_IDX ON)
   else()
     tacit_component_missing(idx "zlib (zlib1g-dev)")
+  endif()
+
+  # python: pybind11 (pybind11-dev) and Python 3 with its headers, NumPy and
+  # SciPy (python3-dev, python3-numpy, python3-scipy). Debian's interpreter
+  # unless Python3_EXECUTABLE says otherwise: the first python3 on PATH may
+  # be another one without NumPy. Not built with sanitizers (the interpreter
+  # is not instrumented).
+  set(TACIT_HAVE_PYTHON OFF)
+  if(TACIT_SANITIZE)
+    message(STATUS "tacit component python: not built (sanitizer build)")
+  else()
+    if(NOT DEFINED Python3_EXECUTABLE AND EXISTS /usr/bin/python3)
+      set(Python3_EXECUTABLE /usr/bin/python3)
+    endif()
+    find_package(Python3 COMPONENTS Interpreter Development.Module QUIET)
+    set(_tacit_python_modules FALSE)
+    if(Python3_FOUND)
+      execute_process(COMMAND ${Python3_EXECUTABLE} -c "import numpy, scipy.sparse"
+                      RESULT_VARIABLE _tacit_numpy_result OUTPUT_QUIET ERROR_QUIET)
+      if(_tacit_numpy_result EQUAL 0)
+        set(_tacit_python_modules TRUE)
+      endif()
+      find_package(pybind11 CONFIG QUIET)
+    endif()
+    if(Python3_FOUND AND _tacit_python_modules AND pybind11_FOUND)
+      set(TACIT_HAVE_PYTHON ON)
+      message(STATUS "tacit component python: built (${Python3_EXECUTABLE})")
+    else()
+      tacit_component_missing(python
+        "pybind11-dev, python3-dev, python3-numpy or python3-scipy (for ${Python3_EXECUTABLE})")
+    endif()
   endif()
 endmacro()
 

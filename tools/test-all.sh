@@ -42,5 +42,15 @@ cmake -S tests/consumer -B "$prefix/umbrella" -G Ninja -DCMAKE_PREFIX_PATH="$pre
 cmake --build "$prefix/umbrella"
 "$prefix/umbrella/consumer"
 "$prefix/install/bin/tacit" --help > /dev/null
+# The Python package from the prefix alone (not the build tree).
+pydir=$(cd "$prefix/install" && ls -d lib/python3*/dist-packages)
+(cd "$prefix" && PYTHONPATH="$prefix/install/$pydir" /usr/bin/python3 -S -c '
+import sys; sys.path.extend(["/usr/lib/python3/dist-packages"])
+import numpy, tacit
+assert tacit.__file__.startswith(sys.argv[1]), tacit.__file__
+m = tacit.random_implicit(50, 3, 2)
+s = tacit.solve(m, numpy.ones((4, 3)))
+assert s.report.ok, s.report
+print("installed Python package:", tacit.__file__, tacit.__version__)' "$prefix/install")
 
 echo "== all tests passed in $((SECONDS - start)) s"

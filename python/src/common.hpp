@@ -1,0 +1,92 @@
+#pragma once
+// Shared pieces of the Python bindings: the precision-erased model and
+// operator handles, NumPy views of tacit's storage, and the conversions
+// between NumPy's sample-major arrays and tacit's slab-major batches.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <tacit/core/dense.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/core/operator.hpp>
+
+namespace tacit::python {
+
+namespace py = pybind11;
+
+/// A model in either precision. Models are immutable: the handle shares it.
+template <class T> using ModelPtr = std::shared_ptr<const Model<T>>;
+struct PyModel {
+  std::variant<ModelPtr<float>, ModelPtr<double>> model;
+  template <class F> decltype(auto) visit(F &&f) const {
+    return std::visit([&](const auto &m) -> decltype(auto) { return f(*m, m); }, model);
+  }
+};
+
+/// An operator in either precision, with the product it stands for: M, M^T,
+/// |M| or |M|^T (so that `A.T` and `abs(A)` are views, not copies).
+template <class T> struct TypedOperator {
+  OperatorPtr<T> op;
+  Mode mode = Mode::normal;
+};
+struct PyOperator {
+  std::variant<TypedOperator<float>, TypedOperator<double>> held;
+  template <class F> decltype(auto) visit(F &&f) const {
+    return std::visit([&](const auto &t) -> decltype(auto) { return f(t); }, held);
+  }
+};
+
+template <class M> struct model_value;
+template <class T> struct model_value<Model<T>> {
+  using type = T;
+};
+/// T of a Model<T>.
+template <class M> using model_value_t = typename model_value<M>::type;
+
+template <class T> constexpr const char *dtype_name() {
+  return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+/// "float32" / "float64" (also numpy dtypes and their names) -> true for float32.
+bool parse_is_float32(const py::object &dtype);
+
+/// A read-only (or writable) NumPy array over `data` that keeps `owner` alive
+/// as its base: no copy.
+template <class T, class Owner>
+py::array_t<T> view_array(const T *data, std::vector<py::ssize_t> shape,
+                          std::vector<py::ssize_t> strides, std::shared_ptr<Owner> owner,
+                          bool writable = false) {
+  auto *keep = new std::shared_ptr<Owner>(std::move(owner));
+  py::capsule base(keep, [](void *p) { delete static_cast<std::shared_ptr<Owner> *>(p); });
+  py::array_t<T> a(std::move(shape), std::move(strides), data, base);
+  if (!writable)
+    py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return a;
+}
+
+/// Samples in rows (k x p, or one sample of length p) -> a p x k batch.
+/// Accepts any array NumPy can convert to T (a copy only when it must
+/// convert); the batch is filled in parallel.
+template <class T> Batch<T> batch_from_samples(const py::array &samples, index_t p,
+                                               const char *what);
+
+/// A q x k batch -> a k x q NumPy array (samples in rows), or a vector of
+/// length q when `vector` (the input was one sample).
+template <class T> py::array_t<T> samples_from_batch(const Batch<T> &batch, bool vector);
+
+/// Runs f with the GIL released, in a task arena of `threads` threads
+/// (0: all of the machine's).
+void run_released(int threads, const std::function<void()> &f);
+
+void bind_operators(py::module_ &m);
+void bind_models(py::module_ &m);
+void bind_solves(py::module_ &m);
+
+} // namespace tacit::python

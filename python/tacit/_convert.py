@@ -1,0 +1,26 @@
+"""Conversions of SciPy and NumPy matrices for tacit.Model (used by the
+compiled module)."""
+
+import numpy as np
+import scipy.sparse
+
+
+def csr_arrays(obj, name):
+    """(rows, cols, indptr, indices, data) of a canonical CSR form of obj: a
+    SciPy sparse matrix or array, or anything NumPy reads as a 2-D array.
+    Duplicates are summed and column indices sorted; explicit zeros are kept
+    (they are part of the pattern)."""
+    if scipy.sparse.issparse(obj):
+        m = obj.tocsr()
+    else:
+        a = np.asarray(obj)
+        if a.ndim != 2:
+            raise ValueError(f"Model: {name} must be a matrix (2-D), got {a.ndim} dimensions")
+        if not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"Model: {name} must be numeric, got dtype {a.dtype}")
+        m = scipy.sparse.csr_matrix(a)
+    if not m.has_canonical_format:
+        m = m.copy()
+        m.sum_duplicates()
+    rows, cols = m.shape
+    return rows, cols, m.indptr, m.indices, m.data
