@@ -44,9 +44,7 @@ struct PyOperator {
 };
 
 template <class M> struct model_value;
-template <class T> struct model_value<Model<T>> {
-  using type = T;
-};
+template <class T> struct model_value<Model<T>> { using type = T; };
 /// T of a Model<T>.
 template <class M> using model_value_t = typename model_value<M>::type;
 
@@ -64,7 +62,8 @@ py::array_t<T> view_array(const T *data, std::vector<py::ssize_t> shape,
                           std::vector<py::ssize_t> strides, std::shared_ptr<Owner> owner,
                           bool writable = false) {
   auto *keep = new std::shared_ptr<Owner>(std::move(owner));
-  py::capsule base(keep, [](void *p) { delete static_cast<std::shared_ptr<Owner> *>(p); });
+  py::capsule base(keep,
+                   [](void *p) { delete static_cast<std::shared_ptr<Owner> *>(p); });
   py::array_t<T> a(std::move(shape), std::move(strides), data, base);
   if (!writable)
     py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
@@ -74,8 +73,8 @@ py::array_t<T> view_array(const T *data, std::vector<py::ssize_t> shape,
 /// Samples in rows (k x p, or one sample of length p) -> a p x k batch.
 /// Accepts any array NumPy can convert to T (a copy only when it must
 /// convert); the batch is filled in parallel.
-template <class T> Batch<T> batch_from_samples(const py::array &samples, index_t p,
-                                               const char *what);
+template <class T>
+Batch<T> batch_from_samples(const py::array &samples, index_t p, const char *what);
 
 /// A q x k batch -> a k x q NumPy array (samples in rows), or a vector of
 /// length q when `vector` (the input was one sample).

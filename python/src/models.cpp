@@ -34,17 +34,20 @@ template <class T> OperatorPtr<T> as_operator(const py::object &obj, const char 
   auto arrays = py::module_::import("tacit._convert").attr("csr_arrays")(obj, name);
   auto tuple = arrays.cast<py::tuple>();
   const auto rows = tuple[0].cast<index_t>(), cols = tuple[1].cast<index_t>();
-  auto indptr = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
-      tuple[2]);
-  auto indices = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
-      tuple[3]);
+  auto indptr =
+      py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
+          tuple[2]);
+  auto indices =
+      py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
+          tuple[3]);
   auto data = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(tuple[4]);
   std::vector<std::int64_t> row_ptr(indptr.data(), indptr.data() + indptr.shape(0));
   std::vector<T> values(data.data(), data.data() + data.shape(0));
   try {
     return std::make_shared<const CsrMatrix<T>>(
         rows, cols, std::move(row_ptr),
-        std::span<const std::int64_t>(indices.data(), indices.shape(0)), std::move(values));
+        std::span<const std::int64_t>(indices.data(), indices.shape(0)),
+        std::move(values));
   } catch (const InvalidArgument &e) {
     throw InvalidArgument(std::string("Model: ") + name + ": " + e.what());
   }
@@ -88,7 +91,8 @@ std::vector<StateBlock> as_blocks(const py::object &blocks, const std::string &a
 template <class T>
 PyModel build_model(const py::object &A, const py::object &B, const py::object &C,
                     const py::object &D, const py::object &b, const py::object &c,
-                    const std::string &activation, double slope, const py::object &blocks) {
+                    const std::string &activation, double slope,
+                    const py::object &blocks) {
   auto a = as_operator<T>(A, "A");
   auto bb = as_operator<T>(B, "B");
   auto cc = as_operator<T>(C, "C");
@@ -101,7 +105,8 @@ PyModel build_model(const py::object &A, const py::object &B, const py::object &
 
 bool object_is_float32(const py::object &obj) {
   if (py::isinstance<PyOperator>(obj))
-    return std::holds_alternative<TypedOperator<float>>(obj.cast<const PyOperator &>().held);
+    return std::holds_alternative<TypedOperator<float>>(
+        obj.cast<const PyOperator &>().held);
   if (py::hasattr(obj, "dtype"))
     return py::str(obj.attr("dtype")).cast<std::string>() == "float32";
   return false;
@@ -131,11 +136,13 @@ vectors (None: zero). ``blocks`` lists the states' activations as
 float64). Models are immutable and may be shared between threads.)doc")
       .def(py::init([](const py::object &A, const py::object &B, const py::object &C,
                        const py::object &D, const py::object &b, const py::object &c,
-                       const std::string &activation, double slope, const py::object &blocks,
-                       const py::object &dtype) {
-             const bool f32 = dtype.is_none() ? object_is_float32(A) : parse_is_float32(dtype);
+                       const std::string &activation, double slope,
+                       const py::object &blocks, const py::object &dtype) {
+             const bool f32 =
+                 dtype.is_none() ? object_is_float32(A) : parse_is_float32(dtype);
              return f32 ? build_model<float>(A, B, C, D, b, c, activation, slope, blocks)
-                        : build_model<double>(A, B, C, D, b, c, activation, slope, blocks);
+                        : build_model<double>(A, B, C, D, b, c, activation, slope,
+                                              blocks);
            }),
            py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D") = py::none(),
            py::arg("b") = py::none(), py::arg("c") = py::none(),
@@ -143,60 +150,66 @@ float64). Models are immutable and may be shared between threads.)doc")
            py::arg("blocks") = py::none(), py::arg("dtype") = py::none())
       .def_property_readonly("states",
                              [](const PyModel &p) {
-                               return p.visit([](const auto &m, auto &) { return m.states(); });
+                               return p.visit(
+                                   [](const auto &m, auto &) { return m.states(); });
                              })
       .def_property_readonly("inputs",
                              [](const PyModel &p) {
-                               return p.visit([](const auto &m, auto &) { return m.inputs(); });
+                               return p.visit(
+                                   [](const auto &m, auto &) { return m.inputs(); });
                              })
       .def_property_readonly("outputs",
                              [](const PyModel &p) {
-                               return p.visit([](const auto &m, auto &) { return m.outputs(); });
+                               return p.visit(
+                                   [](const auto &m, auto &) { return m.outputs(); });
+                             })
+      .def_property_readonly("dtype",
+                             [](const PyModel &p) {
+                               return p.visit([](const auto &m, auto &) {
+                                 using T = model_value_t<std::decay_t<decltype(m)>>;
+                                 return py::module_::import("numpy").attr("dtype")(
+                                     dtype_name<T>());
+                               });
                              })
       .def_property_readonly(
-          "dtype",
+          "A",
           [](const PyModel &p) {
             return p.visit([](const auto &m, auto &) {
-              using T = model_value_t<std::decay_t<decltype(m)>>;
-              return py::module_::import("numpy").attr("dtype")(dtype_name<T>());
+              return PyOperator{TypedOperator{m.A_ptr(), Mode::normal}};
             });
           })
-      .def_property_readonly("A",
-                             [](const PyModel &p) {
-                               return p.visit([](const auto &m, auto &) {
-                                 return PyOperator{TypedOperator{m.A_ptr(), Mode::normal}};
-                               });
-                             })
-      .def_property_readonly("B",
-                             [](const PyModel &p) {
-                               return p.visit([](const auto &m, auto &) {
-                                 return PyOperator{TypedOperator{m.B_ptr(), Mode::normal}};
-                               });
-                             })
-      .def_property_readonly("C",
-                             [](const PyModel &p) {
-                               return p.visit([](const auto &m, auto &) {
-                                 return PyOperator{TypedOperator{m.C_ptr(), Mode::normal}};
-                               });
-                             })
-      .def_property_readonly("D",
-                             [](const PyModel &p) -> py::object {
-                               return p.visit([](const auto &m, auto &) -> py::object {
-                                 if (!m.D_ptr())
-                                   return py::none();
-                                 return py::cast(
-                                     PyOperator{TypedOperator{m.D_ptr(), Mode::normal}});
-                               });
-                             },
-                             "D, or None when D = 0.")
+      .def_property_readonly(
+          "B",
+          [](const PyModel &p) {
+            return p.visit([](const auto &m, auto &) {
+              return PyOperator{TypedOperator{m.B_ptr(), Mode::normal}};
+            });
+          })
+      .def_property_readonly(
+          "C",
+          [](const PyModel &p) {
+            return p.visit([](const auto &m, auto &) {
+              return PyOperator{TypedOperator{m.C_ptr(), Mode::normal}};
+            });
+          })
+      .def_property_readonly(
+          "D",
+          [](const PyModel &p) -> py::object {
+            return p.visit([](const auto &m, auto &) -> py::object {
+              if (!m.D_ptr())
+                return py::none();
+              return py::cast(PyOperator{TypedOperator{m.D_ptr(), Mode::normal}});
+            });
+          },
+          "D, or None when D = 0.")
       .def_property_readonly(
           "b",
           [](const PyModel &p) {
             return p.visit([](const auto &m, const auto &ptr) {
               auto s = m.bias_x();
               using T = std::remove_const_t<typename decltype(s)::element_type>;
-              return py::array(view_array<T>(s.data(), {static_cast<py::ssize_t>(s.size())},
-                                             {sizeof(T)}, ptr));
+              return py::array(view_array<T>(
+                  s.data(), {static_cast<py::ssize_t>(s.size())}, {sizeof(T)}, ptr));
             });
           },
           "The state bias b (a read-only view of the model's storage).")
@@ -206,8 +219,8 @@ float64). Models are immutable and may be shared between threads.)doc")
             return p.visit([](const auto &m, const auto &ptr) {
               auto s = m.bias_y();
               using T = std::remove_const_t<typename decltype(s)::element_type>;
-              return py::array(view_array<T>(s.data(), {static_cast<py::ssize_t>(s.size())},
-                                             {sizeof(T)}, ptr));
+              return py::array(view_array<T>(
+                  s.data(), {static_cast<py::ssize_t>(s.size())}, {sizeof(T)}, ptr));
             });
           },
           "The output bias c (a read-only view of the model's storage).")
@@ -225,12 +238,14 @@ float64). Models are immutable and may be shared between threads.)doc")
           "The state blocks as (name, offset, size, activation, slope).")
       .def(
           "save",
-          [](const PyModel &p, const std::filesystem::path &path, const py::object &format) {
-            const std::string f =
-                format.is_none() ? (has_native_suffix(path) ? "native" : "dir")
-                                 : format.cast<std::string>();
+          [](const PyModel &p, const std::filesystem::path &path,
+             const py::object &format) {
+            const std::string f = format.is_none()
+                                      ? (has_native_suffix(path) ? "native" : "dir")
+                                      : format.cast<std::string>();
             if (f != "native" && f != "dir")
-              throw InvalidArgument("save: format must be 'native' or 'dir', not '" + f + "'");
+              throw InvalidArgument("save: format must be 'native' or 'dir', not '" + f +
+                                    "'");
             p.visit([&](const auto &m, auto &) {
               py::gil_scoped_release release;
               if (f == "native")
@@ -240,7 +255,8 @@ float64). Models are immutable and may be shared between threads.)doc")
             });
           },
           py::arg("path"), py::arg("format") = py::none(),
-          "Writes the model atomically: a native file (format 'native', the default for a "
+          "Writes the model atomically: a native file (format 'native', the default for "
+          "a "
           "path ending in .tacit) or a model directory ('dir').")
       .def(
           "astype",
@@ -260,9 +276,9 @@ float64). Models are immutable and may be shared between threads.)doc")
         return p.visit([](const auto &m, auto &) {
           using T = model_value_t<std::decay_t<decltype(m)>>;
           return "<tacit.Model n=" + std::to_string(m.states()) +
-                 " p=" + std::to_string(m.inputs()) + " q=" + std::to_string(m.outputs()) +
-                 ", A: " + m.A().kind() + " with " + std::to_string(m.A().nnz()) +
-                 " nonzeros, " + dtype_name<T>() + ">";
+                 " p=" + std::to_string(m.inputs()) +
+                 " q=" + std::to_string(m.outputs()) + ", A: " + m.A().kind() + " with " +
+                 std::to_string(m.A().nnz()) + " nonzeros, " + dtype_name<T>() + ">";
         });
       });
 
@@ -290,15 +306,18 @@ float64). Models are immutable and may be shared between threads.)doc")
 #endif
       },
       py::arg("path"), py::arg("dtype") = "float64",
-      "Imports a feed-forward ONNX network (convolutions, dense layers, batch norm folded, "
+      "Imports a feed-forward ONNX network (convolutions, dense layers, batch norm "
+      "folded, "
       "residual additions) as a structured model.");
 
   m.def(
       "resnet20",
       [](const std::string &shortcut, std::uint64_t seed, const py::object &dtype) {
         if (shortcut != "a" && shortcut != "b")
-          throw InvalidArgument("resnet20: shortcut must be 'a' or 'b', not '" + shortcut + "'");
-        const auto s = shortcut == "a" ? ResNetShortcut::option_a : ResNetShortcut::option_b;
+          throw InvalidArgument("resnet20: shortcut must be 'a' or 'b', not '" +
+                                shortcut + "'");
+        const auto s =
+            shortcut == "a" ? ResNetShortcut::option_a : ResNetShortcut::option_b;
         const bool f32 = parse_is_float32(dtype);
         py::gil_scoped_release release;
         return f32 ? wrap(resnet20<float>(s, seed)) : wrap(resnet20<double>(s, seed));
@@ -323,8 +342,8 @@ float64). Models are immutable and may be shared between threads.)doc")
 
   m.def(
       "random_implicit",
-      [](index_t states, index_t inputs, index_t outputs, index_t row_nnz, double norm_inf,
-         std::uint64_t seed, const py::object &dtype) {
+      [](index_t states, index_t inputs, index_t outputs, index_t row_nnz,
+         double norm_inf, std::uint64_t seed, const py::object &dtype) {
         const bool f32 = parse_is_float32(dtype);
         py::gil_scoped_release release;
         return f32 ? wrap(random_implicit_model<float>(states, inputs, outputs, row_nnz,

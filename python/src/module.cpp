@@ -26,8 +26,8 @@ template <class T>
 Batch<T> batch_from_samples(const py::array &samples, index_t p, const char *what) {
   auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(samples);
   if (!a)
-    throw InvalidArgument(std::string(what) + ": not convertible to a " + dtype_name<T>() +
-                          " array");
+    throw InvalidArgument(std::string(what) + ": not convertible to a " +
+                          dtype_name<T>() + " array");
   if (a.ndim() != 1 && a.ndim() != 2)
     throw InvalidArgument(std::string(what) + ": expected a vector of length " +
                           std::to_string(p) + " or an array of shape (k, " +
@@ -71,7 +71,8 @@ template <class T> py::array_t<T> samples_from_batch(const Batch<T> &batch, bool
 }
 
 template Batch<float> batch_from_samples<float>(const py::array &, index_t, const char *);
-template Batch<double> batch_from_samples<double>(const py::array &, index_t, const char *);
+template Batch<double> batch_from_samples<double>(const py::array &, index_t,
+                                                  const char *);
 template py::array_t<float> samples_from_batch<float>(const Batch<float> &, bool);
 template py::array_t<double> samples_from_batch<double>(const Batch<double> &, bool);
 
@@ -99,7 +100,8 @@ PYBIND11_MODULE(_tacit, m) {
   // a feature this build or this model does not have NotImplementedError,
   // and a numerical outcome that cannot be returned as a status a
   // tacit.NumericalError; each with tacit's message.
-  static py::exception<tacit::Error> numerical_error(m, "NumericalError", PyExc_RuntimeError);
+  static py::exception<tacit::Error> numerical_error(m, "NumericalError",
+                                                     PyExc_RuntimeError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p)
@@ -119,12 +121,15 @@ PYBIND11_MODULE(_tacit, m) {
 
   m.attr("__version__") = tacit::runtime_version();
   m.attr("has_onnx") = bool(TACIT_HAVE_ONNX);
-  m.def("isa", [] { return std::string(tacit::to_string(tacit::active_isa())); },
-        "The instruction-set level of the kernels in use (generic, avx2, avx512).");
   m.def(
-      "set_isa", [](const std::string &level) { tacit::set_isa(tacit::parse_isa(level)); },
+      "isa", [] { return std::string(tacit::to_string(tacit::active_isa())); },
+      "The instruction-set level of the kernels in use (generic, avx2, avx512).");
+  m.def(
+      "set_isa",
+      [](const std::string &level) { tacit::set_isa(tacit::parse_isa(level)); },
       py::arg("level"),
-      "Selects the kernels' instruction-set level; ValueError when the CPU cannot run it.");
+      "Selects the kernels' instruction-set level; ValueError when the CPU cannot run "
+      "it.");
 
   bind_operators(m);
   bind_models(m);

@@ -10,10 +10,14 @@ namespace {
 
 constexpr Mode transposed(Mode m) {
   switch (m) {
-  case Mode::normal: return Mode::transpose;
-  case Mode::transpose: return Mode::normal;
-  case Mode::abs: return Mode::abs_transpose;
-  case Mode::abs_transpose: return Mode::abs;
+  case Mode::normal:
+    return Mode::transpose;
+  case Mode::transpose:
+    return Mode::normal;
+  case Mode::abs:
+    return Mode::abs_transpose;
+  case Mode::abs_transpose:
+    return Mode::abs;
   }
   return m;
 }
@@ -29,10 +33,14 @@ template <class T> std::pair<index_t, index_t> shape_of(const TypedOperator<T> &
 
 std::string mode_prefix(Mode m) {
   switch (m) {
-  case Mode::normal: return "";
-  case Mode::transpose: return "transpose of ";
-  case Mode::abs: return "absolute values of ";
-  case Mode::abs_transpose: return "transposed absolute values of ";
+  case Mode::normal:
+    return "";
+  case Mode::transpose:
+    return "transpose of ";
+  case Mode::abs:
+    return "absolute values of ";
+  case Mode::abs_transpose:
+    return "transposed absolute values of ";
   }
   return "";
 }
@@ -49,9 +57,9 @@ template <class T> py::array matmul(const TypedOperator<T> &t, const py::array &
     throw InvalidArgument("operator @ x: x must have 1 or 2 dimensions, not " +
                           std::to_string(x.ndim()));
   if (x.shape(0) != cols)
-    throw InvalidArgument("operator @ x: the operator is " + std::to_string(rows) + " x " +
-                          std::to_string(cols) + " but x has " + std::to_string(x.shape(0)) +
-                          " rows");
+    throw InvalidArgument("operator @ x: the operator is " + std::to_string(rows) +
+                          " x " + std::to_string(cols) + " but x has " +
+                          std::to_string(x.shape(0)) + " rows");
   const index_t k = x.ndim() == 1 ? 1 : x.shape(1);
   py::array_t<T> y = x.ndim() == 1 ? py::array_t<T>(rows) : py::array_t<T>({rows, k});
   ConstMatrixView<T> xv(x.data(), cols, k, k);
@@ -80,16 +88,16 @@ template <class T> py::object to_scipy(const TypedOperator<T> &t) {
   }
   const auto nnz = static_cast<py::ssize_t>(csr->values().size());
   py::array data = view_array<T>(csr->values().data(), {nnz}, {sizeof(T)}, csr);
-  py::array indices = csr->wide_indices()
-                          ? py::array(view_array<std::int64_t>(csr->col_idx64().data(), {nnz},
-                                                               {8}, csr))
-                          : py::array(view_array<std::int32_t>(csr->col_idx32().data(), {nnz},
-                                                               {4}, csr));
+  py::array indices =
+      csr->wide_indices()
+          ? py::array(view_array<std::int64_t>(csr->col_idx64().data(), {nnz}, {8}, csr))
+          : py::array(view_array<std::int32_t>(csr->col_idx32().data(), {nnz}, {4}, csr));
   py::array indptr = view_array<std::int64_t>(
       csr->row_ptr().data(), {static_cast<py::ssize_t>(csr->row_ptr().size())}, {8}, csr);
   auto sparse = py::module_::import("scipy.sparse");
   return sparse.attr("csr_matrix")(py::make_tuple(data, indices, indptr),
-                                   py::arg("shape") = py::make_tuple(csr->rows(), csr->cols()),
+                                   py::arg("shape") =
+                                       py::make_tuple(csr->rows(), csr->cols()),
                                    py::arg("copy") = false);
 }
 
@@ -106,9 +114,11 @@ template <class T>
 TypedOperator<T> make_csr(index_t rows, index_t cols, const py::array &indptr_in,
                           const py::array &indices_in, const py::array &data_in) {
   auto indptr =
-      py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(indptr_in);
+      py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
+          indptr_in);
   auto indices =
-      py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(indices_in);
+      py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
+          indices_in);
   auto data = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(data_in);
   if (!indptr || !indices || !data || indptr.ndim() != 1 || indices.ndim() != 1 ||
       data.ndim() != 1)
@@ -155,16 +165,18 @@ Operators are immutable and may be used from several threads at once.)doc")
                              [](const PyOperator &o) {
                                return o.visit([](const auto &t) { return t.op->nnz(); });
                              })
-      .def_property_readonly("nbytes",
-                             [](const PyOperator &o) {
-                               return o.visit([](const auto &t) { return t.op->bytes(); });
-                             },
-                             "Bytes of storage (not counting caches).")
-      .def_property_readonly("kind",
-                             [](const PyOperator &o) {
-                               return o.visit([](const auto &t) { return t.op->kind(); });
-                             },
-                             "The storage: 'csr', 'conv2d', 'block', ...")
+      .def_property_readonly(
+          "nbytes",
+          [](const PyOperator &o) {
+            return o.visit([](const auto &t) { return t.op->bytes(); });
+          },
+          "Bytes of storage (not counting caches).")
+      .def_property_readonly(
+          "kind",
+          [](const PyOperator &o) {
+            return o.visit([](const auto &t) { return t.op->kind(); });
+          },
+          "The storage: 'csr', 'conv2d', 'block', ...")
       .def_property_readonly("T",
                              [](const PyOperator &o) {
                                return o.visit([](const auto &t) {
@@ -181,11 +193,12 @@ Operators are immutable and may be used from several threads at once.)doc")
                return PyOperator{u};
              });
            })
-      .def("__matmul__",
-           [](const PyOperator &o, const py::array &x) {
-             return o.visit([&](const auto &t) { return matmul(t, x); });
-           },
-           py::is_operator())
+      .def(
+          "__matmul__",
+          [](const PyOperator &o, const py::array &x) {
+            return o.visit([&](const auto &t) { return matmul(t, x); });
+          },
+          py::is_operator())
       .def(
           "row_abs_sums",
           [](const PyOperator &o) {
@@ -199,7 +212,10 @@ Operators are immutable and may be used from several threads at once.)doc")
           },
           "Sum of |M_ij| over i for every column j.")
       .def(
-          "to_scipy", [](const PyOperator &o) { return o.visit([](const auto &t) { return to_scipy(t); }); },
+          "to_scipy",
+          [](const PyOperator &o) {
+            return o.visit([](const auto &t) { return to_scipy(t); });
+          },
           R"doc(The operator as a scipy.sparse.csr_matrix. For a CSR operator the
 matrix's data and 32-bit indices are tacit's own arrays (read-only views, no
 copy); other operators are materialised once.)doc")

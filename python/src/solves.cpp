@@ -32,7 +32,8 @@ template <class T> SolveOptions solve_options(const SolveSettings &s) {
   if (s.rel_tol)
     o.picard.rel_tol = *s.rel_tol;
   if (s.anderson < 0 || s.anderson > 64)
-    throw InvalidArgument("anderson must be in [0, 64], got " + std::to_string(s.anderson));
+    throw InvalidArgument("anderson must be in [0, 64], got " +
+                          std::to_string(s.anderson));
   if (s.max_iterations < 1)
     throw InvalidArgument("max_iterations must be >= 1, got " +
                           std::to_string(s.max_iterations));
@@ -64,9 +65,8 @@ struct PySolver {
       using T = model_value_t<std::decay_t<decltype(mm)>>;
       auto options = solve_options<T>(settings);
       std::unique_ptr<EquilibriumSolver<T>> made;
-      run_released(settings.threads, [&] {
-        made = std::make_unique<EquilibriumSolver<T>>(mm, options);
-      });
+      run_released(settings.threads,
+                   [&] { made = std::make_unique<EquilibriumSolver<T>>(mm, options); });
       solver = std::move(made);
     });
   }
@@ -124,8 +124,10 @@ The outcome of a solve: never hidden. ``status`` is 'converged',
 'max_iterations', 'diverged', 'non_finite' or 'ill_posed' (the worst over the
 columns); ``residual`` is max over inputs of ||x - phi(A x + B u + b)||_inf
 at the returned x.)doc")
-      .def_property_readonly("method", [](const SolveReport &r) { return to_string(r.method); })
-      .def_property_readonly("status", [](const SolveReport &r) { return to_string(r.status); })
+      .def_property_readonly("method",
+                             [](const SolveReport &r) { return to_string(r.method); })
+      .def_property_readonly("status",
+                             [](const SolveReport &r) { return to_string(r.status); })
       .def_property_readonly("ok", &SolveReport::ok)
       .def_readonly("iterations", &SolveReport::iterations)
       .def_readonly("residual", &SolveReport::residual)
@@ -135,8 +137,8 @@ at the returned x.)doc")
       .def_readonly("step_history", &SolveReport::step_history)
       .def_readonly("message", &SolveReport::message)
       .def("__repr__", [](const SolveReport &r) {
-        return "<tacit.SolveReport " + to_string(r.status) + " by " + to_string(r.method) +
-               ", " + std::to_string(r.iterations) +
+        return "<tacit.SolveReport " + to_string(r.status) + " by " +
+               to_string(r.method) + ", " + std::to_string(r.iterations) +
                " iterations, residual " + std::to_string(r.residual) + ">";
       });
 
@@ -174,13 +176,14 @@ Tolerances default to the command's (abs 1e-12, rel 1e-10 in float64; 1e-7,
                                    [](const auto &p) { return to_string(p->method()); },
                                    s.solver);
                              })
-      .def_property_readonly("method_reason",
-                             [](PySolver &s) {
-                               return std::visit(
-                                   [](const auto &p) { return p->method_reason(); }, s.solver);
-                             })
+      .def_property_readonly(
+          "method_reason",
+          [](PySolver &s) {
+            return std::visit([](const auto &p) { return p->method_reason(); }, s.solver);
+          })
       .def("solve", &PySolver::solve, py::arg("U"), py::arg("states") = false,
-           "Solves for the samples in the rows of U (k, p) (or one sample (p,)); the GIL is "
+           "Solves for the samples in the rows of U (k, p) (or one sample (p,)); the GIL "
+           "is "
            "released during the solve.");
 
   m.def(
@@ -192,8 +195,9 @@ Tolerances default to the command's (abs 1e-12, rel 1e-10 in float64; 1e-7,
                                              max_iterations, threads));
         return solver.solve(U, states);
       },
-      py::arg("model"), py::arg("U"), py::arg("states") = false, py::arg("method") = "auto",
-      py::arg("anderson") = 0, py::arg("abs_tol") = py::none(), py::arg("rel_tol") = py::none(),
+      py::arg("model"), py::arg("U"), py::arg("states") = false,
+      py::arg("method") = "auto", py::arg("anderson") = 0,
+      py::arg("abs_tol") = py::none(), py::arg("rel_tol") = py::none(),
       py::arg("max_iterations") = 10000, py::arg("threads") = 0,
       R"doc(Outputs of ``model`` for the samples in the rows of U (k, p), or one
 sample (p,). Returns a Solution (outputs (k, q), states (k, n) when
