@@ -319,6 +319,12 @@ template <class T> struct PlainStore {
       V::store(dst + j, t);
     }
   }
+  /// body(emit) with emit(dst, src, len, yrow) = vectors<K>(dst, src, len, yrow).
+  template <ActivationKind K, class Body> void for_vectors(Body &&body) {
+    body([&](T *dst, const T *src, index_t len, index_t yrow) {
+      vectors<K>(dst, src, len, yrow);
+    });
+  }
   /// strided() with ld = 1.
   void contiguous(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
     const index_t body = len / Vec<T>::lanes * Vec<T>::lanes;
@@ -396,35 +402,34 @@ template <class T> struct ActivatedStore {
       bad_scalar += nf;
     });
   }
-  /// `len` (a multiple of the vector width) values of row yrow with vectors.
-  template <ActivationKind K>
-  void vectors(T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
-    const T *__restrict add = residual_at(dst, yrow);
-    const T b = bias ? bias[yrow] : T(0);
-    with_flags(true, add != nullptr, [&](auto, auto has_res, auto has_beta) {
-      vectors_kind<K, decltype(has_res)::value, decltype(has_beta)::value>(dst, src, len,
-                                                                           b, add);
+  /// body(emit) where emit(dst, src, len, yrow) stores `len` (a multiple of
+  /// the vector width) values of row yrow with vectors; the flags, the
+  /// constant vectors and the finiteness sum are set up once for all the
+  /// calls (a tile makes one per output channel and cell, of a few vectors
+  /// each).
+  template <ActivationKind K, class Body> void for_vectors(Body &&body) {
+    with_flags(true, res != nullptr, [&](auto, auto has_res, auto has_beta) {
+      constexpr bool Res = decltype(has_res)::value, Beta = decltype(has_beta)::value;
+      using V = Vec<T>;
+      using VT = typename V::type;
+      const T slope = static_cast<T>(phi.slope);
+      const VT va = V::set1(alpha), vb = V::set1(beta), vr = V::set1(res_scale);
+      VT nf{};
+      body([&](T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
+        const T *__restrict add = Res ? residual_at(dst, yrow) : nullptr;
+        const VT vbias = V::set1(bias ? bias[yrow] : T(0));
+        for (index_t j = 0; j < len; j += V::lanes) {
+          VT t = madd_lanes<VT, T>(va, V::load(src + j), vbias);
+          if constexpr (Beta)
+            t = madd_lanes<VT, T>(vb, V::load(dst + j), t);
+          if constexpr (Res)
+            t = madd_lanes<VT, T>(vr, V::load(add + j), t);
+          nf += t - t;
+          V::store(dst + j, activate_lanes<K>(t, slope));
+        }
+      });
+      bad += nf;
     });
-  }
-  template <ActivationKind K, bool Res, bool Beta>
-  void vectors_kind(T *__restrict dst, const T *__restrict src, index_t len, T b,
-                    const T *__restrict add) {
-    using V = Vec<T>;
-    using VT = typename V::type;
-    const T slope = static_cast<T>(phi.slope);
-    const VT va = V::set1(alpha), vb = V::set1(beta), vr = V::set1(res_scale);
-    const VT vbias = V::set1(b);
-    VT nf{};
-    for (index_t j = 0; j < len; j += V::lanes) {
-      VT t = madd_lanes<VT, T>(va, V::load(src + j), vbias);
-      if constexpr (Beta)
-        t = madd_lanes<VT, T>(vb, V::load(dst + j), t);
-      if constexpr (Res)
-        t = madd_lanes<VT, T>(vr, V::load(add + j), t);
-      nf += t - t;
-      V::store(dst + j, activate_lanes<K>(t, slope));
-    }
-    bad += nf;
   }
   /// strided() with ld = 1 (and a residual with ld 1): consecutive rows,
   /// whole vectors and a masked last one.
@@ -532,24 +537,26 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
     // boundary): the epilogue in the level's vectors, the kind resolved once.
     store.with_kind([&](auto kind) {
       constexpr ActivationKind K = decltype(kind)::value;
-      for (index_t r = 0; r < rows; ++r) {
-        const T *src = ct + r * ct_ld;
-        const index_t co = co0 + r;
-        index_t n = n0, wq = cell0 % p.Wq, oh = cell0 / p.Wq;
-        for (index_t c = 0; c < nc;) {
-          const index_t run = std::min(N - n, nc - c);
-          if (wq < p.OW) {
-            const index_t yrow = (co * p.OH + oh) * p.OW + wq;
-            store.template vectors<K>(y.row(yrow) + n, src + c, run, yrow);
-          }
-          c += run;
-          n = 0;
-          if (++wq == p.Wq) {
-            wq = 0;
-            ++oh;
+      store.template for_vectors<K>([&](auto &&emit) {
+        for (index_t r = 0; r < rows; ++r) {
+          const T *src = ct + r * ct_ld;
+          const index_t co = co0 + r;
+          index_t n = n0, wq = cell0 % p.Wq, oh = cell0 / p.Wq;
+          for (index_t c = 0; c < nc;) {
+            const index_t run = std::min(N - n, nc - c);
+            if (wq < p.OW) {
+              const index_t yrow = (co * p.OH + oh) * p.OW + wq;
+              emit(y.row(yrow) + n, src + c, run, yrow);
+            }
+            c += run;
+            n = 0;
+            if (++wq == p.Wq) {
+              wq = 0;
+              ++oh;
+            }
           }
         }
-      }
+      });
     });
     return;
   }
