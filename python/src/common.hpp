@@ -87,5 +87,6 @@ void run_released(int threads, const std::function<void()> &f);
 void bind_operators(py::module_ &m);
 void bind_models(py::module_ &m);
 void bind_solves(py::module_ &m);
+void bind_training(py::module_ &m);
 
 } // namespace tacit::python

@@ -134,4 +134,5 @@ PYBIND11_MODULE(_tacit, m) {
   bind_operators(m);
   bind_models(m);
   bind_solves(m);
+  bind_training(m);
 }

@@ -21,6 +21,7 @@ from ._tacit import (  # noqa: F401
     Solution,
     SolveReport,
     Solver,
+    Trainable,
     __version__,
     has_onnx,
     import_onnx,
@@ -35,7 +36,7 @@ from ._tacit import (  # noqa: F401
 )
 
 __all__ = [
-    "Model", "NumericalError", "Operator", "Solution", "SolveReport", "Solver",
+    "Model", "NumericalError", "Operator", "Solution", "SolveReport", "Solver", "Trainable",
     "__version__", "has_onnx", "import_onnx", "isa", "load", "random_implicit", "resnet20",
     "resnet20_inputs", "resnet_like", "set_isa", "solve",
 ]
