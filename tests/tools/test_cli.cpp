@@ -819,8 +819,16 @@ TEST_CASE("tacit demo: structured ResNet20 against its CSR form, the implicit mo
           "reduced size and certified accuracy, deterministically",
           "[cli][slow]") {
   TempDir dir;
-  auto r = run_tacit(
-      dir, {"demo", "--size", "8", "--batch", "4", "--certify", "20", "--json"});
+#if defined(__SANITIZE_ADDRESS__)
+  const bool csr = false; // sanitizer builds: the 0.5 GB CSR form is left out
+#else
+  const bool csr = true;
+#endif
+  std::vector<std::string> args = {"demo", "--size",    "8",  "--batch",
+                                   "4",    "--certify", "20", "--json"};
+  if (!csr)
+    args.push_back("--no-csr");
+  auto r = run_tacit(dir, args);
   REQUIRE(r.code == 0);
   const auto doc = r.parsed();
   CHECK(doc.at("size") == 8);
@@ -848,10 +856,12 @@ TEST_CASE("tacit demo: structured ResNet20 against its CSR form, the implicit mo
   REQUIRE(solver.predict(resnet20_inputs<double>(4, 120), X, Y).ok());
   CHECK(ff.at("checksum") == fnv1a_hex(Y));
   // The same network as CSR gives the same outputs up to rounding.
-  REQUIRE(ff.contains("csr"));
-  CHECK(ff.at("csr").at("status") == "converged");
-  CHECK(ff.at("csr").at("max_abs_difference").get<double>() < 1e-9);
-  CHECK(ff.at("csr").at("solve_seconds").get<double>() > 0);
+  REQUIRE(ff.contains("csr") == csr);
+  if (csr) {
+    CHECK(ff.at("csr").at("status") == "converged");
+    CHECK(ff.at("csr").at("max_abs_difference").get<double>() < 1e-9);
+    CHECK(ff.at("csr").at("solve_seconds").get<double>() > 0);
+  }
 
   CHECK(im.at("kind") == "implicit");
   CHECK(im.at("certified") == true);
