@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "train/train_test_util.hpp"
@@ -86,6 +87,56 @@ TEST_CASE("gradient: structured network (conv, groups, stride, batch norm, resid
   Targets<double> t;
   t.labels = labels;
   check_all(tm, U, t, tight());
+}
+
+TEST_CASE("gradient: float32 against float64 at the same parameters and inputs",
+          "[train][gradient]") {
+  // The float64 gradient is the one checked against finite differences
+  // above; the float64 model holds exactly the float32 model's values.
+  for (int which = 0; which < 2; ++which) {
+    INFO((which == 0 ? "CSR model with cycles" : "structured network"));
+    TrainableModel<float> tf(which == 0 ? cyclic_model<float>()
+                                        : structured_model<float>());
+    TrainableModel<double> td(which == 0 ? cyclic_model<double>()
+                                         : structured_model<double>());
+    REQUIRE(tf.size() == td.size());
+    std::vector<float> pf(static_cast<std::size_t>(tf.size()));
+    tf.read(pf);
+    const std::vector<double> pd(pf.begin(), pf.end());
+    td.write(pd);
+    const index_t p = tf.model().inputs(), q = tf.model().outputs(), k = 9;
+    const Batch<float> Uf = inputs<float>(p, k, 41);
+    Batch<double> Ud(p, k);
+    for (index_t j = 0; j < k; ++j)
+      for (index_t i = 0; i < p; ++i)
+        Ud(i, j) = Uf(i, j);
+    std::vector<int> labels(static_cast<std::size_t>(k));
+    for (index_t j = 0; j < k; ++j)
+      labels[j] = static_cast<int>(j % q);
+    Targets<float> t32;
+    t32.labels = labels;
+    Targets<double> t64;
+    t64.labels = labels;
+    std::vector<float> gf(pf.size());
+    std::vector<double> gd(pd.size());
+    GradientEngine<float> ef(tf);
+    const auto rf = ef.compute(Uf, t32, gf);
+    REQUIRE(rf.ok());
+    GradientEngine<double> ed(td, tight());
+    const auto rd = ed.compute(Ud, t64, gd);
+    REQUIRE(rd.ok());
+    CHECK(std::abs(rf.loss - rd.loss) <= 1e-5 * std::abs(rd.loss));
+    for (const auto &tensor : td.tensors()) {
+      double diff = 0, norm = 0;
+      for (index_t i = tensor.offset; i < tensor.offset + tensor.size; ++i) {
+        diff = std::max(diff, std::abs(double(gf[i]) - gd[i]));
+        norm = std::max(norm, std::abs(gd[i]));
+      }
+      INFO(tensor.name << ": max difference " << diff << ", max |gradient| " << norm);
+      CHECK(diff <= 1e-4 * norm);
+      CHECK(norm > 0); // every tensor is reached by the loss
+    }
+  }
 }
 
 TEST_CASE("gradient: the same bits for 1 and N threads", "[train][gradient]") {
@@ -166,58 +217,69 @@ void fixture_batch(const nlohmann::json &doc, Batch<double> &U,
   labels = doc.at("labels").get<std::vector<int>>();
 }
 
-/// tacit's gradient of each tensor against PyTorch's autograd, with the
-/// PyTorch parameter of each tacit tensor (in tacit's order).
+/// tacit's gradient of each tensor against PyTorch's autograd (float64),
+/// with the PyTorch parameter of each tacit tensor (in tacit's order): to
+/// 1e-10 relative in float64; in float32 (the file's weights and the inputs
+/// rounded to float) to 1e-4 relative.
+template <class T>
 void compare_with_pytorch(const std::string &onnx_file, const std::string &json_file,
                           const std::vector<std::string> &torch_names) {
+  constexpr bool f64 = std::is_same_v<T, double>;
+  const double tol = f64 ? 1e-10 : 1e-4, loss_tol = f64 ? 1e-12 : 1e-5;
   const auto doc = read_json(json_file);
   OnnxImportOptions io;
   io.fold_dense_products = false;
-  const Model<double> m =
-      import_onnx<double>(std::string(TACIT_TEST_DATA_DIR) + "/train/" + onnx_file, io);
-  TrainableModel<double> tm(m);
+  const Model<T> m =
+      import_onnx<T>(std::string(TACIT_TEST_DATA_DIR) + "/train/" + onnx_file, io);
+  TrainableModel<T> tm(m);
   REQUIRE(tm.tensors().size() == torch_names.size());
-  Batch<double> U;
+  Batch<double> U64;
   std::vector<int> labels;
-  fixture_batch(doc, U, labels);
-  Targets<double> t;
+  fixture_batch(doc, U64, labels);
+  Batch<T> U(U64.rows(), U64.cols());
+  for (index_t j = 0; j < U.cols(); ++j)
+    for (index_t i = 0; i < U.rows(); ++i)
+      U(i, j) = static_cast<T>(U64(i, j));
+  Targets<T> t;
   t.labels = labels;
-  std::vector<double> grad(static_cast<std::size_t>(tm.size()));
-  GradientEngine<double> e(tm, tight());
+  std::vector<T> grad(static_cast<std::size_t>(tm.size()));
+  GradientEngine<T> e(tm, f64 ? tight() : GradientOptions{});
   const auto r = e.compute(U, t, grad);
   REQUIRE(r.ok());
   CHECK(std::abs(r.loss - doc.at("loss").get<double>()) <=
-        1e-12 * std::abs(doc.at("loss").get<double>()));
-  const auto g = tm.split(std::span<double>(grad));
+        loss_tol * std::abs(doc.at("loss").get<double>()));
+  const auto g = tm.split(std::span<T>(grad));
   for (std::size_t k = 0; k < torch_names.size(); ++k) {
     const auto ref = doc.at("grads").at(torch_names[k]).get<std::vector<double>>();
     INFO(tm.tensors()[k].name << " <-> " << torch_names[k]);
     REQUIRE(ref.size() == g[k].size());
     double diff = 0, norm = 0;
     for (std::size_t i = 0; i < ref.size(); ++i) {
-      diff = std::max(diff, std::abs(g[k][i] - ref[i]));
+      diff = std::max(diff, std::abs(double(g[k][i]) - ref[i]));
       norm = std::max(norm, std::abs(ref[i]));
     }
     INFO("max difference " << diff << ", max |gradient| " << norm);
-    CHECK(diff <= 1e-10 * norm);
+    CHECK(diff <= tol * norm);
   }
 }
 
 } // namespace
 
-TEST_CASE("gradient: MLP (ReLU, tanh, leaky ReLU) against PyTorch autograd",
-          "[train][gradient][pytorch]") {
-  compare_with_pytorch("mlp.onnx", "mlp.json",
-                       {"fc2.weight", "fc3.weight", "fc1.weight", "fc4.weight",
-                        "fc1.bias", "fc2.bias", "fc3.bias", "fc4.bias"});
+TEMPLATE_TEST_CASE("gradient: MLP (ReLU, tanh, leaky ReLU) against PyTorch autograd",
+                   "[train][gradient][pytorch]", double, float) {
+  compare_with_pytorch<TestType>("mlp.onnx", "mlp.json",
+                                 {"fc2.weight", "fc3.weight", "fc1.weight", "fc4.weight",
+                                  "fc1.bias", "fc2.bias", "fc3.bias", "fc4.bias"});
 }
 
-TEST_CASE("gradient: CNN with batch norm and a residual against PyTorch autograd",
-          "[train][gradient][pytorch]") {
+TEMPLATE_TEST_CASE(
+    "gradient: CNN with batch norm and a residual against PyTorch autograd",
+    "[train][gradient][pytorch]", double, float) {
   // Batch norms are folded into the convolutions: the gradient is the folded
   // network's (PyTorch differentiates the same folded network).
   for (const char *file : {"cnn.onnx", "cnn_folded.onnx"})
-    compare_with_pytorch(file, "cnn.json",
-                         {"conv2.weight", "conv3.weight", "conv1.weight", "fc.weight",
-                          "conv1.bias", "conv2.bias", "conv3.bias", "fc.bias"});
+    compare_with_pytorch<TestType>(file, "cnn.json",
+                                   {"conv2.weight", "conv3.weight", "conv1.weight",
+                                    "fc.weight", "conv1.bias", "conv2.bias", "conv3.bias",
+                                    "fc.bias"});
 }
