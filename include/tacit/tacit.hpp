@@ -25,4 +25,10 @@
 #include <tacit/nn/network.hpp>
 #include <tacit/nn/onnx.hpp>
 #include <tacit/operators/structured.hpp>
+#include <tacit/solve/adjoint.hpp>
 #include <tacit/solve/solve.hpp>
+#include <tacit/train/gradient.hpp>
+#include <tacit/train/init.hpp>
+#include <tacit/train/optimizer.hpp>
+#include <tacit/train/trainable.hpp>
+#include <tacit/train/trainer.hpp>
