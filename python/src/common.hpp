@@ -88,5 +88,6 @@ void bind_operators(py::module_ &m);
 void bind_models(py::module_ &m);
 void bind_solves(py::module_ &m);
 void bind_training(py::module_ &m);
+void bind_analysis(py::module_ &m);
 
 } // namespace tacit::python

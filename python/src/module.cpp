@@ -135,4 +135,5 @@ PYBIND11_MODULE(_tacit, m) {
   bind_models(m);
   bind_solves(m);
   bind_training(m);
+  bind_analysis(m);
 }

@@ -18,6 +18,13 @@ from ._tacit import (  # noqa: F401
     Model,
     NumericalError,
     Operator,
+    PerronBound,
+    RescaleReport,
+    Sensitivity,
+    WellPosedness,
+    rescale,
+    sensitivity,
+    wellposed,
     Solution,
     SolveReport,
     Solver,
@@ -38,5 +45,6 @@ from ._tacit import (  # noqa: F401
 __all__ = [
     "Model", "NumericalError", "Operator", "Solution", "SolveReport", "Solver", "Trainable",
     "__version__", "has_onnx", "import_onnx", "isa", "load", "random_implicit", "resnet20",
-    "resnet20_inputs", "resnet_like", "set_isa", "solve",
+    "resnet20_inputs", "resnet_like", "PerronBound", "RescaleReport", "Sensitivity",
+    "WellPosedness", "rescale", "sensitivity", "wellposed", "set_isa", "solve",
 ]

@@ -1,0 +1,233 @@
+// Well-posedness, rescaling and the sensitivity operator
+// S = |C| (I - |A|)^-1 |B| + |D| from Python.
+#include "common.hpp"
+
+#include <tacit/analysis/sensitivity.hpp>
+#include <tacit/analysis/wellposed.hpp>
+#include <tacit/core/error.hpp>
+
+namespace tacit::python {
+namespace {
+
+/// S with its row queries; also a tacit.Operator (products, .T, to_scipy).
+struct PySensitivity : PyOperator {
+  std::variant<std::shared_ptr<const SensitivityOperator<float>>,
+               std::shared_ptr<const SensitivityOperator<double>>>
+      S;
+  PyModel model; // S keeps the model's operators; the handle keeps the model
+};
+
+template <class T> py::array_t<T> to_array(const std::vector<T> &v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+} // namespace
+
+void bind_analysis(py::module_ &m) {
+  py::class_<PerronBound>(m, "PerronBound", R"doc(
+A certified interval [lower, upper] for lambda_PF(|A|) (rounding included);
+``certified`` when upper < 1 (the model is well-posed for 1-Lipschitz
+activations).)doc")
+      .def_readonly("lower", &PerronBound::lower)
+      .def_readonly("upper", &PerronBound::upper)
+      .def_property_readonly("certified", &PerronBound::certified)
+      .def_property_readonly("status",
+                             [](const PerronBound &b) { return to_string(b.status); })
+      .def_readonly("iterations", &PerronBound::iterations)
+      .def_readonly("blocks", &PerronBound::blocks)
+      .def_readonly("largest_block", &PerronBound::largest_block)
+      .def_readonly("cyclic_blocks", &PerronBound::cyclic_blocks)
+      .def_readonly("message", &PerronBound::message)
+      .def("__repr__", [](const PerronBound &b) {
+        return "<tacit.PerronBound [" + std::to_string(b.lower) + ", " +
+               std::to_string(b.upper) + "] " +
+               (b.certified() ? "certified" : "not certified") + ">";
+      });
+
+  py::class_<WellPosednessReport>(
+      m, "WellPosedness",
+      "Norms, strongly connected components and the certified "
+      "interval for lambda_PF(|A|).")
+      .def_readonly("n", &WellPosednessReport::n)
+      .def_readonly("nnz", &WellPosednessReport::nnz)
+      .def_readonly("norm_inf", &WellPosednessReport::norm_inf)
+      .def_readonly("norm_1", &WellPosednessReport::norm_1)
+      .def_readonly("pf", &WellPosednessReport::pf)
+      .def_readonly("scc_count", &WellPosednessReport::scc_count)
+      .def_readonly("scc_largest", &WellPosednessReport::scc_largest)
+      .def_readonly("nilpotent", &WellPosednessReport::nilpotent)
+      .def_property_readonly(
+          "certified", [](const WellPosednessReport &r) { return r.pf.certified(); })
+      .def("__repr__", [](const WellPosednessReport &r) {
+        return "<tacit.WellPosedness n=" + std::to_string(r.n) +
+               " norm_inf=" + std::to_string(r.norm_inf) + " lambda_PF in [" +
+               std::to_string(r.pf.lower) + ", " + std::to_string(r.pf.upper) + "]" +
+               (r.pf.certified() ? " certified" : " not certified") + ">";
+      });
+
+  m.def(
+      "wellposed",
+      [](const py::object &what, double rel_width, int max_iterations, int threads) {
+        PerronOptions o;
+        o.rel_width = rel_width;
+        o.max_iterations = max_iterations;
+        WellPosednessReport report;
+        auto analyse = [&](const auto &op) {
+          run_released(threads, [&] { report = analyse_well_posedness(op, o); });
+        };
+        if (py::isinstance<PyModel>(what)) {
+          what.cast<const PyModel &>().visit(
+              [&](const auto &mm, auto &) { analyse(mm.A()); });
+        } else if (py::isinstance<PyOperator>(what)) {
+          what.cast<const PyOperator &>().visit([&](const auto &t) {
+            if (t.mode != Mode::normal)
+              throw InvalidArgument("wellposed: pass the matrix itself, not a view");
+            analyse(*t.op);
+          });
+        } else {
+          throw InvalidArgument("wellposed: expected a tacit.Model or a tacit.Operator");
+        }
+        return report;
+      },
+      py::arg("model"), py::arg("rel_width") = 1e-9, py::arg("max_iterations") = 200000,
+      py::arg("threads") = 0,
+      "Norms of A and a certified interval for lambda_PF(|A|) (power iteration with "
+      "Collatz-Wielandt bounds per strongly connected component).");
+
+  py::class_<RescaleReport>(m, "RescaleReport", "What a rescaling did.")
+      .def_readonly("target", &RescaleReport::target)
+      .def_readonly("norm_before", &RescaleReport::norm_before)
+      .def_readonly("norm_after", &RescaleReport::norm_after)
+      .def_readonly("pf", &RescaleReport::pf)
+      .def_property_readonly("scaling",
+                             [](const RescaleReport &r) { return to_array(r.scaling); });
+
+  m.def(
+      "rescale",
+      [](const PyModel &model, double target, int threads) {
+        RescaleReport report;
+        PyModel out = model.visit([&](const auto &mm, auto &) {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          std::shared_ptr<const Model<T>> scaled;
+          run_released(threads, [&] {
+            scaled = std::make_shared<const Model<T>>(rescale_model(mm, target, &report));
+          });
+          return PyModel{scaled};
+        });
+        return py::make_tuple(out, report);
+      },
+      py::arg("model"), py::arg("target") = 0.0, py::arg("threads") = 0,
+      "The equivalent model with ||D A D^-1||_inf < 1 from a certified Perron vector "
+      "(ReLU, leaky ReLU, identity), and the report. target 0: midpoint between the "
+      "certified bound and 1.");
+
+  py::class_<PySensitivity, PyOperator>(m, "Sensitivity", R"doc(
+S = |C| (I - |A|)^-1 |B| + |D| (q x p), never formed: products solve with
+I - |A| (a sweep when A is block-triangular, KLU or a certified iteration
+otherwise). ``row(k)`` and ``rows(ks)`` give rows of S, ``top(k, count)``
+the largest entries of row k.)doc")
+      .def_property_readonly(
+          "method",
+          [](const PySensitivity &s) {
+            return std::visit([](const auto &p) { return to_string(p->method()); }, s.S);
+          })
+      .def_property_readonly("reason",
+                             [](const PySensitivity &s) {
+                               return std::visit(
+                                   [](const auto &p) { return p->method_reason(); }, s.S);
+                             })
+      .def_property_readonly("exact",
+                             [](const PySensitivity &s) {
+                               return std::visit(
+                                   [](const auto &p) { return p->info().exact; }, s.S);
+                             })
+      .def(
+          "row",
+          [](const PySensitivity &s, index_t k) {
+            return std::visit(
+                [&](const auto &p) -> py::array {
+                  if (k < 0 || k >= p->rows())
+                    throw InvalidArgument("row " + std::to_string(k) + " of S: S has " +
+                                          std::to_string(p->rows()) + " rows");
+                  using T = typename std::decay_t<decltype(*p)>::value_type;
+                  std::vector<T> r;
+                  {
+                    py::gil_scoped_release release;
+                    r = p->row(k);
+                  }
+                  return to_array(r);
+                },
+                s.S);
+          },
+          py::arg("k"))
+      .def(
+          "rows",
+          [](const PySensitivity &s, std::vector<index_t> ks) {
+            return std::visit(
+                [&](const auto &p) -> py::array {
+                  for (index_t k : ks)
+                    if (k < 0 || k >= p->rows())
+                      throw InvalidArgument("row " + std::to_string(k) + " of S: S has " +
+                                            std::to_string(p->rows()) + " rows");
+                  using T = typename std::decay_t<decltype(*p)>::value_type;
+                  std::vector<T> dense;
+                  {
+                    py::gil_scoped_release release;
+                    dense = p->rows_dense(ks);
+                  }
+                  const index_t count = ks.empty() ? p->rows() : index_t(ks.size());
+                  py::array_t<T> out({count, p->cols()});
+                  std::copy(dense.begin(), dense.end(), out.mutable_data());
+                  return out;
+                },
+                s.S);
+          },
+          py::arg("ks") = std::vector<index_t>{},
+          "The given rows of S as an array (len(ks), p); every row when ks is empty.")
+      .def(
+          "top",
+          [](const PySensitivity &s, index_t k, index_t count) {
+            return std::visit(
+                [&](const auto &p) {
+                  if (k < 0 || k >= p->rows())
+                    throw InvalidArgument("row " + std::to_string(k) + " of S: S has " +
+                                          std::to_string(p->rows()) + " rows");
+                  TopEntries top;
+                  {
+                    py::gil_scoped_release release;
+                    top = p->top_entries(k, count);
+                  }
+                  return py::make_tuple(to_array(top.indices), to_array(top.values));
+                },
+                s.S);
+          },
+          py::arg("k"), py::arg("count"),
+          "The count largest entries of row k: (input indices, values), by decreasing "
+          "value.");
+
+  m.def(
+      "sensitivity",
+      [](const PyModel &model, const std::string &method, int threads) {
+        PySensitivity out;
+        out.model = model;
+        model.visit([&](const auto &mm, auto &) {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          SensitivityOptions o;
+          o.method = parse_sensitivity_method(method);
+          std::shared_ptr<const SensitivityOperator<T>> S;
+          run_released(threads, [&] {
+            S = std::make_shared<const SensitivityOperator<T>>(mm, o);
+          });
+          out.S = S;
+          out.held = TypedOperator<T>{S, Mode::normal};
+        });
+        return out;
+      },
+      py::arg("model"), py::arg("method") = "auto", py::arg("threads") = 0,
+      "The sensitivity operator S of the model (see tacit.Sensitivity). Raises "
+      "tacit.NumericalError when lambda_PF(|A|) < 1 is not certified.");
+}
+
+} // namespace tacit::python
