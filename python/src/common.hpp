@@ -74,7 +74,7 @@ py::array_t<T> view_array(const T *data, std::vector<py::ssize_t> shape,
 /// Accepts any array NumPy can convert to T (a copy only when it must
 /// convert); the batch is filled in parallel.
 template <class T>
-Batch<T> batch_from_samples(const py::array &samples, index_t p, const char *what);
+Batch<T> batch_from_samples(const py::handle &samples, index_t p, const char *what);
 
 /// A q x k batch -> a k x q NumPy array (samples in rows), or a vector of
 /// length q when `vector` (the input was one sample).
@@ -82,6 +82,10 @@ template <class T> py::array_t<T> samples_from_batch(const Batch<T> &batch, bool
 
 /// Runs f with the GIL released, in a task arena of `threads` threads
 /// (0: all of the machine's).
+/// Any object NumPy reads as an array (lists included), as an array.
+/// \throws InvalidArgument naming `what` otherwise.
+py::array as_array(const py::handle &obj, const char *what);
+
 void run_released(int threads, const std::function<void()> &f);
 
 void bind_operators(py::module_ &m);
@@ -89,5 +93,6 @@ void bind_models(py::module_ &m);
 void bind_solves(py::module_ &m);
 void bind_training(py::module_ &m);
 void bind_analysis(py::module_ &m);
+void bind_bounds(py::module_ &m);
 
 } // namespace tacit::python

@@ -23,7 +23,7 @@ bool parse_is_float32(const py::object &dtype) {
 }
 
 template <class T>
-Batch<T> batch_from_samples(const py::array &samples, index_t p, const char *what) {
+Batch<T> batch_from_samples(const py::handle &samples, index_t p, const char *what) {
   auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(samples);
   if (!a)
     throw InvalidArgument(std::string(what) + ": not convertible to a " +
@@ -70,11 +70,21 @@ template <class T> py::array_t<T> samples_from_batch(const Batch<T> &batch, bool
   return out;
 }
 
-template Batch<float> batch_from_samples<float>(const py::array &, index_t, const char *);
-template Batch<double> batch_from_samples<double>(const py::array &, index_t,
+template Batch<float> batch_from_samples<float>(const py::handle &, index_t,
+                                                const char *);
+template Batch<double> batch_from_samples<double>(const py::handle &, index_t,
                                                   const char *);
 template py::array_t<float> samples_from_batch<float>(const Batch<float> &, bool);
 template py::array_t<double> samples_from_batch<double>(const Batch<double> &, bool);
+
+py::array as_array(const py::handle &obj, const char *what) {
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    throw InvalidArgument(std::string(what) + ": not an array");
+  }
+  return a;
+}
 
 void run_released(int threads, const std::function<void()> &f) {
   if (threads < 0)
@@ -136,4 +146,5 @@ PYBIND11_MODULE(_tacit, m) {
   bind_solves(m);
   bind_training(m);
   bind_analysis(m);
+  bind_bounds(m);
 }

@@ -47,7 +47,7 @@ std::string mode_prefix(Mode m) {
 
 // y = op(M) x for x of shape (cols,) or (cols, k): a product on row-major
 // views of the NumPy buffers themselves.
-template <class T> py::array matmul(const TypedOperator<T> &t, const py::array &x_in) {
+template <class T> py::array matmul(const TypedOperator<T> &t, const py::handle &x_in) {
   const auto [rows, cols] = shape_of(t);
   auto x = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(x_in);
   if (!x)
@@ -195,7 +195,7 @@ Operators are immutable and may be used from several threads at once.)doc")
            })
       .def(
           "__matmul__",
-          [](const PyOperator &o, const py::array &x) {
+          [](const PyOperator &o, const py::object &x) {
             return o.visit([&](const auto &t) { return matmul(t, x); });
           },
           py::is_operator())

@@ -71,7 +71,8 @@ struct PySolver {
     });
   }
 
-  Solution solve(const py::array &U, bool want_states) {
+  Solution solve(const py::object &U_obj, bool want_states) {
+    py::array U = as_array(U_obj, "solve: U");
     // Wait for the lock without the GIL: the holder releases the GIL while it
     // works and must be able to take it back.
     std::unique_lock lock(mutex, std::defer_lock);
@@ -188,9 +189,9 @@ Tolerances default to the command's (abs 1e-12, rel 1e-10 in float64; 1e-7,
 
   m.def(
       "solve",
-      [](const PyModel &model, const py::array &U, bool states, const std::string &method,
-         int anderson, std::optional<double> abs_tol, std::optional<double> rel_tol,
-         int max_iterations, int threads) {
+      [](const PyModel &model, const py::object &U, bool states,
+         const std::string &method, int anderson, std::optional<double> abs_tol,
+         std::optional<double> rel_tol, int max_iterations, int threads) {
         PySolver solver(model, settings_from(method, anderson, abs_tol, rel_tol,
                                              max_iterations, threads));
         return solver.solve(U, states);

@@ -206,7 +206,7 @@ operator's structure). Calls on one object are serialised.)doc")
           "A copy of the parameters (flat).")
       .def(
           "set_parameters",
-          [](PyTrainable &p, const py::array &flat_in) {
+          [](PyTrainable &p, const py::object &flat_in) {
             p.locked([&](auto &t) {
               using T = typename std::decay_t<decltype(t)>::value_type;
               auto flat = Flat<T>::ensure(flat_in);
@@ -222,7 +222,8 @@ operator's structure). Calls on one object are serialised.)doc")
           "Sets every parameter from a flat vector (the layout of tensors).")
       .def(
           "forward",
-          [](PyTrainable &p, const py::array &U) {
+          [](PyTrainable &p, const py::object &U_obj) {
+            py::array U = as_array(U_obj, "forward: U");
             return p.locked([&](auto &t) { return forward(t, U, p.threads, p.version); });
           },
           py::arg("U"),
@@ -230,7 +231,8 @@ operator's structure). Calls on one object are serialised.)doc")
           "report.")
       .def(
           "backward",
-          [](PyTrainable &p, Tape &tape, const py::array &G) {
+          [](PyTrainable &p, Tape &tape, const py::object &G_obj) {
+            py::array G = as_array(G_obj, "backward: G");
             return p.locked([&](auto &t) -> py::tuple {
               using T = typename std::decay_t<decltype(t)>::value_type;
               auto *typed = std::get_if<std::shared_ptr<TypedTape<T>>>(&tape.held);

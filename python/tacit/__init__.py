@@ -17,7 +17,11 @@ report non-convergence in their report instead of raising.
 from ._tacit import (  # noqa: F401
     Model,
     NumericalError,
+    CertifiedAccuracy,
     Operator,
+    OutputBounds,
+    bounds,
+    certify,
     PerronBound,
     RescaleReport,
     Sensitivity,
@@ -46,5 +50,5 @@ __all__ = [
     "Model", "NumericalError", "Operator", "Solution", "SolveReport", "Solver", "Trainable",
     "__version__", "has_onnx", "import_onnx", "isa", "load", "random_implicit", "resnet20",
     "resnet20_inputs", "resnet_like", "PerronBound", "RescaleReport", "Sensitivity",
-    "WellPosedness", "rescale", "sensitivity", "wellposed", "set_isa", "solve",
+    "WellPosedness", "CertifiedAccuracy", "OutputBounds", "bounds", "certify", "rescale", "sensitivity", "wellposed", "set_isa", "solve",
 ]
