@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include <tacit/core/error.hpp>
+#include <tacit/core/format.hpp>
 #include <tacit/core/isa.hpp>
 
 #include <unistd.h>
@@ -271,11 +272,7 @@ std::string kernel_level() {
          "; CPU: " + cpu_features() + ")";
 }
 
-std::string fmt_g(double value, int digits) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*g", digits, value);
-  return buffer;
-}
+std::string fmt_g(double value, int digits) { return format_number(value, digits); }
 
 std::string fmt_count(std::int64_t value) {
   std::string digits = std::to_string(value < 0 ? -value : value);

@@ -914,25 +914,17 @@ CsrMatrix<T> parse_matrix_market(std::string_view text, const std::string &name)
 }
 
 template <class T> CsrMatrix<T> read_matrix_market(const std::filesystem::path &path) {
-  const auto name = detail::display_name(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw FileError(name, 0, std::string("cannot open: ") + std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0)
-    throw FileError(name, 0, std::string("cannot stat: ") + std::strerror(errno));
-  if (S_ISDIR(st.st_mode))
+  const detail::InputFile input(path);
+  const std::string &name = input.name();
+  const int fd = input.fd();
+  if (input.directory())
     throw FileError(name, 0, "is a directory, expected a file");
-  if (!S_ISREG(st.st_mode)) {
+  if (!input.regular()) {
     // A pipe or a device: read it whole.
     const auto buffer = detail::read_whole_file(path);
     return parse_matrix_market<T>(buffer.view(), name);
   }
-  const auto size = static_cast<std::uint64_t>(st.st_size);
+  const auto size = input.size();
   // Read the start of the file until it holds the banner and the size line.
   std::string prefix;
   std::uint64_t pos = 0;

@@ -66,23 +66,32 @@ void sync_directory(const fs::path &dir) {
 
 } // namespace
 
-FileBuffer read_whole_file(const fs::path &path) {
-  const auto name = display_name(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw FileError(name, 0, "cannot open: " + errno_text(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+InputFile::InputFile(const fs::path &path) : name_(display_name(path)) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0)
+    throw FileError(name_, 0, "cannot open: " + errno_text(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0)
-    throw FileError(name, 0, "cannot stat: " + errno_text(errno));
-  if (S_ISDIR(st.st_mode))
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw FileError(name_, 0, "cannot stat: " + errno_text(err));
+  }
+  regular_ = S_ISREG(st.st_mode);
+  directory_ = S_ISDIR(st.st_mode);
+  size_ = regular_ ? static_cast<std::uint64_t>(st.st_size) : 0;
+}
+
+InputFile::~InputFile() { ::close(fd_); }
+
+FileBuffer read_whole_file(const fs::path &path) {
+  const InputFile file(path);
+  const auto &name = file.name();
+  const int fd = file.fd();
+  if (file.directory())
     throw FileError(name, 0, "is a directory, expected a file");
   FileBuffer b;
-  std::size_t capacity = S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) + 1
-                                             : std::size_t{1} << 16;
+  std::size_t capacity =
+      file.regular() ? static_cast<std::size_t>(file.size()) + 1 : std::size_t{1} << 16;
   b.data.reset(new char[capacity]);
   while (true) {
     if (b.size == capacity) { // the file grew, or is not a regular file

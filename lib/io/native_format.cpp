@@ -1020,20 +1020,10 @@ template <class T> void save_model_native(const Model<T> &model, const fs::path 
 }
 
 template <class T> Model<T> load_model_native(const fs::path &file) {
-  const auto name = detail::display_name(file);
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw FileError(name, 0, std::string("cannot open: ") + std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0)
-    throw FileError(name, 0, std::string("cannot stat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode))
-    throw FileError(name, 0, "is not a regular file");
-  ByteReader in(name, fd, static_cast<std::uint64_t>(st.st_size));
+  const detail::InputFile input(file);
+  if (!input.regular())
+    throw FileError(input.name(), 0, "is not a regular file");
+  ByteReader in(input.name(), input.fd(), input.size());
   return read_native<T>(in);
 }
 

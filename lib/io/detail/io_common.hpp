@@ -44,6 +44,32 @@ extern std::int64_t matrix_market_base_dimension_limit;
 /// tests turn it off to exercise the three-rename fallback.
 extern bool replace_directory_by_exchange;
 
+/// A file opened for reading (closed by the destructor), with its status:
+/// the one place where a reader opens a file.
+class InputFile {
+public:
+  /// \throws FileError naming the file: "cannot open: <reason>", "cannot
+  /// stat: <reason>".
+  explicit InputFile(const std::filesystem::path &path);
+  ~InputFile();
+  InputFile(const InputFile &) = delete;
+  InputFile &operator=(const InputFile &) = delete;
+
+  int fd() const noexcept { return fd_; }
+  /// The path as error messages name it.
+  const std::string &name() const noexcept { return name_; }
+  bool regular() const noexcept { return regular_; }
+  bool directory() const noexcept { return directory_; }
+  /// Bytes of a regular file.
+  std::uint64_t size() const noexcept { return size_; }
+
+private:
+  std::string name_;
+  int fd_ = -1;
+  bool regular_ = false, directory_ = false;
+  std::uint64_t size_ = 0;
+};
+
 /// Reads a whole regular file. \throws FileError if it cannot be opened or
 /// read, or is a directory.
 TACIT_EXPORT FileBuffer read_whole_file(const std::filesystem::path &path);
