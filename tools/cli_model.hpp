@@ -34,16 +34,11 @@ inline std::string to_string(Precision p) {
   return p == Precision::float32 ? "float32" : "float64";
 }
 
-/// Solver options whose stopping tolerances are reachable in the precision:
-/// float32 cannot resolve steps of 1e-10 relative, so it stops at about
-/// 100 ulp instead of iterating to the budget.
+/// The library's solver options for the precision (stopping tolerances
+/// reachable in it).
 inline SolveOptions default_solve_options(Precision precision) {
-  SolveOptions options;
-  if (precision == Precision::float32) {
-    options.picard.rel_tol = 1e-5;
-    options.picard.abs_tol = 1e-7;
-  }
-  return options;
+  return precision == Precision::float32 ? tacit::default_solve_options<float>()
+                                         : tacit::default_solve_options<double>();
 }
 
 enum class ModelFormat { directory, native };

@@ -83,12 +83,8 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
   Stopwatch clock;
   BoundAnalyzer<double> analyzer(m64);
   const index_t count = std::min(limit, centres.cols());
-  std::vector<index_t> outputs(static_cast<std::size_t>(q));
-  for (index_t k = 0; k < q; ++k)
-    outputs[k] = k;
   std::mt19937_64 rng(
       static_cast<std::uint64_t>(a.integer("seed", 0, INT64_MAX).value_or(1)));
-  std::uniform_real_distribution<double> unit(0, 1);
   r.mean_upper.assign(q, 0.0);
   r.mean_lower.assign(q, 0.0);
   std::vector<double> u0(static_cast<std::size_t>(p));
@@ -102,20 +98,8 @@ std::optional<LocalReport> local_bounds(Invocation &inv, const Model<T> &model,
     const LocalLipschitz L =
         analyzer.local_lipschitz(analyzer.linear_state_bounds(nominal, box));
     // Gradients at the centre and at points of the box.
-    Batch<double> U(p, samples + 1), G;
-    U.set_column(0, u0);
-    for (index_t s = 1; s <= samples; ++s)
-      for (index_t j = 0; j < p; ++j)
-        U(j, s) = box.lower[j] + unit(rng) * (box.upper[j] - box.lower[j]);
-    output_gradients(m64, U, std::span<const index_t>(outputs), G);
-    std::vector<double> lower(static_cast<std::size_t>(q), 0.0);
-    for (index_t s = 0; s <= samples; ++s)
-      for (index_t k = 0; k < q; ++k) {
-        double norm = 0;
-        for (index_t j = 0; j < p; ++j)
-          norm += std::abs(G(j, s * q + k));
-        lower[k] = std::max(lower[k], norm);
-      }
+    const std::vector<double> lower = local_lipschitz_lower<double>(
+        m64, u0, box.lower, box.upper, samples, rng);
     r.upper.push_back(L.upper);
     r.lower.push_back(lower);
     r.status.push_back(to_string(L.status));
@@ -156,11 +140,7 @@ template <class T> int run(Invocation &inv, Precision precision) {
   progress.update("sensitivity operator ...", true);
   Stopwatch clock;
   std::optional<SensitivityOperator<T>> S;
-  try {
-    S.emplace(model);
-  } catch (const InvalidArgument &e) {
-    throw CommandFailure(exit_numerical, e.what());
-  }
+  S.emplace(model); // NumericalError when not certified: exit 3
   progress.update("upper bounds (S 1) and gradients at " + std::to_string(samples) +
                       " samples ...",
                   true);
@@ -168,12 +148,7 @@ template <class T> int run(Invocation &inv, Precision precision) {
   if (radius != 1.0)
     for (auto &v : U.storage())
       v = static_cast<T>(v * radius);
-  LipschitzReport report;
-  try {
-    report = lipschitz_bounds(model, *S, U);
-  } catch (const InvalidArgument &e) {
-    throw CommandFailure(exit_numerical, e.what());
-  }
+  const LipschitzReport report = lipschitz_bounds(model, *S, U);
   const double seconds = clock.seconds();
   progress.clear();
 

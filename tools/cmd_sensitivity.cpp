@@ -80,11 +80,7 @@ template <class T> int run(Invocation &inv, Precision precision) {
   progress.update("analysing A (n = " + fmt_count(model.states()) + ") ...", true);
   clock.restart();
   std::optional<SensitivityOperator<T>> S;
-  try {
-    S.emplace(model, options);
-  } catch (const InvalidArgument &e) {
-    throw CommandFailure(exit_numerical, e.what());
-  }
+  S.emplace(model, options); // NumericalError when not certified: exit 3
   const double setup_seconds = clock.seconds();
   progress.update("computing " + std::to_string(rows.size()) + " rows of S (" +
                       to_string(S->method()) + ") ...",
@@ -137,21 +133,9 @@ template <class T> int run(Invocation &inv, Precision precision) {
   // Top entries straight from the computed rows (no second solve).
   std::vector<TopEntries> tops;
   if (top && *top > 0)
-    for (index_t j = 0; j < m; ++j) {
-      std::vector<index_t> idx(static_cast<std::size_t>(p));
-      std::iota(idx.begin(), idx.end(), index_t(0));
-      const index_t count = std::min<index_t>(*top, p);
-      const T *r = values.data() + j * p;
-      std::partial_sort(
-          idx.begin(), idx.begin() + count, idx.end(),
-          [&](index_t a, index_t b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
-      TopEntries t;
-      for (index_t c = 0; c < count; ++c) {
-        t.indices.push_back(idx[c]);
-        t.values.push_back(static_cast<double>(r[idx[c]]));
-      }
-      tops.push_back(std::move(t));
-    }
+    for (index_t j = 0; j < m; ++j)
+      tops.push_back(top_entries(
+          std::span<const T>(values.data() + j * p, static_cast<std::size_t>(p)), *top));
 
   const SensitivityInfo &info = S->info();
   if (inv.json) {

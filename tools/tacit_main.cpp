@@ -208,6 +208,8 @@ int run(int argc, char **argv) {
     return report_error(prefix + "error: ", e.what(), e.code(), json);
   } catch (const FileError &e) {
     return report_error(prefix + "error: ", e.what(), exit_input, json);
+  } catch (const NumericalError &e) {
+    return report_error(prefix + "error: ", e.what(), exit_numerical, json);
   } catch (const Error &e) { // InvalidArgument, Unsupported: the input does not fit
     return report_error(prefix + "error: ", e.what(), exit_input, json);
   } catch (const std::filesystem::filesystem_error &e) {

@@ -16,8 +16,9 @@
 // slowly, a few shift-invert (Noda) steps with a sparse LU factorisation
 // provide better vectors.
 
-#include <tacit/operators/structured.hpp>
 #include <tacit/analysis/wellposed.hpp>
+#include <tacit/core/format.hpp>
+#include <tacit/operators/structured.hpp>
 
 #include "analysis/detail/perron.hpp"
 
@@ -72,12 +73,6 @@ constexpr double fill_absolute_limit = 5e7;
 constexpr int shift_invert_max_steps = 200;
 /// Steps shift-invert typically needs (for the cost comparison).
 constexpr double shift_invert_expected_steps = 12;
-
-std::string fmt(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
 
 /// Collatz-Wielandt ratios of one vector, before the final outward rounding,
 /// and the max of the next iterate.
@@ -317,7 +312,7 @@ public:
   BlockIteration(const CsrMatrix<double> &M, Mode mode, const PerronOptions &opt,
                  bool keep_vector)
       : M_(M), mode_(mode), opt_(opt), keep_(keep_vector), m_(M.rows()),
-        parallel_(opt.exec == Execution::parallel), v_(m_, 1.0), y_(m_), w_(m_) {}
+        parallel_(!opt.exec.is_reference()), v_(m_, 1.0), y_(m_), w_(m_) {}
 
   BlockOutcome run(bool already_decided) {
     double shift = 0, scale = 1;
@@ -552,20 +547,14 @@ template <class T> double diagonal_abs(const CsrMatrix<T> &A, index_t i) {
   return 0;
 }
 
-
-
 } // namespace
 
 namespace detail {
 
-std::string format_bound(double v) {
-  return fmt(v);
-}
-
 void check_perron_options(const PerronOptions &o) {
   if (!(o.rel_width >= 0))
     throw InvalidArgument("perron_frobenius_bound: rel_width must be >= 0, got " +
-                          fmt(o.rel_width));
+                          format_number(o.rel_width, 10));
   if (o.max_iterations < 1)
     throw InvalidArgument("perron_frobenius_bound: max_iterations must be >= 1, got " +
                           std::to_string(o.max_iterations));
@@ -653,7 +642,7 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
       bv.upper = outcomes[c].upper;
     }
   };
-  if (options.exec == Execution::parallel && cyclic.size() > 1) {
+  if (!options.exec.is_reference() && cyclic.size() > 1) {
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, cyclic.size(), 1),
                       [&](const tbb::blocked_range<std::size_t> &r) {
                         for (std::size_t c = r.begin(); c < r.end(); ++c)
@@ -671,7 +660,7 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
   merged.finish(pf);
   const index_t widest = merged.widest;
 
-  std::string msg = "lambda_PF(|A|) in [" + fmt(pf.lower) + ", " + fmt(pf.upper) +
+  std::string msg = "lambda_PF(|A|) in [" + format_number(pf.lower, 10) + ", " + format_number(pf.upper, 10) +
                     "]: " + std::to_string(nb) + " strongly connected components, " +
                     std::to_string(cyclic.size()) + " cyclic";
   if (!cyclic.empty())
@@ -691,11 +680,11 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
   switch (pf.status) {
   case PerronStatus::budget_exhausted:
     msg += "; iteration budget (" + std::to_string(options.max_iterations) +
-           " per block) exhausted before the relative width " + fmt(options.rel_width);
+           " per block) exhausted before the relative width " + format_number(options.rel_width, 10);
     break;
   case PerronStatus::stalled:
     msg += "; stopped improving before reaching the relative width " +
-           fmt(options.rel_width);
+           format_number(options.rel_width, 10);
     break;
   case PerronStatus::decided:
     msg += "; stopped once decided";
@@ -729,13 +718,16 @@ template PerronBound perron_bound_with_vectors(const CsrMatrix<double> &,
 template <class T>
 PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const SccDecomposition &scc,
                                    const PerronOptions &options) {
-  return detail::perron_bound_with_vectors(A, scc, options, nullptr);
+  return options.exec.run(
+      [&] { return detail::perron_bound_with_vectors(A, scc, options, nullptr); });
 }
 
 template <class T>
 PerronBound perron_frobenius_bound(const CsrMatrix<T> &A, const PerronOptions &options) {
   detail::check_perron_options(options);
-  return perron_frobenius_bound(A, strongly_connected_components(A), options);
+  return options.exec.run([&] {
+    return perron_frobenius_bound(A, strongly_connected_components(A), options);
+  });
 }
 
 template PerronBound perron_frobenius_bound(const CsrMatrix<float> &,

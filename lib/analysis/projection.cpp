@@ -14,8 +14,10 @@
 // Frobenius projection.
 
 #include <tacit/analysis/wellposed.hpp>
+#include <tacit/core/format.hpp>
 
 #include "core/detail/csr_schedule.hpp"
+#include "core/detail/parallel.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -31,12 +33,6 @@
 namespace tacit::inline v1 {
 
 namespace {
-
-std::string fmt(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
 
 /// Scratch for one projection: buffers of the vector's length.
 template <class T> struct L1Scratch {
@@ -210,7 +206,7 @@ template <class T> bool project_row(T *v, std::size_t k, double a, L1Scratch<T> 
 template <class T> void check_radius(T r, const char *who) {
   if (!(r >= T(0)))
     throw InvalidArgument(std::string(who) + ": the radius must be >= 0, got " +
-                          fmt(static_cast<double>(r)));
+                          format_number(static_cast<double>(r), 17));
 }
 
 } // namespace
@@ -225,78 +221,112 @@ template <class T> bool project_l1_ball(std::span<T> v, T radius) {
 }
 
 template <class T> index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution exec) {
-  check_radius(kappa, "project_inf_norm (kappa)");
-  if (std::isinf(kappa))
-    return 0;
-  const auto rp = A.row_ptr();
-  const index_t rows = A.rows();
-  std::int64_t longest = 0;
-  for (index_t i = 0; i < rows; ++i)
-    longest = std::max(longest, rp[i + 1] - rp[i]);
-  const double a = static_cast<double>(kappa);
-  // Cheap check first: rows already inside keep the matrix (and its cached
-  // transpose) untouched.
-  auto values_view = A.values();
-  auto row_inside = [&](index_t i) {
-    return abs_sum(values_view.data() + rp[i],
-                   static_cast<std::size_t>(rp[i + 1] - rp[i])) <= a;
-  };
-  auto project_rows = [&](std::span<T> vals, index_t r0, index_t r1, L1Scratch<T> &s) {
-    index_t changed = 0;
-    for (index_t i = r0; i < r1; ++i)
-      changed += project_row(vals.data() + rp[i],
-                             static_cast<std::size_t>(rp[i + 1] - rp[i]), a, s);
-    return changed;
-  };
-  if (exec == Execution::reference) {
-    bool any = false;
-    for (index_t i = 0; i < rows && !any; ++i)
-      any = !row_inside(i);
-    if (!any)
+  return exec.run([&]() -> index_t {
+    check_radius(kappa, "project_inf_norm (kappa)");
+    if (std::isinf(kappa))
       return 0;
-    L1Scratch<T> s;
-    s.reserve(static_cast<std::size_t>(longest));
-    return project_rows(A.mutable_values(), 0, rows, s);
-  }
-  const int threads = tbb::this_task_arena::max_concurrency();
-  const int parts = static_cast<int>(
-      std::clamp<index_t>(rows / 64, 1, static_cast<index_t>(threads) * 8));
-  std::vector<index_t> bounds(static_cast<std::size_t>(parts) + 1);
-  detail::balanced_row_partition(rp, parts, bounds);
-  std::vector<char> outside(static_cast<std::size_t>(parts), 0);
-  tbb::parallel_for(
-      tbb::blocked_range<int>(0, parts, 1),
-      [&](const tbb::blocked_range<int> &r) {
-        for (int p = r.begin(); p < r.end(); ++p)
-          for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
-            if (!row_inside(i)) {
-              outside[p] = 1;
-              break;
-            }
-      },
-      tbb::simple_partitioner());
-  if (std::none_of(outside.begin(), outside.end(), [](char c) { return c != 0; }))
-    return 0;
-  std::span<T> vals = A.mutable_values();
-  std::vector<index_t> changed(static_cast<std::size_t>(parts), 0);
-  tbb::parallel_for(
-      tbb::blocked_range<int>(0, parts, 1),
-      [&](const tbb::blocked_range<int> &r) {
-        L1Scratch<T> s;
-        s.reserve(static_cast<std::size_t>(longest));
-        for (int p = r.begin(); p < r.end(); ++p)
-          if (outside[p])
-            changed[p] = project_rows(vals, bounds[p], bounds[p + 1], s);
-      },
-      tbb::simple_partitioner());
-  index_t total = 0;
-  for (index_t c : changed)
-    total += c;
-  return total;
+    const auto rp = A.row_ptr();
+    const index_t rows = A.rows();
+    std::int64_t longest = 0;
+    for (index_t i = 0; i < rows; ++i)
+      longest = std::max(longest, rp[i + 1] - rp[i]);
+    const double a = static_cast<double>(kappa);
+    // Cheap check first: rows already inside keep the matrix (and its cached
+    // transpose) untouched.
+    auto values_view = A.values();
+    auto row_inside = [&](index_t i) {
+      return abs_sum(values_view.data() + rp[i],
+                     static_cast<std::size_t>(rp[i + 1] - rp[i])) <= a;
+    };
+    auto project_rows = [&](std::span<T> vals, index_t r0, index_t r1, L1Scratch<T> &s) {
+      index_t changed = 0;
+      for (index_t i = r0; i < r1; ++i)
+        changed += project_row(vals.data() + rp[i],
+                               static_cast<std::size_t>(rp[i + 1] - rp[i]), a, s);
+      return changed;
+    };
+    if (exec == Execution::reference) {
+      bool any = false;
+      for (index_t i = 0; i < rows && !any; ++i)
+        any = !row_inside(i);
+      if (!any)
+        return 0;
+      L1Scratch<T> s;
+      s.reserve(static_cast<std::size_t>(longest));
+      return project_rows(A.mutable_values(), 0, rows, s);
+    }
+    const int threads = tbb::this_task_arena::max_concurrency();
+    const int parts = static_cast<int>(
+        std::clamp<index_t>(rows / 64, 1, static_cast<index_t>(threads) * 8));
+    std::vector<index_t> bounds(static_cast<std::size_t>(parts) + 1);
+    detail::balanced_row_partition(rp, parts, bounds);
+    std::vector<char> outside(static_cast<std::size_t>(parts), 0);
+    detail::for_tasks(parts, true, [&](index_t p) {
+      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i)
+        if (!row_inside(i)) {
+          outside[p] = 1;
+          break;
+        }
+    });
+    if (std::none_of(outside.begin(), outside.end(), [](char c) { return c != 0; }))
+      return 0;
+    std::span<T> vals = A.mutable_values();
+    std::vector<index_t> changed(static_cast<std::size_t>(parts), 0);
+    detail::for_tasks(parts, true, [&](index_t p) {
+      if (!outside[p])
+        return;
+      L1Scratch<T> s;
+      s.reserve(static_cast<std::size_t>(longest));
+      changed[p] = project_rows(vals, bounds[p], bounds[p + 1], s);
+    });
+    index_t total = 0;
+    for (index_t c : changed)
+      total += c;
+    return total;
+  });
 }
 
 template bool project_l1_ball(std::span<float>, float);
 template bool project_l1_ball(std::span<double>, double);
+template <class T>
+CsrMatrix<T> project_matrix(const CsrMatrix<T> &A, T kappa, ProjectionReport *report,
+                            Execution exec) {
+  CsrMatrix<T> P = A;
+  const double before = norm_inf(A);
+  const index_t changed = project_inf_norm(P, kappa, exec);
+  if (report) {
+    report->rows_changed = changed;
+    report->norm_before = before;
+    report->norm_after = norm_inf(P);
+    double distance2 = 0;
+    const auto a = A.values(), p = P.values();
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      const double d = static_cast<double>(a[k]) - static_cast<double>(p[k]);
+      distance2 += d * d;
+    }
+    report->distance = std::sqrt(distance2);
+  }
+  return P;
+}
+
+template <class T>
+Model<T> project_model(const Model<T> &model, T kappa, ProjectionReport *report,
+                       Execution exec) {
+  auto A = std::make_shared<CsrMatrix<T>>(
+      project_matrix(model.A().to_csr(), kappa, report, exec));
+  return Model<T>(std::move(A), model.B_ptr(), model.C_ptr(), model.D_ptr(),
+                  {model.bias_x().begin(), model.bias_x().end()},
+                  {model.bias_y().begin(), model.bias_y().end()}, model.blocks());
+}
+
+template CsrMatrix<float> project_matrix(const CsrMatrix<float> &, float,
+                                         ProjectionReport *, Execution);
+template CsrMatrix<double> project_matrix(const CsrMatrix<double> &, double,
+                                          ProjectionReport *, Execution);
+template Model<float> project_model(const Model<float> &, float, ProjectionReport *,
+                                    Execution);
+template Model<double> project_model(const Model<double> &, double, ProjectionReport *,
+                                     Execution);
 template index_t project_inf_norm(CsrMatrix<float> &, float, Execution);
 template index_t project_inf_norm(CsrMatrix<double> &, double, Execution);
 

@@ -3,10 +3,11 @@
 //
 // Solves with I - |A| go through a "resolvent" back-end
 // (lib/analysis/detail/sensitivity_backends.hpp): a forward/backward
-// substitution over the SCC order of a CSR A or over the blocks of a block lower triangular BlockOperator, a KLU
-// factorisation, or a certified fixed-point iteration.
+// substitution over the SCC order of a CSR A or over the blocks of a block lower
+// triangular BlockOperator, a KLU factorisation, or a certified fixed-point iteration.
 
 #include <tacit/analysis/sensitivity.hpp>
+#include <tacit/core/format.hpp>
 
 #include <tacit/core/csr.hpp>
 #include <tacit/core/error.hpp>
@@ -53,12 +54,6 @@ SensitivityMethod parse_sensitivity_method(std::string_view name) {
 
 namespace {
 
-std::string fmt(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
-
 /// Row-major n x k buffer.
 template <class T> struct Dense {
   std::vector<T> data;
@@ -75,11 +70,30 @@ template <class T> void check_non_expansive(const Model<T> &model, const char *w
     if (b.activation.lipschitz() > 1)
       throw Unsupported(std::string(what) + ": state block '" + b.name + "' uses " +
                         b.activation.name() + " with Lipschitz constant " +
-                        fmt(b.activation.lipschitz()) +
+                        format_number(b.activation.lipschitz(), 10) +
                         " > 1; the bound needs componentwise non-expansive activations");
 }
 
 } // namespace
+
+template <class T> TopEntries top_entries(std::span<const T> values, index_t count) {
+  const auto p = static_cast<index_t>(values.size());
+  count = std::clamp<index_t>(count, 0, p);
+  std::vector<index_t> idx(static_cast<std::size_t>(p));
+  std::iota(idx.begin(), idx.end(), index_t(0));
+  std::partial_sort(idx.begin(), idx.begin() + count, idx.end(), [&](index_t a, index_t b) {
+    return values[a] > values[b] || (values[a] == values[b] && a < b);
+  });
+  TopEntries top;
+  for (index_t i = 0; i < count; ++i) {
+    top.indices.push_back(idx[i]);
+    top.values.push_back(static_cast<double>(values[idx[i]]));
+  }
+  return top;
+}
+
+template TopEntries top_entries(std::span<const float>, index_t);
+template TopEntries top_entries(std::span<const double>, index_t);
 
 // ------------------------------------------------------------------ operator
 
@@ -102,14 +116,16 @@ SensitivityOperator<T>::SensitivityOperator(const Model<T> &model,
                                             SensitivityOptions options)
     : LinearOperator<T>(model.outputs(), model.inputs()),
       impl_(std::make_unique<Impl>()) {
-  impl_->A = model.A_ptr();
-  impl_->B = model.B_ptr();
-  impl_->C = model.C_ptr();
-  impl_->D = model.D_ptr();
-  impl_->options = options;
-  detail::ResolventChoice choice;
-  impl_->resolvent = detail::make_resolvent<T>(impl_->A, options, choice);
-  impl_->info = choice.info;
+  options.exec.run([&]() {
+    impl_->A = model.A_ptr();
+    impl_->B = model.B_ptr();
+    impl_->C = model.C_ptr();
+    impl_->D = model.D_ptr();
+    impl_->options = options;
+    detail::ResolventChoice choice;
+    impl_->resolvent = detail::make_resolvent<T>(impl_->A, options, choice);
+    impl_->info = choice.info;
+  });
 }
 
 template <class T> SensitivityOperator<T>::~SensitivityOperator() = default;
@@ -120,6 +136,11 @@ template <class T> const SensitivityInfo &SensitivityOperator<T>::info() const n
   return impl_->info;
 }
 
+template <class T>
+const SensitivityOptions &SensitivityOperator<T>::options() const noexcept {
+  return impl_->options;
+}
+
 template <class T> SensitivitySolveStats SensitivityOperator<T>::last_solve() const {
   std::lock_guard lock(impl_->stats_mutex);
   return impl_->stats;
@@ -128,26 +149,29 @@ template <class T> SensitivitySolveStats SensitivityOperator<T>::last_solve() co
 template <class T>
 void SensitivityOperator<T>::solve_states(ConstMatrixView<T> r, MatrixView<T> w,
                                           bool transposed, Execution exec) const {
-  const index_t n = impl_->A->rows();
-  if (r.rows != n || w.rows != n || r.cols != w.cols || r.ld < r.cols || w.ld < w.cols)
-    throw InvalidArgument("solve_states: r is " + std::to_string(r.rows) + " x " +
-                          std::to_string(r.cols) + ", w is " + std::to_string(w.rows) +
-                          " x " + std::to_string(w.cols) + ", expected " +
-                          std::to_string(n) + " rows each and equal column counts");
-  if (r.cols == 0 || n == 0)
-    return;
-  const bool same = r.data == w.data && r.ld == w.ld;
-  if (!same) {
-    const T *rb = r.data, *re = r.data + (r.rows - 1) * r.ld + r.cols;
-    const T *wb = w.data, *we = w.data + (w.rows - 1) * w.ld + w.cols;
-    if (rb < we && wb < re)
-      throw InvalidArgument("solve_states: r and w overlap without being the same view");
-    for (index_t i = 0; i < n; ++i)
-      std::copy(r.row(i), r.row(i) + r.cols, w.row(i));
-  }
-  SensitivitySolveStats stats;
-  impl_->resolvent->solve(w, transposed, exec, stats);
-  impl_->record(stats);
+  exec.run([&]() {
+    const index_t n = impl_->A->rows();
+    if (r.rows != n || w.rows != n || r.cols != w.cols || r.ld < r.cols || w.ld < w.cols)
+      throw InvalidArgument("solve_states: r is " + std::to_string(r.rows) + " x " +
+                            std::to_string(r.cols) + ", w is " + std::to_string(w.rows) +
+                            " x " + std::to_string(w.cols) + ", expected " +
+                            std::to_string(n) + " rows each and equal column counts");
+    if (r.cols == 0 || n == 0)
+      return;
+    const bool same = r.data == w.data && r.ld == w.ld;
+    if (!same) {
+      const T *rb = r.data, *re = r.data + (r.rows - 1) * r.ld + r.cols;
+      const T *wb = w.data, *we = w.data + (w.rows - 1) * w.ld + w.cols;
+      if (rb < we && wb < re)
+        throw InvalidArgument(
+            "solve_states: r and w overlap without being the same view");
+      for (index_t i = 0; i < n; ++i)
+        std::copy(r.row(i), r.row(i) + r.cols, w.row(i));
+    }
+    SensitivitySolveStats stats;
+    impl_->resolvent->solve(w, transposed, exec, stats);
+    impl_->record(stats);
+  });
 }
 
 template <class T>
@@ -196,7 +220,7 @@ std::vector<T> SensitivityOperator<T>::rows_dense(std::span<const index_t> rows)
   Dense<T> E(q, m), Y(p, m);
   for (index_t j = 0; j < m; ++j)
     E.data[static_cast<std::size_t>(rows[j] * m + j)] = T(1);
-  this->apply(Mode::transpose, T(1), E.view(), T(0), Y.view());
+  this->apply(Mode::transpose, T(1), E.view(), T(0), Y.view(), impl_->options.exec);
   std::vector<T> out(static_cast<std::size_t>(m * p));
   for (index_t i = 0; i < p; ++i)
     for (index_t j = 0; j < m; ++j)
@@ -208,31 +232,21 @@ std::vector<T> SensitivityOperator<T>::rows_dense(std::span<const index_t> rows)
 template <class T>
 TopEntries SensitivityOperator<T>::top_entries(index_t k, index_t count) const {
   const std::vector<T> r = row(k);
-  const index_t p = this->cols();
-  count = std::clamp<index_t>(count, 0, p);
-  std::vector<index_t> idx(static_cast<std::size_t>(p));
-  std::iota(idx.begin(), idx.end(), index_t(0));
-  std::partial_sort(
-      idx.begin(), idx.begin() + count, idx.end(),
-      [&](index_t a, index_t b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
-  TopEntries top;
-  for (index_t i = 0; i < count; ++i) {
-    top.indices.push_back(idx[i]);
-    top.values.push_back(static_cast<double>(r[idx[i]]));
-  }
-  return top;
+  return tacit::top_entries(std::span<const T>(r), count);
 }
 
 template <class T> void SensitivityOperator<T>::update_values(const Model<T> &model) {
-  if (model.states() != impl_->A->rows() || model.inputs() != this->cols() ||
-      model.outputs() != this->rows())
-    throw InvalidArgument("update_values: the model's dimensions differ from the "
-                          "operator's");
-  impl_->resolvent->update(model.A_ptr(), impl_->options, impl_->info);
-  impl_->A = model.A_ptr();
-  impl_->B = model.B_ptr();
-  impl_->C = model.C_ptr();
-  impl_->D = model.D_ptr();
+  impl_->options.exec.run([&]() {
+    if (model.states() != impl_->A->rows() || model.inputs() != this->cols() ||
+        model.outputs() != this->rows())
+      throw InvalidArgument("update_values: the model's dimensions differ from the "
+                            "operator's");
+    impl_->resolvent->update(model.A_ptr(), impl_->options, impl_->info);
+    impl_->A = model.A_ptr();
+    impl_->B = model.B_ptr();
+    impl_->C = model.C_ptr();
+    impl_->D = model.D_ptr();
+  });
 }
 
 template <class T>
@@ -268,29 +282,31 @@ template class SensitivityOperator<double>;
 template <class T>
 BoxBounds<T> box_bounds(const Model<T> &model, const SensitivityOperator<T> &S,
                         std::span<const T> sigma) {
-  check_non_expansive(model, "box_bounds");
-  const index_t n = model.states(), p = model.inputs();
-  if (static_cast<index_t>(sigma.size()) != p)
-    throw InvalidArgument("box_bounds: sigma has " + std::to_string(sigma.size()) +
-                          " entries, the model has " + std::to_string(p) + " inputs");
-  for (std::size_t j = 0; j < sigma.size(); ++j)
-    if (!(sigma[j] >= T(0)) || !std::isfinite(sigma[j]))
-      throw InvalidArgument("box_bounds: sigma[" + std::to_string(j) +
-                            "] = " + fmt(static_cast<double>(sigma[j])) +
-                            " is not a finite nonnegative radius");
-  if (S.rows() != model.outputs() || S.cols() != p)
-    throw InvalidArgument("box_bounds: the sensitivity operator is not the model's");
-  BoxBounds<T> out;
-  out.state.assign(static_cast<std::size_t>(n), T(0));
-  out.output.assign(static_cast<std::size_t>(model.outputs()), T(0));
-  model.B().apply(Mode::abs, T(1), sigma, T(0), std::span<T>(out.state));
-  const MatrixView<T> w = vector_view(std::span<T>(out.state));
-  S.solve_states(w, w, false);
-  model.C().apply(Mode::abs, T(1), std::span<const T>(out.state), T(0),
-                  std::span<T>(out.output));
-  if (model.D())
-    model.D()->apply(Mode::abs, T(1), sigma, T(1), std::span<T>(out.output));
-  return out;
+  return S.options().exec.run([&]() -> BoxBounds<T> {
+    check_non_expansive(model, "box_bounds");
+    const index_t n = model.states(), p = model.inputs();
+    if (static_cast<index_t>(sigma.size()) != p)
+      throw InvalidArgument("box_bounds: sigma has " + std::to_string(sigma.size()) +
+                            " entries, the model has " + std::to_string(p) + " inputs");
+    for (std::size_t j = 0; j < sigma.size(); ++j)
+      if (!(sigma[j] >= T(0)) || !std::isfinite(sigma[j]))
+        throw InvalidArgument("box_bounds: sigma[" + std::to_string(j) +
+                              "] = " + format_number(static_cast<double>(sigma[j]), 10) +
+                              " is not a finite nonnegative radius");
+    if (S.rows() != model.outputs() || S.cols() != p)
+      throw InvalidArgument("box_bounds: the sensitivity operator is not the model's");
+    BoxBounds<T> out;
+    out.state.assign(static_cast<std::size_t>(n), T(0));
+    out.output.assign(static_cast<std::size_t>(model.outputs()), T(0));
+    model.B().apply(Mode::abs, T(1), sigma, T(0), std::span<T>(out.state));
+    const MatrixView<T> w = vector_view(std::span<T>(out.state));
+    S.solve_states(w, w, false);
+    model.C().apply(Mode::abs, T(1), std::span<const T>(out.state), T(0),
+                    std::span<T>(out.output));
+    if (model.D())
+      model.D()->apply(Mode::abs, T(1), sigma, T(1), std::span<T>(out.output));
+    return out;
+  });
 }
 
 template <class T>
@@ -314,7 +330,7 @@ template BoxBounds<double> box_bounds(const Model<double> &,
 
 template <class T>
 void output_gradients(const Model<T> &model, const Batch<T> &U,
-                      std::span<const index_t> outputs, Batch<T> &G) {
+                      std::span<const index_t> outputs, Batch<T> &G, Execution exec) {
   const index_t n = model.states(), p = model.inputs(), q = model.outputs();
   if (U.rows() != p)
     throw InvalidArgument("output_gradients: U has " + std::to_string(U.rows()) +
@@ -331,13 +347,17 @@ void output_gradients(const Model<T> &model, const Batch<T> &U,
     return;
 
   // Equilibria.
-  EquilibriumSolver<T> solver(model);
+  SolveOptions solve_options;
+  solve_options.exec = exec;
+  EquilibriumSolver<T> solver(model, solve_options);
   Batch<T> X;
   const SolveReport report = solver.solve(U, X);
   if (!report.ok())
-    throw InvalidArgument("output_gradients: the equilibrium solve did not converge (" +
-                          to_string(report.status) + ", residual " +
-                          fmt(report.residual) + "): " + report.message);
+    throw NumericalError("output_gradients: the equilibrium solve did not converge (" +
+                             to_string(report.status) + ", residual " +
+                             format_number(report.residual, 10) + "): " + report.message,
+                         report.residual, std::numeric_limits<double>::quiet_NaN(),
+                         report.iterations);
   // Column s * |outputs| + j: sample s, output gradient e_{outputs[j]}; the
   // adjoint through the equilibrium (tacit/solve/adjoint.hpp), then
   // grad = B^T v + D^T e_k.
@@ -356,61 +376,111 @@ void output_gradients(const Model<T> &model, const Batch<T> &U,
   AdjointSolver<T> adjoint(model);
   const AdjointReport ar = adjoint.solve_outputs(Xr, Ur, E, V);
   if (!ar.ok())
-    throw InvalidArgument("output_gradients: the gradient iteration did not converge (" +
-                          to_string(ar.status) + "): " + ar.message);
+    throw NumericalError("output_gradients: the gradient iteration did not converge (" +
+                         to_string(ar.status) + "): " + ar.message);
   input_gradient(model, V, E, G);
 }
 
 template void output_gradients(const Model<float> &, const Batch<float> &,
-                               std::span<const index_t>, Batch<float> &);
+                               std::span<const index_t>, Batch<float> &, Execution);
 template void output_gradients(const Model<double> &, const Batch<double> &,
-                               std::span<const index_t>, Batch<double> &);
+                               std::span<const index_t>, Batch<double> &, Execution);
 
 // ------------------------------------------------------------------ Lipschitz
 
 template <class T>
+std::vector<double> local_lipschitz_lower(const Model<T> &model, std::span<const T> centre,
+                                          std::span<const T> lower,
+                                          std::span<const T> upper, index_t samples,
+                                          std::mt19937_64 &rng, Execution exec) {
+  const index_t p = model.inputs(), q = model.outputs();
+  if (static_cast<index_t>(centre.size()) != p ||
+      static_cast<index_t>(lower.size()) != p || static_cast<index_t>(upper.size()) != p)
+    throw InvalidArgument("local_lipschitz_lower: the centre and the box have " +
+                          std::to_string(centre.size()) + ", " +
+                          std::to_string(lower.size()) + " and " +
+                          std::to_string(upper.size()) +
+                          " entries, the model has p = " + std::to_string(p) + " inputs");
+  if (samples < 0)
+    throw InvalidArgument("local_lipschitz_lower: negative sample count " +
+                          std::to_string(samples));
+  // The centre and `samples` points of the box, one batch.
+  std::uniform_real_distribution<double> unit(0, 1);
+  Batch<T> U(p, samples + 1), G;
+  U.set_column(0, centre);
+  for (index_t s = 1; s <= samples; ++s)
+    for (index_t j = 0; j < p; ++j)
+      U(j, s) = static_cast<T>(lower[j] + unit(rng) * (upper[j] - lower[j]));
+  std::vector<index_t> outputs(static_cast<std::size_t>(q));
+  std::iota(outputs.begin(), outputs.end(), index_t(0));
+  output_gradients(model, U, std::span<const index_t>(outputs), G, exec);
+  std::vector<double> bound(static_cast<std::size_t>(q), 0.0);
+  for (index_t s = 0; s <= samples; ++s)
+    for (index_t k = 0; k < q; ++k) {
+      double norm = 0;
+      for (index_t j = 0; j < p; ++j)
+        norm += std::abs(static_cast<double>(G(j, s * q + k)));
+      bound[k] = std::max(bound[k], norm);
+    }
+  return bound;
+}
+
+template std::vector<double> local_lipschitz_lower(const Model<float> &,
+                                                   std::span<const float>,
+                                                   std::span<const float>,
+                                                   std::span<const float>, index_t,
+                                                   std::mt19937_64 &, Execution);
+template std::vector<double> local_lipschitz_lower(const Model<double> &,
+                                                   std::span<const double>,
+                                                   std::span<const double>,
+                                                   std::span<const double>, index_t,
+                                                   std::mt19937_64 &, Execution);
+
+template <class T>
 LipschitzReport lipschitz_bounds(const Model<T> &model, const SensitivityOperator<T> &S,
                                  const Batch<T> &U) {
-  check_non_expansive(model, "lipschitz_bounds");
-  const index_t q = model.outputs(), p = model.inputs();
-  LipschitzReport report;
-  report.samples = U.cols();
-  const std::vector<T> sums = S.row_abs_sums();
-  report.upper.assign(sums.begin(), sums.end());
-  report.lower.assign(static_cast<std::size_t>(q), 0.0);
-  report.argmax.assign(static_cast<std::size_t>(q), -1);
-  if (U.cols() == 0 || q == 0)
-    return report;
-  std::vector<index_t> outs(static_cast<std::size_t>(q));
-  std::iota(outs.begin(), outs.end(), index_t(0));
-  // Samples in chunks so that the n x (chunk * q) buffers stay moderate.
-  const index_t n = model.states();
-  const index_t budget =
-      std::max<index_t>(1, (index_t(1) << 22) / std::max<index_t>(1, n * q));
-  const index_t chunk = std::clamp<index_t>(budget, 1, 64);
-  for (index_t s0 = 0; s0 < U.cols(); s0 += chunk) {
-    const index_t s1 = std::min(U.cols(), s0 + chunk);
-    Batch<T> Uc(p, s1 - s0, U.slab_width());
-    std::vector<T> col(static_cast<std::size_t>(p));
-    for (index_t s = s0; s < s1; ++s) {
-      U.get_column(s, col);
-      Uc.set_column(s - s0, col);
-    }
-    Batch<T> G;
-    output_gradients(model, Uc, outs, G);
-    for (index_t s = s0; s < s1; ++s)
-      for (index_t k = 0; k < q; ++k) {
-        double norm = 0;
-        const index_t c = (s - s0) * q + k;
-        for (index_t i = 0; i < p; ++i)
-          norm += std::abs(static_cast<double>(G(i, c)));
-        if (norm > report.lower[k] || report.argmax[k] < 0) {
-          report.lower[k] = norm;
-          report.argmax[k] = s;
-        }
+  return S.options().exec.run([&]() -> LipschitzReport {
+    check_non_expansive(model, "lipschitz_bounds");
+    const index_t q = model.outputs(), p = model.inputs();
+    LipschitzReport report;
+    report.samples = U.cols();
+    const std::vector<T> sums = S.row_abs_sums();
+    report.upper.assign(sums.begin(), sums.end());
+    report.lower.assign(static_cast<std::size_t>(q), 0.0);
+    report.argmax.assign(static_cast<std::size_t>(q), -1);
+    if (U.cols() == 0 || q == 0)
+      return report;
+    std::vector<index_t> outs(static_cast<std::size_t>(q));
+    std::iota(outs.begin(), outs.end(), index_t(0));
+    // Samples in chunks so that the n x (chunk * q) buffers stay moderate.
+    const index_t n = model.states();
+    const index_t budget =
+        std::max<index_t>(1, (index_t(1) << 22) / std::max<index_t>(1, n * q));
+    const index_t chunk = std::clamp<index_t>(budget, 1, 64);
+    for (index_t s0 = 0; s0 < U.cols(); s0 += chunk) {
+      const index_t s1 = std::min(U.cols(), s0 + chunk);
+      Batch<T> Uc(p, s1 - s0, U.slab_width());
+      std::vector<T> col(static_cast<std::size_t>(p));
+      for (index_t s = s0; s < s1; ++s) {
+        U.get_column(s, col);
+        Uc.set_column(s - s0, col);
       }
-  }
-  return report;
+      Batch<T> G;
+      output_gradients(model, Uc, outs, G, S.options().exec);
+      for (index_t s = s0; s < s1; ++s)
+        for (index_t k = 0; k < q; ++k) {
+          double norm = 0;
+          const index_t c = (s - s0) * q + k;
+          for (index_t i = 0; i < p; ++i)
+            norm += std::abs(static_cast<double>(G(i, c)));
+          if (norm > report.lower[k] || report.argmax[k] < 0) {
+            report.lower[k] = norm;
+            report.argmax[k] = s;
+          }
+        }
+    }
+    return report;
+  });
 }
 
 template LipschitzReport lipschitz_bounds(const Model<float> &,

@@ -11,6 +11,7 @@
 #include "analysis/detail/sensitivity_backends.hpp"
 
 #include <tacit/core/csr.hpp>
+#include <tacit/core/format.hpp>
 #include <tacit/core/error.hpp>
 #include <tacit/core/structure.hpp>
 #include <tacit/operators/structured.hpp>
@@ -36,12 +37,6 @@
 
 namespace tacit::inline v1::detail {
 namespace {
-
-std::string fmt(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
 
 /// Columns handled per pass of a sweep (the per-row accumulator).
 constexpr index_t sweep_chunk = 32;
@@ -107,7 +102,7 @@ public:
     for (std::size_t i = 0; i < d.size(); ++i) {
       const double a = std::abs(static_cast<double>(d[i]));
       if (!(a < 1))
-        return "state " + std::to_string(i) + " has |a_ii| = " + fmt(a) + " >= 1";
+        return "state " + std::to_string(i) + " has |a_ii| = " + format_number(a, 6) + " >= 1";
       m = std::max(m, a);
     }
     if (max_diag)
@@ -139,7 +134,7 @@ public:
       throw InvalidArgument("update_values: the new A has another sparsity pattern");
     double m = 0;
     if (const auto why = unsuitable(*A, scc_, &m))
-      throw InvalidArgument("update_values: the sweep no longer applies: " + *why);
+      throw NumericalError("update_values: the sweep no longer applies: " + *why, m, 1.0);
     A_ = std::move(A);
     read_values();
     std::lock_guard lock(mutex_);
@@ -179,7 +174,7 @@ private:
     const std::int64_t *rp = M.row_ptr().data();
     const T *vals = M.values().data();
     const index_t *order = scc_.order.data();
-    const bool parallel = exec == Execution::parallel;
+    const bool parallel = !exec.is_reference();
     M.visit_columns([&](auto cols_span) {
       const auto *cols = cols_span.data();
       for (index_t c0 = 0; c0 < k; c0 += sweep_chunk) {
@@ -224,8 +219,9 @@ public:
     // (I - |A|)^T.
     symbolic_ = klu_l_analyze(n_, ap_.data(), ai_.data(), &common_);
     if (!symbolic_)
-      throw InvalidArgument("sensitivity: KLU could not analyse I - |A| (status " +
-                            std::to_string(common_.status) + ")");
+      throw NumericalError("sensitivity: KLU could not analyse I - |A| (status " +
+                               std::to_string(common_.status) + ")",
+                           common_.status);
   }
   ~KluSolve() override {
     if (numeric_)
@@ -243,8 +239,9 @@ public:
   void factor() {
     numeric_ = klu_l_factor(ap_.data(), ai_.data(), ax_.data(), symbolic_, &common_);
     if (!numeric_)
-      throw InvalidArgument("sensitivity: KLU could not factor I - |A| (status " +
-                            std::to_string(common_.status) + ")");
+      throw NumericalError("sensitivity: KLU could not factor I - |A| (status " +
+                               std::to_string(common_.status) + ")",
+                           common_.status);
   }
   std::int64_t factor_entries() const {
     return numeric_ ? static_cast<std::int64_t>(numeric_->lnz + numeric_->unz) : 0;
@@ -269,8 +266,9 @@ public:
               ? klu_l_solve(symbolic_, numeric_, n_, kc, buffer_.data(), &common_)
               : klu_l_tsolve(symbolic_, numeric_, n_, kc, buffer_.data(), &common_);
       if (!ok)
-        throw InvalidArgument("sensitivity: KLU solve failed (status " +
-                              std::to_string(common_.status) + ")");
+        throw NumericalError("sensitivity: KLU solve failed (status " +
+                                 std::to_string(common_.status) + ")",
+                             common_.status);
       for (index_t i = 0; i < n_; ++i) {
         T *wi = w.row(i) + c0;
         for (index_t c = 0; c < kc; ++c)
@@ -300,8 +298,9 @@ public:
     ax_ = std::move(ax);
     if (!klu_l_refactor(ap_.data(), ai_.data(), ax_.data(), symbolic_, numeric_,
                         &common_))
-      throw InvalidArgument("update_values: KLU refactorisation failed (status " +
-                            std::to_string(common_.status) + ")");
+      throw NumericalError("update_values: KLU refactorisation failed (status " +
+                               std::to_string(common_.status) + ")",
+                           common_.status);
   }
 
 private:
@@ -441,7 +440,7 @@ Certificate make_certificate(const CsrMatrix<T> &A, const SccDecomposition &scc,
   cert.theta = theta;
   cert.v = std::move(v);
   if (!(theta < 1))
-    cert.problem = "rounding leaves the contraction ratio at " + fmt(theta);
+    cert.problem = "rounding leaves the contraction ratio at " + format_number(theta, 6);
   return cert;
 }
 
@@ -469,9 +468,10 @@ public:
     const SccDecomposition scc = strongly_connected_components(*A);
     Certificate cert = make_certificate(*A, scc, options.perron);
     if (!cert.problem.empty())
-      throw InvalidArgument("update_values: no certified contraction for the new A: " +
-                            cert.problem + " (lambda_PF(|A|) in [" + fmt(cert.pf.lower) +
-                            ", " + fmt(cert.pf.upper) + "])");
+      throw NumericalError("update_values: no certified contraction for the new A: " +
+                               cert.problem + " (lambda_PF(|A|) in [" +
+                               format_number(cert.pf.lower, 6) + ", " + format_number(cert.pf.upper, 6) + "])",
+                           cert.pf.upper, 1.0, cert.pf.iterations);
     info.lambda_lower = cert.pf.lower;
     info.lambda_upper = cert.pf.upper;
     info.theta = cert.theta;
@@ -515,7 +515,7 @@ private:
     };
     const Acc zero(static_cast<std::size_t>(2 * k), 0.0);
     Acc total;
-    if (exec == Execution::parallel && n >= 8192)
+    if (!exec.is_reference() && n >= 8192)
       total =
           tbb::parallel_deterministic_reduce(tbb::blocked_range<index_t>(0, n, 4096),
                                              zero, body, join, tbb::simple_partitioner());
@@ -713,7 +713,7 @@ const BlockStructure<T> *as_block_triangular(const LinearOperator<T> &M) {
 }
 
 std::string interval(const PerronBound &pf) {
-  return "[" + fmt(pf.lower) + ", " + fmt(pf.upper) + "]";
+  return "[" + format_number(pf.lower, 6) + ", " + format_number(pf.upper, 6) + "]";
 }
 
 } // namespace
@@ -758,19 +758,19 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
     return std::make_unique<CsrSweep<T>>(A, scc);
   }
   if (method == SensitivityMethod::sweep)
-    throw InvalidArgument("sensitivity: the sweep back-end does not apply: " +
-                          *unsuitable);
+    throw Unsupported("sensitivity: the sweep back-end does not apply: " + *unsuitable);
 
   Certificate cert = make_certificate(*A, scc, options.perron);
   info.lambda_lower = cert.pf.lower;
   info.lambda_upper = cert.pf.upper;
   if (!cert.pf.certified())
-    throw InvalidArgument(
+    throw NumericalError(
         "sensitivity: lambda_PF(|A|) < 1 is not certified: lambda_PF(|A|) in " +
-        interval(cert.pf) +
-        "; S = |C| (I - |A|)^-1 |B| + |D| is only defined (and a bound) when "
-        "lambda_PF(|A|) < 1" +
-        (cert.pf.message.empty() ? "" : " (" + cert.pf.message + ")"));
+            interval(cert.pf) +
+            "; S = |C| (I - |A|)^-1 |B| + |D| is only defined (and a bound) when "
+            "lambda_PF(|A|) < 1" +
+            (cert.pf.message.empty() ? "" : " (" + cert.pf.message + ")"),
+        cert.pf.upper, 1.0, cert.pf.iterations);
   const std::string why_not_sweep = unsuitable ? *unsuitable : "sweep not requested";
 
   if (method == SensitivityMethod::automatic || method == SensitivityMethod::klu) {
@@ -787,21 +787,22 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
           std::to_string(info.factor_entries) + " factor entries)";
       return klu;
     }
-    info.reason = why_not_sweep + "; KLU fill " + fmt(fill) + " exceeds " +
-                  fmt(options.klu_fill_limit) + " x nnz";
+    info.reason = why_not_sweep + "; KLU fill " + format_number(fill, 6) + " exceeds " +
+                  format_number(options.klu_fill_limit, 6) + " x nnz";
   } else {
     info.reason = "requested";
   }
   if (!cert.problem.empty())
-    throw InvalidArgument("sensitivity: the iterative back-end has no certified "
-                          "contraction: " +
-                          cert.problem + " (lambda_PF(|A|) in " + interval(cert.pf) +
-                          ")");
+    throw NumericalError("sensitivity: the iterative back-end has no certified "
+                         "contraction: " +
+                             cert.problem + " (lambda_PF(|A|) in " + interval(cert.pf) +
+                             ")",
+                         cert.pf.upper, 1.0, cert.pf.iterations);
   info.method = SensitivityMethod::iterative;
   info.theta = cert.theta;
   info.exact = false;
   info.reason += "; lambda_PF(|A|) in " + interval(cert.pf) +
-                 ": iteration w <- |A| w + r, contraction ratio " + fmt(cert.theta) +
+                 ": iteration w <- |A| w + r, contraction ratio " + format_number(cert.theta, 6) +
                  " certified on a Perron vector";
   return std::make_unique<IterativeSolve<T>>(M, std::move(cert), options);
 }

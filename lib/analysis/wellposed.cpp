@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <tacit/core/csr.hpp>
+#include <tacit/core/format.hpp>
 #include <tacit/core/structure.hpp>
 #include <tacit/operators/structured.hpp>
 
@@ -108,7 +109,8 @@ WellPosednessReport block_well_posedness(const LinearOperator<T> &op,
   pf.largest_block = largest;
   merged.finish(pf);
   const index_t widest = merged.widest;
-  std::string msg = "lambda_PF(|A|) in [" + detail::format_bound(pf.lower) + ", " + detail::format_bound(pf.upper) +
+  std::string msg = "lambda_PF(|A|) in [" + format_number(pf.lower, 10) + ", " +
+                    format_number(pf.upper, 10) +
                     "] from the structure of a block operator with " +
                     std::to_string(A.row_blocks()) + " state blocks";
   if (widest < 0 && pf.upper == 0)
@@ -134,26 +136,28 @@ WellPosednessReport block_well_posedness(const LinearOperator<T> &op,
 template <class T>
 WellPosednessReport analyse_well_posedness(const LinearOperator<T> &A,
                                            const PerronOptions &options) {
-  if (A.rows() != A.cols())
-    throw InvalidArgument("analyse_well_posedness: A is " + std::to_string(A.rows()) +
-                          " x " + std::to_string(A.cols()) + ", not square");
-  if (const auto *blocks = capability<BlockStructured<T>>(A)) {
-    const auto &structure = blocks->block_structure();
-    if (structure.square_partition() && structure.block_lower_triangular())
-      return block_well_posedness(A, structure, options);
-  }
-  const auto csr = csr_view(A);
-  WellPosednessReport r;
-  r.n = csr->rows();
-  r.nnz = csr->nnz();
-  r.norm_inf = norm_inf(*csr);
-  r.norm_1 = norm_1(*csr);
-  const SccDecomposition scc = strongly_connected_components(*csr);
-  r.pf = perron_frobenius_bound(*csr, scc, options);
-  r.scc_count = scc.block_count();
-  r.scc_largest = scc.largest_block();
-  r.nilpotent = scc.nilpotent();
-  return r;
+  return options.exec.run([&]() -> WellPosednessReport {
+    if (A.rows() != A.cols())
+      throw InvalidArgument("analyse_well_posedness: A is " + std::to_string(A.rows()) +
+                            " x " + std::to_string(A.cols()) + ", not square");
+    if (const auto *blocks = capability<BlockStructured<T>>(A)) {
+      const auto &structure = blocks->block_structure();
+      if (structure.square_partition() && structure.block_lower_triangular())
+        return block_well_posedness(A, structure, options);
+    }
+    const auto csr = csr_view(A);
+    WellPosednessReport r;
+    r.n = csr->rows();
+    r.nnz = csr->nnz();
+    r.norm_inf = norm_inf(*csr);
+    r.norm_1 = norm_1(*csr);
+    const SccDecomposition scc = strongly_connected_components(*csr);
+    r.pf = perron_frobenius_bound(*csr, scc, options);
+    r.scc_count = scc.block_count();
+    r.scc_largest = scc.largest_block();
+    r.nilpotent = scc.nilpotent();
+    return r;
+  });
 }
 
 template WellPosednessReport analyse_well_posedness(const LinearOperator<float> &,

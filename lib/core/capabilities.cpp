@@ -37,11 +37,16 @@ template <class T>
 bool apply_activated(const LinearOperator<T> &op, T alpha, ConstMatrixView<T> x, T beta,
                      MatrixView<T> y, std::span<const T> bias, const Activation &phi,
                      Execution exec, ConstMatrixView<T> residual, T residual_scale) {
-  if (const auto *fused = capability<FusedActivation<T>>(op))
-    return fused->apply_activated(alpha, x, beta, y, bias, phi, exec, residual,
-                                  residual_scale);
-  return apply_activated_unfused(op, alpha, x, beta, y, bias, phi, exec, residual,
-                                 residual_scale);
+  auto run = [&] {
+    if (const auto *fused = capability<FusedActivation<T>>(op))
+      return fused->apply_activated(alpha, x, beta, y, bias, phi, exec, residual,
+                                    residual_scale);
+    return apply_activated_unfused(op, alpha, x, beta, y, bias, phi, exec, residual,
+                                   residual_scale);
+  };
+  if (auto *arena = exec.task_arena())
+    return arena->execute(run);
+  return run();
 }
 
 template <class T>

@@ -14,6 +14,7 @@
 #include "core/detail/csr_dispatch.hpp"
 #include "core/detail/csr_schedule.hpp"
 #include "core/detail/huge_pages.hpp"
+#include "core/detail/parallel.hpp"
 
 namespace tacit::inline v1 {
 
@@ -28,15 +29,27 @@ template <class T> struct CsrTransposeCache {
   RowSchedule schedule;
 };
 
+/// Guards the cache pointer of every matrix: const calls (products, copies)
+/// may create or read it concurrently; the contents are built under
+/// std::call_once.
+inline std::mutex &cache_slot_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 template <class T>
 std::shared_ptr<CsrTransposeCache<T>>
 shared_cache(std::shared_ptr<CsrTransposeCache<T>> &slot) {
-  // Concurrent const calls race only on creating the shared_ptr; the
-  // contents are built under std::call_once.
-  static std::mutex create_mutex;
-  std::lock_guard lock(create_mutex);
+  std::lock_guard lock(cache_slot_mutex());
   if (!slot)
     slot = std::make_shared<CsrTransposeCache<T>>();
+  return slot;
+}
+
+template <class T>
+std::shared_ptr<CsrTransposeCache<T>>
+load_cache(const std::shared_ptr<CsrTransposeCache<T>> &slot) {
+  std::lock_guard lock(cache_slot_mutex());
   return slot;
 }
 
@@ -268,14 +281,14 @@ template <class T> CsrMatrix<T> CsrMatrix<T>::identity(index_t n, T scale) {
 template <class T>
 CsrMatrix<T>::CsrMatrix(const CsrMatrix &o)
     : OperatorBase<CsrMatrix<T>, T>(o), row_ptr_(o.row_ptr_), cols_(o.cols_),
-      values_(o.values_), transpose_cache_(o.transpose_cache_) {}
+      values_(o.values_), transpose_cache_(detail::load_cache(o.transpose_cache_)) {}
 template <class T> CsrMatrix<T> &CsrMatrix<T>::operator=(const CsrMatrix &o) {
   if (this != &o) {
     OperatorBase<CsrMatrix<T>, T>::operator=(o);
     row_ptr_ = o.row_ptr_;
     cols_ = o.cols_;
     values_ = o.values_;
-    transpose_cache_ = o.transpose_cache_;
+    transpose_cache_ = detail::load_cache(o.transpose_cache_);
   }
   return *this;
 }
@@ -448,7 +461,7 @@ template <class T> std::vector<T> CsrMatrix<T>::to_dense() const {
 }
 
 template <class T> std::size_t CsrMatrix<T>::cache_bytes() const noexcept {
-  auto cache = transpose_cache_;
+  auto cache = detail::load_cache(transpose_cache_);
   if (!cache || !cache->transpose)
     return 0;
   return cache->transpose->bytes();
@@ -530,13 +543,7 @@ void CsrMatrix<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
                                        ? std::span<const std::int64_t>(schedule->cost_ptr)
                                        : std::span<const std::int64_t>(row_ptr_),
                                    parts, bounds);
-    tbb::parallel_for(
-        tbb::blocked_range<int>(0, parts, 1),
-        [&](const tbb::blocked_range<int> &r) {
-          for (int p = r.begin(); p < r.end(); ++p)
-            run(bounds[p], bounds[p + 1]);
-        },
-        tbb::simple_partitioner());
+    detail::for_tasks(parts, true, [&](index_t p) { run(bounds[p], bounds[p + 1]); });
   });
 }
 

@@ -139,7 +139,8 @@ template <class T> bool Model<T>::positively_homogeneous() const noexcept {
 }
 
 template <class T>
-void Model<T>::output(const Batch<T> &X, const Batch<T> &U, Batch<T> &Y) const {
+void Model<T>::output(const Batch<T> &X, const Batch<T> &U, Batch<T> &Y,
+                      Execution exec) const {
   if (X.rows() != states() || U.rows() != inputs() || X.cols() != U.cols())
     throw InvalidArgument("model output: X is " + std::to_string(X.rows()) + " x " +
                           std::to_string(X.cols()) + ", U is " +
@@ -153,8 +154,8 @@ void Model<T>::output(const Batch<T> &X, const Batch<T> &U, Batch<T> &Y) const {
     for (index_t i = 0; i < y.rows; ++i)
       for (index_t c = 0; c < y.cols; ++c) y(i, c) = bias_y_[i];
   }
-  C_->apply(Mode::normal, T(1), X, T(1), Y);
-  if (D_) D_->apply(Mode::normal, T(1), U, T(1), Y);
+  C_->apply(Mode::normal, T(1), X, T(1), Y, exec);
+  if (D_) D_->apply(Mode::normal, T(1), U, T(1), Y, exec);
 }
 
 template <class U, class T> Model<U> convert_model(const Model<T> &m) {

@@ -22,7 +22,12 @@ LinearOperator<T>::LinearOperator(index_t rows, index_t cols) : rows_(rows), col
 template <class T>
 void LinearOperator<T>::apply(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
                               MatrixView<T> y, Execution exec) const {
-  if (check_views(mode, x, y))
+  if (!check_views(mode, x, y))
+    return;
+  // In the policy's arena (the reference kernels are serial: no arena).
+  if (auto *arena = exec.task_arena())
+    arena->execute([&] { apply_impl(mode, alpha, x, beta, y, exec); });
+  else
     apply_impl(mode, alpha, x, beta, y, exec);
 }
 
@@ -58,8 +63,14 @@ void LinearOperator<T>::apply(Mode mode, T alpha, const Batch<T> &x, T beta, Bat
     throw InvalidArgument("apply: batches differ in columns (" +
                           std::to_string(x.cols()) + " vs " + std::to_string(y.cols()) +
                           ") or slab width");
-  for (index_t s = 0; s < x.slab_count(); ++s)
-    apply(mode, alpha, x.slab(s), beta, y.slab(s), exec);
+  auto slabs = [&] {
+    for (index_t s = 0; s < x.slab_count(); ++s)
+      apply(mode, alpha, x.slab(s), beta, y.slab(s), exec);
+  };
+  if (auto *arena = exec.task_arena())
+    arena->execute(slabs);
+  else
+    slabs();
 }
 
 template <class T>

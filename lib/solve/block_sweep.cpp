@@ -7,27 +7,11 @@
 #include <cstring>
 #include <limits>
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
+#include "core/detail/parallel.hpp"
 
 namespace tacit::inline v1::detail {
 
 namespace {
-
-template <class F> void for_slabs(index_t count, F &&f) {
-  if (count <= 1) {
-    for (index_t t = 0; t < count; ++t)
-      f(t);
-    return;
-  }
-  tbb::parallel_for(
-      tbb::blocked_range<index_t>(0, count, 1),
-      [&](const tbb::blocked_range<index_t> &r) {
-        for (index_t t = r.begin(); t < r.end(); ++t)
-          f(t);
-      },
-      tbb::simple_partitioner());
-}
 
 /// y = phi(y) in place on rows x ncols (leading dimension ld); nf[w] collects
 /// y * 0 per column (NaN iff a non-finite value went through).
@@ -248,7 +232,7 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
   work.residual.assign(total, 0.0);
   if (!plan.feed_forward && static_cast<index_t>(work.per_slab.size()) < slabs)
     work.per_slab.resize(static_cast<std::size_t>(slabs));
-  for_slabs(slabs, [&](index_t s) {
+  for_tasks(slabs, true, [&](index_t s) {
     T *xs = x + s * n * width;
     const index_t ncols = std::min(width, cols - s * width);
     const ConstMatrixView<T> u = U.slab(s);

@@ -20,6 +20,7 @@
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
 
+#include "core/detail/parallel.hpp"
 #include "core/detail/csr_schedule.hpp"
 #include "solve/detail/solve_dispatch.hpp"
 
@@ -36,21 +37,6 @@ template <class T> constexpr double min_rel_tol() {
 }
 
 enum UpdateMode : unsigned char { keep = 0, take_g, revert, first, mix };
-
-template <class F> void for_tasks(index_t count, bool parallel, F &&f) {
-  if (!parallel || count <= 1) {
-    for (index_t t = 0; t < count; ++t)
-      f(t);
-    return;
-  }
-  tbb::parallel_for(
-      tbb::blocked_range<index_t>(0, count, 1),
-      [&](const tbb::blocked_range<index_t> &r) {
-        for (index_t t = r.begin(); t < r.end(); ++t)
-          f(t);
-      },
-      tbb::simple_partitioner());
-}
 
 template <class V> void grow(V &v, std::size_t n) {
   if (v.size() < n)

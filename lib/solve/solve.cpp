@@ -198,58 +198,60 @@ std::string structure_summary(const SccDecomposition &scc, index_t n) {
 template <class T>
 EquilibriumSolver<T>::EquilibriumSolver(const Model<T> &model, SolveOptions options)
     : impl_(std::make_unique<Impl>(model, std::move(options))) {
-  auto &im = *impl_;
-  detail::validate(im.options.picard);
-  im.activations = im.model.activations();
-  const index_t n = im.model.states();
-  const LinearOperator<T> &A = im.model.A();
-  if (im.options.method == SolveMethod::picard) {
-    im.method = SolveMethod::picard;
-    im.reason = "picard (requested)";
-  } else if (detail::BlockSweepPlan<T>::applicable(im.model)) {
-    // Structured A (a network): sweep its blocks with their own kernels,
-    // never materialising A.
-    im.block_plan = std::make_unique<detail::BlockSweepPlan<T>>(im.model);
-    im.method = SolveMethod::sweep;
-    im.reason = (im.options.method == SolveMethod::sweep ? "sweep (requested): "
-                                                         : "auto chose sweep: ") +
-                std::string("A is a block lower triangular block operator; ") +
-                im.block_plan->summary;
-  } else {
-    const auto csr = csr_view(A);
-    const auto scc = strongly_connected_components(*csr);
-    const std::string summary = structure_summary(scc, n);
-    // 1x1 blocks (with or without a self-loop) are solved exactly; only
-    // larger blocks need iterating.
-    index_t largest = 0;
-    for (index_t b = 0; b < scc.block_count(); ++b)
-      if (scc.block_size(b) > 1)
-        largest = std::max(largest, scc.block_size(b));
-    if (im.options.method == SolveMethod::sweep) {
-      im.method = SolveMethod::sweep;
-      im.reason = "sweep (requested): " + summary;
-    } else if (scc.nilpotent()) {
-      im.method = SolveMethod::sweep;
-      im.reason = "auto chose sweep: A is nilpotent (feed-forward), one pass over " +
-                  std::to_string(scc.level_count()) + " levels; " + summary;
-    } else if (10 * largest <= 9 * n) {
-      im.method = SolveMethod::sweep;
-      im.reason = "auto chose sweep: A is block triangular (largest cyclic block " +
-                  std::to_string(largest) + " of " + std::to_string(n) +
-                  " states; 1x1 blocks solved exactly, cyclic blocks by Picard); " +
-                  summary;
-    } else {
+  impl_->options.exec.run([&]() {
+    auto &im = *impl_;
+    detail::validate(im.options.picard);
+    im.activations = im.model.activations();
+    const index_t n = im.model.states();
+    const LinearOperator<T> &A = im.model.A();
+    if (im.options.method == SolveMethod::picard) {
       im.method = SolveMethod::picard;
-      im.reason = "auto chose picard: A is (almost) one strongly connected block (" +
-                  std::to_string(largest) + " of " + std::to_string(n) + " states); " +
-                  summary;
+      im.reason = "picard (requested)";
+    } else if (detail::BlockSweepPlan<T>::applicable(im.model)) {
+      // Structured A (a network): sweep its blocks with their own kernels,
+      // never materialising A.
+      im.block_plan = std::make_unique<detail::BlockSweepPlan<T>>(im.model);
+      im.method = SolveMethod::sweep;
+      im.reason = (im.options.method == SolveMethod::sweep ? "sweep (requested): "
+                                                           : "auto chose sweep: ") +
+                  std::string("A is a block lower triangular block operator; ") +
+                  im.block_plan->summary;
+    } else {
+      const auto csr = csr_view(A);
+      const auto scc = strongly_connected_components(*csr);
+      const std::string summary = structure_summary(scc, n);
+      // 1x1 blocks (with or without a self-loop) are solved exactly; only
+      // larger blocks need iterating.
+      index_t largest = 0;
+      for (index_t b = 0; b < scc.block_count(); ++b)
+        if (scc.block_size(b) > 1)
+          largest = std::max(largest, scc.block_size(b));
+      if (im.options.method == SolveMethod::sweep) {
+        im.method = SolveMethod::sweep;
+        im.reason = "sweep (requested): " + summary;
+      } else if (scc.nilpotent()) {
+        im.method = SolveMethod::sweep;
+        im.reason = "auto chose sweep: A is nilpotent (feed-forward), one pass over " +
+                    std::to_string(scc.level_count()) + " levels; " + summary;
+      } else if (10 * largest <= 9 * n) {
+        im.method = SolveMethod::sweep;
+        im.reason = "auto chose sweep: A is block triangular (largest cyclic block " +
+                    std::to_string(largest) + " of " + std::to_string(n) +
+                    " states; 1x1 blocks solved exactly, cyclic blocks by Picard); " +
+                    summary;
+      } else {
+        im.method = SolveMethod::picard;
+        im.reason = "auto chose picard: A is (almost) one strongly connected block (" +
+                    std::to_string(largest) + " of " + std::to_string(n) + " states); " +
+                    summary;
+      }
+      if (im.method == SolveMethod::sweep)
+        im.plan = std::make_unique<detail::SweepPlan<T>>(*csr, im.activations, scc,
+                                                         state_namer(im.model.blocks()));
     }
-    if (im.method == SolveMethod::sweep)
-      im.plan = std::make_unique<detail::SweepPlan<T>>(*csr, im.activations, scc,
-                                                       state_namer(im.model.blocks()));
-  }
-  if (im.method == SolveMethod::picard)
-    im.system = std::make_unique<detail::FixedPointSystem<T>>(A, im.activations);
+    if (im.method == SolveMethod::picard)
+      im.system = std::make_unique<detail::FixedPointSystem<T>>(A, im.activations);
+  });
 }
 
 template <class T> EquilibriumSolver<T>::~EquilibriumSolver() = default;
@@ -270,98 +272,107 @@ const std::string &EquilibriumSolver<T>::method_reason() const noexcept {
 
 template <class T>
 SolveReport EquilibriumSolver<T>::solve(const Batch<T> &U, Batch<T> &X) {
-  auto &im = *impl_;
-  const Model<T> &m = im.model;
-  const index_t n = m.states(), k = U.cols(), W = U.slab_width();
-  if (U.rows() != m.inputs())
-    throw InvalidArgument("solve: U is " + shape(U.rows(), U.cols()) +
-                          ", the model has p = " + std::to_string(m.inputs()) +
-                          " inputs");
-  const bool warm = im.options.picard.warm_start && same_shape(X, n, k, W);
-  if (!same_shape(X, n, k, W))
-    X = Batch<T>(n, k, W);
-  SolveReport report;
-  if (im.block_plan) {
-    // Block sweep, in place in X (a Batch has no padding beyond its last
-    // slab, so its layout is the solvers' own).
-    const T *z = nullptr;
-    if (im.block_plan->uses_z) {
-      detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
-      z = im.Z.data.data();
+  return impl_->options.exec.run([&]() -> SolveReport {
+    auto &im = *impl_;
+    const Model<T> &m = im.model;
+    const index_t n = m.states(), k = U.cols(), W = U.slab_width();
+    if (U.rows() != m.inputs())
+      throw InvalidArgument("solve: U is " + shape(U.rows(), U.cols()) +
+                            ", the model has p = " + std::to_string(m.inputs()) +
+                            " inputs");
+    const bool warm = im.options.picard.warm_start && same_shape(X, n, k, W);
+    if (!same_shape(X, n, k, W))
+      X = Batch<T>(n, k, W);
+    SolveReport report;
+    if (im.block_plan) {
+      // Block sweep, in place in X (a Batch has no padding beyond its last
+      // slab, so its layout is the solvers' own).
+      const T *z = nullptr;
+      if (im.block_plan->uses_z) {
+        detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
+        z = im.Z.data.data();
+      }
+      detail::run_block_sweep(*im.block_plan, im.block_work, X.storage().data(), W,
+                              X.slab_count(), k, U, z, im.options.picard, warm, report);
+      if (im.options.progress)
+        im.options.progress(static_cast<int>(im.block_plan->rows.size()) - 1, 0.0);
+      report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
+      return report;
     }
-    detail::run_block_sweep(*im.block_plan, im.block_work, X.storage().data(), W,
-                            X.slab_count(), k, U, z, im.options.picard, warm, report);
-    if (im.options.progress)
-      im.options.progress(static_cast<int>(im.block_plan->rows.size()) - 1, 0.0);
+    // Z = B U + b (real columns only: padding stays zero).
+    detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
+
+    if (im.method == SolveMethod::sweep) {
+      report.method = SolveMethod::sweep;
+      detail::run_sweep(*im.plan, im.sweep_work, std::as_const(im.Z).view(),
+                        detail::slab_view(X), im.options.picard, warm,
+                        im.options.progress,
+                        report); // in place
+    } else {
+      picard_into(*im.system, im.picard_work, im.Z.data.data(), im.Z.width, X, warm,
+                  im.options.picard, im.options.progress, report);
+    }
     report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
     return report;
-  }
-  // Z = B U + b (real columns only: padding stays zero).
-  detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
-
-  if (im.method == SolveMethod::sweep) {
-    report.method = SolveMethod::sweep;
-    detail::run_sweep(*im.plan, im.sweep_work, std::as_const(im.Z).view(),
-                      detail::slab_view(X), im.options.picard, warm, im.options.progress,
-                      report); // in place
-  } else {
-    picard_into(*im.system, im.picard_work, im.Z.data.data(), im.Z.width, X, warm,
-                im.options.picard, im.options.progress, report);
-  }
-  report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
-  return report;
+  });
 }
 
 template <class T>
 SolveReport EquilibriumSolver<T>::predict(const Batch<T> &U, Batch<T> &X, Batch<T> &Y) {
-  SolveReport report = solve(U, X);
-  impl_->model.output(X, U, Y);
-  return report;
+  return impl_->options.exec.run([&]() -> SolveReport {
+    SolveReport report = solve(U, X);
+    impl_->model.output(X, U, Y, impl_->options.exec);
+    return report;
+  });
 }
 
 template <class T>
-SolveReport picard_solve(const LinearOperator<T> &A,
-                         std::span<const Activation> activations, const Batch<T> &z,
-                         Batch<T> &X, const PicardOptions &options,
-                         const std::function<void(int, double)> &progress) {
-  detail::validate(options);
-  if (A.rows() != A.cols() || z.rows() != A.rows() ||
-      static_cast<index_t>(activations.size()) != A.rows())
-    throw InvalidArgument("picard_solve: A is " + shape(A.rows(), A.cols()) + ", z is " +
-                          shape(z.rows(), z.cols()) + ", " +
-                          std::to_string(activations.size()) + " activations");
-  const bool match = same_shape(X, z.rows(), z.cols(), z.slab_width());
-  const bool warm = options.warm_start && match;
-  if (!match)
-    X = Batch<T>(z.rows(), z.cols(), z.slab_width());
-  detail::FixedPointSystem<T> system(A, activations);
-  detail::FixedPointWork<T> work;
-  SolveReport report;
-  picard_into(system, work, z.storage().data(), z.slab_width(), X, warm, options,
-              progress, report);
-  return report;
+SolveReport
+picard_solve(const LinearOperator<T> &A, std::span<const Activation> activations,
+             const Batch<T> &z, Batch<T> &X, const PicardOptions &options,
+             const std::function<void(int, double)> &progress, Execution exec) {
+  return exec.run([&]() -> SolveReport {
+    detail::validate(options);
+    if (A.rows() != A.cols() || z.rows() != A.rows() ||
+        static_cast<index_t>(activations.size()) != A.rows())
+      throw InvalidArgument("picard_solve: A is " + shape(A.rows(), A.cols()) +
+                            ", z is " + shape(z.rows(), z.cols()) + ", " +
+                            std::to_string(activations.size()) + " activations");
+    const bool match = same_shape(X, z.rows(), z.cols(), z.slab_width());
+    const bool warm = options.warm_start && match;
+    if (!match)
+      X = Batch<T>(z.rows(), z.cols(), z.slab_width());
+    detail::FixedPointSystem<T> system(A, activations);
+    detail::FixedPointWork<T> work;
+    SolveReport report;
+    picard_into(system, work, z.storage().data(), z.slab_width(), X, warm, options,
+                progress, report);
+    return report;
+  });
 }
 
 template <class T>
-std::vector<double> equilibrium_residuals(const LinearOperator<T> &A,
-                                          std::span<const Activation> activations,
-                                          const Batch<T> &z, const Batch<T> &X) {
-  if (A.rows() != A.cols() || z.rows() != A.rows() ||
-      static_cast<index_t>(activations.size()) != A.rows() ||
-      !same_shape(X, z.rows(), z.cols(), z.slab_width()))
-    throw InvalidArgument("equilibrium_residuals: A is " + shape(A.rows(), A.cols()) +
-                          ", z is " + shape(z.rows(), z.cols()) + ", X is " +
-                          shape(X.rows(), X.cols()) + " (slab widths " +
-                          std::to_string(z.slab_width()) + ", " +
-                          std::to_string(X.slab_width()) + "), " +
-                          std::to_string(activations.size()) + " activations");
-  detail::FixedPointSystem<T> system(A, activations);
-  const index_t S = z.slab_count(), W = z.slab_width();
-  std::vector<double> out(static_cast<std::size_t>(S * W));
-  detail::fixed_point_residuals(system, X.storage().data(), z.storage().data(), S, W,
-                                z.cols(), out);
-  out.resize(static_cast<std::size_t>(z.cols()));
-  return out;
+std::vector<double>
+equilibrium_residuals(const LinearOperator<T> &A, std::span<const Activation> activations,
+                      const Batch<T> &z, const Batch<T> &X, Execution exec) {
+  return exec.run([&]() -> std::vector<double> {
+    if (A.rows() != A.cols() || z.rows() != A.rows() ||
+        static_cast<index_t>(activations.size()) != A.rows() ||
+        !same_shape(X, z.rows(), z.cols(), z.slab_width()))
+      throw InvalidArgument("equilibrium_residuals: A is " + shape(A.rows(), A.cols()) +
+                            ", z is " + shape(z.rows(), z.cols()) + ", X is " +
+                            shape(X.rows(), X.cols()) + " (slab widths " +
+                            std::to_string(z.slab_width()) + ", " +
+                            std::to_string(X.slab_width()) + "), " +
+                            std::to_string(activations.size()) + " activations");
+    detail::FixedPointSystem<T> system(A, activations);
+    const index_t S = z.slab_count(), W = z.slab_width();
+    std::vector<double> out(static_cast<std::size_t>(S * W));
+    detail::fixed_point_residuals(system, X.storage().data(), z.storage().data(), S, W,
+                                  z.cols(), out);
+    out.resize(static_cast<std::size_t>(z.cols()));
+    return out;
+  });
 }
 
 template class EquilibriumSolver<float>;
@@ -369,18 +380,18 @@ template class EquilibriumSolver<double>;
 template SolveReport picard_solve(const LinearOperator<float> &,
                                   std::span<const Activation>, const Batch<float> &,
                                   Batch<float> &, const PicardOptions &,
-                                  const std::function<void(int, double)> &);
+                                  const std::function<void(int, double)> &, Execution);
 template SolveReport picard_solve(const LinearOperator<double> &,
                                   std::span<const Activation>, const Batch<double> &,
                                   Batch<double> &, const PicardOptions &,
-                                  const std::function<void(int, double)> &);
+                                  const std::function<void(int, double)> &, Execution);
 template std::vector<double> equilibrium_residuals(const LinearOperator<float> &,
                                                    std::span<const Activation>,
                                                    const Batch<float> &,
-                                                   const Batch<float> &);
+                                                   const Batch<float> &, Execution);
 template std::vector<double> equilibrium_residuals(const LinearOperator<double> &,
                                                    std::span<const Activation>,
                                                    const Batch<double> &,
-                                                   const Batch<double> &);
+                                                   const Batch<double> &, Execution);
 
 } // namespace tacit::inline v1

@@ -12,6 +12,7 @@
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
 
+#include "core/detail/parallel.hpp"
 #include "solve/detail/scalar_solvers.hpp"
 #include "solve/detail/solve_dispatch.hpp"
 
@@ -29,21 +30,6 @@ constexpr std::int64_t kTaskWork = 8192;
 constexpr std::int64_t kBigBlockWork = 32768;
 /// Rows per task when preparing / writing back a big block.
 constexpr index_t kCopyChunk = 2048;
-
-template <class F> void for_tasks(index_t count, bool parallel, F &&f) {
-  if (!parallel || count <= 1) {
-    for (index_t t = 0; t < count; ++t)
-      f(t);
-    return;
-  }
-  tbb::parallel_for(
-      tbb::blocked_range<index_t>(0, count, 1),
-      [&](const tbb::blocked_range<index_t> &r) {
-        for (index_t t = r.begin(); t < r.end(); ++t)
-          f(t);
-      },
-      tbb::simple_partitioner());
-}
 
 std::string format_value(double v) {
   std::ostringstream s;

@@ -207,7 +207,13 @@ TEST_CASE("Rescaling a reducible ReLU/leaky/identity model keeps its predictions
     check_equivalent(dense_model(model), dense_model(s2), r2.scaling, 1e-12, rng);
   }
   SECTION("targets outside (upper, 1) are rejected") {
-    CHECK_THROWS_AS(rescale_model(model, 0.6), InvalidArgument);
+    try {
+      (void)rescale_model(model, 0.6); // below the certified bound: not reachable
+      FAIL("expected NumericalError");
+    } catch (const NumericalError &e) {
+      CHECK(e.value() == 0.6);
+      CHECK(e.limit() == rep.pf.upper);
+    }
     CHECK_THROWS_AS(rescale_model(model, 1.0), InvalidArgument);
     CHECK_THROWS_AS(rescale_model(model, std::nan("")), InvalidArgument);
   }
@@ -282,11 +288,13 @@ TEST_CASE("Rescaling refuses non-homogeneous activations and uncertified models"
     const auto model = make_model<double>(ta, n, rng, mixed_blocks(n));
     try {
       (void)rescale_model(model);
-      FAIL("expected Unsupported");
-    } catch (const Unsupported &e) {
+      FAIL("expected NumericalError");
+    } catch (const NumericalError &e) {
       const std::string msg = e.what();
       CHECK(msg.find("not certified") != std::string::npos);
       CHECK(msg.find("1.2") != std::string::npos);
+      CHECK(e.value() >= 1.2 * (1 - 1e-9)); // the certified upper bound
+      CHECK(e.limit() == 1);
     }
   }
 }

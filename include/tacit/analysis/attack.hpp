@@ -20,6 +20,9 @@
 /// An attack succeeds on an input when the model's prediction differs from
 /// the label; inputs misclassified already count as broken (accuracy under
 /// attack <= clean accuracy).
+///
+/// Thread safety: the attacks are reentrant; each runs its work in the arena of
+/// its options' Execution and gives the same results for any thread count.
 
 #include <cstdint>
 #include <functional>
@@ -37,10 +40,11 @@ namespace tacit::inline v1 {
 /// Gradient of the margin y_label - y_other at u (size p), through the
 /// equilibrium: v = C^T g + A^T P v, P = diag(phi'(z)), grad = B^T P v + D^T g.
 /// Also returns the outputs y(u) in `y` when non-null.
-/// \throws InvalidArgument when the adjoint iteration does not converge.
+/// \throws NumericalError when the adjoint iteration does not converge.
 template <class T>
 TACIT_EXPORT std::vector<T> margin_gradient(const Model<T> &model, std::span<const T> u, int label,
-                               int other, std::vector<T> *y = nullptr);
+                               int other, std::vector<T> *y = nullptr,
+                               Execution exec = Execution::parallel);
 
 enum class SignMethod { random, gradient };
 /// "random", "gradient". \throws InvalidArgument otherwise.
@@ -56,6 +60,8 @@ struct TACIT_EXPORT TopKOptions {
   double magnitude = 1.0;
   double domain_lo = 0, domain_hi = 1; ///< clipping (none when lo > hi)
   std::uint64_t seed = 1;
+  /// Where the work runs (the results do not depend on it).
+  Execution exec = Execution::parallel;
 };
 
 struct TACIT_EXPORT AttackSummary {
@@ -78,6 +84,8 @@ struct TACIT_EXPORT LpAttackOptions {
   double sigma = 0.1;                    ///< per-input bound |u - u0| <= sigma
   int targets = 1;                       ///< classes tried, by nominal output order
   double domain_lo = 0, domain_hi = 1;   ///< clipping (none when lo > hi)
+  /// Where the work runs (the results do not depend on it).
+  Execution exec = Execution::parallel;
 };
 
 /// The LP attack on every column of U (CLP, inputs in parallel).
@@ -93,6 +101,8 @@ struct TACIT_EXPORT PgdOptions {
   double step_size = 0; ///< <= 0: 2.5 eps / steps
   double domain_lo = 0, domain_hi = 1;
   std::uint64_t seed = 1;
+  /// Where the work runs (the results do not depend on it).
+  Execution exec = Execution::parallel;
 };
 
 /// Result of PGD on one input.

@@ -38,6 +38,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -78,7 +79,8 @@ struct TACIT_EXPORT SensitivityOptions {
     o.rel_width = 1e-3;
     return o;
   }();
-  /// Parallel kernels or the serial reference kernels.
+  /// Where the work runs: the construction (analysis, factorisation) and
+  /// every product and solve of the operator run in this policy's arena.
   Execution exec = Execution::parallel;
 };
 
@@ -117,21 +119,32 @@ struct TACIT_EXPORT TopEntries {
   std::vector<double> values;
 };
 
+/// The `count` largest entries of `values` (all when count exceeds the
+/// size), by decreasing value, ties by increasing index: the one top-k
+/// selection of tacit (the rows of S, the command's reports).
+template <class T>
+TACIT_EXPORT TopEntries top_entries(std::span<const T> values, index_t count);
+
 /// S = |C| (I - |A|)^-1 |B| + |D| as a q x p operator. Modes abs and
 /// abs_transpose are the same as normal and transpose (S >= 0).
 /// The operator keeps shared ownership of the model's operators.
-/// Products may be called from several threads at once.
+/// Thread safety: products, rows, solve_states and the other const members
+/// may be called from several threads at once (last_solve() then reports one
+/// of them); update_values() must not run concurrently with any other call.
 template <class T> class TACIT_EXPORT SensitivityOperator final : public LinearOperator<T> {
 public:
   /// Analyses A and prepares the back-end.
-  /// \throws InvalidArgument when lambda_PF(|A|) < 1 is not certified (the
-  /// message gives the interval), or when the requested method does not apply
-  /// (e.g. sweep on a cyclic A).
+  /// \throws NumericalError when lambda_PF(|A|) < 1 is not certified or a
+  /// factorisation fails (the message and the exception give the numbers).
+  /// \throws Unsupported when the requested method does not apply (e.g.
+  /// sweep on a cyclic A).
   explicit SensitivityOperator(const Model<T> &model, SensitivityOptions options = {});
   ~SensitivityOperator() override;
   SensitivityOperator(SensitivityOperator &&) noexcept;
 
   const SensitivityInfo &info() const noexcept;
+  /// The options it was made with.
+  const SensitivityOptions &options() const noexcept;
   SensitivityMethod method() const noexcept { return info().method; }
   const std::string &method_reason() const noexcept { return info().reason; }
   /// Statistics of the last product (iterative back-end).
@@ -154,7 +167,8 @@ public:
   /// back-end: KLU refactors numerically (klu_refactor) keeping its
   /// symbolic analysis; the others re-read the values. B, C, D are taken
   /// from `model` too. \throws InvalidArgument when the dimensions or the
-  /// pattern of A differ, or when the new A is not certified.
+  /// pattern of A differ. \throws NumericalError when the new A is not
+  /// certified or cannot be factored.
   void update_values(const Model<T> &model);
 
 private:
@@ -199,11 +213,27 @@ TACIT_EXPORT BoxBounds<T> box_bounds(const Model<T> &model, const SensitivityOpe
 /// contracts since |P A^T| <= |A|^T). ReLU uses phi'(0) = 0.
 /// G receives p x (m * |outputs|) columns: column s * |outputs| + j is the
 /// gradient of output outputs[j] at sample s.
-/// \throws InvalidArgument when the equilibrium solve or the gradient
-/// iteration does not converge (naming the sample).
+/// \throws NumericalError when the equilibrium solve or the gradient
+/// iteration does not converge (with the residual or error bound).
 template <class T>
 TACIT_EXPORT void output_gradients(const Model<T> &model, const Batch<T> &U,
-                      std::span<const index_t> outputs, Batch<T> &G);
+                      std::span<const index_t> outputs, Batch<T> &G,
+                      Execution exec = Execution::parallel);
+
+/// Lower bounds on the local l_inf -> l_inf Lipschitz constants of the
+/// outputs over the box [lower, upper] (which holds `centre`): the largest
+/// ||grad y_k(u)||_1 over the centre and `samples` points drawn uniformly in
+/// the box, coordinate by coordinate, from `rng` (the generator advances,
+/// so successive boxes continue its sequence). A lower bound on the
+/// constant of the box for any activations, since the gradient is a local
+/// slope; the upper bound is BoundAnalyzer::local_lipschitz.
+/// \throws InvalidArgument on sizes that do not match the model.
+/// \throws NumericalError as output_gradients does.
+template <class T>
+TACIT_EXPORT std::vector<double>
+local_lipschitz_lower(const Model<T> &model, std::span<const T> centre,
+                      std::span<const T> lower, std::span<const T> upper, index_t samples,
+                      std::mt19937_64 &rng, Execution exec = Execution::parallel);
 
 /// Per-output bounds on the l_inf -> l_inf Lipschitz constant of y_k(u).
 struct TACIT_EXPORT LipschitzReport {

@@ -3,6 +3,10 @@
 /// Well-posedness: norms, a certified interval for lambda_PF(|A|), diagonal
 /// rescaling to ||D A D^-1||_inf < 1, and the exact Euclidean projection onto
 /// {||A||_inf <= kappa}.
+///
+/// Thread safety: the functions are reentrant and only read their operator or
+/// model (project_inf_norm changes its matrix: no other call may use it then);
+/// each runs its work in the arena of its options' Execution.
 
 #include <cstdint>
 #include <span>
@@ -119,9 +123,12 @@ struct TACIT_EXPORT RescaleReport {
 /// `target` <= 0 picks the midpoint between the certified lambda_PF upper
 /// bound and 1; otherwise it must satisfy upper < target < 1.
 /// \throws Unsupported when an activation is not positively homogeneous
-/// (naming the block), when lambda_PF(|A|) < 1 is not certified (message has
-/// the numbers), or when the scaling leaves the range of double.
-/// \throws InvalidArgument for a target outside (upper, 1).
+/// (naming the block).
+/// \throws NumericalError when lambda_PF(|A|) < 1 is not certified, when a
+/// target in (0, 1) is not above the certified upper bound, or when the
+/// scaling leaves the range of the value type (the numbers are in the
+/// message and the exception).
+/// \throws InvalidArgument for a target >= 1.
 template <class T>
 TACIT_EXPORT Model<T> rescale_model(const Model<T> &model, double target = 0,
                        RescaleReport *report = nullptr,
@@ -146,5 +153,27 @@ template <class T> TACIT_EXPORT bool project_l1_ball(std::span<T> v, T radius);
 /// \throws InvalidArgument when kappa is negative or NaN.
 template <class T>
 TACIT_EXPORT index_t project_inf_norm(CsrMatrix<T> &A, T kappa, Execution exec = Execution::parallel);
+
+/// What a projection did.
+struct TACIT_EXPORT ProjectionReport {
+  index_t rows_changed = 0;
+  double norm_before = 0, norm_after = 0; ///< ||A||_inf
+  double distance = 0;                    ///< Frobenius distance moved
+};
+
+/// project_inf_norm on a copy of A, with a report.
+/// \throws InvalidArgument as project_inf_norm does.
+template <class T>
+TACIT_EXPORT CsrMatrix<T> project_matrix(const CsrMatrix<T> &A, T kappa,
+                                         ProjectionReport *report = nullptr,
+                                         Execution exec = Execution::parallel);
+
+/// The model with A projected onto ||A||_inf <= kappa (A as CSR; B, C, D,
+/// the biases and the blocks shared or copied unchanged): kappa < 1 makes it
+/// well-posed.
+template <class T>
+TACIT_EXPORT Model<T> project_model(const Model<T> &model, T kappa,
+                                    ProjectionReport *report = nullptr,
+                                    Execution exec = Execution::parallel);
 
 } // namespace tacit::inline v1

@@ -11,6 +11,15 @@
 /// (thread-safe), so that transposed products are as fast and as
 /// deterministic as plain ones; `bytes()` does not count that cache,
 /// `cache_bytes()` does.
+///
+/// Thread safety: every const member (products of every mode, sums,
+/// conversions) and copying may run concurrently on one matrix; the first
+/// transposed product builds the cached transpose once while the others
+/// wait. mutable_values() and assignment to the matrix must not run
+/// concurrently with any other call on it: mutable_values() drops the cached
+/// transpose that a concurrent transposed product may be reading, and the
+/// values it hands out are read by every product. Copies share the cache
+/// until one of them changes its values.
 
 #include <cstdint>
 #include <memory>

@@ -14,6 +14,11 @@
 /// Kernels operate on `MatrixView`: any row-major block with a leading
 /// dimension (a slab, a whole row-major matrix, or a single vector with
 /// cols == 1).
+///
+/// Thread safety: views and batches are plain data. Any number of threads may
+/// read one batch; writing it (or a view of it) excludes every other access to
+/// the written elements. Kernels write disjoint slabs and rows from their own
+/// tasks.
 
 #include <cstddef>
 #include <cstdint>

@@ -5,6 +5,9 @@
 /// The n states are partitioned into named, contiguous blocks, each with its
 /// own activation. Matrices are held as shared, immutable operators so that
 /// models can share storage (e.g. a rescaled copy shares B).
+///
+/// Thread safety: a Model is immutable after construction; any number of
+/// threads may use one model (and its operators) at the same time.
 
 #include <memory>
 #include <span>
@@ -70,7 +73,8 @@ public:
   bool positively_homogeneous() const noexcept;
 
   /// Y = C X + D U + c for batches (X: n x k, U: p x k, Y: q x k).
-  void output(const Batch<T> &X, const Batch<T> &U, Batch<T> &Y) const;
+  void output(const Batch<T> &X, const Batch<T> &U, Batch<T> &Y,
+              Execution exec = Execution::parallel) const;
 
 private:
   OperatorPtr<T> A_, B_, C_, D_;

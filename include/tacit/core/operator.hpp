@@ -18,6 +18,14 @@
 /// found with `capability<Cap>(op)`. Nothing in tacit asks for a concrete
 /// operator type, so a new type works everywhere by deriving from the
 /// capabilities it has.
+///
+/// Thread safety: operators are immutable after construction, and every
+/// const member of a LinearOperator (products included) may be called from
+/// several threads at once on one operator; tacit's solvers rely on it, and
+/// an operator type must provide it (build caches under std::call_once or a
+/// lock, as CsrMatrix does). Members that change an operator (e.g.
+/// CsrMatrix::mutable_values) are exclusive. Products run in the arena of
+/// their Execution (execution.hpp).
 
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +36,7 @@
 #include <vector>
 
 #include <tacit/core/dense.hpp>
+#include <tacit/core/execution.hpp>
 #include <tacit/core/export.hpp>
 
 namespace tacit::inline v1 {
@@ -55,10 +64,6 @@ constexpr bool is_transposed(Mode m) noexcept {
 constexpr bool is_absolute(Mode m) noexcept {
   return m == Mode::abs || m == Mode::abs_transpose;
 }
-
-/// Parallel (TBB) kernels, or the serial reference kernels they are tested
-/// against.
-enum class Execution { parallel, reference };
 
 /// Position of an entry in a matrix.
 struct TACIT_EXPORT Entry {

@@ -6,6 +6,9 @@
 /// block k depends only on blocks 0..k. The same analysis applies to the
 /// blocks of any operator that knows its block structure (a network), one
 /// node per block, without materialising the operator.
+///
+/// Thread safety: the functions are reentrant and read their argument only; an
+/// SccDecomposition is a value.
 
 #include <vector>
 

@@ -4,6 +4,8 @@
 /// and of the library it runs with (run-time queries). The public API lives in
 /// the inline namespace tacit::v1, so that a program built against one ABI
 /// never links silently against another.
+///
+/// Thread safety: the queries are reentrant.
 
 #include <tacit/config.hpp>
 #include <tacit/core/export.hpp>

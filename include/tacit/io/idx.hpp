@@ -11,6 +11,9 @@
 /// and uncompressed files alike. Data is read in chunks as it arrives, so a
 /// header announcing more elements than the file holds makes the reader fail
 /// with "truncated" before allocating more than the file backs.
+///
+/// Thread safety: the readers are reentrant; the data sets they return are
+/// values.
 
 #include <cstdint>
 #include <filesystem>

@@ -3,6 +3,9 @@
 /// Raster images for figures: PNG files (libpng, written atomically), a
 /// perceptual colour map, heat maps of value arrays and spy plots of the
 /// sparsity pattern of an operator.
+///
+/// Thread safety: the functions are reentrant; an Image is a value (one writer
+/// at a time).
 
 #include <cstdint>
 #include <filesystem>

@@ -24,6 +24,10 @@
 /// Other files in the directory are ignored.
 ///
 /// Native model file: see save_model_native() and lib/io/native_format.cpp.
+///
+/// Thread safety: every function is reentrant: files may be read and written
+/// from several threads at once, as long as two calls do not write the same path
+/// (the last rename wins) or read a path while another call replaces it.
 
 #include <filesystem>
 #include <istream>

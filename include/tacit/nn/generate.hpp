@@ -3,6 +3,9 @@
 /// Deterministic generated models and matrices: the built-in defaults of the
 /// `tacit` command, benchmark inputs and test fixtures. The same seed gives
 /// the same bits on every machine (own generator, no std distributions).
+///
+/// Thread safety: the generators are reentrant (each call has its own random
+/// state, seeded by its arguments).
 
 #include <cstdint>
 

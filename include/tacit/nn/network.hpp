@@ -25,6 +25,10 @@
 ///
 /// Layouts: a feature map of shape C x H x W is stored channel-major,
 /// index (c * H + h) * W + w (PyTorch's flatten order of one sample).
+///
+/// Thread safety: a NetworkBuilder is used by one thread at a time (every call
+/// adds to it); the models it builds are immutable and shared freely. resnet20()
+/// and the other builders are reentrant.
 
 #include <cstdint>
 #include <string>

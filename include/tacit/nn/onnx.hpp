@@ -42,6 +42,8 @@
 /// tensor, wrong weight size, bad attribute value): InvalidArgument. The
 /// messages name the file, the node (name and op type) and the attribute or
 /// input concerned.
+///
+/// Thread safety: import_onnx is reentrant.
 
 #include <cstdint>
 #include <filesystem>

@@ -35,6 +35,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <tacit/core/model.hpp>
@@ -86,7 +87,24 @@ struct TACIT_EXPORT SolveOptions {
   /// sweep, after each group of levels with (last level done, 0); may be
   /// empty. Called from the thread that called solve().
   std::function<void(int, double)> progress;
+  /// Where the solver's work runs: the construction (the analysis of A) and
+  /// every solve run in this policy's arena (Execution::threads(4): at most
+  /// 4 threads). The results do not depend on it.
+  Execution exec = Execution::parallel;
 };
+
+/// Options whose stopping tolerances are reachable in T: double keeps the
+/// defaults above (rel_tol 1e-10, abs_tol 1e-12); float, which cannot
+/// resolve steps of 1e-10 relative, stops at rel_tol 1e-5 and abs_tol 1e-7
+/// (about 100 ulp) instead of iterating to the budget.
+template <class T> SolveOptions default_solve_options() {
+  SolveOptions options;
+  if constexpr (std::is_same_v<T, float>) {
+    options.picard.rel_tol = 1e-5;
+    options.picard.abs_tol = 1e-7;
+  }
+  return options;
+}
 
 struct TACIT_EXPORT SolveReport {
   SolveMethod method = SolveMethod::picard;
@@ -116,9 +134,13 @@ struct TACIT_EXPORT SolveReport {
 ///
 /// Memory: the sweep keeps a copy of A in sweep order (about the size of A);
 /// a solve holds Z = B U + b and the iterates (a few n x k buffers), plus
-/// 2 * anderson_depth + 3 of them with Anderson acceleration. One solver must
-/// not be used from several threads at once (it owns its workspace); it
-/// parallelises each solve itself (TBB, in the caller's task arena).
+/// 2 * anderson_depth + 3 of them with Anderson acceleration.
+///
+/// Thread safety: one solver must not be used from several threads at once
+/// (solve() and predict() use its workspace); method() and method_reason()
+/// may be called concurrently. Distinct solvers, also of one model, are
+/// independent. A solver parallelises each solve itself, in the arena of
+/// its options' Execution.
 template <class T> class TACIT_EXPORT EquilibriumSolver {
 public:
   explicit EquilibriumSolver(const Model<T> &model, SolveOptions options = {});
@@ -150,12 +172,14 @@ template <class T>
 TACIT_EXPORT SolveReport picard_solve(const LinearOperator<T> &A,
                          std::span<const Activation> activations, const Batch<T> &z,
                          Batch<T> &X, const PicardOptions &options,
-                         const std::function<void(int, double)> &progress = {});
+                         const std::function<void(int, double)> &progress = {},
+                         Execution exec = Execution::parallel);
 
 /// Residual ||x - phi(A x + z)||_inf per column (+inf where non-finite).
 template <class T>
 TACIT_EXPORT std::vector<double> equilibrium_residuals(const LinearOperator<T> &A,
                                           std::span<const Activation> activations,
-                                          const Batch<T> &z, const Batch<T> &X);
+                                          const Batch<T> &z, const Batch<T> &X,
+                                          Execution exec = Execution::parallel);
 
 } // namespace tacit::inline v1

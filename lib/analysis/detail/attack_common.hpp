@@ -74,7 +74,7 @@ public:
   }
 
   /// Gradient of g^T y at u, g = e_label - e_other.
-  /// \throws InvalidArgument when the adjoint solve does not converge.
+  /// \throws NumericalError when the adjoint solve does not converge.
   std::vector<T> gradient(std::span<const T> u, int label, int other, std::vector<T> &y) {
     std::vector<T> x;
     eval(u, x, y);
@@ -83,7 +83,7 @@ public:
     G_(other, 0) -= T(1);
     const AdjointReport r = adjoint_.solve_outputs(X_, U_, G_, V_);
     if (!r.ok())
-      throw InvalidArgument("margin gradient: the adjoint solve did not converge (" +
+      throw NumericalError("margin gradient: the adjoint solve did not converge (" +
                             to_string(r.status) + "): " + r.message);
     input_gradient(model_, V_, G_, dU_);
     std::vector<T> grad(static_cast<std::size_t>(model_.inputs()));

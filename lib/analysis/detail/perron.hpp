@@ -32,9 +32,6 @@ PerronBound perron_bound_with_vectors(const CsrMatrix<T> &A, const SccDecomposit
 /// \throws InvalidArgument on options out of range.
 void check_perron_options(const PerronOptions &options);
 
-/// A bound as the messages print it (10 significant digits).
-std::string format_bound(double v);
-
 /// lambda_PF of a block triangular matrix is the max over its diagonal
 /// blocks: merges the blocks' intervals, work counts and statuses (the
 /// least settled status wins).
