@@ -9,7 +9,6 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
-#include <numeric>
 #include <optional>
 
 #include <tbb/enumerable_thread_specific.h>
@@ -82,13 +81,9 @@ AttackSummary topk_attack(const Model<T> &model, const Batch<T> &U,
     index_t heavy = 0;
     double heavy_mass = -1;
     for (index_t r = 0; r < q; ++r) {
-      std::vector<index_t> idx(p);
-      std::iota(idx.begin(), idx.end(), index_t(0));
       const T *row = rows.data() + r * p;
-      std::stable_sort(idx.begin(), idx.end(),
-                       [&](index_t a, index_t b) { return row[a] > row[b]; });
-      idx.resize(kmax);
-      top[r] = std::move(idx);
+      top[r] =
+          top_entries(std::span<const T>(row, static_cast<std::size_t>(p)), kmax).indices;
       double mass = 0;
       for (index_t j = 0; j < p; ++j)
         mass += row[j];

@@ -39,8 +39,8 @@ namespace tacit::inline v1 {
 namespace {
 
 constexpr char magic[8] = {'T', 'A', 'C', 'I', 'T', 'M', 'D', 'L'};
-constexpr std::uint32_t format_version = 2;       // newest version read and written
-constexpr std::uint32_t csr_only_version = 1;     // written when every operator is CSR
+constexpr std::uint32_t format_version = 2;   // newest version read and written
+constexpr std::uint32_t csr_only_version = 1; // written when every operator is CSR
 constexpr int max_tree_depth = 64;
 constexpr std::uint32_t byte_order_mark = 0x01020304u;
 constexpr std::size_t header_bytes = 56;
@@ -676,8 +676,8 @@ template <class T> class TreeParser {
 public:
   TreeParser(const std::string &payload, ValueType type, std::string label,
              const ByteReader &in)
-      : p_(reinterpret_cast<const unsigned char *>(payload.data())), size_(payload.size()),
-        type_(type), label_(std::move(label)), in_(in) {}
+      : p_(reinterpret_cast<const unsigned char *>(payload.data())),
+        size_(payload.size()), type_(type), label_(std::move(label)), in_(in) {}
 
   OperatorPtr<T> parse_root() {
     auto op = parse(0);
@@ -701,7 +701,8 @@ private:
   }
   index_t count(const char *what) {
     const auto v = get<std::uint64_t>(what);
-    constexpr auto limit = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2);
+    constexpr auto limit =
+        static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2);
     if (v > limit)
       fail(std::string("absurd ") + what + " " + std::to_string(v));
     return static_cast<index_t>(v);
@@ -709,7 +710,7 @@ private:
   std::size_t value_bytes() const { return type_ == ValueType::float32 ? 4 : 8; }
   T value(const char *what) {
     const double v = type_ == ValueType::float32 ? static_cast<double>(get<float>(what))
-                                                  : get<double>(what);
+                                                 : get<double>(what);
     const T t = static_cast<T>(v);
     if (!std::isfinite(t))
       fail(std::string(what) + " is not finite in " + detail::type_name<T>());
@@ -832,7 +833,8 @@ std::vector<T> read_runs(SectionReader &s, ValueType type, const ByteReader &in)
   if (count > s.left() / (8 + value_bytes) || count * (8 + value_bytes) != s.left() ||
       length > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max() / 2))
     s.reject("run-length vector of " + std::to_string(count) +
-             " runs does not fit a payload of " + std::to_string(s.left() + 16) + " bytes");
+             " runs does not fit a payload of " + std::to_string(s.left() + 16) +
+             " bytes");
   std::string payload(static_cast<std::size_t>(s.left()), '\0');
   s.read(payload.data(), payload.size(), "runs");
   s.finish();
@@ -994,7 +996,8 @@ template <class T> void save_model_native(const Model<T> &model, const fs::path 
   unsigned char h[header_bytes] = {};
   auto store = [&](std::size_t at, auto v) { std::memcpy(h + at, &v, sizeof v); };
   const bool structured = is_structured(model.A()) || is_structured(model.B()) ||
-                          is_structured(model.C()) || (has_d && is_structured(*model.D()));
+                          is_structured(model.C()) ||
+                          (has_d && is_structured(*model.D()));
   std::memcpy(h, magic, 8);
   store(8, structured ? format_version : csr_only_version);
   store(12, byte_order_mark);
@@ -1037,9 +1040,13 @@ bool is_native_model_file(const fs::path &path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec))
     return false;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
+  std::optional<detail::InputFile> file;
+  try {
+    file.emplace(path);
+  } catch (const FileError &) {
+    return false; // unreadable: not recognised as a native file
+  }
+  const int fd = file->fd();
   char head[8];
   std::size_t got = 0;
   while (got < sizeof head) {
@@ -1050,7 +1057,6 @@ bool is_native_model_file(const fs::path &path) {
       break;
     got += static_cast<std::size_t>(r);
   }
-  ::close(fd);
   return got == sizeof head && std::memcmp(head, magic, sizeof head) == 0;
 }
 

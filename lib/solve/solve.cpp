@@ -1,6 +1,7 @@
 // Public equilibrium solvers: EquilibriumSolver, picard_solve,
 // equilibrium_residuals (engines in fixed_point.cpp and sweep.cpp).
 
+#include <tacit/core/format.hpp>
 #include <tacit/solve/solve.hpp>
 
 #include <algorithm>
@@ -8,7 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
-#include <sstream>
+
 #include <utility>
 
 #include "solve/detail/block_sweep.hpp"
@@ -58,13 +59,6 @@ SolveMethod parse_solve_method(std::string_view s) {
 
 namespace {
 
-std::string format_value(double v) {
-  std::ostringstream s;
-  s.precision(6);
-  s << v;
-  return s.str();
-}
-
 std::string shape(index_t r, index_t c) {
   return std::to_string(r) + " x " + std::to_string(c);
 }
@@ -94,12 +88,12 @@ void fill_picard_report(const detail::FixedPointWork<T> &work, index_t k,
     report.iterations = std::max(report.iterations, cs.iterations);
   }
   std::string msg = std::to_string(report.iterations) + " iterations, residual " +
-                    format_value(report.residual);
+                    format_number(report.residual, 6);
   if (worst >= 0)
     msg += "; column " + std::to_string(worst + 1) + ": " +
            to_string(report.column_status[worst]) + " after " +
            std::to_string(report.column_iterations[worst]) + " iterations, residual " +
-           format_value(report.column_residuals[worst]);
+           format_number(report.column_residuals[worst], 6);
   report.message = msg;
 }
 

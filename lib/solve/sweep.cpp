@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
+
 #include <tuple>
 
 #include <tbb/blocked_range.h>
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
+
+#include <tacit/core/format.hpp>
 
 #include "core/detail/parallel.hpp"
 #include "solve/detail/scalar_solvers.hpp"
@@ -30,13 +32,6 @@ constexpr std::int64_t kTaskWork = 8192;
 constexpr std::int64_t kBigBlockWork = 32768;
 /// Rows per task when preparing / writing back a big block.
 constexpr index_t kCopyChunk = 2048;
-
-std::string format_value(double v) {
-  std::ostringstream s;
-  s.precision(17);
-  s << v;
-  return s.str();
-}
 
 } // namespace
 
@@ -192,10 +187,10 @@ SweepPlan<T>::SweepPlan(const CsrMatrix<T> &A, std::span<const Activation> activ
         } else {
           kind[p] = row_ill_posed;
           if (ill_posed.size() < 5)
-            ill_posed.push_back(
-                describe(i) + " (" + act[p].name() +
-                ") has self-weight a_ii = " + format_value(static_cast<double>(diag[p])) +
-                ": x = phi(a_ii x + c) has no unique solution");
+            ill_posed.push_back(describe(i) + " (" + act[p].name() +
+                                ") has self-weight a_ii = " +
+                                format_number(static_cast<double>(diag[p]), 17) +
+                                ": x = phi(a_ii x + c) has no unique solution");
           ++ill_posed_count;
         }
       }
@@ -522,9 +517,9 @@ template <class T> struct SweepRunner {
       const index_t i = plan.row_of[ill_position];
       msg += "ill-posed: " + plan.describe(i) + " (" + plan.act[ill_position].name() +
              ") with self-weight a_ii = " +
-             format_value(static_cast<double>(plan.diag[ill_position])) +
+             format_number(static_cast<double>(plan.diag[ill_position]), 17) +
              ": x = phi(a_ii x + c) has several solutions for column " +
-             std::to_string(ill_column + 1) + " (c = " + format_value(ill_c) + ")";
+             std::to_string(ill_column + 1) + " (c = " + format_number(ill_c, 17) + ")";
     }
     if (fail_block >= 0) {
       const auto &blk = plan.blocks[fail_block];
@@ -534,7 +529,7 @@ template <class T> struct SweepRunner {
              std::to_string(blk.level) + ", containing " +
              plan.describe(plan.row_of[blk.p0]) + "): " + to_string(fail_status) +
              " in column " + std::to_string(fail_column + 1) + ", residual " +
-             format_value(fail_residual);
+             format_number(fail_residual, 17);
     }
     if (msg.empty() && report.status == SolveStatus::non_finite)
       msg = "a NaN or Inf appeared (non-finite input or overflow)";
