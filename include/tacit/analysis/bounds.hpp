@@ -68,6 +68,13 @@
 /// evaluates the model in T: the prediction of such a pass near the edge of
 /// a certified box may differ from the exact model's. The relaxations of
 /// tanh and sigmoid carry their own slack. All computation is deterministic.
+///
+/// Thread safety: a BoundAnalyzer is immutable after construction; all its
+/// members may be called from several threads at once (each call has its own
+/// workspace). certified_radius, certify_at and certify_dataset only read
+/// the analyzer. The analyzer's parallel work (certify_dataset, the set-up)
+/// runs in the calling thread's task arena: call it inside
+/// `arena.execute(...)` to bound its threads.
 
 #include <cstdint>
 #include <functional>

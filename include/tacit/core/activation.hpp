@@ -1,6 +1,8 @@
 #pragma once
 /// \file activation.hpp
 /// Componentwise activations phi of x = phi(A x + B u + b).
+///
+/// Thread safety: Activation is a value; any number of threads may use one.
 
 #include <string>
 #include <string_view>

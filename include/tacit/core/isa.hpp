@@ -15,6 +15,10 @@
 /// vector width, so the two give the same bits. The generic level rounds
 /// products and sums separately (no FMA on the baseline x86-64): its results
 /// differ from the others within the rounding error of the sums.
+///
+/// Thread safety: the queries may be called from any thread. set_isa() is a
+/// process-wide switch: a product that runs while another thread calls it
+/// uses either level, so call it only when no tacit call is running.
 
 #include <string>
 #include <string_view>

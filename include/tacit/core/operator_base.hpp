@@ -33,6 +33,10 @@
 ///     void product(Mode mode, T alpha, ConstMatrixView<T> x, T beta,
 ///                  MatrixView<T> y, Execution exec) const;
 ///   };
+///
+/// Thread safety: OperatorBase adds no state; the hooks are const and are
+/// called from several threads at once, so a type that caches (a transpose,
+/// absolute sums) builds the cache under std::call_once or a lock.
 
 #include <algorithm>
 #include <cstdint>

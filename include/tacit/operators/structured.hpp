@@ -13,6 +13,13 @@
 /// PyTorch's flatten order of one CHW sample. In a Batch / MatrixView
 /// (row = state, column = sample) this is the CHWN layout: for every (c,h,w)
 /// the samples of a slab are contiguous.
+///
+/// Thread safety: every const member, products of every mode included, may be
+/// called from several threads at once (caches built on first use, such as
+/// the convolution's absolute and adjoint kernels or a composed operator's
+/// explicit product, are made once under std::call_once or a lock). Changing
+/// an operator's parameters (training, tacit/train/trainable.hpp) must not run
+/// concurrently with any other call on it.
 
 #include <array>
 #include <cstdint>
