@@ -28,10 +28,11 @@ const char *exit_code_text =
     "Exit codes:\n"
     "  0  success (also for an analysis whose answer is negative, e.g. not certified)\n"
     "  1  usage error: unknown command or option, missing argument, bad value\n"
+    "     (also a value the model does not allow, e.g. a top-k budget above its inputs)\n"
     "  2  input error: missing, unreadable or malformed file (named with its line),\n"
     "     or a model the operation does not apply to\n"
     "  3  numerical failure: the solve did not converge (outputs are still written),\n"
-    "     or a rescaling could not be certified\n"
+    "     or a property the operation needs could not be certified (lambda_PF < 1)\n"
     "  4  internal error (a bug in tacit)\n";
 
 std::string option_label(const OptionSpec &o) {
@@ -210,7 +211,9 @@ int run(int argc, char **argv) {
     return report_error(prefix + "error: ", e.what(), exit_input, json);
   } catch (const NumericalError &e) {
     return report_error(prefix + "error: ", e.what(), exit_numerical, json);
-  } catch (const Error &e) { // InvalidArgument, Unsupported: the input does not fit
+  } catch (const InvalidArgument &e) { // a value the library refuses for this model
+    return report_error(prefix + "error: ", e.what(), exit_usage, json);
+  } catch (const Error &e) { // Unsupported: the model does not allow the operation
     return report_error(prefix + "error: ", e.what(), exit_input, json);
   } catch (const std::filesystem::filesystem_error &e) {
     return report_error(prefix + "error: ", e.what(), exit_input, json);

@@ -758,7 +758,9 @@ std::unique_ptr<Resolvent<T>> make_resolvent(const OperatorPtr<T> &M,
     return std::make_unique<CsrSweep<T>>(A, scc);
   }
   if (method == SensitivityMethod::sweep)
-    throw Unsupported("sensitivity: the sweep back-end does not apply: " + *unsuitable);
+    // The substitution needs single-state components with |a_ii| < 1: a
+    // property of A's values found by the analysis, like the certificate.
+    throw NumericalError("sensitivity: the sweep back-end does not apply: " + *unsuitable);
 
   Certificate cert = make_certificate(*A, scc, options.perron);
   info.lambda_lower = cert.pf.lower;

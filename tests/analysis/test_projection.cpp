@@ -247,3 +247,46 @@ TEST_CASE("Projection drops a cached transpose and handles kappa edge cases",
   project_inf_norm(Fr, 0.2f, Execution::reference);
   CHECK(std::memcmp(F.values().data(), Fr.values().data(), F.values().size_bytes()) == 0);
 }
+
+TEST_CASE("project_matrix and project_model: a projected copy and its report",
+          "[wellposed]") {
+  const auto A0 = random_rows(300, 300, 6);
+  const double kappa = 0.8;
+  auto ref = A0;
+  const index_t changed = project_inf_norm(ref, kappa);
+  REQUIRE(changed > 0);
+  long double d2 = 0;
+  for (std::size_t k = 0; k < A0.values().size(); ++k) {
+    const long double d = (long double)A0.values()[k] - ref.values()[k];
+    d2 += d * d;
+  }
+  const auto nnz_bytes = A0.values().size_bytes();
+
+  ProjectionReport rep;
+  const CsrMatrix<double> P = project_matrix(A0, kappa, &rep);
+  REQUIRE(P.nnz() == A0.nnz());
+  CHECK(std::memcmp(P.values().data(), ref.values().data(), nnz_bytes) == 0);
+  CHECK(rep.rows_changed == changed);
+  CHECK(rep.norm_before == norm_inf(A0));
+  CHECK(rep.norm_after == norm_inf(ref));
+  CHECK(rep.norm_after <= kappa * (1 + 1e-12));
+  CHECK(rep.distance == Approx(static_cast<double>(std::sqrt(d2))).epsilon(1e-12));
+  CHECK(rep.distance > 0);
+  // The input is a copy: still the original.
+  const auto again = random_rows(300, 300, 6);
+  CHECK(std::memcmp(A0.values().data(), again.values().data(), nnz_bytes) == 0);
+
+  auto B = std::make_shared<CsrMatrix<double>>(random_rows(300, 5, 7));
+  auto C = std::make_shared<CsrMatrix<double>>(random_rows(4, 300, 8));
+  const Model<double> m(std::make_shared<CsrMatrix<double>>(A0), B, C);
+  ProjectionReport mrep;
+  const Model<double> pm = project_model(m, kappa, &mrep);
+  CHECK(mrep.rows_changed == changed);
+  CHECK(mrep.distance == rep.distance);
+  CHECK(pm.B_ptr() == m.B_ptr()); // shared, not copied
+  CHECK(pm.C_ptr() == m.C_ptr());
+  CHECK(pm.blocks().size() == m.blocks().size());
+  const CsrMatrix<double> PA = pm.A().to_csr();
+  CHECK(std::memcmp(PA.values().data(), ref.values().data(), nnz_bytes) == 0);
+  CHECK_THROWS_AS(project_matrix(A0, -1.0), InvalidArgument);
+}

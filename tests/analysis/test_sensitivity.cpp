@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 
 using namespace tacit;
@@ -274,7 +275,7 @@ TEST_CASE("sensitivity: truly implicit model, KLU and iterative against dense",
   SECTION("sweep is refused for a cyclic A") {
     SensitivityOptions o;
     o.method = SensitivityMethod::sweep;
-    CHECK_THROWS_AS(SensitivityOperator<double>(m, o), Unsupported);
+    CHECK_THROWS_AS(SensitivityOperator<double>(m, o), NumericalError);
   }
 }
 
@@ -341,7 +342,7 @@ TEST_CASE("sensitivity: refused when lambda_PF(|A|) < 1 is not certified",
     SensitivityOptions o;
     o.method = SensitivityMethod::sweep;
     CHECK_THROWS_WITH(SensitivityOperator<double>(m, o), Catch::Contains("|a_ii|"));
-    CHECK_THROWS_AS(SensitivityOperator<double>(m, o), Unsupported);
+    CHECK_THROWS_AS(SensitivityOperator<double>(m, o), NumericalError);
   }
 }
 
@@ -555,6 +556,116 @@ TEST_CASE("sensitivity: Lipschitz bounds", "[sensitivity]") {
       CHECK(r.lower[k] > 0);
       CHECK(r.argmax[k] >= 0);
     }
+  }
+}
+
+TEST_CASE("sensitivity: top_entries against a full stable sort", "[sensitivity]") {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> level(0, 6); // few distinct values: many ties
+  for (const index_t size : {0, 1, 7, 50}) {
+    std::vector<double> v(static_cast<std::size_t>(size));
+    for (auto &x : v)
+      x = 0.5 * level(rng);
+    // Reference: every index by decreasing value, ties in index order.
+    std::vector<index_t> order(v.size());
+    std::iota(order.begin(), order.end(), index_t(0));
+    std::stable_sort(order.begin(), order.end(),
+                     [&](index_t a, index_t b) { return v[a] > v[b]; });
+    const std::vector<float> vf(v.begin(), v.end());
+    for (const index_t count : {index_t(0), index_t(1), index_t(5), size, size + 3}) {
+      const TopEntries t = top_entries(std::span<const double>(v), count);
+      const TopEntries tf = top_entries(std::span<const float>(vf), count);
+      const auto want = static_cast<std::size_t>(std::min(count, size));
+      REQUIRE(t.indices.size() == want);
+      REQUIRE(t.values.size() == want);
+      CHECK(tf.indices == t.indices);
+      CHECK(tf.values == t.values);
+      for (std::size_t i = 0; i < want; ++i) {
+        CHECK(t.indices[i] == order[i]);
+        CHECK(t.values[i] == v[static_cast<std::size_t>(order[i])]);
+      }
+    }
+  }
+  // The operator's top entries are those of its row.
+  const Model<double> m = implicit_model();
+  const SensitivityOperator<double> S(m);
+  const std::vector<double> row = S.row(2);
+  const TopEntries t = S.top_entries(2, 4);
+  CHECK(t.indices == top_entries(std::span<const double>(row), 4).indices);
+}
+
+TEST_CASE("sensitivity: local Lipschitz lower bounds from sampled gradients",
+          "[sensitivity]") {
+  const index_t p = 9;
+  std::mt19937 urng(4);
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<double> centre(p), lower(p), upper(p);
+  for (index_t j = 0; j < p; ++j) {
+    centre[j] = u(urng);
+    lower[j] = centre[j] - 0.2;
+    upper[j] = centre[j] + 0.3;
+  }
+  SECTION("identity activations: one gradient everywhere, the bound is its norm") {
+    const Model<double> m = with_activation(implicit_model(), {ActivationKind::identity});
+    // dy/du = C (I - A)^-1 B + D, densely.
+    const auto dense = [](const LinearOperator<double> &op) {
+      const auto d = op.to_csr().to_dense();
+      Mat out(op.rows(), op.cols());
+      for (index_t i = 0; i < op.rows(); ++i)
+        for (index_t j = 0; j < op.cols(); ++j)
+          out(i, j) = d[static_cast<std::size_t>(i * op.cols() + j)];
+      return out;
+    };
+    const index_t n = m.states();
+    const Mat J = dense(m.C()) * (Mat::Identity(n, n) - dense(m.A())).inverse() *
+                      dense(m.B()) +
+                  dense(*m.D());
+    std::mt19937_64 rng(3);
+    const auto lo = local_lipschitz_lower<double>(m, centre, lower, upper, 4, rng);
+    REQUIRE(static_cast<index_t>(lo.size()) == m.outputs());
+    for (index_t k = 0; k < m.outputs(); ++k)
+      CHECK(lo[k] == Approx(J.row(k).cwiseAbs().sum()).epsilon(1e-10));
+  }
+  SECTION("relu: the largest gradient norm over the centre and the drawn points") {
+    const Model<double> m = implicit_model();
+    const index_t q = m.outputs(), samples = 6;
+    std::mt19937_64 rng(11), copy(11);
+    const auto lo = local_lipschitz_lower<double>(m, centre, lower, upper, samples, rng);
+    // Reference: the same points, drawn from a copy of the generator, one
+    // gradient at a time.
+    std::uniform_real_distribution<double> unit(0, 1);
+    std::vector<index_t> outputs(static_cast<std::size_t>(q));
+    std::iota(outputs.begin(), outputs.end(), index_t(0));
+    std::vector<double> ref(static_cast<std::size_t>(q), 0.0), point = centre;
+    for (index_t s = 0; s <= samples; ++s) {
+      if (s > 0)
+        for (index_t j = 0; j < p; ++j)
+          point[j] = lower[j] + unit(copy) * (upper[j] - lower[j]);
+      Batch<double> U(p, 1), G;
+      U.set_column(0, point);
+      output_gradients(m, U, std::span<const index_t>(outputs), G);
+      for (index_t k = 0; k < q; ++k) {
+        double norm = 0;
+        for (index_t j = 0; j < p; ++j)
+          norm += std::abs(G(j, k));
+        ref[k] = std::max(ref[k], norm);
+      }
+    }
+    const Mat Sd = dense_sensitivity(m);
+    for (index_t k = 0; k < q; ++k) {
+      CHECK(lo[k] == Approx(ref[k]).epsilon(1e-12));
+      CHECK(lo[k] <= Sd.row(k).sum() * (1 + 1e-12)); // below the global bound
+    }
+    CHECK(rng == copy); // the generator advanced past the drawn points
+  }
+  SECTION("misuse") {
+    const Model<double> m = implicit_model();
+    std::mt19937_64 rng(1);
+    const std::vector<double> short_box(p - 1, 0.0);
+    CHECK_THROWS_AS(local_lipschitz_lower<double>(m, centre, short_box, upper, 2, rng),
+                    InvalidArgument);
+    CHECK_THROWS_AS(local_lipschitz_lower<double>(m, centre, lower, upper, -1, rng),
+                    InvalidArgument);
   }
 }
 

@@ -14,7 +14,10 @@
 
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <random>
+#include <set>
+#include <thread>
 
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
@@ -64,6 +67,44 @@ bool same_bits(const Batch<double> &a, const Batch<double> &b) {
 }
 
 } // namespace
+
+/// A CSR matrix whose products record the threads that run them: each
+/// product spreads 64 small tasks over the arena it runs in.
+class ThreadRecorder final : public OperatorBase<ThreadRecorder, double> {
+public:
+  static constexpr std::string_view kind_name = "test_thread_recorder";
+  explicit ThreadRecorder(CsrMatrix<double> m)
+      : OperatorBase<ThreadRecorder, double>(m.rows(), m.cols()), m_(std::move(m)) {}
+
+  std::size_t threads_seen() const {
+    std::lock_guard lock(mutex_);
+    return seen_.size();
+  }
+  void clear() {
+    std::lock_guard lock(mutex_);
+    seen_.clear();
+  }
+
+private:
+  friend OperatorBase<ThreadRecorder, double>;
+  void product(Mode mode, double alpha, ConstMatrixView<double> x, double beta,
+               MatrixView<double> y, Execution exec) const {
+    tbb::parallel_for(0, 64, [&](int) {
+      {
+        std::lock_guard lock(mutex_);
+        seen_.insert(std::this_thread::get_id());
+      }
+      // Some work, so that idle threads of the arena take tasks.
+      volatile double s = 0;
+      for (int i = 0; i < 20000; ++i)
+        s = s + 1e-9 * i;
+    });
+    m_.apply(mode, alpha, x, beta, y, exec);
+  }
+  CsrMatrix<double> m_;
+  mutable std::mutex mutex_;
+  mutable std::set<std::thread::id> seen_;
+};
 
 TEST_CASE("Execution: the policies and their concurrency", "[execution]") {
   CHECK(Execution::reference.is_reference());
@@ -178,4 +219,48 @@ TEST_CASE("Execution: solvers and analyses run in the policy's arena and give th
   }
   CHECK(rows[1] == rows[0]);
   CHECK(rows[2] == rows[0]);
+}
+
+TEST_CASE("Execution: an arena of N threads runs the whole call on at most N threads",
+          "[execution]") {
+  std::mt19937 rng(3);
+  const index_t n = 1500, p = 20;
+  auto A = std::make_shared<ThreadRecorder>(random_matrix(rng, n, n, 8, 0.8));
+  auto B = std::make_shared<CsrMatrix<double>>(random_matrix(rng, n, p, 3, 1.0));
+  auto C = std::make_shared<CsrMatrix<double>>(random_matrix(rng, 5, n, 10, 1.0));
+  const Model<double> model(A, B, C);
+  Batch<double> U(p, 24);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (index_t j = 0; j < U.cols(); ++j)
+    for (index_t i = 0; i < p; ++i)
+      U(i, j) = u(rng);
+
+  std::vector<Batch<double>> Ys;
+  for (const int threads : {1, 2, 3}) {
+    tbb::task_arena arena(threads);
+    for (const Execution exec : {Execution::threads(threads), Execution::arena(arena)}) {
+      A->clear();
+      SolveOptions o;
+      o.method = SolveMethod::picard;
+      o.exec = exec;
+      EquilibriumSolver<double> solver(model, o);
+      Batch<double> X, Y;
+      REQUIRE(solver.predict(U, X, Y).ok());
+      CHECK(A->threads_seen() >= 1);
+      CHECK(A->threads_seen() <= static_cast<std::size_t>(threads));
+      Ys.push_back(std::move(Y));
+    }
+  }
+  // Execution::reference: one thread.
+  A->clear();
+  SolveOptions o;
+  o.exec = Execution::reference;
+  o.method = SolveMethod::picard;
+  EquilibriumSolver<double> solver(model, o);
+  Batch<double> X, Y;
+  REQUIRE(solver.predict(U, X, Y).ok());
+  CHECK(A->threads_seen() == 1);
+  // The same bits whatever the thread count.
+  for (const auto &y : Ys)
+    CHECK(same_bits(y, Ys[0]));
 }

@@ -311,6 +311,38 @@ TEST_CASE("file errors exit with code 2 and name the file and line", "[cli]") {
   CHECK(!fs::exists(dir / "out"));
 }
 
+TEST_CASE("each kind of library error has its own exit code", "[cli]") {
+  TempDir dir;
+  save_model_directory(model_around(scaled_cycle(4, 0.5)), dir / "m");
+  const std::string m = (dir / "m").string();
+  // FileError: 2.
+  auto r = run_tacit(dir, {"sensitivity", (dir / "nowhere").string()});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("nowhere"));
+  // NumericalError (lambda_PF(|A|) = 1.25 is not below 1): 3.
+  save_model_directory(model_around(scaled_cycle(4, 1.25)), dir / "bad");
+  r = run_tacit(dir, {"sensitivity", (dir / "bad").string()});
+  CHECK(r.code == 3);
+  CHECK_THAT(r.err, Catch::Contains("not certified"));
+  // InvalidArgument (a budget of 5 changed inputs on a model of 2): 1.
+  const auto inputs = write_inputs(dir, "u.txt", 2, 3).string();
+  write_text(dir / "l.txt", "0\n0\n0\n");
+  const std::vector<std::string> attack = {
+      "attack", m, "--input", inputs, "--labels", (dir / "l.txt").string(), "--k", "5"};
+  r = run_tacit(dir, attack);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("k = 5"));
+  auto as_json = attack;
+  as_json.push_back("--json");
+  r = run_tacit(dir, as_json);
+  CHECK(r.code == 1);
+  CHECK(r.parsed().at("exit_code") == 1);
+  // The same command within the model's inputs succeeds.
+  auto fits = attack;
+  fits.back() = "2";
+  CHECK(run_tacit(dir, fits).code == 0);
+}
+
 TEST_CASE("tacit info reports what the library sees", "[cli]") {
   TempDir dir;
   const auto model = implicit_model();

@@ -134,10 +134,10 @@ TACIT_EXPORT TopEntries top_entries(std::span<const T> values, index_t count);
 template <class T> class TACIT_EXPORT SensitivityOperator final : public LinearOperator<T> {
 public:
   /// Analyses A and prepares the back-end.
-  /// \throws NumericalError when lambda_PF(|A|) < 1 is not certified or a
-  /// factorisation fails (the message and the exception give the numbers).
-  /// \throws Unsupported when the requested method does not apply (e.g.
-  /// sweep on a cyclic A).
+  /// \throws NumericalError when lambda_PF(|A|) < 1 is not certified, a
+  /// factorisation fails, or the requested sweep does not apply to A (a
+  /// cyclic component, or |a_ii| >= 1): the message and the exception give
+  /// the numbers.
   explicit SensitivityOperator(const Model<T> &model, SensitivityOptions options = {});
   ~SensitivityOperator() override;
   SensitivityOperator(SensitivityOperator &&) noexcept;
