@@ -16,6 +16,10 @@
 /// N threads). A forward or adjoint solve that does not converge is reported
 /// in the result (status and numbers), never hidden; the gradient is then
 /// not meaningful.
+///
+/// Thread safety: a GradientEngine keeps its workspace between calls and is
+/// used by one thread at a time (compute() and refresh()); it parallelises
+/// each call itself. loss_and_gradient is reentrant.
 
 #include <cstdint>
 #include <functional>

@@ -2,6 +2,9 @@
 /// \file init.hpp
 /// Fresh models with a seeded initialisation (the same bits on every
 /// machine: own generator, no std distributions).
+///
+/// Thread safety: the functions are reentrant (each call seeds its own
+/// generator).
 
 #include <cstdint>
 #include <span>

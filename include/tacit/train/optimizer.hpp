@@ -13,6 +13,9 @@
 /// Updates run elementwise in parallel (each value depends only on its own
 /// state: the same bits for any thread count). States are flat vectors that
 /// a checkpoint stores exactly.
+///
+/// Thread safety: an Optimizer holds its moments and step count and is used by
+/// one thread at a time; a Schedule is a value.
 
 #include <cstdint>
 #include <span>

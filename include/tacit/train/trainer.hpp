@@ -25,6 +25,10 @@
 /// Determinism: the same options, data and seed give the same bits for any
 /// thread count, and resuming from a checkpoint gives the same bits as not
 /// stopping (the batch order of epoch e depends only on the seed and e).
+///
+/// Thread safety: train() changes the model's parameters; no other call may
+/// use that model (or operators it shares) while it runs. Distinct models
+/// train independently.
 
 #include <cstdint>
 #include <filesystem>
