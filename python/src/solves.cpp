@@ -59,6 +59,11 @@ struct PySolver {
                std::unique_ptr<EquilibriumSolver<double>>>
       solver;
   std::mutex mutex;
+  // States and outputs kept between calls: a batch of ResNet20 states is
+  // 96 MB, and touching fresh pages on every call would cost a third of a
+  // solve.
+  std::variant<std::pair<Batch<float>, Batch<float>>, std::pair<Batch<double>, Batch<double>>>
+      buffers;
 
   PySolver(PyModel m, SolveSettings s) : model(std::move(m)), settings(std::move(s)) {
     model.visit([&](const auto &mm, auto &) {
@@ -85,7 +90,9 @@ struct PySolver {
       auto &s = *std::get<std::unique_ptr<EquilibriumSolver<T>>>(solver);
       const bool vector = U.ndim() == 1;
       Batch<T> u = batch_from_samples<T>(U, mm.inputs(), "solve: U");
-      Batch<T> x, y;
+      if (!std::holds_alternative<std::pair<Batch<T>, Batch<T>>>(buffers))
+        buffers = std::pair<Batch<T>, Batch<T>>();
+      auto &[x, y] = std::get<std::pair<Batch<T>, Batch<T>>>(buffers);
       SolveReport report;
       run_released(settings.threads, [&] { report = s.predict(u, x, y); });
       Solution out;

@@ -72,3 +72,10 @@ def test_sensitivity_errors():
     model, *_ = cyclic(seed=3)
     with pytest.raises(ValueError, match="method|auto"):
         tacit.sensitivity(model, method="magic")
+def test_sensitivity_of_an_uncertified_model_is_a_numerical_error():
+    model, A, *_ = cyclic(norm=2.5, seed=3)
+    assert np.abs(np.linalg.eigvals(np.abs(A))).max() > 1
+    with pytest.raises(tacit.NumericalError, match="lambda|certif"):
+        tacit.sensitivity(model)
+    with pytest.raises(ValueError, match="method|auto"):
+        tacit.sensitivity(model, method="magic")
