@@ -17,12 +17,6 @@ struct PySensitivity : PyOperator {
   PyModel model; // S keeps the model's operators; the handle keeps the model
 };
 
-template <class T> py::array_t<T> to_array(const std::vector<T> &v) {
-  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-  std::copy(v.begin(), v.end(), out.mutable_data());
-  return out;
-}
-
 } // namespace
 
 void bind_analysis(py::module_ &m) {

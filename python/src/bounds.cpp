@@ -7,12 +7,6 @@
 namespace tacit::python {
 namespace {
 
-template <class T> py::array_t<T> to_array(const std::vector<T> &v) {
-  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-  std::copy(v.begin(), v.end(), out.mutable_data());
-  return out;
-}
-
 template <class T>
 std::vector<T> as_sample(const py::handle &a, index_t p, const char *what) {
   auto v = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);

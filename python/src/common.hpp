@@ -70,6 +70,13 @@ py::array_t<T> view_array(const T *data, std::vector<py::ssize_t> shape,
   return a;
 }
 
+/// A NumPy copy of a vector.
+template <class T> py::array_t<T> to_array(const std::vector<T> &v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
 /// Samples in rows (k x p, or one sample of length p) -> a p x k batch.
 /// Accepts any array NumPy can convert to T (a copy only when it must
 /// convert); the batch is filled in parallel.

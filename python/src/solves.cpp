@@ -18,15 +18,11 @@ struct SolveSettings {
   int threads = 0;
 };
 
-// The command's defaults: float32 cannot resolve steps of 1e-10 relative, so
-// it stops at about 100 ulp instead of iterating to the budget.
+// The library's defaults for T (float32 stops at about 100 ulp), then the
+// caller's settings.
 template <class T> SolveOptions solve_options(const SolveSettings &s) {
-  SolveOptions o;
+  SolveOptions o = default_solve_options<T>();
   o.method = parse_solve_method(s.method);
-  if constexpr (sizeof(T) == 4) {
-    o.picard.rel_tol = 1e-5;
-    o.picard.abs_tol = 1e-7;
-  }
   if (s.abs_tol)
     o.picard.abs_tol = *s.abs_tol;
   if (s.rel_tol)
@@ -62,7 +58,8 @@ struct PySolver {
   // States and outputs kept between calls: a batch of ResNet20 states is
   // 96 MB, and touching fresh pages on every call would cost a third of a
   // solve.
-  std::variant<std::pair<Batch<float>, Batch<float>>, std::pair<Batch<double>, Batch<double>>>
+  std::variant<std::pair<Batch<float>, Batch<float>>,
+               std::pair<Batch<double>, Batch<double>>>
       buffers;
 
   PySolver(PyModel m, SolveSettings s) : model(std::move(m)), settings(std::move(s)) {

@@ -27,22 +27,13 @@ struct Tape {
       held;
 };
 
-template <class T> SolveOptions default_options() {
-  SolveOptions o;
-  if constexpr (sizeof(T) == 4) {
-    o.picard.rel_tol = 1e-5;
-    o.picard.abs_tol = 1e-7;
-  }
-  return o;
-}
-
 template <class T> struct TypedTrainable {
   using value_type = T;
   std::unique_ptr<TrainableModel<T>> model;
   // Built on first use and after every change of the parameters.
   std::unique_ptr<EquilibriumSolver<T>> forward;
   std::unique_ptr<AdjointSolver<T>> adjoint;
-  SolveOptions options = default_options<T>();
+  SolveOptions options = default_solve_options<T>();
 
   void invalidate() {
     forward.reset();
