@@ -28,7 +28,10 @@
 #include <tacit/solve/adjoint.hpp>
 #include <tacit/solve/solve.hpp>
 #include <tacit/train/gradient.hpp>
+#include <tacit/train/groups.hpp>
 #include <tacit/train/init.hpp>
 #include <tacit/train/optimizer.hpp>
+#include <tacit/train/prox.hpp>
+#include <tacit/train/prune.hpp>
 #include <tacit/train/trainable.hpp>
 #include <tacit/train/trainer.hpp>

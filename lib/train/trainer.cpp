@@ -323,6 +323,10 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
                                   fmt(er.lr) + "); the model keeps the previous step");
         }
       }
+      if (o.after_step) {
+        o.after_step(e + 1, s + 1, er.lr);
+        tm.commit();
+      }
       er.constrained += constrain();
       loss_sum += r.loss * double(r.samples);
       correct += r.correct;

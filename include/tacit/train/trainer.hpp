@@ -121,6 +121,11 @@ struct TACIT_EXPORT TrainOptions {
   std::filesystem::path checkpoint_dir;
   std::function<void(const StepProgress &)> on_step;
   std::function<void(const EpochReport &)> on_epoch;
+  /// Called after each optimiser step with (epoch, step, learning rate),
+  /// 1-based, before the well-posedness constraint is applied: a proximal
+  /// step (ProximalPenalty::step, prox.hpp) changes the parameters here and
+  /// commits them. Empty: nothing.
+  std::function<void(int, std::int64_t, double)> after_step;
 };
 
 /// The outcome of train().
