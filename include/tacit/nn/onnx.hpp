@@ -1,6 +1,7 @@
 #pragma once
 /// \file onnx.hpp
-/// Import of feed-forward ONNX networks as structured implicit models.
+/// Import of feed-forward ONNX networks as structured implicit models, and
+/// their export back to ONNX.
 ///
 /// The ONNX graph (a ModelProto, read with the protobuf classes of libonnx)
 /// is walked in its topological order and each node drives a
@@ -43,7 +44,7 @@
 /// messages name the file, the node (name and op type) and the attribute or
 /// input concerned.
 ///
-/// Thread safety: import_onnx is reentrant.
+/// Thread safety: import_onnx and export_onnx are reentrant.
 
 #include <cstdint>
 #include <filesystem>
@@ -52,9 +53,9 @@
 #include <vector>
 
 #include <tacit/config.hpp>
+#include <tacit/core/export.hpp>
 #include <tacit/core/model.hpp>
 #include <tacit/operators/structured.hpp>
-#include <tacit/core/export.hpp>
 
 namespace tacit::inline v1 {
 
@@ -75,7 +76,8 @@ struct TACIT_EXPORT OnnxImportInfo {
 /// Imports an ONNX file. \throws FileError, Unsupported or InvalidArgument
 /// (see the file comment).
 template <class T>
-TACIT_EXPORT Model<T> import_onnx(const std::filesystem::path &file, OnnxImportInfo *info = nullptr);
+TACIT_EXPORT Model<T> import_onnx(const std::filesystem::path &file,
+                                  OnnxImportInfo *info = nullptr);
 
 /// Choices of an import.
 struct TACIT_EXPORT OnnxImportOptions {
@@ -95,8 +97,44 @@ TACIT_EXPORT Model<T> import_onnx(const std::filesystem::path &file,
 /// messages.
 template <class T>
 TACIT_EXPORT Model<T> import_onnx_bytes(std::string_view bytes, const std::string &name,
-                           OnnxImportInfo *info = nullptr,
-                           const OnnxImportOptions &options = {});
+                                        OnnxImportInfo *info = nullptr,
+                                        const OnnxImportOptions &options = {});
+
+/// Choices of an export.
+struct TACIT_EXPORT OnnxExportOptions {
+  std::string graph_name = "tacit"; ///< GraphProto name
+};
+
+/// Writes a feed-forward structured model (A, B, C, D block operators over
+/// the state blocks with A strictly block lower triangular, as import_onnx
+/// makes) as an ONNX graph (opset 13, float32 or float64 as T): per state
+/// block the sum of its terms and its activation node (Relu, LeakyRelu,
+/// Sigmoid, Tanh), named after the block; convolutions as Conv, dense
+/// matrices as Gemm (transB = 1), diagonals as BatchNormalization (mean 0,
+/// variance 1, epsilon 0), average pooling as AveragePool or
+/// GlobalAveragePool, the option-A shortcut as Slice and Pad, products of
+/// operators as their factors in turn, sums as Add. A block's bias is the
+/// B or C input of its first Conv, Gemm or BatchNormalization term (else a
+/// per-channel Add). The input is N x C x H x W when an operator reading it
+/// knows its shape (else N x p); the output N x q.
+///
+/// import_onnx of the file (with the options of the import that made the
+/// model) gives the same model bit for bit. Initializers are named after
+/// the block and the term ("<block>.t<k>.weight", ".bias"; "output.t<k>..."
+/// for C and D).
+/// 	hrows Unsupported naming the block and the term for an operator without
+/// an ONNX form here (CSR, a diagonal or bias that varies within a channel
+/// plane, the identity activation) or a model that is not such a network;
+/// FileError when the file cannot be written (written atomically: a failed
+/// export leaves no file).
+template <class T>
+TACIT_EXPORT void export_onnx(const Model<T> &model, const std::filesystem::path &file,
+                              const OnnxExportOptions &options = {});
+
+/// The same as the bytes of the ONNX file.
+template <class T>
+TACIT_EXPORT std::string export_onnx_bytes(const Model<T> &model,
+                                           const OnnxExportOptions &options = {});
 
 /// Whether this tacit has the onnx component (libonnx and protobuf found at
 /// configure time); without it the import functions are not defined and a
