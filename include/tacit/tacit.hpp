@@ -21,6 +21,7 @@
 #include <tacit/io/image.hpp>
 #include <tacit/io/io.hpp>
 #include <tacit/io/native_codec.hpp>
+#include <tacit/nn/compose.hpp>
 #include <tacit/nn/generate.hpp>
 #include <tacit/nn/network.hpp>
 #include <tacit/nn/onnx.hpp>
