@@ -4,11 +4,13 @@
 // Projecting v onto {||w||_1 <= a} soft-thresholds it: w_i = sign(v_i)
 // max(|v_i| - theta, 0) with theta the level where sum_i max(|v_i| - theta, 0)
 // = a. Theta comes from Michelot's method on short vectors (a few passes,
-// each dropping the entries at or below the current level) and from Condat's
-// algorithm on long ones (expected O(k), "Fast projection onto the simplex
-// and the l1 ball", Math. Program. 2016), in both cases recomputed from the
-// final active set, so the result is the exact projection up to the rounding
-// of the final formula. The rows of A are independent problems, and the
+// each dropping the entries at or below the current level); on long ones
+// from up to six branchless Michelot passes over the whole row (a row just
+// outside the ball, the usual case during training, needs one or two), then
+// Condat's algorithm (expected O(k), "Fast projection onto the simplex and
+// the l1 ball", Math. Program. 2016) when they have not settled; in every
+// case recomputed from the final active set, so the result is the exact projection up to
+// the rounding of the final formula. The rows of A are independent problems, and the
 // entries of a row that are not stored are zero and stay zero
 // (|0| - theta <= 0), so projecting the stored values row by row is the exact
 // Frobenius projection.
@@ -21,9 +23,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <tbb/blocked_range.h>
@@ -37,12 +42,10 @@ namespace {
 /// Scratch for one projection: buffers of the vector's length.
 template <class T> struct L1Scratch {
   std::vector<double> active, waiting;
-  std::vector<T> out;
   void reserve(std::size_t k) {
     if (active.size() < k) {
       active.resize(k);
       waiting.resize(k);
-      out.resize(k);
     }
   }
 };
@@ -53,10 +56,90 @@ template <class T> struct L1Scratch {
 /// worst), longer ones Condat's (expected O(k), but a division per element).
 constexpr std::size_t michelot_max_length = 64;
 
+#if defined(__GNUC__)
+// Two doubles per vector (SSE2 on x86-64, NEON on AArch64), with GCC's and
+// Clang's vector extensions: the row passes below run at the speed of their
+// loads rather than of one chain of dependent scalar adds.
+using V2d = double __attribute__((vector_size(16)));
+using V2i = std::int64_t __attribute__((vector_size(16)));
+constexpr bool vector_sums = true;
+inline V2d load2(const double *p) {
+  V2d x;
+  std::memcpy(&x, p, sizeof x);
+  return x;
+}
+inline V2d abs2(V2d x) {
+  const V2i magnitude = {std::numeric_limits<std::int64_t>::max(),
+                         std::numeric_limits<std::int64_t>::max()};
+  return reinterpret_cast<V2d>(reinterpret_cast<V2i>(x) & magnitude);
+}
+#else
+constexpr bool vector_sums = false;
+#endif
+
+/// Sum of |v_i| over the entries with |v_i| > theta, and their count: one
+/// branchless pass.
 template <class T>
-double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
+double sum_above(const T *v, std::size_t k, double theta, std::size_t &count) {
+  double sum = 0;
+  std::int64_t c = 0;
+  std::size_t i = 0;
+#if defined(__GNUC__)
+  if constexpr (std::is_same_v<T, double> && vector_sums) {
+    V2d a0 = {0, 0}, a1 = {0, 0};
+    V2i n0 = {0, 0}, n1 = {0, 0};
+    const V2d t = {theta, theta};
+    for (; i + 4 <= k; i += 4) {
+      const V2d y0 = abs2(load2(v + i)), y1 = abs2(load2(v + i + 2));
+      const V2i m0 = y0 > t, m1 = y1 > t; // all ones where above
+      a0 += reinterpret_cast<V2d>(reinterpret_cast<V2i>(y0) & m0);
+      a1 += reinterpret_cast<V2d>(reinterpret_cast<V2i>(y1) & m1);
+      n0 -= m0;
+      n1 -= m1;
+    }
+    const V2d a = a0 + a1;
+    const V2i n = n0 + n1;
+    sum = a[0] + a[1];
+    c = n[0] + n[1];
+  }
+#endif
+  for (; i < k; ++i) {
+    const double y = std::abs(static_cast<double>(v[i]));
+    sum += y > theta ? y : 0.0;
+    c += y > theta;
+  }
+  count = static_cast<std::size_t>(c);
+  return sum;
+}
+
+/// Passes of Michelot's method over a long row before Condat's algorithm
+/// takes over.
+constexpr int michelot_long_passes = 6;
+
+template <class T>
+double l1_threshold(const T *v, std::size_t k, double a, double total, L1Scratch<T> &s) {
   double *active = s.active.data();
   double *waiting = s.waiting.data();
+  if (k > michelot_max_length) {
+    // Michelot's method on the whole row, without moving entries: start from
+    // the level of all k entries, keep the entries above the level, repeat
+    // until the kept set (which only shrinks) stops changing. Rows just
+    // outside the ball (the usual case after a training step) keep almost
+    // every entry and stop after one or two branchless passes.
+    std::size_t kept = k;
+    double theta = (total - a) / static_cast<double>(k);
+    for (int pass = 0; pass < michelot_long_passes; ++pass) {
+      std::size_t count = 0;
+      const double sum = sum_above(v, k, theta, count);
+      if (count == 0)
+        break;
+      const double next = (sum - a) / static_cast<double>(count);
+      if (count == kept)
+        return std::max(next, 0.0);
+      kept = count;
+      theta = next;
+    }
+  }
   if (k <= michelot_max_length) {
     // Michelot: theta of the current set; drop entries at or below it; the
     // set only shrinks and theta only grows until nothing is dropped.
@@ -165,41 +248,121 @@ double l1_threshold(const T *v, std::size_t k, double a, L1Scratch<T> &s) {
   return std::max(theta, 0.0);
 }
 
+/// sum |v_i| (vector lanes and several accumulators, not one chain of
+/// dependent adds).
 template <class T> double abs_sum(const T *v, std::size_t k) {
-  double s = 0;
-  for (std::size_t i = 0; i < k; ++i)
-    s += std::abs(static_cast<double>(v[i]));
-  return s;
+  std::size_t i = 0;
+  double sum = 0;
+#if defined(__GNUC__)
+  if constexpr (std::is_same_v<T, double> && vector_sums) {
+    V2d a0 = {0, 0}, a1 = {0, 0}, a2 = {0, 0}, a3 = {0, 0};
+    for (; i + 8 <= k; i += 8) {
+      a0 += abs2(load2(v + i));
+      a1 += abs2(load2(v + i + 2));
+      a2 += abs2(load2(v + i + 4));
+      a3 += abs2(load2(v + i + 6));
+    }
+    const V2d a = (a0 + a1) + (a2 + a3);
+    sum = a[0] + a[1];
+  }
+#endif
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (; i + 4 <= k; i += 4) {
+    s0 += std::abs(static_cast<double>(v[i]));
+    s1 += std::abs(static_cast<double>(v[i + 1]));
+    s2 += std::abs(static_cast<double>(v[i + 2]));
+    s3 += std::abs(static_cast<double>(v[i + 3]));
+  }
+  for (; i < k; ++i)
+    s0 += std::abs(static_cast<double>(v[i]));
+  return sum + ((s0 + s1) + (s2 + s3));
+}
+
+/// w = sign(v) max(|v| - theta, 0) (w may be v), returning abs_sum(w, k)
+/// bit for bit: the same lanes and accumulators in the same order, fused
+/// into the pass that writes w.
+template <class T> double threshold_into(const T *v, T *w, std::size_t k, double theta) {
+  std::size_t i = 0;
+  double sum = 0;
+#if defined(__GNUC__)
+  if constexpr (std::is_same_v<T, double> && vector_sums) {
+    const V2d t = {theta, theta};
+    const V2i sign = {std::numeric_limits<std::int64_t>::min(),
+                      std::numeric_limits<std::int64_t>::min()};
+    auto pair = [&](std::size_t j) {
+      const V2d x = load2(v + j);
+      const V2d m = abs2(x) - t;
+      const V2i keep = m > V2d{0, 0};
+      const V2i bits =
+          (reinterpret_cast<V2i>(m) | (reinterpret_cast<V2i>(x) & sign)) & keep;
+      std::memcpy(w + j, &bits, sizeof bits);
+      return abs2(reinterpret_cast<V2d>(bits));
+    };
+    V2d a0 = {0, 0}, a1 = {0, 0}, a2 = {0, 0}, a3 = {0, 0};
+    for (; i + 8 <= k; i += 8) {
+      a0 += pair(i);
+      a1 += pair(i + 2);
+      a2 += pair(i + 4);
+      a3 += pair(i + 6);
+    }
+    const V2d a = (a0 + a1) + (a2 + a3);
+    sum = a[0] + a[1];
+  }
+#endif
+  auto one = [&](std::size_t j) {
+    const double x = static_cast<double>(v[j]);
+    const double m = std::abs(x) - theta;
+    const T wj = static_cast<T>(m > 0 ? std::copysign(m, x) : 0.0);
+    w[j] = wj;
+    return std::abs(static_cast<double>(wj));
+  };
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (; i + 4 <= k; i += 4) {
+    s0 += one(i);
+    s1 += one(i + 1);
+    s2 += one(i + 2);
+    s3 += one(i + 3);
+  }
+  for (; i < k; ++i)
+    s0 += one(i);
+  return sum + ((s0 + s1) + (s2 + s3));
 }
 
 /// Projects v (length k) onto the l1 ball of radius a; true when v changed.
 template <class T> bool project_row(T *v, std::size_t k, double a, L1Scratch<T> &s) {
-  if (k == 0 || abs_sum(v, k) <= a)
+  if (k == 0)
+    return false;
+  const double total = abs_sum(v, k);
+  if (total <= a)
     return false;
   if (a == 0) {
     std::fill(v, v + k, T(0));
     return true;
   }
-  double theta = l1_threshold(v, k, a, s);
+  double theta = l1_threshold(v, k, a, total, s);
   // The exact projection has ||w||_1 = a; rounding may leave the computed
-  // sum a few ulps above. Nudge theta up until it is not, so that the result
-  // is feasible as computed and projecting again changes nothing.
-  T *w = s.out.data();
+  // sum a few ulps above. Raise theta by about the rounding of that sum
+  // (a few ulps of the entries: a relative change of w near the precision)
+  // so that one pass is usually feasible, and nudge it further until the
+  // result is feasible as computed and projecting again changes nothing.
+  theta += static_cast<double>(std::numeric_limits<T>::epsilon()) *
+           (4 * theta + 2 * a / std::sqrt(static_cast<double>(k)));
+  // In place: a later nudge thresholds the result again by the small
+  // remaining amount.
+  double level = theta;
   for (int attempt = 0; attempt < 16; ++attempt) {
-    std::size_t active = 0;
-    for (std::size_t i = 0; i < k; ++i) {
-      const double x = static_cast<double>(v[i]);
-      const double m = std::abs(x) - theta;
-      w[i] = m > 0 ? static_cast<T>(std::copysign(m, x)) : T(0);
-      active += w[i] != T(0);
-    }
-    const double excess = abs_sum(w, k) - a;
-    if (excess <= 0 || active == 0)
+    const double excess = threshold_into(v, v, k, level) - a;
+    if (excess <= 0)
       break;
-    theta = std::max(theta + excess / static_cast<double>(active),
-                     std::nextafter(theta, std::numeric_limits<double>::infinity()));
+    std::size_t active = 0;
+    for (std::size_t i = 0; i < k; ++i)
+      active += v[i] != T(0);
+    if (active == 0)
+      break;
+    level = std::max(excess / static_cast<double>(active),
+                     std::nextafter(0.0, 1.0) +
+                         theta * std::numeric_limits<double>::epsilon());
   }
-  std::copy(w, w + k, v);
   return true;
 }
 
