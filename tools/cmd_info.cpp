@@ -11,6 +11,7 @@
 #include <tacit/core/operator.hpp>
 #include <tacit/core/structure.hpp>
 #include <tacit/io/io.hpp>
+#include <tacit/train/groups.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"
@@ -104,6 +105,10 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   }
   progress.clear();
 
+  progress.update("parameter groups ...", true);
+  const auto groups = group_summary(TrainableModel<double>(model));
+  progress.clear();
+
   const auto &A = model.A();
   const auto *D = model.D();
   const double ninf = wp ? wp->norm_inf : norm_inf(A), n1 = wp ? wp->norm_1 : norm_1(A);
@@ -135,6 +140,11 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
                           {"blocks", blocks},
                           {"isa", to_string(active_isa())},
                           {"load_seconds", load_seconds}};
+    nlohmann::json gj = nlohmann::json::array();
+    for (const auto &g : groups)
+      gj.push_back(
+          {{"kind", to_string(g.kind)}, {"count", g.count}, {"largest", g.largest}});
+    doc["groups"] = gj;
     if (scc) {
       doc["scc"] = scc_json(*scc);
     } else {
@@ -178,7 +188,14 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
                           " block levels), strictly block lower triangular: nilpotent "
                           "(feed-forward), lambda_PF(|A|) = 0")
             << "\n"
-            << "  blocks (" << model.blocks().size() << "):\n";
+            << "  groups: ";
+  if (groups.empty())
+    std::cout << "none (parameters without a single matrix position: convolution "
+                 "weights)\n";
+  for (std::size_t i = 0; i < groups.size(); ++i)
+    std::cout << (i ? ", " : "") << to_string(groups[i].kind) << " "
+              << fmt_count(groups[i].count) << (i + 1 == groups.size() ? "\n" : "");
+  std::cout << "  blocks (" << model.blocks().size() << "):\n";
   constexpr std::size_t shown = 24;
   std::size_t width = 4;
   for (const auto &b : model.blocks())
@@ -214,6 +231,9 @@ int run_info(Invocation &inv) {
         "nilpotent\n"
         "A is a feed-forward network), and the instruction-set level of the kernels\n"
         "(generic, avx2 or avx512: the best this CPU supports, or TACIT_ISA's).\n"
+        "It lists the parameter groups of tacit train's penalties and their counts:\n"
+        "inputs (columns of (B; D)), state-rows (rows of (A, B) with the bias),\n"
+        "state-columns (columns of (A; C)), states-both and blocks.\n"
         "A bare .mtx file is taken as A alone.",
     .positionals = {{"MODEL",
                      "model directory, native model file (.tacit) or matrix (.mtx)"}},
@@ -221,7 +241,8 @@ int run_info(Invocation &inv) {
     .epilog =
         "JSON fields: kind (model|matrix), n, p, q, nnz {A, B, C, D}, a_bytes, bytes,\n"
         "norm_inf, norm_1, blocks [{name, offset, size, activation}], scc {count,\n"
-        "largest, levels, cyclic, singletons, nilpotent}, isa.\n",
+        "largest, levels, cyclic, singletons, nilpotent}, groups [{kind, count,\n"
+        "largest}], isa.\n",
     .order = 10,
     .run = run_info,
     .usage = "MODEL [--json]",

@@ -16,6 +16,7 @@
 #include <tacit/io/io.hpp>
 #include <tacit/train/gradient.hpp>
 #include <tacit/train/init.hpp>
+#include <tacit/train/prox.hpp>
 #include <tacit/train/trainer.hpp>
 #if TACIT_HAVE_IDX
 #include <tacit/io/idx.hpp>
@@ -203,6 +204,56 @@ nlohmann::json epoch_json(const EpochReport &r) {
   return j;
 }
 
+/// The penalty of --group-lasso, --l1 or --sparse-group-lasso (none: lambda
+/// 0) and its options.
+PenaltyOptions penalty_options(const Arguments &args) {
+  PenaltyOptions p;
+  int given = 0;
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const auto &[name, kind] :
+       {std::pair{"group-lasso", PenaltyKind::group_lasso},
+        std::pair{"l1", PenaltyKind::l1},
+        std::pair{"sparse-group-lasso", PenaltyKind::sparse_group_lasso}})
+    if (const auto l = args.real(name, -inf, inf)) {
+      ++given;
+      p.kind = kind;
+      p.lambda = *l;
+    }
+  if (given > 1)
+    throw UsageError("give one of --group-lasso, --l1 and --sparse-group-lasso");
+  if (const auto a = args.real("alpha", -inf, inf))
+    p.alpha = *a;
+  if (const auto r = args.integer("reweight", 0, 1000000))
+    p.reweight_every = static_cast<int>(*r);
+  if (const auto e = args.real("reweight-eps", -inf, inf))
+    p.reweight_eps = *e;
+  try {
+    p.validate();
+  } catch (const InvalidArgument &e) {
+    throw UsageError(e.what());
+  }
+  if (given == 0 && (args.text("groups") || args.text("alpha") || args.text("reweight")))
+    throw UsageError("--groups, --alpha and --reweight need --group-lasso, --l1 or "
+                     "--sparse-group-lasso");
+  return p;
+}
+
+/// The groups of --groups: a kind (default states) or a file.
+template <class T>
+GroupSet groups_of(const Arguments &args, const TrainableModel<T> &tm) {
+  const std::string g = args.text("groups").value_or("states");
+  for (const char *k :
+       {"inputs", "states", "state-rows", "state-columns", "states-both", "blocks"})
+    if (g == k) {
+      try {
+        return make_groups(tm, parse_group_kind(g));
+      } catch (const InvalidArgument &e) {
+        throw UsageError(std::string("--groups ") + g + ": " + e.what());
+      }
+    }
+  return read_group_file(tm, g);
+}
+
 template <class T> int train_command(Invocation &inv, Precision precision) {
   const Arguments &args = inv.args;
   const auto out = args.text("output");
@@ -249,6 +300,7 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
                                    .value_or(args.text("data") ? "test" : "none");
   if (const auto c = args.text("checkpoint"))
     o.checkpoint_dir = *c;
+  const PenaltyOptions penalty = penalty_options(args);
 
   Progress progress(inv.progress_enabled());
   progress.update("preparing the model ...", true);
@@ -259,6 +311,11 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   Dataset<T> data, validation;
   load_data(args, model, o.gradient.loss, data, validation, validate == "test");
   TrainableModel<T> tm(model);
+  std::optional<ProximalPenalty<T>> prox;
+  if (penalty.lambda > 0) {
+    prox.emplace(tm, groups_of(args, tm), penalty);
+    o.after_step = [&](int e, std::int64_t s, double lr) { prox->step(e, s, lr); };
+  }
 
   o.on_step = [&](const StepProgress &p) {
     if (progress.enabled())
@@ -289,9 +346,23 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
         std::cout << "; lambda_PF(|A|) <= " << fmt_g(r.lambda_upper, 4)
                   << (r.certified ? " (certified)" : " (NOT certified)")
                   << ", ||A||_inf = " << fmt_g(r.norm_inf, 4);
+      if (prox)
+        std::cout << "; zero groups " << fmt_count(prox->zero_groups()) << "/"
+                  << fmt_count(static_cast<index_t>(prox->groups().groups.size()));
       std::cout << std::endl;
     }
   };
+  if (inv.json)
+    o.on_epoch = [&](const EpochReport &r) {
+      progress.clear();
+      auto j = epoch_json(r);
+      if (prox) {
+        j["zero_groups"] = prox->zero_groups();
+        j["groups"] = prox->groups().groups.size();
+        j["penalty"] = prox->value();
+      }
+      std::cout << j.dump() << std::endl;
+    };
 
   std::optional<Checkpoint<T>> cp;
   if (args.flag("resume")) {
@@ -331,6 +402,12 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
                           {"constraint", to_string(report.constraint)},
                           {"constraint_reason", report.constraint_reason},
                           {"seconds", seconds}};
+    if (prox) {
+      doc["penalty_kind"] = to_string(penalty.kind);
+      doc["lambda"] = penalty.lambda;
+      doc["zero_groups"] = prox->zero_groups();
+      doc["groups"] = prox->groups().groups.size();
+    }
     if (!report.epochs.empty()) {
       const auto &last = report.epochs.back();
       doc["train_loss"] = last.train_loss;
@@ -348,6 +425,12 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
               << "  adjoint: " << report.adjoint_method << "\n"
               << "  well-posedness: " << to_string(report.constraint) << " ("
               << report.constraint_reason << ")\n";
+    if (prox)
+      std::cout << "  penalty: " << to_string(penalty.kind) << ", lambda "
+                << fmt_g(penalty.lambda, 6) << " on "
+                << fmt_count(static_cast<index_t>(prox->groups().groups.size()))
+                << " groups, " << fmt_count(prox->zero_groups())
+                << " of them zero (tacit prune removes them)\n";
   }
   return exit_ok;
 }
@@ -465,7 +548,18 @@ std::vector<OptionSpec> train_options() {
        {"constraint", 0, "C", "auto, inf-norm, perron or none (models with cycles)"},
        {"validate-on", 0, "S", "test (default with --data) or none"},
        {"checkpoint", 0, "DIR", "write DIR/epoch-NNNN after each epoch"},
-       {"resume", 0, "", "continue from the last checkpoint in --checkpoint DIR"}});
+       {"resume", 0, "", "continue from the last checkpoint in --checkpoint DIR"},
+       {"group-lasso", 0, "LAMBDA",
+        "proximal group lasso lambda sum_g w_g ||theta_g||_2 after every step"},
+       {"l1", 0, "LAMBDA", "proximal l1 penalty on the members of the groups"},
+       {"sparse-group-lasso", 0, "LAMBDA", "both: l1 share --alpha (default 0.5)"},
+       {"alpha", 0, "A", "l1 share of --sparse-group-lasso, in [0, 1]"},
+       {"groups", 0, "G",
+        "states (rows of (A, B) with the bias; default), inputs, state-columns, "
+        "states-both, blocks, or a group file"},
+       {"reweight", 0, "E",
+        "reweighted group lasso: w_g = w_g0 / (||theta_g|| + eps) every E epochs"},
+       {"reweight-eps", 0, "EPS", "eps of --reweight (default 1e-3)"}});
   return o;
 }
 
@@ -485,7 +579,11 @@ std::vector<OptionSpec> train_options() {
         "epoch certifies lambda_PF(|A|) < 1. A solve that does not converge stops with\n"
         "the epoch, the step and the numbers (exit code 3) and writes nothing.\n"
         "Batches are drawn in a seeded order; the same seed gives the same bits for any\n"
-        "thread count, and --resume continues a checkpointed run with the same bits.",
+        "thread count, and --resume continues a checkpointed run with the same bits.\n"
+        "A penalty (--group-lasso, --l1, --sparse-group-lasso) is applied as a proximal\n"
+        "step after every optimiser step, before the projection of A; its zero groups\n"
+        "are removed by tacit prune. Group file lines: LABEL state|row|column|input\n"
+        "INDEX... (0-based indices or ranges A-B).",
     .positionals = {{"MODEL", "model directory, .tacit or .onnx file (or --init)",
                      false}},
     .options = train_options(),

@@ -246,7 +246,7 @@ template <class T> PruneResult<T> prune_model(const Model<T> &m, const PruneOpti
         "threshold " +
         format_number(thr, 6) + "); nothing would remain to predict with");
   // Inputs read by a kept row of B or by D.
-  Keep in(static_cast<std::size_t>(p), 0);
+  Keep in(static_cast<std::size_t>(p), o.keep_inputs ? 1 : 0);
   const auto bp = B.row_ptr();
   for (index_t i = 0; i < n; ++i)
     if (keep[i])

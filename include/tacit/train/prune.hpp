@@ -57,6 +57,8 @@ namespace tacit::inline v1 {
 
 struct TACIT_EXPORT PruneOptions {
   double threshold = 0; ///< entries with |value| <= threshold are absent
+  /// Keep every input (the pruned model reads the same input vectors).
+  bool keep_inputs = false;
 };
 
 /// Sizes of a model.

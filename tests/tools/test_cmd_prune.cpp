@@ -1,0 +1,174 @@
+// End-to-end tests of `tacit prune` and of the penalties of `tacit train`:
+// proximal group lasso on the hidden states, prune, the same outputs from
+// `tacit solve`; a negative lambda, a group file naming a state that does not
+// exist and a prune that would remove every state are clear errors that write
+// nothing; `tacit info` lists the group kinds.
+#ifdef TACIT_CLI_PATH
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Dir {
+  fs::path path;
+  Dir() {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() / ("tacit_prune_cli_" + std::to_string(::getpid()) +
+                                        "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~Dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string &name) const { return (path / name).string(); }
+};
+
+std::string read_text(const fs::path &file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path &file, const std::string &text) {
+  std::ofstream out(file, std::ios::binary);
+  out << text;
+}
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+Result run(const Dir &dir, const std::vector<std::string> &args) {
+  auto quote = [](const std::string &a) {
+    std::string q = "'";
+    for (char c : a)
+      q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string command = quote(TACIT_CLI_PATH);
+  for (const auto &a : args)
+    command += " " + quote(a);
+  command += " > " + quote(dir / "stdout") + " 2> " + quote(dir / "stderr");
+  const int status = std::system(command.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_text(dir / "stdout");
+  r.err = read_text(dir / "stderr");
+  return r;
+}
+
+/// 24 samples of 4 inputs, labels in 0..2.
+void write_data(const Dir &d) {
+  std::string u, l;
+  for (int j = 0; j < 24; ++j) {
+    for (int i = 0; i < 4; ++i)
+      u += std::to_string(((j * 7 + i * 3) % 11) / 10.0 - 0.5) + (i < 3 ? " " : "\n");
+    l += std::to_string(j % 3) + "\n";
+  }
+  write_text(d / "U.txt", u);
+  write_text(d / "L.txt", l);
+}
+
+std::vector<std::string> train_args(const Dir &d, const std::string &lambda) {
+  return {"train",       "--init",
+          "mlp:4,8,6,3", "-i",
+          d / "U.txt",   "--labels",
+          d / "L.txt",   "--epochs",
+          "6",           "--batch-size",
+          "6",           "--lr",
+          "0.1",         "--group-lasso",
+          lambda,        "--groups",
+          "states",      "-o",
+          d / "m.tacit", "--json"};
+}
+
+} // namespace
+
+TEST_CASE("tacit train --group-lasso, tacit prune, the same outputs", "[cli][prune]") {
+  Dir d;
+  write_data(d);
+  const auto t = run(d, train_args(d, "0.09"));
+  INFO(t.err);
+  REQUIRE(t.code == 0);
+  nlohmann::json done;
+  std::istringstream lines(t.out);
+  for (std::string line; std::getline(lines, line);)
+    done = nlohmann::json::parse(line);
+  REQUIRE(done.at("event") == "done");
+  CHECK(done.at("groups") == 14);
+  const int zero = done.at("zero_groups").get<int>();
+  REQUIRE(zero > 0);
+  REQUIRE(zero < 14);
+  const auto p = run(
+      d, {"prune", d / "m.tacit", "--keep-inputs", "-o", d / "small.tacit", "--json"});
+  INFO(p.err);
+  REQUIRE(p.code == 0);
+  const auto doc = nlohmann::json::parse(p.out);
+  CHECK(doc.at("before").at("states") == 14);
+  CHECK(doc.at("after").at("states").get<int>() <= 14 - zero);
+  CHECK(doc.at("after").at("parameters").get<int>() <
+        doc.at("before").at("parameters").get<int>());
+  CHECK(doc.at("after").at("inputs") == 4);
+  for (const char *m : {"m", "small"}) {
+    const auto s = run(d, {"solve", d / (std::string(m) + ".tacit"), "-i", d / "U.txt",
+                           "-o", d / (std::string(m) + ".Y")});
+    INFO(s.err);
+    REQUIRE(s.code == 0);
+  }
+  CHECK(read_text(d / "m.Y") == read_text(d / "small.Y"));
+  const auto info = run(d, {"info", d / "m.tacit", "--json"});
+  REQUIRE(info.code == 0);
+  const auto groups = nlohmann::json::parse(info.out).at("groups");
+  REQUIRE(groups.size() == 5);
+  CHECK(groups.at(0).at("kind") == "inputs");
+  CHECK(groups.at(0).at("count") == 4);
+  CHECK(groups.at(1).at("kind") == "state-rows");
+  CHECK(groups.at(1).at("count") == 14);
+}
+
+TEST_CASE("tacit train and prune: bad penalties, group files and prunes",
+          "[cli][prune]") {
+  Dir d;
+  write_data(d);
+  const auto neg = run(d, train_args(d, "-1"));
+  CHECK(neg.code == 1);
+  CHECK(neg.err.find("lambda -1") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "m.tacit"));
+  write_text(d / "groups.txt", "ok state 0-2\nbad row 3 14\n");
+  auto args = train_args(d, "0.1");
+  args.at(16) = d / "groups.txt";
+  const auto file = run(d, args);
+  CHECK(file.code == 2);
+  CHECK(file.err.find("groups.txt:2") != std::string::npos);
+  CHECK(file.err.find("state 14 does not exist") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "m.tacit"));
+  // A lambda that zeroes every state: the prune refuses and writes nothing.
+  const auto all = run(d, train_args(d, "1000"));
+  INFO(all.err);
+  REQUIRE(all.code == 0);
+  const auto p = run(d, {"prune", d / "m.tacit", "-o", d / "small.tacit"});
+  CHECK(p.code == 1);
+  CHECK(p.err.find("every one of the 14 states") != std::string::npos);
+  CHECK(p.err.find("nothing written") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "small.tacit"));
+}
+
+#endif
