@@ -365,3 +365,28 @@ TEST_CASE("l1-ball projection of long rows matches the sort-based projection",
     CHECK_FALSE(project_l1_ball(std::span<double>(again), r));
   }
 }
+
+TEST_CASE("l1-ball projection of long float rows matches the sort-based projection",
+          "[wellposed][projection]") {
+  std::mt19937_64 rng(12);
+  std::normal_distribution<float> normal;
+  for (int trial = 0; trial < 40; ++trial) {
+    std::vector<float> v(static_cast<std::size_t>(100 + 37 * trial));
+    for (auto &x : v)
+      x = normal(rng);
+    std::vector<double> vd(v.begin(), v.end());
+    const double factor[] = {0.999, 0.9, 0.3, 0.01};
+    const float r = static_cast<float>(l1(vd) * factor[trial % 4]);
+    std::vector<float> w = v;
+    REQUIRE(project_l1_ball(std::span<float>(w), r));
+    const auto ref = sorted_projection(vd, r);
+    double sum = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      REQUIRE(static_cast<long double>(w[i]) == Approx(ref[i]).margin(1e-5));
+      sum += std::abs(static_cast<double>(w[i]));
+    }
+    CHECK(sum <= r * (1 + 1e-6));
+    std::vector<float> again = w;
+    CHECK_FALSE(project_l1_ball(std::span<float>(again), r));
+  }
+}
