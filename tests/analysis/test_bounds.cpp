@@ -923,6 +923,58 @@ TEST_CASE("rounding: a margin that is exactly 0 is never certified", "[bounds]")
   CHECK(certified_radius(an, nom, 0, options) == 0);
 }
 
+TEST_CASE("linear state bounds: enclosures that do not intersect are reported, not "
+          "collapsed",
+          "[bounds]") {
+  // A nominal point whose recorded residual understates how far x0 is from
+  // the equilibrium: the global interval of one state of the last hidden
+  // layer is moved strictly above every value the state takes on the box,
+  // yet still overlaps its interval bound. The interval bound stays
+  // consistent; the refinement of the linear bound proves the state below
+  // the (false) global lower end, and must report it.
+  std::mt19937 rng(7);
+  const DenseModel d = mlp(rng, 8, {12, 10, 8}, 4);
+  const Model<double> model = make_model(d, {{"s", 0, d.n, d.act[0]}});
+  BoundAnalyzer<double> an(model);
+  std::vector<double> u0(d.p);
+  std::uniform_real_distribution<double> ud(0, 1);
+  for (auto &v : u0)
+    v = ud(rng);
+  const auto nom = an.nominal(std::span<const double>(u0));
+  const auto box = linf_box<double>(u0, 0.08);
+  const auto g = an.global_bounds(nom, box);
+  const auto iv = an.interval_bounds(nom, box);
+  const auto lin = an.linear_state_bounds(nom, box);
+  // A state of the last hidden layer that the linear bound tightens from
+  // above by a clear gap and that is unstable under the interval bound (so
+  // that the refinement revisits it).
+  index_t chosen = -1;
+  for (index_t i = d.n - 8; i < d.n && chosen < 0; ++i)
+    if (iv.z_lower[i] < 0 && iv.z_upper[i] > 0 && lin.x_upper[i] > 0 &&
+        iv.x_upper[i] - lin.x_upper[i] > 0.1 * (iv.x_upper[i] - iv.x_lower[i]))
+      chosen = i;
+  REQUIRE(chosen >= 0);
+  CAPTURE(chosen, lin.x_upper[chosen], iv.x_upper[chosen]);
+  const double target = (lin.x_upper[chosen] + iv.x_upper[chosen]) / 2;
+  NominalPoint<double> bad = nom;
+  // The global interval is x0 -+ w (its lower end clipped to the range of
+  // the ReLU): centre it at target + w.
+  bad.x[chosen] = target + (g.x_upper[chosen] - nom.x[chosen]);
+  const auto g2 = an.global_bounds(bad, box);
+  REQUIRE(g2.x_lower[chosen] > lin.x_upper[chosen]);
+  REQUIRE(g2.x_lower[chosen] < iv.x_upper[chosen]);
+  // The interval bound alone still finds a nonempty (if false) intersection.
+  const auto iv2 = an.interval_bounds(bad, box);
+  REQUIRE(iv2.x_lower[chosen] <= iv2.x_upper[chosen]);
+  CHECK_THROWS_AS(an.linear_state_bounds(bad, box), Error);
+  CHECK_THROWS_WITH(an.linear_state_bounds(bad, box),
+                    Catch::Contains("enclosures of state " + std::to_string(chosen) +
+                                    " do not intersect"));
+  // The margins of the linear bound run the same refinement.
+  CHECK_THROWS_WITH(an.margins(bad, box, 0, BoundMethod::linear),
+                    Catch::Contains("do not intersect"));
+}
+
 // ------------------------------------------------------------ residual networks
 
 #include <tacit/io/io.hpp>

@@ -296,7 +296,8 @@ template <class T> struct BoundAnalyzer<T>::Impl {
 
   // Intersects state i's bounds with phi([zl, zh]) and its pre-activation
   // bounds with [zl, zh]. Every enclosure is sound, so they cannot cross;
-  // crossing would be an unsound rounding allowance, reported rather than
+  // crossing means an unsound input (a nominal point whose residual is
+  // understated) or an unsound rounding allowance, reported rather than
   // hidden. Returns the relative shrink of the state interval.
   double tighten(StateBounds<T> &s, index_t i, T zl, T zh) const {
     if (!s.z_lower.empty()) {
@@ -310,7 +311,8 @@ template <class T> struct BoundAnalyzer<T>::Impl {
                   " do not intersect (pre-activation [" + std::to_string(double(zl)) +
                   ", " + std::to_string(double(zh)) + "], state [" +
                   std::to_string(double(lo)) + ", " + std::to_string(double(hi)) +
-                  "]): a rounding allowance is too small");
+                  "]): the nominal point is not an equilibrium within its recorded "
+                  "residual, or a rounding allowance is too small");
     const double width = double(s.x_upper[i]) - double(s.x_lower[i]);
     const double shrink = double(lo - s.x_lower[i]) + double(s.x_upper[i] - hi);
     s.x_lower[i] = lo;
