@@ -1,6 +1,9 @@
 // tacit certify: certified l_inf robustness of a model on labelled inputs.
 
 #include <algorithm>
+#include <span>
+#include <string>
+#include <vector>
 #include <iostream>
 
 #include <tacit/analysis/bounds.hpp>
@@ -13,6 +16,68 @@
 
 namespace tacit::cli {
 namespace {
+
+/// Pre-activation widths of one bound per state block: where a bound loses
+/// its tightness through depth, and how many ReLU-like states it leaves
+/// unstable (their pre-activation interval contains 0).
+struct BlockWidths {
+  std::string name;
+  index_t states = 0, unstable = 0;
+  double mean_width = 0, max_width = 0;
+};
+struct WidthReport {
+  double eps = 0;
+  std::string bound;
+  std::vector<BlockWidths> blocks;
+};
+
+template <class T>
+std::vector<BlockWidths> block_widths(const Model<T> &model, const StateBounds<T> &s) {
+  std::vector<StateBlock> blocks = model.blocks();
+  if (blocks.empty())
+    blocks.push_back({"states", 0, model.states(), {}});
+  std::vector<BlockWidths> out;
+  for (const StateBlock &b : blocks) {
+    BlockWidths w;
+    w.name = b.name;
+    w.states = b.size;
+    for (index_t i = b.offset; i < b.offset + b.size; ++i) {
+      const double width = double(s.z_upper[i]) - double(s.z_lower[i]);
+      w.mean_width += width;
+      w.max_width = std::max(w.max_width, width);
+      w.unstable += s.z_lower[i] < T(0) && s.z_upper[i] > T(0) ? 1 : 0;
+    }
+    w.mean_width = b.size ? w.mean_width / double(b.size) : 0.0;
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+/// The widths of the bounds up to `method` on the first input at each eps.
+template <class T>
+std::vector<WidthReport>
+width_reports(const BoundAnalyzer<T> &analyzer, const Batch<T> &inputs,
+              std::span<const double> eps, const CertifyOptions &options) {
+  std::vector<T> u0(static_cast<std::size_t>(inputs.rows()));
+  inputs.get_column(0, u0);
+  const auto nom = analyzer.nominal(std::span<const T>(u0));
+  const Model<T> &model = analyzer.model();
+  std::vector<WidthReport> out;
+  for (const double e : eps) {
+    const auto box = linf_box<T>(u0, static_cast<T>(e), static_cast<T>(options.domain_lo),
+                                 static_cast<T>(options.domain_hi));
+    if (options.method == BoundMethod::global) {
+      out.push_back({e, "global", block_widths(model, analyzer.global_bounds(nom, box))});
+      continue;
+    }
+    out.push_back(
+        {e, "interval", block_widths(model, analyzer.interval_bounds(nom, box))});
+    if (options.method != BoundMethod::interval)
+      out.push_back(
+          {e, "linear", block_widths(model, analyzer.linear_state_bounds(nom, box))});
+  }
+  return out;
+}
 
 template <class T> int certify(Invocation &inv) {
   const std::filesystem::path model_path = inv.args.positionals().at(0);
@@ -34,6 +99,7 @@ template <class T> int certify(Invocation &inv) {
     }
   }
   const bool no_refine = a.flag("no-refine");
+  const bool widths = a.flag("widths");
   const int slope_steps =
       static_cast<int>(a.integer("slope-steps", 0, 100000).value_or(20));
 
@@ -85,6 +151,11 @@ template <class T> int certify(Invocation &inv) {
     write_output(*radius_path,
                  [&](const std::filesystem::path &path) { write_vectors(path, R); });
   }
+  std::vector<WidthReport> reports;
+  if (widths && count > 0) {
+    progress.update("pre-activation widths of input 1 ...", true);
+    reports = width_reports(analyzer, inputs, eps, options);
+  }
   progress.clear();
 
   const auto frac = [&](index_t v) { return count ? double(v) / double(count) : 0.0; };
@@ -127,6 +198,20 @@ template <class T> int certify(Invocation &inv) {
       doc["mean_radius"] = mean_radius;
       doc["median_radius"] = median_radius;
     }
+    if (widths) {
+      nlohmann::json w = nlohmann::json::array();
+      for (const auto &r : reports) {
+        nlohmann::json blocks = nlohmann::json::array();
+        for (const auto &b : r.blocks)
+          blocks.push_back({{"name", b.name},
+                            {"states", b.states},
+                            {"mean_width", b.mean_width},
+                            {"max_width", b.max_width},
+                            {"unstable", b.unstable}});
+        w.push_back({{"eps", r.eps}, {"bound", r.bound}, {"blocks", blocks}});
+      }
+      doc["widths"] = w;
+    }
     inv.emit(doc);
   } else if (inv.human()) {
     std::cout << "certified " << fmt_count(count) << " input" << (count == 1 ? "" : "s")
@@ -150,6 +235,17 @@ template <class T> int certify(Invocation &inv) {
               << fmt_seconds(setup_seconds) << ", certify " << fmt_seconds(result.seconds)
               << " (" << fmt_seconds(count ? result.seconds / double(count) : 0.0)
               << " per input)\n";
+    if (!reports.empty())
+      std::cout
+          << "  pre-activation widths on input 1 (per state block: mean and largest "
+             "upper - lower; unstable: intervals containing 0):\n";
+    for (const auto &r : reports) {
+      std::cout << "  eps " << fmt_g(r.eps, 4) << ", " << r.bound << " bound:\n";
+      for (const auto &b : r.blocks)
+        std::cout << "    " << b.name << ": " << fmt_count(b.states) << " states, width "
+                  << fmt_g(b.mean_width, 3) << " / " << fmt_g(b.max_width, 3)
+                  << ", unstable " << fmt_count(b.unstable) << "\n";
+    }
   }
   return exit_ok;
 }
@@ -178,6 +274,10 @@ std::vector<OptionSpec> certify_options() {
       {"slope-steps", 0, "N",
        "linear bound of a feed-forward model: optimise the lower ReLU slopes of "
        "margins not yet proven positive for N gradient steps (default 20; 0: off)"});
+  o.push_back({"widths", 0, "",
+               "also report, on the first input at each eps, the mean and largest "
+               "pre-activation width and the unstable states of each state block, for "
+               "the bounds up to the chosen one"});
   o.push_back(precision_option);
   return o;
 }
@@ -199,11 +299,13 @@ std::vector<OptionSpec> certify_options() {
         "parameters (see the README on rounding).",
     .positionals = {{"MODEL", "model directory or native model file"}},
     .options = certify_options(),
-    .epilog = "JSON fields: inputs, correct, accuracy, certified (eps, certified,\n"
-              "certified_accuracy), bound, precision, mean_radius, median_radius, "
-              "certify_seconds.\n"
-              "Example: tacit certify mlp.tacit --data /usr/share/datasets/fashion-mnist "
-              "--limit 1000 --eps 0.005,0.01\n",
+    .epilog =
+        "JSON fields: inputs, correct, accuracy, certified (eps, certified,\n"
+        "certified_accuracy), bound, precision, mean_radius, median_radius, "
+        "certify_seconds; with --widths, widths (eps, bound, blocks: name, states,\n"
+        "mean_width, max_width, unstable).\n"
+        "Example: tacit certify mlp.tacit --data /usr/share/datasets/fashion-mnist "
+        "--limit 1000 --eps 0.005,0.01\n",
     .order = 60,
     .run = run_certify,
     .usage = "MODEL (--data DIR | --input U.txt --labels L.txt) [OPTIONS]",

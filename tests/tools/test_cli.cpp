@@ -763,6 +763,80 @@ TEST_CASE("tacit solve sweeps a feed-forward model", "[cli]") {
   CHECK(columns(read_vectors<double>(dir / "Y.txt", model.outputs())) == columns(Y));
 }
 
+TEST_CASE("tacit certify --widths reports the pre-activation widths of each state block",
+          "[cli]") {
+  TempDir dir;
+  ResNetLikeShape shape;
+  shape.image = 4;
+  shape.stage_channels = {2, 3};
+  shape.stage_layers = {2, 2};
+  shape.classes = 3;
+  save_model_directory(resnet_like_model<double>(shape, 3), dir / "ff");
+  const auto model = load_model<double>(dir / "ff");
+  REQUIRE(model.blocks().size() >= 2);
+  const auto input = write_inputs(dir, "U.txt", model.inputs(), 2);
+  write_text(dir / "L.txt", "0\n1\n");
+  const std::vector<double> eps = {0.001, 0.01};
+
+  const auto r =
+      run_tacit(dir, {"certify", (dir / "ff").string(), "-i", input.string(), "--labels",
+                      (dir / "L.txt").string(), "--eps", "0.001,0.01", "--bound",
+                      "linear", "--widths", "--json"});
+  REQUIRE(r.code == 0);
+  const auto doc = r.parsed();
+  const auto &widths = doc.at("widths");
+  REQUIRE(widths.size() == 4); // interval and linear at each eps
+
+  // The same quantities from the library, on the first input.
+  BoundAnalyzer<double> an(model);
+  std::vector<double> u0(static_cast<std::size_t>(model.inputs()));
+  read_vectors<double>(input, model.inputs()).get_column(0, u0);
+  const auto nom = an.nominal(std::span<const double>(u0));
+  for (std::size_t e = 0; e < eps.size(); ++e) {
+    const auto box = linf_box<double>(u0, eps[e]);
+    const StateBounds<double> bounds[2] = {an.interval_bounds(nom, box),
+                                           an.linear_state_bounds(nom, box)};
+    for (int b = 0; b < 2; ++b) {
+      const auto &row = widths.at(2 * e + b);
+      CHECK(row.at("eps").get<double>() == eps[e]);
+      CHECK(row.at("bound") == (b == 0 ? "interval" : "linear"));
+      const auto &blocks = row.at("blocks");
+      REQUIRE(blocks.size() == model.blocks().size());
+      for (std::size_t k = 0; k < model.blocks().size(); ++k) {
+        const StateBlock &sb = model.blocks()[k];
+        CAPTURE(e, b, sb.name);
+        double sum = 0, most = 0;
+        index_t unstable = 0;
+        for (index_t i = sb.offset; i < sb.offset + sb.size; ++i) {
+          const double w = bounds[b].z_upper[i] - bounds[b].z_lower[i];
+          sum += w;
+          most = std::max(most, w);
+          unstable += bounds[b].z_lower[i] < 0 && bounds[b].z_upper[i] > 0 ? 1 : 0;
+        }
+        CHECK(blocks.at(k).at("name") == sb.name);
+        CHECK(blocks.at(k).at("states") == sb.size);
+        CHECK(blocks.at(k).at("mean_width").get<double>() ==
+              Approx(sum / double(sb.size)).epsilon(1e-12));
+        CHECK(blocks.at(k).at("max_width").get<double>() == Approx(most).epsilon(1e-12));
+        CHECK(blocks.at(k).at("unstable") == unstable);
+      }
+    }
+  }
+  // The deepest block's interval widths grow with eps.
+  const auto &last0 = widths.at(0).at("blocks").back(),
+             &last1 = widths.at(2).at("blocks").back();
+  CHECK(last1.at("mean_width").get<double>() > last0.at("mean_width").get<double>());
+
+  // Human output: one line per block and bound.
+  const auto h = run_tacit(dir, {"certify", (dir / "ff").string(), "-i", input.string(),
+                                 "--labels", (dir / "L.txt").string(), "--eps", "0.01",
+                                 "--bound", "interval", "--widths"});
+  REQUIRE(h.code == 0);
+  CHECK(h.out.find("eps 0.01, interval bound:") != std::string::npos);
+  CHECK(h.out.find(model.blocks().back().name + ": ") != std::string::npos);
+  CHECK(h.out.find("linear bound:") == std::string::npos);
+}
+
 TEST_CASE("tacit solve reports non-convergence with exit code 3 and still writes",
           "[cli]") {
   TempDir dir;
