@@ -105,8 +105,17 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   }
   progress.clear();
 
-  progress.update("parameter groups ...", true);
-  const auto groups = group_summary(TrainableModel<double>(model));
+  // Group kinds need a trainable copy and the position of every parameter:
+  // listed up to 10 M parameters (a large CSR model would double its memory).
+  constexpr index_t group_limit = 10'000'000;
+  index_t parameters = 0;
+  for (const LinearOperator<double> *op : {&model.A(), &model.B(), &model.C(), model.D()})
+    parameters += op ? parameter_count(*op) : 0;
+  std::vector<GroupSummary> groups;
+  if (parameters <= group_limit) {
+    progress.update("parameter groups ...", true);
+    groups = group_summary(TrainableModel<double>(model));
+  }
   progress.clear();
 
   const auto &A = model.A();
@@ -189,7 +198,9 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
                           "(feed-forward), lambda_PF(|A|) = 0")
             << "\n"
             << "  groups: ";
-  if (groups.empty())
+  if (parameters > group_limit)
+    std::cout << "not listed above " << fmt_count(group_limit) << " parameters\n";
+  else if (groups.empty())
     std::cout << "none (parameters without a single matrix position: convolution "
                  "weights)\n";
   for (std::size_t i = 0; i < groups.size(); ++i)
