@@ -1,10 +1,10 @@
 // tacit certify: certified l_inf robustness of a model on labelled inputs.
 
 #include <algorithm>
+#include <iostream>
 #include <span>
 #include <string>
 #include <vector>
-#include <iostream>
 
 #include <tacit/analysis/bounds.hpp>
 #include <tacit/core/model.hpp>
@@ -29,6 +29,10 @@ struct WidthReport {
   double eps = 0;
   std::string bound;
   std::vector<BlockWidths> blocks;
+  /// Linear bound: pre-activation bounds refined by back-substitution, and
+  /// whether the refinement stopped at its work budget.
+  index_t refined = 0;
+  bool truncated = false;
 };
 
 template <class T>
@@ -72,9 +76,12 @@ width_reports(const BoundAnalyzer<T> &analyzer, const Batch<T> &inputs,
     }
     out.push_back(
         {e, "interval", block_widths(model, analyzer.interval_bounds(nom, box))});
-    if (options.method != BoundMethod::interval)
+    if (options.method != BoundMethod::interval) {
+      LinearBoundStats stats;
+      const auto s = analyzer.linear_state_bounds(nom, box, &stats);
       out.push_back(
-          {e, "linear", block_widths(model, analyzer.linear_state_bounds(nom, box))});
+          {e, "linear", block_widths(model, s), stats.refined, stats.truncated});
+    }
   }
   return out;
 }
@@ -208,7 +215,12 @@ template <class T> int certify(Invocation &inv) {
                             {"mean_width", b.mean_width},
                             {"max_width", b.max_width},
                             {"unstable", b.unstable}});
-        w.push_back({{"eps", r.eps}, {"bound", r.bound}, {"blocks", blocks}});
+        nlohmann::json row = {{"eps", r.eps}, {"bound", r.bound}, {"blocks", blocks}};
+        if (r.bound == "linear") {
+          row["refined"] = r.refined;
+          row["truncated"] = r.truncated;
+        }
+        w.push_back(row);
       }
       doc["widths"] = w;
     }
@@ -240,7 +252,11 @@ template <class T> int certify(Invocation &inv) {
           << "  pre-activation widths on input 1 (per state block: mean and largest "
              "upper - lower; unstable: intervals containing 0):\n";
     for (const auto &r : reports) {
-      std::cout << "  eps " << fmt_g(r.eps, 4) << ", " << r.bound << " bound:\n";
+      std::cout << "  eps " << fmt_g(r.eps, 4) << ", " << r.bound << " bound";
+      if (r.bound == "linear")
+        std::cout << " (" << fmt_count(r.refined) << " pre-activation bounds refined"
+                  << (r.truncated ? ", stopped at the work budget" : "") << ")";
+      std::cout << ":\n";
       for (const auto &b : r.blocks)
         std::cout << "    " << b.name << ": " << fmt_count(b.states) << " states, width "
                   << fmt_g(b.mean_width, 3) << " / " << fmt_g(b.max_width, 3)

@@ -794,8 +794,12 @@ TEST_CASE("tacit certify --widths reports the pre-activation widths of each stat
   const auto nom = an.nominal(std::span<const double>(u0));
   for (std::size_t e = 0; e < eps.size(); ++e) {
     const auto box = linf_box<double>(u0, eps[e]);
+    LinearBoundStats stats;
     const StateBounds<double> bounds[2] = {an.interval_bounds(nom, box),
-                                           an.linear_state_bounds(nom, box)};
+                                           an.linear_state_bounds(nom, box, &stats)};
+    CHECK(widths.at(2 * e + 1).at("refined") == stats.refined);
+    CHECK(widths.at(2 * e + 1).at("truncated") == stats.truncated);
+    CHECK_FALSE(widths.at(2 * e).contains("refined"));
     for (int b = 0; b < 2; ++b) {
       const auto &row = widths.at(2 * e + b);
       CHECK(row.at("eps").get<double>() == eps[e]);
