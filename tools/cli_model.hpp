@@ -76,14 +76,20 @@ void save_model_as(const Model<T> &model, const std::filesystem::path &out,
   save_model_directory(model, out);
 }
 
-/// SCC summary as JSON.
+/// Structure summary as JSON (the "scc" record of info, demo and wellposed).
+inline nlohmann::json scc_json(const StructureSummary &s) {
+  nlohmann::json j = {{"count", s.components},      {"largest", s.largest},
+                      {"levels", s.levels},         {"cyclic", s.cyclic},
+                      {"singletons", s.singletons}, {"nilpotent", s.nilpotent}};
+  if (s.source == StructureSource::blocks) {
+    // Levels of the block DAG, not of the state graph.
+    j.erase("levels");
+    j["block_levels"] = s.levels;
+  }
+  return j;
+}
 inline nlohmann::json scc_json(const SccDecomposition &scc) {
-  index_t cyclic = 0;
-  for (char c : scc.has_cycle)
-    cyclic += c ? 1 : 0;
-  return {{"count", scc.block_count()},          {"largest", scc.largest_block()},
-          {"levels", scc.level_count()},         {"cyclic", cyclic},
-          {"singletons", scc.singleton_count()}, {"nilpotent", scc.nilpotent()}};
+  return scc_json(summarise(scc));
 }
 
 /// Block table entry as JSON.

@@ -19,15 +19,11 @@
 namespace tacit::cli {
 namespace {
 
-std::string scc_line(const SccDecomposition &scc) {
-  index_t cyclic = 0;
-  for (char c : scc.has_cycle)
-    cyclic += c ? 1 : 0;
-  std::string line = fmt_count(scc.block_count()) + " (largest " +
-                     fmt_count(scc.largest_block()) + " states, " + fmt_count(cyclic) +
-                     " cyclic), " + fmt_count(scc.level_count()) +
-                     (scc.level_count() == 1 ? " level" : " levels");
-  if (scc.nilpotent())
+std::string scc_line(const StructureSummary &s) {
+  std::string line = fmt_count(s.components) + " (largest " + fmt_count(s.largest) +
+                     " states, " + fmt_count(s.cyclic) + " cyclic), " +
+                     fmt_count(s.levels) + (s.levels == 1 ? " level" : " levels");
+  if (s.nilpotent)
     line += ": nilpotent (feed-forward), lambda_PF(|A|) = 0";
   return line;
 }
@@ -38,10 +34,10 @@ int info_matrix(Invocation &inv, const std::filesystem::path &path) {
   Stopwatch clock;
   const auto A = read_matrix_market<double>(path);
   const double load_seconds = clock.seconds();
-  std::optional<SccDecomposition> scc;
+  std::optional<StructureSummary> scc;
   if (A.rows() == A.cols()) {
     progress.update("strongly connected components ...", true);
-    scc = strongly_connected_components(A);
+    scc = summarise(strongly_connected_components(A));
   }
   progress.clear();
   const double ninf = norm_inf(A), n1 = norm_1(A);
@@ -84,25 +80,14 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
   Stopwatch clock;
   const auto model = load_model<double>(path);
   const double load_seconds = clock.seconds();
-  // A structured feed-forward A (a network) is described from its block
-  // structure: materialising it for an SCC analysis would cost far more
-  // than the model itself.
-  const auto *structure = capability<BlockStructured<double>>(model.A());
-  const BlockStructure<double> *block =
-      structure ? &structure->block_structure() : nullptr;
-  const bool structured =
-      block && block->square_partition() && block->strictly_block_lower_triangular();
-  std::optional<SccDecomposition> scc;
+  progress.update("structure ...", true);
+  // A network is described from its block structure (the library decides):
+  // materialising it for an SCC analysis would cost far more than the model.
+  const StructureSummary structure = analyse_structure(model.A());
+  const bool structured = structure.source == StructureSource::blocks;
   std::optional<WellPosednessReport> wp;
-  index_t block_levels = 0;
-  if (structured) {
-    progress.update("block structure ...", true);
+  if (structured)
     wp = analyse_well_posedness(model.A());
-    block_levels = strongly_connected_components(*block).level_count();
-  } else {
-    progress.update("strongly connected components ...", true);
-    scc = strongly_connected_components(*csr_view(model.A()));
-  }
   progress.clear();
 
   // Group kinds need a trainable copy and the position of every parameter:
@@ -154,18 +139,11 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
       gj.push_back(
           {{"kind", to_string(g.kind)}, {"count", g.count}, {"largest", g.largest}});
     doc["groups"] = gj;
-    if (scc) {
-      doc["scc"] = scc_json(*scc);
-    } else {
+    doc["scc"] = scc_json(structure);
+    if (structured) {
       // Every state is its own acyclic SCC; levels are those of the blocks.
-      doc["scc"] = {{"count", model.states()},
-                    {"largest", model.states() > 0 ? 1 : 0},
-                    {"cyclic", 0},
-                    {"singletons", model.states()},
-                    {"nilpotent", true},
-                    {"block_levels", block_levels}};
-      doc["structure"] = {{"state_blocks", block->row_blocks()},
-                          {"entries", block->entries().size()},
+      doc["structure"] = {{"state_blocks", structure.state_blocks},
+                          {"entries", structure.block_entries},
                           {"strictly_block_lower_triangular", true}};
     }
     inv.emit(doc);
@@ -189,13 +167,13 @@ int info_model(Invocation &inv, const std::filesystem::path &path) {
             << "  B: " << op_line(model.B()) << "\n"
             << "  C: " << op_line(model.C()) << "\n"
             << "  D: " << (D ? op_line(*D) : std::string("none (D = 0)")) << "\n"
-            << (scc ? "  SCCs of A: " + scc_line(*scc)
-                    : "  structure: block operator over " +
-                          fmt_count(block->row_blocks()) + " state blocks (" +
-                          fmt_count(block->entries().size()) + " nonzero blocks, " +
-                          fmt_count(block_levels) +
-                          " block levels), strictly block lower triangular: nilpotent "
-                          "(feed-forward), lambda_PF(|A|) = 0")
+            << (!structured ? "  SCCs of A: " + scc_line(structure)
+                            : "  structure: block operator over " +
+                                  fmt_count(structure.state_blocks) + " state blocks (" +
+                                  fmt_count(structure.block_entries) +
+                                  " nonzero blocks, " + fmt_count(structure.levels) +
+                                  " block levels), strictly block lower triangular: "
+                                  "nilpotent (feed-forward), lambda_PF(|A|) = 0")
             << "\n"
             << "  groups: ";
   if (parameters > group_limit)

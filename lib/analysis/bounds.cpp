@@ -118,118 +118,122 @@ template <class T> int NominalPoint<T>::predicted() const noexcept {
 template <class T>
 BoundAnalyzer<T>::BoundAnalyzer(const Model<T> &model, BoundOptions options)
     : impl_(std::make_unique<Impl>(model, options)) {
-  auto &I = *impl_;
-  const index_t n = model.states();
-  const auto acts = model.activations();
-  I.acts.resize(n);
-  I.lip.resize(n);
-  for (index_t i = 0; i < n; ++i) {
-    const Activation &a = acts[i];
-    if (a.kind == ActivationKind::leaky_relu && a.slope < 0)
-      throw Unsupported("bounds: the leaky ReLU of state " + std::to_string(i) +
-                        " has a negative slope " + std::to_string(a.slope) +
-                        " and is not monotone");
-    I.acts[i] = detail::StateAct::from(a);
-    I.lip[i] = round_up<T>(a.lipschitz());
-  }
-  // Rounding allowances of the products (rounding.hpp): from the structure
-  // of each operator, without materialising a structured one.
-  {
-    using detail::product_gamma;
-    using detail::product_terms;
-    I.gA = product_gamma<T>(product_terms(model.A()));
-    I.gB = product_gamma<T>(product_terms(model.B()));
-    I.gC = product_gamma<T>(product_terms(model.C()));
-    I.gD = model.D() ? product_gamma<T>(product_terms(*model.D())) : 0.0;
-    I.gamma = std::max({I.gA, I.gB, I.gC, I.gD});
-    I.gamma_sum = I.gamma + 2.0 * double(n + model.inputs() + model.outputs() + 8) *
-                                std::numeric_limits<double>::epsilon() / 2;
-  }
-  // Levels of the dependency DAG. A strictly block lower triangular A: the
-  // levels of its blocks (a block's is one more than the highest block it
-  // reads), which order every state after the states it reads, without
-  // materialising A. Otherwise the levels of the SCC DAG of A as CSR.
-  I.input_only.assign(n, 0);
-  const BlockStructured<T> *structured = capability<BlockStructured<T>>(model.A());
-  if (const BlockStructure<T> *block =
-          structured ? &structured->block_structure() : nullptr;
-      block && block->square_partition() && block->strictly_block_lower_triangular()) {
-    I.sweep = block;
-    I.nilpotent = true;
-    const auto entries = block->entries();
-    std::vector<index_t> level(static_cast<std::size_t>(block->row_blocks()), 0);
-    index_t depth = 0;
-    for (index_t b = 0; b < block->row_blocks(); ++b) {
-      const auto row = block->entries_in_row(b);
-      for (const index_t e : row)
-        level[b] = std::max(level[b], level[entries[e].block_col] + 1);
-      depth = std::max(depth, level[b]);
-      if (row.empty())
-        for (index_t i = block->row_offset(b); i < block->row_offset(b + 1); ++i)
-          I.input_only[i] = 1;
-    }
-    I.level_states.resize(static_cast<std::size_t>(n > 0 ? depth + 1 : 0));
-    I.level_blocks.resize(I.level_states.size());
-    for (index_t b = 0; b < block->row_blocks(); ++b) {
-      I.level_blocks[level[b]].push_back(b);
-      for (index_t i = block->row_offset(b); i < block->row_offset(b + 1); ++i)
-        I.level_states[level[b]].push_back(i);
-    }
-  } else {
-    const auto csr = csr_view(model.A());
-    const SccDecomposition scc = strongly_connected_components(*csr);
-    I.nilpotent = scc.nilpotent();
-    for (index_t i = 0; i < n; ++i)
-      I.input_only[i] = csr->row_ptr()[i + 1] == csr->row_ptr()[i];
-    I.level_states.resize(scc.level_count());
-    for (index_t l = 0; l < scc.level_count(); ++l)
-      for (index_t k = scc.level_ptr[l]; k < scc.level_ptr[l + 1]; ++k)
-        for (index_t t = scc.block_ptr[k]; t < scc.block_ptr[k + 1]; ++t)
-          I.level_states[l].push_back(scc.order[t]);
-    for (auto &lv : I.level_states)
-      std::sort(lv.begin(), lv.end());
-  }
-
-  if (I.nilpotent) {
-    // lambda_PF(L|A|) = 0 exactly: the global bound's iteration terminates
-    // (its sweep is exact), no certificate vector is needed.
-    I.rho = 0;
-    I.certified = true;
-    return;
-  }
-  // Certificate vector: v ~ (I - L|A|)^-1 1 and the Collatz-Wielandt bound
-  // rho = max_i (L|A| v)_i / v_i >= lambda_PF(L|A|), computed upward: the
-  // product through Ahat >= |A| with its rounding allowance gA, the ratio
-  // rounded up in double.
-  std::vector<T> ones(n, T(1)), v(n, T(1)), next(n);
-  const int budget = I.budget();
-  for (int it = 0; it < budget; ++it) {
-    I.global_step(v, ones, next);
-    double diff = 0, scale = 0;
+  // Materialising an operator for its SCCs or term counts and the
+  // certificate iteration are products: all of it runs in options.exec.
+  options.exec.run([&] {
+    auto &I = *impl_;
+    const index_t n = model.states();
+    const auto acts = model.activations();
+    I.acts.resize(n);
+    I.lip.resize(n);
     for (index_t i = 0; i < n; ++i) {
-      diff = std::max(diff, std::abs(double(next[i]) - double(v[i])));
-      scale = std::max(scale, std::abs(double(next[i])));
+      const Activation &a = acts[i];
+      if (a.kind == ActivationKind::leaky_relu && a.slope < 0)
+        throw Unsupported("bounds: the leaky ReLU of state " + std::to_string(i) +
+                          " has a negative slope " + std::to_string(a.slope) +
+                          " and is not monotone");
+      I.acts[i] = detail::StateAct::from(a);
+      I.lip[i] = round_up<T>(a.lipschitz());
     }
-    v.swap(next);
-    if (!(diff > options.tolerance * scale))
-      break;
-  }
-  Impl::abs_apply(model.A(), false, std::span<const T>(v), T(0), std::span<T>(next));
-  double rho = 0;
-  bool finite = true;
-  const double up = 1 + 4 * std::numeric_limits<double>::epsilon();
-  for (index_t i = 0; i < n; ++i) {
-    if (!std::isfinite(double(v[i])) || !(v[i] > T(0)) ||
-        !std::isfinite(double(next[i]))) {
-      finite = false;
-      break;
+    // Rounding allowances of the products (rounding.hpp): from the structure
+    // of each operator, without materialising a structured one.
+    {
+      using detail::product_gamma;
+      using detail::product_terms;
+      I.gA = product_gamma<T>(product_terms(model.A()));
+      I.gB = product_gamma<T>(product_terms(model.B()));
+      I.gC = product_gamma<T>(product_terms(model.C()));
+      I.gD = model.D() ? product_gamma<T>(product_terms(*model.D())) : 0.0;
+      I.gamma = std::max({I.gA, I.gB, I.gC, I.gD});
+      I.gamma_sum = I.gamma + 2.0 * double(n + model.inputs() + model.outputs() + 8) *
+                                  std::numeric_limits<double>::epsilon() / 2;
     }
-    rho = std::max(rho,
-                   (1 + I.gA) * double(I.lip[i]) * double(next[i]) / double(v[i]) * up);
-  }
-  I.rho = finite ? rho : 1.0;
-  I.certified = finite && rho < 1.0;
-  I.cert_v = std::move(v);
+    // Levels of the dependency DAG. A strictly block lower triangular A: the
+    // levels of its blocks (a block's is one more than the highest block it
+    // reads), which order every state after the states it reads, without
+    // materialising A. Otherwise the levels of the SCC DAG of A as CSR.
+    I.input_only.assign(n, 0);
+    const BlockStructured<T> *structured = capability<BlockStructured<T>>(model.A());
+    if (const BlockStructure<T> *block =
+            structured ? &structured->block_structure() : nullptr;
+        block && block->square_partition() && block->strictly_block_lower_triangular()) {
+      I.sweep = block;
+      I.nilpotent = true;
+      const auto entries = block->entries();
+      std::vector<index_t> level(static_cast<std::size_t>(block->row_blocks()), 0);
+      index_t depth = 0;
+      for (index_t b = 0; b < block->row_blocks(); ++b) {
+        const auto row = block->entries_in_row(b);
+        for (const index_t e : row)
+          level[b] = std::max(level[b], level[entries[e].block_col] + 1);
+        depth = std::max(depth, level[b]);
+        if (row.empty())
+          for (index_t i = block->row_offset(b); i < block->row_offset(b + 1); ++i)
+            I.input_only[i] = 1;
+      }
+      I.level_states.resize(static_cast<std::size_t>(n > 0 ? depth + 1 : 0));
+      I.level_blocks.resize(I.level_states.size());
+      for (index_t b = 0; b < block->row_blocks(); ++b) {
+        I.level_blocks[level[b]].push_back(b);
+        for (index_t i = block->row_offset(b); i < block->row_offset(b + 1); ++i)
+          I.level_states[level[b]].push_back(i);
+      }
+    } else {
+      const auto csr = csr_view(model.A());
+      const SccDecomposition scc = strongly_connected_components(*csr);
+      I.nilpotent = scc.nilpotent();
+      for (index_t i = 0; i < n; ++i)
+        I.input_only[i] = csr->row_ptr()[i + 1] == csr->row_ptr()[i];
+      I.level_states.resize(scc.level_count());
+      for (index_t l = 0; l < scc.level_count(); ++l)
+        for (index_t k = scc.level_ptr[l]; k < scc.level_ptr[l + 1]; ++k)
+          for (index_t t = scc.block_ptr[k]; t < scc.block_ptr[k + 1]; ++t)
+            I.level_states[l].push_back(scc.order[t]);
+      for (auto &lv : I.level_states)
+        std::sort(lv.begin(), lv.end());
+    }
+
+    if (I.nilpotent) {
+      // lambda_PF(L|A|) = 0 exactly: the global bound's iteration terminates
+      // (its sweep is exact), no certificate vector is needed.
+      I.rho = 0;
+      I.certified = true;
+      return;
+    }
+    // Certificate vector: v ~ (I - L|A|)^-1 1 and the Collatz-Wielandt bound
+    // rho = max_i (L|A| v)_i / v_i >= lambda_PF(L|A|), computed upward: the
+    // product through Ahat >= |A| with its rounding allowance gA, the ratio
+    // rounded up in double.
+    std::vector<T> ones(n, T(1)), v(n, T(1)), next(n);
+    const int budget = I.budget();
+    for (int it = 0; it < budget; ++it) {
+      I.global_step(v, ones, next);
+      double diff = 0, scale = 0;
+      for (index_t i = 0; i < n; ++i) {
+        diff = std::max(diff, std::abs(double(next[i]) - double(v[i])));
+        scale = std::max(scale, std::abs(double(next[i])));
+      }
+      v.swap(next);
+      if (!(diff > options.tolerance * scale))
+        break;
+    }
+    Impl::abs_apply(model.A(), false, std::span<const T>(v), T(0), std::span<T>(next));
+    double rho = 0;
+    bool finite = true;
+    const double up = 1 + 4 * std::numeric_limits<double>::epsilon();
+    for (index_t i = 0; i < n; ++i) {
+      if (!std::isfinite(double(v[i])) || !(v[i] > T(0)) ||
+          !std::isfinite(double(next[i]))) {
+        finite = false;
+        break;
+      }
+      rho = std::max(rho,
+                     (1 + I.gA) * double(I.lip[i]) * double(next[i]) / double(v[i]) * up);
+    }
+    I.rho = finite ? rho : 1.0;
+    I.certified = finite && rho < 1.0;
+    I.cert_v = std::move(v);
+  });
 }
 
 template <class T> BoundAnalyzer<T>::~BoundAnalyzer() = default;
@@ -257,8 +261,8 @@ template <class T> bool BoundAnalyzer<T>::feed_forward() const noexcept {
 }
 
 template <class T>
-NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0,
-                                          std::span<const T> x0) const {
+NominalPoint<T> BoundAnalyzer<T>::nominal_in_arena(std::span<const T> u0,
+                                                   std::span<const T> x0) const {
   const auto &I = *impl_;
   const Model<T> &m = I.model;
   if (static_cast<index_t>(u0.size()) != m.inputs() ||
@@ -307,7 +311,7 @@ NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0,
 }
 
 template <class T>
-NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0) const {
+NominalPoint<T> BoundAnalyzer<T>::nominal_in_arena(std::span<const T> u0) const {
   const Model<T> &m = impl_->model;
   if (static_cast<index_t>(u0.size()) != m.inputs())
     throw InvalidArgument("nominal: u0 has " + std::to_string(u0.size()) +
@@ -322,9 +326,10 @@ NominalPoint<T> BoundAnalyzer<T>::nominal(std::span<const T> u0) const {
 }
 
 template <class T>
-MarginBounds<T>
-BoundAnalyzer<T>::margins(const NominalPoint<T> &nom, const InputBox<T> &box, int label,
-                          BoundMethod method, LinearBoundStats *stats) const {
+MarginBounds<T> BoundAnalyzer<T>::margins_in_arena(const NominalPoint<T> &nom,
+                                                   const InputBox<T> &box, int label,
+                                                   BoundMethod method,
+                                                   LinearBoundStats *stats) const {
   const auto &I = *impl_;
   const index_t q = I.q();
   if (label < 0 || label >= q)

@@ -36,7 +36,7 @@ template <class T> void check_box(const InputBox<T> &box, index_t p) {
 //   it is): again a supersolution, so the 1 / (1 - rho) growth of the error
 //   needs no a-priori estimate.
 template <class T>
-StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
+StateBounds<T> BoundAnalyzer<T>::global_bounds_in_arena(const NominalPoint<T> &nom,
                                                const InputBox<T> &box) const {
   const auto &I = *impl_;
   const index_t n = I.n(), p = I.p();
@@ -172,7 +172,7 @@ StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &nom,
 
 #define TACIT_INSTANTIATE(T)                                                             \
   template void detail::check_box<T>(const InputBox<T> &, index_t);                      \
-  template StateBounds<T> BoundAnalyzer<T>::global_bounds(const NominalPoint<T> &,       \
+  template StateBounds<T> BoundAnalyzer<T>::global_bounds_in_arena(const NominalPoint<T> &,       \
                                                           const InputBox<T> &) const;
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)

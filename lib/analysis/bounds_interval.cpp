@@ -40,13 +40,13 @@ StateBounds<T> BoundAnalyzer<T>::Impl::interval_from(StateBounds<T> s,
 }
 
 template <class T>
-StateBounds<T> BoundAnalyzer<T>::interval_bounds(const NominalPoint<T> &nom,
+StateBounds<T> BoundAnalyzer<T>::interval_bounds_in_arena(const NominalPoint<T> &nom,
                                                  const InputBox<T> &box) const {
   return impl_->interval_from(global_bounds(nom, box), box);
 }
 
 template <class T>
-std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
+std::vector<T> BoundAnalyzer<T>::interval_lower_in_arena(const StateBounds<T> &bounds,
                                                 const InputBox<T> &box,
                                                 ConstMatrixView<T> G) const {
   const auto &I = *impl_;
@@ -85,9 +85,9 @@ std::vector<T> BoundAnalyzer<T>::interval_lower(const StateBounds<T> &bounds,
 #define TACIT_INSTANTIATE(T)                                                             \
   template StateBounds<T> BoundAnalyzer<T>::Impl::interval_from(                         \
       StateBounds<T>, const InputBox<T> &) const;                                        \
-  template StateBounds<T> BoundAnalyzer<T>::interval_bounds(const NominalPoint<T> &,     \
+  template StateBounds<T> BoundAnalyzer<T>::interval_bounds_in_arena(const NominalPoint<T> &,     \
                                                             const InputBox<T> &) const;  \
-  template std::vector<T> BoundAnalyzer<T>::interval_lower(                              \
+  template std::vector<T> BoundAnalyzer<T>::interval_lower_in_arena(                              \
       const StateBounds<T> &, const InputBox<T> &, ConstMatrixView<T>) const;
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)

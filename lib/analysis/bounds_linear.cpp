@@ -346,7 +346,7 @@ std::vector<T> BoundAnalyzer<T>::Impl::optimise_slopes(
 
 template <class T>
 std::vector<T>
-BoundAnalyzer<T>::linear_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
+BoundAnalyzer<T>::linear_lower_in_arena(const StateBounds<T> &bounds, const InputBox<T> &box,
                                ConstMatrixView<T> G, int *dual_iterations) const {
   const auto &I = *impl_;
   const index_t k = G.cols;
@@ -460,7 +460,7 @@ StateBounds<T> BoundAnalyzer<T>::Impl::linear_from(StateBounds<T> s,
 }
 
 template <class T>
-StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
+StateBounds<T> BoundAnalyzer<T>::linear_state_bounds_in_arena(const NominalPoint<T> &nom,
                                                      const InputBox<T> &box,
                                                      LinearBoundStats *stats) const {
   return impl_->linear_from(interval_bounds(nom, box), box, stats);
@@ -480,9 +480,9 @@ StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(const NominalPoint<T> &nom,
       const;                                                                             \
   template StateBounds<T> BoundAnalyzer<T>::Impl::linear_from(                           \
       StateBounds<T>, const InputBox<T> &, LinearBoundStats *) const;                    \
-  template std::vector<T> BoundAnalyzer<T>::linear_lower(                                \
+  template std::vector<T> BoundAnalyzer<T>::linear_lower_in_arena(                                \
       const StateBounds<T> &, const InputBox<T> &, ConstMatrixView<T>, int *) const;     \
-  template StateBounds<T> BoundAnalyzer<T>::linear_state_bounds(                         \
+  template StateBounds<T> BoundAnalyzer<T>::linear_state_bounds_in_arena(                         \
       const NominalPoint<T> &, const InputBox<T> &, LinearBoundStats *) const;
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)

@@ -124,34 +124,39 @@ CertifiedAccuracy certify_dataset(const BoundAnalyzer<T> &analyzer, const Batch<
   out.eps.assign(eps.begin(), eps.end());
   out.certified.assign(eps.size(), 0);
   out.per_input.resize(count);
+  const Execution exec = analyzer.options().exec;
   Batch<T> X;
   if (count > 0) {
-    EquilibriumSolver<T> solver(model);
+    SolveOptions solve_options;
+    solve_options.exec = exec;
+    EquilibriumSolver<T> solver(model, solve_options);
     solver.solve(U, X);
   }
   std::atomic<index_t> done{0};
   std::mutex mutex;
-  tbb::parallel_for(index_t(0), count, [&](index_t j) {
-    std::vector<T> u(model.inputs()), x(model.states());
-    U.get_column(j, u);
-    X.get_column(j, x);
-    const NominalPoint<T> nom =
-        analyzer.nominal(std::span<const T>(u), std::span<const T>(x));
-    Certificate &c = out.per_input[j];
-    c.label = labels[j];
-    c.predicted = nom.predicted();
-    c.certified.assign(eps.size(), 0);
-    if (c.predicted == c.label) {
-      for (std::size_t e = 0; e < eps.size(); ++e)
-        c.certified[e] = certify_at(analyzer, nom, c.label, eps[e], options) ? 1 : 0;
-      if (radius)
-        c.radius = certified_radius(analyzer, nom, c.label, options);
-    }
-    const index_t d = ++done;
-    if (progress) {
-      std::lock_guard<std::mutex> lock(mutex);
-      progress(d, count);
-    }
+  exec.run([&] {
+    tbb::parallel_for(index_t(0), count, [&](index_t j) {
+      std::vector<T> u(model.inputs()), x(model.states());
+      U.get_column(j, u);
+      X.get_column(j, x);
+      const NominalPoint<T> nom =
+          analyzer.nominal(std::span<const T>(u), std::span<const T>(x));
+      Certificate &c = out.per_input[j];
+      c.label = labels[j];
+      c.predicted = nom.predicted();
+      c.certified.assign(eps.size(), 0);
+      if (c.predicted == c.label) {
+        for (std::size_t e = 0; e < eps.size(); ++e)
+          c.certified[e] = certify_at(analyzer, nom, c.label, eps[e], options) ? 1 : 0;
+        if (radius)
+          c.radius = certified_radius(analyzer, nom, c.label, options);
+      }
+      const index_t d = ++done;
+      if (progress) {
+        std::lock_guard<std::mutex> lock(mutex);
+        progress(d, count);
+      }
+    });
   });
   for (const auto &c : out.per_input) {
     out.correct += c.predicted == c.label ? 1 : 0;

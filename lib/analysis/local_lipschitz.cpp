@@ -6,7 +6,7 @@
 namespace tacit::inline v1 {
 
 template <class T>
-LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) const {
+LocalLipschitz BoundAnalyzer<T>::local_lipschitz_in_arena(const StateBounds<T> &bounds) const {
   const auto &I = *impl_;
   const index_t n = I.n(), p = I.p(), q = I.q();
   if (static_cast<index_t>(bounds.z_lower.size()) != n ||
@@ -170,7 +170,7 @@ LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &bounds) c
 }
 
 #define TACIT_INSTANTIATE(T)                                                             \
-  template LocalLipschitz BoundAnalyzer<T>::local_lipschitz(const StateBounds<T> &) const;
+  template LocalLipschitz BoundAnalyzer<T>::local_lipschitz_in_arena(const StateBounds<T> &) const;
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)
 #undef TACIT_INSTANTIATE

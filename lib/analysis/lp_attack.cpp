@@ -2,6 +2,7 @@
 // (component tacit::lp).
 
 #include <tacit/analysis/attack.hpp>
+#include <tacit/analysis/sensitivity.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -151,13 +152,12 @@ AttackSummary lp_attack(const BoundAnalyzer<T> &analyzer, const Batch<T> &U,
         lp.setLogLevel(0);
         lp.loadProblem(M, clo.data(), chi.data(), obj.data(), rlo.data(), rhi.data());
         lp.setOptimizationDirection(-1); // maximise
-        // Targets by nominal output, highest first.
+        // Targets by nominal output, highest first (ties by class index).
         std::vector<int> order;
-        for (int k = 0; k < q; ++k)
+        for (const index_t k :
+             top_entries(std::span<const T>(y0.data(), y0.size()), q).indices)
           if (k != c)
-            order.push_back(k);
-        std::stable_sort(order.begin(), order.end(),
-                         [&](int a, int b) { return y0[a] > y0[b]; });
+            order.push_back(int(k));
         order.resize(std::min<std::size_t>(order.size(), std::max(1, options.targets)));
         std::vector<T> u(p), x, y;
         for (std::size_t bi = 0; bi < nb; ++bi) {

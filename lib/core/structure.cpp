@@ -12,13 +12,15 @@ namespace tacit::inline v1 {
 
 index_t SccDecomposition::largest_block() const noexcept {
   index_t best = 0;
-  for (index_t k = 0; k < block_count(); ++k) best = std::max(best, block_size(k));
+  for (index_t k = 0; k < block_count(); ++k)
+    best = std::max(best, block_size(k));
   return best;
 }
 
 index_t SccDecomposition::singleton_count() const noexcept {
   index_t c = 0;
-  for (index_t k = 0; k < block_count(); ++k) c += block_size(k) == 1;
+  for (index_t k = 0; k < block_count(); ++k)
+    c += block_size(k) == 1;
   return c;
 }
 
@@ -38,8 +40,8 @@ index_t run_btf(index_t n, std::vector<I> &ap, std::vector<I> &ai,
   std::vector<I> p(n), r(n + 1), work(4 * static_cast<std::size_t>(n));
   I nb;
   if constexpr (sizeof(I) == sizeof(int))
-    nb = btf_strongcomp(static_cast<int>(n), ap.data(), ai.data(), nullptr,
-                        p.data(), r.data(), work.data());
+    nb = btf_strongcomp(static_cast<int>(n), ap.data(), ai.data(), nullptr, p.data(),
+                        r.data(), work.data());
   else
     nb = btf_l_strongcomp(n, reinterpret_cast<SuiteSparse_long *>(ap.data()),
                           reinterpret_cast<SuiteSparse_long *>(ai.data()), nullptr,
@@ -53,12 +55,11 @@ index_t run_btf(index_t n, std::vector<I> &ap, std::vector<I> &ai,
 
 } // namespace
 
-template <class T>
-SccDecomposition strongly_connected_components(const CsrMatrix<T> &A) {
+template <class T> SccDecomposition strongly_connected_components(const CsrMatrix<T> &A) {
   if (A.rows() != A.cols())
     throw InvalidArgument("strongly_connected_components: A is " +
-                          std::to_string(A.rows()) + " x " +
-                          std::to_string(A.cols()) + ", not square");
+                          std::to_string(A.rows()) + " x " + std::to_string(A.cols()) +
+                          ", not square");
   const index_t n = A.rows();
   SccDecomposition scc;
   if (n == 0) {
@@ -70,23 +71,28 @@ SccDecomposition strongly_connected_components(const CsrMatrix<T> &A) {
   const auto vals = A.values();
   // Pattern of the nonzero values only.
   std::int64_t kept = 0;
-  for (T v : vals) kept += v != T(0);
-  const bool narrow = kept < std::numeric_limits<int>::max() &&
-                      n < std::numeric_limits<int>::max();
+  for (T v : vals)
+    kept += v != T(0);
+  const bool narrow =
+      kept < std::numeric_limits<int>::max() && n < std::numeric_limits<int>::max();
   auto build = [&](auto tag) {
     using I = decltype(tag);
-    std::vector<I> ap(static_cast<std::size_t>(n) + 1), ai(static_cast<std::size_t>(kept));
+    std::vector<I> ap(static_cast<std::size_t>(n) + 1),
+        ai(static_cast<std::size_t>(kept));
     I pos = 0;
     for (index_t i = 0; i < n; ++i) {
       ap[i] = pos;
       for (auto k = rp[i]; k < rp[i + 1]; ++k)
-        if (vals[k] != T(0)) ai[pos++] = static_cast<I>(A.column(k));
+        if (vals[k] != T(0))
+          ai[pos++] = static_cast<I>(A.column(k));
     }
     ap[n] = pos;
     run_btf<I>(n, ap, ai, scc.order, scc.block_ptr);
   };
-  if (narrow) build(int{});
-  else build(static_cast<SuiteSparse_long>(0));
+  if (narrow)
+    build(int{});
+  else
+    build(static_cast<SuiteSparse_long>(0));
 
   const index_t nb = scc.block_count();
   scc.block_of.assign(static_cast<std::size_t>(n), 0);
@@ -104,10 +110,13 @@ SccDecomposition strongly_connected_components(const CsrMatrix<T> &A) {
     for (index_t k = scc.block_ptr[b]; k < scc.block_ptr[b + 1]; ++k) {
       const index_t i = scc.order[k];
       for (auto e = rp[i]; e < rp[i + 1]; ++e) {
-        if (vals[e] == T(0)) continue;
+        if (vals[e] == T(0))
+          continue;
         const index_t bj = scc.block_of[A.column(e)];
-        if (bj == b) cycle = true;
-        else lv = std::max(lv, level[bj] + 1);
+        if (bj == b)
+          cycle = true;
+        else
+          lv = std::max(lv, level[bj] + 1);
       }
     }
     level[b] = lv;
@@ -118,15 +127,18 @@ SccDecomposition strongly_connected_components(const CsrMatrix<T> &A) {
   // reorder `order`/`block_ptr` so that blocks are stored level by level;
   // that is still a valid dependency order.
   std::vector<index_t> count(static_cast<std::size_t>(max_level) + 2, 0);
-  for (index_t b = 0; b < nb; ++b) ++count[level[b] + 1];
+  for (index_t b = 0; b < nb; ++b)
+    ++count[level[b] + 1];
   std::partial_sum(count.begin(), count.end(), count.begin());
   std::vector<index_t> new_block(static_cast<std::size_t>(nb));
   {
     std::vector<index_t> next(count.begin(), count.end() - 1);
-    for (index_t b = 0; b < nb; ++b) new_block[b] = next[level[b]]++;
+    for (index_t b = 0; b < nb; ++b)
+      new_block[b] = next[level[b]]++;
   }
   std::vector<index_t> old_of_new(static_cast<std::size_t>(nb));
-  for (index_t b = 0; b < nb; ++b) old_of_new[new_block[b]] = b;
+  for (index_t b = 0; b < nb; ++b)
+    old_of_new[new_block[b]] = b;
   std::vector<index_t> order, block_ptr{0};
   std::vector<char> cyc(static_cast<std::size_t>(nb));
   order.reserve(static_cast<std::size_t>(n));
@@ -140,7 +152,8 @@ SccDecomposition strongly_connected_components(const CsrMatrix<T> &A) {
   scc.order = std::move(order);
   scc.block_ptr = std::move(block_ptr);
   scc.has_cycle = std::move(cyc);
-  for (auto &b : scc.block_of) b = new_block[b];
+  for (auto &b : scc.block_of)
+    b = new_block[b];
   scc.level_ptr = std::move(count);
   return scc;
 }
@@ -160,9 +173,51 @@ SccDecomposition strongly_connected_components(const BlockStructure<T> &blocks) 
   return strongly_connected_components(CsrMatrix<double>::from_triplets(nb, nb, edges));
 }
 
+StructureSummary summarise(const SccDecomposition &scc) {
+  StructureSummary s;
+  s.source = StructureSource::states;
+  s.states = static_cast<index_t>(scc.order.size());
+  s.components = scc.block_count();
+  s.largest = scc.largest_block();
+  s.cyclic = static_cast<index_t>(std::count_if(
+      scc.has_cycle.begin(), scc.has_cycle.end(), [](char c) { return c != 0; }));
+  s.singletons = scc.singleton_count();
+  s.levels = scc.level_count();
+  s.nilpotent = scc.nilpotent();
+  s.scc = scc;
+  return s;
+}
+
+template <class T> StructureSummary analyse_structure(const LinearOperator<T> &A) {
+  if (A.rows() != A.cols())
+    throw InvalidArgument("analyse_structure: A is " + std::to_string(A.rows()) + " x " +
+                          std::to_string(A.cols()) + ", not square");
+  const auto *structured = capability<BlockStructured<T>>(A);
+  const BlockStructure<T> *blocks = structured ? &structured->block_structure() : nullptr;
+  if (blocks && blocks->square_partition() && blocks->strictly_block_lower_triangular()) {
+    // A strictly block lower triangular A is nilpotent: each state is its own
+    // acyclic SCC, and the levels of the block DAG order the sweep.
+    StructureSummary s;
+    s.source = StructureSource::blocks;
+    s.states = A.rows();
+    s.components = A.rows();
+    s.largest = A.rows() > 0 ? 1 : 0;
+    s.cyclic = 0;
+    s.singletons = A.rows();
+    s.levels = strongly_connected_components(*blocks).level_count();
+    s.nilpotent = true;
+    s.state_blocks = blocks->row_blocks();
+    s.block_entries = static_cast<index_t>(blocks->entries().size());
+    return s;
+  }
+  return summarise(strongly_connected_components(*csr_view(A)));
+}
+
 template SccDecomposition strongly_connected_components(const CsrMatrix<float> &);
 template SccDecomposition strongly_connected_components(const CsrMatrix<double> &);
 template SccDecomposition strongly_connected_components(const BlockStructure<float> &);
 template SccDecomposition strongly_connected_components(const BlockStructure<double> &);
+template StructureSummary analyse_structure(const LinearOperator<float> &);
+template StructureSummary analyse_structure(const LinearOperator<double> &);
 
 } // namespace tacit::inline v1

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <tacit/analysis/bounds.hpp>
 #include <tacit/analysis/sensitivity.hpp>
 #include <tacit/analysis/wellposed.hpp>
 #include <tacit/core/csr.hpp>
@@ -263,4 +264,51 @@ TEST_CASE("Execution: an arena of N threads runs the whole call on at most N thr
   // The same bits whatever the thread count.
   for (const auto &y : Ys)
     CHECK(same_bits(y, Ys[0]));
+}
+
+TEST_CASE("Execution: the bound analyzer and certification run in BoundOptions::exec",
+          "[execution][bounds]") {
+  std::mt19937 rng(11);
+  const index_t n = 400, p = 6, q = 3;
+  // A with cycles: the analyzer's set-up iterates a certificate vector.
+  auto A = std::make_shared<Observer>(random_matrix(rng, n, n, 6, 0.5));
+  auto B = std::make_shared<CsrMatrix<double>>(random_matrix(rng, n, p, 2, 1.0));
+  auto C = std::make_shared<CsrMatrix<double>>(random_matrix(rng, q, n, 20, 1.0));
+  const Model<double> model(A, B, C);
+  Batch<double> U(p, 32);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (index_t j = 0; j < U.cols(); ++j)
+    for (index_t i = 0; i < p; ++i)
+      U(i, j) = u(rng);
+  // Labels: the model's own predictions, so every input is a candidate.
+  Batch<double> X, Y;
+  REQUIRE(EquilibriumSolver<double>(model).predict(U, X, Y).ok());
+  std::vector<int> labels(U.cols());
+  for (index_t j = 0; j < U.cols(); ++j)
+    for (index_t k = 1; k < q; ++k)
+      if (Y(k, j) > Y(labels[j], j))
+        labels[j] = int(k);
+  const std::vector<double> eps{1e-4, 1e-2};
+
+  std::vector<CertifiedAccuracy> results;
+  for (const Execution exec :
+       {Execution::threads(1), Execution::threads(2), Execution::reference}) {
+    A->most = 0;
+    A->least = 1 << 30;
+    A->calls = 0;
+    CertifyOptions options;
+    options.bounds.exec = exec;
+    const BoundAnalyzer<double> analyzer(model, options.bounds);
+    REQUIRE(analyzer.certified_well_posed());
+    CHECK(A->most <= exec.max_concurrency());
+    results.push_back(certify_dataset<double>(analyzer, U, labels, eps, true, options));
+    CHECK(A->calls > 0);
+    CHECK(A->most <= exec.max_concurrency());
+  }
+  CHECK(results[0].correct == U.cols());
+  for (const auto &r : results) {
+    CHECK(r.certified == results[0].certified);
+    for (index_t j = 0; j < U.cols(); ++j)
+      CHECK(r.per_input[j].radius == results[0].per_input[j].radius);
+  }
 }

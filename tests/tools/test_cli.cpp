@@ -10,6 +10,7 @@
 
 #include <tacit/tacit.hpp>
 
+#include "cli_test_util.hpp"
 #include "fashion_test_util.hpp"
 
 #include <atomic>
@@ -30,71 +31,11 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace tacit;
 
-/// A fresh directory removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("tacit_cli_test_" + std::to_string(::getpid()) +
-                                        "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string &name) const { return path / name; }
-};
-
-std::string read_text(const fs::path &file) {
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_text(const fs::path &file, const std::string &text) {
-  std::ofstream out(file, std::ios::binary);
-  out << text;
-}
-
-/// Single-quotes an argument for /bin/sh.
-std::string shell_quote(const std::string &arg) {
-  std::string quoted = "'";
-  for (char c : arg)
-    quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-struct RunResult {
-  int code = -1; ///< exit code; -1 when killed by a signal
-  std::string out;
-  std::string err;
-  /// stdout parsed as JSON (fails the test if it is not JSON).
-  json parsed() const {
-    json doc;
-    REQUIRE_NOTHROW(doc = json::parse(out));
-    return doc;
-  }
-};
-
-/// Runs `tacit ARGS...` with stdout and stderr captured in `dir`.
-RunResult run_tacit(const TempDir &dir, const std::vector<std::string> &args) {
-  std::string command = shell_quote(TACIT_CLI_PATH);
-  for (const auto &a : args)
-    command += " " + shell_quote(a);
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  command += " > " + shell_quote(out.string()) + " 2> " + shell_quote(err.string()) +
-             " < /dev/null";
-  const int status = std::system(command.c_str());
-  RunResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_text(out);
-  r.err = read_text(err);
-  INFO("tacit stderr: " << r.err);
-  return r;
-}
+using TempDir = tacit_test::ScratchDir;
+using RunResult = tacit_test::CommandResult;
+using tacit_test::read_text;
+using tacit_test::run_tacit;
+using tacit_test::write_text;
 
 /// The dense values of an operator (small matrices only).
 template <class T> std::vector<T> dense(const LinearOperator<T> &op) {

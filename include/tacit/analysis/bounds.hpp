@@ -72,9 +72,8 @@
 /// Thread safety: a BoundAnalyzer is immutable after construction; all its
 /// members may be called from several threads at once (each call has its own
 /// workspace). certified_radius, certify_at and certify_dataset only read
-/// the analyzer. The analyzer's parallel work (certify_dataset, the set-up)
-/// runs in the calling thread's task arena: call it inside
-/// `arena.execute(...)` to bound its threads.
+/// the analyzer. All its work (the set-up, each bound, certify_dataset) runs
+/// in BoundOptions::exec.
 
 #include <cstdint>
 #include <functional>
@@ -85,6 +84,7 @@
 #include <string_view>
 #include <vector>
 
+#include <tacit/core/execution.hpp>
 #include <tacit/core/export.hpp>
 #include <tacit/core/model.hpp>
 
@@ -137,6 +137,10 @@ struct TACIT_EXPORT BoundOptions {
   /// alpha-CROWN) for this many steps; 0 disables. Skipped when the
   /// refinement was truncated by refine_budget.
   int slope_steps = 20;
+
+  /// Where the analyzer's work runs: its set-up, every bound and the
+  /// certification of a data set (Execution::threads(4): at most 4 threads).
+  Execution exec = Execution::parallel;
 };
 
 enum class BoundStatus {
@@ -233,42 +237,80 @@ public:
   bool feed_forward() const noexcept;
 
   /// Nominal point from u0 and its equilibrium x0 (from a solver).
-  NominalPoint<T> nominal(std::span<const T> u0, std::span<const T> x0) const;
+  NominalPoint<T> nominal(std::span<const T> u0, std::span<const T> x0) const {
+    return run([&] { return nominal_in_arena(u0, x0); });
+  }
   /// Nominal point, solving the equilibrium (sweep/Picard).
-  NominalPoint<T> nominal(std::span<const T> u0) const;
+  NominalPoint<T> nominal(std::span<const T> u0) const {
+    return run([&] { return nominal_in_arena(u0); });
+  }
 
   /// The global interval x0 -/+ w.
   StateBounds<T> global_bounds(const NominalPoint<T> &nominal,
-                               const InputBox<T> &box) const;
+                               const InputBox<T> &box) const {
+    return run([&] { return global_bounds_in_arena(nominal, box); });
+  }
   /// The interval fixed point, started from the global interval.
   StateBounds<T> interval_bounds(const NominalPoint<T> &nominal,
-                                 const InputBox<T> &box) const;
+                                 const InputBox<T> &box) const {
+    return run([&] { return interval_bounds_in_arena(nominal, box); });
+  }
   /// Interval bounds refined by back-substitution (full CROWN) when
   /// options().refine; otherwise the interval bounds.
   StateBounds<T> linear_state_bounds(const NominalPoint<T> &nominal,
                                      const InputBox<T> &box,
-                                     LinearBoundStats *stats = nullptr) const;
+                                     LinearBoundStats *stats = nullptr) const {
+    return run([&] { return linear_state_bounds_in_arena(nominal, box, stats); });
+  }
 
   /// Margins y_label - y_k and output bounds with the given method (best =
   /// linear margins, computed lazily: stops at the first certifying bound).
   MarginBounds<T> margins(const NominalPoint<T> &nominal, const InputBox<T> &box,
                           int label, BoundMethod method,
-                          LinearBoundStats *stats = nullptr) const;
+                          LinearBoundStats *stats = nullptr) const {
+    return run([&] { return margins_in_arena(nominal, box, label, method, stats); });
+  }
 
   /// Lower bounds of g_j^T y over the box, for the columns g_j of G (q x k,
   /// row-major), by the linear bound on top of the given state bounds.
   std::vector<T> linear_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
-                              ConstMatrixView<T> G, int *dual_iterations = nullptr) const;
+                              ConstMatrixView<T> G,
+                              int *dual_iterations = nullptr) const {
+    return run([&] { return linear_lower_in_arena(bounds, box, G, dual_iterations); });
+  }
   /// The same by interval arithmetic on the state bounds.
   std::vector<T> interval_lower(const StateBounds<T> &bounds, const InputBox<T> &box,
-                                ConstMatrixView<T> G) const;
+                                ConstMatrixView<T> G) const {
+    return run([&] { return interval_lower_in_arena(bounds, box, G); });
+  }
 
   /// Local Lipschitz bounds over a box from pre-activation bounds valid on
   /// it (the tighter, the tighter the result: linear_state_bounds gives the
   /// best). Each upper[k] is at most the global (S 1)_k in exact arithmetic.
-  LocalLipschitz local_lipschitz(const StateBounds<T> &bounds) const;
+  LocalLipschitz local_lipschitz(const StateBounds<T> &bounds) const {
+    return run([&] { return local_lipschitz_in_arena(bounds); });
+  }
 
 private:
+  // The public members run these in options().exec.
+  template <class F> decltype(auto) run(F &&f) const { return options().exec.run(f); }
+  NominalPoint<T> nominal_in_arena(std::span<const T> u0, std::span<const T> x0) const;
+  NominalPoint<T> nominal_in_arena(std::span<const T> u0) const;
+  StateBounds<T> global_bounds_in_arena(const NominalPoint<T> &,
+                                        const InputBox<T> &) const;
+  StateBounds<T> interval_bounds_in_arena(const NominalPoint<T> &,
+                                          const InputBox<T> &) const;
+  StateBounds<T> linear_state_bounds_in_arena(const NominalPoint<T> &,
+                                              const InputBox<T> &,
+                                              LinearBoundStats *) const;
+  MarginBounds<T> margins_in_arena(const NominalPoint<T> &, const InputBox<T> &,
+                                   int label, BoundMethod, LinearBoundStats *) const;
+  std::vector<T> linear_lower_in_arena(const StateBounds<T> &, const InputBox<T> &,
+                                       ConstMatrixView<T> G, int *dual_iterations) const;
+  std::vector<T> interval_lower_in_arena(const StateBounds<T> &, const InputBox<T> &,
+                                         ConstMatrixView<T> G) const;
+  LocalLipschitz local_lipschitz_in_arena(const StateBounds<T> &) const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

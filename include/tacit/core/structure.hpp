@@ -10,6 +10,7 @@
 /// Thread safety: the functions are reentrant and read their argument only; an
 /// SccDecomposition is a value.
 
+#include <optional>
 #include <vector>
 
 #include <tacit/core/block_structure.hpp>
@@ -39,9 +40,7 @@ struct TACIT_EXPORT SccDecomposition {
   index_t level_count() const noexcept {
     return level_ptr.empty() ? 0 : static_cast<index_t>(level_ptr.size()) - 1;
   }
-  index_t block_size(index_t k) const noexcept {
-    return block_ptr[k + 1] - block_ptr[k];
-  }
+  index_t block_size(index_t k) const noexcept { return block_ptr[k + 1] - block_ptr[k]; }
   /// Size of the largest block.
   index_t largest_block() const noexcept;
   /// Number of 1x1 blocks.
@@ -66,5 +65,44 @@ TACIT_EXPORT SccDecomposition strongly_connected_components(const CsrMatrix<T> &
 template <class T>
 TACIT_EXPORT SccDecomposition
 strongly_connected_components(const BlockStructure<T> &blocks);
+
+/// How the dependency structure of an operator A was analysed.
+enum class StructureSource {
+  /// From the operator's block structure (a square, strictly block lower
+  /// triangular partition: a network). Nothing is materialised; every state
+  /// is its own acyclic SCC and the levels are those of the block DAG.
+  blocks,
+  /// From the SCCs of A's pattern, one node per state (A's CSR form, borrowed
+  /// when A is stored as CSR and built otherwise).
+  states,
+};
+
+/// The SCC structure of A in the terms a user reads: counts, largest
+/// component, levels and whether A is nilpotent (feed-forward).
+struct TACIT_EXPORT StructureSummary {
+  StructureSource source = StructureSource::states;
+  index_t states = 0;        ///< n
+  index_t components = 0;    ///< SCCs (n when source == blocks)
+  index_t largest = 0;       ///< states in the largest SCC
+  index_t cyclic = 0;        ///< SCCs that contain a cycle
+  index_t singletons = 0;    ///< 1x1 SCCs
+  index_t levels = 0;        ///< levels of the SCC DAG (of the block DAG for blocks)
+  bool nilpotent = false;    ///< lambda_PF(|A|) = 0
+  index_t state_blocks = 0;  ///< block rows of the partition (source == blocks)
+  index_t block_entries = 0; ///< nonzero blocks (source == blocks)
+  /// The state-level decomposition (source == states only).
+  std::optional<SccDecomposition> scc;
+};
+
+/// Summary of a state-level decomposition.
+TACIT_EXPORT StructureSummary summarise(const SccDecomposition &scc);
+
+/// The structure of a square operator A, found the cheapest way it allows:
+/// from its block structure when that is a square, strictly block lower
+/// triangular partition (costs O(blocks), reads no values), otherwise from the
+/// SCCs of its CSR form (O(n + nnz); builds a CSR copy when A is not CSR).
+/// \throws InvalidArgument unless A is square.
+template <class T>
+TACIT_EXPORT StructureSummary analyse_structure(const LinearOperator<T> &A);
 
 } // namespace tacit::inline v1
