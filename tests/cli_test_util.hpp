@@ -37,10 +37,18 @@ struct CommandResult {
   }
 };
 
-/// Runs `tacit ARGS...` with stdin from /dev/null and stdout and stderr
+/// A scratch directory whose paths read as strings (command arguments).
+struct CommandDir : ScratchDir {
+  std::string operator/(const std::string &name) const {
+    return (path() / name).string();
+  }
+};
+
+/// Runs `PROGRAM ARGS...` with stdin from /dev/null and stdout and stderr
 /// captured in files of `dir`.
-inline CommandResult run_tacit(const ScratchDir &dir, const std::vector<std::string> &args) {
-  std::string command = shell_quote(TACIT_CLI_PATH);
+inline CommandResult run_program(const ScratchDir &dir, const std::string &program,
+                                 const std::vector<std::string> &args) {
+  std::string command = shell_quote(program);
   for (const auto &a : args)
     command += " " + shell_quote(a);
   const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
@@ -51,8 +59,14 @@ inline CommandResult run_tacit(const ScratchDir &dir, const std::vector<std::str
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = read_text(out);
   r.err = read_text(err);
-  INFO("tacit stderr: " << r.err);
+  INFO(program << " stderr: " << r.err);
   return r;
+}
+
+/// Runs `tacit ARGS...` (see run_program).
+inline CommandResult run_tacit(const ScratchDir &dir,
+                               const std::vector<std::string> &args) {
+  return run_program(dir, TACIT_CLI_PATH, args);
 }
 
 } // namespace tacit_test

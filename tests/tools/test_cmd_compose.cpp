@@ -6,6 +6,8 @@
 #ifdef TACIT_CLI_PATH
 
 #include <catch2/catch.hpp>
+
+#include "cli_test_util.hpp"
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -24,52 +26,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Dir {
-  fs::path path;
-  Dir() {
-    static std::atomic<int> counter{0};
-    path =
-        fs::temp_directory_path() / ("tacit_compose_cli_" + std::to_string(::getpid()) +
-                                     "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string &name) const { return (path / name).string(); }
-};
-
-std::string read_text(const fs::path &file) {
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Dir = tacit_test::CommandDir;
+using Result = tacit_test::CommandResult;
+using tacit_test::read_text;
+using tacit_test::write_text;
 
 Result run(const Dir &dir, const std::vector<std::string> &args) {
-  auto quote = [](const std::string &a) {
-    std::string q = "'";
-    for (char c : a)
-      q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-  };
-  std::string command = quote(TACIT_CLI_PATH);
-  for (const auto &a : args)
-    command += " " + quote(a);
-  command += " > " + quote(dir / "stdout") + " 2> " + quote(dir / "stderr");
-  const int status = std::system(command.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_text(dir / "stdout");
-  r.err = read_text(dir / "stderr");
-  return r;
+  return tacit_test::run_tacit(dir, args);
 }
 
 std::vector<double> numbers(const std::string &text) {
@@ -125,8 +88,8 @@ TEST_CASE("tacit compose cascade equals running the two models in turn",
   REQUIRE(r.code == 0);
   r = run(d, {"solve", d / "c.tacit", "-i", d / "U.txt", "-o", d / "Y.txt"});
   REQUIRE(r.code == 0);
-  const auto want = numbers(read_text(d.path / "Y2.txt"));
-  const auto got = numbers(read_text(d.path / "Y.txt"));
+  const auto want = numbers(read_text(d.path() / "Y2.txt"));
+  const auto got = numbers(read_text(d.path() / "Y.txt"));
   REQUIRE(got.size() == want.size());
   REQUIRE(want.size() == 6);
   for (std::size_t i = 0; i < want.size(); ++i)
@@ -146,11 +109,11 @@ TEST_CASE("tacit compose cascade equals running the two models in turn",
           {"compose", "cascade", d / "m2.tacit", d / "m1.tacit", "-o", d / "bad.tacit"});
   CHECK(r.code == 1);
   CHECK(r.err.find("cascade") != std::string::npos);
-  CHECK(!fs::exists(d.path / "bad.tacit"));
+  CHECK(!fs::exists(d.path() / "bad.tacit"));
   r = run(d,
           {"compose", "sideways", d / "m1.tacit", d / "m2.tacit", "-o", d / "bad.tacit"});
   CHECK(r.code != 0);
-  CHECK(!fs::exists(d.path / "bad.tacit"));
+  CHECK(!fs::exists(d.path() / "bad.tacit"));
 }
 
 #endif // TACIT_CLI_PATH

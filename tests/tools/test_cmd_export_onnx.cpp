@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "cli_test_util.hpp"
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -26,56 +28,12 @@ namespace fs = std::filesystem;
 const fs::path data_dir = fs::path(TACIT_TEST_DATA_DIR);
 const fs::path script = data_dir.parent_path().parent_path() / "tools" / "onnx_torch.py";
 
-struct Dir {
-  fs::path path;
-  Dir() {
-    static std::atomic<int> counter{0};
-    path =
-        fs::temp_directory_path() / ("tacit_export_onnx_" + std::to_string(::getpid()) +
-                                     "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string &name) const { return (path / name).string(); }
-};
+using Dir = tacit_test::CommandDir;
+using Result = tacit_test::CommandResult;
+using tacit_test::read_text;
+using tacit_test::run_program;
 
-std::string read_text(const fs::path &file) {
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result run_program(const Dir &dir, const std::string &program,
-                   const std::vector<std::string> &args) {
-  auto quote = [](const std::string &a) {
-    std::string q = "'";
-    for (char c : a)
-      q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-  };
-  std::string command = quote(program);
-  for (const auto &a : args)
-    command += " " + quote(a);
-  command += " > " + quote(dir / "stdout") + " 2> " + quote(dir / "stderr");
-  const int status = std::system(command.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_text(dir / "stdout");
-  r.err = read_text(dir / "stderr");
-  return r;
-}
-
-Result tacit(const Dir &dir, const std::vector<std::string> &args) {
+Result run_cli(const Dir &dir, const std::vector<std::string> &args) {
   return run_program(dir, TACIT_CLI_PATH, args);
 }
 Result python(const Dir &dir, const std::vector<std::string> &args) {
@@ -114,14 +72,14 @@ TEST_CASE("tacit export-onnx: the graph runs in PyTorch with tacit's outputs",
     Dir d;
     INFO(c.file);
     const auto model = d / "m.tacit";
-    Result r = tacit(d, {"import-onnx", (data_dir / c.file).string(), "-o", model});
+    Result r = run_cli(d, {"import-onnx", (data_dir / c.file).string(), "-o", model});
     INFO(r.err);
     REQUIRE(r.code == 0);
-    r = tacit(d, {"export-onnx", model, "-o", d / "net.onnx"});
+    r = run_cli(d, {"export-onnx", model, "-o", d / "net.onnx"});
     REQUIRE(r.code == 0);
     REQUIRE(r.out.find("exported") != std::string::npos);
     write_data(d, 5, c.p, c.q, 3);
-    r = tacit(d, {"solve", model, "-i", d / "U.txt", "-o", d / "Y.txt"});
+    r = run_cli(d, {"solve", model, "-i", d / "U.txt", "-o", d / "Y.txt"});
     REQUIRE(r.code == 0);
     r = python(d, {"compare", d / "net.onnx", "-i", d / "U.txt", "-y", d / "Y.txt",
                    "--tol", "1e-12"});
@@ -143,23 +101,23 @@ TEST_CASE("tacit export-onnx: one SGD step of tacit train equals PyTorch's",
     Dir d;
     INFO(c.file);
     Result r =
-        tacit(d, {"export-onnx", (data_dir / c.file).string(), "-o", d / "net.onnx"});
+        run_cli(d, {"export-onnx", (data_dir / c.file).string(), "-o", d / "net.onnx"});
     INFO(r.err);
     REQUIRE(r.code == 0);
     write_data(d, 16, c.p, c.q, 9);
-    r = tacit(d, {"train",        d / "net.onnx",
-                  "-i",           d / "U.txt",
-                  "--labels",     d / "L.txt",
-                  "--loss",       "cross-entropy",
-                  "--optimizer",  "sgd",
-                  "--lr",         "0.5",
-                  "--batch-size", "16",
-                  "--epochs",     "1",
-                  "--shuffle",    "none",
-                  "--precision",  "float64",
-                  "-o",           d / "stepped.tacit"});
+    r = run_cli(d, {"train",        d / "net.onnx",
+                    "-i",           d / "U.txt",
+                    "--labels",     d / "L.txt",
+                    "--loss",       "cross-entropy",
+                    "--optimizer",  "sgd",
+                    "--lr",         "0.5",
+                    "--batch-size", "16",
+                    "--epochs",     "1",
+                    "--shuffle",    "none",
+                    "--precision",  "float64",
+                    "-o",           d / "stepped.tacit"});
     REQUIRE(r.code == 0);
-    r = tacit(d, {"export-onnx", d / "stepped.tacit", "-o", d / "stepped.onnx"});
+    r = run_cli(d, {"export-onnx", d / "stepped.tacit", "-o", d / "stepped.onnx"});
     REQUIRE(r.code == 0);
     r = python(d, {"sgd-step", d / "net.onnx", d / "stepped.onnx", "-i", d / "U.txt",
                    "--labels", d / "L.txt", "--lr", "0.5", "--tol", "1e-10"});
@@ -174,16 +132,17 @@ TEST_CASE("tacit export-onnx: a model without an ONNX form is an error, nothing 
   Dir d;
   // A truly implicit model from `tacit train --init` is not feed-forward.
   write_data(d, 6, 4, 3, 1);
-  Result r = tacit(d, {"train", "--init", "implicit:n=8,p=4,q=3,density=0.5,kappa=0.9",
-                       "-i", d / "U.txt", "--labels", d / "L.txt", "--lr", "0.01",
-                       "--epochs", "1", "--batch-size", "6", "-o", d / "implicit.tacit"});
+  Result r =
+      run_cli(d, {"train", "--init", "implicit:n=8,p=4,q=3,density=0.5,kappa=0.9", "-i",
+                  d / "U.txt", "--labels", d / "L.txt", "--lr", "0.01", "--epochs", "1",
+                  "--batch-size", "6", "-o", d / "implicit.tacit"});
   INFO(r.err);
   REQUIRE(r.code == 0);
-  r = tacit(d, {"export-onnx", d / "implicit.tacit", "-o", d / "net.onnx"});
+  r = run_cli(d, {"export-onnx", d / "implicit.tacit", "-o", d / "net.onnx"});
   CHECK(r.code != 0);
   CHECK(r.err.find("feed-forward") != std::string::npos);
-  CHECK(!fs::exists(d.path / "net.onnx"));
-  r = tacit(d, {"export-onnx", d / "implicit.tacit"});
+  CHECK(!fs::exists(d.path() / "net.onnx"));
+  r = run_cli(d, {"export-onnx", d / "implicit.tacit"});
   CHECK(r.code != 0);
   CHECK(r.err.find("-o") != std::string::npos);
 }

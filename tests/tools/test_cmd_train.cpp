@@ -25,7 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using Dir = tacit_test::ScratchDir;
+using Dir = tacit_test::CommandDir;
 using tacit_test::read_text;
 using tacit_test::write_text;
 
