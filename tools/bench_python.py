@@ -4,7 +4,8 @@
 1. Solving a batch from a NumPy array: tacit.Solver(model).solve(U) (best of
    repeated calls; the samples are copied into the solver's slab-major batch
    and the outputs out of it) against the C++ solve of the same model and
-   inputs through `tacit solve --repeat` (best solve).
+   inputs through `tacit solve --repeat` (best solve); the same from a PyTorch
+   tensor (read through DLPack) when torch imports.
 2. to_scipy() of the ResNet-like CSR (36.6 M nonzeros): time (best of 20) and
    the memory NumPy allocates for it (tracemalloc), against the bytes of the
    matrix's values.
@@ -24,6 +25,11 @@ import tracemalloc
 import numpy as np
 
 import tacit
+
+try:
+    import torch
+except ImportError:
+    torch = None
 
 
 def best_of(f, seconds=3.0, at_least=5):
@@ -62,6 +68,11 @@ def main():
             cpp_best = json.loads(out.stdout)["best_solve_seconds"]
             print(f"{name} {dtype} batch {batch}: Python solve {py_best * 1e3:.2f} ms, "
                   f"C++ solve {cpp_best * 1e3:.2f} ms, ratio {py_best / cpp_best:.3f}")
+            if torch is not None:
+                T = torch.from_numpy(Ufile)
+                torch_best = best_of(lambda: solver.solve(T))
+                print(f"{name} {dtype} batch {batch}: from a torch tensor "
+                      f"{torch_best * 1e3:.2f} ms, ratio to C++ {torch_best / cpp_best:.3f}")
 
     model = tacit.resnet_like(dtype="float32")
     model.A.to_scipy()

@@ -5,9 +5,20 @@
 #include <tacit/analysis/sensitivity.hpp>
 #include <tacit/analysis/wellposed.hpp>
 #include <tacit/core/error.hpp>
+#include <tacit/nn/generate.hpp>
+
+#include <cmath>
 
 namespace tacit::python {
 namespace {
+
+/// Per-output l_inf -> l_inf Lipschitz bounds (tacit lipschitz).
+struct PyLipschitz {
+  py::array_t<double> upper, lower;
+  py::array_t<index_t> argmax;
+  index_t samples = 0;
+  std::string method;
+};
 
 /// S with its row queries; also a tacit.Operator (products, .T, to_scipy).
 struct PySensitivity : PyOperator {
@@ -222,6 +233,92 @@ the largest entries of row k.)doc")
       py::arg("model"), py::arg("method") = "auto", py::arg("threads") = 0,
       "The sensitivity operator S of the model (see tacit.Sensitivity). Raises "
       "tacit.NumericalError when lambda_PF(|A|) < 1 is not certified.");
+  py::class_<ProjectionReport>(m, "ProjectionReport", "What a projection of A did.")
+      .def_readonly("rows_changed", &ProjectionReport::rows_changed)
+      .def_readonly("norm_before", &ProjectionReport::norm_before)
+      .def_readonly("norm_after", &ProjectionReport::norm_after)
+      .def_readonly("distance", &ProjectionReport::distance,
+                    "Frobenius distance between the old and the new A.")
+      .def("__repr__", [](const ProjectionReport &r) {
+        return "<tacit.ProjectionReport " + std::to_string(r.rows_changed) +
+               " rows changed, ||A||_inf " + std::to_string(r.norm_before) + " -> " +
+               std::to_string(r.norm_after) + ">";
+      });
+
+  m.def(
+      "project",
+      [](const PyModel &model, double kappa, int threads) {
+        if (!(kappa >= 0) || !std::isfinite(kappa))
+          throw InvalidArgument("project: kappa must be finite and >= 0, got " +
+                                std::to_string(kappa));
+        ProjectionReport report;
+        PyModel out = model.visit([&](const auto &mm, auto &) {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          std::shared_ptr<const Model<T>> projected;
+          run_released(threads, [&] {
+            projected =
+                std::make_shared<const Model<T>>(project_model(mm, T(kappa), &report));
+          });
+          return PyModel{projected};
+        });
+        return py::make_tuple(out, report);
+      },
+      py::arg("model"), py::arg("kappa"), py::arg("threads") = 0,
+      "The model with A projected onto ||A||_inf <= kappa (the exact Euclidean "
+      "projection, row by row, on A's sparsity pattern; A becomes CSR) and the "
+      "report; kappa < 1 makes the model well-posed. (tacit project)");
+
+  py::class_<PyLipschitz>(m, "LipschitzBounds", R"doc(
+Per-output bounds lower_k <= L_k <= upper_k on the l_inf -> l_inf Lipschitz
+constants: upper from the row sums of S, lower from gradients through the
+equilibrium at sampled inputs (``argmax``: the sample attaining it).)doc")
+      .def_readonly("upper", &PyLipschitz::upper)
+      .def_readonly("lower", &PyLipschitz::lower)
+      .def_readonly("argmax", &PyLipschitz::argmax)
+      .def_readonly("samples", &PyLipschitz::samples)
+      .def_readonly("method", &PyLipschitz::method, "How S was applied.");
+
+  m.def(
+      "lipschitz",
+      [](const PyModel &model, index_t samples, std::uint64_t seed, double radius,
+         int threads) {
+        if (samples < 0)
+          throw InvalidArgument("lipschitz: samples must be >= 0, got " +
+                                std::to_string(samples));
+        if (!(radius >= 0) || !std::isfinite(radius))
+          throw InvalidArgument("lipschitz: radius must be finite and >= 0");
+        PyLipschitz out;
+        model.visit([&](const auto &mm, auto &) {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          for (const auto &b : mm.blocks())
+            if (b.activation.lipschitz() > 1)
+              throw InvalidArgument("lipschitz: block '" + b.name + "' uses " +
+                                    b.activation.name() + " with Lipschitz constant " +
+                                    std::to_string(b.activation.lipschitz()) +
+                                    " > 1; the bounds need 1-Lipschitz activations");
+          LipschitzReport report;
+          run_released(threads, [&] {
+            SensitivityOperator<T> S(mm);
+            Batch<T> U = random_batch<T>(mm.inputs(), samples, seed);
+            if (radius != 1.0)
+              for (auto &v : U.storage())
+                v = static_cast<T>(v * radius);
+            report = lipschitz_bounds(mm, S, U);
+            out.method = to_string(S.method());
+          });
+          out.upper = to_array(report.upper);
+          out.lower = to_array(report.lower);
+          out.argmax = to_array(report.argmax);
+          out.samples = report.samples;
+        });
+        return out;
+      },
+      py::arg("model"), py::arg("samples") = 32, py::arg("seed") = 1,
+      py::arg("radius") = 1.0, py::arg("threads") = 0,
+      "Bounds on each output's l_inf -> l_inf Lipschitz constant: upper (S 1)_k, lower "
+      "the largest ||grad y_k(u)||_1 over `samples` inputs uniform in [-radius, "
+      "radius]^p (seeded as the command's). Raises tacit.NumericalError when "
+      "lambda_PF(|A|) < 1 is not certified. (tacit lipschitz)");
 }
 
 } // namespace tacit::python

@@ -1,7 +1,12 @@
 // Certified output bounds and certification of data sets from Python.
 #include "common.hpp"
 
+#include <tacit/analysis/attack.hpp>
 #include <tacit/analysis/bounds.hpp>
+#include <tacit/config.hpp>
+#include <tacit/core/model.hpp>
+
+#include <cmath>
 #include <tacit/core/error.hpp>
 
 namespace tacit::python {
@@ -171,6 +176,118 @@ the exact model as well as its floating-point execution.)doc")
       py::arg("domain") = py::none(), py::arg("threads") = 0,
       "Certifies every sample of U (k, p) with its label at each radius in eps; with "
       "radius=True also searches each input's largest certified radius.");
+  py::class_<AttackSummary>(m, "AttackSummary", R"doc(
+Accuracy under attack: per budget (``budgets``: k for the top-k and LP
+attacks) the inputs still classified correctly and the mean number of inputs
+changed.)doc")
+      .def_readonly("count", &AttackSummary::count)
+      .def_readonly("clean_correct", &AttackSummary::clean_correct)
+      .def_readonly("budgets", &AttackSummary::budgets)
+      .def_readonly("correct", &AttackSummary::correct)
+      .def_readonly("mean_changed", &AttackSummary::mean_changed)
+      .def_readonly("seconds", &AttackSummary::seconds)
+      .def_property_readonly("accuracy",
+                             [](const AttackSummary &s) {
+                               std::vector<double> a;
+                               for (index_t c : s.correct)
+                                 a.push_back(s.count ? double(c) / double(s.count) : 0.0);
+                               return a;
+                             })
+      .def("__repr__", [](const AttackSummary &s) {
+        return "<tacit.AttackSummary " + std::to_string(s.count) + " inputs, " +
+               std::to_string(s.clean_correct) + " correct before the attack>";
+      });
+
+  m.def(
+      "attack",
+      [](const PyModel &model, const py::object &U, const py::object &labels_in,
+         std::vector<double> k, const std::string &method, double magnitude,
+         bool max_mass_row, std::uint64_t seed, double sigma, int targets,
+         const py::object &domain, int threads) {
+        const Domain d = domain_of(domain);
+        if (method != "random" && method != "gradient" && method != "lp")
+          throw InvalidArgument("attack: method must be random, gradient or lp, not '" +
+                                method + "'");
+        if (!(magnitude >= 0) || !std::isfinite(magnitude))
+          throw InvalidArgument("attack: magnitude must be finite and >= 0");
+        if (!(sigma > 0) || !std::isfinite(sigma))
+          throw InvalidArgument("attack: sigma must be finite and > 0");
+        if (targets < 1)
+          throw InvalidArgument("attack: targets must be >= 1");
+        for (double v : k)
+          if (!(v >= 0) || !std::isfinite(v))
+            throw InvalidArgument("attack: budgets k must be finite and >= 0");
+        auto labels = py::array_t<int, py::array::c_style | py::array::forcecast>::ensure(
+            as_numpy(labels_in));
+        if (!labels || labels.ndim() != 1)
+          throw InvalidArgument("attack: labels must be a vector of class indices");
+        // The attacks run in float64 (as the command's).
+        auto m64 = model.visit([](const auto &mm,
+                                  const auto &ptr) -> std::shared_ptr<const Model<double>> {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          if constexpr (std::is_same_v<T, double>)
+            return ptr;
+          else
+            return std::make_shared<const Model<double>>(convert_model<double>(mm));
+        });
+        Batch<double> u = batch_from_samples<double>(U, m64->inputs(), "attack: U");
+        if (labels.shape(0) != u.cols())
+          throw InvalidArgument("attack: " + std::to_string(labels.shape(0)) +
+                                " labels for " + std::to_string(u.cols()) + " inputs");
+        std::span<const int> l(labels.data(), static_cast<std::size_t>(labels.shape(0)));
+        for (std::size_t i = 0; i < l.size(); ++i)
+          if (l[i] < 0 || l[i] >= m64->outputs())
+            throw InvalidArgument("attack: label " + std::to_string(l[i]) +
+                                  " of input " + std::to_string(i) + " outside [0, " +
+                                  std::to_string(m64->outputs()) + ")");
+        AttackSummary result;
+        if (method == "lp") {
+#if TACIT_HAVE_LP
+          LpAttackOptions o;
+          o.k = k;
+          o.sigma = sigma;
+          o.targets = targets;
+          o.domain_lo = d.lo;
+          o.domain_hi = d.hi;
+          run_released(threads, [&] {
+            BoundAnalyzer<double> analyzer(*m64);
+            result = lp_attack<double>(analyzer, u, l, o);
+          });
+#else
+          throw Unsupported("attack: method 'lp' needs the LP component (COIN-OR CLP), "
+                            "which this build lacks");
+#endif
+        } else {
+          TopKOptions o;
+          o.k.clear();
+          for (double v : k) {
+            if (v != std::floor(v))
+              throw InvalidArgument("attack: the top-k attack needs whole numbers, got " +
+                                    std::to_string(v));
+            o.k.push_back(static_cast<index_t>(v));
+          }
+          o.signs = parse_sign_method(method);
+          o.max_mass_row = max_mass_row;
+          o.magnitude = magnitude;
+          o.domain_lo = d.lo;
+          o.domain_hi = d.hi;
+          o.seed = seed;
+          run_released(threads, [&] { result = topk_attack<double>(*m64, u, l, o); });
+        }
+        return result;
+      },
+      py::arg("model"), py::arg("U"), py::arg("labels"),
+      py::arg("k") = std::vector<double>{1, 2, 5, 10}, py::arg("method") = "random",
+      py::arg("magnitude") = 1.0, py::arg("max_mass_row") = false, py::arg("seed") = 1,
+      py::arg("sigma") = 0.1, py::arg("targets") = 1, py::arg("domain") = py::none(),
+      py::arg("threads") = 0,
+      R"doc(Sparse attacks on the samples of U (k, p) with their labels, in float64
+(tacit attack). method 'random' or 'gradient': for each input the k largest
+entries of a row of S (its class's, or the heaviest with max_mass_row) name
+the inputs changed by +-magnitude (random signs from `seed`, or the signs
+that decrease the margin); 'lp': the LP attack with |u - u0| <= sigma and
+l1 budget k sigma, `targets` classes tried. domain=(lo, hi) clips the
+attacked inputs (None: no clipping).)doc");
 }
 
 } // namespace tacit::python

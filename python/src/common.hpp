@@ -13,6 +13,7 @@
 #include <string>
 #include <variant>
 
+#include <tacit/core/csr.hpp>
 #include <tacit/core/dense.hpp>
 #include <tacit/core/model.hpp>
 #include <tacit/core/operator.hpp>
@@ -87,13 +88,25 @@ Batch<T> batch_from_samples(const py::handle &samples, index_t p, const char *wh
 /// length q when `vector` (the input was one sample).
 template <class T> py::array_t<T> samples_from_batch(const Batch<T> &batch, bool vector);
 
-/// Runs f with the GIL released, in a task arena of `threads` threads
-/// (0: all of the machine's).
-/// Any object NumPy reads as an array (lists included), as an array.
-/// \throws InvalidArgument naming `what` otherwise.
+/// Any object NumPy reads as an array (lists included), as an array; a
+/// tensor with __dlpack__ (a CPU PyTorch tensor) as a NumPy view of its
+/// memory (no copy). \throws InvalidArgument naming `what` otherwise.
 py::array as_array(const py::handle &obj, const char *what);
 
+/// obj itself, or for an object with __dlpack__ that is not a NumPy array
+/// (a PyTorch tensor, detached when it requires grad) a NumPy view of its
+/// memory: tacit._convert.from_dlpack. \throws InvalidArgument for a tensor
+/// that is not in CPU memory.
+py::object as_numpy(const py::handle &obj);
+
+/// Runs f with the GIL released, in a task arena of `threads` threads
+/// (0: all of the machine's).
 void run_released(int threads, const std::function<void()> &f);
+
+/// The tacit CSR matrix whose own arrays a SciPy CSR matrix holds (one made by
+/// Operator.to_scipy, of precision T, shape and arrays unchanged), else null.
+template <class T>
+std::shared_ptr<const CsrMatrix<T>> tacit_csr_of(const py::handle &obj);
 
 void bind_operators(py::module_ &m);
 void bind_models(py::module_ &m);

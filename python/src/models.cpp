@@ -7,6 +7,7 @@
 #include <tacit/core/csr.hpp>
 #include <tacit/core/error.hpp>
 #include <tacit/io/io.hpp>
+#include <tacit/nn/compose.hpp>
 #include <tacit/nn/generate.hpp>
 #include <tacit/nn/network.hpp>
 #if TACIT_HAVE_ONNX
@@ -31,6 +32,10 @@ template <class T> OperatorPtr<T> as_operator(const py::object &obj, const char 
                             " is a transposed or absolute view; pass the matrix itself");
     return t->op;
   }
+  // A SciPy matrix made by Operator.to_scipy (tacit's arrays): that matrix
+  // itself, no copy.
+  if (auto csr = tacit_csr_of<T>(obj))
+    return csr;
   auto arrays = py::module_::import("tacit._convert").attr("csr_arrays")(obj, name);
   auto tuple = arrays.cast<py::tuple>();
   const auto rows = tuple[0].cast<index_t>(), cols = tuple[1].cast<index_t>();
@@ -366,6 +371,56 @@ float64). Models are immutable and may be shared between threads.)doc")
       },
       py::arg("count"), py::arg("seed") = 1, py::arg("dtype") = "float64",
       "Deterministic CIFAR-like inputs for resnet20, shape (count, 3072).");
+  m.def(
+      "compose",
+      [](const std::string &kind, const PyModel &first, const PyModel &second) {
+        if (kind != "cascade" && kind != "parallel" && kind != "feedback")
+          throw InvalidArgument("compose: unknown composition '" + kind +
+                                "' (expected cascade, parallel or feedback)");
+        return first.visit([&](const auto &m1, auto &) -> PyModel {
+          using T = model_value_t<std::decay_t<decltype(m1)>>;
+          const auto *p2 = std::get_if<ModelPtr<T>>(&second.model);
+          if (!p2)
+            throw InvalidArgument(std::string("compose: the first model is ") +
+                                  dtype_name<T>() +
+                                  ", the second is not: convert one with astype");
+          const Model<T> &m2 = **p2;
+          std::shared_ptr<const Model<T>> out;
+          {
+            py::gil_scoped_release release;
+            out = std::make_shared<const Model<T>>(kind == "cascade"    ? cascade(m1, m2)
+                                                   : kind == "parallel" ? parallel(m1, m2)
+                                                                        : feedback(m1, m2));
+          }
+          return PyModel{out};
+        });
+      },
+      py::arg("kind"), py::arg("first"), py::arg("second"),
+      R"doc(One implicit model made of two (tacit compose): 'cascade' y = second(first(u)),
+'parallel' y = (first(u), second(u)), 'feedback' y = y1 with u1 = u + y2,
+u2 = y1. The parts' operators are shared, not copied; state blocks are
+named 1.<name> and 2.<name>. Check the result with tacit.wellposed.)doc");
+
+  m.def(
+      "export_onnx",
+      [](const PyModel &model, const std::filesystem::path &path) {
+#if TACIT_HAVE_ONNX
+        model.visit([&](const auto &mm, auto &) {
+          py::gil_scoped_release release;
+          export_onnx(mm, path);
+        });
+#else
+        (void)model;
+        (void)path;
+        throw Unsupported("export_onnx: this tacit was built without the onnx component");
+#endif
+      },
+      py::arg("model"), py::arg("path"),
+      R"doc(Writes a feed-forward structured model (as import_onnx or train make
+it) as an ONNX graph (opset 13, the model's precision), atomically: the file
+``tacit export-onnx`` writes, byte for byte. NotImplementedError naming the
+block for a model with no such form (cycles, CSR blocks, identity
+activations); OSError when the file cannot be written.)doc");
 }
 
 } // namespace tacit::python

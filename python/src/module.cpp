@@ -22,9 +22,16 @@ bool parse_is_float32(const py::object &dtype) {
   throw InvalidArgument("dtype must be float32 or float64, not " + name);
 }
 
+py::object as_numpy(const py::handle &obj) {
+  if (py::isinstance<py::array>(obj) || !py::hasattr(obj, "__dlpack__"))
+    return py::reinterpret_borrow<py::object>(obj);
+  return py::module_::import("tacit._convert").attr("from_dlpack")(obj);
+}
+
 template <class T>
 Batch<T> batch_from_samples(const py::handle &samples, index_t p, const char *what) {
-  auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(samples);
+  auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(
+      as_numpy(samples));
   if (!a)
     throw InvalidArgument(std::string(what) + ": not convertible to a " +
                           dtype_name<T>() + " array");
@@ -78,7 +85,7 @@ template py::array_t<float> samples_from_batch<float>(const Batch<float> &, bool
 template py::array_t<double> samples_from_batch<double>(const Batch<double> &, bool);
 
 py::array as_array(const py::handle &obj, const char *what) {
-  py::array a = py::array::ensure(obj);
+  py::array a = py::array::ensure(as_numpy(obj));
   if (!a) {
     PyErr_Clear();
     throw InvalidArgument(std::string(what) + ": not an array");

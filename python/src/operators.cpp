@@ -49,7 +49,8 @@ std::string mode_prefix(Mode m) {
 // views of the NumPy buffers themselves.
 template <class T> py::array matmul(const TypedOperator<T> &t, const py::handle &x_in) {
   const auto [rows, cols] = shape_of(t);
-  auto x = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(x_in);
+  auto x =
+      py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(as_numpy(x_in));
   if (!x)
     throw InvalidArgument(std::string("operator @ x: x is not convertible to ") +
                           dtype_name<T>());
@@ -71,9 +72,22 @@ template <class T> py::array matmul(const TypedOperator<T> &t, const py::handle 
   return y;
 }
 
+template <class T> constexpr const char *csr_capsule_name() {
+  return sizeof(T) == 4 ? "tacit.CsrMatrix.float32" : "tacit.CsrMatrix.float64";
+}
+
+// A read-only 1-D NumPy view of n elements at p whose base is `base`.
+template <class E> py::array readonly_view(const E *p, py::ssize_t n, py::handle base) {
+  py::array_t<E> a({n}, {static_cast<py::ssize_t>(sizeof(E))}, p, base);
+  py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return std::move(a);
+}
+
 // SciPy's csr_matrix over tacit's own arrays when the operator stores CSR
 // (values, 32-bit column indices; SciPy narrows the n+1 row pointers to
-// 32 bits itself), else over a CSR copy made once.
+// 32 bits itself), else over a CSR copy made once. The arrays' base is a
+// capsule named csr_capsule_name<T>() holding the matrix: it keeps the matrix
+// alive and lets tacit.Model take such a matrix back without copying.
 template <class T> py::object to_scipy(const TypedOperator<T> &t) {
   std::shared_ptr<const CsrMatrix<T>> csr;
   if (t.mode == Mode::normal) {
@@ -86,14 +100,18 @@ template <class T> py::object to_scipy(const TypedOperator<T> &t) {
       m = m.transpose();
     csr = std::make_shared<const CsrMatrix<T>>(std::move(m));
   }
+  using Keep = std::shared_ptr<const CsrMatrix<T>>;
+  py::capsule base(new Keep(csr), csr_capsule_name<T>(), [](PyObject *o) {
+    delete static_cast<Keep *>(PyCapsule_GetPointer(o, csr_capsule_name<T>()));
+  });
   const auto nnz = static_cast<py::ssize_t>(csr->values().size());
-  py::array data = view_array<T>(csr->values().data(), {nnz}, {sizeof(T)}, csr);
+  py::array data = readonly_view<T>(csr->values().data(), nnz, base);
   py::array indices =
       csr->wide_indices()
-          ? py::array(view_array<std::int64_t>(csr->col_idx64().data(), {nnz}, {8}, csr))
-          : py::array(view_array<std::int32_t>(csr->col_idx32().data(), {nnz}, {4}, csr));
-  py::array indptr = view_array<std::int64_t>(
-      csr->row_ptr().data(), {static_cast<py::ssize_t>(csr->row_ptr().size())}, {8}, csr);
+          ? readonly_view<std::int64_t>(csr->col_idx64().data(), nnz, base)
+          : readonly_view<std::int32_t>(csr->col_idx32().data(), nnz, base);
+  py::array indptr = readonly_view<std::int64_t>(
+      csr->row_ptr().data(), static_cast<py::ssize_t>(csr->row_ptr().size()), base);
   auto sparse = py::module_::import("scipy.sparse");
   return sparse.attr("csr_matrix")(py::make_tuple(data, indices, indptr),
                                    py::arg("shape") =
@@ -138,6 +156,61 @@ TypedOperator<T> make_csr(index_t rows, index_t cols, const py::array &indptr_in
 }
 
 } // namespace
+
+template <class T>
+std::shared_ptr<const CsrMatrix<T>> tacit_csr_of(const py::handle &obj) {
+  if (!py::hasattr(obj, "format") || !py::hasattr(obj, "data") ||
+      !py::hasattr(obj, "indices") || !py::hasattr(obj, "indptr") ||
+      !py::isinstance<py::str>(obj.attr("format")) ||
+      obj.attr("format").cast<std::string>() != "csr")
+    return nullptr;
+  py::object data = obj.attr("data"), indices = obj.attr("indices"),
+             indptr = obj.attr("indptr");
+  py::object base = data;
+  while (py::isinstance<py::array>(base))
+    base = base.attr("base");
+  if (!PyCapsule_CheckExact(base.ptr()))
+    return nullptr;
+  const char *name = PyCapsule_GetName(base.ptr());
+  if (!name || std::string_view(name) != csr_capsule_name<T>())
+    return nullptr;
+  const auto csr =
+      *static_cast<std::shared_ptr<const CsrMatrix<T>> *>(PyCapsule_GetPointer(base.ptr(), name));
+  // The very arrays of that matrix, whole and unchanged in shape.
+  const auto nnz = static_cast<py::ssize_t>(csr->values().size());
+  auto shape = obj.attr("shape").cast<std::pair<index_t, index_t>>();
+  if (shape.first != csr->rows() || shape.second != csr->cols())
+    return nullptr;
+  auto is_view = [&](const py::object &a, const void *p, py::ssize_t itemsize) {
+    if (!py::isinstance<py::array>(a))
+      return false;
+    auto arr = py::reinterpret_borrow<py::array>(a);
+    return arr.ndim() == 1 && arr.shape(0) == nnz && arr.itemsize() == itemsize &&
+           arr.strides(0) == itemsize && arr.data() == p;
+  };
+  if (!py::isinstance<py::array_t<T>>(data) ||
+      !is_view(data, csr->values().data(), sizeof(T)))
+    return nullptr;
+  const bool indices_same = csr->wide_indices()
+                                ? py::isinstance<py::array_t<std::int64_t>>(indices) &&
+                                      is_view(indices, csr->col_idx64().data(), 8)
+                                : py::isinstance<py::array_t<std::int32_t>>(indices) &&
+                                      is_view(indices, csr->col_idx32().data(), 4);
+  if (!indices_same)
+    return nullptr;
+  // SciPy may have narrowed the row pointers (a copy of n + 1 values):
+  // compare them.
+  auto ptr = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
+      indptr);
+  if (!ptr || ptr.ndim() != 1 ||
+      ptr.shape(0) != static_cast<py::ssize_t>(csr->row_ptr().size()) ||
+      !std::equal(csr->row_ptr().begin(), csr->row_ptr().end(), ptr.data()))
+    return nullptr;
+  return csr;
+}
+
+template std::shared_ptr<const CsrMatrix<float>> tacit_csr_of<float>(const py::handle &);
+template std::shared_ptr<const CsrMatrix<double>> tacit_csr_of<double>(const py::handle &);
 
 void bind_operators(py::module_ &m) {
   py::class_<PyOperator>(m, "Operator", R"doc(

@@ -10,7 +10,13 @@
 #include <tacit/solve/adjoint.hpp>
 #include <tacit/solve/solve.hpp>
 #include <tacit/train/gradient.hpp>
+#include <tacit/train/groups.hpp>
+#include <tacit/train/prox.hpp>
+#include <tacit/train/prune.hpp>
 #include <tacit/train/trainable.hpp>
+#include <tacit/train/trainer.hpp>
+
+#include <cmath>
 
 namespace tacit::python {
 namespace {
@@ -129,6 +135,179 @@ py::tuple backward(TypedTrainable<T> &t, TypedTape<T> &tape, const py::array &G_
   return py::make_tuple(grad, samples_from_batch(dU, G_in.ndim() == 1), report);
 }
 
+/// The settings of tacit.train (the command's options).
+struct TrainSettings {
+  std::string loss, optimizer = "sgd", schedule, constraint = "auto", adjoint = "auto";
+  double lr = 0.01, momentum = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999;
+  bool nesterov = false;
+  index_t batch_size = 128;
+  int epochs = 1;
+  std::optional<std::uint64_t> shuffle = 1;
+  double kappa = 0.95;
+  std::optional<double> tol;
+  std::optional<int> anderson, max_iterations;
+  std::string penalty;
+  double lam = 0, alpha = 0.5, reweight_eps = 1e-3;
+  int reweight = 0;
+  std::string groups = "states";
+};
+
+py::dict epoch_dict(const EpochReport &r) {
+  py::dict d;
+  d["epoch"] = r.epoch;
+  d["lr"] = r.lr;
+  d["train_loss"] = r.train_loss;
+  d["train_accuracy"] = r.train_accuracy;
+  d["samples"] = r.samples;
+  d["validation_loss"] = r.validation_loss ? py::cast(*r.validation_loss) : py::none();
+  d["validation_accuracy"] =
+      r.validation_accuracy ? py::cast(*r.validation_accuracy) : py::none();
+  d["seconds"] = r.seconds;
+  d["lambda_pf"] = py::make_tuple(r.lambda_lower, r.lambda_upper);
+  d["norm_inf"] = r.norm_inf;
+  d["certified"] = r.certified;
+  d["constrained"] = r.constrained;
+  d["forward_iterations"] = r.forward_iterations;
+  d["adjoint_iterations"] = r.adjoint_iterations;
+  return d;
+}
+
+template <class T>
+Dataset<T> make_dataset(const py::object &U, const py::object &labels,
+                        const py::object &targets, const Model<T> &model,
+                        const std::string &name) {
+  Dataset<T> d;
+  d.name = name;
+  d.inputs = batch_from_samples<T>(U, model.inputs(), (name + ": U").c_str());
+  if (!labels.is_none()) {
+    auto l = py::array_t<int, py::array::c_style | py::array::forcecast>::ensure(
+        as_numpy(labels));
+    if (!l || l.ndim() != 1)
+      throw InvalidArgument(name + ": labels must be a vector of class indices");
+    d.labels.assign(l.data(), l.data() + l.shape(0));
+  }
+  if (!targets.is_none())
+    d.targets = batch_from_samples<T>(targets, model.outputs(), (name + ": targets").c_str());
+  return d;
+}
+
+template <class T>
+py::tuple train_model(const Model<T> &model, const py::object &U, const py::object &labels,
+                      const py::object &targets, const py::object &validation,
+                      const TrainSettings &s, int threads) {
+  if (labels.is_none() == targets.is_none())
+    throw InvalidArgument("train: give labels (classification) or targets (regression)");
+  TrainOptions o;
+  o.gradient.loss = parse_loss(s.loss.empty() ? (labels.is_none() ? "squared"
+                                                                   : "cross-entropy")
+                                              : s.loss);
+  o.gradient.forward = default_solve_options<T>();
+  o.gradient.adjoint.picard = o.gradient.forward.picard;
+  o.gradient.adjoint.method = parse_adjoint_method(s.adjoint);
+  if (s.tol)
+    o.gradient.forward.picard.rel_tol = o.gradient.adjoint.picard.rel_tol = *s.tol;
+  if (s.anderson) {
+    if (*s.anderson < 0 || *s.anderson > 64)
+      throw InvalidArgument("train: anderson must be in [0, 64]");
+    o.gradient.forward.picard.anderson_depth = o.gradient.adjoint.picard.anderson_depth =
+        *s.anderson;
+  }
+  if (s.max_iterations) {
+    if (*s.max_iterations < 1)
+      throw InvalidArgument("train: max_iterations must be >= 1");
+    o.gradient.forward.picard.max_iterations = o.gradient.adjoint.picard.max_iterations =
+        *s.max_iterations;
+  }
+  o.optimizer.kind = parse_optimizer(s.optimizer);
+  o.optimizer.lr = s.lr;
+  o.optimizer.momentum = s.momentum;
+  o.optimizer.nesterov = s.nesterov;
+  o.optimizer.weight_decay = s.weight_decay;
+  o.optimizer.beta1 = s.beta1;
+  o.optimizer.beta2 = s.beta2;
+  o.optimizer.validate();
+  if (!s.schedule.empty())
+    o.schedule = Schedule::parse(s.schedule);
+  if (s.batch_size < 1)
+    throw InvalidArgument("train: batch_size must be >= 1");
+  if (s.epochs < 0)
+    throw InvalidArgument("train: epochs must be >= 0");
+  o.batch_size = s.batch_size;
+  o.epochs = s.epochs;
+  o.shuffle_seed = s.shuffle;
+  if (!(s.kappa > 0 && s.kappa < 1))
+    throw InvalidArgument("train: kappa must be in (0, 1)");
+  o.kappa = s.kappa;
+  o.constraint = parse_constraint(s.constraint);
+
+  Dataset<T> data = make_dataset<T>(U, labels, targets, model, "train");
+  Dataset<T> val;
+  if (!validation.is_none()) {
+    py::tuple t(validation);
+    if (t.size() != 2)
+      throw InvalidArgument("train: validation is (U, labels) or (U, targets)");
+    const bool with_labels = !labels.is_none();
+    const py::object second = t[1], none = py::none();
+    val = make_dataset<T>(t[0], with_labels ? second : none, with_labels ? none : second,
+                          model, "validation");
+  }
+  PenaltyOptions penalty;
+  if (!s.penalty.empty()) {
+    if (s.penalty == "group-lasso")
+      penalty.kind = PenaltyKind::group_lasso;
+    else if (s.penalty == "l1")
+      penalty.kind = PenaltyKind::l1;
+    else if (s.penalty == "sparse-group-lasso")
+      penalty.kind = PenaltyKind::sparse_group_lasso;
+    else
+      throw InvalidArgument("train: penalty must be group-lasso, l1 or sparse-group-lasso, "
+                            "not '" + s.penalty + "'");
+    penalty.lambda = s.lam;
+    penalty.alpha = s.alpha;
+    penalty.reweight_every = s.reweight;
+    penalty.reweight_eps = s.reweight_eps;
+    penalty.validate();
+  }
+  TrainableModel<T> tm(model);
+  std::optional<ProximalPenalty<T>> prox;
+  if (penalty.lambda > 0) {
+    prox.emplace(tm, make_groups(tm, parse_group_kind(s.groups)), penalty);
+    o.after_step = [&](int e, std::int64_t step, double lr) { prox->step(e, step, lr); };
+  }
+  TrainReport report;
+  std::shared_ptr<const Model<T>> trained;
+  run_released(threads, [&] {
+    report = train(tm, data, val.size() ? &val : nullptr, o);
+    trained = std::make_shared<const Model<T>>(tm.model());
+  });
+  py::dict out;
+  py::list epochs;
+  for (const auto &e : report.epochs)
+    epochs.append(epoch_dict(e));
+  out["epochs"] = epochs;
+  out["forward_method"] = report.forward_method;
+  out["adjoint_method"] = report.adjoint_method;
+  out["constraint"] = to_string(report.constraint);
+  out["constraint_reason"] = report.constraint_reason;
+  out["parameters"] = tm.size();
+  if (prox) {
+    out["zero_groups"] = prox->zero_groups();
+    out["groups"] = prox->groups().groups.size();
+  }
+  return py::make_tuple(PyModel{trained}, out);
+}
+
+py::dict size_dict(const ModelSize &s) {
+  py::dict d;
+  d["states"] = s.states;
+  d["inputs"] = s.inputs;
+  d["outputs"] = s.outputs;
+  d["parameters"] = s.parameters;
+  d["nonzeros"] = s.nonzeros;
+  d["flops"] = s.flops;
+  return d;
+}
+
 } // namespace
 
 void bind_training(py::module_ &m) {
@@ -242,6 +421,107 @@ operator's structure). Calls on one object are serialised.)doc")
           save_model_native(t.model->model(), path);
         });
       });
+  m.def(
+      "train",
+      [](const PyModel &model, const py::object &U, const py::object &labels,
+         const py::object &targets, const py::object &validation, int epochs,
+         index_t batch_size, const std::string &optimizer, double lr, double momentum,
+         bool nesterov, double weight_decay, double beta1, double beta2,
+         const std::string &schedule, const py::object &shuffle, const std::string &loss,
+         const std::string &constraint, double kappa, const std::string &adjoint,
+         std::optional<double> tol, std::optional<int> anderson,
+         std::optional<int> max_iterations, const std::string &penalty, double lam,
+         const std::string &groups, double alpha, int reweight, int threads) {
+        TrainSettings s;
+        s.epochs = epochs;
+        s.batch_size = batch_size;
+        s.optimizer = optimizer;
+        s.lr = lr;
+        s.momentum = momentum;
+        s.nesterov = nesterov;
+        s.weight_decay = weight_decay;
+        s.beta1 = beta1;
+        s.beta2 = beta2;
+        s.schedule = schedule;
+        if (shuffle.is_none())
+          s.shuffle.reset();
+        else {
+          const auto seed = shuffle.cast<std::int64_t>();
+          if (seed < 0)
+            throw InvalidArgument("train: shuffle must be a seed >= 0 or None");
+          s.shuffle = static_cast<std::uint64_t>(seed);
+        }
+        s.loss = loss;
+        s.constraint = constraint;
+        s.kappa = kappa;
+        s.adjoint = adjoint;
+        s.tol = tol;
+        s.anderson = anderson;
+        s.max_iterations = max_iterations;
+        s.penalty = penalty;
+        s.lam = lam;
+        s.groups = groups;
+        s.alpha = alpha;
+        s.reweight = reweight;
+        return model.visit([&](const auto &mm, auto &) {
+          return train_model(mm, U, labels, targets, validation, s, threads);
+        });
+      },
+      py::arg("model"), py::arg("U"), py::arg("labels") = py::none(),
+      py::arg("targets") = py::none(), py::arg("validation") = py::none(),
+      py::arg("epochs") = 1, py::arg("batch_size") = 128, py::arg("optimizer") = "sgd",
+      py::arg("lr") = 0.01, py::arg("momentum") = 0.0, py::arg("nesterov") = false,
+      py::arg("weight_decay") = 0.0, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
+      py::arg("schedule") = "", py::arg("shuffle") = 1, py::arg("loss") = "",
+      py::arg("constraint") = "auto", py::arg("kappa") = 0.95, py::arg("adjoint") = "auto",
+      py::arg("tol") = py::none(), py::arg("anderson") = py::none(),
+      py::arg("max_iterations") = py::none(), py::arg("penalty") = "",
+      py::arg("lam") = 0.0, py::arg("groups") = "states", py::arg("alpha") = 0.5,
+      py::arg("reweight") = 0, py::arg("threads") = 0,
+      R"doc(Trains a copy of ``model`` on the samples of U (k, p) with labels
+(softmax cross-entropy) or targets (k, q) (squared error): the loop of
+``tacit train`` (seeded batch order ``shuffle``, None: data order; SGD, Adam or
+AdamW; schedule 'constant', 'step:S[:GAMMA]' or 'cosine[:ETA_MIN]'; models
+with cycles kept well-posed by ``constraint`` with ``kappa``; an optional
+proximal ``penalty`` 'group-lasso', 'l1' or 'sparse-group-lasso' of weight
+``lam`` on ``groups``). ``validation`` is (U, labels) or (U, targets),
+evaluated every epoch. Returns (trained model, report dict with the epochs).
+The same arguments give the command's model bit for bit. Raises
+tacit.NumericalError when a solve stops converging or a value is not finite.)doc");
+
+  m.def(
+      "prune",
+      [](const PyModel &model, double threshold, bool keep_inputs) {
+        if (!(threshold >= 0) || !std::isfinite(threshold))
+          throw InvalidArgument("prune: threshold must be finite and >= 0");
+        PruneOptions o;
+        o.threshold = threshold;
+        o.keep_inputs = keep_inputs;
+        return model.visit([&](const auto &mm, auto &) {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          std::optional<PruneResult<T>> r;
+          {
+            py::gil_scoped_release release;
+            r.emplace(prune_model(mm, o));
+          }
+          py::dict info;
+          info["before"] = size_dict(r->before);
+          info["after"] = size_dict(r->after);
+          info["kept_states"] = to_array(r->kept_states);
+          info["kept_inputs"] = to_array(r->kept_inputs);
+          info["masked"] =
+              PyModel{std::make_shared<const Model<T>>(std::move(r->masked))};
+          return py::make_tuple(
+              PyModel{std::make_shared<const Model<T>>(std::move(r->pruned))}, info);
+        });
+      },
+      py::arg("model"), py::arg("threshold") = 0.0, py::arg("keep_inputs") = false,
+      R"doc(Removes the states that are identically zero or unread and the inputs
+nothing reads (entries with |value| <= threshold count as absent), as
+``tacit prune``: returns (pruned model, info) with info's 'before' and
+'after' sizes, 'kept_states', 'kept_inputs' (original indices) and 'masked'
+(the model with the removed entries taken out, whose outputs the pruned
+model's equal bit for bit). ValueError when every state would go.)doc");
 }
 
 } // namespace tacit::python

@@ -7,6 +7,9 @@ block-triangular (the solve is then the forward pass).
 Conventions: solves take samples in rows (U of shape (k, p), as PyTorch
 batches) and return outputs of shape (k, q); operators multiply column
 vectors (``A @ x`` with x of shape (n,) or (n, k)), as SciPy matrices do.
+Wherever an array is expected a CPU PyTorch tensor (or any object with
+``__dlpack__``) is read in place through DLPack; returned arrays are NumPy
+arrays, which ``torch.from_dlpack`` wraps without copying.
 
 Errors: misuse raises ValueError, a file problem OSError (naming the file,
 line and problem), a missing capability NotImplementedError, and a numerical
@@ -15,40 +18,54 @@ report non-convergence in their report instead of raising.
 """
 
 from ._tacit import (  # noqa: F401
+    AdjointReport,
+    AttackSummary,
+    CertifiedAccuracy,
+    LipschitzBounds,
     Model,
     NumericalError,
-    CertifiedAccuracy,
     Operator,
     OutputBounds,
-    bounds,
-    certify,
     PerronBound,
+    ProjectionReport,
     RescaleReport,
     Sensitivity,
-    WellPosedness,
-    rescale,
-    sensitivity,
-    wellposed,
     Solution,
     SolveReport,
     Solver,
     Trainable,
+    WellPosedness,
     __version__,
+    attack,
+    bounds,
+    certify,
+    compose,
+    export_onnx,
     has_onnx,
     import_onnx,
     isa,
+    lipschitz,
     load,
+    project,
+    prune,
     random_implicit,
+    rescale,
     resnet20,
     resnet20_inputs,
     resnet_like,
+    sensitivity,
     set_isa,
     solve,
+    train,
+    wellposed,
 )
 
 __all__ = [
-    "Model", "NumericalError", "Operator", "Solution", "SolveReport", "Solver", "Trainable",
-    "__version__", "has_onnx", "import_onnx", "isa", "load", "random_implicit", "resnet20",
-    "resnet20_inputs", "resnet_like", "PerronBound", "RescaleReport", "Sensitivity",
-    "WellPosedness", "CertifiedAccuracy", "OutputBounds", "bounds", "certify", "rescale", "sensitivity", "wellposed", "set_isa", "solve",
+    "AdjointReport", "AttackSummary", "CertifiedAccuracy", "LipschitzBounds", "Model",
+    "NumericalError", "Operator", "OutputBounds", "PerronBound", "ProjectionReport",
+    "RescaleReport", "Sensitivity", "Solution", "SolveReport", "Solver", "Trainable",
+    "WellPosedness", "__version__", "attack", "bounds", "certify", "compose", "export_onnx",
+    "has_onnx", "import_onnx", "isa", "lipschitz", "load", "project", "prune",
+    "random_implicit", "rescale", "resnet20", "resnet20_inputs", "resnet_like",
+    "sensitivity", "set_isa", "solve", "train", "wellposed",
 ]

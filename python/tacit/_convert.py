@@ -24,3 +24,15 @@ def csr_arrays(obj, name):
         m.sum_duplicates()
     rows, cols = m.shape
     return rows, cols, m.indptr, m.indices, m.data
+
+
+def from_dlpack(obj):
+    """A NumPy view of a tensor with __dlpack__ (a PyTorch tensor; one that
+    requires grad is detached first), sharing its memory. CPU tensors only."""
+    if getattr(obj, "requires_grad", False):
+        obj = obj.detach()
+    device_type, _ = obj.__dlpack_device__()
+    if device_type != 1:  # kDLCPU
+        raise ValueError(f"tacit works on CPU memory; this tensor is on DLPack device "
+                         f"type {device_type} (move it with .cpu())")
+    return np.from_dlpack(obj)
