@@ -99,6 +99,10 @@ py::array as_array(const py::handle &obj, const char *what);
 /// that is not in CPU memory.
 py::object as_numpy(const py::handle &obj);
 
+/// Writes the q x k batch into dst as k rows of q values (in parallel, the
+/// GIL released).
+template <class T> void copy_samples(const Batch<T> &batch, T *dst);
+
 /// Runs f with the GIL released, in a task arena of `threads` threads
 /// (0: all of the machine's).
 void run_released(int threads, const std::function<void()> &f);

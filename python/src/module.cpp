@@ -61,19 +61,21 @@ Batch<T> batch_from_samples(const py::handle &samples, index_t p, const char *wh
   return batch;
 }
 
+template <class T> void copy_samples(const Batch<T> &batch, T *dst) {
+  const index_t q = batch.rows(), k = batch.cols();
+  py::gil_scoped_release release;
+  tbb::parallel_for(tbb::blocked_range2d<index_t>(0, k, 64, 0, q, 256),
+                    [&](const tbb::blocked_range2d<index_t> &r) {
+                      for (index_t j = r.rows().begin(); j < r.rows().end(); ++j)
+                        for (index_t i = r.cols().begin(); i < r.cols().end(); ++i)
+                          dst[j * q + i] = batch(i, j);
+                    });
+}
+
 template <class T> py::array_t<T> samples_from_batch(const Batch<T> &batch, bool vector) {
   const index_t q = batch.rows(), k = batch.cols();
   py::array_t<T> out = vector ? py::array_t<T>(q) : py::array_t<T>({k, q});
-  T *dst = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    tbb::parallel_for(tbb::blocked_range2d<index_t>(0, k, 64, 0, q, 256),
-                      [&](const tbb::blocked_range2d<index_t> &r) {
-                        for (index_t j = r.rows().begin(); j < r.rows().end(); ++j)
-                          for (index_t i = r.cols().begin(); i < r.cols().end(); ++i)
-                            dst[j * q + i] = batch(i, j);
-                      });
-  }
+  copy_samples(batch, out.mutable_data());
   return out;
 }
 
@@ -81,6 +83,8 @@ template Batch<float> batch_from_samples<float>(const py::handle &, index_t,
                                                 const char *);
 template Batch<double> batch_from_samples<double>(const py::handle &, index_t,
                                                   const char *);
+template void copy_samples<float>(const Batch<float> &, float *);
+template void copy_samples<double>(const Batch<double> &, double *);
 template py::array_t<float> samples_from_batch<float>(const Batch<float> &, bool);
 template py::array_t<double> samples_from_batch<double>(const Batch<double> &, bool);
 

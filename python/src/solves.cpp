@@ -73,7 +73,7 @@ struct PySolver {
     });
   }
 
-  Solution solve(const py::object &U_obj, bool want_states) {
+  Solution solve(const py::object &U_obj, bool want_states, const py::object &out_obj) {
     py::array U = as_array(U_obj, "solve: U");
     // Wait for the lock without the GIL: the holder releases the GIL while it
     // works and must be able to take it back.
@@ -87,13 +87,37 @@ struct PySolver {
       auto &s = *std::get<std::unique_ptr<EquilibriumSolver<T>>>(solver);
       const bool vector = U.ndim() == 1;
       Batch<T> u = batch_from_samples<T>(U, mm.inputs(), "solve: U");
+      const index_t q = mm.outputs(), k = u.cols();
+      // `out`: the caller's array, written in place and returned as the outputs.
+      if (!out_obj.is_none()) {
+        const bool fits =
+            py::isinstance<py::array_t<T, py::array::c_style>>(out_obj) && [&] {
+              auto o = py::reinterpret_borrow<py::array>(out_obj);
+              const bool shape_ok = vector ? o.ndim() == 1 && o.shape(0) == q
+                                           : o.ndim() == 2 && o.shape(0) == k &&
+                                                 o.shape(1) == q;
+              return shape_ok && o.writeable();
+            }();
+        if (!fits)
+          throw InvalidArgument(
+              std::string("solve: out must be a writable C-contiguous ") + dtype_name<T>() +
+              " array of shape " +
+              (vector ? "(" + std::to_string(q) + ",)"
+                      : "(" + std::to_string(k) + ", " + std::to_string(q) + ")"));
+      }
       if (!std::holds_alternative<std::pair<Batch<T>, Batch<T>>>(buffers))
         buffers = std::pair<Batch<T>, Batch<T>>();
       auto &[x, y] = std::get<std::pair<Batch<T>, Batch<T>>>(buffers);
       SolveReport report;
       run_released(settings.threads, [&] { report = s.predict(u, x, y); });
       Solution out;
-      out.outputs = samples_from_batch(y, vector);
+      if (out_obj.is_none()) {
+        out.outputs = samples_from_batch(y, vector);
+      } else {
+        auto o = py::reinterpret_borrow<py::array_t<T>>(out_obj);
+        copy_samples(y, o.mutable_data());
+        out.outputs = out_obj;
+      }
       out.states = want_states ? py::object(samples_from_batch(x, vector)) : py::none();
       out.report = std::move(report);
       return out;
@@ -187,27 +211,30 @@ Tolerances default to the command's (abs 1e-12, rel 1e-10 in float64; 1e-7,
             return std::visit([](const auto &p) { return p->method_reason(); }, s.solver);
           })
       .def("solve", &PySolver::solve, py::arg("U"), py::arg("states") = false,
+           py::arg("out") = py::none(),
            "Solves for the samples in the rows of U (k, p) (or one sample (p,)); the GIL "
-           "is "
-           "released during the solve.");
+           "is released during the solve. `out`: an array (k, q) of the model's dtype "
+           "to write the outputs into (returned as Solution.outputs).");
 
   m.def(
       "solve",
-      [](const PyModel &model, const py::object &U, bool states,
+      [](const PyModel &model, const py::object &U, bool states, const py::object &out,
          const std::string &method, int anderson, std::optional<double> abs_tol,
          std::optional<double> rel_tol, int max_iterations, int threads) {
         PySolver solver(model, settings_from(method, anderson, abs_tol, rel_tol,
                                              max_iterations, threads));
-        return solver.solve(U, states);
+        return solver.solve(U, states, out);
       },
-      py::arg("model"), py::arg("U"), py::arg("states") = false,
+      py::arg("model"), py::arg("U"), py::arg("states") = false, py::arg("out") = py::none(),
       py::arg("method") = "auto", py::arg("anderson") = 0,
       py::arg("abs_tol") = py::none(), py::arg("rel_tol") = py::none(),
       py::arg("max_iterations") = 10000, py::arg("threads") = 0,
       R"doc(Outputs of ``model`` for the samples in the rows of U (k, p), or one
 sample (p,). Returns a Solution (outputs (k, q), states (k, n) when
-states=True, report). A solve that does not converge still returns its
-outputs: check ``report.status``.)doc");
+states=True, report); with ``out`` (a writable C-contiguous array (k, q) of
+the model's dtype) the outputs are written into it and it is returned as the
+outputs. A solve that does not converge still returns its outputs: check
+``report.status``.)doc");
 }
 
 } // namespace tacit::python

@@ -79,3 +79,19 @@ def test_results_go_to_torch_without_copying():
         assert t.data_ptr() == a.ctypes.data and tuple(t.shape) == a.shape
     y = m.A @ np.ones(30)
     assert torch.from_dlpack(y).data_ptr() == y.ctypes.data
+
+
+def test_solve_writes_into_the_callers_array():
+    m = small_model()
+    U = np.random.default_rng(3).uniform(-1, 1, (6, 4))
+    out = np.empty((6, 2))
+    sol = tacit.solve(m, U, out=out)
+    assert sol.outputs is out
+    np.testing.assert_array_equal(out, tacit.solve(m, U).outputs)
+    solver = tacit.Solver(m)
+    t = torch.empty(6, 2, dtype=torch.float64)  # a torch tensor's memory, through NumPy
+    solver.solve(U, out=t.numpy())
+    np.testing.assert_array_equal(t.numpy(), out)
+    for bad in (np.empty((6, 2), dtype=np.float32), np.empty((5, 2)), np.empty((2, 6)).T):
+        with pytest.raises(ValueError, match="out must be"):
+            tacit.solve(m, U, out=bad)
