@@ -46,16 +46,26 @@ template <class T> OperatorPtr<T> as_operator(const py::object &obj, const char 
       py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(
           tuple[3]);
   auto data = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(tuple[4]);
-  std::vector<std::int64_t> row_ptr(indptr.data(), indptr.data() + indptr.shape(0));
-  std::vector<T> values(data.data(), data.data() + data.shape(0));
-  try {
-    return std::make_shared<const CsrMatrix<T>>(
-        rows, cols, std::move(row_ptr),
-        std::span<const std::int64_t>(indices.data(), indices.shape(0)),
-        std::move(values));
-  } catch (const InvalidArgument &e) {
-    throw InvalidArgument(std::string("Model: ") + name + ": " + e.what());
+  // The copy into tacit's CSR (and its checks) without the GIL; the arrays
+  // stay referenced here.
+  std::shared_ptr<const CsrMatrix<T>> csr;
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    try {
+      std::vector<std::int64_t> row_ptr(indptr.data(), indptr.data() + indptr.shape(0));
+      std::vector<T> values(data.data(), data.data() + data.shape(0));
+      csr = std::make_shared<const CsrMatrix<T>>(
+          rows, cols, std::move(row_ptr),
+          std::span<const std::int64_t>(indices.data(), indices.shape(0)),
+          std::move(values));
+    } catch (const InvalidArgument &e) {
+      error = e.what();
+    }
   }
+  if (!csr)
+    throw InvalidArgument(std::string("Model: ") + name + ": " + error);
+  return csr;
 }
 
 template <class T> std::vector<T> as_vector(const py::object &obj, const char *name) {
@@ -271,6 +281,7 @@ float64). Models are immutable and may be shared between threads.)doc")
               using T = model_value_t<std::decay_t<decltype(m)>>;
               if ((sizeof(T) == 4) == f32)
                 return PyModel{ptr};
+              py::gil_scoped_release release;
               if (f32)
                 return wrap(convert_model<float>(m));
               return wrap(convert_model<double>(m));

@@ -91,8 +91,10 @@ template <class E> py::array readonly_view(const E *p, py::ssize_t n, py::handle
 template <class T> py::object to_scipy(const TypedOperator<T> &t) {
   std::shared_ptr<const CsrMatrix<T>> csr;
   if (t.mode == Mode::normal) {
+    py::gil_scoped_release release; // a structured operator is materialised
     csr = csr_view(t.op).shared();
   } else {
+    py::gil_scoped_release release;
     CsrMatrix<T> m = t.op->to_csr();
     if (is_absolute(t.mode))
       m = m.abs();
@@ -122,7 +124,11 @@ template <class T> py::object to_scipy(const TypedOperator<T> &t) {
 template <class T> py::array_t<T> abs_sums(const TypedOperator<T> &t, bool rows_wanted) {
   // Row sums of M^T are column sums of M.
   const bool rows_of_m = rows_wanted != is_transposed(t.mode);
-  std::vector<T> sums = rows_of_m ? t.op->row_abs_sums() : t.op->col_abs_sums();
+  std::vector<T> sums;
+  {
+    py::gil_scoped_release release;
+    sums = rows_of_m ? t.op->row_abs_sums() : t.op->col_abs_sums();
+  }
   py::array_t<T> out(static_cast<py::ssize_t>(sums.size()));
   std::copy(sums.begin(), sums.end(), out.mutable_data());
   return out;

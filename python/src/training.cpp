@@ -341,7 +341,10 @@ operator's structure). Calls on one object are serialised.)doc")
              model.visit([&](const auto &mm, auto &) {
                using T = model_value_t<std::decay_t<decltype(mm)>>;
                TypedTrainable<T> typed;
-               typed.model = std::make_unique<TrainableModel<T>>(mm);
+               {
+                 py::gil_scoped_release release;
+                 typed.model = std::make_unique<TrainableModel<T>>(mm);
+               }
                t->held = std::move(typed);
              });
              return t;
