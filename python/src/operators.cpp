@@ -80,7 +80,7 @@ template <class T> constexpr const char *csr_capsule_name() {
 template <class E> py::array readonly_view(const E *p, py::ssize_t n, py::handle base) {
   py::array_t<E> a({n}, {static_cast<py::ssize_t>(sizeof(E))}, p, base);
   py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  return std::move(a);
+  return a;
 }
 
 // SciPy's csr_matrix over tacit's own arrays when the operator stores CSR

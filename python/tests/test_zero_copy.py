@@ -31,7 +31,7 @@ def test_model_takes_a_to_scipy_matrix_back_without_copying():
     S3 = tacit.Model(A=plain, B=m.B, C=m.C).A.to_scipy()
     assert not np.shares_memory(S3.data, plain.data)
     assert (S3 != S).nnz == 0
-    S4 = tacit.Model(A=S, B=m.B, C=m.C, dtype="float32").A.to_scipy()
+    S4 = tacit.Model(A=S, B=m.B.to_scipy(), C=m.C.to_scipy(), dtype="float32").A.to_scipy()
     assert S4.data.dtype == np.float32 and not np.shares_memory(S4.data, S.data)
 
 
