@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--model", default=ROOT / "tests/data/fashion/fashion_mlp.onnx")
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--count", type=int, default=200, help="test images used")
-    parser.add_argument("--threshold", type=float, default=0.02,
+    parser.add_argument("--threshold", type=float, default=0.05,
                         help="weights with |w| <= threshold are pruned")
     parser.add_argument("--out", help="where pruned.onnx goes (default: a temporary directory)")
     args = parser.parse_args()
