@@ -50,7 +50,9 @@ def main():
     # 1. Import: a feed-forward network is the implicit model whose A is
     #    strictly block lower triangular; solving it is the forward pass.
     net = tacit.import_onnx(args.model)
-    print(f"1. imported {args.model}: {net}")
+    model = pathlib.Path(args.model).resolve()
+    shown = model.relative_to(ROOT) if ROOT in model.parents else model
+    print(f"1. imported {shown}: {net}")
     print(f"   accuracy on {args.count} test images: {100 * accuracy(net, U, labels):.2f}%")
 
     # 2. Certify: the inputs whose prediction provably stays correct for every
