@@ -153,7 +153,7 @@ template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
     for (const index_t e : A.entries_in_row(i)) {
       const auto &entry = entries[e];
       if (entry.block_col < i) {
-        row.from_states.push_back({entry.op.get(), A.col_offset(entry.block_col)});
+        row.from_states.push_back({entry.op.get(), entry.block_col});
         ++products;
       } else {
         diag.push_back({0, 0, entry.op});
@@ -220,11 +220,11 @@ template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
 }
 
 template <class T>
-void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *x,
-                     index_t width, index_t slabs, index_t cols, const Batch<T> &U,
-                     const T *z, const PicardOptions &options, bool warm_start,
-                     SolveReport &report) {
-  const index_t n = plan.n;
+void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
+                     BlockSweepWork<T> &work, T *x, index_t width, index_t slabs,
+                     index_t cols, const Batch<T> &U, const T *z,
+                     const PicardOptions &options, bool warm_start, SolveReport &report) {
+  const index_t n = plan.n, slab_rows = layout.rows;
   const auto total = static_cast<std::size_t>(slabs * width);
   work.nonfinite.assign(total, 0.0);
   work.iterations.assign(total, 0);
@@ -233,7 +233,9 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
   if (!plan.feed_forward && static_cast<index_t>(work.per_slab.size()) < slabs)
     work.per_slab.resize(static_cast<std::size_t>(slabs));
   for_tasks(slabs, true, [&](index_t s) {
-    T *xs = x + s * n * width;
+    T *xs = x + s * slab_rows * width;
+    // First row of state block b in this slab.
+    auto block_rows = [&](index_t b) { return xs + layout.address[b] * width; };
     const index_t ncols = std::min(width, cols - s * width);
     const ConstMatrixView<T> u = U.slab(s);
     T nf[64] = {};
@@ -243,10 +245,11 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
       nf_big.assign(static_cast<std::size_t>(width), T(0));
       nfp = nf_big.data();
     }
-    for (const auto &row : plan.rows) {
-      const MatrixView<T> y{xs + row.offset * width, row.size, ncols, width};
+    for (std::size_t b = 0; b < plan.rows.size(); ++b) {
+      const auto &row = plan.rows[b];
       if (row.size == 0)
         continue;
+      const MatrixView<T> y{block_rows(static_cast<index_t>(b)), row.size, ncols, width};
       FixedPointWork<T> *fw = nullptr;
       if (row.system) {
         fw = &work.per_slab[s];
@@ -275,21 +278,21 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
                       ConstMatrixView<T>(u.data + first * u.ld, op->cols(), ncols, u.ld),
                       T(1), y);
         }
-        for (const auto &[op, first] : row.from_states)
+        for (const auto &[op, source] : row.from_states)
           op->apply(Mode::normal, T(1),
-                    ConstMatrixView<T>(xs + first * width, op->cols(), ncols, width),
-                    T(1), y);
+                    ConstMatrixView<T>(block_rows(source), op->cols(), ncols, width), T(1),
+                    y);
         if (row.residual)
           row.residual->apply(
               Mode::normal, T(1),
-              ConstMatrixView<T>(xs + row.residual_first * width, row.size, ncols, width),
+              ConstMatrixView<T>(block_rows(row.residual_first), row.size, ncols, width),
               T(1), y);
       };
       if (row.fused) {
         const ConstMatrixView<T> src =
             row.fused_from_inputs ? ConstMatrixView<T>(u.data + row.fused_first * u.ld,
                                                        row.fused->cols(), ncols, u.ld)
-                                  : ConstMatrixView<T>(xs + row.fused_first * width,
+                                  : ConstMatrixView<T>(block_rows(row.fused_first),
                                                        row.fused->cols(), ncols, width);
         const bool alone =
             !plan.uses_z && row.from_states.empty() && row.from_inputs.empty();
@@ -302,7 +305,7 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
                                          static_cast<std::size_t>(row.size))
                     : std::span<const T>(),
               row.activation, Execution::parallel,
-              alone && row.residual ? ConstMatrixView<T>(xs + row.residual_first * width,
+              alone && row.residual ? ConstMatrixView<T>(block_rows(row.residual_first),
                                                          row.size, ncols, width)
                                     : ConstMatrixView<T>(),
               row.residual ? row.residual_scale : T(1));
@@ -384,13 +387,157 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *
                           : "");
 }
 
+template <class T> BlockLayout BlockSweepPlan<T>::full_layout() const {
+  BlockLayout layout;
+  layout.rows = n;
+  for (const auto &row : rows)
+    layout.address.push_back(row.offset);
+  return layout;
+}
+
+namespace {
+
+/// C's block structure when its column partition is A's row partition.
+template <class T>
+const BlockStructure<T> *output_blocks(const Model<T> &model,
+                                       const std::vector<BlockSweepRow<T>> &rows) {
+  const auto *C = blocks_of(model.C());
+  if (!C || C->col_blocks() != static_cast<index_t>(rows.size()))
+    return nullptr;
+  for (index_t j = 0; j < C->col_blocks(); ++j)
+    if (C->col_block_size(j) != rows[static_cast<std::size_t>(j)].size)
+      return nullptr;
+  return C;
+}
+
+} // namespace
+
+template <class T>
+std::optional<BlockLayout> BlockSweepPlan<T>::compact_layout(const Model<T> &model) const {
+  const auto *C = output_blocks(model, rows);
+  if (!C)
+    return std::nullopt;
+  const auto nb = static_cast<index_t>(rows.size());
+  // last_use[k]: the last row block that reads block k (nb: the outputs do).
+  std::vector<index_t> last_use(static_cast<std::size_t>(nb));
+  for (index_t i = 0; i < nb; ++i)
+    last_use[i] = i;
+  auto reads = [&](index_t source, index_t reader) {
+    last_use[source] = std::max(last_use[source], reader);
+  };
+  for (index_t i = 0; i < nb; ++i) {
+    const auto &row = rows[i];
+    for (const auto &[op, source] : row.from_states)
+      reads(source, i);
+    if (row.residual)
+      reads(row.residual_first, i);
+    if (row.fused && !row.fused_from_inputs)
+      reads(row.fused_first, i);
+  }
+  for (const auto &entry : C->entries())
+    reads(entry.block_col, nb);
+
+  // First-fit allocation of 16-state-aligned ranges (64-byte aligned rows
+  // for float at any slab width) in free intervals [start, end), sorted.
+  constexpr index_t align = 16;
+  auto rounded = [](index_t size) { return (size + align - 1) / align * align; };
+  BlockLayout layout;
+  layout.address.assign(static_cast<std::size_t>(nb), 0);
+  std::vector<std::pair<index_t, index_t>> free_ranges;
+  auto release = [&](index_t start, index_t size) {
+    std::pair<index_t, index_t> range{start, start + size};
+    auto it = std::lower_bound(free_ranges.begin(), free_ranges.end(), range);
+    it = free_ranges.insert(it, range);
+    // Merge with the neighbours.
+    if (it + 1 != free_ranges.end() && it->second == (it + 1)->first) {
+      it->second = (it + 1)->second;
+      free_ranges.erase(it + 1);
+    }
+    if (it != free_ranges.begin() && (it - 1)->second == it->first) {
+      (it - 1)->second = it->second;
+      free_ranges.erase(it);
+    }
+  };
+  std::vector<std::vector<index_t>> freed_after(static_cast<std::size_t>(nb) + 1);
+  for (index_t k = 0; k < nb; ++k)
+    freed_after[last_use[k]].push_back(k);
+  for (index_t i = 0; i < nb; ++i) {
+    // Blocks whose last reader was row i - 1 are free for row i.
+    if (i > 0)
+      for (const index_t k : freed_after[i - 1])
+        if (rows[k].size > 0)
+          release(layout.address[k], rounded(rows[k].size));
+    const index_t size = rounded(rows[i].size);
+    if (size == 0)
+      continue;
+    auto fit = std::find_if(free_ranges.begin(), free_ranges.end(),
+                            [&](const auto &r) { return r.second - r.first >= size; });
+    if (fit != free_ranges.end()) {
+      layout.address[i] = fit->first;
+      fit->first += size;
+      if (fit->first == fit->second)
+        free_ranges.erase(fit);
+    } else if (!free_ranges.empty() && free_ranges.back().second == layout.rows) {
+      // Grow the last free range at the top.
+      layout.address[i] = free_ranges.back().first;
+      layout.rows = layout.address[i] + size;
+      free_ranges.pop_back();
+    } else {
+      layout.address[i] = layout.rows;
+      layout.rows += size;
+    }
+  }
+  return layout;
+}
+
+template <class T>
+void block_sweep_outputs(const Model<T> &model, const BlockLayout &layout, const T *x,
+                         const Batch<T> &U, Batch<T> &Y) {
+  const auto *C = blocks_of(model.C());
+  if (!C || C->col_blocks() != static_cast<index_t>(layout.address.size()))
+    throw InvalidArgument("block sweep outputs: C has no block structure over A's blocks");
+  const index_t width = U.slab_width(), q = model.outputs();
+  if (Y.rows() != q || Y.cols() != U.cols() || Y.slab_width() != width)
+    Y = Batch<T>(q, U.cols(), width);
+  const auto bias = model.bias_y();
+  const auto entries = C->entries();
+  // As Model::output: Y = c, then Y += C X (entry by entry in each row
+  // block, as BlockOperator applies them), then Y += D U.
+  for (index_t s = 0; s < Y.slab_count(); ++s) {
+    MatrixView<T> y = Y.slab(s);
+    for (index_t i = 0; i < y.rows; ++i)
+      for (index_t c = 0; c < y.cols; ++c)
+        y(i, c) = bias[static_cast<std::size_t>(i)];
+    const T *xs = x + s * layout.rows * width;
+    for (index_t r = 0; r < C->row_blocks(); ++r) {
+      const MatrixView<T> yr{y.data + C->row_offset(r) * width, C->row_block_size(r),
+                             y.cols, width};
+      for (const index_t e : C->entries_in_row(r)) {
+        const auto &entry = entries[e];
+        entry.op->apply(Mode::normal, T(1),
+                        ConstMatrixView<T>(xs + layout.address[entry.block_col] * width,
+                                           entry.op->cols(), y.cols, width),
+                        T(1), yr);
+      }
+    }
+    if (const auto *D = model.D())
+      D->apply(Mode::normal, T(1), U.slab(s), T(1), y);
+  }
+}
+
 template class BlockSweepPlan<float>;
 template class BlockSweepPlan<double>;
-template void run_block_sweep(const BlockSweepPlan<float> &, BlockSweepWork<float> &,
-                              float *, index_t, index_t, index_t, const Batch<float> &,
-                              const float *, const PicardOptions &, bool, SolveReport &);
-template void run_block_sweep(const BlockSweepPlan<double> &, BlockSweepWork<double> &,
-                              double *, index_t, index_t, index_t, const Batch<double> &,
-                              const double *, const PicardOptions &, bool, SolveReport &);
+template void run_block_sweep(const BlockSweepPlan<float> &, const BlockLayout &,
+                              BlockSweepWork<float> &, float *, index_t, index_t, index_t,
+                              const Batch<float> &, const float *, const PicardOptions &,
+                              bool, SolveReport &);
+template void run_block_sweep(const BlockSweepPlan<double> &, const BlockLayout &,
+                              BlockSweepWork<double> &, double *, index_t, index_t, index_t,
+                              const Batch<double> &, const double *, const PicardOptions &,
+                              bool, SolveReport &);
+template void block_sweep_outputs(const Model<float> &, const BlockLayout &, const float *,
+                                  const Batch<float> &, Batch<float> &);
+template void block_sweep_outputs(const Model<double> &, const BlockLayout &,
+                                  const double *, const Batch<double> &, Batch<double> &);
 
 } // namespace tacit::inline v1::detail

@@ -158,6 +158,12 @@ public:
   SolveReport solve(const Batch<T> &U, Batch<T> &X);
   /// Outputs Y (q x k) for inputs U; X receives the states.
   SolveReport predict(const Batch<T> &U, Batch<T> &X, Batch<T> &Y);
+  /// Outputs Y (q x k) for inputs U, the states not kept: the same bits as
+  /// the overload above. A network (block lower triangular A, C over A's
+  /// blocks) is swept with a block's memory reused once the blocks that read
+  /// it are computed (a few blocks' worth instead of n states per column);
+  /// other models keep their states in the solver's workspace.
+  SolveReport predict(const Batch<T> &U, Batch<T> &Y);
 
 private:
   struct Impl;

@@ -15,6 +15,7 @@
 // products of B's nonzero blocks in that row.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,18 +29,20 @@ namespace tacit::inline v1::detail {
 template <class T> struct BlockSweepRow {
   index_t offset = 0, size = 0;
   Activation activation;
-  /// Products added into the row: (operator, first state of the source block)
-  /// for A; (operator, first input row) for B.
+  /// Products added into the row: (operator, source state block) for A;
+  /// (operator, first input row) for B.
   std::vector<std::pair<const LinearOperator<T> *, index_t>> from_states, from_inputs;
   /// An operator among the products (of A or B) with a fused activation
   /// (a convolution), run last with the bias and the activation fused into
   /// its store (feed-forward rows only), or null.
   const LinearOperator<T> *fused = nullptr;
   const FusedActivation<T> *fused_hook = nullptr;
+  /// The fused product's source: its first input row (from_inputs) or its
+  /// state block.
   index_t fused_first = 0;
   bool fused_from_inputs = false;
   /// With `fused`: a skip connection (an operator stored as a scaled identity,
-  /// from the states at residual_first) added in the same store instead of
+  /// from state block residual_first) added in the same store instead of
   /// in a pass of its own.
   const LinearOperator<T> *residual = nullptr;
   T residual_scale = T(1);
@@ -48,6 +51,15 @@ template <class T> struct BlockSweepRow {
   OperatorPtr<T> diagonal;
   std::unique_ptr<FixedPointSystem<T>> system;
   std::vector<Activation> activations; // for the system (one per state)
+};
+
+/// Where the state blocks of one slab live: block i at rows
+/// [address[i], address[i] + size_i) of a slab of `rows` rows. The full
+/// layout is the model's own (address = state offset, rows = n); a compact
+/// layout lets blocks whose readers are done share rows.
+struct BlockLayout {
+  std::vector<index_t> address;
+  index_t rows = 0;
 };
 
 template <class T> class BlockSweepPlan {
@@ -66,6 +78,14 @@ public:
   std::vector<BlockSweepRow<T>> rows;
   std::vector<T> bias;
   std::string summary; // "block sweep over 19 state blocks ..."
+
+  /// The model's own layout: every state at its index.
+  BlockLayout full_layout() const;
+  /// A layout in which a block's rows are reused once every block that reads
+  /// it (through A, or through C: those live to the end) has been computed;
+  /// addresses are multiples of 16 states. Null when C has no block structure
+  /// over A's partition (then every state may be read by the outputs).
+  std::optional<BlockLayout> compact_layout(const Model<T> &model) const;
 };
 
 template <class T> struct BlockSweepWork {
@@ -80,9 +100,16 @@ template <class T> struct BlockSweepWork {
 /// real columns) for inputs U (its slab boundaries must be X's) or Z (when
 /// plan.uses_z; same layout as X). Fills the report's per-column fields.
 template <class T>
-void run_block_sweep(const BlockSweepPlan<T> &plan, BlockSweepWork<T> &work, T *x,
-                     index_t width, index_t slabs, index_t cols, const Batch<T> &U,
-                     const T *z, const PicardOptions &options, bool warm_start,
-                     SolveReport &report);
+void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
+                     BlockSweepWork<T> &work, T *x, index_t width, index_t slabs,
+                     index_t cols, const Batch<T> &U, const T *z,
+                     const PicardOptions &options, bool warm_start, SolveReport &report);
+
+/// Y = C X + D U + c from states held in `layout` (slab s of X at
+/// x + s * layout.rows * width), in the order of Model::output (the same
+/// bits). C must have a block structure over A's partition.
+template <class T>
+void block_sweep_outputs(const Model<T> &model, const BlockLayout &layout, const T *x,
+                         const Batch<T> &U, Batch<T> &Y);
 
 } // namespace tacit::inline v1::detail
