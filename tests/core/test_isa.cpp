@@ -179,13 +179,16 @@ TEMPLATE_TEST_CASE("ISA levels: CSR products agree across levels and thread coun
     matrices.push_back(CsrMatrix<T>::from_triplets(400, 300, t));
     matrices.push_back(CsrMatrix<T>::from_triplets(400, 300, t, IndexWidth::wide64));
   }
-  for (const auto &A : matrices)
+  for (std::size_t m = 0; m < matrices.size(); ++m)
     for (index_t k : {1, 3, 8, 17, 33, 64, 70})
       for (index_t width : {index_t(1), index_t(8), index_t(32)})
         for (Mode mode : {Mode::normal, Mode::abs, Mode::transpose}) {
           if (width > k && width != 32)
             continue;
-          INFO("k " << k << ", slab width " << width << ", mode " << int(mode));
+          const auto &A = matrices[m];
+          INFO("matrix " << m << " (" << (m == 0 ? "convolution" : "random")
+                         << (A.wide_indices() ? ", 64-bit indices" : "") << "), k "
+                         << k << ", slab width " << width << ", mode " << int(mode));
           const bool t = is_transposed(mode);
           const index_t in = t ? A.rows() : A.cols(), out = t ? A.cols() : A.rows();
           const Batch<T> x = random_batch<T>(in, k, width, 7);

@@ -51,15 +51,32 @@
 
 namespace tacit::inline v1::detail::TACIT_ISA_NS {
 
+/// y = alpha acc + beta y. With FMA the rounding is spelt out (the panels'
+/// order: alpha acc rounded, then one fused beta y + that): left to the
+/// compiler, C++'s default contraction may fuse either product, and it did
+/// so differently in the avx2 and avx512 copies of the kernels.
 template <class T> inline void store(T *y, T acc, T alpha, T beta) {
-  *y = beta == T(0) ? alpha * acc : alpha * acc + beta * *y;
+  const T scaled = alpha * acc;
+#if TACIT_TARGET_FMA
+  *y = beta == T(0) ? scaled : std::fma(beta, *y, scaled);
+#else
+  *y = beta == T(0) ? scaled : scaled + beta * *y;
+#endif
 }
 
 /// One row, one column of x (SpMV), portable: four accumulators break the add
-/// chain.
+/// chain. With FMA every update is one explicit fused multiply-add, so that
+/// the avx2 and avx512 copies round alike whatever the compiler vectorises.
 template <bool Abs, class T, class I>
 inline T row_dot(const T *__restrict vals, const I *__restrict cols, std::int64_t begin,
                  std::int64_t end, const T *__restrict x, index_t ldx) {
+  auto madd = [](T a, T b, T c) {
+#if TACIT_TARGET_FMA
+    return std::fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+  };
   T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   std::int64_t k = begin;
   for (; k + 4 <= end; k += 4) {
@@ -67,13 +84,13 @@ inline T row_dot(const T *__restrict vals, const I *__restrict cols, std::int64_
     const T v1 = Abs ? std::abs(vals[k + 1]) : vals[k + 1];
     const T v2 = Abs ? std::abs(vals[k + 2]) : vals[k + 2];
     const T v3 = Abs ? std::abs(vals[k + 3]) : vals[k + 3];
-    a0 += v0 * x[cols[k] * ldx];
-    a1 += v1 * x[cols[k + 1] * ldx];
-    a2 += v2 * x[cols[k + 2] * ldx];
-    a3 += v3 * x[cols[k + 3] * ldx];
+    a0 = madd(v0, x[cols[k] * ldx], a0);
+    a1 = madd(v1, x[cols[k + 1] * ldx], a1);
+    a2 = madd(v2, x[cols[k + 2] * ldx], a2);
+    a3 = madd(v3, x[cols[k + 3] * ldx], a3);
   }
   for (; k < end; ++k)
-    a0 += (Abs ? std::abs(vals[k]) : vals[k]) * x[cols[k] * ldx];
+    a0 = madd(Abs ? std::abs(vals[k]) : vals[k], x[cols[k] * ldx], a0);
   return (a0 + a1) + (a2 + a3);
 }
 
