@@ -156,8 +156,34 @@ void load_data(const Arguments &args, const Model<T> &model, LossKind loss,
                         std::to_string(train.targets.cols()) + " targets for " +
                             std::to_string(train.inputs.cols()) + " inputs in " + *input);
     }
-    if (want_validation)
-      throw UsageError("--validate-on test needs --data (the IDX test files)");
+    if (want_validation) {
+      const auto test_input = args.text("test-input");
+      const auto test_labels = args.text("test-labels");
+      const auto test_targets = args.text("test-targets");
+      if (!test_input)
+        throw UsageError("--validate-on test needs --data (the IDX test files) or "
+                         "--test-input with --test-labels or --test-targets");
+      if (bool(test_labels) != bool(labels) || bool(test_targets) != bool(targets))
+        throw UsageError("--test-input needs --test-labels with --labels, --test-targets "
+                         "with --targets");
+      validation.inputs = read_vectors<T>(*test_input, p);
+      validation.name = *test_input;
+      if (test_labels) {
+        validation.labels = read_label_file(*test_labels, q);
+        if (static_cast<index_t>(validation.labels.size()) != validation.inputs.cols())
+          throw FileError(*test_labels, 0,
+                          std::to_string(validation.labels.size()) + " labels for " +
+                              std::to_string(validation.inputs.cols()) + " inputs in " +
+                              *test_input);
+      } else {
+        validation.targets = read_vectors<T>(*test_targets, q);
+        if (validation.targets.cols() != validation.inputs.cols())
+          throw FileError(*test_targets, 0,
+                          std::to_string(validation.targets.cols()) + " targets for " +
+                              std::to_string(validation.inputs.cols()) + " inputs in " +
+                              *test_input);
+      }
+    }
   }
   if (train.inputs.cols() == 0)
     throw CommandFailure(exit_input, train.name + ": no training samples");
@@ -296,8 +322,9 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   o.kappa = args.real("kappa", 1e-12, 1 - 1e-12).value_or(0.95);
   if (const auto c = args.choice("constraint", {"auto", "none", "inf-norm", "perron"}))
     o.constraint = parse_constraint(*c);
-  const std::string validate = args.choice("validate-on", {"test", "none"})
-                                   .value_or(args.text("data") ? "test" : "none");
+  const std::string validate =
+      args.choice("validate-on", {"test", "none"})
+          .value_or(args.text("data") || args.text("test-input") ? "test" : "none");
   if (const auto c = args.text("checkpoint"))
     o.checkpoint_dir = *c;
   const PenaltyOptions penalty = penalty_options(args);
@@ -336,8 +363,11 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
                 << ", train loss " << fmt_g(r.train_loss, 5);
       if (o.gradient.loss == LossKind::cross_entropy)
         std::cout << ", accuracy " << fmt_g(100 * r.train_accuracy, 4) << "%";
-      if (r.validation_loss)
+      if (r.validation_loss) {
         std::cout << "; test loss " << fmt_g(*r.validation_loss, 5);
+        if (o.gradient.loss == LossKind::squared)
+          std::cout << " (RMSE " << fmt_g(std::sqrt(*r.validation_loss), 5) << ")";
+      }
       if (r.validation_accuracy)
         std::cout << ", accuracy " << fmt_g(100 * *r.validation_accuracy, 4) << "%";
       std::cout << "; " << fmt_seconds(r.seconds) << " (" << fmt_g(r.images_per_second, 3)
@@ -512,8 +542,8 @@ int run_gradient(Invocation &inv) {
 
 const std::vector<OptionSpec> common_options = {
     {"init", 0, "SPEC",
-     "a fresh model instead of MODEL: mlp:784,64,32,16,10 or "
-     "implicit:n=N,p=P,q=Q,density=D,kappa=K"},
+     "a fresh model instead of MODEL: mlp:784,64,32,16,10 (phi=tanh as a last item: "
+     "tanh states) or implicit:n=N,p=P,q=Q,density=D,kappa=K"},
     {"seed", 0, "S", "seed of --init (default 1)"},
     {"data", 0, "DIR", "IDX directory: train-* for training, t10k-* for validation"},
     {"limit", 0, "N", "use the first N training images of --data"},
@@ -546,7 +576,10 @@ std::vector<OptionSpec> train_options() {
        {"shuffle", 0, "SEED", "seed of the batch order, or none (default 1)"},
        {"kappa", 0, "K", "bound kept on ||A||_inf or lambda_PF(|A|) (default 0.95)"},
        {"constraint", 0, "C", "auto, inf-norm, perron or none (models with cycles)"},
-       {"validate-on", 0, "S", "test (default with --data) or none"},
+       {"validate-on", 0, "S", "test (default with --data or --test-input) or none"},
+       {"test-input", 0, "U.txt", "test inputs for the validation each epoch"},
+       {"test-labels", 0, "L.txt", "their labels (with --labels)"},
+       {"test-targets", 0, "Y.txt", "their targets (with --targets)"},
        {"checkpoint", 0, "DIR", "write DIR/epoch-NNNN after each epoch"},
        {"resume", 0, "", "continue from the last checkpoint in --checkpoint DIR"},
        {"group-lasso", 0, "LAMBDA",

@@ -117,7 +117,16 @@ template <class T> Model<T> init_model(std::string_view spec, std::uint64_t seed
   };
   if (kind == "mlp") {
     std::vector<index_t> sizes;
+    Activation phi;
     for (const auto item : items) {
+      if (item.starts_with("phi=")) {
+        try {
+          phi = Activation::parse(item.substr(4));
+        } catch (const InvalidArgument &e) {
+          throw InvalidArgument(where + ": " + e.what());
+        }
+        continue;
+      }
       const double v = number(item, "layer size");
       if (v < 1 || v != std::floor(v) || v > 1e9)
         throw InvalidArgument(where + ": layer size '" + std::string(item) +
@@ -127,7 +136,7 @@ template <class T> Model<T> init_model(std::string_view spec, std::uint64_t seed
     if (sizes.size() < 2)
       throw InvalidArgument(where + ": give at least the input and output sizes, e.g. "
                                     "mlp:784,64,10");
-    return init_mlp<T>(sizes, seed);
+    return init_mlp<T>(sizes, seed, phi);
   }
   if (kind == "implicit") {
     double n = -1, p = -1, q = -1, density = 0.01, kappa = 0.95;

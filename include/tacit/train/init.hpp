@@ -35,7 +35,8 @@ template <class T>
 TACIT_EXPORT Model<T> init_implicit(index_t n, index_t p, index_t q, double density,
                                     double kappa, std::uint64_t seed = 1);
 
-/// "mlp:784,64,32,16,10" or "implicit:n=1000,p=784,q=10,density=0.01,kappa=0.95"
+/// "mlp:784,64,32,16,10" (ReLU; "mlp:20,12,6,5,phi=tanh" for another
+/// activation) or "implicit:n=1000,p=784,q=10,density=0.01,kappa=0.95"
 /// (n, p, q required; density default 0.01, kappa default 0.95).
 /// \throws InvalidArgument naming what is wrong in `spec`.
 template <class T>

@@ -1,0 +1,424 @@
+// Block-coordinate descent with Fenchel divergences (seed 001 section 4.2):
+// each step against a closed form or a dense Eigen reference on tiny cases
+// (the (C, D)-step is Eigen's least squares, the ReLU P-step the seed's
+// closed form or the KKT conditions of its nonnegative version, the tanh
+// P-step a stationary point of (15), the X-step's fixed point its equation,
+// the (A, B)-step feasible and descending); the divergences; the X-step
+// condition as an error with its numbers; the same bits for 1 and 2 threads;
+// the model round trip; seed 001 section 7.2's support recovery (F1 = 1) on
+// the committed data.
+#include <catch2/catch.hpp>
+
+#include <tacit/io/io.hpp>
+#include <tacit/solve/solve.hpp>
+#include <tacit/train/bcd.hpp>
+#include <tacit/train/init.hpp>
+
+#include <Eigen/Dense>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace tacit;
+
+namespace {
+
+using Mat = Eigen::MatrixXd;
+
+Mat to_eigen(const BcdMatrix &m) {
+  Mat e(m.rows, m.cols);
+  for (index_t i = 0; i < m.rows; ++i)
+    for (index_t j = 0; j < m.cols; ++j)
+      e(i, j) = m(i, j);
+  return e;
+}
+
+BcdMatrix random_matrix(std::mt19937_64 &rng, index_t r, index_t c, double scale) {
+  std::uniform_real_distribution<double> d(-scale, scale);
+  BcdMatrix m(r, c);
+  for (auto &v : m.values)
+    v = d(rng);
+  return m;
+}
+
+BcdMatrix ones(index_t r, index_t c) { return BcdMatrix(r, c, 1.0); }
+
+/// A dense model with every entry free: n states, p inputs, q outputs.
+BcdParameters random_parameters(std::mt19937_64 &rng, index_t n, index_t p, index_t q,
+                                BcdActivation phi, double normA) {
+  BcdParameters m;
+  m.activation = phi;
+  m.A = random_matrix(rng, n, n, 1.0);
+  for (index_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (index_t j = 0; j < n; ++j)
+      s += std::abs(m.A(i, j));
+    for (index_t j = 0; j < n; ++j)
+      m.A(i, j) *= normA / s;
+  }
+  m.B = random_matrix(rng, n, p, 1.0);
+  m.C = random_matrix(rng, q, n, 1.0);
+  m.D = random_matrix(rng, q, p, 0.5);
+  m.b.assign(std::size_t(n), 0.1);
+  m.c.assign(std::size_t(q), -0.2);
+  m.maskA = ones(n, n);
+  m.maskB = ones(n, p);
+  m.maskC = ones(q, n);
+  m.maskD = ones(q, p);
+  return m;
+}
+
+struct Problem {
+  BcdState s;
+  BcdMatrix U, Y;
+  BcdOptions o;
+};
+
+/// A tiny problem with X = P = the model's states and targets from another
+/// random model.
+Problem tiny(BcdActivation phi, std::uint64_t seed = 7) {
+  std::mt19937_64 rng(seed);
+  Problem pr;
+  const index_t n = 5, p = 3, q = 2, m = 30;
+  pr.s.params = random_parameters(rng, n, p, q, phi, 0.4);
+  pr.U = random_matrix(rng, p, m, 1.0);
+  const BcdParameters other = random_parameters(rng, n, p, q, phi, 0.3);
+  pr.Y = bcd_predict(other, pr.U);
+  pr.s.X = bcd_forward(pr.s.params, pr.U);
+  pr.s.P = pr.s.X;
+  pr.o.lambda = 0.5;
+  pr.o.mu = 1.0;
+  pr.o.kappa = 0.6;
+  return pr;
+}
+
+std::vector<index_t> read_support(const std::filesystem::path &path) {
+  std::ifstream in(path);
+  std::vector<index_t> s;
+  for (index_t j; in >> j;)
+    s.push_back(j);
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("Fenchel divergences: the seed's (7) and (8), zero exactly at p = phi(z)",
+          "[bcd]") {
+  for (const double z : {-3.0, -0.5, 0.0, 0.2, 1.7}) {
+    // ReLU (7).
+    const double r = std::max(z, 0.0);
+    CHECK(fenchel_divergence(BcdActivation::relu, r, z) == Approx(0).margin(1e-15));
+    CHECK(fenchel_divergence(BcdActivation::relu, r + 0.3, z) > 0);
+    CHECK(fenchel_divergence(BcdActivation::relu, 0.5, z) ==
+          Approx(0.125 + 0.5 * r * r - 0.5 * z).margin(1e-15));
+    CHECK(std::isinf(fenchel_divergence(BcdActivation::relu, -0.1, z)));
+    // tanh (8), written as in the seed.
+    const double t = std::tanh(z);
+    CHECK(fenchel_divergence(BcdActivation::tanh, t, z) == Approx(0).margin(1e-14));
+    for (const double pv : {-0.9, -0.3, 0.0, 0.4, 0.95}) {
+      const double seed8 = 0.5 * (pv * std::log((1 + pv) / (1 - pv)) +
+                                  std::log(std::abs(1 - pv * pv))) +
+                           std::log(std::cosh(z)) - pv * z;
+      CHECK(fenchel_divergence(BcdActivation::tanh, pv, z) ==
+            Approx(seed8).margin(1e-13));
+      CHECK(fenchel_divergence(BcdActivation::tanh, pv, z) >= -1e-15);
+    }
+    CHECK(std::isinf(fenchel_divergence(BcdActivation::tanh, 1.01, z)));
+  }
+}
+
+TEST_CASE("BCD (C, D)-step equals Eigen's least squares", "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu);
+  std::mt19937_64 rng(3);
+  pr.s.P = random_matrix(rng, 5, 30, 1.0); // any P: the step is least squares on it
+  SECTION("every entry free") {
+    bcd_cd_step(pr.s, pr.U, pr.Y, pr.o);
+    // Reference: [P; U; 1]^T theta = y_r by column-pivoted Householder QR.
+    Mat F(30, 5 + 3 + 1);
+    F.leftCols(5) = to_eigen(pr.s.P).transpose();
+    F.middleCols(5, 3) = to_eigen(pr.U).transpose();
+    F.col(8).setOnes();
+    for (index_t r = 0; r < 2; ++r) {
+      const Eigen::VectorXd y = to_eigen(pr.Y).row(r).transpose();
+      const Eigen::VectorXd th = F.colPivHouseholderQr().solve(y);
+      for (index_t i = 0; i < 5; ++i)
+        CHECK(pr.s.params.C(r, i) == Approx(th[i]).margin(1e-12));
+      for (index_t j = 0; j < 3; ++j)
+        CHECK(pr.s.params.D(r, j) == Approx(th[5 + j]).margin(1e-12));
+      CHECK(pr.s.params.c[std::size_t(r)] == Approx(th[8]).margin(1e-12));
+    }
+  }
+  SECTION("a pattern: fixed entries stay, the others fit the remainder") {
+    auto &m = pr.s.params;
+    m.maskC(0, 1) = m.maskC(0, 3) = 0;
+    m.maskD = BcdMatrix(2, 3); // D fixed
+    m.fit_c = false;
+    const BcdParameters before = m;
+    bcd_cd_step(pr.s, pr.U, pr.Y, pr.o);
+    CHECK(m.C(0, 1) == before.C(0, 1));
+    CHECK(m.C(0, 3) == before.C(0, 3));
+    CHECK(m.D.values == before.D.values);
+    CHECK(m.c == before.c);
+    // Row 0 by normal equations on the free columns 0, 2, 4.
+    const Mat P = to_eigen(pr.s.P), U = to_eigen(pr.U);
+    Eigen::VectorXd t = to_eigen(pr.Y).row(0).transpose();
+    t -= (before.C(0, 1) * P.row(1) + before.C(0, 3) * P.row(3)).transpose();
+    t -= (to_eigen(before.D).row(0) * U).transpose();
+    t.array() -= before.c[0];
+    Mat F(30, 3);
+    F.col(0) = P.row(0).transpose();
+    F.col(1) = P.row(2).transpose();
+    F.col(2) = P.row(4).transpose();
+    const Eigen::VectorXd th = (F.transpose() * F).ldlt().solve(F.transpose() * t);
+    CHECK(m.C(0, 0) == Approx(th[0]).margin(1e-10));
+    CHECK(m.C(0, 2) == Approx(th[1]).margin(1e-10));
+    CHECK(m.C(0, 4) == Approx(th[2]).margin(1e-10));
+  }
+}
+
+TEST_CASE("BCD P-step: the seed's closed form for ReLU, KKT when p >= 0 binds",
+          "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu);
+  const auto &m = pr.s.params;
+  const double lam = pr.o.lambda, mu = pr.o.mu;
+  const Mat C = to_eigen(m.C), D = to_eigen(m.D), U = to_eigen(pr.U);
+  Mat T = to_eigen(pr.Y) - D * U;
+  for (index_t r = 0; r < 2; ++r)
+    T.row(r).array() -= m.c[std::size_t(r)];
+  const Mat Z = to_eigen(bcd_preactivation(m, pr.s.X, pr.U));
+  SECTION("closed form when it is nonnegative") {
+    // Shift X far into the positive orthant: P0 > 0 and the closed form
+    // P = (C^T C + (lambda + mu) I)^-1 (C^T T + (lambda + mu) P0) stays >= 0.
+    for (auto &v : pr.s.X.values)
+      v += 20;
+    bcd_p_step(pr.s, pr.U, pr.Y, pr.o);
+    const Mat P0 = (lam * Z + mu * to_eigen(pr.s.X)) / (lam + mu);
+    const Mat H = C.transpose() * C + (lam + mu) * Mat::Identity(5, 5);
+    const Mat ref = H.ldlt().solve(C.transpose() * T + (lam + mu) * P0);
+    REQUIRE(ref.minCoeff() > 0);
+    CHECK((to_eigen(pr.s.P) - ref).cwiseAbs().maxCoeff() < 1e-12);
+  }
+  SECTION("the nonnegative minimiser otherwise") {
+    bcd_p_step(pr.s, pr.U, pr.Y, pr.o);
+    const Mat P = to_eigen(pr.s.P), X = to_eigen(pr.s.X);
+    CHECK(P.minCoeff() >= 0);
+    // Gradient of 1/2 ||T - C P||^2 + (lambda + mu)/2 ||P - P0||^2.
+    const Mat P0 = (lam * Z + mu * X) / (lam + mu);
+    const Mat G = C.transpose() * (C * P - T) + (lam + mu) * (P - P0);
+    int bound = 0;
+    for (index_t i = 0; i < 5; ++i)
+      for (index_t c = 0; c < 30; ++c) {
+        if (P(i, c) > 0) {
+          CHECK(std::abs(G(i, c)) < 1e-9);
+        } else {
+          ++bound;
+          CHECK(G(i, c) > -1e-9);
+        }
+      }
+    CHECK(bound > 0); // the constraint binds somewhere: a real test of that path
+  }
+}
+
+TEST_CASE("BCD P-step for tanh: a stationary point of (15) inside |p| < 1", "[bcd]") {
+  Problem pr = tiny(BcdActivation::tanh);
+  pr.o.lambda = 0.3;
+  pr.o.mu = 0.7;
+  bcd_p_step(pr.s, pr.U, pr.Y, pr.o);
+  const auto &m = pr.s.params;
+  const Mat C = to_eigen(m.C), P = to_eigen(pr.s.P), X = to_eigen(pr.s.X);
+  Mat T = to_eigen(pr.Y) - to_eigen(m.D) * to_eigen(pr.U);
+  for (index_t r = 0; r < 2; ++r)
+    T.row(r).array() -= m.c[std::size_t(r)];
+  const Mat Z = to_eigen(bcd_preactivation(m, pr.s.X, pr.U));
+  CHECK(P.cwiseAbs().maxCoeff() < 1);
+  // d/dP: C^T (C P - T) + lambda (atanh(P) - Z) + mu (P - X) = 0.
+  const Mat G = C.transpose() * (C * P - T) +
+                pr.o.lambda * (P.array().atanh().matrix() - Z) + pr.o.mu * (P - X);
+  CHECK(G.cwiseAbs().maxCoeff() < 1e-8);
+  // And it moved: the states alone were not optimal.
+  CHECK((P - X).cwiseAbs().maxCoeff() > 1e-3);
+}
+
+TEST_CASE("BCD X-step: the fixed point satisfies the seed's equation", "[bcd]") {
+  for (const auto phi : {BcdActivation::relu, BcdActivation::tanh}) {
+    Problem pr = tiny(phi);
+    std::mt19937_64 rng(11);
+    pr.s.P = random_matrix(rng, 5, 30, 1.0);
+    if (phi == BcdActivation::relu)
+      for (auto &v : pr.s.P.values)
+        v = std::abs(v);
+    pr.o.x_tol = 1e-15;
+    const int its = bcd_x_step(pr.s, pr.U, pr.o);
+    CHECK(its > 2);
+    // X = P - (lambda/mu) A^T (phi(A X + B U + b) - P).
+    const Mat X = to_eigen(pr.s.X), P = to_eigen(pr.s.P);
+    Mat R = to_eigen(bcd_preactivation(pr.s.params, pr.s.X, pr.U));
+    R = (phi == BcdActivation::relu ? R.cwiseMax(0.0) : Mat(R.array().tanh())) - P;
+    const Mat rhs = P - pr.o.lambda / pr.o.mu * to_eigen(pr.s.params.A).transpose() * R;
+    CHECK((X - rhs).cwiseAbs().maxCoeff() < 1e-13);
+  }
+}
+
+TEST_CASE("BCD X-step: ||A||_inf > sqrt(mu/lambda) is an error with the numbers",
+          "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu);
+  pr.o.lambda = 4;
+  pr.o.mu = 0.25; // sqrt(mu/lambda) = 0.25 < ||A||_inf = 0.4
+  const BcdMatrix X = pr.s.X;
+  try {
+    bcd_x_step(pr.s, pr.U, pr.o);
+    FAIL("no error");
+  } catch (const NumericalError &e) {
+    const std::string w = e.what();
+    CHECK(w.find("||A||_inf = 0.4") != std::string::npos);
+    CHECK(w.find("sqrt(mu / lambda) = 0.25") != std::string::npos);
+    CHECK(e.value() == Approx(0.4));
+    CHECK(e.limit() == Approx(0.25));
+  }
+  CHECK(pr.s.X.values == X.values); // nothing changed
+  // bcd_train refuses a kappa above the limit before any step.
+  pr.o.kappa = 0.5;
+  CHECK_THROWS_AS(bcd_train(pr.s.params, pr.U, pr.Y, pr.o), NumericalError);
+}
+
+TEST_CASE("BCD (A, B)-step: ||A||_inf <= kappa, pattern kept, objective decreases",
+          "[bcd]") {
+  for (const auto pen : {BcdPenalty::none, BcdPenalty::group_inputs, BcdPenalty::l1}) {
+    for (const auto phi : {BcdActivation::relu, BcdActivation::tanh}) {
+      Problem pr = tiny(phi);
+      pr.o.kappa = 0.45;
+      pr.o.penalty = pen;
+      pr.o.penalty_lambda = 0.5;
+      bcd_p_step(pr.s, pr.U, pr.Y, pr.o); // P away from the states
+      pr.s.params.maskA(0, 1) = pr.s.params.maskB(2, 0) = 0;
+      pr.s.params.A(0, 1) = pr.s.params.B(2, 0) = 0;
+      const double before = bcd_objective(pr.s, pr.U, pr.Y, pr.o).total();
+      const int its = bcd_ab_step(pr.s, pr.U, pr.o);
+      const double after = bcd_objective(pr.s, pr.U, pr.Y, pr.o).total();
+      INFO("penalty " << int(pen) << ", phi " << int(phi) << ": " << before << " -> "
+                      << after << " in " << its << " iterations");
+      CHECK(after < before);
+      const Mat A = to_eigen(pr.s.params.A);
+      CHECK(A.cwiseAbs().rowwise().sum().maxCoeff() <= 0.45 * (1 + 1e-12));
+      CHECK(pr.s.params.A(0, 1) == 0);
+      CHECK(pr.s.params.B(2, 0) == 0);
+    }
+  }
+}
+
+TEST_CASE("BCD (A, B)-step without penalty or active constraint: a stationary point",
+          "[bcd]") {
+  Problem pr = tiny(BcdActivation::tanh);
+  pr.o.kappa = std::numeric_limits<double>::infinity();
+  pr.o.ab_max_iterations = 20000;
+  pr.o.ab_tol = 1e-13;
+  bcd_p_step(pr.s, pr.U, pr.Y, pr.o);
+  bcd_ab_step(pr.s, pr.U, pr.o);
+  // Gradient lambda (tanh(Z) - P) [X; U; 1]^T = 0.
+  const Mat Z = to_eigen(bcd_preactivation(pr.s.params, pr.s.X, pr.U));
+  const Mat R = pr.o.lambda * (Mat(Z.array().tanh()) - to_eigen(pr.s.P));
+  CHECK((R * to_eigen(pr.s.X).transpose()).cwiseAbs().maxCoeff() < 1e-7);
+  CHECK((R * to_eigen(pr.U).transpose()).cwiseAbs().maxCoeff() < 1e-7);
+  CHECK(R.rowwise().sum().cwiseAbs().maxCoeff() < 1e-7);
+}
+
+TEST_CASE("BCD: the same bits for 1 and 2 threads; the objective goes down", "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu);
+  pr.o.iterations = 3;
+  pr.o.penalty = BcdPenalty::group_inputs;
+  pr.o.penalty_lambda = 0.2;
+  std::vector<double> objective;
+  pr.o.exec = Execution::reference;
+  const BcdState a = bcd_train(pr.s.params, pr.U, pr.Y, pr.o,
+                               [&](const BcdIterationReport &r) {
+                                 objective.push_back(r.objective.total());
+                               });
+  pr.o.exec = Execution::threads(2);
+  const BcdState b = bcd_train(pr.s.params, pr.U, pr.Y, pr.o);
+  CHECK(a.params.A.values == b.params.A.values);
+  CHECK(a.params.B.values == b.params.B.values);
+  CHECK(a.params.C.values == b.params.C.values);
+  CHECK(a.X.values == b.X.values);
+  CHECK(a.P.values == b.P.values);
+  REQUIRE(objective.size() == 3);
+  CHECK(objective[1] <= objective[0] * (1 + 1e-12));
+  CHECK(objective[2] <= objective[1] * (1 + 1e-12));
+}
+
+TEST_CASE("BCD parameters of a network: pattern, round trip, the solver's predictions",
+          "[bcd]") {
+  const index_t sizes[] = {4, 5, 3, 2};
+  const Model<double> net = init_mlp<double>(sizes, 3, Activation{ActivationKind::tanh});
+  BcdParameters m = bcd_parameters(net);
+  CHECK(m.activation == BcdActivation::tanh);
+  REQUIRE(m.states() == 8);
+  // A strictly lower block triangular: only the (h2, h1) block is free.
+  for (index_t i = 0; i < 8; ++i)
+    for (index_t j = 0; j < 8; ++j)
+      CHECK(m.maskA(i, j) == (i >= 5 && j < 5 ? 1.0 : 0.0));
+  CHECK(m.fit_b);
+  CHECK(m.fit_c);
+  std::mt19937_64 rng(5);
+  const BcdMatrix U = random_matrix(rng, 4, 7, 1.0);
+  // bcd_predict equals tacit's solver on the model.
+  EquilibriumSolver<double> solver(net);
+  Batch<double> Ub(4, 7), Xb, Yb;
+  for (index_t c = 0; c < 7; ++c) {
+    std::vector<double> col(4);
+    for (index_t i = 0; i < 4; ++i)
+      col[std::size_t(i)] = U(i, c);
+    Ub.set_column(c, col);
+  }
+  REQUIRE(solver.predict(Ub, Xb, Yb).ok());
+  const BcdMatrix Y = bcd_predict(m, U), Ys = bcd_matrix(Yb);
+  for (std::size_t e = 0; e < Y.values.size(); ++e)
+    CHECK(Y.values[e] == Approx(Ys.values[e]).margin(1e-13));
+  // Changed parameters go back into the network.
+  for (index_t i = 5; i < 8; ++i)
+    m.A(i, 0) += 0.25;
+  m.c[1] = 3;
+  const Model<double> changed = bcd_apply(net, m);
+  const BcdParameters back = bcd_parameters(changed);
+  CHECK(back.A.values == m.A.values);
+  CHECK(back.B.values == m.B.values);
+  CHECK(back.c == m.c);
+  // A model with another activation is refused, naming the block.
+  const Model<double> relu6 = init_mlp<double>(sizes, 3, Activation{ActivationKind::sigmoid});
+  CHECK_THROWS_WITH(bcd_parameters(relu6), Catch::Contains("h1") && Catch::Contains("sigmoid"));
+}
+
+TEST_CASE("BCD recovers the input support of seed 001 section 7.2 (F1 = 1)",
+          "[bcd][recovery]") {
+  const std::filesystem::path dir = std::filesystem::path(TACIT_TEST_DATA_DIR) / "bcd";
+  const BcdMatrix U = bcd_matrix(read_vectors<double>(dir / "recovery_U.txt", 100));
+  const BcdMatrix Y = bcd_matrix(read_vectors<double>(dir / "recovery_Y.txt", 1));
+  const auto truth = read_support(dir / "recovery_support.txt");
+  REQUIRE(truth.size() == 10);
+  const Model<double> init = init_implicit<double>(10, 100, 1, 1.0, 0.5, 1);
+  BcdOptions o;
+  o.lambda = 1;
+  o.mu = 1;
+  o.kappa = 0.5;
+  o.penalty = BcdPenalty::group_inputs;
+  o.penalty_lambda = 5;
+  o.iterations = 10;
+  const BcdState s = bcd_train(bcd_parameters(init), U, Y, o);
+  const auto norms = bcd_column_norms(s.params.B);
+  std::set<index_t> found;
+  for (index_t j = 0; j < 100; ++j)
+    if (norms[std::size_t(j)] > 0)
+      found.insert(j);
+  index_t tp = 0;
+  for (const index_t j : truth)
+    tp += found.count(j);
+  const double precision = found.empty() ? 0 : double(tp) / double(found.size());
+  const double recall = double(tp) / double(truth.size());
+  const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
+  INFO("found " << found.size() << " columns, " << tp << " of them true");
+  CHECK(f1 == 1.0);
+}

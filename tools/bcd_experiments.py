@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""Seed 001 sections 7.1 and 7.2 with tacit: block-coordinate descent (tacit bcd)
+against gradient training (tacit train).
+
+  7.1  the two-layer tanh network: BCD's test RMSE after each of 5 iterations
+       against a network of the same shape trained by Adam (tacit train);
+  7.2  support recovery: the inputs read by B (its nonzero columns) after BCD
+       with the column penalty and after proximal gradient with the group
+       lasso on input groups (tacit train --group-lasso --groups inputs, then
+       tacit prune's kept_inputs), F1 against the true support.
+
+Data: tests/data/bcd (generator seed 0, committed) and tools/make_bcd_data.py
+--seed S for the further seeds, generated into a scratch directory.
+
+  /usr/bin/python3 tools/bcd_experiments.py build/tacit --seeds 1 2 3 4 5
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# The commands (without data paths and output); the README quotes them.
+BCD_71 = ["--init", "mlp:20,12,6,5,phi=tanh", "--seed", "1", "--iterations", "5",
+          "--layer-eps", "1e-3", "--mu", "1e-2"]
+ADAM_71 = ["--init", "mlp:20,12,6,5,phi=tanh", "--seed", "1", "--loss", "squared",
+           "--optimizer", "adam", "--lr", "0.01", "--batch-size", "50", "--epochs", "150"]
+BCD_72 = ["--init", "implicit:n=10,p=100,q=1,density=1,kappa=0.5", "--seed", "1",
+          "--iterations", "10", "--lambda", "1", "--mu", "1", "--kappa", "0.5",
+          "--group-lasso", "5"]
+PROX_72 = ["--init", "implicit:n=10,p=100,q=1,density=1,kappa=0.5", "--seed", "1",
+           "--loss", "squared", "--kappa", "0.5", "--optimizer", "adam", "--lr", "0.01",
+           "--batch-size", "40", "--epochs", "60", "--group-lasso", "0.05", "--groups",
+           "inputs", "--reweight", "10"]
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("failed (%d): %s\n%s" % (r.returncode, " ".join(cmd), r.stderr))
+    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+
+def f1(found, truth):
+    found, truth = set(found), set(truth)
+    tp = len(found & truth)
+    if tp == 0:
+        return 0.0
+    p, r = tp / len(found), tp / len(truth)
+    return 2 * p * r / (p + r)
+
+
+def section_71(tacit, data, work):
+    d = lambda f: os.path.join(data, f)
+    bcd = run([tacit, "bcd", *BCD_71, "-i", d("ffnn_train_U.txt"), "--targets",
+               d("ffnn_train_Y.txt"), "--test-input", d("ffnn_test_U.txt"),
+               "--test-targets", d("ffnn_test_Y.txt"), "-o",
+               os.path.join(work, "bcd71.tacit"), "--json"])
+    per_iteration = [l["test_rmse"] for l in bcd if l.get("event") == "iteration"]
+    adam = run([tacit, "train", *ADAM_71, "-i", d("ffnn_train_U.txt"), "--targets",
+                d("ffnn_train_Y.txt"), "--test-input", d("ffnn_test_U.txt"),
+                "--test-targets", d("ffnn_test_Y.txt"), "-o",
+                os.path.join(work, "adam71.tacit"), "--json"])
+    epochs = [l for l in adam if l.get("event") == "epoch"]
+    return per_iteration, epochs[-1]["validation_loss"] ** 0.5
+
+
+def section_72(tacit, data, work):
+    d = lambda f: os.path.join(data, f)
+    with open(d("recovery_support.txt")) as f:
+        truth = [int(v) for v in f.read().split()]
+    bcd = run([tacit, "bcd", *BCD_72, "-i", d("recovery_U.txt"), "--targets",
+               d("recovery_Y.txt"), "-o", os.path.join(work, "bcd72.tacit"), "--json"])
+    found_bcd = bcd[-1]["inputs_read"]
+    model = os.path.join(work, "prox72.tacit")
+    run([tacit, "train", *PROX_72, "-i", d("recovery_U.txt"), "--targets",
+         d("recovery_Y.txt"), "-o", model, "--json"])
+    pruned = run([tacit, "prune", model, "-o", os.path.join(work, "prox72_small.tacit"),
+                  "--json"])
+    found_prox = pruned[-1]["kept_inputs"]
+    return truth, found_bcd, found_prox
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("tacit", help="the tacit command (build/tacit)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5],
+                    help="further generator seeds (besides the committed data)")
+    ap.add_argument("--only", choices=["7.1", "7.2"], help="one section only")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        sets = [("committed (seed 0)", os.path.join(ROOT, "tests", "data", "bcd"))]
+        for s in args.seeds:
+            out = os.path.join(work, "seed%d" % s)
+            subprocess.run([sys.executable, os.path.join(HERE, "make_bcd_data.py"),
+                            "--seed", str(s), "--out", out], check=True)
+            sets.append(("seed %d" % s, out))
+        if args.only != "7.2":
+            print("7.1: test RMSE, BCD after iterations 1-5 | Adam | gap (BCD - Adam)")
+            for name, data in sets:
+                per, adam = section_71(args.tacit, data, work)
+                print("%s: %s | %.4f | %+.4f" % (name, ", ".join("%.4f" % v for v in per),
+                                                 adam, per[-1] - adam), flush=True)
+        if args.only != "7.1":
+            print("7.2: F1 of the inputs read by B | BCD | proximal gradient")
+            for name, data in sets:
+                truth, fb, fp = section_72(args.tacit, data, work)
+                print("%s: BCD %.3f (%d inputs), prox %.3f (%d inputs)" %
+                      (name, f1(fb, truth), len(fb), f1(fp, truth), len(fp)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
