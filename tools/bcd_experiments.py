@@ -27,16 +27,16 @@ ROOT = os.path.dirname(HERE)
 
 # The commands (without data paths and output); the README quotes them.
 BCD_71 = ["--init", "mlp:20,12,6,5,phi=tanh", "--seed", "1", "--iterations", "5",
-          "--layer-eps", "1e-3", "--mu", "1e-2"]
+          "--layer-eps", "1e-2", "--mu", "1e-2", "--state-sweeps", "4"]
 ADAM_71 = ["--init", "mlp:20,12,6,5,phi=tanh", "--seed", "1", "--loss", "squared",
            "--optimizer", "adam", "--lr", "0.01", "--batch-size", "50", "--epochs", "150"]
 BCD_72 = ["--init", "implicit:n=10,p=100,q=1,density=1,kappa=0.5", "--seed", "1",
-          "--iterations", "10", "--lambda", "1", "--mu", "1", "--kappa", "0.5",
-          "--group-lasso", "5"]
+          "--iterations", "150", "--lambda", "1", "--mu", "1", "--kappa", "0.5",
+          "--group-lasso", "0.3", "--reweight", "20", "--ab-iterations", "100"]
 PROX_72 = ["--init", "implicit:n=10,p=100,q=1,density=1,kappa=0.5", "--seed", "1",
-           "--loss", "squared", "--kappa", "0.5", "--optimizer", "adam", "--lr", "0.01",
-           "--batch-size", "40", "--epochs", "60", "--group-lasso", "0.05", "--groups",
-           "inputs", "--reweight", "10"]
+           "--loss", "squared", "--kappa", "0.5", "--optimizer", "sgd", "--lr", "0.003",
+           "--momentum", "0.9", "--batch-size", "40", "--epochs", "200", "--group-lasso", "1",
+           "--groups", "inputs", "--reweight", "20"]
 
 
 def run(cmd):

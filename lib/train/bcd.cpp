@@ -386,8 +386,9 @@ void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdOp
         }
         const Vec dp = -H.llt().solve(g);
         const double decrement = -g.dot(dp);
-        if (!(decrement > 2 * o.p_tol * (1 + std::abs(f)))) {
-          done = true;
+        if (!(decrement > 0) ||
+            dp.cwiseAbs().maxCoeff() <= o.p_tol * std::max(1.0, pc.cwiseAbs().maxCoeff())) {
+          done = true; // the Newton step is negligible: converged
           break;
         }
         double step = 1;
@@ -405,12 +406,23 @@ void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdOp
           fn = value(next);
           ++halvings;
         }
-        if (!(fn <= f)) {
-          done = true; // no further decrease in double precision
+        if (!(fn <= f - 1e-4 * step * decrement)) {
+          // No sufficient decrease along the Newton direction: the
+          // objective is flat to double precision here.
+          if (fn < f) {
+            pc = next;
+            f = fn;
+          }
+          done = true;
           break;
         }
         pc = next;
         f = fn;
+        if (step * dp.cwiseAbs().maxCoeff() <=
+            o.p_tol * std::max(1.0, pc.cwiseAbs().maxCoeff())) {
+          done = true; // the move is negligible (at the edge |p| = 1 - 1e-12)
+          break;
+        }
       }
       if (!done)
         failed[std::size_t(c)] = 1;
