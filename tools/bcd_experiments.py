@@ -43,7 +43,10 @@ def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit("failed (%d): %s\n%s" % (r.returncode, " ".join(cmd), r.stderr))
-    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    try:
+        return [json.loads(r.stdout)]  # one document (tacit prune --json)
+    except json.JSONDecodeError:
+        return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
 
 
 def f1(found, truth):

@@ -386,9 +386,11 @@ void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdOp
         }
         const Vec dp = -H.llt().solve(g);
         const double decrement = -g.dot(dp);
-        if (!(decrement > 0) ||
+        // Converged when the Newton step is negligible or the decrease it
+        // promises (decrement / 2) is below double precision of f.
+        if (!(decrement > 1e-20 * (1 + std::abs(f))) ||
             dp.cwiseAbs().maxCoeff() <= o.p_tol * std::max(1.0, pc.cwiseAbs().maxCoeff())) {
-          done = true; // the Newton step is negligible: converged
+          done = true;
           break;
         }
         double step = 1;
@@ -400,19 +402,18 @@ void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdOp
         Vec next = pc + step * dp;
         double fn = value(next);
         int halvings = 0;
-        while (!(fn <= f - 1e-4 * step * decrement) && halvings < 60) {
+        // Armijo's test, and a strict decrease (a step that leaves f equal
+        // to double precision is no progress).
+        auto accepted = [&] { return fn <= f - 1e-4 * step * decrement && fn < f; };
+        while (!accepted() && halvings < 60) {
           step *= 0.5;
           next = pc + step * dp;
           fn = value(next);
           ++halvings;
         }
-        if (!(fn <= f - 1e-4 * step * decrement)) {
-          // No sufficient decrease along the Newton direction: the
-          // objective is flat to double precision here.
-          if (fn < f) {
-            pc = next;
-            f = fn;
-          }
+        if (!accepted()) {
+          // No decrease along the Newton direction: the objective is flat
+          // to double precision here.
           done = true;
           break;
         }
