@@ -126,7 +126,7 @@ struct TACIT_EXPORT BcdOptions {
   /// the lower layers of a network in one iteration (1: the plain order).
   int state_sweeps = 1;
   int x_max_iterations = 10000; ///< Picard iterations of one X-step
-  double x_tol = 1e-12;         ///< X-step: stop when max |X_{k+1} - X_k| <= x_tol max(1, max|X|)
+  double x_tol = 1e-10;         ///< X-step: stop when max |X_{k+1} - X_k| <= x_tol max(1, max|X|)
   int p_max_iterations = 200;   ///< Newton / coordinate-descent sweeps per column
   double p_tol = 1e-12;
   int ab_max_iterations = 300; ///< proximal-gradient iterations of one (A, B)-step
