@@ -4,11 +4,14 @@
 # tacit::image (libpng) and tacit::idx (zlib), each built when its
 # dependencies are found or required by TACIT_REQUIRE_COMPONENTS. The Python
 # module (component python: pybind11, Python 3 with NumPy and SciPy) is not a
-# library; it is built on the umbrella (python/).
+# library; it is built on the umbrella (python/). tacit::mpi (PETSc and
+# SLEPc with their MPI; TACIT_WITH_MPI) is linked only by name: a program that
+# links it is an MPI program, so neither the umbrella nor the core pulls it in.
 
 set(TACIT_OPTIONAL_COMPONENTS onnx lp image idx)
 set(TACIT_BUILT_COMPONENTS "")
 set(TACIT_BUILT_COMPONENT_TARGETS "")
+set(TACIT_STANDALONE_COMPONENTS "")
 set(TACIT_INTERNAL_DEPS "")
 
 # Whether component `name` must be built.
@@ -34,9 +37,9 @@ endfunction()
 macro(tacit_component_dependencies)
   foreach(component IN LISTS TACIT_REQUIRE_COMPONENTS)
     if(NOT component STREQUAL "all" AND NOT component STREQUAL "python"
-       AND NOT component IN_LIST TACIT_OPTIONAL_COMPONENTS)
+       AND NOT component STREQUAL "mpi" AND NOT component IN_LIST TACIT_OPTIONAL_COMPONENTS)
       message(FATAL_ERROR "TACIT_REQUIRE_COMPONENTS: unknown component '${component}' "
-                          "(known: ${TACIT_OPTIONAL_COMPONENTS} python or all)")
+                          "(known: ${TACIT_OPTIONAL_COMPONENTS} python mpi or all)")
     endif()
   endforeach()
 
@@ -82,6 +85,36 @@ macro(tacit_component_dependencies)
     tacit_component_missing(idx "zlib (zlib1g-dev)")
   endif()
 
+  # mpi: PETSc and SLEPc (petsc-dev, slepc-dev: Debian's PETSc_real and
+  # SLEPc_real, found through their pkg-config files) and the MPI they are
+  # built on (OpenMPI). TACIT_WITH_MPI=AUTO builds it when found (and requires
+  # it when TACIT_REQUIRE_COMPONENTS names mpi or all), ON requires it, OFF
+  # leaves it out whatever TACIT_REQUIRE_COMPONENTS says.
+  set(TACIT_HAVE_MPI OFF)
+  string(TOUPPER "${TACIT_WITH_MPI}" _tacit_with_mpi)
+  if(NOT _tacit_with_mpi MATCHES "^(AUTO|ON|OFF)$")
+    message(FATAL_ERROR "TACIT_WITH_MPI must be AUTO, ON or OFF, got '${TACIT_WITH_MPI}'")
+  endif()
+  if(_tacit_with_mpi STREQUAL "OFF")
+    message(STATUS "tacit component mpi: not built (TACIT_WITH_MPI=OFF)")
+  else()
+    find_package(MPI QUIET COMPONENTS C)
+    if(PkgConfig_FOUND)
+      pkg_check_modules(PETSC QUIET IMPORTED_TARGET PETSc)
+      pkg_check_modules(SLEPC QUIET IMPORTED_TARGET SLEPc)
+    endif()
+    if(MPI_C_FOUND AND TARGET PkgConfig::PETSC AND TARGET PkgConfig::SLEPC)
+      set(TACIT_HAVE_MPI ON)
+      message(STATUS "tacit component mpi: PETSc ${PETSC_VERSION}, SLEPc ${SLEPC_VERSION}, "
+                     "MPI ${MPI_C_VERSION}")
+    elseif(_tacit_with_mpi STREQUAL "ON")
+      message(FATAL_ERROR "TACIT_WITH_MPI=ON but PETSc and SLEPc with MPI (petsc-dev, "
+                          "slepc-dev, pkg-config) were not found")
+    else()
+      tacit_component_missing(mpi "PETSc and SLEPc with MPI (petsc-dev, slepc-dev, pkg-config)")
+    endif()
+  endif()
+
   # python: pybind11 (pybind11-dev) and Python 3 with its headers, NumPy and
   # SciPy (python3-dev, python3-numpy, python3-scipy). Debian's interpreter
   # unless Python3_EXECUTABLE says otherwise: the first python3 on PATH may
@@ -114,12 +147,12 @@ macro(tacit_component_dependencies)
   endif()
 endmacro()
 
-# tacit_add_component(name SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
+# tacit_add_component(name [STANDALONE] SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
 # An object library tacit_<name>_objects (position independent, hidden
 # symbols) and from it the installed library tacit_<name>, exported as
 # tacit::<name>. Every component but core links tacit::core.
 macro(tacit_add_component name)
-  cmake_parse_arguments(_tc "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  cmake_parse_arguments(_tc "STANDALONE" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
   set(_objects tacit_${name}_objects)
   add_library(${_objects} OBJECT ${_tc_SOURCES})
   set_target_properties(${_objects} PROPERTIES POSITION_INDEPENDENT_CODE ON
@@ -156,8 +189,13 @@ macro(tacit_add_component name)
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-  list(APPEND TACIT_INTERNAL_DEPS ${_tc_PUBLIC_DEPS} ${_tc_PRIVATE_DEPS})
-  list(APPEND TACIT_BUILT_COMPONENTS ${name})
-  list(APPEND TACIT_BUILT_COMPONENT_TARGETS tacit_${name})
+  if(_tc_STANDALONE)
+    # Linked by name only: not in the umbrella nor in tacit_internal.
+    list(APPEND TACIT_STANDALONE_COMPONENTS ${name})
+  else()
+    list(APPEND TACIT_INTERNAL_DEPS ${_tc_PUBLIC_DEPS} ${_tc_PRIVATE_DEPS})
+    list(APPEND TACIT_BUILT_COMPONENTS ${name})
+    list(APPEND TACIT_BUILT_COMPONENT_TARGETS tacit_${name})
+  endif()
   message(STATUS "tacit component ${name}: built")
 endmacro()

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(g++ cmake ninja-build pkg-config libsuitesparse-dev libtbb-dev libeigen3-dev
           catch2 libbenchmark-dev nlohmann-json3-dev zlib1g-dev
           libpng-dev coinor-libclp-dev libonnx-dev libprotobuf-dev dataset-fashion-mnist
-          pybind11-dev python3-dev python3-numpy python3-scipy python3-pytest python3-torch python3-onnx)
+          pybind11-dev python3-dev python3-numpy python3-scipy python3-pytest python3-torch python3-onnx
+          petsc-dev slepc-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

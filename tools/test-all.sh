@@ -27,12 +27,12 @@ prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install build --prefix "$prefix/install" > /dev/null
 # tacit::core alone: its link line and its loaded libraries have no optional
-# dependency (libpng, CLP, libonnx, protobuf, zlib through tacit).
+# dependency (libpng, CLP, libonnx, protobuf, zlib through tacit, MPI, PETSc, SLEPc).
 cmake -S tests/consumer -B "$prefix/core" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install"
 cmake --build "$prefix/core"
 "$prefix/core/consumer"
-if grep -E 'png|Clp|Coin|onnx|protobuf|tacit_(image|idx|lp|onnx)' "$prefix/core/build.ninja" \
-   || ldd "$prefix/core/consumer" | grep -E 'png|Clp|Coin|onnx|protobuf'; then
+if grep -E 'png|Clp|Coin|onnx|protobuf|petsc|slepc|libmpi|MPI::|tacit_(image|idx|lp|onnx|mpi)' "$prefix/core/build.ninja" \
+   || ldd "$prefix/core/consumer" | grep -E 'png|Clp|Coin|onnx|protobuf|petsc|slepc|libmpi'; then
   echo "the tacit::core consumer links an optional dependency" >&2
   exit 1
 fi
@@ -42,6 +42,14 @@ cmake -S tests/consumer -B "$prefix/umbrella" -G Ninja -DCMAKE_PREFIX_PATH="$pre
 cmake --build "$prefix/umbrella"
 "$prefix/umbrella/consumer"
 "$prefix/install/bin/tacit" --help > /dev/null
+# tacit::mpi: a distributed solve of the same model on 2 ranks.
+cmake -S tests/consumer -B "$prefix/mpi" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install" \
+  -DCONSUMER_MPI=ON
+cmake --build "$prefix/mpi"
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  OMPI_MCA_btl_vader_single_copy_mechanism=none timeout 60 \
+  mpirun --oversubscribe -np 2 "$prefix/mpi/consumer"
+"$prefix/install/bin/tacit-mpi" --help > /dev/null
 # The Python package from the prefix alone (not the build tree).
 pydir=$(cd "$prefix/install" && ls -d lib/python3*/dist-packages)
 (cd "$prefix" && PYTHONPATH="$prefix/install/$pydir" /usr/bin/python3 -S -c '

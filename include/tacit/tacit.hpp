@@ -27,6 +27,7 @@
 #include <tacit/nn/onnx.hpp>
 #include <tacit/operators/structured.hpp>
 #include <tacit/solve/adjoint.hpp>
+#include <tacit/solve/partitioned.hpp>
 #include <tacit/solve/solve.hpp>
 #include <tacit/train/gradient.hpp>
 #include <tacit/train/groups.hpp>

@@ -147,6 +147,31 @@ FixedPointSystem<T>::FixedPointSystem(const CsrMatrix<T> &M,
 }
 
 template <class T>
+FixedPointSystem<T>::FixedPointSystem(const CsrMatrix<T> &M,
+                                      std::span<const Activation> activations,
+                                      index_t row_begin, index_t row_end)
+    : csr_(&M), op_(&M), rows_(M.rows()), act_(activations.begin(), activations.end()) {
+  if (M.rows() != M.cols() || static_cast<index_t>(act_.size()) != rows_)
+    throw InvalidArgument("fixed point: M is " + std::to_string(M.rows()) + " x " +
+                          std::to_string(M.cols()) + " with " +
+                          std::to_string(act_.size()) + " activations");
+  if (row_begin < 0 || row_end < row_begin || row_end > rows_)
+    throw InvalidArgument("fixed point: rows [" + std::to_string(row_begin) + ", " +
+                          std::to_string(row_end) + ") outside [0, " +
+                          std::to_string(rows_) + ")");
+  const auto rp = M.row_ptr();
+  std::vector<std::int64_t> local(static_cast<std::size_t>(row_end - row_begin) + 1);
+  for (index_t r = row_begin; r <= row_end; ++r)
+    local[r - row_begin] = rp[r] - rp[row_begin];
+  const int parts =
+      static_cast<int>(part_count(local.back() + (row_end - row_begin)));
+  parts_.resize(static_cast<std::size_t>(parts) + 1);
+  balanced_row_partition(local, parts, parts_);
+  for (auto &b : parts_)
+    b += row_begin;
+}
+
+template <class T>
 FixedPointSystem<T>::FixedPointSystem(const LinearOperator<T> &M,
                                       std::span<const Activation> activations)
     : csr_(stored_csr(M)), op_(&M), rows_(M.rows()),
@@ -206,6 +231,7 @@ void FixedPointWork<T>::reserve(index_t rows, index_t slabs, index_t width, int 
   grow(parity_, static_cast<std::size_t>(slabs));
   grow(slab_active_, static_cast<std::size_t>(slabs));
   grow(on_, cols);
+  grow(column_max_, 3 * cols);
   grow(mask_, cols);
   const auto partials = cols * static_cast<std::size_t>(parts);
   grow(part_step_, partials);
@@ -247,6 +273,10 @@ template <class T> struct FixedPointRunner {
   /// g = phi(M x + c) from x_[parity] (or x_[0]), per-column partial maxima,
   /// g written according to `write` into x_[1 - parity] or g_.
   template <FusedWrite Wr> void pass(bool product, bool all) {
+    if (product && run.exchange)
+      for (index_t s = 0; s < S; ++s)
+        if ((all || w.slab_active_[s]) && slab_cols(s) > 0)
+          (*run.exchange)(w.current(s), s);
     if (!sys.is_csr() && product) {
       // Operator products slab by slab (the operator parallelises inside).
       for (index_t s = 0; s < S; ++s) {
@@ -295,21 +325,33 @@ template <class T> struct FixedPointRunner {
             y, x, c, out, W, ncols, on, step, norm, bad);
       }
     });
+    // Per column: maxima over the parts (and over the processes).
+    for (index_t s = 0; s < S; ++s)
+      for (index_t j = 0; j < W; ++j) {
+        T st = 0, nm = 0;
+        bool b = false;
+        for (index_t p = 0; p < P; ++p) {
+          const index_t k = (s * P + p) * W + j;
+          st = w.part_step_[k] > st ? w.part_step_[k] : st;
+          nm = w.part_norm_[k] > nm ? w.part_norm_[k] : nm;
+          b = b || w.part_bad_[k] != T(0);
+        }
+        double *out = w.column_max_.data() + 3 * (s * W + j);
+        out[0] = static_cast<double>(st);
+        out[1] = static_cast<double>(nm);
+        out[2] = b ? 1.0 : 0.0;
+      }
+    if (run.reduce)
+      (*run.reduce)(std::span<double>(w.column_max_.data(),
+                                      static_cast<std::size_t>(3 * S * W)));
   }
 
   /// Column j of slab s: maxima over the parts of the last pass.
   void gather(index_t s, index_t j, double &step, double &norm, bool &bad) const {
-    T st = 0, nm = 0;
-    bool b = false;
-    for (index_t p = 0; p < P; ++p) {
-      const index_t k = (s * P + p) * W + j;
-      st = w.part_step_[k] > st ? w.part_step_[k] : st;
-      nm = w.part_norm_[k] > nm ? w.part_norm_[k] : nm;
-      b = b || w.part_bad_[k] != T(0);
-    }
-    step = st;
-    norm = nm;
-    bad = b;
+    const double *m = w.column_max_.data() + 3 * (s * W + j);
+    step = m[0];
+    norm = m[1];
+    bad = m[2] != 0;
   }
 
   bool any_active() {

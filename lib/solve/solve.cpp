@@ -2,6 +2,7 @@
 // equilibrium_residuals (engines in fixed_point.cpp and sweep.cpp).
 
 #include <tacit/core/format.hpp>
+#include <tacit/solve/partitioned.hpp>
 #include <tacit/solve/solve.hpp>
 
 #include <algorithm>
@@ -108,7 +109,9 @@ template <class T>
 void picard_into(const detail::FixedPointSystem<T> &system,
                  detail::FixedPointWork<T> &work, const T *c, index_t W, Batch<T> &X,
                  bool warm, const PicardOptions &options,
-                 const std::function<void(int, double)> &progress, SolveReport &report) {
+                 const std::function<void(int, double)> &progress, SolveReport &report,
+                 const std::function<void(T *, index_t)> *exchange = nullptr,
+                 const std::function<void(std::span<double>)> *reduce = nullptr) {
   const index_t n = X.rows(), k = X.cols(), S = X.slab_count();
   work.reserve(n, S, W, options.anderson_depth,
                static_cast<index_t>(system.parts().size()) - 1, !system.is_csr(), false);
@@ -130,6 +133,8 @@ void picard_into(const detail::FixedPointSystem<T> &system,
   run.progress = &progress;
   report.step_history.clear();
   run.step_history = &report.step_history;
+  run.exchange = exchange;
+  run.reduce = reduce;
   detail::run_fixed_point(system, work, run, options);
   for (index_t s = 0; s < S; ++s) {
     const T *src = work.current(s);
@@ -392,6 +397,61 @@ picard_solve(const LinearOperator<T> &A, std::span<const Activation> activations
 }
 
 template <class T>
+SolveReport picard_solve_part(const CsrMatrix<T> &A, std::span<const Activation> activations,
+                              const LinearOperator<T> &B, std::span<const T> bias,
+                              const Batch<T> &U, Batch<T> &X, const PicardOptions &options,
+                              const StatePart<T> &part, Execution exec) {
+  return exec.run([&]() -> SolveReport {
+    detail::validate(options);
+    if (options.anderson_depth > 0)
+      throw InvalidArgument("picard_solve_part: Anderson acceleration is not available "
+                            "on a part of the states (anderson_depth " +
+                            std::to_string(options.anderson_depth) + ", must be 0)");
+    const index_t m = A.rows();
+    if (part.begin < 0 || part.end < part.begin || part.end > m)
+      throw InvalidArgument("picard_solve_part: own states [" + std::to_string(part.begin) +
+                            ", " + std::to_string(part.end) + ") outside [0, " +
+                            std::to_string(m) + ")");
+    const index_t own = part.end - part.begin;
+    if (A.cols() != m || static_cast<index_t>(activations.size()) != m ||
+        B.rows() != own || static_cast<index_t>(bias.size()) != own ||
+        U.rows() != B.cols())
+      throw InvalidArgument("picard_solve_part: A is " + shape(A.rows(), A.cols()) +
+                            " with " + std::to_string(activations.size()) +
+                            " activations, " + std::to_string(own) +
+                            " own states, B is " + shape(B.rows(), B.cols()) +
+                            ", bias has " + std::to_string(bias.size()) +
+                            " entries, U is " + shape(U.rows(), U.cols()));
+    const index_t k = U.cols(), W = U.slab_width(), S = U.slab_count();
+    // z = B u + b on the own rows (the solvers' order), placed at [begin, end)
+    // of the local index space.
+    detail::SlabBuffer<T> own_z;
+    detail::affine_batch(B, bias, U, own_z);
+    detail::SlabBuffer<T> z;
+    z.reshape(m, k, W);
+    z.zero();
+    for (index_t s = 0; s < S; ++s)
+      std::copy(own_z.slab(s), own_z.slab(s) + own * W, z.slab(s) + part.begin * W);
+    if (!same_shape(X, m, k, W))
+      X = Batch<T>(m, k, W);
+    detail::FixedPointSystem<T> system(A, activations, part.begin, part.end);
+    detail::FixedPointWork<T> work;
+    const std::function<void(T *, index_t)> exchange = [&](T *slab, index_t) {
+      if (part.exchange)
+        part.exchange(slab, W);
+    };
+    const std::function<void(std::span<double>)> reduce = [&](std::span<double> v) {
+      if (part.max_reduce)
+        part.max_reduce(v);
+    };
+    SolveReport report;
+    picard_into(system, work, z.data.data(), W, X, false, options, {}, report, &exchange,
+                &reduce);
+    return report;
+  });
+}
+
+template <class T>
 std::vector<double>
 equilibrium_residuals(const LinearOperator<T> &A, std::span<const Activation> activations,
                       const Batch<T> &z, const Batch<T> &X, Execution exec) {
@@ -425,6 +485,17 @@ template SolveReport picard_solve(const LinearOperator<double> &,
                                   std::span<const Activation>, const Batch<double> &,
                                   Batch<double> &, const PicardOptions &,
                                   const std::function<void(int, double)> &, Execution);
+template SolveReport picard_solve_part(const CsrMatrix<float> &, std::span<const Activation>,
+                                       const LinearOperator<float> &,
+                                       std::span<const float>, const Batch<float> &,
+                                       Batch<float> &, const PicardOptions &,
+                                       const StatePart<float> &, Execution);
+template SolveReport picard_solve_part(const CsrMatrix<double> &,
+                                       std::span<const Activation>,
+                                       const LinearOperator<double> &,
+                                       std::span<const double>, const Batch<double> &,
+                                       Batch<double> &, const PicardOptions &,
+                                       const StatePart<double> &, Execution);
 template std::vector<double> equilibrium_residuals(const LinearOperator<float> &,
                                                    std::span<const Activation>,
                                                    const Batch<float> &,

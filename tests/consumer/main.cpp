@@ -4,6 +4,9 @@
 // defined here is understood by the library (its block structure is found
 // and swept).
 #include <tacit/tacit.hpp>
+#ifdef CONSUMER_MPI
+#include <tacit/mpi/mpi.hpp>
+#endif
 
 #include <cmath>
 #include <cstdio>
@@ -44,8 +47,14 @@ private:
 
 } // namespace
 
-int main() {
+int main(int argc, char **argv) {
   using namespace tacit;
+#ifdef CONSUMER_MPI
+  mpi::Environment env(argc, argv);
+#else
+  (void)argc;
+  (void)argv;
+#endif
   if (std::strcmp(version, runtime_version()) != 0) {
     std::printf("headers %s, library %s\n", version, runtime_version());
     return 1;
@@ -82,6 +91,17 @@ int main() {
 #ifdef CONSUMER_UMBRELLA
   // A symbol of an optional component: the umbrella links them all.
   if (colormap(0.0).r == colormap(1.0).r && colormap(0.0).g == colormap(1.0).g)
+    return 1;
+#endif
+#ifdef CONSUMER_MPI
+  // The same model distributed over the ranks of the job.
+  const auto dm = mpi::distribute_model(model);
+  Batch<double> Yd;
+  const auto dreport = mpi::distributed_predict(dm, U, Yd);
+  std::printf("rank %d of %d: states [%lld, %lld), status %s\n", dm.rank, dm.ranks,
+              static_cast<long long>(dm.own_begin()), static_cast<long long>(dm.own_end()),
+              to_string(dreport.status).c_str());
+  if (!dreport.ok() || (dm.rank == 0 && Yd(0, 0) != Y(0, 0)))
     return 1;
 #endif
   return report.ok() && std::abs(Y(0, 0) - expected) < 1e-12 ? 0 : 1;

@@ -2,9 +2,14 @@
 // a naive dense Picard written here, explicit layer-by-layer forward passes
 // and hand-computed scalar solutions.
 #include <catch2/catch.hpp>
+#include <tacit/nn/generate.hpp>
+#include <tacit/solve/partitioned.hpp>
 #include <tacit/solve/solve.hpp>
 
+#include <barrier>
 #include <cstring>
+#include <map>
+#include <thread>
 #include <optional>
 #include <tuple>
 
@@ -1100,5 +1105,170 @@ TEST_CASE("Edge cases: empty batch, stored zeros, 64-bit column indices", "[solv
         CHECK(bitwise_equal(Y32, Y64));
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// picard_solve_part: Picard on a part of the states (the building block of
+// tacit::mpi), here with the parts run by threads that exchange their states
+// through shared memory, against the solver on the whole model.
+
+namespace {
+
+/// One part's local system, built independently of tacit::mpi: own rows of
+/// A with their columns mapped increasingly onto [ghosts below, own, ghosts
+/// above].
+struct PartSystem {
+  index_t begin = 0, end = 0; // global own range
+  index_t below = 0;          // ghosts below the own range
+  std::vector<index_t> ghosts;
+  CsrMatrix<double> A, B;
+  std::vector<Activation> act;
+  std::vector<double> bias;
+};
+
+PartSystem part_system(const Model<double> &model, index_t begin, index_t end) {
+  PartSystem s;
+  s.begin = begin;
+  s.end = end;
+  const auto A = csr_view(model.A());
+  const auto rp = A->row_ptr();
+  std::vector<index_t> cols_used;
+  for (auto e = rp[begin]; e < rp[end]; ++e) {
+    const index_t c = A->column(e);
+    if (c < begin || c >= end)
+      cols_used.push_back(c);
+  }
+  std::sort(cols_used.begin(), cols_used.end());
+  cols_used.erase(std::unique(cols_used.begin(), cols_used.end()), cols_used.end());
+  s.ghosts = cols_used;
+  s.below = std::count_if(s.ghosts.begin(), s.ghosts.end(), [&](index_t c) { return c < begin; });
+  const index_t own = end - begin, m = own + static_cast<index_t>(s.ghosts.size());
+  std::map<index_t, index_t> local;
+  for (index_t k = 0; k < static_cast<index_t>(s.ghosts.size()); ++k)
+    local[s.ghosts[k]] = k < s.below ? k : k + own;
+  for (index_t i = begin; i < end; ++i)
+    local[i] = s.below + (i - begin);
+  std::vector<Triplet<double>> t;
+  for (index_t i = begin; i < end; ++i)
+    for (auto e = rp[i]; e < rp[i + 1]; ++e)
+      t.push_back({s.below + (i - begin), local.at(A->column(e)), A->values()[e]});
+  s.A = CsrMatrix<double>::from_triplets(m, m, t);
+  std::vector<index_t> rows, all_inputs;
+  for (index_t i = begin; i < end; ++i)
+    rows.push_back(i);
+  for (index_t j = 0; j < model.inputs(); ++j)
+    all_inputs.push_back(j);
+  s.B = csr_view(model.B())->submatrix(rows, all_inputs);
+  const auto acts = model.activations();
+  s.act.assign(static_cast<std::size_t>(m), Activation{});
+  for (index_t i = begin; i < end; ++i)
+    s.act[s.below + (i - begin)] = acts[i];
+  s.bias.assign(model.bias_x().begin() + begin, model.bias_x().begin() + end);
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("picard_solve_part on parts run by threads gives the whole solve's bits",
+          "[solve][partitioned]") {
+  const auto model = random_implicit_model<double>(300, 4, 2, 6, 0.9, 17);
+  const auto U = random_batch<double>(4, 37, 18);
+  SolveOptions o;
+  o.method = SolveMethod::picard;
+  EquilibriumSolver<double> solver(model, o);
+  Batch<double> Xref;
+  const SolveReport ref = solver.solve(U, Xref);
+  REQUIRE(ref.ok());
+
+  SECTION("one part: no hooks") {
+    const PartSystem s = part_system(model, 0, 300);
+    StatePart<double> part{0, 300, {}, {}};
+    Batch<double> X;
+    const SolveReport r =
+        picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U, X,
+                          o.picard, part);
+    REQUIRE(r.step_history == ref.step_history);
+    REQUIRE(r.column_residuals == ref.column_residuals);
+    for (index_t i = 0; i < 300; ++i)
+      for (index_t j = 0; j < U.cols(); ++j)
+        REQUIRE(X(i, j) == Xref(i, j));
+  }
+
+  SECTION("three parts on three threads") {
+    const index_t bounds[4] = {0, 90, 210, 300};
+    constexpr int P = 3;
+    std::vector<PartSystem> sys;
+    for (int t = 0; t < P; ++t)
+      sys.push_back(part_system(model, bounds[t], bounds[t + 1]));
+    std::barrier sync(P);
+    double *slabs[P] = {};
+    std::vector<double> values[P];
+    Batch<double> X[P];
+    SolveReport reports[P];
+    std::vector<std::thread> threads;
+    for (int t = 0; t < P; ++t)
+      threads.emplace_back([&, t] {
+        const PartSystem &s = sys[t];
+        StatePart<double> part;
+        part.begin = s.below;
+        part.end = s.below + (s.end - s.begin);
+        part.exchange = [&, t](double *slab, index_t width) {
+          slabs[t] = slab;
+          sync.arrive_and_wait();
+          const index_t own = s.end - s.begin;
+          for (index_t k = 0; k < static_cast<index_t>(s.ghosts.size()); ++k) {
+            const index_t g = s.ghosts[k];
+            int o = 0;
+            while (!(g >= sys[o].begin && g < sys[o].end))
+              ++o;
+            const index_t from = sys[o].below + (g - sys[o].begin);
+            const index_t to = k < s.below ? k : k + own;
+            std::copy(slabs[o] + from * width, slabs[o] + (from + 1) * width,
+                      slab + to * width);
+          }
+          sync.arrive_and_wait();
+        };
+        part.max_reduce = [&, t](std::span<double> v) {
+          values[t].assign(v.begin(), v.end());
+          sync.arrive_and_wait();
+          for (std::size_t i = 0; i < v.size(); ++i)
+            for (int o = 0; o < P; ++o)
+              v[i] = std::max(v[i], values[o][i]);
+          sync.arrive_and_wait();
+        };
+        reports[t] = picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
+                                       X[t], o.picard, part, Execution::reference);
+      });
+    for (auto &th : threads)
+      th.join();
+    for (int t = 0; t < P; ++t) {
+      REQUIRE(reports[t].status == ref.status);
+      REQUIRE(reports[t].iterations == ref.iterations);
+      REQUIRE(reports[t].step_history == ref.step_history);
+      REQUIRE(reports[t].column_residuals == ref.column_residuals);
+      REQUIRE(reports[t].column_iterations == ref.column_iterations);
+      index_t differ = 0;
+      for (index_t i = sys[t].begin; i < sys[t].end; ++i)
+        for (index_t j = 0; j < U.cols(); ++j)
+          differ += X[t](sys[t].below + i - sys[t].begin, j) != Xref(i, j) ? 1 : 0;
+      REQUIRE(differ == 0);
+    }
+  }
+
+  SECTION("misuse") {
+    const PartSystem s = part_system(model, 0, 300);
+    Batch<double> X;
+    PicardOptions anderson;
+    anderson.anderson_depth = 2;
+    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
+                                        X, anderson, StatePart<double>{0, 300, {}, {}}),
+                      InvalidArgument);
+    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
+                                        X, o.picard, StatePart<double>{0, 299, {}, {}}),
+                      InvalidArgument);
+    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
+                                        X, o.picard, StatePart<double>{10, 400, {}, {}}),
+                      InvalidArgument);
   }
 }

@@ -21,13 +21,19 @@ public:
   /// M must outlive the system. `activations` has one entry per row.
   FixedPointSystem(const CsrMatrix<T> &M, std::span<const Activation> activations);
   FixedPointSystem(const LinearOperator<T> &M, std::span<const Activation> activations);
+  /// Only rows [row_begin, row_end) of the square CSR M are iterated (a
+  /// process's own states in a distributed solve); the other rows of every
+  /// iterate are the neighbours' states, brought in by FixedPointRun::exchange.
+  FixedPointSystem(const CsrMatrix<T> &M, std::span<const Activation> activations,
+                   index_t row_begin, index_t row_end);
 
   index_t rows() const noexcept { return rows_; }
   bool is_csr() const noexcept { return csr_ != nullptr; }
   const CsrMatrix<T> *csr() const noexcept { return csr_; }
   const LinearOperator<T> &op() const noexcept { return *op_; }
   const Activation *activations() const noexcept { return act_.data(); }
-  /// Row ranges of about equal work for parallel passes (bounds, size parts + 1).
+  /// Row ranges of about equal work for parallel passes (bounds, size parts + 1),
+  /// covering the iterated rows.
   std::span<const index_t> parts() const noexcept { return parts_; }
 
 private:
@@ -90,6 +96,9 @@ private:
   std::vector<double> gram_, rhs_, gamma_, inner_;
   std::vector<ColumnState> columns_;
   std::vector<unsigned char> parity_, slab_active_, on_;
+  // Per column after a pass: max step, max norm, non-finite flag (reduced
+  // over the processes of a distributed run).
+  std::vector<double> column_max_;
   aligned_vector<T> mask_; // 1 where a column is still updated
   aligned_vector<T> part_step_, part_norm_, part_bad_;
   std::vector<std::size_t> capacity_;
@@ -103,6 +112,15 @@ template <class T> struct FixedPointRun {
   bool parallel = true;   // use TBB inside the passes
   const std::function<void(int, double)> *progress = nullptr;
   std::vector<double> *step_history = nullptr;
+  /// A distributed run: before a product reads slab s of the iterate (rows
+  /// x width, ld width), exchange(slab, s) brings its rows that this process
+  /// does not iterate up to date; after each pass, reduce(values) replaces
+  /// the per-column maxima (3 per column: step, norm, non-finite flag) by
+  /// their maxima over all processes. Both are collective: every process
+  /// makes the same calls in the same order (the column states it decides
+  /// from are the reduced ones). Plain Picard only (not Anderson).
+  const std::function<void(T *, index_t)> *exchange = nullptr;
+  const std::function<void(std::span<double>)> *reduce = nullptr;
 };
 
 /// Solves x = phi(M x + c) for every column from the iterate in

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# tacit-mpi against tacit on the same model, with 1, 2 and 3 ranks: the
+# states of `solve` bit for bit (as printed), the outputs to 1e-13 relative,
+# the lambda_PF(|A|) intervals containing each other's... and bad input: an
+# error from every rank and a non-zero exit, never a hang (timeout).
+# Usage: cli_test.sh MPIEXEC TACIT_MPI TACIT TACIT_MPI_TESTS
+set -euo pipefail
+mpiexec=$1 mpi_cli=$2 cli=$3 tests=$4
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+run() { local np=$1; shift; timeout 60 "$mpiexec" --oversubscribe -np "$np" "$@"; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+run 1 "$tests" --make-fixture "$dir"
+"$cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Yref.txt" --states "$dir/Xref.txt" \
+  --method picard -q
+"$cli" wellposed "$dir/model.tacit" --json > "$dir/wp_ref.json"
+
+for np in 1 2 3; do
+  run "$np" "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y$np.txt" \
+    --states "$dir/X$np.txt" --json > "$dir/solve$np.json"
+  cmp "$dir/Xref.txt" "$dir/X$np.txt" || fail "states with $np ranks differ from tacit's"
+  run "$np" "$mpi_cli" wellposed "$dir/model.tacit" --json --slepc > "$dir/wp$np.json"
+  /usr/bin/python3 - "$dir" "$np" <<'PY'
+import json, sys
+d, np = sys.argv[1], int(sys.argv[2])
+def rows(p):
+    return [[float(x) for x in l.split()] for l in open(p) if l.strip()]
+ref, got = rows(f"{d}/Yref.txt"), rows(f"{d}/Y{np}.txt")
+assert len(ref) == len(got) == 40, (len(ref), len(got))
+worst = max(abs(a - b) / max(1.0, abs(a)) for r, g in zip(ref, got) for a, b in zip(r, g))
+assert worst <= 1e-13, f"outputs differ by {worst} relative"
+s = json.load(open(f"{d}/solve{np}.json"))
+assert s["ranks"] == np and s["status"] == "converged" and s["columns"] == 40, s
+assert len(s["partition"]["ranks"]) == np and len(s["rank_seconds"]["solve"]) == np
+assert sum(r["a_nnz"] for r in s["partition"]["ranks"]) == s["partition"]["a_nnz"]
+w, wr = json.load(open(f"{d}/wp{np}.json")), json.load(open(f"{d}/wp_ref.json"))
+lo, up = w["lambda_pf"]["lower"], w["lambda_pf"]["upper"]
+rlo, rup = wr["lambda_pf"]["lower"], wr["lambda_pf"]["upper"]
+assert lo <= up and max(lo, rlo) <= min(up, rup), (lo, up, rlo, rup)
+assert w["certified"] == wr["certified"] and w["n"] == wr["n"] and w["nnz"] == wr["nnz"]
+assert abs(w["norm_inf"] - wr["norm_inf"]) <= 1e-14 * wr["norm_inf"]
+assert abs(w["norm_1"] - wr["norm_1"]) <= 1e-14 * wr["norm_1"]
+assert w["slepc_estimate"] is not None and abs(w["slepc_estimate"] - 0.5 * (lo + up)) <= 1e-6
+print(f"{np} ranks: outputs within {worst:.1e}, lambda_PF in [{lo}, {up}]")
+PY
+done
+
+# Bad input: every rank reports, the exit code is the command's, no hang.
+expect_error() { # CODE TEXT NP ARGS...
+  local code=$1 text=$2 np=$3; shift 3
+  set +e
+  run "$np" "$mpi_cli" "$@" > "$dir/out.txt" 2> "$dir/err.txt"
+  local rc=$?
+  set -e
+  [ "$rc" -ne 124 ] || fail "timed out: $*"
+  [ "$rc" -eq "$code" ] || { cat "$dir/err.txt" >&2; fail "exit $rc, expected $code: $*"; }
+  local lines
+  lines=$(grep -c "error: .*$text" "$dir/err.txt" || true)
+  [ "$lines" -eq "$np" ] || { cat "$dir/err.txt" >&2; fail "$lines of $np ranks report '$text': $*"; }
+}
+head -c -100 "$dir/model.tacit" > "$dir/cut.tacit"
+expect_error 2 "truncated" 3 solve "$dir/cut.tacit" -i "$dir/U.txt" -o "$dir/Y.txt"
+expect_error 2 "cannot open" 2 wellposed "$dir/absent.tacit"
+expect_error 1 "without states" 3 wellposed "$dir/tiny.tacit"
+expect_error 2 "U7.txt:1" 2 solve "$dir/model.tacit" -i "$dir/U7.txt" -o "$dir/Y.txt"
+expect_error 1 "usage error" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y.txt" --anderson 3
+[ ! -e "$dir/Y.txt" ] || fail "an output was written by a failed run"
+echo "tacit-mpi: all command checks passed"
