@@ -139,15 +139,14 @@ MatHandle petsc_matrix(MPI_Comm comm, const CsrMatrix<double> &local, index_t gl
   int too_large = local.nnz() > max_index ? 1 : 0;
   MPI_Allreduce(MPI_IN_PLACE, &too_large, 1, MPI_INT, MPI_MAX, comm);
   if (global_rows > max_index || global_cols > max_index || too_large)
-    throw InvalidArgument("tacit::mpi: a matrix of " + std::to_string(global_rows) + " x " +
-                          std::to_string(global_cols) + " (" +
+    throw InvalidArgument("tacit::mpi: a matrix of " + std::to_string(global_rows) +
+                          " x " + std::to_string(global_cols) + " (" +
                           std::to_string(local.nnz()) +
                           " nonzeros on this rank) exceeds PETSc's " +
                           std::to_string(sizeof(PetscInt) * 8) + "-bit indices");
   const index_t m = local.rows();
-  std::vector<PetscInt> ptr(static_cast<std::size_t>(m) + 1), cols(
-                                                                   static_cast<std::size_t>(
-                                                                       local.nnz()));
+  std::vector<PetscInt> ptr(static_cast<std::size_t>(m) + 1),
+      cols(static_cast<std::size_t>(local.nnz()));
   std::vector<PetscScalar> vals(static_cast<std::size_t>(local.nnz()));
   const auto rp = local.row_ptr();
   for (index_t i = 0; i <= m; ++i)

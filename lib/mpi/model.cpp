@@ -73,7 +73,8 @@ RowPartition even_partition(index_t rows, int ranks) {
 
 std::size_t DistributedModel::local_bytes() const {
   std::size_t b = A.local.bytes() + B.local.bytes() + C.local.bytes() +
-                  bias_x.size() * sizeof(double) + activations.size() * sizeof(Activation) +
+                  bias_x.size() * sizeof(double) +
+                  activations.size() * sizeof(Activation) +
                   bias_y.size() * sizeof(double);
   if (D)
     b += D->bytes();
@@ -90,11 +91,10 @@ void check_partition(const RowPartition &p, index_t n) {
                             " states is not monotone at rank " + std::to_string(r) +
                             " (row pointers of A not increasing?)");
     if (p.size(r) == 0)
-      throw InvalidArgument("the partition of the " + std::to_string(n) + " states over " +
-                            std::to_string(p.ranks()) + " ranks leaves rank " +
-                            std::to_string(r) +
-                            " without states (run with at most " + std::to_string(n) +
-                            " ranks)");
+      throw InvalidArgument(
+          "the partition of the " + std::to_string(n) + " states over " +
+          std::to_string(p.ranks()) + " ranks leaves rank " + std::to_string(r) +
+          " without states (run with at most " + std::to_string(n) + " ranks)");
   }
 }
 
@@ -109,19 +109,21 @@ std::vector<Activation> own_activations(const std::vector<StateBlock> &blocks,
   return a;
 }
 
-void check_blocks(const std::vector<StateBlock> &blocks, index_t n, const std::string &where) {
+void check_blocks(const std::vector<StateBlock> &blocks, index_t n,
+                  const std::string &where) {
   index_t at = 0;
   for (const auto &b : blocks) {
     if (b.offset != at || b.size < 0)
       throw FileError(where, 0,
-                      "state block '" + b.name + "' starts at " + std::to_string(b.offset) +
-                          ", expected " + std::to_string(at) + " (blocks must tile the states)");
+                      "state block '" + b.name + "' starts at " +
+                          std::to_string(b.offset) + ", expected " + std::to_string(at) +
+                          " (blocks must tile the states)");
     at += b.size;
   }
   if (at != n)
     throw FileError(where, 0,
-                    "the state blocks cover " + std::to_string(at) + " states, n = " +
-                        std::to_string(n));
+                    "the state blocks cover " + std::to_string(at) +
+                        " states, n = " + std::to_string(n));
 }
 
 // ------------------------------------------------------------- native file
@@ -150,7 +152,8 @@ public:
   const std::string &name() const { return name_; }
   std::uint64_t size() const { return size_; }
 
-  void read(std::uint64_t offset, void *out, std::uint64_t bytes, const char *what) const {
+  void read(std::uint64_t offset, void *out, std::uint64_t bytes,
+            const char *what) const {
     if (offset > size_ || bytes > size_ - offset)
       fail("truncated: " + std::string(what) + " needs " + std::to_string(bytes) +
            " bytes at byte offset " + std::to_string(offset) + ", the file has " +
@@ -171,7 +174,9 @@ public:
     read(offset, &v, sizeof v, what);
     return v;
   }
-  [[noreturn]] void fail(const std::string &what) const { throw FileError(name_, 0, what); }
+  [[noreturn]] void fail(const std::string &what) const {
+    throw FileError(name_, 0, what);
+  }
 
 private:
   std::string name_;
@@ -207,13 +212,15 @@ CsrSection csr_section(const FileSlice &f, const Section &s, std::size_t value_b
                       "); tacit-mpi distributes CSR models (convert with tacit convert "
                       "after materialising, or use tacit)");
   if (s.length < 32)
-    f.fail(sec + ": payload of " + std::to_string(s.length) + " bytes, too short for CSR");
+    f.fail(sec + ": payload of " + std::to_string(s.length) +
+           " bytes, too short for CSR");
   c.rows = f.value<std::uint64_t>(s.payload, "CSR rows");
   c.cols = f.value<std::uint64_t>(s.payload + 8, "CSR cols");
   c.nnz = f.value<std::uint64_t>(s.payload + 16, "CSR nnz");
   c.width = f.value<std::uint32_t>(s.payload + 24, "CSR index width");
   if (c.width != 4 && c.width != 8)
-    f.fail(sec + ": column index width " + std::to_string(c.width) + " (expected 4 or 8)");
+    f.fail(sec + ": column index width " + std::to_string(c.width) +
+           " (expected 4 or 8)");
   // Sizes bounded by the payload before any arithmetic that could overflow.
   if (c.rows >= s.length / 8 || c.nnz > s.length)
     f.fail(sec + ": " + std::to_string(c.rows) + " rows and " + std::to_string(c.nnz) +
@@ -230,8 +237,8 @@ CsrSection csr_section(const FileSlice &f, const Section &s, std::size_t value_b
 }
 
 /// Rows [r0, r1) of a CSR section, columns global, values as double.
-CsrMatrix<double> read_rows(const FileSlice &f, const CsrSection &c, index_t r0, index_t r1,
-                            std::size_t value_bytes) {
+CsrMatrix<double> read_rows(const FileSlice &f, const CsrSection &c, index_t r0,
+                            index_t r1, std::size_t value_bytes) {
   const std::string sec = std::string("section ") + c.name;
   const auto m = static_cast<std::size_t>(r1 - r0);
   std::vector<std::int64_t> ptr(m + 1);
@@ -240,8 +247,8 @@ CsrMatrix<double> read_rows(const FileSlice &f, const CsrSection &c, index_t r0,
   for (std::size_t i = 0; i <= m; ++i) {
     if (ptr[i] < 0 || static_cast<std::uint64_t>(ptr[i]) > c.nnz ||
         (i > 0 && ptr[i] < ptr[i - 1]))
-      f.fail(sec + ": row pointer " + std::to_string(r0 + static_cast<index_t>(i)) + " = " +
-             std::to_string(ptr[i]) + " is out of order or outside [0, " +
+      f.fail(sec + ": row pointer " + std::to_string(r0 + static_cast<index_t>(i)) +
+             " = " + std::to_string(ptr[i]) + " is out of order or outside [0, " +
              std::to_string(c.nnz) + "]");
   }
   const std::int64_t first = ptr[0];
@@ -287,8 +294,9 @@ CsrMatrix<double> read_rows(const FileSlice &f, const CsrSection &c, index_t r0,
                            std::move(ptr), cols, std::move(vals));
 }
 
-std::vector<double> read_dense(const FileSlice &f, const Section &s, std::size_t value_bytes,
-                               index_t expected, index_t i0, index_t i1) {
+std::vector<double> read_dense(const FileSlice &f, const Section &s,
+                               std::size_t value_bytes, index_t expected, index_t i0,
+                               index_t i1) {
   const std::string sec = std::string("section ") + role_name(s.role);
   if (s.kind != 3)
     throw Unsupported(f.name() + ": " + sec + " is stored as runs (kind " +
@@ -304,7 +312,8 @@ std::vector<double> read_dense(const FileSlice &f, const Section &s, std::size_t
   std::vector<double> v(m);
   if (value_bytes == 4) {
     std::vector<float> raw(m);
-    f.read(s.payload + 8 + static_cast<std::uint64_t>(i0) * 4, raw.data(), m * 4, "values");
+    f.read(s.payload + 8 + static_cast<std::uint64_t>(i0) * 4, raw.data(), m * 4,
+           "values");
     std::copy(raw.begin(), raw.end(), v.begin());
   } else {
     f.read(s.payload + 8 + static_cast<std::uint64_t>(i0) * 8, v.data(), m * 8, "values");
@@ -403,12 +412,14 @@ DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm) {
     if (bom != 0x01020304u)
       f->fail("byte-order mark " + std::to_string(bom) + " (big-endian or corrupt file)");
     if (type != 1 && type != 2)
-      f->fail("value type " + std::to_string(type) + " (expected 1 float32 or 2 float64)");
+      f->fail("value type " + std::to_string(type) +
+              " (expected 1 float32 or 2 float64)");
     layout->value_bytes = type == 1 ? 4 : 8;
     layout->has_d = (flags & 1u) != 0;
     if (n > f->size() * 8 + 8 || p > f->size() * 8 + 8 || q > f->size() * 8 + 8)
-      f->fail("header dimensions n = " + std::to_string(n) + ", p = " + std::to_string(p) +
-              ", q = " + std::to_string(q) + " exceed what the file can hold");
+      f->fail("header dimensions n = " + std::to_string(n) +
+              ", p = " + std::to_string(p) + ", q = " + std::to_string(q) +
+              " exceed what the file can hold");
     m.n = static_cast<index_t>(n);
     m.p = static_cast<index_t>(p);
     m.q = static_cast<index_t>(q);
@@ -422,9 +433,10 @@ DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm) {
       std::memcpy(&s.length, sh + 8, 8);
       s.payload = off + 16;
       if (s.length > f->size() || s.payload + s.length + 4 > f->size())
-        f->fail("truncated: section " + std::string(role_name(s.role)) + " at byte offset " +
-                std::to_string(off) + " declares " + std::to_string(s.length) +
-                " payload bytes, the file has " + std::to_string(f->size()));
+        f->fail("truncated: section " + std::string(role_name(s.role)) +
+                " at byte offset " + std::to_string(off) + " declares " +
+                std::to_string(s.length) + " payload bytes, the file has " +
+                std::to_string(f->size()));
       if (s.role < 1 || s.role > 7)
         f->fail("unknown section role " + std::to_string(s.role) + " at byte offset " +
                 std::to_string(off));
@@ -439,14 +451,16 @@ DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm) {
     for (std::uint32_t role = 1; role <= 7; ++role)
       if (!layout->sections[role] && !(role == 5 && !layout->has_d))
         f->fail(std::string("missing section ") + role_name(role));
-    const index_t want_rows[4] = {m.n, m.n, m.q, m.q}, want_cols[4] = {m.n, m.p, m.n, m.p};
+    const index_t want_rows[4] = {m.n, m.n, m.q, m.q},
+                  want_cols[4] = {m.n, m.p, m.n, m.p};
     for (int k = 0; k < (layout->has_d ? 4 : 3); ++k) {
       auto &c = layout->csr[k];
       c = csr_section(*f, *layout->sections[2 + k], layout->value_bytes);
       if (c.rows != static_cast<std::uint64_t>(want_rows[k]) ||
           c.cols != static_cast<std::uint64_t>(want_cols[k]))
-        f->fail(std::string("section ") + c.name + " is " + std::to_string(c.rows) + " x " +
-                std::to_string(c.cols) + ", but the header says n = " + std::to_string(m.n) +
+        f->fail(std::string("section ") + c.name + " is " + std::to_string(c.rows) +
+                " x " + std::to_string(c.cols) +
+                ", but the header says n = " + std::to_string(m.n) +
                 ", p = " + std::to_string(m.p) + ", q = " + std::to_string(m.q) + " (" +
                 c.name + " must be " + std::to_string(want_rows[k]) + " x " +
                 std::to_string(want_cols[k]) + ")");
@@ -460,8 +474,8 @@ DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm) {
     };
     const std::int64_t total_nnz = row_ptr(m.n);
     if (total_nnz < 0 || static_cast<std::uint64_t>(total_nnz) != a.nnz)
-      f->fail("section A: last row pointer " + std::to_string(total_nnz) + " differs from nnz " +
-              std::to_string(a.nnz));
+      f->fail("section A: last row pointer " + std::to_string(total_nnz) +
+              " differs from nnz " + std::to_string(a.nnz));
     return f;
   });
   // Boundaries: rank r computes boundary r (rows with cost >= r/P of the
@@ -537,9 +551,8 @@ DistributedModel distribute_model(const Model<double> &model, MPI_Comm comm) {
     check_partition(m.states, m.n);
     const index_t r0 = m.own_begin(), r1 = m.own_end();
     auto rows_of = [](const CsrMatrix<double> &M, index_t a, index_t b) {
-      std::vector<index_t> rows(static_cast<std::size_t>(b - a)), cols(
-                                                                       static_cast<std::size_t>(
-                                                                           M.cols()));
+      std::vector<index_t> rows(static_cast<std::size_t>(b - a)),
+          cols(static_cast<std::size_t>(M.cols()));
       for (index_t i = a; i < b; ++i)
         rows[i - a] = i;
       for (index_t j = 0; j < M.cols(); ++j)

@@ -25,7 +25,8 @@ constexpr double infinity = std::numeric_limits<double>::infinity();
 constexpr double denorm_min = std::numeric_limits<double>::denorm_min();
 
 double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -38,8 +39,8 @@ struct Pass {
   bool zero = false;
 };
 
-Pass pass_rows(const std::int64_t *row_ptr, index_t rows, const double *y, const double *v,
-               double shift, double scale, double *next) {
+Pass pass_rows(const std::int64_t *row_ptr, index_t rows, const double *y,
+               const double *v, double shift, double scale, double *next) {
   constexpr double u = unit_roundoff;
   Pass r;
   for (index_t i = 0; i < rows; ++i) {

@@ -18,7 +18,8 @@ namespace tacit::inline v1::mpi {
 namespace {
 
 double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -42,13 +43,15 @@ LocalSystem local_system(const DistributedModel &model) {
   });
   std::sort(s.ghosts.begin(), s.ghosts.end());
   s.ghosts.erase(std::unique(s.ghosts.begin(), s.ghosts.end()), s.ghosts.end());
-  s.ghosts_below = std::lower_bound(s.ghosts.begin(), s.ghosts.end(), r0) - s.ghosts.begin();
+  s.ghosts_below =
+      std::lower_bound(s.ghosts.begin(), s.ghosts.end(), r0) - s.ghosts.begin();
   const index_t m = own + static_cast<index_t>(s.ghosts.size());
   const index_t g = s.ghosts_below;
   auto local_of = [&](index_t c) -> index_t {
     if (c >= r0 && c < r1)
       return g + (c - r0);
-    const index_t k = std::lower_bound(s.ghosts.begin(), s.ghosts.end(), c) - s.ghosts.begin();
+    const index_t k =
+        std::lower_bound(s.ghosts.begin(), s.ghosts.end(), c) - s.ghosts.begin();
     return k < g ? k : k + own;
   };
   std::vector<std::int64_t> ptr(static_cast<std::size_t>(m) + 1, 0);
@@ -65,7 +68,8 @@ LocalSystem local_system(const DistributedModel &model) {
   std::vector<double> vals(L.values().begin(), L.values().end());
   s.A = CsrMatrix<double>(m, m, std::move(ptr), cols, std::move(vals));
   s.activations.assign(static_cast<std::size_t>(m), Activation{});
-  std::copy(model.activations.begin(), model.activations.end(), s.activations.begin() + g);
+  std::copy(model.activations.begin(), model.activations.end(),
+            s.activations.begin() + g);
   return s;
 }
 
@@ -79,10 +83,11 @@ public:
     const index_t own = model.own_end() - model.own_begin();
     const index_t m = own + static_cast<index_t>(sys.ghosts.size());
     TACIT_PETSC(VecCreateMPIWithArray(model.comm, static_cast<PetscInt>(W),
-                                      static_cast<PetscInt>(own * W), PETSC_DECIDE, nullptr,
-                                      global_.out()));
+                                      static_cast<PetscInt>(own * W), PETSC_DECIDE,
+                                      nullptr, global_.out()));
     TACIT_PETSC(VecCreateSeqWithArray(PETSC_COMM_SELF, static_cast<PetscInt>(W),
-                                      static_cast<PetscInt>(m * W), nullptr, local_.out()));
+                                      static_cast<PetscInt>(m * W), nullptr,
+                                      local_.out()));
     const auto count = sys.ghosts.size();
     std::vector<PetscInt> from(count), to(count);
     for (std::size_t k = 0; k < count; ++k) {
@@ -91,8 +96,8 @@ public:
       to[k] = static_cast<PetscInt>(kk < g_ ? kk : kk + own);
     }
     TACIT_PETSC(ISCreateBlock(PETSC_COMM_SELF, static_cast<PetscInt>(W),
-                              static_cast<PetscInt>(count), from.data(), PETSC_COPY_VALUES,
-                              is_from_.out()));
+                              static_cast<PetscInt>(count), from.data(),
+                              PETSC_COPY_VALUES, is_from_.out()));
     TACIT_PETSC(ISCreateBlock(PETSC_COMM_SELF, static_cast<PetscInt>(W),
                               static_cast<PetscInt>(count), to.data(), PETSC_COPY_VALUES,
                               is_to_.out()));
@@ -102,7 +107,8 @@ public:
   void operator()(double *slab) {
     TACIT_PETSC(VecPlaceArray(global_, slab + g_ * W_));
     TACIT_PETSC(VecPlaceArray(local_, slab));
-    TACIT_PETSC(VecScatterBegin(scatter_, global_, local_, INSERT_VALUES, SCATTER_FORWARD));
+    TACIT_PETSC(
+        VecScatterBegin(scatter_, global_, local_, INSERT_VALUES, SCATTER_FORWARD));
     TACIT_PETSC(VecScatterEnd(scatter_, global_, local_, INSERT_VALUES, SCATTER_FORWARD));
     TACIT_PETSC(VecResetArray(global_));
     TACIT_PETSC(VecResetArray(local_));
@@ -115,9 +121,11 @@ private:
   detail::ScatterHandle scatter_;
 };
 
-void gather_timing(MPI_Comm comm, int rank, int ranks, double mine, std::vector<double> &out) {
+void gather_timing(MPI_Comm comm, int rank, int ranks, double mine,
+                   std::vector<double> &out) {
   out.assign(rank == 0 ? static_cast<std::size_t>(ranks) : 1, mine);
-  MPI_Gather(&mine, 1, MPI_DOUBLE, rank == 0 ? out.data() : nullptr, 1, MPI_DOUBLE, 0, comm);
+  MPI_Gather(&mine, 1, MPI_DOUBLE, rank == 0 ? out.data() : nullptr, 1, MPI_DOUBLE, 0,
+             comm);
 }
 
 } // namespace
@@ -128,13 +136,16 @@ SolveReport distributed_predict(const DistributedModel &model, const Batch<doubl
   const MPI_Comm comm = model.comm;
   if (U.rows() != model.p)
     throw InvalidArgument("distributed_predict: U has " + std::to_string(U.rows()) +
-                          " rows, the model has p = " + std::to_string(model.p) + " inputs");
+                          " rows, the model has p = " + std::to_string(model.p) +
+                          " inputs");
   const index_t k = U.cols(), W = U.slab_width();
   const index_t r0 = model.own_begin(), own = model.own_end() - r0;
   double t0 = now();
   // Set-up: the local system and the communication plan.
-  auto sys = detail::collective(comm, [&] { return std::make_shared<LocalSystem>(local_system(model)); });
-  auto halo = detail::collective(comm, [&] { return std::make_shared<HaloExchange>(model, *sys, W); });
+  auto sys = detail::collective(
+      comm, [&] { return std::make_shared<LocalSystem>(local_system(model)); });
+  auto halo = detail::collective(
+      comm, [&] { return std::make_shared<HaloExchange>(model, *sys, W); });
   StatePart<double> part;
   part.begin = sys->ghosts_below;
   part.end = sys->ghosts_below + own;
@@ -156,8 +167,8 @@ SolveReport distributed_predict(const DistributedModel &model, const Batch<doubl
   t0 = now();
   // Y = C X (PETSc, column by column) gathered on rank 0, + D U + c there.
   detail::collective(comm, [&] {
-    detail::MatHandle C = detail::petsc_matrix(comm, model.C.local, model.q, model.n, own,
-                                               false);
+    detail::MatHandle C =
+        detail::petsc_matrix(comm, model.C.local, model.q, model.n, own, false);
     detail::VecHandle x, y, y0;
     TACIT_PETSC(MatCreateVecs(C, x.out(), y.out()));
     detail::ScatterHandle to_zero;

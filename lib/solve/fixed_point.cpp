@@ -163,8 +163,7 @@ FixedPointSystem<T>::FixedPointSystem(const CsrMatrix<T> &M,
   std::vector<std::int64_t> local(static_cast<std::size_t>(row_end - row_begin) + 1);
   for (index_t r = row_begin; r <= row_end; ++r)
     local[r - row_begin] = rp[r] - rp[row_begin];
-  const int parts =
-      static_cast<int>(part_count(local.back() + (row_end - row_begin)));
+  const int parts = static_cast<int>(part_count(local.back() + (row_end - row_begin)));
   parts_.resize(static_cast<std::size_t>(parts) + 1);
   balanced_row_partition(local, parts, parts_);
   for (auto &b : parts_)
@@ -342,8 +341,8 @@ template <class T> struct FixedPointRunner {
         out[2] = b ? 1.0 : 0.0;
       }
     if (run.reduce)
-      (*run.reduce)(std::span<double>(w.column_max_.data(),
-                                      static_cast<std::size_t>(3 * S * W)));
+      (*run.reduce)(
+          std::span<double>(w.column_max_.data(), static_cast<std::size_t>(3 * S * W)));
   }
 
   /// Column j of slab s: maxima over the parts of the last pass.

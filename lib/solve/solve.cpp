@@ -397,10 +397,11 @@ picard_solve(const LinearOperator<T> &A, std::span<const Activation> activations
 }
 
 template <class T>
-SolveReport picard_solve_part(const CsrMatrix<T> &A, std::span<const Activation> activations,
-                              const LinearOperator<T> &B, std::span<const T> bias,
-                              const Batch<T> &U, Batch<T> &X, const PicardOptions &options,
-                              const StatePart<T> &part, Execution exec) {
+SolveReport
+picard_solve_part(const CsrMatrix<T> &A, std::span<const Activation> activations,
+                  const LinearOperator<T> &B, std::span<const T> bias, const Batch<T> &U,
+                  Batch<T> &X, const PicardOptions &options, const StatePart<T> &part,
+                  Execution exec) {
   return exec.run([&]() -> SolveReport {
     detail::validate(options);
     if (options.anderson_depth > 0)
@@ -409,19 +410,18 @@ SolveReport picard_solve_part(const CsrMatrix<T> &A, std::span<const Activation>
                             std::to_string(options.anderson_depth) + ", must be 0)");
     const index_t m = A.rows();
     if (part.begin < 0 || part.end < part.begin || part.end > m)
-      throw InvalidArgument("picard_solve_part: own states [" + std::to_string(part.begin) +
-                            ", " + std::to_string(part.end) + ") outside [0, " +
-                            std::to_string(m) + ")");
+      throw InvalidArgument("picard_solve_part: own states [" +
+                            std::to_string(part.begin) + ", " + std::to_string(part.end) +
+                            ") outside [0, " + std::to_string(m) + ")");
     const index_t own = part.end - part.begin;
     if (A.cols() != m || static_cast<index_t>(activations.size()) != m ||
         B.rows() != own || static_cast<index_t>(bias.size()) != own ||
         U.rows() != B.cols())
-      throw InvalidArgument("picard_solve_part: A is " + shape(A.rows(), A.cols()) +
-                            " with " + std::to_string(activations.size()) +
-                            " activations, " + std::to_string(own) +
-                            " own states, B is " + shape(B.rows(), B.cols()) +
-                            ", bias has " + std::to_string(bias.size()) +
-                            " entries, U is " + shape(U.rows(), U.cols()));
+      throw InvalidArgument(
+          "picard_solve_part: A is " + shape(A.rows(), A.cols()) + " with " +
+          std::to_string(activations.size()) + " activations, " + std::to_string(own) +
+          " own states, B is " + shape(B.rows(), B.cols()) + ", bias has " +
+          std::to_string(bias.size()) + " entries, U is " + shape(U.rows(), U.cols()));
     const index_t k = U.cols(), W = U.slab_width(), S = U.slab_count();
     // z = B u + b on the own rows (the solvers' order), placed at [begin, end)
     // of the local index space.
@@ -485,7 +485,8 @@ template SolveReport picard_solve(const LinearOperator<double> &,
                                   std::span<const Activation>, const Batch<double> &,
                                   Batch<double> &, const PicardOptions &,
                                   const std::function<void(int, double)> &, Execution);
-template SolveReport picard_solve_part(const CsrMatrix<float> &, std::span<const Activation>,
+template SolveReport picard_solve_part(const CsrMatrix<float> &,
+                                       std::span<const Activation>,
                                        const LinearOperator<float> &,
                                        std::span<const float>, const Batch<float> &,
                                        Batch<float> &, const PicardOptions &,

@@ -99,8 +99,8 @@ int main(int argc, char **argv) {
   Batch<double> Yd;
   const auto dreport = mpi::distributed_predict(dm, U, Yd);
   std::printf("rank %d of %d: states [%lld, %lld), status %s\n", dm.rank, dm.ranks,
-              static_cast<long long>(dm.own_begin()), static_cast<long long>(dm.own_end()),
-              to_string(dreport.status).c_str());
+              static_cast<long long>(dm.own_begin()),
+              static_cast<long long>(dm.own_end()), to_string(dreport.status).c_str());
   if (!dreport.ok() || (dm.rank == 0 && Yd(0, 0) != Y(0, 0)))
     return 1;
 #endif

@@ -18,7 +18,8 @@ int main(int argc, char **argv) {
     // The command test's files (tests/mpi/cli_test.sh), written by rank 0.
     if (rank == 0) {
       const std::filesystem::path dir = argv[2];
-      tacit::save_model_native(tacit::test_mpi::test_model(500, 6, 4, 41), dir / "model.tacit");
+      tacit::save_model_native(tacit::test_mpi::test_model(500, 6, 4, 41),
+                               dir / "model.tacit");
       tacit::save_model_native(tacit::test_mpi::test_model(2, 2, 1, 3, 0.5, 1),
                                dir / "tiny.tacit");
       tacit::write_vectors(dir / "U.txt", tacit::random_batch<double>(6, 40, 42));

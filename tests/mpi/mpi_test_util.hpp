@@ -77,12 +77,13 @@ inline Model<double> test_model(index_t n, index_t p, index_t q, std::uint64_t s
     blocks = {{"first", 0, half, Activation::parse("relu")},
               {"second", half, n - half, Activation::parse("leaky_relu", 0.1)}};
   return Model<double>(base.A_ptr(), base.B_ptr(), base.C_ptr(), D,
-                       std::vector<double>(base.bias_x().begin(), base.bias_x().end()), by,
-                       blocks);
+                       std::vector<double>(base.bias_x().begin(), base.bias_x().end()),
+                       by, blocks);
 }
 
 /// Saves `model` on rank 0 and waits for it on every rank.
-template <class T> void save_on_rank0(const Model<T> &model, const std::filesystem::path &path) {
+template <class T>
+void save_on_rank0(const Model<T> &model, const std::filesystem::path &path) {
   if (rank() == 0)
     save_model_native(model, path);
   MPI_Barrier(MPI_COMM_WORLD);

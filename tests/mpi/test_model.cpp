@@ -40,7 +40,8 @@ void require_same(const CsrMatrix<double> &a, const CsrMatrix<double> &b) {
 
 /// Expects `f` to throw E on every rank, marked as such, with `text` in the
 /// message.
-template <class E, class F> void require_error_everywhere(F &&f, const std::string &text) {
+template <class E, class F>
+void require_error_everywhere(F &&f, const std::string &text) {
   bool thrown = false;
   try {
     f();
@@ -78,8 +79,8 @@ TEST_CASE("each rank reads its own rows of a native file, equal to the whole mod
   save_on_rank0(model, path);
   for (const bool from_file : {true, false}) {
     INFO((from_file ? "load_distributed_model" : "distribute_model"));
-    const auto dm = from_file ? mpi::load_distributed_model(path)
-                              : mpi::distribute_model(model);
+    const auto dm =
+        from_file ? mpi::load_distributed_model(path) : mpi::distribute_model(model);
     REQUIRE(dm.ranks == ranks());
     REQUIRE(dm.n == 300);
     REQUIRE(dm.p == 7);
@@ -112,7 +113,8 @@ TEST_CASE("each rank reads its own rows of a native file, equal to the whole mod
     if (dm.rank == 0) {
       REQUIRE(dm.D);
       require_same(*dm.D, *csr_view(*model.D()));
-      REQUIRE(dm.bias_y == std::vector<double>(model.bias_y().begin(), model.bias_y().end()));
+      REQUIRE(dm.bias_y ==
+              std::vector<double>(model.bias_y().begin(), model.bias_y().end()));
     } else {
       REQUIRE(!dm.D);
       REQUIRE(dm.bias_y.empty());
@@ -128,8 +130,7 @@ TEST_CASE("a float32 file is read widened to float64", "[mpi][model]") {
   save_on_rank0(model32, dir / "f32.tacit");
   const auto dm = mpi::load_distributed_model(dir / "f32.tacit");
   const auto wide = convert_model<double>(model32);
-  require_same(dm.A.local,
-               rows_of(*csr_view(wide.A()), dm.own_begin(), dm.own_end()));
+  require_same(dm.A.local, rows_of(*csr_view(wide.A()), dm.own_begin(), dm.own_end()));
 }
 
 TEST_CASE("bad files fail on every rank with the problem named", "[mpi][model]") {
@@ -198,9 +199,9 @@ TEST_CASE("bad files fail on every rank with the problem named", "[mpi][model]")
     const std::uint32_t bad = 90;
     std::memcpy(b.data() + cols + (nnz - 1) * 4, &bad, 4);
     const auto p = write("col.tacit", b);
-    require_error_everywhere<FileError>(
-        [&] { mpi::load_distributed_model(p); },
-        "rank " + std::to_string(ranks() - 1) + " of " + std::to_string(ranks()));
+    require_error_everywhere<FileError>([&] { mpi::load_distributed_model(p); },
+                                        "rank " + std::to_string(ranks() - 1) + " of " +
+                                            std::to_string(ranks()));
   }
   SECTION("a partition that leaves a rank without states") {
     if (ranks() > 1) {

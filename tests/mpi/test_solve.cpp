@@ -81,7 +81,9 @@ TEST_CASE("distributed Picard gives the single-process states bit for bit",
   save_on_rank0(model, dir / "m.tacit");
   const auto dm = mpi::load_distributed_model(dir / "m.tacit");
   PicardOptions picard;
-  SECTION("one input") { check_against(model, dm, random_batch<double>(6, 1, 3), picard); }
+  SECTION("one input") {
+    check_against(model, dm, random_batch<double>(6, 1, 3), picard);
+  }
   SECTION("a batch over two slabs") {
     check_against(model, dm, random_batch<double>(6, 45, 4), picard);
   }
@@ -96,11 +98,13 @@ TEST_CASE("distributed Picard gives the single-process states bit for bit",
   SECTION("a model that diverges: the same status") {
     const auto wild = test_model(200, 3, 2, 8, 3.0);
     picard.max_iterations = 2000;
-    check_against(wild, mpi::distribute_model(wild), random_batch<double>(3, 2, 9), picard);
+    check_against(wild, mpi::distribute_model(wild), random_batch<double>(3, 2, 9),
+                  picard);
   }
 }
 
-TEST_CASE("distributed Picard refuses what it does not do, on every rank", "[mpi][solve]") {
+TEST_CASE("distributed Picard refuses what it does not do, on every rank",
+          "[mpi][solve]") {
   const auto model = test_model(100, 3, 2, 4);
   const auto dm = mpi::distribute_model(model);
   Batch<double> Y;

@@ -9,8 +9,8 @@
 #include <barrier>
 #include <cstring>
 #include <map>
-#include <thread>
 #include <optional>
+#include <thread>
 #include <tuple>
 
 #include <Eigen/Dense>
@@ -1142,7 +1142,8 @@ PartSystem part_system(const Model<double> &model, index_t begin, index_t end) {
   std::sort(cols_used.begin(), cols_used.end());
   cols_used.erase(std::unique(cols_used.begin(), cols_used.end()), cols_used.end());
   s.ghosts = cols_used;
-  s.below = std::count_if(s.ghosts.begin(), s.ghosts.end(), [&](index_t c) { return c < begin; });
+  s.below = std::count_if(s.ghosts.begin(), s.ghosts.end(),
+                          [&](index_t c) { return c < begin; });
   const index_t own = end - begin, m = own + static_cast<index_t>(s.ghosts.size());
   std::map<index_t, index_t> local;
   for (index_t k = 0; k < static_cast<index_t>(s.ghosts.size()); ++k)
@@ -1185,9 +1186,8 @@ TEST_CASE("picard_solve_part on parts run by threads gives the whole solve's bit
     const PartSystem s = part_system(model, 0, 300);
     StatePart<double> part{0, 300, {}, {}};
     Batch<double> X;
-    const SolveReport r =
-        picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U, X,
-                          o.picard, part);
+    const SolveReport r = picard_solve_part(
+        s.A, s.act, s.B, std::span<const double>(s.bias), U, X, o.picard, part);
     REQUIRE(r.step_history == ref.step_history);
     REQUIRE(r.column_residuals == ref.column_residuals);
     for (index_t i = 0; i < 300; ++i)
@@ -1237,8 +1237,8 @@ TEST_CASE("picard_solve_part on parts run by threads gives the whole solve's bit
               v[i] = std::max(v[i], values[o][i]);
           sync.arrive_and_wait();
         };
-        reports[t] = picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
-                                       X[t], o.picard, part, Execution::reference);
+        reports[t] = picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
+                                       U, X[t], o.picard, part, Execution::reference);
       });
     for (auto &th : threads)
       th.join();
@@ -1261,14 +1261,17 @@ TEST_CASE("picard_solve_part on parts run by threads gives the whole solve's bit
     Batch<double> X;
     PicardOptions anderson;
     anderson.anderson_depth = 2;
-    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
-                                        X, anderson, StatePart<double>{0, 300, {}, {}}),
+    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
+                                        U, X, anderson,
+                                        StatePart<double>{0, 300, {}, {}}),
                       InvalidArgument);
-    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
-                                        X, o.picard, StatePart<double>{0, 299, {}, {}}),
+    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
+                                        U, X, o.picard,
+                                        StatePart<double>{0, 299, {}, {}}),
                       InvalidArgument);
-    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U,
-                                        X, o.picard, StatePart<double>{10, 400, {}, {}}),
+    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
+                                        U, X, o.picard,
+                                        StatePart<double>{10, 400, {}, {}}),
                       InvalidArgument);
   }
 }

@@ -120,21 +120,23 @@ struct Args {
                        std::to_string(hi) + "], got '" + *t + "'");
     return v;
   }
-  std::optional<long long> integer(const std::string &n, long long lo, long long hi) const {
+  std::optional<long long> integer(const std::string &n, long long lo,
+                                   long long hi) const {
     const auto t = text(n);
     if (!t)
       return std::nullopt;
     long long v = 0;
     const auto r = std::from_chars(t->data(), t->data() + t->size(), v);
     if (r.ec != std::errc() || r.ptr != t->data() + t->size() || v < lo || v > hi)
-      throw UsageError("--" + n + ": expected an integer in [" + std::to_string(lo) + ", " +
-                       std::to_string(hi) + "], got '" + *t + "'");
+      throw UsageError("--" + n + ": expected an integer in [" + std::to_string(lo) +
+                       ", " + std::to_string(hi) + "], got '" + *t + "'");
     return v;
   }
 };
 
 double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -144,7 +146,8 @@ std::vector<double> gather(MPI_Comm comm, double mine) {
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &ranks);
   std::vector<double> all(static_cast<std::size_t>(ranks), mine);
-  MPI_Gather(&mine, 1, MPI_DOUBLE, rank == 0 ? all.data() : nullptr, 1, MPI_DOUBLE, 0, comm);
+  MPI_Gather(&mine, 1, MPI_DOUBLE, rank == 0 ? all.data() : nullptr, 1, MPI_DOUBLE, 0,
+             comm);
   return all;
 }
 
@@ -170,8 +173,8 @@ std::string fmt(double v) {
   return s.str();
 }
 
-int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args, bool json_out,
-              bool quiet) {
+int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
+              bool json_out, bool quiet) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   if (args.positionals.size() != 1)
@@ -280,8 +283,8 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args, bo
                   {"q", model.q},
                   {"columns", U.cols()},
                   {"method", to_string(report.method)},
-                  {"method_reason", "distributed picard over " +
-                                        std::to_string(model.ranks) + " ranks"},
+                  {"method_reason",
+                   "distributed picard over " + std::to_string(model.ranks) + " ranks"},
                   {"status", to_string(report.status)},
                   {"converged", report.ok()},
                   {"unconverged_columns", unconverged},
@@ -306,17 +309,18 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args, bo
         doc["states"] = *states;
       std::cout << doc.dump() << "\n";
     } else if (!quiet) {
-      std::cout << "solved " << U.cols() << " input" << (U.cols() == 1 ? "" : "s") << " of "
-                << *input << " -> " << *output << "\n"
-                << "  model: n = " << model.n << ", p = " << model.p << ", q = " << model.q
-                << ", float64, " << model.ranks << " ranks\n"
+      std::cout << "solved " << U.cols() << " input" << (U.cols() == 1 ? "" : "s")
+                << " of " << *input << " -> " << *output << "\n"
+                << "  model: n = " << model.n << ", p = " << model.p
+                << ", q = " << model.q << ", float64, " << model.ranks << " ranks\n"
                 << "  status: " << to_string(report.status) << ", " << report.iterations
                 << " iterations, residual " << fmt(report.residual) << "\n"
                 << "  time (slowest rank): setup " << fmt(setup) << " s, solve "
                 << fmt(solve) << " s, output " << fmt(out_s) << " s\n";
       for (int r = 0; r < model.ranks; ++r)
         std::cout << "  rank " << r << ": states [" << model.states.begin(r) << ", "
-                  << model.states.end(r) << "), solve " << fmt(timings.solve[r]) << " s\n";
+                  << model.states.end(r) << "), solve " << fmt(timings.solve[r])
+                  << " s\n";
     }
   }
   if (!report.ok()) {
@@ -357,24 +361,25 @@ int run_wellposed(MPI_Comm comm, const Args &args, bool json_out, bool quiet) {
   const json partition = partition_json(model);
   if (rank == 0) {
     if (json_out) {
-      json doc = {{"path", path},
-                  {"kind", "model"},
-                  {"n", model.n},
-                  {"nnz", model.A.global_nnz},
-                  {"norm_inf", norm_inf},
-                  {"norm_1", norm_1},
-                  {"lambda_pf", {{"lower", pf.lower}, {"upper", pf.upper}}},
-                  {"certified", pf.certified()},
-                  {"status", to_string(pf.status)},
-                  {"iterations", pf.iterations},
-                  {"shift_invert_steps", pf.shift_invert_steps},
-                  {"message", pf.message},
-                  {"load_seconds", *std::max_element(load_all.begin(), load_all.end())},
-                  {"seconds", seconds},
-                  {"ranks", model.ranks},
-                  {"partition", partition},
-                  {"rank_seconds",
-                   {{"load", load_all}, {"setup", timings.setup}, {"solve", timings.solve}}}};
+      json doc = {
+          {"path", path},
+          {"kind", "model"},
+          {"n", model.n},
+          {"nnz", model.A.global_nnz},
+          {"norm_inf", norm_inf},
+          {"norm_1", norm_1},
+          {"lambda_pf", {{"lower", pf.lower}, {"upper", pf.upper}}},
+          {"certified", pf.certified()},
+          {"status", to_string(pf.status)},
+          {"iterations", pf.iterations},
+          {"shift_invert_steps", pf.shift_invert_steps},
+          {"message", pf.message},
+          {"load_seconds", *std::max_element(load_all.begin(), load_all.end())},
+          {"seconds", seconds},
+          {"ranks", model.ranks},
+          {"partition", partition},
+          {"rank_seconds",
+           {{"load", load_all}, {"setup", timings.setup}, {"solve", timings.solve}}}};
       if (slepc)
         doc["slepc_estimate"] = std::isfinite(*slepc) ? json(*slepc) : json(nullptr);
       std::cout << doc.dump() << "\n";
@@ -386,8 +391,9 @@ int run_wellposed(MPI_Comm comm, const Args &args, bool json_out, bool quiet) {
                 << "  lambda_PF(|A|) in [" << std::setprecision(17) << pf.lower << ", "
                 << pf.upper << "] (" << to_string(pf.status) << ", " << pf.iterations
                 << " products)\n"
-                << "  " << (pf.certified() ? "certified well-posed (lambda_PF(|A|) < 1)"
-                                           : "not certified")
+                << "  "
+                << (pf.certified() ? "certified well-posed (lambda_PF(|A|) < 1)"
+                                   : "not certified")
                 << "\n";
       if (slepc)
         std::cout << "  SLEPc estimate (not certified): " << *slepc << "\n";
@@ -422,10 +428,11 @@ int main(int argc, char **argv) {
       code = argc < 2 ? exit_usage : exit_ok;
     } else {
       const std::string command = argv[1];
-      const Args args = Args::parse(argc, argv,
-                                    {"input", "output", "states", "method", "max-iterations",
-                                     "tol", "abs-tol", "anderson", "precision", "rel-width"},
-                                    {{'i', "input"}, {'o', "output"}, {'q', "quiet"}});
+      const Args args =
+          Args::parse(argc, argv,
+                      {"input", "output", "states", "method", "max-iterations", "tol",
+                       "abs-tol", "anderson", "precision", "rel-width"},
+                      {{'i', "input"}, {'o', "output"}, {'q', "quiet"}});
       if (args.flag("help")) {
         if (rank == 0)
           std::cout << usage_text;

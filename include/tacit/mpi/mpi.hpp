@@ -74,9 +74,8 @@ struct TACIT_EXPORT RowPartition {
 /// rows) / ranks. row_ptr(i) is the global row pointer at i (a reader answers
 /// it from the file without holding the row pointers).
 /// \throws InvalidArgument for ranks < 1 or non-monotone row pointers.
-TACIT_EXPORT RowPartition
-balanced_partition(index_t rows, int ranks,
-                   const std::function<std::int64_t(index_t)> &row_ptr);
+TACIT_EXPORT RowPartition balanced_partition(
+    index_t rows, int ranks, const std::function<std::int64_t(index_t)> &row_ptr);
 /// `rows` split into `ranks` ranges of equal size (within one).
 TACIT_EXPORT RowPartition even_partition(index_t rows, int ranks);
 
@@ -101,9 +100,9 @@ struct TACIT_EXPORT DistributedModel {
   RowPartition states;  ///< rows of A, B, b
   RowPartition outputs; ///< rows of C
   DistributedCsr A, B, C;
-  std::vector<double> bias_x;          ///< own states
-  std::vector<Activation> activations; ///< own states
-  std::vector<StateBlock> blocks;      ///< the whole table
+  std::vector<double> bias_x;                 ///< own states
+  std::vector<Activation> activations;        ///< own states
+  std::vector<StateBlock> blocks;             ///< the whole table
   std::shared_ptr<const CsrMatrix<double>> D; ///< rank 0 (null: D = 0)
   std::vector<double> bias_y;                 ///< rank 0
 

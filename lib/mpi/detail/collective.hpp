@@ -19,9 +19,7 @@ struct OnEveryRank {
   virtual ~OnEveryRank() = default;
 };
 
-template <class E> struct Agreed final : E, OnEveryRank {
-  using E::E;
-};
+template <class E> struct Agreed final : E, OnEveryRank { using E::E; };
 
 /// Runs f() on every rank. When f throws on some rank, every rank throws the
 /// error of the lowest failing rank (same kind, its message naming the rank),
@@ -93,8 +91,7 @@ using ScatterHandle = Handle<VecScatter, VecScatterDestroy>;
 /// A MatMPIAIJ from a rank's CSR rows (global columns): `local_cols` is this
 /// rank's share of the column layout (the state partition for A and C).
 /// Values made absolute when `absolute`.
-MatHandle petsc_matrix(MPI_Comm comm, const CsrMatrix<double> &local,
-                       index_t global_rows, index_t global_cols, index_t local_cols,
-                       bool absolute);
+MatHandle petsc_matrix(MPI_Comm comm, const CsrMatrix<double> &local, index_t global_rows,
+                       index_t global_cols, index_t local_cols, bool absolute);
 
 } // namespace tacit::inline v1::mpi::detail
