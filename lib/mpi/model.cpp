@@ -377,7 +377,8 @@ void init_comm(DistributedModel &m, MPI_Comm comm) {
 
 } // namespace
 
-DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm) {
+DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm,
+                                        std::size_t memory_budget) {
   DistributedModel m;
   init_comm(m, comm);
   // Phase 1 (every rank the same reads): header, sections, the partition.
@@ -516,11 +517,35 @@ DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm) {
     const FileSlice &f = *file;
     const auto vb = layout->value_bytes;
     const index_t r0 = m.own_begin(), r1 = m.own_end();
+    const index_t o0 = m.outputs.begin(m.rank), o1 = m.outputs.end(m.rank);
+    if (memory_budget > 0) {
+      // The share's bytes as held (64-bit row pointers, 32- or 64-bit column
+      // indices, double values), from the row pointers at its ends.
+      auto share = [&](const CsrSection &c, index_t a, index_t b) {
+        const auto at = [&](index_t i) {
+          return f.value<std::int64_t>(c.row_ptr + static_cast<std::uint64_t>(i) * 8,
+                                       "a row pointer");
+        };
+        const auto nnz = static_cast<std::uint64_t>(std::max<std::int64_t>(0, at(b) - at(a)));
+        const std::uint64_t width = c.cols > 0x7fffffffu ? 8 : 4;
+        return static_cast<std::uint64_t>(b - a + 1) * 8 + nnz * (width + 8);
+      };
+      std::uint64_t need = share(layout->csr[0], r0, r1) + share(layout->csr[1], r0, r1) +
+                           share(layout->csr[2], o0, o1) +
+                           static_cast<std::uint64_t>(r1 - r0) * (8 + sizeof(Activation));
+      if (m.rank == 0 && layout->has_d)
+        need += share(layout->csr[3], 0, m.q);
+      if (need > memory_budget)
+        throw InvalidArgument("rank " + std::to_string(m.rank) + " would hold " +
+                              std::to_string(need) + " bytes of the model (states [" +
+                              std::to_string(r0) + ", " + std::to_string(r1) +
+                              ")), more than the memory budget of " +
+                              std::to_string(memory_budget) + " bytes: use more ranks");
+    }
     m.A = {m.n, m.n, r0, static_cast<std::int64_t>(layout->csr[0].nnz),
            read_rows(f, layout->csr[0], r0, r1, vb)};
     m.B = {m.n, m.p, r0, static_cast<std::int64_t>(layout->csr[1].nnz),
            read_rows(f, layout->csr[1], r0, r1, vb)};
-    const index_t o0 = m.outputs.begin(m.rank), o1 = m.outputs.end(m.rank);
     m.C = {m.q, m.n, o0, static_cast<std::int64_t>(layout->csr[2].nnz),
            read_rows(f, layout->csr[2], o0, o1, vb)};
     m.bias_x = read_dense(f, *layout->sections[6], vb, m.n, r0, r1);

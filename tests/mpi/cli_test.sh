@@ -47,6 +47,19 @@ print(f"{np} ranks: outputs within {worst:.1e}, lambda_PF in [{lo}, {up}]")
 PY
 done
 
+# A memory budget one rank cannot meet: refused on 1 rank, met by each of 3.
+budget=$(( $(stat -c %s "$dir/model.tacit") * 6 / 10 ))
+run 3 "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Ymem.txt" \
+  --memory-budget "$budget" --json > "$dir/mem.json"
+cmp "$dir/Y3.txt" "$dir/Ymem.txt" || fail "outputs under a memory budget differ"
+/usr/bin/python3 - "$dir/mem.json" "$budget" <<'PY'
+import json, sys
+s, budget = json.load(open(sys.argv[1])), int(sys.argv[2])
+held = [r["bytes"] for r in s["partition"]["ranks"]]
+assert max(held) <= budget < sum(held), (held, budget)
+print(f"memory budget {budget} bytes: ranks hold {held}")
+PY
+
 # Bad input: every rank reports, the exit code is the command's, no hang.
 expect_error() { # CODE TEXT NP ARGS...
   local code=$1 text=$2 np=$3; shift 3
@@ -66,5 +79,7 @@ expect_error 2 "cannot open" 2 wellposed "$dir/absent.tacit"
 expect_error 1 "without states" 3 wellposed "$dir/tiny.tacit"
 expect_error 2 "U7.txt:1" 2 solve "$dir/model.tacit" -i "$dir/U7.txt" -o "$dir/Y.txt"
 expect_error 1 "usage error" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y.txt" --anderson 3
+expect_error 1 "more than the memory budget" 1 solve "$dir/model.tacit" -i "$dir/U.txt" \
+  -o "$dir/Y.txt" --memory-budget "$budget"
 [ ! -e "$dir/Y.txt" ] || fail "an output was written by a failed run"
 echo "tacit-mpi: all command checks passed"

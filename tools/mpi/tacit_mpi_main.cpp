@@ -52,7 +52,8 @@ const char *usage_text =
     "      --rel-width W, --max-iterations K, --decide, --slepc (SLEPc's\n"
     "      Krylov-Schur estimate beside the certified interval)\n"
     "\n"
-    "common options: --json (report on stdout, rank 0), -q, --help\n"
+    "common options: --json (report on stdout, rank 0), -q, --help,\n"
+    "  --memory-budget BYTES (a rank whose share of the model needs more refuses)\n"
     "JSON fields: those of tacit solve / tacit wellposed that apply, plus ranks,\n"
     "partition (states, nnz and bytes per rank) and rank_seconds (per phase and rank).\n"
     "Exit codes: 0 success, 1 usage error, 2 input error, 3 numerical failure or\n"
@@ -173,6 +174,10 @@ std::string fmt(double v) {
   return s.str();
 }
 
+std::size_t memory_budget(const Args &args) {
+  return static_cast<std::size_t>(args.integer("memory-budget", 1, 1LL << 60).value_or(0));
+}
+
 int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
               bool json_out, bool quiet) {
   int rank = 0;
@@ -202,7 +207,7 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
     throw UsageError("--precision " + *p + ": tacit-mpi computes in float64");
 
   double t0 = now();
-  const auto model = mpi::load_distributed_model(model_path, comm);
+  const auto model = mpi::load_distributed_model(model_path, comm, memory_budget(args));
   Batch<double> U;
   std::exception_ptr failure;
   try {
@@ -348,7 +353,7 @@ int run_wellposed(MPI_Comm comm, const Args &args, bool json_out, bool quiet) {
     options.max_iterations = static_cast<int>(*k);
   options.stop_when_decided = args.flag("decide");
   double t0 = now();
-  const auto model = mpi::load_distributed_model(path, comm);
+  const auto model = mpi::load_distributed_model(path, comm, memory_budget(args));
   const auto load_all = gather(comm, now() - t0);
   t0 = now();
   const auto [norm_inf, norm_1] = mpi::distributed_norms(model);

@@ -124,8 +124,12 @@ struct TACIT_EXPORT DistributedModel {
 /// InvalidArgument when the partition would leave a rank without states or
 /// the model exceeds PETSc's 32-bit indices; Unsupported for structured
 /// operators.
+/// `memory_budget` > 0: the bytes one rank may hold for its share of the
+/// model; a rank whose rows would need more (counted from the row pointers
+/// before anything else is read) refuses, on every rank, naming its bytes.
 TACIT_EXPORT DistributedModel load_distributed_model(const std::filesystem::path &path,
-                                                     MPI_Comm comm = MPI_COMM_WORLD);
+                                                     MPI_Comm comm = MPI_COMM_WORLD,
+                                                     std::size_t memory_budget = 0);
 
 /// The same from a model that every rank holds (operators as CSR): each rank
 /// keeps its own rows. For programs that build their model in memory, and for
