@@ -202,7 +202,8 @@ struct CsrSection {
   std::uint64_t row_ptr = 0, col_idx = 0, values = 0; // offsets
 };
 
-CsrSection csr_section(const FileSlice &f, const Section &s, std::size_t value_bytes) {
+CsrSection csr_section(const FileSlice &f, const Section &s, std::size_t value_bytes,
+                       index_t want_rows, index_t want_cols, index_t n, index_t p, index_t q) {
   CsrSection c;
   c.name = role_name(s.role);
   const std::string sec = std::string("section ") + c.name;
@@ -218,6 +219,12 @@ CsrSection csr_section(const FileSlice &f, const Section &s, std::size_t value_b
   c.cols = f.value<std::uint64_t>(s.payload + 8, "CSR cols");
   c.nnz = f.value<std::uint64_t>(s.payload + 16, "CSR nnz");
   c.width = f.value<std::uint32_t>(s.payload + 24, "CSR index width");
+  if (c.rows != static_cast<std::uint64_t>(want_rows) ||
+      c.cols != static_cast<std::uint64_t>(want_cols))
+    f.fail(sec + " is " + std::to_string(c.rows) + " x " + std::to_string(c.cols) +
+           ", but the header says n = " + std::to_string(n) + ", p = " + std::to_string(p) +
+           ", q = " + std::to_string(q) + " (" + c.name + " must be " +
+           std::to_string(want_rows) + " x " + std::to_string(want_cols) + ")");
   if (c.width != 4 && c.width != 8)
     f.fail(sec + ": column index width " + std::to_string(c.width) +
            " (expected 4 or 8)");
@@ -391,12 +398,13 @@ DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm,
   auto layout = std::make_shared<Layout>();
   auto file = detail::collective(comm, [&] {
     auto f = std::make_shared<FileSlice>(path);
-    unsigned char h[header_bytes];
-    f->read(0, h, header_bytes, "the header");
+    unsigned char h[header_bytes] = {};
+    f->read(0, h, std::min<std::uint64_t>(8, f->size()), "the magic");
     if (std::memcmp(h, magic, 8) != 0)
       f->fail("not a native tacit model file (no TACITMDL magic); tacit-mpi reads "
               "native files: convert a model directory with `tacit convert DIR "
               "model.tacit`");
+    f->read(0, h, header_bytes, "the header");
     auto at = [&](std::size_t o, auto v) {
       std::memcpy(&v, h + o, sizeof v);
       return v;
@@ -456,15 +464,8 @@ DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm,
                   want_cols[4] = {m.n, m.p, m.n, m.p};
     for (int k = 0; k < (layout->has_d ? 4 : 3); ++k) {
       auto &c = layout->csr[k];
-      c = csr_section(*f, *layout->sections[2 + k], layout->value_bytes);
-      if (c.rows != static_cast<std::uint64_t>(want_rows[k]) ||
-          c.cols != static_cast<std::uint64_t>(want_cols[k]))
-        f->fail(std::string("section ") + c.name + " is " + std::to_string(c.rows) +
-                " x " + std::to_string(c.cols) +
-                ", but the header says n = " + std::to_string(m.n) +
-                ", p = " + std::to_string(m.p) + ", q = " + std::to_string(m.q) + " (" +
-                c.name + " must be " + std::to_string(want_rows[k]) + " x " +
-                std::to_string(want_cols[k]) + ")");
+      c = csr_section(*f, *layout->sections[2 + k], layout->value_bytes, want_rows[k],
+                      want_cols[k], m.n, m.p, m.q);
     }
     // This rank's boundary of the nonzero-balanced split, by binary search
     // over A's row pointers in the file.

@@ -160,8 +160,8 @@ SolveReport distributed_predict(const DistributedModel &model, const Batch<doubl
   // Argument errors are the same on every rank (same options and shapes);
   // PETSc failures inside the exchange are not expected once the plan exists.
   const SolveReport report = detail::collective(comm, [&] {
-    return picard_solve_part(sys->A, sys->activations, model.B.local, model.bias_x, U, X,
-                             options, part);
+    return picard_solve_part<double>(sys->A, sys->activations, model.B.local,
+                                     model.bias_x, U, X, options, part);
   });
   const double solve = now() - t0;
   t0 = now();

@@ -436,7 +436,7 @@ int main(int argc, char **argv) {
       const Args args =
           Args::parse(argc, argv,
                       {"input", "output", "states", "method", "max-iterations", "tol",
-                       "abs-tol", "anderson", "precision", "rel-width"},
+                       "abs-tol", "anderson", "precision", "rel-width", "memory-budget"},
                       {{'i', "input"}, {'o', "output"}, {'q', "quiet"}});
       if (args.flag("help")) {
         if (rank == 0)
