@@ -69,9 +69,14 @@ expect_error() { # CODE TEXT NP ARGS...
   set -e
   [ "$rc" -ne 124 ] || fail "timed out: $*"
   [ "$rc" -eq "$code" ] || { cat "$dir/err.txt" >&2; fail "exit $rc, expected $code: $*"; }
-  local lines
-  lines=$(grep -c "error: .*$text" "$dir/err.txt" || true)
-  [ "$lines" -eq "$np" ] || { cat "$dir/err.txt" >&2; fail "$lines of $np ranks report '$text': $*"; }
+  # Each rank's report (counted as occurrences: mpirun may join the ranks' lines).
+  local r reports
+  for ((r = 0; r < np; r++)); do
+    reports=$(grep -o "(rank $r of $np): error: " "$dir/err.txt" | wc -l)
+    [ "$reports" -eq 1 ] || { cat "$dir/err.txt" >&2; fail "rank $r reported $reports errors: $*"; }
+  done
+  reports=$(grep -o "$text" "$dir/err.txt" | wc -l)
+  [ "$reports" -ge "$np" ] || { cat "$dir/err.txt" >&2; fail "$reports of $np ranks report '$text': $*"; }
 }
 head -c -100 "$dir/model.tacit" > "$dir/cut.tacit"
 expect_error 2 "truncated" 3 solve "$dir/cut.tacit" -i "$dir/U.txt" -o "$dir/Y.txt"

@@ -474,8 +474,10 @@ int main(int argc, char **argv) {
     every_rank = mpi::error_on_every_rank(e);
   }
   if (!message.empty()) {
-    std::cerr << who << ": error: " << message << "\n";
-    std::cerr.flush();
+    // One write per rank, so that the ranks' lines stay whole in mpirun's output.
+    const std::string line = who + ": error: " + message + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
     if (!every_rank) {
       // Only this rank knows: the others may wait for it forever.
       MPI_Abort(comm, code);
