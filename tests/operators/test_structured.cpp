@@ -3,6 +3,7 @@
 #include <tacit/operators/structured.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <random>
@@ -223,6 +224,29 @@ template <class T> void check_deterministic(const LinearOperator<T> &op, index_t
   }
 }
 
+/// Every column of a product equals the product of that column alone, bit for
+/// bit (alpha, beta not 0 or 1, x with a leading dimension wider than k).
+template <class T> void check_column_independent(const LinearOperator<T> &op, index_t k) {
+  for (Mode mode : {Mode::normal, Mode::transpose}) {
+    INFO("mode " << int(mode) << ", k " << k);
+    const bool tr = is_transposed(mode);
+    const index_t in = tr ? op.rows() : op.cols(), out = tr ? op.cols() : op.rows();
+    const index_t ld = k + 3;
+    const auto x = random_values<T>(static_cast<std::size_t>(in * ld), 6);
+    auto y = random_values<T>(static_cast<std::size_t>(out * ld), 7);
+    const auto y0 = y;
+    op.apply(mode, T(1.5), ConstMatrixView<T>(x.data(), in, k, ld), T(0.75),
+             MatrixView<T>{y.data(), out, k, ld});
+    for (index_t c = 0; c < k; ++c) {
+      auto yc = y0;
+      op.apply(mode, T(1.5), ConstMatrixView<T>(x.data() + c, in, 1, ld), T(0.75),
+               MatrixView<T>{yc.data() + c, out, 1, ld});
+      for (index_t i = 0; i < out; ++i)
+        REQUIRE(std::memcmp(&yc[i * ld + c], &y[i * ld + c], sizeof(T)) == 0);
+    }
+  }
+}
+
 Conv2dGeometry geom(TensorShape in, index_t co, index_t k, index_t s, index_t p) {
   Conv2dGeometry g;
   g.input = in;
@@ -372,6 +396,11 @@ TEMPLATE_TEST_CASE("Identity, diagonal, dense operators", "[structured]", float,
     // reference up to rounding (fused multiply-adds).
     check_operator<T>(op, M, false);
     check_deterministic<T>(op, 37);
+    check_column_independent<T>(op, 5);
+    check_column_independent<T>(op, 37);
+    // Wide enough for the 8-row register block of a single column.
+    const auto b = random_values<T>(19 * 300, 12);
+    check_column_independent<T>(DenseOperator<T>(19, 300, b), 3);
     CHECK_THROWS_AS(DenseOperator<T>(3, 3, a), InvalidArgument);
   }
 }

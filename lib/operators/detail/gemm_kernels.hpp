@@ -136,10 +136,52 @@ inline void product_rows(index_t n0, index_t n1, index_t K, const T *w, index_t 
   }
 }
 
+/// One column of x (a matrix-vector product): MR rows in scalar registers,
+/// each with the vector tile's lane order and rounding (one fused
+/// multiply-add per j, then alpha, then beta y), so that a column's result
+/// does not depend on the width of the batch it is in. The tile would spend
+/// a whole vector and a partial load per j on one lane.
+template <class T, int MR>
+inline void product_column(index_t K, const T *__restrict w, index_t rs, index_t cs,
+                           const T *__restrict x, index_t ldx, T *__restrict y,
+                           index_t ldy, T alpha, T beta) {
+  auto madd = [](T a, T b, T c) {
+#if TACIT_TARGET_FMA
+    return std::fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+  };
+  T acc[MR] = {};
+  for (index_t j = 0; j < K; ++j) {
+    const T xj = x[j * ldx];
+    const T *wj = w + j * cs;
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+      acc[r] = madd(wj[r * rs], xj, acc[r]);
+  }
+  for (int r = 0; r < MR; ++r) {
+    T t = alpha * acc[r];
+    if (beta != T(0))
+      t = madd(beta, y[r * ldy], t);
+    y[r * ldy] = t;
+  }
+}
+
 template <class T>
 void gemm_product(index_t i0, index_t i1, index_t n0, index_t n1, index_t K, const T *w,
                   index_t rs, index_t cs, const T *x, index_t ldx, T *y, index_t ldy,
                   T alpha, T beta) {
+  if (n1 - n0 == 1) {
+    index_t i = i0;
+    for (; i + 8 <= i1; i += 8)
+      product_column<T, 8>(K, w + i * rs, rs, cs, x + n0, ldx, y + i * ldy + n0, ldy,
+                           alpha, beta);
+    for (; i < i1; ++i)
+      product_column<T, 1>(K, w + i * rs, rs, cs, x + n0, ldx, y + i * ldy + n0, ldy,
+                           alpha, beta);
+    return;
+  }
   index_t i = i0;
   for (; i + 4 <= i1; i += 4)
     product_rows<T, 4>(n0, n1, K, w + i * rs, rs, cs, x, ldx, y + i * ldy, ldy, alpha,
