@@ -109,7 +109,10 @@ struct PySolver {
         buffers = std::pair<Batch<T>, Batch<T>>();
       auto &[x, y] = std::get<std::pair<Batch<T>, Batch<T>>>(buffers);
       SolveReport report;
-      run_released(settings.threads, [&] { report = s.predict(u, x, y); });
+      // Without states a network sweeps through a few blocks' memory.
+      run_released(settings.threads, [&] {
+        report = want_states ? s.predict(u, x, y) : s.predict(u, y);
+      });
       Solution out;
       if (out_obj.is_none()) {
         out.outputs = samples_from_batch(y, vector);
