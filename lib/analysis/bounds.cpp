@@ -371,6 +371,34 @@ MarginBounds<T> BoundAnalyzer<T>::margins_in_arena(const NominalPoint<T> &nom,
   fill(ib, s.status);
   if (method == BoundMethod::interval || (cascade && out.certified()))
     return out;
+  // Within the linear region of the nominal point the model is affine:
+  // its margins are exact up to the region's error bounds.
+  if (nom.region && I.options.linear_region &&
+      nom.region->inputs == I.p() && nom.region->outputs == q) {
+    double eps_box = 0;
+    for (index_t j = 0; j < I.p(); ++j) {
+      const double d = std::max(double(nom.u[j]) - double(box.lower[j]),
+                                double(box.upper[j]) - double(nom.u[j]));
+      eps_box = std::max(eps_box, std::nextafter(d, std::numeric_limits<double>::infinity()));
+    }
+    if (eps_box <= nom.region->radius) {
+      std::vector<T> rb(k);
+      for (index_t j = 0; j < q; ++j) {
+        rb[j] = j == label ? T(0)
+                           : round_down<T>(nom.region->margin_lower(label, static_cast<int>(j),
+                                                                    eps_box));
+        const auto [lo, hi] = nom.region->output_bounds(static_cast<int>(j), eps_box);
+        rb[q + j] = round_down<T>(lo);
+        rb[2 * q + j] = -round_up<T>(hi);
+      }
+      for (index_t j = 0; j < k; ++j)
+        rb[j] = std::max(rb[j], ib[j]);
+      fill(rb, s.status);
+      if (stats)
+        *stats = LinearBoundStats{};
+      return out;
+    }
+  }
   LinearBoundStats st;
   s = I.linear_from(std::move(s), box, &st);
   int its = 0;

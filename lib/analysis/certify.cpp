@@ -53,7 +53,24 @@ double certified_radius(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> 
   };
   double lo = 0, hi = 0;
   double e = std::min(cap, 1.0 / 256);
-  if (ok(e)) {
+  // From the linear region's radius: certified in closed form. Beyond it
+  // the other bounds take over; when they fail at twice the radius, the
+  // region's radius stands (no bisection: each step would be a full bound
+  // that the region's exact affine map already beats).
+  const bool use_region = nominal.region && analyzer.options().linear_region &&
+                          (options.method == BoundMethod::linear ||
+                           options.method == BoundMethod::best);
+  const double from_region = use_region ? nominal.region->certified_radius(label) : 0.0;
+  if (from_region > 0) {
+    lo = std::min(cap, from_region);
+    if (lo >= cap)
+      return lo;
+    const double next = std::min(cap, 2 * lo);
+    if (!ok(next))
+      return lo;
+    e = next;
+  }
+  if (from_region > 0 || ok(e)) {
     lo = e;
     while (true) {
       const double next = std::min(cap, 2 * lo);
@@ -132,6 +149,10 @@ CertifiedAccuracy certify_dataset(const BoundAnalyzer<T> &analyzer, const Batch<
     EquilibriumSolver<T> solver(model, solve_options);
     solver.solve(U, X);
   }
+  const bool with_region = analyzer.options().linear_region &&
+                          (options.method == BoundMethod::linear ||
+                           options.method == BoundMethod::best) &&
+                          analyzer.linear_region_supported();
   std::atomic<index_t> done{0};
   std::mutex mutex;
   exec.run([&] {
@@ -139,12 +160,15 @@ CertifiedAccuracy certify_dataset(const BoundAnalyzer<T> &analyzer, const Batch<
       std::vector<T> u(model.inputs()), x(model.states());
       U.get_column(j, u);
       X.get_column(j, x);
-      const NominalPoint<T> nom =
-          analyzer.nominal(std::span<const T>(u), std::span<const T>(x));
+      NominalPoint<T> nom = analyzer.nominal(std::span<const T>(u), std::span<const T>(x));
       Certificate &c = out.per_input[j];
       c.label = labels[j];
       c.predicted = nom.predicted();
       c.certified.assign(eps.size(), 0);
+      if (c.predicted == c.label && with_region) {
+        nom.region = std::make_shared<const LinearRegion>(analyzer.linear_region(nom));
+        c.region_radius = nom.region->radius;
+      }
       if (c.predicted == c.label) {
         for (std::size_t e = 0; e < eps.size(); ++e)
           c.certified[e] = certify_at(analyzer, nom, c.label, eps[e], options) ? 1 : 0;

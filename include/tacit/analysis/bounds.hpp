@@ -82,6 +82,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <tacit/core/execution.hpp>
@@ -138,6 +139,15 @@ struct TACIT_EXPORT BoundOptions {
   /// refinement was truncated by refine_budget.
   int slope_steps = 20;
 
+  /// Use the linear region of the nominal point (BoundAnalyzer::
+  /// linear_region) where it applies: certify_dataset computes it once per
+  /// input for the linear and best bounds of a piecewise-linear feed-forward
+  /// model, and margins within its radius come from the exact affine map.
+  bool linear_region = true;
+  /// Columns of the Jacobian pushed through the network at a time by
+  /// linear_region (memory: states x columns values).
+  index_t region_columns = 64;
+
   /// Where the analyzer's work runs: its set-up, every bound and the
   /// certification of a data set (Execution::threads(4): at most 4 threads).
   Execution exec = Execution::parallel;
@@ -169,6 +179,52 @@ template <class T> struct TACIT_EXPORT MarginBounds {
   int label = 0;
 };
 
+/// The linear region of a piecewise-linear feed-forward model around an
+/// input u0: the l_inf radius on which no ReLU-like state changes its
+/// activation pattern (so that y(u) = y(u0) + J (u - u0) exactly), and the
+/// outputs and Jacobian that describe the model there. Computed by
+/// BoundAnalyzer::linear_region:
+/// - the states and outputs at u0 in double-double arithmetic (about 106
+///   bits, error-free products and sums over the operators' explicit
+///   entries), with an a-priori bound of their error: the interval bounds
+///   widen by |A| per level (about 50x per residual block of ResNet20), so
+///   double precision alone leaves errors larger than the margins of a deep
+///   network, while 106 bits leave them below 1e-9;
+/// - the Jacobian J of the pre-activations with respect to u under the
+///   pattern at u0, pushed through the network's own operators (in T) a
+///   block of columns at a time, and the l1 norm of each of its rows with an
+///   a-priori bound of their rounding.
+/// The radius is min_i (|z_i| - e_i) / (||J_i||_1 + d_i) over the ReLU-like
+/// states i (z_i the pre-activation at u0, e_i and d_i the error bounds), so
+/// every input within it gives every such state the sign it has at u0.
+/// Margins within the radius: m_k(u) >= m_k(u0) - eps ||J_label - J_k||_1,
+/// with the error bounds subtracted.
+struct TACIT_EXPORT LinearRegion {
+  index_t inputs = 0, outputs = 0;
+  /// Certified radius of the activation pattern (0 when some pre-activation
+  /// at u0 is within its error bound of 0).
+  double radius = 0;
+  /// The state whose pre-activation limits the radius (-1 when none does).
+  index_t limiting_state = -1;
+  /// Outputs at u0 and bounds of their error.
+  std::vector<double> y, y_error;
+  /// q x p row-major: the computed output Jacobian in the region, and per
+  /// row a bound of the l1 distance to the exact one.
+  std::vector<double> jacobian, jacobian_error;
+  /// Wall time of its computation.
+  double seconds = 0;
+
+  /// A lower bound of y_label(u) - y_k(u) over ||u - u0||_inf <= eps, or
+  /// -infinity when eps exceeds the radius.
+  double margin_lower(int label, int k, double eps) const;
+  /// Lower and upper bounds of y_k(u) over ||u - u0||_inf <= eps (infinite
+  /// when eps exceeds the radius).
+  std::pair<double, double> output_bounds(int k, double eps) const;
+  /// The largest eps (<= radius) at which every margin of label is > 0 by
+  /// margin_lower; 0 when none.
+  double certified_radius(int label) const;
+};
+
 /// The nominal point: equilibrium x0 at u0, outputs y0, the residual
 /// r0 = x0 - phi(A x0 + B u0 + b).
 template <class T> struct TACIT_EXPORT NominalPoint {
@@ -177,6 +233,10 @@ template <class T> struct TACIT_EXPORT NominalPoint {
   std::vector<T> residual_rounding;
   /// argmax of y (first on ties).
   int predicted() const noexcept;
+  /// The linear region around u (BoundAnalyzer::linear_region), when it was
+  /// computed: margins with the linear and best bounds on boxes within its
+  /// radius use it, and certified_radius starts from it.
+  std::shared_ptr<const LinearRegion> region;
 };
 
 /// Statistics of a linear bound.
@@ -235,6 +295,10 @@ public:
   index_t levels() const noexcept;
   /// A is nilpotent (feed-forward).
   bool feed_forward() const noexcept;
+  /// Whether linear_region applies: A strictly block lower triangular (a
+  /// network from the builder or ONNX) and every activation ReLU, leaky ReLU
+  /// or identity. Otherwise `why` (when given) says what is missing.
+  bool linear_region_supported(std::string *why = nullptr) const;
 
   /// Nominal point from u0 and its equilibrium x0 (from a solver).
   NominalPoint<T> nominal(std::span<const T> u0, std::span<const T> x0) const {
@@ -243,6 +307,13 @@ public:
   /// Nominal point, solving the equilibrium (sweep/Picard).
   NominalPoint<T> nominal(std::span<const T> u0) const {
     return run([&] { return nominal_in_arena(u0); });
+  }
+
+  /// The linear region around nominal.u (see LinearRegion); the first call
+  /// materialises the operators' entries once (kept by the analyzer).
+  /// \throws Unsupported unless linear_region_supported().
+  LinearRegion linear_region(const NominalPoint<T> &nominal) const {
+    return run([&] { return linear_region_in_arena(nominal); });
   }
 
   /// The global interval x0 -/+ w.
@@ -310,6 +381,7 @@ private:
   std::vector<T> interval_lower_in_arena(const StateBounds<T> &, const InputBox<T> &,
                                          ConstMatrixView<T> G) const;
   LocalLipschitz local_lipschitz_in_arena(const StateBounds<T> &) const;
+  LinearRegion linear_region_in_arena(const NominalPoint<T> &) const;
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -335,6 +407,8 @@ struct TACIT_EXPORT Certificate {
   double radius = 0;
   /// Certified at each requested epsilon (false when misclassified).
   std::vector<char> certified;
+  /// Radius of the linear region around the input (-1 when not computed).
+  double region_radius = -1;
 };
 
 /// Largest certified l_inf radius around u0 for `label` (0 when the nominal

@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
+
+#include <oneapi/tbb/collaborative_call_once.h>
 
 #include <tacit/core/csr.hpp>
 #include <tacit/core/error.hpp>
@@ -102,8 +105,17 @@ using detail::reverse_block_sweep;
 using detail::round_down;
 using detail::round_up;
 
+namespace detail {
+// Explicit entries of the model's operators for the double-double states
+// of BoundAnalyzer::linear_region (linear_region.cpp).
+template <class T> struct RegionEntries;
+} // namespace detail
+
 template <class T> struct BoundAnalyzer<T>::Impl {
   Model<T> model;
+  /// Materialised once by the first linear_region call.
+  mutable oneapi::tbb::collaborative_once_flag region_once;
+  mutable std::shared_ptr<const detail::RegionEntries<T>> region_entries;
   BoundOptions options;
   std::vector<detail::StateAct> acts;
   /// Lipschitz constants of the activations, rounded up to T.
