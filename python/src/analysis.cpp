@@ -2,12 +2,15 @@
 // S = |C| (I - |A|)^-1 |B| + |D| from Python.
 #include "common.hpp"
 
+#include <tacit/analysis/bounds.hpp>
 #include <tacit/analysis/sensitivity.hpp>
 #include <tacit/analysis/wellposed.hpp>
 #include <tacit/core/error.hpp>
 #include <tacit/nn/generate.hpp>
 
 #include <cmath>
+#include <limits>
+#include <random>
 
 namespace tacit::python {
 namespace {
@@ -19,6 +22,25 @@ struct PyLipschitz {
   index_t samples = 0;
   std::string method;
 };
+
+/// Local bounds on the boxes |u - u0|_inf <= eps (tacit lipschitz --eps).
+struct PyLocalLipschitz {
+  double eps = 0;
+  index_t samples = 0;
+  py::array_t<double> upper, lower, mean_upper, mean_lower;
+  std::vector<std::string> status;
+  index_t bounded = 0;
+};
+
+/// The model's activations are 1-Lipschitz (the bounds assume it).
+template <class T> void check_lipschitz_activations(const Model<T> &mm, const char *what) {
+  for (const auto &b : mm.blocks())
+    if (b.activation.lipschitz() > 1)
+      throw InvalidArgument(std::string(what) + ": block '" + b.name + "' uses " +
+                            b.activation.name() + " with Lipschitz constant " +
+                            std::to_string(b.activation.lipschitz()) +
+                            " > 1; the bounds need 1-Lipschitz activations");
+}
 
 /// S with its row queries; also a tacit.Operator (products, .T, to_scipy).
 struct PySensitivity : PyOperator {
@@ -214,13 +236,17 @@ the largest entries of row k.)doc")
 
   m.def(
       "sensitivity",
-      [](const PyModel &model, const std::string &method, int threads) {
+      [](const PyModel &model, const std::string &method, double tol, int threads) {
+        if (!(tol > 0 && tol <= 1))
+          throw InvalidArgument("sensitivity: tol must be in (0, 1], got " +
+                                std::to_string(tol));
         PySensitivity out;
         out.model = model;
         model.visit([&](const auto &mm, auto &) {
           using T = model_value_t<std::decay_t<decltype(mm)>>;
           SensitivityOptions o;
           o.method = parse_sensitivity_method(method);
+          o.rel_tol = tol;
           std::shared_ptr<const SensitivityOperator<T>> S;
           run_released(threads, [&] {
             S = std::make_shared<const SensitivityOperator<T>>(mm, o);
@@ -230,8 +256,10 @@ the largest entries of row k.)doc")
         });
         return out;
       },
-      py::arg("model"), py::arg("method") = "auto", py::arg("threads") = 0,
-      "The sensitivity operator S of the model (see tacit.Sensitivity). Raises "
+      py::arg("model"), py::arg("method") = "auto", py::arg("tol") = 1e-14,
+      py::arg("threads") = 0,
+      "The sensitivity operator S of the model (see tacit.Sensitivity); tol: the "
+      "certified relative error of the iterative back-end. Raises "
       "tacit.NumericalError when lambda_PF(|A|) < 1 is not certified.");
   py::class_<ProjectionReport>(m, "ProjectionReport", "What a projection of A did.")
       .def_readonly("rows_changed", &ProjectionReport::rows_changed)
@@ -290,12 +318,7 @@ equilibrium at sampled inputs (``argmax``: the sample attaining it).)doc")
         PyLipschitz out;
         model.visit([&](const auto &mm, auto &) {
           using T = model_value_t<std::decay_t<decltype(mm)>>;
-          for (const auto &b : mm.blocks())
-            if (b.activation.lipschitz() > 1)
-              throw InvalidArgument("lipschitz: block '" + b.name + "' uses " +
-                                    b.activation.name() + " with Lipschitz constant " +
-                                    std::to_string(b.activation.lipschitz()) +
-                                    " > 1; the bounds need 1-Lipschitz activations");
+          check_lipschitz_activations(mm, "lipschitz");
           LipschitzReport report;
           run_released(threads, [&] {
             SensitivityOperator<T> S(mm);
@@ -319,6 +342,114 @@ equilibrium at sampled inputs (``argmax``: the sample attaining it).)doc")
       "the largest ||grad y_k(u)||_1 over `samples` inputs uniform in [-radius, "
       "radius]^p (seeded as the command's). Raises tacit.NumericalError when "
       "lambda_PF(|A|) < 1 is not certified. (tacit lipschitz)");
+
+  py::class_<PyLocalLipschitz>(m, "LocalLipschitzBounds", R"doc(
+Per-box, per-output bounds lower[i, k] <= L_k(box i) <= upper[i, k] on the
+l_inf -> l_inf Lipschitz constants over the boxes |u - U[i]|_inf <= eps:
+upper from the interval Jacobian on the linear state bounds (+inf where
+``status[i]`` is 'unbounded'), lower the largest ||grad y_k||_1 over the
+centre and ``samples`` points of the box. ``mean_upper`` and ``mean_lower``
+average over the ``bounded`` boxes.)doc")
+      .def_readonly("eps", &PyLocalLipschitz::eps)
+      .def_readonly("samples", &PyLocalLipschitz::samples)
+      .def_readonly("upper", &PyLocalLipschitz::upper)
+      .def_readonly("lower", &PyLocalLipschitz::lower)
+      .def_readonly("status", &PyLocalLipschitz::status)
+      .def_readonly("bounded", &PyLocalLipschitz::bounded)
+      .def_readonly("mean_upper", &PyLocalLipschitz::mean_upper)
+      .def_readonly("mean_lower", &PyLocalLipschitz::mean_lower)
+      .def("__repr__", [](const PyLocalLipschitz &r) {
+        return "<tacit.LocalLipschitzBounds eps=" + std::to_string(r.eps) + ", " +
+               std::to_string(r.status.size()) + " boxes, " + std::to_string(r.bounded) +
+               " bounded>";
+      });
+
+  m.def(
+      "local_lipschitz",
+      [](const PyModel &model, const py::object &U, double eps, index_t samples,
+         std::uint64_t seed, const py::object &domain, int threads) {
+        if (!(eps >= 0) || !std::isfinite(eps))
+          throw InvalidArgument("local_lipschitz: eps must be finite and >= 0");
+        if (samples < 0)
+          throw InvalidArgument("local_lipschitz: samples must be >= 0, got " +
+                                std::to_string(samples));
+        double lo = 1, hi = 0; // no clipping
+        if (!domain.is_none()) {
+          const auto d = domain.cast<std::pair<double, double>>();
+          if (!(d.first <= d.second))
+            throw InvalidArgument("domain: expected (lo, hi) with lo <= hi");
+          lo = d.first;
+          hi = d.second;
+        }
+        // Bounds are computed in double whatever the model's precision (as the
+        // command's).
+        auto m64 = model.visit([](const auto &mm,
+                                  const auto &ptr) -> std::shared_ptr<const Model<double>> {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          check_lipschitz_activations(mm, "local_lipschitz");
+          if constexpr (std::is_same_v<T, double>)
+            return ptr;
+          else
+            return std::make_shared<const Model<double>>(convert_model<double>(mm));
+        });
+        const Batch<double> centres =
+            batch_from_samples<double>(U, m64->inputs(), "local_lipschitz: U");
+        const index_t count = centres.cols(), q = m64->outputs();
+        PyLocalLipschitz out;
+        out.eps = eps;
+        out.samples = samples;
+        std::vector<double> upper(static_cast<std::size_t>(count * q)),
+            lower(upper.size()), mean_upper(static_cast<std::size_t>(q), 0.0),
+            mean_lower(mean_upper.size(), 0.0);
+        std::vector<BoundStatus> status(static_cast<std::size_t>(count));
+        run_released(threads, [&] {
+          BoundAnalyzer<double> analyzer(*m64);
+          std::mt19937_64 rng(seed);
+          std::vector<double> u0(static_cast<std::size_t>(m64->inputs()));
+          for (index_t c = 0; c < count; ++c) {
+            centres.get_column(c, u0);
+            const auto box = linf_box<double>(u0, eps, lo, hi);
+            const auto nominal = analyzer.nominal(std::span<const double>(u0));
+            const LocalLipschitz L =
+                analyzer.local_lipschitz(analyzer.linear_state_bounds(nominal, box));
+            const std::vector<double> lo_k = local_lipschitz_lower<double>(
+                *m64, u0, box.lower, box.upper, samples, rng);
+            status[std::size_t(c)] = L.status;
+            for (index_t k = 0; k < q; ++k) {
+              upper[std::size_t(c * q + k)] = L.upper[std::size_t(k)];
+              lower[std::size_t(c * q + k)] = lo_k[std::size_t(k)];
+            }
+            if (L.status != BoundStatus::unbounded) {
+              ++out.bounded;
+              for (index_t k = 0; k < q; ++k) {
+                mean_upper[std::size_t(k)] += L.upper[std::size_t(k)];
+                mean_lower[std::size_t(k)] += lo_k[std::size_t(k)];
+              }
+            }
+          }
+          for (index_t k = 0; k < q; ++k) {
+            mean_upper[std::size_t(k)] /= double(std::max<index_t>(1, out.bounded));
+            mean_lower[std::size_t(k)] /= double(std::max<index_t>(1, out.bounded));
+          }
+        });
+        out.upper = py::array_t<double>({count, q});
+        out.lower = py::array_t<double>({count, q});
+        std::copy(upper.begin(), upper.end(), out.upper.mutable_data());
+        std::copy(lower.begin(), lower.end(), out.lower.mutable_data());
+        out.mean_upper = to_array(mean_upper);
+        out.mean_lower = to_array(mean_lower);
+        for (const BoundStatus st : status)
+          out.status.push_back(to_string(st));
+        return out;
+      },
+      py::arg("model"), py::arg("U"), py::arg("eps"), py::arg("samples") = 32,
+      py::arg("seed") = 1, py::arg("domain") = py::none(), py::arg("threads") = 0,
+      "Local Lipschitz bounds on the boxes |u - U[i]|_inf <= eps around the samples of "
+      "U (k, p), clipped to domain=(lo, hi) if given: upper from the interval Jacobian "
+      "on the linear state bounds, lower from gradients at the centre and `samples` "
+      "points of each box (one generator seeded with `seed` across the boxes), in "
+      "float64. The command's numbers bit for bit (tacit lipschitz --eps; its --data "
+      "is domain=(0, 1)).");
 }
 
 } // namespace tacit::python

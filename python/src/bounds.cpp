@@ -140,10 +140,14 @@ the exact model as well as its floating-point execution.)doc")
       "certify",
       [](const PyModel &model, const py::object &U, const py::object &labels_in,
          std::vector<double> eps, const std::string &method, bool radius,
-         const py::object &domain, int threads) {
+         const py::object &domain, bool refine, int slope_steps, int threads) {
         const Domain d = domain_of(domain);
         CertifyOptions options;
         options.method = parse_bound_method(method);
+        if (slope_steps < 0)
+          throw InvalidArgument("certify: slope_steps must be >= 0");
+        options.bounds.refine = refine;
+        options.bounds.slope_steps = slope_steps;
         options.domain_lo = d.lo;
         options.domain_hi = d.hi;
         auto labels = py::array_t<int, py::array::c_style | py::array::forcecast>::ensure(
@@ -173,9 +177,13 @@ the exact model as well as its floating-point execution.)doc")
       },
       py::arg("model"), py::arg("U"), py::arg("labels"), py::arg("eps"),
       py::arg("bound") = "best", py::arg("radius") = false,
-      py::arg("domain") = py::none(), py::arg("threads") = 0,
+      py::arg("domain") = py::none(), py::arg("refine") = true,
+      py::arg("slope_steps") = 20, py::arg("threads") = 0,
       "Certifies every sample of U (k, p) with its label at each radius in eps; with "
-      "radius=True also searches each input's largest certified radius.");
+      "radius=True also searches each input's largest certified radius. refine=False: "
+      "the linear bound without refining intermediate bounds (--no-refine); "
+      "slope_steps: gradient steps on the lower ReLU slopes of a feed-forward model's "
+      "unproven margins (0: off).");
   py::class_<AttackSummary>(m, "AttackSummary", R"doc(
 Accuracy under attack: per budget (``budgets``: k for the top-k and LP
 attacks) the inputs still classified correctly and the mean number of inputs

@@ -12,6 +12,7 @@
 #include <tacit/nn/network.hpp>
 #if TACIT_HAVE_ONNX
 #include <tacit/nn/onnx.hpp>
+#include <tacit/train/init.hpp>
 #endif
 
 namespace tacit::python {
@@ -370,6 +371,19 @@ float64). Models are immutable and may be shared between threads.)doc")
       py::arg("states"), py::arg("inputs"), py::arg("outputs"), py::arg("row_nnz") = 16,
       py::arg("norm_inf") = 0.9, py::arg("seed") = 1, py::arg("dtype") = "float64",
       "A truly implicit sparse model (cycles in A) with ||A||_inf = norm_inf, ReLU.");
+
+  m.def(
+      "init_model",
+      [](const std::string &spec, std::uint64_t seed, const py::object &dtype) {
+        const bool f32 = parse_is_float32(dtype);
+        py::gil_scoped_release release;
+        return f32 ? wrap(init_model<float>(spec, seed)) : wrap(init_model<double>(spec, seed));
+      },
+      py::arg("spec"), py::arg("seed") = 1, py::arg("dtype") = "float64",
+      "A fresh model to train (the command's --init): 'mlp:784,64,32,16,10' (ReLU; "
+      "'mlp:20,12,6,5,phi=tanh' for tanh states) or "
+      "'implicit:n=N,p=P,q=Q,density=D,kappa=K'. ValueError naming what is wrong in "
+      "spec.");
 
   m.def(
       "resnet20_inputs",

@@ -9,6 +9,7 @@
 #include <tacit/io/io.hpp>
 #include <tacit/solve/adjoint.hpp>
 #include <tacit/solve/solve.hpp>
+#include <tacit/train/bcd.hpp>
 #include <tacit/train/gradient.hpp>
 #include <tacit/train/groups.hpp>
 #include <tacit/train/prox.hpp>
@@ -17,6 +18,7 @@
 #include <tacit/train/trainer.hpp>
 
 #include <cmath>
+#include <limits>
 
 namespace tacit::python {
 namespace {
@@ -150,6 +152,8 @@ struct TrainSettings {
   double lam = 0, alpha = 0.5, reweight_eps = 1e-3;
   int reweight = 0;
   std::string groups = "states";
+  std::optional<std::filesystem::path> checkpoint;
+  bool resume = false;
 };
 
 py::dict epoch_dict(const EpochReport &r) {
@@ -239,6 +243,10 @@ py::tuple train_model(const Model<T> &model, const py::object &U, const py::obje
     throw InvalidArgument("train: kappa must be in (0, 1)");
   o.kappa = s.kappa;
   o.constraint = parse_constraint(s.constraint);
+  if (s.resume && !s.checkpoint)
+    throw InvalidArgument("train: resume needs checkpoint (the directory)");
+  if (s.checkpoint)
+    o.checkpoint_dir = *s.checkpoint;
 
   Dataset<T> data = make_dataset<T>(U, labels, targets, model, "train");
   Dataset<T> val;
@@ -274,10 +282,20 @@ py::tuple train_model(const Model<T> &model, const py::object &U, const py::obje
     prox.emplace(tm, make_groups(tm, parse_group_kind(s.groups)), penalty);
     o.after_step = [&](int e, std::int64_t step, double lr) { prox->step(e, step, lr); };
   }
+  std::optional<Checkpoint<T>> cp;
+  if (s.resume) {
+    {
+      py::gil_scoped_release release;
+      cp = load_checkpoint<T>(o.checkpoint_dir);
+    }
+    if (!cp)
+      throw FileError(o.checkpoint_dir.string(), 0, "no complete checkpoint to resume from");
+  }
   TrainReport report;
   std::shared_ptr<const Model<T>> trained;
   run_released(threads, [&] {
-    report = train(tm, data, val.size() ? &val : nullptr, o);
+    report = cp ? resume(tm, *cp, data, val.size() ? &val : nullptr, o)
+                : train(tm, data, val.size() ? &val : nullptr, o);
     trained = std::make_shared<const Model<T>>(tm.model());
   });
   py::dict out;
@@ -290,6 +308,7 @@ py::tuple train_model(const Model<T> &model, const py::object &U, const py::obje
   out["constraint"] = to_string(report.constraint);
   out["constraint_reason"] = report.constraint_reason;
   out["parameters"] = tm.size();
+  out["first_epoch"] = report.first_epoch;
   if (prox) {
     out["zero_groups"] = prox->zero_groups();
     out["groups"] = prox->groups().groups.size();
@@ -306,6 +325,154 @@ py::dict size_dict(const ModelSize &s) {
   d["nonzeros"] = s.nonzeros;
   d["flops"] = s.flops;
   return d;
+}
+
+/// The settings of tacit.bcd (the options of tacit bcd).
+struct BcdSettings {
+  int iterations = 5;
+  double lam = 1, mu = 1;
+  std::optional<double> layer_eps, kappa;
+  std::string penalty;
+  double penalty_lam = 0;
+  int reweight = 0;
+  double reweight_eps = 1e-3;
+  int state_sweeps = 1, ab_iterations = 300;
+};
+
+py::dict bcd_iteration_dict(const BcdIterationReport &r) {
+  py::dict d;
+  d["iteration"] = r.iteration;
+  d["objective"] = r.objective.total();
+  d["loss"] = r.objective.loss;
+  d["divergence"] = r.objective.divergence;
+  d["coupling"] = r.objective.coupling;
+  d["penalty"] = r.objective.penalty;
+  d["train_rmse"] = r.train_rmse;
+  d["test_rmse"] = r.test_rmse >= 0 ? py::cast(r.test_rmse) : py::none();
+  d["x_iterations"] = r.x_iterations;
+  d["ab_iterations"] = r.ab_iterations;
+  d["zero_columns"] = r.zero_columns;
+  d["norm_inf_A"] = r.norm_inf_A;
+  d["seconds"] = r.seconds;
+  return d;
+}
+
+py::tuple bcd_model(const Model<double> &model, const py::object &U_in,
+                    const py::object &Y_in, const py::object &test, const BcdSettings &s,
+                    int threads) {
+  BcdOptions o;
+  if (s.iterations < 0)
+    throw InvalidArgument("bcd: iterations must be >= 0");
+  o.iterations = s.iterations;
+  if (!(s.lam > 0) || !std::isfinite(s.lam))
+    throw InvalidArgument("bcd: lam must be finite and > 0");
+  if (!(s.mu > 0) || !std::isfinite(s.mu))
+    throw InvalidArgument("bcd: mu must be finite and > 0");
+  o.lambda = s.lam;
+  o.mu = s.mu;
+  if (s.state_sweeps < 1)
+    throw InvalidArgument("bcd: state_sweeps must be >= 1");
+  if (s.ab_iterations < 1)
+    throw InvalidArgument("bcd: ab_iterations must be >= 1");
+  o.state_sweeps = s.state_sweeps;
+  o.ab_max_iterations = s.ab_iterations;
+  if (s.penalty == "group-lasso")
+    o.penalty = BcdPenalty::group_inputs;
+  else if (s.penalty == "l1")
+    o.penalty = BcdPenalty::l1;
+  else if (!s.penalty.empty())
+    throw InvalidArgument("bcd: penalty must be group-lasso or l1, not '" + s.penalty +
+                          "'");
+  if (!s.penalty.empty()) {
+    if (!(s.penalty_lam >= 0) || !std::isfinite(s.penalty_lam))
+      throw InvalidArgument("bcd: the penalty's lambda = " + std::to_string(s.penalty_lam) +
+                            " must be finite and >= 0");
+    o.penalty_lambda = s.penalty_lam;
+  }
+  if (s.reweight < 0)
+    throw InvalidArgument("bcd: reweight must be >= 0");
+  o.reweight_every = s.reweight;
+  if (!(s.reweight_eps > 0) || !std::isfinite(s.reweight_eps))
+    throw InvalidArgument("bcd: reweight_eps must be finite and > 0");
+  o.reweight_eps = s.reweight_eps;
+  if (o.reweight_every > 0 && o.penalty != BcdPenalty::group_inputs)
+    throw InvalidArgument("bcd: reweight needs penalty='group-lasso'");
+
+  BcdParameters initial = bcd_parameters(model);
+  const index_t n = initial.states(), p = initial.inputs(), q = initial.outputs();
+  if (s.layer_eps) {
+    // The seed's scaled model (11): block k of K gets lambda = eps^(K - k + 1).
+    if (!(*s.layer_eps > 0) || !std::isfinite(*s.layer_eps))
+      throw InvalidArgument("bcd: layer_eps must be finite and > 0");
+    const auto &blocks = model.blocks();
+    const auto K = static_cast<int>(blocks.size());
+    o.lambdas.assign(static_cast<std::size_t>(n), 0.0);
+    for (int k = 0; k < K; ++k)
+      for (index_t i = 0; i < blocks[std::size_t(k)].size; ++i)
+        o.lambdas[std::size_t(blocks[std::size_t(k)].offset + i)] =
+            std::pow(*s.layer_eps, K - k);
+  }
+  const auto lam = bcd_lambdas(o, n);
+  const double lmax = *std::max_element(lam.begin(), lam.end());
+  if (s.kappa && !(*s.kappa > 0))
+    throw InvalidArgument("bcd: kappa must be > 0 (None: sqrt(mu / lambda))");
+  o.kappa = s.kappa ? *s.kappa : std::sqrt(o.mu / lmax);
+  o.validate(n, p);
+
+  const BcdMatrix U = bcd_matrix(batch_from_samples<double>(U_in, p, "bcd: U")),
+                  Y = bcd_matrix(batch_from_samples<double>(Y_in, q, "bcd: Y"));
+  if (U.cols != Y.cols)
+    throw InvalidArgument("bcd: " + std::to_string(Y.cols) + " targets for " +
+                          std::to_string(U.cols) + " inputs");
+  if (U.cols == 0)
+    throw InvalidArgument("bcd: no training samples");
+  std::optional<BcdMatrix> TU, TY;
+  if (!test.is_none()) {
+    py::tuple t(test);
+    if (t.size() != 2)
+      throw InvalidArgument("bcd: test is (U, Y)");
+    TU = bcd_matrix(batch_from_samples<double>(t[0], p, "bcd: test U"));
+    TY = bcd_matrix(batch_from_samples<double>(t[1], q, "bcd: test Y"));
+    if (TU->cols != TY->cols)
+      throw InvalidArgument("bcd: " + std::to_string(TY->cols) + " test targets for " +
+                            std::to_string(TU->cols) + " test inputs");
+  }
+  std::vector<BcdIterationReport> reports;
+  double start_train = 0, start_test = -1, end_train = 0, end_test = -1;
+  std::shared_ptr<const Model<double>> trained;
+  std::vector<double> norms;
+  run_released(threads, [&] {
+    start_train = bcd_rmse(initial, U, Y);
+    if (TU)
+      start_test = bcd_rmse(initial, *TU, *TY);
+    const BcdState st =
+        bcd_train(initial, U, Y, o, [&](const BcdIterationReport &r) { reports.push_back(r); },
+                  TU ? &*TU : nullptr, TY ? &*TY : nullptr);
+    trained = std::make_shared<const Model<double>>(bcd_apply(model, st.params));
+    end_train = bcd_rmse(st.params, U, Y);
+    if (TU)
+      end_test = bcd_rmse(st.params, *TU, *TY);
+    norms = bcd_column_norms(st.params.B);
+  });
+  py::dict out;
+  py::list its;
+  for (const auto &r : reports)
+    its.append(bcd_iteration_dict(r));
+  std::vector<index_t> read;
+  for (index_t j = 0; j < p; ++j)
+    if (norms[std::size_t(j)] != 0)
+      read.push_back(j);
+  out["iterations"] = its;
+  out["start_train_rmse"] = start_train;
+  out["start_test_rmse"] = TU ? py::cast(start_test) : py::none();
+  out["train_rmse"] = end_train;
+  out["test_rmse"] = TU ? py::cast(end_test) : py::none();
+  out["lambda_max"] = lmax;
+  out["mu"] = o.mu;
+  out["kappa"] = o.kappa;
+  out["inputs_read"] = to_array(read);
+  out["column_norms"] = to_array(norms);
+  return py::make_tuple(PyModel{trained}, out);
 }
 
 } // namespace
@@ -434,7 +601,8 @@ operator's structure). Calls on one object are serialised.)doc")
          const std::string &constraint, double kappa, const std::string &adjoint,
          std::optional<double> tol, std::optional<int> anderson,
          std::optional<int> max_iterations, const std::string &penalty, double lam,
-         const std::string &groups, double alpha, int reweight, int threads) {
+         const std::string &groups, double alpha, int reweight, double reweight_eps,
+         const std::optional<std::filesystem::path> &checkpoint, bool resume, int threads) {
         TrainSettings s;
         s.epochs = epochs;
         s.batch_size = batch_size;
@@ -466,6 +634,9 @@ operator's structure). Calls on one object are serialised.)doc")
         s.groups = groups;
         s.alpha = alpha;
         s.reweight = reweight;
+        s.reweight_eps = reweight_eps;
+        s.checkpoint = checkpoint;
+        s.resume = resume;
         return model.visit([&](const auto &mm, auto &) {
           return train_model(mm, U, labels, targets, validation, s, threads);
         });
@@ -480,7 +651,8 @@ operator's structure). Calls on one object are serialised.)doc")
       py::arg("tol") = py::none(), py::arg("anderson") = py::none(),
       py::arg("max_iterations") = py::none(), py::arg("penalty") = "",
       py::arg("lam") = 0.0, py::arg("groups") = "states", py::arg("alpha") = 0.5,
-      py::arg("reweight") = 0, py::arg("threads") = 0,
+      py::arg("reweight") = 0, py::arg("reweight_eps") = 1e-3,
+      py::arg("checkpoint") = py::none(), py::arg("resume") = false, py::arg("threads") = 0,
       R"doc(Trains a copy of ``model`` on the samples of U (k, p) with labels
 (softmax cross-entropy) or targets (k, q) (squared error): the loop of
 ``tacit train`` (seeded batch order ``shuffle``, None: data order; SGD, Adam or
@@ -488,7 +660,11 @@ AdamW; schedule 'constant', 'step:S[:GAMMA]' or 'cosine[:ETA_MIN]'; models
 with cycles kept well-posed by ``constraint`` with ``kappa``; an optional
 proximal ``penalty`` 'group-lasso', 'l1' or 'sparse-group-lasso' of weight
 ``lam`` on ``groups``). ``validation`` is (U, labels) or (U, targets),
-evaluated every epoch. Returns (trained model, report dict with the epochs).
+evaluated every epoch. ``checkpoint``: a directory receiving epoch-NNNN
+(model and optimizer state) after each epoch; ``resume=True`` continues from
+its last complete checkpoint up to ``epochs`` (the same bits as a run that
+was never interrupted; OSError when there is none). Returns (trained model,
+report dict with the epochs run, from 'first_epoch').
 The same arguments give the command's model bit for bit. Raises
 tacit.NumericalError when a solve stops converging or a value is not finite.)doc");
 
@@ -525,6 +701,53 @@ nothing reads (entries with |value| <= threshold count as absent), as
 'after' sizes, 'kept_states', 'kept_inputs' (original indices) and 'masked'
 (the model with the removed entries taken out, whose outputs the pruned
 model's equal bit for bit). ValueError when every state would go.)doc");
+
+  m.def(
+      "bcd",
+      [](const PyModel &model, const py::object &U, const py::object &Y,
+         const py::object &test, int iterations, double lam,
+         std::optional<double> layer_eps, double mu, std::optional<double> kappa,
+         const std::string &penalty, double penalty_lam, int reweight, double reweight_eps,
+         int state_sweeps, int ab_iterations, int threads) {
+        BcdSettings s;
+        s.iterations = iterations;
+        s.lam = lam;
+        s.layer_eps = layer_eps;
+        s.mu = mu;
+        s.kappa = kappa;
+        s.penalty = penalty;
+        s.penalty_lam = penalty_lam;
+        s.reweight = reweight;
+        s.reweight_eps = reweight_eps;
+        s.state_sweeps = state_sweeps;
+        s.ab_iterations = ab_iterations;
+        // BCD runs in float64 (as the command's).
+        auto m64 = model.visit([](const auto &mm,
+                                  const auto &ptr) -> std::shared_ptr<const Model<double>> {
+          using T = model_value_t<std::decay_t<decltype(mm)>>;
+          if constexpr (std::is_same_v<T, double>)
+            return ptr;
+          else
+            return std::make_shared<const Model<double>>(convert_model<double>(mm));
+        });
+        return bcd_model(*m64, U, Y, test, s, threads);
+      },
+      py::arg("model"), py::arg("U"), py::arg("Y"), py::arg("test") = py::none(),
+      py::arg("iterations") = 5, py::arg("lam") = 1.0, py::arg("layer_eps") = py::none(),
+      py::arg("mu") = 1.0, py::arg("kappa") = py::none(), py::arg("penalty") = "",
+      py::arg("penalty_lam") = 0.0, py::arg("reweight") = 0, py::arg("reweight_eps") = 1e-3,
+      py::arg("state_sweeps") = 1, py::arg("ab_iterations") = 300, py::arg("threads") = 0,
+      R"doc(Fits ``model`` (ReLU or tanh states, entries of single matrices) to
+samples U (k, p) and targets Y (k, q) by block-coordinate descent on the
+Fenchel divergence relaxation, as ``tacit bcd``: ``lam`` the divergence
+weight of every state (or ``layer_eps``: eps^(K - k + 1) for block k of K),
+``mu`` the coupling, ``kappa`` the bound on ||A||_inf (None: sqrt(mu /
+lambda_max)), an optional ``penalty`` 'group-lasso' (columns of B) or 'l1'
+of weight ``penalty_lam``, reweighted every ``reweight`` iterations.
+``test`` is (U, Y), reported every iteration. In float64. Returns (trained
+model, report dict: 'iterations', RMSEs, 'inputs_read', 'column_norms');
+the command's model bit for bit. Raises tacit.NumericalError when a step
+fails (e.g. kappa above sqrt(mu / lambda)).)doc");
 }
 
 } // namespace tacit::python
