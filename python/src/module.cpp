@@ -6,6 +6,9 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
+#include <map>
+#include <mutex>
+
 #include <tacit/config.hpp>
 #include <tacit/core/error.hpp>
 #include <tacit/core/isa.hpp>
@@ -97,6 +100,26 @@ py::array as_array(const py::handle &obj, const char *what) {
   return a;
 }
 
+namespace {
+
+/// One arena per thread count, made on first use and kept: a fresh arena per
+/// call would make TBB's workers leave one arena and join another on every
+/// call (a fixed cost that dominates small solves). Never destroyed (the
+/// process's exit tears the workers down).
+tbb::task_arena &arena_of(int threads) {
+  static std::mutex mutex;
+  static auto *arenas = new std::map<int, std::unique_ptr<tbb::task_arena>>();
+  std::lock_guard lock(mutex);
+  auto &a = (*arenas)[threads];
+  if (!a) {
+    a = std::make_unique<tbb::task_arena>(threads);
+    a->initialize();
+  }
+  return *a;
+}
+
+} // namespace
+
 void run_released(int threads, const std::function<void()> &f) {
   if (threads < 0)
     throw InvalidArgument("threads must be >= 0 (0: every core), got " +
@@ -106,8 +129,7 @@ void run_released(int threads, const std::function<void()> &f) {
     f();
     return;
   }
-  tbb::task_arena arena(threads);
-  arena.execute(f);
+  arena_of(threads).execute(f);
 }
 
 } // namespace tacit::python

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 import tacit
+from conftest import read_rows
 
 
 def cyclic(n=30, p=4, q=3, norm=0.9, seed=0, activation="relu"):
@@ -72,6 +73,25 @@ def test_sensitivity_errors():
     model, *_ = cyclic(seed=3)
     with pytest.raises(ValueError, match="method|auto"):
         tacit.sensitivity(model, method="magic")
+    for tol in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="tol"):
+            tacit.sensitivity(model, tol=tol)
+
+
+def test_sensitivity_tolerance_of_the_iterative_back_end(tmp_path, run_cli):
+    model, A, B, C, D = cyclic(seed=4)
+    n = A.shape[0]
+    S_ref = np.abs(C) @ np.linalg.solve(np.eye(n) - np.abs(A), np.abs(B)) + np.abs(D)
+    loose = tacit.sensitivity(model, method="iterative", tol=1e-3).rows()
+    tight = tacit.sensitivity(model, method="iterative", tol=1e-14).rows()
+    # Within the tolerance, and closer with a smaller one.
+    assert np.all(np.abs(loose - S_ref) <= 1e-3 * np.abs(S_ref).sum())
+    assert np.abs(tight - S_ref).max() < np.abs(loose - S_ref).max()
+    # The command's rows with the same tolerance, bit for bit.
+    model.save(tmp_path / "m", format="dir")
+    run_cli("sensitivity", tmp_path / "m", "--method", "iterative", "--tol", "1e-3",
+            "--rows", "0,1,2", "-o", tmp_path / "S.txt", "-q")
+    np.testing.assert_array_equal(loose, read_rows(tmp_path / "S.txt"))
 def test_sensitivity_of_an_uncertified_model_is_a_numerical_error():
     model, A, *_ = cyclic(norm=2.5, seed=3)
     assert np.abs(np.linalg.eigvals(np.abs(A))).max() > 1

@@ -88,3 +88,34 @@ def test_certify_matches_the_command(tmp_path, run_cli, data_dir):
     assert result.certified_inputs.shape == (count, 2)
     assert result.certified_inputs[:, 0].sum() == result.certified[0]
     assert result.correct > count // 2 and result.certified[0] > 0
+
+
+@pytest.mark.parametrize("refine,slope_steps", [(False, 20), (True, 0), (True, 5)])
+def test_certify_refine_and_slope_steps_match_the_command(tmp_path, run_cli, data_dir, refine,
+                                                          slope_steps):
+    if not FASHION.is_dir():
+        pytest.fail(f"{FASHION} is missing: install the Debian package dataset-fashion-mnist",
+                    pytrace=False)
+    count, eps = 30, [0.01, 0.02]
+    U = read_idx_images(FASHION / "t10k-images-idx3-ubyte.gz", count)
+    labels = read_idx_labels(FASHION / "t10k-labels-idx1-ubyte.gz", count)
+    model_path = tmp_path / "mlp.tacit"
+    run_cli("import-onnx", data_dir / "fashion" / "fashion_mlp.onnx", "-o", model_path, "-q")
+    args = ["--slope-steps", slope_steps] + ([] if refine else ["--no-refine"])
+    cli = run_cli("certify", model_path, "--data", FASHION, "--limit", count, "--eps",
+                  ",".join(map(str, eps)), "--bound", "linear", "--json", "-q",
+                  "--radius-output", tmp_path / "radius.txt", *args)
+    import json
+    report = json.loads(cli.stdout)
+    assert report["refine"] == refine
+    result = tacit.certify(tacit.load(model_path), U, labels, eps, bound="linear",
+                           radius=True, domain=(0.0, 1.0), refine=refine,
+                           slope_steps=slope_steps)
+    assert list(result.certified) == [c["certified"] for c in report["certified"]]
+    np.testing.assert_array_equal(result.radius, np.loadtxt(tmp_path / "radius.txt"))
+
+
+def test_certify_option_errors():
+    model = cyclic_model()
+    with pytest.raises(ValueError, match="slope_steps"):
+        tacit.certify(model, np.zeros((1, 4)), [0], [0.1], slope_steps=-1)

@@ -71,6 +71,74 @@ def test_lipschitz_matches_the_command(tmp_path, run_cli):
     assert np.all(L.lower <= L.upper) and np.all(L.lower > 0)
 
 
+def local_json_arrays(local, key):
+    """Per box, per output values of the command's local report (null: +inf)."""
+    return np.array([[np.inf if v is None else v for v in box[key]] for box in local["boxes"]])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_local_lipschitz_matches_the_command(tmp_path, run_cli, dtype):
+    path = saved(cyclic(seed=2), tmp_path / "m")
+    U = np.random.default_rng(11).uniform(-1, 1, (4, 5))
+    write_rows(tmp_path / "U.txt", U)
+    out = run_cli("lipschitz", path, "--samples", 3, "--seed", 5, "--eps", 0.1, "--input",
+                  tmp_path / "U.txt", "--local-samples", 6, "--precision", dtype, "--json",
+                  "-q")
+    local = json.loads(out.stdout)["local"]
+    L = tacit.local_lipschitz(tacit.load(path, dtype=dtype), U, 0.1, samples=6, seed=5)
+    assert L.upper.shape == L.lower.shape == (4, 3)
+    np.testing.assert_array_equal(L.upper, local_json_arrays(local, "upper"))
+    np.testing.assert_array_equal(L.lower, local_json_arrays(local, "lower"))
+    np.testing.assert_array_equal(L.mean_upper, local["mean_upper"])
+    np.testing.assert_array_equal(L.mean_lower, local["mean_lower"])
+    assert L.status == [box["status"] for box in local["boxes"]]
+    assert L.bounded == local["bounded"] == 4 and L.samples == 6 and L.eps == 0.1
+    # Local bounds bracket the constant and lie within the global upper bound.
+    G = tacit.lipschitz(tacit.load(path, dtype=dtype), samples=0)
+    assert np.all(L.lower <= L.upper) and np.all(L.lower > 0)
+    assert np.all(L.upper <= G.upper * (1 + 1e-12))
+
+
+def test_local_lipschitz_on_images_matches_the_commands_data(tmp_path, run_cli, data_dir):
+    """--data DIR: boxes around the test images clipped to [0, 1], domain=(0, 1)."""
+    from test_bounds import FASHION, read_idx_images
+    if not FASHION.is_dir():
+        pytest.fail(f"{FASHION} is missing: install the Debian package dataset-fashion-mnist",
+                    pytrace=False)
+    model_path = tmp_path / "mlp.tacit"
+    run_cli("import-onnx", data_dir / "fashion" / "fashion_mlp.onnx", "-o", model_path, "-q")
+    out = run_cli("lipschitz", model_path, "--samples", 0, "--eps", 0.02, "--data", FASHION,
+                  "--limit", 3, "--local-samples", 4, "--seed", 2, "--json", "-q")
+    local = json.loads(out.stdout)["local"]
+    U = read_idx_images(FASHION / "t10k-images-idx3-ubyte.gz", 3)
+    L = tacit.local_lipschitz(tacit.load(model_path), U, 0.02, samples=4, seed=2,
+                              domain=(0.0, 1.0))
+    np.testing.assert_array_equal(L.upper, local_json_arrays(local, "upper"))
+    np.testing.assert_array_equal(L.lower, local_json_arrays(local, "lower"))
+    unclipped = tacit.local_lipschitz(tacit.load(model_path), U, 0.02, samples=4, seed=2)
+    assert not np.array_equal(unclipped.lower, L.lower)
+
+
+def test_local_lipschitz_errors_and_unbounded_boxes():
+    model = cyclic(seed=2)
+    U = np.zeros((2, 5))
+    with pytest.raises(ValueError, match="eps"):
+        tacit.local_lipschitz(model, U, -0.1)
+    with pytest.raises(ValueError, match="samples"):
+        tacit.local_lipschitz(model, U, 0.1, samples=-1)
+    with pytest.raises(ValueError, match="5 inputs|inputs"):
+        tacit.local_lipschitz(model, np.zeros((2, 4)), 0.1)
+    with pytest.raises(ValueError, match="domain"):
+        tacit.local_lipschitz(model, U, 0.1, domain=(1.0, 0.0))
+    with pytest.raises(ValueError, match="1-Lipschitz"):
+        tacit.local_lipschitz(tacit.Model(sp.csr_matrix((2, 2)), np.eye(2), np.eye(2),
+                                          activation="leaky_relu:2"), np.zeros((1, 2)), 0.1)
+    # Not well-posed: no finite local bound, reported per box, not raised.
+    L = tacit.local_lipschitz(cyclic(norm=3.0, seed=3), U, 0.1, samples=2)
+    assert L.status == ["unbounded", "unbounded"] and L.bounded == 0
+    assert np.all(np.isinf(L.upper))
+
+
 def test_lipschitz_errors():
     with pytest.raises(tacit.NumericalError, match="lambda|certif"):
         tacit.lipschitz(cyclic(norm=3.0, seed=3))
@@ -135,6 +203,119 @@ def test_train_matches_the_command(tmp_path, run_cli, dtype):
     assert not np.array_equal(parameters(trained), parameters(tacit.load(path, dtype=dtype)))
     assert len(report["epochs"]) == 2 and report["constraint"] == "inf-norm"
     assert all(e["certified"] for e in report["epochs"])
+
+
+def test_train_resumed_from_a_checkpoint_gives_the_same_bits(tmp_path, run_cli):
+    model = tacit.init_model("implicit:n=8,p=4,q=3,density=0.4,kappa=0.8", dtype="float32")
+    rng = np.random.default_rng(12)
+    U = rng.uniform(-1, 1, (24, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 24)
+    recipe = dict(batch_size=4, optimizer="adam", lr=0.05)
+    straight, _ = tacit.train(model, U, labels, epochs=3, **recipe)
+    cp = tmp_path / "cp"
+    one, first = tacit.train(model, U, labels, epochs=1, checkpoint=cp, **recipe)
+    assert (cp / "epoch-0001" / "model.tacit").is_file()
+    assert not np.array_equal(parameters(one), parameters(straight))
+    resumed, report = tacit.train(model, U, labels, epochs=3, checkpoint=cp, resume=True,
+                                  **recipe)
+    np.testing.assert_array_equal(parameters(resumed), parameters(straight))
+    assert report["first_epoch"] == 2 and [e["epoch"] for e in report["epochs"]] == [2, 3]
+    assert (cp / "epoch-0003" / "model.tacit").is_file()
+    # The command resumes the same checkpoint to the same model.
+    model.save(tmp_path / "init.tacit")
+    write_rows(tmp_path / "U.txt", U)
+    write_labels(tmp_path / "L.txt", labels)
+    run_cli("train", tmp_path / "init.tacit", "-i", tmp_path / "U.txt", "--labels",
+            tmp_path / "L.txt", "--batch-size", 4, "--optimizer", "adam", "--lr", 0.05,
+            "--precision", "float32", "--epochs", 1, "--checkpoint", tmp_path / "cp2", "-o",
+            tmp_path / "one.tacit", "-q")
+    run_cli("train", tmp_path / "init.tacit", "-i", tmp_path / "U.txt", "--labels",
+            tmp_path / "L.txt", "--batch-size", 4, "--optimizer", "adam", "--lr", 0.05,
+            "--precision", "float32", "--epochs", 3, "--checkpoint", tmp_path / "cp2",
+            "--resume", "-o", tmp_path / "resumed.tacit", "-q")
+    np.testing.assert_array_equal(
+        parameters(tacit.load(tmp_path / "resumed.tacit", dtype="float32")),
+        parameters(straight))
+    # Python resumes the command's checkpoint, too.
+    again, _ = tacit.train(model, U, labels, epochs=3, checkpoint=tmp_path / "cp2",
+                           resume=True, **recipe)
+    np.testing.assert_array_equal(parameters(again), parameters(straight))
+
+
+def test_train_checkpoint_errors(tmp_path):
+    model = tacit.init_model("implicit:n=8,p=4,q=3,density=0.4,kappa=0.8")
+    U, labels = np.zeros((4, 4)), [0, 1, 2, 0]
+    with pytest.raises(ValueError, match="resume needs checkpoint"):
+        tacit.train(model, U, labels, resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OSError, match="no complete checkpoint"):
+        tacit.train(model, U, labels, checkpoint=tmp_path / "empty", resume=True)
+    with pytest.raises(ValueError, match="implicit|spec|n="):
+        tacit.init_model("implicit:p=4,q=3")
+    with pytest.raises(ValueError):
+        tacit.init_model("cnn:1,2")
+
+
+def bcd_data():
+    """The command test's data: 40 samples of 3 inputs, 2 targets."""
+    j = np.arange(40)
+    U = np.stack([((j * 7) % 11) / 5.0 - 1, ((j * 5) % 13) / 6.0 - 1, ((j * 3) % 7) / 3.0 - 1],
+                 axis=1)
+    Y = np.stack([np.tanh(U[:, 0] - U[:, 1]), 0.5 * np.tanh(U[:, 2])], axis=1)
+    return U, Y
+
+
+@pytest.mark.parametrize("extra", [{}, {"penalty": "group-lasso", "penalty_lam": 0.05,
+                                        "reweight": 1, "layer_eps": 0.5}])
+def test_bcd_matches_the_command(tmp_path, run_cli, extra):
+    U, Y = bcd_data()
+    write_rows(tmp_path / "U.txt", U)
+    write_rows(tmp_path / "Y.txt", Y)
+    model = tacit.init_model("mlp:3,4,2,phi=tanh", seed=3)
+    model.save(tmp_path / "init.tacit")
+    args = ["--iterations", 3, "--mu", 0.1]
+    if "layer_eps" in extra:
+        args += ["--layer-eps", extra["layer_eps"], "--group-lasso", extra["penalty_lam"],
+                 "--reweight", extra["reweight"]]
+    else:
+        args += ["--lambda", 0.1]
+    out = run_cli("bcd", tmp_path / "init.tacit", "-i", tmp_path / "U.txt", "--targets",
+                  tmp_path / "Y.txt", "--test-input", tmp_path / "U.txt", "--test-targets",
+                  tmp_path / "Y.txt", *args, "-o", tmp_path / "m.tacit", "--json")
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    done = lines[-1]
+    kwargs = dict(extra) if extra else {"lam": 0.1}
+    trained, report = tacit.bcd(model, U, Y, test=(U, Y), iterations=3, mu=0.1, **kwargs)
+    np.testing.assert_array_equal(parameters(trained),
+                                  parameters(tacit.load(tmp_path / "m.tacit")))
+    assert report["train_rmse"] == done["train_rmse"] < report["start_train_rmse"]
+    assert report["start_train_rmse"] == lines[0]["train_rmse"]
+    assert report["test_rmse"] == done["test_rmse"]
+    assert report["kappa"] == done["kappa"] and report["lambda_max"] == done["lambda_max"]
+    np.testing.assert_array_equal(report["column_norms"], done["column_norms"])
+    np.testing.assert_array_equal(report["inputs_read"], done["inputs_read"])
+    assert [r["objective"] for r in report["iterations"]] == \
+        [line["objective"] for line in lines[1:-1]]
+    # The trained model predicts with the reported RMSE.
+    rmse = np.sqrt(np.mean((tacit.solve(trained, U).outputs - Y) ** 2))
+    assert rmse == pytest.approx(report["train_rmse"], rel=1e-6)
+
+
+def test_bcd_errors():
+    U, Y = bcd_data()
+    model = tacit.init_model("mlp:3,4,2,phi=tanh")
+    with pytest.raises(tacit.NumericalError, match="kappa = 0.9 exceeds sqrt"):
+        tacit.bcd(model, U, Y, lam=1.0, mu=0.25, kappa=0.9)
+    with pytest.raises(ValueError, match="-2"):
+        tacit.bcd(model, U, Y, penalty="group-lasso", penalty_lam=-2.0)
+    with pytest.raises(ValueError, match="sigmoid"):
+        tacit.bcd(tacit.init_model("mlp:3,4,2,phi=sigmoid"), U, Y)
+    with pytest.raises(ValueError, match="targets for"):
+        tacit.bcd(model, U, Y[:10])
+    with pytest.raises(ValueError, match="penalty"):
+        tacit.bcd(model, U, Y, penalty="l2")
+    with pytest.raises(ValueError, match="reweight"):
+        tacit.bcd(model, U, Y, reweight=1)
 
 
 def test_train_regression_and_validation():

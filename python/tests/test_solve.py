@@ -113,6 +113,36 @@ def test_same_bits_for_any_thread_count_and_concurrent_solves():
         np.testing.assert_array_equal(r, one)
 
 
+def test_concurrent_calls_share_the_arena_of_their_thread_count():
+    """Calls with the same threads=N run in one kept arena: concurrent calls
+    from several Python threads (solves and analyses) finish with the bits of
+    a serial call."""
+    model = tacit.random_implicit(1500, 12, 4, seed=5)
+    U = np.random.default_rng(2).uniform(-1, 1, (40, 12))
+    one = tacit.solve(model, U, threads=1).outputs
+    upper = tacit.lipschitz(model, samples=2).upper
+    results = [None] * 6
+
+    def work(i):
+        if i % 3 == 2:
+            results[i] = tacit.lipschitz(model, samples=2, threads=2).upper
+        else:
+            solver = tacit.Solver(model, threads=2)
+            results[i] = [solver.solve(U).outputs for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, r in enumerate(results):
+        if i % 3 == 2:
+            np.testing.assert_array_equal(r, upper)
+        else:
+            for y in r:
+                np.testing.assert_array_equal(y, one)
+
+
 def test_solve_errors():
     model = tacit.random_implicit(100, 6, 2)
     with pytest.raises(ValueError, match="6"):
