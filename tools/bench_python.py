@@ -4,8 +4,10 @@
 1. Solving a batch from a NumPy array: tacit.Solver(model).solve(U) (best of
    repeated calls; the samples are copied into the solver's slab-major batch
    and the outputs out of it) against the C++ solve of the same model and
-   inputs through `tacit solve --repeat` (best solve); the same from a PyTorch
-   tensor (read through DLPack) when torch imports.
+   inputs through `tacit solve --repeat` (best solve), with the same number of
+   repetitions on each side, alternated twice (C++, Python, C++, Python: best
+   of both rounds); the same from a PyTorch tensor (read through DLPack) when
+   torch imports, and tacit.solve(model, U) (which prepares a solver per call).
 2. to_scipy() of the ResNet-like CSR (36.6 M nonzeros): time (best of 20) and
    the memory NumPy allocates for it (tracemalloc), against the bytes of the
    matrix's values.
@@ -59,20 +61,34 @@ def main():
             upath = os.path.join(tmp, "U.txt")
             np.savetxt(upath, U.astype(np.float64), fmt="%.9g")
             Ufile = np.loadtxt(upath, ndmin=2).astype(dtype)
-            solver = tacit.Solver(tacit.load(path, dtype=dtype), threads=args.threads)
-            py_best = best_of(lambda: solver.solve(Ufile))
-            out = subprocess.run([cli, "solve", path, "-i", upath, "-o",
-                                  os.path.join(tmp, "Y.txt"), "--precision", dtype,
-                                  "--threads", str(args.threads), "--repeat", "20", "--json"],
-                                 capture_output=True, text=True, check=True)
-            cpp_best = json.loads(out.stdout)["best_solve_seconds"]
-            print(f"{name} {dtype} batch {batch}: Python solve {py_best * 1e3:.2f} ms, "
-                  f"C++ solve {cpp_best * 1e3:.2f} ms, ratio {py_best / cpp_best:.3f}")
+            model = tacit.load(path, dtype=dtype)
+            solver = tacit.Solver(model, threads=args.threads)
+            repeat = 10 if batch >= 64 else 200
+
+            def cpp():
+                out = subprocess.run([cli, "solve", path, "-i", upath, "-o",
+                                      os.path.join(tmp, "Y.txt"), "--precision", dtype,
+                                      "--threads", str(args.threads), "--repeat", str(repeat),
+                                      "--json"], capture_output=True, text=True, check=True)
+                return json.loads(out.stdout)["best_solve_seconds"]
+
+            def python(f):
+                f()
+                return best_of(f, seconds=0, at_least=repeat)
+
+            cpp_best, py_best = cpp(), python(lambda: solver.solve(Ufile))
+            cpp_best = min(cpp_best, cpp())
+            py_best = min(py_best, python(lambda: solver.solve(Ufile)))
+            print(f"{name} {dtype} batch {batch}: Python solve {py_best * 1e3:.3f} ms, "
+                  f"C++ solve {cpp_best * 1e3:.3f} ms, ratio {py_best / cpp_best:.3f}")
             if torch is not None:
                 T = torch.from_numpy(Ufile)
-                torch_best = best_of(lambda: solver.solve(T))
+                torch_best = python(lambda: solver.solve(T))
                 print(f"{name} {dtype} batch {batch}: from a torch tensor "
-                      f"{torch_best * 1e3:.2f} ms, ratio to C++ {torch_best / cpp_best:.3f}")
+                      f"{torch_best * 1e3:.3f} ms, ratio to C++ {torch_best / cpp_best:.3f}")
+            once = python(lambda: tacit.solve(model, Ufile, threads=args.threads))
+            print(f"{name} {dtype} batch {batch}: tacit.solve (a solver per call) "
+                  f"{once * 1e3:.3f} ms, ratio to C++ {once / cpp_best:.3f}")
 
     model = tacit.resnet_like(dtype="float32")
     model.A.to_scipy()
