@@ -25,6 +25,13 @@ bool parse_is_float32(const py::object &dtype) {
   throw InvalidArgument("dtype must be float32 or float64, not " + name);
 }
 
+namespace {
+/// Copies of at most this many values run serially in the calling thread
+/// (a sample of ResNet20 has 3,072): handing them to TBB costs more than the
+/// copy.
+constexpr index_t serial_copy_limit = index_t(1) << 14;
+} // namespace
+
 py::object as_numpy(const py::handle &obj) {
   if (py::isinstance<py::array>(obj) || !py::hasattr(obj, "__dlpack__"))
     return py::reinterpret_borrow<py::object>(obj);
@@ -50,6 +57,13 @@ Batch<T> batch_from_samples(const py::handle &samples, index_t p, const char *wh
                           " values, the model expects " + std::to_string(p));
   Batch<T> batch(p, k);
   const T *src = a.data();
+  if (k * p <= serial_copy_limit) {
+    // A few samples: a loop, without waking TBB's workers for it.
+    for (index_t j = 0; j < k; ++j)
+      for (index_t i = 0; i < p; ++i)
+        batch(i, j) = src[j * p + i];
+    return batch;
+  }
   {
     py::gil_scoped_release release;
     // Blocks of 64 samples x 256 features: both sides stay in cache while the
@@ -66,6 +80,12 @@ Batch<T> batch_from_samples(const py::handle &samples, index_t p, const char *wh
 
 template <class T> void copy_samples(const Batch<T> &batch, T *dst) {
   const index_t q = batch.rows(), k = batch.cols();
+  if (k * q <= serial_copy_limit) {
+    for (index_t j = 0; j < k; ++j)
+      for (index_t i = 0; i < q; ++i)
+        dst[j * q + i] = batch(i, j);
+    return;
+  }
   py::gil_scoped_release release;
   tbb::parallel_for(tbb::blocked_range2d<index_t>(0, k, 64, 0, q, 256),
                     [&](const tbb::blocked_range2d<index_t> &r) {
