@@ -381,16 +381,13 @@ average over the ``bounded`` boxes.)doc")
           lo = d.first;
           hi = d.second;
         }
-        // Bounds are computed in double whatever the model's precision (as the
-        // command's).
+        // Bounds are computed on the model converted to double whatever its
+        // precision, as the command's (the conversion of a double model is a
+        // copy with the operators it would load: the same bits as its bounds).
         auto m64 = model.visit([](const auto &mm,
-                                  const auto &ptr) -> std::shared_ptr<const Model<double>> {
-          using T = model_value_t<std::decay_t<decltype(mm)>>;
+                                  const auto &) -> std::shared_ptr<const Model<double>> {
           check_lipschitz_activations(mm, "local_lipschitz");
-          if constexpr (std::is_same_v<T, double>)
-            return ptr;
-          else
-            return std::make_shared<const Model<double>>(convert_model<double>(mm));
+          return std::make_shared<const Model<double>>(convert_model<double>(mm));
         });
         const Batch<double> centres =
             batch_from_samples<double>(U, m64->inputs(), "local_lipschitz: U");

@@ -172,9 +172,12 @@ PYBIND11_MODULE(_tacit, m) {
     } catch (const tacit::InvalidArgument &e) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const tacit::FileError &e) {
-      py::object error = py::module_::import("builtins").attr("OSError")(e.what());
+      // tacit.FileError: an OSError whose str() is the library's message
+      // (OSError's own would show only "[Errno None] None: 'path'").
+      py::object type = py::module_::import("tacit._convert").attr("FileError");
+      py::object error = type(e.what());
       error.attr("filename") = e.path();
-      PyErr_SetObject(PyExc_OSError, error.ptr());
+      PyErr_SetObject(type.ptr(), error.ptr());
     } catch (const tacit::Unsupported &e) {
       PyErr_SetString(PyExc_NotImplementedError, e.what());
     } catch (const tacit::Error &e) {

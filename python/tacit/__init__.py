@@ -63,8 +63,10 @@ from ._tacit import (  # noqa: F401
     train,
     wellposed,
 )
+from ._convert import FileError  # noqa: F401
 
 __all__ = [
+    "FileError",
     "AdjointReport", "AttackSummary", "CertifiedAccuracy", "LipschitzBounds",
     "LocalLipschitzBounds", "Model", "NumericalError", "Operator", "OutputBounds",
     "PerronBound", "ProjectionReport", "RescaleReport", "Sensitivity", "Solution",

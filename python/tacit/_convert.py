@@ -36,3 +36,12 @@ def from_dlpack(obj):
         raise ValueError(f"tacit works on CPU memory; this tensor is on DLPack device "
                          f"type {device_type} (move it with .cpu())")
     return np.from_dlpack(obj)
+
+
+class FileError(OSError):
+    """A file that cannot be read or written, or is malformed: an OSError whose
+    message is the library's (the file, the line where it applies, the
+    problem) and whose ``filename`` is the file."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else super().__str__()

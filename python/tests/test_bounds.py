@@ -56,7 +56,8 @@ def test_bound_errors():
 def read_idx_images(path, count):
     with gzip.open(path) as f:
         data = f.read(16 + 784 * count)
-    return np.frombuffer(data[16:], dtype=np.uint8).reshape(count, 784) / 255.0
+    # The command's scaling: pixel * (1 / 255), the same bits as its inputs.
+    return np.frombuffer(data[16:], dtype=np.uint8).reshape(count, 784) * (1.0 / 255.0)
 
 
 def read_idx_labels(path, count):

@@ -73,8 +73,11 @@ def test_file_errors_are_os_errors(tmp_path):
     assert "missing.tacit" in str(info.value)
     bad = tmp_path / "bad.tacit"
     bad.write_bytes(b"TACITMDL" + b"\0" * 10)
-    with pytest.raises(OSError, match="bad.tacit"):
+    with pytest.raises(OSError, match="bad.tacit") as info:
         tacit.load(bad)
+    # The library's message (file, problem), and the file as `filename`.
+    assert str(info.value).startswith(str(bad)) and len(str(info.value)) > len(str(bad)) + 5
+    assert "Errno" not in str(info.value) and info.value.filename == str(bad)
     with pytest.raises(OSError, match="nothing.onnx"):
         tacit.import_onnx(tmp_path / "nothing.onnx")
     # A failed save leaves nothing behind.
