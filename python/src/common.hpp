@@ -26,6 +26,15 @@ namespace py = pybind11;
 template <class T> using ModelPtr = std::shared_ptr<const Model<T>>;
 struct PyModel {
   std::variant<ModelPtr<float>, ModelPtr<double>> model;
+  /// The solver of the last tacit.solve on this model (tacit.Solver, kept for
+  /// the next call with the same settings; see solves.cpp). Only the handle
+  /// Python holds fills it; the cached solver's own handle has none.
+  mutable std::shared_ptr<void> solver_cache;
+
+  PyModel() = default;
+  PyModel(std::variant<ModelPtr<float>, ModelPtr<double>> m) : model(std::move(m)) {}
+  template <class T> PyModel(ModelPtr<T> m) : model(std::move(m)) {}
+
   template <class F> decltype(auto) visit(F &&f) const {
     return std::visit([&](const auto &m) -> decltype(auto) { return f(*m, m); }, model);
   }

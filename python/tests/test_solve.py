@@ -143,6 +143,44 @@ def test_concurrent_calls_share_the_arena_of_their_thread_count():
                 np.testing.assert_array_equal(y, one)
 
 
+def test_solve_keeps_the_models_last_solver_with_the_same_bits():
+    """tacit.solve reuses the solver of the model's last call with the same
+    settings; other settings, states, concurrent callers and other models
+    give what a fresh solver gives."""
+    model = tacit.random_implicit(800, 10, 4, seed=6)
+    other = tacit.random_implicit(800, 10, 4, seed=7)
+    rng = np.random.default_rng(3)
+    U, V = rng.uniform(-1, 1, (20, 10)), rng.uniform(-1, 1, (3, 10))
+    fresh = tacit.Solver(model).solve(U, states=True)
+    first = tacit.solve(model, U)
+    np.testing.assert_array_equal(first.outputs, fresh.outputs)
+    np.testing.assert_array_equal(tacit.solve(model, V).outputs,
+                                  tacit.Solver(model).solve(V).outputs)
+    again = tacit.solve(model, U, states=True)
+    np.testing.assert_array_equal(again.outputs, fresh.outputs)
+    np.testing.assert_array_equal(again.states, fresh.states)
+    np.testing.assert_array_equal(tacit.solve(other, U).outputs,
+                                  tacit.Solver(other).solve(U).outputs)
+    loose = tacit.solve(model, U, rel_tol=1e-3, abs_tol=1e-3)
+    assert loose.report.iterations < first.report.iterations
+    np.testing.assert_array_equal(loose.outputs,
+                                  tacit.Solver(model, rel_tol=1e-3, abs_tol=1e-3).solve(U).outputs)
+    np.testing.assert_array_equal(tacit.solve(model, U).outputs, fresh.outputs)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = [tacit.solve(model, U).outputs for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        for y in r:
+            np.testing.assert_array_equal(y, fresh.outputs)
+
+
 def test_solve_errors():
     model = tacit.random_implicit(100, 6, 2)
     with pytest.raises(ValueError, match="6"):
