@@ -7,7 +7,8 @@
    inputs through `tacit solve --repeat` (best solve), with the same number of
    repetitions on each side, alternated twice (C++, Python, C++, Python: best
    of both rounds); the same from a PyTorch tensor (read through DLPack) when
-   torch imports, and tacit.solve(model, U) (which prepares a solver per call).
+   torch imports, and tacit.solve(model, U) (which keeps the solver of the
+   model's last call).
 2. to_scipy() of the ResNet-like CSR (36.6 M nonzeros): time (best of 20) and
    the memory NumPy allocates for it (tracemalloc), against the bytes of the
    matrix's values.
@@ -87,7 +88,7 @@ def main():
                 print(f"{name} {dtype} batch {batch}: from a torch tensor "
                       f"{torch_best * 1e3:.3f} ms, ratio to C++ {torch_best / cpp_best:.3f}")
             once = python(lambda: tacit.solve(model, Ufile, threads=args.threads))
-            print(f"{name} {dtype} batch {batch}: tacit.solve (a solver per call) "
+            print(f"{name} {dtype} batch {batch}: tacit.solve(model, U) "
                   f"{once * 1e3:.3f} ms, ratio to C++ {once / cpp_best:.3f}")
 
     model = tacit.resnet_like(dtype="float32")
