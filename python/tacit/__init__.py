@@ -11,8 +11,8 @@ Wherever an array is expected a CPU PyTorch tensor (or any object with
 ``__dlpack__``) is read in place through DLPack; returned arrays are NumPy
 arrays, which ``torch.from_dlpack`` wraps without copying.
 
-Errors: misuse raises ValueError, a file problem OSError (naming the file,
-line and problem), a missing capability NotImplementedError, and a numerical
+Errors: misuse raises ValueError, a file problem tacit.FileError (an
+OSError naming the file, line and problem), a missing capability NotImplementedError, and a numerical
 failure that cannot be returned as a status tacit.NumericalError. Solves
 report non-convergence in their report instead of raising.
 """
