@@ -35,19 +35,34 @@ double gamma_of(double terms) {
   return ku / (1 - ku);
 }
 
-// Sum of terms with error-free transformations (Ogita, Rump and Oishi's
-// Dot2): s + c is the sum to ~106 bits; err bounds the error carried in
-// from the inputs, mag the sum of the terms' magnitudes, which with the
-// number of terms bounds the error of the accumulation itself.
+// Sum of products with error-free transformations at three levels (as in
+// Ogita, Rump and Oishi's DotK with K = 3): every product is split exactly
+// by TwoProduct, the running sum s and the sum c of its errors are kept by
+// TwoSum, and only the errors of c (d) are summed in plain double. The
+// sum's error is then about n^3 u^3 sum |terms| plus the final rounding to
+// hi + lo (u^2 |sum|): the 106 bits of the stored states, not the
+// accumulation, set the precision. (Two levels, Dot2, leave n^2 u^2 sum
+// |terms|, ~1e-25 for ResNet20's 576-term rows, which |A| grows past the
+// margins of a deep network.) err bounds the error carried in from the
+// inputs.
 struct Accumulator {
-  double s = 0, c = 0, mag = 0, err = 0, terms = 0;
+  double s = 0, c = 0, d = 0, mag = 0, err = 0, terms = 0;
 
+  static void two_sum(double a, double b, double &sum, double &e) {
+    sum = a + b;
+    const double bb = sum - a;
+    e = (a - (sum - bb)) + (b - bb);
+  }
+  void to_c(double v) {
+    double e = 0;
+    two_sum(c, v, c, e);
+    d += e;
+  }
   void add(double h, double l, double e) {
-    const double t = s + h;
-    const double bb = t - s;
-    const double se = (s - (t - bb)) + (h - bb);
-    s = t;
-    c += se + l;
+    double e1 = 0;
+    two_sum(s, h, s, e1);
+    to_c(e1);
+    to_c(l);
     mag += std::abs(h) + std::abs(l);
     err += e;
     terms += 2;
@@ -57,28 +72,43 @@ struct Accumulator {
   void add_product(double v, double xh, double xl, double xe, bool entry_exact) {
     const double p = v * xh;
     const double pe = std::fma(v, xh, -p);
-    const double t = s + p;
-    const double bb = t - s;
-    const double se = (s - (t - bb)) + (p - bb);
-    s = t;
-    c += pe + se + v * xl;
+    const double q = v * xl;
+    const double qe = std::fma(v, xl, -q);
+    double e1 = 0;
+    two_sum(s, p, s, e1);
+    to_c(e1);
+    to_c(pe);
+    to_c(q);
+    d += qe;
     const double av = std::abs(v);
     const double m = av * (std::abs(xh) + std::abs(xl));
     mag += m;
     err += av * xe + (entry_exact ? 0.0 : kUnit * m);
-    terms += 3;
+    terms += 2;
   }
   // The sum as hi + lo and a bound of its distance to the exact sum of the
-  // exact terms: Dot2 is within gamma_n^2 sum |terms| before its final
-  // rounding (the lo products and the extra additions are covered by
-  // counting 3 terms per product and the factor 4); err and mag were summed
-  // in double, low by at most gamma_terms relative.
+  // exact terms. With N = 2 terms the number of values entering c and d
+  // (at most 2 per term added): s + c + d equals the exact sum up to the
+  // plain summation of d, whose N terms are TwoSum errors of c (each at
+  // most u times a partial sum of c, itself at most N u mag) and product
+  // errors of the lo parts (at most u^2 mag in all): |d| <= (N^2 + 1) u^2
+  // mag, and its rounding is at most gamma_N of that. Then hi + lo =
+  // fl2(s + c + d) adds u (|t| + |d|) <= u^2 |hi| + u |d|. err and mag
+  // were summed in double, low by at most gamma_terms relative; the factor
+  // 4 covers the counting.
   void finish(double &hi, double &lo, double &e) const {
-    hi = s + c;
-    const double bb = hi - s;
-    lo = (s - (hi - bb)) + (c - bb);
-    const double g = gamma_of(2 * terms + 4);
-    e = (err * (1 + gamma_of(terms + 2)) + 4 * g * g * mag * (1 + gamma_of(terms + 2))) *
+    double t = 0;
+    two_sum(s, c, hi, t);
+    lo = t + d;
+    double h2 = 0, l2 = 0;
+    two_sum(hi, lo, h2, l2); // renormalised: |lo| <= u |hi|
+    hi = h2;
+    lo = l2;
+    const double N = 2 * terms + 4;
+    const double gs = 1 + gamma_of(terms + 2);
+    const double dmax = (N * N + 1) * kUnit * kUnit * mag * gs;
+    e = (err * gs + 4 * (gamma_of(N) * dmax + kUnit * dmax +
+                         kUnit * kUnit * (std::abs(hi) + std::abs(lo)))) *
         (1 + 4 * kUnit);
   }
 };
@@ -506,13 +536,13 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
     const double num =
         (std::abs(z.hi[i]) - std::abs(z.lo[i]) - z.err[i]) * (1 - 4 * detail::kUnit);
     const double den = (rz_up[i] + double(dz[i])) * (1 + 4 * detail::kUnit);
+    if (den == 0)
+      continue; // z_i does not depend on u: its sign is the same everywhere
     if (!(num > 0)) {
       out.radius = 0;
       out.limiting_state = i;
       break;
     }
-    if (den == 0)
-      continue; // z_i does not depend on u
     const double r = num / den * (1 - 2 * detail::kUnit);
     if (r < out.radius) {
       out.radius = r;
