@@ -106,6 +106,7 @@ template <class T> int certify(Invocation &inv) {
     }
   }
   const bool no_refine = a.flag("no-refine");
+  const bool no_region = a.flag("no-region");
   const bool widths = a.flag("widths");
   const int slope_steps =
       static_cast<int>(a.integer("slope-steps", 0, 100000).value_or(20));
@@ -129,6 +130,7 @@ template <class T> int certify(Invocation &inv) {
   CertifyOptions options;
   options.method = method;
   options.bounds.refine = !no_refine;
+  options.bounds.linear_region = !no_region;
   options.bounds.slope_steps = slope_steps;
   if (domain) {
     options.domain_lo = (*domain)[0];
@@ -175,6 +177,16 @@ template <class T> int certify(Invocation &inv) {
     mean_radius += r;
   mean_radius = count ? mean_radius / double(count) : 0.0;
   const double median_radius = count ? radii[count / 2] : 0.0;
+  // Linear regions (computed for the linear and best bounds of a
+  // piecewise-linear feed-forward model): how many, their mean radius.
+  index_t regions = 0;
+  double region_mean = 0;
+  for (const auto &c : result.per_input)
+    if (c.region_radius >= 0) {
+      ++regions;
+      region_mean += c.region_radius;
+    }
+  region_mean = regions ? region_mean / double(regions) : 0.0;
   if (inv.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (std::size_t e = 0; e < eps.size(); ++e)
@@ -200,6 +212,9 @@ template <class T> int certify(Invocation &inv) {
         {"seconds_per_input", count ? result.seconds / double(count) : 0.0}};
     if (options.domain_lo <= options.domain_hi)
       doc["domain"] = {options.domain_lo, options.domain_hi};
+    doc["linear_regions"] = regions;
+    if (regions)
+      doc["region_mean_radius"] = region_mean;
     if (radius_path) {
       doc["radius_output"] = radius_path->string();
       doc["mean_radius"] = mean_radius;
@@ -240,6 +255,9 @@ template <class T> int certify(Invocation &inv) {
       std::cout << "  eps " << fmt_g(eps[e], 4) << ": certified "
                 << fmt_count(result.certified[e]) << " ("
                 << fmt_g(100 * frac(result.certified[e]), 4) << "%)\n";
+    if (regions)
+      std::cout << "  linear regions: " << fmt_count(regions) << ", mean radius "
+                << fmt_g(region_mean, 4) << "\n";
     if (radius_path)
       std::cout << "  radius: mean " << fmt_g(mean_radius, 4) << ", median "
                 << fmt_g(median_radius, 4) << " -> " << radius_path->string() << "\n";
@@ -286,6 +304,10 @@ std::vector<OptionSpec> certify_options() {
                "otherwise; 'none' to disable)"});
   o.push_back({"no-refine", 0, "",
                "linear bound without refining intermediate bounds (faster, looser)"});
+  o.push_back({"no-region", 0, "",
+               "linear and best bounds without the linear region of each input (the "
+               "exact affine map on the radius where no ReLU changes sign; computed for "
+               "piecewise-linear feed-forward models)"});
   o.push_back(
       {"slope-steps", 0, "N",
        "linear bound of a feed-forward model: optimise the lower ReLU slopes of "
@@ -308,17 +330,22 @@ std::vector<OptionSpec> certify_options() {
         "'interval' the interval fixed point of x = phi(A x + B u + b); 'linear' a\n"
         "linear relaxation of each activation propagated back through the equilibrium\n"
         "(CROWN-style, with refined intermediate bounds); each is at least as tight as\n"
-        "the previous one. With --radius-output, the largest certified radius of each\n"
-        "input is searched (geometric growth, then bisection) and written one per line\n"
-        "in input order. With --precision float32 the model is analysed in float:\n"
+        "the previous one. For a feed-forward network of ReLU-like activations the\n"
+        "linear and best bounds also compute each input's linear region: the radius\n"
+        "on which no activation changes sign, found by pushing the Jacobian through\n"
+        "the network, where the margins follow from the exact affine map (states at\n"
+        "the input in double-double arithmetic; every rounding bounded). With\n"
+        "--radius-output, the largest certified radius of each input is searched\n"
+        "(from the linear region's, or by geometric growth, then bisection) and\n"
+        "written one per line in input order. With --precision float32 the model is analysed in float:\n"
         "a certificate holds for the exact real-number model with the float32\n"
         "parameters (see the README on rounding).",
     .positionals = {{"MODEL", "model directory or native model file"}},
     .options = certify_options(),
     .epilog =
         "JSON fields: inputs, correct, accuracy, certified (eps, certified,\n"
-        "certified_accuracy), bound, precision, mean_radius, median_radius, "
-        "certify_seconds; with --widths, widths (eps, bound, blocks: name, states,\n"
+        "certified_accuracy), bound, precision, linear_regions, region_mean_radius,\n"
+        "mean_radius, median_radius, certify_seconds; with --widths, widths (eps, bound, blocks: name, states,\n"
         "mean_width, max_width, unstable).\n"
         "Example: tacit certify mlp.tacit --data /usr/share/datasets/fashion-mnist "
         "--limit 1000 --eps 0.005,0.01\n",
