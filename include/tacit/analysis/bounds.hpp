@@ -412,9 +412,11 @@ struct TACIT_EXPORT Certificate {
 };
 
 /// Largest certified l_inf radius around u0 for `label` (0 when the nominal
-/// prediction differs): grows the radius geometrically from the global
-/// radius, then bisects between the last certified and the first failed
-/// radius. The returned radius was certified by the chosen bound.
+/// prediction differs): grows the radius geometrically, then bisects between
+/// the last certified and the first failed radius. With a linear region in
+/// the nominal point (linear and best bounds), starts from the region's
+/// certified radius and returns it when twice that radius fails. The
+/// returned radius was certified by the chosen bound.
 template <class T>
 TACIT_EXPORT double certified_radius(const BoundAnalyzer<T> &analyzer,
                                      const NominalPoint<T> &nominal, int label,
@@ -437,7 +439,10 @@ struct TACIT_EXPORT CertifiedAccuracy {
 };
 
 /// Certifies every column of U (labels per column): nominal states by one
-/// batched solve, then per-input bounds in parallel (TBB). With
+/// batched solve, then per-input bounds in parallel (TBB). For the linear and
+/// best bounds of a model where linear_region_supported() (and
+/// BoundOptions::linear_region), each correctly classified input's linear
+/// region is computed once and used by its margins and radius. With
 /// `radius` the largest certified radius of each input is searched too.
 /// `progress(done, total)` is called from the calling thread or workers
 /// (serialised), may be empty.
