@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 
+#include <tbb/task_arena.h>
+
 #include "core/detail/parallel.hpp"
 
 namespace tacit::inline v1::detail {
@@ -220,10 +222,38 @@ template <class T> BlockSweepPlan<T>::BlockSweepPlan(const Model<T> &model) {
 }
 
 template <class T>
+SlabRowsPool<T>::Lease::Lease(SlabRowsPool &pool, std::size_t size) : pool_(&pool) {
+  {
+    std::lock_guard lock(pool.mutex_);
+    if (!pool.free_.empty()) {
+      buf_ = std::move(pool.free_.back());
+      pool.free_.pop_back();
+    } else {
+      ++pool.allocated_;
+    }
+  }
+  if (!buf_)
+    buf_ = std::make_unique<Buffer>();
+  if (buf_->size() < size) {
+    buf_->clear(); // grows without copying the old contents
+    buf_->resize(size);
+    std::fill(buf_->begin(), buf_->end(), T(0));
+  }
+}
+
+template <class T> SlabRowsPool<T>::Lease::~Lease() {
+  std::lock_guard lock(pool_->mutex_);
+  pool_->free_.push_back(std::move(buf_));
+}
+
+template <class T>
 void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
                      BlockSweepWork<T> &work, T *x, index_t width, index_t slabs,
                      index_t cols, const Batch<T> &U, const T *z,
-                     const PicardOptions &options, bool warm_start, SolveReport &report) {
+                     const PicardOptions &options, bool warm_start, SolveReport &report,
+                     SlabRowsPool<T> *shared,
+                     const std::type_identity_t<std::function<void(index_t, const T *)>>
+                         &slab_done) {
   const index_t n = plan.n, slab_rows = layout.rows;
   const auto total = static_cast<std::size_t>(slabs * width);
   work.nonfinite.assign(total, 0.0);
@@ -232,8 +262,7 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
   work.residual.assign(total, 0.0);
   if (!plan.feed_forward && static_cast<index_t>(work.per_slab.size()) < slabs)
     work.per_slab.resize(static_cast<std::size_t>(slabs));
-  for_tasks(slabs, true, [&](index_t s) {
-    T *xs = x + s * slab_rows * width;
+  auto sweep_slab = [&](index_t s, T *xs) {
     // First row of state block b in this slab.
     auto block_rows = [&](index_t b) { return xs + layout.address[b] * width; };
     const index_t ncols = std::min(width, cols - s * width);
@@ -349,7 +378,20 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
     for (index_t w = 0; w < ncols; ++w)
       work.nonfinite[static_cast<std::size_t>(s * width + w)] =
           static_cast<double>(nfp[w]);
-  });
+  };
+  if (!shared) {
+    for_tasks(slabs, true, [&](index_t s) { sweep_slab(s, x + s * slab_rows * width); });
+  } else {
+    const auto size = static_cast<std::size_t>(slab_rows * width);
+    for_tasks(slabs, true, [&](index_t s) {
+      tbb::this_task_arena::isolate([&] {
+        typename SlabRowsPool<T>::Lease rows(*shared, size);
+        sweep_slab(s, rows.data());
+        if (slab_done)
+          slab_done(s, rows.data());
+      });
+    });
+  }
 
   report.method = SolveMethod::sweep;
   report.column_residuals.assign(static_cast<std::size_t>(cols), 0.0);
@@ -499,42 +541,60 @@ void block_sweep_outputs(const Model<T> &model, const BlockLayout &layout, const
   const index_t width = U.slab_width(), q = model.outputs();
   if (Y.rows() != q || Y.cols() != U.cols() || Y.slab_width() != width)
     Y = Batch<T>(q, U.cols(), width);
+  for (index_t s = 0; s < Y.slab_count(); ++s)
+    block_sweep_outputs_slab(model, layout, x + s * layout.rows * width, U, Y, s);
+}
+
+template <class T>
+void block_sweep_outputs_slab(const Model<T> &model, const BlockLayout &layout,
+                              const T *xs, const Batch<T> &U, Batch<T> &Y, index_t s) {
+  const auto *C = blocks_of(model.C());
+  if (!C || C->col_blocks() != static_cast<index_t>(layout.address.size()))
+    throw InvalidArgument("block sweep outputs: C has no block structure over A's blocks");
+  const index_t width = U.slab_width();
   const auto bias = model.bias_y();
   const auto entries = C->entries();
   // As Model::output: Y = c, then Y += C X (entry by entry in each row
   // block, as BlockOperator applies them), then Y += D U.
-  for (index_t s = 0; s < Y.slab_count(); ++s) {
-    MatrixView<T> y = Y.slab(s);
-    for (index_t i = 0; i < y.rows; ++i)
-      for (index_t c = 0; c < y.cols; ++c)
-        y(i, c) = bias[static_cast<std::size_t>(i)];
-    const T *xs = x + s * layout.rows * width;
-    for (index_t r = 0; r < C->row_blocks(); ++r) {
-      const MatrixView<T> yr{y.data + C->row_offset(r) * width, C->row_block_size(r),
-                             y.cols, width};
-      for (const index_t e : C->entries_in_row(r)) {
-        const auto &entry = entries[e];
-        entry.op->apply(Mode::normal, T(1),
-                        ConstMatrixView<T>(xs + layout.address[entry.block_col] * width,
-                                           entry.op->cols(), y.cols, width),
-                        T(1), yr);
-      }
+  MatrixView<T> y = Y.slab(s);
+  for (index_t i = 0; i < y.rows; ++i)
+    for (index_t c = 0; c < y.cols; ++c)
+      y(i, c) = bias[static_cast<std::size_t>(i)];
+  for (index_t r = 0; r < C->row_blocks(); ++r) {
+    const MatrixView<T> yr{y.data + C->row_offset(r) * width, C->row_block_size(r), y.cols,
+                           width};
+    for (const index_t e : C->entries_in_row(r)) {
+      const auto &entry = entries[e];
+      entry.op->apply(Mode::normal, T(1),
+                      ConstMatrixView<T>(xs + layout.address[entry.block_col] * width,
+                                         entry.op->cols(), y.cols, width),
+                      T(1), yr);
     }
-    if (const auto *D = model.D())
-      D->apply(Mode::normal, T(1), U.slab(s), T(1), y);
   }
+  if (const auto *D = model.D())
+    D->apply(Mode::normal, T(1), U.slab(s), T(1), y);
 }
 
 template class BlockSweepPlan<float>;
 template class BlockSweepPlan<double>;
+template class SlabRowsPool<float>;
+template class SlabRowsPool<double>;
 template void run_block_sweep(const BlockSweepPlan<float> &, const BlockLayout &,
                               BlockSweepWork<float> &, float *, index_t, index_t, index_t,
                               const Batch<float> &, const float *, const PicardOptions &,
-                              bool, SolveReport &);
+                              bool, SolveReport &, SlabRowsPool<float> *,
+                              const std::function<void(index_t, const float *)> &);
 template void run_block_sweep(const BlockSweepPlan<double> &, const BlockLayout &,
                               BlockSweepWork<double> &, double *, index_t, index_t, index_t,
                               const Batch<double> &, const double *, const PicardOptions &,
-                              bool, SolveReport &);
+                              bool, SolveReport &, SlabRowsPool<double> *,
+                              const std::function<void(index_t, const double *)> &);
+template void block_sweep_outputs_slab(const Model<float> &, const BlockLayout &,
+                                       const float *, const Batch<float> &, Batch<float> &,
+                                       index_t);
+template void block_sweep_outputs_slab(const Model<double> &, const BlockLayout &,
+                                       const double *, const Batch<double> &,
+                                       Batch<double> &, index_t);
 template void block_sweep_outputs(const Model<float> &, const BlockLayout &, const float *,
                                   const Batch<float> &, Batch<float> &);
 template void block_sweep_outputs(const Model<double> &, const BlockLayout &,

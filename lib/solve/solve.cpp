@@ -161,7 +161,7 @@ template <class T> struct EquilibriumSolver<T>::Impl {
   detail::BlockSweepWork<T> block_work;
   detail::BlockLayout full_layout;                   // the states at their indices
   std::optional<detail::BlockLayout> compact_layout; // outputs only: shared rows
-  Batch<T> compact_states;                           // in compact_layout
+  detail::SlabRowsPool<T> compact_rows; // slab buffers in compact_layout
   Batch<T> scratch_states; // predict(U, Y) without a compact layout
   detail::SlabBuffer<T> Z; // aligned: Z = B U + b
 
@@ -346,11 +346,12 @@ SolveReport EquilibriumSolver<T>::predict(const Batch<T> &U, Batch<T> &Y) {
                             " inputs");
     // The states in the compact layout: a block's rows are reused once its
     // readers are done, so a network's sweep touches a few blocks' worth of
-    // memory instead of all n states (fewer first-touch page faults, and the
-    // live blocks stay in cache).
-    const index_t rows = im.compact_layout->rows;
-    if (!same_shape(im.compact_states, rows, k, W))
-      im.compact_states = Batch<T>(rows, k, W);
+    // memory instead of all n states; and a slab's rows are reused by a later
+    // slab once its outputs are formed, so a batch of many slabs touches one
+    // slab's rows per thread (fewer first-touch page faults, and the live
+    // blocks stay in cache).
+    if (Y.rows() != m.outputs() || Y.cols() != k || Y.slab_width() != W)
+      Y = Batch<T>(m.outputs(), k, W);
     const T *z = nullptr;
     if (im.block_plan->uses_z) {
       detail::affine_batch(m.B(), m.bias_x(), U, im.Z);
@@ -358,14 +359,14 @@ SolveReport EquilibriumSolver<T>::predict(const Batch<T> &U, Batch<T> &Y) {
     }
     SolveReport report;
     // No warm start: the compact rows hold other blocks' states.
-    detail::run_block_sweep(*im.block_plan, *im.compact_layout, im.block_work,
-                            im.compact_states.storage().data(), W,
-                            im.compact_states.slab_count(), k, U, z, im.options.picard,
-                            false, report);
+    detail::run_block_sweep(
+        *im.block_plan, *im.compact_layout, im.block_work, static_cast<T *>(nullptr), W,
+        U.slab_count(), k, U, z, im.options.picard, false, report, &im.compact_rows,
+        [&](index_t s, const T *xs) {
+          detail::block_sweep_outputs_slab(m, *im.compact_layout, xs, U, Y, s);
+        });
     if (im.options.progress)
       im.options.progress(static_cast<int>(im.block_plan->rows.size()) - 1, 0.0);
-    detail::block_sweep_outputs(m, *im.compact_layout,
-                                std::as_const(im.compact_states).storage().data(), U, Y);
     report.message = im.reason + (report.message.empty() ? "" : "; " + report.message);
     return report;
   });

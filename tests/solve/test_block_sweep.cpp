@@ -194,3 +194,47 @@ TEST_CASE("block sweep: outputs without states reject a wrong input size",
   CHECK_THROWS_WITH(solver.predict(Batch<double>(model.inputs() + 1, 2), Y),
                     Catch::Contains("model has p = " + std::to_string(model.inputs())));
 }
+
+TEST_CASE("block sweep: slabs share their state buffers, one per thread, with the "
+          "outputs of every slab unchanged",
+          "[solve][block_sweep]") {
+  // 10 slabs (the last one partial) through the shared buffers, against the
+  // outputs formed from the states of the full layout.
+  const auto model = MiniResNet(true, 7).build<float>();
+  const detail::BlockSweepPlan<float> plan(model);
+  const auto layout = plan.compact_layout(model);
+  REQUIRE(layout);
+  const Batch<float> U = random_inputs<float>(model.inputs(), 37, 4, 5);
+  Batch<float> X(model.states(), 37, 4), Y_full;
+  detail::BlockSweepWork<float> work;
+  SolveReport full_report;
+  detail::run_block_sweep(plan, plan.full_layout(), work, X.storage().data(), 4,
+                          X.slab_count(), 37, U, static_cast<const float *>(nullptr),
+                          PicardOptions{}, false, full_report);
+  REQUIRE(full_report.ok());
+  detail::block_sweep_outputs(model, plan.full_layout(),
+                              std::as_const(X).storage().data(), U, Y_full);
+  for (const int threads : {1, 2}) {
+    detail::SlabRowsPool<float> pool;
+    Batch<float> Y(model.outputs(), 37, 4);
+    std::vector<int> done(static_cast<std::size_t>(U.slab_count()), 0);
+    SolveReport report;
+    Execution::threads(threads).run([&] {
+      detail::run_block_sweep(plan, *layout, work, static_cast<float *>(nullptr), 4,
+                              U.slab_count(), 37, U, static_cast<const float *>(nullptr),
+                              PicardOptions{}, false, report, &pool,
+                              [&](index_t s, const float *xs) {
+                                ++done[static_cast<std::size_t>(s)];
+                                detail::block_sweep_outputs_slab(model, *layout, xs, U, Y,
+                                                                 s);
+                              });
+    });
+    REQUIRE(report.ok());
+    CHECK(std::all_of(done.begin(), done.end(), [](int d) { return d == 1; }));
+    CHECK(same_bits(Y, Y_full));
+    // Each slab's sweep is isolated: a thread waiting inside one starts no
+    // other, so no more buffers than threads.
+    CHECK(pool.buffers() >= 1);
+    CHECK(pool.buffers() <= static_cast<std::size_t>(threads));
+  }
+}

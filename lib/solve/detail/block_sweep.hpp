@@ -14,9 +14,12 @@
 // formed as a whole: each block row starts from its bias and adds the
 // products of B's nonzero blocks in that row.
 
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <tacit/operators/structured.hpp>
@@ -96,14 +99,52 @@ template <class T> struct BlockSweepWork {
   std::vector<double> residual;            // per column
 };
 
+/// Slab buffers that the slabs of an outputs-only sweep take in turn: a
+/// slab's states live in one buffer (layout.rows x width) for its sweep and
+/// the buffer goes back when the slab's outputs are formed. Each slab's
+/// sweep then runs isolated (a thread waiting inside it starts no other
+/// slab), so a batch of many slabs touches one buffer per thread, not one
+/// per slab: fewer pages first touched (page faults), warmer caches. New
+/// buffers are zeroed; a buffer keeps its last slab's values (a slab writes
+/// every state it reads).
+template <class T> class SlabRowsPool {
+public:
+  class Lease {
+  public:
+    Lease(SlabRowsPool &pool, std::size_t size);
+    Lease(const Lease &) = delete;
+    Lease &operator=(const Lease &) = delete;
+    ~Lease();
+    T *data() const noexcept { return buf_->data(); }
+
+  private:
+    using Buffer = std::vector<T, UninitAllocator<T, 64, false>>;
+    SlabRowsPool *pool_;
+    std::unique_ptr<Buffer> buf_;
+  };
+  /// Buffers allocated so far (at most the number of threads that ran slabs).
+  std::size_t buffers() const noexcept { return allocated_; }
+
+private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<std::vector<T, UninitAllocator<T, 64, false>>>> free_;
+  std::size_t allocated_ = 0;
+};
+
 /// Runs the sweep on X (slab-major at `x`, `slabs` slabs of n x width, `cols`
 /// real columns) for inputs U (its slab boundaries must be X's) or Z (when
 /// plan.uses_z; same layout as X). Fills the report's per-column fields.
+/// With `shared`, x is not used: each slab's states are in a buffer of
+/// `shared` (layout.rows x width), and slab_done(s, xs) is called with
+/// them at the end of slab s's sweep (in its task).
 template <class T>
 void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
                      BlockSweepWork<T> &work, T *x, index_t width, index_t slabs,
                      index_t cols, const Batch<T> &U, const T *z,
-                     const PicardOptions &options, bool warm_start, SolveReport &report);
+                     const PicardOptions &options, bool warm_start, SolveReport &report,
+                     SlabRowsPool<T> *shared = nullptr,
+                     const std::type_identity_t<std::function<void(index_t, const T *)>>
+                         &slab_done = {});
 
 /// Y = C X + D U + c from states held in `layout` (slab s of X at
 /// x + s * layout.rows * width), in the order of Model::output (the same
@@ -111,5 +152,11 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
 template <class T>
 void block_sweep_outputs(const Model<T> &model, const BlockLayout &layout, const T *x,
                          const Batch<T> &U, Batch<T> &Y);
+
+/// Slab s of block_sweep_outputs (the same bits) from that slab's states at
+/// xs; Y must already have U's columns and slab width.
+template <class T>
+void block_sweep_outputs_slab(const Model<T> &model, const BlockLayout &layout,
+                              const T *xs, const Batch<T> &U, Batch<T> &Y, index_t s);
 
 } // namespace tacit::inline v1::detail
