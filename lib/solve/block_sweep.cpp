@@ -9,6 +9,7 @@
 
 #include <tbb/task_arena.h>
 
+#include "core/detail/populate.hpp"
 #include "core/detail/parallel.hpp"
 
 namespace tacit::inline v1::detail {
@@ -237,6 +238,7 @@ SlabRowsPool<T>::Lease::Lease(SlabRowsPool &pool, std::size_t size) : pool_(&poo
   if (buf_->size() < size) {
     buf_->clear(); // grows without copying the old contents
     buf_->resize(size);
+    populate_pages(buf_->data(), size * sizeof(T));
     std::fill(buf_->begin(), buf_->end(), T(0));
   }
 }

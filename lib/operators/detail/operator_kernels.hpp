@@ -15,6 +15,7 @@
 #include <tacit/core/dense.hpp>
 #include <tacit/core/operator.hpp>
 
+#include "core/detail/populate.hpp"
 #include "core/detail/slab_buffer.hpp"
 
 namespace tacit::inline v1::detail {
@@ -45,6 +46,7 @@ template <class T> struct ScratchPool {
       if (buf_->size() < n) {
         buf_->clear(); // grows without copying the old contents
         buf_->resize(n);
+        populate_pages(buf_->data(), n * sizeof(T));
       }
     }
     Lease(const Lease &) = delete;
