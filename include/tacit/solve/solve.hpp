@@ -136,7 +136,9 @@ struct TACIT_EXPORT SolveReport {
 /// a solve holds Z = B U + b and the iterates (a few n x k buffers), plus
 /// 2 * anderson_depth + 3 of them with Anderson acceleration. A network's
 /// outputs-only predict(U, Y) holds only the blocks still to be read (for
-/// ResNet20, 3 of its 19 blocks per column: 49 k of 188 k states).
+/// ResNet20, 3 of its 19 blocks per column: 49 k of 188 k states), for one
+/// slab of columns per thread (a slab's rows are reused by a later slab
+/// once its outputs are formed), not for the whole batch.
 ///
 /// Thread safety: one solver must not be used from several threads at once
 /// (solve() and predict() use its workspace); method() and method_reason()
@@ -163,8 +165,9 @@ public:
   /// Outputs Y (q x k) for inputs U, the states not kept: the same bits as
   /// the overload above. A network (block lower triangular A, C over A's
   /// blocks) is swept with a block's memory reused once the blocks that read
-  /// it are computed (a few blocks' worth instead of n states per column);
-  /// other models keep their states in the solver's workspace.
+  /// it are computed (a few blocks' worth instead of n states per column,
+  /// for one slab per thread); other models keep their states in the
+  /// solver's workspace.
   SolveReport predict(const Batch<T> &U, Batch<T> &Y);
 
 private:
