@@ -179,7 +179,7 @@ def time_bench(build, isa):
     """{k: (states ms, outputs ms, CSR sweep / structured)} at one level."""
     out = subprocess.run(
         [os.path.join(build, "bench", "bench_resnet"),
-         f"--benchmark_filter=threads:2/k:[0-9]+/isa:{LEVEL_NUMBER[isa]}$",
+         f"--benchmark_filter=threads:2/k:[0-9]+/isa:{LEVEL_NUMBER[isa]}/",
          "--benchmark_format=json"],
         check=True, capture_output=True, text=True).stdout
     result = {}
