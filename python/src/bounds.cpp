@@ -230,14 +230,7 @@ changed.)doc")
         if (!labels || labels.ndim() != 1)
           throw InvalidArgument("attack: labels must be a vector of class indices");
         // The attacks run in float64 (as the command's).
-        auto m64 = model.visit([](const auto &mm,
-                                  const auto &ptr) -> std::shared_ptr<const Model<double>> {
-          using T = model_value_t<std::decay_t<decltype(mm)>>;
-          if constexpr (std::is_same_v<T, double>)
-            return ptr;
-          else
-            return std::make_shared<const Model<double>>(convert_model<double>(mm));
-        });
+        const auto m64 = float64_model(model);
         Batch<double> u = batch_from_samples<double>(U, m64->inputs(), "attack: U");
         if (labels.shape(0) != u.cols())
           throw InvalidArgument("attack: " + std::to_string(labels.shape(0)) +

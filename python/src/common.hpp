@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <variant>
 
 #include <tacit/core/csr.hpp>
@@ -57,6 +58,19 @@ template <class M> struct model_value;
 template <class T> struct model_value<Model<T>> { using type = T; };
 /// T of a Model<T>.
 template <class M> using model_value_t = typename model_value<M>::type;
+
+/// The model in float64: itself when it is double, else converted (the
+/// analyses that the command runs in float64 do the same).
+inline std::shared_ptr<const Model<double>> float64_model(const PyModel &model) {
+  return model.visit(
+      [](const auto &mm, const auto &ptr) -> std::shared_ptr<const Model<double>> {
+        using T = model_value_t<std::decay_t<decltype(mm)>>;
+        if constexpr (std::is_same_v<T, double>)
+          return ptr;
+        else
+          return std::make_shared<const Model<double>>(convert_model<double>(mm));
+      });
+}
 
 template <class T> constexpr const char *dtype_name() {
   return sizeof(T) == 4 ? "float32" : "float64";

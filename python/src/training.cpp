@@ -722,14 +722,7 @@ model's equal bit for bit). ValueError when every state would go.)doc");
         s.state_sweeps = state_sweeps;
         s.ab_iterations = ab_iterations;
         // BCD runs in float64 (as the command's).
-        auto m64 = model.visit([](const auto &mm,
-                                  const auto &ptr) -> std::shared_ptr<const Model<double>> {
-          using T = model_value_t<std::decay_t<decltype(mm)>>;
-          if constexpr (std::is_same_v<T, double>)
-            return ptr;
-          else
-            return std::make_shared<const Model<double>>(convert_model<double>(mm));
-        });
+        const auto m64 = float64_model(model);
         return bcd_model(*m64, U, Y, test, s, threads);
       },
       py::arg("model"), py::arg("U"), py::arg("Y"), py::arg("test") = py::none(),

@@ -85,6 +85,22 @@ ExactLinearisation linearise(const DenseModel &m, const std::vector<double> &u0,
   return out;
 }
 
+// The exact radius of the activation pattern: min |z_i| / ||J_i||_1 over the
+// ReLU-like states that depend on u.
+double exact_region_radius(const DenseModel &m, const ExactLinearisation &ex) {
+  double radius = std::numeric_limits<double>::infinity();
+  for (index_t i = 0; i < m.n; ++i) {
+    if (!nonlinear(m.act[i]))
+      continue;
+    double norm = 0;
+    for (index_t j = 0; j < m.p; ++j)
+      norm += std::abs(ex.Jz[i * m.p + j]);
+    if (norm > 0)
+      radius = std::min(radius, std::abs(ex.z[i].approx()) / norm);
+  }
+  return radius;
+}
+
 } // namespace
 
 TEST_CASE("linear region: radius, outputs, Jacobian and margins against exact arithmetic "
@@ -108,16 +124,7 @@ TEST_CASE("linear region: radius, outputs, Jacobian and margins against exact ar
     const ExactLinearisation ex = linearise(m, u0, h);
 
     // The radius: no larger than the exact one, and close to it.
-    double exact_radius = std::numeric_limits<double>::infinity();
-    for (index_t i = 0; i < m.n; ++i) {
-      if (!nonlinear(m.act[i]))
-        continue;
-      double norm = 0;
-      for (index_t j = 0; j < m.p; ++j)
-        norm += std::abs(ex.Jz[i * m.p + j]);
-      if (norm > 0)
-        exact_radius = std::min(exact_radius, std::abs(ex.z[i].approx()) / norm);
-    }
+    const double exact_radius = exact_region_radius(m, ex);
     CAPTURE(region.radius, exact_radius);
     CHECK(region.radius <= exact_radius * (1 + 1e-12));
     CHECK(region.radius >= exact_radius * (1 - 1e-9));
@@ -179,16 +186,7 @@ TEST_CASE("linear region: a float model is analysed as the real-number model of 
   const auto nom = an.nominal(std::span<const float>(u0));
   const LinearRegion region = an.linear_region(nom);
   const ExactLinearisation ex = linearise(m, u0d, std::ldexp(1.0, -30));
-  double exact_radius = std::numeric_limits<double>::infinity();
-  for (index_t i = 0; i < m.n; ++i) {
-    if (!nonlinear(m.act[i]))
-      continue;
-    double norm = 0;
-    for (index_t j = 0; j < m.p; ++j)
-      norm += std::abs(ex.Jz[i * m.p + j]);
-    if (norm > 0)
-      exact_radius = std::min(exact_radius, std::abs(ex.z[i].approx()) / norm);
-  }
+  const double exact_radius = exact_region_radius(m, ex);
   CAPTURE(region.radius, exact_radius);
   CHECK(region.radius > 0);
   CHECK(region.radius <= exact_radius * (1 + 1e-12));
