@@ -6,7 +6,7 @@
 #
 #   tools/prune_fashion_cnn.sh TACIT DATA_DIR OUT_DIR [LAMBDA...]
 #
-# Recipe: SGD momentum 0.9, lr 0.05, batch 128, float32, EPOCHS epochs
+# Recipe: SGD momentum 0.9, lr LR (default 0.05), batch 128, float32, EPOCHS epochs
 # (default 5) with the penalty, tacit prune, then TUNE epochs (default 1) of
 # the pruned network without it at lr TUNE_LR (default 0.01). Accuracies are
 # on the 10,000 test images, from `tacit solve` outputs; the solve times are
@@ -20,7 +20,7 @@ lambdas=("$@")
 [ ${#lambdas[@]} -gt 0 ] || lambdas=(0 0.002 0.005)
 here=$(cd "$(dirname "$0")" && pwd)
 init="$here/../tests/data/train/fashion_cnn_init.onnx"
-epochs=${EPOCHS:-5} tune=${TUNE:-1} tune_lr=${TUNE_LR:-0.01} threads=${THREADS:-2}
+lr=${LR:-0.05} epochs=${EPOCHS:-5} tune=${TUNE:-1} tune_lr=${TUNE_LR:-0.01} threads=${THREADS:-2}
 repeat=${REPEAT:-5}
 mkdir -p "$out"
 common=(--data "$data" --optimizer sgd --momentum 0.9 --batch-size 128
@@ -62,10 +62,13 @@ printf '| lambda | channels kept (of 8, 16, 16) | parameters | FLOPs per image |
 for l in "${lambdas[@]}"; do
   pen=()
   [ "$l" = 0 ] || pen=(--group-lasso "$l" --groups channels)
-  "$tacit" train "$init" --shuffle 1 "${common[@]}" --lr 0.05 --epochs "$epochs" "${pen[@]}" \
+  "$tacit" train "$init" --shuffle 1 "${common[@]}" --lr "$lr" --epochs "$epochs" "${pen[@]}" \
     -o "$out/prox_$l.tacit" > "$out/prox_$l.json"
-  "$tacit" prune "$out/prox_$l.tacit" --precision float32 --json \
-    -o "$out/pruned_$l.tacit" > "$out/prune_$l.json"
+  if ! "$tacit" prune "$out/prox_$l.tacit" --precision float32 --json \
+    -o "$out/pruned_$l.tacit" > "$out/prune_$l.json" 2> "$out/prune_$l.err"; then
+    printf '| %s | %s |\n' "$l" "$(tail -1 "$out/prune_$l.err")"
+    continue
+  fi
   t0=$(solve "$out/prox_$l.tacit" "$out/Y_prox_$l.txt")
   t1=$(solve "$out/pruned_$l.tacit" "$out/Y_pruned_$l.txt")
   cmp -s "$out/Y_prox_$l.txt" "$out/Y_pruned_$l.txt" || echo "lambda $l: the pruned outputs differ" >&2
