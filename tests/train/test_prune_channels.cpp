@@ -9,7 +9,9 @@
 // gives the same bits; a prune that removes every channel of a layer is an
 // error naming it. The committed Fashion CNN with every third channel group
 // zeroed: pruned and zeroed networks agree bit for bit on the whole
-// Fashion-MNIST test set, float64 and float32.
+// Fashion-MNIST test set, float64 and float32. A mini ResNet (three stages,
+// option-A shortcuts: channel paddings; option B: projections) with every
+// third channel group zeroed: the same bits, and its ONNX round trip.
 #include <catch2/catch.hpp>
 
 #include <tacit/config.hpp>
@@ -30,6 +32,7 @@
 #include <vector>
 
 #include "fashion_test_util.hpp"
+#include "network_test_util.hpp"
 #include "train/train_test_util.hpp"
 
 using namespace tacit;
@@ -237,7 +240,42 @@ template <class T> void fashion_case(const Batch<T> &U) {
   CHECK(differing(predict(m, U), yp) == 0);
 }
 
+template <class T> void resnet_case(bool option_b) {
+  INFO((option_b ? "option B" : "option A"));
+  const Model<T> net = tacit_test::network::MiniResNet(option_b, 3).build<T>();
+  TrainableModel<T> tm(net);
+  const auto groups = make_groups(tm, GroupKind::channel);
+  std::set<std::string> names;
+  for (std::size_t g = 1; g < groups.groups.size(); g += 3)
+    names.insert(groups.groups[g].name);
+  const Model<T> m = zero_channel_groups(net, names);
+  const auto r = prune_model(m);
+  index_t before = 0, after = 0;
+  for (const auto &c : r.channels) {
+    before += c.before;
+    after += c.after;
+  }
+  CHECK(after < before);
+  CHECK(r.after.flops < r.before.flops);
+  const Batch<T> U = inputs<T>(net.inputs(), 23, 4);
+  const auto yp = predict(r.pruned, U);
+  CHECK(differing(predict(r.masked, U), yp) == 0);
+  CHECK(differing(predict(m, U), yp) == 0);
+#if TACIT_HAVE_ONNX
+  const Model<T> back = import_onnx_bytes<T>(export_onnx_bytes(r.pruned), "pruned");
+  CHECK(differing(predict(back, U), yp) == 0);
+#endif
+}
+
 } // namespace
+
+TEST_CASE("channel pruning: a mini ResNet with option A and option B shortcuts",
+          "[prune][prune_channels]") {
+  for (bool b : {false, true}) {
+    resnet_case<double>(b);
+    resnet_case<float>(b);
+  }
+}
 
 TEST_CASE("channel pruning: the committed Fashion CNN, the whole test set bit for bit",
           "[prune][prune_channels][fashion]") {
