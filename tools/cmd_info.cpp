@@ -222,7 +222,9 @@ int run_info(Invocation &inv) {
         "(generic, avx2 or avx512: the best this CPU supports, or TACIT_ISA's).\n"
         "It lists the parameter groups of tacit train's penalties and their counts:\n"
         "inputs (columns of (B; D)), state-rows (rows of (A, B) with the bias),\n"
-        "state-columns (columns of (A; C)), states-both and blocks.\n"
+        "state-columns (columns of (A; C)), states-both, blocks and channels (a\n"
+        "convolution's output channel or a dense unit with every slice that reads it,\n"
+        "tied across residual additions).\n"
         "A bare .mtx file is taken as A alone.",
     .positionals = {{"MODEL",
                      "model directory, native model file (.tacit) or matrix (.mtx)"}},

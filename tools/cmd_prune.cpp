@@ -35,6 +35,16 @@ nlohmann::json size_json(const ModelSize &s) {
           {"parameters", s.parameters}, {"nonzeros", s.nonzeros}, {"flops", s.flops}};
 }
 
+nlohmann::json channels_json(const std::vector<BlockChannels> &cs) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto &c : cs)
+    j.push_back({{"block", c.name},
+                 {"plane", c.plane},
+                 {"before", c.before},
+                 {"after", c.after}});
+  return j;
+}
+
 template <class T> int prune_command(Invocation &inv) {
   const Arguments &args = inv.args;
   const auto out = args.text("output");
@@ -67,7 +77,8 @@ template <class T> int prune_command(Invocation &inv) {
               {"before", size_json(r.before)},
               {"after", size_json(r.after)},
               {"kept_states", r.kept_states},
-              {"kept_inputs", r.kept_inputs}});
+              {"kept_inputs", r.kept_inputs},
+              {"channels", channels_json(r.channels)}});
   } else if (inv.human()) {
     auto ratio = [](double a, double b) {
       return b > 0 ? fmt_g(100 * a / b, 3) + "%" : "-";
@@ -85,6 +96,18 @@ template <class T> int prune_command(Invocation &inv) {
     row("parameters:  ", double(b.parameters), double(a.parameters));
     row("nonzeros:    ", double(b.nonzeros), double(a.nonzeros));
     row("FLOPs/input: ", double(b.flops), double(a.flops));
+    bool maps = false;
+    for (const auto &c : r.channels)
+      maps = maps || c.plane > 1;
+    if (maps) {
+      std::cout << "  channels per block:\n";
+      for (const auto &c : r.channels)
+        std::cout << "    " << c.name << ": " << fmt_count(c.before) << " -> "
+                  << fmt_count(c.after)
+                  << (c.plane > 1 ? " channels of " + fmt_count(c.plane) + " states"
+                                  : std::string(" states"))
+                  << "\n";
+    }
     if (a.inputs < b.inputs)
       std::cout << "  the pruned model reads " << fmt_count(a.inputs)
                 << " of the inputs (kept_inputs in --json)\n";
@@ -104,6 +127,11 @@ int run_prune(Invocation &inv) {
         "Removes the states that are identically zero (a zero row of (A, B) and bias,\n"
         "phi(0) = 0, or fed only by such states) or that nothing kept reads (a zero\n"
         "column of (A; C)), and the inputs that no kept row of B and no row of D reads.\n"
+        "A structured network (convolutions, batch norm, residual additions) loses\n"
+        "whole channels: the kernel slices that produce them and those that read them,\n"
+        "channels tied by a residual addition together; it keeps its inputs and its\n"
+        "kind (it exports to ONNX as before). A prune that would remove every channel\n"
+        "of a block is an error.\n"
         "Entries with |value| <= --threshold count as zero. The pruned model's\n"
         "predictions equal the masked model's (the removed entries taken out) bit for\n"
         "bit, in float32 and float64; with threshold 0 the masked model is the model\n"
@@ -117,7 +145,8 @@ int run_prune(Invocation &inv) {
                 format_option,
                 precision_option},
     .epilog = "JSON fields: before and after {states, inputs, outputs, parameters,\n"
-              "nonzeros, flops}, kept_states, kept_inputs (original indices).\n",
+              "nonzeros, flops}, kept_states, kept_inputs (original indices), channels\n"
+              "[{block, plane, before, after}] per state block.\n",
     .order = 62,
     .run = run_prune,
     .usage = "MODEL -o OUT [--threshold T] [--keep-inputs]",

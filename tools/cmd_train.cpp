@@ -269,7 +269,8 @@ template <class T>
 GroupSet groups_of(const Arguments &args, const TrainableModel<T> &tm) {
   const std::string g = args.text("groups").value_or("states");
   for (const char *k :
-       {"inputs", "states", "state-rows", "state-columns", "states-both", "blocks"})
+       {"inputs", "states", "state-rows", "state-columns", "states-both", "blocks",
+        "channels"})
     if (g == k) {
       try {
         return make_groups(tm, parse_group_kind(g));
@@ -589,7 +590,8 @@ std::vector<OptionSpec> train_options() {
        {"alpha", 0, "A", "l1 share of --sparse-group-lasso, in [0, 1]"},
        {"groups", 0, "G",
         "states (rows of (A, B) with the bias; default), inputs, state-columns, "
-        "states-both, blocks, or a group file"},
+        "states-both, blocks, channels (of convolutions and dense layers, tied across "
+        "residual additions), or a group file"},
        {"reweight", 0, "E",
         "reweighted group lasso: w_g = w_g0 / (||theta_g|| + eps) every E epochs"},
        {"reweight-eps", 0, "EPS", "eps of --reweight (default 1e-3)"}});

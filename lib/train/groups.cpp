@@ -7,11 +7,14 @@
 #include <tacit/core/error.hpp>
 #include <tacit/operators/structured.hpp>
 
+#include "train/detail/channels.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace tacit::inline v1 {
@@ -30,6 +33,8 @@ std::string to_string(GroupKind k) {
     return "blocks";
   case GroupKind::user:
     return "user";
+  case GroupKind::channel:
+    return "channels";
   }
   return "?";
 }
@@ -45,9 +50,11 @@ GroupKind parse_group_kind(std::string_view s) {
     return GroupKind::state;
   if (s == "blocks")
     return GroupKind::block;
+  if (s == "channels")
+    return GroupKind::channel;
   throw InvalidArgument("unknown group kind '" + std::string(s) +
                         "' (inputs, states, state-rows, state-columns, states-both, "
-                        "blocks or a file)");
+                        "blocks, channels or a file)");
 }
 
 bool GroupSet::disjoint() const {
@@ -216,6 +223,142 @@ ParameterGroup make(GroupKind kind, std::string name, index_t index,
   return g;
 }
 
+/// The parameters of each channel of the state blocks: those that produce
+/// its states (prod) and those that read them (read), per channel id of the
+/// layout.
+struct ChannelSlices {
+  std::vector<std::vector<index_t>> prod, read;
+};
+
+/// Adds the parameters of op (placed at (r0, c0) of matrix `which`, its
+/// first parameter at flat index `off`, advanced past them) to the channels
+/// they produce (rows of A and B) and read (columns of A and C).
+template <class T>
+void channel_slices(const LinearOperator<T> &op, int which, index_t r0, index_t c0,
+                    index_t &off, const detail::ChannelLayout &L, ChannelSlices &out,
+                    std::set<const LinearOperator<T> *> &seen) {
+  const auto *t = capability<Trainable<T>>(op);
+  if (!t)
+    return;
+  const bool row_states = which == 0 || which == 1, col_states = which == 0 || which == 2;
+  auto add = [&](index_t row, index_t col, index_t f) { // row, col: local states
+    if (row_states)
+      out.prod[static_cast<std::size_t>(L.channel_of(r0 + row))].push_back(f);
+    if (col_states)
+      out.read[static_cast<std::size_t>(L.channel_of(c0 + col))].push_back(f);
+  };
+  auto refuse = [&](const std::string &why) {
+    throw InvalidArgument("make_groups: channel groups: " + why);
+  };
+  if (const auto *b = dynamic_cast<const BlockOperator<T> *>(&op)) {
+    for (const auto &en : b->entries()) {
+      if (!capability<Trainable<T>>(*en.op))
+        continue;
+      if (!seen.insert(en.op.get()).second)
+        refuse("a " + std::string(en.op->kind()) +
+               " operator stands at several blocks (its parameters have no single "
+               "channel)");
+      channel_slices(*en.op, which, r0 + b->row_offset(en.block_row),
+                     c0 + b->col_offset(en.block_col), off, L, out, seen);
+    }
+    return;
+  }
+  const index_t count = parameter_count(op);
+  if (const auto *csr = capability<CsrMatrix<T>>(op)) {
+    const auto rp = csr->row_ptr();
+    for (index_t i = 0; i < csr->rows(); ++i)
+      for (std::int64_t k = rp[i]; k < rp[i + 1]; ++k)
+        add(i, csr->column(k), off + static_cast<index_t>(k));
+  } else if (capability<DenseForm<T>>(op)) {
+    for (index_t i = 0; i < op.rows(); ++i)
+      for (index_t j = 0; j < op.cols(); ++j)
+        add(i, j, off + i * op.cols() + j);
+  } else if (capability<DiagonalForm<T>>(op) && op.rows() == op.cols() &&
+             count == op.rows()) {
+    for (index_t i = 0; i < op.rows(); ++i)
+      add(i, i, off + i);
+  } else if (const auto fm = t->row_feature_map(); fm && fm->size() == 3) {
+    // A convolution: one tensor [out][in / groups][kh][kw].
+    const auto shapes = t->parameter_shapes();
+    const auto in = detail::cols_shape(op);
+    if (shapes.size() != 1 || shapes[0].shape.size() != 4 || !in ||
+        shapes[0].shape[0] != (*fm)[0])
+      refuse("a " + std::string(op.kind()) +
+             " operator whose weights are not [out][in / groups][kh][kw]");
+    const index_t co_n = shapes[0].shape[0], cin_g = shapes[0].shape[1],
+                  K = shapes[0].shape[2] * shapes[0].shape[3];
+    const index_t groups = in->channels / cin_g, cout_g = co_n / groups;
+    const index_t po = (*fm)[1] * (*fm)[2], pi = in->height * in->width;
+    for (index_t co = 0; co < co_n; ++co)
+      for (index_t cig = 0; cig < cin_g; ++cig) {
+        const index_t ci = (co / cout_g) * cin_g + cig;
+        for (index_t k = 0; k < K; ++k)
+          add(co * po, ci * pi, off + (co * cin_g + cig) * K + k);
+      }
+  } else if (const auto *cp = dynamic_cast<const ComposedOperator<T> *>(&op)) {
+    // A dense layer after a pooling: column j of the dense layer reads the
+    // pooled channel j / (pooled plane).
+    const auto *left = cp->left().get();
+    const auto *pool = dynamic_cast<const AvgPool2dOperator<T> *>(cp->right().get());
+    if (!capability<DenseForm<T>>(*left) || !pool)
+      refuse("a composed operator other than a dense layer after a pooling");
+    const TensorShape pin = pool->input_shape(), pout = pool->output_shape();
+    const index_t po = pout.height * pout.width, pi = pin.height * pin.width;
+    for (index_t i = 0; i < left->rows(); ++i)
+      for (index_t j = 0; j < left->cols(); ++j)
+        add(i, (j / po) * pi, off + i * left->cols() + j);
+  } else {
+    refuse("the parameters of a " + std::string(op.kind()) + " operator have no channel");
+  }
+  off += count;
+}
+
+template <class T> GroupSet channel_groups(const TrainableModel<T> &tm) {
+  const auto &m = tm.model();
+  const auto L = detail::channel_layout(m);
+  ChannelSlices cs;
+  cs.prod.resize(static_cast<std::size_t>(L.channels));
+  cs.read.resize(static_cast<std::size_t>(L.channels));
+  const LinearOperator<T> *ops[3] = {&m.A(), &m.B(), &m.C()};
+  std::set<const LinearOperator<T> *> seen;
+  for (int w = 0; w < 3; ++w) {
+    const auto r = tm.operator_tensors(w);
+    if (r.count == 0)
+      continue;
+    index_t off = tm.tensors()[r.first].offset;
+    channel_slices(*ops[w], w, 0, 0, off, L, cs, seen);
+  }
+  for (const auto &bb : tm.bias_blocks()) {
+    const index_t toff = tm.tensors()[bb.tensor].offset;
+    for (index_t s = bb.offset; s < bb.offset + bb.size; ++s)
+      cs.prod[static_cast<std::size_t>(L.channel_of(s))].push_back(
+          toff + (s - bb.offset) / bb.plane);
+  }
+  detail::ChannelUnion U(L.channels);
+  for (const auto &[a, b] : L.ties)
+    U.unite(a, b);
+  const auto &blocks = m.blocks();
+  auto label = [&](index_t ch) {
+    const index_t b = static_cast<index_t>(
+        std::upper_bound(L.base.begin(), L.base.end(), ch) - L.base.begin() - 1);
+    return blocks[b].name + ":" + std::to_string(ch - L.base[b]);
+  };
+  std::map<index_t, std::pair<std::string, std::vector<index_t>>> comp;
+  for (index_t ch = 0; ch < L.channels; ++ch) {
+    auto &[name, mem] = comp[U.find(ch)];
+    name += (name.empty() ? "channel " : "+") + label(ch);
+    mem.insert(mem.end(), cs.prod[ch].begin(), cs.prod[ch].end());
+    mem.insert(mem.end(), cs.read[ch].begin(), cs.read[ch].end());
+  }
+  GroupSet s;
+  for (auto &[root, c] : comp) {
+    auto g = make(GroupKind::channel, std::move(c.first), root, std::move(c.second));
+    if (!g.members.empty())
+      s.groups.push_back(std::move(g));
+  }
+  return s;
+}
+
 } // namespace
 
 template <class T>
@@ -249,6 +392,8 @@ std::vector<ParameterPosition> parameter_positions(const TrainableModel<T> &tm) 
 }
 
 template <class T> GroupSet make_groups(const TrainableModel<T> &tm, GroupKind kind) {
+  if (kind == GroupKind::channel)
+    return channel_groups(tm);
   const Index ix(tm);
   const auto &blocks = tm.model().blocks();
   if (kind == GroupKind::user)
@@ -379,7 +524,11 @@ GroupSet read_group_file(const TrainableModel<T> &tm, const std::filesystem::pat
 template <class T> std::vector<GroupSummary> group_summary(const TrainableModel<T> &tm) {
   std::vector<GroupSummary> out;
   for (const auto kind : {GroupKind::input, GroupKind::state_row, GroupKind::state_column,
-                          GroupKind::state, GroupKind::block}) {
+                          GroupKind::state, GroupKind::block, GroupKind::channel}) {
+    // Channel groups of a model without feature maps are the states-both
+    // groups: listed for structured networks only.
+    if (kind == GroupKind::channel && !detail::channel_layout(tm.model()).feature_maps)
+      continue;
     try {
       const auto s = make_groups(tm, kind);
       GroupSummary g{kind, static_cast<index_t>(s.groups.size()), 0};

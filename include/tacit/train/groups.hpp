@@ -14,6 +14,20 @@
 ///   state_column i  column i of (A; C): zero, state i is not read
 ///   state i         both (overlaps the rows and columns of other states)
 ///   block k         the state rows of every state of block k
+///   channel c       a channel of a state block (every state of a dense or
+///                   CSR block is a channel): the parameters that produce
+///                   its states (a convolution's kernel slice w[c, :, :, :],
+///                   the rows of a dense layer, the diagonal of a scaling,
+///                   its bias) and every parameter that reads them (the
+///                   slices w[:, c, :, :] of the convolutions reading the
+///                   block, the columns of the dense layers, after a
+///                   pooling those of the pooled channel). Channels tied by
+///                   a copy without parameters (the identity of a residual
+///                   addition, an average pooling, a channel padding) form
+///                   one group, the union across the tie: zeroed together,
+///                   they are pruned together (prune.hpp). The groups
+///                   overlap (a kernel entry w[c, c', ...] produces c and
+///                   reads c'): the prox is the sequential heuristic.
 ///   user            a set read from a file (read_group_file)
 ///
 /// Every group lists its members explicitly, so groups whose parameters are
@@ -23,7 +37,10 @@
 /// Parameter positions are known for CSR, dense and diagonal operators and
 /// block operators made of them; a group kind that would need the position
 /// of another operator's parameters (a convolution's kernel) is refused
-/// with InvalidArgument.
+/// with InvalidArgument. Channel groups know, in addition, the channel
+/// slices of convolutions (from their row feature map and their weight
+/// tensor [out][in / groups][kh][kw]) and of a dense layer composed with a
+/// pooling.
 ///
 /// Thread safety: the functions are pure; a GroupSet is a value.
 
@@ -37,7 +54,7 @@
 
 namespace tacit::inline v1 {
 
-enum class GroupKind { input, state_row, state_column, state, block, user };
+enum class GroupKind { input, state_row, state_column, state, block, user, channel };
 TACIT_EXPORT std::string to_string(GroupKind k);
 
 /// Where a parameter value sits in M = [A B; C D] and the biases.
@@ -55,8 +72,11 @@ parameter_positions(const TrainableModel<T> &model);
 
 struct TACIT_EXPORT ParameterGroup {
   GroupKind kind = GroupKind::user;
-  std::string name;             ///< "input 17", "state h1:5", a file's label
-  index_t index = -1;           ///< the input, state or block (-1 for user groups)
+  std::string name; ///< "input 17", "state h1:5", a file's label
+  /// The input, state or block (-1 for user groups); for a channel group its
+  /// first channel, counted over the blocks in order (channel c of block b
+  /// is the sum of the channels of the blocks before b, plus c).
+  index_t index = -1;
   std::vector<index_t> members; ///< flat parameter indices, ascending, unique
   double weight = 1;            ///< w_g in lambda sum_g w_g ||theta_g||_2
 };
@@ -78,7 +98,8 @@ template <class T>
 TACIT_EXPORT GroupSet make_groups(const TrainableModel<T> &model, GroupKind kind);
 
 /// "inputs", "states" (rows with their biases), "state-rows",
-/// "state-columns", "states-both", "blocks". \throws InvalidArgument otherwise.
+/// "state-columns", "states-both", "blocks", "channels".
+/// \throws InvalidArgument otherwise.
 TACIT_EXPORT GroupKind parse_group_kind(std::string_view s);
 
 /// Groups from a text file, one group per line:
@@ -97,7 +118,8 @@ TACIT_EXPORT GroupSet read_group_file(const TrainableModel<T> &model,
                                       const std::filesystem::path &path);
 
 /// Counts of the groups of each kind a model offers (for tacit info): the
-/// kinds whose positions are known, with their group counts.
+/// kinds whose positions are known, with their group counts (channels only
+/// for a model with feature maps; elsewhere they are the states-both groups).
 struct TACIT_EXPORT GroupSummary {
   GroupKind kind;
   index_t count = 0;

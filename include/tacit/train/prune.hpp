@@ -40,14 +40,34 @@
 /// groups are exactly zero, apart from the order of the CSR kernels'
 /// accumulators: a rounding difference).
 ///
-/// Supported operators: CSR, dense, diagonal and identity, and block
-/// operators made of them (networks of dense layers). Other operators
-/// (convolutions, pooling, composed products) are kept when none of their
-/// rows or columns is removed; otherwise Unsupported.
+/// Structured networks (a block operator A over the state blocks, some of
+/// them feature maps: tacit/nn/network.hpp) lose whole channels. A channel
+/// goes when all its states go; a channel with one kept state is kept whole
+/// (its other states are zero or unread), and channels tied by a copy
+/// without parameters (the identity of a residual addition, a diagonal, an
+/// average pooling, a channel padding) are kept or removed together. A
+/// convolution then loses the kernel slices of its removed output channels
+/// and of its removed input channels (the slices that read them), a pooling
+/// or channel padding its removed channels, a dense layer after a pooling
+/// the columns of the removed channels; the network keeps its kind (the
+/// same operators, fewer channels) and exports to ONNX as before. Every
+/// input of a structured network is kept. The predictions are bit for bit
+/// the masked network's because a convolution's forward product sums each
+/// output as one multiply-add chain over (input channel, kernel row, kernel
+/// column) in order (operators/detail/conv_kernels.hpp, both back ends), so
+/// the removed channels' terms are the same +-0 additions as a dense
+/// product's.
+///
+/// Supported operators: CSR, dense, diagonal and identity, convolutions
+/// (not grouped ones losing channels), average poolings, channel paddings,
+/// composed products of these, and block operators made of them. Others are
+/// kept when none of their rows or columns is removed; otherwise
+/// Unsupported.
 ///
 /// Thread safety: pure functions of immutable models.
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <tacit/core/export.hpp>
@@ -75,16 +95,26 @@ struct TACIT_EXPORT ModelSize {
 
 template <class T> TACIT_EXPORT ModelSize model_size(const Model<T> &model);
 
+/// Channels of one state block before and after pruning (a block that is
+/// not a feature map has one channel of one state per state).
+struct TACIT_EXPORT BlockChannels {
+  std::string name;
+  index_t plane = 1; ///< states per channel (height * width)
+  index_t before = 0, after = 0;
+};
+
 template <class T> struct TACIT_EXPORT PruneResult {
   Model<T> masked;
   Model<T> pruned;
   std::vector<index_t> kept_states, kept_inputs; ///< original indices, ascending
   ModelSize before, after;
+  std::vector<BlockChannels> channels; ///< per state block of the model
 };
 
-/// \throws InvalidArgument when every state would be removed (the message
-/// gives the counts) or on a negative threshold; Unsupported on an
-/// operator that cannot lose rows or columns (see the file comment).
+/// \throws InvalidArgument when every state would be removed, or every
+/// channel of one block of a structured network (the message names the
+/// block and gives the counts), or on a negative threshold; Unsupported on
+/// an operator that cannot lose rows or columns (see the file comment).
 template <class T>
 TACIT_EXPORT PruneResult<T> prune_model(const Model<T> &model,
                                         const PruneOptions &options = {});
