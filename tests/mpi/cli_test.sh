@@ -47,6 +47,24 @@ print(f"{np} ranks: outputs within {worst:.1e}, lambda_PF in [{lo}, {up}]")
 PY
 done
 
+# Anderson acceleration: the states bit for bit with tacit's at the same depth.
+"$cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/YAref.txt" --states "$dir/XAref.txt" \
+  --method picard --anderson 4 --json > "$dir/solveA_ref.json"
+for np in 1 2 3; do
+  run "$np" "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/YA$np.txt" \
+    --states "$dir/XA$np.txt" --method anderson --anderson 4 --json > "$dir/solveA$np.json"
+  cmp "$dir/XAref.txt" "$dir/XA$np.txt" || fail "Anderson states with $np ranks differ"
+  /usr/bin/python3 - "$dir" "$np" <<'PY'
+import json, sys
+d, np = sys.argv[1], int(sys.argv[2])
+s, r = json.load(open(f"{d}/solveA{np}.json")), json.load(open(f"{d}/solveA_ref.json"))
+for k in ("status", "iterations", "residual", "columns"):
+    assert s[k] == r[k], (k, s[k], r[k])
+assert s["anderson_depth"] == 4 and "Anderson" in s["method_reason"], s
+print(f"{np} ranks: Anderson depth 4, {s['iterations']} iterations as tacit's")
+PY
+done
+
 # A memory budget one rank cannot meet: refused on 1 rank, met by each of 3.
 budget=$(( $(stat -c %s "$dir/model.tacit") * 6 / 10 ))
 run 3 "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Ymem.txt" \
@@ -83,7 +101,8 @@ expect_error 2 "truncated" 3 solve "$dir/cut.tacit" -i "$dir/U.txt" -o "$dir/Y.t
 expect_error 2 "cannot open" 2 wellposed "$dir/absent.tacit"
 expect_error 1 "without states" 3 wellposed "$dir/tiny.tacit"
 expect_error 2 "U7.txt:1" 2 solve "$dir/model.tacit" -i "$dir/U7.txt" -o "$dir/Y.txt"
-expect_error 1 "usage error" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y.txt" --anderson 3
+expect_error 1 "usage error" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y.txt" \
+  --method anderson --anderson 0
 expect_error 1 "more than the memory budget" 1 solve "$dir/model.tacit" -i "$dir/U.txt" \
   -o "$dir/Y.txt" --memory-budget "$budget"
 [ ! -e "$dir/Y.txt" ] || fail "an output was written by a failed run"
