@@ -346,6 +346,11 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
                 << " of " << *input << " -> " << *output << "\n"
                 << "  model: n = " << model.n << ", p = " << model.p
                 << ", q = " << model.q << ", float64, " << model.ranks << " ranks\n"
+                << "  method: distributed picard"
+                << (options.anderson_depth > 0
+                        ? ", Anderson depth " + std::to_string(options.anderson_depth)
+                        : std::string())
+                << "\n"
                 << "  status: " << to_string(report.status) << ", " << report.iterations
                 << " iterations, residual " << fmt(report.residual) << "\n"
                 << "  time (slowest rank): setup " << fmt(setup) << " s, solve "
