@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mpi/detail/chain.hpp"
 #include "mpi/detail/collective.hpp"
 
 namespace tacit::inline v1::mpi {
@@ -154,6 +155,8 @@ SolveReport distributed_predict(const DistributedModel &model, const Batch<doubl
     MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_MAX,
                   comm);
   };
+  if (options.anderson_depth > 0)
+    detail::set_rank_chain(part, model);
   const double setup = now() - t0;
   t0 = now();
   Batch<double> X;

@@ -251,6 +251,8 @@ template <class T> struct FixedPointRunner {
   const FixedPointRun<T> &run;
   const PicardOptions &opt;
   index_t n, W, S, P;
+  // The iterated rows (all of them unless the run is distributed).
+  index_t rb, re;
   // A step below a few ulps of the iterate is rounding noise of one
   // evaluation of g: such a tolerance could never be met.
   double rel_tol;
@@ -260,8 +262,8 @@ template <class T> struct FixedPointRunner {
   FixedPointRunner(const FixedPointSystem<T> &s, FixedPointWork<T> &work,
                    const FixedPointRun<T> &r, const PicardOptions &o)
       : sys(s), w(work), run(r), opt(o), n(s.rows()), W(work.width_), S(work.slabs_),
-        P(static_cast<index_t>(s.parts().size()) - 1),
-        rel_tol(std::max(o.rel_tol, min_rel_tol<T>())) {}
+        P(static_cast<index_t>(s.parts().size()) - 1), rb(s.parts().front()),
+        re(s.parts().back()), rel_tol(std::max(o.rel_tol, min_rel_tol<T>())) {}
 
   index_t slab_cols(index_t s) const {
     return std::clamp<index_t>(run.columns - s * W, 0, W);
@@ -396,6 +398,14 @@ template <class T> struct FixedPointRunner {
   }
 
   void init() {
+    if (chained() && opt.anderson_depth > 0) {
+      const auto cnt = static_cast<std::size_t>(S * W * 2 * opt.anderson_depth);
+      const index_t rows = re - rb;
+      const auto chunks = static_cast<std::size_t>(rows / kAndersonChunk + 2);
+      chunk_sums_.assign(chunks * cnt, 0.0);
+      carry_.assign(2 * cnt, 0.0);
+      totals_.assign(cnt, 0.0);
+    }
     // No allocation inside the iterations (beyond 65536 entries, amortised).
     if (run.step_history)
       run.step_history->reserve(
@@ -468,20 +478,26 @@ template <class T> struct FixedPointRunner {
     return ((head - l) % d + d) % d;
   }
 
+  bool chained() const { return run.global_rows > 0; }
+
   /// Pass B: store f and g of FIRST columns; for MIX columns push the new
-  /// differences into ring slot `head` and form the inner products
-  /// <dF_new, dF_q> and <dF_q, f> over fixed row chunks.
+  /// differences into ring slot `head` and (unless the run is chained, see
+  /// anderson_chained_inner) form the inner products <dF_new, dF_q> and
+  /// <dF_q, f> over fixed row chunks.
   void anderson_differences(int head) {
     const int d = w.depth_;
-    const index_t chunks = (n + kAndersonChunk - 1) / kAndersonChunk;
+    const index_t rows = re - rb;
+    const index_t chunks = (rows + kAndersonChunk - 1) / kAndersonChunk;
     const index_t big = slab_size() * S;
+    const bool inner_here = !chained();
     for_tasks(S * chunks, run.parallel, [&](index_t t) {
       const index_t s = t / chunks, ch = t % chunks;
       double *inner = w.inner_.data() + t * W * 2 * d;
-      std::fill(inner, inner + W * 2 * d, 0.0);
+      if (inner_here)
+        std::fill(inner, inner + W * 2 * d, 0.0);
       if (!w.slab_active_[s])
         return;
-      const index_t r0 = ch * kAndersonChunk, r1 = std::min(n, r0 + kAndersonChunk);
+      const index_t r0 = rb + ch * kAndersonChunk, r1 = std::min(re, r0 + kAndersonChunk);
       const index_t ncols = slab_cols(s);
       const index_t off = s * slab_size();
       const unsigned char *mode = w.on_.data() + s * W;
@@ -499,6 +515,8 @@ template <class T> struct FixedPointRunner {
             w.dG_[head * big + e] = w.g_[e] - w.g_prev_[e];
             w.f_prev_[e] = f;
             w.g_prev_[e] = w.g_[e];
+            if (!inner_here)
+              continue;
             double *ip = inner + j * 2 * d;
             for (int q = 0; q < d; ++q) {
               const double dq = static_cast<double>(w.dF_[q * big + e]);
@@ -516,7 +534,7 @@ template <class T> struct FixedPointRunner {
   /// restarts the history) when the least-squares problem is singular.
   void anderson_coefficients(int head) {
     const int d = w.depth_;
-    const index_t chunks = (n + kAndersonChunk - 1) / kAndersonChunk;
+    const index_t chunks = (re - rb + kAndersonChunk - 1) / kAndersonChunk;
     double *a = w.gram_.data() + S * W * d * d; // scratch
     double *b = w.rhs_.data() + S * W * d;
     for (index_t s = 0; s < S; ++s) {
@@ -530,7 +548,11 @@ template <class T> struct FixedPointRunner {
         double *G = gram(col), *R = rhs(col), *gm = gamma(col);
         for (int q = 0; q < d; ++q) {
           double ip = 0, fr = 0;
-          for (index_t ch = 0; ch < chunks; ++ch) {
+          if (chained()) {
+            ip = totals_[col * 2 * d + q];
+            fr = totals_[col * 2 * d + d + q];
+          }
+          for (index_t ch = 0; ch < (chained() ? 0 : chunks); ++ch) {
             const double *inner = w.inner_.data() + ((s * chunks + ch) * W + j) * 2 * d;
             ip += inner[q];
             fr += inner[d + q];
@@ -568,15 +590,101 @@ template <class T> struct FixedPointRunner {
     }
   }
 
+  // Chained inner products (a distributed run): the partial sums of the
+  // chunks that start in this process's rows, and the running sums passed
+  // along the processes (total over the finished chunks, then the partial
+  // sum of the chunk still open), the totals of every column at the end.
+  std::vector<double> chunk_sums_, carry_, totals_;
+
+  /// Adds the products of the global rows [g0, g1) of slab s (all iterated
+  /// here) to acc (W * 2d values: per column <dF_new, dF_q>, then <dF_q, f>),
+  /// row by row in order: the single-process order within a chunk.
+  void anderson_accumulate(int head, index_t s, index_t g0, index_t g1,
+                           double *acc) const {
+    if (!w.slab_active_[s])
+      return;
+    const int d = w.depth_;
+    const index_t big = slab_size() * S, ncols = slab_cols(s), off = s * slab_size();
+    const unsigned char *mode = w.on_.data() + s * W;
+    for (index_t g = g0; g < g1; ++g) {
+      const index_t row = off + (rb + g - run.global_begin) * W;
+      for (index_t j = 0; j < ncols; ++j) {
+        if (mode[j] != mix)
+          continue;
+        const index_t e = row + j;
+        const T df = w.dF_[head * big + e];
+        const T f = w.f_prev_[e];
+        double *ip = acc + j * 2 * d;
+        for (int q = 0; q < d; ++q) {
+          const double dq = static_cast<double>(w.dF_[q * big + e]);
+          ip[q] += static_cast<double>(df) * dq;
+          ip[d + q] += dq * static_cast<double>(f);
+        }
+      }
+    }
+  }
+
+  /// The inner products of MIX columns over all processes' rows, the same
+  /// bits as the single-process sums: the chunks of kAndersonChunk global
+  /// rows that start here are summed in parallel; then, in the order of the
+  /// processes, each continues the chunk left open by the previous ones with
+  /// its first rows, adds its finished chunks to the total and hands on.
+  void anderson_chained_inner(int head) {
+    const int d = w.depth_;
+    const index_t cnt = S * W * 2 * d;
+    const index_t g0 = run.global_begin, g1 = g0 + (re - rb), N = run.global_rows;
+    const index_t K = kAndersonChunk;
+    auto chunk_end = [&](index_t c) { return std::min(N, (c + 1) * K); };
+    // Chunks that start in [g0, g1).
+    const index_t c0 = (g0 + K - 1) / K, c1 = g1 > 0 ? (g1 - 1) / K + 1 : 0;
+    const index_t starting = std::max<index_t>(c1 - c0, 0);
+    std::fill(chunk_sums_.begin(),
+              chunk_sums_.begin() + static_cast<std::ptrdiff_t>(starting * cnt), 0.0);
+    for_tasks(S * starting, run.parallel, [&](index_t t) {
+      const index_t s = t / starting, c = c0 + t % starting;
+      anderson_accumulate(head, s, c * K, std::min(g1, chunk_end(c)),
+                          chunk_sums_.data() + (c - c0) * cnt + s * W * 2 * d);
+    });
+    double *total = carry_.data(), *open = carry_.data() + cnt;
+    std::fill(carry_.begin(), carry_.end(), 0.0);
+    const std::span<double> carry(carry_.data(), static_cast<std::size_t>(2 * cnt));
+    if (run.receive_previous && *run.receive_previous)
+      (*run.receive_previous)(carry);
+    if (g0 < g1 && g0 % K != 0) {
+      // The first rows continue the chunk that a previous process opened.
+      const index_t end = std::min(g1, chunk_end(g0 / K));
+      for (index_t s = 0; s < S; ++s)
+        anderson_accumulate(head, s, g0, end, open + s * W * 2 * d);
+      if (chunk_end(g0 / K) <= g1)
+        for (index_t i = 0; i < cnt; ++i) {
+          total[i] += open[i];
+          open[i] = 0;
+        }
+    }
+    for (index_t c = c0; c < c1; ++c) {
+      const double *sum = chunk_sums_.data() + (c - c0) * cnt;
+      if (chunk_end(c) <= g1)
+        for (index_t i = 0; i < cnt; ++i)
+          total[i] += sum[i];
+      else
+        std::copy(sum, sum + cnt, open);
+    }
+    if (run.send_next && *run.send_next)
+      (*run.send_next)(carry);
+    if (run.broadcast_last && *run.broadcast_last)
+      (*run.broadcast_last)(carry);
+    std::copy(total, total + cnt, totals_.begin());
+  }
+
   /// Pass C: the new iterate of each column according to its mode.
   void anderson_update(int head) {
     const index_t big = slab_size() * S;
-    const index_t parts = (n + kAndersonChunk - 1) / kAndersonChunk;
+    const index_t parts = (re - rb + kAndersonChunk - 1) / kAndersonChunk;
     for_tasks(S * parts, run.parallel, [&](index_t t) {
       const index_t s = t / parts, ch = t % parts;
       if (!w.slab_active_[s])
         return;
-      const index_t r0 = ch * kAndersonChunk, r1 = std::min(n, r0 + kAndersonChunk);
+      const index_t r0 = rb + ch * kAndersonChunk, r1 = std::min(re, r0 + kAndersonChunk);
       const index_t ncols = slab_cols(s);
       const index_t off = s * slab_size();
       const unsigned char *mode = w.on_.data() + s * W;
@@ -670,6 +778,8 @@ template <class T> struct FixedPointRunner {
         head = (head + 1) % w.depth_;
       if (any_store)
         anderson_differences(std::max(head, 0));
+      if (any_mix && chained())
+        anderson_chained_inner(head);
       if (any_mix)
         anderson_coefficients(head);
       anderson_update(std::max(head, 0));

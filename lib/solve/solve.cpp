@@ -111,7 +111,8 @@ void picard_into(const detail::FixedPointSystem<T> &system,
                  bool warm, const PicardOptions &options,
                  const std::function<void(int, double)> &progress, SolveReport &report,
                  const std::function<void(T *, index_t)> *exchange = nullptr,
-                 const std::function<void(std::span<double>)> *reduce = nullptr) {
+                 const std::function<void(std::span<double>)> *reduce = nullptr,
+                 const StatePart<T> *part = nullptr) {
   const index_t n = X.rows(), k = X.cols(), S = X.slab_count();
   work.reserve(n, S, W, options.anderson_depth,
                static_cast<index_t>(system.parts().size()) - 1, !system.is_csr(), false);
@@ -135,6 +136,13 @@ void picard_into(const detail::FixedPointSystem<T> &system,
   run.step_history = &report.step_history;
   run.exchange = exchange;
   run.reduce = reduce;
+  if (part && options.anderson_depth > 0) {
+    run.global_begin = part->global_begin;
+    run.global_rows = part->global_rows > 0 ? part->global_rows : part->end - part->begin;
+    run.receive_previous = &part->receive_previous;
+    run.send_next = &part->send_next;
+    run.broadcast_last = &part->broadcast_last;
+  }
   detail::run_fixed_point(system, work, run, options);
   for (index_t s = 0; s < S; ++s) {
     const T *src = work.current(s);
@@ -405,16 +413,26 @@ picard_solve_part(const CsrMatrix<T> &A, std::span<const Activation> activations
                   Execution exec) {
   return exec.run([&]() -> SolveReport {
     detail::validate(options);
-    if (options.anderson_depth > 0)
-      throw InvalidArgument("picard_solve_part: Anderson acceleration is not available "
-                            "on a part of the states (anderson_depth " +
-                            std::to_string(options.anderson_depth) + ", must be 0)");
     const index_t m = A.rows();
     if (part.begin < 0 || part.end < part.begin || part.end > m)
       throw InvalidArgument("picard_solve_part: own states [" +
                             std::to_string(part.begin) + ", " + std::to_string(part.end) +
                             ") outside [0, " + std::to_string(m) + ")");
     const index_t own = part.end - part.begin;
+    if (options.anderson_depth > 0 && part.global_rows > 0) {
+      if (part.global_begin < 0 || part.global_begin + own > part.global_rows)
+        throw InvalidArgument("picard_solve_part: own states at global [" +
+                              std::to_string(part.global_begin) + ", " +
+                              std::to_string(part.global_begin + own) + ") outside the " +
+                              std::to_string(part.global_rows) + " states of the model");
+      if (own != part.global_rows &&
+          (!part.receive_previous || !part.send_next || !part.broadcast_last))
+        throw InvalidArgument("picard_solve_part: Anderson acceleration on " +
+                              std::to_string(own) + " of " +
+                              std::to_string(part.global_rows) +
+                              " states needs the hooks receive_previous, send_next and "
+                              "broadcast_last");
+    }
     if (A.cols() != m || static_cast<index_t>(activations.size()) != m ||
         B.rows() != own || static_cast<index_t>(bias.size()) != own ||
         U.rows() != B.cols())
@@ -447,7 +465,7 @@ picard_solve_part(const CsrMatrix<T> &A, std::span<const Activation> activations
     };
     SolveReport report;
     picard_into(system, work, z.data.data(), W, X, false, options, {}, report, &exchange,
-                &reduce);
+                &reduce, &part);
     return report;
   });
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tacit-mpi against tacit on the same model, with 1, 2 and 3 ranks: the
-# states of `solve` bit for bit (as printed), the outputs to 1e-13 relative,
+# states of `solve` bit for bit (as printed, plain Picard and Anderson), the
+# outputs to 1e-13 relative, the rows of `sensitivity` to 1e-12 relative,
 # the lambda_PF(|A|) intervals containing each other's... and bad input: an
 # error from every rank and a non-zero exit, never a hang (timeout).
 # Usage: cli_test.sh MPIEXEC TACIT_MPI TACIT TACIT_MPI_TESTS
@@ -47,6 +48,60 @@ print(f"{np} ranks: outputs within {worst:.1e}, lambda_PF in [{lo}, {up}]")
 PY
 done
 
+# Anderson acceleration: the states bit for bit with tacit's at the same depth.
+"$cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/YAref.txt" --states "$dir/XAref.txt" \
+  --method picard --anderson 4 --json > "$dir/solveA_ref.json"
+for np in 1 2 3; do
+  run "$np" "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/YA$np.txt" \
+    --states "$dir/XA$np.txt" --method anderson --anderson 4 --json > "$dir/solveA$np.json"
+  cmp "$dir/XAref.txt" "$dir/XA$np.txt" || fail "Anderson states with $np ranks differ"
+  /usr/bin/python3 - "$dir" "$np" <<'PY'
+import json, sys
+d, np = sys.argv[1], int(sys.argv[2])
+s, r = json.load(open(f"{d}/solveA{np}.json")), json.load(open(f"{d}/solveA_ref.json"))
+for k in ("status", "iterations", "residual", "columns"):
+    assert s[k] == r[k], (k, s[k], r[k])
+assert s["anderson_depth"] == 4 and "Anderson" in s["method_reason"], s
+print(f"{np} ranks: Anderson depth 4, {s['iterations']} iterations as tacit's")
+PY
+done
+
+# Sensitivity rows: the same rows as tacit's to 1e-12 relative, the same fields.
+"$cli" sensitivity "$dir/model.tacit" -o "$dir/Sref.txt" --top 3 --json > "$dir/sens_ref.json"
+for np in 1 2 3; do
+  for method in gmres richardson; do
+    run "$np" "$mpi_cli" sensitivity "$dir/model.tacit" -o "$dir/S$np$method.txt" --top 3 \
+      --method "$method" --json > "$dir/sens$np$method.json"
+  done
+  run "$np" "$mpi_cli" sensitivity "$dir/model.tacit" --rows 3,1 -o "$dir/Srows$np.txt" -q
+  /usr/bin/python3 - "$dir" "$np" <<'PY'
+import json, sys
+d, np = sys.argv[1], int(sys.argv[2])
+def rows(p):
+    return [[float(x) for x in l.split()] for l in open(p) if l.strip()]
+ref = rows(f"{d}/Sref.txt")
+r = json.load(open(f"{d}/sens_ref.json"))
+for method in ("gmres", "richardson"):
+    got = rows(f"{d}/S{np}{method}.txt")
+    assert len(got) == len(ref) == r["q"], (len(got), len(ref))
+    scale = max(abs(x) for row in ref for x in row)
+    worst = max(abs(a - b) / scale for g, f in zip(got, ref) for a, b in zip(g, f))
+    assert worst <= 1e-12, f"{method}: rows differ by {worst} relative"
+    s = json.load(open(f"{d}/sens{np}{method}.json"))
+    for k in ("n", "p", "q", "rows"):
+        assert s[k] == r[k], (k, s[k], r[k])
+    assert s["method"] == method and s["converged"] and s["ranks"] == np, s
+    assert s["error_bound"] <= 1e-12 and 0 < s["theta"] < 1, s
+    assert s["lambda_pf"]["upper"] < 1, s
+    assert [t["indices"] for t in s["top"]] == [t["indices"] for t in r["top"]], s["top"]
+    for a, b in zip(s["row_sums"], r["row_sums"]):
+        assert abs(a - b) <= 1e-12 * abs(b), (a, b)
+    print(f"{np} ranks, {method}: rows within {worst:.1e}, {s['iterations']} iterations")
+part = rows(f"{d}/Srows{np}.txt")
+assert part == [rows(f"{d}/S{np}gmres.txt")[3], rows(f"{d}/S{np}gmres.txt")[1]], "--rows 3,1"
+PY
+done
+
 # A memory budget one rank cannot meet: refused on 1 rank, met by each of 3.
 budget=$(( $(stat -c %s "$dir/model.tacit") * 6 / 10 ))
 run 3 "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Ymem.txt" \
@@ -83,8 +138,11 @@ expect_error 2 "truncated" 3 solve "$dir/cut.tacit" -i "$dir/U.txt" -o "$dir/Y.t
 expect_error 2 "cannot open" 2 wellposed "$dir/absent.tacit"
 expect_error 1 "without states" 3 wellposed "$dir/tiny.tacit"
 expect_error 2 "U7.txt:1" 2 solve "$dir/model.tacit" -i "$dir/U7.txt" -o "$dir/Y.txt"
-expect_error 1 "usage error" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y.txt" --anderson 3
+expect_error 1 "usage error" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y.txt" \
+  --method anderson --anderson 0
 expect_error 1 "more than the memory budget" 1 solve "$dir/model.tacit" -i "$dir/U.txt" \
   -o "$dir/Y.txt" --memory-budget "$budget"
+expect_error 1 "usage error" 2 sensitivity "$dir/model.tacit" --rows 9
+expect_error 3 "not certified" 2 sensitivity "$dir/wild.tacit" -o "$dir/Y.txt"
 [ ! -e "$dir/Y.txt" ] || fail "an output was written by a failed run"
 echo "tacit-mpi: all command checks passed"

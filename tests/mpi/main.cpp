@@ -22,6 +22,8 @@ int main(int argc, char **argv) {
                                dir / "model.tacit");
       tacit::save_model_native(tacit::test_mpi::test_model(2, 2, 1, 3, 0.5, 1),
                                dir / "tiny.tacit");
+      tacit::save_model_native(tacit::test_mpi::test_model(300, 4, 3, 44, 3.0),
+                               dir / "wild.tacit");
       tacit::write_vectors(dir / "U.txt", tacit::random_batch<double>(6, 40, 42));
       tacit::write_vectors(dir / "U7.txt", tacit::random_batch<double>(7, 3, 43));
     }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <semaphore>
 #include <thread>
 #include <tuple>
 
@@ -1261,9 +1262,15 @@ TEST_CASE("picard_solve_part on parts run by threads gives the whole solve's bit
     Batch<double> X;
     PicardOptions anderson;
     anderson.anderson_depth = 2;
+    StatePart<double> without_hooks{0, 300, {}, {}};
+    without_hooks.global_rows = 500; // a part of a larger model
     REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
-                                        U, X, anderson,
-                                        StatePart<double>{0, 300, {}, {}}),
+                                        U, X, anderson, without_hooks),
+                      InvalidArgument);
+    without_hooks.global_begin = 300; // own states beyond the model
+    without_hooks.global_rows = 400;
+    REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
+                                        U, X, anderson, without_hooks),
                       InvalidArgument);
     REQUIRE_THROWS_AS(picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
                                         U, X, o.picard,
@@ -1273,5 +1280,118 @@ TEST_CASE("picard_solve_part on parts run by threads gives the whole solve's bit
                                         U, X, o.picard,
                                         StatePart<double>{10, 400, {}, {}}),
                       InvalidArgument);
+  }
+}
+
+TEST_CASE("picard_solve_part with Anderson on parts run by threads gives the whole "
+          "solve's bits",
+          "[solve][partitioned]") {
+  // 3000 states: chunks of 1024 rows split between parts, a part inside one
+  // chunk (the inner products continue across parts).
+  const auto model = random_implicit_model<double>(3000, 4, 2, 6, 0.97, 19);
+  const auto U = random_batch<double>(4, 37, 20);
+  SolveOptions o;
+  o.method = SolveMethod::picard;
+  o.picard.anderson_depth = 4;
+  EquilibriumSolver<double> solver(model, o);
+  Batch<double> Xref;
+  const SolveReport ref = solver.solve(U, Xref);
+  REQUIRE(ref.ok());
+
+  SECTION("one part: no hooks") {
+    const PartSystem s = part_system(model, 0, 3000);
+    Batch<double> X;
+    const SolveReport r =
+        picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias), U, X, o.picard,
+                          StatePart<double>{0, 3000, {}, {}});
+    REQUIRE(r.step_history == ref.step_history);
+    for (index_t i = 0; i < 3000; ++i)
+      for (index_t j = 0; j < U.cols(); ++j)
+        REQUIRE(X(i, j) == Xref(i, j));
+  }
+
+  SECTION("three parts on three threads") {
+    const index_t bounds[4] = {0, 1500, 1900, 3000};
+    constexpr int P = 3;
+    std::vector<PartSystem> sys;
+    for (int t = 0; t < P; ++t)
+      sys.push_back(part_system(model, bounds[t], bounds[t + 1]));
+    std::barrier sync(P);
+    double *slabs[P] = {};
+    std::vector<double> values[P], mailbox[P], last;
+    std::counting_semaphore<1> ready[P] = {std::counting_semaphore<1>(0),
+                                           std::counting_semaphore<1>(0),
+                                           std::counting_semaphore<1>(0)};
+    Batch<double> X[P];
+    SolveReport reports[P];
+    std::vector<std::thread> threads;
+    for (int t = 0; t < P; ++t)
+      threads.emplace_back([&, t] {
+        const PartSystem &s = sys[t];
+        StatePart<double> part;
+        part.begin = s.below;
+        part.end = s.below + (s.end - s.begin);
+        part.global_begin = s.begin;
+        part.global_rows = 3000;
+        part.exchange = [&, t](double *slab, index_t width) {
+          slabs[t] = slab;
+          sync.arrive_and_wait();
+          const index_t own = s.end - s.begin;
+          for (index_t k = 0; k < static_cast<index_t>(s.ghosts.size()); ++k) {
+            const index_t g = s.ghosts[k];
+            int o = 0;
+            while (!(g >= sys[o].begin && g < sys[o].end))
+              ++o;
+            const index_t from = sys[o].below + (g - sys[o].begin);
+            const index_t to = k < s.below ? k : k + own;
+            std::copy(slabs[o] + from * width, slabs[o] + (from + 1) * width,
+                      slab + to * width);
+          }
+          sync.arrive_and_wait();
+        };
+        part.max_reduce = [&, t](std::span<double> v) {
+          values[t].assign(v.begin(), v.end());
+          sync.arrive_and_wait();
+          for (std::size_t i = 0; i < v.size(); ++i)
+            for (int o = 0; o < P; ++o)
+              v[i] = std::max(v[i], values[o][i]);
+          sync.arrive_and_wait();
+        };
+        part.receive_previous = [&, t](std::span<double> v) {
+          if (t == 0)
+            return;
+          ready[t].acquire();
+          std::copy(mailbox[t].begin(), mailbox[t].end(), v.begin());
+        };
+        part.send_next = [&, t](std::span<double> v) {
+          if (t + 1 == P)
+            return;
+          mailbox[t + 1].assign(v.begin(), v.end());
+          ready[t + 1].release();
+        };
+        part.broadcast_last = [&, t](std::span<double> v) {
+          if (t + 1 == P)
+            last.assign(v.begin(), v.end());
+          sync.arrive_and_wait();
+          std::copy(last.begin(), last.end(), v.begin());
+          sync.arrive_and_wait();
+        };
+        reports[t] = picard_solve_part(s.A, s.act, s.B, std::span<const double>(s.bias),
+                                       U, X[t], o.picard, part, Execution::reference);
+      });
+    for (auto &th : threads)
+      th.join();
+    for (int t = 0; t < P; ++t) {
+      REQUIRE(reports[t].status == ref.status);
+      REQUIRE(reports[t].iterations == ref.iterations);
+      REQUIRE(reports[t].step_history == ref.step_history);
+      REQUIRE(reports[t].column_residuals == ref.column_residuals);
+      REQUIRE(reports[t].column_iterations == ref.column_iterations);
+      index_t differ = 0;
+      for (index_t i = sys[t].begin; i < sys[t].end; ++i)
+        for (index_t j = 0; j < U.cols(); ++j)
+          differ += X[t](sys[t].below + i - sys[t].begin, j) != Xref(i, j) ? 1 : 0;
+      REQUIRE(differ == 0);
+    }
   }
 }

@@ -2,10 +2,12 @@
 // distributed counterparts of `tacit solve` and `tacit wellposed` for CSR
 // models in native files, with the partition and per-rank timings.
 
+#include <tacit/analysis/sensitivity.hpp>
 #include <tacit/core/error.hpp>
 #include <tacit/core/isa.hpp>
 #include <tacit/io/io.hpp>
 #include <tacit/mpi/mpi.hpp>
+#include <tacit/mpi/sensitivity.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -45,12 +47,19 @@ const char *usage_text =
     "commands:\n"
     "  solve MODEL -i U.txt -o Y.txt   outputs y = C x + D u + c for a file of inputs\n"
     "      (Picard: the states are the same bits as `tacit solve --method picard`)\n"
-    "      --max-iterations K, --tol T, --abs-tol T (as tacit solve), --method\n"
-    "      auto|picard, --states X.txt (the equilibrium states, one per line)\n"
+    "      --max-iterations K, --tol T, --abs-tol T, --anderson M (as tacit solve),\n"
+    "      --method auto|picard|anderson (anderson: depth M, 5 by default),\n"
+    "      --states X.txt (the equilibrium states, one per line)\n"
     "  wellposed MODEL                 norms and a certified interval for\n"
     "      lambda_PF(|A|) (distributed power iteration, Collatz-Wielandt bounds)\n"
     "      --rel-width W, --max-iterations K, --decide, --slepc (SLEPc's\n"
     "      Krylov-Schur estimate beside the certified interval)\n"
+    "  sensitivity MODEL               rows of S = |C| (I - |A|)^-1 |B| + |D|, each by\n"
+    "      one solve with (I - |A|)^T (certified lambda_PF(|A|) < 1 and contraction\n"
+    "      ratio, error bound reported): --rows I,J,... (default all), -o S.txt,\n"
+    "      --method auto|gmres|richardson (auto: gmres; iterative: richardson),\n"
+    "      --tol T (certified relative error, default 1e-14), --top K,\n"
+    "      --max-iterations K\n"
     "\n"
     "common options: --json (report on stdout, rank 0), -q, --help,\n"
     "  --memory-budget BYTES (a rank whose share of the model needs more refuses)\n"
@@ -178,6 +187,18 @@ std::size_t memory_budget(const Args &args) {
   return static_cast<std::size_t>(args.integer("memory-budget", 1, 1LL << 60).value_or(0));
 }
 
+/// --anderson M as in tacit solve (0: plain Picard); --method anderson is
+/// Anderson acceleration of depth M, 5 when --anderson is not given.
+int anderson_depth(const Args &args, const std::optional<std::string> &method) {
+  const auto m = args.integer("anderson", 0, 64);
+  if (method && *method == "anderson") {
+    if (m && *m == 0)
+      throw UsageError("--method anderson with --anderson 0: give a depth of 1..64");
+    return static_cast<int>(m.value_or(5));
+  }
+  return static_cast<int>(m.value_or(0));
+}
+
 int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
               bool json_out, bool quiet) {
   int rank = 0;
@@ -192,17 +213,18 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
   if (!output)
     throw UsageError("missing required option --output (-o)");
   PicardOptions options;
-  if (const auto m = args.text("method"); m && *m != "auto" && *m != "picard")
-    throw UsageError("--method " + *m +
-                     ": tacit-mpi solves by distributed Picard (auto or picard)");
+  const auto method = args.text("method");
+  if (method && *method != "auto" && *method != "picard" && *method != "anderson")
+    throw UsageError(
+        "--method " + *method +
+        ": tacit-mpi solves by distributed Picard (auto, picard or anderson)");
   if (const auto k = args.integer("max-iterations", 1, 2000000000))
     options.max_iterations = static_cast<int>(*k);
   if (const auto t = args.real("tol", 0.0, 1.0))
     options.rel_tol = *t;
   if (const auto t = args.real("abs-tol", 0.0, 1e300))
     options.abs_tol = *t;
-  if (const auto a = args.integer("anderson", 0, 64); a && *a > 0)
-    throw UsageError("--anderson: Anderson acceleration is not distributed yet (use 0)");
+  options.anderson_depth = anderson_depth(args, method);
   if (const auto p = args.text("precision"); p && *p != "float64")
     throw UsageError("--precision " + *p + ": tacit-mpi computes in float64");
 
@@ -279,37 +301,43 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
   const double out_s = *std::max_element(timings.output.begin(), timings.output.end());
   if (rank == 0) {
     if (json_out) {
-      json doc = {{"model", model_path},
-                  {"input", *input},
-                  {"output", *output},
-                  {"precision", "float64"},
-                  {"n", model.n},
-                  {"p", model.p},
-                  {"q", model.q},
-                  {"columns", U.cols()},
-                  {"method", to_string(report.method)},
-                  {"method_reason",
-                   "distributed picard over " + std::to_string(model.ranks) + " ranks"},
-                  {"status", to_string(report.status)},
-                  {"converged", report.ok()},
-                  {"unconverged_columns", unconverged},
-                  {"iterations", report.iterations},
-                  {"residual", report.residual},
-                  {"message", report.message},
-                  {"load_seconds", *std::max_element(load_all.begin(), load_all.end())},
-                  {"setup_seconds", setup},
-                  {"solve_seconds", solve},
-                  {"output_seconds", out_s},
-                  {"repeat", 1},
-                  {"best_solve_seconds", solve},
-                  {"isa", to_string(active_isa())},
-                  {"ranks", model.ranks},
-                  {"partition", partition},
-                  {"rank_seconds",
-                   {{"load", load_all},
-                    {"setup", timings.setup},
-                    {"solve", timings.solve},
-                    {"output", timings.output}}}};
+      json doc = {
+          {"model", model_path},
+          {"input", *input},
+          {"output", *output},
+          {"precision", "float64"},
+          {"n", model.n},
+          {"p", model.p},
+          {"q", model.q},
+          {"columns", U.cols()},
+          {"method", to_string(report.method)},
+          {"method_reason", "distributed picard" +
+                                (options.anderson_depth > 0
+                                     ? " with Anderson acceleration (depth " +
+                                           std::to_string(options.anderson_depth) + ")"
+                                     : std::string()) +
+                                " over " + std::to_string(model.ranks) + " ranks"},
+          {"anderson_depth", options.anderson_depth},
+          {"status", to_string(report.status)},
+          {"converged", report.ok()},
+          {"unconverged_columns", unconverged},
+          {"iterations", report.iterations},
+          {"residual", report.residual},
+          {"message", report.message},
+          {"load_seconds", *std::max_element(load_all.begin(), load_all.end())},
+          {"setup_seconds", setup},
+          {"solve_seconds", solve},
+          {"output_seconds", out_s},
+          {"repeat", 1},
+          {"best_solve_seconds", solve},
+          {"isa", to_string(active_isa())},
+          {"ranks", model.ranks},
+          {"partition", partition},
+          {"rank_seconds",
+           {{"load", load_all},
+            {"setup", timings.setup},
+            {"solve", timings.solve},
+            {"output", timings.output}}}};
       if (const auto states = args.text("states"))
         doc["states"] = *states;
       std::cout << doc.dump() << "\n";
@@ -318,6 +346,11 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
                 << " of " << *input << " -> " << *output << "\n"
                 << "  model: n = " << model.n << ", p = " << model.p
                 << ", q = " << model.q << ", float64, " << model.ranks << " ranks\n"
+                << "  method: distributed picard"
+                << (options.anderson_depth > 0
+                        ? ", Anderson depth " + std::to_string(options.anderson_depth)
+                        : std::string())
+                << "\n"
                 << "  status: " << to_string(report.status) << ", " << report.iterations
                 << " iterations, residual " << fmt(report.residual) << "\n"
                 << "  time (slowest rank): setup " << fmt(setup) << " s, solve "
@@ -407,6 +440,167 @@ int run_wellposed(MPI_Comm comm, const Args &args, bool json_out, bool quiet) {
   return exit_ok;
 }
 
+/// Comma-separated whole numbers in [0, max].
+std::vector<index_t> index_list(const std::string &text, const std::string &what,
+                                index_t max) {
+  std::vector<index_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    long long v = 0;
+    const auto r = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (r.ec != std::errc() || r.ptr != item.data() + item.size() || v < 0 || v > max)
+      throw UsageError(what + ": expected whole numbers in [0, " + std::to_string(max) +
+                       "] separated by commas, got '" + item + "'");
+    out.push_back(static_cast<index_t>(v));
+  }
+  if (out.empty())
+    throw UsageError(what + " needs at least one value");
+  return out;
+}
+
+int run_sensitivity(MPI_Comm comm, const Args &args, bool json_out, bool quiet) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  if (args.positionals.size() != 1)
+    throw UsageError("sensitivity needs one MODEL (a native .tacit file)");
+  const std::string path = args.positionals[0];
+  mpi::DistributedSensitivityOptions options;
+  if (const auto m = args.text("method")) {
+    if (*m == "auto" || *m == "gmres")
+      options.solver = mpi::SensitivitySolver::gmres;
+    else if (*m == "iterative" || *m == "richardson")
+      options.solver = mpi::SensitivitySolver::richardson;
+    else
+      throw UsageError("--method " + *m +
+                       ": tacit-mpi solves with (I - |A|)^T by auto (gmres), gmres or "
+                       "richardson (iterative)");
+  }
+  if (const auto t = args.real("tol", 0.0, 1.0))
+    options.rel_tol = *t;
+  if (const auto k = args.integer("max-iterations", 1, 2000000000))
+    options.max_iterations = static_cast<int>(*k);
+  const auto top = args.integer("top", 0, 1000000);
+  const auto output = args.text("output");
+  if (const auto p = args.text("precision"); p && *p != "float64")
+    throw UsageError("--precision " + *p + ": tacit-mpi computes in float64");
+
+  double t0 = now();
+  const auto model = mpi::load_distributed_model(path, comm, memory_budget(args));
+  const auto load_all = gather(comm, now() - t0);
+  std::vector<index_t> rows;
+  if (const auto r = args.text("rows")) {
+    rows = index_list(*r, "--rows", std::max<index_t>(0, model.q - 1));
+  } else {
+    for (index_t k = 0; k < model.q; ++k)
+      rows.push_back(k);
+  }
+  mpi::RankTimings timings;
+  t0 = now();
+  const auto S = mpi::distributed_sensitivity_rows(model, rows, options, &timings);
+  const double seconds = now() - t0;
+  const index_t p = model.p, m = static_cast<index_t>(rows.size());
+
+  std::exception_ptr failure;
+  if (rank == 0 && output) {
+    try {
+      Batch<double> out(p, m);
+      for (index_t j = 0; j < m; ++j)
+        out.set_column(j, std::span<const double>(S.values.data() + j * p,
+                                                  static_cast<std::size_t>(p)));
+      write_vectors(*output, out);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
+  mpi::collective_check(comm, failure);
+  const json partition = partition_json(model);
+  if (rank == 0) {
+    std::vector<double> sums(static_cast<std::size_t>(m), 0.0), maxima(sums.size(), 0.0);
+    for (index_t j = 0; j < m; ++j)
+      for (index_t i = 0; i < p; ++i) {
+        sums[j] += S.values[j * p + i];
+        maxima[j] = std::max(maxima[j], S.values[j * p + i]);
+      }
+    std::vector<TopEntries> tops;
+    if (top && *top > 0)
+      for (index_t j = 0; j < m; ++j)
+        tops.push_back(top_entries(
+            std::span<const double>(S.values.data() + j * p, static_cast<std::size_t>(p)),
+            static_cast<index_t>(*top)));
+    const double setup = *std::max_element(timings.setup.begin(), timings.setup.end());
+    if (json_out) {
+      json doc = {{"model", path},
+                  {"precision", "float64"},
+                  {"n", model.n},
+                  {"p", p},
+                  {"q", model.q},
+                  {"method", to_string(options.solver)},
+                  {"method_reason", S.reason},
+                  {"exact", false},
+                  {"lambda_pf", {{"lower", S.lambda_lower}, {"upper", S.lambda_upper}}},
+                  {"rows", rows},
+                  {"row_sums", sums},
+                  {"row_max", maxima},
+                  {"theta", S.theta},
+                  {"iterations", S.iterations},
+                  {"error_bound", S.error_bound},
+                  {"converged", S.converged},
+                  {"load_seconds", *std::max_element(load_all.begin(), load_all.end())},
+                  {"setup_seconds", setup},
+                  {"seconds", seconds},
+                  {"ranks", model.ranks},
+                  {"partition", partition},
+                  {"rank_seconds",
+                   {{"load", load_all},
+                    {"setup", timings.setup},
+                    {"solve", timings.solve},
+                    {"output", timings.output}}}};
+      if (output)
+        doc["output"] = *output;
+      if (!tops.empty()) {
+        json t = json::array();
+        for (index_t j = 0; j < m; ++j)
+          t.push_back({{"row", rows[j]},
+                       {"indices", tops[j].indices},
+                       {"values", tops[j].values}});
+        doc["top"] = t;
+      }
+      std::cout << doc.dump() << "\n";
+    } else if (!quiet) {
+      std::cout << "sensitivity of " << path << ": S is " << model.q << " x " << p
+                << " (n = " << model.n << " states, " << model.ranks << " ranks)\n"
+                << "  method: " << to_string(options.solver) << " (" << S.reason << ")\n"
+                << "  lambda_PF(|A|) in [" << fmt(S.lambda_lower) << ", "
+                << fmt(S.lambda_upper) << "]\n"
+                << "  iterations: " << S.iterations << ", certified relative error bound "
+                << fmt(S.error_bound) << (S.converged ? "" : "  (NOT converged)") << "\n"
+                << "  " << m << " row(s) in " << fmt(seconds) << " s\n";
+      for (index_t j = 0; j < std::min<index_t>(m, 20); ++j) {
+        std::cout << "  row " << rows[j] << ": sum " << fmt(sums[j]) << ", max "
+                  << fmt(maxima[j]);
+        if (!tops.empty()) {
+          std::cout << "; top:";
+          for (std::size_t t = 0; t < tops[j].indices.size() && t < 8; ++t)
+            std::cout << " " << tops[j].indices[t] << " (" << fmt(tops[j].values[t])
+                      << ")";
+        }
+        std::cout << "\n";
+      }
+      if (output)
+        std::cout << "  rows written to " << *output << "\n";
+    }
+  }
+  if (!S.converged) {
+    if (rank == 0)
+      std::cerr << "tacit-mpi: warning: the solves stopped with certified relative error "
+                   "bound "
+                << fmt(S.error_bound) << " above the tolerance\n";
+    return exit_numerical;
+  }
+  return exit_ok;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -433,11 +627,11 @@ int main(int argc, char **argv) {
       code = argc < 2 ? exit_usage : exit_ok;
     } else {
       const std::string command = argv[1];
-      const Args args =
-          Args::parse(argc, argv,
-                      {"input", "output", "states", "method", "max-iterations", "tol",
-                       "abs-tol", "anderson", "precision", "rel-width", "memory-budget"},
-                      {{'i', "input"}, {'o', "output"}, {'q', "quiet"}});
+      const Args args = Args::parse(
+          argc, argv,
+          {"input", "output", "states", "method", "max-iterations", "tol", "abs-tol",
+           "anderson", "precision", "rel-width", "memory-budget", "rows", "top"},
+          {{'i', "input"}, {'o', "output"}, {'q', "quiet"}});
       if (args.flag("help")) {
         if (rank == 0)
           std::cout << usage_text;
@@ -445,8 +639,11 @@ int main(int argc, char **argv) {
         code = run_solve(nullptr, comm, args, args.flag("json"), args.flag("quiet"));
       } else if (command == "wellposed") {
         code = run_wellposed(comm, args, args.flag("json"), args.flag("quiet"));
+      } else if (command == "sensitivity") {
+        code = run_sensitivity(comm, args, args.flag("json"), args.flag("quiet"));
       } else {
-        throw UsageError("unknown command '" + command + "' (solve or wellposed)");
+        throw UsageError("unknown command '" + command +
+                         "' (solve, wellposed or sensitivity)");
       }
     }
   } catch (const UsageError &e) {

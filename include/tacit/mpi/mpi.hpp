@@ -147,8 +147,11 @@ struct TACIT_EXPORT RankTimings {
 
 /// Picard x <- phi(A x + B u + b) for the inputs U (p x k, the same on every
 /// rank) with the stopping rule, per-column status, residuals and step
-/// history of the single-process Picard solver (SolveMethod::picard; plain
-/// Picard: options.anderson_depth must be 0); then Y = C X + D U + c (q x k)
+/// history of the single-process Picard solver (SolveMethod::picard), plain
+/// or with Anderson acceleration (options.anderson_depth > 0: its inner
+/// products summed in the single-process order, their running sums passed
+/// from rank to rank in the order of the states and broadcast from the last
+/// rank once per iteration); then Y = C X + D U + c (q x k)
 /// on rank 0 (left empty elsewhere), in input order. The states (own rows,
 /// returned in `X_own` when given: (own_end - own_begin) x k) are the same
 /// bits as the single-process solver's; Y agrees to rounding (C x is summed by

@@ -118,9 +118,22 @@ template <class T> struct FixedPointRun {
   /// the per-column maxima (3 per column: step, norm, non-finite flag) by
   /// their maxima over all processes. Both are collective: every process
   /// makes the same calls in the same order (the column states it decides
-  /// from are the reduced ones). Plain Picard only (not Anderson).
+  /// from are the reduced ones).
   const std::function<void(T *, index_t)> *exchange = nullptr;
   const std::function<void(std::span<double>)> *reduce = nullptr;
+  /// A distributed Anderson run (global_rows > 0): the iterated rows are the
+  /// global rows [global_begin, global_begin + iterated) of global_rows, and
+  /// Anderson's inner products are summed in the single-process order (over
+  /// chunks of kAndersonChunk global rows, each in row order, the chunks in
+  /// order) by passing the running sums along the processes in the order of
+  /// their rows: receive_previous(values) overwrites them with the previous
+  /// process's (nothing on the first), send_next(values) hands them on
+  /// (nothing on the last), broadcast_last(values) overwrites them with the
+  /// last process's. All three collective; the functions may be empty.
+  index_t global_begin = 0, global_rows = 0;
+  const std::function<void(std::span<double>)> *receive_previous = nullptr;
+  const std::function<void(std::span<double>)> *send_next = nullptr;
+  const std::function<void(std::span<double>)> *broadcast_last = nullptr;
 };
 
 /// Solves x = phi(M x + c) for every column from the iterate in
