@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "batch_commands.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -427,9 +429,12 @@ int main(int argc, char **argv) {
   bool every_rank = true;
   std::string message;
   try {
-    if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    if (const auto by_batch = mpi_cli::run_batch_command(argc, argv, comm)) {
+      code = *by_batch; // structured models: data parallel (batch_commands.cpp)
+    } else if (argc < 2 || std::string(argv[1]) == "--help" ||
+               std::string(argv[1]) == "-h") {
       if (rank == 0)
-        std::cout << usage_text;
+        std::cout << usage_text << mpi_cli::batch_usage_text();
       code = argc < 2 ? exit_usage : exit_ok;
     } else {
       const std::string command = argv[1];
@@ -440,7 +445,7 @@ int main(int argc, char **argv) {
                       {{'i', "input"}, {'o', "output"}, {'q', "quiet"}});
       if (args.flag("help")) {
         if (rank == 0)
-          std::cout << usage_text;
+          std::cout << usage_text << mpi_cli::batch_usage_text();
       } else if (command == "solve") {
         code = run_solve(nullptr, comm, args, args.flag("json"), args.flag("quiet"));
       } else if (command == "wellposed") {
