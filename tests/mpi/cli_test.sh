@@ -49,6 +49,15 @@ print(f"{np} ranks: outputs within {worst:.1e}, lambda_PF in [{lo}, {up}]")
 PY
 done
 
+# A model directory (Matrix Market), each rank reading its share of the files.
+"$cli" convert "$dir/model.tacit" "$dir/modeldir" -q
+for np in 2 3; do
+  run "$np" "$mpi_cli" solve "$dir/modeldir" -i "$dir/U.txt" -o "$dir/Ydir$np.txt" \
+    --states "$dir/Xdir$np.txt" -q
+  cmp "$dir/Xref.txt" "$dir/Xdir$np.txt" || fail "states from the directory with $np ranks"
+  cmp "$dir/Y$np.txt" "$dir/Ydir$np.txt" || fail "outputs from the directory with $np ranks"
+done
+
 # A memory budget one rank cannot meet: refused on 1 rank, met by each of 3.
 budget=$(( $(stat -c %s "$dir/model.tacit") * 6 / 10 ))
 run 3 "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Ymem.txt" \
