@@ -76,7 +76,8 @@ struct Options {
     std::size_t at = 0;
     while (at <= s.size()) {
       const auto comma = s.find(',', at);
-      const std::string item = s.substr(at, comma == std::string::npos ? comma : comma - at);
+      const std::string item =
+          s.substr(at, comma == std::string::npos ? comma : comma - at);
       if (!item.empty())
         out.push_back(std::strtod(item.c_str(), nullptr));
       if (comma == std::string::npos)
@@ -111,9 +112,10 @@ Mat petsc_A(const mpi::DistributedModel &m) {
     ci[e] = static_cast<PetscInt>(L.column(e));
   std::vector<PetscScalar> v(L.values().begin(), L.values().end());
   Mat A = nullptr;
-  MatCreateMPIAIJWithArrays(m.comm, static_cast<PetscInt>(own), static_cast<PetscInt>(own),
-                            static_cast<PetscInt>(m.n), static_cast<PetscInt>(m.n),
-                            rp.data(), ci.data(), v.data(), &A);
+  MatCreateMPIAIJWithArrays(m.comm, static_cast<PetscInt>(own),
+                            static_cast<PetscInt>(own), static_cast<PetscInt>(m.n),
+                            static_cast<PetscInt>(m.n), rp.data(), ci.data(), v.data(),
+                            &A);
   return A;
 }
 
@@ -142,10 +144,11 @@ Timing run_on(MPI_Comm comm, index_t n, index_t columns, int repeats) {
   Vec x = nullptr, y = nullptr;
   MatCreateVecs(A, &x, &y);
   VecSet(x, 1.0);
-  t.spmv = best_time(comm, repeats, [&] {
-             for (int k = 0; k < 10; ++k)
-               MatMult(A, x, y);
-           }) /
+  t.spmv = best_time(comm, repeats,
+                     [&] {
+                       for (int k = 0; k < 10; ++k)
+                         MatMult(A, x, y);
+                     }) /
            10;
   VecDestroy(&x);
   VecDestroy(&y);
@@ -184,10 +187,11 @@ Timing run_on(MPI_Comm comm, index_t n, index_t columns, int repeats) {
     Batch<double> xs(n, 1), ys(n, 1);
     for (index_t i = 0; i < n; ++i)
       xs(i, 0) = 1.0;
-    t.tacit_spmv = best_time(comm, repeats, [&] {
-                     for (int k = 0; k < 10; ++k)
-                       Ap->apply(Mode::normal, 1.0, xs, 0.0, ys);
-                   }) /
+    t.tacit_spmv = best_time(comm, repeats,
+                             [&] {
+                               for (int k = 0; k < 10; ++k)
+                                 Ap->apply(Mode::normal, 1.0, xs, 0.0, ys);
+                             }) /
                    10;
     SolveOptions so;
     so.method = SolveMethod::picard;
@@ -250,14 +254,15 @@ int scaling(const Options &o) {
                   one.picard_iter / (scale * t.picard_iter), t.picard_iterations, t.pf,
                   one.pf / (scale * t.pf), t.pf_products);
     }
-    std::printf("one rank against single-process tacit (the same model, one thread):\n"
-                "  SpMV %.4g s vs tacit %.4g s (x%.3f); Picard %.4g s/it (%d its) vs "
-                "tacit %.4g s/it (%d its) (x%.3f); lambda_PF %.4g s (%d products) vs tacit "
-                "%.4g s (%d products) (x%.3f)\n",
-                one.spmv, one.tacit_spmv, one.spmv / one.tacit_spmv, one.picard_iter,
-                one.picard_iterations, one.tacit_picard_iter, one.tacit_picard_iterations,
-                one.picard_iter / one.tacit_picard_iter, one.pf, one.pf_products,
-                one.tacit_pf, one.tacit_pf_products, one.pf / one.tacit_pf);
+    std::printf(
+        "one rank against single-process tacit (the same model, one thread):\n"
+        "  SpMV %.4g s vs tacit %.4g s (x%.3f); Picard %.4g s/it (%d its) vs "
+        "tacit %.4g s/it (%d its) (x%.3f); lambda_PF %.4g s (%d products) vs tacit "
+        "%.4g s (%d products) (x%.3f)\n",
+        one.spmv, one.tacit_spmv, one.spmv / one.tacit_spmv, one.picard_iter,
+        one.picard_iterations, one.tacit_picard_iter, one.tacit_picard_iterations,
+        one.picard_iter / one.tacit_picard_iter, one.pf, one.pf_products, one.tacit_pf,
+        one.tacit_pf_products, one.pf / one.tacit_pf);
     std::fflush(stdout);
   }
   return 0;
@@ -268,19 +273,20 @@ int cost_model(const Options &o) {
     return 0;
   const auto sizes = o.list("states", "1e6,1e7,1e8");
   const auto rank_list = o.list("ranks", "64,128,256,512,1024");
-  const double gbit = o.real("bandwidth", 100);     // Gb/s per rank (link)
+  const double gbit = o.real("bandwidth", 100);       // Gb/s per rank (link)
   const double latency = o.real("latency", 2) * 1e-6; // s per message
-  const double ns_nnz = o.real("ns-per-nnz", 1.0);  // per nonzero and column
+  const double ns_nnz = o.real("ns-per-nnz", 1.0);    // per nonzero and column
   const auto columns = static_cast<index_t>(o.real("columns", 32));
   const int sample = static_cast<int>(o.real("sample", 8));
   const double bytes_per_s = gbit * 1e9 / 8;
-  std::printf("cost model: random_implicit_model (16 random columns per row), balanced "
-              "partitions; per rank and Picard iteration on %lld inputs: receives ghosts x "
-              "8 x %lld bytes from its neighbours; network %.0f Gb/s per rank, latency %.1f "
-              "us per message (+ one allreduce, log2(P) latencies); compute %.3g ns per "
-              "nonzero and input (measured on this machine, one core); no overlap\n",
-              static_cast<long long>(columns), static_cast<long long>(columns), gbit,
-              latency * 1e6, ns_nnz);
+  std::printf(
+      "cost model: random_implicit_model (16 random columns per row), balanced "
+      "partitions; per rank and Picard iteration on %lld inputs: receives ghosts x "
+      "8 x %lld bytes from its neighbours; network %.0f Gb/s per rank, latency %.1f "
+      "us per message (+ one allreduce, log2(P) latencies); compute %.3g ns per "
+      "nonzero and input (measured on this machine, one core); no overlap\n",
+      static_cast<long long>(columns), static_cast<long long>(columns), gbit,
+      latency * 1e6, ns_nnz);
   std::printf("%11s %6s | %9s %11s %9s %5s | %11s %11s %11s %6s\n", "n", "ranks", "rows",
               "nnz", "ghosts", "nbrs", "MB/it", "compute s", "comm s", "eff");
   for (const double nd : sizes) {
@@ -305,12 +311,12 @@ int cost_model(const Options &o) {
       const double compute = double(nnz_max) * double(columns) * ns_nnz * 1e-9;
       const double comm =
           nb * latency + bytes / bytes_per_s + std::ceil(std::log2(double(P))) * latency;
-      std::printf("%11lld %6d | %9lld %11lld %9lld %5d | %11.3f %11.4g %11.4g %6.2f%s\n",
-                  static_cast<long long>(shape.states), P,
-                  static_cast<long long>(worst.rows), static_cast<long long>(nnz_max),
-                  static_cast<long long>(worst.ghosts), nb, bytes / 1e6, compute, comm,
-                  compute / (compute + comm),
-                  all ? "" : (" (" + std::to_string(halo.size()) + " ranks counted)").c_str());
+      std::printf(
+          "%11lld %6d | %9lld %11lld %9lld %5d | %11.3f %11.4g %11.4g %6.2f%s\n",
+          static_cast<long long>(shape.states), P, static_cast<long long>(worst.rows),
+          static_cast<long long>(nnz_max), static_cast<long long>(worst.ghosts), nb,
+          bytes / 1e6, compute, comm, compute / (compute + comm),
+          all ? "" : (" (" + std::to_string(halo.size()) + " ranks counted)").c_str());
       std::fflush(stdout);
     }
   }
@@ -359,17 +365,18 @@ int large(const Options &o) {
     for (int k = 0; k < m.ranks; ++k) {
       std::printf("  rank %d: states [%lld, %lld), holds %lld bytes\n", k,
                   static_cast<long long>(m.states.begin(k)),
-                  static_cast<long long>(m.states.end(k)), static_cast<long long>(all[k]));
+                  static_cast<long long>(m.states.end(k)),
+                  static_cast<long long>(all[k]));
       total += all[k];
     }
-    std::printf("  together %lld bytes; generated in %.3g s\n", static_cast<long long>(total),
-                build);
+    std::printf("  together %lld bytes; generated in %.3g s\n",
+                static_cast<long long>(total), build);
     std::printf("  lambda_PF(|A|) in [%.17g, %.17g] (%s, %d products, %.3g s): %s\n",
                 pf.lower, pf.upper, to_string(pf.status).c_str(), pf.iterations, certify,
                 pf.certified() ? "certified well-posed" : "not certified");
     std::printf("  solve of %lld inputs: %s, %d iterations, residual %.3g (%.3g s)\n",
-                static_cast<long long>(columns), to_string(r.status).c_str(), r.iterations,
-                r.residual, solve);
+                static_cast<long long>(columns), to_string(r.status).c_str(),
+                r.iterations, r.residual, solve);
   }
   return r.ok() && pf.certified() ? 0 : 3;
 }
@@ -380,7 +387,9 @@ int main(int argc, char **argv) {
   tacit::mpi::Environment env(argc, argv);
   if (argc < 2) {
     if (world_rank() == 0)
-      std::fprintf(stderr, "usage: mpirun -np P bench_mpi scaling|cost-model|large [--name value]...\n");
+      std::fprintf(
+          stderr,
+          "usage: mpirun -np P bench_mpi scaling|cost-model|large [--name value]...\n");
     return 1;
   }
   Options o;

@@ -201,8 +201,8 @@ CertifiedAccuracy gather_certificates(MPI_Comm comm, const CertifiedAccuracy &mi
   counts[0] = k > 0 ? mine.count : 0;
   counts[1] = k > 0 ? mine.correct : 0;
   for (int e = 0; e < E; ++e)
-    counts[2 + e] = k > 0 && e < static_cast<int>(mine.certified.size()) ? mine.certified[e]
-                                                                          : 0;
+    counts[2 + e] =
+        k > 0 && e < static_cast<int>(mine.certified.size()) ? mine.certified[e] : 0;
   MPI_Reduce(rank == 0 ? MPI_IN_PLACE : counts.data(), counts.data(), 2 + E, MPI_INT64_T,
              MPI_SUM, 0, comm);
   double seconds = mine.seconds;
@@ -293,8 +293,9 @@ CertifiedAccuracy batch_certify(MPI_Comm comm, const BoundAnalyzer<T> &analyzer,
       none.certified.assign(eps.size(), 0);
       return none;
     }
-    return certify_dataset<T>(analyzer, mine, labels.subspan(parts.begin(rank), mine.cols()),
-                              eps, radius, options);
+    return certify_dataset<T>(analyzer, mine,
+                              labels.subspan(parts.begin(rank), mine.cols()), eps, radius,
+                              options);
   });
   const double seconds = now() - t0;
   result = gather_certificates(comm, result, parts);
@@ -305,27 +306,25 @@ CertifiedAccuracy batch_certify(MPI_Comm comm, const BoundAnalyzer<T> &analyzer,
 
 template TACIT_EXPORT Batch<float> own_columns(const Batch<float> &, const RowPartition &,
                                                int);
-template TACIT_EXPORT Batch<double> own_columns(const Batch<double> &, const RowPartition &,
-                                                int);
+template TACIT_EXPORT Batch<double> own_columns(const Batch<double> &,
+                                                const RowPartition &, int);
 template TACIT_EXPORT Batch<float> gather_columns(MPI_Comm, const Batch<float> &,
                                                   const RowPartition &, index_t, index_t);
-template TACIT_EXPORT Batch<double> gather_columns(MPI_Comm, const Batch<double> &,
-                                                   const RowPartition &, index_t, index_t);
+template TACIT_EXPORT Batch<double>
+gather_columns(MPI_Comm, const Batch<double> &, const RowPartition &, index_t, index_t);
 template TACIT_EXPORT SolveReport batch_predict(MPI_Comm, EquilibriumSolver<float> &,
-                                                const Model<float> &, const Batch<float> &,
-                                                Batch<float> &, Batch<float> *,
-                                                RankTimings *);
+                                                const Model<float> &,
+                                                const Batch<float> &, Batch<float> &,
+                                                Batch<float> *, RankTimings *);
 template TACIT_EXPORT SolveReport batch_predict(MPI_Comm, EquilibriumSolver<double> &,
                                                 const Model<double> &,
                                                 const Batch<double> &, Batch<double> &,
                                                 Batch<double> *, RankTimings *);
-template TACIT_EXPORT CertifiedAccuracy
-batch_certify(MPI_Comm, const BoundAnalyzer<float> &, const Batch<float> &,
-              std::span<const int>, std::span<const double>, bool, const CertifyOptions &,
-              RankTimings *);
-template TACIT_EXPORT CertifiedAccuracy
-batch_certify(MPI_Comm, const BoundAnalyzer<double> &, const Batch<double> &,
-              std::span<const int>, std::span<const double>, bool, const CertifyOptions &,
-              RankTimings *);
+template TACIT_EXPORT CertifiedAccuracy batch_certify(
+    MPI_Comm, const BoundAnalyzer<float> &, const Batch<float> &, std::span<const int>,
+    std::span<const double>, bool, const CertifyOptions &, RankTimings *);
+template TACIT_EXPORT CertifiedAccuracy batch_certify(
+    MPI_Comm, const BoundAnalyzer<double> &, const Batch<double> &, std::span<const int>,
+    std::span<const double>, bool, const CertifyOptions &, RankTimings *);
 
 } // namespace tacit::inline v1::mpi

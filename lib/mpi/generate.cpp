@@ -20,7 +20,9 @@ namespace tacit::inline v1::mpi {
 namespace {
 
 /// The rows of A of the generated model: every row has this many nonzeros.
-index_t row_count(const ImplicitModelShape &s) { return std::min(s.row_nnz, s.states); }
+index_t row_count(const ImplicitModelShape &s) {
+  return std::min(s.row_nnz, s.states);
+}
 
 RowPartition generated_partition(const ImplicitModelShape &s, int ranks) {
   const auto per_row = static_cast<std::int64_t>(row_count(s));
@@ -34,8 +36,8 @@ void check_shape(const ImplicitModelShape &s) {
     throw InvalidArgument(
         "generated model: states, inputs, outputs and nonzeros per row must be >= 1 and "
         "the norm positive and finite, got n = " +
-        std::to_string(s.states) + ", p = " + std::to_string(s.inputs) + ", q = " +
-        std::to_string(s.outputs) + ", " + std::to_string(s.row_nnz) +
+        std::to_string(s.states) + ", p = " + std::to_string(s.inputs) +
+        ", q = " + std::to_string(s.outputs) + ", " + std::to_string(s.row_nnz) +
         " per row, norm " + std::to_string(s.norm_inf));
   if (s.states > std::numeric_limits<std::int32_t>::max() ||
       row_count(s) * s.states > std::numeric_limits<std::int32_t>::max())
@@ -46,8 +48,8 @@ void check_shape(const ImplicitModelShape &s) {
 
 } // namespace
 
-DistributedModel generate_distributed_model(const ImplicitModelShape &shape, MPI_Comm comm,
-                                            std::size_t memory_budget) {
+DistributedModel generate_distributed_model(const ImplicitModelShape &shape,
+                                            MPI_Comm comm, std::size_t memory_budget) {
   DistributedModel m;
   m.comm = comm;
   MPI_Comm_rank(comm, &m.rank);
@@ -62,11 +64,10 @@ DistributedModel generate_distributed_model(const ImplicitModelShape &shape, MPI
     m.outputs = even_partition(m.q, m.ranks);
     for (int r = 0; r < m.ranks; ++r)
       if (m.states.size(r) < 1)
-        throw InvalidArgument("the partition of the " + std::to_string(m.n) +
-                              " states over " + std::to_string(m.ranks) +
-                              " ranks leaves rank " + std::to_string(r) +
-                              " without states (run with at most " + std::to_string(m.n) +
-                              " ranks)");
+        throw InvalidArgument(
+            "the partition of the " + std::to_string(m.n) + " states over " +
+            std::to_string(m.ranks) + " ranks leaves rank " + std::to_string(r) +
+            " without states (run with at most " + std::to_string(m.n) + " ranks)");
     if (memory_budget > 0) {
       const index_t r0 = m.own_begin(), r1 = m.own_end();
       const index_t outs = m.outputs.size(m.rank);
@@ -113,7 +114,8 @@ DistributedModel generate_distributed_model(const ImplicitModelShape &shape, MPI
   m.B = {m.n, m.p, r0, std::int64_t(std::min<index_t>(m.p, 4)) * std::int64_t(m.n),
          std::move(part->B)};
   m.C = {m.q, m.n, m.outputs.begin(m.rank),
-         std::int64_t(std::min<index_t>(m.n, 32)) * std::int64_t(m.q), std::move(part->C)};
+         std::int64_t(std::min<index_t>(m.n, 32)) * std::int64_t(m.q),
+         std::move(part->C)};
   m.bias_x = std::move(part->bias_x);
   m.blocks = {{"states", 0, m.n, Activation{}}};
   m.activations.assign(static_cast<std::size_t>(m.own_end() - r0), Activation{});
@@ -158,7 +160,7 @@ std::vector<RankHalo> distributed_halo(const DistributedModel &model) {
   MPI_Reduce_scatter_block(readers.data(), &read_by, 1, MPI_INT64_T, MPI_SUM, model.comm);
   mine.readers = static_cast<int>(read_by);
   // Gathered on rank 0.
-  const std::int64_t row[7] = {mine.rank,  mine.rows, mine.nnz,    mine.ghosts,
+  const std::int64_t row[7] = {mine.rank,       mine.rows, mine.nnz,    mine.ghosts,
                                mine.neighbours, mine.sent, mine.readers};
   std::vector<std::int64_t> all(model.rank == 0 ? 7 * static_cast<std::size_t>(P) : 7);
   MPI_Gather(row, 7, MPI_INT64_T, all.data(), 7, MPI_INT64_T, 0, model.comm);
@@ -167,8 +169,8 @@ std::vector<RankHalo> distributed_halo(const DistributedModel &model) {
   std::vector<RankHalo> out(static_cast<std::size_t>(P));
   for (int r = 0; r < P; ++r) {
     const auto *v = all.data() + 7 * r;
-    out[r] = {static_cast<int>(v[0]), static_cast<index_t>(v[1]), v[2],
-              static_cast<index_t>(v[3]), static_cast<int>(v[4]), v[5],
+    out[r] = {static_cast<int>(v[0]),     static_cast<index_t>(v[1]), v[2],
+              static_cast<index_t>(v[3]), static_cast<int>(v[4]),     v[5],
               static_cast<int>(v[6])};
   }
   return out;

@@ -107,7 +107,9 @@ private:
   std::uint64_t size_ = 0;
 };
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r';
+}
 
 std::string quote(std::string_view s) {
   if (s.size() > 60)
@@ -261,18 +263,20 @@ Header read_header(const File &f) {
   std::int64_t v[3] = {0, 0, 0};
   if (s.size() != 3 || !integer_of(s[0], v[0]) || !integer_of(s[1], v[1]) ||
       !integer_of(s[2], v[2]) || v[0] < 0 || v[1] < 0 || v[2] < 0)
-    throw FileError(name, h.size_line,
-                    "bad size line " + quote(line) +
-                        ": expected 'rows columns entries' (three non-negative integers)");
+    throw FileError(
+        name, h.size_line,
+        "bad size line " + quote(line) +
+            ": expected 'rows columns entries' (three non-negative integers)");
   h.rows = v[0];
   h.cols = v[1];
   h.entries = v[2];
   if (h.symmetry != Symmetry::general && h.rows != h.cols)
-    throw FileError(name, h.size_line,
-                    std::string("a ") +
-                        (h.symmetry == Symmetry::symmetric ? "symmetric" : "skew-symmetric") +
-                        " matrix must be square, the size line declares " +
-                        std::to_string(h.rows) + " x " + std::to_string(h.cols));
+    throw FileError(
+        name, h.size_line,
+        std::string("a ") +
+            (h.symmetry == Symmetry::symmetric ? "symmetric" : "skew-symmetric") +
+            " matrix must be square, the size line declares " + std::to_string(h.rows) +
+            " x " + std::to_string(h.cols));
   if (h.rows > std::numeric_limits<std::int32_t>::max() ||
       h.cols > std::numeric_limits<std::int32_t>::max())
     throw FileError(name, h.size_line,
@@ -303,8 +307,8 @@ std::string parse_entry(std::string_view line, const Header &h, Entry &e) {
   if (!integer_of(t[1], j))
     return "column index " + quote(t[1]) + " is not an integer in " + quote(line);
   if (i < 1 || i > h.rows)
-    return "entry " + entry_name(i, j) + ": row " + std::to_string(i) + " is outside 1.." +
-           std::to_string(h.rows);
+    return "entry " + entry_name(i, j) + ": row " + std::to_string(i) +
+           " is outside 1.." + std::to_string(h.rows);
   if (j < 1 || j > h.cols)
     return "entry " + entry_name(i, j) + ": column " + std::to_string(j) +
            " is outside 1.." + std::to_string(h.cols);
@@ -423,7 +427,8 @@ std::vector<StateBlock> read_blocks(const fs::path &path, index_t n) {
     throw bad("\"format\" is " + j["format"].dump() + ", expected \"tacit-model\"");
   if (j.contains("version") &&
       (!j["version"].is_number_integer() || j["version"].get<std::int64_t>() != 1))
-    throw bad("unsupported version " + j["version"].dump() + " (this tacit reads version 1)");
+    throw bad("unsupported version " + j["version"].dump() +
+              " (this tacit reads version 1)");
   auto activation_of = [&](const nlohmann::json &o, const std::string &where,
                            Activation fallback) {
     double slope = fallback.slope;
@@ -469,23 +474,25 @@ std::vector<StateBlock> read_blocks(const fs::path &path, index_t n) {
     block.size = b["size"].get<std::int64_t>();
     block.offset = offset;
     if (block.size > n - offset)
-      throw bad(where + "block '" + block.name + "' of size " + std::to_string(block.size) +
-                " ends past the n = " + std::to_string(n) + " states of A.mtx");
+      throw bad(where + "block '" + block.name + "' of size " +
+                std::to_string(block.size) + " ends past the n = " + std::to_string(n) +
+                " states of A.mtx");
     block.activation = activation_of(b, where, global);
     offset += block.size;
     blocks.push_back(std::move(block));
   }
   if (offset != n)
-    throw bad("the block sizes sum to " + std::to_string(offset) + ", but A.mtx has n = " +
-              std::to_string(n) + " states");
+    throw bad("the block sizes sum to " + std::to_string(offset) +
+              ", but A.mtx has n = " + std::to_string(n) + " states");
   return blocks;
 }
 
 } // namespace
 
-DistributedCsr read_distributed_matrix_market(const fs::path &path, RowPartition &partition,
-                                              MPI_Comm comm,
-                                              const std::function<void(std::int64_t)> &admit) {
+DistributedCsr
+read_distributed_matrix_market(const fs::path &path, RowPartition &partition,
+                               MPI_Comm comm,
+                               const std::function<void(std::int64_t)> &admit) {
   const int rank = rank_of(comm), P = ranks_of(comm);
   // Phase 1, the same on every rank: the header; this rank's lines.
   std::shared_ptr<File> file;
@@ -536,8 +543,8 @@ DistributedCsr read_distributed_matrix_market(const fs::path &path, RowPartition
         entries.push_back(e);
         entry_lines.push_back(line_no);
         if (h.symmetry != Symmetry::general && e.row != e.col)
-          entries.push_back({e.col, e.row, h.symmetry == Symmetry::skew ? -e.value : e.value,
-                             line_no});
+          entries.push_back(
+              {e.col, e.row, h.symmetry == Symmetry::skew ? -e.value : e.value, line_no});
       }
       ++line_no;
     }
@@ -554,17 +561,17 @@ DistributedCsr read_distributed_matrix_market(const fs::path &path, RowPartition
     if (seen > h.entries && seen_before <= h.entries && seen_before + mine > h.entries) {
       const auto l = entry_lines[static_cast<std::size_t>(h.entries - seen_before)];
       throw FileError(name, l,
-                      "too many entries: the size line (line " + std::to_string(h.size_line) +
-                          ") declares " + std::to_string(h.entries) + ", line " +
-                          std::to_string(l) + " holds one more");
+                      "too many entries: the size line (line " +
+                          std::to_string(h.size_line) + ") declares " +
+                          std::to_string(h.entries) + ", line " + std::to_string(l) +
+                          " holds one more");
     }
     if (seen < h.entries)
-      throw FileError(name,
-                      std::max<std::int64_t>(h.body_line + total_lines - 1, h.size_line),
-                      "too few entries: the size line (line " +
-                          std::to_string(h.size_line) + ") declares " +
-                          std::to_string(h.entries) + ", the file ends after " +
-                          std::to_string(seen));
+      throw FileError(
+          name, std::max<std::int64_t>(h.body_line + total_lines - 1, h.size_line),
+          "too few entries: the size line (line " + std::to_string(h.size_line) +
+              ") declares " + std::to_string(h.entries) + ", the file ends after " +
+              std::to_string(seen));
   });
   entry_lines = std::vector<std::int64_t>();
   // The partition: balanced over the file's entries per row unless given.
@@ -587,7 +594,8 @@ DistributedCsr read_distributed_matrix_market(const fs::path &path, RowPartition
   std::sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
     return a.row != b.row ? a.row < b.row : a.col < b.col;
   });
-  std::vector<int> send(static_cast<std::size_t>(P), 0), recv(static_cast<std::size_t>(P));
+  std::vector<int> send(static_cast<std::size_t>(P), 0),
+      recv(static_cast<std::size_t>(P));
   {
     int owner = 0;
     for (const auto &e : entries) {
@@ -597,7 +605,8 @@ DistributedCsr read_distributed_matrix_market(const fs::path &path, RowPartition
     }
   }
   MPI_Alltoall(send.data(), 1, MPI_INT, recv.data(), 1, MPI_INT, comm);
-  std::vector<int> sdispl(static_cast<std::size_t>(P), 0), rdispl(static_cast<std::size_t>(P), 0);
+  std::vector<int> sdispl(static_cast<std::size_t>(P), 0),
+      rdispl(static_cast<std::size_t>(P), 0);
   for (int r = 1; r < P; ++r) {
     sdispl[r] = sdispl[r - 1] + send[r - 1];
     rdispl[r] = rdispl[r - 1] + recv[r - 1];
@@ -622,7 +631,9 @@ DistributedCsr read_distributed_matrix_market(const fs::path &path, RowPartition
   out.row_begin = partition.begin(rank);
   const index_t r0 = partition.begin(rank), rows = partition.size(rank);
   std::sort(own.begin(), own.end(), [](const Entry &a, const Entry &b) {
-    return a.row != b.row ? a.row < b.row : a.col != b.col ? a.col < b.col : a.line < b.line;
+    return a.row != b.row   ? a.row < b.row
+           : a.col != b.col ? a.col < b.col
+                            : a.line < b.line;
   });
   detail::collective(comm, [&] {
     for (std::size_t k = 1; k < own.size(); ++k)
@@ -647,7 +658,8 @@ DistributedCsr read_distributed_matrix_market(const fs::path &path, RowPartition
     }
     for (std::size_t i = 1; i < row_ptr.size(); ++i)
       row_ptr[i] += row_ptr[i - 1];
-    out.local = CsrMatrix<double>(rows, out.cols, std::move(row_ptr), cols, std::move(values));
+    out.local =
+        CsrMatrix<double>(rows, out.cols, std::move(row_ptr), cols, std::move(values));
   });
   out.global_nnz = own_nnz;
   MPI_Allreduce(MPI_IN_PLACE, &out.global_nnz, 1, MPI_INT64_T, MPI_SUM, comm);
@@ -691,9 +703,10 @@ DistributedModel load_distributed_model_directory(const fs::path &dir, MPI_Comm 
       d = read_header(File(dir / "D.mtx"));
       if (d->rows != c.rows || d->cols != b.cols)
         throw FileError((dir / "D.mtx").string(), 0,
-                        dims("D.mtx", d->rows, d->cols) + " but C.mtx has q = " +
-                            std::to_string(c.rows) + " rows and B.mtx has p = " +
-                            std::to_string(b.cols) + " columns: D must be q x p");
+                        dims("D.mtx", d->rows, d->cols) +
+                            " but C.mtx has q = " + std::to_string(c.rows) +
+                            " rows and B.mtx has p = " + std::to_string(b.cols) +
+                            " columns: D must be q x p");
     }
   });
   m.n = a.rows;
@@ -716,15 +729,15 @@ DistributedModel load_distributed_model_directory(const fs::path &dir, MPI_Comm 
                             std::to_string(memory_budget) + " bytes: use more ranks");
   };
   RowPartition states;
-  m.A = read_distributed_matrix_market(dir / "A.mtx", states, comm, [&](std::int64_t nnz) {
-    m.states = states;
-    admit(nnz, m.n);
-  });
+  m.A =
+      read_distributed_matrix_market(dir / "A.mtx", states, comm, [&](std::int64_t nnz) {
+        m.states = states;
+        admit(nnz, m.n);
+      });
   m.states = states;
   RowPartition same = states;
-  m.B = read_distributed_matrix_market(dir / "B.mtx", same, comm, [&](std::int64_t nnz) {
-    admit(nnz, m.p);
-  });
+  m.B = read_distributed_matrix_market(dir / "B.mtx", same, comm,
+                                       [&](std::int64_t nnz) { admit(nnz, m.p); });
   m.outputs = even_partition(m.q, m.ranks);
   RowPartition outputs = m.outputs; // (ranks beyond q hold no outputs)
   m.C = read_distributed_matrix_market(dir / "C.mtx", outputs, comm);
@@ -737,8 +750,8 @@ DistributedModel load_distributed_model_directory(const fs::path &dir, MPI_Comm 
       if (count != m.n)
         throw FileError((dir / "bx.txt").string(), 0,
                         "has " + std::to_string(count) + " values, expected " +
-                            std::to_string(m.n) + " (one per state: " +
-                            dims("A.mtx", m.n, m.n) + ")");
+                            std::to_string(m.n) +
+                            " (one per state: " + dims("A.mtx", m.n, m.n) + ")");
     } else {
       m.bias_x.assign(static_cast<std::size_t>(r1 - r0), 0.0);
     }
@@ -751,8 +764,8 @@ DistributedModel load_distributed_model_directory(const fs::path &dir, MPI_Comm 
         if (count != m.q)
           throw FileError((dir / "by.txt").string(), 0,
                           "has " + std::to_string(count) + " values, expected " +
-                              std::to_string(m.q) + " (one per output: " +
-                              dims("C.mtx", m.q, m.n) + ")");
+                              std::to_string(m.q) +
+                              " (one per output: " + dims("C.mtx", m.q, m.n) + ")");
       } else {
         m.bias_y.assign(static_cast<std::size_t>(m.q), 0.0);
       }
@@ -762,7 +775,8 @@ DistributedModel load_distributed_model_directory(const fs::path &dir, MPI_Comm 
                    : std::vector<StateBlock>{{"states", 0, m.n, Activation{}}};
     m.activations.assign(static_cast<std::size_t>(r1 - r0), Activation{});
     for (const auto &blk : m.blocks) {
-      const index_t lo = std::max(r0, blk.offset), hi = std::min(r1, blk.offset + blk.size);
+      const index_t lo = std::max(r0, blk.offset),
+                    hi = std::min(r1, blk.offset + blk.size);
       for (index_t i = lo; i < hi; ++i)
         m.activations[i - r0] = blk.activation;
     }

@@ -432,7 +432,8 @@ CsrMatrix<double> random_sparse_rows(std::uint64_t seed, index_t begin, index_t 
             }
         } else {
           for (index_t k = 0; k < per_row;) {
-            const auto j = static_cast<index_t>(rng.below(static_cast<std::uint64_t>(cols)));
+            const auto j =
+                static_cast<index_t>(rng.below(static_cast<std::uint64_t>(cols)));
             if (std::find(c, c + k, j) == c + k)
               c[k++] = j;
           }
@@ -453,15 +454,15 @@ ImplicitModelPart<T> random_implicit_model_part(
   check_implicit_arguments(states, inputs, outputs, row_nnz, norm_inf);
   if (row_begin < 0 || row_end < row_begin || row_end > states || out_begin < 0 ||
       out_end < out_begin || out_end > outputs)
-    throw InvalidArgument("random_implicit_model_part: states [" +
-                          std::to_string(row_begin) + ", " + std::to_string(row_end) +
-                          ") and outputs [" + std::to_string(out_begin) + ", " +
-                          std::to_string(out_end) + ") must lie in [0, " +
-                          std::to_string(states) + "] and [0, " +
-                          std::to_string(outputs) + "]");
+    throw InvalidArgument(
+        "random_implicit_model_part: states [" + std::to_string(row_begin) + ", " +
+        std::to_string(row_end) + ") and outputs [" + std::to_string(out_begin) + ", " +
+        std::to_string(out_end) + ") must lie in [0, " + std::to_string(states) +
+        "] and [0, " + std::to_string(outputs) + "]");
   ImplicitModelPart<T> part;
-  part.A = random_sparse_rows(seed, row_begin, row_end, states, row_nnz, stream_rows_a, 1.0)
-               .template cast<T>();
+  part.A =
+      random_sparse_rows(seed, row_begin, row_end, states, row_nnz, stream_rows_a, 1.0)
+          .template cast<T>();
   {
     // Scale to the requested norm, then make the largest row hit it exactly
     // (row sums formed in storage order in T, as row_abs_sums does).
@@ -526,7 +527,8 @@ CsrMatrix<double> random_implicit_pattern(index_t states, index_t row_nnz,
     throw InvalidArgument("random_implicit_pattern: rows [" + std::to_string(row_begin) +
                           ", " + std::to_string(row_end) + ") must lie in [0, " +
                           std::to_string(states) + "]");
-  return random_sparse_rows(seed, row_begin, row_end, states, row_nnz, stream_rows_a, 1.0);
+  return random_sparse_rows(seed, row_begin, row_end, states, row_nnz, stream_rows_a,
+                            1.0);
 }
 
 template <class T>
@@ -564,12 +566,14 @@ template Model<float> random_implicit_model<float>(index_t, index_t, index_t, in
                                                    double, std::uint64_t);
 template Model<double> random_implicit_model<double>(index_t, index_t, index_t, index_t,
                                                      double, std::uint64_t);
-template ImplicitModelPart<float> random_implicit_model_part<float>(
-    index_t, index_t, index_t, index_t, double, std::uint64_t, index_t, index_t, index_t,
-    index_t, const std::function<void(double &, index_t &)> &);
-template ImplicitModelPart<double> random_implicit_model_part<double>(
-    index_t, index_t, index_t, index_t, double, std::uint64_t, index_t, index_t, index_t,
-    index_t, const std::function<void(double &, index_t &)> &);
+template ImplicitModelPart<float>
+random_implicit_model_part<float>(index_t, index_t, index_t, index_t, double,
+                                  std::uint64_t, index_t, index_t, index_t, index_t,
+                                  const std::function<void(double &, index_t &)> &);
+template ImplicitModelPart<double>
+random_implicit_model_part<double>(index_t, index_t, index_t, index_t, double,
+                                   std::uint64_t, index_t, index_t, index_t, index_t,
+                                   const std::function<void(double &, index_t &)> &);
 template Batch<float> random_batch<float>(index_t, index_t, std::uint64_t, index_t);
 template Batch<double> random_batch<double>(index_t, index_t, std::uint64_t, index_t);
 

@@ -51,7 +51,8 @@ void check_predict(const Model<double> &model, SolveMethod method, index_t k) {
   EquilibriumSolver<double> solver(model, o);
   Batch<double> X, Y;
   mpi::RankTimings timings;
-  const SolveReport r = mpi::batch_predict(MPI_COMM_WORLD, solver, model, U, Y, &X, &timings);
+  const SolveReport r =
+      mpi::batch_predict(MPI_COMM_WORLD, solver, model, U, Y, &X, &timings);
   REQUIRE(r.method == ref.method);
   REQUIRE(r.status == ref.status);
   REQUIRE(r.iterations == ref.iterations);
@@ -97,7 +98,8 @@ TEST_CASE("batch_predict gives the single-process outputs, states and report bit
   }
 }
 
-TEST_CASE("batch_predict refuses inputs of the wrong size on every rank", "[mpi][batch]") {
+TEST_CASE("batch_predict refuses inputs of the wrong size on every rank",
+          "[mpi][batch]") {
   const auto model = network();
   EquilibriumSolver<double> solver(model);
   const auto U = random_batch<double>(model.inputs() + 1, 4, 5);
@@ -158,21 +160,21 @@ TEST_CASE("random_implicit_model_part: the parts make up the whole model, bit fo
   double largest = 0;
   index_t top = 0;
   for (int k = 0; k < 3; ++k) {
-    auto probe = random_implicit_model_part<double>(n, p, q, 9, 0.8, 3, cuts[k], cuts[k + 1],
-                                                    0, 0, [&](double &s, index_t &row) {
-                                                      if (s > largest) {
-                                                        largest = s;
-                                                        top = row;
-                                                      }
-                                                    });
+    auto probe = random_implicit_model_part<double>(
+        n, p, q, 9, 0.8, 3, cuts[k], cuts[k + 1], 0, 0, [&](double &s, index_t &row) {
+          if (s > largest) {
+            largest = s;
+            top = row;
+          }
+        });
   }
   for (int k = 0; k < 3; ++k) {
-    const auto part = random_implicit_model_part<double>(
-        n, p, q, 9, 0.8, 3, cuts[k], cuts[k + 1], k == 0 ? 0 : q, q,
-        [&](double &s, index_t &row) {
-          s = largest;
-          row = top;
-        });
+    const auto part = random_implicit_model_part<double>(n, p, q, 9, 0.8, 3, cuts[k],
+                                                         cuts[k + 1], k == 0 ? 0 : q, q,
+                                                         [&](double &s, index_t &row) {
+                                                           s = largest;
+                                                           row = top;
+                                                         });
     for (index_t i = cuts[k]; i < cuts[k + 1]; ++i) {
       const auto rp = A->row_ptr(), lp = part.A.row_ptr();
       const index_t li = i - cuts[k];
@@ -189,7 +191,8 @@ TEST_CASE("random_implicit_model_part: the parts make up the whole model, bit fo
   const auto pattern = random_implicit_pattern(n, 9, 3, 100, 200);
   for (index_t i = 100; i < 200; ++i)
     for (auto e = pattern.row_ptr()[i - 100]; e < pattern.row_ptr()[i - 99]; ++e)
-      REQUIRE(pattern.column(e) == A->column(A->row_ptr()[i] + (e - pattern.row_ptr()[i - 100])));
+      REQUIRE(pattern.column(e) ==
+              A->column(A->row_ptr()[i] + (e - pattern.row_ptr()[i - 100])));
 }
 
 TEST_CASE("generate_distributed_model holds each rank's rows of random_implicit_model",
@@ -249,8 +252,9 @@ TEST_CASE("generate_distributed_model holds each rank's rows of random_implicit_
   }
 }
 
-TEST_CASE("generate_distributed_model refuses a share over the memory budget on every rank",
-          "[mpi][generate]") {
+TEST_CASE(
+    "generate_distributed_model refuses a share over the memory budget on every rank",
+    "[mpi][generate]") {
   mpi::ImplicitModelShape shape;
   shape.states = 3000;
   shape.inputs = 4;

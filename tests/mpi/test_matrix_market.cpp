@@ -85,18 +85,21 @@ TEST_CASE("a Matrix Market file read in parallel equals the single-process reade
   SECTION("symmetric and skew-symmetric: the mirrors expanded") {
     const std::string body = "6 6 8\n1 1 2\n2 1 -1\n3 2 4\n4 1 1.5\n4 4 3\n5 3 -2\n6 5 "
                              "7\n6 6 1\n";
-    check_file(write(dir, "s.mtx", "%%MatrixMarket matrix coordinate real symmetric\n" + body));
-    const std::string skew = "6 6 4\n2 1 -1\n3 2 4\n5 3 -2\n6 5 7\n";
     check_file(
-        write(dir, "k.mtx", "%%MatrixMarket matrix coordinate real skew-symmetric\n" + skew));
+        write(dir, "s.mtx", "%%MatrixMarket matrix coordinate real symmetric\n" + body));
+    const std::string skew = "6 6 4\n2 1 -1\n3 2 4\n5 3 -2\n6 5 7\n";
+    check_file(write(dir, "k.mtx",
+                     "%%MatrixMarket matrix coordinate real skew-symmetric\n" + skew));
   }
   SECTION("pattern and integer fields, no final newline") {
-    check_file(write(dir, "p.mtx",
-                     "%%MatrixMarket matrix coordinate pattern general\n4 4 5\n1 2\n2 3\n3 "
-                     "4\n4 1\n4 4"));
-    check_file(write(dir, "i.mtx",
-                     "%%MatrixMarket matrix coordinate integer general\n3 3 3\n1 3 -7\n2 2 "
-                     "5\n3 1 2"));
+    check_file(
+        write(dir, "p.mtx",
+              "%%MatrixMarket matrix coordinate pattern general\n4 4 5\n1 2\n2 3\n3 "
+              "4\n4 1\n4 4"));
+    check_file(
+        write(dir, "i.mtx",
+              "%%MatrixMarket matrix coordinate integer general\n3 3 3\n1 3 -7\n2 2 "
+              "5\n3 1 2"));
   }
   SECTION("a larger file written by tacit") {
     const auto model = test_model(400, 6, 4, 5);
@@ -170,7 +173,8 @@ TEST_CASE("bad Matrix Market files fail on every rank, naming the line",
   };
   SECTION("a duplicate far from its first line") {
     const auto f = write(dir, "dup.mtx", head + "13\n" + lines.str() + "1 2 4\n");
-    require_error<FileError>([&] { read(f); }, "dup.mtx:15: duplicate entry (1, 2) on lines 3 and 15");
+    require_error<FileError>([&] { read(f); },
+                             "dup.mtx:15: duplicate entry (1, 2) on lines 3 and 15");
   }
   SECTION("an index out of range in the last lines") {
     const auto f = write(dir, "range.mtx", head + "13\n" + lines.str() + "6 7 1\n");
@@ -178,21 +182,26 @@ TEST_CASE("bad Matrix Market files fail on every rank, naming the line",
   }
   SECTION("too many and too few entries") {
     const auto f = write(dir, "many.mtx", head + "11\n" + lines.str());
-    require_error<FileError>([&] { read(f); },
-                             "many.mtx:14: too many entries: the size line (line 2) declares 11");
+    require_error<FileError>(
+        [&] { read(f); },
+        "many.mtx:14: too many entries: the size line (line 2) declares 11");
     const auto g = write(dir, "few.mtx", head + "13\n" + lines.str());
     require_error<FileError>([&] { read(g); }, "too few entries");
   }
   SECTION("a value that is not finite, an above-diagonal symmetric entry") {
     const auto f = write(dir, "nan.mtx", head + "2\n1 1 nan\n2 2 1\n");
-    require_error<FileError>([&] { read(f); }, "nan.mtx:3: entry (1, 1): value 'nan' is not finite");
-    const auto g = write(dir, "upper.mtx",
-                         "%%MatrixMarket matrix coordinate real symmetric\n3 3 2\n1 1 1\n1 "
-                         "3 2\n");
-    require_error<FileError>([&] { read(g); }, "upper.mtx:4: entry (1, 3) is above the diagonal");
+    require_error<FileError>([&] { read(f); },
+                             "nan.mtx:3: entry (1, 1): value 'nan' is not finite");
+    const auto g =
+        write(dir, "upper.mtx",
+              "%%MatrixMarket matrix coordinate real symmetric\n3 3 2\n1 1 1\n1 "
+              "3 2\n");
+    require_error<FileError>([&] { read(g); },
+                             "upper.mtx:4: entry (1, 3) is above the diagonal");
   }
   SECTION("an array file, a missing file") {
-    const auto f = write(dir, "arr.mtx", "%%MatrixMarket matrix array real general\n1 1\n2\n");
+    const auto f =
+        write(dir, "arr.mtx", "%%MatrixMarket matrix array real general\n1 1\n2\n");
     require_error<FileError>([&] { read(f); }, "tacit convert");
     require_error<FileError>([&] { read(dir / "absent.mtx"); }, "cannot open");
   }

@@ -43,11 +43,16 @@ const OptionSpec by_option{"by", 0, "batch",
 Command solve_command() {
   Command c;
   c.name = "solve";
-  c.options = {{"input", 'i', "U.txt", ""},    {"output", 'o', "Y.txt", ""},
-               {"states", 0, "X.txt", ""},     {"method", 0, "M", ""},
-               precision_option,               {"max-iterations", 0, "K", ""},
-               {"tol", 0, "T", ""},            {"abs-tol", 0, "T", ""},
-               {"anderson", 0, "M", ""},       {"repeat", 0, "N", ""},
+  c.options = {{"input", 'i', "U.txt", ""},
+               {"output", 'o', "Y.txt", ""},
+               {"states", 0, "X.txt", ""},
+               {"method", 0, "M", ""},
+               precision_option,
+               {"max-iterations", 0, "K", ""},
+               {"tol", 0, "T", ""},
+               {"abs-tol", 0, "T", ""},
+               {"anderson", 0, "M", ""},
+               {"repeat", 0, "N", ""},
                by_option};
   c.positionals = {{"MODEL", ""}};
   return c;
@@ -158,8 +163,8 @@ public:
   }
   /// Reports the failure on this rank's stderr (one write) and gives its code.
   int report() const {
-    const std::string line = "tacit-mpi (rank " + std::to_string(rank_of(comm_)) + " of " +
-                             std::to_string(ranks_of(comm_)) +
+    const std::string line = "tacit-mpi (rank " + std::to_string(rank_of(comm_)) +
+                             " of " + std::to_string(ranks_of(comm_)) +
                              "): error: " + failure_.message + "\n";
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);
@@ -179,7 +184,9 @@ std::vector<double> gather(MPI_Comm comm, double mine) {
   return all;
 }
 
-double max_of(const std::vector<double> &v) { return *std::max_element(v.begin(), v.end()); }
+double max_of(const std::vector<double> &v) {
+  return *std::max_element(v.begin(), v.end());
+}
 
 template <class T> std::size_t model_bytes(const Model<T> &m) {
   std::size_t b = m.A().bytes() + m.B().bytes() + m.C().bytes() +
@@ -191,15 +198,17 @@ template <class T> std::size_t model_bytes(const Model<T> &m) {
 
 /// The inputs of each rank and the bytes of the model it holds.
 template <class T>
-json partition_json(MPI_Comm comm, const mpi::RowPartition &parts, const Model<T> &model) {
+json partition_json(MPI_Comm comm, const mpi::RowPartition &parts,
+                    const Model<T> &model) {
   const auto bytes = gather(comm, static_cast<double>(model_bytes(model)));
   json ranks = json::array();
   for (int r = 0; r < parts.ranks(); ++r)
     ranks.push_back({{"rank", r},
                      {"inputs", {parts.begin(r), parts.end(r)}},
                      {"bytes", static_cast<std::int64_t>(bytes[r])}});
-  return {{"method", "by batch: contiguous whole slabs of inputs, the model on every rank"},
-          {"ranks", ranks}};
+  return {
+      {"method", "by batch: contiguous whole slabs of inputs, the model on every rank"},
+      {"ranks", ranks}};
 }
 
 SolveOptions solve_options(const Arguments &args, Precision precision) {
@@ -246,9 +255,9 @@ int solve(MPI_Comm comm, const Arguments &args, bool json_out, bool quiet,
         model = std::make_unique<Model<T>>(load_model<T>(model_path));
         U = read_vectors<T>(input, model->inputs());
         if (U.cols() == 0)
-          throw CommandFailure(exit_input, input + ": no input vectors (expected lines of " +
-                                               std::to_string(model->inputs()) +
-                                               " numbers)");
+          throw CommandFailure(exit_input,
+                               input + ": no input vectors (expected lines of " +
+                                   std::to_string(model->inputs()) + " numbers)");
       }))
     return agree.report();
   const auto load_all = gather(comm, clock.seconds());
@@ -264,8 +273,8 @@ int solve(MPI_Comm comm, const Arguments &args, bool json_out, bool quiet,
   if (!agree([&] {
         for (int r = 0; r < repeat; ++r) {
           mpi::RankTimings t;
-          report = mpi::batch_predict(comm, *solver, *model, U, Y, states ? &X : nullptr,
-                                      &t);
+          report =
+              mpi::batch_predict(comm, *solver, *model, U, Y, states ? &X : nullptr, &t);
           const double s = rank == 0 ? max_of(t.solve) : 0.0;
           if (r == 0) {
             timings = t;
@@ -278,7 +287,8 @@ int solve(MPI_Comm comm, const Arguments &args, bool json_out, bool quiet,
   if (!agree([&] {
         if (rank != 0)
           return;
-        write_output(output, [&](const std::filesystem::path &p) { write_vectors(p, Y); });
+        write_output(output,
+                     [&](const std::filesystem::path &p) { write_vectors(p, Y); });
         if (states)
           write_output(*states,
                        [&](const std::filesystem::path &p) { write_vectors(p, X); });
@@ -326,8 +336,9 @@ int solve(MPI_Comm comm, const Arguments &args, bool json_out, bool quiet,
         doc["states"] = *states;
       std::cout << doc.dump() << "\n";
     } else if (!quiet) {
-      std::cout << "solved " << fmt_count(U.cols()) << " input" << (U.cols() == 1 ? "" : "s")
-                << " of " << input << " -> " << output << "\n"
+      std::cout << "solved " << fmt_count(U.cols()) << " input"
+                << (U.cols() == 1 ? "" : "s") << " of " << input << " -> " << output
+                << "\n"
                 << "  model: n = " << fmt_count(model->states())
                 << ", p = " << fmt_count(model->inputs())
                 << ", q = " << fmt_count(model->outputs()) << ", " << to_string(precision)
@@ -377,7 +388,8 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
   Batch<T> inputs;
   Stopwatch clock;
   if (!agree([&] {
-        eps = parse_list(a.text("eps").value_or("0.005,0.01,0.02,0.05"), "--eps", 0.0, 1e6);
+        eps =
+            parse_list(a.text("eps").value_or("0.005,0.01,0.02,0.05"), "--eps", 0.0, 1e6);
         method = parse_bound_method(
             a.choice("bound", {"global", "interval", "linear", "best"}).value_or("best"));
         const index_t limit = a.integer("limit", 0, std::int64_t(1) << 40).value_or(-1);
@@ -402,11 +414,10 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
             inputs(i, j) = static_cast<T>(data.inputs(i, j));
         for (std::size_t j = 0; j < data.labels.size(); ++j)
           if (data.labels[j] >= model->outputs())
-            throw CommandFailure(exit_input, data.source + ": label " +
-                                                 std::to_string(data.labels[j]) +
-                                                 " of input " + std::to_string(j + 1) +
-                                                 " is not below q = " +
-                                                 std::to_string(model->outputs()));
+            throw CommandFailure(
+                exit_input, data.source + ": label " + std::to_string(data.labels[j]) +
+                                " of input " + std::to_string(j + 1) +
+                                " is not below q = " + std::to_string(model->outputs()));
         if (domain) {
           options.domain_lo = (*domain)[0];
           options.domain_hi = (*domain)[1];
@@ -419,12 +430,14 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
   const auto load_all = gather(comm, clock.seconds());
   clock.restart();
   std::unique_ptr<BoundAnalyzer<T>> analyzer;
-  if (!agree([&] { analyzer = std::make_unique<BoundAnalyzer<T>>(*model, options.bounds); }))
+  if (!agree(
+          [&] { analyzer = std::make_unique<BoundAnalyzer<T>>(*model, options.bounds); }))
     return agree.report();
   const auto setup_all = gather(comm, clock.seconds());
   if (rank == 0 && !analyzer->certified_well_posed())
-    std::cerr << "tacit-mpi: warning: lambda_PF(L|A|) < 1 is not certified: every bound is "
-                 "infinite and nothing can be certified\n";
+    std::cerr
+        << "tacit-mpi: warning: lambda_PF(L|A|) < 1 is not certified: every bound is "
+           "infinite and nothing can be certified\n";
   CertifiedAccuracy result;
   mpi::RankTimings timings;
   if (!agree([&] {
@@ -541,7 +554,8 @@ const char *batch_usage_text() {
          "  solve MODEL -i U.txt -o Y.txt   the options of `tacit solve` (--method,\n"
          "      --precision, --anderson, --states, --repeat ...); the same outputs\n"
          "  certify MODEL (--data DIR | -i U.txt --labels L.txt)   the options of\n"
-         "      `tacit certify` (--eps, --bound, --radius-output, --domain, --limit ...)\n"
+         "      `tacit certify` (--eps, --bound, --radius-output, --domain, --limit "
+         "...)\n"
          "      but --widths; the same counts and radii\n"
          "  --threads N: threads per rank\n"
          "JSON fields: those of tacit solve / tacit certify, plus ranks, distribution\n"
@@ -594,7 +608,8 @@ std::optional<int> run_batch_command(int argc, char **argv, MPI_Comm comm) {
         const Command spec = command == "solve" ? solve_command() : certify_command();
         parsed = Arguments::parse(spec, args);
         if (const auto b = parsed.text("by"); b && *b != "batch")
-          throw UsageError("--by " + *b + ": only 'batch' (a CSR model without --by is "
+          throw UsageError("--by " + *b +
+                           ": only 'batch' (a CSR model without --by is "
                            "distributed by states)");
         precision = precision_of(parsed);
         if (const auto t = parsed.integer("threads", 1, 4096))

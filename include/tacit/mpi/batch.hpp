@@ -77,11 +77,9 @@ TACIT_EXPORT SolveReport batch_predict(MPI_Comm comm, EquilibriumSolver<T> &solv
 /// counts, certificates and radii as certify_dataset in one process.
 /// `timings->solve` gets each rank's certification time. Collective.
 template <class T>
-TACIT_EXPORT CertifiedAccuracy batch_certify(MPI_Comm comm,
-                                             const BoundAnalyzer<T> &analyzer,
-                                             const Batch<T> &U, std::span<const int> labels,
-                                             std::span<const double> eps, bool radius,
-                                             const CertifyOptions &options,
-                                             RankTimings *timings = nullptr);
+TACIT_EXPORT CertifiedAccuracy
+batch_certify(MPI_Comm comm, const BoundAnalyzer<T> &analyzer, const Batch<T> &U,
+              std::span<const int> labels, std::span<const double> eps, bool radius,
+              const CertifyOptions &options, RankTimings *timings = nullptr);
 
 } // namespace tacit::inline v1::mpi

@@ -49,12 +49,12 @@ TACIT_EXPORT DistributedModel generate_distributed_model(const ImplicitModelShap
 /// reading rank) to `readers` ranks.
 struct TACIT_EXPORT RankHalo {
   int rank = 0;
-  index_t rows = 0;        ///< own states
-  std::int64_t nnz = 0;    ///< nonzeros of its rows of A
-  index_t ghosts = 0;      ///< states received
-  int neighbours = 0;      ///< ranks received from
-  std::int64_t sent = -1;  ///< states sent (-1: not counted)
-  int readers = -1;        ///< ranks sent to (-1: not counted)
+  index_t rows = 0;       ///< own states
+  std::int64_t nnz = 0;   ///< nonzeros of its rows of A
+  index_t ghosts = 0;     ///< states received
+  int neighbours = 0;     ///< ranks received from
+  std::int64_t sent = -1; ///< states sent (-1: not counted)
+  int readers = -1;       ///< ranks sent to (-1: not counted)
 };
 
 /// The halo of every rank of a distributed model, on rank 0 (other ranks: their

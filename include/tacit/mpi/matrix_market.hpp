@@ -28,15 +28,14 @@ namespace tacit::inline v1::mpi {
 /// lines). `partition` empty (no starts): the rows are split as
 /// balanced_partition splits them (nonzeros plus rows; every rank then holds
 /// a count per row, 8 bytes a row, while reading; a rank left without rows is
-/// refused); else the given split of the rows (ranks may be empty). `admit(own_nnz)` (may be empty), called on every rank before its
-/// rows are gathered, may refuse by throwing. Array files are refused
-/// (convert the model to a native file: `tacit convert DIR model.tacit`).
-/// \throws FileError naming the file, the line and the problem (on every
+/// refused); else the given split of the rows (ranks may be empty). `admit(own_nnz)` (may
+/// be empty), called on every rank before its rows are gathered, may refuse by throwing.
+/// Array files are refused (convert the model to a native file: `tacit convert DIR
+/// model.tacit`). \throws FileError naming the file, the line and the problem (on every
 /// rank); InvalidArgument when the partition leaves a rank without rows.
 TACIT_EXPORT DistributedCsr read_distributed_matrix_market(
     const std::filesystem::path &path, RowPartition &partition,
-    MPI_Comm comm = MPI_COMM_WORLD,
-    const std::function<void(std::int64_t)> &admit = {});
+    MPI_Comm comm = MPI_COMM_WORLD, const std::function<void(std::int64_t)> &admit = {});
 
 /// A model directory (A.mtx, B.mtx, C.mtx, optional D.mtx, bx.txt, by.txt,
 /// model.json; see io.hpp) distributed as load_distributed_model distributes

@@ -56,10 +56,10 @@ TACIT_EXPORT Model<T> random_implicit_model(index_t states, index_t inputs, inde
 /// One part of random_implicit_model(states, inputs, outputs, row_nnz,
 /// norm_inf, seed): its rows of A, B (global columns) and b, and its rows of C.
 template <class T> struct ImplicitModelPart {
-  CsrMatrix<T> A;          ///< rows [row_begin, row_end) of A, states columns
-  CsrMatrix<T> B;          ///< the same rows of B, inputs columns
-  CsrMatrix<T> C;          ///< rows [out_begin, out_end) of C, states columns
-  std::vector<T> bias_x;   ///< b on [row_begin, row_end)
+  CsrMatrix<T> A;        ///< rows [row_begin, row_end) of A, states columns
+  CsrMatrix<T> B;        ///< the same rows of B, inputs columns
+  CsrMatrix<T> C;        ///< rows [out_begin, out_end) of C, states columns
+  std::vector<T> bias_x; ///< b on [row_begin, row_end)
 };
 
 /// The states [row_begin, row_end) and outputs [out_begin, out_end) of
@@ -88,7 +88,8 @@ TACIT_EXPORT ImplicitModelPart<T> random_implicit_model_part(
 /// [0, states].
 TACIT_EXPORT CsrMatrix<double> random_implicit_pattern(index_t states, index_t row_nnz,
                                                        std::uint64_t seed,
-                                                       index_t row_begin, index_t row_end);
+                                                       index_t row_begin,
+                                                       index_t row_end);
 
 /// Deterministic inputs in [-1, 1]: rows x cols.
 template <class T>
