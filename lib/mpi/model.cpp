@@ -1,6 +1,7 @@
 // Distributed models: partitions, the parallel native-file reader, and the
 // distribution of a model every rank holds.
 
+#include <tacit/mpi/matrix_market.hpp>
 #include <tacit/mpi/mpi.hpp>
 
 #include <algorithm>
@@ -386,6 +387,8 @@ void init_comm(DistributedModel &m, MPI_Comm comm) {
 
 DistributedModel load_distributed_model(const fs::path &path, MPI_Comm comm,
                                         std::size_t memory_budget) {
+  if (std::error_code ec; fs::is_directory(path, ec)) // lib/mpi/matrix_market.cpp
+    return load_distributed_model_directory(path, comm, memory_budget);
   DistributedModel m;
   init_comm(m, comm);
   // Phase 1 (every rank the same reads): header, sections, the partition.

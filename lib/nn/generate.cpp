@@ -390,9 +390,10 @@ Model<T> resnet_like_model(const ResNetLikeShape &shape, std::uint64_t seed) {
                   std::move(bias_y), std::move(blocks));
 }
 
-template <class T>
-Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
-                               index_t row_nnz, double norm_inf, std::uint64_t seed) {
+namespace {
+
+void check_implicit_arguments(index_t states, index_t inputs, index_t outputs,
+                              index_t row_nnz, double norm_inf) {
   if (states < 1 || inputs < 1 || outputs < 1)
     throw InvalidArgument("random_implicit_model: states, inputs and outputs must be "
                           ">= 1, got " +
@@ -405,80 +406,140 @@ Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
     throw InvalidArgument("random_implicit_model: norm_inf must be positive and "
                           "finite, got " +
                           std::to_string(norm_inf));
+}
 
-  // Each row: `per_row` distinct columns drawn uniformly (so the pattern has
-  // cycles and diagonal entries), values uniform in [-1, 1).
-  auto sparse = [seed](index_t rows, index_t cols, index_t per_row, std::uint64_t stream,
-                       double scale) {
-    per_row = std::min(per_row, cols);
-    return build_rows<double>(
-        rows, cols, [&](index_t) -> std::int64_t { return per_row; },
-        [&](index_t i, std::int64_t *c, double *v) {
-          Rng rng(seed, stream + static_cast<std::uint64_t>(i));
-          if (per_row * 2 > cols) {
-            // Dense-ish row: choose by selection sampling (already sorted).
-            index_t need = per_row, k = 0;
-            for (index_t j = 0; j < cols && need > 0; ++j)
-              if (rng.below(static_cast<std::uint64_t>(cols - j)) <
-                  static_cast<std::uint64_t>(need)) {
-                c[k++] = j;
-                --need;
-              }
-          } else {
-            for (index_t k = 0; k < per_row;) {
-              const auto j =
-                  static_cast<index_t>(rng.below(static_cast<std::uint64_t>(cols)));
-              if (std::find(c, c + k, j) == c + k)
-                c[k++] = j;
+/// Rows [begin, end) of a random sparse rows x cols matrix: each row
+/// `per_row` distinct columns drawn uniformly (so the pattern has cycles and
+/// diagonal entries), values uniform in [-scale, scale); row i from its own
+/// stream, whatever the range.
+CsrMatrix<double> random_sparse_rows(std::uint64_t seed, index_t begin, index_t end,
+                                     index_t cols, index_t per_row, std::uint64_t stream,
+                                     double scale) {
+  per_row = std::min(per_row, cols);
+  return build_rows<double>(
+      end - begin, cols, [&](index_t) -> std::int64_t { return per_row; },
+      [&](index_t local, std::int64_t *c, double *v) {
+        const index_t i = begin + local;
+        Rng rng(seed, stream + static_cast<std::uint64_t>(i));
+        if (per_row * 2 > cols) {
+          // Dense-ish row: choose by selection sampling (already sorted).
+          index_t need = per_row, k = 0;
+          for (index_t j = 0; j < cols && need > 0; ++j)
+            if (rng.below(static_cast<std::uint64_t>(cols - j)) <
+                static_cast<std::uint64_t>(need)) {
+              c[k++] = j;
+              --need;
             }
-            std::sort(c, c + per_row);
+        } else {
+          for (index_t k = 0; k < per_row;) {
+            const auto j =
+                static_cast<index_t>(rng.below(static_cast<std::uint64_t>(cols)));
+            if (std::find(c, c + k, j) == c + k)
+              c[k++] = j;
           }
-          for (index_t k = 0; k < per_row; ++k)
-            v[k] = scale * rng.symmetric(1.0);
-        });
-  };
+          std::sort(c, c + per_row);
+        }
+        for (index_t k = 0; k < per_row; ++k)
+          v[k] = scale * rng.symmetric(1.0);
+      });
+}
 
-  CsrMatrix<T> A = sparse(states, states, row_nnz, stream_rows_a, 1.0).template cast<T>();
+} // namespace
+
+template <class T>
+ImplicitModelPart<T> random_implicit_model_part(
+    index_t states, index_t inputs, index_t outputs, index_t row_nnz, double norm_inf,
+    std::uint64_t seed, index_t row_begin, index_t row_end, index_t out_begin,
+    index_t out_end, const std::function<void(double &, index_t &)> &max_reduce) {
+  check_implicit_arguments(states, inputs, outputs, row_nnz, norm_inf);
+  if (row_begin < 0 || row_end < row_begin || row_end > states || out_begin < 0 ||
+      out_end < out_begin || out_end > outputs)
+    throw InvalidArgument(
+        "random_implicit_model_part: states [" + std::to_string(row_begin) + ", " +
+        std::to_string(row_end) + ") and outputs [" + std::to_string(out_begin) + ", " +
+        std::to_string(out_end) + ") must lie in [0, " + std::to_string(states) +
+        "] and [0, " + std::to_string(outputs) + "]");
+  ImplicitModelPart<T> part;
+  part.A =
+      random_sparse_rows(seed, row_begin, row_end, states, row_nnz, stream_rows_a, 1.0)
+          .template cast<T>();
   {
     // Scale to the requested norm, then make the largest row hit it exactly
     // (row sums formed in storage order in T, as row_abs_sums does).
     const T target = static_cast<T>(norm_inf);
-    const auto rp = A.row_ptr();
-    auto vals = A.mutable_values();
+    const auto rp = part.A.row_ptr();
+    auto vals = part.A.mutable_values();
     auto row_sum = [&](index_t i) {
       T s = 0;
       for (auto k = rp[i]; k < rp[i + 1]; ++k)
         s += std::abs(vals[k]);
       return s;
     };
-    const auto sums = A.row_abs_sums();
-    const auto top = std::max_element(sums.begin(), sums.end()) - sums.begin();
-    const double factor = norm_inf / static_cast<double>(sums[top]);
+    const auto sums = part.A.row_abs_sums();
+    double largest = -std::numeric_limits<double>::infinity();
+    index_t top = row_end;
+    if (!sums.empty()) {
+      const auto local = std::max_element(sums.begin(), sums.end()) - sums.begin();
+      largest = static_cast<double>(sums[local]);
+      top = row_begin + static_cast<index_t>(local);
+    }
+    if (max_reduce)
+      max_reduce(largest, top);
+    const double factor = norm_inf / largest;
     for (auto &v : vals)
       v = static_cast<T>(static_cast<double>(v) * factor);
-    for (index_t i = 0; i < states; ++i)
+    for (index_t i = 0; i < row_end - row_begin; ++i)
       while (row_sum(i) > target) // rounding pushed the row over: shrink it
         for (auto k = rp[i]; k < rp[i + 1]; ++k)
           vals[k] *= T(1) - std::numeric_limits<T>::epsilon();
     // The last entry of the largest row absorbs what rounding took off.
-    const auto b = rp[top], e = rp[top + 1];
-    T partial = 0;
-    for (auto k = b; k + 1 < e; ++k)
-      partial += std::abs(vals[k]);
-    vals[e - 1] = std::copysign(target - partial, vals[e - 1]);
+    if (top >= row_begin && top < row_end) {
+      const auto b = rp[top - row_begin], e = rp[top - row_begin + 1];
+      T partial = 0;
+      for (auto k = b; k + 1 < e; ++k)
+        partial += std::abs(vals[k]);
+      vals[e - 1] = std::copysign(target - partial, vals[e - 1]);
+    }
   }
   const index_t b_row = std::min<index_t>(inputs, 4);
   const index_t c_row = std::min<index_t>(states, 32);
-  auto B = sparse(states, inputs, b_row, stream_rows_b, 1.0 / std::sqrt(double(b_row)));
-  auto C = sparse(outputs, states, c_row, stream_rows_c, 1.0 / std::sqrt(double(c_row)));
-  std::vector<T> bias_x(static_cast<std::size_t>(states));
+  part.B = random_sparse_rows(seed, row_begin, row_end, inputs, b_row, stream_rows_b,
+                              1.0 / std::sqrt(double(b_row)))
+               .template cast<T>();
+  part.C = random_sparse_rows(seed, out_begin, out_end, states, c_row, stream_rows_c,
+                              1.0 / std::sqrt(double(c_row)))
+               .template cast<T>();
+  // b: one stream over all states, drawn in order up to the part.
+  part.bias_x.resize(static_cast<std::size_t>(row_end - row_begin));
   Rng brng(seed, stream_bias);
-  for (auto &b : bias_x)
+  for (index_t i = 0; i < row_begin; ++i)
+    brng.next();
+  for (auto &b : part.bias_x)
     b = static_cast<T>(brng.symmetric(0.1));
-  return Model<T>(std::make_shared<CsrMatrix<T>>(std::move(A)),
-                  std::make_shared<CsrMatrix<T>>(B.template cast<T>()),
-                  std::make_shared<CsrMatrix<T>>(C.template cast<T>()), nullptr,
-                  std::move(bias_x));
+  return part;
+}
+
+CsrMatrix<double> random_implicit_pattern(index_t states, index_t row_nnz,
+                                          std::uint64_t seed, index_t row_begin,
+                                          index_t row_end) {
+  check_implicit_arguments(states, 1, 1, row_nnz, 1.0);
+  if (row_begin < 0 || row_end < row_begin || row_end > states)
+    throw InvalidArgument("random_implicit_pattern: rows [" + std::to_string(row_begin) +
+                          ", " + std::to_string(row_end) + ") must lie in [0, " +
+                          std::to_string(states) + "]");
+  return random_sparse_rows(seed, row_begin, row_end, states, row_nnz, stream_rows_a,
+                            1.0);
+}
+
+template <class T>
+Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
+                               index_t row_nnz, double norm_inf, std::uint64_t seed) {
+  auto part = random_implicit_model_part<T>(states, inputs, outputs, row_nnz, norm_inf,
+                                            seed, 0, states, 0, outputs);
+  return Model<T>(std::make_shared<CsrMatrix<T>>(std::move(part.A)),
+                  std::make_shared<CsrMatrix<T>>(std::move(part.B)),
+                  std::make_shared<CsrMatrix<T>>(std::move(part.C)), nullptr,
+                  std::move(part.bias_x));
 }
 
 template <class T>
@@ -505,6 +566,14 @@ template Model<float> random_implicit_model<float>(index_t, index_t, index_t, in
                                                    double, std::uint64_t);
 template Model<double> random_implicit_model<double>(index_t, index_t, index_t, index_t,
                                                      double, std::uint64_t);
+template ImplicitModelPart<float>
+random_implicit_model_part<float>(index_t, index_t, index_t, index_t, double,
+                                  std::uint64_t, index_t, index_t, index_t, index_t,
+                                  const std::function<void(double &, index_t &)> &);
+template ImplicitModelPart<double>
+random_implicit_model_part<double>(index_t, index_t, index_t, index_t, double,
+                                   std::uint64_t, index_t, index_t, index_t, index_t,
+                                   const std::function<void(double &, index_t &)> &);
 template Batch<float> random_batch<float>(index_t, index_t, std::uint64_t, index_t);
 template Batch<double> random_batch<double>(index_t, index_t, std::uint64_t, index_t);
 

@@ -4,9 +4,11 @@
 # outputs to 1e-13 relative, the rows of `sensitivity` to 1e-12 relative,
 # the lambda_PF(|A|) intervals containing each other's... and bad input: an
 # error from every rank and a non-zero exit, never a hang (timeout).
-# Usage: cli_test.sh MPIEXEC TACIT_MPI TACIT TACIT_MPI_TESTS
+# Structured models (and --by batch) are distributed by batch: the outputs,
+# states, certificate counts and radii the same bits as tacit's.
+# Usage: cli_test.sh MPIEXEC TACIT_MPI TACIT TACIT_MPI_TESTS [SOURCE_DIR]
 set -euo pipefail
-mpiexec=$1 mpi_cli=$2 cli=$3 tests=$4
+mpiexec=$1 mpi_cli=$2 cli=$3 tests=$4 source_dir=${5:-}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 run() { local np=$1; shift; timeout 60 "$mpiexec" --oversubscribe -np "$np" "$@"; }
@@ -46,6 +48,15 @@ e = w["slepc_estimate"]
 assert e is not None and lo - 1e-8 <= e <= up + 1e-8, (e, lo, up)
 print(f"{np} ranks: outputs within {worst:.1e}, lambda_PF in [{lo}, {up}]")
 PY
+done
+
+# A model directory (Matrix Market), each rank reading its share of the files.
+"$cli" convert "$dir/model.tacit" "$dir/modeldir" -q
+for np in 2 3; do
+  run "$np" "$mpi_cli" solve "$dir/modeldir" -i "$dir/U.txt" -o "$dir/Ydir$np.txt" \
+    --states "$dir/Xdir$np.txt" -q
+  cmp "$dir/Xref.txt" "$dir/Xdir$np.txt" || fail "states from the directory with $np ranks"
+  cmp "$dir/Y$np.txt" "$dir/Ydir$np.txt" || fail "outputs from the directory with $np ranks"
 done
 
 # Anderson acceleration: the states bit for bit with tacit's at the same depth.
@@ -115,6 +126,90 @@ assert max(held) <= budget < sum(held), (held, budget)
 print(f"memory budget {budget} bytes: ranks hold {held}")
 PY
 
+# The lambda_PF certificate and the solve of a model too large for one
+# rank's budget, each of 3 ranks holding its share.
+run 3 "$mpi_cli" wellposed "$dir/model.tacit" --memory-budget "$budget" --json \
+  > "$dir/wpmem.json"
+cmp <(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lambda_pf"])' \
+      "$dir/wpmem.json") \
+    <(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lambda_pf"])' \
+      "$dir/wp3.json") || fail "lambda_PF under a memory budget differs"
+
+# By batch: a structured network (tacit export-resnet20's ResNet20, float32
+# and float64) and a CSR model with --by batch, against tacit solve, bit for bit.
+"$cli" export-resnet20 -o "$dir/r20.tacit" --precision float32 --inputs "$dir/R.txt" \
+  --count 40 -q
+"$cli" solve "$dir/r20.tacit" -i "$dir/R.txt" -o "$dir/RY32.txt" --precision float32 -q
+"$cli" solve "$dir/r20.tacit" -i "$dir/R.txt" -o "$dir/RY64.txt" --states "$dir/RX64.txt" -q
+"$cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Yauto.txt" -q
+for np in 1 2 3; do
+  run "$np" "$mpi_cli" solve "$dir/r20.tacit" -i "$dir/R.txt" -o "$dir/RY32_$np.txt" \
+    --precision float32 --threads 1 --json > "$dir/rsolve$np.json"
+  cmp "$dir/RY32.txt" "$dir/RY32_$np.txt" || fail "ResNet20 float32 outputs with $np ranks"
+  run "$np" "$mpi_cli" solve "$dir/r20.tacit" -i "$dir/R.txt" -o "$dir/RY64_$np.txt" \
+    --states "$dir/RX64_$np.txt" --threads 1 -q
+  cmp "$dir/RY64.txt" "$dir/RY64_$np.txt" || fail "ResNet20 float64 outputs with $np ranks"
+  cmp "$dir/RX64.txt" "$dir/RX64_$np.txt" || fail "ResNet20 states with $np ranks"
+  run "$np" "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Yb$np.txt" \
+    --by batch --threads 1 -q
+  cmp "$dir/Yauto.txt" "$dir/Yb$np.txt" || fail "--by batch outputs with $np ranks"
+  /usr/bin/python3 - "$dir/rsolve$np.json" "$np" <<'PY'
+import json, sys
+s, np = json.load(open(sys.argv[1])), int(sys.argv[2])
+assert s["ranks"] == np and s["distribution"] == "batch" and s["columns"] == 40, s
+parts = s["partition"]["ranks"]
+assert len(parts) == np and parts[0]["inputs"][0] == 0 and parts[-1]["inputs"][1] == 40
+assert all(a["inputs"][1] == b["inputs"][0] for a, b in zip(parts, parts[1:]))
+assert all(p["bytes"] > 0 for p in parts) and len(s["rank_seconds"]["solve"]) == np
+print(f"{np} ranks by batch: ResNet20 outputs and states the same bits as tacit's")
+PY
+done
+
+# Certification by batch of a structured MLP (imported from ONNX): the same
+# counts and radii as tacit certify.
+if [ -n "$source_dir" ] && "$cli" import-onnx "$source_dir/tests/data/fashion/fashion_mlp.onnx" \
+     -o "$dir/mlp.tacit" -q 2>/dev/null; then
+  /usr/bin/python3 - "$dir" <<'PY'
+import random, sys
+d = sys.argv[1]
+rng = random.Random(5)
+with open(f"{d}/M.txt", "w") as f:
+    for _ in range(40):
+        f.write(" ".join(f"{rng.random():.6f}" for _ in range(784)) + "\n")
+PY
+  "$cli" solve "$dir/mlp.tacit" -i "$dir/M.txt" -o "$dir/MY.txt" -q
+  /usr/bin/python3 - "$dir" <<'PY'
+import sys
+d = sys.argv[1]
+rows = [[float(x) for x in l.split()] for l in open(f"{d}/MY.txt") if l.strip()]
+with open(f"{d}/ML.txt", "w") as f:
+    for j, r in enumerate(rows):
+        best = max(range(len(r)), key=lambda i: r[i])
+        f.write(f"{(best + 1) % len(r) if j % 5 == 4 else best}\n")
+PY
+  certify_args=(-i "$dir/M.txt" --labels "$dir/ML.txt" --eps 0.01,0.05,0.2 --domain 0,1)
+  "$cli" certify "$dir/mlp.tacit" "${certify_args[@]}" --radius-output "$dir/MR.txt" \
+    --json > "$dir/cref.json"
+  for np in 1 2 3; do
+    run "$np" "$mpi_cli" certify "$dir/mlp.tacit" "${certify_args[@]}" \
+      --radius-output "$dir/MR$np.txt" --threads 1 --json > "$dir/c$np.json"
+    cmp "$dir/MR.txt" "$dir/MR$np.txt" || fail "radii with $np ranks differ from tacit's"
+    /usr/bin/python3 - "$dir" "$np" <<'PY'
+import json, sys
+d, np = sys.argv[1], int(sys.argv[2])
+r, c = json.load(open(f"{d}/cref.json")), json.load(open(f"{d}/c{np}.json"))
+for k in ("inputs", "correct", "certified", "linear_regions", "mean_radius",
+          "median_radius", "feed_forward", "well_posed_certified", "bound", "domain"):
+    assert r[k] == c[k], (k, r[k], c[k])
+assert c["ranks"] == np and len(c["rank_seconds"]["certify"]) == np
+print(f"{np} ranks by batch: {c['correct']} correct, certified "
+      f"{[e['certified'] for e in c['certified']]}, the same radii as tacit's")
+PY
+  done
+else
+  echo "no ONNX import in this build: certification by batch not checked"
+fi
+
 # Bad input: every rank reports, the exit code is the command's, no hang.
 expect_error() { # CODE TEXT NP ARGS...
   local code=$1 text=$2 np=$3; shift 3
@@ -142,6 +237,13 @@ expect_error 1 "usage error" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir
   --method anderson --anderson 0
 expect_error 1 "more than the memory budget" 1 solve "$dir/model.tacit" -i "$dir/U.txt" \
   -o "$dir/Y.txt" --memory-budget "$budget"
+expect_error 2 "U7.txt:1" 3 solve "$dir/r20.tacit" -i "$dir/U7.txt" -o "$dir/Y.txt"
+expect_error 1 "usage error" 2 solve "$dir/r20.tacit" -i "$dir/R.txt" -o "$dir/Y.txt" \
+  --no-such-option
+expect_error 1 "only 'batch'" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Y.txt" \
+  --by states
+expect_error 2 "cannot open" 2 certify "$dir/r20.tacit" -i "$dir/absent.txt" \
+  --labels "$dir/absent.txt"
 expect_error 1 "usage error" 2 sensitivity "$dir/model.tacit" --rows 9
 expect_error 3 "not certified" 2 sensitivity "$dir/wild.tacit" -o "$dir/Y.txt"
 [ ! -e "$dir/Y.txt" ] || fail "an output was written by a failed run"

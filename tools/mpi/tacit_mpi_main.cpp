@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "batch_commands.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -40,9 +42,9 @@ const char *usage_text =
     "usage: mpirun -np N tacit-mpi COMMAND MODEL [OPTIONS]\n"
     "\n"
     "The distributed counterparts of `tacit solve` and `tacit wellposed` for CSR\n"
-    "models in native files (.tacit): the states are split over the ranks\n"
-    "(contiguous ranges balancing the nonzeros plus rows of A), each rank reads\n"
-    "only its own rows of the file.\n"
+    "models in native files (.tacit) or model directories: the states are split\n"
+    "over the ranks (contiguous ranges balancing the nonzeros plus rows of A), each\n"
+    "rank reads only its own rows of the file (its share of a directory's files).\n"
     "\n"
     "commands:\n"
     "  solve MODEL -i U.txt -o Y.txt   outputs y = C x + D u + c for a file of inputs\n"
@@ -621,9 +623,12 @@ int main(int argc, char **argv) {
   bool every_rank = true;
   std::string message;
   try {
-    if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    if (const auto by_batch = mpi_cli::run_batch_command(argc, argv, comm)) {
+      code = *by_batch; // structured models: data parallel (batch_commands.cpp)
+    } else if (argc < 2 || std::string(argv[1]) == "--help" ||
+               std::string(argv[1]) == "-h") {
       if (rank == 0)
-        std::cout << usage_text;
+        std::cout << usage_text << mpi_cli::batch_usage_text();
       code = argc < 2 ? exit_usage : exit_ok;
     } else {
       const std::string command = argv[1];
@@ -634,7 +639,7 @@ int main(int argc, char **argv) {
           {{'i', "input"}, {'o', "output"}, {'q', "quiet"}});
       if (args.flag("help")) {
         if (rank == 0)
-          std::cout << usage_text;
+          std::cout << usage_text << mpi_cli::batch_usage_text();
       } else if (command == "solve") {
         code = run_solve(nullptr, comm, args, args.flag("json"), args.flag("quiet"));
       } else if (command == "wellposed") {
@@ -643,7 +648,7 @@ int main(int argc, char **argv) {
         code = run_sensitivity(comm, args, args.flag("json"), args.flag("quiet"));
       } else {
         throw UsageError("unknown command '" + command +
-                         "' (solve, wellposed or sensitivity)");
+                         "' (solve, wellposed, sensitivity or certify)");
       }
     }
   } catch (const UsageError &e) {

@@ -127,6 +127,8 @@ struct TACIT_EXPORT DistributedModel {
 /// `memory_budget` > 0: the bytes one rank may hold for its share of the
 /// model; a rank whose rows would need more (counted from the row pointers
 /// before anything else is read) refuses, on every rank, naming its bytes.
+/// A directory is read as a model directory, each rank reading its share of
+/// the Matrix Market files (load_distributed_model_directory, matrix_market.hpp).
 TACIT_EXPORT DistributedModel load_distributed_model(const std::filesystem::path &path,
                                                      MPI_Comm comm = MPI_COMM_WORLD,
                                                      std::size_t memory_budget = 0);

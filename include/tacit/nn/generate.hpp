@@ -8,6 +8,8 @@
 /// state, seeded by its arguments).
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include <tacit/core/model.hpp>
 #include <tacit/core/export.hpp>
@@ -50,6 +52,44 @@ template <class T>
 TACIT_EXPORT Model<T> random_implicit_model(index_t states, index_t inputs, index_t outputs,
                                index_t row_nnz = 16, double norm_inf = 0.9,
                                std::uint64_t seed = 1);
+
+/// One part of random_implicit_model(states, inputs, outputs, row_nnz,
+/// norm_inf, seed): its rows of A, B (global columns) and b, and its rows of C.
+template <class T> struct ImplicitModelPart {
+  CsrMatrix<T> A;        ///< rows [row_begin, row_end) of A, states columns
+  CsrMatrix<T> B;        ///< the same rows of B, inputs columns
+  CsrMatrix<T> C;        ///< rows [out_begin, out_end) of C, states columns
+  std::vector<T> bias_x; ///< b on [row_begin, row_end)
+};
+
+/// The states [row_begin, row_end) and outputs [out_begin, out_end) of
+/// random_implicit_model<T>(states, inputs, outputs, row_nnz, norm_inf, seed),
+/// the same bits, generated without the rest of the model: for programs that
+/// build a model too large for one process in parts (tacit::mpi generates each
+/// rank's share). Every row of A has min(row_nnz, states) nonzeros. Scaling A
+/// to norm_inf needs the largest row sum of the whole |A|: `max_reduce(sum,
+/// row)` receives this part's largest row sum before scaling (-inf for no
+/// rows) and the first row holding it, and must replace them with the largest
+/// over all parts and the first global row holding it (collective in a
+/// distributed program); empty when the part holds every row.
+/// 	hrows InvalidArgument as random_implicit_model, or for ranges outside
+/// [0, states] / [0, outputs].
+template <class T>
+TACIT_EXPORT ImplicitModelPart<T> random_implicit_model_part(
+    index_t states, index_t inputs, index_t outputs, index_t row_nnz, double norm_inf,
+    std::uint64_t seed, index_t row_begin, index_t row_end, index_t out_begin,
+    index_t out_end, const std::function<void(double &, index_t &)> &max_reduce = {});
+
+/// Rows [row_begin, row_end) of random_implicit_model(states, ..., row_nnz,
+/// ..., seed)'s A before its scaling to norm_inf: the pattern (the same
+/// columns) with values proportional to the model's. For counting what a
+/// partition of a large model exchanges without generating the model.
+/// \throws InvalidArgument for states < 1, row_nnz < 1 or a range outside
+/// [0, states].
+TACIT_EXPORT CsrMatrix<double> random_implicit_pattern(index_t states, index_t row_nnz,
+                                                       std::uint64_t seed,
+                                                       index_t row_begin,
+                                                       index_t row_end);
 
 /// Deterministic inputs in [-1, 1]: rows x cols.
 template <class T>

@@ -1,0 +1,411 @@
+// Scaling of the mpi component on generated truly implicit models
+// (random_implicit_model: 16 random columns per row, ||A||_inf = 0.9), an MPI
+// program:
+//
+//   mpirun -np P bench_mpi scaling [--states N] [--weak-states N] [--columns K]
+//       strong scaling (N states on 1..P ranks) and weak scaling (N per rank)
+//       of the distributed SpMV (PETSc MatMult of A), Picard (distributed_predict,
+//       per iteration) and the lambda_PF(|A|) enclosure, each rank count a
+//       sub-communicator of the same run, as efficiency against one rank; and
+//       one rank against the single-process tacit kernels on the same model
+//       (CsrMatrix product, EquilibriumSolver Picard, perron_frobenius_bound).
+//   bench_mpi cost-model [--states 1e6,1e7,1e8] [--ranks 64,128,256,512,1024]
+//       [--bandwidth GBIT] [--latency US] [--ns-per-nnz T] [--columns K]
+//       the halo of the balanced partitions of the generated models, counted
+//       without building them, against a network: bytes received per rank and
+//       Picard iteration, and the time of that exchange against the compute
+//       time at the measured per-core rate.
+//   mpirun -np P bench_mpi large --states N --memory-budget BYTES
+//       a model too large for one rank's budget: refused on one rank, then
+//       generated across the P ranks (each its share), its lambda_PF(|A|)
+//       certified and a slab of inputs solved; the bytes each rank holds.
+//
+// Every rank computes with one thread (--threads to change), so that P ranks
+// use P cores.
+
+#include <tacit/analysis/wellposed.hpp>
+#include <tacit/core/model.hpp>
+#include <tacit/mpi/generate.hpp>
+#include <tacit/mpi/mpi.hpp>
+#include <tacit/nn/generate.hpp>
+#include <tacit/solve/solve.hpp>
+
+#include <petscmat.h>
+#include <tbb/global_control.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace tacit;
+
+double now() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+/// --name value options.
+struct Options {
+  std::map<std::string, std::string> values;
+  std::string get(const std::string &n, const std::string &fallback) const {
+    const auto it = values.find(n);
+    return it == values.end() ? fallback : it->second;
+  }
+  double real(const std::string &n, double fallback) const {
+    const auto it = values.find(n);
+    return it == values.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
+  }
+  std::vector<double> list(const std::string &n, const std::string &fallback) const {
+    std::vector<double> out;
+    std::string s = get(n, fallback);
+    std::size_t at = 0;
+    while (at <= s.size()) {
+      const auto comma = s.find(',', at);
+      const std::string item =
+          s.substr(at, comma == std::string::npos ? comma : comma - at);
+      if (!item.empty())
+        out.push_back(std::strtod(item.c_str(), nullptr));
+      if (comma == std::string::npos)
+        break;
+      at = comma + 1;
+    }
+    return out;
+  }
+};
+
+/// Best of `repeats` timings of f() (collective: the slowest rank's time).
+template <class F> double best_time(MPI_Comm comm, int repeats, F &&f) {
+  double best = 1e300;
+  for (int r = 0; r < repeats; ++r) {
+    MPI_Barrier(comm);
+    const double t0 = now();
+    f();
+    double t = now() - t0;
+    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm);
+    best = std::min(best, t);
+  }
+  return best;
+}
+
+/// The distributed A as a PETSc MatMPIAIJ (as the mpi component builds it).
+Mat petsc_A(const mpi::DistributedModel &m) {
+  const auto &L = m.A.local;
+  const index_t own = L.rows();
+  std::vector<PetscInt> rp(L.row_ptr().begin(), L.row_ptr().end());
+  std::vector<PetscInt> ci(static_cast<std::size_t>(L.nnz()));
+  for (std::int64_t e = 0; e < L.nnz(); ++e)
+    ci[e] = static_cast<PetscInt>(L.column(e));
+  std::vector<PetscScalar> v(L.values().begin(), L.values().end());
+  Mat A = nullptr;
+  MatCreateMPIAIJWithArrays(m.comm, static_cast<PetscInt>(own),
+                            static_cast<PetscInt>(own), static_cast<PetscInt>(m.n),
+                            static_cast<PetscInt>(m.n), rp.data(), ci.data(), v.data(),
+                            &A);
+  return A;
+}
+
+struct Timing {
+  int ranks = 0;
+  index_t n = 0;
+  double spmv = 0, picard_iter = 0, pf = 0;
+  int picard_iterations = 0, pf_products = 0;
+  // Single-process tacit on the same model (one rank only).
+  double tacit_spmv = 0, tacit_picard_iter = 0, tacit_pf = 0;
+  int tacit_picard_iterations = 0, tacit_pf_products = 0;
+};
+
+Timing run_on(MPI_Comm comm, index_t n, index_t columns, int repeats) {
+  int P = 1;
+  MPI_Comm_size(comm, &P);
+  mpi::ImplicitModelShape shape;
+  shape.states = n;
+  shape.inputs = 256;
+  const auto m = mpi::generate_distributed_model(shape, comm);
+  Timing t;
+  t.ranks = P;
+  t.n = n;
+  // SpMV: PETSc MatMult of A.
+  Mat A = petsc_A(m);
+  Vec x = nullptr, y = nullptr;
+  MatCreateVecs(A, &x, &y);
+  VecSet(x, 1.0);
+  t.spmv = best_time(comm, repeats,
+                     [&] {
+                       for (int k = 0; k < 10; ++k)
+                         MatMult(A, x, y);
+                     }) /
+           10;
+  VecDestroy(&x);
+  VecDestroy(&y);
+  MatDestroy(&A);
+  // Picard: per iteration, one slab of inputs.
+  const auto U = random_batch<double>(shape.inputs, columns, 3);
+  PicardOptions po;
+  SolveReport report;
+  // The solve phase (the iteration, B u + b included; not the set-up of the
+  // communication plan nor C x).
+  {
+    Batch<double> Y;
+    mpi::RankTimings timings;
+    double solve = 1e300;
+    for (int r = 0; r < repeats; ++r) {
+      report = mpi::distributed_predict(m, U, Y, po, &timings);
+      double s = timings.solve.empty() ? 0 : timings.solve[0];
+      if (m.rank == 0)
+        s = *std::max_element(timings.solve.begin(), timings.solve.end());
+      MPI_Bcast(&s, 1, MPI_DOUBLE, 0, comm);
+      solve = std::min(solve, s);
+    }
+    t.picard_iterations = report.iterations;
+    t.picard_iter = solve / std::max(1, report.iterations);
+  }
+  // lambda_PF(|A|).
+  PerronBound pf;
+  t.pf = best_time(comm, repeats, [&] { pf = mpi::distributed_perron_bound(m); });
+  t.pf_products = pf.iterations;
+  if (P == 1) {
+    // The single-process kernels on the same model.
+    auto Ap = std::make_shared<CsrMatrix<double>>(m.A.local);
+    Model<double> whole(Ap, std::make_shared<CsrMatrix<double>>(m.B.local),
+                        std::make_shared<CsrMatrix<double>>(m.C.local), nullptr,
+                        m.bias_x);
+    Batch<double> xs(n, 1), ys(n, 1);
+    for (index_t i = 0; i < n; ++i)
+      xs(i, 0) = 1.0;
+    t.tacit_spmv = best_time(comm, repeats,
+                             [&] {
+                               for (int k = 0; k < 10; ++k)
+                                 Ap->apply(Mode::normal, 1.0, xs, 0.0, ys);
+                             }) /
+                   10;
+    SolveOptions so;
+    so.method = SolveMethod::picard;
+    so.picard = po;
+    EquilibriumSolver<double> solver(whole, so);
+    SolveReport r;
+    const double s = best_time(comm, repeats, [&] {
+      Batch<double> Y;
+      r = solver.predict(U, Y);
+    });
+    t.tacit_picard_iterations = r.iterations;
+    t.tacit_picard_iter = s / std::max(1, r.iterations);
+    PerronBound b;
+    t.tacit_pf = best_time(comm, repeats, [&] { b = perron_frobenius_bound(*Ap); });
+    t.tacit_pf_products = b.iterations;
+  }
+  return t;
+}
+
+int scaling(const Options &o) {
+  int P = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  const auto strong_n = static_cast<index_t>(o.real("states", 1e6));
+  const auto weak_n = static_cast<index_t>(o.real("weak-states", 5e5));
+  const auto columns = static_cast<index_t>(o.real("columns", 32));
+  const int repeats = static_cast<int>(o.real("repeats", 3));
+  const bool rank0 = world_rank() == 0;
+  if (rank0)
+    std::printf("generated model: random_implicit_model, 16 nonzeros per row, "
+                "||A||_inf = 0.9, p = 256; Picard on %lld inputs; best of %d\n",
+                static_cast<long long>(columns), repeats);
+  for (const bool strong : {true, false}) {
+    std::vector<Timing> rows;
+    for (int p = 1; p <= P; ++p) {
+      MPI_Comm sub = MPI_COMM_NULL;
+      MPI_Comm_split(MPI_COMM_WORLD, world_rank() < p ? 0 : MPI_UNDEFINED, world_rank(),
+                     &sub);
+      Timing t;
+      if (sub != MPI_COMM_NULL) {
+        t = run_on(sub, strong ? strong_n : weak_n * p, columns, repeats);
+        MPI_Comm_free(&sub);
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+      rows.push_back(t);
+    }
+    if (!rank0)
+      continue;
+    std::printf("\n%s scaling (%s)\n", strong ? "strong" : "weak",
+                strong ? ("n = " + std::to_string(strong_n)).c_str()
+                       : ("n = " + std::to_string(weak_n) + " per rank").c_str());
+    std::printf("%5s %11s | %11s %5s | %13s %5s %4s | %11s %5s %5s\n", "ranks", "n",
+                "SpMV s", "eff", "Picard s/it", "eff", "its", "lambda_PF s", "eff",
+                "prods");
+    const Timing &one = rows[0];
+    for (const Timing &t : rows) {
+      const double scale = strong ? t.ranks : 1.0;
+      std::printf("%5d %11lld | %11.4g %5.2f | %13.4g %5.2f %4d | %11.4g %5.2f %5d\n",
+                  t.ranks, static_cast<long long>(t.n), t.spmv,
+                  one.spmv / (scale * t.spmv), t.picard_iter,
+                  one.picard_iter / (scale * t.picard_iter), t.picard_iterations, t.pf,
+                  one.pf / (scale * t.pf), t.pf_products);
+    }
+    std::printf(
+        "one rank against single-process tacit (the same model, one thread):\n"
+        "  SpMV %.4g s vs tacit %.4g s (x%.3f); Picard %.4g s/it (%d its) vs "
+        "tacit %.4g s/it (%d its) (x%.3f); lambda_PF %.4g s (%d products) vs tacit "
+        "%.4g s (%d products) (x%.3f)\n",
+        one.spmv, one.tacit_spmv, one.spmv / one.tacit_spmv, one.picard_iter,
+        one.picard_iterations, one.tacit_picard_iter, one.tacit_picard_iterations,
+        one.picard_iter / one.tacit_picard_iter, one.pf, one.pf_products, one.tacit_pf,
+        one.tacit_pf_products, one.pf / one.tacit_pf);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+int cost_model(const Options &o) {
+  if (world_rank() != 0)
+    return 0;
+  const auto sizes = o.list("states", "1e6,1e7,1e8");
+  const auto rank_list = o.list("ranks", "64,128,256,512,1024");
+  const double gbit = o.real("bandwidth", 100);       // Gb/s per rank (link)
+  const double latency = o.real("latency", 2) * 1e-6; // s per message
+  const double ns_nnz = o.real("ns-per-nnz", 1.0);    // per nonzero and column
+  const auto columns = static_cast<index_t>(o.real("columns", 32));
+  const int sample = static_cast<int>(o.real("sample", 8));
+  const double bytes_per_s = gbit * 1e9 / 8;
+  std::printf(
+      "cost model: random_implicit_model (16 random columns per row), balanced "
+      "partitions; per rank and Picard iteration on %lld inputs: receives ghosts x "
+      "8 x %lld bytes from its neighbours; network %.0f Gb/s per rank, latency %.1f "
+      "us per message (+ one allreduce, log2(P) latencies); compute %.3g ns per "
+      "nonzero and input (measured on this machine, one core); no overlap\n",
+      static_cast<long long>(columns), static_cast<long long>(columns), gbit,
+      latency * 1e6, ns_nnz);
+  std::printf("%11s %6s | %9s %11s %9s %5s | %11s %11s %11s %6s\n", "n", "ranks", "rows",
+              "nnz", "ghosts", "nbrs", "MB/it", "compute s", "comm s", "eff");
+  for (const double nd : sizes) {
+    mpi::ImplicitModelShape shape;
+    shape.states = static_cast<index_t>(nd);
+    for (const double pd : rank_list) {
+      const int P = static_cast<int>(pd);
+      const bool all = shape.states <= 10000000;
+      const auto halo = mpi::random_implicit_halo(shape, P, all ? 0 : sample);
+      // The worst rank counted.
+      const auto worst =
+          *std::max_element(halo.begin(), halo.end(), [](const auto &a, const auto &b) {
+            return a.ghosts < b.ghosts;
+          });
+      std::int64_t nnz_max = 0;
+      for (const auto &h : halo)
+        nnz_max = std::max(nnz_max, h.nnz);
+      int nb = 0;
+      for (const auto &h : halo)
+        nb = std::max(nb, h.neighbours);
+      const double bytes = double(worst.ghosts) * 8.0 * double(columns);
+      const double compute = double(nnz_max) * double(columns) * ns_nnz * 1e-9;
+      const double comm =
+          nb * latency + bytes / bytes_per_s + std::ceil(std::log2(double(P))) * latency;
+      std::printf(
+          "%11lld %6d | %9lld %11lld %9lld %5d | %11.3f %11.4g %11.4g %6.2f%s\n",
+          static_cast<long long>(shape.states), P, static_cast<long long>(worst.rows),
+          static_cast<long long>(nnz_max), static_cast<long long>(worst.ghosts), nb,
+          bytes / 1e6, compute, comm, compute / (compute + comm),
+          all ? "" : (" (" + std::to_string(halo.size()) + " ranks counted)").c_str());
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+int large(const Options &o) {
+  const bool rank0 = world_rank() == 0;
+  mpi::ImplicitModelShape shape;
+  shape.states = static_cast<index_t>(o.real("states", 4e6));
+  shape.inputs = 256;
+  const auto budget = static_cast<std::size_t>(o.real("memory-budget", 0));
+  const auto columns = static_cast<index_t>(o.real("columns", 32));
+  // One rank alone: refused by the budget (before anything is generated).
+  MPI_Comm self = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, rank0 ? 0 : MPI_UNDEFINED, 0, &self);
+  if (self != MPI_COMM_NULL) {
+    try {
+      mpi::generate_distributed_model(shape, self, budget);
+      std::printf("one rank: the model fits the budget of %zu bytes\n", budget);
+    } catch (const std::exception &e) {
+      std::printf("one rank: %s\n", e.what());
+    }
+    MPI_Comm_free(&self);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  double t0 = now();
+  const auto m = mpi::generate_distributed_model(shape, MPI_COMM_WORLD, budget);
+  const double build = now() - t0;
+  std::int64_t bytes = static_cast<std::int64_t>(m.local_bytes());
+  std::vector<std::int64_t> all(static_cast<std::size_t>(m.ranks));
+  MPI_Gather(&bytes, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  t0 = now();
+  const PerronBound pf = mpi::distributed_perron_bound(m);
+  const double certify = now() - t0;
+  const auto U = random_batch<double>(shape.inputs, columns, 3);
+  Batch<double> Y;
+  t0 = now();
+  const SolveReport r = mpi::distributed_predict(m, U, Y);
+  const double solve = now() - t0;
+  if (rank0) {
+    std::int64_t total = 0;
+    std::printf("n = %lld, nnz(A) = %lld over %d ranks, budget %zu bytes per rank\n",
+                static_cast<long long>(m.n), static_cast<long long>(m.A.global_nnz),
+                m.ranks, budget);
+    for (int k = 0; k < m.ranks; ++k) {
+      std::printf("  rank %d: states [%lld, %lld), holds %lld bytes\n", k,
+                  static_cast<long long>(m.states.begin(k)),
+                  static_cast<long long>(m.states.end(k)),
+                  static_cast<long long>(all[k]));
+      total += all[k];
+    }
+    std::printf("  together %lld bytes; generated in %.3g s\n",
+                static_cast<long long>(total), build);
+    std::printf("  lambda_PF(|A|) in [%.17g, %.17g] (%s, %d products, %.3g s): %s\n",
+                pf.lower, pf.upper, to_string(pf.status).c_str(), pf.iterations, certify,
+                pf.certified() ? "certified well-posed" : "not certified");
+    std::printf("  solve of %lld inputs: %s, %d iterations, residual %.3g (%.3g s)\n",
+                static_cast<long long>(columns), to_string(r.status).c_str(),
+                r.iterations, r.residual, solve);
+  }
+  return r.ok() && pf.certified() ? 0 : 3;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  tacit::mpi::Environment env(argc, argv);
+  if (argc < 2) {
+    if (world_rank() == 0)
+      std::fprintf(
+          stderr,
+          "usage: mpirun -np P bench_mpi scaling|cost-model|large [--name value]...\n");
+    return 1;
+  }
+  Options o;
+  for (int i = 2; i + 1 < argc; i += 2)
+    o.values[std::string(argv[i]).substr(2)] = argv[i + 1];
+  tbb::global_control threads(tbb::global_control::max_allowed_parallelism,
+                              static_cast<std::size_t>(o.real("threads", 1)));
+  const std::string mode = argv[1];
+  if (mode == "scaling")
+    return scaling(o);
+  if (mode == "cost-model")
+    return cost_model(o);
+  if (mode == "large")
+    return large(o);
+  if (world_rank() == 0)
+    std::fprintf(stderr, "bench_mpi: unknown mode '%s' (scaling or cost-model)\n",
+                 mode.c_str());
+  return 1;
+}

@@ -1,0 +1,22 @@
+#pragma once
+// `tacit-mpi solve|certify` distributed by batch (data parallel over the
+// inputs): for structured models (native files with operator trees, such as
+// `tacit export-resnet20`'s ResNet20) and, with --by batch, for any model.
+
+#include <optional>
+
+#include <mpi.h>
+
+namespace tacit::mpi_cli {
+
+/// Runs the command of argv when it is distributed by batch: `solve` or
+/// `certify` on a structured native model file, or with `--by batch`.
+/// Returns its exit code (every rank the same, an error reported by every
+/// rank); nullopt when the command is not for this path (the caller then runs
+/// the state-distributed commands).
+std::optional<int> run_batch_command(int argc, char **argv, MPI_Comm comm);
+
+/// The help text of these commands (appended to tacit-mpi --help).
+const char *batch_usage_text();
+
+} // namespace tacit::mpi_cli
