@@ -9,11 +9,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <tacit/config.hpp>
 #include <tacit/core/csr.hpp>
 #include <tacit/core/model.hpp>
 #include <tacit/core/structure.hpp>
 #include <tacit/io/io.hpp>
 #include <tacit/solve/solve.hpp>
+#if TACIT_HAVE_ONNX
+#include <tacit/nn/onnx.hpp>
+#endif
 
 #include "cli_common.hpp"
 
@@ -109,6 +113,22 @@ inline void check_distinct(const std::filesystem::path &in,
   std::error_code ec;
   if (std::filesystem::exists(out, ec) && std::filesystem::equivalent(in, out, ec))
     throw UsageError("the output " + out.string() + " is the input; choose another path");
+}
+
+/// A model whose parameters are trained, pruned or refitted: a native file or
+/// model directory, or an ONNX file imported with each layer's own parameters
+/// (dense products not folded).
+template <class T> Model<T> read_parameter_model(const std::filesystem::path &path) {
+  if (path.extension() == ".onnx") {
+#if TACIT_HAVE_ONNX
+    OnnxImportOptions o;
+    o.fold_dense_products = false;
+    return import_onnx<T>(path, o);
+#else
+    throw Unsupported("reading .onnx needs the onnx component, which this build lacks");
+#endif
+  }
+  return load_model<T>(path);
 }
 
 } // namespace tacit::cli

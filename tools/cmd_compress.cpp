@@ -24,19 +24,6 @@
 namespace tacit::cli {
 namespace {
 
-template <class T> Model<T> read_any_model(const std::filesystem::path &path) {
-  if (path.extension() == ".onnx") {
-#if TACIT_HAVE_ONNX
-    OnnxImportOptions o;
-    o.fold_dense_products = false;
-    return import_onnx<T>(path, o);
-#else
-    throw Unsupported("reading .onnx needs the onnx component, which this build lacks");
-#endif
-  }
-  return load_model<T>(path);
-}
-
 /// Predicted classes (argmax of the outputs) of `model` on U.
 template <class T> std::vector<int> classes(const Model<T> &model, const Batch<T> &U) {
   SolveOptions o = tacit::default_solve_options<T>();
@@ -85,7 +72,7 @@ template <class T> int compress_command(Invocation &inv) {
 
   Progress progress(inv.progress_enabled());
   progress.update("reading " + in.string() + " ...", true);
-  const Model<T> model = read_any_model<T>(in);
+  const Model<T> model = read_parameter_model<T>(in);
   const index_t p = model.inputs();
 
   // Fitting data, and data to measure accuracy on (with labels).

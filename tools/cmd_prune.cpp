@@ -17,19 +17,6 @@
 namespace tacit::cli {
 namespace {
 
-template <class T> Model<T> read_model(const std::filesystem::path &path) {
-  if (path.extension() == ".onnx") {
-#if TACIT_HAVE_ONNX
-    OnnxImportOptions o;
-    o.fold_dense_products = false;
-    return import_onnx<T>(path, o);
-#else
-    throw Unsupported("reading .onnx needs the onnx component, which this build lacks");
-#endif
-  }
-  return load_model<T>(path);
-}
-
 nlohmann::json size_json(const ModelSize &s) {
   return {{"states", s.states},         {"inputs", s.inputs},     {"outputs", s.outputs},
           {"parameters", s.parameters}, {"nonzeros", s.nonzeros}, {"flops", s.flops}};
@@ -57,7 +44,7 @@ template <class T> int prune_command(Invocation &inv) {
   o.keep_inputs = args.flag("keep-inputs");
   Progress progress(inv.progress_enabled());
   progress.update("reading " + in.string() + " ...", true);
-  const Model<T> model = read_model<T>(in);
+  const Model<T> model = read_parameter_model<T>(in);
   progress.update("pruning ...", true);
   PruneResult<T> r = [&] {
     try {

@@ -83,16 +83,7 @@ template <class T> Model<T> load_or_init(const Arguments &args) {
     throw UsageError("missing MODEL (a model directory, .tacit or .onnx file) or --init "
                      "(e.g. --init mlp:784,64,10)");
   const fs::path path = args.positionals().at(0);
-  if (path.extension() == ".onnx") {
-#if TACIT_HAVE_ONNX
-    OnnxImportOptions o;
-    o.fold_dense_products = false; // keep each layer's own parameters
-    return import_onnx<T>(path, o);
-#else
-    throw Unsupported("reading .onnx needs the onnx component, which this build lacks");
-#endif
-  }
-  return load_model<T>(path);
+  return read_parameter_model<T>(path);
 }
 
 /// Training and validation data from --data DIR or --input with --labels or
