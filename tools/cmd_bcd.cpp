@@ -50,7 +50,8 @@ int run_bcd(Invocation &inv) {
   const auto input = args.text("input"), targets = args.text("targets");
   if (!input || !targets)
     throw UsageError("give the training data: --input U.txt --targets Y.txt");
-  const auto test_input = args.text("test-input"), test_targets = args.text("test-targets");
+  const auto test_input = args.text("test-input"),
+             test_targets = args.text("test-targets");
   if (bool(test_input) != bool(test_targets))
     throw UsageError("give both --test-input and --test-targets");
 
@@ -83,6 +84,8 @@ int run_bcd(Invocation &inv) {
     o.reweight_every = static_cast<int>(*r);
   if (const auto e = args.real("reweight-eps", 1e-300, inf))
     o.reweight_eps = *e;
+  if (const auto r = args.real("state-scale", 0.0, 1e300))
+    o.state_scale = *r;
   if (o.reweight_every > 0 && o.penalty != BcdPenalty::group_inputs)
     throw UsageError("--reweight needs --group-lasso");
 
@@ -99,6 +102,10 @@ int run_bcd(Invocation &inv) {
     }
   }();
   const index_t n = initial.states(), p = initial.inputs(), q = initial.outputs();
+  if (o.state_scale > 0 && initial.activation != BcdActivation::relu)
+    throw UsageError(
+        "--state-scale " + fmt_g(o.state_scale) +
+        " needs relu states; the model's are tanh (not positively homogeneous)");
   if (const auto eps = args.real("layer-eps", 1e-300, 1e300)) {
     // The seed's scaled model (11): block k of K gets lambda = eps^(K - k + 1)
     // (the last hidden layer eps, the first eps^K).
@@ -114,7 +121,8 @@ int run_bcd(Invocation &inv) {
   const auto lam = bcd_lambdas(o, n);
   const double lmax = *std::max_element(lam.begin(), lam.end());
   if (const auto k = args.text("kappa")) {
-    o.kappa = *k == "auto" ? std::sqrt(o.mu / lmax) : parse_real(*k, "--kappa", 1e-300, inf);
+    o.kappa =
+        *k == "auto" ? std::sqrt(o.mu / lmax) : parse_real(*k, "--kappa", 1e-300, inf);
   } else {
     o.kappa = std::sqrt(o.mu / lmax);
   }
@@ -138,8 +146,8 @@ int run_bcd(Invocation &inv) {
     TY = read_matrix(*test_targets, q);
     if (TU.cols != TY.cols)
       throw FileError(*test_targets, 0,
-                      std::to_string(TY.cols) + " targets for " + std::to_string(TU.cols) +
-                          " inputs in " + *test_input);
+                      std::to_string(TY.cols) + " targets for " +
+                          std::to_string(TU.cols) + " inputs in " + *test_input);
   }
 
   if (inv.human())
@@ -148,12 +156,14 @@ int run_bcd(Invocation &inv) {
               << "), p = " << p << ", q = " << q << "; lambda "
               << (o.lambdas.empty() ? fmt_g(o.lambda, 4)
                                     : "per layer, largest " + fmt_g(lmax, 4))
-              << ", mu " << fmt_g(o.mu, 4) << ", kappa " << fmt_g(o.kappa, 4) << std::endl;
+              << ", mu " << fmt_g(o.mu, 4) << ", kappa " << fmt_g(o.kappa, 4)
+              << std::endl;
   const double start_rmse = bcd_rmse(initial, U, Y);
   if (inv.json)
-    std::cout << nlohmann::json({{"event", "start"},
-                                 {"train_rmse", start_rmse},
-                                 {"test_rmse", test_input ? bcd_rmse(initial, TU, TY) : -1.0}})
+    std::cout << nlohmann::json(
+                     {{"event", "start"},
+                      {"train_rmse", start_rmse},
+                      {"test_rmse", test_input ? bcd_rmse(initial, TU, TY) : -1.0}})
                      .dump()
               << std::endl;
   Stopwatch clock;
@@ -178,7 +188,8 @@ int run_bcd(Invocation &inv) {
       std::cout << j.dump() << std::endl;
     } else if (inv.human()) {
       std::cout << "iteration " << r.iteration << "/" << o.iterations << ": objective "
-                << fmt_g(r.objective.total(), 6) << ", train RMSE " << fmt_g(r.train_rmse, 5);
+                << fmt_g(r.objective.total(), 6) << ", train RMSE "
+                << fmt_g(r.train_rmse, 5);
       if (r.test_rmse >= 0)
         std::cout << ", test RMSE " << fmt_g(r.test_rmse, 5);
       std::cout << "; X-step " << r.x_iterations << " Picard iterations, (A, B)-step "
@@ -245,8 +256,10 @@ int run_bcd(Invocation &inv) {
         "targets by block-coordinate descent on the bi-convex relaxation of seed 001\n"
         "(10)/(11): 1/2 ||Y - C P - D U||^2 + sum_i lambda_i f_phi(P_i, (A X + B U)_i)\n"
         "+ mu/2 ||X - P||^2 + Pen(B), s.t. ||A||_inf <= kappa. Each iteration: the\n"
-        "(C, D)-step (least squares), the P-step (closed form for relu, Newton for tanh),\n"
-        "the X-step (the fixed point X = P - (lambda/mu) A^T (phi(A X + B U) - P), which\n"
+        "(C, D)-step (least squares), the P-step (closed form for relu, Newton for "
+        "tanh),\n"
+        "the X-step (the fixed point X = P - (lambda/mu) A^T (phi(A X + B U) - P), "
+        "which\n"
         "needs ||A||_inf <= sqrt(mu/lambda): checked) and the (A, B)-step (projected\n"
         "proximal gradient, rows in parallel). Every parameter keeps its pattern, so a\n"
         "network stays a network. Pen is the column penalty lambda_B sum_j ||B e_j||_2\n"
@@ -254,7 +267,8 @@ int run_bcd(Invocation &inv) {
     .positionals = {{"MODEL", "model directory or .tacit file (or --init)", false}},
     .options =
         {{"init", 0, "SPEC",
-          "a fresh model: mlp:20,12,6,5,phi=tanh or implicit:n=N,p=P,q=Q,density=D,kappa=K"},
+          "a fresh model: mlp:20,12,6,5,phi=tanh or "
+          "implicit:n=N,p=P,q=Q,density=D,kappa=K"},
          {"seed", 0, "S", "seed of --init (default 1)"},
          {"input", 'i', "U.txt", "training inputs, one per line"},
          {"targets", 0, "Y.txt", "training targets, q values per line"},
@@ -270,16 +284,24 @@ int run_bcd(Invocation &inv) {
          {"kappa", 0, "K", "||A||_inf <= K (default and 'auto': sqrt(mu / lambda))"},
          {"group-lasso", 0, "L", "column penalty L sum_j ||B e_j||_2 (input selection)"},
          {"l1", 0, "L", "penalty L ||B||_1"},
-         {"reweight", 0, "E", "reweighted column penalty: w_j = 1/(||B e_j|| + eps) every E iterations"},
+         {"reweight", 0, "E",
+          "reweighted column penalty: w_j = 1/(||B e_j|| + eps) every E iterations"},
          {"reweight-eps", 0, "EPS", "eps of --reweight (default 1e-3)"},
          {"state-sweeps", 0, "S", "P- and X-steps per iteration (default 1)"},
-         {"ab-iterations", 0, "K", "proximal-gradient iterations per (A, B)-step (default 300)"}},
-    .epilog = "Example (seed 001 section 7.2, tests/data/bcd):\n"
-              "  tacit bcd --init implicit:n=10,p=100,q=1,density=1,kappa=0.5 \\\n"
-              "      -i tests/data/bcd/recovery_U.txt --targets tests/data/bcd/recovery_Y.txt \\\n"
-              "      --kappa 0.5 --group-lasso 5 -o recovered.tacit\n"
-              "With --json: one line per iteration ({\"event\": \"iteration\", ...}) and a\n"
-              "final line ({\"event\": \"done\", ...}) with inputs_read and column_norms.\n",
+         {"state-scale", 0, "R",
+          "relu: end every iteration by rescaling states, B, b by s and C by 1/s so that "
+          "the states' RMS is R (same predictions; fixes the scale the relaxation "
+          "otherwise shrinks to 0; default 0: off)"},
+         {"ab-iterations", 0, "K",
+          "proximal-gradient iterations per (A, B)-step (default 300)"}},
+    .epilog =
+        "Example (seed 001 section 7.2, tests/data/bcd):\n"
+        "  tacit bcd --init implicit:n=10,p=100,q=1,density=1,kappa=0.5 \\\n"
+        "      -i tests/data/bcd/recovery_U.txt --targets tests/data/bcd/recovery_Y.txt "
+        "\\\n"
+        "      --kappa 0.5 --group-lasso 5 -o recovered.tacit\n"
+        "With --json: one line per iteration ({\"event\": \"iteration\", ...}) and a\n"
+        "final line ({\"event\": \"done\", ...}) with inputs_read and column_norms.\n",
     .order = 62,
     .run = run_bcd,
     .usage = "[MODEL | --init SPEC] -i U.txt --targets Y.txt -o OUT [OPTIONS]",

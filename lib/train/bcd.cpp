@@ -27,9 +27,15 @@ using MapR = Eigen::Map<RowMat>;
 using CMapR = Eigen::Map<const RowMat>;
 using Vec = Eigen::VectorXd;
 
-MapR map(BcdMatrix &m) { return MapR(m.values.data(), m.rows, m.cols); }
-CMapR map(const BcdMatrix &m) { return CMapR(m.values.data(), m.rows, m.cols); }
-CMapR cmap(const BcdMatrix &m) { return CMapR(m.values.data(), m.rows, m.cols); }
+MapR map(BcdMatrix &m) {
+  return MapR(m.values.data(), m.rows, m.cols);
+}
+CMapR map(const BcdMatrix &m) {
+  return CMapR(m.values.data(), m.rows, m.cols);
+}
+CMapR cmap(const BcdMatrix &m) {
+  return CMapR(m.values.data(), m.rows, m.cols);
+}
 
 std::string num(double v) {
   std::ostringstream s;
@@ -107,10 +113,10 @@ void check_data(const BcdParameters &m, const BcdMatrix &U, const BcdMatrix *Y) 
     if (M)
       for (std::size_t k = 0; k < M->values.size(); ++k)
         if (!std::isfinite(M->values[k]))
-          throw InvalidArgument(std::string("BCD: the ") + (M == &U ? "inputs" : "targets") +
-                                " hold a non-finite value at column " +
-                                std::to_string(k % M->cols + 1) + ", row " +
-                                std::to_string(k / M->cols + 1));
+          throw InvalidArgument(
+              std::string("BCD: the ") + (M == &U ? "inputs" : "targets") +
+              " hold a non-finite value at column " + std::to_string(k % M->cols + 1) +
+              ", row " + std::to_string(k / M->cols + 1));
 }
 
 double norm_inf(const BcdMatrix &A) {
@@ -191,12 +197,44 @@ void BcdOptions::validate(index_t n, index_t p) const {
   for (const double w : group_weights)
     if (!(w >= 0) || !std::isfinite(w))
       throw InvalidArgument("BCD: group weight " + num(w) + " must be >= 0 and finite");
-  if (iterations < 0 || state_sweeps < 1 || x_max_iterations < 1 || p_max_iterations < 1 ||
-      ab_max_iterations < 1 || reweight_every < 0)
-    throw InvalidArgument("BCD: iteration counts must be >= 1 (iterations, reweight_every "
-                          ">= 0)");
+  if (iterations < 0 || state_sweeps < 1 || x_max_iterations < 1 ||
+      p_max_iterations < 1 || ab_max_iterations < 1 || reweight_every < 0)
+    throw InvalidArgument(
+        "BCD: iteration counts must be >= 1 (iterations, reweight_every "
+        ">= 0)");
+  if (!(state_scale >= 0) || !std::isfinite(state_scale))
+    throw InvalidArgument("BCD: state_scale = " + num(state_scale) +
+                          " must be >= 0 and finite (0: off)");
   if (!(x_tol > 0) || !(p_tol > 0) || !(ab_tol > 0) || !(reweight_eps > 0))
     throw InvalidArgument("BCD: tolerances and reweight_eps must be positive");
+}
+
+double bcd_rescale_states(BcdState &s, double rms) {
+  if (s.params.activation != BcdActivation::relu)
+    throw InvalidArgument("BCD: the states can be rescaled only for relu (tanh is not "
+                          "positively homogeneous)");
+  if (!(rms > 0) || !std::isfinite(rms))
+    throw InvalidArgument("BCD: the states' root mean square " + num(rms) +
+                          " must be positive and finite");
+  double ss = 0;
+  for (const double v : s.X.values)
+    ss += v * v;
+  if (!(ss > 0) || s.X.values.empty())
+    return 1;
+  const double f = rms / std::sqrt(ss / double(s.X.values.size()));
+  if (!std::isfinite(f) || !(f > 0))
+    return 1;
+  for (double &v : s.X.values)
+    v *= f;
+  for (double &v : s.P.values)
+    v *= f;
+  for (double &v : s.params.B.values)
+    v *= f;
+  for (double &v : s.params.b)
+    v *= f;
+  for (double &v : s.params.C.values)
+    v /= f;
+  return f;
 }
 
 std::vector<double> bcd_lambdas(const BcdOptions &o, index_t n) {
@@ -220,8 +258,8 @@ double fenchel_divergence(BcdActivation a, double p, double z) {
   return psi_star(p) + log_cosh(z) - p * z;
 }
 
-BcdMatrix bcd_preactivation(const BcdParameters &m, const BcdMatrix &X, const BcdMatrix &U,
-                            Execution exec) {
+BcdMatrix bcd_preactivation(const BcdParameters &m, const BcdMatrix &X,
+                            const BcdMatrix &U, Execution exec) {
   const index_t n = m.states(), k = U.cols;
   BcdMatrix Z(n, k);
   const CMapR A = cmap(m.A), B = cmap(m.B), Xm = cmap(X), Um = cmap(U);
@@ -256,7 +294,8 @@ BcdObjective bcd_objective(const BcdState &s, const BcdMatrix &U, const BcdMatri
 /// (C, D)-step: each output row r by least squares on its free features
 /// (rows of P, rows of U, 1), min-norm when rank deficient (Eigen's complete
 /// orthogonal decomposition); the closed form of the squared loss.
-void bcd_cd_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdOptions &o) {
+void bcd_cd_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y,
+                 const BcdOptions &o) {
   BcdParameters &m = s.params;
   check_data(m, U, &Y);
   const index_t n = m.states(), p = m.inputs(), k = U.cols;
@@ -302,7 +341,8 @@ void bcd_cd_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdO
 }
 
 /// P-step (15), column by column.
-void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdOptions &o) {
+void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y,
+                const BcdOptions &o) {
   BcdParameters &m = s.params;
   check_data(m, U, &Y);
   const index_t n = m.states(), k = U.cols;
@@ -389,7 +429,8 @@ void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y, const BcdOp
         // Converged when the Newton step is negligible or the decrease it
         // promises (decrement / 2) is below double precision of f.
         if (!(decrement > 1e-20 * (1 + std::abs(f))) ||
-            dp.cwiseAbs().maxCoeff() <= o.p_tol * std::max(1.0, pc.cwiseAbs().maxCoeff())) {
+            dp.cwiseAbs().maxCoeff() <=
+                o.p_tol * std::max(1.0, pc.cwiseAbs().maxCoeff())) {
           done = true;
           break;
         }
@@ -451,26 +492,30 @@ int bcd_x_step(BcdState &s, const BcdMatrix &U, const BcdOptions &o) {
   const double a = norm_inf(m.A), limit = std::sqrt(o.mu / lmax);
   if (a > limit * (1 + 1e-12))
     throw NumericalError("BCD X-step: ||A||_inf = " + num(a) +
-                             " exceeds sqrt(mu / lambda) = " + num(limit) + " (mu = " +
-                             num(o.mu) + ", lambda = " + num(lmax) +
+                             " exceeds sqrt(mu / lambda) = " + num(limit) +
+                             " (mu = " + num(o.mu) + ", lambda = " + num(lmax) +
                              "): the fixed-point iteration X = P - (lambda/mu) A^T "
                              "(phi(A X + B U) - P) is not guaranteed to converge; raise "
                              "mu or lower kappa",
                          a, limit);
   const Eigen::MatrixXd A = map(m.A);
-  const Eigen::MatrixXd AtL = A.transpose() * Eigen::Map<const Vec>(lamv.data(), n).asDiagonal();
+  const Eigen::MatrixXd AtL =
+      A.transpose() * Eigen::Map<const Vec>(lamv.data(), n).asDiagonal();
   // The iteration is gradient descent on (14) with step 1/mu; the gradient's
   // Lipschitz constant is mu + ell, ell = ||A^T Lambda A||_2 (phi' <= 1). The
   // seed's condition bounds ||A||_inf, not ||A||_2, so ell may exceed mu with
   // the condition met (large column sums): the plain iteration would not
-  // contract. It is then relaxed, X <- (1 - omega) X + omega T(X) with omega =
-  // 2 mu / (2 mu + ell) (gradient descent with step 2 / (L + mu)), which has
-  // the same fixed point and contracts by ell / (2 mu + ell) < 1.
-  const double ell = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(AtL * A,
-                                                                   Eigen::EigenvaluesOnly)
-                         .eigenvalues()
-                         .maxCoeff();
-  const double omega = ell < o.mu ? 1.0 : 2 * o.mu / (2 * o.mu + ell);
+  // contract. The iteration is therefore always relaxed, X <- (1 - omega) X
+  // + omega T(X) with omega = 2 mu / (2 mu + ell) (gradient descent with step
+  // 2 / (L + mu), the Hessian's eigenvalues lying in [mu, mu + ell]), which
+  // has the same fixed point and contracts by ell / (2 mu + ell) < 1/3 when
+  // ell < mu. (The plain iteration contracts only by ell / mu, close to 1
+  // when ell is just below mu: columns then ran out of x_max_iterations.)
+  const double ell =
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(AtL * A, Eigen::EigenvaluesOnly)
+          .eigenvalues()
+          .maxCoeff();
+  const double omega = 2 * o.mu / (2 * o.mu + ell);
   // S = B U + b 1^T, fixed during the step.
   BcdMatrix S(n, k);
   {
@@ -498,8 +543,7 @@ int bcd_x_step(BcdState &s, const BcdMatrix &U, const BcdOptions &o) {
         r[i] = phi(m.activation, z[i] + sc[i]) - pc[i];
       Vec next = pc;
       next.noalias() -= (1 / o.mu) * (AtL * r);
-      if (omega != 1)
-        next = (1 - omega) * x + omega * next;
+      next = (1 - omega) * x + omega * next;
       change = (next - x).cwiseAbs().maxCoeff();
       const double scale = std::max(1.0, next.cwiseAbs().maxCoeff());
       x = next;
@@ -514,13 +558,12 @@ int bcd_x_step(BcdState &s, const BcdMatrix &U, const BcdOptions &o) {
   int worst = 0;
   for (index_t c = 0; c < k; ++c) {
     if (!std::isfinite(last[std::size_t(c)]) || its[std::size_t(c)] > o.x_max_iterations)
-      throw NumericalError("BCD X-step: the fixed-point iteration of column " +
-                               std::to_string(c + 1) + " did not converge in " +
-                               std::to_string(o.x_max_iterations) +
-                               " iterations (last step " + num(last[std::size_t(c)]) +
-                               ", ||A||_inf = " + num(a) + ", sqrt(mu/lambda) = " +
-                               num(limit) + ")",
-                           last[std::size_t(c)], o.x_tol, o.x_max_iterations);
+      throw NumericalError(
+          "BCD X-step: the fixed-point iteration of column " + std::to_string(c + 1) +
+              " did not converge in " + std::to_string(o.x_max_iterations) +
+              " iterations (last step " + num(last[std::size_t(c)]) +
+              ", ||A||_inf = " + num(a) + ", sqrt(mu/lambda) = " + num(limit) + ")",
+          last[std::size_t(c)], o.x_tol, o.x_max_iterations);
     worst = std::max(worst, its[std::size_t(c)]);
   }
   return worst;
@@ -596,7 +639,9 @@ int bcd_ab_step(BcdState &s, const BcdMatrix &U, const BcdOptions &o) {
       total += v;
     return total;
   };
-  auto objective = [&](const Point &x) { return smooth(x, nullptr) + penalty_value(x.B, o); };
+  auto objective = [&](const Point &x) {
+    return smooth(x, nullptr) + penalty_value(x.B, o);
+  };
   // The proximal map at v: projection of A's rows, prox of t Pen on B.
   auto prox = [&](Point &v) {
     if (constrain)
@@ -683,7 +728,8 @@ int bcd_ab_step(BcdState &s, const BcdMatrix &U, const BcdOptions &o) {
       y.B.values[e] = x.B.values[e] + tk / tn * (z.B.values[e] - x.B.values[e]) +
                       (tk - 1) / tn * (x.B.values[e] - prev.B.values[e]);
     for (std::size_t e = 0; e < y.b.size(); ++e)
-      y.b[e] = x.b[e] + tk / tn * (z.b[e] - x.b[e]) + (tk - 1) / tn * (x.b[e] - prev.b[e]);
+      y.b[e] =
+          x.b[e] + tk / tn * (z.b[e] - x.b[e]) + (tk - 1) / tn * (x.b[e] - prev.b[e]);
     tk = tn;
     if (moved <= o.ab_tol * (1 + norm(x))) {
       ++it;
@@ -738,11 +784,11 @@ BcdMatrix bcd_forward(const BcdParameters &m, const BcdMatrix &U, Execution exec
   });
   for (index_t c = 0; c < k; ++c)
     if (bad[std::size_t(c)])
-      throw NumericalError("BCD: the model's states x = phi(A x + B u + b) for input " +
-                               std::to_string(c + 1) + " did not converge in " +
-                               std::to_string(budget) + " Picard iterations (||A||_inf = " +
-                               num(norm_inf(m.A)) + ")",
-                           norm_inf(m.A), 1, budget);
+      throw NumericalError(
+          "BCD: the model's states x = phi(A x + B u + b) for input " +
+              std::to_string(c + 1) + " did not converge in " + std::to_string(budget) +
+              " Picard iterations (||A||_inf = " + num(norm_inf(m.A)) + ")",
+          norm_inf(m.A), 1, budget);
   return X;
 }
 
@@ -831,10 +877,11 @@ BcdParameters bcd_parameters(const Model<double> &model) {
       m.fit_c = true;
       break;
     default:
-      throw InvalidArgument("BCD: parameter " + std::to_string(e) +
-                            " of the model is not a single entry of A, B, C, D or the "
-                            "biases (a convolution or shared weight); BCD needs CSR, dense "
-                            "or diagonal operators");
+      throw InvalidArgument(
+          "BCD: parameter " + std::to_string(e) +
+          " of the model is not a single entry of A, B, C, D or the "
+          "biases (a convolution or shared weight); BCD needs CSR, dense "
+          "or diagonal operators");
     }
   }
   return m;
@@ -900,15 +947,19 @@ BcdState bcd_train(const BcdParameters &initial, const BcdMatrix &U, const BcdMa
     check_data(initial, *test_U, test_Y);
   BcdOptions o = options;
   o.validate(initial.states(), initial.inputs());
+  if (o.state_scale > 0 && initial.activation != BcdActivation::relu)
+    throw InvalidArgument("BCD: state_scale = " + num(o.state_scale) +
+                          " needs relu states (tanh is not positively homogeneous)");
   const auto lam = bcd_lambdas(o, initial.states());
   const double lmax = *std::max_element(lam.begin(), lam.end());
   if (std::isfinite(o.kappa) && o.kappa > std::sqrt(o.mu / lmax) * (1 + 1e-12))
-    throw NumericalError("BCD: kappa = " + num(o.kappa) + " exceeds sqrt(mu / lambda) = " +
-                             num(std::sqrt(o.mu / lmax)) + " (mu = " + num(o.mu) +
-                             ", lambda = " + num(lmax) +
-                             "): the X-step's fixed-point iteration needs ||A||_inf <= "
-                             "sqrt(mu / lambda); raise mu or lower kappa",
-                         o.kappa, std::sqrt(o.mu / lmax));
+    throw NumericalError(
+        "BCD: kappa = " + num(o.kappa) +
+            " exceeds sqrt(mu / lambda) = " + num(std::sqrt(o.mu / lmax)) +
+            " (mu = " + num(o.mu) + ", lambda = " + num(lmax) +
+            "): the X-step's fixed-point iteration needs ||A||_inf <= "
+            "sqrt(mu / lambda); raise mu or lower kappa",
+        o.kappa, std::sqrt(o.mu / lmax));
   BcdState s;
   s.params = initial;
   if (std::isfinite(o.kappa)) {
@@ -928,6 +979,8 @@ BcdState bcd_train(const BcdParameters &initial, const BcdMatrix &U, const BcdMa
       r.x_iterations = std::max(r.x_iterations, bcd_x_step(s, U, o));
     }
     r.ab_iterations = bcd_ab_step(s, U, o);
+    if (o.state_scale > 0) // fix the gauge (see BcdOptions::state_scale)
+      bcd_rescale_states(s, o.state_scale);
     if (o.penalty == BcdPenalty::group_inputs && o.reweight_every > 0 &&
         it % o.reweight_every == 0 && it < o.iterations) {
       const auto norms = bcd_column_norms(s.params.B);

@@ -36,7 +36,8 @@ void write_data(const Dir &d) {
     const double a = ((j * 7) % 11) / 5.0 - 1, b = ((j * 5) % 13) / 6.0 - 1,
                  c = ((j * 3) % 7) / 3.0 - 1;
     u += std::to_string(a) + " " + std::to_string(b) + " " + std::to_string(c) + "\n";
-    y += std::to_string(std::tanh(a - b)) + " " + std::to_string(0.5 * std::tanh(c)) + "\n";
+    y += std::to_string(std::tanh(a - b)) + " " + std::to_string(0.5 * std::tanh(c)) +
+         "\n";
   }
   write_text(d / "U.txt", u);
   write_text(d / "Y.txt", y);
@@ -55,10 +56,26 @@ std::vector<nlohmann::json> json_lines(const std::string &out) {
 TEST_CASE("tacit bcd fits a tanh network and writes it", "[cli][bcd]") {
   Dir d;
   write_data(d);
-  const auto r = run(d, {"bcd", "--init", "mlp:3,4,2,phi=tanh", "-i", d / "U.txt",
-                         "--targets", d / "Y.txt", "--test-input", d / "U.txt",
-                         "--test-targets", d / "Y.txt", "--iterations", "3", "--lambda",
-                         "0.1", "--mu", "0.1", "-o", d / "m.tacit", "--json"});
+  const auto r = run(d, {"bcd",
+                         "--init",
+                         "mlp:3,4,2,phi=tanh",
+                         "-i",
+                         d / "U.txt",
+                         "--targets",
+                         d / "Y.txt",
+                         "--test-input",
+                         d / "U.txt",
+                         "--test-targets",
+                         d / "Y.txt",
+                         "--iterations",
+                         "3",
+                         "--lambda",
+                         "0.1",
+                         "--mu",
+                         "0.1",
+                         "-o",
+                         d / "m.tacit",
+                         "--json"});
   INFO(r.err);
   REQUIRE(r.code == 0);
   const auto lines = json_lines(r.out);
@@ -89,9 +106,9 @@ TEST_CASE("tacit bcd: the X-step condition and bad penalties are clear errors",
           "[cli][bcd]") {
   Dir d;
   write_data(d);
-  const std::vector<std::string> base = {"bcd",        "--init",  "mlp:3,4,2,phi=tanh",
-                                         "-i",         d / "U.txt", "--targets",
-                                         d / "Y.txt", "-o",      d / "m.tacit"};
+  const std::vector<std::string> base = {"bcd",       "--init",    "mlp:3,4,2,phi=tanh",
+                                         "-i",        d / "U.txt", "--targets",
+                                         d / "Y.txt", "-o",        d / "m.tacit"};
   auto args = base;
   args.insert(args.end(), {"--lambda", "1", "--mu", "0.25", "--kappa", "0.9"});
   const auto k = run(d, args);
@@ -114,28 +131,54 @@ TEST_CASE("tacit bcd: the X-step condition and bad penalties are clear errors",
   CHECK_FALSE(fs::exists(d / "m.tacit"));
 }
 
-TEST_CASE("tacit train --test-input --test-targets validates every epoch",
+TEST_CASE("tacit bcd --state-scale: relu states at that scale, tanh refused",
           "[cli][bcd]") {
   Dir d;
   write_data(d);
-  const auto r = run(d, {"train", "--init", "mlp:3,4,2,phi=tanh", "-i", d / "U.txt",
-                         "--targets", d / "Y.txt", "--loss", "squared", "--test-input",
-                         d / "U.txt", "--test-targets", d / "Y.txt", "--epochs", "2",
-                         "--batch-size", "10", "-o", d / "t.tacit", "--json"});
+  const std::vector<std::string> base = {
+      "-i", d / "U.txt", "--targets",   d / "Y.txt", "--iterations", "2", "--state-scale",
+      "2",  "-o",        d / "m.tacit", "--json"};
+  std::vector<std::string> args = {"bcd", "--init", "mlp:3,4,2,phi=tanh"};
+  args.insert(args.end(), base.begin(), base.end());
+  const auto t = run(d, args);
+  CHECK(t.code == 1);
+  CHECK(t.err.find("--state-scale 2 needs relu states") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "m.tacit"));
+  args = {"bcd", "--init", "implicit:n=4,p=3,q=2,density=1,kappa=0.5", "--kappa", "0.5"};
+  args.insert(args.end(), base.begin(), base.end());
+  const auto r = run(d, args);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(fs::exists(d / "m.tacit"));
+  const auto done = json_lines(r.out).back();
+  CHECK(done.at("event") == "done");
+  CHECK(std::isfinite(done.at("train_rmse").get<double>()));
+}
+
+TEST_CASE("tacit train --test-input --test-targets validates every epoch", "[cli][bcd]") {
+  Dir d;
+  write_data(d);
+  const auto r = run(d, {"train",        "--init",    "mlp:3,4,2,phi=tanh",
+                         "-i",           d / "U.txt", "--targets",
+                         d / "Y.txt",    "--loss",    "squared",
+                         "--test-input", d / "U.txt", "--test-targets",
+                         d / "Y.txt",    "--epochs",  "2",
+                         "--batch-size", "10",        "-o",
+                         d / "t.tacit",  "--json"});
   INFO(r.err);
   REQUIRE(r.code == 0);
   const auto lines = json_lines(r.out);
   REQUIRE(lines.size() == 3);
   CHECK(lines.at(1).at("validation_loss").get<double>() > 0);
-  const auto h = run(d, {"train", "--init", "mlp:3,4,2,phi=tanh", "-i", d / "U.txt",
-                         "--targets", d / "Y.txt", "--loss", "squared", "--test-input",
-                         d / "U.txt", "--test-targets", d / "Y.txt", "--epochs", "1",
-                         "-o", d / "t.tacit"});
+  const auto h =
+      run(d, {"train", "--init", "mlp:3,4,2,phi=tanh", "-i", d / "U.txt", "--targets",
+              d / "Y.txt", "--loss", "squared", "--test-input", d / "U.txt",
+              "--test-targets", d / "Y.txt", "--epochs", "1", "-o", d / "t.tacit"});
   REQUIRE(h.code == 0);
   CHECK(h.out.find("(RMSE ") != std::string::npos);
-  const auto missing = run(d, {"train", "--init", "mlp:3,4,2", "-i", d / "U.txt",
-                               "--targets", d / "Y.txt", "--loss", "squared",
-                               "--test-input", d / "U.txt", "-o", d / "t.tacit"});
+  const auto missing =
+      run(d, {"train", "--init", "mlp:3,4,2", "-i", d / "U.txt", "--targets", d / "Y.txt",
+              "--loss", "squared", "--test-input", d / "U.txt", "-o", d / "t.tacit"});
   CHECK(missing.code == 1);
   CHECK(missing.err.find("--test-targets") != std::string::npos);
 }

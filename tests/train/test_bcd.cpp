@@ -49,7 +49,9 @@ BcdMatrix random_matrix(std::mt19937_64 &rng, index_t r, index_t c, double scale
   return m;
 }
 
-BcdMatrix ones(index_t r, index_t c) { return BcdMatrix(r, c, 1.0); }
+BcdMatrix ones(index_t r, index_t c) {
+  return BcdMatrix(r, c, 1.0);
+}
 
 /// A dense model with every entry free: n states, p inputs, q outputs.
 BcdParameters random_parameters(std::mt19937_64 &rng, index_t n, index_t p, index_t q,
@@ -124,9 +126,9 @@ TEST_CASE("Fenchel divergences: the seed's (7) and (8), zero exactly at p = phi(
     const double t = std::tanh(z);
     CHECK(fenchel_divergence(BcdActivation::tanh, t, z) == Approx(0).margin(1e-14));
     for (const double pv : {-0.9, -0.3, 0.0, 0.4, 0.95}) {
-      const double seed8 = 0.5 * (pv * std::log((1 + pv) / (1 - pv)) +
-                                  std::log(std::abs(1 - pv * pv))) +
-                           std::log(std::cosh(z)) - pv * z;
+      const double seed8 =
+          0.5 * (pv * std::log((1 + pv) / (1 - pv)) + std::log(std::abs(1 - pv * pv))) +
+          std::log(std::cosh(z)) - pv * z;
       CHECK(fenchel_divergence(BcdActivation::tanh, pv, z) ==
             Approx(seed8).margin(1e-13));
       CHECK(fenchel_divergence(BcdActivation::tanh, pv, z) >= -1e-15);
@@ -184,8 +186,7 @@ TEST_CASE("BCD (C, D)-step equals Eigen's least squares", "[bcd]") {
   }
 }
 
-TEST_CASE("BCD P-step: the seed's closed form for ReLU, KKT when p >= 0 binds",
-          "[bcd]") {
+TEST_CASE("BCD P-step: the seed's closed form for ReLU, KKT when p >= 0 binds", "[bcd]") {
   Problem pr = tiny(BcdActivation::relu);
   const auto &m = pr.s.params;
   const double lam = pr.o.lambda, mu = pr.o.mu;
@@ -366,6 +367,62 @@ TEST_CASE("BCD (A, B)-step without penalty or active constraint: Newton's minimu
   CHECK(after <= reference * (1 + 1e-6));
 }
 
+TEST_CASE(
+    "BCD state rescaling: same predictions, the relaxation's terms scale as s^2 and s",
+    "[bcd]") {
+  // ReLU is positively homogeneous: (X, P, B, b) -> s (X, P, B, b), C -> C / s
+  // leaves C P and the predictions unchanged, multiplies the divergence (7)
+  // and the coupling by s^2 and the column penalty by s. Checked against the
+  // objective and the predictions computed before the rescale.
+  Problem pr = tiny(BcdActivation::relu);
+  pr.o.penalty = BcdPenalty::group_inputs;
+  pr.o.penalty_lambda = 0.7;
+  // A state off its fixed point so that the divergence is not zero.
+  bcd_p_step(pr.s, pr.U, pr.Y, pr.o);
+  const BcdObjective before = bcd_objective(pr.s, pr.U, pr.Y, pr.o);
+  const Mat yhat = to_eigen(bcd_predict(pr.s.params, pr.U));
+  const Mat X0 = to_eigen(pr.s.X);
+  const double rms0 = std::sqrt(X0.squaredNorm() / double(X0.size()));
+  REQUIRE(before.divergence > 1e-6);
+  const double s = bcd_rescale_states(pr.s, 2.5);
+  CHECK(s == Approx(2.5 / rms0).epsilon(1e-12));
+  const Mat X1 = to_eigen(pr.s.X);
+  CHECK(std::sqrt(X1.squaredNorm() / double(X1.size())) == Approx(2.5).epsilon(1e-12));
+  const BcdObjective after = bcd_objective(pr.s, pr.U, pr.Y, pr.o);
+  CHECK(after.loss == Approx(before.loss).epsilon(1e-10));
+  CHECK(after.divergence == Approx(s * s * before.divergence).epsilon(1e-10));
+  CHECK(after.coupling == Approx(s * s * before.coupling).epsilon(1e-10));
+  CHECK(after.penalty == Approx(s * before.penalty).epsilon(1e-10));
+  const Mat yhat1 = to_eigen(bcd_predict(pr.s.params, pr.U));
+  CHECK((yhat1 - yhat).cwiseAbs().maxCoeff() <= 1e-12 * (1 + yhat.cwiseAbs().maxCoeff()));
+  // Zero states stay as they are.
+  Problem z = tiny(BcdActivation::relu);
+  std::fill(z.s.X.values.begin(), z.s.X.values.end(), 0.0);
+  CHECK(bcd_rescale_states(z.s, 1.0) == 1.0);
+  // tanh is not homogeneous: refused, by the function and by bcd_train.
+  Problem t = tiny(BcdActivation::tanh);
+  CHECK_THROWS_WITH(bcd_rescale_states(t.s, 1.0), Catch::Contains("tanh"));
+  t.o.state_scale = 1;
+  t.o.iterations = 1;
+  CHECK_THROWS_WITH(bcd_train(t.s.params, t.U, t.Y, t.o), Catch::Contains("state_scale"));
+  BcdOptions bad;
+  bad.state_scale = -1;
+  CHECK_THROWS_WITH(bad.validate(5, 3), Catch::Contains("state_scale = -1"));
+}
+
+TEST_CASE("BCD with state_scale: every iteration ends at the states' scale", "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu, 11);
+  pr.o.state_scale = 0.8;
+  pr.o.iterations = 4;
+  pr.o.penalty = BcdPenalty::group_inputs;
+  pr.o.penalty_lambda = 0.05;
+  const BcdState s = bcd_train(pr.s.params, pr.U, pr.Y, pr.o);
+  const Mat X = to_eigen(s.X);
+  CHECK(std::sqrt(X.squaredNorm() / double(X.size())) == Approx(0.8).epsilon(1e-12));
+  const Mat A = to_eigen(s.params.A);
+  CHECK(A.cwiseAbs().rowwise().sum().maxCoeff() <= 0.6 * (1 + 1e-12));
+}
+
 TEST_CASE("BCD: the same bits for 1 and 2 threads; the objective goes down", "[bcd]") {
   Problem pr = tiny(BcdActivation::relu);
   pr.o.iterations = 3;
@@ -373,10 +430,10 @@ TEST_CASE("BCD: the same bits for 1 and 2 threads; the objective goes down", "[b
   pr.o.penalty_lambda = 0.2;
   std::vector<double> objective;
   pr.o.exec = Execution::reference;
-  const BcdState a = bcd_train(pr.s.params, pr.U, pr.Y, pr.o,
-                               [&](const BcdIterationReport &r) {
-                                 objective.push_back(r.objective.total());
-                               });
+  const BcdState a =
+      bcd_train(pr.s.params, pr.U, pr.Y, pr.o, [&](const BcdIterationReport &r) {
+        objective.push_back(r.objective.total());
+      });
   pr.o.exec = Execution::threads(2);
   const BcdState b = bcd_train(pr.s.params, pr.U, pr.Y, pr.o);
   CHECK(a.params.A.values == b.params.A.values);
@@ -427,8 +484,10 @@ TEST_CASE("BCD parameters of a network: pattern, round trip, the solver's predic
   CHECK(back.B.values == m.B.values);
   CHECK(back.c == m.c);
   // A model with another activation is refused, naming the block.
-  const Model<double> relu6 = init_mlp<double>(sizes, 3, Activation{ActivationKind::sigmoid});
-  CHECK_THROWS_WITH(bcd_parameters(relu6), Catch::Contains("h1") && Catch::Contains("sigmoid"));
+  const Model<double> relu6 =
+      init_mlp<double>(sizes, 3, Activation{ActivationKind::sigmoid});
+  CHECK_THROWS_WITH(bcd_parameters(relu6),
+                    Catch::Contains("h1") && Catch::Contains("sigmoid"));
 }
 
 TEST_CASE("Section 7.2: proximal gradient recovers the input support (F1 = 1)",
@@ -489,10 +548,9 @@ TEST_CASE("Section 7.2 with BCD: the column penalty zeroes columns of B", "[bcd]
   o.iterations = 20;
   o.ab_max_iterations = 100;
   index_t reported = -1;
-  const BcdState s = bcd_train(bcd_parameters(init_implicit<double>(10, 100, 1, 1.0, 0.5, 1)),
-                               U, Y, o, [&](const BcdIterationReport &r) {
-                                 reported = r.zero_columns;
-                               });
+  const BcdState s =
+      bcd_train(bcd_parameters(init_implicit<double>(10, 100, 1, 1.0, 0.5, 1)), U, Y, o,
+                [&](const BcdIterationReport &r) { reported = r.zero_columns; });
   index_t zero = 0;
   for (const double v : bcd_column_norms(s.params.B))
     zero += v == 0 ? 1 : 0;

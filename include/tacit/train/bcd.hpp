@@ -39,9 +39,10 @@
 ///                lambda_i): checked before the step, a violation is a
 ///                NumericalError with the numbers. The iteration is gradient
 ///                descent on (14) with step 1/mu and contracts when ell =
-///                ||A^T Lambda A||_2 < mu; ||A||_inf alone does not bound
-///                ell (large column sums of A), so when ell >= mu the
-///                iteration is relaxed, X <- (1 - w) X + w T(X) with w =
+///                ||A^T Lambda A||_2 < mu, by ell / mu; ||A||_inf alone
+///                does not bound ell (large column sums of A), and ell / mu
+///                is close to 1 when ell is just below mu, so the iteration
+///                is always relaxed, X <- (1 - w) X + w T(X) with w =
 ///                2 mu / (2 mu + ell): the same fixed point, contraction
 ///                factor ell / (2 mu + ell) < 1;
 ///   (A, B)-step  (13): min sum_i lambda_i f_phi(P_i, a_i X + b_i U + b_i)
@@ -120,14 +121,25 @@ struct TACIT_EXPORT BcdOptions {
   /// w_j = 1 / (||B e_j||_2 + reweight_eps) (0: never).
   int reweight_every = 0;
   double reweight_eps = 1e-3;
-  int iterations = 5;           ///< BCD iterations
+  /// Scale of the states (ReLU only; 0: off). With ReLU the relaxation is
+  /// 2-homogeneous in the states: scaling (X, P, B, b) by s > 0 and C by
+  /// 1/s leaves the model's predictions and the loss unchanged and
+  /// multiplies the divergence and the coupling by s^2 and Pen(B) by s.
+  /// Without a penalty on C its infimum is therefore approached as s -> 0
+  /// (vanishing states, a growing C, the divergence enforcing nothing).
+  /// With state_scale = r > 0 every iteration ends by rescaling so that the
+  /// root mean square of X is r (the same s for every state, so A and
+  /// ||A||_inf are unchanged and the model computes the same function): the
+  /// scale is fixed and the penalty acts on B relative to it.
+  double state_scale = 0;
+  int iterations = 5; ///< BCD iterations
   /// P- and X-steps per iteration: the pair (P-step, X-step) is repeated
   /// this many times before the (A, B)-step, which lets the targets reach
   /// the lower layers of a network in one iteration (1: the plain order).
   int state_sweeps = 1;
   int x_max_iterations = 10000; ///< Picard iterations of one X-step
-  double x_tol = 1e-10;         ///< X-step: stop when max |X_{k+1} - X_k| <= x_tol max(1, max|X|)
-  int p_max_iterations = 200;   ///< Newton / coordinate-descent sweeps per column
+  double x_tol = 1e-10; ///< X-step: stop when max |X_{k+1} - X_k| <= x_tol max(1, max|X|)
+  int p_max_iterations = 200; ///< Newton / coordinate-descent sweeps per column
   double p_tol = 1e-12;
   int ab_max_iterations = 300; ///< proximal-gradient iterations of one (A, B)-step
   double ab_tol = 1e-9;        ///< stop when ||step|| <= ab_tol (1 + ||(A, B, b)||)
@@ -148,14 +160,14 @@ struct TACIT_EXPORT BcdObjective {
 
 /// What one BCD iteration did.
 struct TACIT_EXPORT BcdIterationReport {
-  int iteration = 0;          ///< 1-based
-  BcdObjective objective;     ///< after the iteration
-  double train_rmse = 0;      ///< of the model's own predictions (x = phi(A x + B u + b))
-  double test_rmse = -1;      ///< on the test set when given, else -1
-  int x_iterations = 0;       ///< Picard iterations of the X-step (largest column)
-  int ab_iterations = 0;      ///< proximal-gradient iterations of the (A, B)-step
-  index_t zero_columns = 0;   ///< columns of B that are exactly zero
-  double norm_inf_A = 0;      ///< ||A||_inf after the iteration
+  int iteration = 0;        ///< 1-based
+  BcdObjective objective;   ///< after the iteration
+  double train_rmse = 0;    ///< of the model's own predictions (x = phi(A x + B u + b))
+  double test_rmse = -1;    ///< on the test set when given, else -1
+  int x_iterations = 0;     ///< Picard iterations of the X-step (largest column)
+  int ab_iterations = 0;    ///< proximal-gradient iterations of the (A, B)-step
+  index_t zero_columns = 0; ///< columns of B that are exactly zero
+  double norm_inf_A = 0;    ///< ||A||_inf after the iteration
   double seconds = 0;
 };
 
@@ -164,6 +176,13 @@ struct TACIT_EXPORT BcdState {
   BcdParameters params;
   BcdMatrix X, P; ///< n x m
 };
+
+/// Rescales the state (uniformly, s > 0): X, P, B, b times s, C times 1/s,
+/// with s such that the root mean square of X becomes `rms`; returns s (1
+/// when X is zero). For ReLU states the model's predictions are unchanged
+/// (relu(s z) = s relu(z)). \throws InvalidArgument for tanh states or rms
+/// <= 0.
+TACIT_EXPORT double bcd_rescale_states(BcdState &s, double rms);
 
 /// lambda_i of every state from the options.
 TACIT_EXPORT std::vector<double> bcd_lambdas(const BcdOptions &o, index_t n);
@@ -205,8 +224,8 @@ TACIT_EXPORT BcdMatrix bcd_forward(const BcdParameters &m, const BcdMatrix &U,
 TACIT_EXPORT BcdMatrix bcd_predict(const BcdParameters &m, const BcdMatrix &U,
                                    Execution exec = Execution::parallel);
 /// sqrt(mean of (y - yhat)^2 over all q x m entries) of the model's predictions.
-TACIT_EXPORT double bcd_rmse(const BcdParameters &m, const BcdMatrix &U, const BcdMatrix &Y,
-                             Execution exec = Execution::parallel);
+TACIT_EXPORT double bcd_rmse(const BcdParameters &m, const BcdMatrix &U,
+                             const BcdMatrix &Y, Execution exec = Execution::parallel);
 /// ||B e_j||_2 for every input j.
 TACIT_EXPORT std::vector<double> bcd_column_norms(const BcdMatrix &B);
 
