@@ -337,6 +337,7 @@ struct BcdSettings {
   int reweight = 0;
   double reweight_eps = 1e-3;
   int state_sweeps = 1, ab_iterations = 300;
+  double state_scale = 0;
 };
 
 py::dict bcd_iteration_dict(const BcdIterationReport &r) {
@@ -376,6 +377,10 @@ py::tuple bcd_model(const Model<double> &model, const py::object &U_in,
     throw InvalidArgument("bcd: ab_iterations must be >= 1");
   o.state_sweeps = s.state_sweeps;
   o.ab_max_iterations = s.ab_iterations;
+  if (!(s.state_scale >= 0) || !std::isfinite(s.state_scale))
+    throw InvalidArgument("bcd: state_scale = " + std::to_string(s.state_scale) +
+                          " must be finite and >= 0");
+  o.state_scale = s.state_scale;
   if (s.penalty == "group-lasso")
     o.penalty = BcdPenalty::group_inputs;
   else if (s.penalty == "l1")
@@ -708,7 +713,7 @@ model's equal bit for bit). ValueError when every state would go.)doc");
          const py::object &test, int iterations, double lam,
          std::optional<double> layer_eps, double mu, std::optional<double> kappa,
          const std::string &penalty, double penalty_lam, int reweight, double reweight_eps,
-         int state_sweeps, int ab_iterations, int threads) {
+         int state_sweeps, int ab_iterations, double state_scale, int threads) {
         BcdSettings s;
         s.iterations = iterations;
         s.lam = lam;
@@ -721,6 +726,7 @@ model's equal bit for bit). ValueError when every state would go.)doc");
         s.reweight_eps = reweight_eps;
         s.state_sweeps = state_sweeps;
         s.ab_iterations = ab_iterations;
+        s.state_scale = state_scale;
         // BCD runs in float64 (as the command's).
         const auto m64 = float64_model(model);
         return bcd_model(*m64, U, Y, test, s, threads);
@@ -729,14 +735,16 @@ model's equal bit for bit). ValueError when every state would go.)doc");
       py::arg("iterations") = 5, py::arg("lam") = 1.0, py::arg("layer_eps") = py::none(),
       py::arg("mu") = 1.0, py::arg("kappa") = py::none(), py::arg("penalty") = "",
       py::arg("penalty_lam") = 0.0, py::arg("reweight") = 0, py::arg("reweight_eps") = 1e-3,
-      py::arg("state_sweeps") = 1, py::arg("ab_iterations") = 300, py::arg("threads") = 0,
+      py::arg("state_sweeps") = 1, py::arg("ab_iterations") = 300,
+      py::arg("state_scale") = 0.0, py::arg("threads") = 0,
       R"doc(Fits ``model`` (ReLU or tanh states, entries of single matrices) to
 samples U (k, p) and targets Y (k, q) by block-coordinate descent on the
 Fenchel divergence relaxation, as ``tacit bcd``: ``lam`` the divergence
 weight of every state (or ``layer_eps``: eps^(K - k + 1) for block k of K),
 ``mu`` the coupling, ``kappa`` the bound on ||A||_inf (None: sqrt(mu /
 lambda_max)), an optional ``penalty`` 'group-lasso' (columns of B) or 'l1'
-of weight ``penalty_lam``, reweighted every ``reweight`` iterations.
+of weight ``penalty_lam``, reweighted every ``reweight`` iterations; ``state_scale`` > 0 ends every
+iteration by rescaling the ReLU states to that RMS (``--state-scale``).
 ``test`` is (U, Y), reported every iteration. In float64. Returns (trained
 model, report dict: 'iterations', RMSEs, 'inputs_read', 'column_norms');
 the command's model bit for bit. Raises tacit.NumericalError when a step

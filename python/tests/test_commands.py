@@ -303,6 +303,22 @@ def test_bcd_matches_the_command(tmp_path, run_cli, extra):
     assert rmse == pytest.approx(report["train_rmse"], rel=1e-6)
 
 
+def test_bcd_state_scale_matches_the_command(tmp_path, run_cli):
+    U, Y = bcd_data()
+    write_rows(tmp_path / "U.txt", U)
+    write_rows(tmp_path / "Y.txt", Y)
+    model = tacit.init_model("mlp:3,4,2", seed=3)
+    model.save(tmp_path / "init.tacit")
+    run_cli("bcd", tmp_path / "init.tacit", "-i", tmp_path / "U.txt", "--targets",
+            tmp_path / "Y.txt", "--iterations", 3, "--mu", 0.1, "--lambda", 0.1,
+            "--state-scale", 0.5, "-o", tmp_path / "m.tacit")
+    trained, _ = tacit.bcd(model, U, Y, iterations=3, mu=0.1, lam=0.1, state_scale=0.5)
+    np.testing.assert_array_equal(parameters(trained),
+                                  parameters(tacit.load(tmp_path / "m.tacit")))
+    plain, _ = tacit.bcd(model, U, Y, iterations=3, mu=0.1, lam=0.1)
+    assert not np.array_equal(parameters(trained), parameters(plain))
+
+
 def test_bcd_errors():
     U, Y = bcd_data()
     model = tacit.init_model("mlp:3,4,2,phi=tanh")
@@ -318,6 +334,10 @@ def test_bcd_errors():
         tacit.bcd(model, U, Y, penalty="l2")
     with pytest.raises(ValueError, match="reweight"):
         tacit.bcd(model, U, Y, reweight=1)
+    with pytest.raises(ValueError, match="state"):
+        tacit.bcd(model, U, Y, state_scale=1.0)  # tanh states have no free scale
+    with pytest.raises(ValueError, match="state_scale"):
+        tacit.bcd(tacit.init_model("mlp:3,4,2"), U, Y, state_scale=-1.0)
 
 
 def test_train_regression_and_validation():
