@@ -173,4 +173,45 @@ TEST_CASE("tacit train: losing well-posedness stops with the epoch and step",
   CHECK_FALSE(fs::exists(d / "out.tacit"));
 }
 
+TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad lambdas",
+          "[cli][train][path]") {
+  Dir d;
+  write_data(d);
+  const std::vector<std::string> common = {
+      "train",     "--init",       "mlp:4,6,3", "-i",   d / "U.txt", "--labels",
+      d / "L.txt", "--batch-size", "4",         "--lr", "0.1"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = common;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  const auto r =
+      run(d, with({"--group-lasso-path", "0.001,0.5", "--path-epochs", "2",
+                   "--fine-tune-epochs", "1", "--keep-inputs", "-o", d / "p", "--json"}));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const auto doc = nlohmann::json::parse(read_text(fs::path(d / "p") / "path.json"));
+  REQUIRE(doc.at("points").size() == 2);
+  for (const auto &p : doc.at("points")) {
+    CHECK(fs::exists(p.at("trained").get<std::string>()));
+    CHECK(fs::exists(p.at("pruned").get<std::string>()));
+    CHECK(fs::exists(p.at("tuned").get<std::string>()));
+    CHECK(p.at("size").at("inputs") == 4);
+  }
+  // Decreasing, repeated or negative lambdas: usage errors naming the entry.
+  for (const auto &[list, what] :
+       {std::pair{"0.01,0.001", "entry 2 (0.001) is not larger than entry 1"},
+        std::pair{"0.01,0.01", "entry 2 (0.01) is not larger"},
+        std::pair{"-0.1", "entry 1 (-0.1) must be finite and >= 0"},
+        std::pair{"0.1,abc", "--group-lasso-path entry 2"}}) {
+    const auto e = run(d, with({"--group-lasso-path", list, "-o", d / "q"}));
+    CHECK(e.code == 1);
+    CHECK(e.err.find(what) != std::string::npos);
+    CHECK_FALSE(fs::exists(d / "q"));
+  }
+  const auto both =
+      run(d, with({"--group-lasso-path", "0.1", "--group-lasso", "0.1", "-o", d / "q"}));
+  CHECK(both.code == 1);
+}
+
 #endif
