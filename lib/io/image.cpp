@@ -469,7 +469,7 @@ Image bar_chart(std::span<const double> values, std::span<const double> marks,
     const index_t x0 = f.left + k * w, x1 = x0 + w - gap;
     const index_t h = static_cast<index_t>(std::lround(values[k] / top * ph));
     fill_rect(img, x0, f.bottom - h, std::min(x1, f.right), f.bottom, colour);
-    if (!marks.empty()) {
+    if (!marks.empty() && marks[k] > 0) {
       const index_t m = static_cast<index_t>(std::lround(marks[k] / top * ph));
       fill_rect(img, x0, f.bottom - m - 1, std::min(x1, f.right), f.bottom - m + 1,
                 Rgb{220, 30, 30});

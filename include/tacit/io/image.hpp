@@ -105,7 +105,8 @@ TACIT_EXPORT Image line_chart(std::span<const ChartSeries> series, index_t width
 /// round(values[k] / top * plot height) rows, top = the largest value of
 /// `values` and `marks` (1 when all are 0), in `colour`. `marks` (empty or
 /// one per bar, e.g. the true values) are drawn as red horizontal ticks 2
-/// pixels high across the bar's columns at their heights.
+/// pixels high across the bar's columns at their heights (a zero mark is
+/// not drawn).
 /// 	hrows InvalidArgument on a negative or non-finite value, a marks size
 /// other than 0 or n, no value, or width/height < 20.
 TACIT_EXPORT Image bar_chart(std::span<const double> values,
