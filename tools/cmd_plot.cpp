@@ -147,8 +147,76 @@ int plot_columns(Invocation &inv, const fs::path &path, const std::string &out) 
   return exit_ok;
 }
 
+/// tacit plot mask PATH.json --lambda L: the kept inputs of one point of a
+/// lambda path as a W x H image (kept: yellow, removed: dark blue).
+int plot_mask(Invocation &inv, const fs::path &path, const std::string &out) {
+  std::ifstream in(path);
+  if (!in)
+    throw FileError(path.string(), 0, "cannot open the path report");
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception &e) {
+    throw FileError(path.string(), 0, std::string("not JSON: ") + e.what());
+  }
+  const auto lambda = inv.args.real("lambda", 0.0, 1e300);
+  if (!lambda)
+    throw UsageError("plot mask needs --lambda L (a lambda of the path)");
+  if (!doc.contains("start") || !doc.contains("points"))
+    throw FileError(path.string(), 0, "no 'start' or 'points' (expected a path.json)");
+  const index_t p = doc["start"].at("inputs").get<index_t>();
+  const nlohmann::json *point = nullptr;
+  for (const auto &q : doc["points"])
+    if (std::abs(q.at("lambda").get<double>() - *lambda) <=
+        1e-12 * std::max(1.0, *lambda))
+      point = &q;
+  if (!point)
+    throw FileError(path.string(), 0, "no point with lambda " + fmt_g(*lambda, 6));
+  index_t w = static_cast<index_t>(std::lround(std::sqrt(double(p)))), h = w;
+  if (const auto sh = inv.args.text("shape")) {
+    const auto c = sh->find(',');
+    if (c == std::string::npos)
+      throw UsageError("--shape H,W");
+    h = parse_integer(sh->substr(0, c), "--shape", 1, p);
+    w = parse_integer(sh->substr(c + 1), "--shape", 1, p);
+  }
+  if (w * h != p)
+    throw UsageError("the mask of " + std::to_string(p) + " inputs is not " +
+                     std::to_string(h) + " x " + std::to_string(w) +
+                     " (give --shape H,W)");
+  std::vector<double> mask(static_cast<std::size_t>(p), 0.0);
+  for (const auto &k : point->at("kept_inputs")) {
+    const index_t i = k.get<index_t>();
+    if (i < 0 || i >= p)
+      throw FileError(path.string(), 0,
+                      "kept input " + std::to_string(i) + " outside [0, " +
+                          std::to_string(p) + ")");
+    mask[static_cast<std::size_t>(i)] = 1;
+  }
+  const index_t scale = inv.args.integer("scale", 1, 256).value_or(8);
+  const Image img = heat_map(mask, w, h, 0, 1, scale);
+  const index_t kept = static_cast<index_t>(point->at("kept_inputs").size());
+  write_chart(inv, img, out,
+              {{"input", path.string()},
+               {"lambda", *lambda},
+               {"kept_inputs", kept},
+               {"inputs", p}},
+              "kept inputs of lambda " + fmt_g(*lambda, 6) + " (" + std::to_string(kept) +
+                  " of " + std::to_string(p) + ", yellow) of " + path.string());
+  return exit_ok;
+}
+
 int run_plot(Invocation &inv) {
   const auto &pos = inv.args.positionals();
+  if (pos.at(0) == "mask") {
+    if (pos.size() < 2)
+      throw UsageError(
+          "missing PATH.json: tacit plot mask PATH.json --lambda L -o mask.png");
+    const auto out = inv.args.text("output");
+    if (!out)
+      throw UsageError("missing required option --output (-o)");
+    return plot_mask(inv, pos[1], *out);
+  }
   if (pos.at(0) == "curve" || pos.at(0) == "columns") {
     if (pos.size() < 2)
       throw UsageError("missing " +
@@ -162,7 +230,7 @@ int run_plot(Invocation &inv) {
   }
   if (pos.at(0) != "spy")
     throw UsageError("unknown plot kind '" + pos.at(0) +
-                     "' (expected: spy, curve, columns)");
+                     "' (expected: spy, curve, columns, mask)");
   if (pos.size() < 2)
     throw UsageError("missing MODEL: tacit plot spy MODEL -o A.png");
   const std::filesystem::path path = pos[1];
@@ -249,8 +317,10 @@ int run_plot(Invocation &inv) {
         "tacit plot columns MODEL -o cols.png: the l2 norm of each column of B as a\n"
         "bar; --true FILE adds red marks: p true norms, or the indices of the true\n"
         "columns (marked at the top). Charts carry no text: the report (--json) gives\n"
-        "the numbers.",
-    .positionals = {{"KIND", "the kind of figure: spy, curve or columns"},
+        "the numbers.\n"
+        "tacit plot mask PATH.json --lambda L -o mask.png: the inputs kept at lambda L\n"
+        "(input groups) as an image, kept yellow, removed dark.",
+    .positionals = {{"KIND", "the kind of figure: spy, curve, columns or mask"},
                     {"FILE", "model directory, native model file or .mtx matrix (spy, "
                              "columns); path.json (curve)"}},
     .options = {{"output", 'o', "FILE.png", "where to write the PNG (required)"},
@@ -262,7 +332,10 @@ int run_plot(Invocation &inv) {
                 {"height", 0, "PIXELS", "curve, columns: image height (default 400)"},
                 {"x", 0, "WHAT",
                  "curve: parameters (default), states, nonzeros or inputs"},
-                {"true", 0, "FILE", "columns: true column norms or true column indices"}},
+                {"true", 0, "FILE", "columns: true column norms or true column indices"},
+                {"lambda", 0, "L", "mask: the point of the path"},
+                {"shape", 0, "H,W", "mask: the inputs' image shape (default square)"},
+                {"scale", 0, "S", "mask: pixels per input (default 8)"}},
     .epilog = "JSON fields: rows, cols, kind, nnz, width, height, output, seconds.\n",
     .order = 80,
     .run = run_plot,

@@ -187,7 +187,8 @@ TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad la
   };
   const auto r =
       run(d, with({"--group-lasso-path", "0.001,0.5", "--path-epochs", "2",
-                   "--fine-tune-epochs", "1", "--keep-inputs", "-o", d / "p", "--json"}));
+                   "--fine-tune-epochs", "1", "--keep-inputs", "-o", d / "p", "--json",
+                   "--test-input", d / "U.txt", "--test-labels", d / "L.txt"}));
   INFO(r.err);
   REQUIRE(r.code == 0);
   const auto doc = nlohmann::json::parse(read_text(fs::path(d / "p") / "path.json"));
@@ -198,6 +199,24 @@ TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad la
     CHECK(fs::exists(p.at("tuned").get<std::string>()));
     CHECK(p.at("size").at("inputs") == 4);
   }
+  // Its figures: the curve and the kept-input mask (2 x 2 inputs, 3 pixels each).
+  const auto c =
+      run(d, {"plot", "curve", fs::path(d / "p") / "path.json", "--x", "states",
+              "--width", "100", "--height", "60", "-o", d / "c.png", "--json"});
+  INFO(c.err);
+  REQUIRE(c.code == 0);
+  CHECK(c.parsed().at("width") == 100);
+  CHECK(fs::exists(d / "c.png"));
+  const auto m = run(d, {"plot", "mask", fs::path(d / "p") / "path.json", "--lambda",
+                         "0.5", "--scale", "3", "-o", d / "m.png", "--json"});
+  INFO(m.err);
+  REQUIRE(m.code == 0);
+  CHECK(m.parsed().at("width") == 6);
+  CHECK(m.parsed().at("kept_inputs") == 4);
+  const auto bad = run(d, {"plot", "mask", fs::path(d / "p") / "path.json", "--lambda",
+                           "0.7", "-o", d / "m2.png"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("no point with lambda 0.7") != std::string::npos);
   // Decreasing, repeated or negative lambdas: usage errors naming the entry.
   for (const auto &[list, what] :
        {std::pair{"0.01,0.001", "entry 2 (0.001) is not larger than entry 1"},
