@@ -3,6 +3,10 @@
 //  - mlp_epoch: one epoch of the Fashion-MNIST MLP 784-64-32-16-10 (60,000
 //    images, batch 128, SGD momentum 0.9, lr 0.05): forward sweep, adjoint
 //    sweep, gradients, optimiser step;
+//  - mlp_prox_epoch: the same epoch with the group lasso prox on the hidden
+//    states (rows of (A, B) with their biases, lambda 0.001) after every
+//    step, and the plain epoch again in the same run: counter prox_ratio =
+//    median prox epoch / median plain epoch (Iterations pairs, alternated);
 //  - cnn_epoch: one epoch of the small CNN of tools/make_train_fixtures.py
 //    (conv 1->8 + ReLU, conv 8->16 stride 2 + ReLU, conv 16->16 stride 2 +
 //    ReLU, dense 784->10; the same recipe);
@@ -21,12 +25,14 @@
 #include <tacit/nn/generate.hpp>
 #include <tacit/nn/network.hpp>
 #include <tacit/train/init.hpp>
+#include <tacit/train/prox.hpp>
 #include <tacit/train/trainer.hpp>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_reduce.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -113,6 +119,52 @@ void mlp_epoch(benchmark::State &state) {
   }
   state.counters["seconds_per_epoch"] = seconds;
   state.counters["images_per_second"] = double(data->size()) / seconds;
+}
+
+void mlp_prox_epoch(benchmark::State &state) {
+  const auto &data = fashion_train();
+  if (!data) {
+    state.SkipWithError("Fashion-MNIST not found (package dataset-fashion-mnist)");
+    return;
+  }
+  tbb::task_arena arena(static_cast<int>(state.range(0)));
+  const index_t sizes[] = {784, 64, 32, 16, 10};
+  std::vector<double> plain, prox, in_prox;
+  for (auto _ : state) {
+    // The plain epoch (not reported as the iteration time).
+    {
+      TrainableModel<float> tm(init_mlp<float>(sizes, 1));
+      const auto t0 = Clock::now();
+      arena.execute([&] { train(tm, *data, nullptr, recipe()); });
+      plain.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    TrainableModel<float> tm(init_mlp<float>(sizes, 1));
+    PenaltyOptions po;
+    po.lambda = 1e-3;
+    ProximalPenalty<float> penalty(tm, make_groups(tm, GroupKind::state_row), po);
+    double prox_seconds = 0;
+    TrainOptions o = recipe();
+    o.after_step = [&](int e, std::int64_t s, double lr) {
+      const auto p0 = Clock::now();
+      penalty.step(e, s, lr);
+      prox_seconds += std::chrono::duration<double>(Clock::now() - p0).count();
+    };
+    const auto t0 = Clock::now();
+    arena.execute([&] { train(tm, *data, nullptr, o); });
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    prox.push_back(s);
+    in_prox.push_back(prox_seconds);
+    state.SetIterationTime(s);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  const double p = median(plain), x = median(prox);
+  state.counters["plain_seconds"] = p;
+  state.counters["prox_seconds"] = x;
+  state.counters["prox_ratio"] = p > 0 ? x / p : 0;
+  state.counters["prox_share"] = x > 0 ? median(in_prox) / x : 0;
 }
 
 void cnn_epoch(benchmark::State &state) {
@@ -236,6 +288,12 @@ void projection(benchmark::State &state) {
 
 BENCHMARK(mlp_epoch)->ArgName("threads")->Arg(2)->UseManualTime()->Iterations(2)->Unit(
     benchmark::kMillisecond);
+BENCHMARK(mlp_prox_epoch)
+    ->ArgName("threads")
+    ->Arg(2)
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(cnn_epoch)->ArgName("threads")->Arg(2)->UseManualTime()->Iterations(1)->Unit(
     benchmark::kMillisecond);
 BENCHMARK(resnet20_step)

@@ -16,6 +16,7 @@
 #include <tacit/io/io.hpp>
 #include <tacit/train/gradient.hpp>
 #include <tacit/train/init.hpp>
+#include <tacit/train/path.hpp>
 #include <tacit/train/prox.hpp>
 #include <tacit/train/trainer.hpp>
 #if TACIT_HAVE_IDX
@@ -249,9 +250,13 @@ PenaltyOptions penalty_options(const Arguments &args) {
   } catch (const InvalidArgument &e) {
     throw UsageError(e.what());
   }
-  if (given == 0 && (args.text("groups") || args.text("alpha") || args.text("reweight")))
-    throw UsageError("--groups, --alpha and --reweight need --group-lasso, --l1 or "
-                     "--sparse-group-lasso");
+  if (given > 0 && args.text("group-lasso-path"))
+    throw UsageError("give either --group-lasso-path or a single penalty (--group-lasso, "
+                     "--l1, --sparse-group-lasso), not both");
+  if (given == 0 && !args.text("group-lasso-path") &&
+      (args.text("groups") || args.text("alpha") || args.text("reweight")))
+    throw UsageError("--groups, --alpha and --reweight need --group-lasso, --l1, "
+                     "--sparse-group-lasso or --group-lasso-path");
   return p;
 }
 
@@ -259,9 +264,8 @@ PenaltyOptions penalty_options(const Arguments &args) {
 template <class T>
 GroupSet groups_of(const Arguments &args, const TrainableModel<T> &tm) {
   const std::string g = args.text("groups").value_or("states");
-  for (const char *k :
-       {"inputs", "states", "state-rows", "state-columns", "states-both", "blocks",
-        "channels"})
+  for (const char *k : {"inputs", "states", "state-rows", "state-columns", "states-both",
+                        "blocks", "channels"})
     if (g == k) {
       try {
         return make_groups(tm, parse_group_kind(g));
@@ -270,6 +274,217 @@ GroupSet groups_of(const Arguments &args, const TrainableModel<T> &tm) {
       }
     }
   return read_group_file(tm, g);
+}
+
+/// The lambdas of --group-lasso-path L1,L2,...
+std::vector<double> path_lambdas(const std::string &text) {
+  std::vector<double> out;
+  std::size_t a = 0;
+  for (int entry = 1;; ++entry) {
+    const auto b = text.find(',', a);
+    const std::string item = text.substr(a, b == std::string::npos ? b : b - a);
+    out.push_back(parse_real(item, "--group-lasso-path entry " + std::to_string(entry),
+                             -1e300, 1e300));
+    if (b == std::string::npos)
+      break;
+    a = b + 1;
+  }
+  return out;
+}
+
+nlohmann::json path_size_json(const ModelSize &s) {
+  return {{"states", s.states},
+          {"inputs", s.inputs},
+          {"parameters", s.parameters},
+          {"nonzeros", s.nonzeros},
+          {"flops", s.flops}};
+}
+
+/// tacit train --group-lasso-path: the path over lambda with warm starts
+/// (tacit/train/path.hpp), its models written into the directory -o.
+template <class T>
+int path_command(Invocation &inv, Precision precision, TrainOptions o,
+                 const PenaltyOptions &penalty, const std::string &out) {
+  const Arguments &args = inv.args;
+  PathOptions po;
+  po.lambdas = path_lambdas(*args.text("group-lasso-path"));
+  po.penalty = penalty;
+  po.penalty.kind = PenaltyKind::group_lasso;
+  if (const auto e = args.integer("path-epochs", 0, 1000000))
+    o.epochs = static_cast<int>(*e);
+  po.fine_tune_epochs =
+      static_cast<int>(args.integer("fine-tune-epochs", 0, 1000000).value_or(0));
+  po.fine_tune_lr = args.real("fine-tune-lr", 0.0, 1e6).value_or(0.0);
+  po.prune.keep_inputs = args.flag("keep-inputs");
+  po.prune.threshold = args.real("threshold", 0.0, 1e300).value_or(0.0);
+  if (!o.checkpoint_dir.empty() || args.flag("resume"))
+    throw UsageError(
+        "--group-lasso-path has no checkpoints: drop --checkpoint and --resume");
+  po.train = o;
+  try {
+    po.validate();
+  } catch (const InvalidArgument &e) {
+    throw UsageError(e.what());
+  }
+
+  Progress progress(inv.progress_enabled());
+  progress.update("preparing the model ...", true);
+  const Model<T> model = load_or_init<T>(args);
+  if (!args.positionals().empty())
+    check_distinct(args.positionals().at(0), out);
+  const fs::path dir = out;
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw FileError(out, 0,
+                    "exists and is not a directory (--group-lasso-path writes a "
+                    "directory of models)");
+  progress.update("reading the data ...", true);
+  Dataset<T> data, validation;
+  const std::string validate =
+      args.choice("validate-on", {"test", "none"})
+          .value_or(args.text("data") || args.text("test-input") ? "test" : "none");
+  load_data(args, model, o.gradient.loss, data, validation, validate == "test");
+  const GroupSet groups = groups_of(args, TrainableModel<T>(model));
+  const std::string group_text = args.text("groups").value_or("states");
+  const ModelSize start = model_size(model);
+  fs::create_directories(dir);
+
+  std::size_t point = 0;
+  bool tuning = false;
+  po.on_phase = [&](std::size_t k, double, bool t) {
+    point = k;
+    tuning = t;
+  };
+  po.train.on_step = [&](const StepProgress &p) {
+    if (progress.enabled())
+      progress.update("lambda " + fmt_g(po.lambdas[point], 6) +
+                      (tuning ? " fine-tuning" : "") + "  epoch " +
+                      std::to_string(p.epoch) + "/" + std::to_string(p.epochs) +
+                      "  batch " + std::to_string(p.step) + "/" +
+                      std::to_string(p.steps) + "  loss " + fmt_g(p.loss, 4));
+  };
+  po.train.on_epoch = [&](const EpochReport &r) {
+    progress.clear();
+    if (inv.json) {
+      auto j = epoch_json(r);
+      j["lambda"] = po.lambdas[point];
+      j["phase"] = tuning ? "fine-tune" : "train";
+      std::cout << j.dump() << std::endl;
+    } else if (inv.human()) {
+      std::cout << "lambda " << fmt_g(po.lambdas[point], 6)
+                << (tuning ? " fine-tuning" : "") << " epoch " << r.epoch
+                << ": train loss " << fmt_g(r.train_loss, 5);
+      if (r.validation_accuracy)
+        std::cout << ", test accuracy " << fmt_g(100 * *r.validation_accuracy, 4) << "%";
+      std::cout << "; " << fmt_seconds(r.seconds) << std::endl;
+    }
+  };
+
+  nlohmann::json doc = {
+      {"command", "train --group-lasso-path"},
+      {"precision", to_string(precision)},
+      {"groups", group_text},
+      {"group_count", groups.groups.size()},
+      {"epochs", o.epochs},
+      {"fine_tune_epochs", po.fine_tune_epochs},
+      {"lr", o.optimizer.lr},
+      {"fine_tune_lr", po.fine_tune_lr > 0 ? po.fine_tune_lr : o.optimizer.lr},
+      {"reweight", po.penalty.reweight_every},
+      {"start", path_size_json(start)},
+      {"points", nlohmann::json::array()}};
+  auto file = [&](const char *what, double l) {
+    return (dir / (std::string(what) + "_" + fmt_g(l, 6) + ".tacit")).string();
+  };
+  auto on_point = [&](const PathPoint<T> &pt) {
+    progress.update("writing the models of lambda " + fmt_g(pt.lambda, 6) + " ...", true);
+    save_model_as(pt.trained, file("trained", pt.lambda), ModelFormat::native);
+    save_model_as(pt.prune.pruned, file("pruned", pt.lambda), ModelFormat::native);
+    nlohmann::json j = {{"lambda", pt.lambda},
+                        {"zero_groups", pt.zero_groups},
+                        {"groups", pt.groups},
+                        {"size", path_size_json(pt.prune.after)},
+                        {"kept_inputs", pt.prune.kept_inputs},
+                        {"trained", file("trained", pt.lambda)},
+                        {"pruned", file("pruned", pt.lambda)}};
+    if (pt.accuracy)
+      j["accuracy"] = *pt.accuracy;
+    if (pt.loss)
+      j["loss"] = *pt.loss;
+    if (pt.tuned) {
+      save_model_as(*pt.tuned, file("tuned", pt.lambda), ModelFormat::native);
+      j["tuned"] = file("tuned", pt.lambda);
+      if (pt.tuned_accuracy)
+        j["tuned_accuracy"] = *pt.tuned_accuracy;
+      if (pt.tuned_loss)
+        j["tuned_loss"] = *pt.tuned_loss;
+    }
+    doc["points"].push_back(j);
+    // The report so far, rewritten after every point (atomically).
+    write_file_atomically(dir / "path.json", doc.dump(1) + "\n");
+    progress.clear();
+    if (inv.json) {
+      auto line = j;
+      line["event"] = "point";
+      std::cout << line.dump() << std::endl;
+    }
+  };
+  Stopwatch clock;
+  try {
+    lambda_path(model, groups, data, validation.size() ? &validation : nullptr, po,
+                std::function<void(const PathPoint<T> &)>(on_point));
+  } catch (const TrainingError &e) {
+    progress.clear();
+    throw CommandFailure(exit_numerical, "lambda " + fmt_g(po.lambdas[point], 6) +
+                                             (tuning ? " (fine-tuning)" : "") + ": " +
+                                             e.what() + "; the points before it are in " +
+                                             out);
+  } catch (const InvalidArgument &e) {
+    progress.clear();
+    throw CommandFailure(exit_usage, "lambda " + fmt_g(po.lambdas[point], 6) + ": " +
+                                         e.what() + "; the points before it are in " +
+                                         out);
+  }
+  const double seconds = clock.seconds();
+  if (inv.json) {
+    doc["event"] = "done";
+    doc["output"] = out;
+    doc["seconds"] = seconds;
+    std::cout << doc.dump() << std::endl;
+  } else if (inv.human()) {
+    auto pct = [](double a, double b) { return fmt_g(100 * a / b, 3) + "%"; };
+    std::cout << "lambda path of the group lasso on " << fmt_count(groups.groups.size())
+              << " groups (" << group_text << "), " << o.epochs
+              << " epochs per lambda, warm-started; " << fmt_count(start.states)
+              << " states, " << fmt_count(start.inputs) << " inputs, "
+              << fmt_count(start.parameters) << " parameters at the start ("
+              << fmt_seconds(seconds) << ") -> " << out << "\n";
+    std::cout
+        << "  lambda      states   inputs   parameters          nonzeros            "
+           "accuracy  fine-tuned\n";
+    for (const auto &j : doc["points"]) {
+      const auto &z = j["size"];
+      char line[256];
+      std::snprintf(
+          line, sizeof line, "  %-10s  %-7s  %-7s  %-18s  %-18s  %-8s  %s\n",
+          fmt_g(j["lambda"].get<double>(), 6).c_str(),
+          fmt_count(z["states"].get<index_t>()).c_str(),
+          fmt_count(z["inputs"].get<index_t>()).c_str(),
+          (fmt_count(z["parameters"].get<index_t>()) + " (" +
+           pct(z["parameters"].get<double>(), double(start.parameters)) + ")")
+              .c_str(),
+          (fmt_count(z["nonzeros"].get<std::int64_t>()) + " (" +
+           pct(z["nonzeros"].get<double>(), double(start.nonzeros)) + ")")
+              .c_str(),
+          j.contains("accuracy")
+              ? (fmt_g(100 * j["accuracy"].get<double>(), 4) + "%").c_str()
+              : "-",
+          j.contains("tuned_accuracy")
+              ? (fmt_g(100 * j["tuned_accuracy"].get<double>(), 4) + "%").c_str()
+              : "-");
+      std::cout << line;
+    }
+  }
+  return exit_ok;
 }
 
 template <class T> int train_command(Invocation &inv, Precision precision) {
@@ -320,6 +535,12 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   if (const auto c = args.text("checkpoint"))
     o.checkpoint_dir = *c;
   const PenaltyOptions penalty = penalty_options(args);
+  if (args.text("group-lasso-path"))
+    return path_command<T>(inv, precision, o, penalty, *out);
+  for (const char *only :
+       {"path-epochs", "fine-tune-epochs", "fine-tune-lr", "keep-inputs", "threshold"})
+    if (args.flag(only))
+      throw UsageError(std::string("--") + only + " belongs to --group-lasso-path");
 
   Progress progress(inv.progress_enabled());
   progress.update("preparing the model ...", true);
@@ -585,7 +806,17 @@ std::vector<OptionSpec> train_options() {
         "residual additions), or a group file"},
        {"reweight", 0, "E",
         "reweighted group lasso: w_g = w_g0 / (||theta_g|| + eps) every E epochs"},
-       {"reweight-eps", 0, "EPS", "eps of --reweight (default 1e-3)"}});
+       {"reweight-eps", 0, "EPS", "eps of --reweight (default 1e-3)"},
+       {"group-lasso-path", 0, "L1,L2,...",
+        "the lambda path: group lasso at each lambda (increasing) warm-started from the "
+        "previous one, each pruned (and fine-tuned); -o is a directory"},
+       {"path-epochs", 0, "E", "epochs per lambda of the path (default --epochs)"},
+       {"fine-tune-epochs", 0, "F",
+        "path: epochs without the penalty on each pruned model (default 0)"},
+       {"fine-tune-lr", 0, "R", "path: learning rate of the fine-tuning (default --lr)"},
+       {"keep-inputs", 0, "", "path: the pruned models keep every input"},
+       {"threshold", 0, "T",
+        "path: entries with |value| <= T count as zero in the prune"}});
   return o;
 }
 
@@ -609,7 +840,15 @@ std::vector<OptionSpec> train_options() {
         "A penalty (--group-lasso, --l1, --sparse-group-lasso) is applied as a proximal\n"
         "step after every optimiser step, before the projection of A; its zero groups\n"
         "are removed by tacit prune. Group file lines: LABEL state|row|column|input\n"
-        "INDEX... (0-based indices or ranges A-B).",
+        "INDEX... (0-based indices or ranges A-B).\n"
+        "--group-lasso-path L1,L2,... trains at each lambda (strictly increasing) for\n"
+        "--path-epochs epochs, starting from the model trained at the previous lambda\n"
+        "(the first from MODEL or --init: a plain --group-lasso run), prunes each\n"
+        "trained model, optionally fine-tunes the pruned one (--fine-tune-epochs) and\n"
+        "reports per lambda the states, inputs, parameters and nonzeros kept and the\n"
+        "test accuracy before and after fine-tuning. -o DIR receives trained_L.tacit,\n"
+        "pruned_L.tacit, tuned_L.tacit and path.json (rewritten after every lambda;\n"
+        "tacit plot curve draws it), each written atomically.",
     .positionals = {{"MODEL", "model directory, .tacit or .onnx file (or --init)",
                      false}},
     .options = train_options(),
@@ -619,7 +858,15 @@ std::vector<OptionSpec> train_options() {
               "      --optimizer sgd --lr 0.05 --momentum 0.9 --batch-size 128 --epochs "
               "10 -o mlp.tacit\n"
               "With --json: one line per epoch ({\"event\": \"epoch\", ...}) and a final "
-              "line\n({\"event\": \"done\", ...}).\n",
+              "line\n({\"event\": \"done\", ...}).\n"
+              "The lambda path (states groups, 10 epochs per lambda, 2 of fine-tuning):\n"
+              "  tacit train --init mlp:784,64,32,16,10 --data DIR --lr 0.05 --momentum "
+              "0.9 \\\n"
+              "      --group-lasso-path 0.0002,0.0005,0.001,0.002 --path-epochs 10 \\\n"
+              "      --fine-tune-epochs 2 --fine-tune-lr 0.01 --keep-inputs -o path/\n"
+              "  (--json: epoch lines with lambda and phase, a {\"event\": \"point\"} "
+              "line per\n"
+              "  lambda, a final {\"event\": \"done\", \"points\": [...]} line)\n",
     .order = 60,
     .run = run_train,
     .usage =

@@ -6,6 +6,7 @@
 #include <tacit/core/capabilities.hpp>
 #include <tacit/core/csr.hpp>
 #include <tacit/core/error.hpp>
+#include <tacit/core/format.hpp>
 
 #include "io/detail/io_common.hpp"
 
@@ -308,6 +309,174 @@ template <class T> std::vector<index_t> state_block_bounds(const Model<T> &model
     if (sb.offset > 0)
       b.push_back(sb.offset);
   return b;
+}
+
+namespace {
+void put(Image &image, index_t x, index_t y, Rgb c) {
+  std::uint8_t *p = image.pixel(x, y);
+  if (image.channels == 3) {
+    p[0] = c.r;
+    p[1] = c.g;
+    p[2] = c.b;
+  } else {
+    p[0] = static_cast<std::uint8_t>((299 * c.r + 587 * c.g + 114 * c.b) / 1000);
+  }
+}
+} // namespace
+
+void fill_rect(Image &image, index_t x0, index_t y0, index_t x1, index_t y1, Rgb colour) {
+  x0 = std::max<index_t>(0, x0);
+  y0 = std::max<index_t>(0, y0);
+  x1 = std::min(image.width, x1);
+  y1 = std::min(image.height, y1);
+  for (index_t y = y0; y < y1; ++y)
+    for (index_t x = x0; x < x1; ++x)
+      put(image, x, y, colour);
+}
+
+void draw_line(Image &image, index_t x0, index_t y0, index_t x1, index_t y1, Rgb colour) {
+  const index_t dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0);
+  const index_t sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
+  index_t err = dx + dy;
+  for (;;) {
+    if (x0 >= 0 && y0 >= 0 && x0 < image.width && y0 < image.height)
+      put(image, x0, y0, colour);
+    if (x0 == x1 && y0 == y1)
+      break;
+    const index_t e2 = 2 * err;
+    if (e2 >= dy) {
+      err += dy;
+      x0 += sx;
+    }
+    if (e2 <= dx) {
+      err += dx;
+      y0 += sy;
+    }
+  }
+}
+
+ChartFrame chart_frame(index_t width, index_t height) {
+  const index_t m = std::max<index_t>(2, std::min(width, height) / 10);
+  return {m, m, width - m, height - m};
+}
+
+namespace {
+
+Image chart_canvas(index_t width, index_t height, const char *who) {
+  if (width < 20 || height < 20)
+    throw InvalidArgument(std::string(who) +
+                          ": the image must be at least 20 x 20 pixels");
+  return Image(width, height, 3, 255);
+}
+
+void chart_axes(Image &img, const ChartFrame &f) {
+  const Rgb black{0, 0, 0};
+  draw_line(img, f.left - 1, f.top, f.left - 1, f.bottom, black);
+  draw_line(img, f.left - 1, f.bottom, f.right, f.bottom, black);
+}
+
+} // namespace
+
+Image line_chart(std::span<const ChartSeries> series, index_t width, index_t height) {
+  Image img = chart_canvas(width, height, "line_chart");
+  double xlo = 1e300, xhi = -1e300, ylo = 1e300, yhi = -1e300;
+  for (std::size_t s = 0; s < series.size(); ++s) {
+    const auto &c = series[s];
+    if (c.x.size() != c.y.size())
+      throw InvalidArgument("line_chart: series " + std::to_string(s + 1) + " has " +
+                            std::to_string(c.x.size()) + " x and " +
+                            std::to_string(c.y.size()) + " y values");
+    for (std::size_t k = 0; k < c.x.size(); ++k) {
+      if (!std::isfinite(c.x[k]) || !std::isfinite(c.y[k]))
+        throw InvalidArgument("line_chart: series " + std::to_string(s + 1) + " point " +
+                              std::to_string(k + 1) + " is not finite");
+      xlo = std::min(xlo, c.x[k]);
+      xhi = std::max(xhi, c.x[k]);
+      ylo = std::min(ylo, c.y[k]);
+      yhi = std::max(yhi, c.y[k]);
+    }
+  }
+  const ChartFrame f = chart_frame(width, height);
+  if (xlo > xhi) {
+    chart_axes(img, f);
+    return img;
+  }
+  auto widen = [](double &lo, double &hi) {
+    if (hi == lo) {
+      lo -= 1;
+      hi += 1;
+    } else {
+      const double d = 0.05 * (hi - lo);
+      lo -= d;
+      hi += d;
+    }
+  };
+  widen(xlo, xhi);
+  widen(ylo, yhi);
+  const Rgb grid{220, 220, 220};
+  for (int k = 1; k < 5; ++k) {
+    const index_t x = f.left + (f.right - f.left) * k / 5;
+    const index_t y = f.top + (f.bottom - f.top) * k / 5;
+    draw_line(img, x, f.top, x, f.bottom - 1, grid);
+    draw_line(img, f.left, y, f.right - 1, y, grid);
+  }
+  chart_axes(img, f);
+  auto px = [&](double x) {
+    return f.left + static_cast<index_t>(std::lround((x - xlo) / (xhi - xlo) *
+                                                     double(f.right - 1 - f.left)));
+  };
+  auto py = [&](double y) {
+    return f.bottom - 1 -
+           static_cast<index_t>(
+               std::lround((y - ylo) / (yhi - ylo) * double(f.bottom - 1 - f.top)));
+  };
+  for (const auto &c : series) {
+    for (std::size_t k = 0; k + 1 < c.x.size(); ++k)
+      draw_line(img, px(c.x[k]), py(c.y[k]), px(c.x[k + 1]), py(c.y[k + 1]), c.colour);
+    for (std::size_t k = 0; k < c.x.size(); ++k)
+      fill_rect(img, px(c.x[k]) - 2, py(c.y[k]) - 2, px(c.x[k]) + 3, py(c.y[k]) + 3,
+                c.colour);
+  }
+  return img;
+}
+
+Image bar_chart(std::span<const double> values, std::span<const double> marks,
+                index_t width, index_t height, Rgb colour) {
+  Image img = chart_canvas(width, height, "bar_chart");
+  if (values.empty())
+    throw InvalidArgument("bar_chart: no value");
+  if (!marks.empty() && marks.size() != values.size())
+    throw InvalidArgument("bar_chart: " + std::to_string(marks.size()) + " marks for " +
+                          std::to_string(values.size()) + " bars");
+  double top = 0;
+  for (const auto *v : {&values, &marks})
+    for (std::size_t k = 0; k < v->size(); ++k) {
+      const double x = (*v)[k];
+      if (!std::isfinite(x) || x < 0)
+        throw InvalidArgument(std::string("bar_chart: ") +
+                              (v == &values ? "value " : "mark ") +
+                              std::to_string(k + 1) + " (" + format_number(x, 6) +
+                              ") must be finite and >= 0");
+      top = std::max(top, x);
+    }
+  if (top == 0)
+    top = 1;
+  const ChartFrame f = chart_frame(width, height);
+  const index_t n = static_cast<index_t>(values.size());
+  const index_t w = std::max<index_t>(1, (f.right - f.left) / n), gap = w >= 3 ? 1 : 0;
+  const double ph = double(f.bottom - f.top);
+  for (index_t k = 0; k < n; ++k) {
+    const index_t x0 = f.left + k * w, x1 = x0 + w - gap;
+    const index_t h = static_cast<index_t>(std::lround(values[k] / top * ph));
+    fill_rect(img, x0, f.bottom - h, std::min(x1, f.right), f.bottom, colour);
+    if (!marks.empty() && marks[k] > 0) {
+      const index_t m = static_cast<index_t>(std::lround(marks[k] / top * ph));
+      fill_rect(img, x0, f.bottom - m - 1, std::min(x1, f.right), f.bottom - m + 1,
+                Rgb{220, 30, 30});
+    }
+  }
+  chart_axes(img, f);
+  return img;
 }
 
 template SpyCounts spy_counts(const LinearOperator<float> &, index_t, index_t);

@@ -173,4 +173,64 @@ TEST_CASE("tacit train: losing well-posedness stops with the epoch and step",
   CHECK_FALSE(fs::exists(d / "out.tacit"));
 }
 
+TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad lambdas",
+          "[cli][train][path]") {
+  Dir d;
+  write_data(d);
+  const std::vector<std::string> common = {
+      "train",     "--init",       "mlp:4,6,3", "-i",   d / "U.txt", "--labels",
+      d / "L.txt", "--batch-size", "4",         "--lr", "0.1"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = common;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  const auto r =
+      run(d, with({"--group-lasso-path", "0.001,0.5", "--path-epochs", "2",
+                   "--fine-tune-epochs", "1", "--keep-inputs", "-o", d / "p", "--json",
+                   "--test-input", d / "U.txt", "--test-labels", d / "L.txt"}));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const auto doc = nlohmann::json::parse(read_text(fs::path(d / "p") / "path.json"));
+  REQUIRE(doc.at("points").size() == 2);
+  for (const auto &p : doc.at("points")) {
+    CHECK(fs::exists(p.at("trained").get<std::string>()));
+    CHECK(fs::exists(p.at("pruned").get<std::string>()));
+    CHECK(fs::exists(p.at("tuned").get<std::string>()));
+    CHECK(p.at("size").at("inputs") == 4);
+  }
+  // Its figures: the curve and the kept-input mask (2 x 2 inputs, 3 pixels each).
+  const auto c =
+      run(d, {"plot", "curve", fs::path(d / "p") / "path.json", "--x", "states",
+              "--width", "100", "--height", "60", "-o", d / "c.png", "--json"});
+  INFO(c.err);
+  REQUIRE(c.code == 0);
+  CHECK(c.parsed().at("width") == 100);
+  CHECK(fs::exists(d / "c.png"));
+  const auto m = run(d, {"plot", "mask", fs::path(d / "p") / "path.json", "--lambda",
+                         "0.5", "--scale", "3", "-o", d / "m.png", "--json"});
+  INFO(m.err);
+  REQUIRE(m.code == 0);
+  CHECK(m.parsed().at("width") == 6);
+  CHECK(m.parsed().at("kept_inputs") == 4);
+  const auto bad = run(d, {"plot", "mask", fs::path(d / "p") / "path.json", "--lambda",
+                           "0.7", "-o", d / "m2.png"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("no point with lambda 0.7") != std::string::npos);
+  // Decreasing, repeated or negative lambdas: usage errors naming the entry.
+  for (const auto &[list, what] :
+       {std::pair{"0.01,0.001", "entry 2 (0.001) is not larger than entry 1"},
+        std::pair{"0.01,0.01", "entry 2 (0.01) is not larger"},
+        std::pair{"-0.1", "entry 1 (-0.1) must be finite and >= 0"},
+        std::pair{"0.1,abc", "--group-lasso-path entry 2"}}) {
+    const auto e = run(d, with({"--group-lasso-path", list, "-o", d / "q"}));
+    CHECK(e.code == 1);
+    CHECK(e.err.find(what) != std::string::npos);
+    CHECK_FALSE(fs::exists(d / "q"));
+  }
+  const auto both =
+      run(d, with({"--group-lasso-path", "0.1", "--group-lasso", "0.1", "-o", d / "q"}));
+  CHECK(both.code == 1);
+}
+
 #endif
