@@ -3,8 +3,8 @@
 
 #include <iostream>
 
-#include <tacit/io/io.hpp>
 #include <tacit/core/model.hpp>
+#include <tacit/io/io.hpp>
 #include <tacit/nn/onnx.hpp>
 
 #include "cli_common.hpp"
@@ -22,12 +22,13 @@ std::string dims_string(const std::vector<index_t> &dims) {
 
 template <class T>
 nlohmann::json import_and_save(const Invocation &inv, const std::filesystem::path &in,
-                               const std::filesystem::path &out, ModelFormat format) {
+                               const std::filesystem::path &out, ModelFormat format,
+                               const OnnxImportOptions &options) {
   Progress progress(inv.progress_enabled());
   progress.update("importing " + in.string() + " ...", true);
   Stopwatch clock;
   OnnxImportInfo info;
-  const auto model = import_onnx<T>(in, &info);
+  const auto model = import_onnx<T>(in, options, &info);
   const double import_seconds = clock.seconds();
   progress.update("writing " + out.string() + " ...", true);
   clock.restart();
@@ -72,10 +73,13 @@ int run_import_onnx(Invocation &inv) {
   if (const auto f = inv.args.choice("format", {"native", "mtx", "dir"}))
     format = *f == "native" ? ModelFormat::native : ModelFormat::directory;
   const Precision precision = precision_of(inv.args);
+  OnnxImportOptions options;
+  options.fold_dense_products = !inv.args.flag("keep-layers");
   auto doc = precision == Precision::float32
-                 ? import_and_save<float>(inv, in, out, format)
-                 : import_and_save<double>(inv, in, out, format);
+                 ? import_and_save<float>(inv, in, out, format, options)
+                 : import_and_save<double>(inv, in, out, format, options);
   doc["precision"] = to_string(precision);
+  doc["keep_layers"] = !options.fold_dense_products;
   if (inv.json) {
     inv.emit(doc);
   } else if (inv.human()) {
@@ -116,16 +120,25 @@ int run_import_onnx(Invocation &inv) {
         "reported with the node's name and nothing is written. The output is written\n"
         "atomically: a native file (--format native, the default for a .tacit name) or "
         "a\n"
-        "Matrix Market directory (--format mtx: each operator materialised as CSR).",
+        "Matrix Market directory (--format mtx: each operator materialised as CSR).\n"
+        "A linear map after another (a classifier after a pooling) is folded into one\n"
+        "dense matrix (fast inference); --keep-layers keeps each layer's own\n"
+        "parameters, as tacit train reads ONNX files: a network written by tacit\n"
+        "export-onnx from a trained model then comes back with the same operators and\n"
+        "gives the same outputs bit for bit.",
     .positionals = {{"NET.onnx", "the ONNX model"}},
     .options = {{"output", 'o', "OUT", "the model file (.tacit) or directory to write"},
                 {"format", 0, "F",
                  "native or mtx (default: native when OUT ends in .tacit, else mtx)"},
                 {"precision", 0, "P",
-                 "float32 or float64: value type written (default float64)"}},
+                 "float32 or float64: value type written (default float64)"},
+                {"keep-layers", 0, "",
+                 "keep a linear layer after another (a classifier after a pooling) as "
+                 "its own parameters instead of folding them into one matrix"}},
     .epilog = "Examples:\n"
               "  tacit import-onnx resnet20.onnx -o resnet20.tacit\n"
-              "  tacit import-onnx mlp.onnx -o mlp_dir --format mtx\n",
+              "  tacit import-onnx mlp.onnx -o mlp_dir --format mtx\n"
+              "  tacit import-onnx pruned.onnx -o pruned.tacit --keep-layers\n",
     .order = 55,
     .run = run_import_onnx,
     .usage = "NET.onnx -o OUT [OPTIONS]",

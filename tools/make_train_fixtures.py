@@ -36,10 +36,21 @@ With --fashion (Fashion-MNIST from /usr/share/datasets/fashion-mnist, minutes):
                           momentum 0.9, lr 0.05, batch 128, 5 epochs, float32): test
                           accuracy and loss per epoch
 
+With --fashion-resnet (seconds):
+  fashion_resnet_init.onnx  the small ResNet of the README (FashionResNet: stem conv
+                          3x3 1->8 + BN + ReLU, three stages of one basic block, widths
+                          8/16/32, strides 1/2/2, 1x1 projection + BN shortcuts where the
+                          shape changes, global average pooling, Linear 32->10) at its
+                          seeded initialisation (convolutions as torchvision's ResNet:
+                          Kaiming normal, fan_out; batch norms at their initial
+                          statistics, folded into the convolutions), float32; the
+                          environment variable RESNET_BLOCKS (default 1) sets the basic
+                          blocks per stage
+
 Parameter names are PyTorch's state_dict keys of the (folded) module.
 Numbers are written with repr() (shortest round-trip decimal of the float64).
 
-Usage: tools/make_train_fixtures.py [--fashion] [OUTPUT_DIR]
+Usage: tools/make_train_fixtures.py [--fashion | --fashion-resnet] [OUTPUT_DIR]
 """
 
 import copy
@@ -55,6 +66,7 @@ import torch.nn.functional as F
 
 SAMPLES = 16
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-3
+RESNET_BLOCKS = int(os.environ.get("RESNET_BLOCKS", "1"))
 
 
 class Mlp(nn.Module):
@@ -226,6 +238,57 @@ class FashionCnn(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class BasicBlock(nn.Module):
+    """conv 3x3 (stride s) + BN + ReLU, conv 3x3 + BN, plus the input (identity) or
+    its 1x1 projection (stride s) + BN where the shape changes (option B), ReLU."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.proj = None
+        if stride != 1 or cin != cout:
+            self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return F.relu(h + (x if self.proj is None else self.proj(x)))
+
+
+class FashionResNet(nn.Module):
+    """A ResNet for 1 x 28 x 28 images: stem conv 3x3 1->w0 + BN + ReLU, three stages
+    of `blocks` basic blocks of widths w0, w1, w2 and strides 1, 2, 2 (28, 14, 7),
+    global average pooling, Linear w2->10."""
+
+    def __init__(self, widths=(8, 16, 32), blocks=1):
+        super().__init__()
+        self.stem = nn.Conv2d(1, widths[0], 3, padding=1)
+        self.bn = nn.BatchNorm2d(widths[0])
+        layers, cin = [], widths[0]
+        for k, w in enumerate(widths):
+            for b in range(blocks):
+                layers.append(BasicBlock(cin, w, 2 if k > 0 and b == 0 else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(widths[-1], 10)
+        # torchvision's ResNet initialisation of the convolutions (the Linear keeps
+        # PyTorch's default); batch norms at weight 1, bias 0, mean 0, variance 1.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x)))
+        x = self.layers(x)
+        x = F.adaptive_avg_pool2d(x, 1)
+        return self.fc(torch.flatten(x, 1))
+
+
 def read_idx(path):
     import gzip
     import numpy as np
@@ -278,11 +341,29 @@ def fashion(out, epochs=5):
         f.write("\n")
 
 
+def fashion_resnet(out, blocks=RESNET_BLOCKS):
+    """fashion_resnet_init.onnx: FashionResNet at its seeded initialisation (seed 1),
+    batch norms (initial statistics) folded into the convolutions, float32."""
+    torch.manual_seed(1)
+    model = FashionResNet(blocks=blocks).eval()
+    folded = fold_batch_norm(model)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2),
+                   dtype=torch.float64)
+    with torch.no_grad():
+        diff = (model.double()(x) - folded(x)).abs().max().item()
+    print(f"fashion resnet: folded vs batch norm kept: {diff:.2e}")
+    export(folded.float(), x[:1].float(), os.path.join(out, "fashion_resnet_init.onnx"),
+           keep_bn=False)
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--fashion"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--fashion")]
     out = args[0] if args else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "train")
     os.makedirs(out, exist_ok=True)
+    if "--fashion-resnet" in sys.argv[1:]:
+        fashion_resnet(out)
+        return
     if "--fashion" in sys.argv[1:]:
         fashion(out)
         return

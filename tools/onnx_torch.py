@@ -10,8 +10,9 @@ Flatten, Reshape, Identity, Slice, Pad (constant), Constant.
       the outputs, one line per input line.
   compare  NET.onnx -i U.txt -y Y.txt [--tol 1e-12]
       the outputs against Y.txt (e.g. `tacit solve -o Y.txt`): the largest
-      relative error over samples, max_i |y_i - ref_i| / max_i |ref_i|;
-      exit 1 above the tolerance.
+      relative error over samples, max_i |y_i - ref_i| / max_i |ref_i|, and
+      the samples whose predicted class (the index of the largest output)
+      differs; exit 1 above the tolerance or when a predicted class differs.
   sgd-step NET.onnx STEPPED.onnx -i U.txt --labels L.txt --lr R [--tol 1e-10]
       one full-batch SGD step (no momentum) of the mean softmax cross-entropy
       from NET.onnx's parameters (the float initializers read as weights and
@@ -195,10 +196,13 @@ def main():
         return 0
     if args.command == "compare":
         ref = torch.tensor(read_vectors(args.outputs))
-        err = relative_error(g.run(u).detach(), ref)
+        y = g.run(u).detach()
+        err = relative_error(y, ref)
         tol = 1e-12 if args.tol is None else args.tol
-        print(f"max relative error {err:.3e} over {u.shape[0]} samples (tolerance {tol:g})")
-        return 0 if err <= tol else 1
+        classes = int((y.argmax(dim=1) != ref.argmax(dim=1)).sum())
+        print(f"max relative error {err:.3e} over {u.shape[0]} samples (tolerance {tol:g}); "
+              f"predicted class differs on {classes}")
+        return 0 if err <= tol and classes == 0 else 1
     # sgd-step
     if not args.stepped or args.labels is None or args.lr is None:
         raise SystemExit("sgd-step needs STEPPED.onnx, --labels and --lr")

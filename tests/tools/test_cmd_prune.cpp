@@ -197,6 +197,33 @@ TEST_CASE("tacit train --groups channels and tacit prune of a CNN", "[cli][prune
     REQUIRE(s.code == 0);
   }
   CHECK(read_text(d / "m.Y") == read_text(d / "small.Y"));
+  // The pruned network through ONNX and back with its layers kept (the
+  // classifier after the global pooling stays two operators, as trained):
+  // the same outputs, every digit, in float64 and float32, and the same ONNX
+  // file when exported again.
+  const auto e = run(d, {"export-onnx", d / "small.tacit", "-o", d / "small.onnx"});
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  const auto back =
+      run(d, {"import-onnx", d / "small.onnx", "-o", d / "back.tacit", "--keep-layers"});
+  INFO(back.err);
+  REQUIRE(back.code == 0);
+  for (const char *precision : {"float64", "float32"}) {
+    INFO(precision);
+    for (const char *m : {"small", "back"}) {
+      const auto s = run(d, {"solve", d / (std::string(m) + ".tacit"), "-i", d / "U.txt",
+                             "-o", d / (std::string(m) + "." + precision + ".Y"),
+                             "--precision", precision});
+      INFO(s.err);
+      REQUIRE(s.code == 0);
+    }
+    CHECK(read_text(d / ("small." + std::string(precision) + ".Y")) ==
+          read_text(d / ("back." + std::string(precision) + ".Y")));
+  }
+  const auto again = run(d, {"export-onnx", d / "back.tacit", "-o", d / "again.onnx"});
+  INFO(again.err);
+  REQUIRE(again.code == 0);
+  CHECK(read_text(d / "small.onnx") == read_text(d / "again.onnx"));
 }
 
 #endif
