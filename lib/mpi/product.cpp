@@ -120,8 +120,8 @@ DistributedProduct::DistributedProduct(const DistributedModel &model)
     s.ghosts.erase(std::unique(s.ghosts.begin(), s.ghosts.end()), s.ghosts.end());
     s.g = std::lower_bound(s.ghosts.begin(), s.ghosts.end(), r0) - s.ghosts.begin();
     const index_t m = s.m(), g = s.g, own = s.own;
-    if (s.ghosts.empty()) {
-      s.M = L; // the columns are the local indices already (one rank)
+    if (own == model.n) {
+      s.M = L; // one rank: the columns are the local indices already
     } else {
       std::vector<std::int64_t> ptr(L.row_ptr().begin(), L.row_ptr().end());
       std::vector<std::int64_t> cols(static_cast<std::size_t>(L.nnz()));
@@ -234,6 +234,17 @@ void DistributedProduct::exchange(std::span<double> local) {
                           std::to_string(local.size()) + " entries, expected " +
                           std::to_string(s.m()) + " (own states and ghosts)");
   s.forward(local.data() + s.g, local.data());
+}
+
+void DistributedProduct::add_to_owners(std::span<double> local, std::span<double> own) {
+  Impl &s = *impl_;
+  if (local.size() != static_cast<std::size_t>(s.m()) ||
+      own.size() != static_cast<std::size_t>(s.own))
+    throw InvalidArgument("DistributedProduct::add_to_owners: " +
+                          std::to_string(local.size()) + " local and " +
+                          std::to_string(own.size()) + " own entries, expected " +
+                          std::to_string(s.m()) + " and " + std::to_string(s.own));
+  s.reverse_add(local.data(), own.data());
 }
 
 } // namespace tacit::inline v1::mpi

@@ -70,6 +70,9 @@ public:
   /// own ones at [ghosts_below, ghosts_below + own)) from their owners.
   /// Collective.
   void exchange(std::span<double> local);
+  /// The reverse: adds the ghost entries of `local` (own + ghosts entries)
+  /// into their owners' entries of `own` (own entries). Collective.
+  void add_to_owners(std::span<double> local, std::span<double> own);
 
 private:
   struct Impl;
