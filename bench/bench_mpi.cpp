@@ -4,7 +4,9 @@
 //
 //   mpirun -np P bench_mpi scaling [--states N] [--weak-states N] [--columns K]
 //       strong scaling (N states on 1..P ranks) and weak scaling (N per rank)
-//       of the distributed SpMV (PETSc MatMult of A), Picard (distributed_predict,
+//       of the distributed SpMV (MatMult of the PETSc shell matrix of A on tacit's
+//       CSR kernel, DistributedProduct; PETSc's MatMPIAIJ MatMult beside it at
+//       one rank), Picard (distributed_predict,
 //       per iteration) and the lambda_PF(|A|) enclosure, each rank count a
 //       sub-communicator of the same run, as efficiency against one rank; and
 //       one rank against the single-process tacit kernels on the same model
@@ -27,6 +29,7 @@
 #include <tacit/core/model.hpp>
 #include <tacit/mpi/generate.hpp>
 #include <tacit/mpi/mpi.hpp>
+#include <tacit/mpi/product.hpp>
 #include <tacit/nn/generate.hpp>
 #include <tacit/solve/solve.hpp>
 
@@ -122,7 +125,7 @@ Mat petsc_A(const mpi::DistributedModel &m) {
 struct Timing {
   int ranks = 0;
   index_t n = 0;
-  double spmv = 0, picard_iter = 0, pf = 0;
+  double spmv = 0, petsc_spmv = 0, picard_iter = 0, pf = 0;
   int picard_iterations = 0, pf_products = 0;
   // Single-process tacit on the same model (one rank only).
   double tacit_spmv = 0, tacit_picard_iter = 0, tacit_pf = 0;
@@ -139,20 +142,38 @@ Timing run_on(MPI_Comm comm, index_t n, index_t columns, int repeats) {
   Timing t;
   t.ranks = P;
   t.n = n;
-  // SpMV: PETSc MatMult of A.
-  Mat A = petsc_A(m);
-  Vec x = nullptr, y = nullptr;
-  MatCreateVecs(A, &x, &y);
-  VecSet(x, 1.0);
-  t.spmv = best_time(comm, repeats,
-                     [&] {
-                       for (int k = 0; k < 10; ++k)
-                         MatMult(A, x, y);
-                     }) /
-           10;
-  VecDestroy(&x);
-  VecDestroy(&y);
-  MatDestroy(&A);
+  // SpMV: MatMult of the shell matrix (tacit's CSR kernel on the own rows,
+  // the ghosts by a VecScatter), and of PETSc's MatMPIAIJ for comparison.
+  {
+    mpi::DistributedProduct product(m);
+    Mat S = product.petsc(Mode::normal);
+    Vec x = nullptr, y = nullptr;
+    MatCreateVecs(S, &x, &y);
+    VecSet(x, 1.0);
+    t.spmv = best_time(comm, repeats,
+                       [&] {
+                         for (int k = 0; k < 10; ++k)
+                           MatMult(S, x, y);
+                       }) /
+             10;
+    VecDestroy(&x);
+    VecDestroy(&y);
+  }
+  {
+    Mat A = petsc_A(m);
+    Vec x = nullptr, y = nullptr;
+    MatCreateVecs(A, &x, &y);
+    VecSet(x, 1.0);
+    t.petsc_spmv = best_time(comm, repeats,
+                             [&] {
+                               for (int k = 0; k < 10; ++k)
+                                 MatMult(A, x, y);
+                             }) /
+                   10;
+    VecDestroy(&x);
+    VecDestroy(&y);
+    MatDestroy(&A);
+  }
   // Picard: per iteration, one slab of inputs.
   const auto U = random_batch<double>(shape.inputs, columns, 3);
   PicardOptions po;
@@ -256,10 +277,10 @@ int scaling(const Options &o) {
     }
     std::printf(
         "one rank against single-process tacit (the same model, one thread):\n"
-        "  SpMV %.4g s vs tacit %.4g s (x%.3f); Picard %.4g s/it (%d its) vs "
+        "  SpMV %.4g s (PETSc MatMPIAIJ %.4g s) vs tacit %.4g s (x%.3f); Picard %.4g s/it (%d its) vs "
         "tacit %.4g s/it (%d its) (x%.3f); lambda_PF %.4g s (%d products) vs tacit "
         "%.4g s (%d products) (x%.3f)\n",
-        one.spmv, one.tacit_spmv, one.spmv / one.tacit_spmv, one.picard_iter,
+        one.spmv, one.petsc_spmv, one.tacit_spmv, one.spmv / one.tacit_spmv, one.picard_iter,
         one.picard_iterations, one.tacit_picard_iter, one.tacit_picard_iterations,
         one.picard_iter / one.tacit_picard_iter, one.pf, one.pf_products, one.tacit_pf,
         one.tacit_pf_products, one.pf / one.tacit_pf);

@@ -1,9 +1,11 @@
 // Distributed certified enclosure of lambda_PF(|A|): shifted power iteration
-// on the PETSc |A| with Collatz-Wielandt bounds reduced over the ranks, the
-// rounding allowance and outward rounding of lib/analysis/perron.cpp. And
-// SLEPc's (uncertified) estimate for comparison.
+// on |A| (tacit's CSR kernel on each rank's rows, DistributedProduct) with
+// Collatz-Wielandt bounds reduced over the ranks, the rounding allowance and
+// outward rounding of lib/analysis/perron.cpp. And SLEPc's (uncertified)
+// estimate for comparison, on a PETSc MatMPIAIJ.
 
 #include <tacit/mpi/mpi.hpp>
+#include <tacit/mpi/product.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -79,11 +81,9 @@ PerronBound distributed_perron_bound(const DistributedModel &model,
   out.lower = 0;
   out.upper = infinity;
   detail::collective(comm, [&] {
-    detail::MatHandle M =
-        detail::petsc_matrix(comm, model.A.local, model.n, model.n, own, true);
-    detail::VecHandle v, y;
-    TACIT_PETSC(MatCreateVecs(M, v.out(), y.out()));
-    TACIT_PETSC(VecSet(v, 1.0));
+    DistributedProduct absA(model);
+    std::vector<double> v(static_cast<std::size_t>(own), 1.0),
+        y(static_cast<std::size_t>(own));
     std::vector<double> next(static_cast<std::size_t>(own));
     const double setup = now() - t0;
     t0 = now();
@@ -95,13 +95,8 @@ PerronBound distributed_perron_bound(const DistributedModel &model,
       return std::isfinite(out.upper) ? 0.5 * (out.lower + out.upper) : out.lower;
     };
     while (out.iterations < options.max_iterations) {
-      TACIT_PETSC(MatMult(M, v, y));
-      const PetscScalar *ya = nullptr, *va = nullptr;
-      TACIT_PETSC(VecGetArrayRead(y, &ya));
-      TACIT_PETSC(VecGetArrayRead(v, &va));
-      Pass r = pass_rows(rp, own, ya, va, shift, scale, next.data());
-      TACIT_PETSC(VecRestoreArrayRead(y, &ya));
-      TACIT_PETSC(VecRestoreArrayRead(v, &va));
+      absA.apply(Mode::abs, v, y);
+      Pass r = pass_rows(rp, own, y.data(), v.data(), shift, scale, next.data());
       // One reduction: minima of lower and of the negated maxima.
       double red[4] = {r.lower, -r.upper, -r.next_max, r.zero ? -1.0 : 0.0};
       MPI_Allreduce(MPI_IN_PLACE, red, 4, MPI_DOUBLE, MPI_MIN, comm);
@@ -149,10 +144,7 @@ PerronBound distributed_perron_bound(const DistributedModel &model,
           x /= vmax;
         vmax = 1;
       }
-      PetscScalar *wa = nullptr;
-      TACIT_PETSC(VecGetArray(v, &wa));
-      std::copy(next.begin(), next.end(), wa);
-      TACIT_PETSC(VecRestoreArray(v, &wa));
+      v.swap(next);
       const double est = estimate();
       shift = 0.5 * est;
       scale = 1.0 / (vmax * (est + shift));

@@ -4,6 +4,7 @@
 // Richardson iteration, |B|^T w gathered on rank 0 and |D|_i added there.
 
 #include <tacit/mpi/sensitivity.hpp>
+#include <tacit/mpi/product.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -191,8 +192,9 @@ distributed_sensitivity_rows(const DistributedModel &model, std::span<const inde
   const RowPartition inputs = even_partition(p, model.ranks);
   double setup = 0, solve = 0, output = 0;
   detail::collective(comm, [&] {
-    detail::MatHandle absA =
-        detail::petsc_matrix(comm, model.A.local, model.n, model.n, own, true);
+    // |A| as a shell on tacit's CSR kernel (MatMult and MatMultTranspose).
+    DistributedProduct product(model);
+    Mat absA = product.petsc(Mode::abs);
     detail::MatHandle absB = detail::petsc_matrix(comm, model.B.local, model.n, p,
                                                   inputs.size(model.rank), true);
     detail::MatHandle absC =
@@ -208,7 +210,7 @@ distributed_sensitivity_rows(const DistributedModel &model, std::span<const inde
               " products (lambda_PF(|A|) <= " + format_number(pf.upper, 6) + ")",
           cert.theta, 1.0, cert.products);
     const double tol = std::max(options.rel_tol, 16 * eps / (1 - cert.theta));
-    Mat absA_context = absA.get(); // the shell's context: outlives the shell
+    Mat absA_context = absA; // the shell's context: outlives the shell
     Mat M_raw = nullptr;
     TACIT_PETSC(MatCreateShell(comm, static_cast<PetscInt>(own),
                                static_cast<PetscInt>(own), static_cast<PetscInt>(model.n),

@@ -8,12 +8,14 @@
 /// tacit's thread partition); each rank holds its rows of A, B, the biases and
 /// the activations, and its share of the rows of C (outputs split evenly).
 /// D and c, which act on inputs and outputs only, are held by rank 0, which
-/// also receives the outputs. A, B and C are PETSc MatMPIAIJ matrices built
-/// from these CSR arrays (no text round trip) where PETSc computes (C x, the
-/// |A| products of the lambda_PF enclosure, SLEPc); the Picard iteration runs
-/// tacit's own kernel on each rank's rows (picard_solve_part), PETSc moving
-/// the neighbours' states between iterations, so that the states are the same
-/// bits as the single-process solver's.
+/// also receives the outputs. The Picard iteration and the products with A
+/// and |A| (the lambda_PF enclosure, the sensitivity rows, the bounds; a
+/// PETSc shell matrix, tacit/mpi/product.hpp) run tacit's own CSR kernel on
+/// each rank's rows, PETSc moving the neighbours' states, so that the states
+/// and the products are the same bits as the single-process ones. PETSc
+/// MatMPIAIJ matrices built from the CSR arrays (no text round trip) serve
+/// where PETSc computes itself: C x, B^T and C^T in the sensitivity rows,
+/// the norms, and SLEPc's estimate.
 ///
 /// Values are float64 (PETSc's scalar); a float32 native file is widened on
 /// reading, as `load_model<double>` does.
@@ -166,7 +168,9 @@ TACIT_EXPORT SolveReport distributed_predict(const DistributedModel &model,
                                              Batch<double> *X_own = nullptr);
 
 /// A certified interval for lambda_PF(|A|) from a distributed power iteration
-/// on |A| (a PETSc MatMPIAIJ) with Collatz-Wielandt bounds: min and max over
+/// on |A| (tacit's CSR kernel on each rank's rows, DistributedProduct: each
+/// product the same bits as the single-process one) with Collatz-Wielandt
+/// bounds: min and max over
 /// all rows of (|A| v)_i / v_i (MPI_Allreduce), widened by the rounding
 /// allowance of the single-process enclosure (perron_frobenius_bound) and
 /// rounded outward, so they hold for the exact matrix whatever v is. The
@@ -180,7 +184,7 @@ TACIT_EXPORT PerronBound distributed_perron_bound(const DistributedModel &model,
                                                   RankTimings *timings = nullptr);
 
 /// SLEPc's estimate of lambda_PF(|A|) (Krylov-Schur, largest magnitude, on
-/// the same PETSc |A|), for comparison: not certified. NaN when SLEPc did not
+/// |A| as a PETSc MatMPIAIJ), for comparison: not certified. NaN when SLEPc did not
 /// converge. Collective.
 TACIT_EXPORT double slepc_spectral_radius_estimate(const DistributedModel &model,
                                                    double tolerance = 1e-10);

@@ -4,7 +4,7 @@
 /// distributed model (component tacit::mpi; see tacit/analysis/sensitivity.hpp
 /// for what S bounds). Row i is S_i = |B|^T w + |D|_i where w solves
 /// (I - |A|)^T w = |C|_i^T, on PETSc matrices built from the distributed CSR
-/// rows: a KSP (GMRES, no preconditioner) on the shell operator
+/// rows (|A| a shell on tacit's CSR kernel, DistributedProduct): a KSP (GMRES, no preconditioner) on the shell operator
 /// x -> x - |A|^T x, or the iteration w <- |A|^T w + |C|_i^T (Richardson)
 /// stopped by a certified bound.
 ///

@@ -1,0 +1,82 @@
+#pragma once
+/// \file bounds.hpp
+/// The global and interval bounds of tacit/analysis/bounds.hpp on a CSR
+/// model distributed by states (component tacit::mpi): every rank bounds its
+/// own states, the products with A and |A| by tacit's CSR kernel on its rows
+/// (DistributedProduct, the neighbours' states exchanged before every
+/// product), B's own rows and the inputs on every rank.
+///
+/// The set-up, the rounding allowances, the iterations and their stopping
+/// rules are those of BoundAnalyzer on the whole model: the allowance gA from
+/// the most terms of a row or column of A (counted over all ranks), the
+/// certificate vector v ~ (I - L|A|)^-1 1 and its rate rho, the global
+/// bound's iteration to the tolerance raised along v until it is a computed
+/// supersolution (or, for a feed-forward A, iterated until exact), the
+/// interval fixed point from it. Every row sum is formed in the
+/// single-process order and every reduction is a maximum, a minimum or a
+/// conjunction (exact): the own slices of the bounds are the same bits as
+/// BoundAnalyzer<double>'s for any number of ranks.
+///
+/// Feed-forward: the levels of A (a state's is one more than the highest
+/// state its row reads) are found by iterating that rule to its fixed point,
+/// one exchange per level; an A whose levels have not settled after
+/// BoundOptions::max_iterations iterations is taken as cyclic (sound bounds
+/// all the same; a feed-forward A that deep would get the cyclic stopping
+/// rules instead of the single process's).
+///
+/// Thread safety: the calls are collective over the model's communicator.
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <tacit/analysis/bounds.hpp>
+#include <tacit/mpi/mpi.hpp>
+
+namespace tacit::inline v1::mpi {
+
+/// Bounds on the own states of a distributed CSR model (float64).
+class TACIT_EXPORT DistributedBoundAnalyzer {
+public:
+  /// The set-up of BoundAnalyzer (activations, allowances, levels,
+  /// certificate vector) across the ranks. The model must outlive the
+  /// analyzer. Collective.
+  /// \throws Unsupported for a leaky ReLU of negative slope (not monotone).
+  explicit DistributedBoundAnalyzer(const DistributedModel &model, BoundOptions options = {});
+  ~DistributedBoundAnalyzer();
+  DistributedBoundAnalyzer(const DistributedBoundAnalyzer &) = delete;
+  DistributedBoundAnalyzer &operator=(const DistributedBoundAnalyzer &) = delete;
+
+  /// lambda_PF(L|A|) < 1 certified (false: every bound is unbounded).
+  bool certified_well_posed() const noexcept;
+  /// The certified rate rho (0 for a feed-forward A).
+  double rate() const noexcept;
+  bool feed_forward() const noexcept;
+  /// Levels of a feed-forward A (depth + 1), 0 otherwise.
+  index_t levels() const noexcept;
+
+  /// The nominal point (BoundAnalyzer::nominal): u0 the p inputs (the same on
+  /// every rank), x0_own the own states of the equilibrium. The result's u
+  /// holds the inputs, x, residual and residual_rounding the own states, y
+  /// nothing. Collective. \throws InvalidArgument on wrong sizes.
+  NominalPoint<double> nominal(std::span<const double> u0,
+                               std::span<const double> x0_own) const;
+
+  /// The global bound (BoundAnalyzer::global_bounds) on the own states.
+  /// Collective. \throws InvalidArgument for a box without p entries or
+  /// lower > upper (on every rank).
+  StateBounds<double> global_bounds(const NominalPoint<double> &nominal,
+                                    const InputBox<double> &box) const;
+  /// The interval bound (BoundAnalyzer::interval_bounds) on the own states.
+  /// Collective. \throws Error (on every rank) when the enclosures of a state
+  /// do not intersect (a nominal point that is not an equilibrium within its
+  /// recorded residual), naming the state.
+  StateBounds<double> interval_bounds(const NominalPoint<double> &nominal,
+                                      const InputBox<double> &box) const;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace tacit::inline v1::mpi
