@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mpi/detail/collective.hpp"
+#include "mpi/detail/ghosts.hpp"
 
 namespace tacit::inline v1::mpi {
 
@@ -32,7 +33,7 @@ struct DistributedProduct::Impl {
   detail::ISHandle from, to;
   detail::ScatterHandle scatter;
   std::vector<double> buf; // own + ghosts
-  ShellContext shells[2]; // Mode::normal, Mode::abs
+  ShellContext shells[2];  // Mode::normal, Mode::abs
 
   index_t m() const { return own + static_cast<index_t>(ghosts.size()); }
 
@@ -79,7 +80,8 @@ template <bool Transposed> PetscErrorCode shell_mult(Mat A, Vec x, Vec y) {
     Mode mode = shell->mode;
     if (Transposed)
       mode = mode == Mode::abs ? Mode::abs_transpose : Mode::transpose;
-    shell->self->apply(mode, std::span<const double>(xa, own), std::span<double>(ya, own));
+    shell->self->apply(mode, std::span<const double>(xa, own),
+                       std::span<double>(ya, own));
   } catch (const std::exception &e) {
     failure = e.what();
   }
@@ -111,14 +113,9 @@ DistributedProduct::DistributedProduct(const DistributedModel &model)
       throw InvalidArgument("DistributedProduct: rank " + std::to_string(model.rank) +
                             " holds " + std::to_string(L.rows()) + " rows of A, its " +
                             "partition " + std::to_string(s.own));
-    L.visit_columns([&](auto cols) {
-      for (const auto c : cols)
-        if (c < r0 || c >= r1)
-          s.ghosts.push_back(static_cast<index_t>(c));
-    });
-    std::sort(s.ghosts.begin(), s.ghosts.end());
-    s.ghosts.erase(std::unique(s.ghosts.begin(), s.ghosts.end()), s.ghosts.end());
-    s.g = std::lower_bound(s.ghosts.begin(), s.ghosts.end(), r0) - s.ghosts.begin();
+    auto gc = detail::ghost_columns(model);
+    s.ghosts = std::move(gc.ghosts);
+    s.g = gc.below;
     const index_t m = s.m(), g = s.g, own = s.own;
     if (own == model.n) {
       s.M = L; // one rank: the columns are the local indices already
@@ -131,8 +128,8 @@ DistributedProduct::DistributedProduct(const DistributedModel &model)
           if (col >= r0 && col < r1) {
             cols[e] = g + (col - r0);
           } else {
-            const index_t k =
-                std::lower_bound(s.ghosts.begin(), s.ghosts.end(), col) - s.ghosts.begin();
+            const index_t k = std::lower_bound(s.ghosts.begin(), s.ghosts.end(), col) -
+                              s.ghosts.begin();
             cols[e] = k < g ? k : k + own;
           }
         }
@@ -146,9 +143,10 @@ DistributedProduct::DistributedProduct(const DistributedModel &model)
   detail::collective(model.comm, [&] {
     const index_t m = s.m();
     TACIT_PETSC(VecCreateMPIWithArray(s.comm, 1, static_cast<PetscInt>(s.own),
-                                      static_cast<PetscInt>(s.n), nullptr, s.global.out()));
-    TACIT_PETSC(VecCreateSeqWithArray(PETSC_COMM_SELF, 1, static_cast<PetscInt>(m), nullptr,
-                                      s.local.out()));
+                                      static_cast<PetscInt>(s.n), nullptr,
+                                      s.global.out()));
+    TACIT_PETSC(VecCreateSeqWithArray(PETSC_COMM_SELF, 1, static_cast<PetscInt>(m),
+                                      nullptr, s.local.out()));
     const auto count = s.ghosts.size();
     std::vector<PetscInt> from(count), to(count);
     for (std::size_t k = 0; k < count; ++k) {
@@ -156,8 +154,8 @@ DistributedProduct::DistributedProduct(const DistributedModel &model)
       const auto kk = static_cast<index_t>(k);
       to[k] = static_cast<PetscInt>(kk < s.g ? kk : kk + s.own);
     }
-    TACIT_PETSC(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(count), from.data(),
-                                PETSC_COPY_VALUES, s.from.out()));
+    TACIT_PETSC(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(count),
+                                from.data(), PETSC_COPY_VALUES, s.from.out()));
     TACIT_PETSC(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(count), to.data(),
                                 PETSC_COPY_VALUES, s.to.out()));
     TACIT_PETSC(VecScatterCreate(s.global, s.from, s.local, s.to, s.scatter.out()));
@@ -166,7 +164,8 @@ DistributedProduct::DistributedProduct(const DistributedModel &model)
 
 DistributedProduct::~DistributedProduct() = default;
 
-void DistributedProduct::apply(Mode mode, std::span<const double> x, std::span<double> y) {
+void DistributedProduct::apply(Mode mode, std::span<const double> x,
+                               std::span<double> y) {
   Impl &s = *impl_;
   const auto own = static_cast<std::size_t>(s.own);
   if (x.size() != own || y.size() != own)
@@ -210,8 +209,9 @@ Mat DistributedProduct::petsc(Mode mode) {
                                  static_cast<PetscInt>(s.n), &shell, shell.mat.out()));
       TACIT_PETSC(MatShellSetOperation(
           shell.mat, MATOP_MULT, reinterpret_cast<void (*)(void)>(shell_mult<false>)));
-      TACIT_PETSC(MatShellSetOperation(shell.mat, MATOP_MULT_TRANSPOSE,
-                                       reinterpret_cast<void (*)(void)>(shell_mult<true>)));
+      TACIT_PETSC(
+          MatShellSetOperation(shell.mat, MATOP_MULT_TRANSPOSE,
+                               reinterpret_cast<void (*)(void)>(shell_mult<true>)));
     });
   }
   return shell.mat.get();
@@ -225,7 +225,9 @@ const CsrMatrix<double> &DistributedProduct::local_matrix() const noexcept {
   return impl_->M;
 }
 
-index_t DistributedProduct::ghosts_below() const noexcept { return impl_->g; }
+index_t DistributedProduct::ghosts_below() const noexcept {
+  return impl_->g;
+}
 
 void DistributedProduct::exchange(std::span<double> local) {
   Impl &s = *impl_;
@@ -240,10 +242,10 @@ void DistributedProduct::add_to_owners(std::span<double> local, std::span<double
   Impl &s = *impl_;
   if (local.size() != static_cast<std::size_t>(s.m()) ||
       own.size() != static_cast<std::size_t>(s.own))
-    throw InvalidArgument("DistributedProduct::add_to_owners: " +
-                          std::to_string(local.size()) + " local and " +
-                          std::to_string(own.size()) + " own entries, expected " +
-                          std::to_string(s.m()) + " and " + std::to_string(s.own));
+    throw InvalidArgument(
+        "DistributedProduct::add_to_owners: " + std::to_string(local.size()) +
+        " local and " + std::to_string(own.size()) + " own entries, expected " +
+        std::to_string(s.m()) + " and " + std::to_string(s.own));
   s.reverse_add(local.data(), own.data());
 }
 

@@ -13,6 +13,7 @@
 
 #include "mpi/detail/chain.hpp"
 #include "mpi/detail/collective.hpp"
+#include "mpi/detail/ghosts.hpp"
 
 namespace tacit::inline v1::mpi {
 
@@ -37,15 +38,9 @@ LocalSystem local_system(const DistributedModel &model) {
   LocalSystem s;
   const auto &L = model.A.local;
   const index_t r0 = model.own_begin(), r1 = model.own_end(), own = r1 - r0;
-  L.visit_columns([&](auto cols) {
-    for (const auto c : cols)
-      if (c < r0 || c >= r1)
-        s.ghosts.push_back(static_cast<index_t>(c));
-  });
-  std::sort(s.ghosts.begin(), s.ghosts.end());
-  s.ghosts.erase(std::unique(s.ghosts.begin(), s.ghosts.end()), s.ghosts.end());
-  s.ghosts_below =
-      std::lower_bound(s.ghosts.begin(), s.ghosts.end(), r0) - s.ghosts.begin();
+  auto gc = detail::ghost_columns(model);
+  s.ghosts = std::move(gc.ghosts);
+  s.ghosts_below = gc.below;
   const index_t m = own + static_cast<index_t>(s.ghosts.size());
   const index_t g = s.ghosts_below;
   auto local_of = [&](index_t c) -> index_t {
