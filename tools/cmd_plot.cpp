@@ -42,18 +42,22 @@ void write_chart(Invocation &inv, const Image &img, const std::string &out,
   }
 }
 
-/// tacit plot curve PATH.json: accuracy against parameters (or states) of a
-/// lambda path, before (blue) and after (orange) fine-tuning.
-int plot_curve(Invocation &inv, const fs::path &path, const std::string &out) {
+/// The path.json report of `tacit train --group-lasso-path`, parsed.
+nlohmann::json read_path_report(const fs::path &path) {
   std::ifstream in(path);
   if (!in)
     throw FileError(path.string(), 0, "cannot open the path report");
-  nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(in);
+    return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception &e) {
     throw FileError(path.string(), 0, std::string("not JSON: ") + e.what());
   }
+}
+
+/// tacit plot curve PATH.json: accuracy against parameters (or states) of a
+/// lambda path, before (blue) and after (orange) fine-tuning.
+int plot_curve(Invocation &inv, const fs::path &path, const std::string &out) {
+  const nlohmann::json doc = read_path_report(path);
   if (!doc.contains("points") || !doc["points"].is_array())
     throw FileError(path.string(), 0,
                     "no 'points' array (expected the path.json of tacit train "
@@ -150,15 +154,7 @@ int plot_columns(Invocation &inv, const fs::path &path, const std::string &out) 
 /// tacit plot mask PATH.json --lambda L: the kept inputs of one point of a
 /// lambda path as a W x H image (kept: yellow, removed: dark blue).
 int plot_mask(Invocation &inv, const fs::path &path, const std::string &out) {
-  std::ifstream in(path);
-  if (!in)
-    throw FileError(path.string(), 0, "cannot open the path report");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception &e) {
-    throw FileError(path.string(), 0, std::string("not JSON: ") + e.what());
-  }
+  const nlohmann::json doc = read_path_report(path);
   const auto lambda = inv.args.real("lambda", 0.0, 1e300);
   if (!lambda)
     throw UsageError("plot mask needs --lambda L (a lambda of the path)");
@@ -208,35 +204,31 @@ int plot_mask(Invocation &inv, const fs::path &path, const std::string &out) {
 
 int run_plot(Invocation &inv) {
   const auto &pos = inv.args.positionals();
-  if (pos.at(0) == "mask") {
-    if (pos.size() < 2)
-      throw UsageError(
-          "missing PATH.json: tacit plot mask PATH.json --lambda L -o mask.png");
-    const auto out = inv.args.text("output");
-    if (!out)
-      throw UsageError("missing required option --output (-o)");
-    return plot_mask(inv, pos[1], *out);
-  }
-  if (pos.at(0) == "curve" || pos.at(0) == "columns") {
-    if (pos.size() < 2)
-      throw UsageError("missing " +
-                       std::string(pos[0] == "curve" ? "PATH.json" : "MODEL") +
-                       ": tacit plot " + pos[0] + " FILE -o out.png");
-    const auto out = inv.args.text("output");
-    if (!out)
-      throw UsageError("missing required option --output (-o)");
-    return pos[0] == "curve" ? plot_curve(inv, pos[1], *out)
-                             : plot_columns(inv, pos[1], *out);
-  }
-  if (pos.at(0) != "spy")
-    throw UsageError("unknown plot kind '" + pos.at(0) +
-                     "' (expected: spy, curve, columns, mask)");
+  const std::string &kind = pos.at(0);
+  using Plot = int (*)(Invocation &, const fs::path &, const std::string &);
+  struct Kind {
+    const char *name, *file, *usage;
+    Plot plot;
+  };
+  static const Kind kinds[] = {
+      {"spy", "MODEL", "tacit plot spy MODEL -o A.png", nullptr},
+      {"curve", "PATH.json", "tacit plot curve PATH.json -o curve.png", plot_curve},
+      {"columns", "MODEL", "tacit plot columns MODEL -o columns.png", plot_columns},
+      {"mask", "PATH.json", "tacit plot mask PATH.json --lambda L -o mask.png", plot_mask}};
+  const Kind *k = nullptr;
+  for (const auto &candidate : kinds)
+    if (kind == candidate.name)
+      k = &candidate;
+  if (!k)
+    throw UsageError("unknown plot kind '" + kind + "' (expected: spy, curve, columns, mask)");
   if (pos.size() < 2)
-    throw UsageError("missing MODEL: tacit plot spy MODEL -o A.png");
-  const std::filesystem::path path = pos[1];
+    throw UsageError("missing " + std::string(k->file) + ": " + k->usage);
   const auto out = inv.args.text("output");
   if (!out)
     throw UsageError("missing required option --output (-o)");
+  if (k->plot)
+    return k->plot(inv, pos[1], *out);
+  const std::filesystem::path path = pos[1];
   SpyOptions options;
   options.size = inv.args.integer("size", 1, 65536).value_or(1024);
   options.density = !inv.args.flag("binary");

@@ -54,6 +54,26 @@ void require_error_everywhere(F &&f, const std::string &text) {
   REQUIRE(thrown);
 }
 
+/// CRC-32 bit by bit (an independent reference to the library's).
+std::uint32_t bitwise_crc(const char *data, std::size_t size) {
+  std::uint32_t c = 0xffffffffu;
+  for (std::size_t i = 0; i < size; ++i) {
+    c ^= static_cast<unsigned char>(data[i]);
+    for (int b = 0; b < 8; ++b)
+      c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
+/// Rewrites the stored CRC of the section at byte offset `off` of a native
+/// file held in `b`, so that a deliberate change passes the checksum.
+void reseal_section(std::string &b, std::size_t off) {
+  std::uint64_t len;
+  std::memcpy(&len, b.data() + off + 8, 8);
+  const std::uint32_t crc = bitwise_crc(b.data() + off, 16 + len);
+  std::memcpy(b.data() + off + 16 + len, &crc, 4);
+}
+
 } // namespace
 
 TEST_CASE("balanced_partition splits nonzeros plus rows as tacit's thread partition does",
@@ -201,10 +221,30 @@ TEST_CASE("bad files fail on every rank with the problem named", "[mpi][model]")
     const std::size_t cols = off + 16 + 32 + (rows + 1) * 8;
     const std::uint32_t bad = 90;
     std::memcpy(b.data() + cols + (nnz - 1) * 4, &bad, 4);
+    reseal_section(b, off); // a consistent file whose content is wrong
     const auto p = write("col.tacit", b);
     require_error_everywhere<FileError>([&] { mpi::load_distributed_model(p); },
                                         "rank " + std::to_string(ranks() - 1) + " of " +
                                             std::to_string(ranks()));
+  }
+  SECTION("a damaged section: a CRC mismatch named on every rank, whoever reads it") {
+    // One bit of the last value of A flipped: it lies in the last rank's share
+    // of the section, and in its rows. Every rank names the section.
+    std::string b = bytes;
+    std::uint64_t len;
+    std::memcpy(&len, b.data() + 56 + 8, 8);
+    const std::size_t off = 56 + 16 + len + 4; // A
+    std::memcpy(&len, b.data() + off + 8, 8);
+    b[off + 16 + len - 1] ^= 0x10;
+    const auto p = write("flip.tacit", b);
+    require_error_everywhere<FileError>([&] { mpi::load_distributed_model(p); },
+                                        "CRC mismatch in section A");
+    // The same damage with the CRC rewritten to match is read (the check is
+    // the CRC, not some other property of the bytes).
+    reseal_section(b, off);
+    const auto q = write("resealed.tacit", b);
+    const auto dm = mpi::load_distributed_model(q);
+    CHECK(dm.n == 90);
   }
   SECTION("a partition that leaves a rank without states") {
     if (ranks() > 1) {
