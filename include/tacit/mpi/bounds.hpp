@@ -28,7 +28,8 @@
 /// the margins y_label - y_k and the outputs, by interval arithmetic on the
 /// state bounds (BoundAnalyzer::interval_lower). The set-up moves C's
 /// columns to the owners of their states (each rank keeps C^T's rows of its
-/// own states, in the order of the single process's explicit transpose), so
+/// own states, in the order of the single process's explicit transpose: a
+/// second copy of C's entries, spread over the ranks by states), so
 /// W = C^T G is formed by the same kernel on the same rows. The sums over
 /// the states are chained from rank to rank in the order of the states
 /// (rank 0 starting with G^T c, the last passing back to rank 0, which adds
