@@ -2,23 +2,10 @@
 // w = L|A| w + s, s = L|B| sigma + |r0| (r0 the nominal residual).
 
 #include "analysis/detail/bound_analyzer.hpp"
+#include "analysis/detail/global_bound.hpp"
 
 namespace tacit::inline v1 {
 
-namespace detail {
-template <class T> void check_box(const InputBox<T> &box, index_t p) {
-  if (static_cast<index_t>(box.lower.size()) != p ||
-      static_cast<index_t>(box.upper.size()) != p)
-    throw InvalidArgument("bounds: the input box has " +
-                          std::to_string(box.lower.size()) +
-                          " entries, the model has p = " + std::to_string(p));
-  for (index_t j = 0; j < p; ++j)
-    if (!(box.lower[j] <= box.upper[j]))
-      throw InvalidArgument("bounds: the input box is empty or NaN at input " +
-                            std::to_string(j) + ": [" + std::to_string(box.lower[j]) +
-                            ", " + std::to_string(box.upper[j]) + "]");
-}
-} // namespace detail
 
 // Soundness under rounding. The exact w* is the least fixed point of
 // F(w) = L|A| w + s; for a nilpotent A it is reached in depth + 1 steps, and
@@ -41,35 +28,15 @@ StateBounds<T> BoundAnalyzer<T>::global_bounds_in_arena(const NominalPoint<T> &n
   const auto &I = *impl_;
   const index_t n = I.n(), p = I.p();
   detail::check_box(box, p);
-  if (static_cast<index_t>(nom.u.size()) != p || static_cast<index_t>(nom.x.size()) != n)
-    throw InvalidArgument(
-        "bounds: the nominal point has " + std::to_string(nom.u.size()) + " inputs and " +
-        std::to_string(nom.x.size()) + " states, the model p = " + std::to_string(p) +
-        " and n = " + std::to_string(n));
+  detail::check_nominal(nom, p, n, "n = " + std::to_string(n));
   StateBounds<T> out;
-  const T inf = std::numeric_limits<T>::infinity();
-  const auto unbounded = [&] {
-    out.status = BoundStatus::unbounded;
-    out.x_lower.assign(n, -inf);
-    out.x_upper.assign(n, inf);
-    out.z_lower.assign(n, -inf);
-    out.z_upper.assign(n, inf);
-    return out;
-  };
+  const auto unbounded = [&] { return detail::make_unbounded(out, n); };
   if (!I.certified)
     return unbounded();
-  std::vector<T> sigma(p);
-  for (index_t j = 0; j < p; ++j)
-    sigma[j] = std::max({nom.u[j] - box.lower[j], box.upper[j] - nom.u[j], T(0)});
-  // s = (1 + gB) (L Bhat sigma + |r0| + rounding of r0): sigma, the product
-  // and the sums are each off by a few roundings, which the factor covers.
+  const std::vector<T> sigma = detail::box_radii(nom, box);
   std::vector<T> s(n);
   Impl::abs_apply(I.model.B(), false, std::span<const T>(sigma), T(0), std::span<T>(s));
-  const bool has_rounding = nom.residual_rounding.size() == static_cast<std::size_t>(n);
-  const T fb = T(1) + static_cast<T>(std::max(I.gB, I.gA));
-  for (index_t i = 0; i < n; ++i)
-    s[i] = fb * (I.lip[i] * s[i] + std::abs(nom.residual[i]) +
-                 (has_rounding ? nom.residual_rounding[i] : T(0)));
+  detail::global_source(std::span<T>(s), I.lip, nom, I.gA, I.gB);
   std::vector<T> w = s, next(n);
   int it = 0;
   if (I.sweep) {
@@ -154,16 +121,7 @@ StateBounds<T> BoundAnalyzer<T>::global_bounds_in_arena(const NominalPoint<T> &n
     if (!std::isfinite(w[i])) // overflow on a very deep model
       return unbounded();
   out.iterations = it + 1;
-  out.x_lower.resize(n);
-  out.x_upper.resize(n);
-  const T g = static_cast<T>(I.gA);
-  for (index_t i = 0; i < n; ++i) {
-    const T wi = w[i] + g * (w[i] + std::abs(nom.x[i]));
-    T lo = nom.x[i] - wi, hi = nom.x[i] + wi;
-    I.acts[i].clamp_range(lo, hi);
-    out.x_lower[i] = lo;
-    out.x_upper[i] = std::max(lo, hi);
-  }
+  detail::global_interval(std::span<const T>(w), nom, I.gA, I.acts, out);
   std::vector<T> bc, br;
   I.input_centre(box, bc, br);
   I.preactivation(out.x_lower, out.x_upper, bc, br, out.z_lower, out.z_upper);
@@ -171,7 +129,6 @@ StateBounds<T> BoundAnalyzer<T>::global_bounds_in_arena(const NominalPoint<T> &n
 }
 
 #define TACIT_INSTANTIATE(T)                                                             \
-  template void detail::check_box<T>(const InputBox<T> &, index_t);                      \
   template StateBounds<T> BoundAnalyzer<T>::global_bounds_in_arena(const NominalPoint<T> &,       \
                                                           const InputBox<T> &) const;
 TACIT_INSTANTIATE(float)

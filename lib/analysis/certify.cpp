@@ -14,6 +14,8 @@
 #include <tacit/core/error.hpp>
 #include <tacit/solve/solve.hpp>
 
+#include "analysis/detail/radius_search.hpp"
+
 namespace tacit::inline v1 {
 
 namespace {
@@ -51,65 +53,13 @@ double certified_radius(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> 
   const auto ok = [&](double e) {
     return certify_at(analyzer, nominal, label, e, options);
   };
-  double lo = 0, hi = 0;
-  double e = std::min(cap, 1.0 / 256);
-  // From the linear region's radius: certified in closed form. Beyond it
-  // the other bounds take over; when they fail at twice the radius, the
-  // region's radius stands (no bisection: each step would be a full bound
-  // that the region's exact affine map already beats).
+  // From the linear region's radius: certified in closed form; beyond it
+  // the other bounds take over.
   const bool use_region = nominal.region && analyzer.options().linear_region &&
                           (options.method == BoundMethod::linear ||
                            options.method == BoundMethod::best);
   const double from_region = use_region ? nominal.region->certified_radius(label) : 0.0;
-  if (from_region > 0) {
-    lo = std::min(cap, from_region);
-    if (lo >= cap)
-      return lo;
-    const double next = std::min(cap, 2 * lo);
-    if (!ok(next))
-      return lo;
-    e = next;
-  }
-  if (from_region > 0 || ok(e)) {
-    lo = e;
-    while (true) {
-      const double next = std::min(cap, 2 * lo);
-      if (next <= lo)
-        return lo; // certified up to the cap
-      if (!ok(next)) {
-        hi = next;
-        break;
-      }
-      lo = next;
-      if (lo >= cap)
-        return lo;
-    }
-  } else {
-    hi = e;
-    const double floor = cap * std::ldexp(1.0, -30);
-    // Nothing certified at the smallest radius searched: stop there (one
-    // bound instead of 22; the bounds only loosen as the box grows).
-    if (!ok(floor))
-      return 0.0;
-    while (true) {
-      e = hi / 2;
-      if (e < floor)
-        return 0.0;
-      if (ok(e)) {
-        lo = e;
-        break;
-      }
-      hi = e;
-    }
-  }
-  for (int s = 0; s < options.bisection_steps; ++s) {
-    const double mid = lo / 2 + hi / 2;
-    if (ok(mid))
-      lo = mid;
-    else
-      hi = mid;
-  }
-  return lo;
+  return detail::radius_search(cap, options.bisection_steps, from_region, ok);
 }
 
 template <class T>

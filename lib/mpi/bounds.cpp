@@ -9,12 +9,14 @@
 #include <tacit/mpi/product.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "analysis/detail/activation_bounds.hpp"
+#include "analysis/detail/global_bound.hpp"
 #include "analysis/detail/rounding.hpp"
 #include "mpi/detail/collective.hpp"
 
@@ -37,8 +39,126 @@ struct DistributedBoundAnalyzer::Impl {
   std::vector<double> cert_v; // own states
   double rho = 1;
   bool certified = false;
+  /// C^T's rows of the own states (own x q), in the order of the single
+  /// process's explicit transpose; the allowances of C and D and of the
+  /// final sums of the margins (BoundAnalyzer::Impl's gC, gD, gamma_sum).
+  CsrMatrix<double> ct_own;
+  double gC = 0, gD = 0, gamma_sum = 0;
+  /// Counts and offsets of the states and outputs of each rank (MPI's ints).
+  std::vector<int> state_counts, state_displs, output_counts, output_displs;
 
   Impl(const DistributedModel &m, BoundOptions o) : model(m), options(o) {}
+
+  // The whole n-vector from each rank's own entries (on every rank).
+  std::vector<double> all_states(std::span<const double> mine) const {
+    std::vector<double> all(static_cast<std::size_t>(model.n));
+    MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_DOUBLE, all.data(),
+                   state_counts.data(), state_displs.data(), MPI_DOUBLE, model.comm);
+    return all;
+  }
+  // The q-vector on rank 0 from each rank's own outputs (empty elsewhere).
+  std::vector<double> outputs_on_root(std::span<const double> mine) const {
+    std::vector<double> all(model.rank == 0 ? static_cast<std::size_t>(model.q) : 0);
+    MPI_Gatherv(mine.data(), static_cast<int>(mine.size()), MPI_DOUBLE, all.data(),
+                output_counts.data(), output_displs.data(), MPI_DOUBLE, 0, model.comm);
+    return all;
+  }
+
+  // Lower bounds of g_j^T y over the box for the k columns of G (q x k,
+  // row-major) from the state bounds (BoundAnalyzer::interval_lower_in_arena
+  // with its output_rows and output_rounding), the same on every rank.
+  std::vector<double> interval_lower(const StateBounds<double> &b, const InputBox<double> &box,
+                                     const std::vector<double> &G, index_t k) const {
+    const index_t q = model.q, p = model.p;
+    const int rank = model.rank, ranks = model.ranks;
+    const MPI_Comm comm = model.comm;
+    const ConstMatrixView<double> Gv{G.data(), q, k, k};
+    std::vector<double> W(static_cast<std::size_t>(own * k));
+    ct_own.apply(Mode::normal, 1.0, Gv, 0.0, MatrixView<double>{W.data(), own, k, k});
+    // acc (first k) and mag (last k), summed over the states in their order:
+    // rank 0 starts with G^T c, each rank adds its states and passes them on.
+    std::vector<double> sums(static_cast<std::size_t>(2 * k), 0.0);
+    double *acc = sums.data(), *mag = sums.data() + k;
+    constexpr int tag = 7418;
+    if (rank == 0) {
+      for (index_t r = 0; r < q; ++r)
+        for (index_t j = 0; j < k; ++j)
+          acc[j] += Gv(r, j) * model.bias_y[r];
+      for (index_t j = 0; j < k; ++j)
+        mag[j] = std::abs(acc[j]);
+    } else {
+      MPI_Recv(sums.data(), static_cast<int>(2 * k), MPI_DOUBLE, rank - 1, tag, comm,
+               MPI_STATUS_IGNORE);
+    }
+    for (index_t i = 0; i < own; ++i) {
+      const double xm = std::max(std::abs(b.x_lower[i]), std::abs(b.x_upper[i]));
+      for (index_t j = 0; j < k; ++j) {
+        acc[j] += tacit::detail::min_product(W[i * k + j], b.x_lower[i], b.x_upper[i]);
+        mag[j] += std::abs(W[i * k + j]) * xm;
+      }
+    }
+    if (rank + 1 < ranks)
+      MPI_Send(sums.data(), static_cast<int>(2 * k), MPI_DOUBLE, rank + 1, tag, comm);
+    else if (ranks > 1)
+      MPI_Send(sums.data(), static_cast<int>(2 * k), MPI_DOUBLE, 0, tag, comm);
+    if (rank == 0 && ranks > 1)
+      MPI_Recv(sums.data(), static_cast<int>(2 * k), MPI_DOUBLE, ranks - 1, tag, comm,
+               MPI_STATUS_IGNORE);
+    // |C| xmag by the owners of C's rows, for the rounding of W.
+    const std::vector<double> xmag =
+        all_states(tacit::detail::magnitudes(b.x_lower, b.x_upper));
+    std::vector<double> rc_own(static_cast<std::size_t>(model.C.local.rows()));
+    model.C.local.apply(Mode::abs, 1.0, std::span<const double>(xmag), 0.0,
+                        std::span<double>(rc_own));
+    const std::vector<double> rc = outputs_on_root(rc_own);
+    std::vector<double> out(static_cast<std::size_t>(k));
+    if (rank == 0) {
+      std::vector<double> Du(static_cast<std::size_t>(p * k), 0.0), rd(q, 0.0);
+      if (model.D) {
+        model.D->apply(Mode::transpose, 1.0, Gv, 0.0, MatrixView<double>{Du.data(), p, k, k});
+        const std::vector<double> umag = tacit::detail::magnitudes(box.lower, box.upper);
+        model.D->apply(Mode::abs, 1.0, std::span<const double>(umag), 0.0,
+                       std::span<double>(rd));
+      }
+      for (index_t i = 0; i < p; ++i) {
+        const double um = std::max(std::abs(box.lower[i]), std::abs(box.upper[i]));
+        for (index_t j = 0; j < k; ++j) {
+          acc[j] += tacit::detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
+          mag[j] += std::abs(Du[i * k + j]) * um;
+        }
+      }
+      std::vector<double> extra(static_cast<std::size_t>(k), 0.0);
+      for (index_t r = 0; r < q; ++r) {
+        const double reach = gC * rc[r] + gD * rd[r];
+        for (index_t j = 0; j < k; ++j)
+          extra[j] += std::abs(Gv(r, j)) * reach;
+      }
+      for (auto &v : extra)
+        v *= 2;
+      for (index_t j = 0; j < k; ++j)
+        out[j] = acc[j] - (2 * gamma_sum * mag[j] + extra[j]);
+    }
+    MPI_Bcast(out.data(), static_cast<int>(k), MPI_DOUBLE, 0, comm);
+    return out;
+  }
+
+  // The interval fixed point started from the global bound
+  // (BoundAnalyzer::Impl::interval_from without the block sweep).
+  StateBounds<double> interval_from(StateBounds<double> s, const InputBox<double> &box) const {
+    if (s.status == BoundStatus::unbounded)
+      return s;
+    std::vector<double> bc, br;
+    input_centre(box, bc, br);
+    const int steps = budget();
+    int it = 0;
+    for (; it < steps; ++it) {
+      const double change = interval_step(s, bc, br);
+      if (change == 0 || (!nilpotent && change <= options.tolerance))
+        break;
+    }
+    s.iterations = std::min(it + 1, steps);
+    return s;
+  }
 
   int budget() const {
     return nilpotent ? static_cast<int>(level_count) + 2 : std::max(1, options.max_iterations);
@@ -214,6 +334,92 @@ DistributedBoundAnalyzer::DistributedBoundAnalyzer(const DistributedModel &model
     MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_INT64_T, MPI_MAX, comm);
     I.gB = tacit::detail::product_gamma<double>(static_cast<index_t>(most));
   }
+  // C's columns to the owners of their states: each rank sends the entries
+  // of its rows of C, row by row, to the owner of each column, so that the
+  // entries a rank receives (in the order of the source ranks, which own
+  // increasing rows) are sorted by row within each state.
+  {
+    const int ranks = model.ranks;
+    const auto &starts = model.states.starts;
+    for (int r = 0; r < ranks; ++r) {
+      I.state_counts.push_back(static_cast<int>(model.states.size(r)));
+      I.state_displs.push_back(static_cast<int>(model.states.begin(r)));
+      I.output_counts.push_back(static_cast<int>(model.outputs.size(r)));
+      I.output_displs.push_back(static_cast<int>(model.outputs.begin(r)));
+    }
+    const auto &C = model.C.local;
+    std::vector<std::vector<std::int64_t>> idx(static_cast<std::size_t>(ranks));
+    std::vector<std::vector<double>> val(static_cast<std::size_t>(ranks));
+    const auto rp = C.row_ptr();
+    const auto values = C.values();
+    std::int64_t most = 1;
+    C.visit_columns([&](auto cols) {
+      for (index_t r = 0; r < C.rows(); ++r) {
+        most = std::max<std::int64_t>(most, rp[r + 1] - rp[r]);
+        for (auto e = rp[r]; e < rp[r + 1]; ++e) {
+          const auto c = static_cast<index_t>(cols[e]);
+          const auto to = static_cast<std::size_t>(
+              std::upper_bound(starts.begin(), starts.end(), c) - starts.begin() - 1);
+          idx[to].push_back(model.C.row_begin + r);
+          idx[to].push_back(c);
+          val[to].push_back(values[e]);
+        }
+      }
+    });
+    std::vector<int> send(ranks), recv(ranks), sdis(ranks), rdis(ranks);
+    for (int r = 0; r < ranks; ++r)
+      send[r] = static_cast<int>(val[r].size());
+    MPI_Alltoall(send.data(), 1, MPI_INT, recv.data(), 1, MPI_INT, comm);
+    std::vector<std::int64_t> sidx, ridx;
+    std::vector<double> sval, rval;
+    int total = 0;
+    for (int r = 0; r < ranks; ++r) {
+      sdis[r] = static_cast<int>(sval.size());
+      sidx.insert(sidx.end(), idx[r].begin(), idx[r].end());
+      sval.insert(sval.end(), val[r].begin(), val[r].end());
+      rdis[r] = total;
+      total += recv[r];
+    }
+    rval.resize(static_cast<std::size_t>(total));
+    MPI_Alltoallv(sval.data(), send.data(), sdis.data(), MPI_DOUBLE, rval.data(), recv.data(),
+                  rdis.data(), MPI_DOUBLE, comm);
+    for (int r = 0; r < ranks; ++r) {
+      send[r] *= 2;
+      sdis[r] *= 2;
+      recv[r] *= 2;
+      rdis[r] *= 2;
+    }
+    ridx.resize(static_cast<std::size_t>(2 * total));
+    MPI_Alltoallv(sidx.data(), send.data(), sdis.data(), MPI_INT64_T, ridx.data(), recv.data(),
+                  rdis.data(), MPI_INT64_T, comm);
+    // Counting sort by state, stable: each state's entries keep their rows' order.
+    const index_t b0 = model.own_begin();
+    std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(own) + 1, 0);
+    for (int e = 0; e < total; ++e)
+      ++row_ptr[static_cast<std::size_t>(ridx[2 * e + 1] - b0) + 1];
+    for (index_t i = 0; i < own; ++i) {
+      row_ptr[i + 1] += row_ptr[i];
+      most = std::max<std::int64_t>(most, row_ptr[i + 1] - row_ptr[i]);
+    }
+    std::vector<std::int64_t> cols(static_cast<std::size_t>(total)), next(row_ptr);
+    std::vector<double> vals(static_cast<std::size_t>(total));
+    for (int e = 0; e < total; ++e) {
+      const auto slot = next[static_cast<std::size_t>(ridx[2 * e + 1] - b0)]++;
+      cols[slot] = ridx[2 * e];
+      vals[slot] = rval[e];
+    }
+    I.ct_own = CsrMatrix<double>(own, model.q, std::move(row_ptr), cols, std::move(vals));
+    MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_INT64_T, MPI_MAX, comm);
+    I.gC = tacit::detail::product_gamma<double>(static_cast<index_t>(most));
+    double gD = 0;
+    if (model.rank == 0 && model.D)
+      gD = tacit::detail::product_gamma<double>(tacit::detail::csr_terms(*model.D));
+    MPI_Bcast(&gD, 1, MPI_DOUBLE, 0, comm);
+    I.gD = gD;
+    const double gamma = std::max({I.gA, I.gB, I.gC, I.gD});
+    I.gamma_sum = gamma + 2.0 * double(n + model.p + model.q + 8) *
+                              std::numeric_limits<double>::epsilon() / 2;
+  }
   // Levels: level_i = 1 + the highest level its row reads (0 for an empty
   // row), iterated from 0 to its fixed point (depth + 1 iterations); a level
   // of n or more, or no fixed point within the budget, means a cycle.
@@ -303,11 +509,13 @@ NominalPoint<double> DistributedBoundAnalyzer::nominal(std::span<const double> u
   const Impl &I = *impl_;
   const DistributedModel &M = I.model;
   const index_t own = I.own;
-  if (static_cast<index_t>(u0.size()) != M.p || static_cast<index_t>(x0.size()) != own)
-    throw InvalidArgument("nominal: u0 has " + std::to_string(u0.size()) +
-                          " entries (p = " + std::to_string(M.p) + "), x0 " +
-                          std::to_string(x0.size()) + " (this rank owns " +
-                          std::to_string(own) + " states)");
+  detail::collective(M.comm, [&] {
+    if (static_cast<index_t>(u0.size()) != M.p || static_cast<index_t>(x0.size()) != own)
+      throw InvalidArgument("nominal: u0 has " + std::to_string(u0.size()) +
+                            " entries (p = " + std::to_string(M.p) + "), x0 " +
+                            std::to_string(x0.size()) + " (this rank owns " +
+                            std::to_string(own) + " states)");
+  });
   NominalPoint<double> nom;
   nom.u.assign(u0.begin(), u0.end());
   nom.x.assign(x0.begin(), x0.end());
@@ -336,6 +544,21 @@ NominalPoint<double> DistributedBoundAnalyzer::nominal(std::span<const double> u
     nom.residual_rounding[i] =
         g * (I.lip[i] * (mag[i] + std::abs(M.bias_x[i])) + std::abs(x0[i]) +
              std::abs(nom.residual[i]));
+  // y = C x0 (by the owners of C's rows, the single-process row sums) + D u0
+  // + c on rank 0, then on every rank.
+  const std::vector<double> xall = I.all_states(x0);
+  std::vector<double> y_own(static_cast<std::size_t>(M.C.local.rows()));
+  M.C.local.apply(Mode::normal, 1.0, std::span<const double>(xall), 0.0,
+                  std::span<double>(y_own));
+  nom.y = I.outputs_on_root(y_own);
+  if (M.rank == 0) {
+    if (M.D)
+      M.D->apply(Mode::normal, 1.0, u0, 1.0, std::span<double>(nom.y));
+    for (index_t k = 0; k < M.q; ++k)
+      nom.y[k] += M.bias_y[k];
+  }
+  nom.y.resize(static_cast<std::size_t>(M.q));
+  MPI_Bcast(nom.y.data(), static_cast<int>(M.q), MPI_DOUBLE, 0, M.comm);
   return nom;
 }
 
@@ -345,43 +568,18 @@ StateBounds<double> DistributedBoundAnalyzer::global_bounds(const NominalPoint<d
   const DistributedModel &M = I.model;
   const index_t own = I.own, p = M.p;
   detail::collective(M.comm, [&] {
-    if (static_cast<index_t>(box.lower.size()) != p ||
-        static_cast<index_t>(box.upper.size()) != p)
-      throw InvalidArgument("bounds: the input box has " + std::to_string(box.lower.size()) +
-                            " entries, the model has p = " + std::to_string(p));
-    for (index_t j = 0; j < p; ++j)
-      if (!(box.lower[j] <= box.upper[j]))
-        throw InvalidArgument("bounds: the input box is empty or NaN at input " +
-                              std::to_string(j) + ": [" + std::to_string(box.lower[j]) +
-                              ", " + std::to_string(box.upper[j]) + "]");
-    if (static_cast<index_t>(nom.u.size()) != p || static_cast<index_t>(nom.x.size()) != own ||
-        nom.residual.size() != static_cast<std::size_t>(own))
-      throw InvalidArgument("bounds: the nominal point has " + std::to_string(nom.u.size()) +
-                            " inputs and " + std::to_string(nom.x.size()) +
-                            " states, the model p = " + std::to_string(p) +
-                            " and this rank " + std::to_string(own) + " states");
+    tacit::detail::check_box(box, p);
+    tacit::detail::check_nominal(nom, p, own,
+                                 "this rank " + std::to_string(own) + " states");
   });
   StateBounds<double> out;
-  const auto unbounded = [&] {
-    out.status = BoundStatus::unbounded;
-    out.x_lower.assign(own, -inf);
-    out.x_upper.assign(own, inf);
-    out.z_lower.assign(own, -inf);
-    out.z_upper.assign(own, inf);
-    return out;
-  };
+  const auto unbounded = [&] { return tacit::detail::make_unbounded(out, own); };
   if (!I.certified)
     return unbounded();
-  std::vector<double> sigma(p);
-  for (index_t j = 0; j < p; ++j)
-    sigma[j] = std::max({nom.u[j] - box.lower[j], box.upper[j] - nom.u[j], 0.0});
+  const std::vector<double> sigma = tacit::detail::box_radii(nom, box);
   std::vector<double> s(own);
   M.B.local.apply(Mode::abs, 1.0, std::span<const double>(sigma), 0.0, std::span<double>(s));
-  const bool has_rounding = nom.residual_rounding.size() == static_cast<std::size_t>(own);
-  const double fb = 1 + std::max(I.gB, I.gA);
-  for (index_t i = 0; i < own; ++i)
-    s[i] = fb * (I.lip[i] * s[i] + std::abs(nom.residual[i]) +
-                 (has_rounding ? nom.residual_rounding[i] : 0.0));
+  tacit::detail::global_source(std::span<double>(s), I.lip, nom, I.gA, I.gB);
   std::vector<double> w = s, next(own);
   int it = 0;
   if (I.nilpotent) {
@@ -447,16 +645,7 @@ StateBounds<double> DistributedBoundAnalyzer::global_bounds(const NominalPoint<d
   if (!I.all(finite))
     return unbounded();
   out.iterations = it + 1;
-  out.x_lower.resize(own);
-  out.x_upper.resize(own);
-  const double g = I.gA;
-  for (index_t i = 0; i < own; ++i) {
-    const double wi = w[i] + g * (w[i] + std::abs(nom.x[i]));
-    double lo = nom.x[i] - wi, hi = nom.x[i] + wi;
-    I.acts[i].clamp_range(lo, hi);
-    out.x_lower[i] = lo;
-    out.x_upper[i] = std::max(lo, hi);
-  }
+  tacit::detail::global_interval(std::span<const double>(w), nom, I.gA, I.acts, out);
   std::vector<double> bc, br;
   I.input_centre(box, bc, br);
   I.preactivation(out.x_lower, out.x_upper, bc, br, out.z_lower, out.z_upper);
@@ -466,21 +655,61 @@ StateBounds<double> DistributedBoundAnalyzer::global_bounds(const NominalPoint<d
 StateBounds<double>
 DistributedBoundAnalyzer::interval_bounds(const NominalPoint<double> &nom,
                                           const InputBox<double> &box) const {
+  return impl_->interval_from(global_bounds(nom, box), box);
+}
+
+MarginBounds<double> DistributedBoundAnalyzer::margins(const NominalPoint<double> &nom,
+                                                       const InputBox<double> &box, int label,
+                                                       BoundMethod method) const {
   const Impl &I = *impl_;
+  const index_t q = I.model.q;
+  detail::collective(I.model.comm, [&] {
+    if (label < 0 || label >= q)
+      throw InvalidArgument("margins: label " + std::to_string(label) + " is not in [0, " +
+                            std::to_string(q) + ")");
+    if (method == BoundMethod::linear)
+      throw Unsupported("margins: the linear bound is not available on a model "
+                        "distributed by states (global, interval or best)");
+  });
+  // G = [e_label - e_k (k = 0..q-1), e_j, -e_j] (BoundAnalyzer::margins).
+  const index_t k = 3 * q;
+  std::vector<double> G(static_cast<std::size_t>(q * k), 0.0);
+  for (index_t j = 0; j < q; ++j) {
+    G[label * k + j] += 1;
+    G[j * k + j] -= 1;
+    G[j * k + q + j] = 1;
+    G[j * k + 2 * q + j] = -1;
+  }
+  MarginBounds<double> out;
+  out.label = label;
+  const auto fill = [&](const std::vector<double> &lb, BoundStatus status) {
+    out.status = status;
+    out.margin_lower.assign(lb.begin(), lb.begin() + q);
+    out.margin_lower[label] = 0;
+    out.y_lower.assign(lb.begin() + q, lb.begin() + 2 * q);
+    out.y_upper.resize(q);
+    for (index_t j = 0; j < q; ++j)
+      out.y_upper[j] = -lb[2 * q + j];
+  };
   StateBounds<double> s = global_bounds(nom, box);
   if (s.status == BoundStatus::unbounded)
-    return s;
-  std::vector<double> bc, br;
-  I.input_centre(box, bc, br);
-  const int steps = I.budget();
-  int it = 0;
-  for (; it < steps; ++it) {
-    const double change = I.interval_step(s, bc, br);
-    if (change == 0 || (!I.nilpotent && change <= I.options.tolerance))
-      break;
-  }
-  s.iterations = std::min(it + 1, steps);
-  return s;
+    fill(std::vector<double>(k, -inf), s.status);
+  else
+    fill(I.interval_lower(s, box, G, k), s.status);
+  if (method == BoundMethod::global || (method == BoundMethod::best && out.certified()))
+    return out;
+  s = I.interval_from(std::move(s), box);
+  if (s.status == BoundStatus::unbounded)
+    return out;
+  fill(I.interval_lower(s, box, G, k), s.status);
+  return out;
+}
+
+const DistributedModel &DistributedBoundAnalyzer::model() const noexcept {
+  return impl_->model;
+}
+const BoundOptions &DistributedBoundAnalyzer::options() const noexcept {
+  return impl_->options;
 }
 
 } // namespace tacit::inline v1::mpi

@@ -4,6 +4,8 @@
 # outputs to 1e-13 relative, the rows of `sensitivity` to 1e-12 relative,
 # the lambda_PF(|A|) intervals containing each other's... and bad input: an
 # error from every rank and a non-zero exit, never a hang (timeout).
+# certify by states: the counts, radii and fields of tacit certify (global and
+# interval bounds), also under a memory budget one rank cannot meet.
 # Structured models (and --by batch) are distributed by batch: the outputs,
 # states, certificate counts and radii the same bits as tacit's.
 # Usage: cli_test.sh MPIEXEC TACIT_MPI TACIT TACIT_MPI_TESTS [SOURCE_DIR]
@@ -113,6 +115,55 @@ assert part == [rows(f"{d}/S{np}gmres.txt")[3], rows(f"{d}/S{np}gmres.txt")[1]],
 PY
 done
 
+# Certification by states: the counts, radii and report fields of tacit certify
+# with the global and interval bounds (the nominal states are Picard's on both
+# sides: the margins are the same bits).
+/usr/bin/python3 - "$dir" <<'PY'
+import sys
+d = sys.argv[1]
+rows = [[float(x) for x in l.split()] for l in open(f"{d}/Yref.txt") if l.strip()]
+with open(f"{d}/L.txt", "w") as f, open(f"{d}/Lbad.txt", "w") as g:
+    for j, r in enumerate(rows):
+        best = max(range(len(r)), key=lambda i: r[i])
+        f.write(f"{(best + 1) % len(r) if j % 5 == 4 else best}\n")
+        g.write(f"{len(r) if j == 3 else best}\n")
+PY
+cert_args=(-i "$dir/U.txt" --labels "$dir/L.txt" --eps 0.0001,0.001,0.01,0.1)
+for bound in global interval; do
+  "$cli" certify "$dir/model.tacit" "${cert_args[@]}" --bound "$bound" \
+    --radius-output "$dir/CR_$bound.txt" --json > "$dir/cs_ref_$bound.json"
+  for np in 1 2 3; do
+    run "$np" "$mpi_cli" certify "$dir/model.tacit" "${cert_args[@]}" --bound "$bound" \
+      --radius-output "$dir/CR_$bound$np.txt" --json > "$dir/cs_$bound$np.json"
+    cmp "$dir/CR_$bound.txt" "$dir/CR_$bound$np.txt" || fail "$bound radii by states, $np ranks"
+    /usr/bin/python3 - "$dir" "$bound" "$np" <<'PY'
+import json, sys
+d, bound, np = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r = json.load(open(f"{d}/cs_ref_{bound}.json"))
+c = json.load(open(f"{d}/cs_{bound}{np}.json"))
+for k in ("inputs", "correct", "accuracy", "certified", "bound", "precision", "feed_forward",
+          "well_posed_certified", "mean_radius", "median_radius", "linear_regions"):
+    assert r[k] == c[k], (k, r[k], c[k])
+for k in ("load_seconds", "setup_seconds", "certify_seconds", "seconds_per_input"):
+    assert k in c, k
+counts = [e["certified"] for e in c["certified"]]
+assert counts[0] > 0 and counts[-1] < c["correct"], counts  # not vacuous
+assert c["ranks"] == np and c["distribution"] == "states", c
+assert len(c["partition"]["ranks"]) == np and len(c["rank_seconds"]["certify"]) == np
+print(f"{np} ranks by states, {bound} bound: {c['correct']} correct, certified {counts}, "
+      f"the same radii as tacit's")
+PY
+  done
+done
+# best (global, then interval) certifies as the interval bound.
+run 2 "$mpi_cli" certify "$dir/model.tacit" "${cert_args[@]}" --json > "$dir/cs_best.json"
+/usr/bin/python3 - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+r, c = json.load(open(f"{d}/cs_ref_interval.json")), json.load(open(f"{d}/cs_best.json"))
+assert c["bound"] == "best" and c["certified"] == r["certified"], (c["certified"], r["certified"])
+PY
+
 # A memory budget one rank cannot meet: refused on 1 rank, met by each of 3.
 budget=$(( $(stat -c %s "$dir/model.tacit") * 6 / 10 ))
 run 3 "$mpi_cli" solve "$dir/model.tacit" -i "$dir/U.txt" -o "$dir/Ymem.txt" \
@@ -124,6 +175,21 @@ s, budget = json.load(open(sys.argv[1])), int(sys.argv[2])
 held = [r["bytes"] for r in s["partition"]["ranks"]]
 assert max(held) <= budget < sum(held), (held, budget)
 print(f"memory budget {budget} bytes: ranks hold {held}")
+PY
+
+# Certification by states of a model too large for one rank's budget: 2 ranks,
+# each holding its share, the counts and radii of the run without a budget.
+run 2 "$mpi_cli" certify "$dir/model.tacit" "${cert_args[@]}" --bound interval \
+  --memory-budget "$budget" --radius-output "$dir/CRmem.txt" --json > "$dir/csmem.json"
+cmp "$dir/CR_interval.txt" "$dir/CRmem.txt" || fail "radii under a memory budget differ"
+/usr/bin/python3 - "$dir" "$budget" <<'PY'
+import json, sys
+d, budget = sys.argv[1], int(sys.argv[2])
+c, r = json.load(open(f"{d}/csmem.json")), json.load(open(f"{d}/cs_ref_interval.json"))
+held = [x["bytes"] for x in c["partition"]["ranks"]]
+assert max(held) <= budget < sum(held), (held, budget)
+assert c["certified"] == r["certified"] and c["correct"] == r["correct"]
+print(f"certify by states under a budget of {budget} bytes: ranks hold {held}")
 PY
 
 # The lambda_PF certificate and the solve of a model too large for one
@@ -244,6 +310,13 @@ expect_error 1 "only 'batch'" 2 solve "$dir/model.tacit" -i "$dir/U.txt" -o "$di
   --by states
 expect_error 2 "cannot open" 2 certify "$dir/r20.tacit" -i "$dir/absent.txt" \
   --labels "$dir/absent.txt"
+expect_error 2 "is not below q = 4" 3 certify "$dir/model.tacit" -i "$dir/U.txt" \
+  --labels "$dir/Lbad.txt"
+expect_error 2 "U7.txt:1" 2 certify "$dir/model.tacit" -i "$dir/U7.txt" --labels "$dir/L.txt"
+expect_error 1 "linear bound is not available" 2 certify "$dir/model.tacit" \
+  "${cert_args[@]}" --bound linear
+expect_error 1 "more than the memory budget" 1 certify "$dir/model.tacit" "${cert_args[@]}" \
+  --memory-budget "$budget"
 expect_error 1 "usage error" 2 sensitivity "$dir/model.tacit" --rows 9
 expect_error 3 "not certified" 2 sensitivity "$dir/wild.tacit" -o "$dir/Y.txt"
 [ ! -e "$dir/Y.txt" ] || fail "an output was written by a failed run"

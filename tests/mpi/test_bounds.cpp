@@ -121,3 +121,80 @@ TEST_CASE("the distributed bounds refuse a bad box on every rank", "[mpi][bounds
   REQUIRE_THROWS_AS(dist.nominal(std::vector<double>(2), std::vector<double>(1)),
                     InvalidArgument);
 }
+
+TEST_CASE("the distributed margins and outputs are the single-process bits",
+          "[mpi][bounds][margins]") {
+  struct Case {
+    const char *name;
+    Model<double> model;
+  };
+  const Case cases[] = {
+      {"cyclic, ||A||_inf 0.9", test_model(300, 4, 3, 81, 0.9, 6)},
+      {"cyclic, 10 outputs", test_model(400, 6, 10, 82, 0.7, 8)},
+      {"feed-forward", feed_forward(test_model(250, 4, 3, 83, 1.5, 8))},
+      {"not certified, ||A||_inf 3", test_model(120, 3, 2, 84, 3.0, 6)},
+  };
+  for (const auto &c : cases) {
+    INFO(c.name);
+    const Model<double> &model = c.model;
+    const BoundAnalyzer<double> single(model);
+    const auto dm = mpi::distribute_model(model);
+    const mpi::DistributedBoundAnalyzer dist(dm);
+    const index_t r0 = dm.own_begin(), r1 = dm.own_end();
+    const auto U = random_batch<double>(model.inputs(), 2, 90);
+    SolveOptions so;
+    so.method = SolveMethod::picard;
+    so.picard.max_iterations = 300;
+    Batch<double> X;
+    EquilibriumSolver<double>(model, so).solve(U, X);
+    int certified_global = 0, certified_interval = 0, uncertified = 0;
+    for (index_t col = 0; col < U.cols(); ++col) {
+      std::vector<double> u(static_cast<std::size_t>(model.inputs())),
+          x(static_cast<std::size_t>(model.states()));
+      U.get_column(col, u);
+      X.get_column(col, x);
+      const auto nom = single.nominal(std::span<const double>(u), std::span<const double>(x));
+      const auto dnom = dist.nominal(u, slice(x, r0, r1));
+      REQUIRE(dnom.y == nom.y); // every rank, bit for bit
+      for (const double eps : {1e-4, 3e-3, 0.03, 0.3})
+        for (int label = 0; label < model.outputs(); ++label) {
+          INFO("input " << col << ", eps " << eps << ", label " << label);
+          const auto box = linf_box<double>(u, eps);
+          const auto g = single.margins(nom, box, label, BoundMethod::global);
+          const auto i = single.margins(nom, box, label, BoundMethod::interval);
+          const auto dg = dist.margins(dnom, box, label, BoundMethod::global);
+          const auto di = dist.margins(dnom, box, label, BoundMethod::interval);
+          const auto db = dist.margins(dnom, box, label, BoundMethod::best);
+          for (const auto &[a, b] : {std::pair{&g, &dg}, std::pair{&i, &di},
+                                     std::pair{g.certified() ? &g : &i, &db}}) {
+            REQUIRE(b->status == a->status);
+            REQUIRE(b->label == a->label);
+            REQUIRE(b->margin_lower == a->margin_lower);
+            REQUIRE(b->y_lower == a->y_lower);
+            REQUIRE(b->y_upper == a->y_upper);
+          }
+          certified_global += g.certified() ? 1 : 0;
+          certified_interval += i.certified() ? 1 : 0;
+          uncertified += i.certified() ? 0 : 1;
+        }
+    }
+    // Both outcomes occur on the certified models (the comparison covers them).
+    INFO("certified " << certified_global << " / " << certified_interval << ", not "
+                      << uncertified);
+    if (single.certified_well_posed())
+      REQUIRE((certified_interval > 0 && uncertified > 0));
+  }
+}
+
+TEST_CASE("the distributed margins refuse a bad label on every rank", "[mpi][bounds][margins]") {
+  const auto model = test_model(60, 3, 2, 85);
+  const auto dm = mpi::distribute_model(model);
+  const mpi::DistributedBoundAnalyzer dist(dm);
+  std::vector<double> u(3, 0.5);
+  const auto nom =
+      dist.nominal(u, std::vector<double>(static_cast<std::size_t>(dm.own_end() - dm.own_begin())));
+  const auto box = linf_box<double>(u, 0.1);
+  REQUIRE_THROWS_WITH(dist.margins(nom, box, 2, BoundMethod::interval),
+                      Catch::Contains("label 2 is not in [0, 2)"));
+  REQUIRE_THROWS_AS(dist.margins(nom, box, 0, BoundMethod::linear), Unsupported);
+}

@@ -2,7 +2,9 @@
 // (a structured network, or any model with --by batch), takes its share of
 // the inputs in whole slabs, runs the single-process solver or certifier on
 // it, and rank 0 writes the results in input order: the same bits as `tacit
-// solve` / `tacit certify`.
+// solve` / `tacit certify`. And `tacit-mpi certify` of a CSR model
+// distributed by states (mpi::certify_states: no rank holds the whole
+// model), with the options and report of `tacit certify`.
 
 #include "batch_commands.hpp"
 
@@ -23,6 +25,8 @@
 #include <tacit/core/isa.hpp>
 #include <tacit/io/io.hpp>
 #include <tacit/mpi/batch.hpp>
+#include <tacit/mpi/bounds.hpp>
+#include <tacit/mpi/certify.hpp>
 #include <tacit/solve/solve.hpp>
 
 #include "../cli_common.hpp"
@@ -68,6 +72,19 @@ Command certify_command() {
     c.options.push_back({name, 0, "", ""});
   c.options.push_back(precision_option);
   c.options.push_back(by_option);
+  c.positionals = {{"MODEL", ""}};
+  return c;
+}
+
+/// certify by states: the options of tacit certify that apply to the global
+/// and interval bounds, and the memory budget.
+Command certify_states_command() {
+  Command c;
+  c.name = "certify";
+  c.options = data_options();
+  for (const char *name : {"eps", "bound", "radius-output", "domain", "memory-budget"})
+    c.options.push_back({name, 0, "V", ""});
+  c.options.push_back(precision_option);
   c.positionals = {{"MODEL", ""}};
   return c;
 }
@@ -544,7 +561,203 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
   return exit_ok;
 }
 
+/// `tacit-mpi certify` of a CSR model distributed by states.
+int certify_by_states(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet) {
+  const int rank = rank_of(comm), ranks = ranks_of(comm);
+  Agreement agree(comm);
+  const std::string model_path = a.positionals().at(0);
+  std::vector<double> eps;
+  BoundMethod method = BoundMethod::best;
+  std::optional<std::string> radius_path;
+  std::optional<std::vector<double>> domain;
+  CertifyOptions options;
+  index_t limit = -1;
+  std::size_t budget = 0;
+  if (!agree([&] {
+        eps =
+            parse_list(a.text("eps").value_or("0.005,0.01,0.02,0.05"), "--eps", 0.0, 1e6);
+        const std::string bound = a.text("bound").value_or("best");
+        if (bound == "linear")
+          throw UsageError("--bound linear: the linear bound is not available on a model "
+                           "distributed by states (global, interval or best = global "
+                           "then interval; --by batch holds the model on every rank)");
+        method = parse_bound_method(
+            a.choice("bound", {"global", "interval", "best"}).value_or("best"));
+        if (precision_of(a) != Precision::float64)
+          throw UsageError("--precision float32: a model distributed by states is "
+                           "analysed in float64 (--by batch for float32)");
+        limit = a.integer("limit", 0, std::int64_t(1) << 40).value_or(-1);
+        radius_path = a.text("radius-output");
+        if (const auto d = a.text("domain"); d && *d != "none") {
+          domain = parse_list(*d, "--domain", -1e300, 1e300);
+          if (domain->size() != 2 || (*domain)[0] > (*domain)[1])
+            throw UsageError("--domain expects LO,HI with LO <= HI, or none");
+        }
+        budget = static_cast<std::size_t>(
+            a.integer("memory-budget", 1, std::int64_t(1) << 60).value_or(0));
+        options.method = method;
+      }))
+    return agree.report();
+  Stopwatch clock;
+  std::unique_ptr<mpi::DistributedModel> model;
+  LabelledData data;
+  Batch<double> inputs;
+  if (!agree([&] {
+        model = std::make_unique<mpi::DistributedModel>(
+            mpi::load_distributed_model(model_path, comm, budget));
+      }))
+    return agree.report();
+  if (!agree([&] {
+        data = load_labelled(a, model->p, limit);
+        inputs = data.inputs;
+        for (std::size_t j = 0; j < data.labels.size(); ++j)
+          if (data.labels[j] >= model->q)
+            throw CommandFailure(exit_input,
+                                 data.source + ": label " + std::to_string(data.labels[j]) +
+                                     " of input " + std::to_string(j + 1) +
+                                     " is not below q = " + std::to_string(model->q));
+        if (domain) {
+          options.domain_lo = (*domain)[0];
+          options.domain_hi = (*domain)[1];
+        } else if (data.images && !a.has("domain")) {
+          options.domain_lo = 0; // images: pixels stay in [0, 1]
+          options.domain_hi = 1;
+        }
+      }))
+    return agree.report();
+  const auto load_all = gather(comm, clock.seconds());
+  clock.restart();
+  std::unique_ptr<mpi::DistributedBoundAnalyzer> analyzer;
+  if (!agree([&] {
+        analyzer = std::make_unique<mpi::DistributedBoundAnalyzer>(*model, options.bounds);
+      }))
+    return agree.report();
+  const auto setup_all = gather(comm, clock.seconds());
+  if (rank == 0 && !analyzer->certified_well_posed())
+    std::cerr
+        << "tacit-mpi: warning: lambda_PF(L|A|) < 1 is not certified: every bound is "
+           "infinite and nothing can be certified\n";
+  CertifiedAccuracy result;
+  mpi::RankTimings timings;
+  if (!agree([&] {
+        result = mpi::certify_states(*analyzer, inputs, data.labels, eps,
+                                     radius_path.has_value(), options, {}, &timings);
+      }))
+    return agree.report();
+  const index_t count = inputs.cols();
+  if (!agree([&] {
+        if (rank != 0 || !radius_path)
+          return;
+        Batch<double> R(1, count);
+        for (index_t j = 0; j < count; ++j)
+          R(0, j) = result.per_input[j].radius;
+        write_output(*radius_path,
+                     [&](const std::filesystem::path &p) { write_vectors(p, R); });
+      }))
+    return agree.report();
+  const json partition = states_partition_json(*model);
+  if (rank != 0)
+    return exit_ok;
+  const auto frac = [&](index_t v) { return count ? double(v) / double(count) : 0.0; };
+  std::vector<double> radii;
+  for (const auto &c : result.per_input)
+    radii.push_back(c.radius);
+  std::sort(radii.begin(), radii.end());
+  double mean_radius = 0;
+  for (double r : radii)
+    mean_radius += r;
+  mean_radius = count ? mean_radius / double(count) : 0.0;
+  const double median_radius = count ? radii[count / 2] : 0.0;
+  if (json_out) {
+    json rows = json::array();
+    for (std::size_t e = 0; e < eps.size(); ++e)
+      rows.push_back({{"eps", eps[e]},
+                      {"certified", result.certified[e]},
+                      {"certified_accuracy", frac(result.certified[e])}});
+    json doc = {{"model", model_path},
+                {"data", data.source},
+                {"inputs", count},
+                {"bound", to_string(method)},
+                {"precision", "float64"},
+                {"refine", false},
+                {"feed_forward", analyzer->feed_forward()},
+                {"levels", analyzer->levels()},
+                {"well_posed_certified", analyzer->certified_well_posed()},
+                {"correct", result.correct},
+                {"accuracy", frac(result.correct)},
+                {"certified", rows},
+                {"load_seconds", max_of(load_all)},
+                {"setup_seconds", max_of(setup_all)},
+                {"certify_seconds", result.seconds},
+                {"seconds_per_input", count ? result.seconds / double(count) : 0.0},
+                {"linear_regions", 0},
+                {"n", model->n},
+                {"ranks", ranks},
+                {"distribution", "states"},
+                {"partition", partition},
+                {"rank_seconds",
+                 {{"load", load_all},
+                  {"setup", setup_all},
+                  {"nominal_setup", timings.setup},
+                  {"nominal_solve", timings.solve},
+                  {"certify", timings.output}}}};
+    if (options.domain_lo <= options.domain_hi)
+      doc["domain"] = {options.domain_lo, options.domain_hi};
+    if (radius_path) {
+      doc["radius_output"] = *radius_path;
+      doc["mean_radius"] = mean_radius;
+      doc["median_radius"] = median_radius;
+    }
+    std::cout << doc.dump() << "\n";
+  } else if (!quiet) {
+    std::cout << "certified " << fmt_count(count) << " input" << (count == 1 ? "" : "s")
+              << " of " << data.source << " with the " << to_string(method) << " bound"
+              << (method == BoundMethod::best ? " (global, then interval)" : "")
+              << ", float64, " << ranks << " ranks by states\n"
+              << "  model: n = " << fmt_count(model->n) << ", p = " << fmt_count(model->p)
+              << ", q = " << model->q
+              << (analyzer->feed_forward()
+                      ? ", feed-forward, " + std::to_string(analyzer->levels()) + " levels"
+                      : std::string(", implicit"))
+              << "\n"
+              << "  accuracy: " << fmt_count(result.correct) << " / " << fmt_count(count)
+              << " (" << fmt_g(100 * frac(result.correct), 4) << "%)\n";
+    for (std::size_t e = 0; e < eps.size(); ++e)
+      std::cout << "  eps " << fmt_g(eps[e], 4) << ": certified "
+                << fmt_count(result.certified[e]) << " ("
+                << fmt_g(100 * frac(result.certified[e]), 4) << "%)\n";
+    if (radius_path)
+      std::cout << "  radius: mean " << fmt_g(mean_radius, 4) << ", median "
+                << fmt_g(median_radius, 4) << " -> " << *radius_path << "\n";
+    std::cout << "  time (slowest rank): load " << fmt_seconds(max_of(load_all))
+              << ", setup " << fmt_seconds(max_of(setup_all)) << ", certify "
+              << fmt_seconds(result.seconds) << " ("
+              << fmt_seconds(count ? result.seconds / double(count) : 0.0)
+              << " per input)\n";
+    for (int r = 0; r < ranks; ++r)
+      std::cout << "  rank " << r << ": states [" << model->states.begin(r) << ", "
+                << model->states.end(r) << "), certify " << fmt_seconds(timings.output[r])
+                << "\n";
+  }
+  return exit_ok;
+}
+
 } // namespace
+
+json states_partition_json(const mpi::DistributedModel &m) {
+  const auto nnz = gather(m.comm, static_cast<double>(m.A.local.nnz()));
+  const auto bytes = gather(m.comm, static_cast<double>(m.local_bytes()));
+  json ranks = json::array();
+  for (int r = 0; r < m.ranks; ++r)
+    ranks.push_back({{"rank", r},
+                     {"states", {m.states.begin(r), m.states.end(r)}},
+                     {"outputs", {m.outputs.begin(r), m.outputs.end(r)}},
+                     {"a_nnz", static_cast<std::int64_t>(nnz[r])},
+                     {"bytes", static_cast<std::int64_t>(bytes[r])}});
+  return {{"method", "contiguous, balancing nonzeros + rows of A"},
+          {"a_nnz", m.A.global_nnz},
+          {"ranks", ranks}};
+}
 
 const char *batch_usage_text() {
   return "\n"
@@ -591,8 +804,9 @@ std::optional<int> run_batch_command(int argc, char **argv, MPI_Comm comm) {
       model = s;
     }
   }
-  if (!by && !(model && structured_native(*model)))
-    return std::nullopt;
+  const bool batch = by || (model && structured_native(*model));
+  if (!batch && command == "solve")
+    return std::nullopt; // tacit_mpi_main.cpp: solve by states
   const int rank = rank_of(comm);
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
@@ -605,7 +819,9 @@ std::optional<int> run_batch_command(int argc, char **argv, MPI_Comm comm) {
   Precision precision = Precision::float64;
   std::unique_ptr<tbb::global_control> threads;
   if (!agree([&] {
-        const Command spec = command == "solve" ? solve_command() : certify_command();
+        const Command spec = !batch                ? certify_states_command()
+                             : command == "solve" ? solve_command()
+                                                  : certify_command();
         parsed = Arguments::parse(spec, args);
         if (const auto b = parsed.text("by"); b && *b != "batch")
           throw UsageError("--by " + *b +
@@ -618,6 +834,8 @@ std::optional<int> run_batch_command(int argc, char **argv, MPI_Comm comm) {
       }))
     return agree.report();
   const bool json_out = parsed.flag("json"), quiet = parsed.flag("quiet");
+  if (!batch)
+    return certify_by_states(comm, parsed, json_out, quiet);
   if (command == "solve")
     return precision == Precision::float32
                ? solve<float>(comm, parsed, json_out, quiet, precision)

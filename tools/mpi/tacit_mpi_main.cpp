@@ -41,7 +41,8 @@ struct UsageError : std::runtime_error {
 const char *usage_text =
     "usage: mpirun -np N tacit-mpi COMMAND MODEL [OPTIONS]\n"
     "\n"
-    "The distributed counterparts of `tacit solve` and `tacit wellposed` for CSR\n"
+    "The distributed counterparts of `tacit solve`, `wellposed`, `certify` and\n"
+    "`sensitivity` for CSR\n"
     "models in native files (.tacit) or model directories: the states are split\n"
     "over the ranks (contiguous ranges balancing the nonzeros plus rows of A), each\n"
     "rank reads only its own rows of the file (its share of a directory's files).\n"
@@ -56,6 +57,11 @@ const char *usage_text =
     "      lambda_PF(|A|) (distributed power iteration, Collatz-Wielandt bounds)\n"
     "      --rel-width W, --max-iterations K, --decide, --slepc (SLEPc's\n"
     "      Krylov-Schur estimate beside the certified interval)\n"
+    "  certify MODEL (--data DIR | -i U.txt --labels L.txt)   certified l_inf\n"
+    "      robustness as `tacit certify` with the global and interval bounds: the\n"
+    "      margins the single-process bits on the same nominal states; --eps,\n"
+    "      --bound global|interval|best (best, the default: global, then interval;\n"
+    "      no linear bound by states), --radius-output, --domain, --limit\n"
     "  sensitivity MODEL               rows of S = |C| (I - |A|)^-1 |B| + |D|, each by\n"
     "      one solve with (I - |A|)^T (certified lambda_PF(|A|) < 1 and contraction\n"
     "      ratio, error bound reported): --rows I,J,... (default all), -o S.txt,\n"
@@ -161,21 +167,6 @@ std::vector<double> gather(MPI_Comm comm, double mine) {
   MPI_Gather(&mine, 1, MPI_DOUBLE, rank == 0 ? all.data() : nullptr, 1, MPI_DOUBLE, 0,
              comm);
   return all;
-}
-
-json partition_json(const mpi::DistributedModel &m) {
-  const auto nnz = gather(m.comm, static_cast<double>(m.A.local.nnz()));
-  const auto bytes = gather(m.comm, static_cast<double>(m.local_bytes()));
-  json ranks = json::array();
-  for (int r = 0; r < m.ranks; ++r)
-    ranks.push_back({{"rank", r},
-                     {"states", {m.states.begin(r), m.states.end(r)}},
-                     {"outputs", {m.outputs.begin(r), m.outputs.end(r)}},
-                     {"a_nnz", static_cast<std::int64_t>(nnz[r])},
-                     {"bytes", static_cast<std::int64_t>(bytes[r])}});
-  return {{"method", "contiguous, balancing nonzeros + rows of A"},
-          {"a_nnz", m.A.global_nnz},
-          {"ranks", ranks}};
 }
 
 std::string fmt(double v) {
@@ -293,7 +284,7 @@ int run_solve(const mpi::DistributedModel *, MPI_Comm comm, const Args &args,
     }
     mpi::collective_check(comm, failure);
   }
-  const json partition = partition_json(model);
+  const json partition = mpi_cli::states_partition_json(model);
 
   index_t unconverged = 0;
   for (const auto s : report.column_status)
@@ -398,7 +389,7 @@ int run_wellposed(MPI_Comm comm, const Args &args, bool json_out, bool quiet) {
   if (args.flag("slepc"))
     slepc = mpi::slepc_spectral_radius_estimate(model);
   const double seconds = now() - t0;
-  const json partition = partition_json(model);
+  const json partition = mpi_cli::states_partition_json(model);
   if (rank == 0) {
     if (json_out) {
       json doc = {
@@ -516,7 +507,7 @@ int run_sensitivity(MPI_Comm comm, const Args &args, bool json_out, bool quiet) 
     }
   }
   mpi::collective_check(comm, failure);
-  const json partition = partition_json(model);
+  const json partition = mpi_cli::states_partition_json(model);
   if (rank == 0) {
     std::vector<double> sums(static_cast<std::size_t>(m), 0.0), maxima(sums.size(), 0.0);
     for (index_t j = 0; j < m; ++j)

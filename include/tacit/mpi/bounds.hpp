@@ -24,6 +24,21 @@
 /// all the same; a feed-forward A that deep would get the cyclic stopping
 /// rules instead of the single process's).
 ///
+/// Margins (margins()): the lower bounds of g^T y, y = C x + D u + c, for
+/// the margins y_label - y_k and the outputs, by interval arithmetic on the
+/// state bounds (BoundAnalyzer::interval_lower). The set-up moves C's
+/// columns to the owners of their states (each rank keeps C^T's rows of its
+/// own states, in the order of the single process's explicit transpose: a
+/// second copy of C's entries, spread over the ranks by states), so
+/// W = C^T G is formed by the same kernel on the same rows. The sums over
+/// the states are chained from rank to rank in the order of the states
+/// (rank 0 starting with G^T c, the last passing back to rank 0, which adds
+/// the inputs' terms with D and the rounding allowance and broadcasts the
+/// result); the output products C x0 and |C| xmag are formed by the owners
+/// of C's rows from the states gathered on every rank (an n-vector, not the
+/// model). So the margins and outputs are the single-process bits, on every
+/// rank.
+///
 /// Thread safety: the calls are collective over the model's communicator.
 
 #include <memory>
@@ -58,7 +73,8 @@ public:
   /// The nominal point (BoundAnalyzer::nominal): u0 the p inputs (the same on
   /// every rank), x0_own the own states of the equilibrium. The result's u
   /// holds the inputs, x, residual and residual_rounding the own states, y
-  /// nothing. Collective. \throws InvalidArgument on wrong sizes.
+  /// the q outputs C x0 + D u0 + c (every rank; the single-process bits).
+  /// Collective. \throws InvalidArgument on wrong sizes.
   NominalPoint<double> nominal(std::span<const double> u0,
                                std::span<const double> x0_own) const;
 
@@ -73,6 +89,20 @@ public:
   /// recorded residual), naming the state.
   StateBounds<double> interval_bounds(const NominalPoint<double> &nominal,
                                       const InputBox<double> &box) const;
+
+  /// Margins y_label - y_k and output bounds over the box
+  /// (BoundAnalyzer::margins), the same on every rank: global, interval, or
+  /// best = global, then interval when the global bound does not certify
+  /// (the linear bound is not available on a model distributed by states;
+  /// the interval margins are never below the global ones). Collective.
+  /// \throws InvalidArgument for a label outside [0, q); Unsupported for
+  /// BoundMethod::linear (on every rank).
+  MarginBounds<double> margins(const NominalPoint<double> &nominal,
+                               const InputBox<double> &box, int label,
+                               BoundMethod method) const;
+
+  const DistributedModel &model() const noexcept;
+  const BoundOptions &options() const noexcept;
 
 private:
   struct Impl;

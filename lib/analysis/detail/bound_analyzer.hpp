@@ -21,6 +21,7 @@
 #include <tacit/solve/solve.hpp>
 
 #include "analysis/detail/activation_bounds.hpp"
+#include "analysis/detail/global_bound.hpp"
 #include "analysis/detail/rounding.hpp"
 
 namespace tacit::inline v1 {
@@ -64,14 +65,6 @@ void reverse_block_sweep(const BlockStructure<T> &A, Add &&add, Close &&close,
   }
 }
 
-// max(|lo|, |hi|) per entry.
-template <class T>
-std::vector<T> magnitudes(const std::vector<T> &lo, const std::vector<T> &hi) {
-  std::vector<T> m(lo.size());
-  for (std::size_t i = 0; i < lo.size(); ++i)
-    m[i] = std::max(std::abs(lo[i]), std::abs(hi[i]));
-  return m;
-}
 // Buffers of the linear bound, kept across the chunks of one analysis so
 // that each chunk does not fault in fresh pages.
 template <class T> struct LinearWork {
@@ -92,11 +85,6 @@ template <class T> struct Seed {
 
 } // namespace detail
 
-namespace detail {
-// InvalidArgument unless the box has p entries with lower <= upper
-// (bounds_global.cpp).
-template <class T> void check_box(const InputBox<T> &box, index_t p);
-} // namespace detail
 
 using detail::ActKind;
 using detail::magnitudes;
