@@ -202,6 +202,8 @@ void BcdOptions::validate(index_t n, index_t p) const {
     throw InvalidArgument(
         "BCD: iteration counts must be >= 1 (iterations, reweight_every "
         ">= 0)");
+  if (!(growth >= 1) || !std::isfinite(growth))
+    throw InvalidArgument("BCD: growth = " + num(growth) + " must be finite and >= 1");
   if (!(state_scale >= 0) || !std::isfinite(state_scale))
     throw InvalidArgument("BCD: state_scale = " + num(state_scale) +
                           " must be >= 0 and finite (0: off)");
@@ -989,6 +991,12 @@ BcdState bcd_train(const BcdParameters &initial, const BcdMatrix &U, const BcdMa
         o.group_weights[j] = 1 / (norms[j] + o.reweight_eps);
     }
     r.objective = bcd_objective(s, U, Y, o);
+    if (o.growth > 1) { // continuation, after the report's objective
+      o.lambda *= o.growth;
+      for (double &l : o.lambdas)
+        l *= o.growth;
+      o.mu *= o.growth;
+    }
     r.train_rmse = bcd_rmse(s.params, U, Y, o.exec);
     if (test_U)
       r.test_rmse = bcd_rmse(s.params, *test_U, *test_Y, o.exec);

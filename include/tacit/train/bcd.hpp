@@ -132,6 +132,11 @@ struct TACIT_EXPORT BcdOptions {
   /// ||A||_inf are unchanged and the model computes the same function): the
   /// scale is fixed and the penalty acts on B relative to it.
   double state_scale = 0;
+  /// Continuation: after every iteration lambda (and lambdas) and mu are
+  /// multiplied by `growth` (>= 1; 1: off), so that the relaxation tightens
+  /// (the divergence and the coupling weigh more against the loss) while
+  /// mu / lambda, and with it the X-step's condition, stays the same.
+  double growth = 1;
   int iterations = 5; ///< BCD iterations
   /// P- and X-steps per iteration: the pair (P-step, X-step) is repeated
   /// this many times before the (A, B)-step, which lets the targets reach
