@@ -423,6 +423,45 @@ TEST_CASE("BCD with state_scale: every iteration ends at the states' scale", "[b
   CHECK(A.cwiseAbs().rowwise().sum().maxCoeff() <= 0.6 * (1 + 1e-12));
 }
 
+TEST_CASE("BCD continuation: lambda and mu grow by the factor after every iteration",
+          "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu, 12);
+  pr.o.iterations = 3;
+  pr.o.growth = 2;
+  std::vector<BcdObjective> reported;
+  const BcdState s = bcd_train(pr.s.params, pr.U, pr.Y, pr.o,
+                               [&](const BcdIterationReport &r) {
+                                 reported.push_back(r.objective);
+                               });
+  REQUIRE(reported.size() == 3);
+  // The last iteration ran with lambda and mu times 2^2; its report is the
+  // objective at those weights (the loss does not depend on them).
+  BcdOptions grown = pr.o;
+  grown.lambda *= 4;
+  grown.mu *= 4;
+  const BcdObjective at = bcd_objective(s, pr.U, pr.Y, grown);
+  CHECK(reported.back().loss == Approx(at.loss).epsilon(1e-12));
+  CHECK(reported.back().divergence == Approx(at.divergence).epsilon(1e-12));
+  CHECK(reported.back().coupling == Approx(at.coupling).epsilon(1e-12));
+  const BcdObjective plain = bcd_objective(s, pr.U, pr.Y, pr.o);
+  CHECK(at.divergence + at.coupling > 0);
+  CHECK(at.divergence + at.coupling ==
+        Approx(4 * (plain.divergence + plain.coupling)).epsilon(1e-12));
+  // growth 1 is off: the same bits as without the field.
+  pr.o.growth = 1;
+  const BcdState off = bcd_train(pr.s.params, pr.U, pr.Y, pr.o);
+  BcdOptions plain_o;
+  plain_o.lambda = pr.o.lambda;
+  plain_o.mu = pr.o.mu;
+  plain_o.kappa = pr.o.kappa;
+  plain_o.iterations = 3;
+  const BcdState ref = bcd_train(pr.s.params, pr.U, pr.Y, plain_o);
+  CHECK(off.params.B.values == ref.params.B.values);
+  BcdOptions bad;
+  bad.growth = 0.5;
+  CHECK_THROWS_WITH(bad.validate(5, 3), Catch::Contains("growth = 0.5"));
+}
+
 TEST_CASE("BCD: the same bits for 1 and 2 threads; the objective goes down", "[bcd]") {
   Problem pr = tiny(BcdActivation::relu);
   pr.o.iterations = 3;

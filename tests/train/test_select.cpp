@@ -3,8 +3,11 @@
 // function of 3 of 6 inputs, which 2 ReLU states represent exactly:
 // w.u = relu(w.u) - relu(-w.u)): the 3 are kept, the other 3 dropped, a
 // non-candidate stays exactly zero, the log obeys the rule; bad options.
+// bcd_select_inputs from the parameters that generated the targets, with
+// small spurious columns added: the spurious inputs go, the true ones stay.
 #include <catch2/catch.hpp>
 
+#include <tacit/train/bcd.hpp>
 #include <tacit/train/groups.hpp>
 #include <tacit/train/init.hpp>
 #include <tacit/train/select.hpp>
@@ -149,4 +152,65 @@ TEST_CASE("select_inputs: bad options are errors naming the field", "[select]") 
   // Data of the wrong width.
   const Model<double> wide = init_implicit<double>(2, 7, 1, 1.0, 0.5, 3);
   CHECK_THROWS_AS(select_inputs(wide, data, select_options()), InvalidArgument);
+}
+
+TEST_CASE("bcd_select_inputs drops spurious columns added to the true parameters",
+          "[select][bcd]") {
+  // Targets from a ReLU model reading inputs 0 and 2 of 5; the start is that
+  // model with columns 1 and 4 of B set to small values (input 3 unread).
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> d(-1, 1);
+  const index_t n = 4, p = 5, m = 200;
+  BcdParameters t;
+  t.A = BcdMatrix(n, n);
+  t.B = BcdMatrix(n, p);
+  t.C = BcdMatrix(1, n);
+  t.D = BcdMatrix(1, p);
+  t.maskA = BcdMatrix(n, n, 1);
+  t.maskB = BcdMatrix(n, p, 1);
+  t.maskC = BcdMatrix(1, n, 1);
+  t.maskD = BcdMatrix(1, p, 0);
+  t.b.assign(std::size_t(n), 0.1);
+  t.c.assign(1, 0.0);
+  for (index_t i = 0; i < n; ++i) {
+    for (index_t j = 0; j < n; ++j)
+      t.A(i, j) = 0.1 * d(rng);
+    t.B(i, 0) = d(rng);
+    t.B(i, 2) = d(rng);
+    t.C(0, i) = d(rng);
+  }
+  BcdMatrix U(p, m);
+  for (auto &v : U.values)
+    v = d(rng);
+  const BcdMatrix Y = bcd_predict(t, U);
+  BcdParameters start = t;
+  for (index_t i = 0; i < n; ++i) {
+    start.B(i, 1) = 0.02 * d(rng);
+    start.B(i, 4) = 0.02 * d(rng);
+  }
+  BcdSelectOptions so;
+  so.bcd.lambda = 1;
+  so.bcd.mu = 1;
+  so.bcd.kappa = 0.5;
+  so.refit_iterations = 10;
+  so.trial_iterations = 5;
+  so.tolerance = 0.5;
+  const BcdSelectResult r = bcd_select_inputs(start, U, Y, so);
+  CHECK(r.candidates == std::vector<index_t>{0, 1, 2, 4});
+  CHECK(r.selected == std::vector<index_t>{0, 2});
+  const auto norms = bcd_column_norms(r.params.B);
+  for (const index_t j : {1, 3, 4}) {
+    CHECK(norms[std::size_t(j)] == 0);
+    for (index_t i = 0; i < n; ++i)
+      CHECK(r.params.maskB(i, j) == 0);
+  }
+  CHECK(r.loss == Approx(std::pow(bcd_rmse(r.params, U, Y), 2)).epsilon(1e-12));
+  // Two drops, then a stop: 3 rounds of a control and one trial per input.
+  CHECK(r.trials.size() == (1 + 4) + (1 + 3) + (1 + 2));
+  BcdSelectOptions bad = so;
+  bad.trial_iterations = 0;
+  CHECK_THROWS_WITH(bcd_select_inputs(start, U, Y, bad), Catch::Contains("trial_iterations"));
+  bad = so;
+  bad.tolerance = INFINITY;
+  CHECK_THROWS_WITH(bcd_select_inputs(start, U, Y, bad), Catch::Contains("tolerance"));
 }

@@ -29,8 +29,9 @@
 ///                (C^T C + diag(lambda + mu)) p = C^T (y - D u - c) +
 ///                lambda z + mu x per column; when that leaves negative
 ///                entries (outside the divergence's domain p >= 0) the same
-///                quadratic is minimised over p >= 0 (coordinate descent
-///                from the clipped closed form). For tanh a damped Newton
+///                quadratic is minimised over p >= 0 (the primal
+///                active-set method from the clipped closed form, exact
+///                for any condition of C^T C). For tanh a damped Newton
 ///                iteration per column on the same objective (15);
 ///   X-step       (14) by the seed's fixed-point (Picard) iteration
 ///                X = P - (1/mu) A^T Lambda (phi(A X + B U + b) - P),
@@ -144,7 +145,7 @@ struct TACIT_EXPORT BcdOptions {
   int state_sweeps = 1;
   int x_max_iterations = 10000; ///< Picard iterations of one X-step
   double x_tol = 1e-10; ///< X-step: stop when max |X_{k+1} - X_k| <= x_tol max(1, max|X|)
-  int p_max_iterations = 200; ///< Newton / coordinate-descent sweeps per column
+  int p_max_iterations = 200; ///< per column: Newton steps (tanh), active-set changes (relu)
   double p_tol = 1e-12;
   int ab_max_iterations = 300; ///< proximal-gradient iterations of one (A, B)-step
   double ab_tol = 1e-9;        ///< stop when ||step|| <= ab_tol (1 + ||(A, B, b)||)
