@@ -221,6 +221,8 @@ int run_bcd(Invocation &inv) {
       so.refit_iterations = static_cast<int>(*k);
     if (const auto k = args.integer("trial-iterations", 1, 1000000))
       so.trial_iterations = static_cast<int>(*k);
+    if (const auto f = args.real("select-floor", 0.0, 1e300))
+      so.floor = *f;
     try {
       selection = bcd_select_inputs(s.params, U, Y, so, [&](const SelectTrial &t) {
         progress.clear();
@@ -245,8 +247,10 @@ int run_bcd(Invocation &inv) {
                                                "; nothing written to " + *out);
     }
     s.params = selection->params;
-  } else if (args.has("refit-iterations") || args.has("trial-iterations")) {
-    throw UsageError("--refit-iterations and --trial-iterations belong to --refit-select");
+  } else if (args.has("refit-iterations") || args.has("trial-iterations") ||
+             args.has("select-floor")) {
+    throw UsageError("--refit-iterations, --trial-iterations and --select-floor belong to "
+                     "--refit-select");
   }
   const double seconds = clock.seconds();
   const Model<double> trained = bcd_apply(model, s.params);
@@ -348,6 +352,8 @@ int run_bcd(Invocation &inv) {
                                       "(default 50)"},
          {"trial-iterations", 0, "K",
           "--refit-select: iterations of the control and each trial refit (default 20)"},
+         {"select-floor", 0, "F",
+          "--refit-select: a mean squared error that counts as zero (default 0)"},
          {"ab-iterations", 0, "K",
           "proximal-gradient iterations per (A, B)-step (default 300)"}},
     .epilog =

@@ -560,12 +560,16 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
     select->tolerance = *tol;
     if (const auto e = args.integer("trial-epochs", 1, 1000000))
       select->trial_epochs = static_cast<int>(*e);
+    if (const auto f = args.real("select-floor", 0, 1e300))
+      select->floor = *f;
     if (const auto e = args.integer("refit-epochs", 0, 1000000))
       refit_epochs = static_cast<int>(*e);
     if (args.flag("resume"))
       throw UsageError("--refit-select cannot be combined with --resume");
-  } else if (args.text("trial-epochs") || args.text("refit-epochs")) {
-    throw UsageError("--trial-epochs and --refit-epochs belong to --refit-select");
+  } else if (args.text("trial-epochs") || args.text("refit-epochs") ||
+             args.text("select-floor")) {
+    throw UsageError(
+        "--trial-epochs, --refit-epochs and --select-floor belong to --refit-select");
   }
   TrainableModel<T> tm(model);
   std::optional<ProximalPenalty<T>> prox;
@@ -887,7 +891,10 @@ std::vector<OptionSpec> train_options() {
         "(1 + TOL) times the control refit's"},
        {"refit-epochs", 0, "E", "--refit-select: epochs of the first refit (default --epochs)"},
        {"trial-epochs", 0, "E",
-        "--refit-select: epochs of the control and of each trial refit (default 50)"}});
+        "--refit-select: epochs of the control and of each trial refit (default 50)"},
+       {"select-floor", 0, "F",
+        "--refit-select: a loss that counts as zero (drop when the loss <= (1 + TOL) "
+        "control + F; for data fitted exactly; default 0)"}});
   return o;
 }
 

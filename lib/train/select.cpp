@@ -24,6 +24,9 @@ void SelectOptions::validate() const {
   if (!std::isfinite(tolerance) || tolerance < 0)
     throw InvalidArgument("input selection: tolerance " + format_number(tolerance, 6) +
                           " must be finite and >= 0");
+  if (!std::isfinite(floor) || floor < 0)
+    throw InvalidArgument("input selection: floor " + format_number(floor, 6) +
+                          " must be finite and >= 0");
   if (!std::isfinite(threshold) || threshold < 0)
     throw InvalidArgument("input selection: threshold " + format_number(threshold, 6) +
                           " must be finite and >= 0");
@@ -113,7 +116,8 @@ namespace {
 /// fit(from, kept, epochs) -> (model, training loss).
 template <class M, class Fit>
 void eliminate(M &current, double &loss, std::vector<index_t> &kept, const Fit &fit,
-               int trial_epochs, double tolerance, std::vector<SelectTrial> &trials,
+               int trial_epochs, double tolerance, double floor,
+               std::vector<SelectTrial> &trials,
                const std::function<void(const SelectTrial &)> &on_trial) {
   const auto report = [&](const SelectTrial &t) {
     trials.push_back(t);
@@ -136,7 +140,7 @@ void eliminate(M &current, double &loss, std::vector<index_t> &kept, const Fit &
         best_fit = std::move(f);
       }
     }
-    const bool drop = best_fit->second <= (1 + tolerance) * control_loss;
+    const bool drop = best_fit->second <= (1 + tolerance) * control_loss + floor;
     round_trials[best].dropped = drop;
     for (const SelectTrial &t : round_trials)
       report(t);
@@ -169,7 +173,7 @@ SelectResult<T> select_inputs(const Model<T> &start, const Dataset<T> &data,
             [&](const Model<T> &from, const std::vector<index_t> &k, int e) {
               return refitter.fit(from, k, e);
             },
-            options.trial_epochs, options.tolerance, res.trials, on_trial);
+            options.trial_epochs, options.tolerance, options.floor, res.trials, on_trial);
   res.model = std::move(current);
   res.selected = kept;
   res.loss = loss;
@@ -186,6 +190,9 @@ void BcdSelectOptions::validate(index_t n, index_t p) const {
                           std::to_string(trial_iterations) + " must be >= 1");
   if (!std::isfinite(tolerance) || tolerance < 0)
     throw InvalidArgument("BCD input selection: tolerance " + format_number(tolerance, 6) +
+                          " must be finite and >= 0");
+  if (!std::isfinite(floor) || floor < 0)
+    throw InvalidArgument("BCD input selection: floor " + format_number(floor, 6) +
                           " must be finite and >= 0");
 }
 
@@ -222,7 +229,7 @@ BcdSelectResult bcd_select_inputs(const BcdParameters &start, const BcdMatrix &U
   auto [current, loss] = fit(start, kept, options.refit_iterations);
   res.refit_loss = loss;
   eliminate(current, loss, kept, fit, options.trial_iterations, options.tolerance,
-            res.trials, on_trial);
+            options.floor, res.trials, on_trial);
   res.params = std::move(current);
   res.selected = kept;
   res.loss = loss;

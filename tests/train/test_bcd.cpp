@@ -6,7 +6,8 @@
 // the (A, B)-step feasible and descending); the divergences; the X-step
 // condition as an error with its numbers; the same bits for 1 and 2 threads;
 // the model round trip; seed 001 section 7.2's support recovery on the
-// committed data (F1 = 1 by proximal gradient; the BCD penalty's zeros).
+// committed data (F1 = 1 by proximal gradient and by the two stages of
+// select.hpp; the BCD penalty's zeros); the continuation (growth).
 #include <catch2/catch.hpp>
 
 #include <tacit/io/io.hpp>
@@ -15,6 +16,7 @@
 #include <tacit/train/groups.hpp>
 #include <tacit/train/init.hpp>
 #include <tacit/train/prox.hpp>
+#include <tacit/train/select.hpp>
 #include <tacit/train/trainer.hpp>
 
 #include <Eigen/Dense>
@@ -571,6 +573,48 @@ TEST_CASE("Section 7.2: proximal gradient recovers the input support (F1 = 1)",
   INFO("found " << found.size() << " columns, " << tp << " of them true");
   CHECK(tp == 10);
   CHECK(found.size() == 10); // F1 = 1
+}
+
+TEST_CASE("Section 7.2: two stages (screen, refit selection) recover the support",
+          "[bcd][recovery]") {
+  // tacit train --init implicit:n=10,p=100,q=1,density=1,kappa=0.5 --seed 1
+  //   --loss squared --kappa 0.5 --optimizer sgd --lr 0.003 --momentum 0.9
+  //   --batch-size 40 --epochs 400 --group-lasso 1 --groups inputs --reweight 200
+  //   --refit-select 0.5 --refit-epochs 1000 --trial-epochs 200
+  const std::filesystem::path dir = std::filesystem::path(TACIT_TEST_DATA_DIR) / "bcd";
+  Dataset<double> data;
+  data.inputs = read_vectors<double>(dir / "recovery_U.txt", 100);
+  data.targets = read_vectors<double>(dir / "recovery_Y.txt", 1);
+  data.name = "recovery";
+  const auto truth = read_support(dir / "recovery_support.txt");
+  TrainableModel<double> tm(init_implicit<double>(10, 100, 1, 1.0, 0.5, 1));
+  TrainOptions o;
+  o.gradient.loss = LossKind::squared;
+  o.gradient.forward = default_solve_options<double>();
+  o.gradient.adjoint.picard = o.gradient.forward.picard;
+  o.optimizer.kind = OptimizerKind::sgd;
+  o.optimizer.lr = 0.003;
+  o.optimizer.momentum = 0.9;
+  o.batch_size = 40;
+  o.epochs = 400;
+  o.kappa = 0.5;
+  PenaltyOptions po;
+  po.kind = PenaltyKind::group_lasso;
+  po.lambda = 1;
+  po.reweight_every = 200;
+  ProximalPenalty<double> prox(tm, make_groups(tm, GroupKind::input), po);
+  o.after_step = [&](int e, std::int64_t st, double lr) { prox.step(e, st, lr); };
+  train(tm, data, nullptr, o);
+  SelectOptions so;
+  so.refit = o;
+  so.refit.after_step = {};
+  so.refit.epochs = 1000;
+  so.trial_epochs = 200;
+  so.tolerance = 0.5;
+  const SelectResult<double> r = select_inputs(tm.model(), data, so);
+  INFO("screened " << r.candidates.size() << ", selected " << r.selected.size());
+  CHECK(r.selected == truth); // F1 = 1
+  CHECK(inputs_read(r.model) == truth);
 }
 
 TEST_CASE("Section 7.2 with BCD: the column penalty zeroes columns of B", "[bcd]") {

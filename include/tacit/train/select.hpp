@@ -17,7 +17,7 @@
 ///    for trial_epochs epochs with j's column zeroed and held at zero. The
 ///    input whose trial ends with the smallest training loss is dropped
 ///    when that loss is at most (1 + tolerance) times the control's loss
-///    (the trial becomes the current model); otherwise the elimination
+///    plus `floor` (the trial becomes the current model); otherwise the elimination
 ///    stops and the control is the result.
 ///
 /// The criterion is relative to the fit's own loss, so it needs no noise
@@ -52,11 +52,16 @@ struct TACIT_EXPORT SelectOptions {
   /// An input is dropped when its trial's training loss is at most
   /// (1 + tolerance) times the control's.
   double tolerance = 0.5;
+  /// A loss that counts as zero: the rule is loss <= (1 + tolerance)
+  /// control + floor. When the model fits the data exactly the control's
+  /// loss is the optimiser's noise (1e-9 ... 1e-7 in the tests), where
+  /// ratios mean nothing; a floor well below any input's worth fixes that.
+  double floor = 0;
   /// A value of (B; D) with |value| <= threshold counts as zero when the
   /// candidates are read from the start model.
   double threshold = 0;
   /// \throws InvalidArgument naming the field: trial_epochs < 1,
-  /// refit.epochs < 0, tolerance < 0 or not finite, threshold < 0,
+  /// refit.epochs < 0, tolerance or floor < 0 or not finite, threshold < 0,
   /// after_step or checkpoint_dir set.
   void validate() const;
 };
@@ -102,7 +107,8 @@ struct TACIT_EXPORT BcdSelectOptions {
   int refit_iterations = 50; ///< the first refit
   int trial_iterations = 20; ///< the control and each trial
   double tolerance = 0.5;
-  /// 	hrows InvalidArgument naming the field (and BcdOptions::validate).
+  double floor = 0; ///< as SelectOptions::floor
+  /// \throws InvalidArgument naming the field (and BcdOptions::validate).
   void validate(index_t n, index_t p) const;
 };
 
@@ -113,7 +119,7 @@ struct TACIT_EXPORT BcdSelectResult {
   std::vector<SelectTrial> trials;
 };
 
-/// 	hrows InvalidArgument on bad options or data; what bcd_train throws.
+/// \throws InvalidArgument on bad options or data; what bcd_train throws.
 TACIT_EXPORT BcdSelectResult
 bcd_select_inputs(const BcdParameters &start, const BcdMatrix &U, const BcdMatrix &Y,
                   const BcdSelectOptions &options,
