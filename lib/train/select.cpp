@@ -16,11 +16,11 @@ namespace tacit::inline v1 {
 
 void SelectOptions::validate() const {
   if (trial_epochs < 1)
-    throw InvalidArgument("input selection: trial_epochs " + std::to_string(trial_epochs) +
-                          " must be >= 1");
+    throw InvalidArgument("input selection: trial_epochs " +
+                          std::to_string(trial_epochs) + " must be >= 1");
   if (refit.epochs < 0)
-    throw InvalidArgument("input selection: refit.epochs " + std::to_string(refit.epochs) +
-                          " must be >= 0");
+    throw InvalidArgument("input selection: refit.epochs " +
+                          std::to_string(refit.epochs) + " must be >= 0");
   if (!std::isfinite(tolerance) || tolerance < 0)
     throw InvalidArgument("input selection: tolerance " + format_number(tolerance, 6) +
                           " must be finite and >= 0");
@@ -31,17 +31,20 @@ void SelectOptions::validate() const {
     throw InvalidArgument("input selection: threshold " + format_number(threshold, 6) +
                           " must be finite and >= 0");
   if (refit.after_step)
-    throw InvalidArgument("input selection: refit.after_step is set; the selection sets it");
+    throw InvalidArgument(
+        "input selection: refit.after_step is set; the selection sets it");
   if (!refit.checkpoint_dir.empty())
-    throw InvalidArgument("input selection: checkpoints are not supported (checkpoint_dir '" +
-                          refit.checkpoint_dir.string() + "')");
+    throw InvalidArgument(
+        "input selection: checkpoints are not supported (checkpoint_dir '" +
+        refit.checkpoint_dir.string() + "')");
 }
 
 namespace {
 
 /// Input j -> its members in the flat parameter vector (inputs without a
 /// parameter are absent).
-template <class T> std::map<index_t, std::vector<index_t>> input_members(const Model<T> &m) {
+template <class T>
+std::map<index_t, std::vector<index_t>> input_members(const Model<T> &m) {
   TrainableModel<T> tm(m);
   std::map<index_t, std::vector<index_t>> out;
   for (const ParameterGroup &g : make_groups(tm, GroupKind::input).groups)
@@ -95,7 +98,8 @@ private:
 
 } // namespace
 
-template <class T> std::vector<index_t> inputs_read(const Model<T> &model, double threshold) {
+template <class T>
+std::vector<index_t> inputs_read(const Model<T> &model, double threshold) {
   TrainableModel<T> tm(model);
   std::vector<T> flat(static_cast<std::size_t>(tm.size()));
   tm.read(flat);
@@ -169,11 +173,12 @@ SelectResult<T> select_inputs(const Model<T> &start, const Dataset<T> &data,
   std::vector<index_t> kept = res.candidates;
   auto [current, loss] = refitter.fit(start, kept, options.refit.epochs);
   res.refit_loss = loss;
-  eliminate(current, loss, kept,
-            [&](const Model<T> &from, const std::vector<index_t> &k, int e) {
-              return refitter.fit(from, k, e);
-            },
-            options.trial_epochs, options.tolerance, options.floor, res.trials, on_trial);
+  eliminate(
+      current, loss, kept,
+      [&](const Model<T> &from, const std::vector<index_t> &k, int e) {
+        return refitter.fit(from, k, e);
+      },
+      options.trial_epochs, options.tolerance, options.floor, res.trials, on_trial);
   res.model = std::move(current);
   res.selected = kept;
   res.loss = loss;
@@ -189,16 +194,17 @@ void BcdSelectOptions::validate(index_t n, index_t p) const {
     throw InvalidArgument("BCD input selection: trial_iterations " +
                           std::to_string(trial_iterations) + " must be >= 1");
   if (!std::isfinite(tolerance) || tolerance < 0)
-    throw InvalidArgument("BCD input selection: tolerance " + format_number(tolerance, 6) +
-                          " must be finite and >= 0");
+    throw InvalidArgument("BCD input selection: tolerance " +
+                          format_number(tolerance, 6) + " must be finite and >= 0");
   if (!std::isfinite(floor) || floor < 0)
     throw InvalidArgument("BCD input selection: floor " + format_number(floor, 6) +
                           " must be finite and >= 0");
 }
 
-BcdSelectResult bcd_select_inputs(const BcdParameters &start, const BcdMatrix &U,
-                                  const BcdMatrix &Y, const BcdSelectOptions &options,
-                                  const std::function<void(const SelectTrial &)> &on_trial) {
+BcdSelectResult
+bcd_select_inputs(const BcdParameters &start, const BcdMatrix &U, const BcdMatrix &Y,
+                  const BcdSelectOptions &options,
+                  const std::function<void(const SelectTrial &)> &on_trial) {
   options.validate(start.states(), start.inputs());
   BcdOptions o = options.bcd;
   o.penalty = BcdPenalty::none; // the refits are unpenalised
@@ -237,10 +243,10 @@ BcdSelectResult bcd_select_inputs(const BcdParameters &start, const BcdMatrix &U
 }
 
 #define TACIT_INSTANTIATE(T)                                                             \
-  template std::vector<index_t> inputs_read(const Model<T> &, double);                  \
-  template SelectResult<T> select_inputs(const Model<T> &, const Dataset<T> &,          \
-                                         const SelectOptions &,                          \
-                                         const std::function<void(const SelectTrial &)> &);
+  template std::vector<index_t> inputs_read(const Model<T> &, double);                   \
+  template SelectResult<T> select_inputs(                                                \
+      const Model<T> &, const Dataset<T> &, const SelectOptions &,                       \
+      const std::function<void(const SelectTrial &)> &);
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)
 #undef TACIT_INSTANTIATE

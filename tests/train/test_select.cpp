@@ -22,7 +22,8 @@ using namespace tacit;
 namespace {
 
 /// `model` with the columns of (B; D) of `inputs` set to zero.
-template <class T> Model<T> zero_inputs(const Model<T> &model, std::vector<index_t> inputs) {
+template <class T>
+Model<T> zero_inputs(const Model<T> &model, std::vector<index_t> inputs) {
   TrainableModel<T> tm(model);
   std::vector<T> flat(static_cast<std::size_t>(tm.size()));
   tm.read(flat);
@@ -78,7 +79,8 @@ TEST_CASE("inputs_read: the columns of B with a value above the threshold", "[se
 TEST_CASE("select_inputs keeps exactly the inputs a linear target reads", "[select]") {
   const Dataset<double> data = linear_data(200);
   // Input 3 is not a candidate (zero column in the start model).
-  const Model<double> start = zero_inputs(init_implicit<double>(4, 6, 1, 1.0, 0.5, 3), {3});
+  const Model<double> start =
+      zero_inputs(init_implicit<double>(4, 6, 1, 1.0, 0.5, 3), {3});
   const SelectOptions so = select_options();
   std::vector<SelectTrial> seen;
   const SelectResult<double> r =
@@ -217,7 +219,8 @@ TEST_CASE("bcd_select_inputs drops spurious columns added to the true parameters
   CHECK(r.trials.size() == (1 + 4) + (1 + 3) + (1 + 2));
   BcdSelectOptions bad = so;
   bad.trial_iterations = 0;
-  CHECK_THROWS_WITH(bcd_select_inputs(start, U, Y, bad), Catch::Contains("trial_iterations"));
+  CHECK_THROWS_WITH(bcd_select_inputs(start, U, Y, bad),
+                    Catch::Contains("trial_iterations"));
   bad = so;
   bad.tolerance = INFINITY;
   CHECK_THROWS_WITH(bcd_select_inputs(start, U, Y, bad), Catch::Contains("tolerance"));

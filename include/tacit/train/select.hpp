@@ -85,7 +85,8 @@ template <class T> struct TACIT_EXPORT SelectResult {
 
 /// The inputs whose column of (B; D) has a value with |value| > threshold.
 template <class T>
-TACIT_EXPORT std::vector<index_t> inputs_read(const Model<T> &model, double threshold = 0);
+TACIT_EXPORT std::vector<index_t> inputs_read(const Model<T> &model,
+                                              double threshold = 0);
 
 /// Two-stage selection's second stage from `start` (the stage-1 model):
 /// see the file comment. `on_trial` receives each refit when it is done.
