@@ -249,8 +249,8 @@ int run_bcd(Invocation &inv) {
     s.params = selection->params;
   } else if (args.has("refit-iterations") || args.has("trial-iterations") ||
              args.has("select-floor")) {
-    throw UsageError("--refit-iterations, --trial-iterations and --select-floor belong to "
-                     "--refit-select");
+    throw UsageError("--refit-iterations, --trial-iterations and --select-floor "
+                     "belong to --refit-select");
   }
   const double seconds = clock.seconds();
   const Model<double> trained = bcd_apply(model, s.params);

@@ -682,7 +682,8 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   }
   const double seconds = clock.seconds();
   progress.update("writing " + *out + " ...", true);
-  save_model_as(selection ? selection->model : tm.model(), *out, output_format(args, *out));
+  save_model_as(selection ? selection->model : tm.model(), *out,
+                output_format(args, *out));
   progress.clear();
   if (inv.json) {
     nlohmann::json doc = {{"event", "done"},
@@ -889,7 +890,8 @@ std::vector<OptionSpec> train_options() {
         "after training: refit on the inputs read (others held at 0) without the "
         "penalty, then drop inputs one by one while the training loss stays within "
         "(1 + TOL) times the control refit's"},
-       {"refit-epochs", 0, "E", "--refit-select: epochs of the first refit (default --epochs)"},
+       {"refit-epochs", 0, "E",
+        "--refit-select: epochs of the first refit (default --epochs)"},
        {"trial-epochs", 0, "E",
         "--refit-select: epochs of the control and of each trial refit (default 50)"},
        {"select-floor", 0, "F",

@@ -145,7 +145,8 @@ struct TACIT_EXPORT BcdOptions {
   int state_sweeps = 1;
   int x_max_iterations = 10000; ///< Picard iterations of one X-step
   double x_tol = 1e-10; ///< X-step: stop when max |X_{k+1} - X_k| <= x_tol max(1, max|X|)
-  int p_max_iterations = 200; ///< per column: Newton steps (tanh), active-set changes (relu)
+  /// Per column: Newton steps (tanh), changes of the active set (relu).
+  int p_max_iterations = 200;
   double p_tol = 1e-12;
   int ab_max_iterations = 300; ///< proximal-gradient iterations of one (A, B)-step
   double ab_tol = 1e-9;        ///< stop when ||step|| <= ab_tol (1 + ||(A, B, b)||)
