@@ -6,10 +6,12 @@
 #include <cmath>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 #include <tacit/io/io.hpp>
 #include <tacit/train/bcd.hpp>
 #include <tacit/train/init.hpp>
+#include <tacit/train/select.hpp>
 
 #include "cli_common.hpp"
 #include "cli_model.hpp"
@@ -86,6 +88,8 @@ int run_bcd(Invocation &inv) {
     o.reweight_eps = *e;
   if (const auto r = args.real("state-scale", 0.0, 1e300))
     o.state_scale = *r;
+  if (const auto g = args.real("growth", 1.0, 1e300))
+    o.growth = *g;
   if (o.reweight_every > 0 && o.penalty != BcdPenalty::group_inputs)
     throw UsageError("--reweight needs --group-lasso");
 
@@ -208,6 +212,46 @@ int run_bcd(Invocation &inv) {
     throw CommandFailure(exit_numerical,
                          std::string(e.what()) + "; nothing written to " + *out);
   }
+  std::optional<BcdSelectResult> selection;
+  if (const auto tol = args.real("refit-select", 0.0, 1e300)) {
+    BcdSelectOptions so;
+    so.bcd = o;
+    so.tolerance = *tol;
+    if (const auto k = args.integer("refit-iterations", 0, 1000000))
+      so.refit_iterations = static_cast<int>(*k);
+    if (const auto k = args.integer("trial-iterations", 1, 1000000))
+      so.trial_iterations = static_cast<int>(*k);
+    if (const auto f = args.real("select-floor", 0.0, 1e300))
+      so.floor = *f;
+    try {
+      selection = bcd_select_inputs(s.params, U, Y, so, [&](const SelectTrial &t) {
+        progress.clear();
+        if (inv.json)
+          std::cout << nlohmann::json{{"event", "select"},
+                                      {"round", t.round},
+                                      {"input", t.input},
+                                      {"loss", t.loss},
+                                      {"dropped", t.dropped}}
+                           .dump()
+                    << std::endl;
+        else
+          progress.update("selection round " + std::to_string(t.round) + ": " +
+                              (t.input < 0 ? std::string("control")
+                                           : "without input " + std::to_string(t.input)) +
+                              ", mean squared error " + fmt_g(t.loss, 5),
+                          true);
+      });
+    } catch (const NumericalError &e) {
+      progress.clear();
+      throw CommandFailure(exit_numerical, std::string("--refit-select: ") + e.what() +
+                                               "; nothing written to " + *out);
+    }
+    s.params = selection->params;
+  } else if (args.has("refit-iterations") || args.has("trial-iterations") ||
+             args.has("select-floor")) {
+    throw UsageError("--refit-iterations, --trial-iterations and --select-floor "
+                     "belong to --refit-select");
+  }
   const double seconds = clock.seconds();
   const Model<double> trained = bcd_apply(model, s.params);
   progress.update("writing " + *out + " ...", true);
@@ -235,6 +279,11 @@ int run_bcd(Invocation &inv) {
                           {"seconds", seconds}};
     if (test_input)
       doc["test_rmse"] = bcd_rmse(s.params, TU, TY);
+    if (selection) {
+      doc["candidates"] = selection->candidates;
+      doc["selected_inputs"] = selection->selected;
+      doc["refit_rmse"] = std::sqrt(selection->refit_loss);
+    }
     std::cout << doc.dump() << std::endl;
   } else if (inv.human()) {
     std::cout << "trained by BCD in " << fmt_seconds(seconds) << " -> " << *out
@@ -292,6 +341,19 @@ int run_bcd(Invocation &inv) {
           "relu: end every iteration by rescaling states, B, b by s and C by 1/s so that "
           "the states' RMS is R (same predictions; fixes the scale the relaxation "
           "otherwise shrinks to 0; default 0: off)"},
+         {"growth", 0, "G",
+          "continuation: multiply lambda and mu by G after every iteration (the "
+          "relaxation tightens; default 1: off)"},
+         {"refit-select", 0, "TOL",
+          "after BCD: refit by BCD without the penalty on the inputs B reads (the "
+          "others fixed at 0), then drop inputs one by one while the training MSE stays "
+          "within (1 + TOL) times the control refit's"},
+         {"refit-iterations", 0, "K", "--refit-select: iterations of the first refit "
+                                      "(default 50)"},
+         {"trial-iterations", 0, "K",
+          "--refit-select: iterations of the control and each trial refit (default 20)"},
+         {"select-floor", 0, "F",
+          "--refit-select: a mean squared error that counts as zero (default 0)"},
          {"ab-iterations", 0, "K",
           "proximal-gradient iterations per (A, B)-step (default 300)"}},
     .epilog =

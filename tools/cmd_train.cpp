@@ -18,6 +18,7 @@
 #include <tacit/train/init.hpp>
 #include <tacit/train/path.hpp>
 #include <tacit/train/prox.hpp>
+#include <tacit/train/select.hpp>
 #include <tacit/train/trainer.hpp>
 #if TACIT_HAVE_IDX
 #include <tacit/io/idx.hpp>
@@ -535,6 +536,8 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   if (const auto c = args.text("checkpoint"))
     o.checkpoint_dir = *c;
   const PenaltyOptions penalty = penalty_options(args);
+  if (args.text("group-lasso-path") && args.text("refit-select"))
+    throw UsageError("--refit-select does not combine with --group-lasso-path");
   if (args.text("group-lasso-path"))
     return path_command<T>(inv, precision, o, penalty, *out);
   for (const char *only :
@@ -550,6 +553,24 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   progress.update("reading the data ...", true);
   Dataset<T> data, validation;
   load_data(args, model, o.gradient.loss, data, validation, validate == "test");
+  std::optional<SelectOptions> select;
+  std::optional<int> refit_epochs;
+  if (const auto tol = args.real("refit-select", 0, 1e300)) {
+    select.emplace();
+    select->tolerance = *tol;
+    if (const auto e = args.integer("trial-epochs", 1, 1000000))
+      select->trial_epochs = static_cast<int>(*e);
+    if (const auto f = args.real("select-floor", 0, 1e300))
+      select->floor = *f;
+    if (const auto e = args.integer("refit-epochs", 0, 1000000))
+      refit_epochs = static_cast<int>(*e);
+    if (args.flag("resume"))
+      throw UsageError("--refit-select cannot be combined with --resume");
+  } else if (args.text("trial-epochs") || args.text("refit-epochs") ||
+             args.text("select-floor")) {
+    throw UsageError(
+        "--trial-epochs, --refit-epochs and --select-floor belong to --refit-select");
+  }
   TrainableModel<T> tm(model);
   std::optional<ProximalPenalty<T>> prox;
   if (penalty.lambda > 0) {
@@ -626,9 +647,43 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
     throw CommandFailure(exit_numerical,
                          std::string(e.what()) + "; nothing written to " + *out);
   }
+  std::optional<SelectResult<T>> selection;
+  if (select) {
+    SelectOptions so = *select;
+    so.refit = o;
+    so.refit.after_step = {};
+    so.refit.on_epoch = {};
+    so.refit.on_step = {};
+    so.refit.checkpoint_dir.clear();
+    so.refit.epochs = refit_epochs.value_or(o.epochs);
+    try {
+      selection = select_inputs<T>(tm.model(), data, so, [&](const SelectTrial &t) {
+        progress.clear();
+        if (inv.json)
+          std::cout << nlohmann::json{{"event", "select"},
+                                      {"round", t.round},
+                                      {"input", t.input},
+                                      {"loss", t.loss},
+                                      {"dropped", t.dropped}}
+                           .dump()
+                    << std::endl;
+        else
+          progress.update("selection round " + std::to_string(t.round) + ": " +
+                              (t.input < 0 ? std::string("control")
+                                           : "without input " + std::to_string(t.input)) +
+                              ", loss " + fmt_g(t.loss, 5),
+                          true);
+      });
+    } catch (const TrainingError &e) {
+      progress.clear();
+      throw CommandFailure(exit_numerical, std::string("--refit-select: ") + e.what() +
+                                               "; nothing written to " + *out);
+    }
+  }
   const double seconds = clock.seconds();
   progress.update("writing " + *out + " ...", true);
-  save_model_as(tm.model(), *out, output_format(args, *out));
+  save_model_as(selection ? selection->model : tm.model(), *out,
+                output_format(args, *out));
   progress.clear();
   if (inv.json) {
     nlohmann::json doc = {{"event", "done"},
@@ -650,6 +705,12 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
       doc["lambda"] = penalty.lambda;
       doc["zero_groups"] = prox->zero_groups();
       doc["groups"] = prox->groups().groups.size();
+    }
+    if (selection) {
+      doc["candidates"] = selection->candidates;
+      doc["selected_inputs"] = selection->selected;
+      doc["refit_loss"] = selection->refit_loss;
+      doc["selection_loss"] = selection->loss;
     }
     if (!report.epochs.empty()) {
       const auto &last = report.epochs.back();
@@ -674,6 +735,14 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
                 << fmt_count(static_cast<index_t>(prox->groups().groups.size()))
                 << " groups, " << fmt_count(prox->zero_groups())
                 << " of them zero (tacit prune removes them)\n";
+    if (selection) {
+      std::cout << "  selection: " << selection->selected.size() << " of "
+                << selection->candidates.size() << " candidate inputs kept (";
+      for (std::size_t k = 0; k < selection->selected.size(); ++k)
+        std::cout << (k ? " " : "") << selection->selected[k];
+      std::cout << "), training loss " << fmt_g(selection->refit_loss, 5)
+                << " after the refit, " << fmt_g(selection->loss, 5) << " at the end\n";
+    }
   }
   return exit_ok;
 }
@@ -816,7 +885,18 @@ std::vector<OptionSpec> train_options() {
        {"fine-tune-lr", 0, "R", "path: learning rate of the fine-tuning (default --lr)"},
        {"keep-inputs", 0, "", "path: the pruned models keep every input"},
        {"threshold", 0, "T",
-        "path: entries with |value| <= T count as zero in the prune"}});
+        "path: entries with |value| <= T count as zero in the prune"},
+       {"refit-select", 0, "TOL",
+        "after training: refit on the inputs read (others held at 0) without the "
+        "penalty, then drop inputs one by one while the training loss stays within "
+        "(1 + TOL) times the control refit's"},
+       {"refit-epochs", 0, "E",
+        "--refit-select: epochs of the first refit (default --epochs)"},
+       {"trial-epochs", 0, "E",
+        "--refit-select: epochs of the control and of each trial refit (default 50)"},
+       {"select-floor", 0, "F",
+        "--refit-select: a loss that counts as zero (drop when the loss <= (1 + TOL) "
+        "control + F; for data fitted exactly; default 0)"}});
   return o;
 }
 
@@ -848,7 +928,14 @@ std::vector<OptionSpec> train_options() {
         "reports per lambda the states, inputs, parameters and nonzeros kept and the\n"
         "test accuracy before and after fine-tuning. -o DIR receives trained_L.tacit,\n"
         "pruned_L.tacit, tuned_L.tacit and path.json (rewritten after every lambda;\n"
-        "tacit plot curve draws it), each written atomically.",
+        "tacit plot curve draws it), each written atomically.\n"
+        "--refit-select TOL, after training (typically with --group-lasso on --groups\n"
+        "inputs, as a screen): refits without the penalty on the inputs the trained\n"
+        "model reads (the others held at exactly 0), then drops inputs one at a time\n"
+        "(backward elimination: per round a control refit and one trial refit without\n"
+        "each input, --trial-epochs epochs each, warm-started) while the best trial's\n"
+        "training loss is at most (1 + TOL) times the control's; -o receives the last\n"
+        "refit (tacit prune then removes the dropped inputs).",
     .positionals = {{"MODEL", "model directory, .tacit or .onnx file (or --init)",
                      false}},
     .options = train_options(),

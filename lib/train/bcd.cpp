@@ -202,6 +202,8 @@ void BcdOptions::validate(index_t n, index_t p) const {
     throw InvalidArgument(
         "BCD: iteration counts must be >= 1 (iterations, reweight_every "
         ">= 0)");
+  if (!(growth >= 1) || !std::isfinite(growth))
+    throw InvalidArgument("BCD: growth = " + num(growth) + " must be finite and >= 1");
   if (!(state_scale >= 0) || !std::isfinite(state_scale))
     throw InvalidArgument("BCD: state_scale = " + num(state_scale) +
                           " must be >= 0 and finite (0: off)");
@@ -340,6 +342,67 @@ void bcd_cd_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y,
   });
 }
 
+/// min 1/2 p^T H p - rhs^T p over p >= 0 (H symmetric positive definite) by
+/// the primal active-set method, from the clipped unconstrained minimiser
+/// in `p`: exact after finitely many working-set changes (at most
+/// `max_changes`), whatever H's condition (coordinate descent stalls when
+/// C^T C dominates lambda + mu). Returns false when the budget runs out.
+bool nonnegative_qp(const Eigen::MatrixXd &H, const Vec &rhs, Vec &p, int max_changes) {
+  const index_t n = H.rows();
+  p = p.cwiseMax(0.0);
+  std::vector<char> free(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i)
+    free[std::size_t(i)] = p[i] > 0;
+  for (int change = 0; change <= max_changes; ++change) {
+    std::vector<index_t> F;
+    for (index_t i = 0; i < n; ++i)
+      if (free[std::size_t(i)])
+        F.push_back(i);
+    Vec target = Vec::Zero(n);
+    if (!F.empty()) {
+      const index_t k = index_t(F.size());
+      Eigen::MatrixXd HF(k, k);
+      Vec rF(k);
+      for (index_t a = 0; a < k; ++a) {
+        rF[a] = rhs[F[a]];
+        for (index_t b = 0; b < k; ++b)
+          HF(a, b) = H(F[a], F[b]);
+      }
+      const Vec xF = HF.llt().solve(rF);
+      for (index_t a = 0; a < k; ++a)
+        target[F[a]] = xF[a];
+    }
+    if (target.minCoeff() >= 0) {
+      p = target;
+      // Optimal when no bound's multiplier (the gradient there) is negative.
+      const Vec g = H * p - rhs;
+      index_t worst = -1;
+      double most = -1e-14 * std::max(1.0, rhs.cwiseAbs().maxCoeff());
+      for (index_t i = 0; i < n; ++i)
+        if (!free[std::size_t(i)] && g[i] < most) {
+          most = g[i];
+          worst = i;
+        }
+      if (worst < 0)
+        return true;
+      free[std::size_t(worst)] = 1;
+      continue;
+    }
+    // Move towards the target until the first free variable reaches 0.
+    double step = 1;
+    for (const index_t i : F)
+      if (target[i] < 0)
+        step = std::min(step, p[i] / (p[i] - target[i]));
+    p += step * (target - p);
+    for (const index_t i : F)
+      if (target[i] < 0 && p[i] <= 1e-15 * std::max(1.0, p.cwiseAbs().maxCoeff())) {
+        p[i] = 0;
+        free[std::size_t(i)] = 0;
+      }
+  }
+  return false;
+}
+
 /// P-step (15), column by column.
 void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y,
                 const BcdOptions &o) {
@@ -370,29 +433,8 @@ void bcd_p_step(BcdState &s, const BcdMatrix &U, const BcdMatrix &Y,
       for (index_t i = 0; i < n; ++i)
         rhs[i] = CtT(i, c) + lam[i] * Z(i, c) + mu * s.X(i, c);
       Vec pc = llt.solve(rhs);
-      if (pc.minCoeff() < 0) {
-        // Outside the domain p >= 0 of (7): the same quadratic over p >= 0
-        // by coordinate descent from the clipped closed form.
-        pc = pc.cwiseMax(0.0);
-        Vec g = H * pc - rhs;
-        bool done = false;
-        for (int sweep = 0; sweep < 50 * o.p_max_iterations && !done; ++sweep) {
-          double change = 0, scale = 1;
-          for (index_t i = 0; i < n; ++i) {
-            const double v = std::max(0.0, pc[i] - g[i] / H(i, i));
-            const double d = v - pc[i];
-            if (d != 0) {
-              pc[i] = v;
-              g.noalias() += H.col(i) * d;
-              change = std::max(change, std::abs(d));
-            }
-            scale = std::max(scale, std::abs(v));
-          }
-          done = change <= o.p_tol * scale;
-        }
-        if (!done)
-          failed[std::size_t(c)] = 1;
-      }
+      if (pc.minCoeff() < 0 && !nonnegative_qp(H, rhs, pc, o.p_max_iterations))
+        failed[std::size_t(c)] = 1;
       for (index_t i = 0; i < n; ++i)
         s.P(i, c) = pc[i];
     });
@@ -989,6 +1031,12 @@ BcdState bcd_train(const BcdParameters &initial, const BcdMatrix &U, const BcdMa
         o.group_weights[j] = 1 / (norms[j] + o.reweight_eps);
     }
     r.objective = bcd_objective(s, U, Y, o);
+    if (o.growth > 1) { // continuation, after the report's objective
+      o.lambda *= o.growth;
+      for (double &l : o.lambdas)
+        l *= o.growth;
+      o.mu *= o.growth;
+    }
     r.train_rmse = bcd_rmse(s.params, U, Y, o.exec);
     if (test_U)
       r.test_rmse = bcd_rmse(s.params, *test_U, *test_Y, o.exec);

@@ -183,4 +183,39 @@ TEST_CASE("tacit train --test-input --test-targets validates every epoch", "[cli
   CHECK(missing.err.find("--test-targets") != std::string::npos);
 }
 
+
+TEST_CASE("tacit bcd --refit-select: BCD refits select among the columns B reads",
+          "[cli][bcd][select]") {
+  Dir d;
+  write_data(d);
+  const auto r = run(d, {"bcd", "--init", "implicit:n=4,p=3,q=2,density=1,kappa=0.5",
+                         "--kappa", "0.5", "-i", d / "U.txt", "--targets", d / "Y.txt",
+                         "--iterations", "2", "--group-lasso", "0.001", "--refit-select",
+                         "0.5", "--refit-iterations", "2", "--trial-iterations", "1",
+                         "--growth", "1.1", "-o", d / "m.tacit", "--json"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const auto lines = json_lines(r.out);
+  const auto done = lines.back();
+  REQUIRE(done.at("event") == "done");
+  const auto candidates = done.at("candidates").get<std::vector<int>>();
+  const auto selected = done.at("selected_inputs").get<std::vector<int>>();
+  CHECK(candidates.size() == 3);
+  // The written model reads exactly the selected inputs.
+  CHECK(done.at("inputs_read").get<std::vector<int>>() == selected);
+  int trials = 0;
+  for (const auto &l : lines)
+    trials += l.at("event") == "select" && l.at("input").get<int>() >= 0 ? 1 : 0;
+  CHECK(trials >= 3);
+  const auto lone = run(d, {"bcd", "--init", "implicit:n=4,p=3,q=2,density=1,kappa=0.5",
+                            "-i", d / "U.txt", "--targets", d / "Y.txt", "--select-floor",
+                            "1", "-o", d / "n.tacit"});
+  CHECK(lone.code == 1);
+  CHECK(lone.err.find("belong to --refit-select") != std::string::npos);
+  const auto shrink = run(d, {"bcd", "--init", "implicit:n=4,p=3,q=2,density=1,kappa=0.5",
+                              "-i", d / "U.txt", "--targets", d / "Y.txt", "--growth",
+                              "0.9", "-o", d / "n.tacit"});
+  CHECK(shrink.code == 1);
+}
+
 #endif

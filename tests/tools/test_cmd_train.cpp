@@ -233,4 +233,42 @@ TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad la
   CHECK(both.code == 1);
 }
 
+
+TEST_CASE("tacit train --refit-select: a selection from the inputs read, written",
+          "[cli][train][select]") {
+  Dir d;
+  write_data(d);
+  const auto r =
+      run(d, {"train", "--init", "implicit:n=3,p=4,q=3,density=1,kappa=0.5", "-i",
+              d / "U.txt", "--labels", d / "L.txt", "--epochs", "2", "--batch-size", "6",
+              "--kappa", "0.5", "--group-lasso", "0.01", "--groups", "inputs",
+              "--refit-select", "0.5", "--refit-epochs", "2", "--trial-epochs", "1", "-o",
+              d / "s.tacit", "--json"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(nlohmann::json::parse(line));
+  const auto done = lines.back();
+  REQUIRE(done.at("event") == "done");
+  const auto candidates = done.at("candidates").get<std::vector<int>>();
+  const auto selected = done.at("selected_inputs").get<std::vector<int>>();
+  CHECK(candidates.size() == 4); // a small penalty for 2 epochs zeroes nothing
+  CHECK(selected.size() <= candidates.size());
+  int controls = 0, trials = 0;
+  for (const auto &l : lines)
+    if (l.at("event") == "select")
+      ++(l.at("input").get<int>() < 0 ? controls : trials);
+  CHECK(controls >= 1);
+  CHECK(trials >= 4); // the first round tries every candidate
+  CHECK(fs::exists(d / "s.tacit"));
+  // The refit options belong to --refit-select.
+  const auto lone =
+      run(d, {"train", "--init", "mlp:4,3", "-i", d / "U.txt", "--labels", d / "L.txt",
+              "--trial-epochs", "3", "-o", d / "t.tacit"});
+  CHECK(lone.code == 1);
+  CHECK(lone.err.find("belong to --refit-select") != std::string::npos);
+}
+
 #endif

@@ -6,7 +6,8 @@
 // the (A, B)-step feasible and descending); the divergences; the X-step
 // condition as an error with its numbers; the same bits for 1 and 2 threads;
 // the model round trip; seed 001 section 7.2's support recovery on the
-// committed data (F1 = 1 by proximal gradient; the BCD penalty's zeros).
+// committed data (F1 = 1 by proximal gradient and by the two stages of
+// select.hpp; the BCD penalty's zeros); the continuation (growth).
 #include <catch2/catch.hpp>
 
 #include <tacit/io/io.hpp>
@@ -15,6 +16,7 @@
 #include <tacit/train/groups.hpp>
 #include <tacit/train/init.hpp>
 #include <tacit/train/prox.hpp>
+#include <tacit/train/select.hpp>
 #include <tacit/train/trainer.hpp>
 
 #include <Eigen/Dense>
@@ -423,6 +425,45 @@ TEST_CASE("BCD with state_scale: every iteration ends at the states' scale", "[b
   CHECK(A.cwiseAbs().rowwise().sum().maxCoeff() <= 0.6 * (1 + 1e-12));
 }
 
+TEST_CASE("BCD continuation: lambda and mu grow by the factor after every iteration",
+          "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu, 12);
+  pr.o.iterations = 3;
+  pr.o.growth = 2;
+  std::vector<BcdObjective> reported;
+  const BcdState s = bcd_train(pr.s.params, pr.U, pr.Y, pr.o,
+                               [&](const BcdIterationReport &r) {
+                                 reported.push_back(r.objective);
+                               });
+  REQUIRE(reported.size() == 3);
+  // The last iteration ran with lambda and mu times 2^2; its report is the
+  // objective at those weights (the loss does not depend on them).
+  BcdOptions grown = pr.o;
+  grown.lambda *= 4;
+  grown.mu *= 4;
+  const BcdObjective at = bcd_objective(s, pr.U, pr.Y, grown);
+  CHECK(reported.back().loss == Approx(at.loss).epsilon(1e-12));
+  CHECK(reported.back().divergence == Approx(at.divergence).epsilon(1e-12));
+  CHECK(reported.back().coupling == Approx(at.coupling).epsilon(1e-12));
+  const BcdObjective plain = bcd_objective(s, pr.U, pr.Y, pr.o);
+  CHECK(at.divergence + at.coupling > 0);
+  CHECK(at.divergence + at.coupling ==
+        Approx(4 * (plain.divergence + plain.coupling)).epsilon(1e-12));
+  // growth 1 is off: the same bits as without the field.
+  pr.o.growth = 1;
+  const BcdState off = bcd_train(pr.s.params, pr.U, pr.Y, pr.o);
+  BcdOptions plain_o;
+  plain_o.lambda = pr.o.lambda;
+  plain_o.mu = pr.o.mu;
+  plain_o.kappa = pr.o.kappa;
+  plain_o.iterations = 3;
+  const BcdState ref = bcd_train(pr.s.params, pr.U, pr.Y, plain_o);
+  CHECK(off.params.B.values == ref.params.B.values);
+  BcdOptions bad;
+  bad.growth = 0.5;
+  CHECK_THROWS_WITH(bad.validate(5, 3), Catch::Contains("growth = 0.5"));
+}
+
 TEST_CASE("BCD: the same bits for 1 and 2 threads; the objective goes down", "[bcd]") {
   Problem pr = tiny(BcdActivation::relu);
   pr.o.iterations = 3;
@@ -532,6 +573,48 @@ TEST_CASE("Section 7.2: proximal gradient recovers the input support (F1 = 1)",
   INFO("found " << found.size() << " columns, " << tp << " of them true");
   CHECK(tp == 10);
   CHECK(found.size() == 10); // F1 = 1
+}
+
+TEST_CASE("Section 7.2: two stages (screen, refit selection) recover the support",
+          "[bcd][recovery]") {
+  // tacit train --init implicit:n=10,p=100,q=1,density=1,kappa=0.5 --seed 1
+  //   --loss squared --kappa 0.5 --optimizer sgd --lr 0.003 --momentum 0.9
+  //   --batch-size 40 --epochs 400 --group-lasso 1 --groups inputs --reweight 200
+  //   --refit-select 0.5 --refit-epochs 1000 --trial-epochs 200
+  const std::filesystem::path dir = std::filesystem::path(TACIT_TEST_DATA_DIR) / "bcd";
+  Dataset<double> data;
+  data.inputs = read_vectors<double>(dir / "recovery_U.txt", 100);
+  data.targets = read_vectors<double>(dir / "recovery_Y.txt", 1);
+  data.name = "recovery";
+  const auto truth = read_support(dir / "recovery_support.txt");
+  TrainableModel<double> tm(init_implicit<double>(10, 100, 1, 1.0, 0.5, 1));
+  TrainOptions o;
+  o.gradient.loss = LossKind::squared;
+  o.gradient.forward = default_solve_options<double>();
+  o.gradient.adjoint.picard = o.gradient.forward.picard;
+  o.optimizer.kind = OptimizerKind::sgd;
+  o.optimizer.lr = 0.003;
+  o.optimizer.momentum = 0.9;
+  o.batch_size = 40;
+  o.epochs = 400;
+  o.kappa = 0.5;
+  PenaltyOptions po;
+  po.kind = PenaltyKind::group_lasso;
+  po.lambda = 1;
+  po.reweight_every = 200;
+  ProximalPenalty<double> prox(tm, make_groups(tm, GroupKind::input), po);
+  o.after_step = [&](int e, std::int64_t st, double lr) { prox.step(e, st, lr); };
+  train(tm, data, nullptr, o);
+  SelectOptions so;
+  so.refit = o;
+  so.refit.after_step = {};
+  so.refit.epochs = 1000;
+  so.trial_epochs = 200;
+  so.tolerance = 0.5;
+  const SelectResult<double> r = select_inputs(tm.model(), data, so);
+  INFO("screened " << r.candidates.size() << ", selected " << r.selected.size());
+  CHECK(r.selected == truth); // F1 = 1
+  CHECK(inputs_read(r.model) == truth);
 }
 
 TEST_CASE("Section 7.2 with BCD: the column penalty zeroes columns of B", "[bcd]") {

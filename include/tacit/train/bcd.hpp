@@ -29,8 +29,9 @@
 ///                (C^T C + diag(lambda + mu)) p = C^T (y - D u - c) +
 ///                lambda z + mu x per column; when that leaves negative
 ///                entries (outside the divergence's domain p >= 0) the same
-///                quadratic is minimised over p >= 0 (coordinate descent
-///                from the clipped closed form). For tanh a damped Newton
+///                quadratic is minimised over p >= 0 (the primal
+///                active-set method from the clipped closed form, exact
+///                for any condition of C^T C). For tanh a damped Newton
 ///                iteration per column on the same objective (15);
 ///   X-step       (14) by the seed's fixed-point (Picard) iteration
 ///                X = P - (1/mu) A^T Lambda (phi(A X + B U + b) - P),
@@ -132,6 +133,11 @@ struct TACIT_EXPORT BcdOptions {
   /// ||A||_inf are unchanged and the model computes the same function): the
   /// scale is fixed and the penalty acts on B relative to it.
   double state_scale = 0;
+  /// Continuation: after every iteration lambda (and lambdas) and mu are
+  /// multiplied by `growth` (>= 1; 1: off), so that the relaxation tightens
+  /// (the divergence and the coupling weigh more against the loss) while
+  /// mu / lambda, and with it the X-step's condition, stays the same.
+  double growth = 1;
   int iterations = 5; ///< BCD iterations
   /// P- and X-steps per iteration: the pair (P-step, X-step) is repeated
   /// this many times before the (A, B)-step, which lets the targets reach
@@ -139,7 +145,8 @@ struct TACIT_EXPORT BcdOptions {
   int state_sweeps = 1;
   int x_max_iterations = 10000; ///< Picard iterations of one X-step
   double x_tol = 1e-10; ///< X-step: stop when max |X_{k+1} - X_k| <= x_tol max(1, max|X|)
-  int p_max_iterations = 200; ///< Newton / coordinate-descent sweeps per column
+  /// Per column: Newton steps (tanh), changes of the active set (relu).
+  int p_max_iterations = 200;
   double p_tol = 1e-12;
   int ab_max_iterations = 300; ///< proximal-gradient iterations of one (A, B)-step
   double ab_tol = 1e-9;        ///< stop when ||step|| <= ab_tol (1 + ||(A, B, b)||)
