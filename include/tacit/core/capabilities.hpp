@@ -172,7 +172,7 @@ public:
   /// The operator's own storage of each tensor (in parameter_shapes()
   /// order), to be changed in place; call parameters_changed() afterwards.
   /// The views stay valid as long as the operator.
-  /// 	hrows InvalidArgument on an operator that does not own its parameters
+  /// \throws InvalidArgument on an operator that does not own its parameters
   /// (a composed or block operator that is not a clone()).
   virtual std::vector<std::span<T>> parameter_values() = 0;
 
@@ -186,7 +186,7 @@ public:
   /// maps v). v is rows() x k, x is cols() x k; grad holds one span per
   /// tensor of parameter_shapes(), of its size. Deterministic: the same bits
   /// for 1 or N threads and for the reference and parallel kernels' splits.
-  /// 	hrows InvalidArgument on mismatched sizes.
+  /// \throws InvalidArgument on mismatched sizes.
   virtual void accumulate_gradient(ConstMatrixView<T> v, ConstMatrixView<T> x,
                                    std::span<const std::span<T>> grad,
                                    Execution exec = Execution::parallel) const = 0;

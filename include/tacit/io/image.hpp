@@ -94,7 +94,7 @@ struct TACIT_EXPORT ChartSeries {
 /// A line chart of the series (no text: the caller's report gives the
 /// numbers). The data range of all series, widened by 5% on each side (or
 /// by 1 when it is a single value), maps linearly onto the plot area; light
-/// gray grid lines at 5 even divisions. 	hrows InvalidArgument on a series
+/// gray grid lines at 5 even divisions. \throws InvalidArgument on a series
 /// whose x and y differ in length, a non-finite value, or width/height < 20.
 TACIT_EXPORT Image line_chart(std::span<const ChartSeries> series, index_t width,
                               index_t height);
@@ -107,7 +107,7 @@ TACIT_EXPORT Image line_chart(std::span<const ChartSeries> series, index_t width
 /// one per bar, e.g. the true values) are drawn as red horizontal ticks 2
 /// pixels high across the bar's columns at their heights (a zero mark is
 /// not drawn).
-/// 	hrows InvalidArgument on a negative or non-finite value, a marks size
+/// \throws InvalidArgument on a negative or non-finite value, a marks size
 /// other than 0 or n, no value, or width/height < 20.
 TACIT_EXPORT Image bar_chart(std::span<const double> values,
                              std::span<const double> marks, index_t width, index_t height,

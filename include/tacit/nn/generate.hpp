@@ -72,7 +72,7 @@ template <class T> struct ImplicitModelPart {
 /// rows) and the first row holding it, and must replace them with the largest
 /// over all parts and the first global row holding it (collective in a
 /// distributed program); empty when the part holds every row.
-/// 	hrows InvalidArgument as random_implicit_model, or for ranges outside
+/// \throws InvalidArgument as random_implicit_model, or for ranges outside
 /// [0, states] / [0, outputs].
 template <class T>
 TACIT_EXPORT ImplicitModelPart<T> random_implicit_model_part(

@@ -122,7 +122,7 @@ struct TACIT_EXPORT OnnxExportOptions {
 /// model) gives the same model bit for bit. Initializers are named after
 /// the block and the term ("<block>.t<k>.weight", ".bias"; "output.t<k>..."
 /// for C and D).
-/// 	hrows Unsupported naming the block and the term for an operator without
+/// \throws Unsupported naming the block and the term for an operator without
 /// an ONNX form here (CSR, a diagonal or bias that varies within a channel
 /// plane, the identity activation) or a model that is not such a network;
 /// FileError when the file cannot be written (written atomically: a failed
