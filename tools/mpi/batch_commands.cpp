@@ -810,6 +810,8 @@ std::optional<int> run_batch_command(int argc, char **argv, MPI_Comm comm) {
   const int rank = rank_of(comm);
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
+    if (!batch)
+      return std::nullopt; // certify by states: the full help (tacit_mpi_main.cpp)
     if (rank == 0)
       std::cout << batch_usage_text();
     return exit_ok;
