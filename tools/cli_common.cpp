@@ -11,7 +11,9 @@
 #include <iostream>
 #include <system_error>
 
+#include <tacit/analysis/bounds.hpp>
 #include <tacit/core/error.hpp>
+#include <tacit/io/io.hpp>
 #include <tacit/core/format.hpp>
 #include <tacit/core/isa.hpp>
 
@@ -390,6 +392,79 @@ std::string Fnv1a::hex() const {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(hash_));
   return buffer;
+}
+
+
+CertificationReport::CertificationReport(const CertifiedAccuracy &r) : result(r) {
+  const index_t count = static_cast<index_t>(r.per_input.size());
+  std::vector<double> radii;
+  radii.reserve(r.per_input.size());
+  for (const auto &c : r.per_input) {
+    radii.push_back(c.radius);
+    if (c.region_radius >= 0) {
+      ++regions;
+      region_mean_radius += c.region_radius;
+    }
+  }
+  std::sort(radii.begin(), radii.end());
+  for (double v : radii)
+    mean_radius += v;
+  mean_radius = count ? mean_radius / double(count) : 0.0;
+  median_radius = count ? radii[static_cast<std::size_t>(count / 2)] : 0.0;
+  region_mean_radius = regions ? region_mean_radius / double(regions) : 0.0;
+}
+
+double CertificationReport::fraction(std::int64_t v) const {
+  const auto count = result.per_input.size();
+  return count ? double(v) / double(count) : 0.0;
+}
+
+void CertificationReport::write_radii(const std::filesystem::path &path) const {
+  const index_t count = static_cast<index_t>(result.per_input.size());
+  Batch<double> R(1, count);
+  for (index_t j = 0; j < count; ++j)
+    R(0, j) = result.per_input[static_cast<std::size_t>(j)].radius;
+  write_output(path, [&](const std::filesystem::path &p) { write_vectors(p, R); });
+}
+
+void CertificationReport::add_json(nlohmann::json &doc,
+                                   const std::optional<std::string> &radius_path) const {
+  const auto count = result.per_input.size();
+  nlohmann::json rows = nlohmann::json::array();
+  for (std::size_t e = 0; e < result.eps.size(); ++e)
+    rows.push_back({{"eps", result.eps[e]},
+                    {"certified", result.certified[e]},
+                    {"certified_accuracy", fraction(result.certified[e])}});
+  doc["correct"] = result.correct;
+  doc["accuracy"] = fraction(result.correct);
+  doc["certified"] = rows;
+  doc["certify_seconds"] = result.seconds;
+  doc["seconds_per_input"] = count ? result.seconds / double(count) : 0.0;
+  doc["linear_regions"] = regions;
+  if (regions)
+    doc["region_mean_radius"] = region_mean_radius;
+  if (radius_path) {
+    doc["radius_output"] = *radius_path;
+    doc["mean_radius"] = mean_radius;
+    doc["median_radius"] = median_radius;
+  }
+}
+
+void CertificationReport::print(std::ostream &out,
+                                const std::optional<std::string> &radius_path) const {
+  const auto count = static_cast<index_t>(result.per_input.size());
+  out << "  accuracy: " << fmt_count(result.correct) << " / " << fmt_count(count) << " ("
+      << fmt_g(100 * fraction(result.correct), 4) << "%)\n";
+  for (std::size_t e = 0; e < result.eps.size(); ++e)
+    out << "  eps " << fmt_g(result.eps[e], 4) << ": certified "
+        << fmt_count(result.certified[e]) << " ("
+        << fmt_g(100 * fraction(result.certified[e]), 4) << "%)\n";
+  if (regions)
+    out << "  linear regions: " << fmt_count(regions) << ", mean radius "
+        << fmt_g(region_mean_radius, 4) << "\n";
+  if (radius_path)
+    out << "  radius: mean " << fmt_g(mean_radius, 4) << ", median "
+        << fmt_g(median_radius, 4) << " -> " << *radius_path << "\n";
 }
 
 } // namespace tacit::cli

@@ -18,6 +18,10 @@
 
 #include <tacit/config.hpp>
 
+namespace tacit::inline v1 {
+struct CertifiedAccuracy;
+}
+
 namespace tacit::cli {
 
 /// Process exit codes (documented in `tacit --help`).
@@ -201,6 +205,26 @@ bool has_native_extension(const std::filesystem::path &path);
 /// \throws tacit::FileError naming the destination when streaming fails.
 void write_output(const std::filesystem::path &destination,
                   const std::function<void(const std::filesystem::path &)> &write);
+
+/// The report of a certification (tacit certify, tacit-mpi certify): the
+/// figures every variant prints, from certify_dataset's result.
+struct CertificationReport {
+  explicit CertificationReport(const CertifiedAccuracy &result);
+  const CertifiedAccuracy &result;
+  double mean_radius = 0, median_radius = 0; ///< of the per-input radii
+  std::int64_t regions = 0;                  ///< inputs with a linear region
+  double region_mean_radius = 0;             ///< their mean region radius
+  /// v / count (0 for no input).
+  double fraction(std::int64_t v) const;
+  /// Writes the per-input radii as one row (write_output: atomic).
+  void write_radii(const std::filesystem::path &path) const;
+  /// Adds correct, accuracy, certified (a row per eps), certify_seconds,
+  /// seconds_per_input, linear_regions (and their mean radius) and, with a
+  /// radius file, radius_output, mean_radius and median_radius.
+  void add_json(nlohmann::json &doc, const std::optional<std::string> &radius_path) const;
+  /// The accuracy, certified-per-eps, linear-region and radius lines.
+  void print(std::ostream &out, const std::optional<std::string> &radius_path) const;
+};
 
 /// Total size of a file, or of the regular files in a directory.
 std::uintmax_t disk_size(const std::filesystem::path &path);

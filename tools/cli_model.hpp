@@ -3,6 +3,8 @@
 // and output-format choices, CSR access, JSON/human summaries of a model.
 
 #include <filesystem>
+#include <functional>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +17,7 @@
 #include <tacit/core/structure.hpp>
 #include <tacit/io/io.hpp>
 #include <tacit/solve/solve.hpp>
+#include <tacit/train/select.hpp>
 #if TACIT_HAVE_ONNX
 #include <tacit/nn/onnx.hpp>
 #endif
@@ -105,6 +108,30 @@ inline nlohmann::json block_json(const StateBlock &b) {
   if (b.activation.kind == ActivationKind::leaky_relu)
     j["slope"] = b.activation.slope;
   return j;
+}
+
+/// The progress of --refit-select (tacit train, tacit bcd): a JSON event
+/// per refit with --json, else a progress line naming the refit and its
+/// `loss_name`.
+inline std::function<void(const SelectTrial &)>
+select_trial_reporter(const Invocation &inv, Progress &progress, std::string loss_name) {
+  return [&inv, &progress, loss_name = std::move(loss_name)](const SelectTrial &t) {
+    progress.clear();
+    if (inv.json)
+      std::cout << nlohmann::json{{"event", "select"},
+                                  {"round", t.round},
+                                  {"input", t.input},
+                                  {"loss", t.loss},
+                                  {"dropped", t.dropped}}
+                       .dump()
+                << std::endl;
+    else
+      progress.update("selection round " + std::to_string(t.round) + ": " +
+                          (t.input < 0 ? std::string("control")
+                                       : "without input " + std::to_string(t.input)) +
+                          ", " + loss_name + " " + fmt_g(t.loss, 5),
+                      true);
+  };
 }
 
 /// Refuses to overwrite an input with an output.

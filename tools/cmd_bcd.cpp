@@ -224,23 +224,7 @@ int run_bcd(Invocation &inv) {
     if (const auto f = args.real("select-floor", 0.0, 1e300))
       so.floor = *f;
     try {
-      selection = bcd_select_inputs(s.params, U, Y, so, [&](const SelectTrial &t) {
-        progress.clear();
-        if (inv.json)
-          std::cout << nlohmann::json{{"event", "select"},
-                                      {"round", t.round},
-                                      {"input", t.input},
-                                      {"loss", t.loss},
-                                      {"dropped", t.dropped}}
-                           .dump()
-                    << std::endl;
-        else
-          progress.update("selection round " + std::to_string(t.round) + ": " +
-                              (t.input < 0 ? std::string("control")
-                                           : "without input " + std::to_string(t.input)) +
-                              ", mean squared error " + fmt_g(t.loss, 5),
-                          true);
-      });
+      selection = bcd_select_inputs(s.params, U, Y, so, select_trial_reporter(inv, progress, "mean squared error"));
     } catch (const NumericalError &e) {
       progress.clear();
       throw CommandFailure(exit_numerical, std::string("--refit-select: ") + e.what() +

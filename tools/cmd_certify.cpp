@@ -153,13 +153,11 @@ template <class T> int certify(Invocation &inv) {
                            progress.update("certified " + fmt_count(done) + " / " +
                                            fmt_count(total) + " inputs");
                          });
-  if (radius_path) {
-    Batch<double> R(1, count);
-    for (index_t j = 0; j < count; ++j)
-      R(0, j) = result.per_input[j].radius;
-    write_output(*radius_path,
-                 [&](const std::filesystem::path &path) { write_vectors(path, R); });
-  }
+  const CertificationReport report(result);
+  const std::optional<std::string> radius_name =
+      radius_path ? std::optional<std::string>(radius_path->string()) : std::nullopt;
+  if (radius_path)
+    report.write_radii(*radius_path);
   std::vector<WidthReport> reports;
   if (widths && count > 0) {
     progress.update("pre-activation widths of input 1 ...", true);
@@ -167,32 +165,7 @@ template <class T> int certify(Invocation &inv) {
   }
   progress.clear();
 
-  const auto frac = [&](index_t v) { return count ? double(v) / double(count) : 0.0; };
-  std::vector<double> radii;
-  for (const auto &c : result.per_input)
-    radii.push_back(c.radius);
-  std::sort(radii.begin(), radii.end());
-  double mean_radius = 0;
-  for (double r : radii)
-    mean_radius += r;
-  mean_radius = count ? mean_radius / double(count) : 0.0;
-  const double median_radius = count ? radii[count / 2] : 0.0;
-  // Linear regions (computed for the linear and best bounds of a
-  // piecewise-linear feed-forward model): how many, their mean radius.
-  index_t regions = 0;
-  double region_mean = 0;
-  for (const auto &c : result.per_input)
-    if (c.region_radius >= 0) {
-      ++regions;
-      region_mean += c.region_radius;
-    }
-  region_mean = regions ? region_mean / double(regions) : 0.0;
   if (inv.json) {
-    nlohmann::json rows = nlohmann::json::array();
-    for (std::size_t e = 0; e < eps.size(); ++e)
-      rows.push_back({{"eps", eps[e]},
-                      {"certified", result.certified[e]},
-                      {"certified_accuracy", frac(result.certified[e])}});
     nlohmann::json doc = {
         {"model", model_path.string()},
         {"data", data.source},
@@ -203,23 +176,11 @@ template <class T> int certify(Invocation &inv) {
         {"feed_forward", analyzer.feed_forward()},
         {"levels", analyzer.levels()},
         {"well_posed_certified", analyzer.certified_well_posed()},
-        {"correct", result.correct},
-        {"accuracy", frac(result.correct)},
-        {"certified", rows},
         {"load_seconds", load_seconds},
-        {"setup_seconds", setup_seconds},
-        {"certify_seconds", result.seconds},
-        {"seconds_per_input", count ? result.seconds / double(count) : 0.0}};
+        {"setup_seconds", setup_seconds}};
+    report.add_json(doc, radius_name);
     if (options.domain_lo <= options.domain_hi)
       doc["domain"] = {options.domain_lo, options.domain_hi};
-    doc["linear_regions"] = regions;
-    if (regions)
-      doc["region_mean_radius"] = region_mean;
-    if (radius_path) {
-      doc["radius_output"] = radius_path->string();
-      doc["mean_radius"] = mean_radius;
-      doc["median_radius"] = median_radius;
-    }
     if (widths) {
       nlohmann::json w = nlohmann::json::array();
       for (const auto &r : reports) {
@@ -248,19 +209,8 @@ template <class T> int certify(Invocation &inv) {
               << "  model: n = " << fmt_count(model.states())
               << ", p = " << fmt_count(model.inputs()) << ", q = " << model.outputs()
               << (analyzer.feed_forward() ? ", feed-forward, " : ", implicit, ")
-              << analyzer.levels() << " levels\n"
-              << "  accuracy: " << fmt_count(result.correct) << " / " << fmt_count(count)
-              << " (" << fmt_g(100 * frac(result.correct), 4) << "%)\n";
-    for (std::size_t e = 0; e < eps.size(); ++e)
-      std::cout << "  eps " << fmt_g(eps[e], 4) << ": certified "
-                << fmt_count(result.certified[e]) << " ("
-                << fmt_g(100 * frac(result.certified[e]), 4) << "%)\n";
-    if (regions)
-      std::cout << "  linear regions: " << fmt_count(regions) << ", mean radius "
-                << fmt_g(region_mean, 4) << "\n";
-    if (radius_path)
-      std::cout << "  radius: mean " << fmt_g(mean_radius, 4) << ", median "
-                << fmt_g(median_radius, 4) << " -> " << radius_path->string() << "\n";
+              << analyzer.levels() << " levels\n";
+    report.print(std::cout, radius_name);
     std::cout << "  time: load " << fmt_seconds(load_seconds) << ", setup "
               << fmt_seconds(setup_seconds) << ", certify " << fmt_seconds(result.seconds)
               << " (" << fmt_seconds(count ? result.seconds / double(count) : 0.0)

@@ -657,23 +657,8 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
     so.refit.checkpoint_dir.clear();
     so.refit.epochs = refit_epochs.value_or(o.epochs);
     try {
-      selection = select_inputs<T>(tm.model(), data, so, [&](const SelectTrial &t) {
-        progress.clear();
-        if (inv.json)
-          std::cout << nlohmann::json{{"event", "select"},
-                                      {"round", t.round},
-                                      {"input", t.input},
-                                      {"loss", t.loss},
-                                      {"dropped", t.dropped}}
-                           .dump()
-                    << std::endl;
-        else
-          progress.update("selection round " + std::to_string(t.round) + ": " +
-                              (t.input < 0 ? std::string("control")
-                                           : "without input " + std::to_string(t.input)) +
-                              ", loss " + fmt_g(t.loss, 5),
-                          true);
-      });
+      selection = select_inputs<T>(tm.model(), data, so,
+                                   select_trial_reporter(inv, progress, "loss"));
     } catch (const TrainingError &e) {
       progress.clear();
       throw CommandFailure(exit_numerical, std::string("--refit-select: ") + e.what() +

@@ -466,41 +466,15 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
   if (!agree([&] {
         if (rank != 0 || !radius_path)
           return;
-        Batch<double> R(1, count);
-        for (index_t j = 0; j < count; ++j)
-          R(0, j) = result.per_input[j].radius;
-        write_output(*radius_path,
-                     [&](const std::filesystem::path &p) { write_vectors(p, R); });
+        CertificationReport(result).write_radii(*radius_path);
       }))
     return agree.report();
   const mpi::RowPartition parts = mpi::batch_partition(count, ranks, inputs.slab_width());
   const json partition = partition_json(comm, parts, *model);
   if (rank != 0)
     return exit_ok;
-  const auto frac = [&](index_t v) { return count ? double(v) / double(count) : 0.0; };
-  std::vector<double> radii;
-  for (const auto &c : result.per_input)
-    radii.push_back(c.radius);
-  std::sort(radii.begin(), radii.end());
-  double mean_radius = 0;
-  for (double r : radii)
-    mean_radius += r;
-  mean_radius = count ? mean_radius / double(count) : 0.0;
-  const double median_radius = count ? radii[count / 2] : 0.0;
-  index_t regions = 0;
-  double region_mean = 0;
-  for (const auto &c : result.per_input)
-    if (c.region_radius >= 0) {
-      ++regions;
-      region_mean += c.region_radius;
-    }
-  region_mean = regions ? region_mean / double(regions) : 0.0;
+  const CertificationReport report(result);
   if (json_out) {
-    json rows = json::array();
-    for (std::size_t e = 0; e < eps.size(); ++e)
-      rows.push_back({{"eps", eps[e]},
-                      {"certified", result.certified[e]},
-                      {"certified_accuracy", frac(result.certified[e])}});
     json doc = {{"model", model_path},
                 {"data", data.source},
                 {"inputs", count},
@@ -510,13 +484,8 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
                 {"feed_forward", analyzer->feed_forward()},
                 {"levels", analyzer->levels()},
                 {"well_posed_certified", analyzer->certified_well_posed()},
-                {"correct", result.correct},
-                {"accuracy", frac(result.correct)},
-                {"certified", rows},
                 {"load_seconds", max_of(load_all)},
                 {"setup_seconds", max_of(setup_all)},
-                {"certify_seconds", result.seconds},
-                {"seconds_per_input", count ? result.seconds / double(count) : 0.0},
                 {"ranks", ranks},
                 {"distribution", "batch"},
                 {"partition", partition},
@@ -524,14 +493,7 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
                  {{"load", load_all}, {"setup", setup_all}, {"certify", timings.solve}}}};
     if (options.domain_lo <= options.domain_hi)
       doc["domain"] = {options.domain_lo, options.domain_hi};
-    doc["linear_regions"] = regions;
-    if (regions)
-      doc["region_mean_radius"] = region_mean;
-    if (radius_path) {
-      doc["radius_output"] = *radius_path;
-      doc["mean_radius"] = mean_radius;
-      doc["median_radius"] = median_radius;
-    }
+    report.add_json(doc, radius_path);
     std::cout << doc.dump() << "\n";
   } else if (!quiet) {
     std::cout << "certified " << fmt_count(count) << " input" << (count == 1 ? "" : "s")
@@ -541,19 +503,8 @@ int certify(MPI_Comm comm, const Arguments &a, bool json_out, bool quiet,
               << "  model: n = " << fmt_count(model->states())
               << ", p = " << fmt_count(model->inputs()) << ", q = " << model->outputs()
               << (analyzer->feed_forward() ? ", feed-forward, " : ", implicit, ")
-              << analyzer->levels() << " levels\n"
-              << "  accuracy: " << fmt_count(result.correct) << " / " << fmt_count(count)
-              << " (" << fmt_g(100 * frac(result.correct), 4) << "%)\n";
-    for (std::size_t e = 0; e < eps.size(); ++e)
-      std::cout << "  eps " << fmt_g(eps[e], 4) << ": certified "
-                << fmt_count(result.certified[e]) << " ("
-                << fmt_g(100 * frac(result.certified[e]), 4) << "%)\n";
-    if (regions)
-      std::cout << "  linear regions: " << fmt_count(regions) << ", mean radius "
-                << fmt_g(region_mean, 4) << "\n";
-    if (radius_path)
-      std::cout << "  radius: mean " << fmt_g(mean_radius, 4) << ", median "
-                << fmt_g(median_radius, 4) << " -> " << *radius_path << "\n";
+              << analyzer->levels() << " levels\n";
+    report.print(std::cout, radius_path);
     std::cout << "  time (slowest rank): load " << fmt_seconds(max_of(load_all))
               << ", setup " << fmt_seconds(max_of(setup_all)) << ", certify "
               << fmt_seconds(result.seconds) << "\n";
@@ -648,32 +599,14 @@ int certify_by_states(MPI_Comm comm, const Arguments &a, bool json_out, bool qui
   if (!agree([&] {
         if (rank != 0 || !radius_path)
           return;
-        Batch<double> R(1, count);
-        for (index_t j = 0; j < count; ++j)
-          R(0, j) = result.per_input[j].radius;
-        write_output(*radius_path,
-                     [&](const std::filesystem::path &p) { write_vectors(p, R); });
+        CertificationReport(result).write_radii(*radius_path);
       }))
     return agree.report();
   const json partition = states_partition_json(*model);
   if (rank != 0)
     return exit_ok;
-  const auto frac = [&](index_t v) { return count ? double(v) / double(count) : 0.0; };
-  std::vector<double> radii;
-  for (const auto &c : result.per_input)
-    radii.push_back(c.radius);
-  std::sort(radii.begin(), radii.end());
-  double mean_radius = 0;
-  for (double r : radii)
-    mean_radius += r;
-  mean_radius = count ? mean_radius / double(count) : 0.0;
-  const double median_radius = count ? radii[count / 2] : 0.0;
+  const CertificationReport report(result);
   if (json_out) {
-    json rows = json::array();
-    for (std::size_t e = 0; e < eps.size(); ++e)
-      rows.push_back({{"eps", eps[e]},
-                      {"certified", result.certified[e]},
-                      {"certified_accuracy", frac(result.certified[e])}});
     json doc = {{"model", model_path},
                 {"data", data.source},
                 {"inputs", count},
@@ -683,14 +616,8 @@ int certify_by_states(MPI_Comm comm, const Arguments &a, bool json_out, bool qui
                 {"feed_forward", analyzer->feed_forward()},
                 {"levels", analyzer->levels()},
                 {"well_posed_certified", analyzer->certified_well_posed()},
-                {"correct", result.correct},
-                {"accuracy", frac(result.correct)},
-                {"certified", rows},
                 {"load_seconds", max_of(load_all)},
                 {"setup_seconds", max_of(setup_all)},
-                {"certify_seconds", result.seconds},
-                {"seconds_per_input", count ? result.seconds / double(count) : 0.0},
-                {"linear_regions", 0},
                 {"n", model->n},
                 {"ranks", ranks},
                 {"distribution", "states"},
@@ -703,11 +630,7 @@ int certify_by_states(MPI_Comm comm, const Arguments &a, bool json_out, bool qui
                   {"certify", timings.output}}}};
     if (options.domain_lo <= options.domain_hi)
       doc["domain"] = {options.domain_lo, options.domain_hi};
-    if (radius_path) {
-      doc["radius_output"] = *radius_path;
-      doc["mean_radius"] = mean_radius;
-      doc["median_radius"] = median_radius;
-    }
+    report.add_json(doc, radius_path);
     std::cout << doc.dump() << "\n";
   } else if (!quiet) {
     std::cout << "certified " << fmt_count(count) << " input" << (count == 1 ? "" : "s")
@@ -719,16 +642,8 @@ int certify_by_states(MPI_Comm comm, const Arguments &a, bool json_out, bool qui
               << (analyzer->feed_forward()
                       ? ", feed-forward, " + std::to_string(analyzer->levels()) + " levels"
                       : std::string(", implicit"))
-              << "\n"
-              << "  accuracy: " << fmt_count(result.correct) << " / " << fmt_count(count)
-              << " (" << fmt_g(100 * frac(result.correct), 4) << "%)\n";
-    for (std::size_t e = 0; e < eps.size(); ++e)
-      std::cout << "  eps " << fmt_g(eps[e], 4) << ": certified "
-                << fmt_count(result.certified[e]) << " ("
-                << fmt_g(100 * frac(result.certified[e]), 4) << "%)\n";
-    if (radius_path)
-      std::cout << "  radius: mean " << fmt_g(mean_radius, 4) << ", median "
-                << fmt_g(median_radius, 4) << " -> " << *radius_path << "\n";
+              << "\n";
+    report.print(std::cout, radius_path);
     std::cout << "  time (slowest rank): load " << fmt_seconds(max_of(load_all))
               << ", setup " << fmt_seconds(max_of(setup_all)) << ", certify "
               << fmt_seconds(result.seconds) << " ("
