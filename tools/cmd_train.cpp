@@ -316,6 +316,13 @@ int path_command(Invocation &inv, Precision precision, TrainOptions o,
   po.fine_tune_epochs =
       static_cast<int>(args.integer("fine-tune-epochs", 0, 1000000).value_or(0));
   po.fine_tune_lr = args.real("fine-tune-lr", 0.0, 1e6).value_or(0.0);
+  if (const auto s = args.text("fine-tune-schedule")) {
+    try {
+      po.fine_tune_schedule = Schedule::parse(*s);
+    } catch (const InvalidArgument &e) {
+      throw UsageError("--fine-tune-schedule: " + std::string(e.what()));
+    }
+  }
   po.prune.keep_inputs = args.flag("keep-inputs");
   po.prune.threshold = args.real("threshold", 0.0, 1e300).value_or(0.0);
   if (!o.checkpoint_dir.empty() || args.flag("resume"))
@@ -390,6 +397,8 @@ int path_command(Invocation &inv, Precision precision, TrainOptions o,
       {"fine_tune_epochs", po.fine_tune_epochs},
       {"lr", o.optimizer.lr},
       {"fine_tune_lr", po.fine_tune_lr > 0 ? po.fine_tune_lr : o.optimizer.lr},
+      {"fine_tune_schedule", po.fine_tune_schedule ? po.fine_tune_schedule->to_string()
+                                                   : o.schedule.to_string()},
       {"reweight", po.penalty.reweight_every},
       {"start", path_size_json(start)},
       {"points", nlohmann::json::array()}};
@@ -541,7 +550,8 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   if (args.text("group-lasso-path"))
     return path_command<T>(inv, precision, o, penalty, *out);
   for (const char *only :
-       {"path-epochs", "fine-tune-epochs", "fine-tune-lr", "keep-inputs", "threshold"})
+       {"path-epochs", "fine-tune-epochs", "fine-tune-lr", "fine-tune-schedule", "keep-inputs",
+        "threshold"})
     if (args.flag(only))
       throw UsageError(std::string("--") + only + " belongs to --group-lasso-path");
 
@@ -868,6 +878,8 @@ std::vector<OptionSpec> train_options() {
        {"fine-tune-epochs", 0, "F",
         "path: epochs without the penalty on each pruned model (default 0)"},
        {"fine-tune-lr", 0, "R", "path: learning rate of the fine-tuning (default --lr)"},
+       {"fine-tune-schedule", 0, "S",
+        "path: schedule of the fine-tuning over its epochs (default --schedule)"},
        {"keep-inputs", 0, "", "path: the pruned models keep every input"},
        {"threshold", 0, "T",
         "path: entries with |value| <= T count as zero in the prune"},
@@ -909,7 +921,8 @@ std::vector<OptionSpec> train_options() {
         "--group-lasso-path L1,L2,... trains at each lambda (strictly increasing) for\n"
         "--path-epochs epochs, starting from the model trained at the previous lambda\n"
         "(the first from MODEL or --init: a plain --group-lasso run), prunes each\n"
-        "trained model, optionally fine-tunes the pruned one (--fine-tune-epochs) and\n"
+        "trained model, optionally fine-tunes the pruned one (--fine-tune-epochs, its\n"
+        "rate --fine-tune-lr and --fine-tune-schedule; by default --lr and --schedule) and\n"
         "reports per lambda the states, inputs, parameters and nonzeros kept and the\n"
         "test accuracy before and after fine-tuning. -o DIR receives trained_L.tacit,\n"
         "pruned_L.tacit, tuned_L.tacit and path.json (rewritten after every lambda;\n"

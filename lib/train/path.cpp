@@ -132,6 +132,8 @@ lambda_path(const Model<T> &start, const GroupSet &groups, const Dataset<T> &dat
       f.epochs = options.fine_tune_epochs;
       if (options.fine_tune_lr > 0)
         f.optimizer.lr = options.fine_tune_lr;
+      if (options.fine_tune_schedule)
+        f.schedule = *options.fine_tune_schedule;
       TrainableModel<T> small(pt.prune.pruned);
       pt.tuned_report = train(small, tsmall ? *tsmall : data, v, f);
       pt.tuned = small.model();

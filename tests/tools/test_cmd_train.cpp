@@ -231,6 +231,33 @@ TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad la
   const auto both =
       run(d, with({"--group-lasso-path", "0.1", "--group-lasso", "0.1", "-o", d / "q"}));
   CHECK(both.code == 1);
+  // The fine-tuning's own schedule: in path.json, on its epoch lines; a bad
+  // one is a usage error, and it needs the path.
+  const auto sch = run(d, with({"--group-lasso-path", "0.001", "--path-epochs", "1",
+                                "--fine-tune-epochs", "2", "--fine-tune-lr", "0.2",
+                                "--fine-tune-schedule", "step:1:0.5", "-o", d / "s",
+                                "--json", "--test-input", d / "U.txt", "--test-labels",
+                                d / "L.txt"}));
+  INFO(sch.err);
+  REQUIRE(sch.code == 0);
+  const auto sdoc = nlohmann::json::parse(read_text(fs::path(d / "s") / "path.json"));
+  CHECK(sdoc.at("fine_tune_schedule") == "step:1:0.5");
+  std::vector<double> tune_lr;
+  std::istringstream lines(sch.out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.at("event") == "epoch" && j.value("phase", "") == "fine-tune")
+      tune_lr.push_back(j.at("lr").get<double>());
+  }
+  CHECK(tune_lr == std::vector<double>{0.2, 0.1});
+  const auto badsch = run(d, with({"--group-lasso-path", "0.1", "--fine-tune-epochs", "1",
+                                   "--fine-tune-schedule", "linear", "-o", d / "q"}));
+  CHECK(badsch.code == 1);
+  CHECK(badsch.err.find("--fine-tune-schedule") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "q"));
+  const auto alone = run(d, with({"--fine-tune-schedule", "cosine", "-o", d / "m.tacit"}));
+  CHECK(alone.code == 1);
+  CHECK(alone.err.find("belongs to --group-lasso-path") != std::string::npos);
 }
 
 

@@ -161,6 +161,50 @@ TEST_CASE("lambda path: input groups remove inputs, fine-tuning reads the kept o
   REQUIRE(p.tuned_accuracy);
 }
 
+TEST_CASE("lambda path: the fine-tuning runs with its own schedule",
+          "[train][path]") {
+  const index_t sizes[] = {12, 10, 3};
+  const Model<float> start = init_mlp<float>(sizes, 4);
+  const auto data = teacher_data(12, 3, 96, 4, 3);
+  const auto val = teacher_data(12, 3, 40, 4, 4);
+  const GroupSet groups = make_groups(TrainableModel<float>(start), GroupKind::input);
+  PathOptions po;
+  po.lambdas = {0.05};
+  po.train = options(4);
+  po.fine_tune_epochs = 3;
+  po.fine_tune_lr = 0.08;
+  po.fine_tune_schedule = Schedule::parse("cosine");
+  const auto points = lambda_path(start, groups, data, &val, po);
+  REQUIRE(points.size() == 1);
+  const auto &p = points[0];
+  REQUIRE(p.tuned);
+  // The penalised phase kept its constant rate ...
+  for (const auto &e : p.report.epochs)
+    CHECK(e.lr == 0.1);
+  // ... the fine-tuning decayed its own: cosine over its 3 epochs from 0.08.
+  REQUIRE(p.tuned_report.epochs.size() == 3);
+  for (int e = 0; e < 3; ++e)
+    CHECK(p.tuned_report.epochs[static_cast<std::size_t>(e)].lr ==
+          Approx(0.04 * (1 + std::cos(3.141592653589793 * e / 3))).epsilon(1e-12));
+  // The tuned model is bit for bit train() of the pruned model on the kept
+  // inputs with that schedule, and not the constant-rate fine-tuning.
+  const auto small_data = restrict_inputs(data, p.prune.kept_inputs);
+  const auto small_val = restrict_inputs(val, p.prune.kept_inputs);
+  auto tune = [&](const Schedule &sch) {
+    TrainableModel<float> tm(p.prune.pruned);
+    TrainOptions f = options(3);
+    f.optimizer.lr = 0.08;
+    f.schedule = sch;
+    train(tm, small_data, &small_val, f);
+    return flat(tm.model());
+  };
+  CHECK(same_bits(flat(*p.tuned), tune(Schedule::parse("cosine"))));
+  CHECK_FALSE(same_bits(flat(*p.tuned), tune(Schedule{})));
+  po.fine_tune_schedule.reset();
+  const auto constant = lambda_path(start, groups, data, &val, po);
+  CHECK(same_bits(flat(*constant[0].tuned), tune(Schedule{})));
+}
+
 TEST_CASE("restrict_inputs keeps the listed rows", "[train][path]") {
   Dataset<double> d;
   d.inputs = inputs<double>(5, 70, 8, 32);

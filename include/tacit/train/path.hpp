@@ -48,6 +48,10 @@ struct TACIT_EXPORT PathOptions {
   int fine_tune_epochs = 0;
   /// Learning rate of the fine-tuning (0: train.optimizer.lr).
   double fine_tune_lr = 0;
+  /// Schedule of the fine-tuning over its fine_tune_epochs epochs (none:
+  /// train.schedule), so that the penalised phase can keep a constant rate
+  /// while the fine-tuning decays its own.
+  std::optional<Schedule> fine_tune_schedule;
   /// Called before each phase: (point index, lambda, fine-tuning or not).
   std::function<void(std::size_t, double, bool)> on_phase;
   /// \throws InvalidArgument naming the entry (1-based) and what is wrong:
