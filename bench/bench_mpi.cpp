@@ -11,6 +11,11 @@
 //       sub-communicator of the same run, as efficiency against one rank; and
 //       one rank against the single-process tacit kernels on the same model
 //       (CsrMatrix product, EquilibriumSolver Picard, perron_frobenius_bound).
+//   mpirun -np P bench_mpi enclosure [--states N]
+//       where the lambda_PF(|A|) enclosure's time goes on 1..P ranks: the
+//       set-up (DistributedProduct) and the iteration, the products alone;
+//       at one rank the single-process SCC decomposition and
+//       perron_frobenius_bound with and without it.
 //   bench_mpi cost-model [--states 1e6,1e7,1e8] [--ranks 64,128,256,512,1024]
 //       [--bandwidth GBIT] [--latency US] [--ns-per-nnz T] [--columns K]
 //       the halo of the balanced partitions of the generated models, counted
@@ -128,7 +133,7 @@ struct Timing {
   double spmv = 0, petsc_spmv = 0, picard_iter = 0, pf = 0;
   int picard_iterations = 0, pf_products = 0;
   // Single-process tacit on the same model (one rank only).
-  double tacit_spmv = 0, tacit_picard_iter = 0, tacit_pf = 0;
+  double tacit_spmv = 0, tacit_picard_iter = 0, tacit_pf = 0, tacit_pf_given = 0;
   int tacit_picard_iterations = 0, tacit_pf_products = 0;
 };
 
@@ -228,6 +233,10 @@ Timing run_on(MPI_Comm comm, index_t n, index_t columns, int repeats) {
     PerronBound b;
     t.tacit_pf = best_time(comm, repeats, [&] { b = perron_frobenius_bound(*Ap); });
     t.tacit_pf_products = b.iterations;
+    // The same work as the distributed enclosure, which iterates on all the
+    // states as one block without an SCC decomposition.
+    const auto scc = strongly_connected_components(*Ap);
+    t.tacit_pf_given = best_time(comm, repeats, [&] { b = perron_frobenius_bound(*Ap, scc); });
   }
   return t;
 }
@@ -279,11 +288,13 @@ int scaling(const Options &o) {
         "one rank against single-process tacit (the same model, one thread):\n"
         "  SpMV %.4g s (PETSc MatMPIAIJ %.4g s) vs tacit %.4g s (x%.3f); Picard %.4g s/it (%d its) vs "
         "tacit %.4g s/it (%d its) (x%.3f); lambda_PF %.4g s (%d products) vs tacit "
-        "%.4g s (%d products) (x%.3f)\n",
+        "%.4g s (%d products) (x%.3f; x%.3f against %.4g s with the SCC decomposition "
+        "given)\n",
         one.spmv, one.petsc_spmv, one.tacit_spmv, one.spmv / one.tacit_spmv, one.picard_iter,
         one.picard_iterations, one.tacit_picard_iter, one.tacit_picard_iterations,
         one.picard_iter / one.tacit_picard_iter, one.pf, one.pf_products, one.tacit_pf,
-        one.tacit_pf_products, one.pf / one.tacit_pf);
+        one.tacit_pf_products, one.pf / one.tacit_pf, one.pf / one.tacit_pf_given,
+        one.tacit_pf_given);
     std::fflush(stdout);
   }
   return 0;
@@ -340,6 +351,81 @@ int cost_model(const Options &o) {
           all ? "" : (" (" + std::to_string(halo.size()) + " ranks counted)").c_str());
       std::fflush(stdout);
     }
+  }
+  return 0;
+}
+
+/// Where the enclosure's time goes, per rank count (diagnostic): the set-up
+/// and the iteration of distributed_perron_bound (slowest rank), the
+/// products alone, and at one rank the single-process SCC decomposition and
+/// perron_frobenius_bound with and without it.
+int enclosure(const Options &o) {
+  int P = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  const auto n = static_cast<index_t>(o.real("states", 1e6));
+  const int repeats = static_cast<int>(o.real("repeats", 3));
+  const bool rank0 = world_rank() == 0;
+  for (int p = 1; p <= P; ++p) {
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank() < p ? 0 : MPI_UNDEFINED, world_rank(),
+                   &sub);
+    if (sub != MPI_COMM_NULL) {
+      mpi::ImplicitModelShape shape;
+      shape.states = n;
+      shape.inputs = 256;
+      const auto m = mpi::generate_distributed_model(shape, sub);
+      const auto slowest = [&](double t) {
+        MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, sub);
+        return t;
+      };
+      double setup = 1e300, solve = 1e300;
+      PerronBound pf;
+      for (int r = 0; r < repeats; ++r) {
+        mpi::RankTimings tm;
+        MPI_Barrier(sub);
+        pf = mpi::distributed_perron_bound(m, {}, &tm);
+        setup = std::min(setup, slowest(tm.setup[0]));
+        solve = std::min(solve, slowest(tm.solve[0]));
+      }
+      const double total = best_time(sub, repeats, [&] { mpi::distributed_perron_bound(m); });
+      const double build = best_time(sub, repeats, [&] { mpi::DistributedProduct d(m); });
+      mpi::DistributedProduct d(m);
+      const index_t own = m.own_end() - m.own_begin();
+      std::vector<double> v(static_cast<std::size_t>(own), 1.0), y(v.size());
+      const int k = pf.iterations;
+      const double abs_products = best_time(sub, repeats, [&] {
+        for (int i = 0; i < k; ++i)
+          d.apply(Mode::abs, v, y);
+      });
+      const double products = best_time(sub, repeats, [&] {
+        for (int i = 0; i < k; ++i)
+          d.apply(Mode::normal, v, y);
+      });
+      if (rank0)
+        std::printf("%d ranks, n = %lld: distributed_perron_bound %.4g s = set-up %.4g s "
+                    "(DistributedProduct %.4g s) + iteration %.4g s (%d products; "
+                    "%d |A| products alone %.4g s, A products %.4g s)\n",
+                    p, static_cast<long long>(n), total, setup, build, solve, k, k,
+                    abs_products, products);
+      if (p == 1) {
+        const CsrMatrix<double> &A = m.A.local;
+        const double scc_time =
+            best_time(sub, repeats, [&] { (void)strongly_connected_components(A); });
+        const auto scc = strongly_connected_components(A);
+        PerronBound b;
+        const double whole = best_time(sub, repeats, [&] { b = perron_frobenius_bound(A); });
+        const double given =
+            best_time(sub, repeats, [&] { b = perron_frobenius_bound(A, scc); });
+        std::printf("  single process: perron_frobenius_bound %.4g s = SCC decomposition "
+                    "%.4g s + the rest; with the SCCs given %.4g s (%d products; "
+                    "[%.17g, %.17g] against [%.17g, %.17g])\n",
+                    whole, scc_time, given, b.iterations, b.lower, b.upper, pf.lower,
+                    pf.upper);
+      }
+      std::fflush(stdout);
+      MPI_Comm_free(&sub);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
   }
   return 0;
 }
@@ -425,6 +511,8 @@ int main(int argc, char **argv) {
     return cost_model(o);
   if (mode == "large")
     return large(o);
+  if (mode == "enclosure")
+    return enclosure(o);
   if (world_rank() == 0)
     std::fprintf(stderr, "bench_mpi: unknown mode '%s' (scaling or cost-model)\n",
                  mode.c_str());

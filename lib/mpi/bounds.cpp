@@ -274,7 +274,8 @@ struct DistributedBoundAnalyzer::Impl {
 };
 
 DistributedBoundAnalyzer::DistributedBoundAnalyzer(const DistributedModel &model,
-                                                   BoundOptions options)
+                                                   BoundOptions options,
+                                                   std::size_t memory_budget)
     : impl_(std::make_unique<Impl>(model, options)) {
   Impl &I = *impl_;
   const MPI_Comm comm = model.comm;
@@ -370,6 +371,27 @@ DistributedBoundAnalyzer::DistributedBoundAnalyzer(const DistributedModel &model
     for (int r = 0; r < ranks; ++r)
       send[r] = static_cast<int>(val[r].size());
     MPI_Alltoall(send.data(), 1, MPI_INT, recv.data(), 1, MPI_INT, comm);
+    if (memory_budget > 0) {
+      // C^T's rows of the own states are a second copy of C's entries,
+      // beside the rows of C the rank holds: counted before they are sent.
+      std::uint64_t entries = 0;
+      for (const int c : recv)
+        entries += static_cast<std::uint64_t>(c);
+      const std::uint64_t width =
+          model.q > std::numeric_limits<std::int32_t>::max() ? 8 : 4;
+      const std::uint64_t ct = static_cast<std::uint64_t>(own + 1) * 8 + entries * (width + 8);
+      const std::uint64_t held = model.local_bytes();
+      detail::collective(comm, [&] {
+        if (held + ct > memory_budget)
+          throw InvalidArgument(
+              "rank " + std::to_string(model.rank) + " would hold " +
+              std::to_string(held + ct) + " bytes for the bounds (" + std::to_string(held) +
+              " of the model and " + std::to_string(ct) + " of C's columns of its states [" +
+              std::to_string(model.own_begin()) + ", " + std::to_string(model.own_end()) +
+              ")), more than the memory budget of " + std::to_string(memory_budget) +
+              " bytes: use more ranks");
+      });
+    }
     std::vector<std::int64_t> sidx, ridx;
     std::vector<double> sval, rval;
     int total = 0;

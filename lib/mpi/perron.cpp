@@ -41,8 +41,9 @@ struct Pass {
   bool zero = false;
 };
 
-Pass pass_rows(const std::int64_t *row_ptr, index_t rows, const double *y,
-               const double *v, double shift, double scale, double *next) {
+Pass pass_rows(const std::int64_t *__restrict row_ptr, index_t rows,
+               const double *__restrict y, const double *__restrict v, double shift,
+               double scale, double *__restrict next) {
   constexpr double u = unit_roundoff;
   Pass r;
   for (index_t i = 0; i < rows; ++i) {

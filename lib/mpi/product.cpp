@@ -113,31 +113,17 @@ DistributedProduct::DistributedProduct(const DistributedModel &model)
       throw InvalidArgument("DistributedProduct: rank " + std::to_string(model.rank) +
                             " holds " + std::to_string(L.rows()) + " rows of A, its " +
                             "partition " + std::to_string(s.own));
-    auto gc = detail::ghost_columns(model);
-    s.ghosts = std::move(gc.ghosts);
-    s.g = gc.below;
-    const index_t m = s.m(), g = s.g, own = s.own;
-    if (own == model.n) {
+    if (s.own == model.n) {
       s.M = L; // one rank: the columns are the local indices already
     } else {
+      auto gc = detail::ghost_columns(model);
+      s.ghosts = std::move(gc.ghosts);
+      s.g = gc.below;
       std::vector<std::int64_t> ptr(L.row_ptr().begin(), L.row_ptr().end());
-      std::vector<std::int64_t> cols(static_cast<std::size_t>(L.nnz()));
-      L.visit_columns([&](auto c) {
-        for (std::size_t e = 0; e < c.size(); ++e) {
-          const auto col = static_cast<index_t>(c[e]);
-          if (col >= r0 && col < r1) {
-            cols[e] = g + (col - r0);
-          } else {
-            const index_t k = std::lower_bound(s.ghosts.begin(), s.ghosts.end(), col) -
-                              s.ghosts.begin();
-            cols[e] = k < g ? k : k + own;
-          }
-        }
-      });
       std::vector<double> vals(L.values().begin(), L.values().end());
-      s.M = CsrMatrix<double>(own, m, std::move(ptr), cols, std::move(vals));
+      s.M = CsrMatrix<double>(s.own, s.m(), std::move(ptr), gc.local, std::move(vals));
     }
-    s.buf.assign(static_cast<std::size_t>(m), 0.0);
+    s.buf.assign(static_cast<std::size_t>(s.m()), 0.0);
   });
   // The plan (collective PETSc calls on every rank, after the checks).
   detail::collective(model.comm, [&] {

@@ -43,26 +43,14 @@ LocalSystem local_system(const DistributedModel &model) {
   s.ghosts_below = gc.below;
   const index_t m = own + static_cast<index_t>(s.ghosts.size());
   const index_t g = s.ghosts_below;
-  auto local_of = [&](index_t c) -> index_t {
-    if (c >= r0 && c < r1)
-      return g + (c - r0);
-    const index_t k =
-        std::lower_bound(s.ghosts.begin(), s.ghosts.end(), c) - s.ghosts.begin();
-    return k < g ? k : k + own;
-  };
   std::vector<std::int64_t> ptr(static_cast<std::size_t>(m) + 1, 0);
   const auto rp = L.row_ptr();
   for (index_t i = 0; i <= own; ++i)
     ptr[g + i] = rp[i];
   for (index_t i = g + own + 1; i <= m; ++i)
     ptr[i] = rp[own];
-  std::vector<std::int64_t> cols(static_cast<std::size_t>(L.nnz()));
-  L.visit_columns([&](auto c) {
-    for (std::size_t e = 0; e < c.size(); ++e)
-      cols[e] = local_of(static_cast<index_t>(c[e]));
-  });
   std::vector<double> vals(L.values().begin(), L.values().end());
-  s.A = CsrMatrix<double>(m, m, std::move(ptr), cols, std::move(vals));
+  s.A = CsrMatrix<double>(m, m, std::move(ptr), gc.local, std::move(vals));
   s.activations.assign(static_cast<std::size_t>(m), Activation{});
   std::copy(model.activations.begin(), model.activations.end(),
             s.activations.begin() + g);

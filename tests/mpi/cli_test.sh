@@ -317,6 +317,13 @@ expect_error 1 "linear bound is not available" 2 certify "$dir/model.tacit" \
   "${cert_args[@]}" --bound linear
 expect_error 1 "more than the memory budget" 1 certify "$dir/model.tacit" "${cert_args[@]}" \
   --memory-budget "$budget"
+# A budget each rank's share of the model meets but not with the bounds' copy
+# of C's entries in the columns of its states: refused before the copy.
+share=$(/usr/bin/python3 -c 'import json, sys
+print(max(r["bytes"] for r in json.load(open(sys.argv[1]))["partition"]["ranks"]))' \
+  "$dir/csmem.json")
+expect_error 1 "of C's columns of its states" 2 certify "$dir/model.tacit" \
+  "${cert_args[@]}" --memory-budget "$share"
 expect_error 1 "usage error" 2 sensitivity "$dir/model.tacit" --rows 9
 expect_error 3 "not certified" 2 sensitivity "$dir/wild.tacit" -o "$dir/Y.txt"
 [ ! -e "$dir/Y.txt" ] || fail "an output was written by a failed run"

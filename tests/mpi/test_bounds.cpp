@@ -3,7 +3,10 @@
 // model: every rank's slices the same bits.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include <tacit/analysis/bounds.hpp>
@@ -197,4 +200,41 @@ TEST_CASE("the distributed margins refuse a bad label on every rank", "[mpi][bou
   REQUIRE_THROWS_WITH(dist.margins(nom, box, 2, BoundMethod::interval),
                       Catch::Contains("label 2 is not in [0, 2)"));
   REQUIRE_THROWS_AS(dist.margins(nom, box, 0, BoundMethod::linear), Unsupported);
+}
+
+TEST_CASE("the distributed bounds count C's columns of the own states in the memory budget",
+          "[mpi][bounds][budget]") {
+  const auto model = test_model(120, 4, 5, 97);
+  const auto dm = mpi::distribute_model(model);
+  // Independently: the entries of the whole C in the columns of each rank's
+  // states, held as C^T's own rows (64-bit row pointers, 32-bit columns,
+  // double values) beside the rank's share of the model.
+  const auto C = csr_view(model.C());
+  std::vector<std::uint64_t> need(static_cast<std::size_t>(ranks()));
+  for (int r = 0; r < ranks(); ++r) {
+    const index_t b = dm.states.begin(r), e = dm.states.end(r);
+    std::uint64_t entries = 0;
+    for (std::int64_t k = 0; k < C->nnz(); ++k)
+      entries += C->column(k) >= b && C->column(k) < e ? 1 : 0;
+    need[r] = static_cast<std::uint64_t>(e - b + 1) * 8 + entries * 12;
+  }
+  std::vector<std::uint64_t> held(static_cast<std::size_t>(ranks()));
+  const std::uint64_t mine = dm.local_bytes();
+  MPI_Allgather(&mine, 1, MPI_UINT64_T, held.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
+  std::uint64_t most = 0, most_share = 0;
+  for (int r = 0; r < ranks(); ++r) {
+    REQUIRE(need[r] > 8 * static_cast<std::uint64_t>(dm.states.size(r) + 1));
+    most = std::max(most, held[r] + need[r]);
+    most_share = std::max(most_share, held[r]);
+  }
+  // The share and the copy together: accepted at the largest, the same bounds.
+  const mpi::DistributedBoundAnalyzer unbounded(dm), tight(dm, {}, most);
+  REQUIRE(tight.rate() == unbounded.rate());
+  // One byte less, or a budget the share alone meets: refused on every rank.
+  REQUIRE_THROWS_WITH(mpi::DistributedBoundAnalyzer(dm, {}, most - 1),
+                      Catch::Contains("of C's columns of its states") &&
+                          Catch::Contains("more than the memory budget of " +
+                                          std::to_string(most - 1)));
+  REQUIRE_THROWS_WITH(mpi::DistributedBoundAnalyzer(dm, {}, most_share),
+                      Catch::Contains("more than the memory budget"));
 }

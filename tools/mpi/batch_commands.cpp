@@ -580,7 +580,8 @@ int certify_by_states(MPI_Comm comm, const Arguments &a, bool json_out, bool qui
   clock.restart();
   std::unique_ptr<mpi::DistributedBoundAnalyzer> analyzer;
   if (!agree([&] {
-        analyzer = std::make_unique<mpi::DistributedBoundAnalyzer>(*model, options.bounds);
+        analyzer =
+            std::make_unique<mpi::DistributedBoundAnalyzer>(*model, options.bounds, budget);
       }))
     return agree.report();
   const auto setup_all = gather(comm, clock.seconds());

@@ -41,6 +41,7 @@
 ///
 /// Thread safety: the calls are collective over the model's communicator.
 
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <vector>
@@ -56,8 +57,14 @@ public:
   /// The set-up of BoundAnalyzer (activations, allowances, levels,
   /// certificate vector) across the ranks. The model must outlive the
   /// analyzer. Collective.
-  /// \throws Unsupported for a leaky ReLU of negative slope (not monotone).
-  explicit DistributedBoundAnalyzer(const DistributedModel &model, BoundOptions options = {});
+  /// `memory_budget` > 0: the bytes one rank may hold for the model and the
+  /// analyzer's copy of C's entries in the columns of its states (C^T's own
+  /// rows); a rank that would need more refuses, on every rank, before the
+  /// copy is made.
+  /// \throws Unsupported for a leaky ReLU of negative slope (not monotone);
+  /// InvalidArgument for a share over the memory budget.
+  explicit DistributedBoundAnalyzer(const DistributedModel &model, BoundOptions options = {},
+                                    std::size_t memory_budget = 0);
   ~DistributedBoundAnalyzer();
   DistributedBoundAnalyzer(const DistributedBoundAnalyzer &) = delete;
   DistributedBoundAnalyzer &operator=(const DistributedBoundAnalyzer &) = delete;

@@ -1,8 +1,14 @@
 #pragma once
 // The ghost states of a rank: the columns of its rows of A outside its own
-// range, shared by the distributed Picard solve and the distributed product.
+// range, and every stored entry's column in the local index space (ghosts
+// below the own range, the own states, ghosts above, all in increasing
+// global order), shared by the distributed Picard solve and the distributed
+// product.
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <tacit/mpi/mpi.hpp>
@@ -12,21 +18,85 @@ namespace tacit::inline v1::mpi::detail {
 struct GhostColumns {
   std::vector<index_t> ghosts; ///< global indices, increasing, no duplicates
   index_t below = 0;           ///< how many of them precede the own range
+  std::vector<std::int64_t> local; ///< local column of every stored entry
 };
 
-/// The distinct columns of the rank's rows of A outside [own_begin, own_end).
+/// Sorts keys by their bits [shift, shift + bits) (least significant digit
+/// first, stable): linear in the number of keys, where a comparison sort and
+/// a binary search per entry cost about as much as the whole power iteration
+/// on two ranks.
+inline void radix_sort(std::vector<std::uint64_t> &keys, int shift, int bits) {
+  constexpr int digit = 11;
+  std::vector<std::uint64_t> tmp(keys.size());
+  std::vector<std::size_t> count(std::size_t(1) << digit);
+  for (int d = 0; d < bits; d += digit) {
+    const int s = shift + d;
+    const std::uint64_t mask = (std::uint64_t(1) << std::min(digit, bits - d)) - 1;
+    std::fill(count.begin(), count.end(), 0);
+    for (const auto k : keys)
+      ++count[(k >> s) & mask];
+    std::size_t at = 0;
+    for (auto &c : count)
+      at += std::exchange(c, at);
+    for (const auto k : keys)
+      tmp[count[(k >> s) & mask]++] = k;
+    keys.swap(tmp);
+  }
+}
+
+/// The ghosts of the rank's rows of A (the distinct columns outside
+/// [own_begin, own_end)) and the local columns of its entries.
 inline GhostColumns ghost_columns(const DistributedModel &model) {
   GhostColumns out;
-  const index_t r0 = model.own_begin(), r1 = model.own_end();
-  model.A.local.visit_columns([&](auto cols) {
-    for (const auto c : cols)
-      if (c < r0 || c >= r1)
-        out.ghosts.push_back(static_cast<index_t>(c));
+  const index_t r0 = model.own_begin(), r1 = model.own_end(), own = r1 - r0;
+  const auto &L = model.A.local;
+  const auto nnz = static_cast<std::uint64_t>(L.nnz());
+  out.local.resize(static_cast<std::size_t>(nnz));
+  // Off-rank entries as keys column << pbits | position, sorted by column.
+  const int pbits = std::max(1, static_cast<int>(std::bit_width(nnz)));
+  const int cbits =
+      std::max(1, static_cast<int>(std::bit_width(static_cast<std::uint64_t>(model.n))));
+  std::vector<std::uint64_t> keys;
+  L.visit_columns([&](auto cols) {
+    for (std::uint64_t e = 0; e < nnz; ++e) {
+      const auto c = static_cast<index_t>(cols[e]);
+      if (c >= r0 && c < r1)
+        out.local[e] = c - r0; // shifted by the ghosts below at the end
+      else
+        keys.push_back(static_cast<std::uint64_t>(c) << pbits | e);
+    }
   });
-  std::sort(out.ghosts.begin(), out.ghosts.end());
-  out.ghosts.erase(std::unique(out.ghosts.begin(), out.ghosts.end()), out.ghosts.end());
+  const std::uint64_t pmask = (std::uint64_t(1) << pbits) - 1;
+  if (pbits + cbits <= 64) {
+    radix_sort(keys, pbits, cbits);
+  } else { // beyond 64 bits of column and position: compare the columns
+    std::stable_sort(keys.begin(), keys.end(), [&](std::uint64_t a, std::uint64_t b) {
+      return (a >> pbits) < (b >> pbits);
+    });
+  }
+  index_t previous = -1;
+  for (const auto k : keys) {
+    const auto c = static_cast<index_t>(k >> pbits);
+    if (c != previous) {
+      out.ghosts.push_back(c);
+      previous = c;
+    }
+    out.local[k & pmask] = static_cast<index_t>(out.ghosts.size()) - 1;
+  }
   out.below =
       std::lower_bound(out.ghosts.begin(), out.ghosts.end(), r0) - out.ghosts.begin();
+  const index_t g = out.below;
+  // Own columns after the ghosts below, ghosts above after the own states.
+  L.visit_columns([&](auto cols) {
+    for (std::uint64_t e = 0; e < nnz; ++e) {
+      const auto c = static_cast<index_t>(cols[e]);
+      auto &x = out.local[e];
+      if (c >= r0 && c < r1)
+        x += g;
+      else if (x >= g)
+        x += own;
+    }
+  });
   return out;
 }
 
