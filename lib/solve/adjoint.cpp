@@ -578,6 +578,26 @@ AdjointSolver<T>::AdjointSolver(const Model<T> &model, AdjointOptions options)
            : "");
 }
 
+template <class T> void AdjointSolver<T>::rebuild(const Model<T> &model) {
+  auto &old = *impl_;
+  if (model.states() != old.model.states() || model.inputs() != old.model.inputs() ||
+      model.outputs() != old.model.outputs())
+    throw InvalidArgument(
+        "AdjointSolver::rebuild: the model has n = " + std::to_string(model.states()) +
+        ", p = " + std::to_string(model.inputs()) + ", q = " +
+        std::to_string(model.outputs()) + ", the solver was prepared for n = " +
+        std::to_string(old.model.states()) + ", p = " + std::to_string(old.model.inputs()) +
+        ", q = " + std::to_string(old.model.outputs()));
+  AdjointSolver fresh(model, old.options);
+  // J, R, Z and the iteration buffers are sized on demand by every solve.
+  auto &im = *fresh.impl_;
+  im.J = std::move(old.J);
+  im.R = std::move(old.R);
+  im.Z = std::move(old.Z);
+  im.work = std::move(old.work);
+  impl_ = std::move(fresh.impl_);
+}
+
 template <class T> AdjointSolver<T>::~AdjointSolver() = default;
 template <class T> AdjointSolver<T>::AdjointSolver(AdjointSolver &&) noexcept = default;
 template <class T>

@@ -267,6 +267,28 @@ EquilibriumSolver<T>::EquilibriumSolver(const Model<T> &model, SolveOptions opti
   });
 }
 
+template <class T> void EquilibriumSolver<T>::rebuild(const Model<T> &model) {
+  auto &old = *impl_;
+  if (model.states() != old.model.states() || model.inputs() != old.model.inputs() ||
+      model.outputs() != old.model.outputs())
+    throw InvalidArgument(
+        "EquilibriumSolver::rebuild: the model has n = " + std::to_string(model.states()) +
+        ", p = " + std::to_string(model.inputs()) + ", q = " +
+        std::to_string(model.outputs()) + ", the solver was prepared for n = " +
+        std::to_string(old.model.states()) + ", p = " + std::to_string(old.model.inputs()) +
+        ", q = " + std::to_string(old.model.outputs()));
+  EquilibriumSolver fresh(model, old.options);
+  // The workspace is sized on demand by every solve, whatever the plan.
+  auto &im = *fresh.impl_;
+  im.picard_work = std::move(old.picard_work);
+  im.sweep_work = std::move(old.sweep_work);
+  im.block_work = std::move(old.block_work);
+  im.compact_rows.adopt(old.compact_rows);
+  im.scratch_states = std::move(old.scratch_states);
+  im.Z = std::move(old.Z);
+  impl_ = std::move(fresh.impl_);
+}
+
 template <class T> EquilibriumSolver<T>::~EquilibriumSolver() = default;
 template <class T>
 EquilibriumSolver<T>::EquilibriumSolver(EquilibriumSolver &&) noexcept = default;

@@ -196,6 +196,14 @@ GradientEngine<T> &GradientEngine<T>::operator=(GradientEngine &&) noexcept = de
 
 template <class T> void GradientEngine<T>::refresh() {
   auto &im = *impl_;
+  if (im.forward && im.adjoint &&
+      im.forward->method() != SolveMethod::picard) {
+    // Keep the solvers' workspace: a fresh one costs page faults and zeroing
+    // of several n x k buffers per training step.
+    im.forward->rebuild(im.model->model());
+    im.adjoint->rebuild(im.model->model());
+    return;
+  }
   im.forward =
       std::make_unique<EquilibriumSolver<T>>(im.model->model(), im.options.forward);
   im.adjoint = std::make_unique<AdjointSolver<T>>(im.model->model(), im.options.adjoint);

@@ -202,3 +202,55 @@ TEST_CASE("adjoint: the same bits for 1 and N threads, any batch split",
   };
   CHECK(run(1) == run(4));
 }
+
+TEST_CASE("rebuild: after the parameters changed, a fresh solver's bits; another "
+          "shape is refused",
+          "[solve][adjoint]") {
+  for (int which = 0; which < 2; ++which) {
+    INFO((which == 0 ? "CSR with cycles" : "structured network"));
+    const Model<float> m = which == 0 ? cyclic_model<float>() : structured_model<float>();
+    TrainableModel<float> tm(m);
+    const Batch<float> U = inputs<float>(m.inputs(), 19, 7),
+                       R = inputs<float>(m.states(), 19, 8);
+    EquilibriumSolver<float> forward(tm.model());
+    AdjointSolver<float> adjoint(tm.model());
+    Batch<float> X0, V0;
+    REQUIRE(forward.solve(U, X0).ok());
+    REQUIRE(adjoint.solve(X0, U, R, V0).ok());
+
+    // A training step's change, in place.
+    std::vector<float> flat(static_cast<std::size_t>(tm.size()));
+    tm.read(flat);
+    for (std::size_t i = 0; i < flat.size(); ++i)
+      flat[i] = flat[i] * 0.9f + (i % 7 == 0 ? 0.001f : 0.0f);
+    tm.write(flat);
+    forward.rebuild(tm.model());
+    adjoint.rebuild(tm.model());
+    Batch<float> X1, V1;
+    REQUIRE(forward.solve(U, X1).ok());
+    REQUIRE(adjoint.solve(X1, U, R, V1).ok());
+
+    EquilibriumSolver<float> fresh_forward(tm.model());
+    AdjointSolver<float> fresh_adjoint(tm.model());
+    Batch<float> X2, V2;
+    REQUIRE(fresh_forward.solve(U, X2).ok());
+    REQUIRE(fresh_adjoint.solve(X2, U, R, V2).ok());
+    CHECK(forward.method() == fresh_forward.method());
+    CHECK(adjoint.method() == fresh_adjoint.method());
+    const auto bits = [](const Batch<float> &b) {
+      return std::vector<float>(b.storage().begin(), b.storage().end());
+    };
+    CHECK(bits(X1) != bits(X0)); // the rebuilt solver sees the new parameters
+    CHECK(bits(X1) == bits(X2));
+    CHECK(bits(V1) == bits(V2));
+
+    const Model<float> other = which == 0 ? structured_model<float>() : cyclic_model<float>();
+    REQUIRE(other.states() != m.states());
+    CHECK_THROWS_AS(forward.rebuild(other), InvalidArgument);
+    CHECK_THROWS_AS(adjoint.rebuild(other), InvalidArgument);
+    // A refused rebuild leaves the solver as it was.
+    Batch<float> X3;
+    REQUIRE(forward.solve(U, X3).ok());
+    CHECK(bits(X3) == bits(X2));
+  }
+}

@@ -77,7 +77,7 @@ struct TACIT_EXPORT AdjointReport {
 };
 
 /// An adjoint solver prepared for one model (structure analysed once,
-/// workspace kept between calls). Build a new one when the model's
+/// workspace kept between calls). Rebuild it (rebuild()) when the model's
 /// parameters change (it keeps copies derived from A). One solver must not
 /// be used from several threads at once.
 template <class T> class TACIT_EXPORT AdjointSolver {
@@ -87,6 +87,12 @@ public:
   ~AdjointSolver();
   AdjointSolver(AdjointSolver &&) noexcept;
   AdjointSolver &operator=(AdjointSolver &&) noexcept;
+
+  /// Prepares the solver again for `model` (the same model after its
+  /// parameters changed in place), keeping the workspace (see
+  /// EquilibriumSolver::rebuild). \throws InvalidArgument when the numbers
+  /// of states, inputs or outputs differ.
+  void rebuild(const Model<T> &model);
 
   AdjointMethod method() const noexcept;
   const std::string &method_reason() const noexcept;

@@ -152,6 +152,14 @@ public:
   EquilibriumSolver(EquilibriumSolver &&) noexcept;
   EquilibriumSolver &operator=(EquilibriumSolver &&) noexcept;
 
+  /// Prepares the solver again for `model`, typically the same model after
+  /// its parameters changed in place (a training step), with the same
+  /// options. The analysis is redone; the workspace (n x k buffers, slab
+  /// pools) is kept, so that a step touches no new memory.
+  /// \throws InvalidArgument when `model` has other numbers of states,
+  /// inputs or outputs than the solver's.
+  void rebuild(const Model<T> &model);
+
   /// The method that will be used (resolved when options.method == automatic).
   SolveMethod method() const noexcept;
   /// Why `method()` was chosen.

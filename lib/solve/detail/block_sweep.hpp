@@ -124,6 +124,14 @@ public:
   };
   /// Buffers allocated so far (at most the number of threads that ran slabs).
   std::size_t buffers() const noexcept { return allocated_; }
+  /// Takes `other`'s buffers (a solver rebuilt for a same-shaped model keeps
+  /// its pages). Neither pool may be in use.
+  void adopt(SlabRowsPool &other) {
+    free_ = std::move(other.free_);
+    allocated_ = other.allocated_;
+    other.free_.clear();
+    other.allocated_ = 0;
+  }
 
 private:
   std::mutex mutex_;
