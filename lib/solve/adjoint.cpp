@@ -632,27 +632,61 @@ void activation_derivatives(const Model<T> &model, const Batch<T> &X, const Batc
     model.B().apply(Mode::normal, T(1), U, T(1), Z);
   }
   const auto bx = model.bias_x();
-  for (const auto &blk : model.blocks()) {
-    const Activation a = blk.activation;
-    const bool from_x = derivative_from_state(a);
-    for (index_t s = 0; s < X.slab_count(); ++s) {
-      const auto xs = X.slab(s);
-      auto js = J.slab(s);
-      parallel_rows(blk.size, xs.cols, [&](index_t r0, index_t r1) {
-        for (index_t i = blk.offset + r0; i < blk.offset + r1; ++i) {
-          const T *xi = xs.row(i);
-          T *ji = js.row(i);
-          if (from_x) {
-            for (index_t c = 0; c < xs.cols; ++c)
-              ji[c] = derivative_from_x(a, xi[c]);
-          } else {
-            const T *zi = Z.slab(s).row(i);
-            for (index_t c = 0; c < xs.cols; ++c)
-              ji[c] = derivative_from_z(a, zi[c] + bx[i]);
+  // One parallel pass over each slab's rows; a task's range is cut at the
+  // blocks' boundaries so that each piece runs one activation's loop (the
+  // switch hoisted out: the loops vectorise).
+  const auto &blocks = model.blocks();
+  for (index_t s = 0; s < X.slab_count(); ++s) {
+    const auto xs = X.slab(s);
+    auto js = J.slab(s);
+    const index_t cols = xs.cols;
+    const index_t grain = std::max<index_t>(16, 32768 / std::max<index_t>(1, cols));
+    tbb::parallel_for(
+        tbb::blocked_range<index_t>(0, n, grain), [&](const tbb::blocked_range<index_t> &r) {
+          std::size_t b = static_cast<std::size_t>(
+              std::upper_bound(blocks.begin(), blocks.end(), r.begin(),
+                               [](index_t i, const auto &blk) { return i < blk.offset; }) -
+              blocks.begin());
+          b = b > 0 ? b - 1 : 0;
+          for (index_t i0 = r.begin(); i0 < r.end(); ++b) {
+            const auto &blk = blocks[b];
+            const index_t i1 = std::min(r.end(), blk.offset + blk.size);
+            if (i1 <= i0)
+              continue;
+            const Activation a = blk.activation;
+            const auto map = [&](auto f) {
+              for (index_t i = i0; i < i1; ++i) {
+                const T *__restrict xi = xs.row(i);
+                T *__restrict ji = js.row(i);
+                for (index_t c = 0; c < cols; ++c)
+                  ji[c] = f(xi[c]);
+              }
+            };
+            if (!derivative_from_state(a)) {
+              for (index_t i = i0; i < i1; ++i) {
+                const T *zi = Z.slab(s).row(i);
+                T *ji = js.row(i);
+                for (index_t c = 0; c < cols; ++c)
+                  ji[c] = derivative_from_z(a, zi[c] + bx[i]);
+              }
+            } else {
+              switch (a.kind) {
+              case ActivationKind::relu:
+                map([](T x) { return x > T(0) ? T(1) : T(0); });
+                break;
+              case ActivationKind::leaky_relu: {
+                const T slope = static_cast<T>(a.slope);
+                map([slope](T x) { return x > T(0) ? T(1) : slope; });
+                break;
+              }
+              default:
+                map([a](T x) { return derivative_from_x(a, x); });
+                break;
+              }
+            }
+            i0 = i1;
           }
-        }
-      });
-    }
+        });
   }
 }
 
