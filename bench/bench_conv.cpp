@@ -8,6 +8,8 @@
 //   3 auto     Conv2dOperator::apply (the per-shape choice)
 //   4 adjoint  Conv2dOperator::apply with Mode::transpose
 //   5 packed   the micro-kernel on B tiles packed per task
+//   6 gradient Conv2dOperator::accumulate_gradient (the kernel's gradient:
+//              the correlation of inputs and adjoint maps, the same FLOPs)
 // Every benchmark runs at each instruction-set level the CPU supports
 // (argument `isa`: 0 generic, 1 avx2, 2 avx512; see bench_isa.hpp).
 // Counters: GFLOPS (2 * multiply-adds of the convolution, taps in the padding
@@ -88,6 +90,7 @@ template <class T> struct Layer {
   std::vector<T, detail::AlignedAllocator<T>> packed;
   detail::ScratchPool<T> pool;
   std::vector<T, detail::AlignedAllocator<T>> x, y, xp, xt;
+  std::vector<T> gw;
   index_t N;
 
   Layer(const Shape &s, index_t n)
@@ -100,6 +103,7 @@ template <class T> struct Layer {
     y.assign(static_cast<std::size_t>(op.rows() * N), T(0));
     xt.assign(static_cast<std::size_t>(op.rows() * N), T(0.5));
     xp.resize(static_cast<std::size_t>(detail::xp_size<T>(plan, N)));
+    gw.assign(w.size(), T(0));
   }
   double flops() const {
     const auto o = g.output();
@@ -128,6 +132,11 @@ template <class T> struct Layer {
     case 3:
       op.apply(Mode::normal, T(1), xv(), T(0), yv());
       break;
+    case 6: {
+      const std::span<T> g[] = {std::span<T>(gw)};
+      op.accumulate_gradient(ConstMatrixView<T>(xt.data(), op.rows(), N, N), xv(), g);
+      break;
+    }
     default:
       op.apply(Mode::transpose, T(1), ConstMatrixView<T>(xt.data(), op.rows(), N, N),
                T(0), MatrixView<T>{x.data(), op.cols(), N, N});
@@ -211,7 +220,7 @@ void conv_args(benchmark::internal::Benchmark *b) {
   for (int s = 0; s < int(std::size(shapes)); ++s)
     for (int n : {1, 32, 128})
       for (int t : {1, 2})
-        for (int a : {1, 5, 2, 3, 4})
+        for (int a : {1, 5, 2, 3, 4, 6})
           for (auto isa : tacit::bench::isa_levels())
             b->Args({s, n, t, a, isa});
   b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.1);
@@ -243,7 +252,7 @@ void resnet_args(benchmark::internal::Benchmark *b) {
   b->ArgNames({"N", "threads", "algo", "isa"});
   for (int n : {1, 32, 128})
     for (int t : {1, 2})
-      for (int a : {1, 5, 2, 3, 4})
+      for (int a : {1, 5, 2, 3, 4, 6})
         for (auto isa : tacit::bench::isa_levels())
           b->Args({n, t, a, isa});
   b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.2);

@@ -10,6 +10,22 @@
 
 namespace tacit::inline v1::detail::TACIT_ISA_NS {
 
+/// Sum of the lanes of a B-byte vector of T, halves added first (the tree
+/// l[i] += l[i + w], w = lanes/2, ..., 1).
+template <class T, int B, class V> inline T halving_sum(V v) {
+  if constexpr (B == int(sizeof(T))) {
+    T t;
+    std::memcpy(&t, &v, sizeof t);
+    return t;
+  } else {
+    typedef T half __attribute__((vector_size(B / 2)));
+    half lo, hi;
+    std::memcpy(&lo, &v, sizeof lo);
+    std::memcpy(&hi, reinterpret_cast<const char *>(&v) + B / 2, sizeof hi);
+    return halving_sum<T, B / 2>(lo + hi);
+  }
+}
+
 template <class T> struct GemmVec {
   static constexpr int lanes = vector_bytes / sizeof(T);
   typedef T type __attribute__((vector_size(vector_bytes)));
@@ -30,14 +46,9 @@ template <class T> struct GemmVec {
   }
   static type set1(T s) { return s - type{}; }
   /// Sum of the lanes in a fixed tree order.
-  static T sum(type v) {
-    T l[lanes];
-    std::memcpy(l, &v, sizeof v);
-    for (int w = lanes / 2; w >= 1; w /= 2)
-      for (int i = 0; i < w; ++i)
-        l[i] += l[i + w];
-    return l[0];
-  }
+  /// (l[i] += l[i + w] for w = lanes/2, ..., 1: each level one vector add
+  /// of the two halves, not a chain of scalar adds through memory.)
+  static T sum(type v) { return halving_sum<T, vector_bytes>(v); }
 };
 
 // ------------------------------------------------------------ product
@@ -210,13 +221,13 @@ inline void nt_tile(index_t l0, index_t L, const T *__restrict a, index_t lda,
   index_t l = 0;
   for (; l + W <= L; l += W) {
     VT bv[NR];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int q = 0; q < NR; ++q)
       bv[q] = V::load(br[q] + l);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const VT av = V::load(a + r * lda + l);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int q = 0; q < NR; ++q)
         acc[r][q] = madd_lanes<VT, T>(av, bv[q], acc[r][q]);
     }
@@ -237,30 +248,57 @@ inline void nt_tile(index_t l0, index_t L, const T *__restrict a, index_t lda,
       c[r * ldc + q] += V::sum(acc[r][q]);
 }
 
+/// Register tile of the NT kernel: MR x NR accumulators plus NR + 1 operand
+/// vectors (4 x 4 uses 21 of AVX-512's 32 registers, 4 x 3 all 16 of
+/// AVX2's). Wider tiles (6 x 4, 8 x 3, 5 x 5) measured no faster on ResNet20's
+/// shapes: more concurrent streams, the same cache traffic.
+inline constexpr int nt_mr = 4;
+inline constexpr int nt_nr = TACIT_TARGET_AVX512 ? 4 : 3;
+
 template <class T, int MR>
 inline void nt_rows(index_t j0, index_t j1, index_t l0, index_t L, const T *a, index_t lda,
                     const T *const *b, T *c, index_t ldc) {
+  constexpr int NR = nt_nr;
   index_t j = j0;
-  for (; j + 3 <= j1; j += 3)
+  for (; j + NR <= j1; j += NR)
+    nt_tile<T, MR, NR>(l0, L, a, lda, b + j, c + j, ldc);
+  switch (j1 - j) {
+  case 5:
+    nt_tile<T, MR, 5>(l0, L, a, lda, b + j, c + j, ldc);
+    break;
+  case 4:
+    nt_tile<T, MR, 4>(l0, L, a, lda, b + j, c + j, ldc);
+    break;
+  case 3:
     nt_tile<T, MR, 3>(l0, L, a, lda, b + j, c + j, ldc);
-  if (j1 - j == 2)
+    break;
+  case 2:
     nt_tile<T, MR, 2>(l0, L, a, lda, b + j, c + j, ldc);
-  else if (j1 - j == 1)
+    break;
+  case 1:
     nt_tile<T, MR, 1>(l0, L, a, lda, b + j, c + j, ldc);
+    break;
+  default:
+    break;
+  }
 }
 
 /// Inner index cut into fixed pieces (the same for every split into tiles):
-/// the rows of a piece stay in L2 while every tile reads them.
-inline constexpr index_t nt_piece = 1024;
+/// the rows of a piece stay in L2 while every tile reads them; long enough
+/// that a tile's final lane sums cost little against its multiply-adds.
+inline constexpr index_t nt_piece = 2048;
 
 template <class T>
 void gemm_nt_accumulate(index_t i0, index_t i1, index_t j0, index_t j1, index_t L,
                         const T *a, index_t lda, const T *const *b, T *c, index_t ldc) {
+  constexpr int MR = nt_mr;
   for (index_t l0 = 0; l0 < L; l0 += nt_piece) {
     const index_t lc = std::min(nt_piece, L - l0);
     index_t i = i0;
-    for (; i + 4 <= i1; i += 4)
-      nt_rows<T, 4>(j0, j1, l0, lc, a + i * lda, lda, b, c + i * ldc, ldc);
+    for (; i + MR <= i1; i += MR)
+      nt_rows<T, MR>(j0, j1, l0, lc, a + i * lda, lda, b, c + i * ldc, ldc);
+    for (; i + 2 <= i1; i += 2)
+      nt_rows<T, 2>(j0, j1, l0, lc, a + i * lda, lda, b, c + i * ldc, ldc);
     for (; i < i1; ++i)
       nt_rows<T, 1>(j0, j1, l0, lc, a + i * lda, lda, b, c + i * ldc, ldc);
   }
