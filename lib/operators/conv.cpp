@@ -30,6 +30,117 @@ template <class T> ScratchPool<T> &conv_task_buffers() {
   return pool;
 }
 
+/// One phase of a strided convolution's adjoint: the rows h of the adjoint's
+/// output with (h + pad_top) % stride_h == rh (columns likewise) receive
+/// only the taps kh with kh * dilation_h % stride_h == rh, from the output
+/// rows oh = m - e(kh), m = (h + pad_top - rh) / stride_h: a stride-1
+/// convolution of the adjoint's input with a sub-kernel, run by the forward
+/// micro-kernel and scattered to its rows (h = m * stride_h + rh - pad_top).
+template <class T> struct AdjointPhase {
+  index_t m0h = 0, m0w = 0; ///< first phase index of each axis
+  index_t hm = 0, wm = 0;   ///< the phase's rows and columns of the output
+  index_t hc = 0, wc = 0;   ///< the phase convolution's output extent (>= hm, wm)
+  index_t rh = 0, rw = 0;
+  std::unique_ptr<Conv2dOperator<T>> op, op_abs; ///< null: no tap reaches the phase
+};
+
+/// One axis of a phase: taps, first index, extent and pads.
+struct PhaseAxis {
+  bool ok = true;
+  index_t m0 = 0, count = 0, computed = 0, pad_lo = 0, pad_hi = 0, taps = 0;
+  std::vector<index_t> tap; ///< sub-kernel index of each kernel tap, -1 if none
+};
+
+inline PhaseAxis phase_axis(index_t rho, index_t s, index_t d, index_t pad, index_t K,
+                            index_t in, index_t out) {
+  PhaseAxis a;
+  a.m0 = pad - rho <= 0 ? 0 : (pad - rho + s - 1) / s;
+  const index_t last = in - 1 + pad - rho;
+  a.count = last < 0 ? 0 : std::max<index_t>(0, last / s - a.m0 + 1);
+  a.tap.assign(static_cast<std::size_t>(K), -1);
+  index_t P = -1;
+  for (index_t k = 0; k < K; ++k)
+    if ((k * d) % s == rho)
+      P = std::max(P, (k * d - rho) / s);
+  if (P < 0 || a.count == 0)
+    return a; // no tap, or no output position: the phase is empty
+  a.taps = P + 1;
+  for (index_t k = 0; k < K; ++k)
+    if ((k * d) % s == rho)
+      a.tap[k] = P - (k * d - rho) / s;
+  a.pad_lo = P - a.m0;
+  if (a.pad_lo < 0) {
+    a.ok = false; // the phase starts past the sub-kernel's reach: not a plain conv
+    return a;
+  }
+  a.pad_hi = std::max<index_t>(0, a.count - (out + a.pad_lo - a.taps + 1));
+  a.computed = out + a.pad_lo + a.pad_hi - a.taps + 1;
+  return a;
+}
+
+template <class T> struct ConvState;
+
+/// The phases of a strided convolution's adjoint (empty when one phase is not
+/// a plain convolution; the scatter kernel is used then).
+template <class T>
+std::vector<AdjointPhase<T>> adjoint_phases(const Conv2dGeometry &g, std::span<const T> w) {
+  std::vector<AdjointPhase<T>> phases;
+  const auto o = g.output();
+  const index_t cin_g = g.input.channels / g.groups, cout_g = g.out_channels / g.groups;
+  for (index_t rh = 0; rh < g.stride_h; ++rh)
+    for (index_t rw = 0; rw < g.stride_w; ++rw) {
+      const PhaseAxis ah = phase_axis(rh, g.stride_h, g.dilation_h, g.pad_top, g.kernel_h,
+                                      g.input.height, o.height);
+      const PhaseAxis aw = phase_axis(rw, g.stride_w, g.dilation_w, g.pad_left, g.kernel_w,
+                                      g.input.width, o.width);
+      if (!ah.ok || !aw.ok)
+        return {};
+      AdjointPhase<T> ph;
+      ph.rh = rh;
+      ph.rw = rw;
+      ph.m0h = ah.m0;
+      ph.m0w = aw.m0;
+      ph.hm = ah.count;
+      ph.wm = aw.count;
+      if (ah.count > 0 && aw.count > 0 && ah.taps > 0 && aw.taps > 0) {
+        Conv2dGeometry a;
+        a.input = o;
+        a.out_channels = g.input.channels;
+        a.kernel_h = ah.taps;
+        a.kernel_w = aw.taps;
+        a.pad_top = ah.pad_lo;
+        a.pad_bottom = ah.pad_hi;
+        a.pad_left = aw.pad_lo;
+        a.pad_right = aw.pad_hi;
+        a.groups = g.groups;
+        ph.hc = ah.computed;
+        ph.wc = aw.computed;
+        std::vector<T> sub(static_cast<std::size_t>(g.input.channels * cout_g * ah.taps *
+                                                    aw.taps),
+                           T(0));
+        std::vector<T> sub_abs = sub;
+        for (index_t co = 0; co < g.out_channels; ++co)
+          for (index_t c = 0; c < cin_g; ++c)
+            for (index_t kh = 0; kh < g.kernel_h; ++kh)
+              for (index_t kw = 0; kw < g.kernel_w; ++kw) {
+                const index_t th = ah.tap[kh], tw = aw.tap[kw];
+                if (th < 0 || tw < 0)
+                  continue;
+                const index_t grp = co / cout_g, ci = grp * cin_g + c, oc = co % cout_g;
+                const T v = w[((co * cin_g + c) * g.kernel_h + kh) * g.kernel_w + kw];
+                const std::size_t at =
+                    static_cast<std::size_t>(((ci * cout_g + oc) * ah.taps + th) * aw.taps + tw);
+                sub[at] = v;
+                sub_abs[at] = std::abs(v);
+              }
+        ph.op = std::make_unique<Conv2dOperator<T>>(a, sub);
+        ph.op_abs = std::make_unique<Conv2dOperator<T>>(a, sub_abs);
+      }
+      phases.push_back(std::move(ph));
+    }
+  return phases;
+}
+
 template <class T> struct ConvState {
   ConvPlan plan;
   std::vector<T, AlignedAllocator<T>> packed;
@@ -41,6 +152,11 @@ template <class T> struct ConvState {
   // flipped kernel, input/output channels swapped and pads d*(k-1) - p.
   std::once_flag adjoint_once;
   std::unique_ptr<Conv2dOperator<T>> adjoint, adjoint_abs;
+
+  // Adjoint of a strided convolution: one stride-1 convolution per output
+  // phase (adjoint_phases); empty when the decomposition does not apply.
+  std::once_flag phases_once;
+  std::vector<AdjointPhase<T>> phases;
 
   ConvState(const Conv2dGeometry &g, std::span<const T> w)
       : plan(g), packed(pack_weights(plan, w, false)) {}
@@ -227,6 +343,51 @@ void Conv2dOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta
           *ag, detail::adjoint_weights<T>(geometry_, weights_, true));
     });
     (ab ? st.adjoint_abs : st.adjoint)->apply(Mode::normal, alpha, x, beta, y, exec);
+    return;
+  }
+  std::call_once(st.phases_once,
+                 [&] { st.phases = detail::adjoint_phases<T>(geometry_, weights_); });
+  if (!st.phases.empty()) {
+    // y's rows of each phase from its stride-1 convolution (its output in a
+    // scratch buffer, scattered; phases no tap reaches get beta * y).
+    const auto &g = geometry_;
+    const index_t C = g.input.channels, H = g.input.height, W = g.input.width;
+    std::size_t most = 0;
+    for (const auto &ph : st.phases)
+      most = std::max(most, static_cast<std::size_t>(C * ph.hc * ph.wc * N));
+    typename detail::ScratchPool<T>::Lease buf(detail::conv_product_buffers<T>(),
+                                               std::max<std::size_t>(most, 1));
+    for (const auto &ph : st.phases) {
+      if (ph.hm == 0 || ph.wm == 0)
+        continue;
+      const Conv2dOperator<T> *op = ab ? ph.op_abs.get() : ph.op.get();
+      T *tmp = buf.data();
+      if (op)
+        op->apply(Mode::normal, T(1), x, T(0),
+                  MatrixView<T>{tmp, C * ph.hc * ph.wc, N, N}, exec);
+      detail::for_range(exec, C * ph.hm, 1, [&](index_t r0, index_t r1) {
+        for (index_t r = r0; r < r1; ++r) {
+          const index_t ci = r / ph.hm, i = r % ph.hm;
+          const index_t h = (ph.m0h + i) * g.stride_h + ph.rh - g.pad_top;
+          for (index_t j = 0; j < ph.wm; ++j) {
+            const index_t wi = (ph.m0w + j) * g.stride_w + ph.rw - g.pad_left;
+            T *__restrict dst = y.row((ci * H + h) * W + wi);
+            if (!op) {
+              for (index_t c = 0; c < N; ++c)
+                dst[c] = beta == T(0) ? T(0) : beta * dst[c];
+              continue;
+            }
+            const T *__restrict src = tmp + ((ci * ph.hc + i) * ph.wc + j) * N;
+            if (beta == T(0))
+              for (index_t c = 0; c < N; ++c)
+                dst[c] = alpha * src[c];
+            else
+              for (index_t c = 0; c < N; ++c)
+                dst[c] = alpha * src[c] + beta * dst[c];
+          }
+        }
+      });
+    }
     return;
   }
   const index_t out_elems = p.Co * p.OH * p.OW * N;

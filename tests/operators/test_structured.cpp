@@ -284,6 +284,19 @@ TEMPLATE_TEST_CASE("Conv2dOperator matches the dense convolution matrix", "[stru
   cases.push_back({"depthwise", dw});
   cases.push_back({"1x1 stride 2 (option B shortcut)", geom({3, 6, 6}, 5, 1, 2, 0)});
   cases.push_back({"1x1", geom({2, 3, 4}, 9, 1, 1, 0)});
+  // Strided adjoints run as one stride-1 convolution per output phase:
+  // phases with several taps, with none, with dilation, and pads past the
+  // sub-kernel's reach (the scatter kernel then).
+  auto s2d2 = geom({2, 9, 9}, 3, 3, 2, 2);
+  s2d2.dilation_h = s2d2.dilation_w = 2;
+  cases.push_back({"stride 2, dilation 2 (one phase empty)", s2d2});
+  auto s3 = geom({3, 11, 10}, 4, 5, 3, 2);
+  s3.dilation_w = 2;
+  cases.push_back({"5x5 stride 3 pad 2, dilation 2 across", s3});
+  cases.push_back({"3x3 stride 2 pad 3 (scatter kernel)", geom({2, 7, 6}, 3, 3, 2, 3)});
+  auto s2g = geom({4, 8, 7}, 6, 4, 2, 1);
+  s2g.groups = 2;
+  cases.push_back({"4x4 stride 2, groups 2", s2g});
   auto big = geom({2, 4, 4}, 2, 5, 1, 4);
   big.dilation_h = 2;
   cases.push_back({"kernel larger than the image", big});
@@ -327,6 +340,20 @@ TEMPLATE_TEST_CASE("Conv2dOperator: ResNet shapes, wide batches, non-finite weig
         for (index_t j = 0; j < op.cols(); ++j)
           s += M(i, j) * x[j * k + c];
         REQUIRE(y[i * k + c] == Approx(s).margin(50 * tol<T>()));
+      }
+  }
+  // The adjoint (one stride-1 convolution per phase) on the same widths.
+  for (index_t k : {index_t(1), index_t(64), index_t(130)}) {
+    const auto x = random_values<T>(static_cast<std::size_t>(op.rows() * k), 5);
+    std::vector<T> y(static_cast<std::size_t>(op.cols() * k), T(0.25));
+    op.apply(Mode::transpose, T(2), ConstMatrixView<T>(x.data(), op.rows(), k, k), T(-1),
+             MatrixView<T>{y.data(), op.cols(), k, k});
+    for (index_t j = 0; j < op.cols(); j += 5)
+      for (index_t c = 0; c < k; c += 3) {
+        double s = -0.25;
+        for (index_t i = 0; i < op.rows(); ++i)
+          s += 2 * M(i, j) * x[i * k + c];
+        REQUIRE(y[j * k + c] == Approx(s).margin(100 * tol<T>()));
       }
   }
   auto bad = w;
