@@ -17,6 +17,9 @@
 #include <sstream>
 #include <utility>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 namespace tacit::inline v1 {
 
 TrainingError::TrainingError(int epoch, std::int64_t step, const std::string &what)
@@ -93,11 +96,38 @@ void gather(const Batch<T> &src, std::span<const index_t> cols, index_t w,
   if (dst.rows() != rows || dst.cols() != k ||
       dst.slab_width() != std::min(w, std::max<index_t>(k, 1)))
     dst = Batch<T>(rows, k, w);
+  if (src.slab_width() == 1) {
+    // Sample-major source: each column one contiguous read.
+    for (index_t c = 0; c < k; ++c) {
+      const T *col = &src(0, cols[c]);
+      for (index_t i = 0; i < rows; ++i)
+        dst(i, c) = col[i];
+    }
+    return;
+  }
   for (index_t c = 0; c < k; ++c) {
     const index_t j = cols[c];
     for (index_t i = 0; i < rows; ++i)
       dst(i, c) = src(i, j);
   }
+}
+
+/// src with each column contiguous (slab width 1), for the shuffled
+/// mini-batch gathers: a column of a wide-slab batch is spread over one
+/// cache line per row. `store` holds the copy when one is needed.
+template <class T> const Batch<T> &sample_major(const Batch<T> &src, Batch<T> &store) {
+  if (src.slab_width() == 1 || src.cols() <= 1)
+    return src;
+  store = Batch<T>(src.rows(), src.cols(), 1);
+  tbb::parallel_for(tbb::blocked_range<index_t>(0, src.cols(), 256),
+                    [&](const tbb::blocked_range<index_t> &r) {
+                      for (index_t j = r.begin(); j < r.end(); ++j) {
+                        T *col = &store(0, j);
+                        for (index_t i = 0; i < src.rows(); ++i)
+                          col[i] = src(i, j);
+                      }
+                    });
+  return store;
 }
 
 /// Whether A needs no constraint: strictly block lower triangular structure
@@ -262,7 +292,11 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
   const index_t N = data.size();
   std::vector<T> grad(static_cast<std::size_t>(tm.size())),
       backup(static_cast<std::size_t>(tm.size()));
-  Batch<T> U, Yt;
+  Batch<T> U, Yt, inputs_store, targets_store;
+  const Batch<T> &inputs = sample_major(data.inputs, inputs_store);
+  const Batch<T> &target_values = loss == LossKind::cross_entropy
+                                      ? data.targets
+                                      : sample_major(data.targets, targets_store);
   std::vector<int> labels;
   const std::int64_t steps = (N + o.batch_size - 1) / o.batch_size;
   for (int e = start_epoch; e < o.epochs; ++e) {
@@ -277,7 +311,7 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
       const index_t b0 = s * o.batch_size, b1 = std::min<index_t>(N, b0 + o.batch_size);
       const std::span<const index_t> cols(order.data() + b0,
                                           static_cast<std::size_t>(b1 - b0));
-      gather(data.inputs, cols, o.slab_width, U);
+      gather(inputs, cols, o.slab_width, U);
       Targets<T> targets;
       if (loss == LossKind::cross_entropy) {
         labels.resize(cols.size());
@@ -285,7 +319,7 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
           labels[j] = data.labels[static_cast<std::size_t>(cols[j])];
         targets.labels = labels;
       } else {
-        gather(data.targets, cols, o.slab_width, Yt);
+        gather(target_values, cols, o.slab_width, Yt);
         targets.values = &Yt;
       }
       if (s > 0 || e > start_epoch)
