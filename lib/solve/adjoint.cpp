@@ -445,6 +445,12 @@ template <class T> struct AdjointSolver<T>::Impl {
   Batch<T> J, R, Z;
   IterWork<T> work;
 
+  // Block sweep from solve_outputs: per row block of A, whether R = C^T G is
+  // zero there for every finite G (C reads none of its states); empty
+  // outside such a call. Such blocks start from their first product.
+  std::vector<char> outputs_zero;
+  std::optional<std::vector<char>> c_silent; // per row block, computed once
+
   Impl(const Model<T> &m, AdjointOptions o) : model(m), options(std::move(o)) {}
   ~Impl() {
     if (ksym)
@@ -725,14 +731,24 @@ AdjointReport AdjointSolver<T>::solve(const Batch<T> &X, const Batch<T> &U,
         const index_t off = bs.row_offset(b), nb = bs.row_block_size(b);
         MatrixView<T> vb = rows_of(v, off, nb);
         const ConstMatrixView<T> rb = rows_of(r, off, nb), jb = rows_of(j, off, nb);
-        for (index_t i = 0; i < nb; ++i)
-          std::copy(rb.row(i), rb.row(i) + kc, vb.row(i));
+        const bool r_zero = !im.outputs_zero.empty() && im.outputs_zero[b];
+        if (!r_zero || im.below[b].empty())
+          parallel_rows(nb, kc, [&](index_t r0, index_t r1) {
+            for (index_t i = r0; i < r1; ++i) {
+              if (r_zero)
+                std::fill(vb.row(i), vb.row(i) + kc, T(0));
+              else
+                std::copy(rb.row(i), rb.row(i) + kc, vb.row(i));
+            }
+          });
+        bool first = true;
         for (const index_t e : im.below[b]) {
           const auto &en = entries[e];
           const index_t io = bs.row_offset(en.block_row),
                         in = bs.row_block_size(en.block_row);
           en.op->apply(Mode::transpose, T(1), ConstMatrixView<T>(rows_of(v, io, in)),
-                       T(1), vb);
+                       r_zero && first ? T(0) : T(1), vb);
+          first = false;
         }
         if (im.diagonal[b].empty()) {
           parallel_rows(nb, kc, [&](index_t r0, index_t r1) {
@@ -918,6 +934,31 @@ AdjointReport AdjointSolver<T>::solve_outputs(const Batch<T> &X, const Batch<T> 
   if (im.R.rows() != n || im.R.cols() != k || im.R.slab_width() != W)
     im.R = Batch<T>(n, k, W);
   m.C().apply(Mode::transpose, T(1), G, T(0), im.R);
+  if (im.method != AdjointMethod::sweep || !im.blocks)
+    return solve(X, U, im.R, V);
+  if (!im.c_silent) {
+    // Row blocks of A whose states C never reads (zero column sums of |C|).
+    const auto sums = m.C().col_abs_sums();
+    const auto &bs = *im.blocks;
+    std::vector<char> silent(static_cast<std::size_t>(bs.row_blocks()), 1);
+    for (index_t b = 0; b < bs.row_blocks(); ++b)
+      for (index_t i = bs.row_offset(b); i < bs.row_offset(b) + bs.row_block_size(b); ++i)
+        if (sums[static_cast<std::size_t>(i)] != T(0)) {
+          silent[static_cast<std::size_t>(b)] = 0;
+          break;
+        }
+    im.c_silent = std::move(silent);
+  }
+  // 0 * G is 0 only for finite G: otherwise R is used as computed.
+  bool finite = true;
+  for (const T g : G.storage())
+    finite = finite && std::isfinite(g);
+  if (finite)
+    im.outputs_zero = *im.c_silent;
+  struct Reset {
+    std::vector<char> &flags;
+    ~Reset() { flags.clear(); }
+  } reset{im.outputs_zero};
   return solve(X, U, im.R, V);
 }
 
