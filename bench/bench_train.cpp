@@ -56,7 +56,7 @@ const std::optional<Dataset<float>> &fashion_train() {
     out.inputs = std::move(set.images);
     out.labels = std::move(set.labels);
     out.name = "fashion-mnist train";
-    return out;
+    return sample_major(out); // the layout train() gathers from (made once)
   }();
   return d;
 }

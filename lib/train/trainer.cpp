@@ -556,7 +556,20 @@ resume(TrainableModel<T> &model, const Checkpoint<T> &cp, const Dataset<T> &data
   return run(model, data, validation, options, cp.epochs_done, &cp.optimizer_state);
 }
 
+template <class T> Dataset<T> sample_major(const Dataset<T> &data) {
+  Dataset<T> out;
+  Batch<T> store;
+  const Batch<T> &inputs = sample_major(data.inputs, store);
+  out.inputs = &inputs == &store ? std::move(store) : data.inputs;
+  const Batch<T> &targets = sample_major(data.targets, store);
+  out.targets = &targets == &store ? std::move(store) : data.targets;
+  out.labels = data.labels;
+  out.name = data.name;
+  return out;
+}
+
 #define TACIT_INSTANTIATE(T)                                                             \
+  template Dataset<T> sample_major(const Dataset<T> &);                                  \
   template TrainReport train(TrainableModel<T> &, const Dataset<T> &,                    \
                              const Dataset<T> *, const TrainOptions &);                  \
   template std::optional<Checkpoint<T>> load_checkpoint<T>(                              \

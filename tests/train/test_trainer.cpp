@@ -158,6 +158,36 @@ TEST_CASE("train: the same bits for 1 and N threads", "[train][trainer]") {
   CHECK(run(1) == run(3));
 }
 
+TEST_CASE("train: a sample-major dataset holds the same values and trains to the same bits",
+          "[train][trainer]") {
+  const Model<float> m = structured_model<float>();
+  Dataset<float> data = labelled_random(m.inputs(), m.outputs(), 70, 4);
+  data.targets = inputs<float>(m.outputs(), 70, 9);
+  const Dataset<float> sm = sample_major(data);
+  REQUIRE(sm.inputs.slab_width() == 1);
+  REQUIRE(sm.targets.slab_width() == 1);
+  CHECK(sm.labels == data.labels);
+  for (index_t j = 0; j < data.size(); ++j) {
+    for (index_t i = 0; i < data.inputs.rows(); ++i)
+      REQUIRE(sm.inputs(i, j) == data.inputs(i, j));
+    for (index_t i = 0; i < data.targets.rows(); ++i)
+      REQUIRE(sm.targets(i, j) == data.targets(i, j));
+  }
+  auto run = [&](const Dataset<float> &d) {
+    TrainableModel<float> tm(m);
+    TrainOptions o;
+    o.optimizer.lr = 0.05;
+    o.batch_size = 16;
+    o.epochs = 2;
+    o.shuffle_seed = 3;
+    train(tm, d, nullptr, o);
+    std::vector<float> v(static_cast<std::size_t>(tm.size()));
+    tm.read(v);
+    return v;
+  };
+  CHECK(run(data) == run(sm));
+}
+
 TEST_CASE("train: a model with cycles stays certified under the inf-norm projection",
           "[train][trainer]") {
   const Model<double> m = cyclic_model<double>(6);

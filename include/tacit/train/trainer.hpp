@@ -68,6 +68,12 @@ template <class T> struct TACIT_EXPORT Dataset {
   index_t size() const noexcept { return inputs.cols(); }
 };
 
+/// A copy of `data` with each sample's inputs and targets contiguous (slab
+/// width 1). train() gathers its shuffled mini-batches from that layout: it
+/// makes such a copy of a dataset given in wider slabs at every call, which
+/// this function lets a caller make once.
+template <class T> TACIT_EXPORT Dataset<T> sample_major(const Dataset<T> &data);
+
 enum class Constraint { automatic, none, inf_norm, perron };
 TACIT_EXPORT std::string to_string(Constraint c);
 /// "auto", "none", "inf-norm", "perron". \throws InvalidArgument otherwise.
