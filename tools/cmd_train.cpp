@@ -547,6 +547,10 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   const PenaltyOptions penalty = penalty_options(args);
   if (args.text("group-lasso-path") && args.text("refit-select"))
     throw UsageError("--refit-select does not combine with --group-lasso-path");
+  const auto standardize = args.text("standardize");
+  if (standardize && (args.text("group-lasso-path") || args.text("refit-select")))
+    throw UsageError("--standardize does not combine with --group-lasso-path or "
+                     "--refit-select (their models are saved unfolded)");
   if (args.text("group-lasso-path"))
     return path_command<T>(inv, precision, o, penalty, *out);
   for (const char *only :
@@ -563,6 +567,34 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   progress.update("reading the data ...", true);
   Dataset<T> data, validation;
   load_data(args, model, o.gradient.loss, data, validation, validate == "test");
+  if (standardize) {
+    if (*standardize == "auto") {
+      // Mean and standard deviation of every input value of the training set.
+      double sum = 0, sq = 0;
+      const index_t cnt = data.inputs.rows() * data.inputs.cols();
+      for (index_t j = 0; j < data.inputs.cols(); ++j)
+        for (index_t i = 0; i < data.inputs.rows(); ++i) {
+          const double v = double(data.inputs(i, j));
+          sum += v;
+          sq += v * v;
+        }
+      o.input_mean = cnt ? sum / double(cnt) : 0.0;
+      const double var = cnt ? sq / double(cnt) - o.input_mean * o.input_mean : 0.0;
+      o.input_std = std::sqrt(std::max(var, 0.0));
+      if (!(o.input_std > 0))
+        throw UsageError("--standardize auto: the training inputs are constant (" +
+                         fmt_g(o.input_mean, 6) + "); give --standardize MEAN,STD");
+    } else {
+      if (std::count(standardize->begin(), standardize->end(), ',') != 1)
+        throw UsageError("--standardize expects auto or MEAN,STD, got '" + *standardize +
+                         "'");
+      const std::size_t comma = standardize->find(',');
+      o.input_mean =
+          parse_real(standardize->substr(0, comma), "--standardize mean", -1e300, 1e300);
+      o.input_std =
+          parse_real(standardize->substr(comma + 1), "--standardize std", 1e-300, 1e300);
+    }
+  }
   std::optional<SelectOptions> select;
   std::optional<int> refit_epochs;
   if (const auto tol = args.real("refit-select", 0, 1e300)) {
@@ -677,8 +709,11 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   }
   const double seconds = clock.seconds();
   progress.update("writing " + *out + " ...", true);
-  save_model_as(selection ? selection->model : tm.model(), *out,
-                output_format(args, *out));
+  save_model_as(selection ? selection->model
+                : standardize
+                    ? fold_input_standardization(tm.model(), o.input_mean, o.input_std)
+                    : tm.model(),
+                *out, output_format(args, *out));
   progress.clear();
   if (inv.json) {
     nlohmann::json doc = {{"event", "done"},
@@ -857,6 +892,9 @@ std::vector<OptionSpec> train_options() {
        {"test-input", 0, "U.txt", "test inputs for the validation each epoch"},
        {"test-labels", 0, "L.txt", "their labels (with --labels)"},
        {"test-targets", 0, "Y.txt", "their targets (with --targets)"},
+       {"standardize", 0, "M,S",
+        "train on (u - M) / S, or auto: the training inputs' mean and standard "
+        "deviation; the saved model takes raw inputs (folded into B, D and the biases)"},
        {"checkpoint", 0, "DIR", "write DIR/epoch-NNNN after each epoch"},
        {"resume", 0, "", "continue from the last checkpoint in --checkpoint DIR"},
        {"group-lasso", 0, "LAMBDA",

@@ -115,19 +115,30 @@ void gather(const Batch<T> &src, std::span<const index_t> cols, index_t w,
 /// src with each column contiguous (slab width 1), for the shuffled
 /// mini-batch gathers: a column of a wide-slab batch is spread over one
 /// cache line per row. `store` holds the copy when one is needed.
-template <class T> const Batch<T> &sample_major(const Batch<T> &src, Batch<T> &store) {
-  if (src.slab_width() == 1 || src.cols() <= 1)
+template <class T>
+const Batch<T> &sample_major(const Batch<T> &src, Batch<T> &store, double mean = 0,
+                             double std = 1) {
+  const bool scale = mean != 0 || std != 1;
+  if (!scale && (src.slab_width() == 1 || src.cols() <= 1))
     return src;
   store = Batch<T>(src.rows(), src.cols(), 1);
+  const T m = static_cast<T>(mean), s = static_cast<T>(std);
   tbb::parallel_for(tbb::blocked_range<index_t>(0, src.cols(), 256),
                     [&](const tbb::blocked_range<index_t> &r) {
                       for (index_t j = r.begin(); j < r.end(); ++j) {
                         T *col = &store(0, j);
                         for (index_t i = 0; i < src.rows(); ++i)
-                          col[i] = src(i, j);
+                          col[i] = scale ? (src(i, j) - m) / s : src(i, j);
                       }
                     });
   return store;
+}
+
+void check_standardization(double mean, double std) {
+  if (!std::isfinite(mean) || !std::isfinite(std) || !(std > 0))
+    throw InvalidArgument("input standardisation (u - " + fmt(mean) + ") / " + fmt(std) +
+                          ": the mean must be finite and the standard deviation "
+                          "positive and finite");
 }
 
 /// Whether A needs no constraint: strictly block lower triangular structure
@@ -178,7 +189,8 @@ constexpr char state_magic[8] = {'T', 'A', 'C', 'I', 'T', 'C', 'K', 'P'};
 
 template <class T>
 void write_checkpoint(const std::filesystem::path &dir, int epochs_done,
-                      const TrainableModel<T> &tm, const Optimizer<T> &opt) {
+                      const TrainableModel<T> &tm, const Optimizer<T> &opt, double mean,
+                      double std) {
   namespace fs = std::filesystem;
   try {
     fs::create_directories(dir);
@@ -196,6 +208,11 @@ void write_checkpoint(const std::filesystem::path &dir, int epochs_done,
     state.append(reinterpret_cast<const char *>(&size), 8);
     state += opt.save_state();
     write_file_atomically(tmp / "state.bin", state);
+    if (mean != 0 || std != 1) {
+      char text[64];
+      std::snprintf(text, sizeof text, "%.17g %.17g\n", mean, std);
+      write_file_atomically(tmp / "standardization", text);
+    }
     if (fs::exists(final_dir)) {
       const fs::path old = dir / (std::string(".old-") + name);
       fs::remove_all(old);
@@ -227,6 +244,16 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
   if (!(o.kappa > 0) || !(o.kappa < 1))
     throw InvalidArgument("train: kappa " + fmt(o.kappa) + " must be in (0, 1)");
   o.optimizer.validate();
+  check_standardization(o.input_mean, o.input_std);
+  // The validation data on the training scale.
+  Dataset<T> validation_store;
+  if (validation && (o.input_mean != 0 || o.input_std != 1)) {
+    validation_store.labels = validation->labels;
+    validation_store.targets = validation->targets;
+    validation_store.name = validation->name;
+    sample_major(validation->inputs, validation_store.inputs, o.input_mean, o.input_std);
+    validation = &validation_store;
+  }
 
   TrainReport report;
   report.first_epoch = start_epoch + 1;
@@ -293,7 +320,7 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
   std::vector<T> grad(static_cast<std::size_t>(tm.size())),
       backup(static_cast<std::size_t>(tm.size()));
   Batch<T> U, Yt, inputs_store, targets_store;
-  const Batch<T> &inputs = sample_major(data.inputs, inputs_store);
+  const Batch<T> &inputs = sample_major(data.inputs, inputs_store, o.input_mean, o.input_std);
   const Batch<T> &target_values = loss == LossKind::cross_entropy
                                       ? data.targets
                                       : sample_major(data.targets, targets_store);
@@ -408,7 +435,7 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
         er.validation_accuracy = double(v.correct) / double(v.samples);
     }
     if (!o.checkpoint_dir.empty())
-      write_checkpoint(o.checkpoint_dir, e + 1, tm, opt);
+      write_checkpoint(o.checkpoint_dir, e + 1, tm, opt, o.input_mean, o.input_std);
     if (o.on_epoch)
       o.on_epoch(er);
     report.epochs.push_back(er);
@@ -534,6 +561,15 @@ std::optional<Checkpoint<T>> load_checkpoint(const std::filesystem::path &dir) {
                     "the state says epoch " + std::to_string(e) + ", the directory " +
                         std::to_string(best));
   Checkpoint<T> cp{load_model_native<T>(best_dir / "model.tacit"), bytes.substr(20), e};
+  const fs::path standard = best_dir / "standardization";
+  if (fs::exists(standard)) {
+    std::ifstream sin(standard);
+    if (!(sin >> cp.input_mean >> cp.input_std) || !std::isfinite(cp.input_mean) ||
+        !std::isfinite(cp.input_std) || !(cp.input_std > 0))
+      throw FileError(standard.string(), 1,
+                      "expected the standardisation's mean and a positive standard "
+                      "deviation");
+  }
   return cp;
 }
 
@@ -550,6 +586,11 @@ resume(TrainableModel<T> &model, const Checkpoint<T> &cp, const Dataset<T> &data
     throw InvalidArgument(
         "resume: the checkpoint's model has other parameter tensors than "
         "the model being trained");
+  if (cp.input_mean != options.input_mean || cp.input_std != options.input_std)
+    throw InvalidArgument(
+        "resume: the checkpoint was trained on inputs standardised as (u - " +
+        fmt(cp.input_mean) + ") / " + fmt(cp.input_std) + ", the options say (u - " +
+        fmt(options.input_mean) + ") / " + fmt(options.input_std));
   std::vector<T> flat(static_cast<std::size_t>(saved.size()));
   saved.read(flat);
   model.write(flat);
@@ -568,8 +609,48 @@ template <class T> Dataset<T> sample_major(const Dataset<T> &data) {
   return out;
 }
 
+template <class T>
+Model<T> fold_input_standardization(const Model<T> &model, double mean, double std) {
+  check_standardization(mean, std);
+  TrainableModel<T> t(model, BiasTying::none);
+  const index_t p = model.inputs(), n = model.states(), q = model.outputs();
+  Batch<T> ones(p, 1, 1), b1(n, 1, 1), d1(q, 1, 1);
+  for (index_t i = 0; i < p; ++i)
+    ones(i, 0) = T(1);
+  model.B().apply(Mode::normal, T(1), ones, T(0), b1);
+  if (model.D())
+    model.D()->apply(Mode::normal, T(1), ones, T(0), d1);
+  auto values = t.values();
+  const auto scale = [&](int which, const char *name) {
+    const auto r = t.operator_tensors(which);
+    if (r.count == 0)
+      throw InvalidArgument(std::string("fold_input_standardization: ") + name +
+                            " has no trainable parameters to scale by 1/std");
+    for (std::size_t k = r.first; k < r.first + r.count; ++k)
+      for (T &v : values[k])
+        v = static_cast<T>(double(v) / std);
+  };
+  scale(1, "B");
+  if (model.D())
+    scale(3, "D");
+  const double shift = mean / std;
+  for (const auto &blk : model.blocks()) {
+    auto bias = values[t.find("bx." + blk.name)];
+    for (index_t i = 0; i < blk.size; ++i)
+      bias[i] = static_cast<T>(double(bias[i]) - shift * double(b1(blk.offset + i, 0)));
+  }
+  if (model.D()) {
+    auto by = values[t.find("by")];
+    for (index_t i = 0; i < q; ++i)
+      by[i] = static_cast<T>(double(by[i]) - shift * double(d1(i, 0)));
+  }
+  t.commit();
+  return t.model();
+}
+
 #define TACIT_INSTANTIATE(T)                                                             \
   template Dataset<T> sample_major(const Dataset<T> &);                                  \
+  template Model<T> fold_input_standardization(const Model<T> &, double, double);        \
   template TrainReport train(TrainableModel<T> &, const Dataset<T> &,                    \
                              const Dataset<T> *, const TrainOptions &);                  \
   template std::optional<Checkpoint<T>> load_checkpoint<T>(                              \

@@ -783,7 +783,7 @@ TEST_CASE("local Lipschitz bound: sampled pairs and Jacobians in the box, tight 
 }
 
 TEST_CASE("local Lipschitz bound: the block sweep of a structured A equals the "
-          "iteration on the same A as CSR; gradients in the box stay below it",
+          "iteration on the same A as CSR, gradients in the box stay below it",
           "[bounds][lipschitz]") {
   const auto dir = fashion_test_data();
   const auto structured = fashion_model("fashion_cnn");

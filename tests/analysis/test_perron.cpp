@@ -356,7 +356,7 @@ TEST_CASE("PF options: budget, decided, rel_width and bad input", "[wellposed]")
   }
 }
 
-TEST_CASE("PF bound is deterministic across thread counts; reference agrees",
+TEST_CASE("PF bound is deterministic across thread counts, reference agrees",
           "[wellposed]") {
   // One large block, so that the parallel vector passes and SpMV kick in.
   const index_t n = 40000;

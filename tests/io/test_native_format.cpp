@@ -341,7 +341,7 @@ TEST_CASE("Native reader survives random mutations", "[io]") {
   CHECK(rejected > 2000);
 }
 
-TEST_CASE("Native format: structured models round trip bitwise; damage is rejected",
+TEST_CASE("Native format: structured models round trip bitwise, damage is rejected",
           "[network][io]") {
   ScratchDir dir;
   const MiniResNet net(true, 3);

@@ -30,7 +30,7 @@ std::vector<double> own_entries(Vec v) {
 
 } // namespace
 
-TEST_CASE("the distributed products with A and |A| are the single-process bits; the "
+TEST_CASE("the distributed products with A and |A| are the single-process bits, the "
           "transposed ones agree to rounding",
           "[mpi][product]") {
   for (const index_t n : {index_t(7), index_t(400), index_t(5000)}) {

@@ -147,7 +147,7 @@ TEST_CASE("cascade: the second model reads the first one's outputs", "[compose]"
   CHECK_THROWS_AS(cascade(m2, m1), InvalidArgument);
 }
 
-TEST_CASE("cascade of two networks is feed-forward; its certificate is the parts'",
+TEST_CASE("cascade of two networks is feed-forward, its certificate is the parts'",
           "[compose]") {
   const Model<double> m1 = net();
   NetworkBuilder<double> b;

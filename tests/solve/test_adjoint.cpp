@@ -203,7 +203,7 @@ TEST_CASE("adjoint: the same bits for 1 and N threads, any batch split",
   CHECK(run(1) == run(4));
 }
 
-TEST_CASE("rebuild: after the parameters changed, a fresh solver's bits; another "
+TEST_CASE("rebuild: after the parameters changed, a fresh solver's bits, another "
           "shape is refused",
           "[solve][adjoint]") {
   for (int which = 0; which < 2; ++which) {

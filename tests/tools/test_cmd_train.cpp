@@ -85,6 +85,57 @@ TEST_CASE("tacit train: an MLP from text data, JSON per epoch, then its gradient
   CHECK(fs::exists(d / "g.tacit"));
 }
 
+TEST_CASE("tacit train --standardize: the saved model takes raw inputs, bad values refused",
+          "[cli][train]") {
+  Dir d;
+  write_data(d);
+  auto train = [&](const std::vector<std::string> &extra, const std::string &out) {
+    std::vector<std::string> a = {"train", "--init", "mlp:4,6,3", "-i", d / "U.txt",
+                                  "--labels", d / "L.txt", "--epochs", "2", "--batch-size",
+                                  "4", "--lr", "0.1", "--test-input", d / "U.txt",
+                                  "--test-labels", d / "L.txt", "-o", d / out, "--json"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run(d, a);
+  };
+  auto last_validation = [](const std::string &out) {
+    std::istringstream lines(out);
+    std::string line;
+    double loss = -1;
+    while (std::getline(lines, line)) {
+      const auto j = nlohmann::json::parse(line);
+      if (j.at("event") == "epoch")
+        loss = j.at("validation_loss").get<double>();
+    }
+    return loss;
+  };
+  for (const std::string how : {"auto", "0.1,0.4"}) {
+    INFO(how);
+    const auto r = train({"--standardize", how}, "s.tacit");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    const double trained = last_validation(r.out);
+    REQUIRE(trained > 0);
+    // lr 0: the validation pass of the saved model on the raw inputs.
+    const auto check = run(d, {"train", d / "s.tacit", "-i", d / "U.txt", "--labels",
+                               d / "L.txt", "--epochs", "1", "--lr", "0", "--test-input",
+                               d / "U.txt", "--test-labels", d / "L.txt", "-o",
+                               d / "check.tacit", "--json", "--precision", "float64"});
+    INFO(check.err);
+    REQUIRE(check.code == 0);
+    CHECK(last_validation(check.out) == Approx(trained).epsilon(1e-9));
+  }
+  for (const std::string bad : {"1", "0.1,0", "0.1,-2", "a,b", "1,2,3"}) {
+    INFO(bad);
+    const auto r = train({"--standardize", bad}, "bad.tacit");
+    CHECK(r.code == 1);
+    CHECK(r.err.find("--standardize") != std::string::npos);
+    CHECK_FALSE(fs::exists(d / "bad.tacit"));
+  }
+  const auto r = train({"--standardize", "auto", "--group-lasso-path", "0.1"}, "p");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("does not combine") != std::string::npos);
+}
+
 TEST_CASE("tacit train: resuming a checkpoint gives the model of an uninterrupted run",
           "[cli][train]") {
   Dir d;

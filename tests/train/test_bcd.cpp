@@ -464,7 +464,7 @@ TEST_CASE("BCD continuation: lambda and mu grow by the factor after every iterat
   CHECK_THROWS_WITH(bad.validate(5, 3), Catch::Contains("growth = 0.5"));
 }
 
-TEST_CASE("BCD: the same bits for 1 and 2 threads; the objective goes down", "[bcd]") {
+TEST_CASE("BCD: the same bits for 1 and 2 threads, the objective goes down", "[bcd]") {
   Problem pr = tiny(BcdActivation::relu);
   pr.o.iterations = 3;
   pr.o.penalty = BcdPenalty::group_inputs;

@@ -188,6 +188,91 @@ TEST_CASE("train: a sample-major dataset holds the same values and trains to the
   CHECK(run(data) == run(sm));
 }
 
+TEST_CASE("train: standardised inputs, their checkpoints, and the fold for raw inputs",
+          "[train][trainer]") {
+  namespace fs = std::filesystem;
+  const double mean = 0.3, sd = 0.45;
+  for (int which = 0; which < 2; ++which) {
+    INFO((which == 0 ? "CSR with cycles" : "structured (padded convolution B)"));
+    const Model<double> m = which == 0 ? cyclic_model<double>() : structured_model<double>();
+    Dataset<double> data;
+    data.inputs = inputs<double>(m.inputs(), 60, 6);
+    for (index_t j = 0; j < 60; ++j)
+      data.labels.push_back(static_cast<int>(j % m.outputs()));
+    data.name = "random";
+    Dataset<double> validation = data;
+    // The same data standardised by hand.
+    Dataset<double> manual = data;
+    for (index_t j = 0; j < 60; ++j)
+      for (index_t i = 0; i < m.inputs(); ++i)
+        manual.inputs(i, j) = (data.inputs(i, j) - mean) / sd;
+    TrainOptions o;
+    o.optimizer.lr = 0.05;
+    o.optimizer.momentum = 0.9;
+    o.batch_size = 16;
+    o.epochs = 2;
+    TrainableModel<double> by_hand(m);
+    const auto r_hand = train(by_hand, manual, &manual, o);
+    TrainOptions os = o;
+    os.input_mean = mean;
+    os.input_std = sd;
+    TrainableModel<double> standardised(m);
+    const auto r_std = train(standardised, data, &validation, os);
+    std::vector<double> a(static_cast<std::size_t>(by_hand.size())), b(a.size());
+    by_hand.read(a);
+    standardised.read(b);
+    CHECK(a == b);
+    CHECK(*r_hand.epochs.back().validation_loss == *r_std.epochs.back().validation_loss);
+
+    // The folded model on raw inputs predicts what the trained one does on
+    // standardised inputs (exactly in real arithmetic).
+    const Model<double> folded = fold_input_standardization(standardised.model(), mean, sd);
+    Batch<double> Y_raw, Y_std;
+    REQUIRE(EquilibriumSolver<double>(folded).predict(data.inputs, Y_raw).ok());
+    REQUIRE(EquilibriumSolver<double>(standardised.model()).predict(manual.inputs, Y_std).ok());
+    double worst = 0, scale = 0;
+    for (index_t j = 0; j < 60; ++j)
+      for (index_t i = 0; i < m.outputs(); ++i) {
+        worst = std::max(worst, std::abs(Y_raw(i, j) - Y_std(i, j)));
+        scale = std::max(scale, std::abs(Y_std(i, j)));
+      }
+    CHECK(worst <= 1e-12 * std::max(1.0, scale));
+    CHECK(scale > 0);
+
+    // Checkpoints record the standardisation; resuming needs the same one.
+    const fs::path dir = fs::temp_directory_path() / "tacit_test_standardised";
+    fs::remove_all(dir);
+    TrainOptions o1 = os;
+    o1.epochs = 1;
+    o1.checkpoint_dir = dir;
+    TrainableModel<double> first(m);
+    train(first, data, nullptr, o1);
+    const auto cp = load_checkpoint<double>(dir);
+    REQUIRE(cp);
+    CHECK(cp->input_mean == mean);
+    CHECK(cp->input_std == sd);
+    TrainableModel<double> resumed(m);
+    resume(resumed, *cp, data, nullptr, os);
+    std::vector<double> c(a.size());
+    resumed.read(c);
+    CHECK(c == b);
+    TrainableModel<double> wrong(m);
+    CHECK_THROWS_WITH(resume(wrong, *cp, data, nullptr, o),
+                      Catch::Contains("standardised as (u - 0.3) / 0.45"));
+    fs::remove_all(dir);
+  }
+  const Model<double> m = structured_model<double>();
+  CHECK_THROWS_AS(fold_input_standardization(m, 0.0, 0.0), InvalidArgument);
+  CHECK_THROWS_AS(fold_input_standardization(m, std::nan(""), 1.0), InvalidArgument);
+  TrainOptions bad;
+  bad.input_std = -1;
+  TrainableModel<double> tm(m);
+  Dataset<double> d;
+  d.inputs = inputs<double>(m.inputs(), 4, 1);
+  d.labels = {0, 1, 0, 1};
+  CHECK_THROWS_WITH(train(tm, d, nullptr, bad), Catch::Contains("standard deviation"));
+}
+
 TEST_CASE("train: a model with cycles stays certified under the inf-norm projection",
           "[train][trainer]") {
   const Model<double> m = cyclic_model<double>(6);

@@ -120,10 +120,18 @@ struct TACIT_EXPORT TrainOptions {
   index_t slab_width = default_slab_width;
   /// Batch size of the validation pass.
   index_t validation_batch = 1000;
+  /// Inputs standardised as (u - input_mean) / input_std before they reach
+  /// the model, training and validation data alike (torchvision's
+  /// Normalize): the model is trained on that scale, and
+  /// fold_input_standardization() turns it into the model of the raw inputs.
+  /// The defaults (0, 1) leave the inputs as they are.
+  double input_mean = 0, input_std = 1;
   /// A checkpoint after each epoch in this directory (empty: none): the
   /// subdirectory epoch-NNNN holding model.tacit (native format) and
   /// state.bin (optimizer state, epoch), written into a temporary directory
-  /// and renamed, so a checkpoint is complete or absent.
+  /// and renamed, so a checkpoint is complete or absent. With standardised
+  /// inputs, model.tacit is the model being trained (on the standardised
+  /// scale) and the file standardization holds "mean std".
   std::filesystem::path checkpoint_dir;
   std::function<void(const StepProgress &)> on_step;
   std::function<void(const EpochReport &)> on_epoch;
@@ -158,7 +166,19 @@ template <class T> struct TACIT_EXPORT Checkpoint {
   Model<T> model;
   std::string optimizer_state;
   int epochs_done = 0;
+  double input_mean = 0, input_std = 1; ///< the standardisation trained with
 };
+
+/// The model of raw inputs u equivalent to `model` trained on
+/// (u - mean) / std: B and D scaled by 1/std, the state bias b shifted by
+/// -(mean/std) B 1 and the output bias c by -(mean/std) D 1. Exact in real
+/// arithmetic for any linear B (a padded convolution's border included,
+/// whence a bias per state, not per channel). 	hrows InvalidArgument when
+/// std is not positive and finite, mean is not finite, or B (or D, when
+/// present) has no trainable parameters to scale.
+template <class T>
+TACIT_EXPORT Model<T> fold_input_standardization(const Model<T> &model, double mean,
+                                                 double std);
 
 /// The last complete checkpoint in `dir` (highest epoch-NNNN), if any.
 /// \throws FileError on an unreadable or inconsistent checkpoint.
