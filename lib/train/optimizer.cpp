@@ -223,7 +223,8 @@ constexpr char state_magic[8] = {'T', 'A', 'C', 'I', 'T', 'O', 'P', 'T'};
 template <class T> std::string Optimizer<T>::save_state() const {
   std::string out(state_magic, 8);
   auto put = [&](const void *p, std::size_t n) {
-    out.append(static_cast<const char *>(p), n);
+    if (n > 0) // an empty moment vector's data() may be null
+      out.append(static_cast<const char *>(p), n);
   };
   const std::uint32_t kind = static_cast<std::uint32_t>(options_.kind), bytes = sizeof(T);
   const std::int64_t size = size_, steps = steps_;
@@ -244,7 +245,8 @@ template <class T> void Optimizer<T>::load_state(std::string_view in) {
   auto get = [&](void *p, std::size_t n) {
     if (in.size() - at < n)
       throw InvalidArgument("optimizer state: truncated");
-    std::memcpy(p, in.data() + at, n);
+    if (n > 0) // an empty moment vector's data() may be null
+      std::memcpy(p, in.data() + at, n);
     at += n;
   };
   char magic[8];
