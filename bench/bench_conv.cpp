@@ -1,5 +1,5 @@
 // Convolution benchmarks on ResNet20's conv shapes (CHWN layout, one column
-// per sample), float and double, batch width 1, 32 and 128, 1 and 2 threads.
+// per sample) and the small CNN's, float and double, batch width 1, 32 and 128, 1 and 2 threads.
 //
 // Kernels (argument `algo`):
 //   0 naive    the serial reference kernel (gather over the taps)
@@ -60,6 +60,10 @@ const Shape shapes[] = {
     {"s3down_32to64_16to8", 32, 64, 16, 2, 3, 1, 1},
     {"s3_64to64_8x8", 64, 64, 8, 1, 3, 1, 5},
     {"shortcutB_16to32_1x1s2", 16, 32, 32, 2, 1, 0, 0},
+    // The small Fashion-MNIST CNN of bench_train (not in ResNet20).
+    {"cnn1_1to8_28x28", 1, 8, 28, 1, 3, 1, 0},
+    {"cnn2_8to16_28to14", 8, 16, 28, 2, 3, 1, 0},
+    {"cnn3_16to16_14to7", 16, 16, 14, 2, 3, 1, 0},
 };
 
 Conv2dGeometry geometry(const Shape &s) {

@@ -10,6 +10,8 @@
 //  - cnn_epoch: one epoch of the small CNN of tools/make_train_fixtures.py
 //    (conv 1->8 + ReLU, conv 8->16 stride 2 + ReLU, conv 16->16 stride 2 +
 //    ReLU, dense 784->10; the same recipe);
+//  - cnn_step: one training step of that CNN on 128 training images (the
+//    epoch's step without the data handling; best of 50);
 //  - resnet20_step: one training step of the structured ResNet20 (batch 128:
 //    forward, backward, SGD step);
 //  - projection: the exact projection of the ResNet-like CSR (double) onto
@@ -186,21 +188,19 @@ void cnn_epoch(benchmark::State &state) {
   state.counters["images_per_second"] = double(data->size()) / seconds;
 }
 
-void resnet20_step(benchmark::State &state) {
+/// Training steps of `model` on the batch U (labels): refresh, gradient,
+/// optimiser step, commit; the best step's time in ms_per_step.
+void training_steps(benchmark::State &state, Model<float> model, const Batch<float> &U,
+                    std::vector<int> labels, double lr) {
   tbb::task_arena arena(static_cast<int>(state.range(0)));
-  const index_t k = 128;
-  TrainableModel<float> tm(resnet20<float>());
-  const Batch<float> U = resnet20_inputs<float>(k, 1);
-  std::vector<int> labels(static_cast<std::size_t>(k));
-  for (index_t j = 0; j < k; ++j)
-    labels[j] = static_cast<int>(j % 10);
+  TrainableModel<float> tm(std::move(model));
   Targets<float> t;
-  t.labels = labels;
+  t.labels = std::move(labels);
   GradientOptions go;
   go.forward.picard.rel_tol = 1e-5;
   std::vector<float> grad(static_cast<std::size_t>(tm.size()));
   OptimizerOptions oo;
-  oo.lr = 1e-4; // small: the model stays what it is
+  oo.lr = lr;
   oo.momentum = 0.9;
   Optimizer<float> opt(oo, tm.size());
   double best = 1e30;
@@ -220,6 +220,33 @@ void resnet20_step(benchmark::State &state) {
     }
   });
   state.counters["ms_per_step"] = best * 1e3;
+}
+
+void resnet20_step(benchmark::State &state) {
+  const index_t k = 128;
+  std::vector<int> labels(static_cast<std::size_t>(k));
+  for (index_t j = 0; j < k; ++j)
+    labels[j] = static_cast<int>(j % 10);
+  // lr small: the model stays what it is.
+  training_steps(state, resnet20<float>(), resnet20_inputs<float>(k, 1), labels, 1e-4);
+}
+
+void cnn_step(benchmark::State &state) {
+  const auto &data = fashion_train();
+  if (!data) {
+    state.SkipWithError("Fashion-MNIST not found (package dataset-fashion-mnist)");
+    return;
+  }
+  // The first 128 training images (the set is sample-major: one row each).
+  const index_t k = 128, p = data->inputs.rows();
+  Batch<float> U(p, k, TrainOptions{}.slab_width);
+  std::vector<int> labels(static_cast<std::size_t>(k));
+  for (index_t j = 0; j < k; ++j) {
+    for (index_t i = 0; i < p; ++i)
+      U(i, j) = data->inputs(i, j);
+    labels[static_cast<std::size_t>(j)] = data->labels[static_cast<std::size_t>(j)];
+  }
+  training_steps(state, small_cnn(1), U, labels, 0.01);
 }
 
 void projection(benchmark::State &state) {
@@ -301,6 +328,12 @@ BENCHMARK(resnet20_step)
     ->Arg(2)
     ->UseManualTime()
     ->Iterations(5)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(cnn_step)
+    ->ArgName("threads")
+    ->Arg(2)
+    ->UseManualTime()
+    ->Iterations(300)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(projection)
     ->ArgName("threads")

@@ -35,13 +35,17 @@ template <class T> ScratchPool<T> &conv_task_buffers() {
 /// only the taps kh with kh * dilation_h % stride_h == rh, from the output
 /// rows oh = m - e(kh), m = (h + pad_top - rh) / stride_h: a stride-1
 /// convolution of the adjoint's input with a sub-kernel, run by the forward
-/// micro-kernel and scattered to its rows (h = m * stride_h + rh - pad_top).
+/// micro-kernel, which stores it straight into its rows (h = m * stride_h + rh -
+/// pad_top; ConvPlan's output map).
 template <class T> struct AdjointPhase {
   index_t m0h = 0, m0w = 0; ///< first phase index of each axis
   index_t hm = 0, wm = 0;   ///< the phase's rows and columns of the output
   index_t hc = 0, wc = 0;   ///< the phase convolution's output extent (>= hm, wm)
   index_t rh = 0, rw = 0;
   std::unique_ptr<Conv2dOperator<T>> op, op_abs; ///< null: no tap reaches the phase
+  /// op's plan on the padded input all phases share (phase_input_plan), its
+  /// output stored straight into the adjoint's rows of the phase.
+  std::optional<ConvPlan> plan;
 };
 
 /// One axis of a phase: taps, first index, extent and pads.
@@ -76,6 +80,55 @@ inline PhaseAxis phase_axis(index_t rho, index_t s, index_t d, index_t pad, inde
   a.pad_hi = std::max<index_t>(0, a.count - (out + a.pad_lo - a.taps + 1));
   a.computed = out + a.pad_lo + a.pad_hi - a.taps + 1;
   return a;
+}
+
+/// The phases share one padded copy of the adjoint's input (pads the largest
+/// any phase needs): the plan that fills it, and each phase's plan reading it
+/// at its own offset and writing the rows of its phase (sets `plan`).
+template <class T>
+ConvPlan phase_input_plan(const Conv2dGeometry &g, std::vector<AdjointPhase<T>> &phases) {
+  index_t top = 0, bottom = 0, left = 0, right = 0;
+  for (const auto &ph : phases)
+    if (ph.op) {
+      const auto &a = ph.op->geometry();
+      top = std::max(top, a.pad_top);
+      bottom = std::max(bottom, a.pad_bottom);
+      left = std::max(left, a.pad_left);
+      right = std::max(right, a.pad_right);
+    }
+  Conv2dGeometry f;
+  f.input = g.output();
+  f.out_channels = 1;
+  f.pad_top = top;
+  f.pad_bottom = bottom;
+  f.pad_left = left;
+  f.pad_right = right;
+  ConvPlan fill(f);
+  const index_t H = g.input.height, W = g.input.width;
+  for (auto &ph : phases) {
+    if (!ph.op)
+      continue;
+    const auto &a = ph.op->geometry();
+    ConvPlan q(a);
+    q.Hq = fill.Hq;
+    q.Wq = fill.Wq;
+    const index_t dh = top - a.pad_top, dw = left - a.pad_left;
+    for (index_t c = 0; c < q.cin_g; ++c)
+      for (index_t kh = 0; kh < q.KH; ++kh)
+        for (index_t kw = 0; kw < q.KW; ++kw)
+          q.tap_offset[(c * q.KH + kh) * q.KW + kw] =
+              (c * q.Hq + kh + dh) * q.Wq + kw + dw;
+    q.OH = ph.hm;
+    q.OW = ph.wm;
+    q.y_first = (ph.m0h * g.stride_h + ph.rh - g.pad_top) * W +
+                (ph.m0w * g.stride_w + ph.rw - g.pad_left);
+    q.y_chan = H * W;
+    q.y_row = g.stride_h * W;
+    q.y_col = g.stride_w;
+    q.input_prefilled = true;
+    ph.plan = std::move(q);
+  }
+  return fill;
 }
 
 template <class T> struct ConvState;
@@ -157,6 +210,7 @@ template <class T> struct ConvState {
   // phase (adjoint_phases); empty when the decomposition does not apply.
   std::once_flag phases_once;
   std::vector<AdjointPhase<T>> phases;
+  std::optional<ConvPlan> phase_input; ///< fills the phases' shared input
 
   ConvState(const Conv2dGeometry &g, std::span<const T> w)
       : plan(g), packed(pack_weights(plan, w, false)) {}
@@ -345,26 +399,34 @@ void Conv2dOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta
     (ab ? st.adjoint_abs : st.adjoint)->apply(Mode::normal, alpha, x, beta, y, exec);
     return;
   }
-  std::call_once(st.phases_once,
-                 [&] { st.phases = detail::adjoint_phases<T>(geometry_, weights_); });
+  std::call_once(st.phases_once, [&] {
+    st.phases = detail::adjoint_phases<T>(geometry_, weights_);
+    if (!st.phases.empty())
+      st.phase_input = detail::phase_input_plan(geometry_, st.phases);
+  });
   if (!st.phases.empty()) {
-    // y's rows of each phase from its stride-1 convolution (its output in a
-    // scratch buffer, scattered; phases no tap reaches get beta * y).
+    // Each phase's rows of y from its stride-1 convolution of one shared
+    // padded copy of x, stored in place; phases no tap reaches get beta * y.
     const auto &g = geometry_;
     const index_t C = g.input.channels, H = g.input.height, W = g.input.width;
-    std::size_t most = 0;
-    for (const auto &ph : st.phases)
-      most = std::max(most, static_cast<std::size_t>(C * ph.hc * ph.wc * N));
-    typename detail::ScratchPool<T>::Lease buf(detail::conv_product_buffers<T>(),
-                                               std::max<std::size_t>(most, 1));
+    const auto &kernels = detail::conv_kernels().of<T>();
+    typename detail::ScratchPool<T>::Lease xp(
+        detail::conv_product_buffers<T>(),
+        static_cast<std::size_t>(detail::xp_size<T>(*st.phase_input, N)));
+    kernels.fill(*st.phase_input, x, xp.data(), exec);
+    detail::ConvEpilogue<T> store;
+    store.alpha = alpha;
+    store.beta = beta;
     for (const auto &ph : st.phases) {
       if (ph.hm == 0 || ph.wm == 0)
         continue;
-      const Conv2dOperator<T> *op = ab ? ph.op_abs.get() : ph.op.get();
-      T *tmp = buf.data();
-      if (op)
-        op->apply(Mode::normal, T(1), x, T(0),
-                  MatrixView<T>{tmp, C * ph.hc * ph.wc, N, N}, exec);
+      if (ph.op) {
+        const Conv2dOperator<T> &op = ab ? *ph.op_abs : *ph.op;
+        kernels.forward(*ph.plan, detail::choose_algorithm(*ph.plan, N),
+                        op.state_->packed.data(), op.weights_.data(), store, x, y,
+                        xp.data(), detail::conv_task_buffers<T>(), exec);
+        continue;
+      }
       detail::for_range(exec, C * ph.hm, 1, [&](index_t r0, index_t r1) {
         for (index_t r = r0; r < r1; ++r) {
           const index_t ci = r / ph.hm, i = r % ph.hm;
@@ -372,18 +434,8 @@ void Conv2dOperator<T>::product(Mode mode, T alpha, ConstMatrixView<T> x, T beta
           for (index_t j = 0; j < ph.wm; ++j) {
             const index_t wi = (ph.m0w + j) * g.stride_w + ph.rw - g.pad_left;
             T *__restrict dst = y.row((ci * H + h) * W + wi);
-            if (!op) {
-              for (index_t c = 0; c < N; ++c)
-                dst[c] = beta == T(0) ? T(0) : beta * dst[c];
-              continue;
-            }
-            const T *__restrict src = tmp + ((ci * ph.hc + i) * ph.wc + j) * N;
-            if (beta == T(0))
-              for (index_t c = 0; c < N; ++c)
-                dst[c] = alpha * src[c];
-            else
-              for (index_t c = 0; c < N; ++c)
-                dst[c] = alpha * src[c] + beta * dst[c];
+            for (index_t c = 0; c < N; ++c)
+              dst[c] = beta == T(0) ? T(0) : beta * dst[c];
           }
         }
       });

@@ -92,17 +92,23 @@ void Conv2dOperator<T>::accumulate_gradient(ConstMatrixView<T> v, ConstMatrixVie
     return reference_gradient(geometry_, v, x, gw);
   // dW[co][k] = sum over j of V'[co][j] Xp[tap k][j]: the forward's implicit
   // GEMM description (operators/detail/conv_plan.hpp) read the other way.
-  // Xp is the padded, stride-phase-split input; V' holds v with the output
-  // rows widened to the phase plane width Wq (zeros past OW), so that one
-  // row of V' and the tap's segment of Xp (OH * Wq * N values) line up.
+  // Xp is the padded, stride-phase-split input. Either each output row oh is
+  // one piece of the inner index (v's row, OW * N values, read in place, and
+  // the tap's segment of Xp of row oh), or V' holds v with the output rows
+  // widened to the phase plane width Wq (zeros past OW), so that one row of
+  // V' and the tap's segment of Xp (OH * Wq * N values) line up.
   const detail::ConvPlan p(geometry_);
   const index_t cs = p.channel_stride(), L = p.OH * p.Wq * N;
   index_t reach = p.C * cs * N; // the reads of the last taps may pass it
   for (index_t grp = 0; grp < p.groups; ++grp)
     for (index_t t = 0; t < p.K; ++t)
       reach = std::max(reach, (grp * p.cin_g * cs + p.tap_offset[t]) * N + L);
+  // With v compact and output rows long enough, each output row oh is its
+  // own piece of the inner index (v's row and the tap's segment of Xp, OW * N
+  // values each) and v is read in place; otherwise V' is made.
+  const bool rows_in_place = v.ld == N && p.OW * N >= 256;
   const std::size_t xp_len = static_cast<std::size_t>(reach),
-                    vq_len = static_cast<std::size_t>(p.Co * L);
+                    vq_len = rows_in_place ? 0 : static_cast<std::size_t>(p.Co * L);
   typename detail::ScratchPool<T>::Lease buf(gradient_buffers<T>(), xp_len + vq_len);
   T *xp = buf.data(), *vq = buf.data() + xp_len;
   const T *xv = x.data;
@@ -126,6 +132,26 @@ void Conv2dOperator<T>::accumulate_gradient(ConstMatrixView<T> v, ConstMatrixVie
         }
   });
   std::fill(xp + p.C * cs * N, xp + xp_len, T(0));
+  const auto &kernel = detail::gemm_kernels().of<T>();
+  // Tasks own columns (taps) of dW: each weight is summed by one task.
+  const index_t chunk = 12;
+  if (rows_in_place) {
+    const index_t seg = p.OW * N;
+    std::vector<const T *> rows(static_cast<std::size_t>(p.OH * p.K));
+    for (index_t grp = 0; grp < p.groups; ++grp) {
+      for (index_t oh = 0; oh < p.OH; ++oh)
+        for (index_t t = 0; t < p.K; ++t)
+          rows[oh * p.K + t] = xp + (grp * p.cin_g * cs + p.tap_offset[t] + oh * p.Wq) * N;
+      const T *a = v.data + grp * p.cout_g * p.OH * seg;
+      T *c = gw + grp * p.cout_g * p.K;
+      detail::for_range(exec, (p.K + chunk - 1) / chunk, 1, [&](index_t t0, index_t t1) {
+        for (index_t oh = 0; oh < p.OH; ++oh)
+          kernel.nt_accumulate(0, p.cout_g, t0 * chunk, std::min(p.K, t1 * chunk), seg,
+                               a + oh * seg, p.OH * seg, rows.data() + oh * p.K, c, p.K);
+      });
+    }
+    return;
+  }
   detail::for_range(exec, p.Co, 1, [&](index_t c0, index_t c1) {
     for (index_t co = c0; co < c1; ++co)
       for (index_t oh = 0; oh < p.OH; ++oh)
@@ -137,15 +163,12 @@ void Conv2dOperator<T>::accumulate_gradient(ConstMatrixView<T> v, ConstMatrixVie
             std::fill(cell, cell + N, T(0));
         }
   });
-  const auto &kernel = detail::gemm_kernels().of<T>();
   std::vector<const T *> rows(static_cast<std::size_t>(p.K));
   for (index_t grp = 0; grp < p.groups; ++grp) {
     for (index_t t = 0; t < p.K; ++t)
       rows[t] = xp + (grp * p.cin_g * cs + p.tap_offset[t]) * N;
     const T *a = vq + grp * p.cout_g * L;
     T *c = gw + grp * p.cout_g * p.K;
-    // Tasks own columns (taps) of dW: each weight is summed by one task.
-    const index_t chunk = 12;
     detail::for_range(exec, (p.K + chunk - 1) / chunk, 1, [&](index_t t0, index_t t1) {
       kernel.nt_accumulate(0, p.cout_g, t0 * chunk, std::min(p.K, t1 * chunk), L, a, L,
                            rows.data(), c, p.K);

@@ -143,6 +143,8 @@ TEST_CASE("Trainable: convolution weight gradients (stride, padding, dilation, g
     const auto c = conv(rng, g);
     check_gradient(*c, 3, 11);
     check_gradient(*c, 33, 12);
+    // Wide enough (OW * k >= 256) that v's output rows are read in place.
+    check_gradient(*c, 300, 13);
     const auto map = c->row_feature_map();
     REQUIRE(map);
     CHECK((*map)[0] == g.out_channels);

@@ -511,13 +511,15 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
     const bool store_contiguous = store.residual_ld_is(1);
     for (index_t r = 0; r < rows; ++r) {
       const T *src = ct + r * ct_ld;
-      const index_t plane = (co0 + r) * p.OH * p.OW;
       index_t wq = cell0 % p.Wq, oh = cell0 / p.Wq;
       for (index_t c = 0; c < nc;) {
         const index_t run = std::min(p.Wq - wq, nc - c);
         const index_t useful = std::clamp<index_t>(p.OW - wq, 0, run);
-        const index_t yrow = plane + oh * p.OW + wq;
-        if (ld == 1 && store_contiguous)
+        const index_t yrow = p.y_index(co0 + r, oh, wq);
+        if (p.y_col != 1) // scattered output pixels: one store each
+          for (index_t j = 0; j < useful; ++j)
+            store.run(y.row(yrow + j * p.y_col), src + c + j, 1, yrow + j * p.y_col);
+        else if (ld == 1 && store_contiguous)
           store.contiguous(y.data + yrow, src + c, useful, yrow);
         else
           store.strided(y.data + yrow * ld, ld, src + c, useful, yrow);
@@ -545,7 +547,7 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
           for (index_t c = 0; c < nc;) {
             const index_t run = std::min(N - n, nc - c);
             if (wq < p.OW) {
-              const index_t yrow = (co * p.OH + oh) * p.OW + wq;
+              const index_t yrow = p.y_index(co, oh, wq);
               emit(y.row(yrow) + n, src + c, run, yrow);
             }
             c += run;
@@ -568,7 +570,7 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
     while (c < nc) {
       const index_t run = std::min(N - n, nc - c);
       if (wq < p.OW) {
-        const index_t yrow = (co * p.OH + oh) * p.OW + wq;
+        const index_t yrow = p.y_index(co, oh, wq);
         store.run(y.row(yrow) + n, src + c, run, yrow);
       }
       c += run;
@@ -582,6 +584,14 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
   }
 }
 
+/// Xp with its slack zeroed: what conv_forward reads.
+template <class T>
+void fill_padded_input(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution exec) {
+  const index_t N = x.cols, body = p.C * p.channel_stride() * N;
+  fill_phase_split(p, x, xp, exec);
+  std::fill(xp + body, xp + xp_size<T>(p, N), T(0));
+}
+
 /// Forward convolution through the implicit GEMM (see the file comment).
 /// `wpacked` from pack_weights; `w` the plain weights [Co][K] (im2col);
 /// `xp` a buffer of xp_size(p, N) elements.
@@ -592,10 +602,8 @@ bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
                   MatrixView<T> y, T *xp, ScratchPool<T> &pool, Execution exec) {
   std::atomic<bool> finite{true};
   const index_t N = x.cols;
-  fill_phase_split(p, x, xp, exec);
-  const index_t tail = xp_size<T>(p, N) - p.C * p.channel_stride() * N;
-  std::fill(xp + p.C * p.channel_stride() * N, xp + p.C * p.channel_stride() * N + tail,
-            T(0));
+  if (!p.input_prefilled)
+    fill_padded_input(p, x, xp, exec);
   const ConvSegments seg = ConvSegments::choose<T>(p, N);
   constexpr index_t nr = tile_cols<T>;
   constexpr int lanes = Vec<T>::lanes;

@@ -60,6 +60,12 @@ struct ConvPlan {
   // Offset of tap k = (cig, kh, kw) from the start of its group's channels in
   // Xp, in units of N (multiply by the column count).
   std::vector<index_t> tap_offset;
+  // Where output (co, oh, ow) goes: y row y_first + co * y_chan + oh * y_row +
+  // ow * y_col (y's natural CHW order unless a caller scatters the output,
+  // as the phases of a strided convolution's adjoint do).
+  index_t y_first = 0, y_chan = 0, y_row = 0, y_col = 1;
+  // The caller filled Xp (x is not read): phases sharing one padded input.
+  bool input_prefilled = false;
 
   explicit ConvPlan(const Conv2dGeometry &g) {
     C = g.input.channels;
@@ -93,6 +99,12 @@ struct ConvPlan {
           tap_offset[(c * KH + kh) * KW + kw] =
               ((c * sh * sw + ph * sw + pw) * Hq + qh) * Wq + qw;
         }
+    y_chan = OH * OW;
+    y_row = OW;
+  }
+  /// The row of y that output (co, oh, ow) is stored in.
+  index_t y_index(index_t co, index_t oh, index_t ow) const {
+    return y_first + co * y_chan + oh * y_row + ow * y_col;
   }
   /// Elements of Xp per channel, in units of N.
   index_t channel_stride() const { return sh * sw * Hq * Wq; }
@@ -155,6 +167,9 @@ template <class T> struct ConvKernelsOf {
   /// `acc` a buffer of C * channel_stride * N elements.
   void (*adjoint)(const ConvPlan &p, std::span<const T> w, bool absolute, T alpha,
                   const T *xc, T beta, MatrixView<T> y, T *acc, Execution exec);
+  /// Xp of x as `forward` makes it (xp_size(p, N) elements, the slack zero),
+  /// for forward calls with p.input_prefilled that share it.
+  void (*fill)(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution exec);
 };
 
 struct ConvKernels {

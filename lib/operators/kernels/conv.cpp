@@ -36,7 +36,7 @@
 namespace tacit::inline v1::detail::TACIT_ISA_NS {
 
 template <class T> constexpr ConvKernelsOf<T> conv_table() {
-  return {&conv_forward_epilogue<T>, &conv_adjoint<T>};
+  return {&conv_forward_epilogue<T>, &conv_adjoint<T>, &fill_padded_input<T>};
 }
 
 extern const ConvKernels conv;
