@@ -99,10 +99,8 @@ void Conv2dOperator<T>::accumulate_gradient(ConstMatrixView<T> v, ConstMatrixVie
   // V' and the tap's segment of Xp (OH * Wq * N values) line up.
   const detail::ConvPlan p(geometry_);
   const index_t cs = p.channel_stride(), L = p.OH * p.Wq * N;
-  index_t reach = p.C * cs * N; // the reads of the last taps may pass it
-  for (index_t grp = 0; grp < p.groups; ++grp)
-    for (index_t t = 0; t < p.K; ++t)
-      reach = std::max(reach, (grp * p.cin_g * cs + p.tap_offset[t]) * N + L);
+  // The reads of the last taps pass Xp's channels by less than its slack.
+  const index_t reach = detail::xp_size<T>(p, N);
   // With v compact and output rows long enough, each output row oh is its
   // own piece of the inner index (v's row and the tap's segment of Xp, OW * N
   // values each) and v is read in place; otherwise V' is made.
@@ -111,27 +109,9 @@ void Conv2dOperator<T>::accumulate_gradient(ConstMatrixView<T> v, ConstMatrixVie
                     vq_len = rows_in_place ? 0 : static_cast<std::size_t>(p.Co * L);
   typename detail::ScratchPool<T>::Lease buf(gradient_buffers<T>(), xp_len + vq_len);
   T *xp = buf.data(), *vq = buf.data() + xp_len;
-  const T *xv = x.data;
-  // Xp[c][ph][pw][h'][w'][n] = x[c][h' sh + ph - pt][w' sw + pw - pl][n] or 0.
-  detail::for_range(exec, p.C, 1, [&](index_t c0, index_t c1) {
-    for (index_t c = c0; c < c1; ++c)
-      for (index_t ph = 0; ph < p.sh; ++ph)
-        for (index_t pw = 0; pw < p.sw; ++pw) {
-          T *plane = xp + ((c * p.sh + ph) * p.sw + pw) * p.Hq * p.Wq * N;
-          for (index_t hq = 0; hq < p.Hq; ++hq) {
-            const index_t h = hq * p.sh + ph - p.pt;
-            for (index_t wq = 0; wq < p.Wq; ++wq) {
-              const index_t w = wq * p.sw + pw - p.pl;
-              T *cell = plane + (hq * p.Wq + wq) * N;
-              if (h < 0 || h >= p.H || w < 0 || w >= p.W)
-                std::fill(cell, cell + N, T(0));
-              else
-                std::copy_n(xv + ((c * p.H + h) * p.W + w) * x.ld, N, cell);
-            }
-          }
-        }
-  });
-  std::fill(xp + p.C * cs * N, xp + xp_len, T(0));
+  // Xp[c][ph][pw][h'][w'][n] = x[c][h' sh + ph - pt][w' sw + pw - pl][n] or 0,
+  // as the forward product makes it.
+  detail::conv_kernels().of<T>().fill(p, x, xp, exec);
   const auto &kernel = detail::gemm_kernels().of<T>();
   // Tasks own columns (taps) of dW: each weight is summed by one task.
   const index_t chunk = 12;

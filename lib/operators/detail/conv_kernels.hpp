@@ -181,54 +181,59 @@ inline void store_scaled(T *__restrict y, const T *__restrict acc, index_t n, T 
   }
 }
 
+/// Copies n values (a pixel's columns): whole vectors inline when n is a
+/// multiple of the vector width (a call to memmove costs as much as a
+/// 128-column copy), memcpy otherwise.
+template <class T> inline void copy_cell(T *__restrict dst, const T *__restrict src, index_t n) {
+  using V = Vec<T>;
+  if (n % V::lanes != 0) {
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+    return;
+  }
+  for (index_t j = 0; j < n; j += V::lanes)
+    V::store(dst + j, V::load(src + j));
+}
+
 /// Copies x (C*H*W rows, N columns) into the padded phase-split buffer xp.
+/// Tasks own rows of phase planes (a layer with one input channel is still
+/// copied by every core).
 template <class T>
 void fill_phase_split(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution exec) {
-  const index_t N = x.cols, cs = p.channel_stride() * N;
+  const index_t N = x.cols, row_len = p.Wq * N;
+  const index_t rows = p.C * p.sh * p.sw * p.Hq;
   // About 32k elements per task: a narrow batch is copied by few tasks.
-  const index_t grain = std::max<index_t>(1, 32768 / std::max<index_t>(1, cs));
-  for_range(exec, p.C, grain, [&](index_t c0, index_t c1) {
-    for (index_t c = c0; c < c1; ++c) {
-      T *dst_c = xp + c * cs;
-      for (index_t ph = 0; ph < p.sh; ++ph)
-        for (index_t pw = 0; pw < p.sw; ++pw) {
-          T *plane = dst_c + (ph * p.sw + pw) * p.Hq * p.Wq * N;
-          for (index_t hq = 0; hq < p.Hq; ++hq) {
-            const index_t h = hq * p.sh + ph - p.pt;
-            T *row = plane + hq * p.Wq * N;
-            if (h < 0 || h >= p.H) {
-              std::fill(row, row + p.Wq * N, T(0));
-              continue;
-            }
-            if (N == 1 && p.sw == 1 && x.ld == 1) {
-              // Contiguous image row: zeros, the row, zeros.
-              const T *src = x.data + (c * p.H + h) * p.W;
-              const index_t lead = std::min(p.pl, p.Wq);
-              const index_t len = std::clamp<index_t>(p.Wq - p.pl, 0, p.W);
-              std::fill(row, row + lead, T(0));
-              std::copy_n(src, len, row + lead);
-              std::fill(row + lead + len, row + p.Wq, T(0));
-              continue;
-            }
-            if (N == 1) {
-              const T *src = x.data + (c * p.H + h) * p.W * x.ld;
-              for (index_t wq = 0; wq < p.Wq; ++wq) {
-                const index_t w = wq * p.sw + pw - p.pl;
-                row[wq] = w < 0 || w >= p.W ? T(0) : src[w * x.ld];
-              }
-              continue;
-            }
-            for (index_t wq = 0; wq < p.Wq; ++wq) {
-              const index_t w = wq * p.sw + pw - p.pl;
-              T *cell = row + wq * N;
-              if (w < 0 || w >= p.W)
-                std::fill(cell, cell + N, T(0));
-              else
-                std::memcpy(cell, x.row((c * p.H + h) * p.W + w),
-                            static_cast<std::size_t>(N) * sizeof(T));
-            }
-          }
-        }
+  const index_t grain = std::max<index_t>(1, 32768 / std::max<index_t>(1, row_len));
+  for_range(exec, rows, grain, [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      // r = ((c * sh + ph) * sw + pw) * Hq + hq, the plane rows in memory order.
+      const index_t hq = r % p.Hq, plane = r / p.Hq;
+      const index_t pw = plane % p.sw, ph = (plane / p.sw) % p.sh, c = plane / (p.sw * p.sh);
+      const index_t h = hq * p.sh + ph - p.pt;
+      T *row = xp + r * row_len;
+      if (h < 0 || h >= p.H) {
+        std::fill(row, row + row_len, T(0));
+        continue;
+      }
+      if (p.sw == 1 && x.ld == N) {
+        // Contiguous image row: zeros, the row, zeros.
+        const T *src = x.data + (c * p.H + h) * p.W * N;
+        const index_t lead = std::min(p.pl, p.Wq);
+        const index_t len = std::clamp<index_t>(p.Wq - p.pl, 0, p.W);
+        std::fill(row, row + lead * N, T(0));
+        std::memcpy(row + lead * N, src, static_cast<std::size_t>(len * N) * sizeof(T));
+        std::fill(row + (lead + len) * N, row + row_len, T(0));
+        continue;
+      }
+      for (index_t wq = 0; wq < p.Wq; ++wq) {
+        const index_t w = wq * p.sw + pw - p.pl;
+        T *cell = row + wq * N;
+        if (w < 0 || w >= p.W)
+          std::fill(cell, cell + N, T(0));
+        else if (N == 1)
+          *cell = x.row((c * p.H + h) * p.W + w)[0];
+        else
+          copy_cell(cell, x.row((c * p.H + h) * p.W + w), N);
+      }
     }
   });
 }
