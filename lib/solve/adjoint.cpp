@@ -696,6 +696,49 @@ void activation_derivatives(const Model<T> &model, const Batch<T> &X, const Batc
   }
 }
 
+/// v_i *= phi'(x_i) for the rows [i0, i1) (states whose activations'
+/// derivatives follow from x: derivative_from_state), the same products as
+/// with J = activation_derivatives (each loop on one activation's rows).
+template <class T>
+void multiply_by_derivative(std::span<const StateBlock> blocks, ConstMatrixView<T> x,
+                            MatrixView<T> v, index_t i0, index_t i1) {
+  const index_t cols = v.cols;
+  std::size_t b = static_cast<std::size_t>(
+      std::upper_bound(blocks.begin(), blocks.end(), i0,
+                       [](index_t i, const auto &blk) { return i < blk.offset; }) -
+      blocks.begin());
+  b = b > 0 ? b - 1 : 0;
+  for (; i0 < i1; ++b) {
+    const auto &blk = blocks[b];
+    const index_t e = std::min(i1, blk.offset + blk.size);
+    if (e <= i0)
+      continue;
+    const Activation a = blk.activation;
+    const auto map = [&](auto f) {
+      for (index_t i = i0; i < e; ++i) {
+        const T *__restrict xi = x.row(i);
+        T *__restrict vi = v.row(i);
+        for (index_t c = 0; c < cols; ++c)
+          vi[c] *= f(xi[c]);
+      }
+    };
+    switch (a.kind) {
+    case ActivationKind::relu:
+      map([](T xv) { return xv > T(0) ? T(1) : T(0); });
+      break;
+    case ActivationKind::leaky_relu: {
+      const T slope = static_cast<T>(a.slope);
+      map([slope](T xv) { return xv > T(0) ? T(1) : slope; });
+      break;
+    }
+    default:
+      map([a](T xv) { return derivative_from_x(a, xv); });
+      break;
+    }
+    i0 = e;
+  }
+}
+
 template <class T>
 AdjointReport AdjointSolver<T>::solve(const Batch<T> &X, const Batch<T> &U,
                                       const Batch<T> &R, Batch<T> &V) {
@@ -707,7 +750,15 @@ AdjointReport AdjointSolver<T>::solve(const Batch<T> &X, const Batch<T> &U,
                           " (slab width " + std::to_string(R.slab_width()) +
                           "), expected " + shape(n, k) + " (slab width " +
                           std::to_string(W) + ")");
-  activation_derivatives(m, X, U, im.J);
+  // A block sweep without diagonal blocks multiplies each v_b by J_b once:
+  // J_b from X_b at that point (when every activation's derivative follows
+  // from its output), not a whole J made first (a pass less over n x k).
+  bool derivative_in_sweep = im.method == AdjointMethod::sweep && im.blocks && !im.z_needed;
+  if (derivative_in_sweep)
+    for (const auto &d : im.diagonal)
+      derivative_in_sweep = derivative_in_sweep && d.empty();
+  if (!derivative_in_sweep)
+    activation_derivatives(m, X, U, im.J);
   if (V.rows() != n || V.cols() != k || V.slab_width() != W)
     V = Batch<T>(n, k, W);
   AdjointReport report;
@@ -720,7 +771,8 @@ AdjointReport AdjointSolver<T>::solve(const Batch<T> &X, const Batch<T> &U,
   for (index_t s = 0; s < X.slab_count(); ++s) {
     const index_t kc = X.slab_cols(s), c0 = s * W;
     MatrixView<T> v = V.slab(s);
-    const ConstMatrixView<T> r = R.slab(s), j = im.J.slab(s);
+    const ConstMatrixView<T> r = R.slab(s),
+                             j = derivative_in_sweep ? ConstMatrixView<T>{} : im.J.slab(s);
 
     if (im.method == AdjointMethod::sweep && im.blocks) {
       // Reverse block sweep: v_b = J_b (sum_{i > b} A_ib^T v_i + r_b), a
@@ -730,7 +782,9 @@ AdjointReport AdjointSolver<T>::solve(const Batch<T> &X, const Batch<T> &U,
       for (index_t b = bs.row_blocks() - 1; b >= 0; --b) {
         const index_t off = bs.row_offset(b), nb = bs.row_block_size(b);
         MatrixView<T> vb = rows_of(v, off, nb);
-        const ConstMatrixView<T> rb = rows_of(r, off, nb), jb = rows_of(j, off, nb);
+        const ConstMatrixView<T> rb = rows_of(r, off, nb);
+        const ConstMatrixView<T> jb =
+            derivative_in_sweep ? ConstMatrixView<T>{} : rows_of(j, off, nb);
         const bool r_zero = !im.outputs_zero.empty() && im.outputs_zero[b];
         if (!r_zero || im.below[b].empty())
           parallel_rows(nb, kc, [&](index_t r0, index_t r1) {
@@ -751,6 +805,13 @@ AdjointReport AdjointSolver<T>::solve(const Batch<T> &X, const Batch<T> &U,
           first = false;
         }
         if (im.diagonal[b].empty()) {
+          if (derivative_in_sweep) {
+            const ConstMatrixView<T> xs = X.slab(s);
+            parallel_rows(nb, kc, [&](index_t r0, index_t r1) {
+              multiply_by_derivative(m.blocks(), xs, v, off + r0, off + r1);
+            });
+            continue;
+          }
           parallel_rows(nb, kc, [&](index_t r0, index_t r1) {
             for (index_t i = r0; i < r1; ++i) {
               T *vi = vb.row(i);

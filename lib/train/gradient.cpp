@@ -154,12 +154,18 @@ void accumulate_parameter_gradient(const TrainableModel<T> &tm, const Batch<T> &
         gb[ch] += acc;
       }
     };
+    // Each channel's sum is one task's own (any partition gives the same
+    // bits); the grain keeps a task at >= ~16k values, so a few wide
+    // channels (a convolution's 16 maps of 1024 pixels x 128 images) still
+    // spread over the threads.
     const index_t count = bb.size / bb.plane;
-    if (exec == Execution::reference || count * bb.plane < 4096)
+    const index_t per_channel = bb.plane * k;
+    if (exec == Execution::reference || count * per_channel < 16384)
       rows(0, count);
     else
       tbb::parallel_for(
-          tbb::blocked_range<index_t>(0, count, 64),
+          tbb::blocked_range<index_t>(0, count,
+                                      std::max<index_t>(1, 16384 / std::max<index_t>(1, per_channel))),
           [&](const tbb::blocked_range<index_t> &rg) { rows(rg.begin(), rg.end()); });
   }
   T *gy = g[tm.output_bias_tensor()].data();
