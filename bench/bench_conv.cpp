@@ -16,7 +16,9 @@
 // counted as the dense formula does: Co * Cin/g * KH * KW * OH * OW * N);
 // vs_naive = naive time / kernel time; vs_gemm_peak = time of an Eigen GEMM
 // with the same FLOP count ([Co x K] x [K x OH*OW*N], split over the threads
-// in column chunks) / kernel time, both measured in the same run.
+// in column chunks) / kernel time, both measured in the same run;
+// vs_fma_peak = GFLOPS / the level's FMA peak on the same threads (BM_FmaPeak:
+// independent FMA chains in registers, measured in the same process).
 // BM_ResNet20Convs runs the 19 convolutions of a ResNet20 forward pass.
 
 #include <benchmark/benchmark.h>
@@ -32,10 +34,16 @@
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -83,6 +91,104 @@ template <class T> std::vector<T> random_vector(std::size_t n, unsigned seed) {
   for (auto &x : v)
     x = static_cast<T>(u(rng));
   return v;
+}
+
+// ------------------------------------------------------------- FMA peak
+// 12 independent multiply-add chains per thread in registers (more than FMA
+// latency x FMA pipes on current x86 cores), at each level's vector width:
+// the roofline the convolution kernels are compared with. The generic level
+// has no FMA instruction (SSE2): a multiply and an add count as one FMA.
+#if defined(__x86_64__)
+#define TACIT_PEAK_CHAINS(V, SET1, FMA)                                              \
+  V a[12];                                                                           \
+  const V b = SET1(0.999999), c = SET1(1e-7);                                        \
+  for (int i = 0; i < 12; ++i)                                                       \
+    a[i] = SET1(1.0 + i);                                                            \
+  for (long it = 0; it < iters; ++it) {                                              \
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) a[i] = FMA(a[i], b, c);    \
+  }                                                                                  \
+  for (int i = 1; i < 12; ++i)                                                       \
+    a[0] = FMA(a[0], b, a[i]);                                                       \
+  double out = 0;                                                                    \
+  std::memcpy(&out, &a[0], sizeof(out));                                             \
+  return out;
+
+__attribute__((target("avx512f"))) double peak_chains_avx512(long iters, bool dbl) {
+  if (dbl) {
+    TACIT_PEAK_CHAINS(__m512d, _mm512_set1_pd, _mm512_fmadd_pd)
+  }
+#define TACIT_SET1(v) _mm512_set1_ps(static_cast<float>(v))
+  TACIT_PEAK_CHAINS(__m512, TACIT_SET1, _mm512_fmadd_ps)
+#undef TACIT_SET1
+}
+__attribute__((target("avx2,fma"))) double peak_chains_avx2(long iters, bool dbl) {
+  if (dbl) {
+    TACIT_PEAK_CHAINS(__m256d, _mm256_set1_pd, _mm256_fmadd_pd)
+  }
+#define TACIT_SET1(v) _mm256_set1_ps(static_cast<float>(v))
+  TACIT_PEAK_CHAINS(__m256, TACIT_SET1, _mm256_fmadd_ps)
+#undef TACIT_SET1
+}
+double peak_chains_generic(long iters, bool dbl) {
+  if (dbl) {
+    auto fma = [](__m128d x, __m128d y, __m128d z) { return _mm_add_pd(_mm_mul_pd(x, y), z); };
+    TACIT_PEAK_CHAINS(__m128d, _mm_set1_pd, fma)
+  }
+  auto set1 = [](double v) { return _mm_set1_ps(static_cast<float>(v)); };
+  auto fma = [](__m128 x, __m128 y, __m128 z) { return _mm_add_ps(_mm_mul_ps(x, y), z); };
+  TACIT_PEAK_CHAINS(__m128, set1, fma)
+}
+#undef TACIT_PEAK_CHAINS
+#endif
+
+/// FMA peak in GFLOP/s (2 flops per lane per FMA) of `isa` on `threads`
+/// threads running at once, best of 3; 0 where it cannot be measured.
+template <class T> double fma_peak_gflops(std::int64_t isa, int threads) {
+  static std::map<std::pair<std::int64_t, int>, double> cache;
+  if (auto it = cache.find({isa, threads}); it != cache.end())
+    return it->second;
+  double gflops = 0;
+#if defined(__x86_64__)
+  const bool dbl = sizeof(T) == 8;
+  const int lanes = (isa == 2 ? 64 : isa == 1 ? 32 : 16) / static_cast<int>(sizeof(T));
+  const long iters = 20'000'000;
+  auto run = [&] {
+    volatile double sink = 0;
+    sink = isa == 2 ? peak_chains_avx512(iters, dbl)
+           : isa == 1 ? peak_chains_avx2(iters, dbl)
+                      : peak_chains_generic(iters, dbl);
+  };
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back(run);
+    for (auto &t : pool)
+      t.join();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    gflops = std::max(gflops, 2.0 * 12 * lanes * double(iters) * threads / s * 1e-9);
+  }
+#endif
+  cache[{isa, threads}] = gflops;
+  return gflops;
+}
+
+template <class T> void BM_FmaPeak(benchmark::State &state) {
+  const int threads = static_cast<int>(state.range(0));
+  tacit::bench::IsaScope isa(state.range(1));
+  double g = 0;
+  for (auto _ : state)
+    g = fma_peak_gflops<T>(state.range(1), threads);
+  state.counters["GFLOPS"] = g;
+  state.SetLabel(to_string(active_isa()));
+}
+
+void peak_args(benchmark::internal::Benchmark *b) {
+  b->ArgNames({"threads", "isa"});
+  for (int t : {1, 2})
+    for (auto isa : tacit::bench::isa_levels())
+      b->Args({t, isa});
+  b->Iterations(1)->Unit(benchmark::kMillisecond);
 }
 
 /// One conv layer with its packed weights and buffers for N columns.
@@ -216,6 +322,8 @@ template <class T> void BM_Conv(benchmark::State &state) {
   state.counters["GFLOPS"] = L.flops() / mean * 1e-9;
   state.counters["vs_naive"] = naive / mean;
   state.counters["vs_gemm_peak"] = gemm / mean;
+  if (const double peak = fma_peak_gflops<T>(state.range(4), threads); peak > 0)
+    state.counters["vs_fma_peak"] = L.flops() / mean * 1e-9 / peak;
   state.SetLabel(std::string(s.name) + " " + to_string(active_isa()));
 }
 
@@ -243,12 +351,18 @@ template <class T> void BM_ResNet20Convs(benchmark::State &state) {
     layers.push_back(std::make_unique<Layer<T>>(shapes[s], N));
     flops += layers.back()->flops() * shapes[s].count;
   }
+  const auto t_start = Clock::now();
   for (auto _ : state)
     for (int s = 0; s < 6; ++s)
       for (int r = 0; r < shapes[s].count; ++r)
         layers[s]->run(algo);
   state.counters["GFLOPS"] =
       benchmark::Counter(flops * state.iterations() * 1e-9, benchmark::Counter::kIsRate);
+  // The same ratio as a plain number (the rate above is divided by the time
+  // only when the counters are reported).
+  const double seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  if (const double peak = fma_peak_gflops<T>(state.range(3), threads); peak > 0 && seconds > 0)
+    state.counters["vs_fma_peak"] = flops * state.iterations() * 1e-9 / seconds / peak;
   state.SetLabel(to_string(active_isa()));
 }
 
@@ -266,6 +380,8 @@ void resnet_args(benchmark::internal::Benchmark *b) {
 
 } // namespace
 
+BENCHMARK_TEMPLATE(BM_FmaPeak, float)->Apply(peak_args);
+BENCHMARK_TEMPLATE(BM_FmaPeak, double)->Apply(peak_args);
 BENCHMARK_TEMPLATE(BM_ResNet20Convs, float)->Apply(resnet_args);
 BENCHMARK_TEMPLATE(BM_ResNet20Convs, double)->Apply(resnet_args);
 BENCHMARK_TEMPLATE(BM_Conv, float)->Apply(conv_args);
