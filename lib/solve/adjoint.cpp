@@ -616,6 +616,45 @@ template <class T> const std::string &AdjointSolver<T>::method_reason() const no
   return impl_->reason;
 }
 
+/// Calls piece(a, b, activation) for the pieces of rows [i0, i1) cut at the
+/// state blocks' boundaries, so that each piece runs one activation's loop
+/// (the switch hoisted out: the loops vectorise).
+template <class F>
+void for_block_pieces(std::span<const StateBlock> blocks, index_t i0, index_t i1, F &&piece) {
+  std::size_t b = static_cast<std::size_t>(
+      std::upper_bound(blocks.begin(), blocks.end(), i0,
+                       [](index_t i, const auto &blk) { return i < blk.offset; }) -
+      blocks.begin());
+  b = b > 0 ? b - 1 : 0;
+  for (; i0 < i1; ++b) {
+    const auto &blk = blocks[b];
+    const index_t e = std::min(i1, blk.offset + blk.size);
+    if (e <= i0)
+      continue;
+    piece(i0, e, blk.activation);
+    i0 = e;
+  }
+}
+
+/// Calls map(f) with f(x) = phi'(x) for an activation whose derivative
+/// follows from its output (derivative_from_state), ReLU and leaky ReLU as
+/// branch-free selects.
+template <class T, class Map> void with_state_derivative(const Activation &a, Map &&map) {
+  switch (a.kind) {
+  case ActivationKind::relu:
+    map([](T x) { return x > T(0) ? T(1) : T(0); });
+    break;
+  case ActivationKind::leaky_relu: {
+    const T slope = static_cast<T>(a.slope);
+    map([slope](T x) { return x > T(0) ? T(1) : slope; });
+    break;
+  }
+  default:
+    map([a](T x) { return derivative_from_x(a, x); });
+    break;
+  }
+}
+
 template <class T>
 void activation_derivatives(const Model<T> &model, const Batch<T> &X, const Batch<T> &U,
                             Batch<T> &J) {
@@ -638,9 +677,8 @@ void activation_derivatives(const Model<T> &model, const Batch<T> &X, const Batc
     model.B().apply(Mode::normal, T(1), U, T(1), Z);
   }
   const auto bx = model.bias_x();
-  // One parallel pass over each slab's rows; a task's range is cut at the
-  // blocks' boundaries so that each piece runs one activation's loop (the
-  // switch hoisted out: the loops vectorise).
+  // One parallel pass over each slab's rows, each task's range cut at the
+  // blocks' boundaries.
   const auto &blocks = model.blocks();
   for (index_t s = 0; s < X.slab_count(); ++s) {
     const auto xs = X.slab(s);
@@ -649,49 +687,26 @@ void activation_derivatives(const Model<T> &model, const Batch<T> &X, const Batc
     const index_t grain = std::max<index_t>(16, 32768 / std::max<index_t>(1, cols));
     tbb::parallel_for(
         tbb::blocked_range<index_t>(0, n, grain), [&](const tbb::blocked_range<index_t> &r) {
-          std::size_t b = static_cast<std::size_t>(
-              std::upper_bound(blocks.begin(), blocks.end(), r.begin(),
-                               [](index_t i, const auto &blk) { return i < blk.offset; }) -
-              blocks.begin());
-          b = b > 0 ? b - 1 : 0;
-          for (index_t i0 = r.begin(); i0 < r.end(); ++b) {
-            const auto &blk = blocks[b];
-            const index_t i1 = std::min(r.end(), blk.offset + blk.size);
-            if (i1 <= i0)
-              continue;
-            const Activation a = blk.activation;
-            const auto map = [&](auto f) {
-              for (index_t i = i0; i < i1; ++i) {
-                const T *__restrict xi = xs.row(i);
-                T *__restrict ji = js.row(i);
-                for (index_t c = 0; c < cols; ++c)
-                  ji[c] = f(xi[c]);
-              }
-            };
-            if (!derivative_from_state(a)) {
-              for (index_t i = i0; i < i1; ++i) {
-                const T *zi = Z.slab(s).row(i);
-                T *ji = js.row(i);
-                for (index_t c = 0; c < cols; ++c)
-                  ji[c] = derivative_from_z(a, zi[c] + bx[i]);
-              }
-            } else {
-              switch (a.kind) {
-              case ActivationKind::relu:
-                map([](T x) { return x > T(0) ? T(1) : T(0); });
-                break;
-              case ActivationKind::leaky_relu: {
-                const T slope = static_cast<T>(a.slope);
-                map([slope](T x) { return x > T(0) ? T(1) : slope; });
-                break;
-              }
-              default:
-                map([a](T x) { return derivative_from_x(a, x); });
-                break;
-              }
-            }
-            i0 = i1;
-          }
+          for_block_pieces(blocks, r.begin(), r.end(),
+                           [&](index_t i0, index_t i1, const Activation &a) {
+                             if (!derivative_from_state(a)) {
+                               for (index_t i = i0; i < i1; ++i) {
+                                 const T *zi = Z.slab(s).row(i);
+                                 T *ji = js.row(i);
+                                 for (index_t c = 0; c < cols; ++c)
+                                   ji[c] = derivative_from_z(a, zi[c] + bx[i]);
+                               }
+                               return;
+                             }
+                             with_state_derivative<T>(a, [&](auto f) {
+                               for (index_t i = i0; i < i1; ++i) {
+                                 const T *__restrict xi = xs.row(i);
+                                 T *__restrict ji = js.row(i);
+                                 for (index_t c = 0; c < cols; ++c)
+                                   ji[c] = f(xi[c]);
+                               }
+                             });
+                           });
         });
   }
 }
@@ -703,40 +718,16 @@ template <class T>
 void multiply_by_derivative(std::span<const StateBlock> blocks, ConstMatrixView<T> x,
                             MatrixView<T> v, index_t i0, index_t i1) {
   const index_t cols = v.cols;
-  std::size_t b = static_cast<std::size_t>(
-      std::upper_bound(blocks.begin(), blocks.end(), i0,
-                       [](index_t i, const auto &blk) { return i < blk.offset; }) -
-      blocks.begin());
-  b = b > 0 ? b - 1 : 0;
-  for (; i0 < i1; ++b) {
-    const auto &blk = blocks[b];
-    const index_t e = std::min(i1, blk.offset + blk.size);
-    if (e <= i0)
-      continue;
-    const Activation a = blk.activation;
-    const auto map = [&](auto f) {
-      for (index_t i = i0; i < e; ++i) {
+  for_block_pieces(blocks, i0, i1, [&](index_t a0, index_t a1, const Activation &a) {
+    with_state_derivative<T>(a, [&](auto f) {
+      for (index_t i = a0; i < a1; ++i) {
         const T *__restrict xi = x.row(i);
         T *__restrict vi = v.row(i);
         for (index_t c = 0; c < cols; ++c)
           vi[c] *= f(xi[c]);
       }
-    };
-    switch (a.kind) {
-    case ActivationKind::relu:
-      map([](T xv) { return xv > T(0) ? T(1) : T(0); });
-      break;
-    case ActivationKind::leaky_relu: {
-      const T slope = static_cast<T>(a.slope);
-      map([slope](T xv) { return xv > T(0) ? T(1) : slope; });
-      break;
-    }
-    default:
-      map([a](T xv) { return derivative_from_x(a, xv); });
-      break;
-    }
-    i0 = e;
-  }
+    });
+  });
 }
 
 template <class T>

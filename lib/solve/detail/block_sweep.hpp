@@ -108,6 +108,12 @@ template <class T> struct BlockSweepWork {
 /// buffers are zeroed; a buffer keeps its last slab's values (a slab writes
 /// every state it reads).
 template <class T> class SlabRowsPool {
+  // On huge pages (from 4 MB): a pooled buffer lives as long as its solver,
+  // and mapping it in 2 MB pages makes the first solve cheaper (ResNet20
+  // float32 at 128: first solve 57 -> 46 ms, 1.45 -> 1.18x the warm one, on
+  // the AVX-512 host whose page faults trap to the hypervisor).
+  using Buffer = std::vector<T, UninitAllocator<T, 64, true>>;
+
 public:
   class Lease {
   public:
@@ -118,11 +124,6 @@ public:
     T *data() const noexcept { return buf_->data(); }
 
   private:
-    // On huge pages (from 4 MB): a pooled buffer lives as long as its
-    // solver, and mapping it in 2 MB pages makes the first solve cheaper
-    // (ResNet20 float32 at 128: first solve 57 -> 46 ms, 1.45 -> 1.18x the
-    // warm one, on the AVX-512 host whose page faults trap to the hypervisor).
-    using Buffer = std::vector<T, UninitAllocator<T, 64, true>>;
     SlabRowsPool *pool_;
     std::unique_ptr<Buffer> buf_;
   };
@@ -139,7 +140,7 @@ public:
 
 private:
   std::mutex mutex_;
-  std::vector<std::unique_ptr<std::vector<T, UninitAllocator<T, 64, true>>>> free_;
+  std::vector<std::unique_ptr<Buffer>> free_;
   std::size_t allocated_ = 0;
 };
 
