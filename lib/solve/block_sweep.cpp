@@ -9,8 +9,8 @@
 
 #include <tbb/task_arena.h>
 
-#include "core/detail/populate.hpp"
 #include "core/detail/parallel.hpp"
+#include "core/detail/populate.hpp"
 
 namespace tacit::inline v1::detail {
 
@@ -249,13 +249,13 @@ template <class T> SlabRowsPool<T>::Lease::~Lease() {
 }
 
 template <class T>
-void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
-                     BlockSweepWork<T> &work, T *x, index_t width, index_t slabs,
-                     index_t cols, const Batch<T> &U, const T *z,
-                     const PicardOptions &options, bool warm_start, SolveReport &report,
-                     SlabRowsPool<T> *shared,
-                     const std::type_identity_t<std::function<void(index_t, const T *)>>
-                         &slab_done) {
+void run_block_sweep(
+    const BlockSweepPlan<T> &plan, const BlockLayout &layout, BlockSweepWork<T> &work,
+    T *x, index_t width, index_t slabs, index_t cols, const Batch<T> &U, const T *z,
+    const PicardOptions &options, bool warm_start, SolveReport &report,
+    SlabRowsPool<T> *shared,
+    const std::type_identity_t<std::function<void(const SlabPiece &, const T *, index_t)>>
+        &piece_done) {
   const index_t n = plan.n, slab_rows = layout.rows;
   const auto total = static_cast<std::size_t>(slabs * width);
   work.nonfinite.assign(total, 0.0);
@@ -264,23 +264,26 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
   work.residual.assign(total, 0.0);
   if (!plan.feed_forward && static_cast<index_t>(work.per_slab.size()) < slabs)
     work.per_slab.resize(static_cast<std::size_t>(slabs));
-  auto sweep_slab = [&](index_t s, T *xs) {
-    // First row of state block b in this slab.
-    auto block_rows = [&](index_t b) { return xs + layout.address[b] * width; };
-    const index_t ncols = std::min(width, cols - s * width);
-    const ConstMatrixView<T> u = U.slab(s);
+  // xs: the piece's first column of its slab's rows, leading dimension ld
+  // (the slab's width in X, the piece's in a shared buffer).
+  auto sweep_piece = [&](const SlabPiece &piece, T *xs, index_t ld) {
+    const index_t s = piece.slab, ncols = piece.cols;
+    // First row of state block b in this piece.
+    auto block_rows = [&](index_t b) { return xs + layout.address[b] * ld; };
+    const ConstMatrixView<T> us = U.slab(s);
+    const ConstMatrixView<T> u(us.data + piece.first, us.rows, ncols, us.ld);
     T nf[64] = {};
     T *nfp = nf;
     std::vector<T> nf_big;
-    if (width > 64) {
-      nf_big.assign(static_cast<std::size_t>(width), T(0));
+    if (ncols > 64) {
+      nf_big.assign(static_cast<std::size_t>(ncols), T(0));
       nfp = nf_big.data();
     }
     for (std::size_t b = 0; b < plan.rows.size(); ++b) {
       const auto &row = plan.rows[b];
       if (row.size == 0)
         continue;
-      const MatrixView<T> y{block_rows(static_cast<index_t>(b)), row.size, ncols, width};
+      const MatrixView<T> y{block_rows(static_cast<index_t>(b)), row.size, ncols, ld};
       FixedPointWork<T> *fw = nullptr;
       if (row.system) {
         fw = &work.per_slab[s];
@@ -295,11 +298,11 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
       // y = b (or z) + the products other than the fused one.
       auto start_row = [&] {
         if (plan.uses_z) {
-          const T *zs = z + s * n * width + row.offset * width;
+          const T *zs = z + s * n * width + row.offset * width + piece.first;
           for (index_t i = 0; i < row.size; ++i)
             std::copy(zs + i * width, zs + i * width + ncols, y.row(i));
         } else {
-          if (ncols == 1 && width == 1)
+          if (ncols == 1 && ld == 1)
             std::copy_n(plan.bias.data() + row.offset, row.size, y.data);
           else
             for (index_t i = 0; i < row.size; ++i)
@@ -311,12 +314,12 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
         }
         for (const auto &[op, source] : row.from_states)
           op->apply(Mode::normal, T(1),
-                    ConstMatrixView<T>(block_rows(source), op->cols(), ncols, width), T(1),
+                    ConstMatrixView<T>(block_rows(source), op->cols(), ncols, ld), T(1),
                     y);
         if (row.residual)
           row.residual->apply(
               Mode::normal, T(1),
-              ConstMatrixView<T>(block_rows(row.residual_first), row.size, ncols, width),
+              ConstMatrixView<T>(block_rows(row.residual_first), row.size, ncols, ld),
               T(1), y);
       };
       if (row.fused) {
@@ -324,7 +327,7 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
             row.fused_from_inputs ? ConstMatrixView<T>(u.data + row.fused_first * u.ld,
                                                        row.fused->cols(), ncols, u.ld)
                                   : ConstMatrixView<T>(block_rows(row.fused_first),
-                                                       row.fused->cols(), ncols, width);
+                                                       row.fused->cols(), ncols, ld);
         const bool alone =
             !plan.uses_z && row.from_states.empty() && row.from_inputs.empty();
         auto fused_row = [&] {
@@ -337,7 +340,7 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
                     : std::span<const T>(),
               row.activation, Execution::parallel,
               alone && row.residual ? ConstMatrixView<T>(block_rows(row.residual_first),
-                                                         row.size, ncols, width)
+                                                         row.size, ncols, ld)
                                     : ConstMatrixView<T>(),
               row.residual ? row.residual_scale : T(1));
         };
@@ -347,13 +350,13 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
         // the fused row again gives the other columns their usual values.
         start_row();
         row.fused->apply(Mode::normal, T(1), src, T(1), y);
-        activate_rows(row.activation, y.data, row.size, ncols, width, nfp);
+        activate_rows(row.activation, y.data, row.size, ncols, ld, nfp);
         fused_row();
         continue;
       }
       start_row();
       if (!row.system) {
-        activate_rows(row.activation, y.data, row.size, ncols, width, nfp);
+        activate_rows(row.activation, y.data, row.size, ncols, ld, nfp);
         continue;
       }
       // A cyclic diagonal block: Picard on x_i = phi(A_ii x_i + c), c = y.
@@ -371,26 +374,44 @@ void run_block_sweep(const BlockSweepPlan<T> &plan, const BlockLayout &layout,
         std::copy(res + i * width, res + i * width + ncols, y.row(i));
       for (index_t w = 0; w < ncols; ++w) {
         const auto &cs = fw->column(w);
-        const auto j = static_cast<std::size_t>(s * width + w);
+        const auto j = static_cast<std::size_t>(s * width + piece.first + w);
         work.iterations[j] = std::max(work.iterations[j], cs.iterations);
         work.status[j] = std::max(work.status[j], static_cast<unsigned char>(cs.status));
         work.residual[j] = std::max(work.residual[j], cs.residual);
       }
     }
     for (index_t w = 0; w < ncols; ++w)
-      work.nonfinite[static_cast<std::size_t>(s * width + w)] =
+      work.nonfinite[static_cast<std::size_t>(s * width + piece.first + w)] =
           static_cast<double>(nfp[w]);
   };
+  const index_t piece_width =
+      sweep_piece_width(plan, width, slabs, tbb::this_task_arena::max_concurrency());
+  const index_t per_slab = (width + piece_width - 1) / piece_width;
+  auto piece_of = [&](index_t t) {
+    SlabPiece piece;
+    piece.slab = t / per_slab;
+    piece.first = t % per_slab * piece_width;
+    piece.cols = std::clamp<index_t>(cols - piece.slab * width - piece.first, 0,
+                                     std::min(piece_width, width - piece.first));
+    return piece;
+  };
   if (!shared) {
-    for_tasks(slabs, true, [&](index_t s) { sweep_slab(s, x + s * slab_rows * width); });
+    for_tasks(slabs * per_slab, true, [&](index_t t) {
+      const SlabPiece piece = piece_of(t);
+      if (piece.cols > 0)
+        sweep_piece(piece, x + piece.slab * slab_rows * width + piece.first, width);
+    });
   } else {
-    const auto size = static_cast<std::size_t>(slab_rows * width);
-    for_tasks(slabs, true, [&](index_t s) {
+    const auto size = static_cast<std::size_t>(slab_rows * piece_width);
+    for_tasks(slabs * per_slab, true, [&](index_t t) {
+      const SlabPiece piece = piece_of(t);
+      if (piece.cols == 0)
+        return;
       tbb::this_task_arena::isolate([&] {
         typename SlabRowsPool<T>::Lease rows(*shared, size);
-        sweep_slab(s, rows.data());
-        if (slab_done)
-          slab_done(s, rows.data());
+        sweep_piece(piece, rows.data(), piece_width);
+        if (piece_done)
+          piece_done(piece, rows.data(), piece_width);
       });
     });
   }
@@ -457,7 +478,8 @@ const BlockStructure<T> *output_blocks(const Model<T> &model,
 } // namespace
 
 template <class T>
-std::optional<BlockLayout> BlockSweepPlan<T>::compact_layout(const Model<T> &model) const {
+std::optional<BlockLayout>
+BlockSweepPlan<T>::compact_layout(const Model<T> &model) const {
   const auto *C = output_blocks(model, rows);
   if (!C)
     return std::nullopt;
@@ -539,7 +561,8 @@ void block_sweep_outputs(const Model<T> &model, const BlockLayout &layout, const
                          const Batch<T> &U, Batch<T> &Y) {
   const auto *C = blocks_of(model.C());
   if (!C || C->col_blocks() != static_cast<index_t>(layout.address.size()))
-    throw InvalidArgument("block sweep outputs: C has no block structure over A's blocks");
+    throw InvalidArgument(
+        "block sweep outputs: C has no block structure over A's blocks");
   const index_t width = U.slab_width(), q = model.outputs();
   if (Y.rows() != q || Y.cols() != U.cols() || Y.slab_width() != width)
     Y = Batch<T>(q, U.cols(), width);
@@ -548,57 +571,65 @@ void block_sweep_outputs(const Model<T> &model, const BlockLayout &layout, const
 }
 
 template <class T>
-void block_sweep_outputs_slab(const Model<T> &model, const BlockLayout &layout,
-                              const T *xs, const Batch<T> &U, Batch<T> &Y, index_t s) {
+void block_sweep_outputs_piece(const Model<T> &model, const BlockLayout &layout,
+                               const T *xs, index_t ld, const Batch<T> &U, Batch<T> &Y,
+                               const SlabPiece &piece) {
   const auto *C = blocks_of(model.C());
   if (!C || C->col_blocks() != static_cast<index_t>(layout.address.size()))
-    throw InvalidArgument("block sweep outputs: C has no block structure over A's blocks");
+    throw InvalidArgument(
+        "block sweep outputs: C has no block structure over A's blocks");
   const index_t width = U.slab_width();
   const auto bias = model.bias_y();
   const auto entries = C->entries();
   // As Model::output: Y = c, then Y += C X (entry by entry in each row
   // block, as BlockOperator applies them), then Y += D U.
-  MatrixView<T> y = Y.slab(s);
+  const MatrixView<T> ys = Y.slab(piece.slab);
+  const MatrixView<T> y{ys.data + piece.first, ys.rows, piece.cols, ys.ld};
   for (index_t i = 0; i < y.rows; ++i)
     for (index_t c = 0; c < y.cols; ++c)
       y(i, c) = bias[static_cast<std::size_t>(i)];
   for (index_t r = 0; r < C->row_blocks(); ++r) {
-    const MatrixView<T> yr{y.data + C->row_offset(r) * width, C->row_block_size(r), y.cols,
-                           width};
+    const MatrixView<T> yr{y.data + C->row_offset(r) * width, C->row_block_size(r),
+                           y.cols, width};
     for (const index_t e : C->entries_in_row(r)) {
       const auto &entry = entries[e];
       entry.op->apply(Mode::normal, T(1),
-                      ConstMatrixView<T>(xs + layout.address[entry.block_col] * width,
-                                         entry.op->cols(), y.cols, width),
+                      ConstMatrixView<T>(xs + layout.address[entry.block_col] * ld,
+                                         entry.op->cols(), y.cols, ld),
                       T(1), yr);
     }
   }
-  if (const auto *D = model.D())
-    D->apply(Mode::normal, T(1), U.slab(s), T(1), y);
+  if (const auto *D = model.D()) {
+    const ConstMatrixView<T> us = U.slab(piece.slab);
+    D->apply(Mode::normal, T(1),
+             ConstMatrixView<T>(us.data + piece.first, us.rows, y.cols, us.ld), T(1), y);
+  }
 }
 
 template class BlockSweepPlan<float>;
 template class BlockSweepPlan<double>;
 template class SlabRowsPool<float>;
 template class SlabRowsPool<double>;
-template void run_block_sweep(const BlockSweepPlan<float> &, const BlockLayout &,
-                              BlockSweepWork<float> &, float *, index_t, index_t, index_t,
-                              const Batch<float> &, const float *, const PicardOptions &,
-                              bool, SolveReport &, SlabRowsPool<float> *,
-                              const std::function<void(index_t, const float *)> &);
-template void run_block_sweep(const BlockSweepPlan<double> &, const BlockLayout &,
-                              BlockSweepWork<double> &, double *, index_t, index_t, index_t,
-                              const Batch<double> &, const double *, const PicardOptions &,
-                              bool, SolveReport &, SlabRowsPool<double> *,
-                              const std::function<void(index_t, const double *)> &);
-template void block_sweep_outputs_slab(const Model<float> &, const BlockLayout &,
-                                       const float *, const Batch<float> &, Batch<float> &,
-                                       index_t);
-template void block_sweep_outputs_slab(const Model<double> &, const BlockLayout &,
-                                       const double *, const Batch<double> &,
-                                       Batch<double> &, index_t);
-template void block_sweep_outputs(const Model<float> &, const BlockLayout &, const float *,
-                                  const Batch<float> &, Batch<float> &);
+template void
+run_block_sweep(const BlockSweepPlan<float> &, const BlockLayout &,
+                BlockSweepWork<float> &, float *, index_t, index_t, index_t,
+                const Batch<float> &, const float *, const PicardOptions &, bool,
+                SolveReport &, SlabRowsPool<float> *,
+                const std::function<void(const SlabPiece &, const float *, index_t)> &);
+template void
+run_block_sweep(const BlockSweepPlan<double> &, const BlockLayout &,
+                BlockSweepWork<double> &, double *, index_t, index_t, index_t,
+                const Batch<double> &, const double *, const PicardOptions &, bool,
+                SolveReport &, SlabRowsPool<double> *,
+                const std::function<void(const SlabPiece &, const double *, index_t)> &);
+template void block_sweep_outputs_piece(const Model<float> &, const BlockLayout &,
+                                        const float *, index_t, const Batch<float> &,
+                                        Batch<float> &, const SlabPiece &);
+template void block_sweep_outputs_piece(const Model<double> &, const BlockLayout &,
+                                        const double *, index_t, const Batch<double> &,
+                                        Batch<double> &, const SlabPiece &);
+template void block_sweep_outputs(const Model<float> &, const BlockLayout &,
+                                  const float *, const Batch<float> &, Batch<float> &);
 template void block_sweep_outputs(const Model<double> &, const BlockLayout &,
                                   const double *, const Batch<double> &, Batch<double> &);
 

@@ -169,7 +169,7 @@ template <class T> struct EquilibriumSolver<T>::Impl {
   detail::BlockSweepWork<T> block_work;
   detail::BlockLayout full_layout;                   // the states at their indices
   std::optional<detail::BlockLayout> compact_layout; // outputs only: shared rows
-  detail::SlabRowsPool<T> compact_rows; // slab buffers in compact_layout
+  detail::SlabRowsPool<T> compact_rows;              // slab buffers in compact_layout
   Batch<T> scratch_states; // predict(U, Y) without a compact layout
   detail::SlabBuffer<T> Z; // aligned: Z = B U + b
 
@@ -272,10 +272,11 @@ template <class T> void EquilibriumSolver<T>::rebuild(const Model<T> &model) {
   if (model.states() != old.model.states() || model.inputs() != old.model.inputs() ||
       model.outputs() != old.model.outputs())
     throw InvalidArgument(
-        "EquilibriumSolver::rebuild: the model has n = " + std::to_string(model.states()) +
-        ", p = " + std::to_string(model.inputs()) + ", q = " +
-        std::to_string(model.outputs()) + ", the solver was prepared for n = " +
-        std::to_string(old.model.states()) + ", p = " + std::to_string(old.model.inputs()) +
+        "EquilibriumSolver::rebuild: the model has n = " +
+        std::to_string(model.states()) + ", p = " + std::to_string(model.inputs()) +
+        ", q = " + std::to_string(model.outputs()) +
+        ", the solver was prepared for n = " + std::to_string(old.model.states()) +
+        ", p = " + std::to_string(old.model.inputs()) +
         ", q = " + std::to_string(old.model.outputs()));
   EquilibriumSolver fresh(model, old.options);
   // The workspace is sized on demand by every solve, whatever the plan.
@@ -392,8 +393,8 @@ SolveReport EquilibriumSolver<T>::predict(const Batch<T> &U, Batch<T> &Y) {
     detail::run_block_sweep(
         *im.block_plan, *im.compact_layout, im.block_work, static_cast<T *>(nullptr), W,
         U.slab_count(), k, U, z, im.options.picard, false, report, &im.compact_rows,
-        [&](index_t s, const T *xs) {
-          detail::block_sweep_outputs_slab(m, *im.compact_layout, xs, U, Y, s);
+        [&](const detail::SlabPiece &piece, const T *xs, index_t ld) {
+          detail::block_sweep_outputs_piece(m, *im.compact_layout, xs, ld, U, Y, piece);
         });
     if (im.options.progress)
       im.options.progress(static_cast<int>(im.block_plan->rows.size()) - 1, 0.0);

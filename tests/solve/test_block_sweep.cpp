@@ -7,7 +7,9 @@
 #include <tacit/solve/solve.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <vector>
 
@@ -86,16 +88,19 @@ void check_no_live_overlap(const Model<T> &model, const detail::BlockSweepPlan<T
 /// solved by Picard) and whose outputs read both blocks.
 template <class T> Model<T> cyclic_block_model() {
   const index_t n0 = 3, n1 = 4, p = 2, q = 2;
-  auto A10 = csr<T>(n1, n0, {0.5, -0.2, 0.1, 0.3, 0.0, -0.4, 0.2, 0.1, 0.0, -0.3, 0.2, 0.6});
-  auto A11 = csr<T>(n1, n1, {0.0, 0.3, 0.0, 0.0, 0.0, 0.0, -0.2, 0.0, 0.0, 0.0, 0.0, 0.25,
-                             0.35, 0.0, 0.0, 0.0});
+  auto A10 =
+      csr<T>(n1, n0, {0.5, -0.2, 0.1, 0.3, 0.0, -0.4, 0.2, 0.1, 0.0, -0.3, 0.2, 0.6});
+  auto A11 = csr<T>(n1, n1,
+                    {0.0, 0.3, 0.0, 0.0, 0.0, 0.0, -0.2, 0.0, 0.0, 0.0, 0.0, 0.25, 0.35,
+                     0.0, 0.0, 0.0});
   auto A = std::make_shared<BlockOperator<T>>(
       std::vector<index_t>{n0, n1}, std::vector<index_t>{n0, n1},
       std::vector<BlockEntry<T>>{{1, 0, A10}, {1, 1, A11}});
   auto B = std::make_shared<BlockOperator<T>>(
       std::vector<index_t>{n0, n1}, std::vector<index_t>{p},
-      std::vector<BlockEntry<T>>{{0, 0, csr<T>(n0, p, {1, -1, 0.5, 2, -0.7, 0.3})},
-                                 {1, 0, csr<T>(n1, p, {0.2, 0.1, -0.4, 0.9, 0, 1, 0.3, 0})}});
+      std::vector<BlockEntry<T>>{
+          {0, 0, csr<T>(n0, p, {1, -1, 0.5, 2, -0.7, 0.3})},
+          {1, 0, csr<T>(n1, p, {0.2, 0.1, -0.4, 0.9, 0, 1, 0.3, 0})}});
   auto C = std::make_shared<BlockOperator<T>>(
       std::vector<index_t>{q}, std::vector<index_t>{n0, n1},
       std::vector<BlockEntry<T>>{{0, 0, csr<T>(q, n0, {1, 0, -2, 0, 0.5, 1})},
@@ -106,8 +111,9 @@ template <class T> Model<T> cyclic_block_model() {
                   {{"first", 0, n0, relu}, {"cycle", n0, n1, tanh_}});
 }
 
-template <class T> void check_predict_without_states(const Model<T> &model, index_t k,
-                                                     index_t width, bool compact) {
+template <class T>
+void check_predict_without_states(const Model<T> &model, index_t k, index_t width,
+                                  bool compact) {
   EquilibriumSolver<T> solver(model);
   const Batch<T> U = random_inputs<T>(model.inputs(), k, width, static_cast<int>(k));
   Batch<T> X, Y_states, Y;
@@ -220,14 +226,15 @@ TEST_CASE("block sweep: slabs share their state buffers, one per thread, with th
     std::vector<int> done(static_cast<std::size_t>(U.slab_count()), 0);
     SolveReport report;
     Execution::threads(threads).run([&] {
-      detail::run_block_sweep(plan, *layout, work, static_cast<float *>(nullptr), 4,
-                              U.slab_count(), 37, U, static_cast<const float *>(nullptr),
-                              PicardOptions{}, false, report, &pool,
-                              [&](index_t s, const float *xs) {
-                                ++done[static_cast<std::size_t>(s)];
-                                detail::block_sweep_outputs_slab(model, *layout, xs, U, Y,
-                                                                 s);
-                              });
+      detail::run_block_sweep(
+          plan, *layout, work, static_cast<float *>(nullptr), 4, U.slab_count(), 37, U,
+          static_cast<const float *>(nullptr), PicardOptions{}, false, report, &pool,
+          [&](const detail::SlabPiece &piece, const float *xs, index_t ld) {
+            CHECK(piece.first == 0); // 4 columns: never cut
+            CHECK(ld == 4);
+            ++done[static_cast<std::size_t>(piece.slab)];
+            detail::block_sweep_outputs_piece(model, *layout, xs, ld, U, Y, piece);
+          });
     });
     REQUIRE(report.ok());
     CHECK(std::all_of(done.begin(), done.end(), [](int d) { return d == 1; }));
@@ -237,4 +244,85 @@ TEST_CASE("block sweep: slabs share their state buffers, one per thread, with th
     CHECK(pool.buffers() >= 1);
     CHECK(pool.buffers() <= static_cast<std::size_t>(threads));
   }
+}
+
+TEST_CASE("block sweep: a batch of fewer slabs than threads is cut in pieces of 16 "
+          "columns, the same bits as one slab per task",
+          "[solve][block_sweep]") {
+  SECTION("the piece width") {
+    const auto model = MiniResNet(false, 3).build<float>();
+    const detail::BlockSweepPlan<float> plan(model);
+    REQUIRE(plan.feed_forward);
+    CHECK(detail::sweep_piece_width(plan, 32, 1, 2) == 16);
+    CHECK(detail::sweep_piece_width(plan, 32, 1, 1) == 32);
+    CHECK(detail::sweep_piece_width(plan, 32, 2, 2) == 32);
+    CHECK(detail::sweep_piece_width(plan, 32, 1, 8) == 16); // never below 16
+    CHECK(detail::sweep_piece_width(plan, 64, 1, 4) == 16);
+    CHECK(detail::sweep_piece_width(plan, 64, 1, 3) == 32); // 3 pieces would be 22 wide
+    CHECK(detail::sweep_piece_width(plan, 48, 1, 2) == 32);
+    CHECK(detail::sweep_piece_width(plan, 16, 1, 2) == 16);
+    CHECK(detail::sweep_piece_width(plan, 8, 1, 2) == 8);
+    const detail::BlockSweepPlan<double> cyclic(cyclic_block_model<double>());
+    REQUIRE_FALSE(cyclic.feed_forward);
+    CHECK(detail::sweep_piece_width(cyclic, 32, 1, 2) ==
+          32); // Picard blocks: whole slabs
+  }
+  SECTION("the pieces a sweep runs") {
+    const auto model = MiniResNet(true, 3).build<float>();
+    const detail::BlockSweepPlan<float> plan(model);
+    const auto layout = plan.compact_layout(model);
+    REQUIRE(layout);
+    const Batch<float> U = random_inputs<float>(model.inputs(), 29, 32, 1);
+    Batch<float> Y(model.outputs(), 29, 32);
+    detail::BlockSweepWork<float> work;
+    detail::SlabRowsPool<float> pool;
+    std::mutex mutex;
+    std::vector<std::array<index_t, 4>> seen;
+    SolveReport report;
+    Execution::threads(2).run([&] {
+      detail::run_block_sweep(
+          plan, *layout, work, static_cast<float *>(nullptr), 32, 1, 29, U,
+          static_cast<const float *>(nullptr), PicardOptions{}, false, report, &pool,
+          [&](const detail::SlabPiece &piece, const float *, index_t ld) {
+            std::lock_guard lock(mutex);
+            seen.push_back({piece.slab, piece.first, piece.cols, ld});
+          });
+    });
+    REQUIRE(report.ok());
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == std::vector<std::array<index_t, 4>>{{0, 0, 16, 16}, {0, 16, 13, 16}});
+  }
+  // Batches of one and two slabs, the last one partial (a piece of fewer
+  // than 16 columns, and one of none): states and outputs on 2 and 4
+  // threads (cut) equal those on 1 thread (not cut), bit for bit.
+  for (const bool option_b : {false, true})
+    for (const index_t k : {32, 29, 45, 20}) {
+      INFO("option B " << option_b << ", " << k << " columns");
+      const MiniResNet net(option_b, 5);
+      const auto check = [&](auto precision) {
+        using T = decltype(precision);
+        const Model<T> model = net.build<T>();
+        const Batch<T> U = random_inputs<T>(model.inputs(), k, 32, static_cast<int>(k));
+        Batch<T> X1, Y1, Yc1;
+        Execution::threads(1).run([&] {
+          EquilibriumSolver<T> solver(model);
+          REQUIRE(solver.predict(U, X1, Y1).ok());
+          REQUIRE(solver.predict(U, Yc1).ok());
+        });
+        for (const int threads : {2, 4}) {
+          Batch<T> X, Y, Yc;
+          Execution::threads(threads).run([&] {
+            EquilibriumSolver<T> solver(model);
+            REQUIRE(solver.predict(U, X, Y).ok());
+            REQUIRE(solver.predict(U, Yc).ok());
+          });
+          CHECK(same_bits(X, X1));
+          CHECK(same_bits(Y, Y1));
+          CHECK(same_bits(Yc, Y1));
+          CHECK(same_bits(Yc1, Y1));
+        }
+      };
+      check(float{});
+      check(double{});
+    }
 }
