@@ -16,6 +16,13 @@ namespace tacit::inline v1::detail {
 
 namespace {
 
+/// The piece's columns of its slab's view.
+template <class View> View piece_columns(View slab, const SlabPiece &piece) {
+  slab.data += piece.first;
+  slab.cols = piece.cols;
+  return slab;
+}
+
 /// y = phi(y) in place on rows x ncols (leading dimension ld); nf[w] collects
 /// y * 0 per column (NaN iff a non-finite value went through).
 template <class T>
@@ -270,8 +277,7 @@ void run_block_sweep(
     const index_t s = piece.slab, ncols = piece.cols;
     // First row of state block b in this piece.
     auto block_rows = [&](index_t b) { return xs + layout.address[b] * ld; };
-    const ConstMatrixView<T> us = U.slab(s);
-    const ConstMatrixView<T> u(us.data + piece.first, us.rows, ncols, us.ld);
+    const ConstMatrixView<T> u = piece_columns(U.slab(s), piece);
     T nf[64] = {};
     T *nfp = nf;
     std::vector<T> nf_big;
@@ -395,26 +401,22 @@ void run_block_sweep(
                                      std::min(piece_width, width - piece.first));
     return piece;
   };
-  if (!shared) {
-    for_tasks(slabs * per_slab, true, [&](index_t t) {
-      const SlabPiece piece = piece_of(t);
-      if (piece.cols > 0)
-        sweep_piece(piece, x + piece.slab * slab_rows * width + piece.first, width);
+  const auto size = static_cast<std::size_t>(slab_rows * piece_width);
+  for_tasks(slabs * per_slab, true, [&](index_t t) {
+    const SlabPiece piece = piece_of(t);
+    if (piece.cols == 0)
+      return;
+    if (!shared) {
+      sweep_piece(piece, x + piece.slab * slab_rows * width + piece.first, width);
+      return;
+    }
+    tbb::this_task_arena::isolate([&] {
+      typename SlabRowsPool<T>::Lease rows(*shared, size);
+      sweep_piece(piece, rows.data(), piece_width);
+      if (piece_done)
+        piece_done(piece, rows.data(), piece_width);
     });
-  } else {
-    const auto size = static_cast<std::size_t>(slab_rows * piece_width);
-    for_tasks(slabs * per_slab, true, [&](index_t t) {
-      const SlabPiece piece = piece_of(t);
-      if (piece.cols == 0)
-        return;
-      tbb::this_task_arena::isolate([&] {
-        typename SlabRowsPool<T>::Lease rows(*shared, size);
-        sweep_piece(piece, rows.data(), piece_width);
-        if (piece_done)
-          piece_done(piece, rows.data(), piece_width);
-      });
-    });
-  }
+  });
 
   report.method = SolveMethod::sweep;
   report.column_residuals.assign(static_cast<std::size_t>(cols), 0.0);
@@ -583,8 +585,7 @@ void block_sweep_outputs_piece(const Model<T> &model, const BlockLayout &layout,
   const auto entries = C->entries();
   // As Model::output: Y = c, then Y += C X (entry by entry in each row
   // block, as BlockOperator applies them), then Y += D U.
-  const MatrixView<T> ys = Y.slab(piece.slab);
-  const MatrixView<T> y{ys.data + piece.first, ys.rows, piece.cols, ys.ld};
+  const MatrixView<T> y = piece_columns(Y.slab(piece.slab), piece);
   for (index_t i = 0; i < y.rows; ++i)
     for (index_t c = 0; c < y.cols; ++c)
       y(i, c) = bias[static_cast<std::size_t>(i)];
@@ -599,11 +600,8 @@ void block_sweep_outputs_piece(const Model<T> &model, const BlockLayout &layout,
                       T(1), yr);
     }
   }
-  if (const auto *D = model.D()) {
-    const ConstMatrixView<T> us = U.slab(piece.slab);
-    D->apply(Mode::normal, T(1),
-             ConstMatrixView<T>(us.data + piece.first, us.rows, y.cols, us.ld), T(1), y);
-  }
+  if (const auto *D = model.D())
+    D->apply(Mode::normal, T(1), piece_columns(U.slab(piece.slab), piece), T(1), y);
 }
 
 template class BlockSweepPlan<float>;
