@@ -274,6 +274,34 @@ inline DenseModel deep_mlp(std::mt19937 &rng, index_t p, index_t width, index_t 
   return m;
 }
 
+/// A deep residual MLP (bounds_test_util's deep_mlp) whose layers take ReLU,
+/// leaky ReLU (slopes 0.1 and 2), identity and ReLU again in turn (one
+/// activation per layer: a model's activations are per state block), and a
+/// D term.
+inline DenseModel mixed_deep_model(std::mt19937 &rng, std::vector<index_t> &sizes,
+                                   index_t layers = 8, double gain = 1.3) {
+  DenseModel m = deep_mlp(rng, 5, 6, layers, 3, gain, 0.5, 1.0, &sizes);
+  const Activation kinds[4] = {Activation{}, Activation{ActivationKind::leaky_relu, 0.1},
+                               Activation{ActivationKind::leaky_relu, 2.0},
+                               Activation{ActivationKind::identity}};
+  index_t i = 0;
+  for (std::size_t l = 0; l < sizes.size(); ++l)
+    for (index_t t = 0; t < sizes[l]; ++t, ++i)
+      m.act[i] = kinds[l % 4];
+  m.D = random_dense(rng, m.q, m.p, 0.3);
+  return m;
+}
+
+/// Dyadic inputs in [0, 1) (multiples of 2^-6): u0 + t e_j is exact for the
+/// steps below.
+inline std::vector<double> dyadic_input(std::mt19937 &rng, index_t p) {
+  std::uniform_int_distribution<int> d(0, 63);
+  std::vector<double> u(static_cast<std::size_t>(p));
+  for (auto &v : u)
+    v = d(rng) / 64.0;
+  return u;
+}
+
 /// The exact real-number model of a model in T, in double (a float model's
 /// parameters are doubles exactly), keeping its structured operators: the
 /// model written to a native file in T and read back in double.

@@ -154,7 +154,8 @@ template <class T> struct RegionEntries {
     // the operator's own numbers. Anything else (pooling divides by the
     // window size) is exact when every entry is a power of two; else each
     // entry may be off by u relative.
-    const bool stored = capability<CsrMatrix<T>>(op) || capability<Conv2dOperator<T>>(op) ||
+    const bool stored = capability<CsrMatrix<T>>(op) ||
+                        capability<Conv2dOperator<T>>(op) ||
                         capability<DiagonalForm<T>>(op) || capability<DenseForm<T>>(op) ||
                         capability<ChannelPadOperator<T>>(op);
     if (!stored)
@@ -240,8 +241,8 @@ void margin_terms(const LinearRegion &r, int label, int k, double &a, double &b)
 void check_output(const LinearRegion &r, int k, const char *what) {
   if (k < 0 || k >= r.outputs)
     throw InvalidArgument(std::string("LinearRegion::") + what + ": output " +
-                          std::to_string(k) + " is not in [0, " + std::to_string(r.outputs) +
-                          ")");
+                          std::to_string(k) + " is not in [0, " +
+                          std::to_string(r.outputs) + ")");
 }
 } // namespace
 
@@ -299,7 +300,8 @@ double LinearRegion::certified_radius(int label) const {
 
 // ------------------------------------------------------------ the analyzer
 
-template <class T> bool BoundAnalyzer<T>::linear_region_supported(std::string *why) const {
+template <class T>
+bool BoundAnalyzer<T>::linear_region_supported(std::string *why) const {
   const auto &I = *impl_;
   if (!I.sweep) {
     if (why)
@@ -323,18 +325,19 @@ template <class T> bool BoundAnalyzer<T>::linear_region_supported(std::string *w
 }
 
 template <class T>
-LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom) const {
+PreciseNominal
+BoundAnalyzer<T>::precise_nominal_in_arena(const NominalPoint<T> &nom) const {
   const auto start = std::chrono::steady_clock::now();
   const auto &I = *impl_;
   const Model<T> &model = I.model;
   const index_t n = I.n(), p = I.p(), q = I.q();
   std::string why;
   if (!linear_region_supported(&why))
-    throw Unsupported("linear_region: " + why);
+    throw Unsupported("precise_nominal: " + why);
   if (static_cast<index_t>(nom.u.size()) != p)
-    throw InvalidArgument("linear_region: the nominal point has " +
-                          std::to_string(nom.u.size()) + " inputs, the model p = " +
-                          std::to_string(p));
+    throw InvalidArgument("precise_nominal: the nominal point has " +
+                          std::to_string(nom.u.size()) +
+                          " inputs, the model p = " + std::to_string(p));
   oneapi::tbb::collaborative_call_once(I.region_once, [&] {
     auto entries = std::make_shared<detail::RegionEntries<T>>();
     entries->add(model.A());
@@ -351,7 +354,8 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
 
   // --- States at u0 to ~106 bits, block by block.
   const auto un = static_cast<std::size_t>(n);
-  std::vector<double> u0(static_cast<std::size_t>(p)), zero(static_cast<std::size_t>(p), 0.0);
+  std::vector<double> u0(static_cast<std::size_t>(p)),
+      zero(static_cast<std::size_t>(p), 0.0);
   for (index_t j = 0; j < p; ++j)
     u0[j] = double(nom.u[j]);
   std::vector<detail::Accumulator> acc(un);
@@ -362,7 +366,6 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
     E.accumulate(model.B(), u0, zero, zero, acc);
   }
   detail::DDVector z(un), x(un);
-  std::vector<T> slope(un);
   for (index_t blk = 0; blk < A.row_blocks(); ++blk) {
     const index_t r0 = A.row_offset(blk), r1 = A.row_offset(blk + 1);
     const auto rows = std::span<detail::Accumulator>(acc).subspan(
@@ -384,7 +387,6 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
         s = positive ? 1 : 0;
       else if (a.kind == ActivationKind::leaky_relu)
         s = positive ? 1 : a.slope;
-      slope[i] = static_cast<T>(s);
       if (s == 1) {
         x.hi[i] = z.hi[i];
         x.lo[i] = z.lo[i];
@@ -405,9 +407,7 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
     }
   }
   // Outputs at u0.
-  LinearRegion out;
-  out.inputs = p;
-  out.outputs = q;
+  PreciseNominal out;
   out.y.resize(static_cast<std::size_t>(q));
   out.y_error.resize(static_cast<std::size_t>(q));
   {
@@ -425,13 +425,69 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
       out.y_error[k] = (e + detail::kUnit * std::abs(out.y[k])) * (1 + 4 * detail::kUnit);
     }
   }
+  out.z_hi = std::move(z.hi);
+  out.z_lo = std::move(z.lo);
+  out.z_error = std::move(z.err);
+  out.x_hi = std::move(x.hi);
+  out.x_lo = std::move(x.lo);
+  out.x_error = std::move(x.err);
+  out.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+template <class T>
+LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom) const {
+  const auto start = std::chrono::steady_clock::now();
+  const auto &I = *impl_;
+  const Model<T> &model = I.model;
+  const index_t n = I.n(), p = I.p(), q = I.q();
+  std::string why;
+  if (!linear_region_supported(&why))
+    throw Unsupported("linear_region: " + why);
+  if (static_cast<index_t>(nom.u.size()) != p)
+    throw InvalidArgument("linear_region: the nominal point has " +
+                          std::to_string(nom.u.size()) +
+                          " inputs, the model p = " + std::to_string(p));
+  const auto un = static_cast<std::size_t>(n);
+  // The states at u0 to ~106 bits: the nominal point's own when it has them.
+  PreciseNominal computed;
+  const PreciseNominal *pn = nom.precise.get();
+  if (!pn || pn->z_hi.size() != un || pn->y.size() != static_cast<std::size_t>(q)) {
+    computed = precise_nominal_in_arena(nom);
+    pn = &computed;
+  }
+  const BlockStructure<T> &A = *I.sweep;
+  const auto blk_entries = A.entries();
+  const auto acts = model.activations();
+  struct {
+    const std::vector<double> &hi, &lo, &err;
+  } z{pn->z_hi, pn->z_lo, pn->z_error};
+  // The activation pattern at u0: the slope of each state.
+  std::vector<T> slope(un);
+  for (index_t i = 0; i < n; ++i) {
+    const Activation &a = acts[static_cast<std::size_t>(i)];
+    const bool positive = z.hi[i] > 0 || (z.hi[i] == 0 && z.lo[i] > 0);
+    double s = 1;
+    if (a.kind == ActivationKind::relu)
+      s = positive ? 1 : 0;
+    else if (a.kind == ActivationKind::leaky_relu)
+      s = positive ? 1 : a.slope;
+    slope[i] = static_cast<T>(s);
+  }
+  LinearRegion out;
+  out.inputs = p;
+  out.outputs = q;
+  out.y = pn->y;
+  out.y_error = pn->y_error;
 
   // --- Row norms of the Jacobian under the pattern, a block of columns at
   // a time: X = diag(slope) (A X + B E) for the identity columns E.
   const index_t width = std::max<index_t>(1, std::min(I.options.region_columns, p));
   std::vector<double> rz(un, 0.0);
   out.jacobian.assign(static_cast<std::size_t>(q * p), 0.0);
-  std::vector<T> X(static_cast<std::size_t>(n * width)), Ein, Y(static_cast<std::size_t>(q * width));
+  std::vector<T> X(static_cast<std::size_t>(n * width)), Ein,
+      Y(static_cast<std::size_t>(q * width));
   for (index_t j0 = 0; j0 < p; j0 += width) {
     const index_t k = std::min(width, p - j0);
     Ein.assign(static_cast<std::size_t>(p * k), T(0));
@@ -445,9 +501,10 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
       for (const index_t e : A.entries_in_row(blk)) {
         const BlockEntry<T> &en = blk_entries[static_cast<std::size_t>(e)];
         const index_t c0 = A.col_offset(en.block_col);
-        en.op->apply(Mode::normal, T(1),
-                     ConstMatrixView<T>{X.data() + c0 * k, A.col_block_size(en.block_col), k, k},
-                     T(1), Xb);
+        en.op->apply(
+            Mode::normal, T(1),
+            ConstMatrixView<T>{X.data() + c0 * k, A.col_block_size(en.block_col), k, k},
+            T(1), Xb);
       }
       tbb::parallel_for(tbb::blocked_range<index_t>(r0, r1, 512),
                         [&](const tbb::blocked_range<index_t> &r) {
@@ -511,7 +568,8 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
     for (index_t i = r0; i < r1; ++i) {
       dz[i] *= (T(1) + g_most) * (T(1) + 4 * uT);
       const T s = slope[i];
-      dx[i] = s * dz[i] * (T(1) + 2 * uT) + ((s != T(0) && s != T(1)) ? uT * rx[i] : T(0));
+      dx[i] =
+          s * dz[i] * (T(1) + 2 * uT) + ((s != T(0) && s != T(1)) ? uT * rx[i] : T(0));
     }
   }
   {
@@ -557,9 +615,11 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
 }
 
 #define TACIT_INSTANTIATE(T)                                                             \
-  template bool BoundAnalyzer<T>::linear_region_supported(std::string *) const;         \
-  template LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &) \
-      const;
+  template bool BoundAnalyzer<T>::linear_region_supported(std::string *) const;          \
+  template LinearRegion BoundAnalyzer<T>::linear_region_in_arena(                        \
+      const NominalPoint<T> &) const;                                                    \
+  template PreciseNominal BoundAnalyzer<T>::precise_nominal_in_arena(                    \
+      const NominalPoint<T> &) const;
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)
 #undef TACIT_INSTANTIATE

@@ -6,8 +6,8 @@
 #include <tacit/analysis/attack.hpp>
 #include <tacit/analysis/bounds.hpp>
 #include <tacit/core/error.hpp>
-#include <tacit/nn/network.hpp>
 #include <tacit/io/io.hpp>
+#include <tacit/nn/network.hpp>
 #include <tacit/nn/onnx.hpp>
 #include <tacit/solve/solve.hpp>
 
@@ -25,34 +25,6 @@ using namespace tacit::testutil;
 
 namespace {
 
-// A deep residual MLP (bounds_test_util's deep_mlp) whose layers take ReLU,
-// leaky ReLU (slopes 0.1 and 2), identity and ReLU again in turn (one
-// activation per layer: a model's activations are per state block), and a
-// D term.
-DenseModel mixed_deep_model(std::mt19937 &rng, std::vector<index_t> &sizes,
-                            index_t layers = 8, double gain = 1.3) {
-  DenseModel m = deep_mlp(rng, 5, 6, layers, 3, gain, 0.5, 1.0, &sizes);
-  const Activation kinds[4] = {Activation{}, Activation{ActivationKind::leaky_relu, 0.1},
-                               Activation{ActivationKind::leaky_relu, 2.0},
-                               Activation{ActivationKind::identity}};
-  index_t i = 0;
-  for (std::size_t l = 0; l < sizes.size(); ++l)
-    for (index_t t = 0; t < sizes[l]; ++t, ++i)
-      m.act[i] = kinds[l % 4];
-  m.D = random_dense(rng, m.q, m.p, 0.3);
-  return m;
-}
-
-// Dyadic inputs in [0, 1) (multiples of 2^-6): u0 + t e_j is exact for the
-// steps below.
-std::vector<double> dyadic_input(std::mt19937 &rng, index_t p) {
-  std::uniform_int_distribution<int> d(0, 63);
-  std::vector<double> u(static_cast<std::size_t>(p));
-  for (auto &v : u)
-    v = d(rng) / 64.0;
-  return u;
-}
-
 bool nonlinear(const Activation &a) {
   return a.kind == ActivationKind::relu ||
          (a.kind == ActivationKind::leaky_relu && a.slope != 1);
@@ -66,7 +38,8 @@ struct ExactLinearisation {
   std::vector<double> Jz, Jy; // n x p, q x p (nearest doubles of exact values)
 };
 
-ExactLinearisation linearise(const DenseModel &m, const std::vector<double> &u0, double h) {
+ExactLinearisation linearise(const DenseModel &m, const std::vector<double> &u0,
+                             double h) {
   ExactLinearisation out;
   std::vector<Exact> x;
   evaluate_exact(m, u0, x, out.z, out.y);
@@ -135,7 +108,8 @@ TEST_CASE("linear region: radius, outputs, Jacobian and margins against exact ar
       const Exact dy = ex.y[k] - Exact(region.y[k]);
       CHECK(dy <= Exact(region.y_error[k]));
       CHECK(Exact(-region.y_error[k]) <= dy);
-      CHECK(region.y_error[k] <= 1e-15 * (1 + std::abs(region.y[k]))); // y is rounded to double
+      CHECK(region.y_error[k] <=
+            1e-15 * (1 + std::abs(region.y[k]))); // y is rounded to double
       double dist = 0;
       for (index_t j = 0; j < m.p; ++j)
         dist += std::abs(ex.Jy[k * m.p + j] - region.jacobian[k * m.p + j]);
@@ -318,7 +292,8 @@ TEST_CASE("linear region: ResNet20, built in and imported from ONNX, certifies n
     const Model<double> model =
         onnx ? import_onnx<double>(dir / "resnet20.onnx") : resnet20<double>();
     const Batch<double> inputs =
-        onnx ? read_vectors<double>(dir / "resnet20_input.txt", 3072) : resnet20_inputs<double>(1);
+        onnx ? read_vectors<double>(dir / "resnet20_input.txt", 3072)
+             : resnet20_inputs<double>(1);
     BoundAnalyzer<double> an(model);
     REQUIRE(an.linear_region_supported());
     std::vector<double> u0(3072);
@@ -368,8 +343,8 @@ TEST_CASE("linear region: ResNet20, built in and imported from ONNX, certifies n
     for (index_t s = 0; s < samples; ++s)
       for (int k = 0; k < 10; ++k)
         if (k != label)
-          REQUIRE(Y(label, s) - Y(k, s) >=
-                  nom.region->margin_lower(label, k, eps) - 1e-9 * (1 + std::abs(Y(k, s))));
+          REQUIRE(Y(label, s) - Y(k, s) >= nom.region->margin_lower(label, k, eps) -
+                                               1e-9 * (1 + std::abs(Y(k, s))));
     // PGD within the certified radius reaches no margin below the bound.
     PgdOptions pgd;
     pgd.eps = eps;

@@ -225,6 +225,23 @@ struct TACIT_EXPORT LinearRegion {
   double certified_radius(int label) const;
 };
 
+/// The exact real-number model's pre-activations z*, states x* and outputs
+/// y* at an input u0, to about 106 bits: each as hi + lo (double-double,
+/// error-free products and sums over the operators' explicit entries) with
+/// an a-priori bound of its distance to the exact value, e.g.
+/// |z*_i - (z_hi_i + z_lo_i)| <= z_error_i. Computed by
+/// BoundAnalyzer::precise_nominal for a piecewise-linear feed-forward
+/// network; the linear region and the interval bound around u0
+/// (BoundAnalyzer::interval_margins_around) start from it.
+struct TACIT_EXPORT PreciseNominal {
+  std::vector<double> z_hi, z_lo, z_error;
+  std::vector<double> x_hi, x_lo, x_error;
+  /// Outputs rounded to double, and bounds of their error.
+  std::vector<double> y, y_error;
+  /// Wall time of its computation.
+  double seconds = 0;
+};
+
 /// The nominal point: equilibrium x0 at u0, outputs y0, the residual
 /// r0 = x0 - phi(A x0 + B u0 + b).
 template <class T> struct TACIT_EXPORT NominalPoint {
@@ -237,6 +254,10 @@ template <class T> struct TACIT_EXPORT NominalPoint {
   /// computed: margins with the linear and best bounds on boxes within its
   /// radius use it, and certified_radius starts from it.
   std::shared_ptr<const LinearRegion> region;
+  /// The point to ~106 bits (BoundAnalyzer::precise_nominal), when it was
+  /// computed: certify_at with the interval bound then bounds the offsets
+  /// from it (interval_margins_around), and linear_region reuses it.
+  std::shared_ptr<const PreciseNominal> precise;
 };
 
 /// Statistics of a linear bound.
@@ -315,6 +336,35 @@ public:
   LinearRegion linear_region(const NominalPoint<T> &nominal) const {
     return run([&] { return linear_region_in_arena(nominal); });
   }
+  /// The nominal point's pre-activations, states and outputs to ~106 bits
+  /// (see PreciseNominal).
+  /// \throws Unsupported unless linear_region_supported().
+  PreciseNominal precise_nominal(const NominalPoint<T> &nominal) const {
+    return run([&] { return precise_nominal_in_arena(nominal); });
+  }
+  /// Margins y_label - y_k and output bounds by the interval bound on the
+  /// l_inf ball of radius eps around nominal.u (clipped to [domain_lo,
+  /// domain_hi] when domain_lo <= domain_hi), propagated as offsets from the
+  /// exact nominal point of `precise`: d = x(u) - x*(u0) satisfies
+  /// d_z = A d_x + B (u - u0) (no bias, no rounding of the nominal values)
+  /// and d_x = phi(z* + d_z) - phi(z*), enclosed by centre/radius interval
+  /// arithmetic one block at a time. In exact arithmetic these are the
+  /// interval bound's sets; in floating point every rounding is relative to
+  /// the offsets, and the ball is never rounded to T, so radii far below
+  /// the unit roundoff of the inputs stay meaningful: on a deep network
+  /// whose interval widths grow by |A| per layer, the point-box rounding of
+  /// the box bound (interval_bounds) exceeds the margins, this one does not.
+  /// \throws Unsupported unless linear_region_supported(); InvalidArgument
+  /// for a bad eps, label or a `precise` of other dimensions.
+  MarginBounds<T> interval_margins_around(const NominalPoint<T> &nominal,
+                                          const PreciseNominal &precise, double eps,
+                                          int label, double domain_lo = 1,
+                                          double domain_hi = 0) const {
+    return run([&] {
+      return interval_margins_around_in_arena(nominal, precise, eps, label, domain_lo,
+                                              domain_hi);
+    });
+  }
 
   /// The global interval x0 -/+ w.
   StateBounds<T> global_bounds(const NominalPoint<T> &nominal,
@@ -382,6 +432,11 @@ private:
                                          ConstMatrixView<T> G) const;
   LocalLipschitz local_lipschitz_in_arena(const StateBounds<T> &) const;
   LinearRegion linear_region_in_arena(const NominalPoint<T> &) const;
+  PreciseNominal precise_nominal_in_arena(const NominalPoint<T> &) const;
+  MarginBounds<T> interval_margins_around_in_arena(const NominalPoint<T> &,
+                                                   const PreciseNominal &, double eps,
+                                                   int label, double domain_lo,
+                                                   double domain_hi) const;
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

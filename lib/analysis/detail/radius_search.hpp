@@ -10,13 +10,14 @@
 namespace tacit::inline v1::detail {
 
 /// The largest radius in (0, cap] found with ok(radius) true: geometric
-/// growth from 1/256 (or halving down to cap 2^-30), then bisection_steps
+/// growth from 1/256 (or halving down to cap 2^-floor_log2), then bisection_steps
 /// bisections. With from_region > 0 (a radius already certified in closed
 /// form) the search starts there and returns it when twice that radius
 /// fails (no bisection: each step would be a full bound that the closed
 /// form already beats). 0 when nothing is certified.
 template <class Ok>
-double radius_search(double cap, int bisection_steps, double from_region, Ok &&ok) {
+double radius_search(double cap, int bisection_steps, double from_region, Ok &&ok,
+                     int floor_log2 = 30) {
   double lo = 0, hi = 0;
   double e = std::min(cap, 1.0 / 256);
   if (from_region > 0) {
@@ -44,7 +45,7 @@ double radius_search(double cap, int bisection_steps, double from_region, Ok &&o
     }
   } else {
     hi = e;
-    const double floor = cap * std::ldexp(1.0, -30);
+    const double floor = cap * std::ldexp(1.0, -floor_log2);
     // Nothing certified at the smallest radius searched: stop there (one
     // bound instead of 22; the bounds only loosen as the box grows).
     if (!ok(floor))
