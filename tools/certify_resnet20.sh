@@ -1,11 +1,11 @@
 #!/bin/bash
 # Certified robustness of ResNet20, built in (tacit export-resnet20) and
 # imported from ONNX (tests/data/onnx/resnet20.onnx), in float64 and float32,
-# with the interval and linear bounds: certified images at l_inf radii 1e-12,
-# 1e-9 and 1e-6 around 4 images each (labels: the model's own predictions),
-# the mean radius of the inputs' linear regions and the mean largest certified
-# radius (linear bound), and the time per image (with the radius search for
-# the linear bound). Prints one Markdown table row per configuration.
+# with the interval and linear bounds: certified images at l_inf radii 1e-18,
+# 1e-12, 1e-9 and 1e-6 around 4 images each (labels: the model's own
+# predictions), the mean radius of the inputs' linear regions, the mean
+# largest certified radius, and the time per image (with the radius search).
+# Prints one Markdown table row per configuration.
 #   bash tools/certify_resnet20.sh [build-dir] [work-dir]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +17,7 @@ mkdir -p "$work"
 "$tacit" export-resnet20 -o "$work/builtin.tacit" --inputs "$work/builtin_U.txt" --count 4 -q
 "$tacit" import-onnx "$root/tests/data/onnx/resnet20.onnx" -o "$work/onnx.tacit" -q
 cp "$root/tests/data/onnx/resnet20_input.txt" "$work/onnx_U.txt"
-echo "| model | precision | bound | certified of 4 at eps 1e-12 / 1e-9 / 1e-6 | linear region radius (mean) | certified radius (mean) | time per image |"
+echo "| model | precision | bound | certified of 4 at eps 1e-18 / 1e-12 / 1e-9 / 1e-6 | linear region radius (mean) | certified radius (mean) | time per image |"
 echo "|---|---|---|---|---|---|---|"
 for m in builtin onnx; do
   "$tacit" solve "$work/$m.tacit" -i "$work/${m}_U.txt" -o "$work/${m}_Y.txt" -q
@@ -26,10 +26,9 @@ for m in builtin onnx; do
   for p in float64 float32; do
     for b in interval linear; do
       json=$work/${m}_${p}_${b}.json
-      radius=()
-      [ "$b" = linear ] && radius=(--radius-output "$work/${m}_${p}_R.txt")
+      radius=(--radius-output "$work/${m}_${p}_${b}_R.txt")
       "$tacit" certify "$work/$m.tacit" -i "$work/${m}_U.txt" --labels "$work/${m}_L.txt" \
-        --precision "$p" --bound "$b" --eps 1e-12,1e-9,1e-6 --threads "$threads" "${radius[@]}" \
+        --precision "$p" --bound "$b" --eps 1e-18,1e-12,1e-9,1e-6 --threads "$threads" "${radius[@]}" \
         --json > "$json"
       /usr/bin/python3 - "$json" "$m" "$p" "$b" <<'PY'
 import json, sys

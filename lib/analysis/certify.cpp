@@ -44,6 +44,20 @@ bool certify_at(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal
                                              options.domain_lo, options.domain_hi)
                     .certified())
     return true;
+  // Within the linear region the margins are those of the exact affine map
+  // on the ball itself: a float box (rounded out by one unit in the last
+  // place of u0, 6e-8 at 0.5) would leave the region for any eps below it.
+  const bool in_region =
+      nominal.region && analyzer.options().linear_region &&
+      (options.method == BoundMethod::linear || options.method == BoundMethod::best) &&
+      eps <= nominal.region->radius;
+  if (in_region) {
+    bool all = true;
+    for (int k = 0; k < nominal.region->outputs && all; ++k)
+      all = k == label || nominal.region->margin_lower(label, k, eps) > 0;
+    if (all)
+      return true;
+  }
   // The radius and the domain rounded outward: the box in T contains every
   // real input the certificate speaks of.
   const InputBox<T> box = linf_box<T>(nominal.u, round_to<T>(eps, true),

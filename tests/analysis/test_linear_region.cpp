@@ -316,6 +316,30 @@ TEST_CASE("linear region: ResNet20, built in and imported from ONNX, certifies n
       const auto acc = certify_dataset(an, U, labels, none, true, co);
       CHECK(acc.per_input[0].region_radius == nom.region->radius);
       CHECK(acc.per_input[0].radius >= eps);
+      {
+        // float32: the region's radius (about 3e-17, set by the Jacobian's
+        // float rounding) lies far below one unit in the last place of the
+        // inputs; certify_at takes the region's margins on the ball itself
+        // and agrees with the certified radius, where a box rounded to
+        // float would leave the region and certify nothing.
+        const Model<float> mf =
+            onnx ? import_onnx<float>(dir / "resnet20.onnx") : resnet20<float>();
+        BoundAnalyzer<float> af(mf);
+        const std::vector<float> uf(u0.begin(), u0.end());
+        auto nf = af.nominal(std::span<const float>(uf));
+        if (nf.predicted() == label) {
+          nf.region = std::make_shared<const LinearRegion>(af.linear_region(nf));
+          const double rf = nf.region->certified_radius(label);
+          CAPTURE(rf);
+          CHECK(rf > 0);
+          CHECK(rf < 1e-9);
+          CHECK(certify_at(af, nf, label, rf, co));
+          CHECK(certified_radius(af, nf, label, co) >= rf);
+          NominalPoint<float> plain = nf;
+          plain.region.reset();
+          CHECK_FALSE(certify_at(af, plain, label, rf, co));
+        }
+      }
       if (!onnx) {
         // The interval and CROWN bounds certify nothing at that radius.
         BoundOptions off;
