@@ -27,6 +27,15 @@ template <class T> T round_to(double v, bool up) {
                              : -std::numeric_limits<T>::infinity());
   return t;
 }
+
+// Whether certification uses the interval bound around the nominal point's
+// precise states (BoundAnalyzer::interval_margins_around).
+template <class T>
+bool interval_around(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal,
+                     const CertifyOptions &options) {
+  return options.method == BoundMethod::interval && nominal.precise &&
+         analyzer.options().linear_region;
+}
 } // namespace
 
 template <class T>
@@ -35,14 +44,14 @@ bool certify_at(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> &nominal
   if (nominal.predicted() != label)
     return false;
   // The interval bound around a precise nominal point: the ball itself, not
-  // a box rounded to T (either bound is sound; the box one is kept for
-  // boxes where the offsets' relaxation of unstable states loses).
-  const bool around = options.method == BoundMethod::interval && nominal.precise &&
-                      analyzer.options().linear_region;
-  if (around && analyzer
-                    .interval_margins_around(nominal, *nominal.precise, eps, label,
-                                             options.domain_lo, options.domain_hi)
-                    .certified())
+  // a box rounded to T. Both forms are sound and equal in exact arithmetic;
+  // the box form is still tried when the offsets do not certify, so the
+  // result is never below the box bound's.
+  if (interval_around(analyzer, nominal, options) &&
+      analyzer
+          .interval_margins_around(nominal, *nominal.precise, eps, label,
+                                   options.domain_lo, options.domain_hi)
+          .certified())
     return true;
   // Within the linear region the margins are those of the exact affine map
   // on the ball itself: a float box (rounded out by one unit in the last
@@ -87,10 +96,8 @@ double certified_radius(const BoundAnalyzer<T> &analyzer, const NominalPoint<T> 
   // below the box bound's (down to the margins over |A|'s growth, 1e-18 on
   // ResNet20), and one bound costs about two forward passes: search down to
   // 2^-100 of the cap instead of 2^-30.
-  const bool around = options.method == BoundMethod::interval && nominal.precise &&
-                      analyzer.options().linear_region;
   return detail::radius_search(cap, options.bisection_steps, from_region, ok,
-                               around ? 100 : 30);
+                               interval_around(analyzer, nominal, options) ? 100 : 30);
 }
 
 template <class T>
