@@ -335,26 +335,12 @@ MarginBounds<T> BoundAnalyzer<T>::margins_in_arena(const NominalPoint<T> &nom,
   if (label < 0 || label >= q)
     throw InvalidArgument("margins: label " + std::to_string(label) + " is not in [0, " +
                           std::to_string(q) + ")");
-  // G = [e_label - e_k (k = 0..q-1), e_j, -e_j]
   const index_t k = 3 * q;
-  std::vector<T> G(q * k, T(0));
-  for (index_t j = 0; j < q; ++j) {
-    G[label * k + j] += T(1);
-    G[j * k + j] -= T(1);
-    G[j * k + q + j] = T(1);
-    G[j * k + 2 * q + j] = T(-1);
-  }
+  const std::vector<T> G = I.margin_columns(label);
   const ConstMatrixView<T> Gv{G.data(), q, k, k};
   MarginBounds<T> out;
-  out.label = label;
   const auto fill = [&](const std::vector<T> &lb, BoundStatus status) {
-    out.status = status;
-    out.margin_lower.assign(lb.begin(), lb.begin() + q);
-    out.margin_lower[label] = T(0);
-    out.y_lower.assign(lb.begin() + q, lb.begin() + 2 * q);
-    out.y_upper.resize(q);
-    for (index_t j = 0; j < q; ++j)
-      out.y_upper[j] = -lb[2 * q + j];
+    out = I.margin_bounds(lb, label, status);
   };
   const bool cascade = method == BoundMethod::best;
   StateBounds<T> s = global_bounds(nom, box);
@@ -373,20 +359,21 @@ MarginBounds<T> BoundAnalyzer<T>::margins_in_arena(const NominalPoint<T> &nom,
     return out;
   // Within the linear region of the nominal point the model is affine:
   // its margins are exact up to the region's error bounds.
-  if (nom.region && I.options.linear_region &&
-      nom.region->inputs == I.p() && nom.region->outputs == q) {
+  if (nom.region && I.options.linear_region && nom.region->inputs == I.p() &&
+      nom.region->outputs == q) {
     double eps_box = 0;
     for (index_t j = 0; j < I.p(); ++j) {
       const double d = std::max(double(nom.u[j]) - double(box.lower[j]),
                                 double(box.upper[j]) - double(nom.u[j]));
-      eps_box = std::max(eps_box, std::nextafter(d, std::numeric_limits<double>::infinity()));
+      eps_box =
+          std::max(eps_box, std::nextafter(d, std::numeric_limits<double>::infinity()));
     }
     if (eps_box <= nom.region->radius) {
       std::vector<T> rb(k);
       for (index_t j = 0; j < q; ++j) {
         rb[j] = j == label ? T(0)
-                           : round_down<T>(nom.region->margin_lower(label, static_cast<int>(j),
-                                                                    eps_box));
+                           : round_down<T>(nom.region->margin_lower(
+                                 label, static_cast<int>(j), eps_box));
         const auto [lo, hi] = nom.region->output_bounds(static_cast<int>(j), eps_box);
         rb[q + j] = round_down<T>(lo);
         rb[2 * q + j] = -round_up<T>(hi);

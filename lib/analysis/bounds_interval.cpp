@@ -41,38 +41,23 @@ StateBounds<T> BoundAnalyzer<T>::Impl::interval_from(StateBounds<T> s,
 
 template <class T>
 StateBounds<T> BoundAnalyzer<T>::interval_bounds_in_arena(const NominalPoint<T> &nom,
-                                                 const InputBox<T> &box) const {
+                                                          const InputBox<T> &box) const {
   return impl_->interval_from(global_bounds(nom, box), box);
 }
 
 template <class T>
 std::vector<T> BoundAnalyzer<T>::interval_lower_in_arena(const StateBounds<T> &bounds,
-                                                const InputBox<T> &box,
-                                                ConstMatrixView<T> G) const {
+                                                         const InputBox<T> &box,
+                                                         ConstMatrixView<T> G) const {
   const auto &I = *impl_;
-  const index_t n = I.n(), p = I.p(), k = G.cols;
+  const index_t k = G.cols;
   std::vector<T> W, Du;
   std::vector<double> acc;
   I.output_rows(G, W, Du, acc);
   std::vector<double> mag(k);
   for (index_t j = 0; j < k; ++j)
     mag[j] = std::abs(acc[j]);
-  for (index_t i = 0; i < n; ++i) {
-    const double xm = std::max(std::abs(double(bounds.x_lower[i])),
-                               std::abs(double(bounds.x_upper[i])));
-    for (index_t j = 0; j < k; ++j) {
-      acc[j] += detail::min_product(W[i * k + j], bounds.x_lower[i], bounds.x_upper[i]);
-      mag[j] += std::abs(double(W[i * k + j])) * xm;
-    }
-  }
-  for (index_t i = 0; i < p; ++i) {
-    const double um =
-        std::max(std::abs(double(box.lower[i])), std::abs(double(box.upper[i])));
-    for (index_t j = 0; j < k; ++j) {
-      acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
-      mag[j] += std::abs(double(Du[i * k + j])) * um;
-    }
-  }
+  I.add_interval_terms(bounds.x_lower, bounds.x_upper, box, W, Du, k, acc, mag);
   const auto extra = I.output_rounding(bounds, box, G);
   for (index_t j = 0; j < k; ++j)
     acc[j] -= 2 * I.gamma_sum * mag[j] + extra[j];
@@ -85,9 +70,9 @@ std::vector<T> BoundAnalyzer<T>::interval_lower_in_arena(const StateBounds<T> &b
 #define TACIT_INSTANTIATE(T)                                                             \
   template StateBounds<T> BoundAnalyzer<T>::Impl::interval_from(                         \
       StateBounds<T>, const InputBox<T> &) const;                                        \
-  template StateBounds<T> BoundAnalyzer<T>::interval_bounds_in_arena(const NominalPoint<T> &,     \
-                                                            const InputBox<T> &) const;  \
-  template std::vector<T> BoundAnalyzer<T>::interval_lower_in_arena(                              \
+  template StateBounds<T> BoundAnalyzer<T>::interval_bounds_in_arena(                    \
+      const NominalPoint<T> &, const InputBox<T> &) const;                               \
+  template std::vector<T> BoundAnalyzer<T>::interval_lower_in_arena(                     \
       const StateBounds<T> &, const InputBox<T> &, ConstMatrixView<T>) const;
 TACIT_INSTANTIATE(float)
 TACIT_INSTANTIATE(double)

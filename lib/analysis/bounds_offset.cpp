@@ -132,7 +132,6 @@ MarginBounds<T> BoundAnalyzer<T>::interval_margins_around_in_arena(
 
   // The sweep: d_z of a block from the final d_x of the blocks it reads.
   const BlockStructure<T> &A = *I.sweep;
-  const auto entries = A.entries();
   const auto acts = model.activations();
   StateBounds<T> d;
   d.x_lower.assign(un, T(0));
@@ -140,17 +139,7 @@ MarginBounds<T> BoundAnalyzer<T>::interval_margins_around_in_arena(
   std::vector<T> m(un, T(0)), rr(un, T(0)), zc, zr, zl(un), zh(un);
   for (index_t blk = 0; blk < A.row_blocks(); ++blk) {
     const index_t r0 = A.row_offset(blk), r1 = A.row_offset(blk + 1);
-    zc.assign(static_cast<std::size_t>(r1 - r0), T(0));
-    zr.assign(static_cast<std::size_t>(r1 - r0), T(0));
-    for (const index_t e : A.entries_in_row(blk)) {
-      const BlockEntry<T> &en = entries[static_cast<std::size_t>(e)];
-      const index_t c0 = A.col_offset(en.block_col);
-      const auto cn = static_cast<std::size_t>(A.col_block_size(en.block_col));
-      en.op->apply(Mode::normal, T(1), std::span<const T>(m.data() + c0, cn), T(1),
-                   std::span<T>(zc));
-      Impl::abs_apply(*en.op, false, std::span<const T>(rr.data() + c0, cn), T(1),
-                      std::span<T>(zr));
-    }
+    I.block_products(blk, m, rr, zc, zr);
     I.close_preactivation(zc, zr, r0, bc, br, r0, r1, zl, zh);
     for (index_t i = r0; i < r1; ++i) {
       const Activation &a = acts[static_cast<std::size_t>(i)];
@@ -174,13 +163,7 @@ MarginBounds<T> BoundAnalyzer<T>::interval_margins_around_in_arena(
   // from the precise outputs with their errors, the second by interval
   // arithmetic on the offsets (interval_lower without the bias).
   const index_t k = 3 * q;
-  std::vector<T> G(static_cast<std::size_t>(q * k), T(0));
-  for (index_t j = 0; j < q; ++j) {
-    G[label * k + j] += T(1);
-    G[j * k + j] -= T(1);
-    G[j * k + q + j] = T(1);
-    G[j * k + 2 * q + j] = T(-1);
-  }
+  const std::vector<T> G = I.margin_columns(label);
   const ConstMatrixView<T> Gv{G.data(), q, k, k};
   std::vector<T> W, Du;
   std::vector<double> unused;
@@ -193,22 +176,7 @@ MarginBounds<T> BoundAnalyzer<T>::interval_margins_around_in_arena(
       acc[j] += g * pn.y[r] - std::abs(g) * pn.y_error[r];
       mag[j] += std::abs(g) * (std::abs(pn.y[r]) + pn.y_error[r]);
     }
-  for (index_t i = 0; i < n; ++i) {
-    const double xm =
-        std::max(std::abs(double(d.x_lower[i])), std::abs(double(d.x_upper[i])));
-    for (index_t j = 0; j < k; ++j) {
-      acc[j] += detail::min_product(W[i * k + j], d.x_lower[i], d.x_upper[i]);
-      mag[j] += std::abs(double(W[i * k + j])) * xm;
-    }
-  }
-  for (index_t i = 0; i < p; ++i) {
-    const double um =
-        std::max(std::abs(double(du.lower[i])), std::abs(double(du.upper[i])));
-    for (index_t j = 0; j < k; ++j) {
-      acc[j] += detail::min_product(Du[i * k + j], du.lower[i], du.upper[i]);
-      mag[j] += std::abs(double(Du[i * k + j])) * um;
-    }
-  }
+  I.add_interval_terms(d.x_lower, d.x_upper, du, W, Du, k, acc, mag);
   // The sums have n + p + q terms (gamma_sum) and q more for the errors.
   const double g_sum =
       I.gamma_sum + double(2 * q + 8) * std::numeric_limits<double>::epsilon();
@@ -216,16 +184,7 @@ MarginBounds<T> BoundAnalyzer<T>::interval_margins_around_in_arena(
   std::vector<T> lb(static_cast<std::size_t>(k));
   for (index_t j = 0; j < k; ++j)
     lb[j] = round_down<T>(acc[j] - 2 * g_sum * mag[j] - extra[j]);
-  MarginBounds<T> out;
-  out.label = label;
-  out.status = BoundStatus::ok;
-  out.margin_lower.assign(lb.begin(), lb.begin() + q);
-  out.margin_lower[label] = T(0);
-  out.y_lower.assign(lb.begin() + q, lb.begin() + 2 * q);
-  out.y_upper.resize(static_cast<std::size_t>(q));
-  for (index_t j = 0; j < q; ++j)
-    out.y_upper[j] = -lb[2 * q + j];
-  return out;
+  return I.margin_bounds(lb, label, BoundStatus::ok);
 }
 
 #define TACIT_INSTANTIATE(T)                                                             \

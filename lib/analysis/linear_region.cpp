@@ -324,6 +324,22 @@ bool BoundAnalyzer<T>::linear_region_supported(std::string *why) const {
   return true;
 }
 
+namespace {
+// The checks shared by precise_nominal and linear_region.
+template <class T>
+void check_region_input_of(const BoundAnalyzer<T> &an, const NominalPoint<T> &nom,
+                           const char *what) {
+  std::string why;
+  if (!an.linear_region_supported(&why))
+    throw Unsupported(std::string(what) + ": " + why);
+  const index_t p = an.model().inputs();
+  if (static_cast<index_t>(nom.u.size()) != p)
+    throw InvalidArgument(std::string(what) + ": the nominal point has " +
+                          std::to_string(nom.u.size()) +
+                          " inputs, the model p = " + std::to_string(p));
+}
+} // namespace
+
 template <class T>
 PreciseNominal
 BoundAnalyzer<T>::precise_nominal_in_arena(const NominalPoint<T> &nom) const {
@@ -331,13 +347,7 @@ BoundAnalyzer<T>::precise_nominal_in_arena(const NominalPoint<T> &nom) const {
   const auto &I = *impl_;
   const Model<T> &model = I.model;
   const index_t n = I.n(), p = I.p(), q = I.q();
-  std::string why;
-  if (!linear_region_supported(&why))
-    throw Unsupported("precise_nominal: " + why);
-  if (static_cast<index_t>(nom.u.size()) != p)
-    throw InvalidArgument("precise_nominal: the nominal point has " +
-                          std::to_string(nom.u.size()) +
-                          " inputs, the model p = " + std::to_string(p));
+  check_region_input_of(*this, nom, "precise_nominal");
   oneapi::tbb::collaborative_call_once(I.region_once, [&] {
     auto entries = std::make_shared<detail::RegionEntries<T>>();
     entries->add(model.A());
@@ -442,13 +452,7 @@ LinearRegion BoundAnalyzer<T>::linear_region_in_arena(const NominalPoint<T> &nom
   const auto &I = *impl_;
   const Model<T> &model = I.model;
   const index_t n = I.n(), p = I.p(), q = I.q();
-  std::string why;
-  if (!linear_region_supported(&why))
-    throw Unsupported("linear_region: " + why);
-  if (static_cast<index_t>(nom.u.size()) != p)
-    throw InvalidArgument("linear_region: the nominal point has " +
-                          std::to_string(nom.u.size()) +
-                          " inputs, the model p = " + std::to_string(p));
+  check_region_input_of(*this, nom, "linear_region");
   const auto un = static_cast<std::size_t>(n);
   // The states at u0 to ~106 bits: the nominal point's own when it has them.
   PreciseNominal computed;

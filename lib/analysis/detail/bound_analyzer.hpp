@@ -85,7 +85,6 @@ template <class T> struct Seed {
 
 } // namespace detail
 
-
 using detail::ActKind;
 using detail::magnitudes;
 using detail::Relaxation;
@@ -251,6 +250,80 @@ template <class T> struct BoundAnalyzer<T>::Impl {
     return out;
   }
 
+  // The columns of the margins and output bounds of `label` (q x 3q,
+  // row-major): G = [e_label - e_k (k = 0..q-1), e_j, -e_j].
+  std::vector<T> margin_columns(int label) const {
+    const index_t nq = q(), k = 3 * nq;
+    std::vector<T> G(static_cast<std::size_t>(nq * k), T(0));
+    for (index_t j = 0; j < nq; ++j) {
+      G[label * k + j] += T(1);
+      G[j * k + j] -= T(1);
+      G[j * k + nq + j] = T(1);
+      G[j * k + 2 * nq + j] = T(-1);
+    }
+    return G;
+  }
+
+  // The lower bounds lb of margin_columns(label) as MarginBounds.
+  MarginBounds<T> margin_bounds(const std::vector<T> &lb, int label,
+                                BoundStatus status) const {
+    const index_t nq = q();
+    MarginBounds<T> out;
+    out.label = label;
+    out.status = status;
+    out.margin_lower.assign(lb.begin(), lb.begin() + nq);
+    out.margin_lower[label] = T(0);
+    out.y_lower.assign(lb.begin() + nq, lb.begin() + 2 * nq);
+    out.y_upper.resize(static_cast<std::size_t>(nq));
+    for (index_t j = 0; j < nq; ++j)
+      out.y_upper[j] = -lb[2 * nq + j];
+    return out;
+  }
+
+  // acc_j += the least of W_j^T x over [xl, xh] plus Du_j^T u over the box
+  // (interval arithmetic, W n x k, Du p x k), mag_j += the magnitudes of the
+  // terms for the rounding allowance.
+  void add_interval_terms(const std::vector<T> &xl, const std::vector<T> &xh,
+                          const InputBox<T> &box, const std::vector<T> &W,
+                          const std::vector<T> &Du, index_t k, std::vector<double> &acc,
+                          std::vector<double> &mag) const {
+    for (index_t i = 0; i < n(); ++i) {
+      const double xm = std::max(std::abs(double(xl[i])), std::abs(double(xh[i])));
+      for (index_t j = 0; j < k; ++j) {
+        acc[j] += detail::min_product(W[i * k + j], xl[i], xh[i]);
+        mag[j] += std::abs(double(W[i * k + j])) * xm;
+      }
+    }
+    for (index_t i = 0; i < p(); ++i) {
+      const double um =
+          std::max(std::abs(double(box.lower[i])), std::abs(double(box.upper[i])));
+      for (index_t j = 0; j < k; ++j) {
+        acc[j] += detail::min_product(Du[i * k + j], box.lower[i], box.upper[i]);
+        mag[j] += std::abs(double(Du[i * k + j])) * um;
+      }
+    }
+  }
+
+  // zc = sum of the entries of block row blk applied to the centres m, zr =
+  // their majorants applied to the radii rr (one block of a forward sweep).
+  void block_products(index_t blk, const std::vector<T> &m, const std::vector<T> &rr,
+                      std::vector<T> &zc, std::vector<T> &zr) const {
+    const BlockStructure<T> &A = *sweep;
+    const auto entries = A.entries();
+    const auto rows = static_cast<std::size_t>(A.row_offset(blk + 1) - A.row_offset(blk));
+    zc.assign(rows, T(0));
+    zr.assign(rows, T(0));
+    for (const index_t e : A.entries_in_row(blk)) {
+      const BlockEntry<T> &en = entries[static_cast<std::size_t>(e)];
+      const index_t c0 = A.col_offset(en.block_col);
+      const auto cn = static_cast<std::size_t>(A.col_block_size(en.block_col));
+      en.op->apply(Mode::normal, T(1), std::span<const T>(m.data() + c0, cn), T(1),
+                   std::span<T>(zc));
+      abs_apply(*en.op, false, std::span<const T>(rr.data() + c0, cn), T(1),
+                std::span<T>(zr));
+    }
+  }
+
   // Centre m and widened radius rr = r + gA (|m| + r) of the state interval
   // [xl, xh]: [m - r, m + r] contains it up to u (|m| + r), and A m is off
   // by at most gA Ahat |m|, so A m +- Ahat rr encloses A x over it.
@@ -357,22 +430,11 @@ template <class T> struct BoundAnalyzer<T>::Impl {
     std::vector<T> m(nn), rr(nn), zc, zr, zl(nn), zh(nn);
     if (blocks) // centres of the blocks read
       state_centre(s.x_lower, s.x_upper, 0, nn, m, rr);
-    const auto entries = A.entries();
     const index_t count = blocks ? static_cast<index_t>(blocks->size()) : A.row_blocks();
     for (index_t t = 0; t < count; ++t) {
       const index_t blk = blocks ? (*blocks)[t] : t;
       const index_t r0 = A.row_offset(blk), r1 = A.row_offset(blk + 1);
-      zc.assign(static_cast<std::size_t>(r1 - r0), T(0));
-      zr.assign(static_cast<std::size_t>(r1 - r0), T(0));
-      for (const index_t e : A.entries_in_row(blk)) {
-        const BlockEntry<T> &en = entries[static_cast<std::size_t>(e)];
-        const index_t c0 = A.col_offset(en.block_col);
-        const auto cn = static_cast<std::size_t>(A.col_block_size(en.block_col));
-        en.op->apply(Mode::normal, T(1), std::span<const T>(m.data() + c0, cn), T(1),
-                     std::span<T>(zc));
-        abs_apply(*en.op, false, std::span<const T>(rr.data() + c0, cn), T(1),
-                  std::span<T>(zr));
-      }
+      block_products(blk, m, rr, zc, zr);
       close_preactivation(zc, zr, r0, bc, br, r0, r1, zl, zh);
       for (index_t i = r0; i < r1; ++i)
         tighten(s, i, zl[i], zh[i]);
