@@ -3,6 +3,7 @@
 // program:
 //
 //   mpirun -np P bench_mpi scaling [--states N] [--weak-states N] [--columns K]
+//       [--repeats R] [--product-rounds S]
 //       strong scaling (N states on 1..P ranks) and weak scaling (N per rank)
 //       of the distributed SpMV (MatMult of the PETSc shell matrix of A on tacit's
 //       CSR kernel, DistributedProduct; PETSc's MatMPIAIJ MatMult beside it at
@@ -11,6 +12,9 @@
 //       sub-communicator of the same run, as efficiency against one rank; and
 //       one rank against the single-process tacit kernels on the same model
 //       (CsrMatrix product, EquilibriumSolver Picard, perron_frobenius_bound).
+//       All of them are timed in interleaved rounds (best of S single products,
+//       best of R solves and enclosures), so that the host's drift reaches
+//       every variant alike.
 //   mpirun -np P bench_mpi enclosure [--states N]
 //       where the lambda_PF(|A|) enclosure's time goes on 1..P ranks: the
 //       set-up (DistributedProduct) and the iteration, the products alone;
@@ -130,115 +134,160 @@ Mat petsc_A(const mpi::DistributedModel &m) {
 struct Timing {
   int ranks = 0;
   index_t n = 0;
-  double spmv = 0, petsc_spmv = 0, picard_iter = 0, pf = 0;
+  double spmv = 1e300, petsc_spmv = 1e300, picard_iter = 1e300, pf = 1e300;
   int picard_iterations = 0, pf_products = 0;
   // Single-process tacit on the same model (one rank only).
-  double tacit_spmv = 0, tacit_picard_iter = 0, tacit_pf = 0, tacit_pf_given = 0;
+  double tacit_spmv = 1e300, tacit_picard_iter = 1e300, tacit_pf = 1e300,
+         tacit_pf_given = 1e300;
   int tacit_picard_iterations = 0, tacit_pf_products = 0;
 };
 
-Timing run_on(MPI_Comm comm, index_t n, index_t columns, int repeats) {
-  int P = 1;
-  MPI_Comm_size(comm, &P);
-  mpi::ImplicitModelShape shape;
-  shape.states = n;
-  shape.inputs = 256;
-  const auto m = mpi::generate_distributed_model(shape, comm);
+/// One rank count's objects on this rank (comm is MPI_COMM_NULL on the ranks
+/// outside it): the distributed model, its shell and MatMPIAIJ, and at one
+/// rank the single-process model.
+struct RankCount {
+  MPI_Comm comm = MPI_COMM_NULL;
   Timing t;
-  t.ranks = P;
-  t.n = n;
-  // SpMV: MatMult of the shell matrix (tacit's CSR kernel on the own rows,
-  // the ghosts by a VecScatter), and of PETSc's MatMPIAIJ for comparison.
-  {
-    mpi::DistributedProduct product(m);
-    Mat S = product.petsc(Mode::normal);
-    Vec x = nullptr, y = nullptr;
-    MatCreateVecs(S, &x, &y);
-    VecSet(x, 1.0);
-    t.spmv = best_time(comm, repeats,
-                       [&] {
-                         for (int k = 0; k < 10; ++k)
-                           MatMult(S, x, y);
-                       }) /
-             10;
-    VecDestroy(&x);
-    VecDestroy(&y);
-  }
-  {
-    Mat A = petsc_A(m);
-    Vec x = nullptr, y = nullptr;
-    MatCreateVecs(A, &x, &y);
-    VecSet(x, 1.0);
-    t.petsc_spmv = best_time(comm, repeats,
-                             [&] {
-                               for (int k = 0; k < 10; ++k)
-                                 MatMult(A, x, y);
-                             }) /
-                   10;
-    VecDestroy(&x);
-    VecDestroy(&y);
-    MatDestroy(&A);
-  }
-  // Picard: per iteration, one slab of inputs.
-  const auto U = random_batch<double>(shape.inputs, columns, 3);
-  PicardOptions po;
-  SolveReport report;
-  // The solve phase (the iteration, B u + b included; not the set-up of the
-  // communication plan nor C x).
-  {
-    Batch<double> Y;
-    mpi::RankTimings timings;
-    double solve = 1e300;
-    for (int r = 0; r < repeats; ++r) {
-      report = mpi::distributed_predict(m, U, Y, po, &timings);
-      double s = timings.solve.empty() ? 0 : timings.solve[0];
-      if (m.rank == 0)
-        s = *std::max_element(timings.solve.begin(), timings.solve.end());
-      MPI_Bcast(&s, 1, MPI_DOUBLE, 0, comm);
-      solve = std::min(solve, s);
+  std::unique_ptr<mpi::DistributedModel> m;
+  std::unique_ptr<mpi::DistributedProduct> product;
+  Mat shell = nullptr, aij = nullptr;
+  Vec sx = nullptr, sy = nullptr, ax = nullptr, ay = nullptr;
+  std::shared_ptr<CsrMatrix<double>> single_A;
+  std::unique_ptr<Model<double>> single;
+  std::unique_ptr<EquilibriumSolver<double>> solver;
+  SccDecomposition scc;
+  Batch<double> xs, ys;
+
+  RankCount(int p, index_t n, const PicardOptions &po) {
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank() < p ? 0 : MPI_UNDEFINED, world_rank(),
+                   &comm);
+    t.ranks = p;
+    t.n = n;
+    if (comm == MPI_COMM_NULL)
+      return;
+    mpi::ImplicitModelShape shape;
+    shape.states = n;
+    shape.inputs = 256;
+    m = std::make_unique<mpi::DistributedModel>(
+        mpi::generate_distributed_model(shape, comm));
+    product = std::make_unique<mpi::DistributedProduct>(*m);
+    shell = product->petsc(Mode::normal);
+    MatCreateVecs(shell, &sx, &sy);
+    VecSet(sx, 1.0);
+    aij = petsc_A(*m);
+    MatCreateVecs(aij, &ax, &ay);
+    VecSet(ax, 1.0);
+    if (p == 1) {
+      single_A = std::make_shared<CsrMatrix<double>>(m->A.local);
+      single = std::make_unique<Model<double>>(
+          single_A, std::make_shared<CsrMatrix<double>>(m->B.local),
+          std::make_shared<CsrMatrix<double>>(m->C.local), nullptr, m->bias_x);
+      SolveOptions so;
+      so.method = SolveMethod::picard;
+      so.picard = po;
+      solver = std::make_unique<EquilibriumSolver<double>>(*single, so);
+      // The distributed enclosure iterates on all the states as one block
+      // without an SCC decomposition: the single-process one is timed with
+      // and without it.
+      scc = strongly_connected_components(*single_A);
+      xs = Batch<double>(n, 1);
+      ys = Batch<double>(n, 1);
+      for (index_t i = 0; i < n; ++i)
+        xs(i, 0) = 1.0;
     }
-    t.picard_iterations = report.iterations;
-    t.picard_iter = solve / std::max(1, report.iterations);
   }
-  // lambda_PF(|A|).
-  PerronBound pf;
-  t.pf = best_time(comm, repeats, [&] { pf = mpi::distributed_perron_bound(m); });
-  t.pf_products = pf.iterations;
-  if (P == 1) {
-    // The single-process kernels on the same model.
-    auto Ap = std::make_shared<CsrMatrix<double>>(m.A.local);
-    Model<double> whole(Ap, std::make_shared<CsrMatrix<double>>(m.B.local),
-                        std::make_shared<CsrMatrix<double>>(m.C.local), nullptr,
-                        m.bias_x);
-    Batch<double> xs(n, 1), ys(n, 1);
-    for (index_t i = 0; i < n; ++i)
-      xs(i, 0) = 1.0;
-    t.tacit_spmv = best_time(comm, repeats,
-                             [&] {
-                               for (int k = 0; k < 10; ++k)
-                                 Ap->apply(Mode::normal, 1.0, xs, 0.0, ys);
-                             }) /
-                   10;
-    SolveOptions so;
-    so.method = SolveMethod::picard;
-    so.picard = po;
-    EquilibriumSolver<double> solver(whole, so);
-    SolveReport r;
-    const double s = best_time(comm, repeats, [&] {
-      Batch<double> Y;
-      r = solver.predict(U, Y);
-    });
-    t.tacit_picard_iterations = r.iterations;
-    t.tacit_picard_iter = s / std::max(1, r.iterations);
-    PerronBound b;
-    t.tacit_pf = best_time(comm, repeats, [&] { b = perron_frobenius_bound(*Ap); });
-    t.tacit_pf_products = b.iterations;
-    // The same work as the distributed enclosure, which iterates on all the
-    // states as one block without an SCC decomposition.
-    const auto scc = strongly_connected_components(*Ap);
-    t.tacit_pf_given = best_time(comm, repeats, [&] { b = perron_frobenius_bound(*Ap, scc); });
+  ~RankCount() {
+    VecDestroy(&sx);
+    VecDestroy(&sy);
+    VecDestroy(&ax);
+    VecDestroy(&ay);
+    MatDestroy(&aij);
+    product.reset();
+    m.reset();
+    if (comm != MPI_COMM_NULL)
+      MPI_Comm_free(&comm);
   }
-  return t;
+  RankCount(const RankCount &) = delete;
+  RankCount &operator=(const RankCount &) = delete;
+
+  /// Times f() on this rank count's ranks (the slowest rank) into `best`,
+  /// the others waiting: collective over MPI_COMM_WORLD.
+  template <class F> void time(double &best, F &&f) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (comm != MPI_COMM_NULL) {
+      const double t0 = now();
+      f();
+      double s = now() - t0;
+      MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_MAX, comm);
+      best = std::min(best, s);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+};
+
+/// Strong or weak scaling over 1..P ranks. The host's speed drifts (other
+/// tenants' memory traffic), so the rank counts and the single-process
+/// kernels are timed in interleaved rounds and each figure is the best of its
+/// rounds: every variant sees the same conditions.
+std::vector<Timing> run_scaling(int P, bool strong, index_t strong_n, index_t weak_n,
+                                index_t columns, int repeats, int product_rounds) {
+  const PicardOptions po;
+  std::vector<std::unique_ptr<RankCount>> counts;
+  for (int p = 1; p <= P; ++p)
+    counts.push_back(std::make_unique<RankCount>(p, strong ? strong_n : weak_n * p, po));
+  // SpMV: MatMult of the shell matrix (tacit's CSR kernel on the own rows,
+  // the ghosts by a VecScatter), of PETSc's MatMPIAIJ, and the single-process
+  // CsrMatrix product; one product per round.
+  for (int r = 0; r < product_rounds; ++r)
+    for (auto &c : counts) {
+      c->time(c->t.spmv, [&] { MatMult(c->shell, c->sx, c->sy); });
+      c->time(c->t.petsc_spmv, [&] { MatMult(c->aij, c->ax, c->ay); });
+      // Collective over the world: every rank enters, rank 0 alone runs it.
+      if (c->t.ranks == 1)
+        c->time(c->t.tacit_spmv,
+                [&] { c->single_A->apply(Mode::normal, 1.0, c->xs, 0.0, c->ys); });
+    }
+  // Picard (the solve phase: the iteration, B u + b included; not the set-up
+  // of the communication plan nor C x) and lambda_PF(|A|).
+  const auto U = random_batch<double>(256, columns, 3);
+  for (int r = 0; r < repeats; ++r)
+    for (auto &c : counts) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (c->comm != MPI_COMM_NULL) {
+        Batch<double> Y;
+        mpi::RankTimings timings;
+        const SolveReport report = mpi::distributed_predict(*c->m, U, Y, po, &timings);
+        double s = timings.solve.empty() ? 0 : timings.solve[0];
+        if (c->m->rank == 0)
+          s = *std::max_element(timings.solve.begin(), timings.solve.end());
+        MPI_Bcast(&s, 1, MPI_DOUBLE, 0, c->comm);
+        c->t.picard_iterations = report.iterations;
+        c->t.picard_iter = std::min(c->t.picard_iter, s / std::max(1, report.iterations));
+      }
+      PerronBound pf;
+      c->time(c->t.pf, [&] { pf = mpi::distributed_perron_bound(*c->m); });
+      c->t.pf_products = pf.iterations;
+      if (c->t.ranks == 1) { // collective over the world, as above
+        SolveReport sr;
+        double s = 1e300;
+        c->time(s, [&] {
+          Batch<double> Y;
+          sr = c->solver->predict(U, Y);
+        });
+        c->t.tacit_picard_iterations = sr.iterations;
+        c->t.tacit_picard_iter =
+            std::min(c->t.tacit_picard_iter, s / std::max(1, sr.iterations));
+        PerronBound b;
+        c->time(c->t.tacit_pf, [&] { b = perron_frobenius_bound(*c->single_A); });
+        c->t.tacit_pf_products = b.iterations;
+        c->time(c->t.tacit_pf_given,
+                [&] { b = perron_frobenius_bound(*c->single_A, c->scc); });
+      }
+    }
+  std::vector<Timing> rows;
+  for (const auto &c : counts)
+    rows.push_back(c->t);
+  return rows;
 }
 
 int scaling(const Options &o) {
@@ -248,25 +297,17 @@ int scaling(const Options &o) {
   const auto weak_n = static_cast<index_t>(o.real("weak-states", 5e5));
   const auto columns = static_cast<index_t>(o.real("columns", 32));
   const int repeats = static_cast<int>(o.real("repeats", 3));
+  const int product_rounds = static_cast<int>(o.real("product-rounds", 40));
   const bool rank0 = world_rank() == 0;
   if (rank0)
     std::printf("generated model: random_implicit_model, 16 nonzeros per row, "
-                "||A||_inf = 0.9, p = 256; Picard on %lld inputs; best of %d\n",
-                static_cast<long long>(columns), repeats);
+                "||A||_inf = 0.9, p = 256; Picard on %lld inputs; rank counts and "
+                "single process timed in interleaved rounds: SpMV best of %d single "
+                "products, Picard and lambda_PF best of %d\n",
+                static_cast<long long>(columns), product_rounds, repeats);
   for (const bool strong : {true, false}) {
-    std::vector<Timing> rows;
-    for (int p = 1; p <= P; ++p) {
-      MPI_Comm sub = MPI_COMM_NULL;
-      MPI_Comm_split(MPI_COMM_WORLD, world_rank() < p ? 0 : MPI_UNDEFINED, world_rank(),
-                     &sub);
-      Timing t;
-      if (sub != MPI_COMM_NULL) {
-        t = run_on(sub, strong ? strong_n : weak_n * p, columns, repeats);
-        MPI_Comm_free(&sub);
-      }
-      MPI_Barrier(MPI_COMM_WORLD);
-      rows.push_back(t);
-    }
+    const std::vector<Timing> rows =
+        run_scaling(P, strong, strong_n, weak_n, columns, repeats, product_rounds);
     if (!rank0)
       continue;
     std::printf("\n%s scaling (%s)\n", strong ? "strong" : "weak",
@@ -286,15 +327,16 @@ int scaling(const Options &o) {
     }
     std::printf(
         "one rank against single-process tacit (the same model, one thread):\n"
-        "  SpMV %.4g s (PETSc MatMPIAIJ %.4g s) vs tacit %.4g s (x%.3f); Picard %.4g s/it (%d its) vs "
+        "  SpMV %.4g s (PETSc MatMPIAIJ %.4g s) vs tacit %.4g s (x%.3f); Picard %.4g "
+        "s/it (%d its) vs "
         "tacit %.4g s/it (%d its) (x%.3f); lambda_PF %.4g s (%d products) vs tacit "
         "%.4g s (%d products) (x%.3f; x%.3f against %.4g s with the SCC decomposition "
         "given)\n",
-        one.spmv, one.petsc_spmv, one.tacit_spmv, one.spmv / one.tacit_spmv, one.picard_iter,
-        one.picard_iterations, one.tacit_picard_iter, one.tacit_picard_iterations,
-        one.picard_iter / one.tacit_picard_iter, one.pf, one.pf_products, one.tacit_pf,
-        one.tacit_pf_products, one.pf / one.tacit_pf, one.pf / one.tacit_pf_given,
-        one.tacit_pf_given);
+        one.spmv, one.petsc_spmv, one.tacit_spmv, one.spmv / one.tacit_spmv,
+        one.picard_iter, one.picard_iterations, one.tacit_picard_iter,
+        one.tacit_picard_iterations, one.picard_iter / one.tacit_picard_iter, one.pf,
+        one.pf_products, one.tacit_pf, one.tacit_pf_products, one.pf / one.tacit_pf,
+        one.pf / one.tacit_pf_given, one.tacit_pf_given);
     std::fflush(stdout);
   }
   return 0;
@@ -387,7 +429,8 @@ int enclosure(const Options &o) {
         setup = std::min(setup, slowest(tm.setup[0]));
         solve = std::min(solve, slowest(tm.solve[0]));
       }
-      const double total = best_time(sub, repeats, [&] { mpi::distributed_perron_bound(m); });
+      const double total =
+          best_time(sub, repeats, [&] { mpi::distributed_perron_bound(m); });
       const double build = best_time(sub, repeats, [&] { mpi::DistributedProduct d(m); });
       mpi::DistributedProduct d(m);
       const index_t own = m.own_end() - m.own_begin();
@@ -416,18 +459,20 @@ int enclosure(const Options &o) {
         VecDestroy(&yv);
       }
       if (rank0)
-        std::printf("%d ranks, n = %lld: distributed_perron_bound %.4g s = set-up %.4g s "
-                    "(DistributedProduct %.4g s) + iteration %.4g s (%d products; "
-                    "%d |A| products alone %.4g s, A products %.4g s, by MatMult %.4g s)\n",
-                    p, static_cast<long long>(n), total, setup, build, solve, k, k,
-                    abs_products, products, shell);
+        std::printf(
+            "%d ranks, n = %lld: distributed_perron_bound %.4g s = set-up %.4g s "
+            "(DistributedProduct %.4g s) + iteration %.4g s (%d products; "
+            "%d |A| products alone %.4g s, A products %.4g s, by MatMult %.4g s)\n",
+            p, static_cast<long long>(n), total, setup, build, solve, k, k, abs_products,
+            products, shell);
       if (p == 1) {
         const CsrMatrix<double> &A = m.A.local;
         const double scc_time =
             best_time(sub, repeats, [&] { (void)strongly_connected_components(A); });
         const auto scc = strongly_connected_components(A);
         PerronBound b;
-        const double whole = best_time(sub, repeats, [&] { b = perron_frobenius_bound(A); });
+        const double whole =
+            best_time(sub, repeats, [&] { b = perron_frobenius_bound(A); });
         const double given =
             best_time(sub, repeats, [&] { b = perron_frobenius_bound(A, scc); });
         std::printf("  single process: perron_frobenius_bound %.4g s = SCC decomposition "
