@@ -80,7 +80,12 @@ struct Options {
   }
   double real(const std::string &n, double fallback) const {
     const auto it = values.find(n);
-    return it == values.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
+    if (it == values.end())
+      return fallback;
+    // Not a number (or trailing text): NaN, which every range check refuses.
+    char *end = nullptr;
+    const double v = std::strtod(it->second.c_str(), &end);
+    return end == it->second.c_str() || *end != '\0' ? std::nan("") : v;
   }
   std::vector<double> list(const std::string &n, const std::string &fallback) const {
     std::vector<double> out;
@@ -297,8 +302,23 @@ int scaling(const Options &o) {
   const auto weak_n = static_cast<index_t>(o.real("weak-states", 5e5));
   const auto columns = static_cast<index_t>(o.real("columns", 32));
   const int repeats = static_cast<int>(o.real("repeats", 3));
-  const int product_rounds = static_cast<int>(o.real("product-rounds", 40));
   const bool rank0 = world_rank() == 0;
+  // The same options on every rank: every rank refuses alike, no collective
+  // is left waiting.
+  for (const auto &[name, fallback] : {std::pair<const char *, double>{"states", 1e6},
+                                       {"weak-states", 5e5},
+                                       {"columns", 32},
+                                       {"repeats", 3},
+                                       {"product-rounds", 40}}) {
+    const double v = o.real(name, fallback);
+    if (!(v >= 1 && v <= 1e12)) {
+      if (rank0)
+        std::fprintf(stderr, "bench_mpi scaling: --%s must be a number >= 1, got '%s'\n",
+                     name, o.get(name, "").c_str());
+      return 2;
+    }
+  }
+  const int product_rounds = static_cast<int>(o.real("product-rounds", 40));
   if (rank0)
     std::printf("generated model: random_implicit_model, 16 nonzeros per row, "
                 "||A||_inf = 0.9, p = 256; Picard on %lld inputs; rank counts and "
