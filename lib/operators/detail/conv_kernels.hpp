@@ -184,7 +184,8 @@ inline void store_scaled(T *__restrict y, const T *__restrict acc, index_t n, T 
 /// Copies n values (a pixel's columns): whole vectors inline when n is a
 /// multiple of the vector width (a call to memmove costs as much as a
 /// 128-column copy), memcpy otherwise.
-template <class T> inline void copy_cell(T *__restrict dst, const T *__restrict src, index_t n) {
+template <class T>
+inline void copy_cell(T *__restrict dst, const T *__restrict src, index_t n) {
   using V = Vec<T>;
   if (n % V::lanes != 0) {
     std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
@@ -203,14 +204,25 @@ void fill_phase_split(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution 
   const index_t rows = p.C * p.sh * p.sw * p.Hq;
   // About 32k elements per task: a narrow batch is copied by few tasks.
   const index_t grain = std::max<index_t>(1, 32768 / std::max<index_t>(1, row_len));
+  // Phases no tap reads (a 1x1 convolution of stride 2 reads one of four)
+  // are zeroed rather than copied: only the junk columns of a tile reach them.
+  // (A bit per phase; strides with more than 64 phases copy them all.)
+  std::uint64_t phase_read = p.sh * p.sw > 64 ? ~std::uint64_t(0) : 0;
+  if (p.sh * p.sw <= 64)
+    for (index_t kh = 0; kh < p.KH; ++kh)
+      for (index_t kw = 0; kw < p.KW; ++kw)
+        phase_read |= std::uint64_t(1)
+                      << ((kh * p.dh) % p.sh * p.sw + (kw * p.dw) % p.sw);
   for_range(exec, rows, grain, [&](index_t r0, index_t r1) {
     for (index_t r = r0; r < r1; ++r) {
       // r = ((c * sh + ph) * sw + pw) * Hq + hq, the plane rows in memory order.
       const index_t hq = r % p.Hq, plane = r / p.Hq;
-      const index_t pw = plane % p.sw, ph = (plane / p.sw) % p.sh, c = plane / (p.sw * p.sh);
+      const index_t pw = plane % p.sw, ph = (plane / p.sw) % p.sh,
+                    c = plane / (p.sw * p.sh);
       const index_t h = hq * p.sh + ph - p.pt;
       T *row = xp + r * row_len;
-      if (h < 0 || h >= p.H) {
+      const bool read = p.sh * p.sw > 64 || (phase_read >> (ph * p.sw + pw) & 1) != 0;
+      if (h < 0 || h >= p.H || !read) {
         std::fill(row, row + row_len, T(0));
         continue;
       }
@@ -224,13 +236,24 @@ void fill_phase_split(const ConvPlan &p, ConstMatrixView<T> x, T *xp, Execution 
         std::fill(row + (lead + len) * N, row + row_len, T(0));
         continue;
       }
+      if (N == 1) {
+        // One column: the cells wq in [lo, hi) read w = wq * sw + pw - pl
+        // inside the image, the others are padding.
+        const index_t shift = pw - p.pl;
+        const index_t lo = std::clamp<index_t>((-shift + p.sw - 1) / p.sw, 0, p.Wq);
+        const index_t hi = std::clamp<index_t>((p.W - shift + p.sw - 1) / p.sw, lo, p.Wq);
+        const T *__restrict src = x.data + (c * p.H + h) * p.W * x.ld;
+        std::fill(row, row + lo, T(0));
+        for (index_t wq = lo; wq < hi; ++wq)
+          row[wq] = src[(wq * p.sw + shift) * x.ld];
+        std::fill(row + hi, row + p.Wq, T(0));
+        continue;
+      }
       for (index_t wq = 0; wq < p.Wq; ++wq) {
         const index_t w = wq * p.sw + pw - p.pl;
         T *cell = row + wq * N;
         if (w < 0 || w >= p.W)
           std::fill(cell, cell + N, T(0));
-        else if (N == 1)
-          *cell = x.row((c * p.H + h) * p.W + w)[0];
         else
           copy_cell(cell, x.row((c * p.H + h) * p.W + w), N);
       }
