@@ -298,27 +298,28 @@ std::vector<Timing> run_scaling(int P, bool strong, index_t strong_n, index_t we
 int scaling(const Options &o) {
   int P = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &P);
-  const auto strong_n = static_cast<index_t>(o.real("states", 1e6));
-  const auto weak_n = static_cast<index_t>(o.real("weak-states", 5e5));
-  const auto columns = static_cast<index_t>(o.real("columns", 32));
-  const int repeats = static_cast<int>(o.real("repeats", 3));
   const bool rank0 = world_rank() == 0;
-  // The same options on every rank: every rank refuses alike, no collective
-  // is left waiting.
-  for (const auto &[name, fallback] : {std::pair<const char *, double>{"states", 1e6},
-                                       {"weak-states", 5e5},
-                                       {"columns", 32},
-                                       {"repeats", 3},
-                                       {"product-rounds", 40}}) {
+  // Each option read once and checked before it is converted. The same
+  // options on every rank: every rank refuses alike, no collective is left
+  // waiting.
+  bool valid = true;
+  auto count = [&](const char *name, double fallback) {
     const double v = o.real(name, fallback);
-    if (!(v >= 1 && v <= 1e12)) {
-      if (rank0)
-        std::fprintf(stderr, "bench_mpi scaling: --%s must be a number >= 1, got '%s'\n",
-                     name, o.get(name, "").c_str());
-      return 2;
-    }
-  }
-  const int product_rounds = static_cast<int>(o.real("product-rounds", 40));
+    if (v >= 1 && v <= 1e9) // also fits the int counts
+      return static_cast<index_t>(v);
+    if (rank0 && valid)
+      std::fprintf(stderr,
+                   "bench_mpi scaling: --%s must be a number in [1, 1e9], got '%s'\n",
+                   name, o.get(name, "").c_str());
+    valid = false;
+    return index_t(1);
+  };
+  const index_t strong_n = count("states", 1e6), weak_n = count("weak-states", 5e5),
+                columns = count("columns", 32);
+  const int repeats = static_cast<int>(count("repeats", 3)),
+            product_rounds = static_cast<int>(count("product-rounds", 40));
+  if (!valid)
+    return 2;
   if (rank0)
     std::printf("generated model: random_implicit_model, 16 nonzeros per row, "
                 "||A||_inf = 0.9, p = 256; Picard on %lld inputs; rank counts and "
