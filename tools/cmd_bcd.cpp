@@ -90,6 +90,8 @@ int run_bcd(Invocation &inv) {
     o.state_scale = *r;
   if (const auto g = args.real("growth", 1.0, 1e300))
     o.growth = *g;
+  if (const auto g = args.real("penalty-growth", 1.0, 1e300))
+    o.penalty_growth = *g;
   if (o.reweight_every > 0 && o.penalty != BcdPenalty::group_inputs)
     throw UsageError("--reweight needs --group-lasso");
 
@@ -224,7 +226,8 @@ int run_bcd(Invocation &inv) {
     if (const auto f = args.real("select-floor", 0.0, 1e300))
       so.floor = *f;
     try {
-      selection = bcd_select_inputs(s.params, U, Y, so, select_trial_reporter(inv, progress, "mean squared error"));
+      selection = bcd_select_inputs(
+          s.params, U, Y, so, select_trial_reporter(inv, progress, "mean squared error"));
     } catch (const NumericalError &e) {
       progress.clear();
       throw CommandFailure(exit_numerical, std::string("--refit-select: ") + e.what() +
@@ -328,12 +331,16 @@ int run_bcd(Invocation &inv) {
          {"growth", 0, "G",
           "continuation: multiply lambda and mu by G after every iteration (the "
           "relaxation tightens; default 1: off)"},
+         {"penalty-growth", 0, "G",
+          "continuation of the penalty: multiply its lambda by G after every iteration "
+          "(with --growth G the (A, B)-step keeps its balance; default 1: off)"},
          {"refit-select", 0, "TOL",
           "after BCD: refit by BCD without the penalty on the inputs B reads (the "
           "others fixed at 0), then drop inputs one by one while the training MSE stays "
           "within (1 + TOL) times the control refit's"},
-         {"refit-iterations", 0, "K", "--refit-select: iterations of the first refit "
-                                      "(default 50)"},
+         {"refit-iterations", 0, "K",
+          "--refit-select: iterations of the first refit "
+          "(default 50)"},
          {"trial-iterations", 0, "K",
           "--refit-select: iterations of the control and each trial refit (default 20)"},
          {"select-floor", 0, "F",

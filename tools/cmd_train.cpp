@@ -88,6 +88,59 @@ template <class T> Model<T> load_or_init(const Arguments &args) {
   return read_parameter_model<T>(path);
 }
 
+/// --teacher MODEL: the teacher's outputs for every training sample
+/// (Dataset::teacher), read by --distill and --fine-tune-distill; and those
+/// options into `o` and `fine_tune` (path only).
+template <class T>
+void attach_teacher(const Arguments &args, const Model<T> &student, TrainOptions &o,
+                    std::optional<Distillation> *fine_tune, Dataset<T> &data) {
+  const auto file = args.text("teacher");
+  const auto weight = args.real("distill", 0.0, 1.0);
+  const auto tune_weight = args.real("fine-tune-distill", 0.0, 1.0);
+  const auto temperature = args.real("temperature", 1e-300, 1e300);
+  if (tune_weight && !fine_tune)
+    throw UsageError("--fine-tune-distill belongs to --group-lasso-path");
+  if (!file) {
+    if (weight || tune_weight || temperature)
+      throw UsageError(
+          "--distill, --fine-tune-distill and --temperature need --teacher MODEL");
+    return;
+  }
+  if (!weight && !tune_weight)
+    throw UsageError("--teacher needs --distill W" +
+                     std::string(fine_tune ? " or --fine-tune-distill W" : "") +
+                     " (the weight of the teacher's soft targets, in [0, 1])");
+  if (o.gradient.loss != LossKind::cross_entropy)
+    throw UsageError("--teacher needs the cross-entropy loss (labels)");
+  Distillation d;
+  d.temperature = temperature.value_or(1.0);
+  d.weight = weight.value_or(0.0);
+  o.distillation = d;
+  if (tune_weight) {
+    d.weight = *tune_weight;
+    *fine_tune = d;
+  }
+  const Model<T> teacher = read_parameter_model<T>(*file);
+  if (teacher.inputs() != student.inputs() || teacher.outputs() != student.outputs())
+    throw FileError(*file, 0,
+                    "the teacher has " + std::to_string(teacher.inputs()) +
+                        " inputs and " + std::to_string(teacher.outputs()) +
+                        " outputs, the model being trained " +
+                        std::to_string(student.inputs()) + " and " +
+                        std::to_string(student.outputs()));
+  EquilibriumSolver<T> solver(teacher, o.gradient.forward);
+  Batch<T> Y;
+  const SolveReport r = solver.predict(data.inputs, Y);
+  if (!r.ok())
+    throw CommandFailure(exit_numerical,
+                         *file +
+                             ": the teacher's solve on the training data did not "
+                             "converge (residual " +
+                             fmt_g(r.residual, 4) + " after " +
+                             std::to_string(r.iterations) + " iterations)");
+  data.teacher = std::move(Y);
+}
+
 /// Training and validation data from --data DIR or --input with --labels or
 /// --targets.
 template <class T>
@@ -352,6 +405,7 @@ int path_command(Invocation &inv, Precision precision, TrainOptions o,
       args.choice("validate-on", {"test", "none"})
           .value_or(args.text("data") || args.text("test-input") ? "test" : "none");
   load_data(args, model, o.gradient.loss, data, validation, validate == "test");
+  attach_teacher(args, model, po.train, &po.fine_tune_distillation, data);
   const GroupSet groups = groups_of(args, TrainableModel<T>(model));
   const std::string group_text = args.text("groups").value_or("states");
   const ModelSize start = model_size(model);
@@ -400,6 +454,10 @@ int path_command(Invocation &inv, Precision precision, TrainOptions o,
       {"fine_tune_schedule", po.fine_tune_schedule ? po.fine_tune_schedule->to_string()
                                                    : o.schedule.to_string()},
       {"reweight", po.penalty.reweight_every},
+      {"distill", po.train.distillation.weight},
+      {"fine_tune_distill", po.fine_tune_distillation ? po.fine_tune_distillation->weight
+                                                      : po.train.distillation.weight},
+      {"temperature", po.train.distillation.temperature},
       {"start", path_size_json(start)},
       {"points", nlohmann::json::array()}};
   auto file = [&](const char *what, double l) {
@@ -553,9 +611,8 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
                      "--refit-select (their models are saved unfolded)");
   if (args.text("group-lasso-path"))
     return path_command<T>(inv, precision, o, penalty, *out);
-  for (const char *only :
-       {"path-epochs", "fine-tune-epochs", "fine-tune-lr", "fine-tune-schedule", "keep-inputs",
-        "threshold"})
+  for (const char *only : {"path-epochs", "fine-tune-epochs", "fine-tune-lr",
+                           "fine-tune-schedule", "keep-inputs", "threshold"})
     if (args.flag(only))
       throw UsageError(std::string("--") + only + " belongs to --group-lasso-path");
 
@@ -567,6 +624,7 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   progress.update("reading the data ...", true);
   Dataset<T> data, validation;
   load_data(args, model, o.gradient.loss, data, validation, validate == "test");
+  attach_teacher(args, model, o, nullptr, data);
   if (standardize) {
     if (*standardize == "auto") {
       // Mean and standard deviation of every input value of the training set.
@@ -730,6 +788,10 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
                           {"constraint", to_string(report.constraint)},
                           {"constraint_reason", report.constraint_reason},
                           {"seconds", seconds}};
+    if (o.distillation.weight > 0) {
+      doc["distill"] = o.distillation.weight;
+      doc["temperature"] = o.distillation.temperature;
+    }
     if (prox) {
       doc["penalty_kind"] = to_string(penalty.kind);
       doc["lambda"] = penalty.lambda;
@@ -916,6 +978,15 @@ std::vector<OptionSpec> train_options() {
        {"fine-tune-epochs", 0, "F",
         "path: epochs without the penalty on each pruned model (default 0)"},
        {"fine-tune-lr", 0, "R", "path: learning rate of the fine-tuning (default --lr)"},
+       {"teacher", 0, "MODEL",
+        "knowledge distillation: a trained model whose outputs on the training data are "
+        "soft targets (with --distill or --fine-tune-distill)"},
+       {"distill", 0, "W",
+        "weight in [0, 1] of the teacher's soft targets: loss (1 - W) CE + W T^2 "
+        "KL(softmax(teacher / T) || softmax(y / T))"},
+       {"temperature", 0, "T", "temperature T of --distill (default 1)"},
+       {"fine-tune-distill", 0, "W",
+        "--group-lasso-path: --distill W for the fine-tuning only"},
        {"fine-tune-schedule", 0, "S",
         "path: schedule of the fine-tuning over its epochs (default --schedule)"},
        {"keep-inputs", 0, "", "path: the pruned models keep every input"},
@@ -960,7 +1031,8 @@ std::vector<OptionSpec> train_options() {
         "--path-epochs epochs, starting from the model trained at the previous lambda\n"
         "(the first from MODEL or --init: a plain --group-lasso run), prunes each\n"
         "trained model, optionally fine-tunes the pruned one (--fine-tune-epochs, its\n"
-        "rate --fine-tune-lr and --fine-tune-schedule; by default --lr and --schedule) and\n"
+        "rate --fine-tune-lr and --fine-tune-schedule; by default --lr and --schedule) "
+        "and\n"
         "reports per lambda the states, inputs, parameters and nonzeros kept and the\n"
         "test accuracy before and after fine-tuning. -o DIR receives trained_L.tacit,\n"
         "pruned_L.tacit, tuned_L.tacit and path.json (rewritten after every lambda;\n"

@@ -204,6 +204,9 @@ void BcdOptions::validate(index_t n, index_t p) const {
         ">= 0)");
   if (!(growth >= 1) || !std::isfinite(growth))
     throw InvalidArgument("BCD: growth = " + num(growth) + " must be finite and >= 1");
+  if (!(penalty_growth >= 1) || !std::isfinite(penalty_growth))
+    throw InvalidArgument("BCD: penalty_growth = " + num(penalty_growth) +
+                          " must be finite and >= 1");
   if (!(state_scale >= 0) || !std::isfinite(state_scale))
     throw InvalidArgument("BCD: state_scale = " + num(state_scale) +
                           " must be >= 0 and finite (0: off)");
@@ -1037,6 +1040,7 @@ BcdState bcd_train(const BcdParameters &initial, const BcdMatrix &U, const BcdMa
         l *= o.growth;
       o.mu *= o.growth;
     }
+    o.penalty_lambda *= o.penalty_growth;
     r.train_rmse = bcd_rmse(s.params, U, Y, o.exec);
     if (test_U)
       r.test_rmse = bcd_rmse(s.params, *test_U, *test_Y, o.exec);

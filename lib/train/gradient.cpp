@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include <tbb/blocked_range.h>
@@ -40,6 +41,11 @@ namespace {
 std::string shape(index_t r, index_t c) {
   return std::to_string(r) + " x " + std::to_string(c);
 }
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
 } // namespace
 
 template <class T>
@@ -57,6 +63,20 @@ double loss_and_gradient(LossKind kind, const Batch<T> &Y, const Targets<T> &tar
       throw InvalidArgument(
           "cross-entropy loss: " + std::to_string(targets.labels.size()) +
           " labels for " + std::to_string(k) + " outputs");
+    const Batch<T> *teacher = targets.teacher;
+    const double w = teacher ? targets.teacher_weight : 0.0, tau = targets.temperature;
+    if (teacher) {
+      if (teacher->rows() != q || teacher->cols() != k)
+        throw InvalidArgument("distillation: the teacher's outputs are " +
+                              shape(teacher->rows(), teacher->cols()) +
+                              ", the model's are " + shape(q, k));
+      if (!(w >= 0 && w <= 1))
+        throw InvalidArgument("distillation: the teacher's weight " + fmt(w) +
+                              " must be in [0, 1]");
+      if (!(tau > 0) || !std::isfinite(tau))
+        throw InvalidArgument("distillation: the temperature " + fmt(tau) +
+                              " must be positive and finite");
+    }
     for (index_t c = 0; c < k; ++c) {
       const int label = targets.labels[c];
       if (label < 0 || label >= q)
@@ -77,10 +97,35 @@ double loss_and_gradient(LossKind kind, const Batch<T> &Y, const Targets<T> &tar
       for (index_t j = 0; j < q; ++j)
         sum += std::exp(double(Y(j, c)) - mx);
       const double lse = mx + std::log(sum);
-      total += lse - double(Y(label, c));
-      for (index_t j = 0; j < q; ++j)
-        G(j, c) =
-            static_cast<T>(std::exp(double(Y(j, c)) - lse) - (j == label ? 1.0 : 0.0));
+      if (!teacher) {
+        total += lse - double(Y(label, c));
+        for (index_t j = 0; j < q; ++j)
+          G(j, c) =
+              static_cast<T>(std::exp(double(Y(j, c)) - lse) - (j == label ? 1.0 : 0.0));
+      } else {
+        // Soft term: log-sum-exps of y / tau and t / tau around their maxima.
+        double ms = -std::numeric_limits<double>::infinity(), mt = ms;
+        for (index_t j = 0; j < q; ++j) {
+          ms = std::max(ms, double(Y(j, c)) / tau);
+          mt = std::max(mt, double((*teacher)(j, c)) / tau);
+        }
+        double ss = 0, st = 0;
+        for (index_t j = 0; j < q; ++j) {
+          ss += std::exp(double(Y(j, c)) / tau - ms);
+          st += std::exp(double((*teacher)(j, c)) / tau - mt);
+        }
+        const double lse_s = ms + std::log(ss), lse_t = mt + std::log(st);
+        double kl = 0;
+        for (index_t j = 0; j < q; ++j) {
+          const double log_pt = double((*teacher)(j, c)) / tau - lse_t;
+          const double log_ps = double(Y(j, c)) / tau - lse_s;
+          const double pt = std::exp(log_pt), ps = std::exp(log_ps);
+          kl += pt > 0 ? pt * (log_pt - log_ps) : 0.0;
+          const double hard = std::exp(double(Y(j, c)) - lse) - (j == label ? 1.0 : 0.0);
+          G(j, c) = static_cast<T>((1 - w) * hard + w * tau * (ps - pt));
+        }
+        total += (1 - w) * (lse - double(Y(label, c))) + w * tau * tau * kl;
+      }
       if (correct && best == label)
         ++*correct;
     }
@@ -164,8 +209,8 @@ void accumulate_parameter_gradient(const TrainableModel<T> &tm, const Batch<T> &
       rows(0, count);
     else
       tbb::parallel_for(
-          tbb::blocked_range<index_t>(0, count,
-                                      std::max<index_t>(1, 16384 / std::max<index_t>(1, per_channel))),
+          tbb::blocked_range<index_t>(
+              0, count, std::max<index_t>(1, 16384 / std::max<index_t>(1, per_channel))),
           [&](const tbb::blocked_range<index_t> &rg) { rows(rg.begin(), rg.end()); });
   }
   T *gy = g[tm.output_bias_tensor()].data();
@@ -202,8 +247,7 @@ GradientEngine<T> &GradientEngine<T>::operator=(GradientEngine &&) noexcept = de
 
 template <class T> void GradientEngine<T>::refresh() {
   auto &im = *impl_;
-  if (im.forward && im.adjoint &&
-      im.forward->method() != SolveMethod::picard) {
+  if (im.forward && im.adjoint && im.forward->method() != SolveMethod::picard) {
     // Keep the solvers' workspace: a fresh one costs page faults and zeroing
     // of several n x k buffers per training step.
     im.forward->rebuild(im.model->model());

@@ -62,6 +62,7 @@ Dataset<T> restrict_inputs(const Dataset<T> &data, std::span<const index_t> kept
   }
   out.labels = data.labels;
   out.targets = data.targets;
+  out.teacher = data.teacher;
   out.name = data.name;
   return out;
 }
@@ -134,6 +135,8 @@ lambda_path(const Model<T> &start, const GroupSet &groups, const Dataset<T> &dat
         f.optimizer.lr = options.fine_tune_lr;
       if (options.fine_tune_schedule)
         f.schedule = *options.fine_tune_schedule;
+      if (options.fine_tune_distillation)
+        f.distillation = *options.fine_tune_distillation;
       TrainableModel<T> small(pt.prune.pruned);
       pt.tuned_report = train(small, tsmall ? *tsmall : data, v, f);
       pt.tuned = small.model();

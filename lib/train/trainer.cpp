@@ -245,6 +245,33 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
     throw InvalidArgument("train: kappa " + fmt(o.kappa) + " must be in (0, 1)");
   o.optimizer.validate();
   check_standardization(o.input_mean, o.input_std);
+  const bool distill = o.distillation.weight > 0;
+  if (!(o.distillation.weight >= 0 && o.distillation.weight <= 1))
+    throw InvalidArgument("train: the distillation weight " + fmt(o.distillation.weight) +
+                          " must be in [0, 1]");
+  if (!(o.distillation.temperature > 0) || !std::isfinite(o.distillation.temperature))
+    throw InvalidArgument("train: the distillation temperature " +
+                          fmt(o.distillation.temperature) +
+                          " must be positive and finite");
+  if (distill) {
+    const std::string name = data.name.empty() ? std::string("the data") : data.name;
+    if (loss != LossKind::cross_entropy)
+      throw InvalidArgument(
+          "train: distillation needs the cross-entropy loss (the loss is " +
+          to_string(loss) + ")");
+    if (data.teacher.rows() != m.outputs() || data.teacher.cols() != data.size())
+      throw InvalidArgument(
+          name + ": the teacher's outputs are " + std::to_string(data.teacher.rows()) +
+          " x " + std::to_string(data.teacher.cols()) +
+          ", expected q = " + std::to_string(m.outputs()) + " values for each of " +
+          std::to_string(data.size()) + " samples");
+    for (index_t j = 0; j < data.size(); ++j)
+      for (index_t i = 0; i < m.outputs(); ++i)
+        if (!std::isfinite(data.teacher(i, j)))
+          throw InvalidArgument(name + ": sample " + std::to_string(j + 1) +
+                                ", teacher output " + std::to_string(i + 1) +
+                                " is not finite");
+  }
   // The validation data on the training scale.
   Dataset<T> validation_store;
   if (validation && (o.input_mean != 0 || o.input_std != 1)) {
@@ -319,11 +346,14 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
   const index_t N = data.size();
   std::vector<T> grad(static_cast<std::size_t>(tm.size())),
       backup(static_cast<std::size_t>(tm.size()));
-  Batch<T> U, Yt, inputs_store, targets_store;
-  const Batch<T> &inputs = sample_major(data.inputs, inputs_store, o.input_mean, o.input_std);
+  Batch<T> U, Yt, Tt, inputs_store, targets_store, teacher_store;
+  const Batch<T> &inputs =
+      sample_major(data.inputs, inputs_store, o.input_mean, o.input_std);
   const Batch<T> &target_values = loss == LossKind::cross_entropy
                                       ? data.targets
                                       : sample_major(data.targets, targets_store);
+  const Batch<T> &teacher_values =
+      distill ? sample_major(data.teacher, teacher_store) : data.teacher;
   std::vector<int> labels;
   const std::int64_t steps = (N + o.batch_size - 1) / o.batch_size;
   for (int e = start_epoch; e < o.epochs; ++e) {
@@ -345,6 +375,12 @@ TrainReport run(TrainableModel<T> &tm, const Dataset<T> &data,
         for (std::size_t j = 0; j < cols.size(); ++j)
           labels[j] = data.labels[static_cast<std::size_t>(cols[j])];
         targets.labels = labels;
+        if (distill) {
+          gather(teacher_values, cols, o.slab_width, Tt);
+          targets.teacher = &Tt;
+          targets.teacher_weight = o.distillation.weight;
+          targets.temperature = o.distillation.temperature;
+        }
       } else {
         gather(target_values, cols, o.slab_width, Yt);
         targets.values = &Yt;
@@ -604,6 +640,8 @@ template <class T> Dataset<T> sample_major(const Dataset<T> &data) {
   out.inputs = &inputs == &store ? std::move(store) : data.inputs;
   const Batch<T> &targets = sample_major(data.targets, store);
   out.targets = &targets == &store ? std::move(store) : data.targets;
+  const Batch<T> &teacher = sample_major(data.teacher, store);
+  out.teacher = &teacher == &store ? std::move(store) : data.teacher;
   out.labels = data.labels;
   out.name = data.name;
   return out;

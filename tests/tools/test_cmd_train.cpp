@@ -85,15 +85,18 @@ TEST_CASE("tacit train: an MLP from text data, JSON per epoch, then its gradient
   CHECK(fs::exists(d / "g.tacit"));
 }
 
-TEST_CASE("tacit train --standardize: the saved model takes raw inputs, bad values refused",
-          "[cli][train]") {
+TEST_CASE(
+    "tacit train --standardize: the saved model takes raw inputs, bad values refused",
+    "[cli][train]") {
   Dir d;
   write_data(d);
   auto train = [&](const std::vector<std::string> &extra, const std::string &out) {
-    std::vector<std::string> a = {"train", "--init", "mlp:4,6,3", "-i", d / "U.txt",
-                                  "--labels", d / "L.txt", "--epochs", "2", "--batch-size",
-                                  "4", "--lr", "0.1", "--test-input", d / "U.txt",
-                                  "--test-labels", d / "L.txt", "-o", d / out, "--json"};
+    std::vector<std::string> a = {
+        "train",     "--init",       "mlp:4,6,3", "-i",
+        d / "U.txt", "--labels",     d / "L.txt", "--epochs",
+        "2",         "--batch-size", "4",         "--lr",
+        "0.1",       "--test-input", d / "U.txt", "--test-labels",
+        d / "L.txt", "-o",           d / out,     "--json"};
     a.insert(a.end(), extra.begin(), extra.end());
     return run(d, a);
   };
@@ -211,6 +214,67 @@ TEST_CASE("tacit train: bad input names the file and line and writes nothing",
   CHECK_FALSE(fs::exists(d / "out.tacit"));
 }
 
+TEST_CASE("tacit train --teacher: distillation from a trained model; its misuse refused",
+          "[cli][train]") {
+  Dir d;
+  write_data(d);
+  auto base = [&](const std::string &out) {
+    return std::vector<std::string>{"train",     "--init",       "mlp:4,6,3", "-i",
+                                    d / "U.txt", "--labels",     d / "L.txt", "--epochs",
+                                    "3",         "--batch-size", "5",         "--lr",
+                                    "0.1",       "-o",           out,         "--json"};
+  };
+  auto with = [](std::vector<std::string> a, const std::vector<std::string> &more) {
+    a.insert(a.end(), more.begin(), more.end());
+    return a;
+  };
+  // The teacher: a wider MLP trained longer on the same data.
+  auto r = run(d, {"train", "--init", "mlp:4,16,3", "--seed", "3", "-i", d / "U.txt",
+                   "--labels", d / "L.txt", "--epochs", "20", "--batch-size", "4", "--lr",
+                   "0.1", "-o", d / "teacher.tacit"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  // Weight 0: the plain run, the same model file; weight 0.9: another one.
+  REQUIRE(run(d, base(d / "plain.tacit")).code == 0);
+  r = run(d, with(base(d / "w0.tacit"),
+                  {"--teacher", d / "teacher.tacit", "--distill", "0"}));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(read_text(d / "w0.tacit") == read_text(d / "plain.tacit"));
+  r = run(d, with(base(d / "w9.tacit"), {"--teacher", d / "teacher.tacit", "--distill",
+                                         "0.9", "--temperature", "3"}));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(read_text(d / "w9.tacit") != read_text(d / "plain.tacit"));
+  // Misuse: each a usage or input error, nothing written.
+  r = run(d, with(base(d / "x.tacit"), {"--teacher", d / "teacher.tacit"}));
+  CHECK(r.code == 1);
+  CHECK(r.err.find("--distill") != std::string::npos);
+  r = run(d, with(base(d / "x.tacit"), {"--distill", "0.5"}));
+  CHECK(r.code == 1);
+  CHECK(r.err.find("--teacher") != std::string::npos);
+  r = run(d, with(base(d / "x.tacit"),
+                  {"--teacher", d / "teacher.tacit", "--distill", "1.5"}));
+  CHECK(r.code == 1);
+  r = run(d, with(base(d / "x.tacit"),
+                  {"--teacher", d / "teacher.tacit", "--fine-tune-distill", "0.5"}));
+  CHECK(r.code == 1);
+  CHECK(r.err.find("--group-lasso-path") != std::string::npos);
+  std::string two;
+  for (int j = 0; j < 12; ++j)
+    two += std::to_string(j % 2) + "\n";
+  write_text(d / "L2.txt", two);
+  REQUIRE(run(d, {"train", "--init", "mlp:4,5,2", "-i", d / "U.txt", "--labels",
+                  d / "L2.txt", "--epochs", "1", "-o", d / "two.tacit"})
+              .code == 0);
+  r = run(d,
+          with(base(d / "x.tacit"), {"--teacher", d / "two.tacit", "--distill", "0.5"}));
+  CHECK(r.code == 2);
+  CHECK(r.err.find("two.tacit") != std::string::npos);
+  CHECK(r.err.find("4 inputs and 2") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "x.tacit"));
+}
+
 TEST_CASE("tacit train: losing well-posedness stops with the epoch and step",
           "[cli][train]") {
   Dir d;
@@ -284,11 +348,11 @@ TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad la
   CHECK(both.code == 1);
   // The fine-tuning's own schedule: in path.json, on its epoch lines; a bad
   // one is a usage error, and it needs the path.
-  const auto sch = run(d, with({"--group-lasso-path", "0.001", "--path-epochs", "1",
-                                "--fine-tune-epochs", "2", "--fine-tune-lr", "0.2",
-                                "--fine-tune-schedule", "step:1:0.5", "-o", d / "s",
-                                "--json", "--test-input", d / "U.txt", "--test-labels",
-                                d / "L.txt"}));
+  const auto sch =
+      run(d, with({"--group-lasso-path", "0.001", "--path-epochs", "1",
+                   "--fine-tune-epochs", "2", "--fine-tune-lr", "0.2",
+                   "--fine-tune-schedule", "step:1:0.5", "-o", d / "s", "--json",
+                   "--test-input", d / "U.txt", "--test-labels", d / "L.txt"}));
   INFO(sch.err);
   REQUIRE(sch.code == 0);
   const auto sdoc = nlohmann::json::parse(read_text(fs::path(d / "s") / "path.json"));
@@ -306,22 +370,42 @@ TEST_CASE("tacit train --group-lasso-path: a model per lambda, path.json, bad la
   CHECK(badsch.code == 1);
   CHECK(badsch.err.find("--fine-tune-schedule") != std::string::npos);
   CHECK_FALSE(fs::exists(d / "q"));
-  const auto alone = run(d, with({"--fine-tune-schedule", "cosine", "-o", d / "m.tacit"}));
+  const auto alone =
+      run(d, with({"--fine-tune-schedule", "cosine", "-o", d / "m.tacit"}));
   CHECK(alone.code == 1);
   CHECK(alone.err.find("belongs to --group-lasso-path") != std::string::npos);
 }
-
 
 TEST_CASE("tacit train --refit-select: a selection from the inputs read, written",
           "[cli][train][select]") {
   Dir d;
   write_data(d);
-  const auto r =
-      run(d, {"train", "--init", "implicit:n=3,p=4,q=3,density=1,kappa=0.5", "-i",
-              d / "U.txt", "--labels", d / "L.txt", "--epochs", "2", "--batch-size", "6",
-              "--kappa", "0.5", "--group-lasso", "0.01", "--groups", "inputs",
-              "--refit-select", "0.5", "--refit-epochs", "2", "--trial-epochs", "1", "-o",
-              d / "s.tacit", "--json"});
+  const auto r = run(d, {"train",
+                         "--init",
+                         "implicit:n=3,p=4,q=3,density=1,kappa=0.5",
+                         "-i",
+                         d / "U.txt",
+                         "--labels",
+                         d / "L.txt",
+                         "--epochs",
+                         "2",
+                         "--batch-size",
+                         "6",
+                         "--kappa",
+                         "0.5",
+                         "--group-lasso",
+                         "0.01",
+                         "--groups",
+                         "inputs",
+                         "--refit-select",
+                         "0.5",
+                         "--refit-epochs",
+                         "2",
+                         "--trial-epochs",
+                         "1",
+                         "-o",
+                         d / "s.tacit",
+                         "--json"});
   INFO(r.err);
   REQUIRE(r.code == 0);
   std::vector<nlohmann::json> lines;
@@ -342,9 +426,8 @@ TEST_CASE("tacit train --refit-select: a selection from the inputs read, written
   CHECK(trials >= 4); // the first round tries every candidate
   CHECK(fs::exists(d / "s.tacit"));
   // The refit options belong to --refit-select.
-  const auto lone =
-      run(d, {"train", "--init", "mlp:4,3", "-i", d / "U.txt", "--labels", d / "L.txt",
-              "--trial-epochs", "3", "-o", d / "t.tacit"});
+  const auto lone = run(d, {"train", "--init", "mlp:4,3", "-i", d / "U.txt", "--labels",
+                            d / "L.txt", "--trial-epochs", "3", "-o", d / "t.tacit"});
   CHECK(lone.code == 1);
   CHECK(lone.err.find("belong to --refit-select") != std::string::npos);
 }

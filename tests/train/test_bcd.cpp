@@ -431,10 +431,9 @@ TEST_CASE("BCD continuation: lambda and mu grow by the factor after every iterat
   pr.o.iterations = 3;
   pr.o.growth = 2;
   std::vector<BcdObjective> reported;
-  const BcdState s = bcd_train(pr.s.params, pr.U, pr.Y, pr.o,
-                               [&](const BcdIterationReport &r) {
-                                 reported.push_back(r.objective);
-                               });
+  const BcdState s =
+      bcd_train(pr.s.params, pr.U, pr.Y, pr.o,
+                [&](const BcdIterationReport &r) { reported.push_back(r.objective); });
   REQUIRE(reported.size() == 3);
   // The last iteration ran with lambda and mu times 2^2; its report is the
   // objective at those weights (the loss does not depend on them).
@@ -462,6 +461,33 @@ TEST_CASE("BCD continuation: lambda and mu grow by the factor after every iterat
   BcdOptions bad;
   bad.growth = 0.5;
   CHECK_THROWS_WITH(bad.validate(5, 3), Catch::Contains("growth = 0.5"));
+}
+
+TEST_CASE("BCD continuation of the penalty: its lambda grows by the factor", "[bcd]") {
+  Problem pr = tiny(BcdActivation::relu, 13);
+  pr.o.iterations = 3;
+  pr.o.penalty = BcdPenalty::group_inputs;
+  pr.o.penalty_lambda = 0.01;
+  pr.o.penalty_growth = 3;
+  std::vector<BcdObjective> reported;
+  const BcdState s =
+      bcd_train(pr.s.params, pr.U, pr.Y, pr.o,
+                [&](const BcdIterationReport &r) { reported.push_back(r.objective); });
+  REQUIRE(reported.size() == 3);
+  // The last iteration ran with the penalty's lambda times 3^2, lambda and
+  // mu as given.
+  const BcdObjective plain = bcd_objective(s, pr.U, pr.Y, pr.o);
+  REQUIRE(plain.penalty > 0);
+  CHECK(reported.back().penalty == Approx(9 * plain.penalty).epsilon(1e-12));
+  CHECK(reported.back().divergence == Approx(plain.divergence).epsilon(1e-12));
+  // It changes the fit: the run with the penalty held fixed ends elsewhere.
+  BcdOptions fixed = pr.o;
+  fixed.penalty_growth = 1;
+  const BcdState held = bcd_train(pr.s.params, pr.U, pr.Y, fixed);
+  CHECK(held.params.B.values != s.params.B.values);
+  BcdOptions bad;
+  bad.penalty_growth = 0.9;
+  CHECK_THROWS_WITH(bad.validate(5, 3), Catch::Contains("penalty_growth = 0.9"));
 }
 
 TEST_CASE("BCD: the same bits for 1 and 2 threads, the objective goes down", "[bcd]") {

@@ -194,6 +194,89 @@ TEST_CASE("loss_and_gradient: cross-entropy and squared against formulas",
   CHECK(G(2, 1) == Approx(2.0 * 3 / 3.0));
 }
 
+TEST_CASE("loss_and_gradient: distillation against the formula and finite differences",
+          "[train][gradient]") {
+  Batch<double> Y(3, 2), Tch(3, 2);
+  const double y[6] = {1, 2, 0.5, -1, 0, 3}, t[6] = {0.3, 2.5, -1, 2, 0.1, 1};
+  for (index_t c = 0; c < 2; ++c)
+    for (index_t j = 0; j < 3; ++j) {
+      Y(j, c) = y[3 * c + j];
+      Tch(j, c) = t[3 * c + j];
+    }
+  const std::vector<int> labels = {1, 2};
+  const double w = 0.7, tau = 3;
+  Targets<double> tg;
+  tg.labels = labels;
+  tg.teacher = &Tch;
+  tg.teacher_weight = w;
+  tg.temperature = tau;
+  // The loss written out: softmaxes, cross-entropy and KL term by term.
+  auto loss_of = [&](const Batch<double> &Z) {
+    double total = 0;
+    for (index_t c = 0; c < 2; ++c) {
+      double se = 0, ss = 0, st = 0;
+      for (index_t j = 0; j < 3; ++j) {
+        se += std::exp(Z(j, c));
+        ss += std::exp(Z(j, c) / tau);
+        st += std::exp(Tch(j, c) / tau);
+      }
+      const double ce = -std::log(std::exp(Z(labels[c], c)) / se);
+      double kl = 0;
+      for (index_t j = 0; j < 3; ++j) {
+        const double pt = std::exp(Tch(j, c) / tau) / st,
+                     ps = std::exp(Z(j, c) / tau) / ss;
+        kl += pt * std::log(pt / ps);
+      }
+      total += (1 - w) * ce + w * tau * tau * kl;
+    }
+    return total;
+  };
+  Batch<double> G;
+  index_t correct = 0;
+  const double L = loss_and_gradient(LossKind::cross_entropy, Y, tg, G, &correct);
+  CHECK(L == Approx(loss_of(Y)).epsilon(1e-13));
+  CHECK(correct == 2);
+  for (index_t c = 0; c < 2; ++c)
+    for (index_t j = 0; j < 3; ++j) {
+      Batch<double> Yp = Y, Ym = Y;
+      const double h = 1e-6;
+      Yp(j, c) += h;
+      Ym(j, c) -= h;
+      CHECK(G(j, c) == Approx((loss_of(Yp) - loss_of(Ym)) / (2 * h)).epsilon(1e-7));
+    }
+  // Weight 0: the plain cross-entropy, bit for bit.
+  Targets<double> plain;
+  plain.labels = labels;
+  Batch<double> G0, G1;
+  const double L0 = loss_and_gradient(LossKind::cross_entropy, Y, plain, G0);
+  tg.teacher_weight = 0;
+  const double L1 = loss_and_gradient(LossKind::cross_entropy, Y, tg, G1);
+  CHECK(L1 == L0);
+  for (index_t c = 0; c < 2; ++c)
+    for (index_t j = 0; j < 3; ++j)
+      CHECK(G1(j, c) == G0(j, c));
+  // Weight 1 and the teacher's own outputs: nothing to learn.
+  tg.teacher = &Y;
+  tg.teacher_weight = 1;
+  CHECK(std::abs(loss_and_gradient(LossKind::cross_entropy, Y, tg, G1)) < 1e-14);
+  for (index_t c = 0; c < 2; ++c)
+    for (index_t j = 0; j < 3; ++j)
+      CHECK(std::abs(G1(j, c)) < 1e-15);
+  // Misuse: shapes, weight, temperature.
+  Batch<double> wrong(2, 2);
+  tg.teacher = &wrong;
+  CHECK_THROWS_WITH(loss_and_gradient(LossKind::cross_entropy, Y, tg, G1),
+                    Catch::Contains("teacher's outputs are 2 x 2"));
+  tg.teacher = &Tch;
+  tg.teacher_weight = 1.5;
+  CHECK_THROWS_WITH(loss_and_gradient(LossKind::cross_entropy, Y, tg, G1),
+                    Catch::Contains("weight 1.5"));
+  tg.teacher_weight = 0.5;
+  tg.temperature = 0;
+  CHECK_THROWS_WITH(loss_and_gradient(LossKind::cross_entropy, Y, tg, G1),
+                    Catch::Contains("temperature 0"));
+}
+
 // ------------------------------------------------------------------ PyTorch
 
 namespace {

@@ -161,8 +161,7 @@ TEST_CASE("lambda path: input groups remove inputs, fine-tuning reads the kept o
   REQUIRE(p.tuned_accuracy);
 }
 
-TEST_CASE("lambda path: the fine-tuning runs with its own schedule",
-          "[train][path]") {
+TEST_CASE("lambda path: the fine-tuning runs with its own schedule", "[train][path]") {
   const index_t sizes[] = {12, 10, 3};
   const Model<float> start = init_mlp<float>(sizes, 4);
   const auto data = teacher_data(12, 3, 96, 4, 3);
@@ -203,6 +202,42 @@ TEST_CASE("lambda path: the fine-tuning runs with its own schedule",
   po.fine_tune_schedule.reset();
   const auto constant = lambda_path(start, groups, data, &val, po);
   CHECK(same_bits(flat(*constant[0].tuned), tune(Schedule{})));
+}
+
+TEST_CASE("lambda path: distillation of the fine-tuning alone", "[train][path]") {
+  const index_t sizes[] = {12, 10, 3};
+  const Model<float> start = init_mlp<float>(sizes, 4);
+  auto data = teacher_data(12, 3, 96, 4, 3);
+  const auto val = teacher_data(12, 3, 40, 4, 4);
+  // The teacher: another MLP's outputs on the training inputs.
+  const Model<float> teacher = init_mlp<float>(sizes, 9);
+  EquilibriumSolver<float> solver(teacher, default_solve_options<float>());
+  REQUIRE(solver.predict(data.inputs, data.teacher).ok());
+  const GroupSet groups = make_groups(TrainableModel<float>(start), GroupKind::input);
+  PathOptions po;
+  po.lambdas = {0.05};
+  po.train = options(4);
+  po.fine_tune_epochs = 2;
+  po.fine_tune_distillation = Distillation{0.8, 2.0};
+  const auto points = lambda_path(start, groups, data, &val, po);
+  REQUIRE(points.size() == 1);
+  const auto &p = points[0];
+  REQUIRE(p.tuned);
+  // The penalised phase is the run without a teacher ...
+  po.fine_tune_distillation.reset();
+  const auto bare = lambda_path(start, groups, data, &val, po);
+  CHECK(same_bits(flat(p.trained), flat(bare[0].trained)));
+  // ... and the fine-tuning is train() of the pruned model with the teacher's
+  // outputs (carried to the kept inputs) at that weight and temperature.
+  const auto small_data = restrict_inputs(data, p.prune.kept_inputs);
+  REQUIRE(small_data.teacher.cols() == data.size());
+  const auto small_val = restrict_inputs(val, p.prune.kept_inputs);
+  TrainableModel<float> tm(p.prune.pruned);
+  TrainOptions f = options(2);
+  f.distillation = {0.8, 2.0};
+  train(tm, small_data, &small_val, f);
+  CHECK(same_bits(flat(*p.tuned), flat(tm.model())));
+  CHECK_FALSE(same_bits(flat(*p.tuned), flat(*bare[0].tuned)));
 }
 
 TEST_CASE("restrict_inputs keeps the listed rows", "[train][path]") {

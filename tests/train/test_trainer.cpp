@@ -158,8 +158,9 @@ TEST_CASE("train: the same bits for 1 and N threads", "[train][trainer]") {
   CHECK(run(1) == run(3));
 }
 
-TEST_CASE("train: a sample-major dataset holds the same values and trains to the same bits",
-          "[train][trainer]") {
+TEST_CASE(
+    "train: a sample-major dataset holds the same values and trains to the same bits",
+    "[train][trainer]") {
   const Model<float> m = structured_model<float>();
   Dataset<float> data = labelled_random(m.inputs(), m.outputs(), 70, 4);
   data.targets = inputs<float>(m.outputs(), 70, 9);
@@ -194,7 +195,8 @@ TEST_CASE("train: standardised inputs, their checkpoints, and the fold for raw i
   const double mean = 0.3, sd = 0.45;
   for (int which = 0; which < 2; ++which) {
     INFO((which == 0 ? "CSR with cycles" : "structured (padded convolution B)"));
-    const Model<double> m = which == 0 ? cyclic_model<double>() : structured_model<double>();
+    const Model<double> m =
+        which == 0 ? cyclic_model<double>() : structured_model<double>();
     Dataset<double> data;
     data.inputs = inputs<double>(m.inputs(), 60, 6);
     for (index_t j = 0; j < 60; ++j)
@@ -226,10 +228,13 @@ TEST_CASE("train: standardised inputs, their checkpoints, and the fold for raw i
 
     // The folded model on raw inputs predicts what the trained one does on
     // standardised inputs (exactly in real arithmetic).
-    const Model<double> folded = fold_input_standardization(standardised.model(), mean, sd);
+    const Model<double> folded =
+        fold_input_standardization(standardised.model(), mean, sd);
     Batch<double> Y_raw, Y_std;
     REQUIRE(EquilibriumSolver<double>(folded).predict(data.inputs, Y_raw).ok());
-    REQUIRE(EquilibriumSolver<double>(standardised.model()).predict(manual.inputs, Y_std).ok());
+    REQUIRE(EquilibriumSolver<double>(standardised.model())
+                .predict(manual.inputs, Y_std)
+                .ok());
     double worst = 0, scale = 0;
     for (index_t j = 0; j < 60; ++j)
       for (index_t i = 0; i < m.outputs(); ++i) {
@@ -348,4 +353,121 @@ TEST_CASE("train: bad data and lost well-posedness are errors naming where",
     for (double v : after)
       CHECK(std::isfinite(v));
   }
+}
+
+namespace {
+
+/// The outputs of `m` for the inputs of `d` (a teacher's soft targets).
+template <class T> Batch<T> outputs_of(const Model<T> &m, const Dataset<T> &d) {
+  EquilibriumSolver<T> solver(m, default_solve_options<T>());
+  Batch<T> Y;
+  REQUIRE(solver.predict(d.inputs, Y).ok());
+  return Y;
+}
+
+template <class T> std::vector<T> trained_values(TrainableModel<T> &tm) {
+  std::vector<T> v(static_cast<std::size_t>(tm.size()));
+  tm.read(v);
+  return v;
+}
+
+} // namespace
+
+TEST_CASE("train: distillation (weight 0 is plain training, a model's own outputs teach "
+          "nothing, a student approaches its teacher, same bits for 1 and N threads)",
+          "[train][trainer]") {
+  const Model<double> student = structured_model<double>(4),
+                      teacher = structured_model<double>(7);
+  Dataset<double> data;
+  data.inputs = inputs<double>(student.inputs(), 60, 5);
+  for (index_t j = 0; j < 60; ++j)
+    data.labels.push_back(static_cast<int>((j * 7 + 5) % student.outputs()));
+  data.name = "random";
+  data.teacher = outputs_of(teacher, data);
+  TrainOptions o;
+  o.gradient = tight();
+  o.optimizer.lr = 0.05;
+  o.batch_size = 20;
+  o.epochs = 2;
+  o.shuffle_seed = 3;
+  SECTION("weight 0 reads no teacher: the same bits as without one") {
+    Dataset<double> bare = data;
+    bare.teacher = Batch<double>();
+    TrainableModel<double> a(student), b(student);
+    o.distillation.temperature = 4;
+    train(a, data, nullptr, o);
+    train(b, bare, nullptr, o);
+    CHECK(trained_values(a) == trained_values(b));
+  }
+  SECTION("the student's own outputs with weight 1: zero gradient, nothing changes") {
+    Dataset<double> self = data;
+    self.teacher = outputs_of(student, data);
+    o.batch_size = data.size(); // one step per epoch, from the same parameters
+    o.epochs = 1;
+    o.distillation = {1.0, 2.0};
+    TrainableModel<double> tm(student);
+    const auto before = trained_values(tm);
+    train(tm, self, nullptr, o);
+    const auto after = trained_values(tm);
+    REQUIRE(before.size() == after.size());
+    double moved = 0;
+    for (std::size_t i = 0; i < before.size(); ++i)
+      moved = std::max(moved, std::abs(after[i] - before[i]));
+    CHECK(moved < 1e-14);
+  }
+  SECTION("a student trained on the soft targets alone approaches its teacher") {
+    o.distillation = {1.0, 1.0};
+    o.epochs = 30;
+    std::vector<double> losses;
+    o.on_epoch = [&](const EpochReport &r) { losses.push_back(r.train_loss); };
+    TrainableModel<double> tm(student);
+    train(tm, data, nullptr, o);
+    REQUIRE(losses.size() == 30);
+    CHECK(losses.back() < 0.5 * losses.front());
+  }
+  SECTION("the same bits for 1 and N threads") {
+    o.distillation = {0.6, 3.0};
+    auto run = [&](int threads) {
+      tbb::global_control c(tbb::global_control::max_allowed_parallelism, threads);
+      TrainableModel<double> tm(student);
+      train(tm, data, nullptr, o);
+      return trained_values(tm);
+    };
+    CHECK(run(1) == run(3));
+  }
+  SECTION("misuse: the teacher's shape, a non-finite output, the weight, the loss") {
+    TrainableModel<double> tm(student);
+    o.distillation = {0.5, 2.0};
+    Dataset<double> bad = data;
+    bad.teacher = Batch<double>(student.outputs(), data.size() - 1);
+    CHECK_THROWS_WITH(train(tm, bad, nullptr, o),
+                      Catch::Contains("teacher's outputs are") && Catch::Contains("59"));
+    bad = data;
+    bad.teacher(1, 8) = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(train(tm, bad, nullptr, o),
+                      Catch::Contains("sample 9") && Catch::Contains("teacher output 2"));
+    o.distillation.weight = 1.5;
+    CHECK_THROWS_WITH(train(tm, data, nullptr, o), Catch::Contains("weight 1.5"));
+    o.distillation = {0.5, -1.0};
+    CHECK_THROWS_WITH(train(tm, data, nullptr, o), Catch::Contains("temperature -1"));
+    o.distillation = {0.5, 1.0};
+    o.gradient.loss = LossKind::squared;
+    bad = data;
+    bad.targets = inputs<double>(student.outputs(), data.size(), 2);
+    CHECK_THROWS_WITH(train(tm, bad, nullptr, o), Catch::Contains("cross-entropy"));
+  }
+}
+
+TEST_CASE("train: a sample-major dataset carries the teacher's outputs",
+          "[train][trainer]") {
+  Dataset<float> data;
+  data.inputs = inputs<float>(5, 9, 1);
+  data.teacher = inputs<float>(3, 9, 2);
+  data.labels.assign(9, 0);
+  const Dataset<float> sm = sample_major(data);
+  REQUIRE(sm.teacher.slab_width() == 1);
+  REQUIRE(sm.teacher.rows() == 3);
+  for (index_t j = 0; j < 9; ++j)
+    for (index_t i = 0; i < 3; ++i)
+      CHECK(sm.teacher(i, j) == data.teacher(i, j));
 }

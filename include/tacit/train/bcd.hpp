@@ -138,6 +138,12 @@ struct TACIT_EXPORT BcdOptions {
   /// (the divergence and the coupling weigh more against the loss) while
   /// mu / lambda, and with it the X-step's condition, stays the same.
   double growth = 1;
+  /// Continuation of the penalty: after every iteration penalty_lambda is
+  /// multiplied by `penalty_growth` (>= 1; 1: off). With penalty_growth =
+  /// growth the (A, B)-step's problem lambda f + Pen keeps its balance while
+  /// the relaxation tightens against the loss (with growth alone the penalty
+  /// weighs less and less against the divergence).
+  double penalty_growth = 1;
   int iterations = 5; ///< BCD iterations
   /// P- and X-steps per iteration: the pair (P-step, X-step) is repeated
   /// this many times before the (A, B)-step, which lets the targets reach

@@ -50,6 +50,15 @@ TACIT_EXPORT LossKind parse_loss(std::string_view s);
 template <class T> struct TACIT_EXPORT Targets {
   std::span<const int> labels;      ///< cross_entropy: one class per column
   const Batch<T> *values = nullptr; ///< squared: q x k targets
+  /// cross_entropy with knowledge distillation: a teacher's outputs (logits,
+  /// q x k) for the same columns. The loss of a column is then
+  ///   (1 - w) CE(y, label) + w tau^2 KL(softmax(t / tau) || softmax(y / tau))
+  /// (w = teacher_weight in [0, 1], tau = temperature > 0; the tau^2 keeps
+  /// the soft term's gradient, w tau (softmax(y / tau) - softmax(t / tau)),
+  /// on the scale of the hard term's as tau changes). Null: plain CE.
+  const Batch<T> *teacher = nullptr;
+  double teacher_weight = 0;
+  double temperature = 1;
   /// custom: returns the summed loss of the batch's columns and sets G to
   /// its gradient with respect to Y (both summed over the columns, not
   /// averaged: the caller divides by the batch size).

@@ -52,6 +52,10 @@ struct TACIT_EXPORT PathOptions {
   /// train.schedule), so that the penalised phase can keep a constant rate
   /// while the fine-tuning decays its own.
   std::optional<Schedule> fine_tune_schedule;
+  /// Distillation of the fine-tuning (none: train.distillation): a
+  /// teacher (Dataset::teacher) can guide the pruned model's fine-tuning
+  /// alone, the penalised phase being left as it is.
+  std::optional<Distillation> fine_tune_distillation;
   /// Called before each phase: (point index, lambda, fine-tuning or not).
   std::function<void(std::size_t, double, bool)> on_phase;
   /// \throws InvalidArgument naming the entry (1-based) and what is wrong:

@@ -64,7 +64,10 @@ template <class T> struct TACIT_EXPORT Dataset {
   Batch<T> inputs;         ///< p x m
   std::vector<int> labels; ///< m labels, or empty
   Batch<T> targets;        ///< q x m targets, or empty
-  std::string name;        ///< for messages
+  /// q x m outputs (logits) of a teacher model for the same samples, read
+  /// by knowledge distillation (TrainOptions::distillation), or empty.
+  Batch<T> teacher;
+  std::string name; ///< for messages
   index_t size() const noexcept { return inputs.cols(); }
 };
 
@@ -105,6 +108,16 @@ struct TACIT_EXPORT EpochReport {
   int forward_iterations = 0, adjoint_iterations = 0; ///< largest in the epoch
 };
 
+/// Knowledge distillation: with the cross-entropy loss and a dataset that
+/// holds a teacher's outputs (Dataset::teacher), each sample's loss is
+/// (1 - weight) CE + weight tau^2 KL(softmax(teacher / tau) || softmax(y /
+/// tau)) (Targets in gradient.hpp). The validation loss stays the plain
+/// cross-entropy. weight 0: off (the teacher is not read).
+struct TACIT_EXPORT Distillation {
+  double weight = 0;      ///< in [0, 1]
+  double temperature = 1; ///< tau > 0
+};
+
 struct TACIT_EXPORT TrainOptions {
   GradientOptions gradient; ///< loss, forward and adjoint solver options
   OptimizerOptions optimizer;
@@ -140,6 +153,8 @@ struct TACIT_EXPORT TrainOptions {
   /// step (ProximalPenalty::step, prox.hpp) changes the parameters here and
   /// commits them. Empty: nothing.
   std::function<void(int, std::int64_t, double)> after_step;
+  /// Knowledge distillation from Dataset::teacher (weight 0: off).
+  Distillation distillation;
 };
 
 /// The outcome of train().
