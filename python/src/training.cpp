@@ -154,6 +154,8 @@ struct TrainSettings {
   std::string groups = "states";
   std::optional<std::filesystem::path> checkpoint;
   bool resume = false;
+  py::object teacher = py::none(); ///< (k, q) teacher outputs, or None
+  double distill = 0, temperature = 1;
 };
 
 py::dict epoch_dict(const EpochReport &r) {
@@ -191,20 +193,20 @@ Dataset<T> make_dataset(const py::object &U, const py::object &labels,
     d.labels.assign(l.data(), l.data() + l.shape(0));
   }
   if (!targets.is_none())
-    d.targets = batch_from_samples<T>(targets, model.outputs(), (name + ": targets").c_str());
+    d.targets =
+        batch_from_samples<T>(targets, model.outputs(), (name + ": targets").c_str());
   return d;
 }
 
 template <class T>
-py::tuple train_model(const Model<T> &model, const py::object &U, const py::object &labels,
-                      const py::object &targets, const py::object &validation,
-                      const TrainSettings &s, int threads) {
+py::tuple train_model(const Model<T> &model, const py::object &U,
+                      const py::object &labels, const py::object &targets,
+                      const py::object &validation, const TrainSettings &s, int threads) {
   if (labels.is_none() == targets.is_none())
     throw InvalidArgument("train: give labels (classification) or targets (regression)");
   TrainOptions o;
-  o.gradient.loss = parse_loss(s.loss.empty() ? (labels.is_none() ? "squared"
-                                                                   : "cross-entropy")
-                                              : s.loss);
+  o.gradient.loss = parse_loss(
+      s.loss.empty() ? (labels.is_none() ? "squared" : "cross-entropy") : s.loss);
   o.gradient.forward = default_solve_options<T>();
   o.gradient.adjoint.picard = o.gradient.forward.picard;
   o.gradient.adjoint.method = parse_adjoint_method(s.adjoint);
@@ -249,6 +251,16 @@ py::tuple train_model(const Model<T> &model, const py::object &U, const py::obje
     o.checkpoint_dir = *s.checkpoint;
 
   Dataset<T> data = make_dataset<T>(U, labels, targets, model, "train");
+  if (!s.teacher.is_none()) {
+    if (!(s.distill > 0))
+      throw InvalidArgument(
+          "train: teacher needs distill > 0 (the weight of its soft targets)");
+    data.teacher = batch_from_samples<T>(s.teacher, model.outputs(), "train: teacher");
+  } else if (s.distill != 0) {
+    throw InvalidArgument("train: distill needs teacher (the teacher's outputs, (k, q))");
+  }
+  o.distillation.weight = s.distill;
+  o.distillation.temperature = s.temperature;
   Dataset<T> val;
   if (!validation.is_none()) {
     py::tuple t(validation);
@@ -268,8 +280,10 @@ py::tuple train_model(const Model<T> &model, const py::object &U, const py::obje
     else if (s.penalty == "sparse-group-lasso")
       penalty.kind = PenaltyKind::sparse_group_lasso;
     else
-      throw InvalidArgument("train: penalty must be group-lasso, l1 or sparse-group-lasso, "
-                            "not '" + s.penalty + "'");
+      throw InvalidArgument(
+          "train: penalty must be group-lasso, l1 or sparse-group-lasso, "
+          "not '" +
+          s.penalty + "'");
     penalty.lambda = s.lam;
     penalty.alpha = s.alpha;
     penalty.reweight_every = s.reweight;
@@ -289,7 +303,8 @@ py::tuple train_model(const Model<T> &model, const py::object &U, const py::obje
       cp = load_checkpoint<T>(o.checkpoint_dir);
     }
     if (!cp)
-      throw FileError(o.checkpoint_dir.string(), 0, "no complete checkpoint to resume from");
+      throw FileError(o.checkpoint_dir.string(), 0,
+                      "no complete checkpoint to resume from");
   }
   TrainReport report;
   std::shared_ptr<const Model<T>> trained;
@@ -390,8 +405,8 @@ py::tuple bcd_model(const Model<double> &model, const py::object &U_in,
                           "'");
   if (!s.penalty.empty()) {
     if (!(s.penalty_lam >= 0) || !std::isfinite(s.penalty_lam))
-      throw InvalidArgument("bcd: the penalty's lambda = " + std::to_string(s.penalty_lam) +
-                            " must be finite and >= 0");
+      throw InvalidArgument("bcd: the penalty's lambda = " +
+                            std::to_string(s.penalty_lam) + " must be finite and >= 0");
     o.penalty_lambda = s.penalty_lam;
   }
   if (s.reweight < 0)
@@ -450,9 +465,9 @@ py::tuple bcd_model(const Model<double> &model, const py::object &U_in,
     start_train = bcd_rmse(initial, U, Y);
     if (TU)
       start_test = bcd_rmse(initial, *TU, *TY);
-    const BcdState st =
-        bcd_train(initial, U, Y, o, [&](const BcdIterationReport &r) { reports.push_back(r); },
-                  TU ? &*TU : nullptr, TY ? &*TY : nullptr);
+    const BcdState st = bcd_train(
+        initial, U, Y, o, [&](const BcdIterationReport &r) { reports.push_back(r); },
+        TU ? &*TU : nullptr, TY ? &*TY : nullptr);
     trained = std::make_shared<const Model<double>>(bcd_apply(model, st.params));
     end_train = bcd_rmse(st.params, U, Y);
     if (TU)
@@ -607,8 +622,12 @@ operator's structure). Calls on one object are serialised.)doc")
          std::optional<double> tol, std::optional<int> anderson,
          std::optional<int> max_iterations, const std::string &penalty, double lam,
          const std::string &groups, double alpha, int reweight, double reweight_eps,
-         const std::optional<std::filesystem::path> &checkpoint, bool resume, int threads) {
+         const std::optional<std::filesystem::path> &checkpoint, bool resume, int threads,
+         const py::object &teacher, double distill, double temperature) {
         TrainSettings s;
+        s.teacher = teacher;
+        s.distill = distill;
+        s.temperature = temperature;
         s.epochs = epochs;
         s.batch_size = batch_size;
         s.optimizer = optimizer;
@@ -652,12 +671,14 @@ operator's structure). Calls on one object are serialised.)doc")
       py::arg("lr") = 0.01, py::arg("momentum") = 0.0, py::arg("nesterov") = false,
       py::arg("weight_decay") = 0.0, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
       py::arg("schedule") = "", py::arg("shuffle") = 1, py::arg("loss") = "",
-      py::arg("constraint") = "auto", py::arg("kappa") = 0.95, py::arg("adjoint") = "auto",
-      py::arg("tol") = py::none(), py::arg("anderson") = py::none(),
-      py::arg("max_iterations") = py::none(), py::arg("penalty") = "",
-      py::arg("lam") = 0.0, py::arg("groups") = "states", py::arg("alpha") = 0.5,
-      py::arg("reweight") = 0, py::arg("reweight_eps") = 1e-3,
-      py::arg("checkpoint") = py::none(), py::arg("resume") = false, py::arg("threads") = 0,
+      py::arg("constraint") = "auto", py::arg("kappa") = 0.95,
+      py::arg("adjoint") = "auto", py::arg("tol") = py::none(),
+      py::arg("anderson") = py::none(), py::arg("max_iterations") = py::none(),
+      py::arg("penalty") = "", py::arg("lam") = 0.0, py::arg("groups") = "states",
+      py::arg("alpha") = 0.5, py::arg("reweight") = 0, py::arg("reweight_eps") = 1e-3,
+      py::arg("checkpoint") = py::none(), py::arg("resume") = false,
+      py::arg("threads") = 0, py::arg("teacher") = py::none(), py::arg("distill") = 0.0,
+      py::arg("temperature") = 1.0,
       R"doc(Trains a copy of ``model`` on the samples of U (k, p) with labels
 (softmax cross-entropy) or targets (k, q) (squared error): the loop of
 ``tacit train`` (seeded batch order ``shuffle``, None: data order; SGD, Adam or
@@ -668,7 +689,11 @@ proximal ``penalty`` 'group-lasso', 'l1' or 'sparse-group-lasso' of weight
 evaluated every epoch. ``checkpoint``: a directory receiving epoch-NNNN
 (model and optimizer state) after each epoch; ``resume=True`` continues from
 its last complete checkpoint up to ``epochs`` (the same bits as a run that
-was never interrupted; OSError when there is none). Returns (trained model,
+was never interrupted; OSError when there is none). Knowledge distillation:
+``teacher`` (k, q), a teacher's outputs (logits) for the samples of U (from a
+tacit model or any other, e.g. a PyTorch network), read with the labels as
+(1 - distill) CE + distill T^2 KL(softmax(teacher / T) || softmax(y / T)),
+T = ``temperature``. Returns (trained model,
 report dict with the epochs run, from 'first_epoch').
 The same arguments give the command's model bit for bit. Raises
 tacit.NumericalError when a solve stops converging or a value is not finite.)doc");
@@ -712,8 +737,9 @@ model's equal bit for bit). ValueError when every state would go.)doc");
       [](const PyModel &model, const py::object &U, const py::object &Y,
          const py::object &test, int iterations, double lam,
          std::optional<double> layer_eps, double mu, std::optional<double> kappa,
-         const std::string &penalty, double penalty_lam, int reweight, double reweight_eps,
-         int state_sweeps, int ab_iterations, double state_scale, int threads) {
+         const std::string &penalty, double penalty_lam, int reweight,
+         double reweight_eps, int state_sweeps, int ab_iterations, double state_scale,
+         int threads) {
         BcdSettings s;
         s.iterations = iterations;
         s.lam = lam;
@@ -734,9 +760,10 @@ model's equal bit for bit). ValueError when every state would go.)doc");
       py::arg("model"), py::arg("U"), py::arg("Y"), py::arg("test") = py::none(),
       py::arg("iterations") = 5, py::arg("lam") = 1.0, py::arg("layer_eps") = py::none(),
       py::arg("mu") = 1.0, py::arg("kappa") = py::none(), py::arg("penalty") = "",
-      py::arg("penalty_lam") = 0.0, py::arg("reweight") = 0, py::arg("reweight_eps") = 1e-3,
-      py::arg("state_sweeps") = 1, py::arg("ab_iterations") = 300,
-      py::arg("state_scale") = 0.0, py::arg("threads") = 0,
+      py::arg("penalty_lam") = 0.0, py::arg("reweight") = 0,
+      py::arg("reweight_eps") = 1e-3, py::arg("state_sweeps") = 1,
+      py::arg("ab_iterations") = 300, py::arg("state_scale") = 0.0,
+      py::arg("threads") = 0,
       R"doc(Fits ``model`` (ReLU or tanh states, entries of single matrices) to
 samples U (k, p) and targets Y (k, q) by block-coordinate descent on the
 Fenchel divergence relaxation, as ``tacit bcd``: ``lam`` the divergence

@@ -353,6 +353,38 @@ def test_train_regression_and_validation():
     assert mse == pytest.approx(losses[-1], rel=1e-6)
 
 
+def test_train_distillation_matches_the_command(tmp_path, run_cli):
+    rng = np.random.default_rng(21)
+    U = rng.uniform(-1, 1, (30, 4))
+    labels = rng.integers(0, 3, 30)
+    teacher = tacit.init_model("mlp:4,12,3", seed=5)
+    student = tacit.init_model("mlp:4,6,3", seed=2)
+    soft = tacit.solve(teacher, U).outputs
+    recipe = dict(epochs=2, batch_size=8, lr=0.1)
+    taught, report = tacit.train(student, U, labels, teacher=soft, distill=0.7,
+                                 temperature=2.0, **recipe)
+    plain, _ = tacit.train(student, U, labels, **recipe)
+    assert not np.array_equal(parameters(taught), parameters(plain))
+    teacher.save(tmp_path / "teacher.tacit")
+    student.save(tmp_path / "student.tacit")
+    write_rows(tmp_path / "U.txt", U)
+    write_labels(tmp_path / "L.txt", labels)
+    run_cli("train", tmp_path / "student.tacit", "-i", tmp_path / "U.txt", "--labels",
+            tmp_path / "L.txt", "--epochs", 2, "--batch-size", 8, "--lr", 0.1, "--teacher",
+            tmp_path / "teacher.tacit", "--distill", 0.7, "--temperature", 2, "-o",
+            tmp_path / "t.tacit", "-q")
+    np.testing.assert_array_equal(parameters(taught),
+                                  parameters(tacit.load(tmp_path / "t.tacit")))
+    with pytest.raises(ValueError, match="distill"):
+        tacit.train(student, U, labels, teacher=soft, **recipe)
+    with pytest.raises(ValueError, match="teacher"):
+        tacit.train(student, U, labels, distill=0.5, **recipe)
+    with pytest.raises(ValueError, match="teacher"):
+        tacit.train(student, U, labels, teacher=soft[:20], distill=0.5, **recipe)
+    with pytest.raises(ValueError, match="weight 1.5"):
+        tacit.train(student, U, labels, teacher=soft, distill=1.5, **recipe)
+
+
 def test_train_errors():
     model = cyclic(n=10, p=3, q=2, seed=8)
     U = np.zeros((4, 3))
