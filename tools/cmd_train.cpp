@@ -624,6 +624,8 @@ template <class T> int train_command(Invocation &inv, Precision precision) {
   progress.update("reading the data ...", true);
   Dataset<T> data, validation;
   load_data(args, model, o.gradient.loss, data, validation, validate == "test");
+  if (const auto teacher = args.text("teacher"))
+    check_distinct(*teacher, *out);
   attach_teacher(args, model, o, nullptr, data);
   if (standardize) {
     if (*standardize == "auto") {

@@ -214,7 +214,7 @@ TEST_CASE("tacit train: bad input names the file and line and writes nothing",
   CHECK_FALSE(fs::exists(d / "out.tacit"));
 }
 
-TEST_CASE("tacit train --teacher: distillation from a trained model; its misuse refused",
+TEST_CASE("tacit train --teacher: distillation from a trained model, its misuse refused",
           "[cli][train]") {
   Dir d;
   write_data(d);
@@ -272,6 +272,13 @@ TEST_CASE("tacit train --teacher: distillation from a trained model; its misuse 
   CHECK(r.code == 2);
   CHECK(r.err.find("two.tacit") != std::string::npos);
   CHECK(r.err.find("4 inputs and 2") != std::string::npos);
+  // The teacher is not overwritten by the output.
+  const std::string teacher_bytes = read_text(d / "teacher.tacit");
+  r = run(d, with(base(d / "teacher.tacit"),
+                  {"--teacher", d / "teacher.tacit", "--distill", "0.5"}));
+  CHECK(r.code == 1);
+  CHECK(r.err.find("is the input") != std::string::npos);
+  CHECK(read_text(d / "teacher.tacit") == teacher_bytes);
   CHECK_FALSE(fs::exists(d / "x.tacit"));
 }
 
