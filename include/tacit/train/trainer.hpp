@@ -64,10 +64,10 @@ template <class T> struct TACIT_EXPORT Dataset {
   Batch<T> inputs;         ///< p x m
   std::vector<int> labels; ///< m labels, or empty
   Batch<T> targets;        ///< q x m targets, or empty
+  std::string name;        ///< for messages
   /// q x m outputs (logits) of a teacher model for the same samples, read
   /// by knowledge distillation (TrainOptions::distillation), or empty.
   Batch<T> teacher;
-  std::string name; ///< for messages
   index_t size() const noexcept { return inputs.cols(); }
 };
 
