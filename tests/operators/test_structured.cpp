@@ -740,6 +740,58 @@ TEMPLATE_TEST_CASE("Conv2dOperator::apply_activated equals the product, bias and
   }
 }
 
+TEMPLATE_TEST_CASE("Conv2dOperator::apply_activated: each column of a wide batch has "
+                   "the bits of the same column alone",
+                   "[structured]", float, double) {
+  using T = TestType;
+  // Wide batches store whole vectors from the micro-kernel's registers, a
+  // single column goes through the tile buffer: the same sums and the same
+  // fused store, so the same bits. K = 144 is one piece of k, K = 288 two;
+  // 36 output channels leave a partial register tile; stride 2 discards
+  // columns.
+  for (const auto &g : {geom({16, 8, 8}, 16, 3, 1, 1), geom({32, 6, 6}, 36, 3, 1, 1),
+                        geom({16, 9, 9}, 8, 3, 2, 1)}) {
+    const auto w = random_values<T>(
+        static_cast<std::size_t>(g.out_channels * g.input.channels * 9), 21);
+    Conv2dOperator<T> op(g, w);
+    const auto bias = random_values<T>(static_cast<std::size_t>(op.rows()), 22);
+    for (const auto kind : {ActivationKind::relu, ActivationKind::identity}) {
+      const Activation phi{kind, 0};
+      for (index_t k : {index_t(8), index_t(16), index_t(24), index_t(48)})
+        for (const T beta : {T(0), T(0.5)}) {
+          CAPTURE(phi.name(), k, beta, g.out_channels, g.stride_h);
+          const auto x = random_values<T>(static_cast<std::size_t>(op.cols() * k), 23);
+          const auto r = random_values<T>(static_cast<std::size_t>(op.rows() * k), 24);
+          auto y = random_values<T>(static_cast<std::size_t>(op.rows() * k), 25);
+          const std::vector<T> y0 = y;
+          REQUIRE(op.apply_activated(
+              T(0.5), ConstMatrixView<T>(x.data(), op.cols(), k, k), beta,
+              MatrixView<T>{y.data(), op.rows(), k, k}, bias, phi, Execution::parallel,
+              ConstMatrixView<T>(r.data(), op.rows(), k, k), T(0.75)));
+          index_t mismatches = 0;
+          for (index_t c = 0; c < k; ++c) {
+            std::vector<T> xc(static_cast<std::size_t>(op.cols())),
+                rc(static_cast<std::size_t>(op.rows())),
+                yc(static_cast<std::size_t>(op.rows()));
+            for (index_t i = 0; i < op.cols(); ++i)
+              xc[i] = x[i * k + c];
+            for (index_t i = 0; i < op.rows(); ++i) {
+              rc[i] = r[i * k + c];
+              yc[i] = y0[i * k + c];
+            }
+            REQUIRE(op.apply_activated(
+                T(0.5), ConstMatrixView<T>(xc.data(), op.cols(), 1, 1), beta,
+                MatrixView<T>{yc.data(), op.rows(), 1, 1}, bias, phi, Execution::parallel,
+                ConstMatrixView<T>(rc.data(), op.rows(), 1, 1), T(0.75)));
+            for (index_t i = 0; i < op.rows(); ++i)
+              mismatches += yc[i] != y[i * k + c];
+          }
+          CHECK(mismatches == 0);
+        }
+    }
+  }
+}
+
 TEMPLATE_TEST_CASE("Conv2dOperator capabilities: double-accumulated sums, folds",
                    "[structured]", float, double) {
   using T = TestType;

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -139,9 +140,17 @@ static_assert(tile_cols<float> <= conv_max_tile_cols<float>);
 /// with Accumulate the chain continues from the sums in ct (a later range of
 /// k: the same chain, cut into pieces that fit the L1 cache).
 
-template <class T, int MR, int NV, bool Accumulate = false>
-inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict b,
-                         const index_t *__restrict off, index_t scale, T *__restrict ct) {
+/// With a Sink, the sums of the final piece of k go from the registers to
+/// sink(acc) (the fused store) instead of to ct: no round trip through memory.
+/// Never inlined: inside the large task body GCC ran out of general
+/// registers and kept the loop counter in memory (a load and a
+/// read-modify-write per k); on its own the loop keeps everything in
+/// registers.
+template <class T, int MR, int NV, bool Accumulate = false, class Sink = std::nullptr_t>
+[[gnu::noinline]] void micro_kernel(index_t K, const T *__restrict wp,
+                                    const T *__restrict b, const index_t *__restrict off,
+                                    index_t scale, T *__restrict ct,
+                                    Sink &&sink = nullptr) {
   using V = Vec<T>;
   using VT = typename V::type;
   VT acc[MR][NV];
@@ -163,9 +172,13 @@ inline void micro_kernel(index_t K, const T *__restrict wp, const T *__restrict 
         acc[r][v] = madd_lanes<VT, T>(a, bv[v], acc[r][v]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v)
-      V::store(ct + r * (NV * V::lanes) + v * V::lanes, acc[r][v]);
+  if constexpr (!std::is_same_v<std::remove_cvref_t<Sink>, std::nullptr_t>) {
+    sink(acc);
+  } else {
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v)
+        V::store(ct + r * (NV * V::lanes) + v * V::lanes, acc[r][v]);
+  }
 }
 
 /// y[0..n) = alpha * acc + beta * y (beta == 0 overwrites y), at this level.
@@ -347,11 +360,21 @@ template <class T> struct PlainStore {
       V::store(dst + j, t);
     }
   }
-  /// body(emit) with emit(dst, src, len, yrow) = vectors<K>(dst, src, len, yrow).
+  /// body(emit, emit_one) with emit(dst, src, len, yrow) = vectors<K>(dst,
+  /// src, len, yrow) and emit_one(dst, acc, yrow) the same for one vector of
+  /// sums held in a register.
   template <ActivationKind K, class Body> void for_vectors(Body &&body) {
-    body([&](T *dst, const T *src, index_t len, index_t yrow) {
-      vectors<K>(dst, src, len, yrow);
-    });
+    using V = Vec<T>;
+    using VT = typename V::type;
+    const VT va = V::set1(alpha), vb = V::set1(beta);
+    body([&](T *dst, const T *src, index_t len,
+             index_t yrow) { vectors<K>(dst, src, len, yrow); },
+         [&](T *__restrict dst, VT acc, index_t) __attribute__((always_inline)) {
+           VT t = va * acc;
+           if (beta != T(0))
+             t = madd_lanes<VT, T>(vb, V::load(dst), t);
+           V::store(dst, t);
+         });
   }
   /// strided() with ld = 1.
   void contiguous(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
@@ -430,11 +453,12 @@ template <class T> struct ActivatedStore {
       bad_scalar += nf;
     });
   }
-  /// body(emit) where emit(dst, src, len, yrow) stores `len` (a multiple of
-  /// the vector width) values of row yrow with vectors; the flags, the
-  /// constant vectors and the finiteness sum are set up once for all the
-  /// calls (a tile makes one per output channel and cell, of a few vectors
-  /// each).
+  /// body(emit, emit_one) where emit(dst, src, len, yrow) stores `len` (a
+  /// multiple of the vector width) values of row yrow with vectors and
+  /// emit_one(dst, acc, yrow) one vector of sums held in a register; the
+  /// flags, the constant vectors and the finiteness sum are set up once for
+  /// all the calls (a tile makes one per output channel and cell, of a few
+  /// vectors each).
   template <ActivationKind K, class Body> void for_vectors(Body &&body) {
     with_flags(true, res != nullptr, [&](auto, auto has_res, auto has_beta) {
       constexpr bool Res = decltype(has_res)::value, Beta = decltype(has_beta)::value;
@@ -443,19 +467,27 @@ template <class T> struct ActivatedStore {
       const T slope = static_cast<T>(phi.slope);
       const VT va = V::set1(alpha), vb = V::set1(beta), vr = V::set1(res_scale);
       VT nf{};
-      body([&](T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
-        const T *__restrict add = Res ? residual_at(dst, yrow) : nullptr;
-        const VT vbias = V::set1(bias ? bias[yrow] : T(0));
-        for (index_t j = 0; j < len; j += V::lanes) {
-          VT t = madd_lanes<VT, T>(va, V::load(src + j), vbias);
-          if constexpr (Beta)
-            t = madd_lanes<VT, T>(vb, V::load(dst + j), t);
-          if constexpr (Res)
-            t = madd_lanes<VT, T>(vr, V::load(add + j), t);
-          nf += t - t;
-          V::store(dst + j, activate_lanes<K>(t, slope));
-        }
-      });
+      auto one = [&](T *__restrict dst, VT acc, VT vbias, const T *__restrict add)
+          __attribute__((always_inline)) {
+        VT t = madd_lanes<VT, T>(va, acc, vbias);
+        if constexpr (Beta)
+          t = madd_lanes<VT, T>(vb, V::load(dst), t);
+        if constexpr (Res)
+          t = madd_lanes<VT, T>(vr, V::load(add), t);
+        nf += t - t;
+        V::store(dst, activate_lanes<K>(t, slope));
+      };
+      body(
+          [&](T *__restrict dst, const T *__restrict src, index_t len, index_t yrow) {
+            const T *__restrict add = Res ? residual_at(dst, yrow) : nullptr;
+            const VT vbias = V::set1(bias ? bias[yrow] : T(0));
+            for (index_t j = 0; j < len; j += V::lanes)
+              one(dst + j, V::load(src + j), vbias, Res ? add + j : nullptr);
+          },
+          [&](T *__restrict dst, VT acc, index_t yrow) __attribute__((always_inline)) {
+            one(dst, acc, V::set1(bias ? bias[yrow] : T(0)),
+                Res ? residual_at(dst, yrow) : nullptr);
+          });
       bad += nf;
     });
   }
@@ -567,7 +599,7 @@ void store_tile(const ConvPlan &p, index_t N, const T *ct, index_t ct_ld, index_
     // boundary): the epilogue in the level's vectors, the kind resolved once.
     store.with_kind([&](auto kind) {
       constexpr ActivationKind K = decltype(kind)::value;
-      store.template for_vectors<K>([&](auto &&emit) {
+      store.template for_vectors<K>([&](auto &&emit, auto &&) {
         for (index_t r = 0; r < rows; ++r) {
           const T *src = ct + r * ct_ld;
           const index_t co = co0 + r;
@@ -713,37 +745,96 @@ bool conv_forward(const ConvPlan &p, ConvAlgorithm algo, const T *wpacked,
           std::memcpy(dst + k * nr, src + p.tap_offset[k] * N, sizeof(T) * nr);
       }
     }
-    for (index_t t = t0; t < t1; ++t) {
-      const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
-      const index_t nc = std::min(nr, seg.length - j0);
-      const T *b = pack ? P + (t - t0) * p.K * nr : base + s * seg.stride + j0;
-      const index_t *off = pack ? nullptr : p.tap_offset.data();
-      const int nv = pack ? 3 : static_cast<int>((nc + lanes - 1) / lanes);
-      const index_t ld = nv * lanes;
-      const index_t pos = s * seg.stride + j0;
-      // Blocks in groups whose tiles stay in ct; k in pieces of kc whose B
-      // rows (kc x nr) stay in L1 across the group's blocks.
-      for (index_t bg = b0; bg < b1; bg += group_blocks) {
-        const index_t bg1 = std::min(b1, bg + group_blocks);
-        for (index_t k0 = 0; k0 < p.K; k0 += kc) {
-          const index_t kn = std::min(kc, p.K - k0);
-          const T *bk = pack ? b + k0 * nr : b;
-          const index_t *ok = off ? off + k0 : nullptr;
+    // emit_one(dst, acc, yrow) stores one vector of sums (used when
+    // InRegisters: the batch is whole vectors, so a vector of a tile's
+    // columns lies in one output pixel).
+    auto tiles = [&](auto &&emit_one, auto in_registers) {
+      constexpr bool InRegisters = decltype(in_registers)::value;
+      for (index_t t = t0; t < t1; ++t) {
+        const index_t s = t / seg.tiles, j0 = (t % seg.tiles) * nr;
+        const index_t nc = std::min(nr, seg.length - j0);
+        const T *b = pack ? P + (t - t0) * p.K * nr : base + s * seg.stride + j0;
+        const index_t *off = pack ? nullptr : p.tap_offset.data();
+        const int nv = pack ? 3 : static_cast<int>((nc + lanes - 1) / lanes);
+        const index_t ld = nv * lanes;
+        const index_t pos = s * seg.stride + j0;
+        // A whole tile's final piece of k is stored from the registers: the
+        // y row (without its channel term) and column of each vector, and
+        // whether its pixel is an output (wq < OW) or a discarded column.
+        const bool from_registers = InRegisters && nc == nr;
+        index_t vrow[3] = {}, vcol[3] = {};
+        bool vuseful[3] = {};
+        if (from_registers)
+          for (int v = 0; v < 3; ++v) {
+            const index_t col = pos + v * lanes, cell = col / N;
+            const index_t wq = cell % p.Wq, oh = cell / p.Wq;
+            vuseful[v] = wq < p.OW;
+            vrow[v] = p.y_index(0, oh, wq);
+            vcol[v] = col - cell * N;
+          }
+        // Blocks in groups whose tiles stay in ct; k in pieces of kc whose B
+        // rows (kc x nr) stay in L1 across the group's blocks.
+        for (index_t bg = b0; bg < b1; bg += group_blocks) {
+          const index_t bg1 = std::min(b1, bg + group_blocks);
+          for (index_t k0 = 0; k0 < p.K; k0 += kc) {
+            const index_t kn = std::min(kc, p.K - k0);
+            const T *bk = pack ? b + k0 * nr : b;
+            const index_t *ok = off ? off + k0 : nullptr;
+            const bool final_piece = k0 + kn == p.K;
+            for (index_t blk = bg; blk < bg1; ++blk) {
+              const T *wb = wpacked + ((g * blocks + blk) * p.K + k0) * conv_mr;
+              const index_t rows = std::min(conv_mr, p.cout_g - blk * conv_mr);
+              T *cb = ct + (blk - bg) * conv_mr * ld;
+              for (index_t h = 0; h < rows; h += kernel_rows) {
+                if constexpr (InRegisters) {
+                  if (from_registers && final_piece) {
+                    const index_t co = g * p.cout_g + blk * conv_mr + h;
+                    const index_t valid = std::min<index_t>(kernel_rows, rows - h);
+                    auto sink = [&](auto &acc) __attribute__((always_inline)) {
+#pragma GCC unroll 16
+                      for (int r = 0; r < kernel_rows; ++r) {
+                        if (r >= valid)
+                          break;
+                        const index_t chan = (co + r) * p.y_chan;
+#pragma GCC unroll 4
+                        for (int v = 0; v < 3; ++v)
+                          if (vuseful[v]) {
+                            const index_t yrow = chan + vrow[v];
+                            emit_one(y.data + yrow * y.ld + vcol[v], acc[r][v], yrow);
+                          }
+                      }
+                    };
+                    if (k0 > 0)
+                      micro_kernel<T, kernel_rows, 3, true>(kn, wb + h, bk, ok, N,
+                                                            cb + h * ld, sink);
+                    else
+                      micro_kernel<T, kernel_rows, 3, false>(kn, wb + h, bk, ok, N,
+                                                             cb + h * ld, sink);
+                    continue;
+                  }
+                }
+                micro_call(nv, k0 > 0, kn, wb + h, bk, ok, cb + h * ld);
+              }
+            }
+          }
+          if (from_registers)
+            continue;
           for (index_t blk = bg; blk < bg1; ++blk) {
-            const T *wb = wpacked + ((g * blocks + blk) * p.K + k0) * conv_mr;
-            const index_t rows = std::min(conv_mr, p.cout_g - blk * conv_mr);
-            T *cb = ct + (blk - bg) * conv_mr * ld;
-            for (index_t h = 0; h < rows; h += kernel_rows)
-              micro_call(nv, k0 > 0, kn, wb + h, bk, ok, cb + h * ld);
+            const index_t co0 = blk * conv_mr;
+            store_tile(p, N, ct + (blk - bg) * conv_mr * ld, ld,
+                       std::min(conv_mr, p.cout_g - co0), g * p.cout_g + co0, pos, nc, st,
+                       y);
           }
         }
-        for (index_t blk = bg; blk < bg1; ++blk) {
-          const index_t co0 = blk * conv_mr;
-          store_tile(p, N, ct + (blk - bg) * conv_mr * ld, ld,
-                     std::min(conv_mr, p.cout_g - co0), g * p.cout_g + co0, pos, nc, st,
-                     y);
-        }
       }
+    };
+    if (N % lanes == 0) {
+      st.with_kind([&](auto kind) {
+        st.template for_vectors<decltype(kind)::value>(
+            [&](auto &&, auto &&emit_one) { tiles(emit_one, std::true_type{}); });
+      });
+    } else {
+      tiles(nullptr, std::false_type{});
     }
   };
 
