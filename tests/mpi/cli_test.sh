@@ -13,7 +13,9 @@ set -euo pipefail
 mpiexec=$1 mpi_cli=$2 cli=$3 tests=$4 source_dir=${5:-}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-run() { local np=$1; shift; timeout 60 "$mpiexec" --oversubscribe -np "$np" "$@"; }
+# 300 s per command: a hang still ends the run, and the sanitizer build on a slow
+# 2-core host needs about 70 s for the certification by batch of the Fashion MLP.
+run() { local np=$1; shift; timeout 300 "$mpiexec" --oversubscribe -np "$np" "$@"; }
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
 run 1 "$tests" --make-fixture "$dir"
