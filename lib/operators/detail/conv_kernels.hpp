@@ -139,7 +139,6 @@ static_assert(tile_cols<float> <= conv_max_tile_cols<float>);
 /// over k = 0..K-1 in order, so every level with FMA gives the same bits;
 /// with Accumulate the chain continues from the sums in ct (a later range of
 /// k: the same chain, cut into pieces that fit the L1 cache).
-
 /// With a Sink, the sums of the final piece of k go from the registers to
 /// sink(acc) (the fused store) instead of to ct: no round trip through memory.
 /// Never inlined: inside the large task body GCC ran out of general
@@ -348,17 +347,21 @@ template <class T> struct PlainStore {
   template <class F> void with_kind(F &&f) {
     f(std::integral_constant<ActivationKind, ActivationKind::identity>{});
   }
+  /// One vector: dst = alpha * acc (+ beta * dst).
+  template <class VT>
+  [[gnu::always_inline]] void one(T *__restrict dst, VT acc, VT va, VT vb) const {
+    VT t = va * acc;
+    if (beta != T(0))
+      t = madd_lanes<VT, T>(vb, Vec<T>::load(dst), t);
+    Vec<T>::store(dst, t);
+  }
   template <ActivationKind>
   void vectors(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
     using V = Vec<T>;
     using VT = typename V::type;
     const VT va = V::set1(alpha), vb = V::set1(beta);
-    for (index_t j = 0; j < len; j += V::lanes) {
-      VT t = va * V::load(src + j);
-      if (beta != T(0))
-        t = madd_lanes<VT, T>(vb, V::load(dst + j), t);
-      V::store(dst + j, t);
-    }
+    for (index_t j = 0; j < len; j += V::lanes)
+      one(dst + j, V::load(src + j), va, vb);
   }
   /// body(emit, emit_one) with emit(dst, src, len, yrow) = vectors<K>(dst,
   /// src, len, yrow) and emit_one(dst, acc, yrow) the same for one vector of
@@ -369,12 +372,8 @@ template <class T> struct PlainStore {
     const VT va = V::set1(alpha), vb = V::set1(beta);
     body([&](T *dst, const T *src, index_t len,
              index_t yrow) { vectors<K>(dst, src, len, yrow); },
-         [&](T *__restrict dst, VT acc, index_t) __attribute__((always_inline)) {
-           VT t = va * acc;
-           if (beta != T(0))
-             t = madd_lanes<VT, T>(vb, V::load(dst), t);
-           V::store(dst, t);
-         });
+         [&](T *__restrict dst, VT acc, index_t)
+             __attribute__((always_inline)) { one(dst, acc, va, vb); });
   }
   /// strided() with ld = 1.
   void contiguous(T *__restrict dst, const T *__restrict src, index_t len, index_t) {
