@@ -540,12 +540,20 @@ template <class T> struct ActivatedStore {
     for (; j + V::lanes <= len; j += V::lanes)
       one(
           j, [](const T *p) { return V::load(p); }, [](T *p, VT v) { V::store(p, v); });
-    if (j < len) {
-      const index_t n = len - j;
-      one(
-          j, [n](const T *p) { return V::load_n(p, n); },
-          [n](T *p, VT v) { V::store_n(p, v, n); });
+    // The tail in scalars (the same formulas, so the same bits): AVX2's
+    // masked loads and stores are slow on AMD cores, and a batch of one
+    // column ends every run of output pixels with a tail.
+    T nf_tail = 0;
+    for (; j < len; ++j) {
+      T t = madd(alpha, src[j], Bias ? b[j] : T(0));
+      if constexpr (Beta)
+        t = madd(beta, dst[j], t);
+      if constexpr (Res)
+        t = madd(res_scale, add[j], t);
+      nf_tail += t - t;
+      dst[j] = activate(K, slope, t);
     }
+    bad_scalar += nf_tail;
     bad += nf;
   }
   bool residual_ld_is(index_t ld) const { return !res || res_ld == ld; }
