@@ -275,7 +275,12 @@ TEST_CASE("Execution: the bound analyzer and certification run in BoundOptions::
   auto B = std::make_shared<CsrMatrix<double>>(random_matrix(rng, n, p, 2, 1.0));
   auto C = std::make_shared<CsrMatrix<double>>(random_matrix(rng, q, n, 20, 1.0));
   const Model<double> model(A, B, C);
-  Batch<double> U(p, 32);
+#if defined(__SANITIZE_ADDRESS__)
+  const index_t inputs = 8; // sanitizer builds (10-20x slower): fewer inputs
+#else
+  const index_t inputs = 32;
+#endif
+  Batch<double> U(p, inputs);
   std::uniform_real_distribution<double> u(-1, 1);
   for (index_t j = 0; j < U.cols(); ++j)
     for (index_t i = 0; i < p; ++i)

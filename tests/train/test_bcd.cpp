@@ -602,7 +602,7 @@ TEST_CASE("Section 7.2: proximal gradient recovers the input support (F1 = 1)",
 }
 
 TEST_CASE("Section 7.2: two stages (screen, refit selection) recover the support",
-          "[bcd][recovery]") {
+          "[bcd][recovery][slow]") {
   // tacit train --init implicit:n=10,p=100,q=1,density=1,kappa=0.5 --seed 1
   //   --loss squared --kappa 0.5 --optimizer sgd --lr 0.003 --momentum 0.9
   //   --batch-size 40 --epochs 400 --group-lasso 1 --groups inputs --reweight 200
