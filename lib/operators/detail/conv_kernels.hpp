@@ -491,7 +491,7 @@ template <class T> struct ActivatedStore {
     });
   }
   /// strided() with ld = 1 (and a residual with ld 1): consecutive rows,
-  /// whole vectors and a masked last one.
+  /// whole vectors and a scalar tail.
   void contiguous(T *__restrict dst, const T *__restrict src, index_t len,
                   index_t yrow0) {
     const T *__restrict b = bias ? bias + yrow0 : nullptr;
@@ -545,11 +545,8 @@ template <class T> struct ActivatedStore {
     // column ends every run of output pixels with a tail.
     T nf_tail = 0;
     for (; j < len; ++j) {
-      T t = madd(alpha, src[j], Bias ? b[j] : T(0));
-      if constexpr (Beta)
-        t = madd(beta, dst[j], t);
-      if constexpr (Res)
-        t = madd(res_scale, add[j], t);
+      const T t =
+          pre(src[j], Bias ? b[j] : T(0), Beta ? dst[j] : T(0), Res ? add[j] : T(0));
       nf_tail += t - t;
       dst[j] = activate(K, slope, t);
     }
